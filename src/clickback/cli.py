@@ -1,0 +1,366 @@
+"""The `clickback` command: serve, migrate, set up, inspect.
+
+Setup commands go through the same validation as the admin API (`domain.admin`), and
+bump the shared config version, so a running server sees the change within a second.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from clickback.config import Settings
+from clickback.domain import admin
+from clickback.domain.ports import Store
+from clickback.errors import ClickbackError
+from clickback.storage import open_store
+from clickback.web import present
+
+app = typer.Typer(no_args_is_help=True, help="clickback: self-hosted S2S conversion tracking.")
+advertiser_app = typer.Typer(no_args_is_help=True, help="Advertisers.")
+offer_app = typer.Typer(no_args_is_help=True, help="Offers.")
+affiliate_app = typer.Typer(no_args_is_help=True, help="Affiliates.")
+link_app = typer.Typer(no_args_is_help=True, help="Tracking links.")
+token_app = typer.Typer(no_args_is_help=True, help="Admin API tokens.")
+for sub, name in (
+    (advertiser_app, "advertiser"),
+    (offer_app, "offer"),
+    (affiliate_app, "affiliate"),
+    (link_app, "link"),
+    (token_app, "token"),
+):
+    app.add_typer(sub, name=name)
+
+console = Console()
+T = TypeVar("T")
+
+DbOption = Annotated[
+    str | None, typer.Option("--db", help="Database URL (default: CLICKBACK_DATABASE_URL).")
+]
+
+
+def _settings(db: str | None) -> Settings:
+    if db:
+        os.environ["CLICKBACK_DATABASE_URL"] = db
+    return Settings.from_env()
+
+
+def _run(db: str | None, work: Callable[[Store], Awaitable[T]]) -> T:
+    settings = _settings(db)
+
+    async def go() -> T:
+        store = await open_store(settings.database_url, settings)
+        try:
+            await store.migrate()
+            return await work(store)
+        finally:
+            await store.close()
+
+    try:
+        return asyncio.run(go())
+    except ClickbackError as exc:
+        console.print(f"[red]error[/red] ({exc.code}): {exc.message}")
+        raise typer.Exit(2) from None
+
+
+def _table(rows: list[dict[str, Any]], columns: list[str]) -> None:
+    table = Table(*columns)
+    for r in rows:
+        table.add_row(*("" if r.get(c) is None else str(r.get(c)) for c in columns))
+    console.print(table)
+
+
+def _list(
+    db: str | None,
+    kind: str,
+    columns: list[str],
+    limit: int = 100,
+    filters: dict[str, Any] | None = None,
+) -> None:
+    base = _settings(db).public_url or "http://127.0.0.1:8080"
+
+    async def work(store: Store) -> list[dict[str, Any]]:
+        page = await store.list_rows(kind, filters or {}, None, None, limit, None)
+        return [present.PRESENTERS[kind](r, base) for r in page.items]
+
+    _table(_run(db, work), columns)
+
+
+@app.command()
+def migrate(db: DbOption = None) -> None:
+    """Create or upgrade the schema."""
+    version = _run(db, lambda store: store.migrate())
+    console.print(f"schema at version {version}")
+
+
+async def create_demo(store: Store, base: str) -> tuple[str, str]:
+    """A demo advertiser, offer, affiliate and link (made once); their two URLs."""
+    page = await store.list_rows("links", {}, None, None, 1, None)
+    link: dict[str, Any] | None
+    if page.items:
+        link = page.items[-1]
+    else:
+        adv = await admin.create_advertiser(store, {"name": "Demo Shop"})
+        offer = await admin.create_offer(
+            store,
+            {
+                "advertiser_id": adv,
+                "name": "Demo offer",
+                "payout_type": "cps",
+                "payout_percent": "10",
+                "currency": "USD",
+                "destination_url": "https://shop.example.com/landing?utm_source=clickback",
+            },
+        )
+        aff = await admin.create_affiliate(store, {"name": "Demo Affiliate"})
+        link_id = await admin.create_link(store, {"offer_id": offer, "affiliate_id": aff})
+        link = await store.get_row("links", link_id)
+    assert link is not None
+    tracking = f"{base}/c/{link['code']}?sub1=demo"
+    postback = (
+        f"{base}/postback?refid=REFID&orderamount=49.90&ordernumber=ORDER-1"
+        "&coupon=&currency=USD&geo=US&commissionid="
+    )
+    return tracking, postback
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8080,
+    db: DbOption = None,
+    workers: Annotated[int, typer.Option(help="Worker processes (SQLite: keep 1).")] = 1,
+    demo: Annotated[bool, typer.Option(help="Create demo data and print URLs to try.")] = False,
+) -> None:
+    """Run the tracker (migrates the schema first)."""
+    settings = _settings(db)
+    base = settings.public_url or f"http://{host}:{port}"
+
+    async def prepare(store: Store) -> tuple[str, str] | None:
+        return await create_demo(store, base) if demo else None
+
+    urls = _run(db, prepare)
+    if urls:
+        console.print(f"Tracking link: {urls[0]}", soft_wrap=True)
+        console.print("Follow it, copy the refid from the landing URL, then fire:")
+        console.print(f"Postback:      {urls[1]}", soft_wrap=True)
+    console.print(f"clickback on {base} (database {settings.database_url})")
+    from granian import Granian
+    from granian.constants import HTTPModes, Interfaces, Loops
+
+    Granian(
+        "clickback.web.app:app_from_env",
+        address=host,
+        port=port,
+        interface=Interfaces.ASGI,
+        workers=workers,
+        loop=Loops.uvloop,
+        http=HTTPModes.http1,
+        factory=True,
+        log_access=False,
+    ).serve()
+
+
+# -- setup ----------------------------------------------------------------------------
+
+
+@advertiser_app.command("create")
+def advertiser_create(
+    name: str,
+    token: Annotated[str | None, typer.Option(help="Postback token (generated if absent).")] = None,
+    require_token: Annotated[bool, typer.Option(help="Refuse postbacks without it.")] = False,
+    db: DbOption = None,
+) -> None:
+    values = {"name": name, "postback_token": token, "require_token": require_token}
+    new_id = _run(db, lambda s: admin.create_advertiser(s, values))
+    console.print(f"advertiser {new_id} created")
+
+
+@advertiser_app.command("list")
+def advertiser_list(db: DbOption = None) -> None:
+    _list(db, "advertisers", ["id", "name", "require_token", "postback_token", "created_at"])
+
+
+@offer_app.command("create")
+def offer_create(
+    advertiser: Annotated[int, typer.Option(help="Advertiser id.")],
+    name: Annotated[str, typer.Option()],
+    url: Annotated[str, typer.Option(help="Destination (landing page) URL.")],
+    payout_type: Annotated[str, typer.Option(help="cpa, cps or cpl.")] = "cpa",
+    payout_amount: Annotated[str, typer.Option(help="CPA/CPL amount, e.g. 12.50.")] = "0",
+    payout_percent: Annotated[str, typer.Option(help="CPS percent of orderamount.")] = "0",
+    currency: Annotated[str, typer.Option()] = "USD",
+    window_days: Annotated[int, typer.Option(help="Attribution window in days.")] = 30,
+    refid_param: Annotated[str, typer.Option(help="Query parameter for the RefID.")] = "refid",
+    db: DbOption = None,
+) -> None:
+    values = {
+        "advertiser_id": advertiser,
+        "name": name,
+        "destination_url": url,
+        "payout_type": payout_type,
+        "payout_amount": payout_amount,
+        "payout_percent": payout_percent,
+        "currency": currency,
+        "attribution_window_days": window_days,
+        "refid_param": refid_param,
+    }
+    new_id = _run(db, lambda s: admin.create_offer(s, values))
+    console.print(f"offer {new_id} created")
+
+
+@offer_app.command("list")
+def offer_list(db: DbOption = None) -> None:
+    _list(
+        db,
+        "offers",
+        [
+            "id",
+            "advertiser_id",
+            "name",
+            "payout_type",
+            "payout_amount",
+            "payout_percent",
+            "currency",
+            "status",
+            "destination_url",
+        ],
+    )
+
+
+def _set_status(offer_id: int, status: str, db: str | None) -> None:
+    _run(db, lambda s: admin.update_offer(s, offer_id, {"status": status}))
+    console.print(f"offer {offer_id} {status}")
+
+
+@offer_app.command("pause")
+def offer_pause(offer_id: int, db: DbOption = None) -> None:
+    _set_status(offer_id, "paused", db)
+
+
+@offer_app.command("activate")
+def offer_activate(offer_id: int, db: DbOption = None) -> None:
+    _set_status(offer_id, "active", db)
+
+
+@affiliate_app.command("create")
+def affiliate_create(name: str, db: DbOption = None) -> None:
+    new_id = _run(db, lambda s: admin.create_affiliate(s, {"name": name}))
+    console.print(f"affiliate {new_id} created")
+
+
+@affiliate_app.command("list")
+def affiliate_list(db: DbOption = None) -> None:
+    _list(db, "affiliates", ["id", "name", "created_at"])
+
+
+@link_app.command("create")
+def link_create(
+    offer: Annotated[int, typer.Option(help="Offer id.")],
+    affiliate: Annotated[int, typer.Option(help="Affiliate id.")],
+    db: DbOption = None,
+) -> None:
+    values = {"offer_id": offer, "affiliate_id": affiliate}
+    base = _settings(db).public_url or "http://127.0.0.1:8080"
+
+    async def work(store: Store) -> dict[str, Any]:
+        row = await store.get_row("links", await admin.create_link(store, values))
+        assert row is not None
+        return present.link(row, base)
+
+    link = _run(db, work)
+    console.print(f"link {link['id']} created: {link['tracking_url']}")
+
+
+@link_app.command("list")
+def link_list(db: DbOption = None) -> None:
+    _list(db, "links", ["id", "code", "offer_id", "affiliate_id", "tracking_url"])
+
+
+@app.command("conversions")
+def conversions_list(limit: int = 50, refid: str | None = None, db: DbOption = None) -> None:
+    """Recent conversions, newest first."""
+    _list(
+        db,
+        "conversions",
+        [
+            "id",
+            "created_at",
+            "refid",
+            "offer_id",
+            "affiliate_id",
+            "sub1",
+            "ordernumber",
+            "orderamount",
+            "currency",
+            "commission",
+            "status",
+        ],
+        limit,
+        {"refid": refid} if refid else None,
+    )
+
+
+@app.command("postbacks")
+def postbacks_list(limit: int = 50, outcome: str | None = None, db: DbOption = None) -> None:
+    """The postback ledger, newest first: every postback received, with its outcome."""
+    _list(
+        db,
+        "postbacks",
+        [
+            "id",
+            "received_at",
+            "method",
+            "refid",
+            "ordernumber",
+            "outcome",
+            "http_status",
+            "errors",
+            "conversion_id",
+        ],
+        limit,
+        {"outcome": outcome} if outcome else None,
+    )
+
+
+# -- tokens ---------------------------------------------------------------------------
+
+
+@token_app.command("create")
+def token_create(
+    name: Annotated[str, typer.Option(help="What the token is for.")] = "cli",
+    role: Annotated[str, typer.Option(help="admin or read.")] = "admin",
+    db: DbOption = None,
+) -> None:
+    """Create an API token; it is shown once, only its hash is stored."""
+    from clickback.web.api import hash_token
+
+    if role not in ("admin", "read"):
+        console.print("[red]error[/red]: --role is admin or read")
+        raise typer.Exit(2)
+    token = admin.new_token()
+    _run(db, lambda s: s.create_token(name, hash_token(token), role))
+    print(token)
+
+
+@token_app.command("list")
+def token_list(db: DbOption = None) -> None:
+    _table(_run(db, lambda s: s.list_tokens()), ["id", "name", "role", "created_at", "revoked_at"])
+
+
+@token_app.command("revoke")
+def token_revoke(token_id: int, db: DbOption = None) -> None:
+    if not _run(db, lambda s: s.revoke_token(token_id)):
+        console.print(f"[red]error[/red]: no active token {token_id}")
+        raise typer.Exit(2)
+    console.print(f"token {token_id} revoked")
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,95 @@
+"""Settings, read once from `CLICKBACK_*` environment variables (and CLI flags that set them).
+
+Every setting is declared in `SETTINGS` with its default and a line of documentation;
+`docs/configuration.md` lists them all and a test keeps the two in step.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from clickback.errors import ConfigError
+
+# name -> (default, documentation)
+SETTINGS: dict[str, tuple[str, str]] = {
+    "CLICKBACK_DATABASE_URL": (
+        "sqlite:///clickback.db",
+        "Where data lives: `sqlite:///path.db` (the default, `./clickback.db`) or "
+        "`postgresql://user@host:port/db`.",
+    ),
+    "CLICKBACK_PUBLIC_URL": (
+        "",
+        "Base URL that tracking links and postback URLs are shown with, e.g. "
+        "`https://track.example.com`. Empty: `http://HOST:PORT` of `serve`.",
+    ),
+    "CLICKBACK_ADMIN_TOKEN": (
+        "",
+        "A bearer token with the admin role for `/api/v1`, besides tokens made with "
+        "`clickback token create`. Empty: only those.",
+    ),
+    "CLICKBACK_SECRET": (
+        "",
+        "Comma-separated keys that sign RefIDs; the first signs, all verify (rotation). "
+        "Empty: a key generated once and stored in the database, shared by every node.",
+    ),
+    "CLICKBACK_CLICK_DURABILITY": (
+        "sync",
+        "`sync`: the click row is committed before the 302 is sent. `async`: the 302 is "
+        "sent at once and the click committed in the next batch (a crash may lose the "
+        "click row; its conversions are still attributed from the signed RefID).",
+    ),
+    "CLICKBACK_BATCH_MAX": (
+        "512",
+        "Most rows the writer commits in one transaction.",
+    ),
+    "CLICKBACK_CACHE_CHECK_SECONDS": (
+        "1.0",
+        "How often each process checks whether links, offers or advertisers changed.",
+    ),
+    "CLICKBACK_PG_POOL_SIZE": (
+        "4",
+        "PostgreSQL connections per process for reads (the writer has its own).",
+    ),
+}
+
+
+def _get(env: Mapping[str, str], name: str) -> str:
+    return env.get(name, SETTINGS[name][0])
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str = SETTINGS["CLICKBACK_DATABASE_URL"][0]
+    public_url: str = ""
+    admin_token: str = ""
+    secrets: tuple[str, ...] = field(default_factory=tuple)
+    click_durability: str = "sync"
+    batch_max: int = 512
+    cache_check_seconds: float = 1.0
+    pg_pool_size: int = 4
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        durability = _get(env, "CLICKBACK_CLICK_DURABILITY")
+        if durability not in ("sync", "async"):
+            raise ConfigError("CLICKBACK_CLICK_DURABILITY must be `sync` or `async`")
+        try:
+            batch_max = int(_get(env, "CLICKBACK_BATCH_MAX"))
+            check = float(_get(env, "CLICKBACK_CACHE_CHECK_SECONDS"))
+            pool = int(_get(env, "CLICKBACK_PG_POOL_SIZE"))
+        except ValueError as exc:
+            raise ConfigError(f"bad numeric setting: {exc}") from exc
+        secrets = tuple(s.strip() for s in _get(env, "CLICKBACK_SECRET").split(",") if s.strip())
+        return cls(
+            database_url=_get(env, "CLICKBACK_DATABASE_URL"),
+            public_url=_get(env, "CLICKBACK_PUBLIC_URL").rstrip("/"),
+            admin_token=_get(env, "CLICKBACK_ADMIN_TOKEN"),
+            secrets=secrets,
+            click_durability=durability,
+            batch_max=max(1, batch_max),
+            cache_check_seconds=check,
+            pg_pool_size=max(1, pool),
+        )

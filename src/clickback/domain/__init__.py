@@ -1,0 +1,1 @@
+"""The domain core: plain values in, plain values out; no HTTP, no SQL."""

@@ -1,0 +1,203 @@
+"""Setting up advertisers, offers, affiliates and links: validation and defaults.
+
+Shared by the admin API and the CLI, so both accept and refuse exactly the same input.
+Takes loosely typed values (JSON bodies, CLI flags), returns the stored object's id.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Mapping
+from decimal import Decimal
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+from clickback.domain import money
+from clickback.domain.models import OfferStatus, PayoutType
+from clickback.domain.ports import Store
+from clickback.errors import InputError, NotFoundError
+
+_URL_SAFE = ":/?#[]@!$&'()*+,;=%{}~-._"
+
+
+def new_token() -> str:
+    return secrets.token_urlsafe(24)
+
+
+def new_link_code() -> str:
+    return secrets.token_urlsafe(6)
+
+
+def _name(values: Mapping[str, Any]) -> str:
+    name = values.get("name")
+    if not isinstance(name, str) or not name.strip() or len(name) > 200:
+        raise InputError(
+            "`name` is required: 1 to 200 characters", code="invalid_name", field="name"
+        )
+    return name.strip()
+
+
+def _id(values: Mapping[str, Any], field: str) -> int:
+    value = values.get(field)
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise InputError(f"`{field}` is required: an id", code="invalid_id", field=field)
+    try:
+        return int(value)
+    except ValueError:
+        raise InputError(
+            f"`{field}` must be an integer id", code="invalid_id", field=field
+        ) from None
+
+
+def _decimal(values: Mapping[str, Any], field: str) -> Decimal:
+    raw = values.get(field)
+    text = str(raw) if isinstance(raw, int | str) and not isinstance(raw, bool) else ""
+    amount = money.parse_amount(text)
+    if amount is None:
+        raise InputError(
+            f'`{field}` must be a non-negative decimal given as a string, e.g. "12.50"',
+            code="invalid_amount",
+            field=field,
+        )
+    return amount
+
+
+def destination_url(raw: Any) -> str:
+    if not isinstance(raw, str):
+        raise InputError(
+            "`destination_url` is required", code="invalid_url", field="destination_url"
+        )
+    url = quote(raw.strip(), safe=_URL_SAFE)  # IRIs become plain ASCII URLs
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc or len(url) > 2000:
+        raise InputError(
+            "`destination_url` must be an absolute http(s) URL of at most 2000 characters",
+            code="invalid_url",
+            field="destination_url",
+        )
+    return url
+
+
+def offer_values(values: Mapping[str, Any], partial: bool = False) -> dict[str, Any]:
+    """Validated offer columns (only those given, when `partial`)."""
+    out: dict[str, Any] = {}
+
+    def given(field: str) -> bool:
+        return field in values and values[field] is not None
+
+    if not partial or given("advertiser_id"):
+        out["advertiser_id"] = _id(values, "advertiser_id")
+    if not partial or given("name"):
+        out["name"] = _name(values)
+    if not partial or given("destination_url"):
+        out["destination_url"] = destination_url(values.get("destination_url"))
+    if not partial or given("refid_param"):
+        param = values.get("refid_param") or "refid"
+        if not isinstance(param, str) or not 0 < len(param) <= 50:
+            raise InputError(
+                "`refid_param` must be a parameter name", code="invalid_param", field="refid_param"
+            )
+        out["refid_param"] = param
+    if not partial or given("currency"):
+        currency = money.normalize_currency(str(values.get("currency") or "USD"))
+        if currency is None:
+            raise InputError(
+                "`currency` must be an ISO 4217 code", code="invalid_currency", field="currency"
+            )
+        out["currency"] = currency
+    if not partial or given("payout_type"):
+        try:
+            ptype = PayoutType(str(values.get("payout_type") or "cpa").lower())
+        except ValueError:
+            raise InputError(
+                "`payout_type` must be cpa, cps or cpl",
+                code="invalid_payout_type",
+                field="payout_type",
+            ) from None
+        out["payout_type"] = ptype.value
+        out["payout_amount"] = 0
+        out["payout_percent"] = "0"
+        if ptype is PayoutType.CPS:
+            percent = _decimal(values, "payout_percent")
+            if percent > 100:
+                raise InputError(
+                    "`payout_percent` is at most 100",
+                    code="invalid_percent",
+                    field="payout_percent",
+                )
+            out["payout_percent"] = str(percent)
+        else:
+            currency = out.get("currency") or str(values.get("currency") or "USD").upper()
+            amount = _decimal(values, "payout_amount")
+            if not money.fits_currency(amount, currency):
+                raise InputError(
+                    f"`payout_amount` has more decimals than {currency} has",
+                    code="invalid_amount",
+                    field="payout_amount",
+                )
+            out["payout_amount"] = money.to_minor(amount, currency)
+    if not partial or given("attribution_window_days"):
+        days = values.get("attribution_window_days", 30)
+        try:
+            days = int(days if days is not None else 30)
+        except (TypeError, ValueError):
+            days = -1
+        if not 1 <= days <= 3650:
+            raise InputError(
+                "`attribution_window_days` must be 1 to 3650",
+                code="invalid_window",
+                field="attribution_window_days",
+            )
+        out["attribution_window_days"] = days
+    if not partial or given("status"):
+        try:
+            out["status"] = OfferStatus(str(values.get("status") or "active")).value
+        except ValueError:
+            raise InputError(
+                "`status` must be active or paused", code="invalid_status", field="status"
+            ) from None
+    return out
+
+
+async def create_advertiser(store: Store, values: Mapping[str, Any]) -> int:
+    name = _name(values)
+    token = values.get("postback_token") or new_token()
+    if not isinstance(token, str) or len(token) > 200:
+        raise InputError(
+            "`postback_token` must be a string", code="invalid_token", field="postback_token"
+        )
+    return await store.create_advertiser(name, token, bool(values.get("require_token", False)))
+
+
+async def create_offer(store: Store, values: Mapping[str, Any]) -> int:
+    cols = offer_values(values)
+    if await store.get_row("advertisers", cols["advertiser_id"]) is None:
+        raise NotFoundError(
+            f"advertiser {cols['advertiser_id']} does not exist", field="advertiser_id"
+        )
+    return await store.create_offer(cols)
+
+
+async def update_offer(store: Store, offer_id: int, values: Mapping[str, Any]) -> None:
+    current = await store.get_row("offers", offer_id)
+    if current is None:
+        raise NotFoundError(f"offer {offer_id} does not exist")
+    if "payout_amount" in values and "currency" not in values:
+        values = {**values, "currency": current["currency"]}
+    cols = offer_values(values, partial=True)
+    cols.pop("advertiser_id", None)
+    await store.update_offer(offer_id, cols)
+
+
+async def create_affiliate(store: Store, values: Mapping[str, Any]) -> int:
+    return await store.create_affiliate(_name(values))
+
+
+async def create_link(store: Store, values: Mapping[str, Any]) -> int:
+    offer_id = _id(values, "offer_id")
+    affiliate_id = _id(values, "affiliate_id")
+    if await store.get_row("offers", offer_id) is None:
+        raise NotFoundError(f"offer {offer_id} does not exist", field="offer_id")
+    if await store.get_row("affiliates", affiliate_id) is None:
+        raise NotFoundError(f"affiliate {affiliate_id} does not exist", field="affiliate_id")
+    return await store.create_link(new_link_code(), offer_id, affiliate_id)

@@ -1,0 +1,100 @@
+"""The in-process cache of links, offers and advertisers that the hot paths read.
+
+A change made through this process is seen at once (`reload`); other processes and
+nodes see it within `check_seconds`, because every change bumps a version number in
+the database that each process polls. A link code missing from the cache falls
+through to the database, so a link made on another node works at once everywhere.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass
+
+from clickback.domain.models import Advertiser, Link, Offer, OfferStatus
+from clickback.domain.ports import Store
+from clickback.domain.redirect import RedirectTemplate
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """What a click on one link needs, precomputed."""
+
+    link_id: int
+    offer_id: int
+    affiliate_id: int
+    serving: bool  # link active and offer active
+    template: RedirectTemplate
+
+
+class Catalog:
+    def __init__(self, store: Store, check_seconds: float = 1.0):
+        self._store = store
+        self._check_seconds = check_seconds
+        self.version = -1
+        self.routes: dict[str, Route] = {}
+        self.links: dict[int, Link] = {}
+        self.offers: dict[int, Offer] = {}
+        self.advertisers: dict[int, Advertiser] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    async def reload(self) -> None:
+        snap = await self._store.load_catalog()
+        self.advertisers = {a.id: a for a in snap.advertisers}
+        self.offers = {o.id: o for o in snap.offers}
+        self.links = {}
+        self.routes = {}
+        for link in snap.links:
+            self._add(link)
+        self.version = snap.version
+
+    def _add(self, link: Link) -> Route | None:
+        offer = self.offers.get(link.offer_id)
+        if offer is None:
+            return None
+        self.links[link.id] = link
+        route = Route(
+            link.id,
+            offer.id,
+            link.affiliate_id,
+            link.active and offer.status is OfferStatus.ACTIVE,
+            RedirectTemplate(offer.destination_url, offer.refid_param, offer.id, link.affiliate_id),
+        )
+        self.routes[link.code] = route
+        return route
+
+    async def route(self, code: str) -> Route | None:
+        route = self.routes.get(code)
+        if route is not None:
+            return route
+        link = await self._store.link_by_code(code)
+        if link is None:
+            return None
+        if link.offer_id not in self.offers:
+            await self.reload()  # made elsewhere together with its offer
+            return self.routes.get(code)
+        return self._add(link)
+
+    async def refresh_if_changed(self) -> bool:
+        if await self._store.config_version() != self.version:
+            await self.reload()
+            return True
+        return False
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._poll())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _poll(self) -> None:
+        while True:
+            await asyncio.sleep(self._check_seconds)
+            # a failed check is retried on the next tick; the cache keeps serving
+            with contextlib.suppress(Exception):
+                await self.refresh_if_changed()

@@ -1,0 +1,86 @@
+"""The things clickback tracks, as frozen dataclasses (plain values, no behaviour of note).
+
+Money is held as integer minor units of the named currency; times as integer
+microseconds since the Unix epoch, UTC.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+from enum import StrEnum
+
+
+class PayoutType(StrEnum):
+    CPA = "cpa"  # a fixed amount per conversion
+    CPS = "cps"  # a percent of orderamount
+    CPL = "cpl"  # a fixed amount per lead (orderamount is usually 0)
+
+
+class OfferStatus(StrEnum):
+    ACTIVE = "active"
+    PAUSED = "paused"
+
+
+class Outcome(StrEnum):
+    """What became of a postback; stored with it in the ledger."""
+
+    ACCEPTED = "accepted"
+    DUPLICATE = "duplicate"
+    REJECTED = "rejected"  # bad fields (400)
+    UNKNOWN_REFID = "unknown_refid"  # 404
+    EXPIRED_REFID = "expired_refid"  # 422
+    OFFER_PAUSED = "offer_paused"  # 422
+    FORBIDDEN = "forbidden"  # 403, token
+
+
+@dataclass(frozen=True, slots=True)
+class Advertiser:
+    id: int
+    name: str
+    postback_token: str
+    require_token: bool
+    created_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class Offer:
+    id: int
+    advertiser_id: int
+    name: str
+    destination_url: str
+    refid_param: str
+    payout_type: PayoutType
+    payout_amount: int  # minor units of `currency` (CPA, CPL)
+    payout_percent: Decimal  # CPS
+    currency: str
+    attribution_window_days: int
+    status: OfferStatus
+    created_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class Affiliate:
+    id: int
+    name: str
+    created_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class Link:
+    id: int
+    code: str
+    offer_id: int
+    affiliate_id: int
+    active: bool
+    created_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class FieldError:
+    field: str
+    code: str
+    message: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"field": self.field, "code": self.code, "message": self.message}

@@ -1,0 +1,91 @@
+"""Exact money: ISO 4217 currencies, their minor units, parsing and half-up rounding.
+
+Amounts are `Decimal` in the domain and integer minor units in storage; a float never
+touches money. Rounding is defined here once: half-up to the currency's minor unit.
+"""
+
+from __future__ import annotations
+
+import re
+from decimal import ROUND_HALF_UP, Decimal
+from functools import cache
+
+import pycountry
+
+# ISO 4217 minor-unit exponents that are not 2. Every other active code has 2.
+_EXPONENTS: dict[str, int] = {
+    **dict.fromkeys(("BIF", "CLP", "DJF", "GNF", "ISK", "JPY", "KMF", "KRW", "PYG"), 0),
+    **dict.fromkeys(("RWF", "UGX", "UYI", "VND", "VUV", "XAF", "XOF", "XPF"), 0),
+    **dict.fromkeys(("BHD", "IQD", "JOD", "KWD", "LYD", "OMR", "TND"), 3),
+    **dict.fromkeys(("CLF", "UYW"), 4),
+}
+# Codes without a minor unit at all (precious metals, testing, SDR...): not money here.
+_NOT_CURRENCIES = frozenset(
+    ("XAG", "XAU", "XBA", "XBB", "XBC", "XBD", "XDR", "XPD", "XPT", "XSU", "XTS", "XUA", "XXX")
+)
+
+_AMOUNT_RE = re.compile(r"\A[0-9]{1,15}(?:\.[0-9]{1,8})?\Z")
+
+
+@cache
+def currencies() -> frozenset[str]:
+    """Every ISO 4217 code accepted as a currency."""
+    return frozenset(c.alpha_3 for c in pycountry.currencies) - _NOT_CURRENCIES
+
+
+@cache
+def countries() -> frozenset[str]:
+    """Every ISO 3166-1 alpha-2 code."""
+    return frozenset(c.alpha_2 for c in pycountry.countries)
+
+
+def exponent(currency: str) -> int:
+    return _EXPONENTS.get(currency, 2)
+
+
+def normalize_currency(value: str) -> str | None:
+    """`eur` -> `EUR`; None when it is not an ISO 4217 code."""
+    code = value.strip().upper()
+    return code if code in currencies() else None
+
+
+def parse_amount(text: str) -> Decimal | None:
+    """A plain non-negative decimal (`12`, `12.5`, `0`); None for anything else
+    (`-1`, `1e3`, `NaN`, `12,50`, `+3`, ` 1`)."""
+    if not _AMOUNT_RE.match(text):
+        return None
+    return Decimal(text)
+
+
+def fits_currency(amount: Decimal, currency: str) -> bool:
+    """True when the amount has no more decimals than the currency's minor unit."""
+    exp = amount.as_tuple().exponent
+    assert isinstance(exp, int)
+    return -exp <= exponent(currency) or amount == amount.quantize(
+        Decimal(1).scaleb(-exponent(currency))
+    )
+
+
+def round_money(amount: Decimal, currency: str) -> Decimal:
+    """Half-up (commercial) rounding to the currency's minor unit."""
+    return amount.quantize(Decimal(1).scaleb(-exponent(currency)), rounding=ROUND_HALF_UP)
+
+
+def to_minor(amount: Decimal, currency: str) -> int:
+    """Integer minor units of an amount already rounded to the currency."""
+    return int(round_money(amount, currency).scaleb(exponent(currency)))
+
+
+def from_minor(minor: int, currency: str) -> Decimal:
+    return Decimal(minor).scaleb(-exponent(currency))
+
+
+def format_minor(minor: int, currency: str) -> str:
+    """Minor units as the decimal string the API and reports show: `1234` USD -> `12.34`."""
+    exp = exponent(currency)
+    d = Decimal(minor).scaleb(-exp)
+    return f"{d:.{exp}f}"
+
+
+def percent_of(amount: Decimal, percent: Decimal, currency: str) -> Decimal:
+    return round_money(amount * percent / 100, currency)

@@ -1,0 +1,140 @@
+"""What the domain needs from the outside world, as Protocols: a Store and a Clock.
+
+Storage implements `Store` once per engine (`storage.sqlite`, `storage.postgres`).
+Rows written on the hot paths are plain tuples in the column order given here, so the
+writer hands them to the driver without building objects.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from clickback.domain.models import Advertiser, Link, Offer, Outcome
+
+# (refid, link_id, offer_id, affiliate_id, sub1, sub2, sub3, sub4, sub5,
+#  ip, user_agent, referer, created_at, is_test)
+ClickRow = tuple[str, int, int, int, str, str, str, str, str, str, str, str, int, int]
+
+CLICK_COLUMNS = (
+    "refid",
+    "link_id",
+    "offer_id",
+    "affiliate_id",
+    "sub1",
+    "sub2",
+    "sub3",
+    "sub4",
+    "sub5",
+    "ip",
+    "user_agent",
+    "referer",
+    "created_at",
+    "is_test",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ConversionRow:
+    """A conversion to insert; sub-IDs and `is_test` come from its click row, if stored."""
+
+    refid: str
+    offer_id: int
+    affiliate_id: int
+    advertiser_id: int
+    link_id: int
+    ordernumber: str
+    orderamount: int  # minor units of currency
+    currency: str
+    commission: int  # minor units of commission_currency
+    commission_currency: str
+    coupon: str
+    geo: str
+    commissionid: str
+    status: str
+    created_at: int
+    clicked_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerRow:
+    """The raw postback as received, with the decision taken on it."""
+
+    received_at: int
+    method: str
+    ip: str
+    params: str  # JSON object of every parameter received
+    refid: str
+    ordernumber: str
+    advertiser_id: int | None
+    outcome: Outcome
+    http_status: int
+    errors: str  # JSON list of {field, code, message}
+
+
+@dataclass(frozen=True, slots=True)
+class PostbackWritten:
+    outcome: Outcome  # ACCEPTED, or DUPLICATE when the ordernumber was already counted
+    conversion_id: int | None
+    ledger_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    items: list[dict[str, Any]]
+    next_cursor: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class CatalogSnapshot:
+    version: int
+    advertisers: Sequence[Advertiser]
+    offers: Sequence[Offer]
+    links: Sequence[Link]
+
+
+class Store(Protocol):
+    async def migrate(self) -> int: ...
+    async def ping(self) -> bool: ...
+    async def close(self) -> None: ...
+
+    # hot paths: each returns once its row is committed (group commit)
+    async def write_click(self, row: ClickRow) -> None: ...
+    def queue_click(self, row: ClickRow) -> None: ...
+    async def write_postback(
+        self, ledger: LedgerRow, conversion: ConversionRow | None
+    ) -> PostbackWritten: ...
+
+    # shared state
+    async def get_or_set_meta(self, key: str, value: str) -> str: ...
+    async def config_version(self) -> int: ...
+    async def load_catalog(self) -> CatalogSnapshot: ...
+    async def link_by_code(self, code: str) -> Link | None: ...
+
+    # admin
+    async def create_advertiser(
+        self, name: str, postback_token: str, require_token: bool
+    ) -> int: ...
+    async def create_offer(self, values: Mapping[str, Any]) -> int: ...
+    async def update_offer(self, offer_id: int, values: Mapping[str, Any]) -> bool: ...
+    async def create_affiliate(self, name: str) -> int: ...
+    async def create_link(self, code: str, offer_id: int, affiliate_id: int) -> int: ...
+    async def get_row(self, table: str, row_id: int) -> dict[str, Any] | None: ...
+    async def list_rows(
+        self,
+        table: str,
+        filters: Mapping[str, Any],
+        since: int | None,
+        until: int | None,
+        limit: int,
+        cursor: str | None,
+    ) -> Page: ...
+    async def create_token(self, name: str, token_hash: str, role: str) -> int: ...
+    async def find_token(self, token_hash: str) -> dict[str, Any] | None: ...
+    async def list_tokens(self) -> list[dict[str, Any]]: ...
+    async def revoke_token(self, token_id: int) -> bool: ...
+
+
+class Clock(Protocol):
+    def now_us(self) -> int: ...

@@ -1,0 +1,109 @@
+"""Parsing and validating an advertiser's postback parameters.
+
+The seed's parameters: `refid`, `orderamount`, `ordernumber` (required) and `coupon`,
+`currency`, `geo`, `commissionid` (optional), plus `token` where the advertiser requires
+one. `clickid` is accepted as an alias of `refid`. Every bad field is reported, not just
+the first; unknown extra parameters are kept, not refused.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+
+from clickback.domain import money
+from clickback.domain.models import FieldError
+
+MAX_FIELD = 255
+MAX_REFID = 64
+
+
+@dataclass(frozen=True, slots=True)
+class PostbackInput:
+    refid: str
+    orderamount: Decimal
+    ordernumber: str
+    coupon: str
+    currency: str | None
+    geo: str | None
+    commissionid: str
+    token: str
+
+
+def _text(
+    params: Mapping[str, str], name: str, errors: list[FieldError], limit: int = MAX_FIELD
+) -> str:
+    value = params.get(name, "").strip()
+    if len(value) > limit:
+        errors.append(FieldError(name, "too_long", f"`{name}` is longer than {limit} characters"))
+    return value
+
+
+def parse_postback(params: Mapping[str, str]) -> PostbackInput | list[FieldError]:
+    errors: list[FieldError] = []
+    refid_name = "refid" if "refid" in params or "clickid" not in params else "clickid"
+    refid = _text(params, refid_name, errors, MAX_REFID)
+    if not refid:
+        errors.append(FieldError("refid", "missing", "`refid` is required: the RefID of the click"))
+
+    ordernumber = _text(params, "ordernumber", errors)
+    if not ordernumber:
+        errors.append(
+            FieldError("ordernumber", "missing", "`ordernumber` is required, unique per order")
+        )
+
+    amount_text = params.get("orderamount", "").strip()
+    amount = money.parse_amount(amount_text)
+    if not amount_text:
+        errors.append(
+            FieldError("orderamount", "missing", "`orderamount` is required (0 for a CPL lead)")
+        )
+    elif amount is None:
+        errors.append(
+            FieldError(
+                "orderamount",
+                "invalid_amount",
+                "`orderamount` must be a plain non-negative decimal such as 12.50",
+            )
+        )
+
+    currency: str | None = None
+    currency_text = params.get("currency", "").strip()
+    if currency_text:
+        currency = money.normalize_currency(currency_text)
+        if currency is None:
+            errors.append(
+                FieldError("currency", "invalid_currency", "`currency` must be an ISO 4217 code")
+            )
+    if currency and amount is not None and not money.fits_currency(amount, currency):
+        errors.append(_too_precise(currency))
+
+    geo: str | None = None
+    geo_text = params.get("geo", "").strip()
+    if geo_text:
+        geo = geo_text.upper()
+        if geo not in money.countries():
+            errors.append(
+                FieldError("geo", "invalid_geo", "`geo` must be an ISO 3166-1 alpha-2 code")
+            )
+
+    coupon = _text(params, "coupon", errors)
+    commissionid = _text(params, "commissionid", errors)
+    token = _text(params, "token", errors)
+    if errors or amount is None:
+        return errors
+    return PostbackInput(refid, amount, ordernumber, coupon, currency, geo, commissionid, token)
+
+
+def _too_precise(currency: str) -> FieldError:
+    return FieldError(
+        "orderamount",
+        "invalid_amount",
+        f"`orderamount` has more decimals than {currency} has ({money.exponent(currency)})",
+    )
+
+
+def check_precision(amount: Decimal, currency: str) -> FieldError | None:
+    """The error for an amount finer than the currency's minor unit, else None."""
+    return None if money.fits_currency(amount, currency) else _too_precise(currency)

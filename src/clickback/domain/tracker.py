@@ -1,0 +1,165 @@
+"""The two hot paths as domain calls: record a click, record a postback.
+
+The web layer hands over what it read off the request and gets back plain values to
+answer with. Each call makes one durable write through the store's group commit.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from clickback.domain import attribution, money
+from clickback.domain.catalog import Catalog
+from clickback.domain.models import FieldError, Outcome
+from clickback.domain.ports import ClickRow, LedgerRow, Store
+from clickback.domain.postback import parse_postback
+from clickback.domain.refid import RefIdCodec
+
+MAX_SUB = 255
+MAX_HEADER_VALUE = 512
+_EMPTY_SUBS = ("", "", "", "", "")
+
+
+class SystemClock:
+    def now_us(self) -> int:
+        return time.time_ns() // 1000
+
+
+@dataclass(frozen=True, slots=True)
+class PostbackAnswer:
+    status: int
+    body: dict[str, Any]
+
+
+def parse_subs(query: str) -> tuple[str, str, str, str, str]:
+    """sub1..sub5 from a raw query string; only those five are decoded."""
+    if "sub" not in query:
+        return _EMPTY_SUBS
+    from urllib.parse import unquote_plus
+
+    subs = ["", "", "", "", ""]
+    for part in query.split("&"):
+        if part[:3] == "sub" and len(part) > 5 and part[4] == "=" and "1" <= part[3] <= "5":
+            subs[int(part[3]) - 1] = unquote_plus(part[5:])[:MAX_SUB]
+    return (subs[0], subs[1], subs[2], subs[3], subs[4])
+
+
+class Tracker:
+    def __init__(
+        self,
+        store: Store,
+        catalog: Catalog,
+        codec: RefIdCodec,
+        clock: Any = None,
+        click_durability: str = "sync",
+    ):
+        self.store = store
+        self.catalog = catalog
+        self.codec = codec
+        self.clock = clock or SystemClock()
+        self._sync_clicks = click_durability == "sync"
+
+    async def click(
+        self, code: str, query: str, ip: str, user_agent: str, referer: str, is_test: int = 0
+    ) -> str | None:
+        """The Location to redirect to after the click is stored; None for no such link."""
+        route = self.catalog.routes.get(code) or await self.catalog.route(code)
+        if route is None or not route.serving:
+            return None
+        now_us = self.clock.now_us()
+        refid = self.codec.issue(route.link_id, now_us // 1000)
+        subs = parse_subs(query) if query else _EMPTY_SUBS
+        row: ClickRow = (
+            refid,
+            route.link_id,
+            route.offer_id,
+            route.affiliate_id,
+            *subs,
+            ip,
+            user_agent[:MAX_HEADER_VALUE],
+            referer[:MAX_HEADER_VALUE],
+            now_us,
+            is_test,
+        )
+        if self._sync_clicks:
+            await self.store.write_click(row)
+        else:
+            self.store.queue_click(row)
+        return route.template.build(refid, subs)
+
+    async def postback(
+        self,
+        method: str,
+        ip: str,
+        params: dict[str, str],
+        extra_errors: list[FieldError] | None = None,
+    ) -> PostbackAnswer:
+        """Decide on a postback and store it, raw, with the decision, in one write."""
+        now_us = self.clock.now_us()
+        conversion = None
+        advertiser_id = None
+        parsed = parse_postback(params)
+        if extra_errors:
+            refusal: attribution.Refusal | None = attribution.Refusal(
+                Outcome.REJECTED, extra_errors + (parsed if isinstance(parsed, list) else [])
+            )
+        elif isinstance(parsed, list):
+            refusal = attribution.Refusal(Outcome.REJECTED, parsed)
+        else:
+            info = self.codec.verify(parsed.refid)
+            if info is None:
+                refusal = attribution.unknown_refid()
+            else:
+                cat = self.catalog
+                if info.link_id not in cat.links:
+                    await cat.reload()  # a link made on another node; the MAC says it exists
+                link = cat.links.get(info.link_id)
+                offer = cat.offers.get(link.offer_id) if link else None
+                advertiser = cat.advertisers.get(offer.advertiser_id) if offer else None
+                advertiser_id = advertiser.id if advertiser else None
+                decided = attribution.decide(parsed, info, link, offer, advertiser, now_us)
+                if isinstance(decided, attribution.Refusal):
+                    refusal = decided
+                else:
+                    refusal, conversion = None, decided
+        outcome = refusal.outcome if refusal else Outcome.ACCEPTED
+        errors = [e.as_dict() for e in refusal.errors] if refusal else []
+        ledger = LedgerRow(
+            received_at=now_us,
+            method=method,
+            ip=ip,
+            params=orjson.dumps(params).decode(),
+            refid=params.get("refid") or params.get("clickid") or "",
+            ordernumber=params.get("ordernumber", ""),
+            advertiser_id=advertiser_id,
+            outcome=outcome,
+            http_status=attribution.HTTP_STATUS[outcome],
+            errors=orjson.dumps(errors).decode(),
+        )
+        written = await self.store.write_postback(ledger, conversion)
+        if refusal is not None:
+            body: dict[str, Any] = {"status": "rejected", "errors": errors}
+            if outcome is not Outcome.REJECTED:
+                body["code"] = errors[0]["code"]
+            return PostbackAnswer(ledger.http_status, body)
+        assert conversion is not None
+        if written.outcome is Outcome.DUPLICATE:
+            return PostbackAnswer(
+                200, {"status": "duplicate", "conversion_id": written.conversion_id}
+            )
+        return PostbackAnswer(
+            200,
+            {
+                "status": "accepted",
+                "conversion_id": written.conversion_id,
+                "refid": conversion.refid,
+                "commission": money.format_minor(
+                    conversion.commission, conversion.commission_currency
+                ),
+                "currency": conversion.commission_currency,
+            },
+        )

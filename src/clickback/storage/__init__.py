@@ -1,0 +1,22 @@
+"""Storage: one Store implementation per engine, chosen by the database URL's scheme."""
+
+from __future__ import annotations
+
+from clickback.config import Settings
+from clickback.domain.ports import Store
+from clickback.errors import ConfigError
+
+
+async def open_store(url: str, settings: Settings | None = None) -> Store:
+    settings = settings or Settings()
+    if url.startswith("sqlite:"):
+        from clickback.storage.sqlite import SqliteStore, path_from_url
+
+        return SqliteStore(path_from_url(url), batch_max=settings.batch_max)
+    if url.startswith(("postgresql:", "postgres:")):
+        from clickback.storage.postgres import PostgresStore
+
+        store = PostgresStore(url, pool_size=settings.pg_pool_size, batch_max=settings.batch_max)
+        await store.open()
+        return store
+    raise ConfigError(f"unsupported database URL {url!r}: use sqlite:///file.db or postgresql://…")

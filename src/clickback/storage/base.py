@@ -1,0 +1,282 @@
+"""SQL shared by both engines: admin writes, lists, the catalog and tokens.
+
+Engine classes provide four primitives (`_fetch`, `_write`, and the two hot-path
+writes); SQL is written once with `?` placeholders and translated for PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+import time
+from collections.abc import Mapping
+from decimal import Decimal
+from typing import Any
+
+from clickback.domain.listing import LISTS
+from clickback.domain.models import Advertiser, Link, Offer, OfferStatus, PayoutType
+from clickback.domain.ports import CatalogSnapshot, Page
+from clickback.errors import InputError
+
+_QMARK = re.compile(r"\?")
+
+OFFER_COLUMNS = (
+    "advertiser_id",
+    "name",
+    "destination_url",
+    "refid_param",
+    "payout_type",
+    "payout_amount",
+    "payout_percent",
+    "currency",
+    "attribution_window_days",
+    "status",
+)
+OFFER_UPDATABLE = frozenset(OFFER_COLUMNS) - {"advertiser_id"}
+
+
+def now_us() -> int:
+    return time.time_ns() // 1000
+
+
+def encode_cursor(key: Any) -> str:
+    return base64.urlsafe_b64encode(str(key).encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str, kind: type) -> Any:
+    try:
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        return kind(text)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InputError(
+            "`cursor` is not one this server gave out", code="invalid_cursor", field="cursor"
+        ) from exc
+
+
+def offer_from_row(r: Mapping[str, Any]) -> Offer:
+    return Offer(
+        id=r["id"],
+        advertiser_id=r["advertiser_id"],
+        name=r["name"],
+        destination_url=r["destination_url"],
+        refid_param=r["refid_param"],
+        payout_type=PayoutType(r["payout_type"]),
+        payout_amount=r["payout_amount"],
+        payout_percent=Decimal(r["payout_percent"]),
+        currency=r["currency"],
+        attribution_window_days=r["attribution_window_days"],
+        status=OfferStatus(r["status"]),
+        created_at=r["created_at"],
+    )
+
+
+def link_from_row(r: Mapping[str, Any]) -> Link:
+    return Link(
+        r["id"], r["code"], r["offer_id"], r["affiliate_id"], bool(r["active"]), r["created_at"]
+    )
+
+
+class SqlStore:
+    """Engine-neutral part of a Store. Subclasses set `engine` and the primitives."""
+
+    engine = ""
+
+    def _sql(self, sql: str) -> str:
+        if self.engine != "postgres":
+            return sql
+        n = 0
+
+        def number(_: re.Match[str]) -> str:
+            nonlocal n
+            n += 1
+            return f"${n}"
+
+        return _QMARK.sub(number, sql)
+
+    async def _fetch(self, sql: str, *args: Any) -> list[dict[str, Any]]:
+        raise NotImplementedError
+
+    async def _write(self, sql: str, *args: Any, bump: bool = False) -> Any:
+        """Run one statement in its own transaction; return the first column of its first
+        row (for RETURNING). `bump` also bumps the config version, in the same transaction."""
+        raise NotImplementedError
+
+    async def _fetchone(self, sql: str, *args: Any) -> dict[str, Any] | None:
+        rows = await self._fetch(sql, *args)
+        return rows[0] if rows else None
+
+    # -- catalog ------------------------------------------------------------------
+
+    async def config_version(self) -> int:
+        row = await self._fetchone("SELECT value FROM meta WHERE key = 'config_version'")
+        return int(row["value"]) if row else 0
+
+    async def load_catalog(self) -> CatalogSnapshot:
+        version = await self.config_version()
+        advertisers = [
+            Advertiser(
+                r["id"], r["name"], r["postback_token"], bool(r["require_token"]), r["created_at"]
+            )
+            for r in await self._fetch("SELECT * FROM advertisers")
+        ]
+        offers = [offer_from_row(r) for r in await self._fetch("SELECT * FROM offers")]
+        links = [link_from_row(r) for r in await self._fetch("SELECT * FROM links")]
+        return CatalogSnapshot(version, advertisers, offers, links)
+
+    async def link_by_code(self, code: str) -> Link | None:
+        row = await self._fetchone("SELECT * FROM links WHERE code = ?", code)
+        return link_from_row(row) if row else None
+
+    async def get_or_set_meta(self, key: str, value: str) -> str:
+        await self._write(
+            "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING", key, value
+        )
+        row = await self._fetchone("SELECT value FROM meta WHERE key = ?", key)
+        assert row is not None
+        return str(row["value"])
+
+    # -- admin writes ---------------------------------------------------------------
+
+    async def create_advertiser(self, name: str, postback_token: str, require_token: bool) -> int:
+        t = now_us()
+        return int(
+            await self._write(
+                "INSERT INTO advertisers (name, postback_token, require_token, created_at, "
+                "updated_at) VALUES (?, ?, ?, ?, ?) RETURNING id",
+                name,
+                postback_token,
+                int(require_token),
+                t,
+                t,
+                bump=True,
+            )
+        )
+
+    async def create_offer(self, values: Mapping[str, Any]) -> int:
+        t = now_us()
+        cols = ", ".join(OFFER_COLUMNS)
+        marks = ", ".join("?" * len(OFFER_COLUMNS))
+        args = [values[c] for c in OFFER_COLUMNS]
+        return int(
+            await self._write(
+                f"INSERT INTO offers ({cols}, created_at, updated_at) VALUES ({marks}, ?, ?) "
+                "RETURNING id",
+                *args,
+                t,
+                t,
+                bump=True,
+            )
+        )
+
+    async def update_offer(self, offer_id: int, values: Mapping[str, Any]) -> bool:
+        cols = [c for c in values if c in OFFER_UPDATABLE]
+        if not cols:
+            return await self.get_row("offers", offer_id) is not None
+        sets = ", ".join(f"{c} = ?" for c in cols)
+        found = await self._write(
+            f"UPDATE offers SET {sets}, updated_at = ? WHERE id = ? RETURNING id",
+            *[values[c] for c in cols],
+            now_us(),
+            offer_id,
+            bump=True,
+        )
+        return found is not None
+
+    async def create_affiliate(self, name: str) -> int:
+        t = now_us()
+        return int(
+            await self._write(
+                "INSERT INTO affiliates (name, created_at, updated_at) VALUES (?, ?, ?) "
+                "RETURNING id",
+                name,
+                t,
+                t,
+                bump=True,
+            )
+        )
+
+    async def create_link(self, code: str, offer_id: int, affiliate_id: int) -> int:
+        t = now_us()
+        return int(
+            await self._write(
+                "INSERT INTO links (code, offer_id, affiliate_id, active, created_at, updated_at)"
+                " VALUES (?, ?, ?, 1, ?, ?) RETURNING id",
+                code,
+                offer_id,
+                affiliate_id,
+                t,
+                t,
+                bump=True,
+            )
+        )
+
+    # -- reads ----------------------------------------------------------------------
+
+    async def get_row(self, table: str, row_id: int) -> dict[str, Any] | None:
+        spec = LISTS[table]
+        return await self._fetchone(f"SELECT * FROM {table} WHERE {spec.key} = ?", row_id)
+
+    async def list_rows(
+        self,
+        table: str,
+        filters: Mapping[str, Any],
+        since: int | None,
+        until: int | None,
+        limit: int,
+        cursor: str | None,
+    ) -> Page:
+        spec = LISTS[table]
+        where: list[str] = []
+        args: list[Any] = []
+        for name, value in filters.items():
+            where.append(f"{name} = ?")
+            args.append(value)
+        if since is not None:
+            where.append(f"{spec.time} >= ?")
+            args.append(since)
+        if until is not None:
+            where.append(f"{spec.time} < ?")
+            args.append(until)
+        if cursor:
+            where.append(f"{spec.key} < ?")
+            args.append(decode_cursor(cursor, spec.filters[spec.key]))
+        sql = f"SELECT * FROM {table}"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += f" ORDER BY {spec.key} DESC LIMIT ?"
+        rows = await self._fetch(sql, *args, limit + 1)
+        more = len(rows) > limit
+        rows = rows[:limit]
+        return Page(rows, encode_cursor(rows[-1][spec.key]) if more else None)
+
+    # -- tokens ---------------------------------------------------------------------
+
+    async def create_token(self, name: str, token_hash: str, role: str) -> int:
+        return int(
+            await self._write(
+                "INSERT INTO api_tokens (name, token_hash, role, created_at) VALUES (?, ?, ?, ?)"
+                " RETURNING id",
+                name,
+                token_hash,
+                role,
+                now_us(),
+            )
+        )
+
+    async def find_token(self, token_hash: str) -> dict[str, Any] | None:
+        return await self._fetchone(
+            "SELECT * FROM api_tokens WHERE token_hash = ? AND revoked_at IS NULL", token_hash
+        )
+
+    async def list_tokens(self) -> list[dict[str, Any]]:
+        return await self._fetch(
+            "SELECT id, name, role, created_at, revoked_at FROM api_tokens ORDER BY id"
+        )
+
+    async def revoke_token(self, token_id: int) -> bool:
+        found = await self._write(
+            "UPDATE api_tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL RETURNING id",
+            now_us(),
+            token_id,
+        )
+        return found is not None

@@ -1,0 +1,317 @@
+"""PostgreSQL store: asyncpg, a read pool, and one group-commit writer per process.
+
+The writer owns a connection and commits whatever requests queued while the previous
+batch committed: clicks by COPY, conversions and ledger rows by `unnest` inserts, one
+transaction per batch. Dedupe of (advertiser, ordernumber) is the table's unique
+constraint, so it is exact across batches, processes and nodes; inside a batch only
+the first row per key is offered to it. Keys are inserted in sorted order so two
+processes' batches cannot deadlock on each other.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import asyncpg
+
+from clickback.domain.models import Outcome
+from clickback.domain.ports import (
+    CLICK_COLUMNS,
+    ClickRow,
+    ConversionRow,
+    LedgerRow,
+    PostbackWritten,
+)
+from clickback.errors import UnavailableError
+from clickback.storage import schema
+from clickback.storage.base import SqlStore, now_us
+
+log = logging.getLogger("clickback.storage")
+
+MIGRATION_LOCK = 0x636C6B62  # "clkb": one node migrates at a time
+
+INSERT_CONVERSIONS = """
+INSERT INTO conversions (
+    id, refid, offer_id, affiliate_id, advertiser_id, link_id, ordernumber, orderamount,
+    currency, commission, commission_currency, coupon, geo, commissionid, status,
+    created_at, clicked_at, sub1, sub2, sub3, sub4, sub5, is_test, click_missing)
+SELECT x.id, x.refid, x.offer_id, x.affiliate_id, x.advertiser_id, x.link_id, x.ordernumber,
+    x.orderamount, x.currency, x.commission, x.commission_currency, x.coupon, x.geo,
+    x.commissionid, x.status, x.created_at, x.clicked_at,
+    coalesce(c.sub1, ''), coalesce(c.sub2, ''), coalesce(c.sub3, ''), coalesce(c.sub4, ''),
+    coalesce(c.sub5, ''), coalesce(c.is_test, 0), (c.refid IS NULL)::int
+FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[],
+            $7::text[], $8::bigint[], $9::text[], $10::bigint[], $11::text[], $12::text[],
+            $13::text[], $14::text[], $15::text[], $16::bigint[], $17::bigint[])
+    AS x(id, refid, offer_id, affiliate_id, advertiser_id, link_id, ordernumber, orderamount,
+         currency, commission, commission_currency, coupon, geo, commissionid, status,
+         created_at, clicked_at)
+LEFT JOIN clicks AS c ON c.refid = x.refid
+ORDER BY x.advertiser_id, x.ordernumber
+ON CONFLICT (advertiser_id, ordernumber) DO NOTHING
+RETURNING id
+"""
+SELECT_EXISTING = """
+SELECT c.id, c.advertiser_id, c.ordernumber FROM conversions AS c
+JOIN unnest($1::bigint[], $2::text[]) AS k(advertiser_id, ordernumber)
+  ON c.advertiser_id = k.advertiser_id AND c.ordernumber = k.ordernumber
+"""
+INSERT_LEDGER = """
+INSERT INTO postbacks (id, received_at, method, ip, params, refid, ordernumber, advertiser_id,
+    outcome, http_status, errors, conversion_id)
+SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[],
+    $6::text[], $7::text[], $8::bigint[], $9::text[], $10::int[], $11::text[], $12::bigint[])
+"""
+NEXT_IDS = "SELECT nextval(pg_get_serial_sequence($1, 'id')) FROM generate_series(1, $2)"
+
+_CLICK = 0
+_POSTBACK = 1
+
+
+def split_url(url: str) -> tuple[str, str | None]:
+    """The DSN for asyncpg, and the `schema` query parameter (tests use one per test)."""
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query)
+    schema_name = next((v for k, v in query if k == "schema"), None)
+    rest = urlencode([(k, v) for k, v in query if k != "schema"])
+    scheme = "postgresql"
+    return urlunsplit((scheme, parts.netloc, parts.path, rest, parts.fragment)), schema_name
+
+
+class PostgresStore(SqlStore):
+    engine = "postgres"
+
+    def __init__(self, url: str, pool_size: int = 4, batch_max: int = 512):
+        self.dsn, self.schema_name = split_url(url)
+        self.pool_size = pool_size
+        self.batch_max = batch_max
+        self.pool: asyncpg.Pool | None = None
+        self._writer: asyncpg.Connection | None = None
+        self._pending: list[tuple[int, Any, asyncio.Future[Any] | None]] = []
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def _settings(self) -> dict[str, str]:
+        return {"search_path": self.schema_name} if self.schema_name else {}
+
+    async def open(self) -> PostgresStore:
+        self.pool = await asyncpg.create_pool(
+            self.dsn, min_size=1, max_size=self.pool_size, server_settings=self._settings()
+        )
+        return self
+
+    async def _writer_conn(self) -> asyncpg.Connection:
+        if self._writer is None or self._writer.is_closed():
+            self._writer = await asyncpg.connect(self.dsn, server_settings=self._settings())
+        return self._writer
+
+    # -- primitives ---------------------------------------------------------------
+
+    async def _fetch(self, sql: str, *args: Any) -> list[dict[str, Any]]:
+        assert self.pool is not None
+        rows = await self.pool.fetch(self._sql(sql), *args)
+        return [dict(r) for r in rows]
+
+    async def _write(self, sql: str, *args: Any, bump: bool = False) -> Any:
+        assert self.pool is not None
+        async with self.pool.acquire() as conn, conn.transaction():
+            value = await conn.fetchval(self._sql(sql), *args)
+            if bump:
+                await conn.execute(
+                    "UPDATE meta SET value = (value::bigint + 1)::text WHERE key = 'config_version'"
+                )
+        return value
+
+    async def migrate(self) -> int:
+        conn = await asyncpg.connect(self.dsn, server_settings=self._settings())
+        try:
+            await conn.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK)
+            try:
+                await conn.execute(
+                    "CREATE TABLE IF NOT EXISTS schema_migrations "
+                    "(version INTEGER PRIMARY KEY, applied_at BIGINT NOT NULL)"
+                )
+                current = await conn.fetchval("SELECT max(version) FROM schema_migrations") or 0
+                for version, _title, _sql in schema.MIGRATIONS:
+                    if version > current:
+                        async with conn.transaction():
+                            for stmt in schema.statements("postgres", version):
+                                await conn.execute(stmt)
+                            await conn.execute(
+                                "INSERT INTO schema_migrations VALUES ($1, $2)", version, now_us()
+                            )
+            finally:
+                await conn.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK)
+        finally:
+            await conn.close()
+        return schema.LATEST
+
+    async def ping(self) -> bool:
+        assert self.pool is not None
+        version = await self.pool.fetchval("SELECT max(version) FROM schema_migrations")
+        return bool(version == schema.LATEST)
+
+    async def close(self) -> None:
+        if self._task is not None:
+            while self._pending:
+                await asyncio.sleep(0.01)
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        if self._writer is not None:
+            await self._writer.close()
+        if self.pool is not None:
+            await self.pool.close()
+
+    # -- group commit -------------------------------------------------------------
+
+    def _enqueue(self, kind: int, payload: Any, fut: asyncio.Future[Any] | None) -> None:
+        self._pending.append((kind, payload, fut))
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._run())
+        self._wake.set()
+
+    async def write_click(self, row: ClickRow) -> None:
+        fut = asyncio.get_running_loop().create_future()
+        self._enqueue(_CLICK, row, fut)
+        await fut
+
+    def queue_click(self, row: ClickRow) -> None:
+        self._enqueue(_CLICK, row, None)
+
+    async def write_postback(
+        self, ledger: LedgerRow, conversion: ConversionRow | None
+    ) -> PostbackWritten:
+        fut: asyncio.Future[PostbackWritten] = asyncio.get_running_loop().create_future()
+        self._enqueue(_POSTBACK, (ledger, conversion), fut)
+        return await fut
+
+    async def _run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._pending:
+                batch = self._pending[: self.batch_max]
+                del self._pending[: self.batch_max]
+                try:
+                    results = await self._commit(batch)
+                except Exception as exc:
+                    log.exception("write batch of %d failed", len(batch))
+                    error = UnavailableError("storage write failed; nothing was recorded, retry")
+                    error.__cause__ = exc
+                    for _, _, fut in batch:
+                        if fut is not None and not fut.done():
+                            fut.set_exception(error)
+                    if self._writer is not None and not self._writer.is_closed():
+                        with contextlib.suppress(Exception):
+                            await self._writer.close()
+                    self._writer = None
+                    continue
+                for (_, _, fut), result in zip(batch, results, strict=True):
+                    if fut is not None and not fut.done():
+                        fut.set_result(result)
+
+    async def _commit(self, batch: list[tuple[int, Any, Any]]) -> list[Any]:
+        conn = await self._writer_conn()
+        clicks = [p for k, p, _ in batch if k == _CLICK]
+        postbacks: list[tuple[LedgerRow, ConversionRow | None]] = [
+            p for k, p, _ in batch if k == _POSTBACK
+        ]
+        async with conn.transaction():
+            if clicks:
+                await conn.copy_records_to_table(
+                    "clicks", records=clicks, columns=CLICK_COLUMNS, schema_name=self.schema_name
+                )
+            written = await self._commit_postbacks(conn, postbacks) if postbacks else []
+        it = iter(written)
+        return [next(it) if k == _POSTBACK else None for k, _, _ in batch]
+
+    async def _commit_postbacks(
+        self, conn: asyncpg.Connection, postbacks: list[tuple[LedgerRow, ConversionRow | None]]
+    ) -> list[PostbackWritten]:
+        # first row per (advertiser, ordernumber) is offered to the unique constraint
+        first: dict[tuple[int, str], ConversionRow] = {}
+        for _, conv in postbacks:
+            if conv is not None:
+                first.setdefault((conv.advertiser_id, conv.ordernumber), conv)
+        ids: dict[tuple[int, str], tuple[int, bool]] = {}  # key -> (id, inserted here)
+        if first:
+            offered = [first[k] for k in sorted(first)]
+            new_ids = [r[0] for r in await conn.fetch(NEXT_IDS, "conversions", len(offered))]
+            cols = list(
+                zip(
+                    *[
+                        (
+                            i,
+                            c.refid,
+                            c.offer_id,
+                            c.affiliate_id,
+                            c.advertiser_id,
+                            c.link_id,
+                            c.ordernumber,
+                            c.orderamount,
+                            c.currency,
+                            c.commission,
+                            c.commission_currency,
+                            c.coupon,
+                            c.geo,
+                            c.commissionid,
+                            c.status,
+                            c.created_at,
+                            c.clicked_at,
+                        )
+                        for i, c in zip(new_ids, offered, strict=True)
+                    ],
+                    strict=True,
+                )
+            )
+            inserted = {r[0] for r in await conn.fetch(INSERT_CONVERSIONS, *cols)}
+            missing = []
+            for i, c in zip(new_ids, offered, strict=True):
+                key = (c.advertiser_id, c.ordernumber)
+                if i in inserted:
+                    ids[key] = (i, True)
+                else:
+                    missing.append(key)
+            if missing:
+                rows = await conn.fetch(
+                    SELECT_EXISTING, [k[0] for k in missing], [k[1] for k in missing]
+                )
+                for r in rows:
+                    ids[(r[1], r[2])] = (r[0], False)
+        ledger_ids = [r[0] for r in await conn.fetch(NEXT_IDS, "postbacks", len(postbacks))]
+        out: list[PostbackWritten] = []
+        ledger_rows = []
+        for lid, (ledger, conv) in zip(ledger_ids, postbacks, strict=True):
+            outcome, conversion_id = ledger.outcome, None
+            if conv is not None:
+                key = (conv.advertiser_id, conv.ordernumber)
+                conversion_id, inserted_here = ids[key]
+                if inserted_here and first[key] is conv:
+                    pass
+                else:
+                    outcome = Outcome.DUPLICATE
+            out.append(PostbackWritten(outcome, conversion_id, lid))
+            ledger_rows.append(
+                (
+                    lid,
+                    ledger.received_at,
+                    ledger.method,
+                    ledger.ip,
+                    ledger.params,
+                    ledger.refid,
+                    ledger.ordernumber,
+                    ledger.advertiser_id,
+                    outcome.value,
+                    ledger.http_status,
+                    ledger.errors,
+                    conversion_id,
+                )
+            )
+        await conn.execute(INSERT_LEDGER, *zip(*ledger_rows, strict=True))
+        return out

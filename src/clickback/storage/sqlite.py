@@ -1,0 +1,249 @@
+"""SQLite store: WAL, one connection, and a group-commit writer on the event loop.
+
+The writer is the shape measured fastest here: a request appends its row to a list,
+the first row of a batch schedules a flush with `call_soon`, and the flush commits
+every row queued by then in one transaction (`executemany` for clicks), then resolves
+each waiting request. It never waits to fill a batch: under load batches fill by
+themselves while the previous one commits. Flushes run on the loop itself, so no
+other statement can interleave with a batch's transaction.
+One writer per database: several processes on one file fight over its lock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+from typing import Any
+
+from clickback.domain.models import Outcome
+from clickback.domain.ports import (
+    CLICK_COLUMNS,
+    ClickRow,
+    ConversionRow,
+    LedgerRow,
+    PostbackWritten,
+)
+from clickback.errors import UnavailableError
+from clickback.storage import schema
+from clickback.storage.base import SqlStore, now_us
+
+log = logging.getLogger("clickback.storage")
+
+_CLICK_MARKS = ", ".join("?" * len(CLICK_COLUMNS))
+INSERT_CLICK = f"INSERT INTO clicks ({', '.join(CLICK_COLUMNS)}) VALUES ({_CLICK_MARKS})"
+# The conversion takes its sub-IDs and test flag from its click when the click row is
+# stored; when it is not (lost in async mode, or in another node's batch), the signed
+# RefID still names link, offer and affiliate, and the row is flagged click_missing.
+INSERT_CONVERSION = """
+INSERT INTO conversions (
+    refid, offer_id, affiliate_id, advertiser_id, link_id, ordernumber, orderamount,
+    currency, commission, commission_currency, coupon, geo, commissionid, status,
+    created_at, clicked_at, sub1, sub2, sub3, sub4, sub5, is_test, click_missing)
+SELECT x.r, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,
+    coalesce(c.sub1, ''), coalesce(c.sub2, ''), coalesce(c.sub3, ''), coalesce(c.sub4, ''),
+    coalesce(c.sub5, ''), coalesce(c.is_test, 0), c.refid IS NULL
+FROM (SELECT ? AS r) AS x LEFT JOIN clicks AS c ON c.refid = x.r
+WHERE true
+ON CONFLICT (advertiser_id, ordernumber) DO NOTHING
+"""
+INSERT_LEDGER = """
+INSERT INTO postbacks (received_at, method, ip, params, refid, ordernumber, advertiser_id,
+    outcome, http_status, errors, conversion_id)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+"""
+
+_CLICK = 0
+_POSTBACK = 1
+
+
+def conversion_args(c: ConversionRow) -> tuple[Any, ...]:
+    return (
+        c.offer_id,
+        c.affiliate_id,
+        c.advertiser_id,
+        c.link_id,
+        c.ordernumber,
+        c.orderamount,
+        c.currency,
+        c.commission,
+        c.commission_currency,
+        c.coupon,
+        c.geo,
+        c.commissionid,
+        c.status,
+        c.created_at,
+        c.clicked_at,
+        c.refid,
+    )
+
+
+def ledger_args(x: LedgerRow, outcome: Outcome, conversion_id: int | None) -> tuple[Any, ...]:
+    return (
+        x.received_at,
+        x.method,
+        x.ip,
+        x.params,
+        x.refid,
+        x.ordernumber,
+        x.advertiser_id,
+        outcome.value,
+        x.http_status,
+        x.errors,
+        conversion_id,
+    )
+
+
+def path_from_url(url: str) -> str:
+    path = url.removeprefix("sqlite://")
+    if path.startswith("/"):
+        path = path[1:]  # sqlite:///rel.db -> rel.db ; sqlite:////abs.db -> /abs.db
+    return path or ":memory:"
+
+
+class SqliteStore(SqlStore):
+    engine = "sqlite"
+
+    def __init__(self, path: str, batch_max: int = 512):
+        self.path = path
+        self.batch_max = batch_max
+        self.conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        for pragma in (
+            "journal_mode = WAL",
+            "synchronous = NORMAL",
+            "busy_timeout = 10000",
+            "foreign_keys = ON",
+        ):
+            self.conn.execute(f"PRAGMA {pragma}")
+        self._pending: list[tuple[int, Any, asyncio.Future[Any] | None]] = []
+        self._scheduled = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    # -- primitives ---------------------------------------------------------------
+
+    async def _fetch(self, sql: str, *args: Any) -> list[dict[str, Any]]:
+        cur = self.conn.execute(sql, args)
+        cols = [d[0] for d in cur.description]
+        return [dict(zip(cols, r, strict=True)) for r in cur.fetchall()]
+
+    async def _write(self, sql: str, *args: Any, bump: bool = False) -> Any:
+        conn = self.conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            row = conn.execute(sql, args).fetchone()
+            if bump:
+                conn.execute(
+                    "UPDATE meta SET value = CAST(CAST(value AS INTEGER) + 1 AS TEXT) "
+                    "WHERE key = 'config_version'"
+                )
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        return row[0] if row else None
+
+    async def migrate(self) -> int:
+        conn = self.conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations "
+                "(version INTEGER PRIMARY KEY, applied_at BIGINT NOT NULL)"
+            )
+            current = conn.execute("SELECT max(version) FROM schema_migrations").fetchone()[0] or 0
+            for version, _title, _sql in schema.MIGRATIONS:
+                if version > current:
+                    for stmt in schema.statements("sqlite", version):
+                        conn.execute(stmt)
+                    conn.execute("INSERT INTO schema_migrations VALUES (?, ?)", (version, now_us()))
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        return schema.LATEST
+
+    async def ping(self) -> bool:
+        row = self.conn.execute("SELECT max(version) FROM schema_migrations").fetchone()
+        return bool(row and row[0] == schema.LATEST)
+
+    async def close(self) -> None:
+        if self._pending:
+            self._flush()
+        self.conn.close()
+
+    # -- group commit -------------------------------------------------------------
+
+    def _enqueue(self, kind: int, payload: Any, fut: asyncio.Future[Any] | None) -> None:
+        self._pending.append((kind, payload, fut))
+        if not self._scheduled:
+            self._scheduled = True
+            if self._loop is None:
+                self._loop = asyncio.get_running_loop()
+            self._loop.call_soon(self._flush)
+
+    async def write_click(self, row: ClickRow) -> None:
+        fut = (self._loop or asyncio.get_running_loop()).create_future()
+        self._enqueue(_CLICK, row, fut)
+        await fut
+
+    def queue_click(self, row: ClickRow) -> None:
+        self._enqueue(_CLICK, row, None)
+
+    async def write_postback(
+        self, ledger: LedgerRow, conversion: ConversionRow | None
+    ) -> PostbackWritten:
+        fut: asyncio.Future[PostbackWritten] = (
+            self._loop or asyncio.get_running_loop()
+        ).create_future()
+        self._enqueue(_POSTBACK, (ledger, conversion), fut)
+        return await fut
+
+    def _flush(self) -> None:
+        self._scheduled = False
+        batch = self._pending[: self.batch_max]
+        del self._pending[: self.batch_max]
+        if self._pending:
+            self._scheduled = True
+            assert self._loop is not None
+            self._loop.call_soon(self._flush)
+        conn = self.conn
+        results: list[Any] = []
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            clicks = [p for k, p, _ in batch if k == _CLICK]
+            if clicks:
+                conn.executemany(INSERT_CLICK, clicks)
+            for kind, payload, _ in batch:
+                results.append(self._write_postback(*payload) if kind == _POSTBACK else None)
+            conn.execute("COMMIT")
+        except Exception as exc:
+            log.exception("write batch of %d failed", len(batch))
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            error = UnavailableError("storage write failed; nothing was recorded, retry")
+            error.__cause__ = exc
+            for _, _, fut in batch:
+                if fut is not None and not fut.done():
+                    fut.set_exception(error)
+            return
+        for (_, _, fut), result in zip(batch, results, strict=True):
+            if fut is not None and not fut.done():
+                fut.set_result(result)
+
+    def _write_postback(self, ledger: LedgerRow, conv: ConversionRow | None) -> PostbackWritten:
+        conn = self.conn
+        outcome = ledger.outcome
+        conversion_id = None
+        if conv is not None:
+            cur = conn.execute(INSERT_CONVERSION, conversion_args(conv))
+            if cur.rowcount == 1:
+                conversion_id = cur.lastrowid
+            else:
+                outcome = Outcome.DUPLICATE
+                conversion_id = conn.execute(
+                    "SELECT id FROM conversions WHERE advertiser_id = ? AND ordernumber = ?",
+                    (conv.advertiser_id, conv.ordernumber),
+                ).fetchone()[0]
+        cur = conn.execute(INSERT_LEDGER, ledger_args(ledger, outcome, conversion_id))
+        assert cur.lastrowid is not None
+        return PostbackWritten(outcome, conversion_id, cur.lastrowid)

@@ -1,0 +1,1 @@
+"""HTTP transport: the hot-path ASGI handlers and the admin API."""

@@ -1,0 +1,197 @@
+"""The admin API under `/api/v1` (Starlette), plus `/healthz` and `/readyz`.
+
+Off the hot path, so it may be richer: every call needs `Authorization: Bearer <token>`
+(the `CLICKBACK_ADMIN_TOKEN` setting, or a token from `clickback token create`), and
+every list follows one contract: `items`/`next_cursor`, `limit`, `cursor`, exact-value
+filters, `since`/`until`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import Route
+
+from clickback.domain import admin
+from clickback.domain.listing import DEFAULT_LIMIT, LISTS, MAX_LIMIT
+from clickback.errors import AuthError, InputError, NotFoundError, PermissionDeniedError
+from clickback.web.errors import HANDLERS
+from clickback.web.present import PRESENTERS, json_response, parse_time
+
+if TYPE_CHECKING:
+    from clickback.web.app import ClickbackApp
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+CREATORS = {
+    "advertisers": admin.create_advertiser,
+    "offers": admin.create_offer,
+    "affiliates": admin.create_affiliate,
+    "links": admin.create_link,
+}
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def base_url(app: ClickbackApp, request: Request) -> str:
+    return app.settings.public_url or str(request.base_url).rstrip("/")
+
+
+def build_api(app: ClickbackApp) -> Starlette:
+    async def authorize(request: Request, write: bool) -> None:
+        header = request.headers.get("authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token:
+            raise AuthError("send `Authorization: Bearer <token>`", code="token_missing")
+        configured = app.settings.admin_token
+        if configured and hmac.compare_digest(token.encode(), configured.encode()):
+            return
+        row = await app.store.find_token(hash_token(token))
+        if row is None:
+            raise AuthError("this token is not valid (unknown or revoked)", code="token_invalid")
+        if write and row["role"] != "admin":
+            raise PermissionDeniedError("this token may only read", code="read_only_token")
+
+    def guarded(write: bool, handler: Handler) -> Handler:
+        async def run(request: Request) -> Response:
+            await authorize(request, write)
+            return await handler(request)
+
+        return run
+
+    async def read_json(request: Request) -> dict[str, Any]:
+        try:
+            data = orjson.loads(await request.body() or b"{}")
+        except orjson.JSONDecodeError:
+            raise InputError("the body must be a JSON object", code="invalid_json") from None
+        if not isinstance(data, dict):
+            raise InputError("the body must be a JSON object", code="invalid_json")
+        return data
+
+    async def show(request: Request, table: str, row_id: Any) -> dict[str, Any]:
+        row = await app.store.get_row(table, row_id)
+        if row is None:
+            raise NotFoundError(f"{table[:-1]} {row_id} does not exist")
+        return PRESENTERS[table](row, base_url(app, request))
+
+    def lister(table: str) -> Handler:
+        spec = LISTS[table]
+
+        async def list_(request: Request) -> Response:
+            filters: dict[str, Any] = {}
+            since = until = None
+            limit = DEFAULT_LIMIT
+            cursor = None
+            for name, value in request.query_params.items():
+                if name == "limit":
+                    if not value.isdigit() or not 1 <= int(value) <= MAX_LIMIT:
+                        raise InputError(
+                            f"`limit` must be 1 to {MAX_LIMIT}", code="invalid_limit", field="limit"
+                        )
+                    limit = int(value)
+                elif name == "cursor":
+                    cursor = value or None
+                elif name == "since":
+                    since = parse_time(value, "since")
+                elif name == "until":
+                    until = parse_time(value, "until")
+                elif name in spec.filters:
+                    kind = spec.filters[name]
+                    if kind is int:
+                        if name.startswith("is_") and value in ("true", "false"):
+                            value = "1" if value == "true" else "0"
+                        try:
+                            filters[name] = int(value)
+                        except ValueError:
+                            raise InputError(
+                                f"`{name}` must be an integer", code="invalid_filter", field=name
+                            ) from None
+                    else:
+                        filters[name] = value
+                else:
+                    raise InputError(
+                        f"unknown filter `{name}`; {table} filter by: "
+                        + ", ".join(sorted(spec.filters)),
+                        code="unknown_filter",
+                        field=name,
+                    )
+            page = await app.store.list_rows(table, filters, since, until, limit, cursor)
+            present = PRESENTERS[table]
+            base = base_url(app, request)
+            return json_response(
+                {"items": [present(r, base) for r in page.items], "next_cursor": page.next_cursor}
+            )
+
+        return list_
+
+    def creator(table: str) -> Handler:
+        async def create(request: Request) -> Response:
+            new_id = await CREATORS[table](app.store, await read_json(request))
+            await app.catalog.reload()
+            return json_response(await show(request, table, new_id), 201)
+
+        return create
+
+    def reader(table: str) -> Handler:
+        async def read(request: Request) -> Response:
+            raw = request.path_params["id"]
+            key: Any = raw
+            if LISTS[table].filters[LISTS[table].key] is int:
+                if not raw.isdigit():
+                    raise NotFoundError(f"{table[:-1]} {raw} does not exist")
+                key = int(raw)
+            return json_response(await show(request, table, key))
+
+        return read
+
+    async def patch_offer(request: Request) -> Response:
+        offer_id = int(request.path_params["id"])
+        await admin.update_offer(app.store, offer_id, await read_json(request))
+        await app.catalog.reload()
+        return json_response(await show(request, "offers", offer_id))
+
+    async def healthz(request: Request) -> Response:
+        return PlainTextResponse("ok")
+
+    async def readyz(request: Request) -> Response:
+        try:
+            ok = app.ready and await app.store.ping()
+        except Exception:
+            ok = False
+        return PlainTextResponse("ready" if ok else "not ready", 200 if ok else 503)
+
+    routes = [Route("/healthz", healthz), Route("/readyz", readyz)]
+    for table in LISTS:
+        path = f"/api/v1/{table}"
+        methods: list[tuple[str, Handler]] = [("GET", guarded(False, lister(table)))]
+        if table in CREATORS:
+            methods.append(("POST", guarded(True, creator(table))))
+        routes.append(_route(path, methods))
+        item = [("GET", guarded(False, reader(table)))]
+        if table == "offers":
+            item.append(("PATCH", guarded(True, patch_offer)))
+        routes.append(_route(f"{path}/{{id}}", item))
+    return Starlette(routes=routes, exception_handlers=HANDLERS)
+
+
+def _route(path: str, methods: list[tuple[str, Handler]]) -> Route:
+    by_method = dict(methods)
+
+    async def dispatch(request: Request) -> Response:
+        handler = by_method.get(request.method)
+        if handler is None:
+            raise InputError(f"{request.method} is not allowed here", code="method_not_allowed")
+        return await handler(request)
+
+    return Route(
+        path, dispatch, methods=[*by_method, "HEAD"] if "GET" in by_method else list(by_method)
+    )

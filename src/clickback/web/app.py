@@ -1,0 +1,100 @@
+"""The ASGI application: hot paths first, health checks, then the admin API.
+
+`create_app(settings, store)` builds it; the store is opened and migrated at start-up
+when not given. `clickback serve` runs it under granian.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from clickback.config import Settings
+from clickback.domain.catalog import Catalog
+from clickback.domain.ports import Store
+from clickback.domain.refid import RefIdCodec, new_secret
+from clickback.domain.tracker import Tracker
+from clickback.storage import open_store
+from clickback.web import tracking
+
+log = logging.getLogger("clickback")
+
+
+class ClickbackApp:
+    """ASGI callable. Routing for the two hot paths is a prefix test, nothing more."""
+
+    def __init__(self, settings: Settings, store: Store | None = None):
+        self.settings = settings
+        self.store: Store = store  # type: ignore[assignment]  # set by startup() when None
+        self._owns_store = store is None
+        self.ready = False
+        self.tracker: Tracker = None  # type: ignore[assignment]
+        self.catalog: Catalog = None  # type: ignore[assignment]
+        from clickback.web.api import build_api
+
+        self.api = build_api(self)
+
+    async def startup(self) -> None:
+        if self.store is None:
+            self.store = await open_store(self.settings.database_url, self.settings)
+        await self.store.migrate()
+        secrets = list(self.settings.secrets) or [
+            await self.store.get_or_set_meta("refid_secret", new_secret())
+        ]
+        self.catalog = Catalog(self.store, self.settings.cache_check_seconds)
+        await self.catalog.reload()
+        self.tracker = Tracker(
+            self.store,
+            self.catalog,
+            RefIdCodec(secrets),
+            click_durability=self.settings.click_durability,
+        )
+        self.catalog.start()
+        self.ready = True
+
+    async def shutdown(self) -> None:
+        self.ready = False
+        if self.catalog is not None:
+            await self.catalog.stop()
+        if self._owns_store and self.store is not None:
+            await self.store.close()
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            path = scope["path"]
+            if path[:3] == "/c/":
+                await tracking.click(self, scope, receive, send)
+            elif path == "/postback":
+                await tracking.postback(self, scope, receive, send)
+            else:
+                await self.api(scope, receive, send)
+        elif scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+        else:
+            await self.api(scope, receive, send)
+
+    async def _lifespan(self, receive: Any, send: Any) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await self.startup()
+                except Exception as exc:
+                    log.exception("start-up failed")
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.shutdown()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+
+def create_app(settings: Settings | None = None, store: Store | None = None) -> ClickbackApp:
+    return ClickbackApp(settings or Settings.from_env(), store)
+
+
+def app_from_env() -> ClickbackApp:
+    """Factory for the server process: settings from CLICKBACK_* variables."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    return create_app(Settings.from_env())

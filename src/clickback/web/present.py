@@ -1,0 +1,161 @@
+"""Stored rows as the API shows them: ISO 8601 UTC times, decimal-string money, booleans."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+from starlette.responses import Response
+
+from clickback.domain.money import format_minor
+from clickback.errors import InputError
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def json_response(data: Any, status: int = 200) -> Response:
+    return Response(orjson.dumps(data), status, media_type="application/json")
+
+
+def iso(us: int | None) -> str | None:
+    if us is None:
+        return None
+    return (EPOCH + timedelta(microseconds=us)).isoformat().replace("+00:00", "Z")
+
+
+def parse_time(text: str, field: str) -> int:
+    """ISO 8601 (a date, or a time; naive means UTC) -> microseconds since the epoch."""
+    try:
+        dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise InputError(
+            f"`{field}` must be an ISO 8601 date or time", code="invalid_time", field=field
+        ) from None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    delta = dt - EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def advertiser(r: dict[str, Any], base: str) -> dict[str, Any]:
+    return {
+        "id": r["id"],
+        "name": r["name"],
+        "postback_token": r["postback_token"],
+        "require_token": bool(r["require_token"]),
+        "created_at": iso(r["created_at"]),
+        "updated_at": iso(r["updated_at"]),
+    }
+
+
+def offer(r: dict[str, Any], base: str) -> dict[str, Any]:
+    return {
+        "id": r["id"],
+        "advertiser_id": r["advertiser_id"],
+        "name": r["name"],
+        "destination_url": r["destination_url"],
+        "refid_param": r["refid_param"],
+        "payout_type": r["payout_type"],
+        "payout_amount": format_minor(r["payout_amount"], r["currency"]),
+        "payout_percent": r["payout_percent"],
+        "currency": r["currency"],
+        "attribution_window_days": r["attribution_window_days"],
+        "status": r["status"],
+        "created_at": iso(r["created_at"]),
+        "updated_at": iso(r["updated_at"]),
+    }
+
+
+def affiliate(r: dict[str, Any], base: str) -> dict[str, Any]:
+    return {
+        "id": r["id"],
+        "name": r["name"],
+        "created_at": iso(r["created_at"]),
+        "updated_at": iso(r["updated_at"]),
+    }
+
+
+def link(r: dict[str, Any], base: str) -> dict[str, Any]:
+    return {
+        "id": r["id"],
+        "code": r["code"],
+        "offer_id": r["offer_id"],
+        "affiliate_id": r["affiliate_id"],
+        "active": bool(r["active"]),
+        "tracking_url": f"{base}/c/{r['code']}",
+        "created_at": iso(r["created_at"]),
+    }
+
+
+def _subs(r: dict[str, Any]) -> dict[str, str]:
+    return {f"sub{i}": r[f"sub{i}"] for i in range(1, 6)}
+
+
+def click(r: dict[str, Any], base: str) -> dict[str, Any]:
+    return {
+        "refid": r["refid"],
+        "link_id": r["link_id"],
+        "offer_id": r["offer_id"],
+        "affiliate_id": r["affiliate_id"],
+        **_subs(r),
+        "ip": r["ip"],
+        "user_agent": r["user_agent"],
+        "referer": r["referer"],
+        "is_test": bool(r["is_test"]),
+        "created_at": iso(r["created_at"]),
+    }
+
+
+def conversion(r: dict[str, Any], base: str) -> dict[str, Any]:
+    return {
+        "id": r["id"],
+        "refid": r["refid"],
+        "click_id": None if r["click_missing"] else r["refid"],
+        "offer_id": r["offer_id"],
+        "affiliate_id": r["affiliate_id"],
+        "advertiser_id": r["advertiser_id"],
+        "link_id": r["link_id"],
+        **_subs(r),
+        "ordernumber": r["ordernumber"],
+        "orderamount": format_minor(r["orderamount"], r["currency"]),
+        "currency": r["currency"],
+        "commission": format_minor(r["commission"], r["commission_currency"]),
+        "commission_currency": r["commission_currency"],
+        "coupon": r["coupon"],
+        "geo": r["geo"] or None,
+        "commissionid": r["commissionid"],
+        "status": r["status"],
+        "is_test": bool(r["is_test"]),
+        "click_missing": bool(r["click_missing"]),
+        "created_at": iso(r["created_at"]),
+        "clicked_at": iso(r["clicked_at"]),
+    }
+
+
+def postback(r: dict[str, Any], base: str) -> dict[str, Any]:
+    return {
+        "id": r["id"],
+        "received_at": iso(r["received_at"]),
+        "method": r["method"],
+        "ip": r["ip"],
+        "params": orjson.loads(r["params"]),
+        "refid": r["refid"],
+        "ordernumber": r["ordernumber"],
+        "advertiser_id": r["advertiser_id"],
+        "outcome": r["outcome"],
+        "http_status": r["http_status"],
+        "errors": orjson.loads(r["errors"]),
+        "conversion_id": r["conversion_id"],
+    }
+
+
+PRESENTERS = {
+    "advertisers": advertiser,
+    "offers": offer,
+    "affiliates": affiliate,
+    "links": link,
+    "clicks": click,
+    "conversions": conversion,
+    "postbacks": postback,
+}

@@ -1,0 +1,43 @@
+from __future__ import annotations
+
+from decimal import Decimal
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from clickback.domain import money
+
+
+def test_plain_decimals_only() -> None:
+    for good in ("0", "12", "12.5", "0.01", "999999999999999.99"):
+        assert money.parse_amount(good) == Decimal(good)
+    for bad in ("-1", "NaN", "nan", "1e3", "12,50", "+3", " 1", "1.", ".5", "", "Infinity", "١٢"):
+        assert money.parse_amount(bad) is None, bad
+
+
+def test_half_up_rounding_to_minor_units() -> None:
+    assert money.percent_of(Decimal("0.05"), Decimal(10), "USD") == Decimal("0.01")
+    assert money.percent_of(Decimal("10.125"), Decimal(10), "KWD") == Decimal("1.013")
+    assert money.round_money(Decimal("2.5"), "JPY") == Decimal(3)
+    assert money.round_money(Decimal("0.125"), "USD") == Decimal("0.13")
+
+
+def test_exponents_and_codes() -> None:
+    assert (money.exponent("JPY"), money.exponent("USD"), money.exponent("KWD")) == (0, 2, 3)
+    assert money.normalize_currency("eur") == "EUR"
+    assert money.normalize_currency("EURO") is None and money.normalize_currency("XAU") is None
+    assert "DE" in money.countries() and "XX" not in money.countries()
+
+
+def test_precision_against_currency() -> None:
+    assert money.fits_currency(Decimal("1.23"), "USD")
+    assert money.fits_currency(Decimal("1.230"), "USD")  # trailing zeros carry no value
+    assert not money.fits_currency(Decimal("1.234"), "USD")
+    assert not money.fits_currency(Decimal("1.5"), "JPY")
+
+
+@given(st.integers(0, 10**15 - 1), st.sampled_from(["USD", "JPY", "KWD", "EUR"]))
+def test_minor_units_round_trip(minor: int, currency: str) -> None:
+    text = money.format_minor(minor, currency)
+    amount = money.parse_amount(text)
+    assert amount is not None and money.to_minor(amount, currency) == minor

@@ -1,0 +1,43 @@
+from __future__ import annotations
+
+from decimal import Decimal
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from clickback.domain.postback import PostbackInput, parse_postback
+
+
+def test_seed_parameters_parse() -> None:
+    got = parse_postback(
+        {
+            "refid": "R",
+            "orderamount": "0",
+            "ordernumber": "1",
+            "coupon": "",
+            "currency": "",
+            "geo": "",
+            "commissionid": "",
+        }
+    )
+    assert isinstance(got, PostbackInput)
+    assert got.orderamount == Decimal(0) and got.currency is None and got.geo is None
+
+
+def test_clickid_is_an_alias_of_refid() -> None:
+    got = parse_postback({"clickid": "R", "orderamount": "1", "ordernumber": "1"})
+    assert isinstance(got, PostbackInput) and got.refid == "R"
+
+
+@given(
+    st.dictionaries(
+        st.sampled_from(["refid", "orderamount", "ordernumber", "currency", "geo", "coupon", "x"]),
+        st.text(max_size=300),
+    )
+)
+def test_parser_never_raises_and_reports_fields(params: dict[str, str]) -> None:
+    got = parse_postback(params)
+    if isinstance(got, list):
+        assert got and all(e.field and e.code and e.message for e in got)
+    else:
+        assert got.refid and got.ordernumber and got.orderamount >= 0

@@ -1,0 +1,50 @@
+from __future__ import annotations
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from clickback.domain.refid import TEXT_LEN, RefIdCodec
+
+codec = RefIdCodec(["k-one"])
+
+
+def test_refid_round_trips_time_and_link() -> None:
+    r = codec.issue(123456, 1_764_000_000_123)
+    info = codec.verify(r)
+    assert info is not None and (info.link_id, info.created_ms) == (123456, 1_764_000_000_123)
+    assert len(r) == TEXT_LEN <= 40
+    assert all(c.isalnum() or c in "-_" for c in r)
+
+
+def test_refids_are_unique_over_many_clicks() -> None:
+    ids = {codec.issue(1, 1_764_000_000_000) for _ in range(50_000)}
+    assert len(ids) == 50_000
+
+
+def test_refids_sort_by_creation_time() -> None:
+    times = [1_700_000_000_000 + i * 7_919 for i in range(300)]
+    ids = [codec.issue(5, t) for t in times]
+    assert ids == sorted(ids)
+
+
+@given(st.integers(0, TEXT_LEN - 1), st.sampled_from("-0aZ_9"))
+def test_any_changed_character_fails_the_mac(pos: int, ch: str) -> None:
+    r = codec.issue(77, 1_764_000_000_000)
+    forged = r[:pos] + ch + r[pos + 1 :]
+    if forged != r:
+        assert codec.verify(forged) is None
+
+
+def test_truncated_garbled_and_foreign_refids_fail() -> None:
+    r = codec.issue(1, 1_764_000_000_000)
+    assert codec.verify(r[:-1]) is None
+    assert codec.verify(r + "x") is None
+    assert codec.verify("!" * TEXT_LEN) is None
+    assert RefIdCodec(["other"]).verify(r) is None
+
+
+def test_rotation_old_keys_still_verify() -> None:
+    old = RefIdCodec(["old"]).issue(9, 1_764_000_000_000)
+    rotated = RefIdCodec(["new", "old"])
+    assert rotated.verify(old) is not None
+    assert RefIdCodec(["old"]).verify(rotated.issue(9, 1)) is None

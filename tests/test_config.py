@@ -1,0 +1,24 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from clickback.config import SETTINGS, Settings
+from clickback.errors import ConfigError
+
+DOCS = Path(__file__).resolve().parent.parent / "docs" / "configuration.md"
+
+
+def test_every_setting_is_documented() -> None:
+    text = DOCS.read_text()
+    for name in SETTINGS:
+        assert f"`{name}`" in text, name
+
+
+def test_settings_from_env() -> None:
+    s = Settings.from_env({"CLICKBACK_SECRET": "a, b", "CLICKBACK_CLICK_DURABILITY": "async"})
+    assert s.secrets == ("a", "b") and s.click_durability == "async"
+    assert s.database_url == "sqlite:///clickback.db"
+    with pytest.raises(ConfigError):
+        Settings.from_env({"CLICKBACK_CLICK_DURABILITY": "maybe"})

@@ -1,0 +1,102 @@
+"""The admin API's minimum: tokens, creates, lists, filters and pages, on both engines."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+
+from clickback.web.api import hash_token
+from clickback.web.app import ClickbackApp
+from tests.conftest import AUTH, click, make_offer
+
+
+async def test_every_api_call_needs_a_valid_token(client: httpx.AsyncClient) -> None:
+    for path in ("/api/v1/offers", "/api/v1/conversions", "/api/v1/postbacks", "/api/v1/clicks"):
+        r = await client.get(path)
+        assert r.status_code == 401 and r.json()["errors"][0]["code"] == "token_missing"
+        r = await client.get(path, headers={"Authorization": "Bearer wrong"})
+        assert r.status_code == 401 and r.json()["errors"][0]["code"] == "token_invalid"
+
+
+async def test_stored_tokens_work_and_read_tokens_cannot_write(
+    client: httpx.AsyncClient, app: ClickbackApp
+) -> None:
+    await app.store.create_token("ro", hash_token("read-tok"), "read")
+    ro = {"Authorization": "Bearer read-tok"}
+    assert (await client.get("/api/v1/offers", headers=ro)).status_code == 200
+    r = await client.post("/api/v1/affiliates", json={"name": "x"}, headers=ro)
+    assert r.status_code == 403
+
+
+async def test_create_answers_201_with_the_object(client: httpx.AsyncClient) -> None:
+    s = await make_offer(client, payout_amount="2.5")
+    assert s["advertiser"]["postback_token"] and s["advertiser"]["require_token"] is False
+    assert s["offer"]["payout_amount"] == "2.50" and s["offer"]["refid_param"] == "refid"
+    assert s["offer"]["attribution_window_days"] == 30 and s["offer"]["status"] == "active"
+    assert s["link"]["tracking_url"] == f"http://track.test/c/{s['link']['code']}"
+    r = await client.get(f"/api/v1/offers/{s['offer']['id']}", headers=AUTH)
+    assert r.json() == s["offer"]
+
+
+async def test_bad_input_is_a_clear_400(client: httpx.AsyncClient) -> None:
+    r = await client.post("/api/v1/offers", json={"name": "x"}, headers=AUTH)
+    assert r.status_code == 400 and r.json()["errors"][0]["field"] == "advertiser_id"
+    r = await client.post("/api/v1/offers", content=b"{", headers=AUTH)
+    assert r.status_code == 400 and r.json()["errors"][0]["code"] == "invalid_json"
+    s = await make_offer(client)
+    r = await client.post(
+        "/api/v1/offers",
+        headers=AUTH,
+        json={
+            "advertiser_id": s["advertiser"]["id"],
+            "name": "x",
+            "destination_url": "javascript:alert(1)",
+        },
+    )
+    assert r.status_code == 400 and r.json()["errors"][0]["code"] == "invalid_url"
+    r = await client.post("/api/v1/links", json={"offer_id": 999, "affiliate_id": 1}, headers=AUTH)
+    assert r.status_code == 404
+
+
+async def test_list_contract_limit_filters_and_cursor(client: httpx.AsyncClient) -> None:
+    s = await make_offer(client)
+    refids = []
+    for i in range(5):
+        refids.append(await click(client, s["link"], f"?sub1=n{i}"))
+        await asyncio.sleep(0.002)  # clicks order by RefID, whose clock is in milliseconds
+    r = await client.get("/api/v1/clicks", params={"limit": 2}, headers=AUTH)
+    page = r.json()
+    assert [c["refid"] for c in page["items"]] == refids[::-1][:2]  # newest first
+    seen = [c["refid"] for c in page["items"]]
+    while page["next_cursor"]:
+        page = (
+            await client.get(
+                "/api/v1/clicks", headers=AUTH, params={"limit": 2, "cursor": page["next_cursor"]}
+            )
+        ).json()
+        seen += [c["refid"] for c in page["items"]]
+    assert seen == refids[::-1]
+    r = await client.get("/api/v1/clicks", params={"sub1": "n3"}, headers=AUTH)
+    assert [c["refid"] for c in r.json()["items"]] == [refids[3]]
+    assert (await client.get("/api/v1/clicks?limit=1001", headers=AUTH)).status_code == 400
+    r = await client.get("/api/v1/clicks?colour=red", headers=AUTH)
+    assert r.status_code == 400 and r.json()["errors"][0]["code"] == "unknown_filter"
+    r = await client.get("/api/v1/clicks?since=2000-01-01&until=2001-01-01", headers=AUTH)
+    assert r.json()["items"] == []
+    r = await client.get("/api/v1/clicks?since=yesterday", headers=AUTH)
+    assert r.status_code == 400
+
+
+async def test_conversion_filters(client: httpx.AsyncClient) -> None:
+    a = await make_offer(client)
+    b = await make_offer(client)
+    for s, n in ((a, "A1"), (b, "B1"), (b, "B2")):
+        refid = await click(client, s["link"])
+        await client.get(f"/postback?refid={refid}&orderamount=1&ordernumber={n}")
+    r = await client.get("/api/v1/conversions", headers=AUTH, params={"offer_id": b["offer"]["id"]})
+    assert sorted(c["ordernumber"] for c in r.json()["items"]) == ["B1", "B2"]
+    r = await client.get("/api/v1/conversions", headers=AUTH, params={"ordernumber": "A1"})
+    assert [c["advertiser_id"] for c in r.json()["items"]] == [a["advertiser"]["id"]]
+    r = await client.get("/api/v1/conversions", headers=AUTH, params={"status": "approved"})
+    assert len(r.json()["items"]) == 3

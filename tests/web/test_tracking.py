@@ -1,0 +1,267 @@
+"""The core loop through the real ASGI app, on both engines: click, redirect, postback."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+
+from clickback.web.app import ClickbackApp
+from tests.conftest import AUTH, click, make_offer
+
+
+async def conversions(client: httpx.AsyncClient, **filters: str) -> list[dict]:
+    r = await client.get("/api/v1/conversions", params=filters, headers=AUTH)
+    assert r.status_code == 200, r.text
+    return r.json()["items"]
+
+
+async def test_click_redirects_with_refid_and_records_the_click(client: httpx.AsyncClient) -> None:
+    s = await make_offer(client, destination_url="https://shop.example/land?utm=x#top")
+    r = await client.get(
+        f"/c/{s['link']['code']}?sub1=news%20letter&sub2=b&other=1",
+        headers={"User-Agent": "UA/1", "Referer": "https://pub.example/"},
+    )
+    assert r.status_code == 302
+    loc = r.headers["location"]
+    parts = urlsplit(loc)
+    assert loc.startswith("https://shop.example/land?utm=x&refid=") and loc.endswith("#top")
+    refid = parse_qs(parts.query)["refid"][0]
+    assert len(refid) <= 40
+    clicks = (await client.get("/api/v1/clicks", params={"refid": refid}, headers=AUTH)).json()
+    [c] = clicks["items"]
+    assert (c["sub1"], c["sub2"], c["sub3"]) == ("news letter", "b", "")
+    assert c["user_agent"] == "UA/1" and c["referer"] == "https://pub.example/"
+    assert c["ip"] == "203.0.113.7" and c["offer_id"] == s["offer"]["id"]
+    assert c["created_at"].endswith("Z")
+
+
+async def test_macros_are_filled_and_encoded(client: httpx.AsyncClient) -> None:
+    s = await make_offer(
+        client,
+        destination_url="https://shop.example/p?c={refid}&s={sub1}&o={offer_id}&a={affiliate_id}",
+    )
+    r = await client.get(f"/c/{s['link']['code']}?sub1=a%26b%3Dc")
+    q = parse_qs(urlsplit(r.headers["location"]).query)
+    assert q["s"] == ["a&b=c"]
+    assert q["o"] == [str(s["offer"]["id"])] and q["a"] == [str(s["affiliate"]["id"])]
+    assert "refid" not in q and len(q["c"][0]) == 36
+
+
+async def test_unknown_and_paused_links_answer_404_never_redirect(
+    client: httpx.AsyncClient,
+) -> None:
+    r = await client.get("/c/nope")
+    assert r.status_code == 404 and "location" not in r.headers
+    s = await make_offer(client)
+    await client.patch(
+        f"/api/v1/offers/{s['offer']['id']}", json={"status": "paused"}, headers=AUTH
+    )
+    r = await client.get(f"/c/{s['link']['code']}")
+    assert r.status_code == 404 and "location" not in r.headers
+
+
+async def test_postback_attributes_conversion_to_click_affiliate_and_subids(
+    client: httpx.AsyncClient,
+) -> None:
+    s = await make_offer(client, payout_type="cps", payout_percent="7.5", payout_amount=None)
+    refid = await click(client, s["link"], "?sub1=s1&sub5=s5")
+    r = await client.get(
+        "/postback",
+        params={
+            "refid": refid,
+            "orderamount": "123.45",
+            "ordernumber": "A-1",
+            "coupon": "SAVE",
+            "currency": "eur",
+            "geo": "de",
+            "commissionid": "x",
+        },
+    )
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["status"] == "accepted" and body["refid"] == refid
+    assert body["commission"] == "9.26"  # 7.5 % of 123.45 = 9.25875 -> half-up
+    [conv] = await conversions(client, refid=refid)
+    assert conv["id"] == body["conversion_id"]
+    assert conv["affiliate_id"] == s["affiliate"]["id"] and conv["offer_id"] == s["offer"]["id"]
+    assert conv["advertiser_id"] == s["advertiser"]["id"] and conv["link_id"] == s["link"]["id"]
+    assert (conv["sub1"], conv["sub5"], conv["click_id"]) == ("s1", "s5", refid)
+    assert (conv["orderamount"], conv["currency"], conv["geo"]) == ("123.45", "EUR", "DE")
+    assert conv["coupon"] == "SAVE" and conv["commissionid"] == "x"
+    assert conv["is_test"] is False and conv["click_missing"] is False
+
+
+async def test_duplicate_ordernumber_is_counted_once(client: httpx.AsyncClient) -> None:
+    s = await make_offer(client)
+    refid = await click(client, s["link"])
+    first = (await client.get(f"/postback?refid={refid}&orderamount=10&ordernumber=N1")).json()
+    again = await client.get(f"/postback?refid={refid}&orderamount=10&ordernumber=N1")
+    assert again.status_code == 200
+    assert again.json() == {"status": "duplicate", "conversion_id": first["conversion_id"]}
+    assert len(await conversions(client, refid=refid)) == 1
+
+
+async def test_fifty_concurrent_duplicate_fires_make_one_conversion(
+    client: httpx.AsyncClient,
+) -> None:
+    s = await make_offer(client)
+    refid = await click(client, s["link"])
+    url = f"/postback?refid={refid}&orderamount=10&ordernumber=RACE"
+    answers = await asyncio.gather(*(client.get(url) for _ in range(50)))
+    statuses = sorted(a.json()["status"] for a in answers)
+    assert statuses.count("accepted") == 1 and statuses.count("duplicate") == 49
+    assert len({a.json()["conversion_id"] for a in answers}) == 1
+    assert len(await conversions(client, refid=refid)) == 1
+
+
+async def test_one_click_converts_again_with_a_new_ordernumber(client: httpx.AsyncClient) -> None:
+    s = await make_offer(client)
+    refid = await click(client, s["link"])
+    for n in ("O1", "O2"):
+        r = await client.post(
+            "/postback", data={"refid": refid, "orderamount": "5", "ordernumber": n}
+        )
+        assert r.json()["status"] == "accepted"
+    assert len(await conversions(client, refid=refid)) == 2
+
+
+async def test_commissions_to_the_cent(client: httpx.AsyncClient) -> None:
+    cases = [
+        ({"payout_type": "cpa", "payout_amount": "12.34"}, "999.99", "USD", "12.34"),
+        ({"payout_type": "cpl", "payout_amount": "1.50"}, "0", "USD", "1.50"),
+        ({"payout_type": "cps", "payout_percent": "10"}, "0.05", "USD", "0.01"),
+        ({"payout_type": "cps", "payout_percent": "10"}, "10.125", "KWD", "1.013"),
+        ({"payout_type": "cps", "payout_percent": "3"}, "1050", "JPY", "32"),
+    ]
+    for i, (payout, amount, currency, expected) in enumerate(cases):
+        s = await make_offer(client, currency=currency, **payout)
+        refid = await click(client, s["link"])
+        r = await client.get(
+            "/postback", params={"refid": refid, "orderamount": amount, "ordernumber": f"C{i}"}
+        )
+        assert r.json()["commission"] == expected, (payout, amount, r.json())
+
+
+async def test_every_bad_field_is_listed(client: httpx.AsyncClient) -> None:
+    r = await client.get("/postback?orderamount=12,50&currency=EURO&geo=XX")
+    assert r.status_code == 400
+    body = r.json()
+    assert body["status"] == "rejected"
+    got = {(e["field"], e["code"]) for e in body["errors"]}
+    assert got == {
+        ("refid", "missing"),
+        ("ordernumber", "missing"),
+        ("orderamount", "invalid_amount"),
+        ("currency", "invalid_currency"),
+        ("geo", "invalid_geo"),
+    }
+
+
+async def test_malformed_amounts_are_rejected(client: httpx.AsyncClient) -> None:
+    s = await make_offer(client)
+    refid = await click(client, s["link"])
+    for bad in ("-1", "NaN", "1e3", "12,50", "Infinity", " ", "1.2.3"):
+        r = await client.get(
+            "/postback", params={"refid": refid, "orderamount": bad, "ordernumber": "X"}
+        )
+        assert r.status_code == 400, bad
+    r = await client.get(
+        "/postback",
+        params={"refid": refid, "orderamount": "1.234", "ordernumber": "X", "currency": "USD"},
+    )
+    assert r.status_code == 400 and r.json()["errors"][0]["field"] == "orderamount"
+    r = await client.get(
+        "/postback", params={"refid": refid, "orderamount": "1.234", "ordernumber": "X"}
+    )
+    assert r.status_code == 400  # the offer's currency (USD) is applied when none is sent
+
+
+async def test_unknown_forged_and_truncated_refids_are_404(client: httpx.AsyncClient) -> None:
+    s = await make_offer(client)
+    refid = await click(client, s["link"])
+    forged = refid[:-1] + ("A" if refid[-1] != "A" else "B")
+    for r_ in ("nope", forged, refid[:-3]):
+        r = await client.get(f"/postback?refid={r_}&orderamount=1&ordernumber=Z")
+        assert r.status_code == 404
+        assert r.json()["code"] == "unknown_refid"
+
+
+async def test_attribution_window_edge(client: httpx.AsyncClient, app: ClickbackApp) -> None:
+    s = await make_offer(client, attribution_window_days=1)
+    now_ms = int(time.time() * 1000)
+    day = 86_400_000
+    inside = app.tracker.codec.issue(s["link"]["id"], now_ms - day + 60_000)
+    outside = app.tracker.codec.issue(s["link"]["id"], now_ms - day - 60_000)
+    r = await client.get(f"/postback?refid={inside}&orderamount=1&ordernumber=IN")
+    assert r.json()["status"] == "accepted"
+    r = await client.get(f"/postback?refid={outside}&orderamount=1&ordernumber=OUT")
+    assert r.status_code == 422 and r.json()["code"] == "expired_refid"
+
+
+async def test_conversion_without_its_click_row_is_attributed_and_flagged(
+    client: httpx.AsyncClient, app: ClickbackApp
+) -> None:
+    s = await make_offer(client)
+    refid = app.tracker.codec.issue(s["link"]["id"], int(time.time() * 1000))  # never stored
+    r = await client.get(f"/postback?refid={refid}&orderamount=3&ordernumber=LOST")
+    assert r.json()["status"] == "accepted"
+    [conv] = await conversions(client, refid=refid)
+    assert conv["click_missing"] is True and conv["click_id"] is None
+    assert conv["affiliate_id"] == s["affiliate"]["id"]
+
+
+async def test_paused_offer_is_422(client: httpx.AsyncClient) -> None:
+    s = await make_offer(client)
+    refid = await click(client, s["link"])
+    await client.patch(
+        f"/api/v1/offers/{s['offer']['id']}", json={"status": "paused"}, headers=AUTH
+    )
+    r = await client.get(f"/postback?refid={refid}&orderamount=1&ordernumber=P")
+    assert r.status_code == 422 and r.json()["code"] == "offer_paused"
+
+
+async def test_token_required_advertiser(client: httpx.AsyncClient) -> None:
+    s = await make_offer(client, advertiser={"require_token": True, "postback_token": "sekret"})
+    refid = await click(client, s["link"])
+    base = f"/postback?refid={refid}&orderamount=1&ordernumber=T"
+    assert (await client.get(base)).status_code == 403
+    assert (await client.get(base + "&token=wrong")).status_code == 403
+    assert (await client.get(base + "&token=sekret")).json()["status"] == "accepted"
+
+
+async def test_every_postback_is_in_the_ledger_with_its_outcome(client: httpx.AsyncClient) -> None:
+    s = await make_offer(client)
+    refid = await click(client, s["link"])
+    await client.get(f"/postback?refid={refid}&orderamount=1&ordernumber=L1&extra=kept")
+    await client.get(f"/postback?refid={refid}&orderamount=1&ordernumber=L1")
+    await client.get("/postback?refid=bogus&orderamount=1&ordernumber=L2")
+    await client.get(f"/postback?refid={refid}&orderamount=oops")
+    items = (await client.get("/api/v1/postbacks", headers=AUTH)).json()["items"]
+    assert [i["outcome"] for i in items] == ["rejected", "unknown_refid", "duplicate", "accepted"]
+    assert items[3]["params"]["extra"] == "kept" and items[3]["conversion_id"] is not None
+    assert items[0]["errors"][0]["field"] == "ordernumber"
+    r = await client.get("/api/v1/postbacks", params={"outcome": "duplicate"}, headers=AUTH)
+    assert [i["ordernumber"] for i in r.json()["items"]] == ["L1"]
+
+
+async def test_oversized_postbacks_get_a_4xx_and_are_still_stored(
+    client: httpx.AsyncClient,
+) -> None:
+    r = await client.post(
+        "/postback",
+        content=b"refid=" + b"x" * 40000,
+        headers={"content-type": "application/x-www-form-urlencoded"},
+    )
+    assert r.status_code == 413
+    r = await client.get("/postback?ordernumber=" + "y" * 300 + "&orderamount=1&refid=z")
+    assert r.status_code == 400 and r.json()["errors"][0]["code"] == "too_long"
+    items = (await client.get("/api/v1/postbacks", headers=AUTH)).json()["items"]
+    assert len(items) == 2 and all(i["outcome"] == "rejected" for i in items)
+
+
+async def test_health_and_readiness(client: httpx.AsyncClient) -> None:
+    assert (await client.get("/healthz")).status_code == 200
+    assert (await client.get("/readyz")).text == "ready"
