@@ -11,6 +11,7 @@ import os
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, TypeVar
 
+import orjson
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -28,18 +29,25 @@ offer_app = typer.Typer(no_args_is_help=True, help="Offers.")
 affiliate_app = typer.Typer(no_args_is_help=True, help="Affiliates.")
 link_app = typer.Typer(no_args_is_help=True, help="Tracking links.")
 token_app = typer.Typer(no_args_is_help=True, help="Admin API tokens.")
+conversions_app = typer.Typer(no_args_is_help=True, help="Conversions.")
+clicks_app = typer.Typer(no_args_is_help=True, help="Clicks.")
+postbacks_app = typer.Typer(no_args_is_help=True, help="The postback ledger.")
 for sub, name in (
     (advertiser_app, "advertiser"),
     (offer_app, "offer"),
     (affiliate_app, "affiliate"),
     (link_app, "link"),
     (token_app, "token"),
+    (conversions_app, "conversions"),
+    (clicks_app, "clicks"),
+    (postbacks_app, "postbacks"),
 ):
     app.add_typer(sub, name=name)
 
 console = Console()
 T = TypeVar("T")
 
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON lines, not a table.")]
 DbOption = Annotated[
     str | None, typer.Option("--db", help="Database URL (default: CLICKBACK_DATABASE_URL).")
 ]
@@ -82,6 +90,7 @@ def _list(
     columns: list[str],
     limit: int = 100,
     filters: dict[str, Any] | None = None,
+    as_json: bool = False,
 ) -> None:
     base = _settings(db).public_url or "http://127.0.0.1:8080"
 
@@ -89,7 +98,12 @@ def _list(
         page = await store.list_rows(kind, filters or {}, None, None, limit, None)
         return [present.PRESENTERS[kind](r, base) for r in page.items]
 
-    _table(_run(db, work), columns)
+    rows = _run(db, work)
+    if as_json:
+        for row in rows:
+            print(orjson.dumps(row).decode())
+    else:
+        _table(rows, columns)
 
 
 @app.command()
@@ -183,8 +197,9 @@ def advertiser_create(
 
 
 @advertiser_app.command("list")
-def advertiser_list(db: DbOption = None) -> None:
-    _list(db, "advertisers", ["id", "name", "require_token", "postback_token", "created_at"])
+def advertiser_list(db: DbOption = None, as_json: JsonOption = False) -> None:
+    columns = ["id", "name", "require_token", "postback_token", "created_at"]
+    _list(db, "advertisers", columns, as_json=as_json)
 
 
 @offer_app.command("create")
@@ -216,7 +231,7 @@ def offer_create(
 
 
 @offer_app.command("list")
-def offer_list(db: DbOption = None) -> None:
+def offer_list(db: DbOption = None, as_json: JsonOption = False) -> None:
     _list(
         db,
         "offers",
@@ -231,6 +246,7 @@ def offer_list(db: DbOption = None) -> None:
             "status",
             "destination_url",
         ],
+        as_json=as_json,
     )
 
 
@@ -256,8 +272,8 @@ def affiliate_create(name: str, db: DbOption = None) -> None:
 
 
 @affiliate_app.command("list")
-def affiliate_list(db: DbOption = None) -> None:
-    _list(db, "affiliates", ["id", "name", "created_at"])
+def affiliate_list(db: DbOption = None, as_json: JsonOption = False) -> None:
+    _list(db, "affiliates", ["id", "name", "created_at"], as_json=as_json)
 
 
 @link_app.command("create")
@@ -279,54 +295,78 @@ def link_create(
 
 
 @link_app.command("list")
-def link_list(db: DbOption = None) -> None:
-    _list(db, "links", ["id", "code", "offer_id", "affiliate_id", "tracking_url"])
+def link_list(db: DbOption = None, as_json: JsonOption = False) -> None:
+    columns = ["id", "code", "offer_id", "affiliate_id", "tracking_url"]
+    _list(db, "links", columns, as_json=as_json)
 
 
-@app.command("conversions")
-def conversions_list(limit: int = 50, refid: str | None = None, db: DbOption = None) -> None:
+@conversions_app.command("list")
+def conversions_list(
+    limit: int = 50,
+    refid: str | None = None,
+    ordernumber: str | None = None,
+    offer: Annotated[int | None, typer.Option(help="Offer id.")] = None,
+    db: DbOption = None,
+    as_json: JsonOption = False,
+) -> None:
     """Recent conversions, newest first."""
-    _list(
-        db,
-        "conversions",
-        [
-            "id",
-            "created_at",
-            "refid",
-            "offer_id",
-            "affiliate_id",
-            "sub1",
-            "ordernumber",
-            "orderamount",
-            "currency",
-            "commission",
-            "status",
-        ],
-        limit,
-        {"refid": refid} if refid else None,
-    )
+    filters = _given(refid=refid, ordernumber=ordernumber, offer_id=offer)
+    columns = [
+        "id",
+        "created_at",
+        "refid",
+        "offer_id",
+        "affiliate_id",
+        "sub1",
+        "ordernumber",
+        "orderamount",
+        "currency",
+        "commission",
+        "status",
+    ]
+    _list(db, "conversions", columns, limit, filters, as_json)
 
 
-@app.command("postbacks")
-def postbacks_list(limit: int = 50, outcome: str | None = None, db: DbOption = None) -> None:
+@clicks_app.command("list")
+def clicks_list(
+    limit: int = 50,
+    refid: str | None = None,
+    offer: Annotated[int | None, typer.Option(help="Offer id.")] = None,
+    db: DbOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Recent clicks, newest first."""
+    columns = ["refid", "created_at", "link_id", "offer_id", "affiliate_id", "sub1", "ip"]
+    _list(db, "clicks", columns, limit, _given(refid=refid, offer_id=offer), as_json)
+
+
+@postbacks_app.command("list")
+def postbacks_list(
+    limit: int = 50,
+    outcome: str | None = None,
+    refid: str | None = None,
+    ordernumber: str | None = None,
+    db: DbOption = None,
+    as_json: JsonOption = False,
+) -> None:
     """The postback ledger, newest first: every postback received, with its outcome."""
-    _list(
-        db,
-        "postbacks",
-        [
-            "id",
-            "received_at",
-            "method",
-            "refid",
-            "ordernumber",
-            "outcome",
-            "http_status",
-            "errors",
-            "conversion_id",
-        ],
-        limit,
-        {"outcome": outcome} if outcome else None,
-    )
+    filters = _given(outcome=outcome, refid=refid, ordernumber=ordernumber)
+    columns = [
+        "id",
+        "received_at",
+        "method",
+        "refid",
+        "ordernumber",
+        "outcome",
+        "http_status",
+        "errors",
+        "conversion_id",
+    ]
+    _list(db, "postbacks", columns, limit, filters, as_json)
+
+
+def _given(**filters: Any) -> dict[str, Any]:
+    return {k: v for k, v in filters.items() if v is not None}
 
 
 # -- tokens ---------------------------------------------------------------------------

@@ -1,0 +1,80 @@
+"""End to end as a new user: `clickback serve --demo`, follow the link, fire the postback."""
+
+from __future__ import annotations
+
+import re
+import time
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+import orjson
+
+from tests.cli.conftest import Server, cli
+
+
+def test_demo_serve_click_and_postback(server: Server) -> None:
+    server.start("--demo")
+    out = server.log.read_text()
+    tracking = re.search(r"Tracking link: (\S+)", out)
+    postback = re.search(r"Postback:\s+(\S+)", out)
+    assert tracking and postback, out
+    r = httpx.get(tracking.group(1))
+    assert r.status_code == 302
+    refid = parse_qs(urlsplit(r.headers["location"]).query)["refid"][0]
+    r = httpx.get(postback.group(1).replace("REFID", refid))
+    assert r.status_code == 200 and r.json()["status"] == "accepted"
+    assert r.json()["commission"] == "4.99"  # the demo offer pays 10 % of 49.90
+    [conv] = [
+        orjson.loads(line)
+        for line in cli("conversions", "list", "--json", db=server.db).splitlines()
+    ]
+    assert (conv["ordernumber"], conv["orderamount"], conv["sub1"]) == ("ORDER-1", "49.90", "demo")
+
+
+def test_plain_serve_on_an_empty_database_creates_nothing(server: Server) -> None:
+    server.start()
+    assert httpx.get(f"{server.base}/healthz").status_code == 200
+    assert cli("offer", "list", "--json", db=server.db) == ""
+
+
+def test_setup_by_cli_and_a_running_server_sees_it(server: Server) -> None:
+    server.start()
+    db = server.db
+    cli("advertiser", "create", "Shop", "--require-token", "--token", "tok", db=db)
+    cli(
+        "offer",
+        "create",
+        "--advertiser",
+        "1",
+        "--name",
+        "O",
+        "--url",
+        "https://shop.example/p?x=1",
+        "--payout-type",
+        "cpa",
+        "--payout-amount",
+        "2.50",
+        db=db,
+    )
+    cli("affiliate", "create", "Pub", db=db)
+    out = cli("link", "create", "--offer", "1", "--affiliate", "1", db=db)
+    code = re.search(r"/c/(\S+)", out)
+    assert code, out
+    r = httpx.get(f"{server.base}/c/{code.group(1)}?sub1=cli")
+    assert r.status_code == 302, r.text
+    refid = parse_qs(urlsplit(r.headers["location"]).query)["refid"][0]
+    r = httpx.get(f"{server.base}/postback?refid={refid}&orderamount=10&ordernumber=Q")
+    assert r.status_code == 403
+    r = httpx.post(
+        f"{server.base}/postback",
+        data={"refid": refid, "orderamount": "10", "ordernumber": "Q", "token": "tok"},
+    )
+    assert r.json()["commission"] == "2.50"
+    cli("offer", "pause", "1", db=db)
+    # other processes see a change within CLICKBACK_CACHE_CHECK_SECONDS (1 s)
+    deadline = time.monotonic() + 5
+    while httpx.get(f"{server.base}/c/{code.group(1)}").status_code != 404:
+        assert time.monotonic() < deadline, "the pause never reached the running server"
+        time.sleep(0.1)
+    r = httpx.get(f"{server.base}/postback?refid={refid}&orderamount=1&ordernumber=Q2&token=tok")
+    assert r.status_code == 422 and r.json()["code"] == "offer_paused"
