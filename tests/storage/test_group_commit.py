@@ -1,0 +1,133 @@
+"""The group-commit writer on both engines: per-row outcomes, exact dedupe, failures."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from clickback.domain.models import Outcome
+from clickback.domain.ports import ConversionRow, LedgerRow, Store
+from clickback.errors import UnavailableError
+
+
+async def setup(store: Store) -> tuple[int, int]:
+    adv = await store.create_advertiser("A", "tok", False)
+    offer = await store.create_offer(
+        {
+            "advertiser_id": adv,
+            "name": "O",
+            "destination_url": "https://x.example/",
+            "refid_param": "refid",
+            "payout_type": "cpa",
+            "payout_amount": 100,
+            "payout_percent": "0",
+            "currency": "USD",
+            "attribution_window_days": 30,
+            "status": "active",
+        }
+    )
+    aff = await store.create_affiliate("F")
+    link = await store.create_link("code1", offer, aff)
+    return adv, link
+
+
+def click_row(refid: str, link: int, sub1: str = "") -> tuple:  # type: ignore[type-arg]
+    return (refid, link, 1, 1, sub1, "", "", "", "", "127.0.0.1", "ua", "", 1_000, 0)
+
+
+def conv(adv: int, link: int, order: str, refid: str = "R1") -> ConversionRow:
+    return ConversionRow(
+        refid, 1, 1, adv, link, order, 500, "USD", 100, "USD", "", "", "", "approved", 2_000, 1_000
+    )
+
+
+def ledger(order: str) -> LedgerRow:
+    return LedgerRow(2_000, "GET", "127.0.0.1", "{}", "R1", order, 1, Outcome.ACCEPTED, 200, "[]")
+
+
+async def test_batch_reports_each_rows_own_outcome(store: Store) -> None:
+    adv, link = await setup(store)
+    await store.write_click(click_row("R1", link, "s"))
+    orders = ["A", "B", "A", "C", "B", "A"]
+    written = await asyncio.gather(
+        *(store.write_postback(ledger(o), conv(adv, link, o)) for o in orders)
+    )
+    outcomes = [w.outcome for w in written]
+    assert outcomes == [
+        Outcome.ACCEPTED,
+        Outcome.ACCEPTED,
+        Outcome.DUPLICATE,
+        Outcome.ACCEPTED,
+        Outcome.DUPLICATE,
+        Outcome.DUPLICATE,
+    ]
+    ids = {o: w.conversion_id for o, w in zip(orders, written, strict=True)}
+    assert written[2].conversion_id == ids["A"] and written[4].conversion_id == ids["B"]
+    page = await store.list_rows("conversions", {}, None, None, 100, None)
+    assert sorted(r["ordernumber"] for r in page.items) == ["A", "B", "C"]
+    assert all(r["sub1"] == "s" and r["click_missing"] == 0 for r in page.items)
+    ledger_rows = (await store.list_rows("postbacks", {}, None, None, 100, None)).items
+    assert len(ledger_rows) == 6
+    assert sum(r["outcome"] == "duplicate" for r in ledger_rows) == 3
+
+
+async def test_dedupe_holds_across_batches(store: Store) -> None:
+    adv, link = await setup(store)
+    first = await store.write_postback(ledger("X"), conv(adv, link, "X"))
+    again = await store.write_postback(ledger("X"), conv(adv, link, "X"))
+    assert first.outcome is Outcome.ACCEPTED and again.outcome is Outcome.DUPLICATE
+    assert again.conversion_id == first.conversion_id
+
+
+async def test_same_ordernumber_for_another_advertiser_is_its_own_conversion(
+    store: Store,
+) -> None:
+    adv, link = await setup(store)
+    other = await store.create_advertiser("B", "tok2", False)
+    a, b = await asyncio.gather(
+        store.write_postback(ledger("SAME"), conv(adv, link, "SAME")),
+        store.write_postback(ledger("SAME"), conv(other, link, "SAME")),
+    )
+    assert a.outcome is b.outcome is Outcome.ACCEPTED and a.conversion_id != b.conversion_id
+
+
+async def test_missing_click_row_is_flagged(store: Store) -> None:
+    adv, link = await setup(store)
+    await store.write_postback(ledger("M"), conv(adv, link, "M", refid="never-stored"))
+    [row] = (await store.list_rows("conversions", {}, None, None, 10, None)).items
+    assert row["click_missing"] == 1 and row["sub1"] == ""
+
+
+async def test_a_failed_batch_answers_unavailable_never_success(store: Store) -> None:
+    adv, link = await setup(store)
+    await store.write_click(click_row("OK1", link))
+    await store._write("DROP TABLE postbacks")  # type: ignore[attr-defined]
+    results = await asyncio.gather(
+        store.write_click(click_row("LOST", link)),
+        store.write_postback(ledger("F"), conv(adv, link, "F")),
+        return_exceptions=True,
+    )
+    assert all(isinstance(r, UnavailableError) for r in results)
+    # the whole batch rolled back: the click in it was not half-written
+    page = await store.list_rows("clicks", {}, None, None, 10, None)
+    assert [r["refid"] for r in page.items] == ["OK1"]
+    # and the writer keeps going after a failure
+    await store.write_click(click_row("OK2", link))
+    assert (await store.list_rows("clicks", {"refid": "OK2"}, None, None, 1, None)).items
+
+
+async def test_async_clicks_are_committed_by_the_next_batch(store: Store) -> None:
+    _, link = await setup(store)
+    store.queue_click(click_row("Q1", link))
+    await store.write_click(click_row("Q2", link))  # same or a later batch
+    page = await store.list_rows("clicks", {}, None, None, 10, None)
+    assert {r["refid"] for r in page.items} == {"Q1", "Q2"}
+
+
+@pytest.mark.parametrize("n", [1, 700])
+async def test_batches_larger_than_batch_max_are_split(store: Store, n: int) -> None:
+    _, link = await setup(store)
+    await asyncio.gather(*(store.write_click(click_row(f"B{i:04d}", link)) for i in range(n)))
+    page = await store.list_rows("clicks", {}, None, None, 1000, None)
+    assert len(page.items) == n
