@@ -38,12 +38,30 @@ def click_row(refid: str, link: int, sub1: str = "") -> tuple:  # type: ignore[t
 
 def conv(adv: int, link: int, order: str, refid: str = "R1") -> ConversionRow:
     return ConversionRow(
-        refid, 1, 1, adv, link, order, 500, "USD", 100, "USD", "", "", "", "approved", 2_000, 1_000
+        refid,
+        1,
+        1,
+        adv,
+        link,
+        order,
+        500,
+        "USD",
+        100,
+        "USD",
+        "",
+        "",
+        "",
+        "approved",
+        2_000,
+        1_000,
+        0,
     )
 
 
 def ledger(order: str) -> LedgerRow:
-    return LedgerRow(2_000, "GET", "127.0.0.1", "{}", "R1", order, 1, Outcome.ACCEPTED, 200, "[]")
+    return LedgerRow(
+        2_000, "GET", "127.0.0.1", "{}", "R1", order, 1, Outcome.ACCEPTED, 200, "[]", "", 1, 0, None
+    )
 
 
 async def test_batch_reports_each_rows_own_outcome(store: Store) -> None:

@@ -118,4 +118,5 @@ def decide(
         status="approved",
         created_at=now_us,
         clicked_at=clicked_at,
+        is_test=int(link.is_test),
     )

@@ -26,6 +26,7 @@ class Route:
     affiliate_id: int
     serving: bool  # link active and offer active
     template: RedirectTemplate
+    is_test: int
 
 
 class Catalog:
@@ -60,6 +61,7 @@ class Catalog:
             link.affiliate_id,
             link.active and offer.status is OfferStatus.ACTIVE,
             RedirectTemplate(offer.destination_url, offer.refid_param, offer.id, link.affiliate_id),
+            int(link.is_test),
         )
         self.routes[link.code] = route
         return route

@@ -74,6 +74,7 @@ class Link:
     affiliate_id: int
     active: bool
     created_at: int
+    is_test: bool = False
 
 
 @dataclass(frozen=True, slots=True)

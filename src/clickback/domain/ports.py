@@ -37,7 +37,7 @@ CLICK_COLUMNS = (
 
 @dataclass(frozen=True, slots=True)
 class ConversionRow:
-    """A conversion to insert; sub-IDs and `is_test` come from its click row, if stored."""
+    """A conversion to insert; its sub-IDs come from its click row, when that is stored."""
 
     refid: str
     offer_id: int
@@ -55,6 +55,7 @@ class ConversionRow:
     status: str
     created_at: int
     clicked_at: int
+    is_test: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +72,10 @@ class LedgerRow:
     outcome: Outcome
     http_status: int
     errors: str  # JSON list of {field, code, message}
+    code: str  # the first error's code, '' when accepted: the ledger filters by it
+    link_id: int | None  # the link the RefID names, when it could be read
+    is_test: int
+    replay_of: int | None  # the ledger row this one re-decided
 
 
 @dataclass(frozen=True, slots=True)

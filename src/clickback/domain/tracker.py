@@ -14,10 +14,11 @@ import orjson
 
 from clickback.domain import attribution, money
 from clickback.domain.catalog import Catalog
-from clickback.domain.models import FieldError, Outcome
+from clickback.domain.models import Advertiser, FieldError, Link, Offer, Outcome
 from clickback.domain.ports import ClickRow, LedgerRow, Store
 from clickback.domain.postback import parse_postback
-from clickback.domain.refid import RefIdCodec
+from clickback.domain.refid import TEXT_LEN as REFID_LEN
+from clickback.domain.refid import RefIdCodec, RefIdInfo
 
 MAX_SUB = 255
 MAX_HEADER_VALUE = 512
@@ -33,6 +34,7 @@ class SystemClock:
 class PostbackAnswer:
     status: int
     body: dict[str, Any]
+    ledger_id: int
 
 
 def parse_subs(query: str) -> tuple[str, str, str, str, str]:
@@ -64,7 +66,7 @@ class Tracker:
         self._sync_clicks = click_durability == "sync"
 
     async def click(
-        self, code: str, query: str, ip: str, user_agent: str, referer: str, is_test: int = 0
+        self, code: str, query: str, ip: str, user_agent: str, referer: str
     ) -> str | None:
         """The Location to redirect to after the click is stored; None for no such link."""
         route = self.catalog.routes.get(code) or await self.catalog.route(code)
@@ -83,7 +85,7 @@ class Tracker:
             user_agent[:MAX_HEADER_VALUE],
             referer[:MAX_HEADER_VALUE],
             now_us,
-            is_test,
+            route.is_test,
         )
         if self._sync_clicks:
             await self.store.write_click(row)
@@ -97,37 +99,43 @@ class Tracker:
         ip: str,
         params: dict[str, str],
         extra_errors: list[FieldError] | None = None,
+        *,
+        received_at: int | None = None,
+        replay_of: int | None = None,
     ) -> PostbackAnswer:
-        """Decide on a postback and store it, raw, with the decision, in one write."""
-        now_us = self.clock.now_us()
+        """Decide on a postback and store it, raw, with the decision, in one write.
+
+        A replay passes the original's `received_at`, so the attribution window is judged
+        as of when the postback first arrived."""
+        now_us = received_at if received_at is not None else self.clock.now_us()
         conversion = None
-        advertiser_id = None
+        link = offer = advertiser = None
         parsed = parse_postback(params)
-        if extra_errors:
-            refusal: attribution.Refusal | None = attribution.Refusal(
-                Outcome.REJECTED, extra_errors + (parsed if isinstance(parsed, list) else [])
-            )
-        elif isinstance(parsed, list):
-            refusal = attribution.Refusal(Outcome.REJECTED, parsed)
+        # the link is read off the RefID even when other fields are bad, so the ledger
+        # (and an integration test) can say whose postback was refused, and why
+        raw_refid = (params.get("refid") or params.get("clickid") or "").strip()
+        hint = None
+        info = self.codec.verify(raw_refid) if raw_refid else None
+        if not raw_refid:
+            info, hint = self._find_refid(params)
+        if info is not None:
+            link, offer, advertiser = await self._resolve(info.link_id)
+        refusal: attribution.Refusal | None
+        if extra_errors or isinstance(parsed, list):
+            errors = list(extra_errors or []) + (parsed if isinstance(parsed, list) else [])
+            if hint is not None:
+                errors.append(hint)
+            refusal = attribution.Refusal(Outcome.REJECTED, errors)
+        elif info is None:
+            refusal = attribution.unknown_refid()
         else:
-            info = self.codec.verify(parsed.refid)
-            if info is None:
-                refusal = attribution.unknown_refid()
+            decided = attribution.decide(parsed, info, link, offer, advertiser, now_us)
+            if isinstance(decided, attribution.Refusal):
+                refusal = decided
             else:
-                cat = self.catalog
-                if info.link_id not in cat.links:
-                    await cat.reload()  # a link made on another node; the MAC says it exists
-                link = cat.links.get(info.link_id)
-                offer = cat.offers.get(link.offer_id) if link else None
-                advertiser = cat.advertisers.get(offer.advertiser_id) if offer else None
-                advertiser_id = advertiser.id if advertiser else None
-                decided = attribution.decide(parsed, info, link, offer, advertiser, now_us)
-                if isinstance(decided, attribution.Refusal):
-                    refusal = decided
-                else:
-                    refusal, conversion = None, decided
+                refusal, conversion = None, decided
         outcome = refusal.outcome if refusal else Outcome.ACCEPTED
-        errors = [e.as_dict() for e in refusal.errors] if refusal else []
+        errors_out = [e.as_dict() for e in refusal.errors] if refusal else []
         ledger = LedgerRow(
             received_at=now_us,
             method=method,
@@ -135,21 +143,27 @@ class Tracker:
             params=orjson.dumps(params).decode(),
             refid=params.get("refid") or params.get("clickid") or "",
             ordernumber=params.get("ordernumber", ""),
-            advertiser_id=advertiser_id,
+            advertiser_id=advertiser.id if advertiser else None,
             outcome=outcome,
             http_status=attribution.HTTP_STATUS[outcome],
-            errors=orjson.dumps(errors).decode(),
+            errors=orjson.dumps(errors_out).decode(),
+            code=errors_out[0]["code"] if errors_out else "",
+            link_id=link.id if link else None,
+            is_test=int(link.is_test) if link else 0,
+            replay_of=replay_of,
         )
         written = await self.store.write_postback(ledger, conversion)
         if refusal is not None:
-            body: dict[str, Any] = {"status": "rejected", "errors": errors}
+            body: dict[str, Any] = {"status": "rejected", "errors": errors_out}
             if outcome is not Outcome.REJECTED:
-                body["code"] = errors[0]["code"]
-            return PostbackAnswer(ledger.http_status, body)
+                body["code"] = errors_out[0]["code"]
+            return PostbackAnswer(ledger.http_status, body, written.ledger_id)
         assert conversion is not None
         if written.outcome is Outcome.DUPLICATE:
             return PostbackAnswer(
-                200, {"status": "duplicate", "conversion_id": written.conversion_id}
+                200,
+                {"status": "duplicate", "conversion_id": written.conversion_id},
+                written.ledger_id,
             )
         return PostbackAnswer(
             200,
@@ -162,4 +176,28 @@ class Tracker:
                 ),
                 "currency": conversion.commission_currency,
             },
+            written.ledger_id,
         )
+
+    async def _resolve(self, link_id: int) -> tuple[Link | None, Offer | None, Advertiser | None]:
+        cat = self.catalog
+        if link_id not in cat.links:
+            await cat.reload()  # a link made on another node; the MAC says it exists
+        link = cat.links.get(link_id)
+        offer = cat.offers.get(link.offer_id) if link else None
+        advertiser = cat.advertisers.get(offer.advertiser_id) if offer else None
+        return link, offer, advertiser
+
+    def _find_refid(self, params: dict[str, str]) -> tuple[RefIdInfo | None, FieldError | None]:
+        """A RefID sent under another parameter's name (`click_id=…`, `subid=…`): found so
+        the rejection can say which name to use, and so a test postback finds its test."""
+        for name, value in params.items():
+            if len(value) == REFID_LEN:
+                info = self.codec.verify(value)
+                if info is not None:
+                    return info, FieldError(
+                        name,
+                        "wrong_parameter",
+                        f"`{name}` carries a RefID: send it as `refid` instead",
+                    )
+        return None, None

@@ -72,7 +72,13 @@ def offer_from_row(r: Mapping[str, Any]) -> Offer:
 
 def link_from_row(r: Mapping[str, Any]) -> Link:
     return Link(
-        r["id"], r["code"], r["offer_id"], r["affiliate_id"], bool(r["active"]), r["created_at"]
+        r["id"],
+        r["code"],
+        r["offer_id"],
+        r["affiliate_id"],
+        bool(r["active"]),
+        r["created_at"],
+        bool(r["is_test"]),
     )
 
 

@@ -43,13 +43,13 @@ SELECT x.id, x.refid, x.offer_id, x.affiliate_id, x.advertiser_id, x.link_id, x.
     x.orderamount, x.currency, x.commission, x.commission_currency, x.coupon, x.geo,
     x.commissionid, x.status, x.created_at, x.clicked_at,
     coalesce(c.sub1, ''), coalesce(c.sub2, ''), coalesce(c.sub3, ''), coalesce(c.sub4, ''),
-    coalesce(c.sub5, ''), coalesce(c.is_test, 0), (c.refid IS NULL)::int
+    coalesce(c.sub5, ''), x.is_test, (c.refid IS NULL)::int
 FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[],
             $7::text[], $8::bigint[], $9::text[], $10::bigint[], $11::text[], $12::text[],
-            $13::text[], $14::text[], $15::text[], $16::bigint[], $17::bigint[])
+            $13::text[], $14::text[], $15::text[], $16::bigint[], $17::bigint[], $18::smallint[])
     AS x(id, refid, offer_id, affiliate_id, advertiser_id, link_id, ordernumber, orderamount,
          currency, commission, commission_currency, coupon, geo, commissionid, status,
-         created_at, clicked_at)
+         created_at, clicked_at, is_test)
 LEFT JOIN clicks AS c ON c.refid = x.refid
 ORDER BY x.advertiser_id, x.ordernumber
 ON CONFLICT (advertiser_id, ordernumber) DO NOTHING
@@ -62,9 +62,10 @@ JOIN unnest($1::bigint[], $2::text[]) AS k(advertiser_id, ordernumber)
 """
 INSERT_LEDGER = """
 INSERT INTO postbacks (id, received_at, method, ip, params, refid, ordernumber, advertiser_id,
-    outcome, http_status, errors, conversion_id)
+    outcome, http_status, errors, conversion_id, code, link_id, is_test, replay_of)
 SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[],
-    $6::text[], $7::text[], $8::bigint[], $9::text[], $10::int[], $11::text[], $12::bigint[])
+    $6::text[], $7::text[], $8::bigint[], $9::text[], $10::int[], $11::text[], $12::bigint[],
+    $13::text[], $14::bigint[], $15::smallint[], $16::bigint[])
 """
 NEXT_IDS = "SELECT nextval(pg_get_serial_sequence($1, 'id')) FROM generate_series(1, $2)"
 
@@ -264,6 +265,7 @@ class PostgresStore(SqlStore):
                             c.status,
                             c.created_at,
                             c.clicked_at,
+                            c.is_test,
                         )
                         for i, c in zip(new_ids, offered, strict=True)
                     ],
@@ -292,9 +294,7 @@ class PostgresStore(SqlStore):
             if conv is not None:
                 key = (conv.advertiser_id, conv.ordernumber)
                 conversion_id, inserted_here = ids[key]
-                if inserted_here and first[key] is conv:
-                    pass
-                else:
+                if not (inserted_here and first[key] is conv):
                     outcome = Outcome.DUPLICATE
             out.append(PostbackWritten(outcome, conversion_id, lid))
             ledger_rows.append(
@@ -311,6 +311,10 @@ class PostgresStore(SqlStore):
                     ledger.http_status,
                     ledger.errors,
                     conversion_id,
+                    ledger.code,
+                    ledger.link_id,
+                    ledger.is_test,
+                    ledger.replay_of,
                 )
             )
         await conn.execute(INSERT_LEDGER, *zip(*ledger_rows, strict=True))

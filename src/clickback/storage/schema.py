@@ -120,6 +120,30 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
             """INSERT INTO meta (key, value) VALUES ('config_version', '0')""",
         ],
     ),
+    (
+        2,
+        "integration tests, test links, ledger link/code/replay columns",
+        [
+            """ALTER TABLE links ADD COLUMN is_test SMALLINT NOT NULL DEFAULT 0""",
+            """ALTER TABLE postbacks ADD COLUMN link_id BIGINT""",
+            """ALTER TABLE postbacks ADD COLUMN code TEXT NOT NULL DEFAULT ''""",
+            """ALTER TABLE postbacks ADD COLUMN is_test SMALLINT NOT NULL DEFAULT 0""",
+            """ALTER TABLE postbacks ADD COLUMN replay_of BIGINT""",
+            # only test traffic is indexed: the hot path's inserts stay as cheap as before
+            """CREATE INDEX postbacks_test_link ON postbacks (link_id, id) WHERE is_test = 1""",
+            """CREATE TABLE integration_tests (
+                id {id},
+                offer_id BIGINT NOT NULL REFERENCES offers (id),
+                affiliate_id BIGINT NOT NULL REFERENCES affiliates (id),
+                link_id BIGINT NOT NULL REFERENCES links (id),
+                refid TEXT NOT NULL,
+                click_status TEXT NOT NULL,
+                click_reasons TEXT NOT NULL,
+                started_at BIGINT NOT NULL,
+                created_at BIGINT NOT NULL
+            )""",
+        ],
+    ),
 ]
 
 LATEST = MIGRATIONS[-1][0]

@@ -42,15 +42,15 @@ INSERT INTO conversions (
     created_at, clicked_at, sub1, sub2, sub3, sub4, sub5, is_test, click_missing)
 SELECT x.r, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,
     coalesce(c.sub1, ''), coalesce(c.sub2, ''), coalesce(c.sub3, ''), coalesce(c.sub4, ''),
-    coalesce(c.sub5, ''), coalesce(c.is_test, 0), c.refid IS NULL
+    coalesce(c.sub5, ''), ?, c.refid IS NULL
 FROM (SELECT ? AS r) AS x LEFT JOIN clicks AS c ON c.refid = x.r
 WHERE true
 ON CONFLICT (advertiser_id, ordernumber) DO NOTHING
 """
 INSERT_LEDGER = """
 INSERT INTO postbacks (received_at, method, ip, params, refid, ordernumber, advertiser_id,
-    outcome, http_status, errors, conversion_id)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+    outcome, http_status, errors, conversion_id, code, link_id, is_test, replay_of)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 """
 
 _CLICK = 0
@@ -74,6 +74,7 @@ def conversion_args(c: ConversionRow) -> tuple[Any, ...]:
         c.status,
         c.created_at,
         c.clicked_at,
+        c.is_test,
         c.refid,
     )
 
@@ -91,6 +92,10 @@ def ledger_args(x: LedgerRow, outcome: Outcome, conversion_id: int | None) -> tu
         x.http_status,
         x.errors,
         conversion_id,
+        x.code,
+        x.link_id,
+        x.is_test,
+        x.replay_of,
     )
 
 
