@@ -67,6 +67,11 @@ LISTS: dict[str, ListSpec] = {
             "outcome": str,
             "method": str,
             "conversion_id": int,
+            "code": str,
+            "link_id": int,
+            "is_test": int,
+            "replay_of": int,
         },
     ),
+    "integration_tests": ListSpec("id", "created_at", {"id": int, "offer_id": int}),
 }

@@ -18,7 +18,7 @@ from clickback.domain.models import Advertiser, FieldError, Link, Offer, Outcome
 from clickback.domain.ports import ClickRow, LedgerRow, Store
 from clickback.domain.postback import parse_postback
 from clickback.domain.refid import TEXT_LEN as REFID_LEN
-from clickback.domain.refid import RefIdCodec, RefIdInfo
+from clickback.domain.refid import RefIdCodec, RefIdInfo, new_secret
 
 MAX_SUB = 255
 MAX_HEADER_VALUE = 512
@@ -48,6 +48,19 @@ def parse_subs(query: str) -> tuple[str, str, str, str, str]:
         if part[:3] == "sub" and len(part) > 5 and part[4] == "=" and "1" <= part[3] <= "5":
             subs[int(part[3]) - 1] = unquote_plus(part[5:])[:MAX_SUB]
     return (subs[0], subs[1], subs[2], subs[3], subs[4])
+
+
+async def open_tracker(
+    store: Store,
+    secrets: tuple[str, ...] = (),
+    check_seconds: float = 1.0,
+    durability: str = "sync",
+) -> Tracker:
+    """A Tracker over a migrated store: RefID keys from settings, else the shared stored key."""
+    keys = list(secrets) or [await store.get_or_set_meta("refid_secret", new_secret())]
+    catalog = Catalog(store, check_seconds)
+    await catalog.reload()
+    return Tracker(store, catalog, RefIdCodec(keys), click_durability=durability)
 
 
 class Tracker:

@@ -133,6 +133,10 @@ class SqlStore:
         row = await self._fetchone("SELECT * FROM links WHERE code = ?", code)
         return link_from_row(row) if row else None
 
+    async def get_meta(self, key: str) -> str | None:
+        row = await self._fetchone("SELECT value FROM meta WHERE key = ?", key)
+        return str(row["value"]) if row else None
+
     async def get_or_set_meta(self, key: str, value: str) -> str:
         await self._write(
             "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING", key, value
@@ -201,19 +205,81 @@ class SqlStore:
             )
         )
 
-    async def create_link(self, code: str, offer_id: int, affiliate_id: int) -> int:
+    async def create_link(
+        self, code: str, offer_id: int, affiliate_id: int, is_test: bool = False
+    ) -> int:
         t = now_us()
         return int(
             await self._write(
-                "INSERT INTO links (code, offer_id, affiliate_id, active, created_at, updated_at)"
-                " VALUES (?, ?, ?, 1, ?, ?) RETURNING id",
+                "INSERT INTO links (code, offer_id, affiliate_id, active, is_test, created_at, "
+                "updated_at) VALUES (?, ?, ?, 1, ?, ?, ?) RETURNING id",
                 code,
                 offer_id,
                 affiliate_id,
+                int(is_test),
                 t,
                 t,
                 bump=True,
             )
+        )
+
+    # -- integration tests ------------------------------------------------------------
+
+    async def create_integration_test(
+        self, offer_id: int, affiliate_id: int, link_id: int, refid: str, status: str, reasons: str
+    ) -> int:
+        t = now_us()
+        return int(
+            await self._write(
+                "INSERT INTO integration_tests (offer_id, affiliate_id, link_id, refid, "
+                "click_status, click_reasons, started_at, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                offer_id,
+                affiliate_id,
+                link_id,
+                refid,
+                status,
+                reasons,
+                t,
+                t,
+            )
+        )
+
+    async def restart_integration_test(
+        self, test_id: int, refid: str, status: str, reasons: str
+    ) -> None:
+        await self._write(
+            "UPDATE integration_tests SET refid = ?, click_status = ?, click_reasons = ?, "
+            "started_at = ? WHERE id = ?",
+            refid,
+            status,
+            reasons,
+            now_us(),
+            test_id,
+        )
+
+    async def delete_integration_test(self, test_id: int) -> bool:
+        link_id = await self._write(
+            "DELETE FROM integration_tests WHERE id = ? RETURNING link_id", test_id
+        )
+        if link_id is None:
+            return False
+        # the test link stops serving; its test clicks and conversions keep their history
+        await self._write(
+            "UPDATE links SET active = 0, updated_at = ? WHERE id = ?",
+            now_us(),
+            link_id,
+            bump=True,
+        )
+        return True
+
+    async def test_postbacks(self, link_id: int, since: int, limit: int) -> list[dict[str, Any]]:
+        return await self._fetch(
+            "SELECT * FROM postbacks WHERE is_test = 1 AND link_id = ? AND received_at >= ? "
+            "ORDER BY id DESC LIMIT ?",
+            link_id,
+            since,
+            limit,
         )
 
     # -- reads ----------------------------------------------------------------------

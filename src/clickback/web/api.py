@@ -19,11 +19,11 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
-from clickback.domain import admin
+from clickback.domain import admin, integration, ledger
 from clickback.domain.listing import DEFAULT_LIMIT, LISTS, MAX_LIMIT
 from clickback.errors import AuthError, InputError, NotFoundError, PermissionDeniedError
 from clickback.web.errors import HANDLERS
-from clickback.web.present import PRESENTERS, json_response, parse_time
+from clickback.web.present import PRESENTERS, iso, json_response, parse_time
 
 if TYPE_CHECKING:
     from clickback.web.app import ClickbackApp
@@ -159,6 +159,107 @@ def build_api(app: ClickbackApp) -> Starlette:
         await app.catalog.reload()
         return json_response(await show(request, "offers", offer_id))
 
+    def int_param(request: Request, name: str = "id") -> int:
+        raw = request.path_params[name]
+        if not raw.isdigit():
+            raise NotFoundError(f"{raw} is not an id")
+        return int(raw)
+
+    async def present_test(request: Request, row: dict[str, Any]) -> dict[str, Any]:
+        base = base_url(app, request)
+        link = await app.store.get_row("links", row["link_id"])
+        offer = await app.store.get_row("offers", row["offer_id"])
+        assert link is not None and offer is not None
+        advertiser = await app.store.get_row("advertisers", offer["advertiser_id"])
+        assert advertiser is not None
+        return {
+            "id": row["id"],
+            "offer_id": row["offer_id"],
+            "affiliate_id": row["affiliate_id"],
+            "link_id": row["link_id"],
+            "refid": row["refid"],
+            "tracking_url": f"{base}/c/{link['code']}",
+            "postback_url": integration.postback_template(base, advertiser, row["refid"]),
+            "click_test": {
+                "status": row["click_status"],
+                "reasons": orjson.loads(row["click_reasons"]),
+            },
+            "conversion_test": await integration.conversion_test(app.store, row),
+            "started_at": iso(row["started_at"]),
+            "created_at": iso(row["created_at"]),
+        }
+
+    async def start_test(request: Request) -> Response:
+        body = await read_json(request)
+        affiliate = body.get("affiliate_id")
+        if affiliate is not None and (
+            isinstance(affiliate, bool) or not isinstance(affiliate, int)
+        ):
+            raise InputError(
+                "`affiliate_id` must be an integer id", code="invalid_id", field="affiliate_id"
+            )
+        test_id = await integration.start(
+            app.store, app.tracker, int_param(request), affiliate, app.probe
+        )
+        row = await app.store.get_row("integration_tests", test_id)
+        assert row is not None
+        return json_response(await present_test(request, row), 201)
+
+    async def list_tests(request: Request) -> Response:
+        offer_id = int_param(request)
+        if await app.store.get_row("offers", offer_id) is None:
+            raise NotFoundError(f"offer {offer_id} does not exist")
+        page = await app.store.list_rows(
+            "integration_tests", {"offer_id": offer_id}, None, None, MAX_LIMIT, None
+        )
+        items = [await present_test(request, r) for r in page.items]
+        return json_response({"items": items, "next_cursor": None})
+
+    async def get_test(request: Request) -> Response:
+        row = await app.store.get_row("integration_tests", int_param(request))
+        if row is None:
+            raise NotFoundError(f"integration test {request.path_params['id']} does not exist")
+        return json_response(await present_test(request, row))
+
+    async def delete_test(request: Request) -> Response:
+        await integration.remove(app.store, app.tracker, int_param(request))
+        return Response(status_code=204)
+
+    async def rerun_test(request: Request) -> Response:
+        test_id = int_param(request)
+        await integration.rerun(app.store, app.tracker, test_id, app.probe)
+        row = await app.store.get_row("integration_tests", test_id)
+        assert row is not None
+        return json_response(await present_test(request, row))
+
+    async def postback_url(request: Request) -> Response:
+        offer = await show(request, "offers", int_param(request))
+        advertiser = await app.store.get_row("advertisers", offer["advertiser_id"])
+        assert advertiser is not None
+        return json_response(
+            {
+                "offer_id": offer["id"],
+                "postback_url": integration.postback_template(base_url(app, request), advertiser),
+                "methods": ["GET", "POST"],
+                "required": ["refid", "orderamount", "ordernumber"]
+                + (["token"] if advertiser["require_token"] else []),
+                "optional": ["coupon", "currency", "geo", "commissionid"],
+                "instructions": integration.POSTBACK_INSTRUCTIONS,
+            }
+        )
+
+    async def replay_postback(request: Request) -> Response:
+        answer = await ledger.replay(app.store, app.tracker, int_param(request))
+        row = await app.store.get_row("postbacks", answer.ledger_id)
+        assert row is not None
+        return json_response(
+            {
+                "replayed": int_param(request),
+                "answer": answer.body,
+                "postback": PRESENTERS["postbacks"](row, base_url(app, request)),
+            }
+        )
+
     async def healthz(request: Request) -> Response:
         return PlainTextResponse("ok")
 
@@ -169,8 +270,24 @@ def build_api(app: ClickbackApp) -> Starlette:
             ok = False
         return PlainTextResponse("ready" if ok else "not ready", 200 if ok else 503)
 
-    routes = [Route("/healthz", healthz), Route("/readyz", readyz)]
+    routes = [
+        Route("/healthz", healthz),
+        Route("/readyz", readyz),
+        _route(
+            "/api/v1/offers/{id}/integration-tests",
+            [("POST", guarded(True, start_test)), ("GET", guarded(False, list_tests))],
+        ),
+        _route(
+            "/api/v1/integration-tests/{id}",
+            [("GET", guarded(False, get_test)), ("DELETE", guarded(True, delete_test))],
+        ),
+        _route("/api/v1/integration-tests/{id}/rerun", [("POST", guarded(True, rerun_test))]),
+        _route("/api/v1/offers/{id}/postback-url", [("GET", guarded(False, postback_url))]),
+        _route("/api/v1/postbacks/{id}/replay", [("POST", guarded(True, replay_postback))]),
+    ]
     for table in LISTS:
+        if table == "integration_tests":
+            continue  # listed per offer, above
         path = f"/api/v1/{table}"
         methods: list[tuple[str, Handler]] = [("GET", guarded(False, lister(table)))]
         if table in CREATORS:

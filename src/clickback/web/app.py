@@ -11,9 +11,10 @@ from typing import Any
 
 from clickback.config import Settings
 from clickback.domain.catalog import Catalog
+from clickback.domain.integration import LandingProbe
 from clickback.domain.ports import Store
-from clickback.domain.refid import RefIdCodec, new_secret
-from clickback.domain.tracker import Tracker
+from clickback.domain.tracker import Tracker, open_tracker
+from clickback.probe import probe_landing
 from clickback.storage import open_store
 from clickback.web import tracking
 
@@ -30,6 +31,7 @@ class ClickbackApp:
         self.ready = False
         self.tracker: Tracker = None  # type: ignore[assignment]
         self.catalog: Catalog = None  # type: ignore[assignment]
+        self.probe: LandingProbe | None = probe_landing
         from clickback.web.api import build_api
 
         self.api = build_api(self)
@@ -38,17 +40,13 @@ class ClickbackApp:
         if self.store is None:
             self.store = await open_store(self.settings.database_url, self.settings)
         await self.store.migrate()
-        secrets = list(self.settings.secrets) or [
-            await self.store.get_or_set_meta("refid_secret", new_secret())
-        ]
-        self.catalog = Catalog(self.store, self.settings.cache_check_seconds)
-        await self.catalog.reload()
-        self.tracker = Tracker(
+        self.tracker = await open_tracker(
             self.store,
-            self.catalog,
-            RefIdCodec(secrets),
-            click_durability=self.settings.click_durability,
+            self.settings.secrets,
+            self.settings.cache_check_seconds,
+            self.settings.click_durability,
         )
+        self.catalog = self.tracker.catalog
         self.catalog.start()
         self.ready = True
 

@@ -146,7 +146,11 @@ def postback(r: dict[str, Any], base: str) -> dict[str, Any]:
         "outcome": r["outcome"],
         "http_status": r["http_status"],
         "errors": orjson.loads(r["errors"]),
+        "code": r["code"] or None,
         "conversion_id": r["conversion_id"],
+        "link_id": r["link_id"],
+        "is_test": bool(r["is_test"]),
+        "replay_of": r["replay_of"],
     }
 
 

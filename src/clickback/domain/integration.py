@@ -1,0 +1,177 @@
+"""The seed's two tests, per offer: a test click and a test conversion.
+
+Starting a test makes a test link (test traffic is flagged `is_test` and kept out of
+reports and payouts), clicks it through the real click path, checks the redirect
+(RefID in the offer's parameter, macros filled) and tries the landing page: an
+unreachable page is a warning, not a failure, as the tracker may run where the shop is
+not reachable. The conversion test is read from the postback ledger: it passes once a
+postback for the test link is accepted, and fails with each problem the ledger names.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import orjson
+
+from clickback.domain import admin
+from clickback.domain.ports import Store
+from clickback.domain.tracker import Tracker
+from clickback.errors import NotFoundError
+
+# Tries a landing URL: its HTTP status, or a message saying why it could not be reached.
+LandingProbe = Callable[[str], Awaitable[int | str]]
+
+TEST_AFFILIATE = "test_affiliate_id"
+_MACRO_LEFT = re.compile(r"\{(refid|sub[1-5]|offer_id|affiliate_id)\}")
+PENDING, PASSED, FAILED = "pending", "passed", "failed"
+
+
+def reason(code: str, field: str, message: str) -> dict[str, str]:
+    return {"code": code, "field": field, "message": message}
+
+
+async def test_affiliate(store: Store) -> int:
+    """The built-in affiliate that test links belong to, made once and shared by nodes."""
+    known = await store.get_meta(TEST_AFFILIATE)
+    if known is not None:
+        return int(known)
+    made = await store.create_affiliate("clickback integration tests")
+    return int(await store.get_or_set_meta(TEST_AFFILIATE, str(made)))
+
+
+async def click_test(
+    tracker: Tracker, code: str, offer: dict[str, Any], probe: LandingProbe | None
+) -> tuple[str, list[dict[str, str]], str]:
+    """Runs test 1 through the real click path: (status, reasons, the test RefID)."""
+    location = await tracker.click(code, "sub1=integration-test", "", "clickback-test", "")
+    if location is None:
+        return FAILED, [reason("offer_paused", "status", "the offer is not active")], ""
+    reasons: list[dict[str, str]] = []
+    refid = ""
+    if "{refid}" in offer["destination_url"]:
+        match = re.search(r"[-0-9A-Z_a-z]{36}", location)
+        refid = match.group(0) if match else ""
+    else:
+        param = offer["refid_param"]
+        refid = parse_qs(urlsplit(location).query).get(param, [""])[0]
+        if not refid:
+            reasons.append(
+                reason("refid_missing", "destination_url", f"the redirect does not carry `{param}`")
+            )
+    if tracker.codec.verify(refid) is None and not reasons:
+        reasons.append(reason("refid_missing", "destination_url", "no valid RefID in redirect"))
+    left = _MACRO_LEFT.findall(location)
+    if left:
+        reasons.append(
+            reason(
+                "macro_unfilled",
+                "destination_url",
+                f"macros left in the redirect: {', '.join(left)}",
+            )
+        )
+    if reasons:
+        return FAILED, reasons, refid
+    if probe is not None:
+        result = await probe(location)
+        if isinstance(result, int) and result < 400:
+            reasons.append(
+                reason(
+                    "landing_reachable", "destination_url", f"the landing page answered {result}"
+                )
+            )
+        elif isinstance(result, int):
+            reasons.append(
+                reason(
+                    "landing_error",
+                    "destination_url",
+                    f"warning: the landing page answered {result}",
+                )
+            )
+        else:
+            reasons.append(
+                reason(
+                    "landing_unreachable",
+                    "destination_url",
+                    f"warning: the landing page could not be reached: {result}",
+                )
+            )
+    return PASSED, reasons, refid
+
+
+async def start(
+    store: Store,
+    tracker: Tracker,
+    offer_id: int,
+    affiliate_id: int | None = None,
+    probe: LandingProbe | None = None,
+) -> int:
+    offer = await store.get_row("offers", offer_id)
+    if offer is None:
+        raise NotFoundError(f"offer {offer_id} does not exist")
+    if affiliate_id is None:
+        affiliate_id = await test_affiliate(store)
+    elif await store.get_row("affiliates", affiliate_id) is None:
+        raise NotFoundError(f"affiliate {affiliate_id} does not exist", field="affiliate_id")
+    code = admin.new_link_code()
+    link_id = await store.create_link(code, offer_id, affiliate_id, is_test=True)
+    await tracker.catalog.reload()
+    status, reasons, refid = await click_test(tracker, code, offer, probe)
+    return await store.create_integration_test(
+        offer_id, affiliate_id, link_id, refid, status, orjson.dumps(reasons).decode()
+    )
+
+
+async def rerun(store: Store, tracker: Tracker, test_id: int, probe: LandingProbe | None) -> None:
+    test = await store.get_row("integration_tests", test_id)
+    if test is None:
+        raise NotFoundError(f"integration test {test_id} does not exist")
+    offer = await store.get_row("offers", test["offer_id"])
+    link = await store.get_row("links", test["link_id"])
+    assert offer is not None and link is not None
+    status, reasons, refid = await click_test(tracker, link["code"], offer, probe)
+    await store.restart_integration_test(test_id, refid, status, orjson.dumps(reasons).decode())
+
+
+async def remove(store: Store, tracker: Tracker, test_id: int) -> None:
+    if not await store.delete_integration_test(test_id):
+        raise NotFoundError(f"integration test {test_id} does not exist")
+    await tracker.catalog.reload()
+
+
+async def conversion_test(store: Store, test: dict[str, Any]) -> dict[str, Any]:
+    """Test 2, read from the ledger: the postbacks for the test link since the (re)start."""
+    rows = await store.test_postbacks(test["link_id"], test["started_at"], 50)
+    if not rows:
+        return {"status": PENDING, "reasons": [], "postback_ids": []}
+    ids = [r["id"] for r in rows]
+    if any(r["outcome"] in ("accepted", "duplicate") for r in rows):
+        return {"status": PASSED, "reasons": [], "postback_ids": ids}
+    latest = rows[0]
+    reasons = [reason(e["code"], e["field"], e["message"]) for e in orjson.loads(latest["errors"])]
+    return {"status": FAILED, "reasons": reasons, "postback_ids": ids}
+
+
+def postback_template(base: str, advertiser: dict[str, Any], refid: str = "{refid}") -> str:
+    """The advertiser's postback URL in the seed's form."""
+    url = (
+        f"{base}/postback?refid={refid}&orderamount=&ordernumber=&coupon=&currency=&geo="
+        "&commissionid="
+    )
+    if advertiser["require_token"]:
+        url += f"&token={advertiser['postback_token']}"
+    return url
+
+
+POSTBACK_INSTRUCTIONS = (
+    "Fire this URL from your server when an order completes, with the visitor's RefID "
+    "in `refid`. Required: `orderamount` (a plain decimal such as 49.90; 0 for a CPL "
+    "lead) and `ordernumber` (unique per order: a repeat is answered `duplicate` and "
+    "never counted twice, so retrying is safe). Optional: `coupon`, `currency` (ISO "
+    "4217, default the offer's), `geo` (ISO 3166-1 alpha-2), `commissionid`. GET or "
+    "POST (form body) both work. A 200 with status `accepted` or `duplicate` means it "
+    "was counted; any other answer names each problem in `errors`."
+)

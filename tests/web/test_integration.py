@@ -1,0 +1,180 @@
+"""The two integration tests, the postback URL and replay, as an advertiser would use them."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import AUTH, click, make_offer
+
+
+class _Landing(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.end_headers()
+        self.wfile.write(b"<html>shop</html>")
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def landing() -> Iterator[str]:
+    """A real landing page on loopback."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Landing)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/landing"
+    server.shutdown()
+    server.server_close()
+
+
+async def start_test(client: httpx.AsyncClient, offer_id: int) -> dict[str, Any]:
+    r = await client.post(f"/api/v1/offers/{offer_id}/integration-tests", headers=AUTH)
+    assert r.status_code == 201, r.text
+    return r.json()
+
+
+async def read_test(client: httpx.AsyncClient, test_id: int) -> dict[str, Any]:
+    r = await client.get(f"/api/v1/integration-tests/{test_id}", headers=AUTH)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+async def test_new_advertiser_proves_the_integration(
+    client: httpx.AsyncClient, landing: str
+) -> None:
+    s = await make_offer(client, destination_url=landing + "?x=1")
+    test = await start_test(client, s["offer"]["id"])
+    assert test["click_test"]["status"] == "passed"
+    assert [r["code"] for r in test["click_test"]["reasons"]] == ["landing_reachable"]
+    assert test["conversion_test"] == {"status": "pending", "reasons": [], "postback_ids": []}
+    assert test["postback_url"].startswith(f"http://track.test/postback?refid={test['refid']}&")
+
+    # the advertiser follows the test link with a real client: a test click
+    code = test["tracking_url"].rsplit("/", 1)[1]
+    refid = await click(client, {"code": code})
+    [c] = (await client.get("/api/v1/clicks", params={"refid": refid}, headers=AUTH)).json()[
+        "items"
+    ]
+    assert c["is_test"] is True
+
+    # a wrong postback: the RefID under the wrong name, a bad amount, no ordernumber
+    r = await client.get(f"/postback?click_id={refid}&orderamount=ten")
+    assert r.status_code == 400
+    test = await read_test(client, test["id"])
+    assert test["conversion_test"]["status"] == "failed"
+    codes = {(x["field"], x["code"]) for x in test["conversion_test"]["reasons"]}
+    assert codes == {
+        ("refid", "missing"),
+        ("ordernumber", "missing"),
+        ("orderamount", "invalid_amount"),
+        ("click_id", "wrong_parameter"),
+    }
+
+    # the right one
+    r = await client.get(f"/postback?refid={refid}&orderamount=10.00&ordernumber=TEST-1")
+    assert r.json()["status"] == "accepted"
+    test = await read_test(client, test["id"])
+    assert test["conversion_test"]["status"] == "passed"
+    assert len(test["conversion_test"]["postback_ids"]) == 2
+
+    # test traffic is flagged and can be kept out
+    convs = (await client.get("/api/v1/conversions", headers=AUTH)).json()["items"]
+    assert [c["is_test"] for c in convs] == [True]
+    real = await client.get("/api/v1/conversions", params={"is_test": "false"}, headers=AUTH)
+    assert real.json()["items"] == []
+    listed = (
+        await client.get(f"/api/v1/offers/{s['offer']['id']}/integration-tests", headers=AUTH)
+    ).json()
+    assert [t["id"] for t in listed["items"]] == [test["id"]]
+
+
+async def test_unreachable_landing_page_is_a_warning_not_a_failure(
+    client: httpx.AsyncClient,
+) -> None:
+    s = await make_offer(client, destination_url="http://127.0.0.1:9/nothing-listens-here")
+    test = await start_test(client, s["offer"]["id"])
+    assert test["click_test"]["status"] == "passed"
+    assert test["click_test"]["reasons"][0]["code"] == "landing_unreachable"
+
+
+async def test_paused_offer_fails_the_click_test_and_rerun_passes(
+    client: httpx.AsyncClient, landing: str
+) -> None:
+    s = await make_offer(client, destination_url=landing)
+    oid = s["offer"]["id"]
+    await client.patch(f"/api/v1/offers/{oid}", json={"status": "paused"}, headers=AUTH)
+    test = await start_test(client, oid)
+    assert test["click_test"]["status"] == "failed"
+    assert test["click_test"]["reasons"][0]["code"] == "offer_paused"
+    await client.patch(f"/api/v1/offers/{oid}", json={"status": "active"}, headers=AUTH)
+    r = await client.post(f"/api/v1/integration-tests/{test['id']}/rerun", headers=AUTH)
+    assert r.json()["click_test"]["status"] == "passed" and r.json()["refid"]
+
+
+async def test_wrong_token_fails_the_conversion_test(client: httpx.AsyncClient) -> None:
+    s = await make_offer(
+        client,
+        destination_url="http://127.0.0.1:9/",
+        advertiser={"require_token": True, "postback_token": "t0k"},
+    )
+    test = await start_test(client, s["offer"]["id"])
+    assert test["postback_url"].endswith("&token=t0k")
+    await client.get(f"/postback?refid={test['refid']}&orderamount=1&ordernumber=W&token=no")
+    test = await read_test(client, test["id"])
+    assert test["conversion_test"]["status"] == "failed"
+    assert test["conversion_test"]["reasons"][0]["code"] == "token_invalid"
+
+
+async def test_deleting_a_test_retires_its_link(client: httpx.AsyncClient) -> None:
+    s = await make_offer(client, destination_url="http://127.0.0.1:9/")
+    test = await start_test(client, s["offer"]["id"])
+    r = await client.delete(f"/api/v1/integration-tests/{test['id']}", headers=AUTH)
+    assert r.status_code == 204
+    assert (
+        await client.get(f"/api/v1/integration-tests/{test['id']}", headers=AUTH)
+    ).status_code == 404
+    code = test["tracking_url"].rsplit("/", 1)[1]
+    assert (await client.get(f"/c/{code}")).status_code == 404
+
+
+async def test_postback_url_is_spelled_out(client: httpx.AsyncClient) -> None:
+    s = await make_offer(client)
+    r = await client.get(f"/api/v1/offers/{s['offer']['id']}/postback-url", headers=AUTH)
+    body = r.json()
+    assert body["postback_url"] == (
+        "http://track.test/postback?refid={refid}&orderamount=&ordernumber=&coupon="
+        "&currency=&geo=&commissionid="
+    )
+    assert body["required"] == ["refid", "orderamount", "ordernumber"]
+    assert "unique" in body["instructions"]
+
+
+async def test_replay_after_reactivating_counts_exactly_once(client: httpx.AsyncClient) -> None:
+    s = await make_offer(client)
+    oid = s["offer"]["id"]
+    refid = await click(client, s["link"])
+    await client.patch(f"/api/v1/offers/{oid}", json={"status": "paused"}, headers=AUTH)
+    r = await client.get(f"/postback?refid={refid}&orderamount=20&ordernumber=RP")
+    assert r.status_code == 422
+    [original] = (await client.get("/api/v1/postbacks", headers=AUTH)).json()["items"]
+    assert original["outcome"] == "offer_paused"
+    await client.patch(f"/api/v1/offers/{oid}", json={"status": "active"}, headers=AUTH)
+
+    r = await client.post(f"/api/v1/postbacks/{original['id']}/replay", headers=AUTH)
+    assert r.status_code == 200 and r.json()["answer"]["status"] == "accepted"
+    assert r.json()["postback"]["replay_of"] == original["id"]
+    r = await client.post(f"/api/v1/postbacks/{original['id']}/replay", headers=AUTH)
+    assert r.json()["answer"]["status"] == "duplicate"
+
+    convs = (await client.get("/api/v1/conversions", headers=AUTH)).json()["items"]
+    assert len(convs) == 1 and convs[0]["orderamount"] == "20.00"
+    ledger = (await client.get("/api/v1/postbacks", headers=AUTH)).json()["items"]
+    assert [p["outcome"] for p in ledger] == ["duplicate", "accepted", "offer_paused"]
+    assert (await client.post("/api/v1/postbacks/999999/replay", headers=AUTH)).status_code == 404
