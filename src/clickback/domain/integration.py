@@ -19,6 +19,7 @@ import orjson
 
 from clickback.domain import admin
 from clickback.domain.ports import Store
+from clickback.domain.timefmt import iso
 from clickback.domain.tracker import Tracker
 from clickback.errors import NotFoundError
 
@@ -153,6 +154,31 @@ async def conversion_test(store: Store, test: dict[str, Any]) -> dict[str, Any]:
     latest = rows[0]
     reasons = [reason(e["code"], e["field"], e["message"]) for e in orjson.loads(latest["errors"])]
     return {"status": FAILED, "reasons": reasons, "postback_ids": ids}
+
+
+async def describe(store: Store, base: str, row: dict[str, Any]) -> dict[str, Any]:
+    """An integration test as the API and the CLI show it, with both tests' status."""
+    link = await store.get_row("links", row["link_id"])
+    offer = await store.get_row("offers", row["offer_id"])
+    assert link is not None and offer is not None
+    advertiser = await store.get_row("advertisers", offer["advertiser_id"])
+    assert advertiser is not None
+    return {
+        "id": row["id"],
+        "offer_id": row["offer_id"],
+        "affiliate_id": row["affiliate_id"],
+        "link_id": row["link_id"],
+        "refid": row["refid"],
+        "tracking_url": f"{base}/c/{link['code']}",
+        "postback_url": postback_template(base, advertiser, row["refid"]),
+        "click_test": {
+            "status": row["click_status"],
+            "reasons": orjson.loads(row["click_reasons"]),
+        },
+        "conversion_test": await conversion_test(store, row),
+        "started_at": iso(row["started_at"]),
+        "created_at": iso(row["created_at"]),
+    }
 
 
 def postback_template(base: str, advertiser: dict[str, Any], refid: str = "{refid}") -> str:

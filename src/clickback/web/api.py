@@ -23,7 +23,7 @@ from clickback.domain import admin, integration, ledger
 from clickback.domain.listing import DEFAULT_LIMIT, LISTS, MAX_LIMIT
 from clickback.errors import AuthError, InputError, NotFoundError, PermissionDeniedError
 from clickback.web.errors import HANDLERS
-from clickback.web.present import PRESENTERS, iso, json_response, parse_time
+from clickback.web.present import PRESENTERS, json_response, parse_time
 
 if TYPE_CHECKING:
     from clickback.web.app import ClickbackApp
@@ -166,28 +166,7 @@ def build_api(app: ClickbackApp) -> Starlette:
         return int(raw)
 
     async def present_test(request: Request, row: dict[str, Any]) -> dict[str, Any]:
-        base = base_url(app, request)
-        link = await app.store.get_row("links", row["link_id"])
-        offer = await app.store.get_row("offers", row["offer_id"])
-        assert link is not None and offer is not None
-        advertiser = await app.store.get_row("advertisers", offer["advertiser_id"])
-        assert advertiser is not None
-        return {
-            "id": row["id"],
-            "offer_id": row["offer_id"],
-            "affiliate_id": row["affiliate_id"],
-            "link_id": row["link_id"],
-            "refid": row["refid"],
-            "tracking_url": f"{base}/c/{link['code']}",
-            "postback_url": integration.postback_template(base, advertiser, row["refid"]),
-            "click_test": {
-                "status": row["click_status"],
-                "reasons": orjson.loads(row["click_reasons"]),
-            },
-            "conversion_test": await integration.conversion_test(app.store, row),
-            "started_at": iso(row["started_at"]),
-            "created_at": iso(row["created_at"]),
-        }
+        return await integration.describe(app.store, base_url(app, request), row)
 
     async def start_test(request: Request) -> Response:
         body = await read_json(request)

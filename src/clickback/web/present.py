@@ -2,26 +2,19 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import orjson
 from starlette.responses import Response
 
 from clickback.domain.money import format_minor
+from clickback.domain.timefmt import from_datetime, iso
 from clickback.errors import InputError
-
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def json_response(data: Any, status: int = 200) -> Response:
     return Response(orjson.dumps(data), status, media_type="application/json")
-
-
-def iso(us: int | None) -> str | None:
-    if us is None:
-        return None
-    return (EPOCH + timedelta(microseconds=us)).isoformat().replace("+00:00", "Z")
 
 
 def parse_time(text: str, field: str) -> int:
@@ -32,10 +25,7 @@ def parse_time(text: str, field: str) -> int:
         raise InputError(
             f"`{field}` must be an ISO 8601 date or time", code="invalid_time", field=field
         ) from None
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=UTC)
-    delta = dt - EPOCH
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+    return from_datetime(dt)
 
 
 def advertiser(r: dict[str, Any], base: str) -> dict[str, Any]:
