@@ -387,7 +387,7 @@ def postbacks_replay(
     settings = _settings(db)
 
     async def work(store: Store) -> list[tuple[int, Any]]:
-        tracker = await open_tracker(store, settings.secrets)
+        tracker = await open_tracker(store, settings.secrets, base_currency=settings.base_currency)
         if postback_id is not None:
             return [(postback_id, await ledger.replay(store, tracker, postback_id))]
         filters = _given(outcome=outcome, code=code)
@@ -452,7 +452,7 @@ def integration_test(
     base = settings.public_url or "http://127.0.0.1:8080"
 
     async def work(store: Store) -> dict[str, Any]:
-        tracker = await open_tracker(store, settings.secrets)
+        tracker = await open_tracker(store, settings.secrets, base_currency=settings.base_currency)
         test_id = await integration.start(store, tracker, offer_id, affiliate, probe_landing)
         row = await store.get_row("integration_tests", test_id)
         assert row is not None

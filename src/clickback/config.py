@@ -10,6 +10,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from clickback.domain.money import normalize_currency
 from clickback.errors import ConfigError
 
 # name -> (default, documentation)
@@ -40,6 +41,11 @@ SETTINGS: dict[str, tuple[str, str]] = {
         "sent at once and the click committed in the next batch (a crash may lose the "
         "click row; its conversions are still attributed from the signed RefID).",
     ),
+    "CLICKBACK_BASE_CURRENCY": (
+        "USD",
+        "The currency reports total in; conversions store their amount in it too, valued "
+        "with the exchange rate of their day (`clickback rates import`).",
+    ),
     "CLICKBACK_BATCH_MAX": (
         "512",
         "Most rows the writer commits in one transaction.",
@@ -69,6 +75,7 @@ class Settings:
     batch_max: int = 512
     cache_check_seconds: float = 1.0
     pg_pool_size: int = 4
+    base_currency: str = "USD"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -82,6 +89,9 @@ class Settings:
             pool = int(_get(env, "CLICKBACK_PG_POOL_SIZE"))
         except ValueError as exc:
             raise ConfigError(f"bad numeric setting: {exc}") from exc
+        base = _get(env, "CLICKBACK_BASE_CURRENCY").strip().upper()
+        if normalize_currency(base) is None:
+            raise ConfigError("CLICKBACK_BASE_CURRENCY must be an ISO 4217 code")
         secrets = tuple(s.strip() for s in _get(env, "CLICKBACK_SECRET").split(",") if s.strip())
         return cls(
             database_url=_get(env, "CLICKBACK_DATABASE_URL"),
@@ -92,4 +102,5 @@ class Settings:
             batch_max=max(1, batch_max),
             cache_check_seconds=check,
             pg_pool_size=max(1, pool),
+            base_currency=base,
         )

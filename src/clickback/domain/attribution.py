@@ -9,24 +9,28 @@ constraint, exactly, under concurrency.
 from __future__ import annotations
 
 import hmac
+import time
+from collections.abc import Sequence
 from dataclasses import dataclass
-from decimal import Decimal
 
-from clickback.domain import money
+from clickback.domain import commission, money
+from clickback.domain.fx import Rates
 from clickback.domain.models import (
     Advertiser,
+    CommissionRule,
     FieldError,
     Link,
     Offer,
     OfferStatus,
     Outcome,
-    PayoutType,
 )
 from clickback.domain.ports import ConversionRow
 from clickback.domain.postback import PostbackInput, check_precision
 from clickback.domain.refid import RefIdInfo
 
 DAY_US = 86_400_000_000
+MISSING_RATE = "missing_rate"
+UNKNOWN_COMMISSIONID = "unknown_commissionid"
 
 HTTP_STATUS = {
     Outcome.ACCEPTED: 200,
@@ -52,14 +56,6 @@ def unknown_refid() -> Refusal:
     )
 
 
-def commission_for(offer: Offer, amount: Decimal, currency: str) -> tuple[int, str]:
-    """The commission in minor units, and its currency, per the offer's payout."""
-    if offer.payout_type is PayoutType.CPS:
-        value = money.percent_of(amount, offer.payout_percent, currency)
-        return money.to_minor(value, currency), currency
-    return offer.payout_amount, offer.currency
-
-
 def decide(
     inp: PostbackInput,
     info: RefIdInfo,
@@ -67,6 +63,8 @@ def decide(
     offer: Offer | None,
     advertiser: Advertiser | None,
     now_us: int,
+    rules: Sequence[CommissionRule],
+    rates: Rates,
 ) -> ConversionRow | Refusal:
     if link is None or offer is None or advertiser is None:
         return unknown_refid()
@@ -77,6 +75,11 @@ def decide(
         return Refusal(
             Outcome.FORBIDDEN,
             [FieldError("token", code, "this advertiser's postbacks need its postback token")],
+        )
+    if offer.status is OfferStatus.ARCHIVED:
+        return Refusal(
+            Outcome.OFFER_PAUSED,
+            [FieldError("refid", "offer_archived", f"offer {offer.id} is archived")],
         )
     if offer.status is not OfferStatus.ACTIVE:
         return Refusal(
@@ -100,7 +103,18 @@ def decide(
     precision = check_precision(inp.orderamount, currency)
     if precision is not None:
         return Refusal(Outcome.REJECTED, [precision])
-    commission, commission_currency = commission_for(offer, inp.orderamount, currency)
+    rule, unknown_id = commission.pick_rule(rules, link.affiliate_id, inp.commissionid)
+    paid, paid_currency = commission.commission(offer, rule, inp.orderamount, currency)
+    amount = money.to_minor(inp.orderamount, currency)
+    day = utc_day(now_us)
+    rate, base_amount = rates.to_base(amount, currency, day)
+    _, base_commission = rates.to_base(paid, paid_currency, day)
+    flags = []
+    if base_amount is None or base_commission is None:
+        flags.append(MISSING_RATE)
+        base_amount = base_commission = None
+    if unknown_id:
+        flags.append(UNKNOWN_COMMISSIONID)
     return ConversionRow(
         refid=inp.refid,
         offer_id=offer.id,
@@ -108,15 +122,48 @@ def decide(
         advertiser_id=advertiser.id,
         link_id=link.id,
         ordernumber=inp.ordernumber,
-        orderamount=money.to_minor(inp.orderamount, currency),
+        orderamount=amount,
         currency=currency,
-        commission=commission,
-        commission_currency=commission_currency,
+        commission=paid,
+        commission_currency=paid_currency,
         coupon=inp.coupon,
         geo=inp.geo or "",
         commissionid=inp.commissionid,
-        status="approved",
+        status="pending" if offer.approval == "review" else "approved",
         created_at=now_us,
         clicked_at=clicked_at,
         is_test=int(link.is_test),
+        rule=commission.rule_name(rule),
+        flags=",".join(flags),
+        base_currency=rates.base,
+        rate=None if rate is None or base_amount is None else str(rate),
+        base_amount=base_amount,
+        base_commission=base_commission,
     )
+
+
+def utc_day(us: int) -> str:
+    return time.strftime("%Y-%m-%d", time.gmtime(us // 1_000_000))
+
+
+def warnings(conversion: ConversionRow) -> list[FieldError]:
+    """What an accepted postback is flagged with, for the ledger and the answer."""
+    out = []
+    if UNKNOWN_COMMISSIONID in conversion.flags:
+        out.append(
+            FieldError(
+                "commissionid",
+                UNKNOWN_COMMISSIONID,
+                f"no commission rule `{conversion.commissionid}`: the default payout applied",
+            )
+        )
+    if MISSING_RATE in conversion.flags:
+        out.append(
+            FieldError(
+                "currency",
+                MISSING_RATE,
+                f"no exchange rate for {conversion.currency} into {conversion.base_currency} "
+                "yet: valued when one is loaded",
+            )
+        )
+    return out

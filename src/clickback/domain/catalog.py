@@ -1,4 +1,5 @@
-"""The in-process cache of links, offers and advertisers that the hot paths read.
+"""The in-process cache of what the hot paths read: links, offers, advertisers,
+commission rules and exchange rates.
 
 A change made through this process is seen at once (`reload`); other processes and
 nodes see it within `check_seconds`, because every change bumps a version number in
@@ -12,7 +13,8 @@ import asyncio
 import contextlib
 from dataclasses import dataclass
 
-from clickback.domain.models import Advertiser, Link, Offer, OfferStatus
+from clickback.domain.fx import Rates
+from clickback.domain.models import Advertiser, CommissionRule, Link, Offer, OfferStatus
 from clickback.domain.ports import Store
 from clickback.domain.redirect import RedirectTemplate
 
@@ -30,9 +32,11 @@ class Route:
 
 
 class Catalog:
-    def __init__(self, store: Store, check_seconds: float = 1.0):
+    def __init__(self, store: Store, check_seconds: float = 1.0, base_currency: str = "USD"):
         self._store = store
         self._check_seconds = check_seconds
+        self.rules: dict[int, list[CommissionRule]] = {}
+        self.rates = Rates(base_currency)
         self.version = -1
         self.routes: dict[str, Route] = {}
         self.links: dict[int, Link] = {}
@@ -44,6 +48,11 @@ class Catalog:
         snap = await self._store.load_catalog()
         self.advertisers = {a.id: a for a in snap.advertisers}
         self.offers = {o.id: o for o in snap.offers}
+        rules: dict[int, list[CommissionRule]] = {}
+        for rule in snap.rules:
+            rules.setdefault(rule.offer_id, []).append(rule)
+        self.rules = rules
+        self.rates = Rates(self.rates.base, snap.rates)
         self.links = {}
         self.routes = {}
         for link in snap.links:

@@ -20,6 +20,7 @@ class PayoutType(StrEnum):
 class OfferStatus(StrEnum):
     ACTIVE = "active"
     PAUSED = "paused"
+    ARCHIVED = "archived"  # the offer or its advertiser was archived (DELETE)
 
 
 class Outcome(StrEnum):
@@ -57,6 +58,7 @@ class Offer:
     attribution_window_days: int
     status: OfferStatus
     created_at: int
+    approval: str = "auto"  # `auto`: approved when recorded; `review`: pending until decided
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,3 +87,17 @@ class FieldError:
 
     def as_dict(self) -> dict[str, str]:
         return {"field": self.field, "code": self.code, "message": self.message}
+
+
+@dataclass(frozen=True, slots=True)
+class CommissionRule:
+    """A payout that replaces the offer's default: for a postback `commissionid`, for an
+    affiliate, or for both."""
+
+    id: int
+    offer_id: int
+    affiliate_id: int | None
+    commissionid: str  # '' applies to every postback of the affiliate
+    payout_type: PayoutType
+    payout_amount: int  # minor units of the offer's currency
+    payout_percent: Decimal

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any, Protocol
 
-from clickback.domain.models import Advertiser, Link, Offer, Outcome
+from clickback.domain.models import Advertiser, CommissionRule, Link, Offer, Outcome
 
 # (refid, link_id, offer_id, affiliate_id, sub1, sub2, sub3, sub4, sub5,
 #  ip, user_agent, referer, created_at, is_test)
@@ -56,6 +57,12 @@ class ConversionRow:
     created_at: int
     clicked_at: int
     is_test: int
+    rule: str  # "default" or "rule:<id>"
+    flags: str  # comma-separated: missing_rate, unknown_commissionid
+    base_currency: str
+    rate: str | None  # the order currency's rate into base_currency; None: missing
+    base_amount: int | None
+    base_commission: int | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +104,8 @@ class CatalogSnapshot:
     advertisers: Sequence[Advertiser]
     offers: Sequence[Offer]
     links: Sequence[Link]
+    rules: Sequence[CommissionRule]
+    rates: Sequence[tuple[str, str, Decimal]]  # (currency, day, rate)
 
 
 class Store(Protocol):

@@ -55,10 +55,11 @@ async def open_tracker(
     secrets: tuple[str, ...] = (),
     check_seconds: float = 1.0,
     durability: str = "sync",
+    base_currency: str = "USD",
 ) -> Tracker:
     """A Tracker over a migrated store: RefID keys from settings, else the shared stored key."""
     keys = list(secrets) or [await store.get_or_set_meta("refid_secret", new_secret())]
-    catalog = Catalog(store, check_seconds)
+    catalog = Catalog(store, check_seconds, base_currency)
     await catalog.reload()
     return Tracker(store, catalog, RefIdCodec(keys), click_durability=durability)
 
@@ -142,13 +143,22 @@ class Tracker:
         elif info is None:
             refusal = attribution.unknown_refid()
         else:
-            decided = attribution.decide(parsed, info, link, offer, advertiser, now_us)
+            rules = self.catalog.rules.get(offer.id, ()) if offer else ()
+            decided = attribution.decide(
+                parsed, info, link, offer, advertiser, now_us, rules, self.catalog.rates
+            )
             if isinstance(decided, attribution.Refusal):
                 refusal = decided
             else:
                 refusal, conversion = None, decided
         outcome = refusal.outcome if refusal else Outcome.ACCEPTED
-        errors_out = [e.as_dict() for e in refusal.errors] if refusal else []
+        if refusal:
+            errors_out = [e.as_dict() for e in refusal.errors]
+        else:
+            assert conversion is not None
+            errors_out = (
+                [w.as_dict() for w in attribution.warnings(conversion)] if conversion.flags else []
+            )
         ledger = LedgerRow(
             received_at=now_us,
             method=method,
@@ -178,19 +188,17 @@ class Tracker:
                 {"status": "duplicate", "conversion_id": written.conversion_id},
                 written.ledger_id,
             )
-        return PostbackAnswer(
-            200,
-            {
-                "status": "accepted",
-                "conversion_id": written.conversion_id,
-                "refid": conversion.refid,
-                "commission": money.format_minor(
-                    conversion.commission, conversion.commission_currency
-                ),
-                "currency": conversion.commission_currency,
-            },
-            written.ledger_id,
-        )
+        body = {
+            "status": "accepted",
+            "conversion_id": written.conversion_id,
+            "refid": conversion.refid,
+            "commission": money.format_minor(conversion.commission, conversion.commission_currency),
+            "currency": conversion.commission_currency,
+            "conversion_status": conversion.status,
+        }
+        if errors_out:
+            body["warnings"] = errors_out
+        return PostbackAnswer(200, body, written.ledger_id)
 
     async def _resolve(self, link_id: int) -> tuple[Link | None, Offer | None, Advertiser | None]:
         cat = self.catalog

@@ -14,7 +14,14 @@ from decimal import Decimal
 from typing import Any
 
 from clickback.domain.listing import LISTS
-from clickback.domain.models import Advertiser, Link, Offer, OfferStatus, PayoutType
+from clickback.domain.models import (
+    Advertiser,
+    CommissionRule,
+    Link,
+    Offer,
+    OfferStatus,
+    PayoutType,
+)
 from clickback.domain.ports import CatalogSnapshot, Page
 from clickback.errors import InputError
 
@@ -67,6 +74,7 @@ def offer_from_row(r: Mapping[str, Any]) -> Offer:
         attribution_window_days=r["attribution_window_days"],
         status=OfferStatus(r["status"]),
         created_at=r["created_at"],
+        approval=r["approval"],
     )
 
 
@@ -125,9 +133,43 @@ class SqlStore:
             )
             for r in await self._fetch("SELECT * FROM advertisers")
         ]
-        offers = [offer_from_row(r) for r in await self._fetch("SELECT * FROM offers")]
-        links = [link_from_row(r) for r in await self._fetch("SELECT * FROM links")]
-        return CatalogSnapshot(version, advertisers, offers, links)
+        # archiving an offer or its advertiser archives the offer for the hot paths;
+        # archiving a link or its affiliate stops the link
+        offers = [
+            offer_from_row(r)
+            for r in await self._fetch(
+                "SELECT o.*, CASE WHEN o.archived_at IS NOT NULL OR a.archived_at IS NOT NULL "
+                "THEN 'archived' ELSE o.status END AS status "
+                "FROM offers AS o JOIN advertisers AS a ON a.id = o.advertiser_id"
+            )
+        ]
+        links = [
+            link_from_row(r)
+            for r in await self._fetch(
+                "SELECT l.*, CASE WHEN l.archived_at IS NULL AND f.archived_at IS NULL "
+                "THEN l.active ELSE 0 END AS active "
+                "FROM links AS l JOIN affiliates AS f ON f.id = l.affiliate_id"
+            )
+        ]
+        rules = [
+            CommissionRule(
+                r["id"],
+                r["offer_id"],
+                r["affiliate_id"],
+                r["commissionid"],
+                PayoutType(r["payout_type"]),
+                r["payout_amount"],
+                Decimal(r["payout_percent"]),
+            )
+            for r in await self._fetch(
+                "SELECT * FROM commission_rules WHERE archived_at IS NULL ORDER BY id"
+            )
+        ]
+        rates = [
+            (r["currency"], r["day"], Decimal(r["rate"]))
+            for r in await self._fetch("SELECT currency, day, rate FROM rates")
+        ]
+        return CatalogSnapshot(version, advertisers, offers, links, rules, rates)
 
     async def link_by_code(self, code: str) -> Link | None:
         row = await self._fetchone("SELECT * FROM links WHERE code = ?", code)

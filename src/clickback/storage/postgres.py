@@ -38,18 +38,22 @@ INSERT_CONVERSIONS = """
 INSERT INTO conversions (
     id, refid, offer_id, affiliate_id, advertiser_id, link_id, ordernumber, orderamount,
     currency, commission, commission_currency, coupon, geo, commissionid, status,
-    created_at, clicked_at, sub1, sub2, sub3, sub4, sub5, is_test, click_missing)
+    created_at, clicked_at, rule, flags, base_currency, rate, base_amount, base_commission,
+    sub1, sub2, sub3, sub4, sub5, is_test, click_missing)
 SELECT x.id, x.refid, x.offer_id, x.affiliate_id, x.advertiser_id, x.link_id, x.ordernumber,
     x.orderamount, x.currency, x.commission, x.commission_currency, x.coupon, x.geo,
-    x.commissionid, x.status, x.created_at, x.clicked_at,
+    x.commissionid, x.status, x.created_at, x.clicked_at, x.rule, x.flags, x.base_currency,
+    x.rate, x.base_amount, x.base_commission,
     coalesce(c.sub1, ''), coalesce(c.sub2, ''), coalesce(c.sub3, ''), coalesce(c.sub4, ''),
     coalesce(c.sub5, ''), x.is_test, (c.refid IS NULL)::int
 FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[],
             $7::text[], $8::bigint[], $9::text[], $10::bigint[], $11::text[], $12::text[],
-            $13::text[], $14::text[], $15::text[], $16::bigint[], $17::bigint[], $18::smallint[])
+            $13::text[], $14::text[], $15::text[], $16::bigint[], $17::bigint[], $18::smallint[],
+            $19::text[], $20::text[], $21::text[], $22::text[], $23::bigint[], $24::bigint[])
     AS x(id, refid, offer_id, affiliate_id, advertiser_id, link_id, ordernumber, orderamount,
          currency, commission, commission_currency, coupon, geo, commissionid, status,
-         created_at, clicked_at, is_test)
+         created_at, clicked_at, is_test, rule, flags, base_currency, rate, base_amount,
+         base_commission)
 LEFT JOIN clicks AS c ON c.refid = x.refid
 ORDER BY x.advertiser_id, x.ordernumber
 ON CONFLICT (advertiser_id, ordernumber) DO NOTHING
@@ -266,6 +270,12 @@ class PostgresStore(SqlStore):
                             c.created_at,
                             c.clicked_at,
                             c.is_test,
+                            c.rule,
+                            c.flags,
+                            c.base_currency,
+                            c.rate,
+                            c.base_amount,
+                            c.base_commission,
                         )
                         for i, c in zip(new_ids, offered, strict=True)
                     ],

@@ -144,6 +144,54 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
             )""",
         ],
     ),
+    (
+        3,
+        "archiving, approval, commission rules, lifecycle events, exchange rates",
+        [
+            """ALTER TABLE advertisers ADD COLUMN archived_at BIGINT""",
+            """ALTER TABLE offers ADD COLUMN archived_at BIGINT""",
+            """ALTER TABLE offers ADD COLUMN approval TEXT NOT NULL DEFAULT 'auto'""",
+            """ALTER TABLE affiliates ADD COLUMN archived_at BIGINT""",
+            """ALTER TABLE links ADD COLUMN archived_at BIGINT""",
+            """ALTER TABLE conversions ADD COLUMN rule TEXT NOT NULL DEFAULT ''""",
+            """ALTER TABLE conversions ADD COLUMN flags TEXT NOT NULL DEFAULT ''""",
+            """ALTER TABLE conversions ADD COLUMN base_currency TEXT NOT NULL DEFAULT ''""",
+            """ALTER TABLE conversions ADD COLUMN rate TEXT""",
+            """ALTER TABLE conversions ADD COLUMN base_amount BIGINT""",
+            """ALTER TABLE conversions ADD COLUMN base_commission BIGINT""",
+            """ALTER TABLE conversions ADD COLUMN updated_at BIGINT""",
+            """CREATE INDEX conversions_missing_rate ON conversions (id) WHERE rate IS NULL""",
+            """CREATE TABLE commission_rules (
+                id {id},
+                offer_id BIGINT NOT NULL REFERENCES offers (id),
+                affiliate_id BIGINT REFERENCES affiliates (id),
+                commissionid TEXT NOT NULL DEFAULT '',
+                payout_type TEXT NOT NULL,
+                payout_amount BIGINT NOT NULL DEFAULT 0,
+                payout_percent TEXT NOT NULL DEFAULT '0',
+                created_at BIGINT NOT NULL,
+                updated_at BIGINT NOT NULL,
+                archived_at BIGINT
+            )""",
+            """CREATE TABLE conversion_events (
+                id {id},
+                conversion_id BIGINT NOT NULL REFERENCES conversions (id),
+                from_status TEXT NOT NULL,
+                to_status TEXT NOT NULL,
+                reason TEXT NOT NULL,
+                actor TEXT NOT NULL,
+                created_at BIGINT NOT NULL
+            )""",
+            """CREATE INDEX conversion_events_conversion ON conversion_events (conversion_id)""",
+            """CREATE TABLE rates (
+                currency TEXT NOT NULL,
+                day TEXT NOT NULL,
+                rate TEXT NOT NULL,
+                created_at BIGINT NOT NULL,
+                PRIMARY KEY (currency, day)
+            )""",
+        ],
+    ),
 ]
 
 LATEST = MIGRATIONS[-1][0]

@@ -39,8 +39,9 @@ INSERT_CONVERSION = """
 INSERT INTO conversions (
     refid, offer_id, affiliate_id, advertiser_id, link_id, ordernumber, orderamount,
     currency, commission, commission_currency, coupon, geo, commissionid, status,
-    created_at, clicked_at, sub1, sub2, sub3, sub4, sub5, is_test, click_missing)
-SELECT x.r, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,
+    created_at, clicked_at, rule, flags, base_currency, rate, base_amount, base_commission,
+    sub1, sub2, sub3, sub4, sub5, is_test, click_missing)
+SELECT x.r, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,
     coalesce(c.sub1, ''), coalesce(c.sub2, ''), coalesce(c.sub3, ''), coalesce(c.sub4, ''),
     coalesce(c.sub5, ''), ?, c.refid IS NULL
 FROM (SELECT ? AS r) AS x LEFT JOIN clicks AS c ON c.refid = x.r
@@ -74,6 +75,12 @@ def conversion_args(c: ConversionRow) -> tuple[Any, ...]:
         c.status,
         c.created_at,
         c.clicked_at,
+        c.rule,
+        c.flags,
+        c.base_currency,
+        c.rate,
+        c.base_amount,
+        c.base_commission,
         c.is_test,
         c.refid,
     )

@@ -45,6 +45,7 @@ class ClickbackApp:
             self.settings.secrets,
             self.settings.cache_check_seconds,
             self.settings.click_durability,
+            self.settings.base_currency,
         )
         self.catalog = self.tracker.catalog
         self.catalog.start()

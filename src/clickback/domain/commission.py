@@ -1,0 +1,48 @@
+"""Which payout applies to a conversion, and what it pays.
+
+Most specific first: a rule for this affiliate and this `commissionid`, a rule for this
+`commissionid`, a rule for this affiliate, then the offer's default. An unknown
+`commissionid` falls back (it is flagged, never refused).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from decimal import Decimal
+
+from clickback.domain import money
+from clickback.domain.models import CommissionRule, Offer, PayoutType
+
+
+def pick_rule(
+    rules: Sequence[CommissionRule], affiliate_id: int, commissionid: str
+) -> tuple[CommissionRule | None, bool]:
+    """The rule to apply (None: the offer's default), and whether `commissionid` was unknown."""
+    by_id = [r for r in rules if commissionid and r.commissionid == commissionid]
+    for rule in by_id:
+        if rule.affiliate_id == affiliate_id:
+            return rule, False
+    for rule in by_id:
+        if rule.affiliate_id is None:
+            return rule, False
+    unknown = bool(commissionid) and not by_id
+    for rule in rules:
+        if rule.affiliate_id == affiliate_id and not rule.commissionid:
+            return rule, unknown
+    return None, unknown
+
+
+def commission(
+    offer: Offer, rule: CommissionRule | None, amount: Decimal, currency: str
+) -> tuple[int, str]:
+    """The commission in minor units, and its currency: CPS pays a percent of the order
+    (in the order's currency), CPA and CPL a fixed amount (in the offer's)."""
+    ptype = rule.payout_type if rule else offer.payout_type
+    if ptype is PayoutType.CPS:
+        percent = rule.payout_percent if rule else offer.payout_percent
+        return money.to_minor(money.percent_of(amount, percent, currency), currency), currency
+    return (rule.payout_amount if rule else offer.payout_amount), offer.currency
+
+
+def rule_name(rule: CommissionRule | None) -> str:
+    return f"rule:{rule.id}" if rule else "default"
