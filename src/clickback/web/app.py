@@ -16,7 +16,7 @@ from clickback.domain.ports import Store
 from clickback.domain.tracker import Tracker, open_tracker
 from clickback.probe import probe_landing
 from clickback.storage import open_store
-from clickback.web import tracking
+from clickback.web import kit, tracking
 
 log = logging.getLogger("clickback")
 
@@ -65,6 +65,8 @@ class ClickbackApp:
                 await tracking.click(self, scope, receive, send)
             elif path == "/postback":
                 await tracking.postback(self, scope, receive, send)
+            elif path == "/kit/refid.js":
+                await kit.refid_js(scope, receive, send)
             else:
                 await self.api(scope, receive, send)
         elif scope["type"] == "lifespan":

@@ -1,0 +1,269 @@
+"""Firing a postback from the advertiser's server, with retries that cannot double-count.
+
+The tracker counts each `ordernumber` once: a repeat answers `duplicate` with the first
+conversion's id. So a postback whose answer was lost (timeout, dropped connection, a
+`503`) is simply fired again, and `fire_postback` does that, with exponential backoff
+and jitter, on connection errors, timeouts, `408`, `429` and `5xx`. A `duplicate` is
+returned like an `accepted`: either way the order is counted, exactly once. The module
+needs only httpx, so it may be copied into a shop's code on its own.
+
+    from decimal import Decimal
+    from clickback.client import PostbackRejectedError, PostbackUnavailableError, fire_postback
+
+    try:
+        answer = fire_postback(
+            "https://track.example.com",
+            refid=order.refid,              # kept from the landing page URL
+            orderamount=Decimal("49.90"),   # Decimal, str or int, never float; 0 for a lead
+            ordernumber=order.number,       # unique per order
+            currency="USD",
+            geo="US",
+        )
+        log.info("postback %s: conversion %s", answer["status"], answer["conversion_id"])
+    except PostbackRejectedError as exc:     # 4xx: retrying will not help; look at exc.errors
+        log.error("postback refused (%s): %s", exc.code, exc.errors)
+    except PostbackUnavailableError:         # still failing after the retries: queue it, try later
+        requeue(order)
+
+`async_fire_postback` is the same for asyncio code. The exceptions:
+
+    PostbackError                  the tracker's answer was not one this client understands
+     +-- PostbackRejectedError     4xx: status_code, code, errors (each field, code, message)
+     +-- PostbackUnavailableError  no answer, or 408/429/5xx, after every retry: attempts,
+                                   status_code
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from decimal import Decimal
+from typing import Any
+
+import httpx
+
+__all__ = [
+    "PostbackError",
+    "PostbackRejectedError",
+    "PostbackUnavailableError",
+    "async_fire_postback",
+    "fire_postback",
+]
+
+MAX_DELAY = 30.0  # seconds; caps both the backoff and a server's Retry-After
+_USER_AGENT = "clickback-client"  # no package import: this file may be copied on its own
+_RETRY_STATUS = frozenset({408, 429})  # besides every 5xx
+_RETRY_ERRORS = (
+    httpx.TimeoutException,
+    httpx.NetworkError,
+    httpx.RemoteProtocolError,
+    httpx.ProxyError,
+)
+
+
+class PostbackError(Exception):
+    """The tracker answered something this client does not understand (wrong URL?)."""
+
+
+class PostbackRejectedError(PostbackError):
+    """The tracker refused the postback (4xx); firing it again unchanged will not help.
+
+    `code` is the answer's code: `rejected` (bad or missing fields, listed in `errors`),
+    `token_missing`, `token_invalid`, `unknown_refid`, `expired_refid`, `offer_paused`,
+    or `http_<status>` when the answer had no JSON body.
+    """
+
+    def __init__(self, status_code: int, code: str, errors: list[dict[str, Any]]):
+        detail = "; ".join(f"{e.get('field')}: {e.get('code')}" for e in errors)
+        super().__init__(
+            f"postback rejected ({status_code} {code}){': ' + detail if detail else ''}"
+        )
+        self.status_code = status_code
+        self.code = code
+        self.errors = errors
+
+
+class PostbackUnavailableError(PostbackError):
+    """No usable answer after every attempt; nothing is lost by firing it again later."""
+
+    def __init__(self, message: str, attempts: int, status_code: int | None = None):
+        super().__init__(message)
+        self.attempts = attempts
+        self.status_code = status_code
+
+
+def _amount(value: Decimal | str | int) -> str:
+    # A float cannot hold most cents exactly (49.9 is 49.89999...), so it is refused.
+    if isinstance(value, float | bool):
+        raise TypeError("orderamount must be a Decimal, str or int, not " + type(value).__name__)
+    if isinstance(value, Decimal):
+        return format(value, "f")  # never exponent notation, which the tracker refuses
+    if isinstance(value, int | str):
+        return str(value)
+    raise TypeError("orderamount must be a Decimal, str or int, not " + type(value).__name__)
+
+
+def _request(
+    base_url: str,
+    refid: str,
+    orderamount: Decimal | str | int,
+    ordernumber: str,
+    optional: dict[str, str | None],
+) -> tuple[str, dict[str, str]]:
+    base = base_url.rstrip("/")
+    url = base if base.endswith("/postback") else base + "/postback"
+    params = {"refid": refid, "orderamount": _amount(orderamount), "ordernumber": ordernumber}
+    params.update({k: v for k, v in optional.items() if v is not None})
+    return url, params
+
+
+def _body(response: httpx.Response) -> dict[str, Any] | None:
+    try:
+        data = response.json()
+    except ValueError:
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _decide(response: httpx.Response) -> dict[str, Any] | None:
+    """The answer to return, None to retry; raises for a refusal or a foreign answer."""
+    status = response.status_code
+    if status >= 500 or status in _RETRY_STATUS:
+        return None
+    body = _body(response)
+    if status == 200 and body is not None and body.get("status") in ("accepted", "duplicate"):
+        return body
+    if 400 <= status < 500:
+        if body is None:
+            raise PostbackRejectedError(status, f"http_{status}", [])
+        errors = [e for e in body.get("errors") or [] if isinstance(e, dict)]
+        raise PostbackRejectedError(status, str(body.get("code") or body.get("status")), errors)
+    where = (
+        f" (redirected to {response.headers['location']})" if "location" in response.headers else ""
+    )
+    raise PostbackError(f"unexpected answer {status} from {response.request.url}{where}")
+
+
+def _delay(attempt: int, backoff: float, response: httpx.Response | None) -> float:
+    """Exponential backoff with jitter (half fixed, half random); a Retry-After is a floor."""
+    delay = min(MAX_DELAY, backoff * 2.0**attempt)
+    delay = delay / 2 + random.uniform(0, delay / 2)
+    retry_after = response.headers.get("retry-after", "") if response is not None else ""
+    if retry_after.isdigit():  # seconds; an HTTP date is left to the backoff alone
+        delay = max(delay, min(MAX_DELAY, float(retry_after)))
+    return delay
+
+
+def _unavailable(
+    attempts: int, response: httpx.Response | None, error: Exception | None
+) -> PostbackUnavailableError:
+    if response is not None:
+        why = f"answered {response.status_code}"
+    else:
+        why = f"{type(error).__name__}: {error}"
+    return PostbackUnavailableError(
+        f"postback not delivered after {attempts} attempts ({why})",
+        attempts,
+        response.status_code if response is not None else None,
+    )
+
+
+def _check(retries: int, backoff: float) -> None:
+    if retries < 0 or backoff < 0:
+        raise ValueError("retries and backoff must not be negative")
+
+
+def fire_postback(
+    base_url: str,
+    *,
+    refid: str,
+    orderamount: Decimal | str | int,
+    ordernumber: str,
+    coupon: str | None = None,
+    currency: str | None = None,
+    geo: str | None = None,
+    commissionid: str | None = None,
+    token: str | None = None,
+    retries: int = 5,
+    backoff: float = 0.5,
+    timeout: float = 10.0,
+    transport: httpx.BaseTransport | None = None,
+) -> dict[str, Any]:
+    """Fire `GET {base_url}/postback`; the tracker's JSON answer when accepted or duplicate.
+
+    Retries `retries` times after the first attempt on connection errors, timeouts, 408,
+    429 and 5xx. Raises PostbackRejectedError on a 4xx, PostbackUnavailableError when every
+    attempt failed, TypeError for a float `orderamount`.
+    """
+    _check(retries, backoff)
+    optional = {
+        "coupon": coupon,
+        "currency": currency,
+        "geo": geo,
+        "commissionid": commissionid,
+        "token": token,
+    }
+    url, params = _request(base_url, refid, orderamount, ordernumber, optional)
+    response: httpx.Response | None = None
+    error: Exception | None = None
+    with httpx.Client(
+        transport=transport, timeout=timeout, headers={"user-agent": _USER_AGENT}
+    ) as client:
+        for attempt in range(retries + 1):
+            if attempt:
+                time.sleep(_delay(attempt - 1, backoff, response))
+            try:
+                response, error = client.get(url, params=params), None
+            except _RETRY_ERRORS as exc:
+                response, error = None, exc
+                continue
+            answer = _decide(response)
+            if answer is not None:
+                return answer
+    raise _unavailable(retries + 1, response, error) from error
+
+
+async def async_fire_postback(
+    base_url: str,
+    *,
+    refid: str,
+    orderamount: Decimal | str | int,
+    ordernumber: str,
+    coupon: str | None = None,
+    currency: str | None = None,
+    geo: str | None = None,
+    commissionid: str | None = None,
+    token: str | None = None,
+    retries: int = 5,
+    backoff: float = 0.5,
+    timeout: float = 10.0,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> dict[str, Any]:
+    """`fire_postback` for asyncio code: the same request, retries and answers."""
+    _check(retries, backoff)
+    optional = {
+        "coupon": coupon,
+        "currency": currency,
+        "geo": geo,
+        "commissionid": commissionid,
+        "token": token,
+    }
+    url, params = _request(base_url, refid, orderamount, ordernumber, optional)
+    response: httpx.Response | None = None
+    error: Exception | None = None
+    async with httpx.AsyncClient(
+        transport=transport, timeout=timeout, headers={"user-agent": _USER_AGENT}
+    ) as client:
+        for attempt in range(retries + 1):
+            if attempt:
+                await asyncio.sleep(_delay(attempt - 1, backoff, response))
+            try:
+                response, error = await client.get(url, params=params), None
+            except _RETRY_ERRORS as exc:
+                response, error = None, exc
+                continue
+            answer = _decide(response)
+            if answer is not None:
+                return answer
+    raise _unavailable(retries + 1, response, error) from error

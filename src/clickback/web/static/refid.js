@@ -1,0 +1,146 @@
+/*
+ * clickback refid.js: keeps the RefID a tracking link adds to a landing page URL
+ * until the visitor converts, so the advertiser's server can fire the postback.
+ *
+ *   <script src="https://TRACKER/kit/refid.js" data-days="30"></script>
+ *
+ * data-param  query parameter and hidden-field name (default "refid"; "clickid" is
+ *             read from the URL too)
+ * data-days   cookie lifetime in days: the offer's attribution window (default 30)
+ * data-cookie first-party cookie name (default "clickback_refid")
+ *
+ * A RefID in the URL is stored in the cookie (a newer click replaces an older one);
+ * every <input name="refid"> is filled with it once the page is parsed; and
+ * window.clickback.decorate(url) carries it on as a URL parameter.
+ * No dependencies, no requests, nothing sent anywhere.
+ */
+(function () {
+  "use strict";
+
+  var NAME = /^[A-Za-z0-9_-]{1,64}$/;
+  var VALID = /^[A-Za-z0-9_-]{1,64}$/;
+
+  var script = document.currentScript;
+  if (!script) {
+    var found = document.querySelectorAll("script[src*='refid.js']");
+    script = found.length ? found[found.length - 1] : null;
+  }
+  var data = (script && script.dataset) || {};
+
+  var param = NAME.test(data.param || "") ? data.param : "refid";
+  var cookieName = NAME.test(data.cookie || "") ? data.cookie : "clickback_refid";
+  var days = Number(data.days);
+  if (!(days > 0 && days <= 3650)) {
+    days = 30;
+  }
+
+  function valid(value) {
+    return typeof value === "string" && VALID.test(value) ? value : null;
+  }
+
+  function fromUrl() {
+    var params;
+    try {
+      params = new URLSearchParams(window.location.search);
+    } catch (e) {
+      return null;
+    }
+    var names = [param, "refid", "clickid"];
+    for (var i = 0; i < names.length; i++) {
+      var value = valid(params.get(names[i]));
+      if (value) {
+        return value;
+      }
+    }
+    return null;
+  }
+
+  function fromCookie() {
+    var jar;
+    try {
+      jar = document.cookie; // throws where cookies are blocked (sandboxed frames)
+    } catch (e) {
+      return null;
+    }
+    var parts = jar ? jar.split(";") : [];
+    for (var i = 0; i < parts.length; i++) {
+      var part = parts[i].replace(/^\s+/, "");
+      if (part.indexOf(cookieName + "=") === 0) {
+        return valid(part.substring(cookieName.length + 1));
+      }
+    }
+    return null;
+  }
+
+  function store(value) {
+    var cookie =
+      cookieName + "=" + value + "; Max-Age=" + Math.round(days * 86400) +
+      "; Path=/; SameSite=Lax";
+    if (window.location.protocol === "https:") {
+      cookie += "; Secure";
+    }
+    try {
+      document.cookie = cookie;
+    } catch (e) {
+      // cookies blocked: the hidden field and decorated links still carry the RefID
+    }
+  }
+
+  var urlRefid = fromUrl();
+  if (urlRefid) {
+    store(urlRefid);
+  }
+
+  function refid() {
+    return urlRefid || fromCookie();
+  }
+
+  function fill(root) {
+    var value = refid();
+    if (!value) {
+      return 0;
+    }
+    var fields = (root || document).getElementsByTagName("input");
+    var filled = 0;
+    for (var i = 0; i < fields.length; i++) {
+      if (fields[i].name === param) {
+        fields[i].value = value;
+        filled++;
+      }
+    }
+    return filled;
+  }
+
+  // Adds (or replaces) the RefID parameter, leaving the rest of the URL as written.
+  function decorate(url) {
+    var value = refid();
+    if (!value || typeof url !== "string") {
+      return url;
+    }
+    var hashAt = url.indexOf("#");
+    var hash = hashAt < 0 ? "" : url.substring(hashAt);
+    var rest = hashAt < 0 ? url : url.substring(0, hashAt);
+    var queryAt = rest.indexOf("?");
+    var base = queryAt < 0 ? rest : rest.substring(0, queryAt);
+    var query = queryAt < 0 ? "" : rest.substring(queryAt + 1);
+    var kept = [];
+    var pairs = query ? query.split("&") : [];
+    for (var i = 0; i < pairs.length; i++) {
+      if (pairs[i] && pairs[i].split("=")[0] !== param) {
+        kept.push(pairs[i]);
+      }
+    }
+    kept.push(param + "=" + value);
+    return base + "?" + kept.join("&") + hash;
+  }
+
+  window.clickback = { refid: refid, decorate: decorate, fill: fill };
+
+  if (document.readyState === "loading") {
+    document.addEventListener("DOMContentLoaded", function () {
+      fill();
+    });
+  } else {
+    fill();
+  }
+})();

@@ -1,0 +1,202 @@
+"""The landing-page snippet `refid.js` in a real headless Chromium (Debian's, via Playwright).
+
+A small HTTP server on loopback plays the advertiser's site: a landing page with a form
+and the snippet's <script> tag, and the snippet itself as the package ships it. The
+browser follows what a tracking link's redirect leads to (`/landing?refid=…`), then
+comes back without the parameter, as a visitor does before converting.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from importlib.resources import files
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser, Page, sync_playwright
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+SNIPPET = files("clickback.web").joinpath("static").joinpath("refid.js").read_bytes()
+
+LANDING = b"""<!doctype html>
+<html><head><meta charset="utf-8"><title>Shop landing</title>
+<link rel="icon" href="data:,">
+<script src="/kit/refid.js" data-days="7"></script>
+</head><body>
+<h1>Spring sale</h1>
+<form id="order" action="/order" method="post">
+  <input type="hidden" name="refid">
+  <input type="text" name="email" value="">
+</form>
+<form id="newsletter"><input type="hidden" name="refid" value="stale"></form>
+<a id="next" href="/checkout?step=2#pay">checkout</a>
+<p>RefID: <output id="shown"></output></p>
+<script>
+  document.addEventListener("DOMContentLoaded", function () {
+    var next = document.getElementById("next");
+    next.href = window.clickback.decorate(next.getAttribute("href"));
+    document.getElementById("shown").textContent = window.clickback.refid() || "none";
+  });
+</script>
+</body></html>
+"""
+
+# The snippet at the end of the body (the DOM is parsed when it runs) with other names.
+LANDING_CUSTOM = b"""<!doctype html>
+<html><head><meta charset="utf-8"><title>Shop landing</title>
+<link rel="icon" href="data:,"></head><body>
+<form><input type="hidden" name="clickid"></form>
+<script src="/kit/refid.js" data-param="clickid" data-cookie="shop_ref" data-days="1.5"></script>
+</body></html>
+"""
+
+PAGES = {
+    "/landing": (b"text/html; charset=utf-8", LANDING),
+    "/custom": (b"text/html; charset=utf-8", LANDING_CUSTOM),
+    "/kit/refid.js": (b"application/javascript; charset=utf-8", SNIPPET),
+}
+
+
+@pytest.fixture(scope="module")
+def site() -> Iterator[str]:
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            page = PAGES.get(self.path.split("?", 1)[0])
+            if page is None:
+                self.send_error(404)
+                return
+            self.send_response(200)
+            self.send_header("content-type", page[0].decode())
+            self.send_header("content-length", str(len(page[1])))
+            self.end_headers()
+            self.wfile.write(page[1])
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+def watch(page: Page) -> list[str]:
+    """Console errors and uncaught page errors, collected as they happen."""
+    problems: list[str] = []
+    page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: problems.append(str(e)))
+    return problems
+
+
+def hidden(page: Page, form: str = "#order", name: str = "refid") -> str:
+    return page.input_value(f"{form} input[name={name}]")
+
+
+def test_refid_is_kept_in_cookie_hidden_fields_and_links(browser: Browser, site: str) -> None:
+    context = browser.new_context()
+    page = context.new_page()
+    problems = watch(page)
+
+    page.goto(f"{site}/landing?utm_source=aff&refid=ABC_123-x")
+    [cookie] = [c for c in context.cookies() if c["name"] == "clickback_refid"]
+    assert cookie["value"] == "ABC_123-x"
+    assert abs(cookie["expires"] - (time.time() + 7 * 86400)) < 120
+    assert (cookie["path"], cookie["sameSite"], cookie["secure"]) == ("/", "Lax", False)
+    assert hidden(page) == "ABC_123-x"
+    assert hidden(page, "#newsletter") == "ABC_123-x"  # a stale value is replaced
+    assert page.input_value("input[name=email]") == ""
+    assert page.get_attribute("#next", "href") == "/checkout?step=2&refid=ABC_123-x#pay"
+    assert page.text_content("#shown") == "ABC_123-x"
+    assert page.evaluate("window.clickback.refid()") == "ABC_123-x"
+    decorate = "u => window.clickback.decorate(u)"
+    assert (
+        page.evaluate(decorate, "https://x.example/a?b=1")
+        == "https://x.example/a?b=1&refid=ABC_123-x"
+    )
+    assert page.evaluate(decorate, "/checkout?step=2#pay") == "/checkout?step=2&refid=ABC_123-x#pay"
+    assert page.evaluate(decorate, "https://x.example/?refid=old&b=") == (
+        "https://x.example/?b=&refid=ABC_123-x"
+    )
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "kit-refid-landing.png"), full_page=True)
+
+    # Back later without the parameter: the RefID comes from the cookie.
+    page.goto(f"{site}/landing")
+    assert hidden(page) == "ABC_123-x" and hidden(page, "#newsletter") == "ABC_123-x"
+    assert page.evaluate("window.clickback.refid()") == "ABC_123-x"
+
+    # A malformed RefID in the URL is neither stored nor used.
+    page.goto(f"{site}/landing?refid=" + "x" * 65)
+    page.goto(f"{site}/landing?refid=%3Cscript%3E")
+    assert hidden(page) == "ABC_123-x"
+    [cookie] = [c for c in context.cookies() if c["name"] == "clickback_refid"]
+    assert cookie["value"] == "ABC_123-x"
+
+    # A newer click replaces the older RefID; `clickid` is read too.
+    page.goto(f"{site}/landing?clickid=NEWER-1")
+    assert hidden(page) == "NEWER-1"
+    assert [c["value"] for c in context.cookies() if c["name"] == "clickback_refid"] == ["NEWER-1"]
+    assert problems == []
+    context.close()
+
+
+def test_no_refid_leaves_fields_links_and_cookies_alone(browser: Browser, site: str) -> None:
+    context = browser.new_context()
+    page = context.new_page()
+    problems = watch(page)
+    page.goto(f"{site}/landing?utm_source=direct")
+    assert context.cookies() == []
+    assert hidden(page) == "" and hidden(page, "#newsletter") == "stale"
+    assert page.evaluate("window.clickback.refid()") is None
+    assert page.get_attribute("#next", "href") == "/checkout?step=2#pay"
+    assert page.evaluate("window.clickback.decorate('/a?b=1')") == "/a?b=1"
+    assert problems == []
+    context.close()
+
+
+def test_data_attributes_rename_the_parameter_cookie_and_lifetime(
+    browser: Browser, site: str
+) -> None:
+    context = browser.new_context()
+    page = context.new_page()
+    problems = watch(page)
+    page.goto(f"{site}/custom?clickid=Zz9-_")
+    [cookie] = context.cookies()
+    assert (cookie["name"], cookie["value"]) == ("shop_ref", "Zz9-_")
+    assert abs(cookie["expires"] - (time.time() + 1.5 * 86400)) < 120
+    assert hidden(page, "form", "clickid") == "Zz9-_"
+    assert page.evaluate("window.clickback.decorate('https://x.example/')") == (
+        "https://x.example/?clickid=Zz9-_"
+    )
+    page.goto(f"{site}/custom")
+    assert hidden(page, "form", "clickid") == "Zz9-_"
+    assert problems == []
+    context.close()
