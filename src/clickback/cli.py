@@ -499,7 +499,7 @@ def token_create(
     db: DbOption = None,
 ) -> None:
     """Create an API token; it is shown once, only its hash is stored."""
-    from clickback.web.api import hash_token
+    from clickback.web.http import hash_token
 
     if role not in ("admin", "read"):
         console.print("[red]error[/red]: --role is admin or read")

@@ -25,6 +25,7 @@ async def setup(store: Store) -> tuple[int, int]:
             "currency": "USD",
             "attribution_window_days": 30,
             "status": "active",
+            "approval": "auto",
         }
     )
     aff = await store.create_affiliate("F")

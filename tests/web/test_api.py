@@ -6,8 +6,8 @@ import asyncio
 
 import httpx
 
-from clickback.web.api import hash_token
 from clickback.web.app import ClickbackApp
+from clickback.web.http import hash_token
 from tests.conftest import AUTH, click, make_offer
 
 

@@ -156,6 +156,13 @@ def offer_values(values: Mapping[str, Any], partial: bool = False) -> dict[str, 
             raise InputError(
                 "`status` must be active or paused", code="invalid_status", field="status"
             ) from None
+    if not partial or given("approval"):
+        approval = values.get("approval") or "auto"
+        if approval not in ("auto", "review"):
+            raise InputError(
+                "`approval` must be auto or review", code="invalid_approval", field="approval"
+            )
+        out["approval"] = approval
     return out
 
 
@@ -186,7 +193,13 @@ async def update_offer(store: Store, offer_id: int, values: Mapping[str, Any]) -
         values = {**values, "currency": current["currency"]}
     cols = offer_values(values, partial=True)
     cols.pop("advertiser_id", None)
-    await store.update_offer(offer_id, cols)
+    if "approval" in values:
+        if values["approval"] not in ("auto", "review"):
+            raise InputError(
+                "`approval` must be auto or review", code="invalid_approval", field="approval"
+            )
+        cols["approval"] = values["approval"]
+    await store.update_row("offers", offer_id, cols)
 
 
 async def create_affiliate(store: Store, values: Mapping[str, Any]) -> int:
@@ -201,3 +214,90 @@ async def create_link(store: Store, values: Mapping[str, Any]) -> int:
     if await store.get_row("affiliates", affiliate_id) is None:
         raise NotFoundError(f"affiliate {affiliate_id} does not exist", field="affiliate_id")
     return await store.create_link(new_link_code(), offer_id, affiliate_id)
+
+
+async def update_advertiser(store: Store, advertiser_id: int, values: Mapping[str, Any]) -> None:
+    cols: dict[str, Any] = {}
+    if values.get("name") is not None:
+        cols["name"] = _name(values)
+    if values.get("postback_token") is not None:
+        token = values["postback_token"]
+        if not isinstance(token, str) or not 0 < len(token) <= 200:
+            raise InputError(
+                "`postback_token` must be 1 to 200 characters",
+                code="invalid_token",
+                field="postback_token",
+            )
+        cols["postback_token"] = token
+    if values.get("require_token") is not None:
+        cols["require_token"] = int(_bool(values, "require_token"))
+    await _update(store, "advertisers", advertiser_id, cols)
+
+
+async def update_affiliate(store: Store, affiliate_id: int, values: Mapping[str, Any]) -> None:
+    cols = {"name": _name(values)} if values.get("name") is not None else {}
+    await _update(store, "affiliates", affiliate_id, cols)
+
+
+async def update_link(store: Store, link_id: int, values: Mapping[str, Any]) -> None:
+    cols = {"active": int(_bool(values, "active"))} if values.get("active") is not None else {}
+    await _update(store, "links", link_id, cols)
+
+
+async def archive(store: Store, table: str, row_id: int) -> None:
+    if not await store.archive_row(table, row_id):
+        raise NotFoundError(f"{table.rstrip('s').replace('_', ' ')} {row_id} does not exist")
+
+
+async def _update(store: Store, table: str, row_id: int, cols: Mapping[str, Any]) -> None:
+    if not await store.update_row(table, row_id, cols):
+        raise NotFoundError(f"{table.rstrip('s')} {row_id} does not exist")
+
+
+def _bool(values: Mapping[str, Any], field: str) -> bool:
+    value = values.get(field)
+    if not isinstance(value, bool):
+        raise InputError(f"`{field}` must be true or false", code="invalid_bool", field=field)
+    return value
+
+
+async def create_rule(store: Store, offer_id: int, values: Mapping[str, Any]) -> int:
+    """A commission rule for an offer: by `commissionid`, by `affiliate_id`, or both."""
+    offer = await store.get_row("offers", offer_id)
+    if offer is None:
+        raise NotFoundError(f"offer {offer_id} does not exist")
+    commissionid = values.get("commissionid") or ""
+    if not isinstance(commissionid, str) or len(commissionid) > 255:
+        raise InputError(
+            "`commissionid` must be a string of at most 255 characters",
+            code="invalid_commissionid",
+            field="commissionid",
+        )
+    affiliate_id = None
+    if values.get("affiliate_id") is not None:
+        affiliate_id = _id(values, "affiliate_id")
+        if await store.get_row("affiliates", affiliate_id) is None:
+            raise NotFoundError(f"affiliate {affiliate_id} does not exist", field="affiliate_id")
+    if not commissionid and affiliate_id is None:
+        raise InputError(
+            "a rule needs a `commissionid`, an `affiliate_id`, or both",
+            code="invalid_rule",
+            field="commissionid",
+        )
+    payout = offer_values({**values, "currency": offer["currency"]}, partial=True)
+    if "payout_type" not in payout:
+        raise InputError(
+            "`payout_type` is required: cpa, cps or cpl",
+            code="invalid_payout_type",
+            field="payout_type",
+        )
+    return await store.create_rule(
+        {
+            "offer_id": offer_id,
+            "affiliate_id": affiliate_id,
+            "commissionid": commissionid,
+            "payout_type": payout["payout_type"],
+            "payout_amount": payout["payout_amount"],
+            "payout_percent": payout["payout_percent"],
+        }
+    )

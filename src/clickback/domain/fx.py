@@ -9,10 +9,16 @@ flagged `missing_rate`, and valued when a rate arrives.
 from __future__ import annotations
 
 import bisect
+import csv
+import io
+import time
 from collections.abc import Iterable
+from datetime import date
 from decimal import Decimal
 
 from clickback.domain import money
+from clickback.domain.ports import Store
+from clickback.errors import InputError
 
 
 class Rates:
@@ -40,3 +46,51 @@ class Rates:
             return None, None
         value = money.from_minor(minor, currency) * rate
         return rate, money.to_minor(value, self.base)
+
+
+def parse_rates(text: str) -> list[tuple[str, str, str]]:
+    """CSV lines `date,currency,rate` (a header line is allowed) as (currency, day, rate).
+    Raises InputError naming the first bad line."""
+    rows: list[tuple[str, str, str]] = []
+    for number, fields in enumerate(csv.reader(io.StringIO(text)), start=1):
+        if not fields or all(not f.strip() for f in fields):
+            continue
+        if number == 1 and fields[0].strip().lower() == "date":
+            continue
+        try:
+            day = date.fromisoformat(fields[0].strip()).isoformat()
+            currency = money.normalize_currency(fields[1])
+            rate = Decimal(fields[2].strip())
+            if currency is None or not rate.is_finite() or rate <= 0:
+                raise ValueError
+        except (ValueError, IndexError, ArithmeticError):
+            raise InputError(
+                f"line {number}: expected `date,currency,rate`, e.g. `2026-11-02,EUR,1.08`",
+                code="invalid_rate",
+                field=f"line {number}",
+            ) from None
+        rows.append((currency, day, str(rate)))
+    return rows
+
+
+async def import_rates(store: Store, rows: list[tuple[str, str, str]], base: str) -> int:
+    """Stores rates, then values every conversion still missing one. Returns how many
+    conversions were valued."""
+    await store.put_rates(rows)
+    all_rates = Rates(base, [(c, d, Decimal(r)) for c, d, r in await store.all_rates()])
+    valued = 0
+    after = 0
+    while True:
+        batch = await store.unvalued_conversions(after, 1000)
+        if not batch:
+            return valued
+        updates = []
+        for c in batch:
+            day = time.strftime("%Y-%m-%d", time.gmtime(c["created_at"] // 1_000_000))
+            rate, amount = all_rates.to_base(c["orderamount"], c["currency"], day)
+            _, paid = all_rates.to_base(c["commission"], c["commission_currency"], day)
+            if rate is not None and amount is not None and paid is not None:
+                updates.append((str(rate), amount, paid, base, c["id"]))
+        await store.value_conversions(updates)
+        valued += len(updates)
+        after = batch[-1]["id"]

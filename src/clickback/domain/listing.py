@@ -53,6 +53,8 @@ LISTS: dict[str, ListSpec] = {
             "currency": str,
             "geo": str,
             "is_test": int,
+            "commissionid": str,
+            "rule": str,
         }
         | _SUBS,
     ),
@@ -74,4 +76,7 @@ LISTS: dict[str, ListSpec] = {
         },
     ),
     "integration_tests": ListSpec("id", "created_at", {"id": int, "offer_id": int}),
+    "commission_rules": ListSpec(
+        "id", "created_at", {"id": int, "offer_id": int, "affiliate_id": int, "commissionid": str}
+    ),
 }

@@ -38,8 +38,15 @@ OFFER_COLUMNS = (
     "currency",
     "attribution_window_days",
     "status",
+    "approval",
 )
-OFFER_UPDATABLE = frozenset(OFFER_COLUMNS) - {"advertiser_id"}
+UPDATABLE: dict[str, frozenset[str]] = {
+    "advertisers": frozenset({"name", "postback_token", "require_token"}),
+    "offers": frozenset(OFFER_COLUMNS) - {"advertiser_id"},
+    "affiliates": frozenset({"name"}),
+    "links": frozenset({"active"}),
+    "commission_rules": frozenset(),
+}
 
 
 def now_us() -> int:
@@ -113,6 +120,13 @@ class SqlStore:
     async def _write(self, sql: str, *args: Any, bump: bool = False) -> Any:
         """Run one statement in its own transaction; return the first column of its first
         row (for RETURNING). `bump` also bumps the config version, in the same transaction."""
+        raise NotImplementedError
+
+    async def _write_all(
+        self, steps: list[tuple[str, tuple[Any, ...]]], *, bump: bool = False
+    ) -> bool:
+        """Runs statements (each with RETURNING) in one transaction; if one returns no row,
+        rolls back and answers False."""
         raise NotImplementedError
 
     async def _fetchone(self, sql: str, *args: Any) -> dict[str, Any] | None:
@@ -220,16 +234,30 @@ class SqlStore:
             )
         )
 
-    async def update_offer(self, offer_id: int, values: Mapping[str, Any]) -> bool:
-        cols = [c for c in values if c in OFFER_UPDATABLE]
+    async def update_row(self, table: str, row_id: int, values: Mapping[str, Any]) -> bool:
+        """Sets the given columns (those the table allows) and bumps the config version."""
+        cols = [c for c in values if c in UPDATABLE[table]]
         if not cols:
-            return await self.get_row("offers", offer_id) is not None
+            return await self.get_row(table, row_id) is not None
         sets = ", ".join(f"{c} = ?" for c in cols)
         found = await self._write(
-            f"UPDATE offers SET {sets}, updated_at = ? WHERE id = ? RETURNING id",
+            f"UPDATE {table} SET {sets}, updated_at = ? WHERE id = ? RETURNING id",
             *[values[c] for c in cols],
             now_us(),
-            offer_id,
+            row_id,
+            bump=True,
+        )
+        return found is not None
+
+    async def archive_row(self, table: str, row_id: int) -> bool:
+        """Archives (never deletes): the row stops serving and keeps its history."""
+        t = now_us()
+        found = await self._write(
+            f"UPDATE {table} SET archived_at = coalesce(archived_at, ?), updated_at = ? "
+            "WHERE id = ? RETURNING id",
+            t,
+            t,
+            row_id,
             bump=True,
         )
         return found is not None
@@ -338,13 +366,20 @@ class SqlStore:
         until: int | None,
         limit: int,
         cursor: str | None,
+        *,
+        nulls: Mapping[str, bool] | None = None,
+        ascending: bool = False,
     ) -> Page:
+        """A page of rows, newest first (or oldest, `ascending`). `nulls` maps a column to
+        True (must be NULL) or False (must not be)."""
         spec = LISTS[table]
         where: list[str] = []
         args: list[Any] = []
         for name, value in filters.items():
             where.append(f"{name} = ?")
             args.append(value)
+        for name, is_null in (nulls or {}).items():
+            where.append(f"{name} IS {'' if is_null else 'NOT '}NULL")
         if since is not None:
             where.append(f"{spec.time} >= ?")
             args.append(since)
@@ -352,16 +387,137 @@ class SqlStore:
             where.append(f"{spec.time} < ?")
             args.append(until)
         if cursor:
-            where.append(f"{spec.key} < ?")
+            where.append(f"{spec.key} {'>' if ascending else '<'} ?")
             args.append(decode_cursor(cursor, spec.filters[spec.key]))
         sql = f"SELECT * FROM {table}"
         if where:
             sql += " WHERE " + " AND ".join(where)
-        sql += f" ORDER BY {spec.key} DESC LIMIT ?"
+        sql += f" ORDER BY {spec.key} {'ASC' if ascending else 'DESC'} LIMIT ?"
         rows = await self._fetch(sql, *args, limit + 1)
         more = len(rows) > limit
         rows = rows[:limit]
         return Page(rows, encode_cursor(rows[-1][spec.key]) if more else None)
+
+    # -- conversion lifecycle ---------------------------------------------------------
+
+    async def transition(
+        self, conversion_id: int, from_status: str, to_status: str, reason: str, actor: str
+    ) -> bool:
+        """Moves a conversion from one status to another, with its audit event, in one
+        transaction; False when its status was no longer `from_status`."""
+        t = now_us()
+        return await self._write_all(
+            [
+                (
+                    "UPDATE conversions SET status = ?, updated_at = ? WHERE id = ? AND status = ? "
+                    "RETURNING id",
+                    (to_status, t, conversion_id, from_status),
+                ),
+                (
+                    "INSERT INTO conversion_events (conversion_id, from_status, to_status, reason, "
+                    "actor, created_at) VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
+                    (conversion_id, from_status, to_status, reason, actor, t),
+                ),
+            ]
+        )
+
+    async def conversion_events(self, conversion_id: int) -> list[dict[str, Any]]:
+        return await self._fetch(
+            "SELECT * FROM conversion_events WHERE conversion_id = ? ORDER BY id", conversion_id
+        )
+
+    async def find_conversion(self, advertiser_id: int, ordernumber: str) -> dict[str, Any] | None:
+        return await self._fetchone(
+            "SELECT * FROM conversions WHERE advertiser_id = ? AND ordernumber = ?",
+            advertiser_id,
+            ordernumber,
+        )
+
+    async def conversion_totals(
+        self, filters: Mapping[str, Any], since: int | None, until: int | None
+    ) -> list[dict[str, Any]]:
+        """Per status: count, and sums of the stored base-currency amounts."""
+        where = [f"{name} = ?" for name in filters]
+        args: list[Any] = list(filters.values())
+        if since is not None:
+            where.append("created_at >= ?")
+            args.append(since)
+        if until is not None:
+            where.append("created_at < ?")
+            args.append(until)
+        sql = (
+            "SELECT status, count(*) AS conversions, coalesce(sum(base_amount), 0) AS base_amount,"
+            " coalesce(sum(base_commission), 0) AS base_commission,"
+            " sum(CASE WHEN rate IS NULL THEN 1 ELSE 0 END) AS missing_rate FROM conversions"
+        )
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        return await self._fetch(sql + " GROUP BY status ORDER BY status", *args)
+
+    # -- commission rules and rates ---------------------------------------------------
+
+    async def create_rule(self, values: Mapping[str, Any]) -> int:
+        t = now_us()
+        return int(
+            await self._write(
+                "INSERT INTO commission_rules (offer_id, affiliate_id, commissionid, payout_type, "
+                "payout_amount, payout_percent, created_at, updated_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                values["offer_id"],
+                values["affiliate_id"],
+                values["commissionid"],
+                values["payout_type"],
+                values["payout_amount"],
+                values["payout_percent"],
+                t,
+                t,
+                bump=True,
+            )
+        )
+
+    async def put_rates(self, rows: list[tuple[str, str, str]]) -> int:
+        """Stores (currency, day, rate) rows, replacing a day's earlier rate."""
+        t = now_us()
+        await self._write_all(
+            [
+                (
+                    "INSERT INTO rates (currency, day, rate, created_at) VALUES (?, ?, ?, ?) "
+                    "ON CONFLICT (currency, day) DO UPDATE SET rate = excluded.rate, "
+                    "created_at = excluded.created_at RETURNING currency",
+                    (c, d, r, t),
+                )
+                for c, d, r in rows
+            ],
+            bump=True,
+        )
+        return len(rows)
+
+    async def all_rates(self) -> list[tuple[str, str, str]]:
+        rows = await self._fetch("SELECT currency, day, rate FROM rates ORDER BY currency, day")
+        return [(r["currency"], r["day"], r["rate"]) for r in rows]
+
+    async def unvalued_conversions(self, after_id: int, limit: int) -> list[dict[str, Any]]:
+        return await self._fetch(
+            "SELECT id, currency, orderamount, commission, commission_currency, created_at "
+            "FROM conversions WHERE rate IS NULL AND id > ? ORDER BY id LIMIT ?",
+            after_id,
+            limit,
+        )
+
+    async def value_conversions(self, rows: list[tuple[str, int, int, str, int]]) -> None:
+        """Sets (rate, base_amount, base_commission, base_currency, id) on each conversion."""
+        if rows:
+            await self._write_all(
+                [
+                    (
+                        "UPDATE conversions SET rate = ?, base_amount = ?, base_commission = ?, "
+                        "base_currency = ?, flags = replace(replace(flags, 'missing_rate,', ''), "
+                        "'missing_rate', '') WHERE id = ? RETURNING id",
+                        row,
+                    )
+                    for row in rows
+                ]
+            )
 
     # -- tokens ---------------------------------------------------------------------
 

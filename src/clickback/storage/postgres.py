@@ -73,6 +73,7 @@ SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::tex
 """
 NEXT_IDS = "SELECT nextval(pg_get_serial_sequence($1, 'id')) FROM generate_series(1, $2)"
 
+BUMP_VERSION = "UPDATE meta SET value = (value::bigint + 1)::text WHERE key = 'config_version'"
 _CLICK = 0
 _POSTBACK = 1
 
@@ -130,6 +131,26 @@ class PostgresStore(SqlStore):
                     "UPDATE meta SET value = (value::bigint + 1)::text WHERE key = 'config_version'"
                 )
         return value
+
+    async def _write_all(
+        self, steps: list[tuple[str, tuple[Any, ...]]], *, bump: bool = False
+    ) -> bool:
+        assert self.pool is not None
+        async with self.pool.acquire() as conn:
+            tx = conn.transaction()
+            await tx.start()
+            try:
+                for sql, args in steps:
+                    if await conn.fetchrow(self._sql(sql), *args) is None:
+                        await tx.rollback()
+                        return False
+                if bump:
+                    await conn.execute(BUMP_VERSION)
+            except BaseException:
+                await tx.rollback()
+                raise
+            await tx.commit()
+        return True
 
     async def migrate(self) -> int:
         conn = await asyncpg.connect(self.dsn, server_settings=self._settings())

@@ -54,6 +54,9 @@ INSERT INTO postbacks (received_at, method, ip, params, refid, ordernumber, adve
 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 """
 
+BUMP_VERSION = (
+    "UPDATE meta SET value = CAST(CAST(value AS INTEGER) + 1 AS TEXT) WHERE key = 'config_version'"
+)
 _CLICK = 0
 _POSTBACK = 1
 
@@ -144,15 +147,31 @@ class SqliteStore(SqlStore):
         try:
             row = conn.execute(sql, args).fetchone()
             if bump:
-                conn.execute(
-                    "UPDATE meta SET value = CAST(CAST(value AS INTEGER) + 1 AS TEXT) "
-                    "WHERE key = 'config_version'"
-                )
+                conn.execute(BUMP_VERSION)
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
             raise
         return row[0] if row else None
+
+    async def _write_all(
+        self, steps: list[tuple[str, tuple[Any, ...]]], *, bump: bool = False
+    ) -> bool:
+        conn = self.conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for sql, args in steps:
+                if conn.execute(sql, args).fetchone() is None:
+                    conn.execute("ROLLBACK")
+                    return False
+            if bump:
+                conn.execute(BUMP_VERSION)
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        return True
 
     async def migrate(self) -> int:
         conn = self.conn

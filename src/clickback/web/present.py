@@ -36,6 +36,7 @@ def advertiser(r: dict[str, Any], base: str) -> dict[str, Any]:
         "require_token": bool(r["require_token"]),
         "created_at": iso(r["created_at"]),
         "updated_at": iso(r["updated_at"]),
+        "archived_at": iso(r["archived_at"]),
     }
 
 
@@ -52,8 +53,10 @@ def offer(r: dict[str, Any], base: str) -> dict[str, Any]:
         "currency": r["currency"],
         "attribution_window_days": r["attribution_window_days"],
         "status": r["status"],
+        "approval": r["approval"],
         "created_at": iso(r["created_at"]),
         "updated_at": iso(r["updated_at"]),
+        "archived_at": iso(r["archived_at"]),
     }
 
 
@@ -63,6 +66,7 @@ def affiliate(r: dict[str, Any], base: str) -> dict[str, Any]:
         "name": r["name"],
         "created_at": iso(r["created_at"]),
         "updated_at": iso(r["updated_at"]),
+        "archived_at": iso(r["archived_at"]),
     }
 
 
@@ -73,8 +77,10 @@ def link(r: dict[str, Any], base: str) -> dict[str, Any]:
         "offer_id": r["offer_id"],
         "affiliate_id": r["affiliate_id"],
         "active": bool(r["active"]),
+        "is_test": bool(r["is_test"]),
         "tracking_url": f"{base}/c/{r['code']}",
         "created_at": iso(r["created_at"]),
+        "archived_at": iso(r["archived_at"]),
     }
 
 
@@ -115,11 +121,36 @@ def conversion(r: dict[str, Any], base: str) -> dict[str, Any]:
         "coupon": r["coupon"],
         "geo": r["geo"] or None,
         "commissionid": r["commissionid"],
+        "rule": r["rule"],
         "status": r["status"],
         "is_test": bool(r["is_test"]),
         "click_missing": bool(r["click_missing"]),
+        "flags": [f for f in r["flags"].split(",") if f],
+        "base_currency": r["base_currency"],
+        "rate": r["rate"],
+        "base_amount": _base(r["base_amount"], r["base_currency"]),
+        "base_commission": _base(r["base_commission"], r["base_currency"]),
         "created_at": iso(r["created_at"]),
         "clicked_at": iso(r["clicked_at"]),
+        "updated_at": iso(r["updated_at"]),
+    }
+
+
+def _base(minor: int | None, currency: str) -> str | None:
+    return None if minor is None else format_minor(minor, currency)
+
+
+def rule(r: dict[str, Any], base: str) -> dict[str, Any]:
+    return {
+        "id": r["id"],
+        "offer_id": r["offer_id"],
+        "affiliate_id": r["affiliate_id"],
+        "commissionid": r["commissionid"],
+        "payout_type": r["payout_type"],
+        "payout_amount": str(r["payout_amount"]),  # minor units: see the offer's currency
+        "payout_percent": r["payout_percent"],
+        "created_at": iso(r["created_at"]),
+        "archived_at": iso(r["archived_at"]),
     }
 
 
@@ -152,4 +183,59 @@ PRESENTERS = {
     "clicks": click,
     "conversions": conversion,
     "postbacks": postback,
+    "commission_rules": rule,
+}
+
+# CSV export columns: the presenters' fields, in order (a test keeps them in step)
+EXPORT_COLUMNS = {
+    "clicks": [
+        "refid",
+        "link_id",
+        "offer_id",
+        "affiliate_id",
+        "sub1",
+        "sub2",
+        "sub3",
+        "sub4",
+        "sub5",
+        "ip",
+        "user_agent",
+        "referer",
+        "is_test",
+        "created_at",
+    ],
+    "conversions": [
+        "id",
+        "refid",
+        "click_id",
+        "offer_id",
+        "affiliate_id",
+        "advertiser_id",
+        "link_id",
+        "sub1",
+        "sub2",
+        "sub3",
+        "sub4",
+        "sub5",
+        "ordernumber",
+        "orderamount",
+        "currency",
+        "commission",
+        "commission_currency",
+        "coupon",
+        "geo",
+        "commissionid",
+        "rule",
+        "status",
+        "is_test",
+        "click_missing",
+        "flags",
+        "base_currency",
+        "rate",
+        "base_amount",
+        "base_commission",
+        "created_at",
+        "clicked_at",
+        "updated_at",
+    ],
 }

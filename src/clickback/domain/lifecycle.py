@@ -1,0 +1,121 @@
+"""The conversion lifecycle: pending → approved | rejected, approved → reversed.
+
+Each change carries a reason code and who made it, and is kept as an audit event.
+Only approved conversions are payable. Changes arrive one by one (API, CLI) or as an
+advertiser's validation file: CSV lines of `ordernumber,status,reason`, reported line
+by line.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass
+from typing import Any
+
+from clickback.domain.ports import Store
+from clickback.errors import ConflictError, InputError, NotFoundError
+
+ALLOWED = {
+    ("pending", "approved"),
+    ("pending", "rejected"),
+    ("approved", "reversed"),
+}
+STATUSES = ("pending", "approved", "rejected", "reversed")
+MAX_REASON = 200
+
+
+def check_reason(reason: Any) -> str:
+    if not isinstance(reason, str) or not reason.strip() or len(reason) > MAX_REASON:
+        raise InputError(
+            f"`reason` is required: a code such as `chargeback`, at most {MAX_REASON} characters",
+            code="invalid_reason",
+            field="reason",
+        )
+    return reason.strip()
+
+
+def check_move(current: str, to: str) -> None:
+    if to not in STATUSES:
+        raise InputError(
+            f"`status` must be one of {', '.join(STATUSES)}", code="invalid_status", field="status"
+        )
+    if current == to:
+        raise ConflictError(f"the conversion is already {to}", code="unchanged", field="status")
+    if (current, to) not in ALLOWED:
+        allowed = sorted(t for f, t in ALLOWED if f == current) or ["nothing"]
+        raise ConflictError(
+            f"a {current} conversion cannot become {to}; it may become: {', '.join(allowed)}",
+            code="invalid_transition",
+            field="status",
+        )
+
+
+async def change_status(store: Store, conversion_id: int, to: str, reason: Any, actor: str) -> None:
+    why = check_reason(reason)
+    row = await store.get_row("conversions", conversion_id)
+    if row is None:
+        raise NotFoundError(f"conversion {conversion_id} does not exist")
+    check_move(row["status"], to)
+    if not await store.transition(conversion_id, row["status"], to, why, actor):
+        raise ConflictError(
+            "the conversion changed meanwhile; read it and retry", code="concurrent_change"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class LineResult:
+    line: int
+    ordernumber: str
+    result: str  # changed | unchanged | error
+    code: str
+    message: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "line": self.line,
+            "ordernumber": self.ordernumber,
+            "result": self.result,
+            "code": self.code,
+            "message": self.message,
+        }
+
+
+async def apply_csv(store: Store, advertiser_id: int, text: str, actor: str) -> list[LineResult]:
+    """Applies an advertiser's validation file; every line is reported, none stops the rest."""
+    if await store.get_row("advertisers", advertiser_id) is None:
+        raise NotFoundError(f"advertiser {advertiser_id} does not exist")
+    out: list[LineResult] = []
+    for number, fields in enumerate(csv.reader(io.StringIO(text)), start=1):
+        if not fields or all(not f.strip() for f in fields):
+            continue
+        if number == 1 and [f.strip().lower() for f in fields[:2]] == ["ordernumber", "status"]:
+            continue  # a header
+        order = fields[0].strip()
+        if len(fields) < 3:
+            out.append(
+                LineResult(
+                    number, order, "error", "invalid_line", "expected: ordernumber,status,reason"
+                )
+            )
+            continue
+        to = fields[1].strip().lower()
+        try:
+            why = check_reason(fields[2])
+            row = await store.find_conversion(advertiser_id, order)
+            if row is None:
+                raise NotFoundError(
+                    f"no conversion with ordernumber {order!r}", code="unknown_ordernumber"
+                )
+            check_move(row["status"], to)
+            if not await store.transition(row["id"], row["status"], to, why, actor):
+                raise ConflictError("changed meanwhile", code="concurrent_change")
+        except ConflictError as exc:
+            result = "unchanged" if exc.code == "unchanged" else "error"
+            out.append(LineResult(number, order, result, exc.code, exc.message))
+            continue
+        except InputError as exc:
+            out.append(LineResult(number, order, "error", exc.code, exc.message))
+            continue
+        out.append(LineResult(number, order, "changed", to, f"{row['status']} → {to}"))
+    return out

@@ -1,0 +1,164 @@
+"""Admin endpoints for proving an integration: the two tests, the postback URL, replay."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from clickback.domain import integration, ledger
+from clickback.domain.listing import MAX_LIMIT
+from clickback.errors import InputError, NotFoundError
+from clickback.web.http import Caller, Endpoint, base_url, int_param, read_json
+from clickback.web.present import PRESENTERS, json_response
+
+if TYPE_CHECKING:
+    from clickback.web.app import ClickbackApp
+
+
+def endpoints(app: ClickbackApp) -> list[Endpoint]:
+    async def present(request: Request, row: dict[str, Any]) -> dict[str, Any]:
+        return await integration.describe(app.store, base_url(app, request), row)
+
+    async def read_test(request: Request, test_id: int) -> Response:
+        row = await app.store.get_row("integration_tests", test_id)
+        if row is None:
+            raise NotFoundError(f"integration test {test_id} does not exist")
+        return json_response(await present(request, row))
+
+    async def start_test(request: Request, caller: Caller) -> Response:
+        body = await read_json(request)
+        affiliate = body.get("affiliate_id")
+        if affiliate is not None and (
+            isinstance(affiliate, bool) or not isinstance(affiliate, int)
+        ):
+            raise InputError(
+                "`affiliate_id` must be an integer id", code="invalid_id", field="affiliate_id"
+            )
+        test_id = await integration.start(
+            app.store, app.tracker, int_param(request), affiliate, app.probe
+        )
+        response = await read_test(request, test_id)
+        response.status_code = 201
+        return response
+
+    async def list_tests(request: Request, caller: Caller) -> Response:
+        offer_id = int_param(request)
+        if await app.store.get_row("offers", offer_id) is None:
+            raise NotFoundError(f"offer {offer_id} does not exist")
+        page = await app.store.list_rows(
+            "integration_tests", {"offer_id": offer_id}, None, None, MAX_LIMIT, None
+        )
+        items = [await present(request, r) for r in page.items]
+        return json_response({"items": items, "next_cursor": None})
+
+    async def get_test(request: Request, caller: Caller) -> Response:
+        return await read_test(request, int_param(request))
+
+    async def delete_test(request: Request, caller: Caller) -> Response:
+        await integration.remove(app.store, app.tracker, int_param(request))
+        return Response(status_code=204)
+
+    async def rerun_test(request: Request, caller: Caller) -> Response:
+        test_id = int_param(request)
+        await integration.rerun(app.store, app.tracker, test_id, app.probe)
+        return await read_test(request, test_id)
+
+    async def postback_url(request: Request, caller: Caller) -> Response:
+        offer = await app.store.get_row("offers", int_param(request))
+        if offer is None:
+            raise NotFoundError(f"offer {request.path_params['id']} does not exist")
+        advertiser = await app.store.get_row("advertisers", offer["advertiser_id"])
+        assert advertiser is not None
+        return json_response(
+            {
+                "offer_id": offer["id"],
+                "postback_url": integration.postback_template(base_url(app, request), advertiser),
+                "methods": ["GET", "POST"],
+                "required": ["refid", "orderamount", "ordernumber"]
+                + (["token"] if advertiser["require_token"] else []),
+                "optional": ["coupon", "currency", "geo", "commissionid"],
+                "instructions": integration.POSTBACK_INSTRUCTIONS,
+            }
+        )
+
+    async def replay(request: Request, caller: Caller) -> Response:
+        original = int_param(request)
+        answer = await ledger.replay(app.store, app.tracker, original)
+        row = await app.store.get_row("postbacks", answer.ledger_id)
+        assert row is not None
+        return json_response(
+            {
+                "replayed": original,
+                "answer": answer.body,
+                "postback": PRESENTERS["postbacks"](row, base_url(app, request)),
+            }
+        )
+
+    tests = "/api/v1/integration-tests/{id}"
+    tags = ("integration tests",)
+    return [
+        Endpoint(
+            "POST",
+            "/api/v1/offers/{id}/integration-tests",
+            start_test,
+            "Start the two integration tests for an offer",
+            write=True,
+            body="IntegrationTestStart",
+            response="IntegrationTest",
+            status=201,
+            tags=tags,
+        ),
+        Endpoint(
+            "GET",
+            "/api/v1/offers/{id}/integration-tests",
+            list_tests,
+            "List an offer's integration tests",
+            response="IntegrationTestList",
+            tags=tags,
+        ),
+        Endpoint(
+            "GET",
+            tests,
+            get_test,
+            "Read an integration test and both results",
+            response="IntegrationTest",
+            tags=tags,
+        ),
+        Endpoint(
+            "DELETE",
+            tests,
+            delete_test,
+            "Remove an integration test (its link stops)",
+            write=True,
+            status=204,
+            tags=tags,
+        ),
+        Endpoint(
+            "POST",
+            tests + "/rerun",
+            rerun_test,
+            "Re-run an integration test",
+            write=True,
+            response="IntegrationTest",
+            tags=tags,
+        ),
+        Endpoint(
+            "GET",
+            "/api/v1/offers/{id}/postback-url",
+            postback_url,
+            "The postback URL to give the offer's advertiser",
+            response="PostbackUrl",
+            tags=("offers",),
+        ),
+        Endpoint(
+            "POST",
+            "/api/v1/postbacks/{id}/replay",
+            replay,
+            "Re-decide a stored postback (never counts an order twice)",
+            write=True,
+            response="Replay",
+            tags=("postbacks",),
+        ),
+    ]

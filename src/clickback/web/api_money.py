@@ -1,0 +1,354 @@
+"""Admin endpoints for money: the conversion lifecycle (one by one and by CSV), commission
+rules, exchange rates, base-currency totals, CSV exports, and API tokens."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+
+from clickback.domain import admin, fx, lifecycle
+from clickback.domain.money import format_minor
+from clickback.domain.timefmt import iso
+from clickback.errors import InputError, NotFoundError
+from clickback.web.http import (
+    Caller,
+    Endpoint,
+    base_url,
+    hash_token,
+    int_param,
+    list_query,
+    read_json,
+)
+from clickback.web.present import EXPORT_COLUMNS, PRESENTERS, json_response
+
+if TYPE_CHECKING:
+    from clickback.web.app import ClickbackApp
+
+MAX_CSV = 10 * 1024 * 1024
+EXPORT_PAGE = 1000
+
+
+async def read_text(request: Request) -> str:
+    body = await request.body()
+    if len(body) > MAX_CSV:
+        raise InputError(f"the file is larger than {MAX_CSV} bytes", code="too_large")
+    try:
+        return body.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise InputError("the file must be UTF-8 text", code="invalid_encoding") from None
+
+
+def endpoints(app: ClickbackApp) -> list[Endpoint]:
+    async def read_conversion(request: Request, caller: Caller) -> Response:
+        conversion_id = int_param(request)
+        row = await app.store.get_row("conversions", conversion_id)
+        if row is None:
+            raise NotFoundError(f"conversion {conversion_id} does not exist")
+        body = PRESENTERS["conversions"](row, base_url(app, request))
+        body["history"] = [
+            {
+                "from": e["from_status"],
+                "to": e["to_status"],
+                "reason": e["reason"],
+                "actor": e["actor"],
+                "at": iso(e["created_at"]),
+            }
+            for e in await app.store.conversion_events(conversion_id)
+        ]
+        return json_response(body)
+
+    async def change_status(request: Request, caller: Caller) -> Response:
+        body = await read_json(request)
+        status = body.get("status")
+        if not isinstance(status, str):
+            raise InputError("`status` is required", code="invalid_status", field="status")
+        await lifecycle.change_status(
+            app.store, int_param(request), status, body.get("reason"), caller.actor
+        )
+        return await read_conversion(request, caller)
+
+    async def bulk_status(request: Request, caller: Caller) -> Response:
+        lines = await lifecycle.apply_csv(
+            app.store, int_param(request), await read_text(request), caller.actor
+        )
+        counts = {k: sum(line.result == k for line in lines) for k in ("changed", "unchanged")}
+        return json_response(
+            {
+                **counts,
+                "errors": sum(line.result == "error" for line in lines),
+                "lines": [line.as_dict() for line in lines],
+            }
+        )
+
+    async def totals(request: Request, caller: Caller) -> Response:
+        q = list_query("conversions", request.query_params)
+        if q.cursor or q.nulls or q.limit != 100 or q.ascending:
+            raise InputError("totals take filters and since/until only", code="unknown_filter")
+        base = app.settings.base_currency
+        out: dict[str, Any] = {}
+        for r in await app.store.conversion_totals(q.filters, q.since, q.until):
+            out[r["status"]] = {
+                "conversions": r["conversions"],
+                "base_amount": format_minor(int(r["base_amount"]), base),
+                "base_commission": format_minor(int(r["base_commission"]), base),
+                "missing_rate": int(r["missing_rate"]),
+            }
+        approved = out.get("approved", {}).get("base_commission", format_minor(0, base))
+        return json_response({"base_currency": base, "by_status": out, "payable": approved})
+
+    def exporter(table: str) -> Any:
+        columns = EXPORT_COLUMNS[table]
+
+        async def handle(request: Request, caller: Caller) -> Response:
+            q = list_query(table, request.query_params)
+            base = base_url(app, request)
+
+            async def rows() -> AsyncIterator[str]:
+                buf = io.StringIO()
+                writer = csv.writer(buf)
+                writer.writerow(columns)
+                cursor = q.cursor
+                while True:
+                    page = await app.store.list_rows(
+                        table,
+                        q.filters,
+                        q.since,
+                        q.until,
+                        EXPORT_PAGE,
+                        cursor,
+                        ascending=q.ascending,
+                    )
+                    for row in page.items:
+                        item = PRESENTERS[table](row, base)
+                        writer.writerow(_cell(item[c]) for c in columns)
+                    yield buf.getvalue()
+                    buf.seek(0)
+                    buf.truncate()
+                    cursor = page.next_cursor
+                    if cursor is None:
+                        return
+
+            return StreamingResponse(
+                rows(),
+                media_type="text/csv; charset=utf-8",
+                headers={"content-disposition": f'attachment; filename="{table}.csv"'},
+            )
+
+        return handle
+
+    async def create_rule(request: Request, caller: Caller) -> Response:
+        rule_id = await admin.create_rule(app.store, int_param(request), await read_json(request))
+        await app.catalog.reload()
+        row = await app.store.get_row("commission_rules", rule_id)
+        assert row is not None
+        return json_response(PRESENTERS["commission_rules"](row, ""), 201)
+
+    async def list_rules(request: Request, caller: Caller) -> Response:
+        offer_id = int_param(request)
+        page = await app.store.list_rows(
+            "commission_rules",
+            {"offer_id": offer_id},
+            None,
+            None,
+            1000,
+            None,
+            nulls={"archived_at": True},
+        )
+        items = [PRESENTERS["commission_rules"](r, "") for r in page.items]
+        return json_response({"items": items, "next_cursor": None})
+
+    async def archive_rule(request: Request, caller: Caller) -> Response:
+        rule_id = int_param(request)
+        await admin.archive(app.store, "commission_rules", rule_id)
+        await app.catalog.reload()
+        row = await app.store.get_row("commission_rules", rule_id)
+        assert row is not None
+        return json_response(PRESENTERS["commission_rules"](row, ""))
+
+    async def import_rates(request: Request, caller: Caller) -> Response:
+        rows = fx.parse_rates(await read_text(request))
+        valued = await fx.import_rates(app.store, rows, app.settings.base_currency)
+        await app.catalog.reload()
+        return json_response({"stored": len(rows), "valued": valued})
+
+    async def list_rates(request: Request, caller: Caller) -> Response:
+        items = [{"currency": c, "date": d, "rate": r} for c, d, r in await app.store.all_rates()]
+        return json_response({"base_currency": app.settings.base_currency, "items": items})
+
+    async def create_token(request: Request, caller: Caller) -> Response:
+        body = await read_json(request)
+        name, role = body.get("name") or "api", body.get("role") or "read"
+        if role not in ("admin", "read") or not isinstance(name, str) or len(name) > 200:
+            raise InputError(
+                "`role` is admin or read; `name` a short text", code="invalid_token", field="role"
+            )
+        token = admin.new_token()
+        token_id = await app.store.create_token(name, hash_token(token), role)
+        return json_response({"id": token_id, "name": name, "role": role, "token": token}, 201)
+
+    async def list_tokens(request: Request, caller: Caller) -> Response:
+        items = [
+            {
+                "id": t["id"],
+                "name": t["name"],
+                "role": t["role"],
+                "created_at": iso(t["created_at"]),
+                "revoked_at": iso(t["revoked_at"]),
+            }
+            for t in await app.store.list_tokens()
+        ]
+        return json_response({"items": items, "next_cursor": None})
+
+    async def revoke_token(request: Request, caller: Caller) -> Response:
+        if not await app.store.revoke_token(int_param(request)):
+            raise NotFoundError(f"no active token {request.path_params['id']}")
+        return Response(status_code=204)
+
+    conv, money_tags = ("conversions",), ("money",)
+    return [
+        Endpoint(
+            "GET",
+            "/api/v1/conversions/totals",
+            totals,
+            "Conversions and base-currency sums per status",
+            response="Totals",
+            listing="conversions",
+            tags=conv,
+        ),
+        Endpoint(
+            "GET",
+            "/api/v1/conversions/export",
+            exporter("conversions"),
+            "Conversions as CSV (streamed)",
+            listing="conversions",
+            produces="text/csv",
+            tags=conv,
+        ),
+        Endpoint(
+            "GET",
+            "/api/v1/clicks/export",
+            exporter("clicks"),
+            "Clicks as CSV (streamed)",
+            listing="clicks",
+            produces="text/csv",
+            tags=("clicks",),
+        ),
+        Endpoint(
+            "GET",
+            "/api/v1/conversions/{id}",
+            read_conversion,
+            "Read a conversion with its status history",
+            response="ConversionDetail",
+            tags=conv,
+        ),
+        Endpoint(
+            "POST",
+            "/api/v1/conversions/{id}/status",
+            change_status,
+            "Approve, reject or reverse a conversion",
+            write=True,
+            body="StatusChange",
+            response="ConversionDetail",
+            errors=(400, 404, 409),
+            tags=conv,
+        ),
+        Endpoint(
+            "POST",
+            "/api/v1/advertisers/{id}/conversion-statuses",
+            bulk_status,
+            "Apply an advertiser's validation CSV (ordernumber,status,reason)",
+            write=True,
+            body="csv",
+            response="BulkStatus",
+            tags=conv,
+        ),
+        Endpoint(
+            "POST",
+            "/api/v1/offers/{id}/rules",
+            create_rule,
+            "Add a commission rule (by commissionid and/or affiliate)",
+            write=True,
+            body="RuleCreate",
+            response="Rule",
+            status=201,
+            tags=money_tags,
+        ),
+        Endpoint(
+            "GET",
+            "/api/v1/offers/{id}/rules",
+            list_rules,
+            "List an offer's rules",
+            response="RuleList",
+            tags=money_tags,
+        ),
+        Endpoint(
+            "DELETE",
+            "/api/v1/rules/{id}",
+            archive_rule,
+            "Archive a commission rule",
+            write=True,
+            response="Rule",
+            tags=money_tags,
+        ),
+        Endpoint(
+            "POST",
+            "/api/v1/rates",
+            import_rates,
+            "Load exchange rates (CSV date,currency,rate); values waiting conversions",
+            write=True,
+            body="csv",
+            response="RatesImported",
+            tags=money_tags,
+        ),
+        Endpoint(
+            "GET",
+            "/api/v1/rates",
+            list_rates,
+            "List exchange rates",
+            response="RateList",
+            tags=money_tags,
+        ),
+        Endpoint(
+            "POST",
+            "/api/v1/tokens",
+            create_token,
+            "Create an API token (shown once)",
+            write=True,
+            body="TokenCreate",
+            response="TokenCreated",
+            status=201,
+            tags=("tokens",),
+        ),
+        Endpoint(
+            "GET",
+            "/api/v1/tokens",
+            list_tokens,
+            "List API tokens",
+            write=True,
+            response="TokenList",
+            tags=("tokens",),
+        ),
+        Endpoint(
+            "DELETE",
+            "/api/v1/tokens/{id}",
+            revoke_token,
+            "Revoke an API token",
+            write=True,
+            status=204,
+            tags=("tokens",),
+        ),
+    ]
+
+
+def _cell(value: Any) -> Any:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list | dict):
+        return orjson.dumps(value).decode()
+    return "" if value is None else value

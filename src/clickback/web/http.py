@@ -1,0 +1,193 @@
+"""What every admin endpoint shares: the Endpoint record (which also feeds the OpenAPI
+document), bearer-token authorization, JSON bodies, path ids and the list contract."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from starlette.datastructures import QueryParams
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from clickback.domain.listing import DEFAULT_LIMIT, LISTS, MAX_LIMIT
+from clickback.errors import AuthError, InputError, NotFoundError, PermissionDeniedError
+from clickback.web.present import parse_time
+
+if TYPE_CHECKING:
+    from clickback.web.app import ClickbackApp
+
+ARCHIVABLE = frozenset({"advertisers", "offers", "affiliates", "links", "commission_rules"})
+SORTS = {"id", "-id", "created_at", "-created_at", "received_at", "-received_at"}
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    actor: str  # recorded on what the caller changes: "token:<id>:<name>" or "admin_token"
+    role: str  # admin | read
+
+
+Handler = Callable[[Request, Caller], Awaitable[Response]]
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    method: str
+    path: str
+    handler: Handler
+    summary: str
+    write: bool = False  # needs the admin role
+    body: str | None = None  # schema name of the JSON (or "csv") request body
+    response: str | None = None  # schema name of the success body
+    status: int = 200
+    listing: str | None = None  # the table whose list contract applies
+    query: tuple[str, ...] = ()  # other query parameters (strings)
+    produces: str = "application/json"
+    errors: tuple[int, ...] = (400, 404)
+    tags: tuple[str, ...] = field(default_factory=tuple)
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def base_url(app: ClickbackApp, request: Request) -> str:
+    return app.settings.public_url or str(request.base_url).rstrip("/")
+
+
+async def authorize(app: ClickbackApp, request: Request, write: bool) -> Caller:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        raise AuthError("send `Authorization: Bearer <token>`", code="token_missing")
+    configured = app.settings.admin_token
+    if configured and hmac.compare_digest(token.encode(), configured.encode()):
+        return Caller("admin_token", "admin")
+    row = await app.store.find_token(hash_token(token))
+    if row is None:
+        raise AuthError("this token is not valid (unknown or revoked)", code="token_invalid")
+    if write and row["role"] != "admin":
+        raise PermissionDeniedError("this token may only read", code="read_only_token")
+    return Caller(f"token:{row['id']}:{row['name']}", row["role"])
+
+
+async def read_json(request: Request) -> dict[str, Any]:
+    try:
+        data = orjson.loads(await request.body() or b"{}")
+    except orjson.JSONDecodeError:
+        raise InputError("the body must be a JSON object", code="invalid_json") from None
+    if not isinstance(data, dict):
+        raise InputError("the body must be a JSON object", code="invalid_json")
+    return data
+
+
+def int_param(request: Request, name: str = "id") -> int:
+    raw = request.path_params[name]
+    if not raw.isdigit() or len(raw) > 18:
+        raise NotFoundError(f"{raw!r} is not an id")
+    return int(raw)
+
+
+@dataclass(frozen=True, slots=True)
+class ListQuery:
+    filters: dict[str, Any]
+    since: int | None
+    until: int | None
+    limit: int
+    cursor: str | None
+    nulls: dict[str, bool]
+    ascending: bool
+
+
+def _flag(name: str, value: str) -> bool:
+    if value not in ("true", "false"):
+        raise InputError(f"`{name}` must be true or false", code="invalid_filter", field=name)
+    return value == "true"
+
+
+def list_query(table: str, params: QueryParams, extra: frozenset[str] = frozenset()) -> ListQuery:
+    """The list contract: `limit`, `cursor`, `since`/`until`, `sort`, exact-value filters
+    (and `archived` where objects archive); anything else is a 400."""
+    spec = LISTS[table]
+    q: dict[str, Any] = {
+        "filters": {},
+        "since": None,
+        "until": None,
+        "limit": DEFAULT_LIMIT,
+        "cursor": None,
+        "nulls": {},
+        "ascending": False,
+    }
+    for name, value in params.multi_items():
+        if name in extra:
+            continue
+        if name == "limit":
+            if not value.isdigit() or not 1 <= int(value) <= MAX_LIMIT:
+                raise InputError(
+                    f"`limit` must be 1 to {MAX_LIMIT}", code="invalid_limit", field="limit"
+                )
+            q["limit"] = int(value)
+        elif name == "cursor":
+            q["cursor"] = value or None
+        elif name in ("since", "until"):
+            q[name] = parse_time(value, name)
+        elif name == "sort":
+            if value not in SORTS:
+                raise InputError(
+                    f"`sort` must be one of {', '.join(sorted(SORTS))}",
+                    code="invalid_sort",
+                    field="sort",
+                )
+            q["ascending"] = not value.startswith("-")
+        elif name == "archived" and table in ARCHIVABLE:
+            q["nulls"]["archived_at"] = not _flag(name, value)
+        elif name in spec.filters:
+            if spec.filters[name] is int:
+                if name.startswith("is_") and value in ("true", "false"):
+                    value = "1" if value == "true" else "0"
+                if not value.lstrip("-").isdigit() or len(value) > 18:
+                    raise InputError(
+                        f"`{name}` must be an integer", code="invalid_filter", field=name
+                    )
+                q["filters"][name] = int(value)
+            else:
+                q["filters"][name] = value
+        else:
+            known = sorted({*spec.filters, "limit", "cursor", "since", "until", "sort", *extra})
+            raise InputError(
+                f"unknown filter `{name}`; {table} take: {', '.join(known)}",
+                code="unknown_filter",
+                field=name,
+            )
+    return ListQuery(**q)
+
+
+def build_routes(app: ClickbackApp, endpoints: list[Endpoint]) -> list[Route]:
+    """Starlette routes: one per path, dispatching on method, each call authorized."""
+    by_path: dict[str, dict[str, Endpoint]] = {}
+    for ep in endpoints:
+        by_path.setdefault(ep.path, {})[ep.method] = ep
+    routes = []
+    # literal paths first: /clicks/export must not be read as the click "export"
+    for path, methods in sorted(by_path.items(), key=lambda item: item[0].count("{")):
+
+        async def dispatch(request: Request, methods: dict[str, Endpoint] = methods) -> Response:
+            ep = methods.get(request.method) or (
+                methods.get("GET") if request.method == "HEAD" else None
+            )
+            if ep is None:
+                raise InputError(
+                    f"{request.method} is not allowed here; use {', '.join(methods)}",
+                    code="method_not_allowed",
+                )
+            caller = await authorize(app, request, ep.write)
+            return await ep.handler(request, caller)
+
+        verbs = [*methods, "HEAD"] if "GET" in methods else list(methods)
+        routes.append(Route(path, dispatch, methods=verbs))
+    return routes

@@ -1,0 +1,316 @@
+"""The OpenAPI 3.1 document of the admin API and a browsable docs page, both public.
+
+Built from the same `Endpoint` records that route requests, plus the schemas below, so
+the document cannot list an endpoint the server lacks (a property-based test fires
+generated requests at it and checks every answer against it).
+"""
+
+from __future__ import annotations
+
+import html
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+from starlette.routing import Route
+
+from clickback import __version__
+from clickback.domain.listing import DEFAULT_LIMIT, LISTS, MAX_LIMIT
+from clickback.web.http import ARCHIVABLE, SORTS, Endpoint
+from clickback.web.present import json_response
+
+_T: dict[str, dict[str, Any]] = {
+    "s": {"type": "string"},
+    "i": {"type": "integer"},
+    "b": {"type": "boolean"},
+    "s?": {"type": ["string", "null"]},
+    "i?": {"type": ["integer", "null"]},
+    "o": {"type": "object"},
+    "a": {"type": "array"},
+}
+
+
+def obj(fields: str, required: bool = True, **extra: Any) -> dict[str, Any]:
+    """`"id:i name:s note:s?"` -> an object schema (all fields required unless told)."""
+    props: dict[str, Any] = {}
+    for spec in fields.split():
+        name, kind = spec.split(":")
+        props[name] = dict(_T[kind])
+    props.update(extra)
+    out: dict[str, Any] = {"type": "object", "properties": props}
+    if required:
+        out["required"] = list(props)
+    return out
+
+
+def ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def page_of(name: str) -> dict[str, Any]:
+    return obj("next_cursor:s?", items={"type": "array", "items": ref(name)})
+
+
+SUBS = " ".join(f"sub{i}:s" for i in range(1, 6))
+ERROR = obj("status:s", errors={"type": "array", "items": obj("field:s? code:s message:s")})
+STATUS_RESULT = obj("status:s reasons:a")
+SCHEMAS: dict[str, Any] = {
+    "Error": ERROR,
+    "Advertiser": obj(
+        "id:i name:s postback_token:s require_token:b created_at:s updated_at:s archived_at:s?"
+    ),
+    "AdvertiserCreate": obj("name:s postback_token:s require_token:b", required=False)
+    | {"required": ["name"]},
+    "AdvertiserUpdate": obj("name:s postback_token:s require_token:b", required=False),
+    "Offer": obj(
+        "id:i advertiser_id:i name:s destination_url:s refid_param:s payout_type:s "
+        "payout_amount:s payout_percent:s currency:s attribution_window_days:i "
+        "status:s approval:s created_at:s updated_at:s archived_at:s?"
+    ),
+    "OfferCreate": obj(
+        "advertiser_id:i name:s destination_url:s refid_param:s payout_type:s "
+        "payout_amount:s payout_percent:s currency:s attribution_window_days:i "
+        "status:s approval:s",
+        required=False,
+    )
+    | {"required": ["advertiser_id", "name", "destination_url"]},
+    "OfferUpdate": obj(
+        "name:s destination_url:s refid_param:s payout_type:s payout_amount:s "
+        "payout_percent:s currency:s attribution_window_days:i status:s "
+        "approval:s",
+        required=False,
+    ),
+    "Affiliate": obj("id:i name:s created_at:s updated_at:s archived_at:s?"),
+    "AffiliateCreate": obj("name:s"),
+    "AffiliateUpdate": obj("name:s", required=False),
+    "Link": obj(
+        "id:i code:s offer_id:i affiliate_id:i active:b is_test:b tracking_url:s "
+        "created_at:s archived_at:s?"
+    ),
+    "LinkCreate": obj("offer_id:i affiliate_id:i"),
+    "LinkUpdate": obj("active:b", required=False),
+    "Click": obj(
+        f"refid:s link_id:i offer_id:i affiliate_id:i {SUBS} ip:s user_agent:s "
+        "referer:s is_test:b created_at:s"
+    ),
+    "Conversion": obj(
+        f"id:i refid:s click_id:s? offer_id:i affiliate_id:i advertiser_id:i "
+        f"link_id:i {SUBS} ordernumber:s orderamount:s currency:s commission:s "
+        "commission_currency:s coupon:s geo:s? commissionid:s rule:s status:s "
+        "is_test:b click_missing:b flags:a base_currency:s rate:s? "
+        "base_amount:s? base_commission:s? created_at:s clicked_at:s "
+        "updated_at:s?"
+    ),
+    "Postback": obj(
+        "id:i received_at:s method:s ip:s params:o refid:s ordernumber:s "
+        "advertiser_id:i? outcome:s http_status:i errors:a code:s? conversion_id:i? "
+        "link_id:i? is_test:b replay_of:i?"
+    ),
+    "IntegrationTestStart": obj("affiliate_id:i", required=False),
+    "IntegrationTest": obj(
+        "id:i offer_id:i affiliate_id:i link_id:i refid:s tracking_url:s "
+        "postback_url:s started_at:s created_at:s",
+        click_test=STATUS_RESULT,
+        conversion_test=obj("status:s reasons:a postback_ids:a"),
+    ),
+    "PostbackUrl": obj("offer_id:i postback_url:s methods:a required:a optional:a instructions:s"),
+    "Replay": obj("replayed:i answer:o", postback={"$ref": "#/components/schemas/Postback"}),
+    "StatusChange": obj("status:s reason:s"),
+    "BulkStatus": obj("changed:i unchanged:i errors:i lines:a"),
+    "Totals": obj("base_currency:s by_status:o payable:s"),
+    "RuleCreate": obj(
+        "commissionid:s affiliate_id:i payout_type:s payout_amount:s payout_percent:s",
+        required=False,
+    )
+    | {"required": ["payout_type"]},
+    "Rule": obj(
+        "id:i offer_id:i affiliate_id:i? commissionid:s payout_type:s payout_amount:s "
+        "payout_percent:s created_at:s archived_at:s?"
+    ),
+    "RatesImported": obj("stored:i valued:i"),
+    "RateList": obj(
+        "base_currency:s", items={"type": "array", "items": obj("currency:s date:s rate:s")}
+    ),
+    "TokenCreate": obj("name:s role:s", required=False),
+    "TokenCreated": obj("id:i name:s role:s token:s"),
+    "Token": obj("id:i name:s role:s created_at:s revoked_at:s?"),
+}
+SCHEMAS["ConversionDetail"] = {
+    "allOf": [
+        ref("Conversion"),
+        obj("", history={"type": "array", "items": obj("from:s to:s reason:s actor:s at:s")}),
+    ]
+}
+for _name in (
+    "Advertiser",
+    "Offer",
+    "Affiliate",
+    "Link",
+    "Click",
+    "Conversion",
+    "Postback",
+    "IntegrationTest",
+    "Rule",
+    "Token",
+):
+    SCHEMAS[f"{_name}List"] = page_of(_name)
+
+_ERROR_TEXT = {
+    400: "Bad input: every problem is listed",
+    401: "No or bad token",
+    403: "The token may only read",
+    404: "No such object",
+    409: "Not allowed from the object's current state",
+}
+
+
+def _param(name: str, where: str, schema: dict[str, Any], text: str = "") -> dict[str, Any]:
+    out = {"name": name, "in": where, "schema": schema, "required": where == "path"}
+    if text:
+        out["description"] = text
+    return out
+
+
+def _list_params(table: str) -> list[dict[str, Any]]:
+    spec = LISTS[table]
+    params = [
+        _param(
+            "limit",
+            "query",
+            {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT},
+            f"page size, default {DEFAULT_LIMIT}",
+        ),
+        _param("cursor", "query", {"type": "string"}, "next_cursor of the previous page"),
+        _param("since", "query", {"type": "string", "format": "date-time"}, "ISO 8601, UTC"),
+        _param("until", "query", {"type": "string", "format": "date-time"}, "ISO 8601, UTC"),
+        _param("sort", "query", {"type": "string", "enum": sorted(SORTS)}, "default newest first"),
+    ]
+    if table in ARCHIVABLE:
+        params.append(_param("archived", "query", {"type": "string", "enum": ["true", "false"]}))
+    for name, kind in spec.filters.items():
+        schema = {"type": "integer"} if kind is int else {"type": "string"}
+        params.append(_param(name, "query", schema, "exact value"))
+    return params
+
+
+def _operation(ep: Endpoint) -> dict[str, Any]:
+    op: dict[str, Any] = {
+        "summary": ep.summary,
+        "operationId": f"{ep.method.lower()}{ep.path.replace('/', '_').replace('{id}', 'id')}",
+        "tags": list(ep.tags),
+        "security": [{"bearer": []}],
+    }
+    params = []
+    if "{id}" in ep.path:
+        kind = {"type": "string"} if ep.path.startswith("/api/v1/clicks/") else {"type": "integer"}
+        params.append(_param("id", "path", kind))
+    if ep.listing and ep.produces != "text/csv" and not ep.path.endswith("/totals"):
+        params += _list_params(ep.listing)
+    elif ep.listing:
+        params += [p for p in _list_params(ep.listing) if p["name"] not in ("limit", "cursor")]
+        if ep.path.endswith("/totals"):
+            params = [p for p in params if p["name"] not in ("sort", "archived")]
+    op["parameters"] = params
+    if ep.body == "csv":
+        op["requestBody"] = {
+            "required": True,
+            "content": {"text/csv": {"schema": {"type": "string"}}},
+        }
+    elif ep.body:
+        op["requestBody"] = {
+            "required": False,
+            "content": {"application/json": {"schema": ref(ep.body)}},
+        }
+    responses: dict[str, Any] = {}
+    if ep.status == 204:
+        responses["204"] = {"description": "Done"}
+    elif ep.produces == "text/csv":
+        responses[str(ep.status)] = {
+            "description": "CSV, streamed",
+            "content": {"text/csv": {"schema": {"type": "string"}}},
+        }
+    else:
+        schema = ref(ep.response) if ep.response else {"type": "object"}
+        responses[str(ep.status)] = {
+            "description": "OK",
+            "content": {"application/json": {"schema": schema}},
+        }
+    codes = {*ep.errors, 401, 403, 404} | ({400} if ep.listing or ep.body else set())
+    if ep.body or ep.listing:
+        codes.add(400)
+    for code in sorted(codes):
+        responses[str(code)] = {
+            "description": _ERROR_TEXT[code],
+            "content": {"application/json": {"schema": ref("Error")}},
+        }
+    op["responses"] = responses
+    return op
+
+
+def document(endpoints: list[Endpoint]) -> dict[str, Any]:
+    paths: dict[str, Any] = {}
+    for ep in endpoints:
+        paths.setdefault(ep.path, {})[ep.method.lower()] = _operation(ep)
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "clickback admin API",
+            "version": __version__,
+            "description": "Every call needs `Authorization: Bearer <token>` (`clickback "
+            "token create`). Lists answer `{items, next_cursor}`, newest first. Money travels "
+            "as decimal strings, times as ISO 8601 UTC.",
+        },
+        "paths": paths,
+        "components": {
+            "schemas": SCHEMAS,
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        },
+    }
+
+
+def docs_page(doc: dict[str, Any]) -> str:
+    """A self-contained page: every operation with its parameters and bodies."""
+    rows = []
+    for path, ops in doc["paths"].items():
+        for method, op in ops.items():
+            params = ", ".join(p["name"] for p in op["parameters"] if p["in"] == "query")
+            body: dict[str, Any] = op.get("requestBody", {}).get("content", {})
+            first: dict[str, Any] = next(iter(body.values()), {})
+            body_ref = str(first.get("schema", {}).get("$ref", ""))
+            body_text = body_ref.rsplit("/", 1)[-1] if body_ref else ("CSV" if body else "")
+            ok = ", ".join(c for c in op["responses"] if c < "400")
+            rows.append(
+                f"<tr><td><code>{method.upper()}</code></td><td><code>{html.escape(path)}"
+                f"</code></td><td>{html.escape(op['summary'])}</td><td>{html.escape(body_text)}"
+                f"</td><td><small>{html.escape(params)}</small></td><td>{ok}</td></tr>"
+            )
+    schemas = []
+    for name, schema in doc["components"]["schemas"].items():
+        props = schema.get("properties", {})
+        fields = ", ".join(f"{k}" for k in props) or html.escape(str(schema))
+        schemas.append(f"<tr><td id='{name}'><code>{name}</code></td><td>{fields}</td></tr>")
+    return (
+        "<!doctype html><html><head><meta charset='utf-8'><title>clickback API</title>"
+        "<style>body{font:14px system-ui,sans-serif;margin:2em;max-width:1200px}"
+        "table{border-collapse:collapse;width:100%}td,th{border-bottom:1px solid #ddd;"
+        "padding:4px 8px;text-align:left;vertical-align:top}code{white-space:nowrap}</style>"
+        f"</head><body><h1>clickback admin API {html.escape(doc['info']['version'])}</h1>"
+        f"<p>{html.escape(doc['info']['description'])}</p>"
+        "<p>Machine-readable: <a href='/api/v1/openapi.json'>/api/v1/openapi.json</a></p>"
+        "<table><tr><th>method</th><th>path</th><th>what</th><th>body</th>"
+        f"<th>query</th><th>answers</th></tr>{''.join(rows)}</table>"
+        f"<h2>Schemas</h2><table>{''.join(schemas)}</table></body></html>"
+    )
+
+
+def routes(endpoints: list[Endpoint]) -> list[Route]:
+    doc = document(endpoints)
+    page = docs_page(doc)
+
+    async def openapi_json(request: Request) -> Response:
+        return json_response(doc)
+
+    async def docs(request: Request) -> Response:
+        return HTMLResponse(page)
+
+    return [Route("/api/v1/openapi.json", openapi_json), Route("/api/v1/docs", docs)]
