@@ -189,8 +189,10 @@ async def update_offer(store: Store, offer_id: int, values: Mapping[str, Any]) -
     current = await store.get_row("offers", offer_id)
     if current is None:
         raise NotFoundError(f"offer {offer_id} does not exist")
-    if "payout_amount" in values and "currency" not in values:
+    if "currency" not in values:
         values = {**values, "currency": current["currency"]}
+    if ("payout_amount" in values or "payout_percent" in values) and "payout_type" not in values:
+        values = {**values, "payout_type": current["payout_type"]}
     cols = offer_values(values, partial=True)
     cols.pop("advertiser_id", None)
     if "approval" in values:

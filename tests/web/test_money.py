@@ -1,0 +1,307 @@
+"""Conversion lifecycle, commission rules, currencies and exports, through the real app."""
+
+from __future__ import annotations
+
+import csv
+import io
+from decimal import Decimal
+from typing import Any
+
+import httpx
+
+from clickback.web.present import EXPORT_COLUMNS
+from tests.conftest import AUTH, click, make_offer
+
+
+async def convert(client: httpx.AsyncClient, s: dict[str, Any], order: str, **params: str) -> dict:
+    refid = await click(client, s["link"])
+    r = await client.get(
+        "/postback", params={"refid": refid, "orderamount": "100", "ordernumber": order, **params}
+    )
+    assert r.status_code == 200, r.text
+    return dict(r.json())
+
+
+async def status(client: httpx.AsyncClient, cid: int, to: str, reason: str = "checked") -> Any:
+    return await client.post(
+        f"/api/v1/conversions/{cid}/status", headers=AUTH, json={"status": to, "reason": reason}
+    )
+
+
+async def test_review_offer_keeps_conversions_pending_until_decided(
+    client: httpx.AsyncClient,
+) -> None:
+    s = await make_offer(client, approval="review")
+    body = await convert(client, s, "REV-1")
+    assert body["conversion_status"] == "pending"
+    cid = body["conversion_id"]
+    r = await status(client, cid, "approved", "advertiser_validated")
+    assert r.status_code == 200 and r.json()["status"] == "approved"
+    r = await status(client, cid, "reversed", "chargeback")
+    history = r.json()["history"]
+    assert [(h["from"], h["to"], h["reason"]) for h in history] == [
+        ("pending", "approved", "advertiser_validated"),
+        ("approved", "reversed", "chargeback"),
+    ]
+    assert all(h["actor"] == "admin_token" and h["at"].endswith("Z") for h in history)
+
+
+async def test_transitions_that_are_not_allowed_are_refused(client: httpx.AsyncClient) -> None:
+    s = await make_offer(client)  # approval auto: approved when recorded
+    cid = (await convert(client, s, "T-1"))["conversion_id"]
+    r = await status(client, cid, "approved")
+    assert r.status_code == 409 and r.json()["errors"][0]["code"] == "unchanged"
+    r = await status(client, cid, "rejected")
+    assert r.status_code == 409 and r.json()["errors"][0]["code"] == "invalid_transition"
+    assert "reversed" in r.json()["errors"][0]["message"]
+    r = await status(client, cid, "reversed", "")
+    assert r.status_code == 400 and r.json()["errors"][0]["code"] == "invalid_reason"
+    r = await status(client, cid, "lost")
+    assert r.status_code == 400
+    assert (await status(client, cid, "reversed")).status_code == 200
+    assert (await status(client, cid, "approved")).status_code == 409
+    assert (await status(client, 999_999, "approved")).status_code == 404
+
+
+async def test_validation_csv_reports_every_line(client: httpx.AsyncClient) -> None:
+    s = await make_offer(client, approval="review")
+    for order in ("A1", "A2", "A3"):
+        await convert(client, s, order)
+    csv_text = (
+        "ordernumber,status,reason\nA1,approved,valid\nA2,rejected,fraud\n"
+        "A3,reversed,refund\nNOPE,approved,valid\nA1,approved,valid\nbroken line\n"
+        "A2,maybe,x\n"
+    )
+    r = await client.post(
+        f"/api/v1/advertisers/{s['advertiser']['id']}/conversion-statuses",
+        content=csv_text.encode(),
+        headers={**AUTH, "content-type": "text/csv"},
+    )
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert (body["changed"], body["unchanged"], body["errors"]) == (2, 1, 4)
+    by_line = {x["line"]: (x["result"], x["code"]) for x in body["lines"]}
+    assert by_line == {
+        2: ("changed", "approved"),
+        3: ("changed", "rejected"),
+        4: ("error", "invalid_transition"),
+        5: ("error", "unknown_ordernumber"),
+        6: ("unchanged", "unchanged"),
+        7: ("error", "invalid_line"),
+        8: ("error", "invalid_status"),
+    }
+    convs = (await client.get("/api/v1/conversions", headers=AUTH)).json()["items"]
+    assert {c["ordernumber"]: c["status"] for c in convs} == {
+        "A1": "approved",
+        "A2": "rejected",
+        "A3": "pending",
+    }
+
+
+async def test_commission_rules_by_commissionid_and_affiliate(client: httpx.AsyncClient) -> None:
+    s = await make_offer(client, payout_type="cps", payout_percent="2")
+    oid, aff = s["offer"]["id"], s["affiliate"]["id"]
+    rules = {}
+    for body in (
+        {"commissionid": "new_customer", "payout_type": "cps", "payout_percent": "10"},
+        {"commissionid": "returning", "payout_type": "cps", "payout_percent": "5"},
+        {
+            "affiliate_id": aff,
+            "commissionid": "returning",
+            "payout_type": "cpa",
+            "payout_amount": "7.00",
+        },
+    ):
+        r = await client.post(f"/api/v1/offers/{oid}/rules", json=body, headers=AUTH)
+        assert r.status_code == 201, r.text
+        rules[body["commissionid"], body.get("affiliate_id")] = r.json()["id"]
+    new = await convert(client, s, "C1", commissionid="new_customer")
+    assert new["commission"] == "10.00" and "warnings" not in new
+    ret = await convert(client, s, "C2", commissionid="returning")  # the affiliate's override
+    assert ret["commission"] == "7.00"
+    unknown = await convert(client, s, "C3", commissionid="vip")
+    assert unknown["commission"] == "2.00"
+    assert unknown["warnings"][0]["code"] == "unknown_commissionid"
+    convs = {
+        c["ordernumber"]: c
+        for c in (await client.get("/api/v1/conversions", headers=AUTH)).json()["items"]
+    }
+    assert convs["C1"]["rule"] == f"rule:{rules['new_customer', None]}"
+    assert convs["C2"]["rule"] == f"rule:{rules['returning', aff]}"
+    assert convs["C3"]["rule"] == "default" and convs["C3"]["flags"] == ["unknown_commissionid"]
+    ledger = await client.get(
+        "/api/v1/postbacks", params={"code": "unknown_commissionid"}, headers=AUTH
+    )
+    assert [p["ordernumber"] for p in ledger.json()["items"]] == ["C3"]
+    r = await client.post(
+        f"/api/v1/offers/{oid}/rules",
+        json={"payout_type": "cpa", "payout_amount": "1"},
+        headers=AUTH,
+    )
+    assert r.status_code == 400 and r.json()["errors"][0]["code"] == "invalid_rule"
+
+
+async def test_cps_in_jpy_usd_kwd_and_base_totals(client: httpx.AsyncClient) -> None:
+    r = await client.post(
+        "/api/v1/rates",
+        headers={**AUTH, "content-type": "text/csv"},
+        content=b"date,currency,rate\n2000-01-01,JPY,0.0067\n2000-01-01,KWD,3.2512\n",
+    )
+    assert r.json() == {"stored": 2, "valued": 0}
+    expect = []
+    for currency, amount, commission in (
+        ("JPY", "1999", "200"),
+        ("USD", "10.05", "1.01"),
+        ("KWD", "10.125", "1.013"),
+    ):
+        s = await make_offer(client, payout_type="cps", payout_percent="10", currency=currency)
+        refid = await click(client, s["link"])
+        r = await client.get(
+            "/postback",
+            params={"refid": refid, "orderamount": amount, "ordernumber": f"X-{currency}"},
+        )
+        assert r.json()["commission"] == commission, currency
+        expect.append((currency, Decimal(amount)))
+    convs = (await client.get("/api/v1/conversions", headers=AUTH)).json()["items"]
+    base = {c["currency"]: (c["rate"], c["base_amount"], c["base_commission"]) for c in convs}
+    assert base["JPY"] == ("0.0067", "13.39", "1.34")  # 1999 * 0.0067 = 13.3933
+    assert base["KWD"] == ("3.2512", "32.92", "3.29")  # 10.125 * 3.2512 = 32.9184
+    assert base["USD"] == ("1", "10.05", "1.01")
+    totals = (await client.get("/api/v1/conversions/totals", headers=AUTH)).json()
+    approved = totals["by_status"]["approved"]
+    assert approved["base_amount"] == str(sum(Decimal(b[1]) for b in base.values()))
+    assert approved["base_commission"] == str(sum(Decimal(b[2]) for b in base.values()))
+    assert totals["payable"] == approved["base_commission"] and approved["missing_rate"] == 0
+
+
+async def test_conversion_without_a_rate_is_kept_and_valued_later(
+    client: httpx.AsyncClient,
+) -> None:
+    s = await make_offer(client, payout_type="cpa", payout_amount="5.00")
+    body = await convert(client, s, "EUR-1", currency="EUR")
+    assert body["status"] == "accepted"
+    assert [w["code"] for w in body["warnings"]] == ["missing_rate"]
+    [conv] = (await client.get("/api/v1/conversions", headers=AUTH)).json()["items"]
+    assert conv["flags"] == ["missing_rate"] and conv["base_amount"] is None
+    totals = (await client.get("/api/v1/conversions/totals", headers=AUTH)).json()
+    assert totals["by_status"]["approved"]["missing_rate"] == 1
+    r = await client.post(
+        "/api/v1/rates",
+        headers={**AUTH, "content-type": "text/csv"},
+        content=b"2000-01-01,EUR,1.10\n",
+    )
+    assert r.json() == {"stored": 1, "valued": 1}
+    [conv] = (await client.get("/api/v1/conversions", headers=AUTH)).json()["items"]
+    assert (conv["rate"], conv["base_amount"], conv["base_commission"]) == (
+        "1.10",
+        "110.00",
+        "5.00",
+    )
+    assert conv["flags"] == []
+    r = await client.post(
+        "/api/v1/rates",
+        headers={**AUTH, "content-type": "text/csv"},
+        content=b"2000-01-01,EURO,1\n",
+    )
+    assert r.status_code == 400 and r.json()["errors"][0]["code"] == "invalid_rate"
+
+
+async def test_csv_exports_with_filters(client: httpx.AsyncClient) -> None:
+    a = await make_offer(client)
+    b = await make_offer(client)
+    await convert(client, a, "E1")
+    await convert(client, b, "E2")
+    r = await client.get(
+        "/api/v1/conversions/export", params={"offer_id": b["offer"]["id"]}, headers=AUTH
+    )
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/csv")
+    rows = list(csv.DictReader(io.StringIO(r.text)))
+    assert [x["ordernumber"] for x in rows] == ["E2"]
+    assert list(rows[0]) == EXPORT_COLUMNS["conversions"]
+    r = await client.get("/api/v1/clicks/export", headers=AUTH)
+    clicks = list(csv.DictReader(io.StringIO(r.text)))
+    assert len(clicks) == 2 and list(clicks[0]) == EXPORT_COLUMNS["clicks"]
+    conv = (await client.get("/api/v1/conversions", headers=AUTH)).json()["items"][0]
+    assert list(conv) == EXPORT_COLUMNS["conversions"]
+
+
+async def test_tokens_are_created_listed_and_revoked(client: httpx.AsyncClient) -> None:
+    r = await client.post("/api/v1/tokens", json={"name": "reports", "role": "read"}, headers=AUTH)
+    assert r.status_code == 201
+    token = r.json()
+    ro = {"Authorization": f"Bearer {token['token']}"}
+    assert (await client.get("/api/v1/conversions", headers=ro)).status_code == 200
+    assert (await client.get("/api/v1/tokens", headers=ro)).status_code == 403
+    listed = (await client.get("/api/v1/tokens", headers=AUTH)).json()["items"]
+    assert [t["name"] for t in listed] == ["reports"] and "token" not in listed[0]
+    assert (await client.delete(f"/api/v1/tokens/{token['id']}", headers=AUTH)).status_code == 204
+    assert (await client.get("/api/v1/conversions", headers=ro)).status_code == 401
+
+
+async def test_archiving_stops_serving_and_keeps_history(client: httpx.AsyncClient) -> None:
+    s = await make_offer(client)
+    refid = await click(client, s["link"])
+    r = await client.delete(f"/api/v1/offers/{s['offer']['id']}", headers=AUTH)
+    assert r.status_code == 200 and r.json()["archived_at"]
+    assert (await client.get(f"/c/{s['link']['code']}")).status_code == 404
+    r = await client.get(f"/postback?refid={refid}&orderamount=1&ordernumber=Z")
+    assert r.status_code == 422 and r.json()["code"] == "offer_archived"
+    listed = await client.get("/api/v1/offers", params={"archived": "true"}, headers=AUTH)
+    assert [o["id"] for o in listed.json()["items"]] == [s["offer"]["id"]]
+    live = await client.get("/api/v1/offers", params={"archived": "false"}, headers=AUTH)
+    assert live.json()["items"] == []
+    assert (await client.get("/api/v1/clicks", headers=AUTH)).json()["items"]  # kept
+
+
+async def test_patch_every_entity(client: httpx.AsyncClient) -> None:
+    s = await make_offer(client)
+    r = await client.patch(
+        f"/api/v1/advertisers/{s['advertiser']['id']}",
+        headers=AUTH,
+        json={"require_token": True, "postback_token": "new"},
+    )
+    assert r.json()["require_token"] is True and r.json()["postback_token"] == "new"
+    r = await client.patch(
+        f"/api/v1/affiliates/{s['affiliate']['id']}", json={"name": "Renamed"}, headers=AUTH
+    )
+    assert r.json()["name"] == "Renamed"
+    r = await client.patch(f"/api/v1/links/{s['link']['id']}", json={"active": False}, headers=AUTH)
+    assert r.json()["active"] is False
+    assert (await client.get(f"/c/{s['link']['code']}")).status_code == 404
+    r = await client.patch(f"/api/v1/links/{s['link']['id']}", json={"active": "yes"}, headers=AUTH)
+    assert r.status_code == 400
+    r = await client.patch(
+        f"/api/v1/offers/{s['offer']['id']}",
+        headers=AUTH,
+        json={"payout_amount": "9.99", "approval": "review"},
+    )
+    assert r.json()["payout_amount"] == "9.99" and r.json()["approval"] == "review"
+
+
+async def test_sort_oldest_first(client: httpx.AsyncClient) -> None:
+    ids = [(await make_offer(client))["offer"]["id"] for _ in range(3)]
+    r = await client.get("/api/v1/offers", params={"sort": "id", "limit": 2}, headers=AUTH)
+    page = r.json()
+    assert [o["id"] for o in page["items"]] == ids[:2]
+    r = await client.get(
+        "/api/v1/offers",
+        headers=AUTH,
+        params={"sort": "id", "limit": 2, "cursor": page["next_cursor"]},
+    )
+    assert [o["id"] for o in r.json()["items"]] == ids[2:]
+
+
+async def test_openapi_and_docs_are_public_and_cover_the_routes(
+    client: httpx.AsyncClient,
+) -> None:
+    doc = (await client.get("/api/v1/openapi.json")).json()
+    assert doc["openapi"].startswith("3.1")
+    assert "/api/v1/conversions/{id}/status" in doc["paths"]
+    assert "post" in doc["paths"]["/api/v1/offers/{id}/rules"]
+    page = await client.get("/api/v1/docs")
+    assert page.status_code == 200 and "/api/v1/rates" in page.text
+    # every documented path answers something other than "no such route" (401 without token)
+    for path, ops in doc["paths"].items():
+        for method in ops:
+            r = await client.request(method.upper(), path.replace("{id}", "1"))
+            assert r.status_code == 401, (method, path, r.status_code)
