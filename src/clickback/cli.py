@@ -29,6 +29,8 @@ offer_app = typer.Typer(no_args_is_help=True, help="Offers.")
 affiliate_app = typer.Typer(no_args_is_help=True, help="Affiliates.")
 link_app = typer.Typer(no_args_is_help=True, help="Tracking links.")
 token_app = typer.Typer(no_args_is_help=True, help="Admin API tokens.")
+rates_app = typer.Typer(no_args_is_help=True, help="Exchange rates into the base currency.")
+rule_app = typer.Typer(no_args_is_help=True, help="Commission rules of an offer.")
 conversions_app = typer.Typer(no_args_is_help=True, help="Conversions.")
 clicks_app = typer.Typer(no_args_is_help=True, help="Clicks.")
 postbacks_app = typer.Typer(no_args_is_help=True, help="The postback ledger.")
@@ -41,6 +43,8 @@ for sub, name in (
     (conversions_app, "conversions"),
     (clicks_app, "clicks"),
     (postbacks_app, "postbacks"),
+    (rates_app, "rates"),
+    (rule_app, "rule"),
 ):
     app.add_typer(sub, name=name)
 
@@ -483,6 +487,135 @@ def integration_test(
             "Fire the postback URL above (fill orderamount and ordernumber), then "
             f"check: GET /api/v1/integration-tests/{test['id']}"
         )
+
+
+@conversions_app.command("status")
+def conversions_status(
+    conversion_id: int,
+    status: Annotated[str, typer.Argument(help="approved, rejected or reversed.")],
+    reason: Annotated[str, typer.Option(help="Why: a code such as chargeback.")],
+    db: DbOption = None,
+) -> None:
+    """Approve, reject or reverse one conversion (kept in its history)."""
+    from clickback.domain import lifecycle
+
+    _run(db, lambda s: lifecycle.change_status(s, conversion_id, status, reason, "cli"))
+    console.print(f"conversion {conversion_id} {status}")
+
+
+@conversions_app.command("import-statuses")
+def conversions_import_statuses(
+    file: Annotated[typer.FileText, typer.Argument(help="CSV: ordernumber,status,reason.")],
+    advertiser: Annotated[int, typer.Option(help="Whose order numbers these are.")],
+    db: DbOption = None,
+) -> None:
+    """Apply an advertiser's validation file, reporting every line."""
+    from clickback.domain import lifecycle
+
+    text = file.read()
+    lines = _run(db, lambda s: lifecycle.apply_csv(s, advertiser, text, "cli"))
+    _table([x.as_dict() for x in lines], ["line", "ordernumber", "result", "code", "message"])
+    changed = sum(x.result == "changed" for x in lines)
+    console.print(f"{changed} changed, {len(lines) - changed} not")
+
+
+@conversions_app.command("export")
+def conversions_export(
+    out: Annotated[typer.FileTextWrite, typer.Option("--out", help="CSV file (- for stdout).")],
+    offer: Annotated[int | None, typer.Option(help="Offer id.")] = None,
+    status: str | None = None,
+    since: Annotated[str | None, typer.Option(help="Created at or after (ISO 8601).")] = None,
+    until: Annotated[str | None, typer.Option(help="Created before (ISO 8601).")] = None,
+    db: DbOption = None,
+) -> None:
+    """Every matching conversion as CSV, oldest first, in pages (any size)."""
+    import csv
+
+    from clickback.web.present import EXPORT_COLUMNS, PRESENTERS, parse_time
+
+    filters = _given(offer_id=offer, status=status)
+    lo = parse_time(since, "since") if since else None
+    hi = parse_time(until, "until") if until else None
+    base = _settings(db).public_url
+
+    async def work(store: Store) -> int:
+        writer = csv.writer(out)
+        columns = EXPORT_COLUMNS["conversions"]
+        writer.writerow(columns)
+        count, cursor = 0, None
+        while True:
+            page = await store.list_rows(
+                "conversions", filters, lo, hi, 1000, cursor, ascending=True
+            )
+            for row in page.items:
+                item = PRESENTERS["conversions"](row, base)
+                writer.writerow("" if item[c] is None else item[c] for c in columns)
+            count += len(page.items)
+            cursor = page.next_cursor
+            if cursor is None:
+                return count
+
+    Console(stderr=True).print(f"{_run(db, work)} conversions written")
+
+
+@rates_app.command("import")
+def rates_import(
+    file: Annotated[typer.FileText, typer.Argument(help="CSV: date,currency,rate.")],
+    db: DbOption = None,
+) -> None:
+    """Load exchange rates (1 unit of currency = rate units of the base currency) and value
+    the conversions that were waiting for one."""
+    from clickback.domain import fx
+
+    rows = fx.parse_rates(file.read())
+    base = _settings(db).base_currency
+    valued = _run(db, lambda s: fx.import_rates(s, rows, base))
+    console.print(f"{len(rows)} rates stored (base {base}); {valued} conversions valued")
+
+
+@rates_app.command("list")
+def rates_list(db: DbOption = None) -> None:
+    rows = _run(db, lambda s: s.all_rates())
+    _table(
+        [{"currency": c, "date": d, "rate": r} for c, d, r in rows], ["currency", "date", "rate"]
+    )
+
+
+@rule_app.command("create")
+def rule_create(
+    offer: Annotated[int, typer.Option(help="Offer id.")],
+    payout_type: Annotated[str, typer.Option(help="cpa, cps or cpl.")],
+    commissionid: Annotated[str, typer.Option(help="The postback's commissionid.")] = "",
+    affiliate: Annotated[int | None, typer.Option(help="Only for this affiliate.")] = None,
+    payout_amount: Annotated[str, typer.Option(help="CPA/CPL amount.")] = "0",
+    payout_percent: Annotated[str, typer.Option(help="CPS percent.")] = "0",
+    db: DbOption = None,
+) -> None:
+    """A payout chosen by the postback's commissionid and/or the affiliate."""
+    values = {
+        "commissionid": commissionid,
+        "affiliate_id": affiliate,
+        "payout_type": payout_type,
+        "payout_amount": payout_amount,
+        "payout_percent": payout_percent,
+    }
+    rule_id = _run(db, lambda s: admin.create_rule(s, offer, values))
+    console.print(f"rule {rule_id} created")
+
+
+@rule_app.command("list")
+def rule_list(offer: int, db: DbOption = None, as_json: JsonOption = False) -> None:
+    columns = [
+        "id",
+        "offer_id",
+        "affiliate_id",
+        "commissionid",
+        "payout_type",
+        "payout_amount",
+        "payout_percent",
+        "archived_at",
+    ]
+    _list(db, "commission_rules", columns, 1000, {"offer_id": offer}, as_json)
 
 
 def _given(**filters: Any) -> dict[str, Any]:

@@ -301,5 +301,6 @@ async def create_rule(store: Store, offer_id: int, values: Mapping[str, Any]) ->
             "payout_type": payout["payout_type"],
             "payout_amount": payout["payout_amount"],
             "payout_percent": payout["payout_percent"],
+            "currency": offer["currency"],
         }
     )

@@ -461,14 +461,15 @@ class SqlStore:
         return int(
             await self._write(
                 "INSERT INTO commission_rules (offer_id, affiliate_id, commissionid, payout_type, "
-                "payout_amount, payout_percent, created_at, updated_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                "payout_amount, payout_percent, currency, created_at, updated_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
                 values["offer_id"],
                 values["affiliate_id"],
                 values["commissionid"],
                 values["payout_type"],
                 values["payout_amount"],
                 values["payout_percent"],
+                values["currency"],
                 t,
                 t,
                 bump=True,

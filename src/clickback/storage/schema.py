@@ -169,6 +169,7 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
                 payout_type TEXT NOT NULL,
                 payout_amount BIGINT NOT NULL DEFAULT 0,
                 payout_percent TEXT NOT NULL DEFAULT '0',
+                currency TEXT NOT NULL,
                 created_at BIGINT NOT NULL,
                 updated_at BIGINT NOT NULL,
                 archived_at BIGINT

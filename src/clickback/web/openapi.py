@@ -125,7 +125,7 @@ SCHEMAS: dict[str, Any] = {
     | {"required": ["payout_type"]},
     "Rule": obj(
         "id:i offer_id:i affiliate_id:i? commissionid:s payout_type:s payout_amount:s "
-        "payout_percent:s created_at:s archived_at:s?"
+        "payout_percent:s currency:s created_at:s archived_at:s?"
     ),
     "RatesImported": obj("stored:i valued:i"),
     "RateList": obj(

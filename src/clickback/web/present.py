@@ -147,8 +147,9 @@ def rule(r: dict[str, Any], base: str) -> dict[str, Any]:
         "affiliate_id": r["affiliate_id"],
         "commissionid": r["commissionid"],
         "payout_type": r["payout_type"],
-        "payout_amount": str(r["payout_amount"]),  # minor units: see the offer's currency
+        "payout_amount": format_minor(r["payout_amount"], r["currency"]),
         "payout_percent": r["payout_percent"],
+        "currency": r["currency"],
         "created_at": iso(r["created_at"]),
         "archived_at": iso(r["archived_at"]),
     }

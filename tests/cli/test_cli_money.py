@@ -1,0 +1,100 @@
+"""An operator sets up a token-protected advertiser with a commissionid rule, and manages
+the money, from the command line alone."""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+import orjson
+
+from tests.cli.conftest import Server, cli
+
+
+def test_second_advertiser_with_token_and_rule_by_cli(server: Server, tmp_path: Path) -> None:
+    db = server.db
+    cli("advertiser", "create", "First", db=db)
+    cli("advertiser", "create", "Second", "--require-token", "--token", "s3cret", db=db)
+    cli(
+        "offer",
+        "create",
+        "--advertiser",
+        "2",
+        "--name",
+        "Shoes",
+        "--url",
+        "https://shoes.example/",
+        "--payout-type",
+        "cps",
+        "--payout-percent",
+        "3",
+        "--currency",
+        "EUR",
+        db=db,
+    )
+    cli(
+        "rule",
+        "create",
+        "--offer",
+        "1",
+        "--commissionid",
+        "new_customer",
+        "--payout-type",
+        "cps",
+        "--payout-percent",
+        "10",
+        db=db,
+    )
+    [rule] = [orjson.loads(x) for x in cli("rule", "list", "1", "--json", db=db).split()]
+    assert (rule["commissionid"], rule["payout_percent"]) == ("new_customer", "10")
+    cli("affiliate", "create", "Pub", db=db)
+    code = re.search(r"/c/(\S+)", cli("link", "create", "--offer", "1", "--affiliate", "1", db=db))
+    assert code
+    server.start()
+
+    refid = parse_qs(
+        urlsplit(httpx.get(f"{server.base}/c/{code.group(1)}").headers["location"]).query
+    )["refid"][0]
+    base = f"{server.base}/postback?refid={refid}&orderamount=80.00&currency=EUR"
+    assert httpx.get(f"{base}&ordernumber=N1&commissionid=new_customer").status_code == 403
+    r = httpx.get(f"{base}&ordernumber=N1&commissionid=new_customer&token=s3cret")
+    assert r.json()["commission"] == "8.00"
+    r = httpx.get(f"{base}&ordernumber=N2&commissionid=returning&token=s3cret")
+    assert r.json()["commission"] == "2.40" and r.json()["warnings"][0]["code"] == (
+        "unknown_commissionid"
+    )
+
+    out = cli(
+        "rates",
+        "import",
+        str(_file(tmp_path, "rates.csv", "date,currency,rate\n2000-01-01,EUR,1.25\n")),
+        db=db,
+    )
+    assert "2 conversions valued" in out
+    out = cli("conversions", "status", "1", "reversed", "--reason", "chargeback", db=db)
+    assert "reversed" in out
+    out = cli(
+        "conversions",
+        "import-statuses",
+        str(_file(tmp_path, "v.csv", "N2,reversed,refund\nN1,approved,ok\nN9,approved,ok\n")),
+        "--advertiser",
+        "2",
+        db=db,
+    )
+    assert "1 changed, 2 not" in out
+
+    target = tmp_path / "conversions.csv"
+    cli("conversions", "export", "--out", str(target), db=db)
+    rows = {r["ordernumber"]: r for r in csv.DictReader(io.StringIO(target.read_text()))}
+    assert rows["N1"]["status"] == rows["N2"]["status"] == "reversed"
+    assert (rows["N1"]["base_amount"], rows["N1"]["base_commission"]) == ("100.00", "10.00")
+
+
+def _file(tmp: Path, name: str, text: str) -> Path:
+    path = tmp / name
+    path.write_text(text)
+    return path
