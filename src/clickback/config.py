@@ -54,6 +54,71 @@ SETTINGS: dict[str, tuple[str, str]] = {
         "1.0",
         "How often each process checks whether links, offers or advertisers changed.",
     ),
+    "CLICKBACK_OUTBOUND_ALLOW_PRIVATE": (
+        "0",
+        "`1` lets outbound postbacks go to loopback, private, link-local and multicast "
+        "addresses (tests, private networks). Otherwise such URLs are refused.",
+    ),
+    "CLICKBACK_OUTBOUND_TIMEOUT": ("10", "Seconds an outbound postback may take."),
+    "CLICKBACK_OUTBOUND_RETRY_SECONDS": (
+        "10,60,300,900,3600,10800",
+        "Backoff before each retry of an outbound postback, in seconds; the last repeats. "
+        "Each wait is shortened by a random 0-50 % (jitter).",
+    ),
+    "CLICKBACK_OUTBOUND_GIVE_UP_HOURS": (
+        "72",
+        "An outbound postback still failing this long after it was queued is `failed`.",
+    ),
+    "CLICKBACK_OUTBOUND_DISABLE_AFTER": (
+        "25",
+        "Consecutive failed attempts after which an affiliate's postback is disabled and "
+        "its deliveries held until re-enabled.",
+    ),
+    "CLICKBACK_OUTBOUND_LEASE_SECONDS": (
+        "30",
+        "How long a sender owns the deliveries it took; after a crash another sender "
+        "takes them over once this passes.",
+    ),
+    "CLICKBACK_JOBS_POLL_SECONDS": (
+        "0.5",
+        "How often the background jobs (outbound sender, fraud screening) look for work.",
+    ),
+    "CLICKBACK_FRAUD_MIN_SECONDS": (
+        "10",
+        "A conversion sooner than this after its click is flagged `fast_conversion`.",
+    ),
+    "CLICKBACK_FRAUD_FLOOD_CLICKS": (
+        "20",
+        "More clicks than this from one IP on one link within a minute are `click_flood`.",
+    ),
+    "CLICKBACK_FRAUD_IP_CONVERSIONS": (
+        "5",
+        "More conversions than this from one IP within a day are flagged `ip_conversions`.",
+    ),
+    "CLICKBACK_DATACENTER_RANGES": (
+        "",
+        "A file of data-centre CIDRs (one per line); clicks from them are flagged "
+        "`datacenter_ip`. Empty: no such flag.",
+    ),
+    "CLICKBACK_GEOIP_MMDB": (
+        "",
+        "A MaxMind `.mmdb` country database to use instead of the one geoip2fast ships.",
+    ),
+    "CLICKBACK_TRUSTED_PROXIES": (
+        "",
+        "Comma-separated CIDRs of reverse proxies whose `X-Forwarded-For` is believed for "
+        "the client IP (postback allowlists, ledger). Empty: the direct peer is the client.",
+    ),
+    "CLICKBACK_POSTBACK_RATE_LIMIT": (
+        "0",
+        "Postbacks per second allowed per source IP (bursts up to 2 s worth); more get 429 "
+        "with Retry-After. 0: no limit (an advertiser's server may fire in bursts, and a "
+        "refused postback is a lost sale).",
+    ),
+    "CLICKBACK_SIGNATURE_SKEW_SECONDS": (
+        "300",
+        "How far a signed postback's `ts` may be from the server's clock.",
+    ),
     "CLICKBACK_PG_POOL_SIZE": (
         "4",
         "PostgreSQL connections per process for reads (the writer has its own).",
@@ -76,6 +141,21 @@ class Settings:
     cache_check_seconds: float = 1.0
     pg_pool_size: int = 4
     base_currency: str = "USD"
+    outbound_allow_private: bool = False
+    outbound_timeout: float = 10.0
+    outbound_retry_seconds: tuple[float, ...] = (10, 60, 300, 900, 3600, 10800)
+    outbound_give_up_hours: float = 72.0
+    outbound_disable_after: int = 25
+    outbound_lease_seconds: float = 30.0
+    jobs_poll_seconds: float = 0.5
+    fraud_min_seconds: float = 10.0
+    fraud_flood_clicks: int = 20
+    fraud_ip_conversions: int = 5
+    datacenter_ranges: str = ""
+    geoip_mmdb: str = ""
+    trusted_proxies: tuple[str, ...] = field(default_factory=tuple)
+    postback_rate_limit: float = 0.0
+    signature_skew_seconds: int = 300
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -87,6 +167,21 @@ class Settings:
             batch_max = int(_get(env, "CLICKBACK_BATCH_MAX"))
             check = float(_get(env, "CLICKBACK_CACHE_CHECK_SECONDS"))
             pool = int(_get(env, "CLICKBACK_PG_POOL_SIZE"))
+            numbers: dict[str, object] = {
+                "outbound_timeout": float(_get(env, "CLICKBACK_OUTBOUND_TIMEOUT")),
+                "outbound_retry_seconds": tuple(
+                    float(x) for x in _get(env, "CLICKBACK_OUTBOUND_RETRY_SECONDS").split(",")
+                ),
+                "outbound_give_up_hours": float(_get(env, "CLICKBACK_OUTBOUND_GIVE_UP_HOURS")),
+                "outbound_disable_after": int(_get(env, "CLICKBACK_OUTBOUND_DISABLE_AFTER")),
+                "outbound_lease_seconds": float(_get(env, "CLICKBACK_OUTBOUND_LEASE_SECONDS")),
+                "jobs_poll_seconds": float(_get(env, "CLICKBACK_JOBS_POLL_SECONDS")),
+                "fraud_min_seconds": float(_get(env, "CLICKBACK_FRAUD_MIN_SECONDS")),
+                "fraud_flood_clicks": int(_get(env, "CLICKBACK_FRAUD_FLOOD_CLICKS")),
+                "fraud_ip_conversions": int(_get(env, "CLICKBACK_FRAUD_IP_CONVERSIONS")),
+                "postback_rate_limit": float(_get(env, "CLICKBACK_POSTBACK_RATE_LIMIT")),
+                "signature_skew_seconds": int(_get(env, "CLICKBACK_SIGNATURE_SKEW_SECONDS")),
+            }
         except ValueError as exc:
             raise ConfigError(f"bad numeric setting: {exc}") from exc
         base = _get(env, "CLICKBACK_BASE_CURRENCY").strip().upper()
@@ -103,4 +198,11 @@ class Settings:
             cache_check_seconds=check,
             pg_pool_size=max(1, pool),
             base_currency=base,
+            outbound_allow_private=_get(env, "CLICKBACK_OUTBOUND_ALLOW_PRIVATE") in ("1", "true"),
+            datacenter_ranges=_get(env, "CLICKBACK_DATACENTER_RANGES"),
+            geoip_mmdb=_get(env, "CLICKBACK_GEOIP_MMDB"),
+            trusted_proxies=tuple(
+                p.strip() for p in _get(env, "CLICKBACK_TRUSTED_PROXIES").split(",") if p.strip()
+            ),
+            **numbers,  # type: ignore[arg-type]
         )

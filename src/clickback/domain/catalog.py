@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from clickback.domain.fx import Rates
 from clickback.domain.models import Advertiser, CommissionRule, Link, Offer, OfferStatus
+from clickback.domain.outbound import PostbackConfig
 from clickback.domain.ports import Store
 from clickback.domain.redirect import RedirectTemplate
 
@@ -36,6 +38,7 @@ class Catalog:
         self._store = store
         self._check_seconds = check_seconds
         self.rules: dict[int, list[CommissionRule]] = {}
+        self.postbacks: Mapping[tuple[int, int], PostbackConfig] = {}
         self.rates = Rates(base_currency)
         self.version = -1
         self.routes: dict[str, Route] = {}
@@ -53,6 +56,7 @@ class Catalog:
             rules.setdefault(rule.offer_id, []).append(rule)
         self.rules = rules
         self.rates = Rates(self.rates.base, snap.rates)
+        self.postbacks = snap.postbacks
         self.links = {}
         self.routes = {}
         for link in snap.links:
@@ -74,6 +78,15 @@ class Catalog:
         )
         self.routes[link.code] = route
         return route
+
+    def postback_config(self, offer_id: int, affiliate_id: int) -> PostbackConfig | None:
+        """The offer+affiliate override, else the affiliate's own outbound postback."""
+        return self.postbacks.get((offer_id, affiliate_id)) or self.postbacks.get((0, affiliate_id))
+
+    def delivery_state(self, offer_id: int, affiliate_id: int, event: str, is_test: int) -> str:
+        """'' when the event is not posted back (never for test traffic), else its state."""
+        config = None if is_test else self.postback_config(offer_id, affiliate_id)
+        return config.state_for(event) if config else ""
 
     async def route(self, code: str) -> Route | None:
         route = self.routes.get(code)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,13 +52,29 @@ def check_move(current: str, to: str) -> None:
         )
 
 
-async def change_status(store: Store, conversion_id: int, to: str, reason: Any, actor: str) -> None:
+# (offer_id, affiliate_id, event, is_test) -> the outbound delivery's state, '' for none
+DeliveryState = Callable[[int, int, str, int], str]
+
+
+def _no_delivery(offer_id: int, affiliate_id: int, event: str, is_test: int) -> str:
+    return ""
+
+
+async def change_status(
+    store: Store,
+    conversion_id: int,
+    to: str,
+    reason: Any,
+    actor: str,
+    delivery_state: DeliveryState = _no_delivery,
+) -> None:
     why = check_reason(reason)
     row = await store.get_row("conversions", conversion_id)
     if row is None:
         raise NotFoundError(f"conversion {conversion_id} does not exist")
     check_move(row["status"], to)
-    if not await store.transition(conversion_id, row["status"], to, why, actor):
+    delivery = delivery_state(row["offer_id"], row["affiliate_id"], to, row["is_test"])
+    if not await store.transition(conversion_id, row["status"], to, why, actor, delivery):
         raise ConflictError(
             "the conversion changed meanwhile; read it and retry", code="concurrent_change"
         )
@@ -81,7 +98,13 @@ class LineResult:
         }
 
 
-async def apply_csv(store: Store, advertiser_id: int, text: str, actor: str) -> list[LineResult]:
+async def apply_csv(
+    store: Store,
+    advertiser_id: int,
+    text: str,
+    actor: str,
+    delivery_state: DeliveryState = _no_delivery,
+) -> list[LineResult]:
     """Applies an advertiser's validation file; every line is reported, none stops the rest."""
     if await store.get_row("advertisers", advertiser_id) is None:
         raise NotFoundError(f"advertiser {advertiser_id} does not exist")
@@ -108,7 +131,8 @@ async def apply_csv(store: Store, advertiser_id: int, text: str, actor: str) -> 
                     f"no conversion with ordernumber {order!r}", code="unknown_ordernumber"
                 )
             check_move(row["status"], to)
-            if not await store.transition(row["id"], row["status"], to, why, actor):
+            delivery = delivery_state(row["offer_id"], row["affiliate_id"], to, row["is_test"])
+            if not await store.transition(row["id"], row["status"], to, why, actor, delivery):
                 raise ConflictError("changed meanwhile", code="concurrent_change")
         except ConflictError as exc:
             result = "unchanged" if exc.code == "unchanged" else "error"

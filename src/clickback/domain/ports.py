@@ -13,6 +13,7 @@ from decimal import Decimal
 from typing import Any, Protocol
 
 from clickback.domain.models import Advertiser, CommissionRule, Link, Offer, Outcome
+from clickback.domain.outbound import Attempt, PostbackConfig
 
 # (refid, link_id, offer_id, affiliate_id, sub1, sub2, sub3, sub4, sub5,
 #  ip, user_agent, referer, created_at, is_test)
@@ -63,6 +64,8 @@ class ConversionRow:
     rate: str | None  # the order currency's rate into base_currency; None: missing
     base_amount: int | None
     base_commission: int | None
+    ip: str = ""  # where the postback came from (fraud screening compares it)
+    delivery: str = ""  # outbound postback to queue with it: '' none, 'queued' or 'held'
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,9 +109,55 @@ class CatalogSnapshot:
     links: Sequence[Link]
     rules: Sequence[CommissionRule]
     rates: Sequence[tuple[str, str, Decimal]]  # (currency, day, rate)
+    # outbound postback settings by (offer_id, affiliate_id); offer_id 0: the affiliate's own
+    postbacks: Mapping[tuple[int, int], PostbackConfig]
 
 
-class Store(Protocol):
+class OutboxStore(Protocol):
+    """The outbound postback outbox (storage.outbox) and background jobs
+    (storage.screening)."""
+
+    async def claim_deliveries(
+        self, now: int, lease_until: int, limit: int
+    ) -> list[dict[str, Any]]: ...
+    async def finish_attempt(
+        self,
+        delivery_id: int,
+        affiliate_id: int,
+        attempt: Attempt,
+        method: str,
+        url: str,
+        state: str,
+        next_at: int,
+        now: int,
+        disable_after: int,
+    ) -> None: ...
+    async def enable_postbacks(self, affiliate_id: int, now: int) -> int: ...
+    async def resend_delivery(self, delivery_id: int, now: int) -> bool: ...
+    async def delivery_attempts(self, delivery_id: int) -> list[dict[str, Any]]: ...
+    async def set_offer_postback(
+        self, offer_id: int, affiliate_id: int, url: str, method: str, events: str, now: int
+    ) -> None: ...
+    async def acquire_job(
+        self, name: str, owner: str, now: int, lease_until: int
+    ) -> str | None: ...
+    async def set_watermark(self, name: str, owner: str, watermark: str) -> None: ...
+    async def clicks_after(self, refid: str, limit: int) -> list[dict[str, Any]]: ...
+    async def flag_clicks(self, flagged: list[tuple[str, str]]) -> None: ...
+    async def unscreened_conversions(self, limit: int) -> list[dict[str, Any]]: ...
+    async def screen_conversion(
+        self,
+        conversion_id: int,
+        flags: str,
+        from_status: str,
+        to_status: str,
+        reason: str,
+        delivery: str,
+        now: int,
+    ) -> None: ...
+
+
+class Store(OutboxStore, Protocol):
     async def migrate(self) -> int: ...
     async def ping(self) -> bool: ...
     async def close(self) -> None: ...
@@ -154,7 +203,13 @@ class Store(Protocol):
 
     # conversion lifecycle, commission rules, rates
     async def transition(
-        self, conversion_id: int, from_status: str, to_status: str, reason: str, actor: str
+        self,
+        conversion_id: int,
+        from_status: str,
+        to_status: str,
+        reason: str,
+        actor: str,
+        delivery: str = "",
     ) -> bool: ...
     async def conversion_events(self, conversion_id: int) -> list[dict[str, Any]]: ...
     async def find_conversion(

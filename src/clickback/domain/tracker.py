@@ -7,7 +7,7 @@ answer with. Each call makes one durable write through the store's group commit.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import orjson
@@ -150,7 +150,11 @@ class Tracker:
             if isinstance(decided, attribution.Refusal):
                 refusal = decided
             else:
-                refusal, conversion = None, decided
+                refusal = None
+                delivery = self.catalog.delivery_state(
+                    decided.offer_id, decided.affiliate_id, "conversion", decided.is_test
+                )
+                conversion = replace(decided, ip=ip, delivery=delivery)
         outcome = refusal.outcome if refusal else Outcome.ACCEPTED
         if refusal:
             errors_out = [e.as_dict() for e in refusal.errors]

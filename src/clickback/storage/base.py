@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
+from clickback.domain import outbound
 from clickback.domain.listing import LISTS
 from clickback.domain.models import (
     Advertiser,
@@ -24,6 +25,8 @@ from clickback.domain.models import (
 )
 from clickback.domain.ports import CatalogSnapshot, Page
 from clickback.errors import InputError
+from clickback.storage.outbox import OutboxSql
+from clickback.storage.screening import ScreeningSql
 
 _QMARK = re.compile(r"\?")
 
@@ -97,7 +100,7 @@ def link_from_row(r: Mapping[str, Any]) -> Link:
     )
 
 
-class SqlStore:
+class SqlStore(OutboxSql, ScreeningSql):
     """Engine-neutral part of a Store. Subclasses set `engine` and the primitives."""
 
     engine = ""
@@ -123,10 +126,10 @@ class SqlStore:
         raise NotImplementedError
 
     async def _write_all(
-        self, steps: list[tuple[str, tuple[Any, ...]]], *, bump: bool = False
+        self, steps: list[tuple[str, tuple[Any, ...]]], *, bump: bool = False, check: bool = True
     ) -> bool:
-        """Runs statements (each with RETURNING) in one transaction; if one returns no row,
-        rolls back and answers False."""
+        """Runs statements in one transaction. With `check` each has RETURNING, and if one
+        returns no row the transaction is rolled back and the answer is False."""
         raise NotImplementedError
 
     async def _fetchone(self, sql: str, *args: Any) -> dict[str, Any] | None:
@@ -183,7 +186,16 @@ class SqlStore:
             (r["currency"], r["day"], Decimal(r["rate"]))
             for r in await self._fetch("SELECT currency, day, rate FROM rates")
         ]
-        return CatalogSnapshot(version, advertisers, offers, links, rules, rates)
+        postbacks = {
+            (0, r["id"]): outbound.config_from_row(r)
+            for r in await self._fetch("SELECT * FROM affiliates WHERE postback_url <> ''")
+        }
+        for r in await self._fetch(
+            "SELECT o.*, a.postback_secret, a.postback_disabled_at FROM offer_postbacks AS o "
+            "JOIN affiliates AS a ON a.id = o.affiliate_id"
+        ):
+            postbacks[(r["offer_id"], r["affiliate_id"])] = outbound.config_from_row(r)
+        return CatalogSnapshot(version, advertisers, offers, links, rules, rates, postbacks)
 
     async def link_by_code(self, code: str) -> Link | None:
         row = await self._fetchone("SELECT * FROM links WHERE code = ?", code)
@@ -401,25 +413,40 @@ class SqlStore:
     # -- conversion lifecycle ---------------------------------------------------------
 
     async def transition(
-        self, conversion_id: int, from_status: str, to_status: str, reason: str, actor: str
+        self,
+        conversion_id: int,
+        from_status: str,
+        to_status: str,
+        reason: str,
+        actor: str,
+        delivery: str = "",
     ) -> bool:
-        """Moves a conversion from one status to another, with its audit event, in one
-        transaction; False when its status was no longer `from_status`."""
+        """Moves a conversion from one status to another, with its audit event and (when
+        `delivery` names a state) the outbound postback of the change, in one transaction;
+        False when its status was no longer `from_status`."""
         t = now_us()
-        return await self._write_all(
-            [
+        steps: list[tuple[str, tuple[Any, ...]]] = [
+            (
+                "UPDATE conversions SET status = ?, updated_at = ? WHERE id = ? AND status = ? "
+                "RETURNING id",
+                (to_status, t, conversion_id, from_status),
+            ),
+            (
+                "INSERT INTO conversion_events (conversion_id, from_status, to_status, reason, "
+                "actor, created_at) VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
+                (conversion_id, from_status, to_status, reason, actor, t),
+            ),
+        ]
+        if delivery:
+            steps.append(
                 (
-                    "UPDATE conversions SET status = ?, updated_at = ? WHERE id = ? AND status = ? "
-                    "RETURNING id",
-                    (to_status, t, conversion_id, from_status),
-                ),
-                (
-                    "INSERT INTO conversion_events (conversion_id, from_status, to_status, reason, "
-                    "actor, created_at) VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
-                    (conversion_id, from_status, to_status, reason, actor, t),
-                ),
-            ]
-        )
+                    "INSERT INTO deliveries (conversion_id, affiliate_id, offer_id, event, state, "
+                    "next_at, created_at, updated_at) SELECT id, affiliate_id, offer_id, ?, ?, ?, "
+                    "?, ? FROM conversions WHERE id = ? RETURNING id",
+                    (to_status, delivery, t, t, t, conversion_id),
+                )
+            )
+        return await self._write_all(steps)
 
     async def conversion_events(self, conversion_id: int) -> list[dict[str, Any]]:
         return await self._fetch(

@@ -38,22 +38,23 @@ INSERT_CONVERSIONS = """
 INSERT INTO conversions (
     id, refid, offer_id, affiliate_id, advertiser_id, link_id, ordernumber, orderamount,
     currency, commission, commission_currency, coupon, geo, commissionid, status,
-    created_at, clicked_at, rule, flags, base_currency, rate, base_amount, base_commission,
+    created_at, clicked_at, rule, flags, base_currency, rate, base_amount, base_commission, ip,
     sub1, sub2, sub3, sub4, sub5, is_test, click_missing)
 SELECT x.id, x.refid, x.offer_id, x.affiliate_id, x.advertiser_id, x.link_id, x.ordernumber,
     x.orderamount, x.currency, x.commission, x.commission_currency, x.coupon, x.geo,
     x.commissionid, x.status, x.created_at, x.clicked_at, x.rule, x.flags, x.base_currency,
-    x.rate, x.base_amount, x.base_commission,
+    x.rate, x.base_amount, x.base_commission, x.ip,
     coalesce(c.sub1, ''), coalesce(c.sub2, ''), coalesce(c.sub3, ''), coalesce(c.sub4, ''),
     coalesce(c.sub5, ''), x.is_test, (c.refid IS NULL)::int
 FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[],
             $7::text[], $8::bigint[], $9::text[], $10::bigint[], $11::text[], $12::text[],
             $13::text[], $14::text[], $15::text[], $16::bigint[], $17::bigint[], $18::smallint[],
-            $19::text[], $20::text[], $21::text[], $22::text[], $23::bigint[], $24::bigint[])
+            $19::text[], $20::text[], $21::text[], $22::text[], $23::bigint[], $24::bigint[],
+            $25::text[])
     AS x(id, refid, offer_id, affiliate_id, advertiser_id, link_id, ordernumber, orderamount,
          currency, commission, commission_currency, coupon, geo, commissionid, status,
          created_at, clicked_at, is_test, rule, flags, base_currency, rate, base_amount,
-         base_commission)
+         base_commission, ip)
 LEFT JOIN clicks AS c ON c.refid = x.refid
 ORDER BY x.advertiser_id, x.ordernumber
 ON CONFLICT (advertiser_id, ordernumber) DO NOTHING
@@ -70,6 +71,13 @@ INSERT INTO postbacks (id, received_at, method, ip, params, refid, ordernumber, 
 SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[],
     $6::text[], $7::text[], $8::bigint[], $9::text[], $10::int[], $11::text[], $12::bigint[],
     $13::text[], $14::bigint[], $15::smallint[], $16::bigint[])
+"""
+# the outbound postback is queued in the same transaction as the conversion that causes it
+INSERT_DELIVERIES = """
+INSERT INTO deliveries (conversion_id, affiliate_id, offer_id, event, state, next_at, created_at,
+    updated_at)
+SELECT x.c, x.a, x.o, 'conversion', x.s, x.t, x.t, x.t
+FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::text[], $5::bigint[]) AS x(c, a, o, s, t)
 """
 NEXT_IDS = "SELECT nextval(pg_get_serial_sequence($1, 'id')) FROM generate_series(1, $2)"
 
@@ -133,7 +141,7 @@ class PostgresStore(SqlStore):
         return value
 
     async def _write_all(
-        self, steps: list[tuple[str, tuple[Any, ...]]], *, bump: bool = False
+        self, steps: list[tuple[str, tuple[Any, ...]]], *, bump: bool = False, check: bool = True
     ) -> bool:
         assert self.pool is not None
         async with self.pool.acquire() as conn:
@@ -141,7 +149,7 @@ class PostgresStore(SqlStore):
             await tx.start()
             try:
                 for sql, args in steps:
-                    if await conn.fetchrow(self._sql(sql), *args) is None:
+                    if await conn.fetchrow(self._sql(sql), *args) is None and check:
                         await tx.rollback()
                         return False
                 if bump:
@@ -297,6 +305,7 @@ class PostgresStore(SqlStore):
                             c.rate,
                             c.base_amount,
                             c.base_commission,
+                            c.ip,
                         )
                         for i, c in zip(new_ids, offered, strict=True)
                     ],
@@ -305,12 +314,17 @@ class PostgresStore(SqlStore):
             )
             inserted = {r[0] for r in await conn.fetch(INSERT_CONVERSIONS, *cols)}
             missing = []
+            outbox = []
             for i, c in zip(new_ids, offered, strict=True):
                 key = (c.advertiser_id, c.ordernumber)
                 if i in inserted:
                     ids[key] = (i, True)
+                    if c.delivery:
+                        outbox.append((i, c.affiliate_id, c.offer_id, c.delivery, c.created_at))
                 else:
                     missing.append(key)
+            if outbox:
+                await conn.execute(INSERT_DELIVERIES, *zip(*outbox, strict=True))
             if missing:
                 rows = await conn.fetch(
                     SELECT_EXISTING, [k[0] for k in missing], [k[1] for k in missing]

@@ -193,6 +193,72 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
             )""",
         ],
     ),
+    (
+        4,
+        "outbound postbacks (outbox, attempts), inbound postback security, fraud screening",
+        [
+            """ALTER TABLE affiliates ADD COLUMN postback_url TEXT NOT NULL DEFAULT ''""",
+            """ALTER TABLE affiliates ADD COLUMN postback_method TEXT NOT NULL DEFAULT 'GET'""",
+            """ALTER TABLE affiliates ADD COLUMN postback_secret TEXT NOT NULL DEFAULT ''""",
+            """ALTER TABLE affiliates ADD COLUMN postback_events TEXT NOT NULL
+                DEFAULT 'conversion'""",
+            """ALTER TABLE affiliates ADD COLUMN postback_failures INTEGER NOT NULL DEFAULT 0""",
+            """ALTER TABLE affiliates ADD COLUMN postback_disabled_at BIGINT""",
+            """CREATE TABLE offer_postbacks (
+                offer_id BIGINT NOT NULL REFERENCES offers (id),
+                affiliate_id BIGINT NOT NULL REFERENCES affiliates (id),
+                postback_url TEXT NOT NULL,
+                postback_method TEXT NOT NULL,
+                postback_events TEXT NOT NULL,
+                created_at BIGINT NOT NULL,
+                updated_at BIGINT NOT NULL,
+                PRIMARY KEY (offer_id, affiliate_id)
+            )""",
+            """CREATE TABLE deliveries (
+                id {id},
+                conversion_id BIGINT NOT NULL REFERENCES conversions (id),
+                affiliate_id BIGINT NOT NULL,
+                offer_id BIGINT NOT NULL,
+                event TEXT NOT NULL,
+                state TEXT NOT NULL,
+                attempts INTEGER NOT NULL DEFAULT 0,
+                next_at BIGINT NOT NULL,
+                lease_until BIGINT,
+                last_status INTEGER,
+                last_error TEXT NOT NULL DEFAULT '',
+                created_at BIGINT NOT NULL,
+                updated_at BIGINT NOT NULL
+            )""",
+            """CREATE INDEX deliveries_due ON deliveries (next_at) WHERE state = 'queued'""",
+            """CREATE INDEX deliveries_conversion ON deliveries (conversion_id)""",
+            """CREATE TABLE delivery_attempts (
+                id {id},
+                delivery_id BIGINT NOT NULL REFERENCES deliveries (id),
+                at BIGINT NOT NULL,
+                method TEXT NOT NULL,
+                url TEXT NOT NULL,
+                status_code INTEGER,
+                excerpt TEXT NOT NULL,
+                latency_ms INTEGER NOT NULL,
+                error TEXT NOT NULL
+            )""",
+            """CREATE INDEX delivery_attempts_delivery ON delivery_attempts (delivery_id)""",
+            """ALTER TABLE advertisers ADD COLUMN ip_allowlist TEXT NOT NULL DEFAULT ''""",
+            """ALTER TABLE advertisers ADD COLUMN signing_secret TEXT NOT NULL DEFAULT ''""",
+            """ALTER TABLE advertisers ADD COLUMN require_signature SMALLINT NOT NULL DEFAULT 0""",
+            """ALTER TABLE offers ADD COLUMN fraud_rules TEXT NOT NULL DEFAULT '{{}}'""",
+            """ALTER TABLE clicks ADD COLUMN flags TEXT NOT NULL DEFAULT ''""",
+            """ALTER TABLE conversions ADD COLUMN ip TEXT NOT NULL DEFAULT ''""",
+            """ALTER TABLE conversions ADD COLUMN screened SMALLINT NOT NULL DEFAULT 0""",
+            """CREATE INDEX conversions_unscreened ON conversions (id) WHERE screened = 0""",
+            """CREATE TABLE jobs (
+                name TEXT PRIMARY KEY,
+                watermark TEXT NOT NULL,
+                lease_until BIGINT NOT NULL,
+                owner TEXT NOT NULL
+            )""",
+        ],
+    ),
 ]
 
 LATEST = MIGRATIONS[-1][0]

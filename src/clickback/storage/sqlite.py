@@ -39,14 +39,20 @@ INSERT_CONVERSION = """
 INSERT INTO conversions (
     refid, offer_id, affiliate_id, advertiser_id, link_id, ordernumber, orderamount,
     currency, commission, commission_currency, coupon, geo, commissionid, status,
-    created_at, clicked_at, rule, flags, base_currency, rate, base_amount, base_commission,
+    created_at, clicked_at, rule, flags, base_currency, rate, base_amount, base_commission, ip,
     sub1, sub2, sub3, sub4, sub5, is_test, click_missing)
-SELECT x.r, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,
+SELECT x.r, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,
     coalesce(c.sub1, ''), coalesce(c.sub2, ''), coalesce(c.sub3, ''), coalesce(c.sub4, ''),
     coalesce(c.sub5, ''), ?, c.refid IS NULL
 FROM (SELECT ? AS r) AS x LEFT JOIN clicks AS c ON c.refid = x.r
 WHERE true
 ON CONFLICT (advertiser_id, ordernumber) DO NOTHING
+"""
+# the outbound postback is queued in the same transaction as the conversion that causes it
+INSERT_DELIVERY = """
+INSERT INTO deliveries (conversion_id, affiliate_id, offer_id, event, state, next_at, created_at,
+    updated_at)
+VALUES (?, ?, ?, 'conversion', ?, ?, ?, ?)
 """
 INSERT_LEDGER = """
 INSERT INTO postbacks (received_at, method, ip, params, refid, ordernumber, advertiser_id,
@@ -84,6 +90,7 @@ def conversion_args(c: ConversionRow) -> tuple[Any, ...]:
         c.rate,
         c.base_amount,
         c.base_commission,
+        c.ip,
         c.is_test,
         c.refid,
     )
@@ -155,13 +162,13 @@ class SqliteStore(SqlStore):
         return row[0] if row else None
 
     async def _write_all(
-        self, steps: list[tuple[str, tuple[Any, ...]]], *, bump: bool = False
+        self, steps: list[tuple[str, tuple[Any, ...]]], *, bump: bool = False, check: bool = True
     ) -> bool:
         conn = self.conn
         conn.execute("BEGIN IMMEDIATE")
         try:
             for sql, args in steps:
-                if conn.execute(sql, args).fetchone() is None:
+                if conn.execute(sql, args).fetchone() is None and check:
                     conn.execute("ROLLBACK")
                     return False
             if bump:
@@ -269,6 +276,12 @@ class SqliteStore(SqlStore):
             cur = conn.execute(INSERT_CONVERSION, conversion_args(conv))
             if cur.rowcount == 1:
                 conversion_id = cur.lastrowid
+                if conv.delivery:
+                    t = conv.created_at
+                    conn.execute(
+                        INSERT_DELIVERY,
+                        (conversion_id, conv.affiliate_id, conv.offer_id, conv.delivery, t, t, t),
+                    )
             else:
                 outcome = Outcome.DUPLICATE
                 conversion_id = conn.execute(

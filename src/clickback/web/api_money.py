@@ -69,13 +69,22 @@ def endpoints(app: ClickbackApp) -> list[Endpoint]:
         if not isinstance(status, str):
             raise InputError("`status` is required", code="invalid_status", field="status")
         await lifecycle.change_status(
-            app.store, int_param(request), status, body.get("reason"), caller.actor
+            app.store,
+            int_param(request),
+            status,
+            body.get("reason"),
+            caller.actor,
+            app.catalog.delivery_state,
         )
         return await read_conversion(request, caller)
 
     async def bulk_status(request: Request, caller: Caller) -> Response:
         lines = await lifecycle.apply_csv(
-            app.store, int_param(request), await read_text(request), caller.actor
+            app.store,
+            int_param(request),
+            await read_text(request),
+            caller.actor,
+            app.catalog.delivery_state,
         )
         counts = {k: sum(line.result == k for line in lines) for k in ("changed", "unchanged")}
         return json_response(

@@ -9,10 +9,17 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import httpx
+
+from clickback import enrich, outbound_http
 from clickback.config import Settings
+from clickback.domain import fraud
 from clickback.domain.catalog import Catalog
 from clickback.domain.integration import LandingProbe
+from clickback.domain.outbound import Attempt, OutboundRequest, RetryPolicy
 from clickback.domain.ports import Store
+from clickback.domain.screener import Screener
+from clickback.domain.sender import Sender
 from clickback.domain.tracker import Tracker, open_tracker
 from clickback.probe import probe_landing
 from clickback.storage import open_store
@@ -32,6 +39,8 @@ class ClickbackApp:
         self.tracker: Tracker = None  # type: ignore[assignment]
         self.catalog: Catalog = None  # type: ignore[assignment]
         self.probe: LandingProbe | None = probe_landing
+        self.sender: Sender | None = None
+        self.screener: Screener | None = None
         from clickback.web.api import build_api
 
         self.api = build_api(self)
@@ -49,10 +58,44 @@ class ClickbackApp:
         )
         self.catalog = self.tracker.catalog
         self.catalog.start()
+        self._start_jobs()
         self.ready = True
+
+    def _start_jobs(self) -> None:
+        """The outbound postback sender and the fraud screening, in this process."""
+        s = self.settings
+        self._http = httpx.AsyncClient(follow_redirects=False)
+        http = self._http
+
+        async def send(request: OutboundRequest) -> Attempt:
+            return await outbound_http.send(
+                http, request, s.outbound_timeout, s.outbound_allow_private
+            )
+
+        policy = RetryPolicy(
+            s.outbound_retry_seconds, s.outbound_give_up_hours * 3600, s.outbound_disable_after
+        )
+        self.sender = Sender(
+            self.store, send, policy, s.outbound_lease_seconds, s.jobs_poll_seconds
+        )
+        limits = fraud.Thresholds(s.fraud_min_seconds, s.fraud_flood_clicks, s.fraud_ip_conversions)
+        countries = enrich.Countries(s.geoip_mmdb)
+        self.screener = Screener(
+            self.store,
+            fraud.ClickScreen(enrich.is_bot, fraud.Networks.from_file(s.datacenter_ranges), limits),
+            fraud.ConversionScreen(countries.country_of, limits),
+            self.catalog.delivery_state,
+            s.jobs_poll_seconds,
+        )
+        self.sender.start()
+        self.screener.start()
 
     async def shutdown(self) -> None:
         self.ready = False
+        if self.sender is not None and self.screener is not None:
+            await self.sender.stop()
+            await self.screener.stop()
+            await self._http.aclose()
         if self.catalog is not None:
             await self.catalog.stop()
         if self._owns_store and self.store is not None:

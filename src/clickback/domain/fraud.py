@@ -1,0 +1,135 @@
+"""Fraud flags: computed off the hot path, stored on clicks and conversions, never a
+silent drop.
+
+Click flags (a pass over new clicks, in RefID order): `bot` (crawler, spider or link
+preview User-Agent), `datacenter_ip` (the IP is in the data-centre ranges file), and
+`click_flood` (more than N clicks from one IP on one link within a minute). Conversion
+flags (a pass over unscreened conversions): the flags of its click, `fast_conversion`
+(converted sooner than the threshold after the click), `geo_mismatch` (the conversion's
+IP is in another country than the click's), and `ip_conversions` (more than N
+conversions from one IP within a day). Per offer, each flag's rule is `flag` (the
+default), `hold` (the conversion stays pending for review) or `reject`.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections import defaultdict, deque
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from clickback.errors import InputError
+
+CLICK_FLAGS = ("bot", "datacenter_ip", "click_flood")
+CONVERSION_FLAGS = ("fast_conversion", "geo_mismatch", "ip_conversions")
+FLAGS = CLICK_FLAGS + CONVERSION_FLAGS
+RULES = ("flag", "hold", "reject")
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    min_seconds: float = 10.0  # click to conversion faster than this: fast_conversion
+    flood_clicks: int = 20  # clicks per IP per link per minute above this: click_flood
+    ip_conversions: int = 5  # conversions per IP per day above this: ip_conversions
+
+
+def parse_rules(raw: Any) -> dict[str, str]:
+    """An offer's `fraud_rules` ({flag: flag|hold|reject}); refuses unknown names."""
+    rules = orjson.loads(raw) if isinstance(raw, str | bytes) else raw
+    if not isinstance(rules, dict) or not all(k in FLAGS and v in RULES for k, v in rules.items()):
+        raise InputError(
+            f"`fraud_rules` maps flags ({', '.join(FLAGS)}) to flag, hold or reject",
+            code="invalid_fraud_rules",
+            field="fraud_rules",
+        )
+    return dict(rules)
+
+
+class Networks:
+    """Data-centre ranges, from a file of CIDRs (one per line, # comments)."""
+
+    def __init__(self, cidrs: Iterable[str] = ()):
+        self._nets = [ipaddress.ip_network(c.strip(), strict=False) for c in cidrs if c.strip()]
+
+    @classmethod
+    def from_file(cls, path: str) -> Networks:
+        if not path:
+            return cls()
+        with open(path) as f:
+            return cls(line.split("#", 1)[0] for line in f)
+
+    def __contains__(self, ip: str) -> bool:
+        try:
+            addr = ipaddress.ip_address(ip)
+        except ValueError:
+            return False
+        return any(addr in net for net in self._nets)
+
+
+class ClickScreen:
+    """Flags a stream of clicks in time order; keeps a minute of per-(IP, link) counts."""
+
+    def __init__(self, is_bot: Callable[[str], bool], datacenters: Networks, limits: Thresholds):
+        self.is_bot = is_bot
+        self.datacenters = datacenters
+        self.limits = limits
+        self._recent: dict[tuple[str, int], deque[int]] = defaultdict(deque)
+
+    def flags(self, ip: str, link_id: int, user_agent: str, at_us: int) -> list[str]:
+        out = []
+        if self.is_bot(user_agent):
+            out.append("bot")
+        if ip and ip in self.datacenters:
+            out.append("datacenter_ip")
+        window = self._recent[(ip, link_id)]
+        window.append(at_us)
+        while window and window[0] < at_us - 60_000_000:
+            window.popleft()
+        if len(window) > self.limits.flood_clicks:
+            out.append("click_flood")
+        return out
+
+    def forget_before(self, at_us: int) -> None:
+        """Drops windows that ended, so memory stays bounded."""
+        for key in [k for k, w in self._recent.items() if not w or w[-1] < at_us - 60_000_000]:
+            del self._recent[key]
+
+
+class ConversionScreen:
+    """Flags conversions in id order; keeps a day of per-IP conversion times."""
+
+    def __init__(self, country_of: Callable[[str], str], limits: Thresholds):
+        self.country_of = country_of
+        self.limits = limits
+        self._by_ip: dict[str, deque[int]] = defaultdict(deque)
+
+    def flags(self, conversion: Mapping[str, Any], click: Mapping[str, Any] | None) -> list[str]:
+        out = [f for f in (click or {}).get("flags", "").split(",") if f]
+        seconds = (conversion["created_at"] - conversion["clicked_at"]) / 1_000_000
+        if seconds < self.limits.min_seconds:
+            out.append("fast_conversion")
+        ip = conversion["ip"]
+        if click and ip and click["ip"]:
+            a, b = self.country_of(ip), self.country_of(click["ip"])
+            if a and b and a != b:
+                out.append("geo_mismatch")
+        if ip:
+            times = self._by_ip[ip]
+            times.append(conversion["created_at"])
+            while times and times[0] < conversion["created_at"] - 86_400_000_000:
+                times.popleft()
+            if len(times) > self.limits.ip_conversions:
+                out.append("ip_conversions")
+        return out
+
+
+def decide(flags: Iterable[str], rules: Mapping[str, str]) -> str:
+    """What the offer's rules make of the flags: reject, hold, or flag (keep the status)."""
+    actions = {rules.get(f, "flag") for f in flags}
+    for action in ("reject", "hold"):
+        if action in actions:
+            return action
+    return "flag"

@@ -1,0 +1,105 @@
+"""Sending one outbound postback over HTTP, refusing inward addresses (SSRF).
+
+Unless private networks are allowed (`CLICKBACK_OUTBOUND_ALLOW_PRIVATE=1`), the host is
+resolved at send time, every address it resolves to must be public, and the request is
+made to that checked address (with the host name in `Host` and TLS SNI), so a name that
+starts resolving inward is refused too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import socket
+import time
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+
+from clickback.domain.outbound import Attempt, OutboundRequest
+from clickback.errors import InputError
+
+EXCERPT = 500
+
+
+def is_public(address: str) -> bool:
+    ip = ipaddress.ip_address(address)
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
+        ip = ip.ipv4_mapped
+    return not (
+        ip.is_private
+        or ip.is_loopback
+        or ip.is_link_local
+        or ip.is_multicast
+        or ip.is_reserved
+        or ip.is_unspecified
+    )
+
+
+async def resolve(host: str, port: int) -> list[str]:
+    infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return list(dict.fromkeys(str(info[4][0]) for info in infos))
+
+
+async def check_destination(url: str, allow_private: bool) -> None:
+    """Refuses (InputError) a URL that is not http(s) or points at an inward address; a host
+    that does not resolve now is let through (checked again when sending)."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise InputError(
+            "a postback URL must be an absolute http(s) URL",
+            code="invalid_url",
+            field="postback_url",
+        )
+    if allow_private:
+        return
+    try:
+        addresses = await resolve(parts.hostname, parts.port or 443)
+    except OSError:
+        return
+    if not all(is_public(a) for a in addresses):
+        raise InputError(
+            f"{parts.hostname} points at a private, loopback, link-local or multicast address",
+            code="private_address",
+            field="postback_url",
+        )
+
+
+async def send(
+    client: httpx.AsyncClient, request: OutboundRequest, timeout: float, allow_private: bool
+) -> Attempt:
+    started = time.monotonic()
+    parts = urlsplit(request.url)
+    url, headers, extensions = request.url, dict(request.headers), {}
+    try:
+        if not allow_private:
+            host = parts.hostname or ""
+            addresses = await resolve(host, parts.port or (443 if parts.scheme == "https" else 80))
+            bad = [a for a in addresses if not is_public(a)]
+            if bad or not addresses:
+                return Attempt(None, "", 0, f"refused: {host} resolves to {', '.join(bad)}")
+            ip = addresses[0]
+            netloc = f"[{ip}]" if ":" in ip else ip
+            if parts.port:
+                netloc += f":{parts.port}"
+            url = urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+            headers["Host"] = parts.netloc.rsplit("@", 1)[-1]
+            extensions["sni_hostname"] = host
+        response = await client.request(
+            request.method,
+            url,
+            content=request.body,
+            headers=headers,
+            timeout=timeout,
+            extensions=extensions,
+        )
+        excerpt = response.text[:EXCERPT]
+        return Attempt(response.status_code, excerpt, _ms(started), "")
+    except httpx.TimeoutException:
+        return Attempt(None, "", _ms(started), f"timeout after {timeout:g} s")
+    except (httpx.HTTPError, OSError) as exc:
+        return Attempt(None, "", _ms(started), f"{type(exc).__name__}: {exc}"[:EXCERPT])
+
+
+def _ms(started: float) -> int:
+    return int((time.monotonic() - started) * 1000)

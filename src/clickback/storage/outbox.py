@@ -1,0 +1,186 @@
+"""SQL for the outbound postback outbox: claiming due deliveries with a lease, recording
+attempts, holding and releasing an affiliate's deliveries. Mixed into `SqlStore`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from clickback.domain.outbound import DELIVERED, HELD, QUEUED, Attempt
+
+# Settings: an offer+affiliate override wins over the affiliate's own postback.
+_CONFIG = """
+    coalesce(op.postback_url, a.postback_url) AS postback_url,
+    coalesce(op.postback_method, a.postback_method) AS postback_method,
+    coalesce(op.postback_events, a.postback_events) AS postback_events,
+    a.postback_secret, a.postback_disabled_at
+"""
+
+
+class OutboxSql:
+    engine = ""
+
+    async def _fetch(self, sql: str, *args: Any) -> list[dict[str, Any]]:
+        raise NotImplementedError
+
+    async def _write_all(
+        self, steps: list[tuple[str, tuple[Any, ...]]], *, bump: bool = False, check: bool = True
+    ) -> bool:
+        raise NotImplementedError
+
+    async def claim_deliveries(
+        self, now: int, lease_until: int, limit: int
+    ) -> list[dict[str, Any]]:
+        """Leases up to `limit` due deliveries of screened conversions to this sender; a
+        sender that dies loses its lease and another takes the delivery over."""
+        lock = " FOR UPDATE OF d SKIP LOCKED" if self.engine == "postgres" else ""
+        rows = await self._fetch(
+            "UPDATE deliveries SET lease_until = ? WHERE id IN ("
+            " SELECT d.id FROM deliveries AS d JOIN conversions AS c ON c.id = d.conversion_id"
+            " WHERE d.state = 'queued' AND d.next_at <= ? AND c.screened = 1"
+            " AND (d.lease_until IS NULL OR d.lease_until < ?)"
+            f" ORDER BY d.next_at LIMIT ?{lock}) RETURNING id",
+            lease_until,
+            now,
+            now,
+            limit,
+        )
+        if not rows:
+            return []
+        ids = [r["id"] for r in rows]
+        marks = ", ".join("?" * len(ids))
+        return await self._fetch(
+            "SELECT d.id AS delivery_id, d.event, d.attempts, d.created_at AS queued_at, "
+            f"d.affiliate_id AS delivery_affiliate, c.*, {_CONFIG} "
+            "FROM deliveries AS d JOIN conversions AS c ON c.id = d.conversion_id "
+            "JOIN affiliates AS a ON a.id = d.affiliate_id "
+            "LEFT JOIN offer_postbacks AS op ON op.offer_id = d.offer_id "
+            f"AND op.affiliate_id = d.affiliate_id WHERE d.id IN ({marks}) ORDER BY d.next_at",
+            *ids,
+        )
+
+    async def finish_attempt(
+        self,
+        delivery_id: int,
+        affiliate_id: int,
+        attempt: Attempt,
+        method: str,
+        url: str,
+        state: str,
+        next_at: int,
+        now: int,
+        disable_after: int,
+    ) -> None:
+        """Records an attempt and its consequence in one transaction: the delivery's new
+        state, the affiliate's failure run, and holding its deliveries after too many."""
+        steps: list[tuple[str, tuple[Any, ...]]] = [
+            (
+                "INSERT INTO delivery_attempts (delivery_id, at, method, url, status_code, "
+                "excerpt, latency_ms, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    delivery_id,
+                    now,
+                    method,
+                    url,
+                    attempt.status_code,
+                    attempt.excerpt,
+                    attempt.latency_ms,
+                    attempt.error,
+                ),
+            ),
+            (
+                "UPDATE deliveries SET state = ?, attempts = attempts + 1, next_at = ?, "
+                "lease_until = NULL, last_status = ?, last_error = ?, updated_at = ? WHERE id = ?",
+                (state, next_at, attempt.status_code, attempt.error, now, delivery_id),
+            ),
+        ]
+        if state == DELIVERED:
+            steps.append(
+                ("UPDATE affiliates SET postback_failures = 0 WHERE id = ?", (affiliate_id,))
+            )
+        else:
+            steps += [
+                (
+                    "UPDATE affiliates SET postback_failures = postback_failures + 1 WHERE id = ?",
+                    (affiliate_id,),
+                ),
+                (
+                    "UPDATE affiliates SET postback_disabled_at = ? WHERE id = ? AND "
+                    "postback_disabled_at IS NULL AND postback_failures >= ?",
+                    (now, affiliate_id, disable_after),
+                ),
+                (
+                    "UPDATE deliveries SET state = 'held', updated_at = ? "
+                    "WHERE affiliate_id = ? AND state = 'queued' AND EXISTS "
+                    "(SELECT 1 FROM affiliates WHERE id = ? AND "
+                    "postback_disabled_at IS NOT NULL)",
+                    (now, affiliate_id, affiliate_id),
+                ),
+                # caches learn of a postback disabled just now, so new deliveries are held
+                (
+                    "UPDATE meta SET value = CAST(CAST(value AS INTEGER) + 1 AS TEXT) "
+                    "WHERE key = 'config_version' AND EXISTS (SELECT 1 FROM affiliates "
+                    "WHERE id = ? AND postback_disabled_at = ?)",
+                    (affiliate_id, now),
+                ),
+            ]
+        await self._write_all(steps, check=False)
+
+    async def enable_postbacks(self, affiliate_id: int, now: int) -> int:
+        """Re-enables an affiliate's postback and re-queues what was held; how many."""
+        held = await self._fetch(
+            "SELECT count(*) AS n FROM deliveries WHERE affiliate_id = ? AND state = ?",
+            affiliate_id,
+            HELD,
+        )
+        await self._write_all(
+            [
+                (
+                    "UPDATE affiliates SET postback_disabled_at = NULL, postback_failures = 0 "
+                    "WHERE id = ?",
+                    (affiliate_id,),
+                ),
+                (
+                    "UPDATE deliveries SET state = ?, next_at = ?, updated_at = ? "
+                    "WHERE affiliate_id = ? AND state = ?",
+                    (QUEUED, now, now, affiliate_id, HELD),
+                ),
+            ],
+            bump=True,
+            check=False,
+        )
+        return int(held[0]["n"])
+
+    async def resend_delivery(self, delivery_id: int, now: int) -> bool:
+        rows = await self._fetch(
+            "UPDATE deliveries SET state = ?, next_at = ?, lease_until = NULL, updated_at = ? "
+            "WHERE id = ? RETURNING id",
+            QUEUED,
+            now,
+            now,
+            delivery_id,
+        )
+        return bool(rows)
+
+    async def delivery_attempts(self, delivery_id: int) -> list[dict[str, Any]]:
+        return await self._fetch(
+            "SELECT * FROM delivery_attempts WHERE delivery_id = ? ORDER BY id", delivery_id
+        )
+
+    async def set_offer_postback(
+        self, offer_id: int, affiliate_id: int, url: str, method: str, events: str, now: int
+    ) -> None:
+        await self._write_all(
+            [
+                (
+                    "INSERT INTO offer_postbacks (offer_id, affiliate_id, postback_url, "
+                    "postback_method, postback_events, created_at, updated_at) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?) "
+                    "ON CONFLICT (offer_id, affiliate_id) DO UPDATE SET postback_url = excluded."
+                    "postback_url, postback_method = excluded.postback_method, postback_events = "
+                    "excluded.postback_events, updated_at = excluded.updated_at",
+                    (offer_id, affiliate_id, url, method, events, now, now),
+                )
+            ],
+            bump=True,
+            check=False,
+        )

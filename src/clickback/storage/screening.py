@@ -1,0 +1,116 @@
+"""SQL for the background jobs: a lease so one process runs a job at a time, and the
+fraud screening of clicks and conversions. Mixed into `SqlStore`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class ScreeningSql:
+    engine = ""
+
+    async def _fetch(self, sql: str, *args: Any) -> list[dict[str, Any]]:
+        raise NotImplementedError
+
+    async def _write_all(
+        self, steps: list[tuple[str, tuple[Any, ...]]], *, bump: bool = False, check: bool = True
+    ) -> bool:
+        raise NotImplementedError
+
+    async def acquire_job(self, name: str, owner: str, now: int, lease_until: int) -> str | None:
+        """The job's watermark when this owner holds (or just took) its lease; None when
+        another owner's lease is still running."""
+        rows = await self._fetch(
+            "INSERT INTO jobs (name, watermark, lease_until, owner) VALUES (?, '', ?, ?) "
+            "ON CONFLICT (name) DO UPDATE SET lease_until = excluded.lease_until, "
+            "owner = excluded.owner WHERE jobs.lease_until < ? OR jobs.owner = excluded.owner "
+            "RETURNING watermark",
+            name,
+            lease_until,
+            owner,
+            now,
+        )
+        return str(rows[0]["watermark"]) if rows else None
+
+    async def set_watermark(self, name: str, owner: str, watermark: str) -> None:
+        await self._write_all(
+            [
+                (
+                    "UPDATE jobs SET watermark = ? WHERE name = ? AND owner = ?",
+                    (watermark, name, owner),
+                )
+            ],
+            check=False,
+        )
+
+    async def clicks_after(self, refid: str, limit: int) -> list[dict[str, Any]]:
+        return await self._fetch(
+            "SELECT refid, link_id, ip, user_agent, created_at FROM clicks WHERE refid > ? "
+            "ORDER BY refid LIMIT ?",
+            refid,
+            limit,
+        )
+
+    async def flag_clicks(self, flagged: list[tuple[str, str]]) -> None:
+        """Sets (flags, refid) pairs."""
+        if flagged:
+            await self._write_all(
+                [("UPDATE clicks SET flags = ? WHERE refid = ?", pair) for pair in flagged],
+                check=False,
+            )
+
+    async def unscreened_conversions(self, limit: int) -> list[dict[str, Any]]:
+        return await self._fetch(
+            "SELECT c.*, k.flags AS click_flags, k.ip AS click_ip, o.fraud_rules, "
+            "(k.refid IS NOT NULL) AS has_click FROM conversions AS c "
+            "JOIN offers AS o ON o.id = c.offer_id LEFT JOIN clicks AS k ON k.refid = c.refid "
+            "WHERE c.screened = 0 ORDER BY c.id LIMIT ?",
+            limit,
+        )
+
+    async def screen_conversion(
+        self,
+        conversion_id: int,
+        flags: str,
+        from_status: str,
+        to_status: str,
+        reason: str,
+        delivery: str,
+        now: int,
+    ) -> None:
+        """Stores a conversion's screening: its flags, and the status the offer's rules give
+        it (with an audit event, and its outbound postbacks brought in line)."""
+        steps: list[tuple[str, tuple[Any, ...]]] = [
+            (
+                "UPDATE conversions SET flags = ?, status = ?, screened = 1, updated_at = ? "
+                "WHERE id = ?",
+                (flags, to_status, now, conversion_id),
+            ),
+        ]
+        if to_status != from_status:
+            steps.append(
+                (
+                    "INSERT INTO conversion_events (conversion_id, from_status, to_status, reason, "
+                    "actor, created_at) VALUES (?, ?, ?, ?, 'fraud_screening', ?)",
+                    (conversion_id, from_status, to_status, reason, now),
+                )
+            )
+        if to_status == "rejected":
+            # a conversion rejected on screening is not posted back as a conversion
+            steps.append(
+                (
+                    "UPDATE deliveries SET state = 'cancelled', updated_at = ? WHERE "
+                    "conversion_id = ? AND event = 'conversion' AND state IN ('queued', 'held')",
+                    (now, conversion_id),
+                )
+            )
+        if delivery:
+            steps.append(
+                (
+                    "INSERT INTO deliveries (conversion_id, affiliate_id, offer_id, event, state, "
+                    "next_at, created_at, updated_at) SELECT id, affiliate_id, offer_id, ?, ?, ?, "
+                    "?, ? FROM conversions WHERE id = ?",
+                    (to_status, delivery, now, now, now, conversion_id),
+                )
+            )
+        await self._write_all(steps, check=False)
