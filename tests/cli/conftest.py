@@ -40,6 +40,7 @@ class Server:
         self.log = tmp / f"serve-{self.port}.log"
         self.env = {**os.environ, **(env or {})}
         self.proc: subprocess.Popen[bytes] | None = None
+        self.client: httpx.Client | None = None  # closed by stop()
 
     def start(self, *extra: str) -> None:
         with self.log.open("ab") as log:
@@ -68,6 +69,9 @@ class Server:
         self.proc.wait(10)
 
     def stop(self) -> None:
+        if self.client is not None:
+            self.client.close()
+            self.client = None
         if self.proc is not None and self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGTERM)
             try:

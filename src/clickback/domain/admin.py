@@ -7,14 +7,16 @@ Takes loosely typed values (JSON bodies, CLI flags), returns the stored object's
 from __future__ import annotations
 
 import secrets
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from decimal import Decimal
 from typing import Any
 from urllib.parse import quote, urlsplit
 
 from clickback.domain import money
 from clickback.domain.models import OfferStatus, PayoutType
+from clickback.domain.outbound import EVENTS
 from clickback.domain.ports import Store
+from clickback.domain.timefmt import now_us
 from clickback.errors import InputError, NotFoundError
 
 _URL_SAFE = ":/?#[]@!$&'()*+,;=%{}~-._"
@@ -236,9 +238,89 @@ async def update_advertiser(store: Store, advertiser_id: int, values: Mapping[st
     await _update(store, "advertisers", advertiser_id, cols)
 
 
-async def update_affiliate(store: Store, affiliate_id: int, values: Mapping[str, Any]) -> None:
+UrlCheck = Callable[[str], Awaitable[None]]
+
+
+async def _no_check(url: str) -> None:
+    return None
+
+
+def postback_values(values: Mapping[str, Any]) -> dict[str, Any]:
+    """Validated outbound postback fields (those given)."""
+    cols: dict[str, Any] = {}
+    if values.get("postback_url") is not None:
+        url = values["postback_url"]
+        if not isinstance(url, str) or len(url) > 2000:
+            raise InputError(
+                "`postback_url` must be a URL of at most 2000 characters",
+                code="invalid_url",
+                field="postback_url",
+            )
+        cols["postback_url"] = url.strip()
+    if values.get("postback_method") is not None:
+        method = str(values["postback_method"]).upper()
+        if method not in ("GET", "POST"):
+            raise InputError(
+                "`postback_method` is GET or POST", code="invalid_method", field="postback_method"
+            )
+        cols["postback_method"] = method
+    if values.get("postback_events") is not None:
+        events = values["postback_events"]
+        if not isinstance(events, list) or not all(e in EVENTS for e in events):
+            raise InputError(
+                f"`postback_events` is a list out of {', '.join(EVENTS)}",
+                code="invalid_events",
+                field="postback_events",
+            )
+        cols["postback_events"] = ",".join(dict.fromkeys(events))
+    return cols
+
+
+async def update_affiliate(
+    store: Store, affiliate_id: int, values: Mapping[str, Any], check_url: UrlCheck = _no_check
+) -> None:
     cols = {"name": _name(values)} if values.get("name") is not None else {}
+    cols |= postback_values(values)
+    if cols.get("postback_url"):
+        await check_url(cols["postback_url"])
+    if values.get("postback_secret") is not None:
+        secret = values["postback_secret"]
+        if not isinstance(secret, str) or len(secret) > 200:
+            raise InputError(
+                "`postback_secret` must be at most 200 characters",
+                code="invalid_secret",
+                field="postback_secret",
+            )
+        cols["postback_secret"] = secret
     await _update(store, "affiliates", affiliate_id, cols)
+    if values.get("postback_enabled") is not None and _bool(values, "postback_enabled"):
+        await store.enable_postbacks(affiliate_id, now_us())
+
+
+async def set_offer_postback(
+    store: Store,
+    offer_id: int,
+    affiliate_id: int,
+    values: Mapping[str, Any],
+    check_url: UrlCheck = _no_check,
+) -> None:
+    """An offer+affiliate override of the affiliate's outbound postback."""
+    if await store.get_row("offers", offer_id) is None:
+        raise NotFoundError(f"offer {offer_id} does not exist")
+    if await store.get_row("affiliates", affiliate_id) is None:
+        raise NotFoundError(f"affiliate {affiliate_id} does not exist")
+    cols = postback_values(values)
+    if not cols.get("postback_url"):
+        raise InputError("`postback_url` is required", code="invalid_url", field="postback_url")
+    await check_url(cols["postback_url"])
+    await store.set_offer_postback(
+        offer_id,
+        affiliate_id,
+        cols["postback_url"],
+        cols.get("postback_method", "GET"),
+        cols.get("postback_events", "conversion"),
+        now_us(),
+    )
 
 
 async def update_link(store: Store, link_id: int, values: Mapping[str, Any]) -> None:

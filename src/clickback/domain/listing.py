@@ -75,6 +75,18 @@ LISTS: dict[str, ListSpec] = {
             "replay_of": int,
         },
     ),
+    "deliveries": ListSpec(
+        "id",
+        "created_at",
+        {
+            "id": int,
+            "affiliate_id": int,
+            "conversion_id": int,
+            "offer_id": int,
+            "state": str,
+            "event": str,
+        },
+    ),
     "integration_tests": ListSpec("id", "created_at", {"id": int, "offer_id": int}),
     "commission_rules": ListSpec(
         "id", "created_at", {"id": int, "offer_id": int, "affiliate_id": int, "commissionid": str}

@@ -46,7 +46,9 @@ OFFER_COLUMNS = (
 UPDATABLE: dict[str, frozenset[str]] = {
     "advertisers": frozenset({"name", "postback_token", "require_token"}),
     "offers": frozenset(OFFER_COLUMNS) - {"advertiser_id"},
-    "affiliates": frozenset({"name"}),
+    "affiliates": frozenset(
+        {"name", "postback_url", "postback_method", "postback_secret", "postback_events"}
+    ),
     "links": frozenset({"active"}),
     "commission_rules": frozenset(),
 }

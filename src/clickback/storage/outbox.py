@@ -33,10 +33,13 @@ class OutboxSql:
         """Leases up to `limit` due deliveries of screened conversions to this sender; a
         sender that dies loses its lease and another takes the delivery over."""
         lock = " FOR UPDATE OF d SKIP LOCKED" if self.engine == "postgres" else ""
+        # (a delivery of a disabled affiliate stays put: it is held, or about to be)
         rows = await self._fetch(
             "UPDATE deliveries SET lease_until = ? WHERE id IN ("
             " SELECT d.id FROM deliveries AS d JOIN conversions AS c ON c.id = d.conversion_id"
+            " JOIN affiliates AS a ON a.id = d.affiliate_id"
             " WHERE d.state = 'queued' AND d.next_at <= ? AND c.screened = 1"
+            " AND a.postback_disabled_at IS NULL"
             " AND (d.lease_until IS NULL OR d.lease_until < ?)"
             f" ORDER BY d.next_at LIMIT ?{lock}) RETURNING id",
             lease_until,

@@ -76,8 +76,10 @@ SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::tex
 INSERT_DELIVERIES = """
 INSERT INTO deliveries (conversion_id, affiliate_id, offer_id, event, state, next_at, created_at,
     updated_at)
-SELECT x.c, x.a, x.o, 'conversion', x.s, x.t, x.t, x.t
-FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::text[], $5::bigint[]) AS x(c, a, o, s, t)
+SELECT x.c, x.a, x.o, 'conversion', CASE WHEN f.postback_disabled_at IS NULL THEN 'queued'
+    ELSE 'held' END, x.t, x.t, x.t
+FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[]) AS x(c, a, o, t)
+JOIN affiliates AS f ON f.id = x.a
 """
 NEXT_IDS = "SELECT nextval(pg_get_serial_sequence($1, 'id')) FROM generate_series(1, $2)"
 
@@ -320,7 +322,7 @@ class PostgresStore(SqlStore):
                 if i in inserted:
                     ids[key] = (i, True)
                     if c.delivery:
-                        outbox.append((i, c.affiliate_id, c.offer_id, c.delivery, c.created_at))
+                        outbox.append((i, c.affiliate_id, c.offer_id, c.created_at))
                 else:
                     missing.append(key)
             if outbox:

@@ -52,7 +52,8 @@ ON CONFLICT (advertiser_id, ordernumber) DO NOTHING
 INSERT_DELIVERY = """
 INSERT INTO deliveries (conversion_id, affiliate_id, offer_id, event, state, next_at, created_at,
     updated_at)
-VALUES (?, ?, ?, 'conversion', ?, ?, ?, ?)
+SELECT ?, a.id, ?, 'conversion', CASE WHEN a.postback_disabled_at IS NULL THEN 'queued'
+    ELSE 'held' END, ?, ?, ? FROM affiliates AS a WHERE a.id = ?
 """
 INSERT_LEDGER = """
 INSERT INTO postbacks (received_at, method, ip, params, refid, ordernumber, advertiser_id,
@@ -280,7 +281,7 @@ class SqliteStore(SqlStore):
                     t = conv.created_at
                     conn.execute(
                         INSERT_DELIVERY,
-                        (conversion_id, conv.affiliate_id, conv.offer_id, conv.delivery, t, t, t),
+                        (conversion_id, conv.offer_id, t, t, t, conv.affiliate_id),
                     )
             else:
                 outcome = Outcome.DUPLICATE

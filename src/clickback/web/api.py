@@ -17,6 +17,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
+from clickback import outbound_http
 from clickback.domain import admin
 from clickback.domain.ports import Store
 from clickback.errors import NotFoundError
@@ -44,7 +45,12 @@ ENTITIES: dict[str, tuple[str, Creator, Updater]] = {
     "affiliates": ("Affiliate", admin.create_affiliate, admin.update_affiliate),
     "links": ("Link", admin.create_link, admin.update_link),
 }
-RAW_LISTS = {"clicks": "Click", "conversions": "Conversion", "postbacks": "Postback"}
+RAW_LISTS = {
+    "clicks": "Click",
+    "conversions": "Conversion",
+    "postbacks": "Postback",
+    "deliveries": "Delivery",
+}
 
 
 async def show(app: ClickbackApp, request: Request, table: str, row_id: Any) -> dict[str, Any]:
@@ -109,8 +115,16 @@ def entity_endpoints(app: ClickbackApp) -> list[Endpoint]:
     async def read_click(request: Request, caller: Caller) -> Response:
         return json_response(await show(app, request, "clicks", request.path_params["id"]))
 
+    async def check_url(url: str) -> None:
+        await outbound_http.check_destination(url, app.settings.outbound_allow_private)
+
+    async def update_affiliate(store: Store, row_id: int, values: Mapping[str, Any]) -> None:
+        await admin.update_affiliate(store, row_id, values, check_url)
+
+    updaters = {**{t: e[2] for t, e in ENTITIES.items()}, "affiliates": update_affiliate}
     eps: list[Endpoint] = []
-    for table, (schema, create, update) in ENTITIES.items():
+    for table, (schema, create, _) in ENTITIES.items():
+        update = updaters[table]
         path, one = f"/api/v1/{table}", f"/api/v1/{table}/{{id}}"
         noun = schema.lower()
         eps += [
@@ -169,7 +183,7 @@ def entity_endpoints(app: ClickbackApp) -> list[Endpoint]:
                 tags=(table,),
             )
         )
-        if table != "conversions":  # the conversion read is richer: see api_money
+        if table not in ("conversions", "deliveries"):  # richer reads: api_money, api_outbound
             handler = read_click if table == "clicks" else reader(table)
             eps.append(
                 Endpoint(
@@ -185,9 +199,14 @@ def entity_endpoints(app: ClickbackApp) -> list[Endpoint]:
 
 
 def build_api(app: ClickbackApp) -> Starlette:
-    from clickback.web import api_ledger, api_money, openapi
+    from clickback.web import api_ledger, api_money, api_outbound, openapi
 
-    endpoints = entity_endpoints(app) + api_ledger.endpoints(app) + api_money.endpoints(app)
+    endpoints = (
+        entity_endpoints(app)
+        + api_ledger.endpoints(app)
+        + api_money.endpoints(app)
+        + api_outbound.endpoints(app)
+    )
 
     async def healthz(request: Request) -> Response:
         return PlainTextResponse("ok")

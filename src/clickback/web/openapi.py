@@ -8,6 +8,7 @@ generated requests at it and checks every answer against it).
 from __future__ import annotations
 
 import html
+import re
 from typing import Any
 
 from starlette.requests import Request
@@ -80,9 +81,23 @@ SCHEMAS: dict[str, Any] = {
         "approval:s",
         required=False,
     ),
-    "Affiliate": obj("id:i name:s created_at:s updated_at:s archived_at:s?"),
+    "Affiliate": obj(
+        "id:i name:s postback_url:s postback_method:s postback_secret:s "
+        "postback_events:a postback_enabled:b postback_disabled_at:s? "
+        "postback_failures:i created_at:s updated_at:s archived_at:s?"
+    ),
     "AffiliateCreate": obj("name:s"),
-    "AffiliateUpdate": obj("name:s", required=False),
+    "AffiliateUpdate": obj(
+        "name:s postback_url:s postback_method:s postback_secret:s "
+        "postback_events:a postback_enabled:b",
+        required=False,
+    ),
+    "OfferPostback": obj("postback_url:s postback_method:s postback_events:a", required=False),
+    "Delivery": obj(
+        "id:i conversion_id:i affiliate_id:i offer_id:i event:s state:s "
+        "attempt_count:i next_attempt_at:s? last_status:i? last_error:s "
+        "created_at:s updated_at:s"
+    ),
     "Link": obj(
         "id:i code:s offer_id:i affiliate_id:i active:b is_test:b tracking_url:s "
         "created_at:s archived_at:s?"
@@ -134,6 +149,20 @@ SCHEMAS: dict[str, Any] = {
     "TokenCreate": obj("name:s role:s", required=False),
     "TokenCreated": obj("id:i name:s role:s token:s"),
     "Token": obj("id:i name:s role:s created_at:s revoked_at:s?"),
+}
+SCHEMAS["DeliveryDetail"] = {
+    "allOf": [
+        ref("Delivery"),
+        obj(
+            "",
+            attempts={
+                "type": "array",
+                "items": obj(
+                    "at:s method:s url:s status_code:i? response_excerpt:s latency_ms:i error:s"
+                ),
+            },
+        ),
+    ]
 }
 SCHEMAS["ConversionDetail"] = {
     "allOf": [
@@ -196,7 +225,8 @@ def _list_params(table: str) -> list[dict[str, Any]]:
 def _operation(ep: Endpoint) -> dict[str, Any]:
     op: dict[str, Any] = {
         "summary": ep.summary,
-        "operationId": f"{ep.method.lower()}{ep.path.replace('/', '_').replace('{id}', 'id')}",
+        "operationId": ep.method.lower()
+        + re.sub(r"[{}]", "", ep.path.replace("/", "_").replace("-", "_")),
         "tags": list(ep.tags),
         "security": [{"bearer": []}],
     }
@@ -204,6 +234,8 @@ def _operation(ep: Endpoint) -> dict[str, Any]:
     if "{id}" in ep.path:
         kind = {"type": "string"} if ep.path.startswith("/api/v1/clicks/") else {"type": "integer"}
         params.append(_param("id", "path", kind))
+    if "{affiliate_id}" in ep.path:
+        params.append(_param("affiliate_id", "path", {"type": "integer"}))
     if ep.listing and ep.produces != "text/csv" and not ep.path.endswith("/totals"):
         params += _list_params(ep.listing)
     elif ep.listing:

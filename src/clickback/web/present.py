@@ -64,6 +64,13 @@ def affiliate(r: dict[str, Any], base: str) -> dict[str, Any]:
     return {
         "id": r["id"],
         "name": r["name"],
+        "postback_url": r["postback_url"],
+        "postback_method": r["postback_method"],
+        "postback_secret": r["postback_secret"],
+        "postback_events": [e for e in r["postback_events"].split(",") if e],
+        "postback_enabled": r["postback_disabled_at"] is None,
+        "postback_disabled_at": iso(r["postback_disabled_at"]),
+        "postback_failures": r["postback_failures"],
         "created_at": iso(r["created_at"]),
         "updated_at": iso(r["updated_at"]),
         "archived_at": iso(r["archived_at"]),
@@ -176,6 +183,35 @@ def postback(r: dict[str, Any], base: str) -> dict[str, Any]:
     }
 
 
+def delivery(r: dict[str, Any], base: str) -> dict[str, Any]:
+    return {
+        "id": r["id"],
+        "conversion_id": r["conversion_id"],
+        "affiliate_id": r["affiliate_id"],
+        "offer_id": r["offer_id"],
+        "event": r["event"],
+        "state": r["state"],
+        "attempt_count": r["attempts"],
+        "next_attempt_at": iso(r["next_at"]) if r["state"] == "queued" else None,
+        "last_status": r["last_status"],
+        "last_error": r["last_error"],
+        "created_at": iso(r["created_at"]),
+        "updated_at": iso(r["updated_at"]),
+    }
+
+
+def attempt(r: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "at": iso(r["at"]),
+        "method": r["method"],
+        "url": r["url"],
+        "status_code": r["status_code"],
+        "response_excerpt": r["excerpt"],
+        "latency_ms": r["latency_ms"],
+        "error": r["error"],
+    }
+
+
 PRESENTERS = {
     "advertisers": advertiser,
     "offers": offer,
@@ -185,6 +221,7 @@ PRESENTERS = {
     "conversions": conversion,
     "postbacks": postback,
     "commission_rules": rule,
+    "deliveries": delivery,
 }
 
 # CSV export columns: the presenters' fields, in order (a test keeps them in step)

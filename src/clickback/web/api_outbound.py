@@ -1,0 +1,85 @@
+"""Admin endpoints for outbound postbacks: per-offer overrides and the delivery log."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from clickback import outbound_http
+from clickback.domain import admin
+from clickback.domain.timefmt import now_us
+from clickback.errors import NotFoundError
+from clickback.web.http import Caller, Endpoint, int_param, read_json
+from clickback.web.present import PRESENTERS, attempt, json_response
+
+if TYPE_CHECKING:
+    from clickback.web.app import ClickbackApp
+
+
+def endpoints(app: ClickbackApp) -> list[Endpoint]:
+    async def check_url(url: str) -> None:
+        await outbound_http.check_destination(url, app.settings.outbound_allow_private)
+
+    async def read_delivery(request: Request, caller: Caller) -> Response:
+        delivery_id = int_param(request)
+        row = await app.store.get_row("deliveries", delivery_id)
+        if row is None:
+            raise NotFoundError(f"delivery {delivery_id} does not exist")
+        body = PRESENTERS["deliveries"](row, "")
+        body["attempts"] = [attempt(a) for a in await app.store.delivery_attempts(delivery_id)]
+        return json_response(body)
+
+    async def resend(request: Request, caller: Caller) -> Response:
+        if not await app.store.resend_delivery(int_param(request), now_us()):
+            raise NotFoundError(f"delivery {request.path_params['id']} does not exist")
+        return await read_delivery(request, caller)
+
+    async def put_override(request: Request, caller: Caller) -> Response:
+        offer_id, affiliate_id = int_param(request), int_param(request, "affiliate_id")
+        body = await read_json(request)
+        await admin.set_offer_postback(app.store, offer_id, affiliate_id, body, check_url)
+        await app.catalog.reload()
+        config = app.catalog.postback_config(offer_id, affiliate_id)
+        assert config is not None
+        return json_response(
+            {
+                "offer_id": offer_id,
+                "affiliate_id": affiliate_id,
+                "postback_url": config.url,
+                "postback_method": config.method,
+                "postback_events": sorted(config.events),
+            }
+        )
+
+    tags = ("outbound postbacks",)
+    return [
+        Endpoint(
+            "PUT",
+            "/api/v1/offers/{id}/postbacks/{affiliate_id}",
+            put_override,
+            "Set an offer+affiliate outbound postback (overrides the affiliate's)",
+            write=True,
+            body="OfferPostback",
+            response="OfferPostback",
+            tags=tags,
+        ),
+        Endpoint(
+            "GET",
+            "/api/v1/deliveries/{id}",
+            read_delivery,
+            "Read a delivery with every attempt",
+            response="DeliveryDetail",
+            tags=tags,
+        ),
+        Endpoint(
+            "POST",
+            "/api/v1/deliveries/{id}/resend",
+            resend,
+            "Send a delivery again (same Idempotency-Key)",
+            write=True,
+            response="DeliveryDetail",
+            tags=tags,
+        ),
+    ]

@@ -1,0 +1,209 @@
+"""Outbound postbacks to a real receiver on loopback: failures, recovery, exactly-once per
+idempotency key, signatures, disabling and re-enabling, and kill -9 mid-delivery."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+import orjson
+import pytest
+
+from tests.cli.conftest import Server
+from tests.cli.receiver import Receiver, receiving, verify_signature
+
+TOKEN = "outbound-admin"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+FAST = {
+    "CLICKBACK_ADMIN_TOKEN": TOKEN,
+    "CLICKBACK_OUTBOUND_ALLOW_PRIVATE": "1",
+    "CLICKBACK_OUTBOUND_RETRY_SECONDS": "0.3,0.6",
+    "CLICKBACK_OUTBOUND_TIMEOUT": "0.5",
+    "CLICKBACK_JOBS_POLL_SECONDS": "0.05",
+    "CLICKBACK_FRAUD_MIN_SECONDS": "0",
+}
+TEMPLATE = (
+    "/pb?click={refid}&conv={conversion_id}&amount={orderamount}&pay={commission}"
+    "&cur={currency}&s1={sub1}&event={event}&status={status}&order={ordernumber}"
+)
+
+
+def setup(server: Server, receiver: Receiver, **postback: Any) -> tuple[httpx.Client, str]:
+    c = server.client = httpx.Client(base_url=server.base, headers=AUTH, timeout=10)
+    adv = c.post("/api/v1/advertisers", json={"name": "Shop"}).json()
+    offer = c.post(
+        "/api/v1/offers",
+        json={
+            "advertiser_id": adv["id"],
+            "name": "O",
+            "destination_url": "https://shop.example/",
+            "payout_type": "cps",
+            "payout_percent": "10",
+        },
+    ).json()
+    aff = c.post("/api/v1/affiliates", json={"name": "Aff"}).json()
+    body = {"postback_url": f"http://127.0.0.1:{receiver.port}{TEMPLATE}", **postback}
+    r = c.patch(f"/api/v1/affiliates/{aff['id']}", json=body)
+    assert r.status_code == 200, r.text
+    link = c.post("/api/v1/links", json={"offer_id": offer["id"], "affiliate_id": aff["id"]})
+    return c, link.json()["code"]
+
+
+def convert(server: Server, code: str, order: str, sub1: str = "s&1") -> str:
+    r = httpx.get(f"{server.base}/c/{code}", params={"sub1": sub1})
+    refid = parse_qs(urlsplit(r.headers["location"]).query)["refid"][0]
+    r = httpx.get(
+        f"{server.base}/postback",
+        params={"refid": refid, "orderamount": "50.00", "ordernumber": order},
+    )
+    assert r.json()["status"] == "accepted", r.text
+    return refid
+
+
+def test_failing_then_recovering_receiver_gets_each_postback_once(
+    sqlite_db: str, tmp_path: Path
+) -> None:
+    server = Server(sqlite_db, tmp_path, env=FAST)
+    # 500 four times, then two stalls past the 0.5 s timeout, then healthy
+    with receiving([500, 500, 500, 500, 1.0, 1.0, 200]) as receiver:
+        server.start()
+        try:
+            c, code = setup(
+                server, receiver, postback_secret="sek", postback_events=["conversion", "reversed"]
+            )
+            refids = {convert(server, code, f"O{i}"): f"O{i}" for i in range(6)}
+            deadline = time.monotonic() + 30
+            while (
+                len(c.get("/api/v1/deliveries", params={"state": "delivered"}).json()["items"]) < 6
+            ):
+                assert time.monotonic() < deadline, "not every postback was delivered"
+                time.sleep(0.05)
+            got = receiver.delivered()
+            assert len(got) == 6
+            for hit in got.values():
+                q = parse_qs(urlsplit(hit.url).query)
+                assert refids[q["click"][0]] == q["order"][0]
+                assert (q["amount"], q["pay"], q["cur"]) == (["50.00"], ["5.00"], ["USD"])
+                assert (q["s1"], q["event"], q["status"]) == (["s&1"], ["conversion"], ["approved"])
+                assert "s%261" in hit.url  # macros are URL-encoded
+                assert verify_signature("sek", hit.headers["x-clickback-signature"], hit.url)
+            assert not verify_signature(
+                "wrong",
+                next(iter(got.values())).headers["x-clickback-signature"],
+                next(iter(got.values())).url,
+            )
+            deliveries = c.get("/api/v1/deliveries", params={"state": "delivered"}).json()
+            assert len(deliveries["items"]) == 6
+            first = c.get(f"/api/v1/deliveries/{deliveries['items'][-1]['id']}").json()
+            codes = [a["status_code"] for a in first["attempts"]]
+            assert codes[-1] == 200 and any(x in (500, None) for x in codes[:-1]), codes
+            assert all(
+                a["latency_ms"] >= 0 and a["url"].startswith("http") for a in first["attempts"]
+            )
+
+            # a reversal is posted back too, as its own delivery
+            conv = c.get("/api/v1/conversions", params={"ordernumber": "O0"}).json()["items"][0]
+            r = c.post(
+                f"/api/v1/conversions/{conv['id']}/status",
+                json={"status": "reversed", "reason": "chargeback"},
+            )
+            assert r.status_code == 200
+            got = receiver.wait_for(7)
+            events = sorted(parse_qs(urlsplit(h.url).query)["event"][0] for h in got.values())
+            assert events.count("reversed") == 1
+        finally:
+            server.stop()
+
+
+def test_post_method_sends_json_and_4xx_is_final(sqlite_db: str, tmp_path: Path) -> None:
+    server = Server(sqlite_db, tmp_path, env=FAST)
+    with receiving([404]) as receiver:
+        server.start()
+        try:
+            c, code = setup(server, receiver, postback_method="POST", postback_secret="k")
+            convert(server, code, "P1")
+            deadline = time.monotonic() + 10
+            while not c.get("/api/v1/deliveries", params={"state": "failed"}).json()["items"]:
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+            [hit] = receiver.hits  # one attempt: a 404 will not get better
+            body = orjson.loads(hit.body)
+            assert body["ordernumber"] == "P1" and body["event"] == "conversion"
+            assert verify_signature("k", hit.headers["x-clickback-signature"], hit.body.decode())
+        finally:
+            server.stop()
+
+
+def test_postback_disabled_after_failures_and_reenabled(sqlite_db: str, tmp_path: Path) -> None:
+    env = {**FAST, "CLICKBACK_OUTBOUND_DISABLE_AFTER": "3"}
+    server = Server(sqlite_db, tmp_path, env=env)
+    with receiving([500, 500, 500, 200]) as receiver:
+        server.start()
+        try:
+            c, code = setup(server, receiver)
+            convert(server, code, "D1")
+            deadline = time.monotonic() + 10
+            while c.get("/api/v1/affiliates/1").json()["postback_enabled"]:
+                assert time.monotonic() < deadline, "never disabled"
+                time.sleep(0.05)
+            convert(server, code, "D2")  # made while disabled: held
+            time.sleep(0.5)
+            held = c.get("/api/v1/deliveries", params={"state": "held"}).json()["items"]
+            assert len(held) == 2 and len(receiver.hits) == 3
+            r = c.patch("/api/v1/affiliates/1", json={"postback_enabled": True})
+            assert r.json()["postback_enabled"] is True and r.json()["postback_failures"] == 0
+            assert len(receiver.wait_for(2)) == 2
+        finally:
+            server.stop()
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1/x",
+        "http://10.0.0.1/x",
+        "http://169.254.169.254/latest",
+        "http://localhost:8080/",
+        "http://[::1]/x",
+        "ftp://example.com/",
+    ],
+)
+def test_inward_postback_urls_are_refused(sqlite_db: str, tmp_path: Path, url: str) -> None:
+    server = Server(sqlite_db, tmp_path, env={"CLICKBACK_ADMIN_TOKEN": TOKEN})
+    server.start()
+    try:
+        c = server.client = httpx.Client(base_url=server.base, headers=AUTH)
+        aff = c.post("/api/v1/affiliates", json={"name": "A"}).json()
+        r = c.patch(f"/api/v1/affiliates/{aff['id']}", json={"postback_url": url})
+        assert r.status_code == 400
+        assert r.json()["errors"][0]["code"] in ("private_address", "invalid_url")
+    finally:
+        server.stop()
+
+
+def test_kill9_while_deliveries_are_queued_and_in_flight(sqlite_db: str, tmp_path: Path) -> None:
+    env = {**FAST, "CLICKBACK_OUTBOUND_LEASE_SECONDS": "1"}
+    server = Server(sqlite_db, tmp_path, env=env)
+    with receiving([0.2]) as receiver:  # every answer takes 0.2 s: some are always in flight
+        server.start()
+        try:
+            _, code = setup(server, receiver)
+            for i in range(20):
+                convert(server, code, f"K{i}")
+            deadline = time.monotonic() + 10
+            while not receiver.hits:
+                assert time.monotonic() < deadline
+                time.sleep(0.01)
+            server.kill9()
+            arrived_before = len(receiver.hits)
+            server.start()
+            receiver.script[:] = [200]
+            got = receiver.wait_for(20)
+            orders = sorted(parse_qs(urlsplit(h.url).query)["order"][0] for h in got.values())
+            assert orders == sorted(f"K{i}" for i in range(20))  # each once, none lost
+            assert arrived_before < 20
+        finally:
+            server.stop()
