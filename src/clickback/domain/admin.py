@@ -16,6 +16,7 @@ from clickback.domain import money
 from clickback.domain.models import OfferStatus, PayoutType
 from clickback.domain.outbound import EVENTS
 from clickback.domain.ports import Store
+from clickback.domain.security import parse_networks
 from clickback.domain.timefmt import now_us
 from clickback.errors import InputError, NotFoundError
 
@@ -235,6 +236,26 @@ async def update_advertiser(store: Store, advertiser_id: int, values: Mapping[st
         cols["postback_token"] = token
     if values.get("require_token") is not None:
         cols["require_token"] = int(_bool(values, "require_token"))
+    if values.get("ip_allowlist") is not None:
+        text = values["ip_allowlist"]
+        if not isinstance(text, str):
+            raise InputError(
+                "`ip_allowlist` is a comma-separated list of IPs and CIDRs",
+                code="invalid_cidr",
+                field="ip_allowlist",
+            )
+        cols["ip_allowlist"] = ", ".join(str(n) for n in parse_networks(text))
+    if values.get("signing_secret") is not None:
+        secret = values["signing_secret"]
+        if not isinstance(secret, str) or len(secret) > 200:
+            raise InputError(
+                "`signing_secret` must be at most 200 characters",
+                code="invalid_secret",
+                field="signing_secret",
+            )
+        cols["signing_secret"] = secret
+    if values.get("require_signature") is not None:
+        cols["require_signature"] = int(_bool(values, "require_signature"))
     await _update(store, "advertisers", advertiser_id, cols)
 
 

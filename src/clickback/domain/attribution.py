@@ -8,7 +8,6 @@ constraint, exactly, under concurrency.
 
 from __future__ import annotations
 
-import hmac
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -37,6 +36,7 @@ HTTP_STATUS = {
     Outcome.DUPLICATE: 200,
     Outcome.REJECTED: 400,
     Outcome.FORBIDDEN: 403,
+    Outcome.RATE_LIMITED: 429,
     Outcome.UNKNOWN_REFID: 404,
     Outcome.EXPIRED_REFID: 422,
     Outcome.OFFER_PAUSED: 422,
@@ -68,14 +68,6 @@ def decide(
 ) -> ConversionRow | Refusal:
     if link is None or offer is None or advertiser is None:
         return unknown_refid()
-    if advertiser.require_token and not hmac.compare_digest(
-        inp.token.encode(), advertiser.postback_token.encode()
-    ):
-        code = "token_missing" if not inp.token else "token_invalid"
-        return Refusal(
-            Outcome.FORBIDDEN,
-            [FieldError("token", code, "this advertiser's postbacks need its postback token")],
-        )
     if offer.status is OfferStatus.ARCHIVED:
         return Refusal(
             Outcome.OFFER_PAUSED,

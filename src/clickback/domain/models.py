@@ -32,7 +32,8 @@ class Outcome(StrEnum):
     UNKNOWN_REFID = "unknown_refid"  # 404
     EXPIRED_REFID = "expired_refid"  # 422
     OFFER_PAUSED = "offer_paused"  # 422
-    FORBIDDEN = "forbidden"  # 403, token
+    FORBIDDEN = "forbidden"  # 403: token, IP allowlist, signature
+    RATE_LIMITED = "rate_limited"  # 429
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +43,9 @@ class Advertiser:
     postback_token: str
     require_token: bool
     created_at: int
+    ip_allowlist: str = ""  # comma-separated IPs/CIDRs; empty: any address
+    signing_secret: str = ""
+    require_signature: bool = False
 
 
 @dataclass(frozen=True, slots=True)

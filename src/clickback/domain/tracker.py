@@ -12,11 +12,12 @@ from typing import Any
 
 import orjson
 
-from clickback.domain import attribution, money
+from clickback.domain import attribution, money, security
 from clickback.domain.catalog import Catalog
 from clickback.domain.models import Advertiser, FieldError, Link, Offer, Outcome
 from clickback.domain.ports import ClickRow, LedgerRow, Store
 from clickback.domain.postback import parse_postback
+from clickback.domain.ratelimit import RateLimiter
 from clickback.domain.refid import TEXT_LEN as REFID_LEN
 from clickback.domain.refid import RefIdCodec, RefIdInfo, new_secret
 
@@ -56,12 +57,21 @@ async def open_tracker(
     check_seconds: float = 1.0,
     durability: str = "sync",
     base_currency: str = "USD",
+    signature_skew_s: int = 300,
+    postback_rate_limit: float = 0.0,
 ) -> Tracker:
     """A Tracker over a migrated store: RefID keys from settings, else the shared stored key."""
     keys = list(secrets) or [await store.get_or_set_meta("refid_secret", new_secret())]
     catalog = Catalog(store, check_seconds, base_currency)
     await catalog.reload()
-    return Tracker(store, catalog, RefIdCodec(keys), click_durability=durability)
+    return Tracker(
+        store,
+        catalog,
+        RefIdCodec(keys),
+        click_durability=durability,
+        signature_skew_s=signature_skew_s,
+        postback_rate_limit=postback_rate_limit,
+    )
 
 
 class Tracker:
@@ -72,7 +82,11 @@ class Tracker:
         codec: RefIdCodec,
         clock: Any = None,
         click_durability: str = "sync",
+        signature_skew_s: int = 300,
+        postback_rate_limit: float = 0.0,
     ):
+        self.signature_skew_s = signature_skew_s
+        self.limiter = RateLimiter(postback_rate_limit)
         self.store = store
         self.catalog = catalog
         self.codec = codec
@@ -135,7 +149,24 @@ class Tracker:
         if info is not None:
             link, offer, advertiser = await self._resolve(info.link_id)
         refusal: attribution.Refusal | None
-        if extra_errors or isinstance(parsed, list):
+        denied = None
+        if advertiser is not None:
+            token = params.get("token", "")
+            denied = security.check(
+                advertiser, token, ip, params, now_us // 1_000_000, self.signature_skew_s
+            )
+        if replay_of is None and not self.limiter.allow(ip, now_us):
+            refusal = attribution.Refusal(
+                Outcome.RATE_LIMITED,
+                [
+                    FieldError(
+                        "*", "rate_limited", "too many postbacks from this address; retry later"
+                    )
+                ],
+            )
+        elif denied is not None:
+            refusal = attribution.Refusal(Outcome.FORBIDDEN, [denied])
+        elif extra_errors or isinstance(parsed, list):
             errors = list(extra_errors or []) + (parsed if isinstance(parsed, list) else [])
             if hint is not None:
                 errors.append(hint)

@@ -44,7 +44,16 @@ OFFER_COLUMNS = (
     "approval",
 )
 UPDATABLE: dict[str, frozenset[str]] = {
-    "advertisers": frozenset({"name", "postback_token", "require_token"}),
+    "advertisers": frozenset(
+        {
+            "name",
+            "postback_token",
+            "require_token",
+            "ip_allowlist",
+            "signing_secret",
+            "require_signature",
+        }
+    ),
     "offers": frozenset(OFFER_COLUMNS) - {"advertiser_id"},
     "affiliates": frozenset(
         {"name", "postback_url", "postback_method", "postback_secret", "postback_events"}
@@ -148,7 +157,14 @@ class SqlStore(OutboxSql, ScreeningSql):
         version = await self.config_version()
         advertisers = [
             Advertiser(
-                r["id"], r["name"], r["postback_token"], bool(r["require_token"]), r["created_at"]
+                r["id"],
+                r["name"],
+                r["postback_token"],
+                bool(r["require_token"]),
+                r["created_at"],
+                r["ip_allowlist"],
+                r["signing_secret"],
+                bool(r["require_signature"]),
             )
             for r in await self._fetch("SELECT * FROM advertisers")
         ]

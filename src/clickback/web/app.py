@@ -19,6 +19,7 @@ from clickback.domain.integration import LandingProbe
 from clickback.domain.outbound import Attempt, OutboundRequest, RetryPolicy
 from clickback.domain.ports import Store
 from clickback.domain.screener import Screener
+from clickback.domain.security import parse_networks
 from clickback.domain.sender import Sender
 from clickback.domain.tracker import Tracker, open_tracker
 from clickback.probe import probe_landing
@@ -40,6 +41,7 @@ class ClickbackApp:
         self.catalog: Catalog = None  # type: ignore[assignment]
         self.probe: LandingProbe | None = probe_landing
         self.sender: Sender | None = None
+        self.trusted_proxies = parse_networks(",".join(settings.trusted_proxies))
         self.screener: Screener | None = None
         from clickback.web.api import build_api
 
@@ -55,6 +57,8 @@ class ClickbackApp:
             self.settings.cache_check_seconds,
             self.settings.click_durability,
             self.settings.base_currency,
+            self.settings.signature_skew_seconds,
+            self.settings.postback_rate_limit,
         )
         self.catalog = self.tracker.catalog
         self.catalog.start()

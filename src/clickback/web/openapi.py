@@ -58,11 +58,16 @@ STATUS_RESULT = obj("status:s reasons:a")
 SCHEMAS: dict[str, Any] = {
     "Error": ERROR,
     "Advertiser": obj(
-        "id:i name:s postback_token:s require_token:b created_at:s updated_at:s archived_at:s?"
+        "id:i name:s postback_token:s require_token:b ip_allowlist:s signing_secret:s "
+        "require_signature:b created_at:s updated_at:s archived_at:s?"
     ),
     "AdvertiserCreate": obj("name:s postback_token:s require_token:b", required=False)
     | {"required": ["name"]},
-    "AdvertiserUpdate": obj("name:s postback_token:s require_token:b", required=False),
+    "AdvertiserUpdate": obj(
+        "name:s postback_token:s require_token:b ip_allowlist:s "
+        "signing_secret:s require_signature:b",
+        required=False,
+    ),
     "Offer": obj(
         "id:i advertiser_id:i name:s destination_url:s refid_param:s payout_type:s "
         "payout_amount:s payout_percent:s currency:s attribution_window_days:i "

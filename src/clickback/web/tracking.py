@@ -12,6 +12,7 @@ from urllib.parse import parse_qsl
 import orjson
 
 from clickback.domain.models import FieldError
+from clickback.domain.security import in_networks
 from clickback.errors import UnavailableError
 
 if TYPE_CHECKING:
@@ -44,9 +45,22 @@ async def _json(send: Any, status: int, data: Any) -> None:
     await _answer(send, status, orjson.dumps(data), _JSON)
 
 
-def _client_ip(scope: dict[str, Any]) -> str:
+def client_ip(app: ClickbackApp, scope: dict[str, Any]) -> str:
+    """The direct peer, or, when that is a trusted proxy, the nearest address in
+    `X-Forwarded-For` that is not itself a trusted proxy."""
     client = scope.get("client")
-    return client[0] if client else ""
+    peer: str = client[0] if client else ""
+    trusted = app.trusted_proxies
+    if not trusted or not in_networks(peer, trusted):
+        return peer
+    for name, value in scope["headers"]:
+        if name == b"x-forwarded-for":
+            hops = [h.strip() for h in value.decode("latin-1").split(",") if h.strip()]
+            for hop in reversed(hops):
+                if not in_networks(hop, trusted):
+                    return str(hop[:64])
+            return str(hops[0][:64]) if hops else str(peer)
+    return peer
 
 
 async def click(app: ClickbackApp, scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -64,7 +78,7 @@ async def click(app: ClickbackApp, scope: dict[str, Any], receive: Any, send: An
         location = await app.tracker.click(
             scope["path"][3:],
             query.decode("latin-1") if len(query) <= MAX_QUERY else "",
-            _client_ip(scope),
+            client_ip(app, scope),
             ua,
             referer,
         )
@@ -146,7 +160,7 @@ async def postback(app: ClickbackApp, scope: dict[str, Any], receive: Any, send:
         elif body:
             _params(body.decode("utf-8", "replace"), params, errors)
     try:
-        answer = await app.tracker.postback(method, _client_ip(scope), params, errors or None)
+        answer = await app.tracker.postback(method, client_ip(app, scope), params, errors or None)
     except UnavailableError as exc:
         await _json(
             send,
@@ -156,5 +170,9 @@ async def postback(app: ClickbackApp, scope: dict[str, Any], receive: Any, send:
                 "errors": [{"field": "*", "code": exc.code, "message": exc.message}],
             },
         )
+        return
+    if answer.status == 429:
+        retry = str(app.tracker.limiter.retry_after()).encode()
+        await _answer(send, 429, orjson.dumps(answer.body), [*_JSON, (b"retry-after", retry)])
         return
     await _json(send, status_override or answer.status, answer.body)

@@ -1,0 +1,139 @@
+"""Inbound postback security per advertiser: token, IP allowlist (with and without a
+trusted proxy), signatures, and the per-IP rate limit; every refusal is in the ledger."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+
+from clickback.config import Settings
+from clickback.domain.ports import Store
+from clickback.domain.security import sign
+from clickback.web.app import ClickbackApp
+from tests.conftest import ADMIN, AUTH, click, make_offer
+
+PROXY = "203.0.113.7"  # the address the test client connects from
+
+
+@pytest.fixture
+async def guarded(store: Store) -> AsyncIterator[httpx.AsyncClient]:
+    settings = Settings(
+        database_url="unused",
+        admin_token=ADMIN,
+        public_url="http://t",
+        trusted_proxies=("203.0.113.0/28",),
+        postback_rate_limit=2,
+    )
+    app = ClickbackApp(settings, store)
+    await app.startup()
+    transport = httpx.ASGITransport(app=app, client=(PROXY, 4444))
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+        yield c
+    await app.shutdown()
+
+
+async def offer_with(client: httpx.AsyncClient, **advertiser: Any) -> tuple[dict, str]:
+    s = await make_offer(client)
+    r = await client.patch(
+        f"/api/v1/advertisers/{s['advertiser']['id']}", json=advertiser, headers=AUTH
+    )
+    assert r.status_code == 200, r.text
+    return s, await click(client, s["link"])
+
+
+async def fire(client: httpx.AsyncClient, params: dict[str, str], ip: str | None = None) -> Any:
+    headers = {"X-Forwarded-For": ip} if ip else {}
+    return await client.get("/postback", params=params, headers=headers)
+
+
+async def test_ip_allowlist_behind_a_trusted_proxy(guarded: httpx.AsyncClient) -> None:
+    _, refid = await offer_with(guarded, ip_allowlist="198.51.100.0/24, 2001:db8::/32")
+    base = {"refid": refid, "orderamount": "1"}
+    r = await fire(guarded, {**base, "ordernumber": "1"}, ip="192.0.2.9")
+    assert r.status_code == 403 and r.json()["code"] == "ip_not_allowed"
+    # the proxy's own address is not the client; the forwarded one is
+    r = await fire(guarded, {**base, "ordernumber": "2"})
+    assert r.status_code == 403
+    r = await fire(guarded, {**base, "ordernumber": "3"}, ip="198.51.100.20, 203.0.113.2")
+    assert r.json()["status"] == "accepted"
+    r = await fire(guarded, {**base, "ordernumber": "4"}, ip="2001:db8::5")
+    assert r.json()["status"] == "accepted"
+    ledger = (
+        await guarded.get("/api/v1/postbacks", params={"code": "ip_not_allowed"}, headers=AUTH)
+    ).json()["items"]
+    assert [(p["ordernumber"], p["ip"], p["http_status"]) for p in ledger] == [
+        ("2", PROXY, 403),
+        ("1", "192.0.2.9", 403),
+    ]
+
+
+async def test_forwarded_for_is_ignored_from_an_untrusted_peer(client: httpx.AsyncClient) -> None:
+    _, refid = await offer_with(client, ip_allowlist="198.51.100.0/24")
+    r = await fire(
+        client, {"refid": refid, "orderamount": "1", "ordernumber": "X"}, ip="198.51.100.20"
+    )
+    assert r.status_code == 403 and r.json()["code"] == "ip_not_allowed"
+
+
+async def test_signatures(guarded: httpx.AsyncClient) -> None:
+    # each fire from another address: the fixture's rate limit is per source IP
+    _, refid = await offer_with(guarded, signing_secret="k3y", require_signature=True)
+    now = str(int(time.time()))
+    good = {
+        "refid": refid,
+        "orderamount": "9.90",
+        "ordernumber": "S1",
+        "ts": now,
+        "coupon": "a b&c",
+    }
+    r = await fire(guarded, {**good, "sig": sign("k3y", good)}, ip="192.0.2.10")
+    assert r.json()["status"] == "accepted", r.text
+    unsigned = {**good, "ordernumber": "S2"}
+    r = await fire(guarded, unsigned, ip="192.0.2.11")
+    assert r.status_code == 403 and r.json()["code"] == "signature_invalid"
+    r = await fire(guarded, {**unsigned, "sig": sign("other", unsigned)}, ip="192.0.2.12")
+    assert r.json()["code"] == "signature_invalid"
+    tampered = {**unsigned, "sig": sign("k3y", unsigned), "orderamount": "999"}
+    assert (await fire(guarded, tampered)).json()["code"] == "signature_invalid"
+    old = {**unsigned, "ts": str(int(time.time()) - 3600)}
+    r = await fire(guarded, {**old, "sig": sign("k3y", old)}, ip="192.0.2.13")
+    assert r.status_code == 403 and r.json()["code"] == "signature_expired"
+    convs = (await guarded.get("/api/v1/conversions", headers=AUTH)).json()["items"]
+    assert [c["ordernumber"] for c in convs] == ["S1"]
+
+
+async def test_wrong_token_is_403_token_invalid(client: httpx.AsyncClient) -> None:
+    _, refid = await offer_with(client, require_token=True, postback_token="tok")
+    r = await fire(
+        client, {"refid": refid, "orderamount": "1", "ordernumber": "T", "token": "nope"}
+    )
+    assert r.status_code == 403 and r.json()["code"] == "token_invalid"
+
+
+async def test_a_flood_gets_429_with_retry_after(guarded: httpx.AsyncClient) -> None:
+    _, refid = await offer_with(guarded)
+    answers = [
+        await fire(
+            guarded, {"refid": refid, "orderamount": "1", "ordernumber": f"F{i}"}, ip="198.51.100.1"
+        )
+        for i in range(8)
+    ]
+    limited = [a for a in answers if a.status_code == 429]
+    assert limited and limited[0].headers["retry-after"] == "1"
+    assert limited[0].json()["code"] == "rate_limited"
+    accepted = sum(a.status_code == 200 for a in answers)
+    assert accepted <= 5  # a burst of 2 s at 2/s, plus what refilled meanwhile
+    other = await fire(
+        guarded, {"refid": refid, "orderamount": "1", "ordernumber": "G"}, ip="198.51.100.2"
+    )
+    assert other.status_code == 200  # the limit is per source IP
+    ledger = await guarded.get(
+        "/api/v1/postbacks", params={"outcome": "rate_limited"}, headers=AUTH
+    )
+    assert len(ledger.json()["items"]) == len(limited)
+    convs = (await guarded.get("/api/v1/conversions", headers=AUTH)).json()["items"]
+    assert len(convs) == accepted + 1
