@@ -48,3 +48,10 @@ def test_rotation_old_keys_still_verify() -> None:
     rotated = RefIdCodec(["new", "old"])
     assert rotated.verify(old) is not None
     assert RefIdCodec(["old"]).verify(rotated.issue(9, 1)) is None
+
+
+def test_floor_sorts_below_every_later_refid_and_above_earlier_ones() -> None:
+    from clickback.domain.refid import floor
+
+    at = 1_764_000_000_000
+    assert all(codec.issue(9, at - 1) < floor(at) <= codec.issue(9, at) for _ in range(200))

@@ -26,6 +26,7 @@ async def setup(store: Store) -> tuple[int, int]:
             "attribution_window_days": 30,
             "status": "active",
             "approval": "auto",
+            "fraud_rules": "{}",
         }
     )
     aff = await store.create_affiliate("F")

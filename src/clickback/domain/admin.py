@@ -12,7 +12,9 @@ from decimal import Decimal
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-from clickback.domain import money
+import orjson
+
+from clickback.domain import fraud, money
 from clickback.domain.models import OfferStatus, PayoutType
 from clickback.domain.outbound import EVENTS
 from clickback.domain.ports import Store
@@ -159,6 +161,9 @@ def offer_values(values: Mapping[str, Any], partial: bool = False) -> dict[str, 
             raise InputError(
                 "`status` must be active or paused", code="invalid_status", field="status"
             ) from None
+    if not partial or given("fraud_rules"):
+        rules = fraud.parse_rules(values.get("fraud_rules") or {})
+        out["fraud_rules"] = orjson.dumps(rules).decode()
     if not partial or given("approval"):
         approval = values.get("approval") or "auto"
         if approval not in ("auto", "review"):

@@ -82,3 +82,10 @@ class RefIdCodec:
                     link_id=int.from_bytes(body[6:10], "big"),
                 )
         return None
+
+
+def floor(ms: int) -> str:
+    """The smallest RefID that can be issued at `ms`: every RefID issued earlier sorts
+    below it, whatever its link, random part or key."""
+    raw = ms.to_bytes(6, "big") + bytes(RAW_LEN - 6)
+    return base64.urlsafe_b64encode(raw).translate(_ENCODE).decode()

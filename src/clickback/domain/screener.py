@@ -1,8 +1,11 @@
 """The fraud screening job: one process at a time (a lease in the jobs table) flags new
 clicks and screens new conversions, every `poll_seconds`.
 
-Freshness: a click is flagged, and a conversion screened, within about a second of its
-commit under normal load. Outbound conversion postbacks wait for the screening, so an
+Freshness: a conversion is screened within about a second of its commit, a click is
+flagged within about three seconds of its creation (it is taken once two seconds old, so
+that no click still committing elsewhere slips under the job's watermark; a click that
+took longer than that to commit, from a node whose clock is off or an asynchronous
+writer that stalled, is not flagged). Outbound conversion postbacks wait for the screening, so an
 affiliate never hears of a conversion that the offer's rules reject.
 """
 
@@ -15,11 +18,12 @@ import os
 import time
 from typing import Any
 
-from clickback.domain import fraud
+from clickback.domain import fraud, refid
 from clickback.domain.lifecycle import DeliveryState
 from clickback.domain.ports import Store
 
 log = logging.getLogger("clickback.screening")
+SETTLE_MS = 2000
 
 
 class Screener:
@@ -48,7 +52,9 @@ class Screener:
         mark = await self.store.acquire_job("screening", self.owner, now, now + self.lease_us)
         if mark is None:
             return 0, 0
-        rows = await self.store.clicks_after(mark, batch)
+        # clicks are taken once they are SETTLE_MS old: by then every click issued before
+        # has committed (batches commit in milliseconds), so none slips under the mark
+        rows = await self.store.clicks_after(mark, refid.floor(now // 1000 - SETTLE_MS), batch)
         flagged = []
         for r in rows:
             flags = self.clicks.flags(r["ip"], r["link_id"], r["user_agent"], r["created_at"])

@@ -42,6 +42,7 @@ OFFER_COLUMNS = (
     "attribution_window_days",
     "status",
     "approval",
+    "fraud_rules",
 )
 UPDATABLE: dict[str, frozenset[str]] = {
     "advertisers": frozenset(
@@ -399,9 +400,11 @@ class SqlStore(OutboxSql, ScreeningSql):
         *,
         nulls: Mapping[str, bool] | None = None,
         ascending: bool = False,
+        flag: str | None = None,
     ) -> Page:
         """A page of rows, newest first (or oldest, `ascending`). `nulls` maps a column to
-        True (must be NULL) or False (must not be)."""
+        True (must be NULL) or False (must not be); `flag` keeps rows whose comma-separated
+        `flags` hold it."""
         spec = LISTS[table]
         where: list[str] = []
         args: list[Any] = []
@@ -410,6 +413,9 @@ class SqlStore(OutboxSql, ScreeningSql):
             args.append(value)
         for name, is_null in (nulls or {}).items():
             where.append(f"{name} IS {'' if is_null else 'NOT '}NULL")
+        if flag:
+            where.append("(',' || flags || ',') LIKE ?")
+            args.append(f"%,{flag},%")
         if since is not None:
             where.append(f"{spec.time} >= ?")
             args.append(since)

@@ -43,11 +43,13 @@ class ScreeningSql:
             check=False,
         )
 
-    async def clicks_after(self, refid: str, limit: int) -> list[dict[str, Any]]:
+    async def clicks_after(self, refid: str, below: str, limit: int) -> list[dict[str, Any]]:
+        """Clicks with RefIDs after `refid` and before `below`, in RefID order."""
         return await self._fetch(
-            "SELECT refid, link_id, ip, user_agent, created_at FROM clicks WHERE refid > ? "
-            "ORDER BY refid LIMIT ?",
+            "SELECT refid, link_id, ip, user_agent, created_at FROM clicks "
+            "WHERE refid > ? AND refid < ? ORDER BY refid LIMIT ?",
             refid,
+            below,
             limit,
         )
 

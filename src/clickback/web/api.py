@@ -73,6 +73,7 @@ def entity_endpoints(app: ClickbackApp) -> list[Endpoint]:
                 q.cursor,
                 nulls=q.nulls,
                 ascending=q.ascending,
+                flag=q.flag,
             )
             present, base = PRESENTERS[table], base_url(app, request)
             items = [present(r, base) for r in page.items]

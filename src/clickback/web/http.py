@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from clickback.web.app import ClickbackApp
 
 ARCHIVABLE = frozenset({"advertisers", "offers", "affiliates", "links", "commission_rules"})
+FLAGGED = frozenset({"clicks", "conversions"})
 SORTS = {"id", "-id", "created_at", "-created_at", "received_at", "-received_at"}
 
 
@@ -102,6 +103,7 @@ class ListQuery:
     cursor: str | None
     nulls: dict[str, bool]
     ascending: bool
+    flag: str | None = None
 
 
 def _flag(name: str, value: str) -> bool:
@@ -144,6 +146,8 @@ def list_query(table: str, params: QueryParams, extra: frozenset[str] = frozense
                     field="sort",
                 )
             q["ascending"] = not value.startswith("-")
+        elif name == "flag" and table in FLAGGED:
+            q["flag"] = value
         elif name == "archived" and table in ARCHIVABLE:
             q["nulls"]["archived_at"] = not _flag(name, value)
         elif name in spec.filters:
@@ -158,7 +162,10 @@ def list_query(table: str, params: QueryParams, extra: frozenset[str] = frozense
             else:
                 q["filters"][name] = value
         else:
-            known = sorted({*spec.filters, "limit", "cursor", "since", "until", "sort", *extra})
+            known = sorted(
+                {*spec.filters, "limit", "cursor", "since", "until", "sort", *extra}
+                | ({"flag"} if table in FLAGGED else set())
+            )
             raise InputError(
                 f"unknown filter `{name}`; {table} take: {', '.join(known)}",
                 code="unknown_filter",

@@ -17,7 +17,7 @@ from starlette.routing import Route
 
 from clickback import __version__
 from clickback.domain.listing import DEFAULT_LIMIT, LISTS, MAX_LIMIT
-from clickback.web.http import ARCHIVABLE, SORTS, Endpoint
+from clickback.web.http import ARCHIVABLE, FLAGGED, SORTS, Endpoint
 from clickback.web.present import json_response
 
 _T: dict[str, dict[str, Any]] = {
@@ -71,19 +71,19 @@ SCHEMAS: dict[str, Any] = {
     "Offer": obj(
         "id:i advertiser_id:i name:s destination_url:s refid_param:s payout_type:s "
         "payout_amount:s payout_percent:s currency:s attribution_window_days:i "
-        "status:s approval:s created_at:s updated_at:s archived_at:s?"
+        "status:s approval:s fraud_rules:o created_at:s updated_at:s archived_at:s?"
     ),
     "OfferCreate": obj(
         "advertiser_id:i name:s destination_url:s refid_param:s payout_type:s "
         "payout_amount:s payout_percent:s currency:s attribution_window_days:i "
-        "status:s approval:s",
+        "status:s approval:s fraud_rules:o",
         required=False,
     )
     | {"required": ["advertiser_id", "name", "destination_url"]},
     "OfferUpdate": obj(
         "name:s destination_url:s refid_param:s payout_type:s payout_amount:s "
         "payout_percent:s currency:s attribution_window_days:i status:s "
-        "approval:s",
+        "approval:s fraud_rules:o",
         required=False,
     ),
     "Affiliate": obj(
@@ -221,6 +221,8 @@ def _list_params(table: str) -> list[dict[str, Any]]:
     ]
     if table in ARCHIVABLE:
         params.append(_param("archived", "query", {"type": "string", "enum": ["true", "false"]}))
+    if table in FLAGGED:
+        params.append(_param("flag", "query", {"type": "string"}, "rows carrying this flag"))
     for name, kind in spec.filters.items():
         schema = {"type": "integer"} if kind is int else {"type": "string"}
         params.append(_param(name, "query", schema, "exact value"))

@@ -57,6 +57,7 @@ def offer(r: dict[str, Any], base: str) -> dict[str, Any]:
         "attribution_window_days": r["attribution_window_days"],
         "status": r["status"],
         "approval": r["approval"],
+        "fraud_rules": orjson.loads(r["fraud_rules"]),
         "created_at": iso(r["created_at"]),
         "updated_at": iso(r["updated_at"]),
         "archived_at": iso(r["archived_at"]),
@@ -109,6 +110,7 @@ def click(r: dict[str, Any], base: str) -> dict[str, Any]:
         "user_agent": r["user_agent"],
         "referer": r["referer"],
         "is_test": bool(r["is_test"]),
+        "flags": [f for f in r["flags"].split(",") if f],
         "created_at": iso(r["created_at"]),
     }
 
@@ -243,6 +245,7 @@ EXPORT_COLUMNS = {
         "user_agent",
         "referer",
         "is_test",
+        "flags",
         "created_at",
     ],
     "conversions": [

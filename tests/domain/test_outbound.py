@@ -1,0 +1,67 @@
+from __future__ import annotations
+
+import random
+
+from clickback.domain.outbound import (
+    Attempt,
+    PostbackConfig,
+    RetryPolicy,
+    build_request,
+    next_state,
+    outcome,
+    signature,
+)
+
+CONV = {
+    "id": 7,
+    "refid": "R",
+    "offer_id": 1,
+    "affiliate_id": 2,
+    "sub1": "a b",
+    "sub2": "",
+    "sub3": "",
+    "sub4": "",
+    "sub5": "",
+    "ordernumber": "O#1",
+    "orderamount": 1050,
+    "currency": "USD",
+    "commission": 105,
+    "commission_currency": "USD",
+    "status": "approved",
+    "geo": "DE",
+    "coupon": "",
+}
+
+
+def test_macros_are_filled_url_encoded_and_signed() -> None:
+    config = PostbackConfig(
+        "https://aff.example/pb?c={refid}&o={ordernumber}&p={commission}&s={sub1}&e={event}",
+        "GET",
+        "sec",
+        frozenset({"conversion"}),
+        False,
+    )
+    req = build_request(config, CONV, "conversion", 99, 1_700_000_000)
+    assert req.url == "https://aff.example/pb?c=R&o=O%231&p=1.05&s=a%20b&e=conversion"
+    assert req.headers["Idempotency-Key"] == "clickback-delivery-99"
+    assert req.headers["X-Clickback-Signature"] == signature("sec", 1_700_000_000, req.url)
+
+
+def test_which_answers_are_retried() -> None:
+    assert outcome(Attempt(204, "", 1, "")) == "delivered"
+    for code in (408, 429, 500, 503, None):
+        assert outcome(Attempt(code, "", 1, "")) == "retry"
+    for code in (400, 401, 404, 410):
+        assert outcome(Attempt(code, "", 1, "")) == "failed"
+
+
+def test_backoff_grows_first_retry_within_ten_seconds_and_gives_up_after_72h() -> None:
+    policy = RetryPolicy()
+    rng = random.Random(1)
+    assert all(5 <= policy.next_delay(1, rng) <= 10 for _ in range(100))
+    assert policy.next_delay(3, rng) > 10
+    failing = Attempt(500, "", 1, "")
+    state, at = next_state(failing, 1, 0, 1_000_000, policy)
+    assert state == "queued" and 1_000_000 < at <= 11_000_000
+    state, _ = next_state(failing, 40, 0, 73 * 3600 * 1_000_000, policy)
+    assert state == "failed"
