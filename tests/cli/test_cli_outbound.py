@@ -1,0 +1,70 @@
+"""Outbound postbacks and inbound security set up from the command line."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+
+import orjson
+import pytest
+
+from tests.cli.conftest import CLICKBACK, cli
+
+
+def test_affiliate_postback_and_advertiser_security_by_cli(sqlite_db: str) -> None:
+    cli("affiliate", "create", "Pub", db=sqlite_db)
+    refused = subprocess.run(
+        [
+            CLICKBACK,
+            "affiliate",
+            "postback",
+            "1",
+            "--url",
+            "http://127.0.0.1:9/pb?c={refid}",
+            "--db",
+            sqlite_db,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert refused.returncode == 2 and "private_address" in refused.stdout
+    env = {**os.environ, "CLICKBACK_OUTBOUND_ALLOW_PRIVATE": "1"}
+    subprocess.run(
+        [
+            CLICKBACK,
+            "affiliate",
+            "postback",
+            "1",
+            "--url",
+            "http://127.0.0.1:9/pb?c={refid}",
+            "--events",
+            "conversion,reversed",
+            "--secret",
+            "s",
+            "--db",
+            sqlite_db,
+        ],
+        check=True,
+        env=env,
+        timeout=60,
+    )
+    [aff] = [orjson.loads(x) for x in cli("affiliate", "list", "--json", db=sqlite_db).split()]
+    assert aff["postback_events"] == ["conversion", "reversed"] and aff["postback_enabled"]
+    cli("advertiser", "create", "Shop", db=sqlite_db)
+    cli(
+        "advertiser",
+        "security",
+        "1",
+        "--ip-allowlist",
+        "198.51.100.0/24",
+        "--signing-secret",
+        "k",
+        "--require-signature",
+        db=sqlite_db,
+    )
+    [adv] = [orjson.loads(x) for x in cli("advertiser", "list", "--json", db=sqlite_db).split()]
+    assert (adv["ip_allowlist"], adv["require_signature"]) == ("198.51.100.0/24", True)
+    with pytest.raises(subprocess.CalledProcessError):
+        cli("advertiser", "security", "1", "--ip-allowlist", "not-an-ip", db=sqlite_db)
+    assert cli("deliveries", "list", "--json", db=sqlite_db) == ""
