@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 from clickback.domain import commission, money
 from clickback.domain.fx import Rates
@@ -65,7 +66,11 @@ def decide(
     now_us: int,
     rules: Sequence[CommissionRule],
     rates: Rates,
+    ip: str = "",
+    delivery: str = "",
 ) -> ConversionRow | Refusal:
+    """The conversion to store, or why not. `delivery` is the state of the outbound
+    postback it sets off ('' for none), `ip` where the postback came from."""
     if link is None or offer is None or advertiser is None:
         return unknown_refid()
     if offer.status is OfferStatus.ARCHIVED:
@@ -131,11 +136,18 @@ def decide(
         rate=None if rate is None or base_amount is None else str(rate),
         base_amount=base_amount,
         base_commission=base_commission,
+        ip=ip,
+        delivery=delivery,
     )
 
 
 def utc_day(us: int) -> str:
-    return time.strftime("%Y-%m-%d", time.gmtime(us // 1_000_000))
+    return _day(us // DAY_US)
+
+
+@lru_cache(maxsize=64)
+def _day(days: int) -> str:
+    return time.strftime("%Y-%m-%d", time.gmtime(days * 86_400))
 
 
 def warnings(conversion: ConversionRow) -> list[FieldError]:

@@ -17,6 +17,7 @@ import ipaddress
 from collections import defaultdict, deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 import orjson
@@ -38,7 +39,17 @@ class Thresholds:
 
 def parse_rules(raw: Any) -> dict[str, str]:
     """An offer's `fraud_rules` ({flag: flag|hold|reject}); refuses unknown names."""
-    rules = orjson.loads(raw) if isinstance(raw, str | bytes) else raw
+    if isinstance(raw, str):
+        return dict(_stored_rules(raw))
+    return _check_rules(raw)
+
+
+@lru_cache(maxsize=1024)
+def _stored_rules(raw: str) -> tuple[tuple[str, str], ...]:
+    return tuple(_check_rules(orjson.loads(raw)).items())
+
+
+def _check_rules(rules: Any) -> dict[str, str]:
     if not isinstance(rules, dict) or not all(k in FLAGS and v in RULES for k, v in rules.items()):
         raise InputError(
             f"`fraud_rules` maps flags ({', '.join(FLAGS)}) to flag, hold or reject",

@@ -20,6 +20,8 @@ from clickback.domain import money
 from clickback.domain.ports import Store
 from clickback.errors import InputError
 
+_ONE = Decimal(1)
+
 
 class Rates:
     def __init__(self, base: str, rows: Iterable[tuple[str, str, Decimal]] = ()):
@@ -41,6 +43,8 @@ class Rates:
 
     def to_base(self, minor: int, currency: str, day: str) -> tuple[Decimal | None, int | None]:
         """(rate, amount in base minor units), or (None, None) without a rate."""
+        if currency == self.base:
+            return _ONE, minor
         rate = self.rate(currency, day)
         if rate is None:
             return None, None

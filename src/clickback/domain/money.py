@@ -66,14 +66,17 @@ def fits_currency(amount: Decimal, currency: str) -> bool:
     )
 
 
+_QUANTUM = {0: Decimal(1), 2: Decimal("0.01"), 3: Decimal("0.001"), 4: Decimal("0.0001")}
+
+
 def round_money(amount: Decimal, currency: str) -> Decimal:
     """Half-up (commercial) rounding to the currency's minor unit."""
-    return amount.quantize(Decimal(1).scaleb(-exponent(currency)), rounding=ROUND_HALF_UP)
+    return amount.quantize(_QUANTUM[exponent(currency)], rounding=ROUND_HALF_UP)
 
 
 def to_minor(amount: Decimal, currency: str) -> int:
-    """Integer minor units of an amount already rounded to the currency."""
-    return int(round_money(amount, currency).scaleb(exponent(currency)))
+    """Integer minor units of the amount, rounded half-up to the currency's minor unit."""
+    return int(amount.scaleb(exponent(currency)).to_integral_value(ROUND_HALF_UP))
 
 
 def from_minor(minor: int, currency: str) -> Decimal:

@@ -96,6 +96,19 @@ class PostbackWritten:
 
 
 @dataclass(frozen=True, slots=True)
+class Screening:
+    """A conversion's fraud screening: its flags, and the status the offer's rules give
+    it (with the outbound postback of that change, when there is one)."""
+
+    conversion_id: int
+    flags: str
+    from_status: str
+    to_status: str
+    reason: str
+    delivery: str
+
+
+@dataclass(frozen=True, slots=True)
 class Page:
     items: list[dict[str, Any]]
     next_cursor: str | None
@@ -145,16 +158,7 @@ class OutboxStore(Protocol):
     async def clicks_after(self, refid: str, below: str, limit: int) -> list[dict[str, Any]]: ...
     async def flag_clicks(self, flagged: list[tuple[str, str]]) -> None: ...
     async def unscreened_conversions(self, limit: int) -> list[dict[str, Any]]: ...
-    async def screen_conversion(
-        self,
-        conversion_id: int,
-        flags: str,
-        from_status: str,
-        to_status: str,
-        reason: str,
-        delivery: str,
-        now: int,
-    ) -> None: ...
+    async def screen_conversions(self, screenings: list[Screening], now: int) -> None: ...
 
 
 class Store(OutboxStore, Protocol):

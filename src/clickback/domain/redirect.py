@@ -14,6 +14,7 @@ from urllib.parse import quote
 
 _MACRO = re.compile(r"\{(refid|sub[1-5]|offer_id|affiliate_id)\}")
 # slot numbers: 0 = refid, 1..5 = sub1..sub5
+_PLAIN = re.compile(r"[A-Za-z0-9_.~-]*\Z").match  # needs no percent-encoding
 _SLOTS = {"refid": 0, "sub1": 1, "sub2": 2, "sub3": 3, "sub4": 4, "sub5": 5}
 
 
@@ -51,10 +52,13 @@ class RedirectTemplate:
         self._slots = slots
 
     def build(self, refid: str, subs: tuple[str, str, str, str, str]) -> str:
+        pieces = self._pieces
+        if len(pieces) == 2 and self._slots[0] == 0:  # the common case: only the RefID
+            return pieces[0] + refid + pieces[1]
         values = (refid, *subs)
-        out = [self._pieces[0]]
+        out = [pieces[0]]
         for i, slot in enumerate(self._slots):
             v = values[slot]
-            out.append(v if slot == 0 else quote(v, safe=""))
-            out.append(self._pieces[i + 1])
+            out.append(v if slot == 0 or _PLAIN(v) else quote(v, safe=""))
+            out.append(pieces[i + 1])
         return "".join(out)

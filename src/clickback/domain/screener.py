@@ -20,7 +20,7 @@ from typing import Any
 
 from clickback.domain import fraud, refid
 from clickback.domain.lifecycle import DeliveryState
-from clickback.domain.ports import Store
+from clickback.domain.ports import Screening, Store
 
 log = logging.getLogger("clickback.screening")
 SETTLE_MS = 2000
@@ -64,13 +64,13 @@ class Screener:
         if rows:
             await self.store.set_watermark("screening", self.owner, rows[-1]["refid"])
             self.clicks.forget_before(rows[-1]["created_at"])
-        done = 0
-        for c in await self.store.unscreened_conversions(batch):
-            await self._screen(c)
-            done += 1
-        return len(rows), done
+        conversions = await self.store.unscreened_conversions(batch)
+        now = time.time_ns() // 1000
+        await self.store.screen_conversions([self._screen(c) for c in conversions], now)
+        return len(rows), len(conversions)
 
-    async def _screen(self, c: dict[str, Any]) -> None:
+    def _screen(self, c: dict[str, Any]) -> Screening:
+        """What the screening makes of one conversion."""
         click = {"flags": c["click_flags"], "ip": c["click_ip"]} if c["has_click"] else None
         found = self.conversions.flags(c, click)
         kept = [f for f in str(c["flags"]).split(",") if f]
@@ -83,21 +83,10 @@ class Screener:
         delivery = ""
         if to != status:
             delivery = self.delivery_state(
-                int(c["offer_id"]),
-                int(c["affiliate_id"]),
-                to,
-                int(c["is_test"]),
+                int(c["offer_id"]), int(c["affiliate_id"]), to, int(c["is_test"])
             )
         reason = f"fraud: {', '.join(found)}" if found else ""
-        await self.store.screen_conversion(
-            int(c["id"]),
-            flags,
-            status,
-            to,
-            reason,
-            delivery,
-            time.time_ns() // 1000,
-        )
+        return Screening(int(c["id"]), flags, status, to, reason, delivery)
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._loop())

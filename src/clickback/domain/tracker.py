@@ -7,8 +7,9 @@ answer with. Each call makes one durable write through the store's group commit.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
+from urllib.parse import unquote_plus
 
 import orjson
 
@@ -39,15 +40,17 @@ class PostbackAnswer:
 
 
 def parse_subs(query: str) -> tuple[str, str, str, str, str]:
-    """sub1..sub5 from a raw query string; only those five are decoded."""
+    """sub1..sub5 from a raw query string; only those five are decoded, and only when
+    they hold an escape."""
     if "sub" not in query:
         return _EMPTY_SUBS
-    from urllib.parse import unquote_plus
-
     subs = ["", "", "", "", ""]
     for part in query.split("&"):
         if part[:3] == "sub" and len(part) > 5 and part[4] == "=" and "1" <= part[3] <= "5":
-            subs[int(part[3]) - 1] = unquote_plus(part[5:])[:MAX_SUB]
+            value = part[5:]
+            if "%" in value or "+" in value:
+                value = unquote_plus(value)
+            subs[ord(part[3]) - 49] = value[:MAX_SUB]
     return (subs[0], subs[1], subs[2], subs[3], subs[4])
 
 
@@ -175,17 +178,27 @@ class Tracker:
             refusal = attribution.unknown_refid()
         else:
             rules = self.catalog.rules.get(offer.id, ()) if offer else ()
+            delivery = (
+                self.catalog.delivery_state(offer.id, link.affiliate_id, "conversion", link.is_test)
+                if offer and link
+                else ""
+            )
             decided = attribution.decide(
-                parsed, info, link, offer, advertiser, now_us, rules, self.catalog.rates
+                parsed,
+                info,
+                link,
+                offer,
+                advertiser,
+                now_us,
+                rules,
+                self.catalog.rates,
+                ip,
+                delivery,
             )
             if isinstance(decided, attribution.Refusal):
                 refusal = decided
             else:
-                refusal = None
-                delivery = self.catalog.delivery_state(
-                    decided.offer_id, decided.affiliate_id, "conversion", decided.is_test
-                )
-                conversion = replace(decided, ip=ip, delivery=delivery)
+                refusal, conversion = None, decided
         outcome = refusal.outcome if refusal else Outcome.ACCEPTED
         if refusal:
             errors_out = [e.as_dict() for e in refusal.errors]

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from clickback.domain.ports import Screening
+
 
 class ScreeningSql:
     engine = ""
@@ -70,49 +72,58 @@ class ScreeningSql:
             limit,
         )
 
-    async def screen_conversion(
-        self,
-        conversion_id: int,
-        flags: str,
-        from_status: str,
-        to_status: str,
-        reason: str,
-        delivery: str,
-        now: int,
-    ) -> None:
-        """Stores a conversion's screening: its flags, and the status the offer's rules give
-        it (with an audit event, and its outbound postbacks brought in line)."""
-        steps: list[tuple[str, tuple[Any, ...]]] = [
-            (
-                "UPDATE conversions SET flags = ?, status = ?, screened = 1, updated_at = ? "
-                "WHERE id = ?",
-                (flags, to_status, now, conversion_id),
-            ),
+    async def screen_conversions(self, screenings: list[Screening], now: int) -> None:
+        """Stores screenings in one transaction: flags, the status the offer's rules give
+        (with an audit event), and outbound postbacks brought in line."""
+        steps: list[tuple[str, tuple[Any, ...]]] = []
+        # most conversions carry no flag and keep their status: one statement marks them
+        plain = [
+            s.conversion_id for s in screenings if not s.flags and s.to_status == s.from_status
         ]
-        if to_status != from_status:
+        for i in range(0, len(plain), 500):
+            chunk = plain[i : i + 500]
+            marks = ", ".join("?" * len(chunk))
+            steps.append(
+                (f"UPDATE conversions SET screened = 1 WHERE id IN ({marks})", tuple(chunk))
+            )
+        for s in screenings:
+            if not s.flags and s.to_status == s.from_status:
+                continue
+            steps.append(
+                (
+                    "UPDATE conversions SET flags = ?, status = ?, screened = 1, updated_at = ? "
+                    "WHERE id = ?",
+                    (s.flags, s.to_status, now, s.conversion_id),
+                )
+            )
+            if s.to_status == s.from_status:
+                continue
             steps.append(
                 (
                     "INSERT INTO conversion_events (conversion_id, from_status, to_status, reason, "
                     "actor, created_at) VALUES (?, ?, ?, ?, 'fraud_screening', ?)",
-                    (conversion_id, from_status, to_status, reason, now),
+                    (s.conversion_id, s.from_status, s.to_status, s.reason, now),
                 )
             )
-        if to_status == "rejected":
-            # a conversion rejected on screening is not posted back as a conversion
-            steps.append(
-                (
-                    "UPDATE deliveries SET state = 'cancelled', updated_at = ? WHERE "
-                    "conversion_id = ? AND event = 'conversion' AND state IN ('queued', 'held')",
-                    (now, conversion_id),
+            if s.to_status == "rejected":
+                # a conversion rejected on screening is not posted back as a conversion
+                steps.append(
+                    (
+                        "UPDATE deliveries SET state = 'cancelled', updated_at = ? WHERE "
+                        "conversion_id = ? AND event = 'conversion' "
+                        "AND state IN ('queued', 'held')",
+                        (now, s.conversion_id),
+                    )
                 )
-            )
-        if delivery:
-            steps.append(
-                (
-                    "INSERT INTO deliveries (conversion_id, affiliate_id, offer_id, event, state, "
-                    "next_at, created_at, updated_at) SELECT id, affiliate_id, offer_id, ?, ?, ?, "
-                    "?, ? FROM conversions WHERE id = ?",
-                    (to_status, delivery, now, now, now, conversion_id),
+            if s.delivery:
+                steps.append(
+                    (
+                        "INSERT INTO deliveries (conversion_id, affiliate_id, offer_id, event, "
+                        "state, next_at, created_at, updated_at) "
+                        "SELECT id, affiliate_id, offer_id, ?, ?, ?, ?, ? "
+                        "FROM conversions WHERE id = ?",
+                        (s.to_status, s.delivery, now, now, now, s.conversion_id),
+                    )
                 )
-            )
-        await self._write_all(steps, check=False)
+        if steps:
+            await self._write_all(steps, check=False)
