@@ -137,3 +137,32 @@ async def test_a_flood_gets_429_with_retry_after(guarded: httpx.AsyncClient) -> 
     assert len(ledger.json()["items"]) == len(limited)
     convs = (await guarded.get("/api/v1/conversions", headers=AUTH)).json()["items"]
     assert len(convs) == accepted + 1
+
+
+async def test_the_python_helper_signs_postbacks(
+    client: httpx.AsyncClient, app: ClickbackApp
+) -> None:
+    from clickback.client import PostbackRejectedError, async_fire_postback
+
+    _, refid = await offer_with(client, signing_secret="k3y", require_signature=True)
+    transport = httpx.ASGITransport(app=app)
+    answer = await async_fire_postback(
+        "http://t",
+        refid=refid,
+        orderamount="5",
+        ordernumber="H1",
+        signing_secret="k3y",
+        transport=transport,
+        retries=0,
+    )
+    assert answer["status"] == "accepted"
+    with pytest.raises(PostbackRejectedError) as refused:
+        await async_fire_postback(
+            "http://t",
+            refid=refid,
+            orderamount="5",
+            ordernumber="H2",
+            transport=transport,
+            retries=0,
+        )
+    assert refused.value.code == "signature_invalid"
