@@ -58,6 +58,21 @@ SETTINGS: dict[str, tuple[str, str]] = {
         "4",
         "PostgreSQL connections per process for reads (the writer has its own).",
     ),
+    "CLICKBACK_GEOIP_MMDB": (
+        "",
+        "A MaxMind `.mmdb` file (GeoLite2/GeoIP2 Country or City, or a compatible one) to "
+        "read click countries from. Empty: the data geoip2fast ships.",
+    ),
+    "CLICKBACK_ROLLUP_INTERVAL": (
+        "1.0",
+        "Seconds between runs of the report rollup job in each `serve` process (one "
+        "process at a time does the work, under a lease). `0`: this process never runs it.",
+    ),
+    "CLICKBACK_ROLLUP_SETTLE": (
+        "2.0",
+        "Clicks are rolled up once this many seconds old, so that every write batch that "
+        "stamped them has committed. A click is in reports within settle + interval.",
+    ),
 }
 
 
@@ -76,6 +91,9 @@ class Settings:
     cache_check_seconds: float = 1.0
     pg_pool_size: int = 4
     base_currency: str = "USD"
+    geoip_mmdb: str = ""
+    rollup_interval: float = 1.0
+    rollup_settle: float = 2.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -87,6 +105,8 @@ class Settings:
             batch_max = int(_get(env, "CLICKBACK_BATCH_MAX"))
             check = float(_get(env, "CLICKBACK_CACHE_CHECK_SECONDS"))
             pool = int(_get(env, "CLICKBACK_PG_POOL_SIZE"))
+            interval = float(_get(env, "CLICKBACK_ROLLUP_INTERVAL"))
+            settle = float(_get(env, "CLICKBACK_ROLLUP_SETTLE"))
         except ValueError as exc:
             raise ConfigError(f"bad numeric setting: {exc}") from exc
         base = _get(env, "CLICKBACK_BASE_CURRENCY").strip().upper()
@@ -103,4 +123,7 @@ class Settings:
             cache_check_seconds=check,
             pg_pool_size=max(1, pool),
             base_currency=base,
+            geoip_mmdb=_get(env, "CLICKBACK_GEOIP_MMDB"),
+            rollup_interval=max(0.0, interval),
+            rollup_settle=max(0.0, settle),
         )

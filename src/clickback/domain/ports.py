@@ -13,6 +13,8 @@ from decimal import Decimal
 from typing import Any, Protocol
 
 from clickback.domain.models import Advertiser, CommissionRule, Link, Offer, Outcome
+from clickback.domain.reports import ReportStore
+from clickback.domain.rollup import RollupStore
 
 # (refid, link_id, offer_id, affiliate_id, sub1, sub2, sub3, sub4, sub5,
 #  ip, user_agent, referer, created_at, is_test)
@@ -108,7 +110,7 @@ class CatalogSnapshot:
     rates: Sequence[tuple[str, str, Decimal]]  # (currency, day, rate)
 
 
-class Store(Protocol):
+class Store(ReportStore, RollupStore, Protocol):
     async def migrate(self) -> int: ...
     async def ping(self) -> bool: ...
     async def close(self) -> None: ...

@@ -82,3 +82,10 @@ class RefIdCodec:
                     link_id=int.from_bytes(body[6:10], "big"),
                 )
         return None
+
+
+def time_key(ms: int) -> str:
+    """The 8-character prefix RefIDs made at `ms` start with: every RefID made before
+    `ms` sorts below it, every one made at or after it above."""
+    raw = ms.to_bytes(6, "big")
+    return base64.urlsafe_b64encode(raw).translate(_ENCODE).decode()

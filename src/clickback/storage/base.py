@@ -24,6 +24,7 @@ from clickback.domain.models import (
 )
 from clickback.domain.ports import CatalogSnapshot, Page
 from clickback.errors import InputError
+from clickback.storage.reports import ReportSql
 
 _QMARK = re.compile(r"\?")
 
@@ -97,7 +98,7 @@ def link_from_row(r: Mapping[str, Any]) -> Link:
     )
 
 
-class SqlStore:
+class SqlStore(ReportSql):
     """Engine-neutral part of a Store. Subclasses set `engine` and the primitives."""
 
     engine = ""

@@ -193,6 +193,86 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
             )""",
         ],
     ),
+    (
+        5,
+        "reports: hourly rollups of clicks and conversions, kept by a background job",
+        [
+            # one row per UTC hour and group; a link names its offer, affiliate and
+            # advertiser, so those three ride along outside the key
+            """CREATE TABLE report_clicks (
+                hour BIGINT NOT NULL,
+                link_id BIGINT NOT NULL,
+                sub1 TEXT NOT NULL, sub2 TEXT NOT NULL, sub3 TEXT NOT NULL,
+                sub4 TEXT NOT NULL, sub5 TEXT NOT NULL,
+                country TEXT NOT NULL, device TEXT NOT NULL, os TEXT NOT NULL,
+                browser TEXT NOT NULL,
+                offer_id BIGINT NOT NULL, affiliate_id BIGINT NOT NULL,
+                advertiser_id BIGINT NOT NULL,
+                clicks BIGINT NOT NULL, unique_clicks BIGINT NOT NULL, bot_clicks BIGINT NOT NULL,
+                PRIMARY KEY (hour, link_id, sub1, sub2, sub3, sub4, sub5, country, device, os,
+                             browser)
+            ){without_rowid}""",
+            # each conversion twice: at its conversion's hour and at its click's hour
+            """CREATE TABLE report_conversions (
+                basis TEXT NOT NULL,
+                hour BIGINT NOT NULL,
+                link_id BIGINT NOT NULL,
+                sub1 TEXT NOT NULL, sub2 TEXT NOT NULL, sub3 TEXT NOT NULL,
+                sub4 TEXT NOT NULL, sub5 TEXT NOT NULL,
+                country TEXT NOT NULL, device TEXT NOT NULL, os TEXT NOT NULL,
+                browser TEXT NOT NULL,
+                status TEXT NOT NULL,
+                offer_id BIGINT NOT NULL, affiliate_id BIGINT NOT NULL,
+                advertiser_id BIGINT NOT NULL,
+                conversions BIGINT NOT NULL, sale BIGINT NOT NULL, commission BIGINT NOT NULL,
+                missing_rate BIGINT NOT NULL,
+                PRIMARY KEY (basis, hour, link_id, sub1, sub2, sub3, sub4, sub5, country, device,
+                             os, browser, status)
+            ){without_rowid}""",
+            # what the rollups hold of each conversion, so a status change or a late
+            # exchange rate moves exactly that
+            """CREATE TABLE report_facts (
+                conversion_id BIGINT NOT NULL PRIMARY KEY,
+                status TEXT NOT NULL,
+                valued SMALLINT NOT NULL,
+                sale BIGINT NOT NULL, commission BIGINT NOT NULL,
+                click_hour BIGINT NOT NULL, conversion_hour BIGINT NOT NULL,
+                link_id BIGINT NOT NULL,
+                sub1 TEXT NOT NULL, sub2 TEXT NOT NULL, sub3 TEXT NOT NULL,
+                sub4 TEXT NOT NULL, sub5 TEXT NOT NULL,
+                country TEXT NOT NULL, device TEXT NOT NULL, os TEXT NOT NULL,
+                browser TEXT NOT NULL,
+                offer_id BIGINT NOT NULL, affiliate_id BIGINT NOT NULL,
+                advertiser_id BIGINT NOT NULL
+            )""",
+            """CREATE INDEX report_facts_unvalued ON report_facts (conversion_id)
+                WHERE valued = 0""",
+            # visitors seen per link and UTC day: what makes a click unique
+            """CREATE TABLE report_visitors (
+                day INTEGER NOT NULL,
+                link_id BIGINT NOT NULL,
+                visitor BIGINT NOT NULL,
+                PRIMARY KEY (day, link_id, visitor)
+            ){without_rowid}""",
+            # ids skipped over by the watermark, re-checked until they appear or expire
+            """CREATE TABLE report_gaps (
+                kind TEXT NOT NULL,
+                id BIGINT NOT NULL,
+                noted_at BIGINT NOT NULL,
+                PRIMARY KEY (kind, id)
+            )""",
+            """CREATE TABLE report_state (
+                name TEXT NOT NULL PRIMARY KEY,
+                owner TEXT NOT NULL,
+                lease_until BIGINT NOT NULL,
+                clicks_after TEXT NOT NULL,
+                conversions_after BIGINT NOT NULL,
+                events_after BIGINT NOT NULL,
+                updated_at BIGINT NOT NULL
+            )""",
+            """INSERT INTO report_state VALUES ('rollup', '', 0, '', 0, 0, 0)""",
+        ],
+    ),
 ]
 
 LATEST = MIGRATIONS[-1][0]

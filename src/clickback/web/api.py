@@ -185,9 +185,10 @@ def entity_endpoints(app: ClickbackApp) -> list[Endpoint]:
 
 
 def build_api(app: ClickbackApp) -> Starlette:
-    from clickback.web import api_ledger, api_money, openapi
+    from clickback.web import api_ledger, api_money, api_reports, openapi
 
     endpoints = entity_endpoints(app) + api_ledger.endpoints(app) + api_money.endpoints(app)
+    endpoints += api_reports.endpoints(app)
 
     async def healthz(request: Request) -> Response:
         return PlainTextResponse("ok")

@@ -13,6 +13,7 @@ from clickback.config import Settings
 from clickback.domain.catalog import Catalog
 from clickback.domain.integration import LandingProbe
 from clickback.domain.ports import Store
+from clickback.domain.rollup import RollupJob
 from clickback.domain.tracker import Tracker, open_tracker
 from clickback.probe import probe_landing
 from clickback.storage import open_store
@@ -32,6 +33,7 @@ class ClickbackApp:
         self.tracker: Tracker = None  # type: ignore[assignment]
         self.catalog: Catalog = None  # type: ignore[assignment]
         self.probe: LandingProbe | None = probe_landing
+        self.rollup: RollupJob | None = None
         from clickback.web.api import build_api
 
         self.api = build_api(self)
@@ -49,10 +51,20 @@ class ClickbackApp:
         )
         self.catalog = self.tracker.catalog
         self.catalog.start()
+        self.rollup = RollupJob(
+            self.store,
+            mmdb_path=self.settings.geoip_mmdb,
+            interval=self.settings.rollup_interval,
+            settle=self.settings.rollup_settle,
+        )
+        if self.settings.rollup_interval > 0:
+            self.rollup.start()  # off the hot path: reports read what it rolls up
         self.ready = True
 
     async def shutdown(self) -> None:
         self.ready = False
+        if self.rollup is not None:
+            await self.rollup.stop()
         if self.catalog is not None:
             await self.catalog.stop()
         if self._owns_store and self.store is not None:
