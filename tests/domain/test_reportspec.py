@@ -58,3 +58,17 @@ def test_filters_and_defaults() -> None:
     )
     with pytest.raises(InputError):
         spec(tz="Europe/Berlin", **{"from": "9999-12-31", "to": "9999-12-31"})
+
+
+def test_every_local_period_of_a_range_in_order() -> None:
+    s = spec(tz="Europe/Berlin", group_by="day", **{"from": "2026-03-28", "to": "2026-03-30"})
+    assert s.time is not None
+    days = [s.time.label(b) for b in s.time.buckets(s.start_hour, s.end_hour)]
+    assert days == ["2026-03-28", "2026-03-29", "2026-03-30"]
+    m = spec(tz="UTC", group_by="month", **{"from": "2026-01-01", "to": "2026-03-31"})
+    assert m.time is not None
+    assert [m.time.label(b) for b in m.time.buckets(m.start_hour, m.end_hour)] == [
+        "2026-01",
+        "2026-02",
+        "2026-03",
+    ]

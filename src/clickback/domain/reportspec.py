@@ -48,6 +48,20 @@ class TimePlan:
     month_starts: tuple[int, ...] = ()
     first_month: tuple[int, int] = (1970, 1)
 
+    def bucket(self, hour: int) -> int:
+        """The bucket of a UTC hour, as the storage computes it in SQL."""
+        if self.kind == "hour":
+            return hour
+        if self.kind == "month":
+            return sum(1 for start in self.month_starts if hour >= start)
+        offset = [o for h, o in self.offsets if h <= hour][-1] if self.offsets else 0
+        day = (hour + offset) // 24
+        return day if self.kind == "day" else (day + 3) // 7
+
+    def buckets(self, start: int, end: int) -> list[int]:
+        """Every bucket of the hours [start, end), in order (a chart's x axis)."""
+        return list(dict.fromkeys(self.bucket(h) for h in range(start, end)))
+
     def label(self, bucket: int) -> str:
         """The local name of a bucket value as the storage computed it."""
         if self.kind == "hour":

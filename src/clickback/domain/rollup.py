@@ -221,11 +221,11 @@ class RollupJob:
 
     async def _tick(self) -> tuple[int, bool]:
         store = self.store
+        enricher = await self._enricher()
         now = self._now()
         mark = await store.rollup_claim(self.owner, now, self.lease_us)
         if mark is None:
             return 0, False  # another process holds the lease
-        enricher = await self._enricher()
         delta = Delta()
         before = time_key(max(0, now - self.settle_us) // 1000)
         clicks = await store.rollup_clicks(mark.clicks_after, before, self.batch)

@@ -185,7 +185,7 @@ def entity_endpoints(app: ClickbackApp) -> list[Endpoint]:
 
 
 def build_api(app: ClickbackApp) -> Starlette:
-    from clickback.web import api_ledger, api_money, api_reports, openapi
+    from clickback.web import api_ledger, api_money, api_reports, openapi, ui
 
     endpoints = entity_endpoints(app) + api_ledger.endpoints(app) + api_money.endpoints(app)
     endpoints += api_reports.endpoints(app)
@@ -205,5 +205,6 @@ def build_api(app: ClickbackApp) -> Starlette:
         Route("/readyz", readyz),
         *openapi.routes(endpoints),
         *build_routes(app, endpoints),
+        *ui.routes(app),
     ]
     return Starlette(routes=routes, exception_handlers=HANDLERS)
