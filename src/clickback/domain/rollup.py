@@ -29,6 +29,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from clickback.domain import levels
 from clickback.domain.enrich import Enricher, visitor_key
 from clickback.domain.refid import time_key
 
@@ -125,6 +126,35 @@ class Delta:
             self.clicks or self.conversions or self.facts or self.gaps_add or self.gaps_drop
         )
 
+    def click_rows(self) -> list[tuple[Any, ...]]:
+        """(level, *key, clicks, unique, bots) for every rollup level."""
+        return leveled(self.clicks, _CLICK_MASKS, 3)
+
+    def conversion_rows(self) -> list[tuple[Any, ...]]:
+        """(level, *key, conversions, sale, commission, missing_rate) for every level;
+        keys whose sums cancel out (a status change and back in one batch) are left out."""
+        return [r for r in leveled(self.conversions, _CONVERSION_MASKS, 4) if any(r[-4:])]
+
+
+SUMMED = ("link_id", "sub1", "sub2", "sub3", "sub4", "sub5", "country", "device", "os", "browser")
+CLICK_FIELDS = ("hour", *SUMMED, "offer_id", "affiliate_id", "advertiser_id")
+CONVERSION_FIELDS: tuple[str, ...] = ("basis", "hour", *SUMMED, "status", "offer_id")
+CONVERSION_FIELDS += ("affiliate_id", "advertiser_id")
+_CLICK_MASKS = levels.masks(CLICK_FIELDS)
+_CONVERSION_MASKS = levels.masks(CONVERSION_FIELDS)
+
+
+def leveled(
+    sums: dict[tuple[Any, ...], list[int]], level_masks: list[tuple[int, tuple[Any, ...]]], n: int
+) -> list[tuple[Any, ...]]:
+    out: dict[tuple[Any, ...], list[int]] = {}
+    for key, values in sums.items():
+        for leveled in levels.spread(key, level_masks):
+            total = out.setdefault(leveled, [0] * n)
+            for i in range(n):
+                total[i] += values[i]
+    return [(*k, *v) for k, v in out.items()]
+
 
 class RollupStore(Protocol):
     async def rollup_claim(self, owner: str, now_us: int, lease_us: int) -> Mark | None: ...
@@ -156,7 +186,7 @@ class RollupJob:
         mmdb_path: str = "",
         interval: float = 1.0,
         settle: float = 2.0,
-        batch: int = 5000,
+        batch: int = 1000,
         lease: float = 15.0,
         clock: Any = None,
     ):

@@ -13,6 +13,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from clickback.domain.levels import level_for
 from clickback.domain.reportspec import ReportSpec, TimePlan
 from clickback.domain.rollup import FACT_COLUMNS, Delta, Mark
 
@@ -21,20 +22,21 @@ Steps = list[tuple[str, list[tuple[Any, ...]]]]
 KEY = "link_id, sub1, sub2, sub3, sub4, sub5, country, device, os, browser"
 REST = "offer_id, affiliate_id, advertiser_id"
 UPSERT_CLICKS = (
-    f"INSERT INTO report_clicks (hour, {KEY}, {REST}, clicks, unique_clicks, bot_clicks) "
+    "INSERT INTO {t} "
+    f"(hour, {KEY}, {REST}, clicks, unique_clicks, bot_clicks) "
     f"VALUES ({', '.join('?' * 17)}) ON CONFLICT (hour, {KEY}) DO UPDATE SET "
-    "clicks = report_clicks.clicks + excluded.clicks, "
-    "unique_clicks = report_clicks.unique_clicks + excluded.unique_clicks, "
-    "bot_clicks = report_clicks.bot_clicks + excluded.bot_clicks"
+    "clicks = {t}.clicks + excluded.clicks, "
+    "unique_clicks = {t}.unique_clicks + excluded.unique_clicks, "
+    "bot_clicks = {t}.bot_clicks + excluded.bot_clicks"
 )
 UPSERT_CONVERSIONS = (
-    f"INSERT INTO report_conversions (basis, hour, {KEY}, status, {REST}, conversions, sale, "
-    f"commission, missing_rate) VALUES ({', '.join('?' * 20)}) "
-    f"ON CONFLICT (basis, hour, {KEY}, status) DO UPDATE SET "
-    "conversions = report_conversions.conversions + excluded.conversions, "
-    "sale = report_conversions.sale + excluded.sale, "
-    "commission = report_conversions.commission + excluded.commission, "
-    "missing_rate = report_conversions.missing_rate + excluded.missing_rate"
+    "INSERT INTO {t} "
+    f"(basis, hour, {KEY}, status, {REST}, conversions, sale, commission, missing_rate) "
+    f"VALUES ({', '.join('?' * 20)}) ON CONFLICT (basis, hour, {KEY}, status) DO UPDATE SET "
+    "conversions = {t}.conversions + excluded.conversions, "
+    "sale = {t}.sale + excluded.sale, "
+    "commission = {t}.commission + excluded.commission, "
+    "missing_rate = {t}.missing_rate + excluded.missing_rate"
 )
 UPSERT_FACT = (
     f"INSERT INTO report_facts ({', '.join(FACT_COLUMNS)}) "
@@ -228,8 +230,8 @@ class ReportSql:
             ),
         )
         steps: Steps = [
-            (UPSERT_CLICKS, [(*k, *v) for k, v in delta.clicks.items()]),
-            (UPSERT_CONVERSIONS, [(*k, *v) for k, v in delta.conversions.items() if any(v)]),
+            *per_level(UPSERT_CLICKS, "report_clicks", delta.click_rows()),
+            *per_level(UPSERT_CONVERSIONS, "report_conversions", delta.conversion_rows()),
             (
                 "INSERT INTO report_visitors (day, link_id, visitor) VALUES (?, ?, ?) "
                 "ON CONFLICT (day, link_id, visitor) DO NOTHING",
@@ -257,6 +259,7 @@ class ReportSql:
     ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         columns = spec.columns
         select = ([f"{bucket_sql(spec.time)} AS bucket"] if spec.time else []) + columns
+        level = level_for([*columns, *spec.filters])
         where = ["hour >= ?", "hour < ?"]
         args: list[Any] = [spec.start_hour, spec.end_hour]
         for column, values in spec.filters.items():
@@ -266,14 +269,15 @@ class ReportSql:
         filters = " AND ".join(where)
         click_sums = [f"sum({m}) AS {m}" for m in ("clicks", "unique_clicks", "bot_clicks")]
         clicks_sql = (
-            f"SELECT {', '.join([*select, *click_sums])} FROM report_clicks "
+            f"SELECT {', '.join([*select, *click_sums])} FROM report_clicks_{level} "
             f"WHERE {filters}{_group(len(select))}"
         )
         conv_cols = [*select, "status"]
         conv_sums = [f"sum({m}) AS {m}" for m in ("conversions", "sale", "commission")]
         conv_sql = (
             f"SELECT {', '.join([*conv_cols, *conv_sums, 'sum(missing_rate) AS missing_rate'])} "
-            f"FROM report_conversions WHERE basis = ? AND {filters}{_group(len(conv_cols))}"
+            f"FROM report_conversions_{level} WHERE basis = ? AND {filters}"
+            f"{_group(len(conv_cols))}"
         )
         clicks = [r for r in await self._fetch(clicks_sql, *args) if r["clicks"] is not None]
         conversions = await self._fetch(conv_sql, spec.by, *args)
@@ -288,6 +292,14 @@ class ReportSql:
             )
             out.update((int(r["id"]), str(r["name"])) for r in rows)
         return out
+
+
+def per_level(template: str, table: str, rows: list[tuple[Any, ...]]) -> Steps:
+    """Rows whose first value is their level, as one step per level's table."""
+    by_level: dict[int, list[tuple[Any, ...]]] = {}
+    for row in rows:
+        by_level.setdefault(int(row[0]), []).append(row[1:])
+    return [(template.format(t=f"{table}_{n}"), r) for n, r in sorted(by_level.items())]
 
 
 def _group(n: int) -> str:

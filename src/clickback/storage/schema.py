@@ -197,9 +197,13 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
         5,
         "reports: hourly rollups of clicks and conversions, kept by a background job",
         [
-            # one row per UTC hour and group; a link names its offer, affiliate and
-            # advertiser, so those three ride along outside the key
-            """CREATE TABLE report_clicks (
+            # one table per rollup level (domain.levels: 8 of them), so that a level's rows
+            # lie together; one row per UTC hour and group, a column the level leaves out
+            # is blank; a link names its offer, affiliate and advertiser, so those ride
+            # along outside the key; conversions are kept at their conversion's hour and
+            # at their click's hour (`basis`), per status
+            *(
+                f"""CREATE TABLE report_clicks_{level} (
                 hour BIGINT NOT NULL,
                 link_id BIGINT NOT NULL,
                 sub1 TEXT NOT NULL, sub2 TEXT NOT NULL, sub3 TEXT NOT NULL,
@@ -211,9 +215,11 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
                 clicks BIGINT NOT NULL, unique_clicks BIGINT NOT NULL, bot_clicks BIGINT NOT NULL,
                 PRIMARY KEY (hour, link_id, sub1, sub2, sub3, sub4, sub5, country, device, os,
                              browser)
-            ){without_rowid}""",
-            # each conversion twice: at its conversion's hour and at its click's hour
-            """CREATE TABLE report_conversions (
+            ){{without_rowid}}"""
+                for level in range(8)
+            ),
+            *(
+                f"""CREATE TABLE report_conversions_{level} (
                 basis TEXT NOT NULL,
                 hour BIGINT NOT NULL,
                 link_id BIGINT NOT NULL,
@@ -228,7 +234,9 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
                 missing_rate BIGINT NOT NULL,
                 PRIMARY KEY (basis, hour, link_id, sub1, sub2, sub3, sub4, sub5, country, device,
                              os, browser, status)
-            ){without_rowid}""",
+            ){{without_rowid}}"""
+                for level in range(8)
+            ),
             # what the rollups hold of each conversion, so a status change or a late
             # exchange rate moves exactly that
             """CREATE TABLE report_facts (
