@@ -773,3 +773,6 @@ def token_revoke(token_id: int, db: DbOption = None) -> None:
 
 def main() -> None:
     app()
+
+
+from clickback import cli_reports  # noqa: E402, F401  (adds `report` and `rollup` to `app`)

@@ -100,10 +100,6 @@ SETTINGS: dict[str, tuple[str, str]] = {
         "A file of data-centre CIDRs (one per line); clicks from them are flagged "
         "`datacenter_ip`. Empty: no such flag.",
     ),
-    "CLICKBACK_GEOIP_MMDB": (
-        "",
-        "A MaxMind `.mmdb` country database to use instead of the one geoip2fast ships.",
-    ),
     "CLICKBACK_TRUSTED_PROXIES": (
         "",
         "Comma-separated CIDRs of reverse proxies whose `X-Forwarded-For` is believed for "
@@ -122,6 +118,21 @@ SETTINGS: dict[str, tuple[str, str]] = {
     "CLICKBACK_PG_POOL_SIZE": (
         "4",
         "PostgreSQL connections per process for reads (the writer has its own).",
+    ),
+    "CLICKBACK_GEOIP_MMDB": (
+        "",
+        "A MaxMind `.mmdb` file (GeoLite2/GeoIP2 Country or City, or a compatible one) to "
+        "read click countries from. Empty: the data geoip2fast ships.",
+    ),
+    "CLICKBACK_ROLLUP_INTERVAL": (
+        "1.0",
+        "Seconds between runs of the report rollup job in each `serve` process (one "
+        "process at a time does the work, under a lease). `0`: this process never runs it.",
+    ),
+    "CLICKBACK_ROLLUP_SETTLE": (
+        "2.0",
+        "Clicks are rolled up once this many seconds old, so that every write batch that "
+        "stamped them has committed. A click is in reports within settle + interval.",
     ),
 }
 
@@ -156,6 +167,8 @@ class Settings:
     trusted_proxies: tuple[str, ...] = field(default_factory=tuple)
     postback_rate_limit: float = 0.0
     signature_skew_seconds: int = 300
+    rollup_interval: float = 1.0
+    rollup_settle: float = 2.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -182,6 +195,8 @@ class Settings:
                 "postback_rate_limit": float(_get(env, "CLICKBACK_POSTBACK_RATE_LIMIT")),
                 "signature_skew_seconds": int(_get(env, "CLICKBACK_SIGNATURE_SKEW_SECONDS")),
             }
+            interval = float(_get(env, "CLICKBACK_ROLLUP_INTERVAL"))
+            settle = float(_get(env, "CLICKBACK_ROLLUP_SETTLE"))
         except ValueError as exc:
             raise ConfigError(f"bad numeric setting: {exc}") from exc
         base = _get(env, "CLICKBACK_BASE_CURRENCY").strip().upper()
@@ -204,5 +219,7 @@ class Settings:
             trusted_proxies=tuple(
                 p.strip() for p in _get(env, "CLICKBACK_TRUSTED_PROXIES").split(",") if p.strip()
             ),
+            rollup_interval=max(0.0, interval),
+            rollup_settle=max(0.0, settle),
             **numbers,  # type: ignore[arg-type]
         )

@@ -14,6 +14,8 @@ from typing import Any, Protocol
 
 from clickback.domain.models import Advertiser, CommissionRule, Link, Offer, Outcome
 from clickback.domain.outbound import Attempt, PostbackConfig
+from clickback.domain.reports import ReportStore
+from clickback.domain.rollup import RollupStore
 
 # (refid, link_id, offer_id, affiliate_id, sub1, sub2, sub3, sub4, sub5,
 #  ip, user_agent, referer, created_at, is_test)
@@ -161,7 +163,7 @@ class OutboxStore(Protocol):
     async def screen_conversions(self, screenings: list[Screening], now: int) -> None: ...
 
 
-class Store(OutboxStore, Protocol):
+class Store(OutboxStore, ReportStore, RollupStore, Protocol):
     async def migrate(self) -> int: ...
     async def ping(self) -> bool: ...
     async def close(self) -> None: ...

@@ -26,6 +26,7 @@ from clickback.domain.models import (
 from clickback.domain.ports import CatalogSnapshot, Page
 from clickback.errors import InputError
 from clickback.storage.outbox import OutboxSql
+from clickback.storage.reports import ReportSql
 from clickback.storage.screening import ScreeningSql
 
 _QMARK = re.compile(r"\?")
@@ -112,7 +113,7 @@ def link_from_row(r: Mapping[str, Any]) -> Link:
     )
 
 
-class SqlStore(OutboxSql, ScreeningSql):
+class SqlStore(OutboxSql, ScreeningSql, ReportSql):
     """Engine-neutral part of a Store. Subclasses set `engine` and the primitives."""
 
     engine = ""

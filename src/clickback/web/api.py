@@ -200,13 +200,14 @@ def entity_endpoints(app: ClickbackApp) -> list[Endpoint]:
 
 
 def build_api(app: ClickbackApp) -> Starlette:
-    from clickback.web import api_ledger, api_money, api_outbound, openapi
+    from clickback.web import api_ledger, api_money, api_outbound, api_reports, openapi, ui
 
     endpoints = (
         entity_endpoints(app)
         + api_ledger.endpoints(app)
         + api_money.endpoints(app)
         + api_outbound.endpoints(app)
+        + api_reports.endpoints(app)
     )
 
     async def healthz(request: Request) -> Response:
@@ -224,5 +225,6 @@ def build_api(app: ClickbackApp) -> Starlette:
         Route("/readyz", readyz),
         *openapi.routes(endpoints),
         *build_routes(app, endpoints),
+        *ui.routes(app),
     ]
     return Starlette(routes=routes, exception_handlers=HANDLERS)

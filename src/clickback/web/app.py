@@ -11,13 +11,14 @@ from typing import Any
 
 import httpx
 
-from clickback import enrich, outbound_http
+from clickback import outbound_http
 from clickback.config import Settings
 from clickback.domain import fraud
 from clickback.domain.catalog import Catalog
 from clickback.domain.integration import LandingProbe
 from clickback.domain.outbound import Attempt, OutboundRequest, RetryPolicy
 from clickback.domain.ports import Store
+from clickback.domain.rollup import RollupJob, shared_enricher
 from clickback.domain.screener import Screener
 from clickback.domain.security import parse_networks
 from clickback.domain.sender import Sender
@@ -43,6 +44,7 @@ class ClickbackApp:
         self.sender: Sender | None = None
         self.trusted_proxies = parse_networks(",".join(settings.trusted_proxies))
         self.screener: Screener | None = None
+        self.rollup: RollupJob | None = None
         from clickback.web.api import build_api
 
         self.api = build_api(self)
@@ -63,6 +65,14 @@ class ClickbackApp:
         self.catalog = self.tracker.catalog
         self.catalog.start()
         self._start_jobs()
+        self.rollup = RollupJob(
+            self.store,
+            mmdb_path=self.settings.geoip_mmdb,
+            interval=self.settings.rollup_interval,
+            settle=self.settings.rollup_settle,
+        )
+        if self.settings.rollup_interval > 0:
+            self.rollup.start()  # off the hot path: reports read what it rolls up
         self.ready = True
 
     def _start_jobs(self) -> None:
@@ -83,11 +93,15 @@ class ClickbackApp:
             self.store, send, policy, s.outbound_lease_seconds, s.jobs_poll_seconds
         )
         limits = fraud.Thresholds(s.fraud_min_seconds, s.fraud_flood_clicks, s.fraud_ip_conversions)
-        countries = enrich.Countries(s.geoip_mmdb)
+        enricher = shared_enricher(s.geoip_mmdb)  # the same data the reports use
+
+        def is_bot(user_agent: str) -> bool:
+            return enricher.agent(user_agent).bot
+
         self.screener = Screener(
             self.store,
-            fraud.ClickScreen(enrich.is_bot, fraud.Networks.from_file(s.datacenter_ranges), limits),
-            fraud.ConversionScreen(countries.country_of, limits),
+            fraud.ClickScreen(is_bot, fraud.Networks.from_file(s.datacenter_ranges), limits),
+            fraud.ConversionScreen(enricher.country, limits),
             self.catalog.delivery_state,
             s.jobs_poll_seconds,
         )
@@ -100,6 +114,8 @@ class ClickbackApp:
             await self.sender.stop()
             await self.screener.stop()
             await self._http.aclose()
+        if self.rollup is not None:
+            await self.rollup.stop()
         if self.catalog is not None:
             await self.catalog.stop()
         if self._owns_store and self.store is not None:

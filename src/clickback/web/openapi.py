@@ -154,6 +154,11 @@ SCHEMAS: dict[str, Any] = {
     "TokenCreate": obj("name:s role:s", required=False),
     "TokenCreated": obj("id:i name:s role:s token:s"),
     "Token": obj("id:i name:s role:s created_at:s revoked_at:s?"),
+    "Report": obj(
+        "group_by:a from:s to:s tz:s by:s base_currency:s notes:a total_rows:i",
+        rows={"type": "array", "items": {"type": "object"}},
+        totals={"type": "object"},
+    ),
 }
 SCHEMAS["DeliveryDetail"] = {
     "allOf": [
@@ -249,6 +254,7 @@ def _operation(ep: Endpoint) -> dict[str, Any]:
         params += [p for p in _list_params(ep.listing) if p["name"] not in ("limit", "cursor")]
         if ep.path.endswith("/totals"):
             params = [p for p in params if p["name"] not in ("sort", "archived")]
+    params += [_param(name, "query", {"type": "string"}) for name in ep.query]
     op["parameters"] = params
     if ep.body == "csv":
         op["requestBody"] = {

@@ -1,0 +1,142 @@
+"""What a click's IP and User-Agent say about the visitor: country, device type, OS,
+browser, and whether it is a bot (a crawler or a link-preview fetcher).
+
+Used off the hot path, by the rollup job (`domain.rollup`). Country comes from
+geoip2fast's bundled data, or from a MaxMind `.mmdb` file the operator names
+(`CLICKBACK_GEOIP_MMDB`). The User-Agent is parsed by ua-parser and checked by
+crawlerdetect; both are slow next to a dictionary look-up and User-Agents repeat, so
+parses are cached (LRU). Unknown values are empty strings.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+UA_CACHE = 65_536
+IP_CACHE = 65_536
+
+# Link-preview fetchers and chat apps that open links to draw a preview: not visitors.
+# crawlerdetect knows most of them; this list keeps them flagged whatever its version.
+PREVIEW_FETCHERS = (
+    "slackbot",
+    "slack-imgproxy",
+    "twitterbot",
+    "facebookexternalhit",
+    "facebookcatalog",
+    "linkedinbot",
+    "whatsapp",
+    "telegrambot",
+    "discordbot",
+    "skypeuripreview",
+    "pinterestbot",
+    "redditbot",
+    "applebot",
+    "embedly",
+    "iframely",
+    "vkshare",
+    "viber",
+    "google-pagerenderer",
+    "bingpreview",
+)
+_DESKTOP_OS = frozenset(
+    {"Windows", "Mac OS X", "Linux", "Ubuntu", "Chrome OS", "Fedora", "Debian", "FreeBSD"}
+)
+_MOBILE_OS = frozenset({"iOS", "Android", "Windows Phone", "BlackBerry OS", "KaiOS", "Symbian OS"})
+
+
+@dataclass(frozen=True, slots=True)
+class Agent:
+    device: str  # desktop | mobile | tablet | bot | other
+    os: str
+    browser: str
+    bot: bool
+
+
+def visitor_key(ip: str, user_agent: str) -> int:
+    """A signed 64-bit hash of IP and User-Agent: who a unique click is unique for."""
+    digest = hashlib.blake2b(f"{ip}\x00{user_agent}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+class Enricher:
+    """Country from IP and agent facts from a User-Agent, each cached."""
+
+    def __init__(self, mmdb_path: str = ""):
+        from crawlerdetect import CrawlerDetect
+
+        self._crawlers = CrawlerDetect()
+        self._lookup = _mmdb_lookup(mmdb_path) if mmdb_path else _geoip2fast_lookup()
+        self.country = lru_cache(maxsize=IP_CACHE)(self._country)
+        self.agent = lru_cache(maxsize=UA_CACHE)(self._agent)
+
+    def _country(self, ip: str) -> str:
+        if not ip:
+            return ""
+        try:
+            code = self._lookup(ip)
+        except ValueError:
+            return ""
+        return code if len(code) == 2 and code.isalpha() else ""
+
+    def _agent(self, user_agent: str) -> Agent:
+        from ua_parser import parse
+
+        lowered = user_agent.lower()
+        bot = any(name in lowered for name in PREVIEW_FETCHERS) or bool(
+            user_agent and self._crawlers.isCrawler(user_agent)
+        )
+        parsed = parse(user_agent[:512]) if user_agent else None
+        device = parsed.device.family if parsed and parsed.device else ""
+        os = parsed.os.family if parsed and parsed.os else ""
+        browser = parsed.user_agent.family if parsed and parsed.user_agent else ""
+        if device == "Spider":
+            bot = True
+        return Agent(_device_type(user_agent, device, os, bot), os, browser, bot)
+
+
+def _device_type(user_agent: str, device: str, os: str, bot: bool) -> str:
+    if bot:
+        return "bot"
+    if "iPad" in device or "Tablet" in device or "Kindle" in device:
+        return "tablet"
+    if os == "Android" and "Mobile" not in user_agent:
+        return "tablet"  # Android phones say "Mobile"; tablets do not
+    if os in _MOBILE_OS or "Mobi" in user_agent:
+        return "mobile"
+    if os in _DESKTOP_OS:
+        return "desktop"
+    return "other"
+
+
+def _geoip2fast_lookup() -> Any:
+    from geoip2fast import GeoIP2Fast
+
+    # the IPv6 file holds the IPv4 networks too
+    geo = GeoIP2Fast(verbose=False, geoip2fast_data_file="geoip2fast-ipv6.dat.gz")
+
+    def lookup(ip: str) -> str:
+        return str(geo.lookup(ip).country_code or "")
+
+    return lookup
+
+
+def _mmdb_lookup(path: str) -> Any:
+    import maxminddb
+
+    reader = maxminddb.open_database(path)
+
+    def lookup(ip: str) -> str:
+        record = reader.get(ip)
+        if not isinstance(record, dict):
+            return ""
+        for key in ("country", "registered_country"):
+            place = record.get(key)
+            if isinstance(place, dict) and isinstance(place.get("iso_code"), str):
+                return str(place["iso_code"])
+        code = record.get("country_code")  # flat databases (DB-IP, IP2Location lite)
+        return code if isinstance(code, str) else ""
+
+    return lookup

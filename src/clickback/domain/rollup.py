@@ -1,0 +1,458 @@
+"""The rollup job: folds new clicks, conversions, status changes and late exchange rates
+into the hourly report tables, in the background of `clickback serve`.
+
+The hot paths only insert raw rows, as before. Every `interval` seconds one process
+(the holder of a lease row; any other node takes over when a lease lapses) reads what
+is new after its watermarks, enriches it (`domain.enrich`), and applies the sums in one
+transaction that also moves the watermarks, and only if they are still where it read
+them (so a job whose lease lapsed mid-tick changes nothing). What moves them:
+
+- clicks by RefID (time-ordered), up to `settle` seconds ago: a write batch commits
+  within milliseconds, so a click is in the reports `settle + interval` seconds after it
+  was made (3 s by default), well within the 5 s promised;
+- conversions and status changes (`conversion_events`) by id, at once; an id skipped
+  over (a PostgreSQL batch of another process still committing it, or one that never
+  will) is kept as a gap and re-checked each tick for ten minutes;
+- a conversion valued by a late exchange rate: found through its `report_facts` row,
+  which records what the rollups hold of it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from clickback.domain import levels
+from clickback.domain.enrich import Enricher, visitor_key
+from clickback.domain.refid import floor
+
+log = logging.getLogger("clickback.rollup")
+
+HOUR_US = 3_600_000_000
+DAY_US = 24 * HOUR_US
+GAP_TTL_US = 600_000_000
+MAX_GAP_SCAN = 100_000
+REVALUE_US = 60_000_000  # late rates are looked for when rates change, and this often
+BASES = ("conversion", "click")
+
+ClickKey = tuple[Any, ...]  # hour, link, sub1..5, country, device, os, browser, offer, aff, adv
+ConversionKey = tuple[Any, ...]  # basis, hour, link, ..., browser, status, offer, aff, adv
+
+
+@dataclass(frozen=True, slots=True)
+class Mark:
+    clicks_after: str = ""
+    conversions_after: int = 0
+    events_after: int = 0
+
+
+@dataclass(slots=True)
+class Fact:
+    """What the rollups hold of one conversion (the columns of `report_facts`)."""
+
+    conversion_id: int
+    status: str
+    valued: int
+    sale: int
+    commission: int
+    click_hour: int
+    conversion_hour: int
+    link_id: int
+    sub1: str
+    sub2: str
+    sub3: str
+    sub4: str
+    sub5: str
+    country: str
+    device: str
+    os: str
+    browser: str
+    offer_id: int
+    affiliate_id: int
+    advertiser_id: int
+
+    def key(self, basis: str, hour: int) -> ConversionKey:
+        return (
+            basis,
+            hour,
+            self.link_id,
+            self.sub1,
+            self.sub2,
+            self.sub3,
+            self.sub4,
+            self.sub5,
+            self.country,
+            self.device,
+            self.os,
+            self.browser,
+            self.status,
+            self.offer_id,
+            self.affiliate_id,
+            self.advertiser_id,
+        )
+
+
+FACT_COLUMNS = tuple(Fact.__dataclass_fields__)
+
+
+@dataclass(slots=True)
+class Delta:
+    clicks: dict[ClickKey, list[int]] = field(default_factory=dict)  # clicks, unique, bots
+    conversions: dict[ConversionKey, list[int]] = field(default_factory=dict)
+    visitors: list[tuple[int, int, int]] = field(default_factory=list)
+    facts: dict[int, Fact] = field(default_factory=dict)  # to store
+    gaps_add: list[tuple[str, int, int]] = field(default_factory=list)
+    gaps_drop: list[tuple[str, int]] = field(default_factory=list)
+    prune_before_day: int | None = None
+
+    def contribute(self, fact: Fact, sign: int) -> None:
+        """Adds (or with -1 takes away) a conversion's share under both time bases."""
+        for basis, hour in (("conversion", fact.conversion_hour), ("click", fact.click_hour)):
+            sums = self.conversions.setdefault(fact.key(basis, hour), [0, 0, 0, 0])
+            sums[0] += sign
+            sums[1] += sign * fact.sale
+            sums[2] += sign * fact.commission
+            sums[3] += sign * (1 - fact.valued)
+
+    def empty(self) -> bool:
+        return not (
+            self.clicks or self.conversions or self.facts or self.gaps_add or self.gaps_drop
+        )
+
+    def click_rows(self) -> list[tuple[Any, ...]]:
+        """(level, *key, clicks, unique, bots) for every rollup level."""
+        return leveled(self.clicks, _CLICK_MASKS, 3)
+
+    def conversion_rows(self) -> list[tuple[Any, ...]]:
+        """(level, *key, conversions, sale, commission, missing_rate) for every level;
+        keys whose sums cancel out (a status change and back in one batch) are left out."""
+        return [r for r in leveled(self.conversions, _CONVERSION_MASKS, 4) if any(r[-4:])]
+
+
+SUMMED = ("link_id", "sub1", "sub2", "sub3", "sub4", "sub5", "country", "device", "os", "browser")
+CLICK_FIELDS = ("hour", *SUMMED, "offer_id", "affiliate_id", "advertiser_id")
+CONVERSION_FIELDS: tuple[str, ...] = ("basis", "hour", *SUMMED, "status", "offer_id")
+CONVERSION_FIELDS += ("affiliate_id", "advertiser_id")
+_CLICK_MASKS = levels.masks(CLICK_FIELDS)
+_CONVERSION_MASKS = levels.masks(CONVERSION_FIELDS)
+
+
+def leveled(
+    sums: dict[tuple[Any, ...], list[int]], level_masks: list[tuple[int, tuple[Any, ...]]], n: int
+) -> list[tuple[Any, ...]]:
+    out: dict[tuple[Any, ...], list[int]] = {}
+    for key, values in sums.items():
+        for leveled in levels.spread(key, level_masks):
+            total = out.setdefault(leveled, [0] * n)
+            for i in range(n):
+                total[i] += values[i]
+    return [(*k, *v) for k, v in out.items()]
+
+
+class RollupStore(Protocol):
+    async def rollup_claim(self, owner: str, now_us: int, lease_us: int) -> Mark | None: ...
+    async def rollup_release(self, owner: str) -> None: ...
+    async def rollup_clicks(self, after: str, before: str, limit: int) -> list[dict[str, Any]]: ...
+    async def rollup_conversions(
+        self, after: int, limit: int, ids: Sequence[int] = ()
+    ) -> list[dict[str, Any]]: ...
+    async def rollup_events(
+        self, after: int, limit: int, ids: Sequence[int] = ()
+    ) -> list[dict[str, Any]]: ...
+    async def rollup_gaps(self, limit: int) -> list[dict[str, Any]]: ...
+    async def rollup_facts(self, ids: Sequence[int]) -> list[dict[str, Any]]: ...
+    async def rollup_unvalued(self, limit: int) -> list[dict[str, Any]]: ...
+    async def rollup_known_visitors(
+        self, keys: Sequence[tuple[int, int, int]]
+    ) -> set[tuple[int, int, int]]: ...
+    async def rollup_advertisers(self) -> dict[int, int]: ...
+    async def config_version(self) -> int: ...
+    async def rollup_apply(self, owner: str, old: Mark, new: Mark, delta: Delta) -> bool: ...
+
+
+class RollupJob:
+    def __init__(
+        self,
+        store: RollupStore,
+        enricher: Enricher | None = None,
+        *,
+        mmdb_path: str = "",
+        interval: float = 1.0,
+        settle: float = 2.0,
+        batch: int = 1000,
+        lease: float = 15.0,
+        clock: Any = None,
+    ):
+        self.store = store
+        self.enricher = enricher
+        self.mmdb_path = mmdb_path
+        self.interval = interval
+        self.settle_us = int(settle * 1_000_000)
+        self.batch = batch
+        self.lease_us = int(lease * 1_000_000)
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
+        self._now = clock or (lambda: time.time_ns() // 1000)
+        self._advertisers: dict[int, int] = {}
+        self._version, self._valued_at = -1, 0
+        self._task: asyncio.Task[None] | None = None
+        self._lock = asyncio.Lock()  # one tick at a time, whoever calls
+
+    # -- running --------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+            with contextlib.suppress(Exception):
+                await self.store.rollup_release(self.owner)
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self.catch_up()
+            except Exception:
+                log.exception("rollup tick failed; retrying")
+            await asyncio.sleep(self.interval)
+
+    async def catch_up(self, max_ticks: int = 1000) -> int:
+        """Ticks until nothing is left (or `max_ticks`); the rows folded in."""
+        total = 0
+        for _ in range(max_ticks):
+            done, full = await self.tick()
+            total += done
+            if not full:
+                break
+            await asyncio.sleep(0)  # let requests in between batches
+        return total
+
+    async def _enricher(self) -> Enricher:
+        if self.enricher is None:
+            self.enricher = await asyncio.to_thread(shared_enricher, self.mmdb_path)
+        return self.enricher
+
+    # -- one tick -------------------------------------------------------------------
+
+    async def tick(self) -> tuple[int, bool]:
+        """One batch of each kind: (rows folded in, whether a batch was full)."""
+        async with self._lock:
+            return await self._tick()
+
+    async def _tick(self) -> tuple[int, bool]:
+        store = self.store
+        enricher = await self._enricher()
+        now = self._now()
+        mark = await store.rollup_claim(self.owner, now, self.lease_us)
+        if mark is None:
+            return 0, False  # another process holds the lease
+        delta = Delta()
+        before = floor(max(0, now - self.settle_us) // 1000)
+        clicks = await store.rollup_clicks(mark.clicks_after, before, self.batch)
+        await self._fold_clicks(clicks, delta, enricher)
+        gaps = await store.rollup_gaps(self.batch)
+        late: dict[str, list[int]] = {"conversion": [], "event": []}
+        for g in gaps:
+            if g["noted_at"] < now - GAP_TTL_US:
+                delta.gaps_drop.append((g["kind"], g["id"]))
+            else:
+                late[g["kind"]].append(g["id"])
+        conversions = await store.rollup_conversions(mark.conversions_after, self.batch)
+        found = await store.rollup_conversions(0, len(late["conversion"]), late["conversion"])
+        conversions_after = self._gaps(
+            "conversion", mark.conversions_after, conversions, found, late, delta, now
+        )
+        for row in found + conversions:
+            fact = fact_from_row(row, enricher)
+            if fact is not None:
+                delta.facts[fact.conversion_id] = fact
+                delta.contribute(fact, 1)
+        events = await store.rollup_events(mark.events_after, self.batch)
+        found_events = await store.rollup_events(0, len(late["event"]), late["event"])
+        events_after = self._gaps(
+            "event", mark.events_after, events, found_events, late, delta, now
+        )
+        await self._fold_events(sorted(found_events + events, key=lambda e: e["id"]), delta)
+        unvalued = await self._valuations(now)
+        self._fold_valuations(unvalued, delta)
+        new = Mark(
+            clicks[-1]["refid"] if clicks else mark.clicks_after, conversions_after, events_after
+        )
+        changed = new != mark or not delta.empty()
+        if changed and not await store.rollup_apply(self.owner, mark, new, delta):
+            log.warning("rollup watermarks moved under this job; its batch is dropped")
+            return 0, False
+        done = len(clicks) + len(conversions) + len(events) + len(found) + len(found_events)
+        full = max(len(clicks), len(conversions), len(events), len(unvalued)) >= self.batch
+        return done + len(unvalued), full
+
+    async def _fold_clicks(
+        self, clicks: list[dict[str, Any]], delta: Delta, enricher: Enricher
+    ) -> None:
+        rows = []
+        for c in clicks:
+            if c["is_test"]:
+                continue
+            agent = enricher.agent(c["user_agent"])
+            day = c["created_at"] // DAY_US
+            visitor = (
+                None if agent.bot else (day, c["link_id"], visitor_key(c["ip"], c["user_agent"]))
+            )
+            rows.append((c, agent, visitor))
+        candidates = sorted({v for _, _, v in rows if v is not None})
+        known = await self.store.rollup_known_visitors(candidates) if candidates else set()
+        advertisers = await self._advertisers_of({c["offer_id"] for c, _, _ in rows})
+        for c, agent, visitor in rows:
+            unique = visitor is not None and visitor not in known
+            if unique:
+                assert visitor is not None
+                known.add(visitor)
+                delta.visitors.append(visitor)
+            key = (
+                c["created_at"] // HOUR_US,
+                c["link_id"],
+                c["sub1"],
+                c["sub2"],
+                c["sub3"],
+                c["sub4"],
+                c["sub5"],
+                enricher.country(c["ip"]),
+                agent.device,
+                agent.os,
+                agent.browser,
+                c["offer_id"],
+                c["affiliate_id"],
+                advertisers.get(c["offer_id"], 0),
+            )
+            sums = delta.clicks.setdefault(key, [0, 0, 0])
+            sums[0] += 1
+            sums[1] += int(unique)
+            sums[2] += int(agent.bot)
+        if clicks:
+            delta.prune_before_day = clicks[-1]["created_at"] // DAY_US - 1
+
+    async def _advertisers_of(self, offers: set[int]) -> dict[int, int]:
+        if not offers.issubset(self._advertisers):
+            self._advertisers = await self.store.rollup_advertisers()
+        return self._advertisers
+
+    def _gaps(
+        self,
+        kind: str,
+        after: int,
+        rows: list[dict[str, Any]],
+        found: list[dict[str, Any]],
+        late: dict[str, list[int]],
+        delta: Delta,
+        now: int,
+    ) -> int:
+        """Notes the ids skipped over by a batch, drops the gaps that filled; the new mark."""
+        for row in found:
+            delta.gaps_drop.append((kind, row["id"]))
+        if not rows:
+            return after
+        seen = {r["id"] for r in rows}
+        pending = set(late[kind])
+        if rows[-1]["id"] - after > MAX_GAP_SCAN:
+            return int(rows[-1]["id"])  # ids jumped (a restored sequence): nothing to wait for
+        for missing in range(after + 1, rows[-1]["id"]):
+            if missing not in seen and missing not in pending:
+                delta.gaps_add.append((kind, missing, now))
+        return int(rows[-1]["id"])
+
+    async def _fold_events(self, events: list[dict[str, Any]], delta: Delta) -> None:
+        wanted = sorted({e["conversion_id"] for e in events} - set(delta.facts))
+        for row in await self.store.rollup_facts(wanted) if wanted else []:
+            delta.facts[row["conversion_id"]] = Fact(**{c: row[c] for c in FACT_COLUMNS})
+        for e in events:
+            fact = delta.facts.get(e["conversion_id"])
+            # a conversion is rolled up at the status it has when read; a change it
+            # already shows (or one of test traffic, never rolled up) moves nothing
+            if fact is None or fact.status != e["from_status"]:
+                continue
+            delta.contribute(fact, -1)
+            fact.status = e["to_status"]
+            delta.contribute(fact, 1)
+
+    async def _valuations(self, now: int) -> list[dict[str, Any]]:
+        """Conversions rolled up without a base value that have one now: looked for when
+        the config version (bumped by every rate import) changes, and every minute."""
+        version = await self.store.config_version()
+        if version == self._version and now - self._valued_at < REVALUE_US:
+            return []
+        rows = await self.store.rollup_unvalued(self.batch)
+        if len(rows) < self.batch:
+            self._version, self._valued_at = version, now
+        return rows
+
+    def _fold_valuations(self, rows: list[dict[str, Any]], delta: Delta) -> None:
+        for row in rows:
+            fact = delta.facts.get(row["conversion_id"])
+            if fact is None:
+                fact = Fact(**{c: row[c] for c in FACT_COLUMNS})
+                delta.facts[fact.conversion_id] = fact
+            if fact.valued:
+                continue
+            delta.contribute(fact, -1)
+            fact.valued, fact.sale, fact.commission = 1, row["base_amount"], row["base_commission"]
+            delta.contribute(fact, 1)
+
+
+def fact_from_row(c: dict[str, Any], enricher: Enricher) -> Fact | None:
+    """A new conversion's fact; None for test traffic, which reports leave out."""
+    if c["is_test"]:
+        return None
+    if c["ip"] is None:  # its click row is not stored: the postback's geo stands in
+        geo = (c["geo"] or "").upper()
+        country, device, os_name, browser = (geo if len(geo) == 2 else ""), "", "", ""
+    else:
+        agent = enricher.agent(c["user_agent"])
+        country, device, os_name, browser = (
+            enricher.country(c["ip"]),
+            agent.device,
+            agent.os,
+            agent.browser,
+        )
+    valued = c["base_amount"] is not None and c["base_commission"] is not None
+    return Fact(
+        conversion_id=c["id"],
+        status=c["status"],
+        valued=int(valued),
+        sale=c["base_amount"] if valued else 0,
+        commission=c["base_commission"] if valued else 0,
+        click_hour=c["clicked_at"] // HOUR_US,
+        conversion_hour=c["created_at"] // HOUR_US,
+        link_id=c["link_id"],
+        sub1=c["sub1"],
+        sub2=c["sub2"],
+        sub3=c["sub3"],
+        sub4=c["sub4"],
+        sub5=c["sub5"],
+        country=country,
+        device=device,
+        os=os_name,
+        browser=browser,
+        offer_id=c["offer_id"],
+        affiliate_id=c["affiliate_id"],
+        advertiser_id=c["advertiser_id"],
+    )
+
+
+_ENRICHERS: dict[str, Enricher] = {}
+
+
+def shared_enricher(mmdb_path: str = "") -> Enricher:
+    """One Enricher per data source and process: loading the data takes a moment."""
+    if mmdb_path not in _ENRICHERS:
+        _ENRICHERS[mmdb_path] = Enricher(mmdb_path)
+    return _ENRICHERS[mmdb_path]

@@ -1,0 +1,330 @@
+"""SQL for reports, shared by both engines: the rollup job's reads and its one-transaction
+apply, and the report queries over the hourly rollup tables.
+
+`SqlStore` inherits this mixin. Reads go through the store's `_fetch`; the apply runs a
+guard statement and batches of rows (`executemany`) in one transaction, the only place
+here that differs per engine (`_report_tx`). On SQLite it runs without yielding to the
+event loop, like the group-commit writer it shares the connection with.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from clickback.domain.levels import level_for
+from clickback.domain.reportspec import ReportSpec, TimePlan
+from clickback.domain.rollup import FACT_COLUMNS, Delta, Mark
+
+Steps = list[tuple[str, list[tuple[Any, ...]]]]
+
+KEY = "link_id, sub1, sub2, sub3, sub4, sub5, country, device, os, browser"
+REST = "offer_id, affiliate_id, advertiser_id"
+UPSERT_CLICKS = (
+    "INSERT INTO {t} "
+    f"(hour, {KEY}, {REST}, clicks, unique_clicks, bot_clicks) "
+    f"VALUES ({', '.join('?' * 17)}) ON CONFLICT (hour, {KEY}) DO UPDATE SET "
+    "clicks = {t}.clicks + excluded.clicks, "
+    "unique_clicks = {t}.unique_clicks + excluded.unique_clicks, "
+    "bot_clicks = {t}.bot_clicks + excluded.bot_clicks"
+)
+UPSERT_CONVERSIONS = (
+    "INSERT INTO {t} "
+    f"(basis, hour, {KEY}, status, {REST}, conversions, sale, commission, missing_rate) "
+    f"VALUES ({', '.join('?' * 20)}) ON CONFLICT (basis, hour, {KEY}, status) DO UPDATE SET "
+    "conversions = {t}.conversions + excluded.conversions, "
+    "sale = {t}.sale + excluded.sale, "
+    "commission = {t}.commission + excluded.commission, "
+    "missing_rate = {t}.missing_rate + excluded.missing_rate"
+)
+UPSERT_FACT = (
+    f"INSERT INTO report_facts ({', '.join(FACT_COLUMNS)}) "
+    f"VALUES ({', '.join('?' * len(FACT_COLUMNS))}) ON CONFLICT (conversion_id) DO UPDATE SET "
+    "status = excluded.status, valued = excluded.valued, sale = excluded.sale, "
+    "commission = excluded.commission"
+)
+CLAIM = (
+    "UPDATE report_state SET owner = ?, lease_until = ?, updated_at = ? WHERE name = 'rollup' "
+    "AND (owner = ? OR lease_until < ?) "
+    "RETURNING clicks_after, conversions_after, events_after"
+)
+ADVANCE = (
+    "UPDATE report_state SET clicks_after = ?, conversions_after = ?, events_after = ?, "
+    "updated_at = ? WHERE name = 'rollup' AND owner = ? AND clicks_after = ? "
+    "AND conversions_after = ? AND events_after = ? RETURNING name"
+)
+CONVERSION_FIELDS = (
+    "c.id, c.refid, c.offer_id, c.affiliate_id, c.advertiser_id, c.link_id, c.sub1, c.sub2, "
+    "c.sub3, c.sub4, c.sub5, c.status, c.is_test, c.base_amount, c.base_commission, "
+    "c.created_at, c.clicked_at, c.geo, k.ip, k.user_agent "
+    "FROM conversions AS c LEFT JOIN clicks AS k ON k.refid = c.refid"
+)
+CHUNK = 1000
+
+
+def _marks(n: int) -> str:
+    return ", ".join("?" * n)
+
+
+def _chunks(items: Sequence[Any], size: int = CHUNK) -> list[Sequence[Any]]:
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+class ReportSql:
+    engine = ""
+    conn: Any  # SQLite: the one connection
+    pool: Any  # PostgreSQL: the read pool
+
+    def _sql(self, sql: str) -> str:
+        raise NotImplementedError
+
+    async def _fetch(self, sql: str, *args: Any) -> list[dict[str, Any]]:
+        raise NotImplementedError
+
+    async def _write(self, sql: str, *args: Any, bump: bool = False) -> Any:
+        raise NotImplementedError
+
+    async def _report_tx(
+        self, guard: tuple[str, tuple[Any, ...]], steps: Steps
+    ) -> dict[str, Any] | None:
+        """The guard (a statement with RETURNING), then each statement over its rows, in
+        one transaction; the guard's row, or None (and nothing done) when it found none."""
+        steps = [(sql, rows) for sql, rows in steps if rows]
+        if self.engine == "sqlite":
+            conn = self.conn
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                cur = conn.execute(guard[0], guard[1])
+                row = cur.fetchone()
+                if row is None:
+                    conn.execute("ROLLBACK")
+                    return None
+                found = dict(zip([d[0] for d in cur.description], row, strict=True))
+                for sql, rows in steps:
+                    conn.executemany(sql, rows)
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+            return found
+        async with self.pool.acquire() as pg, pg.transaction():
+            record = await pg.fetchrow(self._sql(guard[0]), *guard[1])
+            if record is None:
+                return None
+            for sql, rows in steps:
+                await pg.executemany(self._sql(sql), rows)
+            return dict(record)
+
+    # -- the rollup job -------------------------------------------------------------
+
+    async def rollup_claim(self, owner: str, now_us: int, lease_us: int) -> Mark | None:
+        row = await self._report_tx((CLAIM, (owner, now_us + lease_us, now_us, owner, now_us)), [])
+        if row is None:
+            return None
+        return Mark(row["clicks_after"], int(row["conversions_after"]), int(row["events_after"]))
+
+    async def rollup_release(self, owner: str) -> None:
+        await self._write(
+            "UPDATE report_state SET lease_until = 0 WHERE name = 'rollup' AND owner = ?", owner
+        )
+
+    async def rollup_clicks(self, after: str, before: str, limit: int) -> list[dict[str, Any]]:
+        return await self._fetch(
+            "SELECT refid, link_id, offer_id, affiliate_id, sub1, sub2, sub3, sub4, sub5, ip, "
+            "user_agent, created_at, is_test FROM clicks WHERE refid > ? AND refid < ? "
+            "ORDER BY refid LIMIT ?",
+            after,
+            before,
+            limit,
+        )
+
+    async def rollup_conversions(
+        self, after: int, limit: int, ids: Sequence[int] = ()
+    ) -> list[dict[str, Any]]:
+        if not ids:
+            return (
+                []
+                if limit == 0
+                else await self._fetch(
+                    f"SELECT {CONVERSION_FIELDS} WHERE c.id > ? ORDER BY c.id LIMIT ?", after, limit
+                )
+            )
+        out: list[dict[str, Any]] = []
+        for part in _chunks(ids):
+            out += await self._fetch(
+                f"SELECT {CONVERSION_FIELDS} WHERE c.id IN ({_marks(len(part))}) ORDER BY c.id",
+                *part,
+            )
+        return out
+
+    async def rollup_events(
+        self, after: int, limit: int, ids: Sequence[int] = ()
+    ) -> list[dict[str, Any]]:
+        sql = "SELECT id, conversion_id, from_status, to_status FROM conversion_events"
+        if not ids:
+            return (
+                []
+                if limit == 0
+                else await self._fetch(f"{sql} WHERE id > ? ORDER BY id LIMIT ?", after, limit)
+            )
+        out: list[dict[str, Any]] = []
+        for part in _chunks(ids):
+            out += await self._fetch(f"{sql} WHERE id IN ({_marks(len(part))})", *part)
+        return out
+
+    async def rollup_gaps(self, limit: int) -> list[dict[str, Any]]:
+        return await self._fetch(
+            "SELECT kind, id, noted_at FROM report_gaps ORDER BY kind, id LIMIT ?", limit
+        )
+
+    async def rollup_facts(self, ids: Sequence[int]) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        for part in _chunks(ids):
+            out += await self._fetch(
+                f"SELECT * FROM report_facts WHERE conversion_id IN ({_marks(len(part))})", *part
+            )
+        return out
+
+    async def rollup_unvalued(self, limit: int) -> list[dict[str, Any]]:
+        return await self._fetch(
+            "SELECT f.*, c.base_amount, c.base_commission FROM report_facts AS f "
+            "JOIN conversions AS c ON c.id = f.conversion_id WHERE f.valued = 0 "
+            "AND c.base_amount IS NOT NULL AND c.base_commission IS NOT NULL "
+            "ORDER BY f.conversion_id LIMIT ?",
+            limit,
+        )
+
+    async def rollup_known_visitors(
+        self, keys: Sequence[tuple[int, int, int]]
+    ) -> set[tuple[int, int, int]]:
+        known: set[tuple[int, int, int]] = set()
+        values = "(CAST(? AS INTEGER), CAST(? AS BIGINT), CAST(? AS BIGINT))"
+        for part in _chunks(keys):
+            rows = await self._fetch(
+                "SELECT day, link_id, visitor FROM report_visitors WHERE (day, link_id, visitor) "
+                f"IN (VALUES {', '.join([values] * len(part))})",
+                *[x for key in part for x in key],
+            )
+            known.update((int(r["day"]), int(r["link_id"]), int(r["visitor"])) for r in rows)
+        return known
+
+    async def rollup_advertisers(self) -> dict[int, int]:
+        rows = await self._fetch("SELECT id, advertiser_id FROM offers")
+        return {int(r["id"]): int(r["advertiser_id"]) for r in rows}
+
+    async def rollup_apply(self, owner: str, old: Mark, new: Mark, delta: Delta) -> bool:
+        """Applies a tick's sums and moves the watermarks, if they are still `old`."""
+        guard = (
+            ADVANCE,
+            (
+                new.clicks_after,
+                new.conversions_after,
+                new.events_after,
+                time.time_ns() // 1000,
+                owner,
+                old.clicks_after,
+                old.conversions_after,
+                old.events_after,
+            ),
+        )
+        steps: Steps = [
+            *per_level(UPSERT_CLICKS, "report_clicks", delta.click_rows()),
+            *per_level(UPSERT_CONVERSIONS, "report_conversions", delta.conversion_rows()),
+            (
+                "INSERT INTO report_visitors (day, link_id, visitor) VALUES (?, ?, ?) "
+                "ON CONFLICT (day, link_id, visitor) DO NOTHING",
+                delta.visitors,
+            ),
+            (
+                UPSERT_FACT,
+                [tuple(getattr(f, c) for c in FACT_COLUMNS) for f in delta.facts.values()],
+            ),
+            (
+                "INSERT INTO report_gaps (kind, id, noted_at) VALUES (?, ?, ?) "
+                "ON CONFLICT (kind, id) DO NOTHING",
+                delta.gaps_add,
+            ),
+            ("DELETE FROM report_gaps WHERE kind = ? AND id = ?", delta.gaps_drop),
+        ]
+        if delta.prune_before_day is not None:
+            steps.append(("DELETE FROM report_visitors WHERE day < ?", [(delta.prune_before_day,)]))
+        return await self._report_tx(guard, steps) is not None
+
+    # -- reports --------------------------------------------------------------------
+
+    async def report_sums(
+        self, spec: ReportSpec
+    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        columns = spec.columns
+        select = ([f"{bucket_sql(spec.time)} AS bucket"] if spec.time else []) + columns
+        level = level_for([*columns, *spec.filters])
+        where = ["hour >= ?", "hour < ?"]
+        args: list[Any] = [spec.start_hour, spec.end_hour]
+        for column, values in spec.filters.items():
+            where.append(f"{column} IN ({_marks(len(values))})")
+            args += values
+
+        filters = " AND ".join(where)
+        click_sums = [f"sum({m}) AS {m}" for m in ("clicks", "unique_clicks", "bot_clicks")]
+        clicks_sql = (
+            f"SELECT {', '.join([*select, *click_sums])} FROM report_clicks_{level} "
+            f"WHERE {filters}{_group(len(select))}"
+        )
+        conv_cols = [*select, "status"]
+        conv_sums = [f"sum({m}) AS {m}" for m in ("conversions", "sale", "commission")]
+        conv_sql = (
+            f"SELECT {', '.join([*conv_cols, *conv_sums, 'sum(missing_rate) AS missing_rate'])} "
+            f"FROM report_conversions_{level} WHERE basis = ? AND {filters}"
+            f"{_group(len(conv_cols))}"
+        )
+        clicks = [r for r in await self._fetch(clicks_sql, *args) if r["clicks"] is not None]
+        conversions = await self._fetch(conv_sql, spec.by, *args)
+        return clicks, conversions
+
+    async def report_names(self, table: str, ids: list[int]) -> dict[int, str]:
+        name = "code" if table == "links" else "name"
+        out: dict[int, str] = {}
+        for part in _chunks(ids):
+            rows = await self._fetch(
+                f"SELECT id, {name} AS name FROM {table} WHERE id IN ({_marks(len(part))})", *part
+            )
+            out.update((int(r["id"]), str(r["name"])) for r in rows)
+        return out
+
+
+def per_level(template: str, table: str, rows: list[tuple[Any, ...]]) -> Steps:
+    """Rows whose first value is their level, as one step per level's table."""
+    by_level: dict[int, list[tuple[Any, ...]]] = {}
+    for row in rows:
+        by_level.setdefault(int(row[0]), []).append(row[1:])
+    return [(template.format(t=f"{table}_{n}"), r) for n, r in sorted(by_level.items())]
+
+
+def _group(n: int) -> str:
+    return f" GROUP BY {', '.join(str(i + 1) for i in range(n))}" if n else ""
+
+
+def bucket_sql(plan: TimePlan | None) -> str:
+    """The bucket of each rollup `hour` in the plan's timezone, as integer SQL (the
+    plan's numbers are computed integers, written into the statement as literals)."""
+    assert plan is not None
+    if plan.kind == "hour":
+        return "hour"
+    if plan.kind == "month":
+        if not plan.month_starts:
+            return "0"
+        whens = " ".join(f"WHEN hour < {int(h)} THEN {i}" for i, h in enumerate(plan.month_starts))
+        return f"(CASE {whens} ELSE {len(plan.month_starts)} END)"
+    *changes, last = plan.offsets
+    if changes:
+        whens = " ".join(
+            f"WHEN hour < {int(plan.offsets[i + 1][0])} THEN {int(o)}"
+            for i, (_, o) in enumerate(changes)
+        )
+        offset = f"(CASE {whens} ELSE {int(last[1])} END)"
+    else:
+        offset = str(int(last[1]))
+    day = f"((hour + {offset}) / 24)"
+    return day if plan.kind == "day" else f"(({day} + 3) / 7)"

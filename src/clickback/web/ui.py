@@ -1,0 +1,301 @@
+"""The dashboard under `/ui`: server-rendered pages (Jinja2) behind a login with an API
+token, over the same domain calls as the admin API.
+
+This module holds what every page shares (sessions, rendering, static files, the
+login) and the two report pages: the overview and the report builder. Conversions,
+postbacks and offers are in `ui_pages`. Reports read the hourly rollups only and lists
+are pages of at most 50 rows, so every page stays fast on any amount of traffic.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from functools import cache
+from importlib.resources import files
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl, urlencode
+
+import orjson
+from jinja2 import Environment, PackageLoader, select_autoescape
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.routing import Route
+
+from clickback.domain.reports import METRICS, run_report, to_csv
+from clickback.domain.reportspec import DIMENSIONS, TIME_DIMS, build_spec
+from clickback.domain.timefmt import iso
+from clickback.errors import ClickbackError, InputError
+from clickback.web.session import COOKIE, LOGIN_COOKIE, Session, Sessions, new_csrf, same
+
+if TYPE_CHECKING:
+    from clickback.web.app import ClickbackApp
+
+Page = Callable[[Request, Session], Awaitable[Response]]
+STATIC = {
+    "ui.css": "text/css",
+    "ui.js": "application/javascript",
+    "uplot-1.6.32.iife.min.js": "application/javascript",
+    "uplot-1.6.32.min.css": "text/css",
+}
+HEADERS = {
+    "content-security-policy": "default-src 'self'; img-src 'self' data:; "
+    "frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
+    "x-content-type-options": "nosniff",
+    "referrer-policy": "same-origin",
+    "cache-control": "no-store",
+}
+TABLE_METRICS = [
+    "clicks",
+    "unique_clicks",
+    "bot_clicks",
+    "conversions",
+    "conversion_rate",
+    "sale_amount",
+    "commission",
+    "payable",
+    "epc",
+    "pending",
+    "approved",
+    "rejected",
+    "reversed",
+    "missing_rate",
+]
+MAX_FORM = 65_536
+REPORT_PARAMS = ("from", "to", "tz", "by", "sort", "limit", *DIMENSIONS)
+
+
+@cache
+def environment() -> Environment:
+    env = Environment(
+        loader=PackageLoader("clickback.web", "templates"),
+        autoescape=select_autoescape(["html"]),
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["short"] = lambda s, n=12: s if len(s or "") <= n else f"{s[:n]}…"
+    env.filters["iso"] = iso
+    return env
+
+
+@cache
+def zones() -> list[str]:
+    from zoneinfo import available_timezones
+
+    return sorted(available_timezones() | {"UTC"})
+
+
+class Ui:
+    def __init__(self, app: ClickbackApp):
+        self.app = app
+        self.sessions = Sessions(app)
+
+    def render(self, request: Request, name: str, session: Session | None, **ctx: Any) -> Response:
+        html = (
+            environment()
+            .get_template(name)
+            .render(
+                session=session,
+                path=request.url.path,
+                query=request.query_params,
+                done=request.query_params.get("done", ""),
+                error=request.query_params.get("error", ""),
+                **ctx,
+            )
+        )
+        return HTMLResponse(html, headers=HEADERS)
+
+    def page(
+        self, handler: Page, *, form: bool = False, admin: bool = False
+    ) -> Callable[[Request], Awaitable[Response]]:
+        """A page behind the login. A `form` is POSTed with the session's CSRF value; an
+        `admin` form changes something, which a read token may not."""
+
+        async def endpoint(request: Request) -> Response:
+            session = await self.sessions.current(request)
+            if session is None:
+                if request.method != "GET":
+                    return Response("log in first", 401)
+                return RedirectResponse("/ui/login?" + urlencode({"next": request.url.path}), 303)
+            if form:
+                posted = await read_form(request)
+                if not same(str(posted.get("csrf", "")), session.csrf):
+                    return Response("the form is stale: reload the page and retry", 403)
+                if admin and not session.admin:
+                    return back(request, error="this token may only read")
+            try:
+                return await handler(request, session)
+            except ClickbackError as exc:
+                if request.method == "GET" and not isinstance(exc, InputError):
+                    raise
+                if request.method == "GET":
+                    page = self.render(request, "error.html", session, message=exc.message)
+                    page.status_code = exc.status
+                    return page
+                return back(request, error=exc.message)
+
+        return endpoint
+
+    # -- login ----------------------------------------------------------------------
+
+    async def login_form(self, request: Request) -> Response:
+        csrf = new_csrf()
+        response = self.render(
+            request, "login.html", None, csrf=csrf, next=request.query_params.get("next", "")
+        )
+        self.sessions.set_cookie(response, request, LOGIN_COOKIE, csrf, 600)
+        return response
+
+    async def login(self, request: Request) -> Response:
+        form = await read_form(request)
+        if not same(str(form.get("csrf", "")), request.cookies.get(LOGIN_COOKIE, "")):
+            return RedirectResponse("/ui/login?failed=expired", 303)
+        found = await self.sessions.check_token(str(form.get("token", "")).strip())
+        if found is None:
+            return RedirectResponse("/ui/login?failed=token", 303)
+        target = str(form.get("next", ""))
+        if not target.startswith("/ui/") or target.startswith("//"):
+            target = "/ui/"
+        response = RedirectResponse(target, 303)
+        await self.sessions.start(response, request, found[0])
+        response.delete_cookie(LOGIN_COOKIE, path="/ui")
+        return response
+
+    async def logout(self, request: Request, session: Session) -> Response:
+        response = RedirectResponse("/ui/login", 303)
+        response.delete_cookie(COOKIE, path="/ui")
+        return response
+
+    # -- reports --------------------------------------------------------------------
+
+    async def report(self, params: dict[str, list[str]]) -> dict[str, Any]:
+        spec = build_spec(params, time.time_ns() // 1000, METRICS)
+        result = await run_report(self.app.store, spec, self.app.settings.base_currency)
+        result["spec"] = spec
+        return result
+
+    async def overview(self, request: Request, session: Session) -> Response:
+        params = picked(request, ("from", "to", "tz"))
+        totals = await self.report({**params, "group_by": [""]})
+        spec = totals["spec"]
+        kind = "hour" if spec.end_hour - spec.start_hour <= 48 else "day"
+        series = await self.report({**params, "group_by": [kind]})
+        plan = series["spec"].time
+        by_label = {r[kind]: r for r in series["rows"]}
+        labels = [plan.label(b) for b in plan.buckets(spec.start_hour, spec.end_hour)]
+        chart = {
+            "labels": labels,
+            "clicks": [by_label.get(x, {}).get("clicks", 0) for x in labels],
+            "conversions": [by_label.get(x, {}).get("conversions", 0) for x in labels],
+            "commission": [float(by_label.get(x, {}).get("commission", 0)) for x in labels],
+        }
+        tops = {}
+        for dim in ("offer", "affiliate", "country"):
+            tops[dim] = await self.report({**params, "group_by": [dim], "sort": ["-commission"]})
+        return self.render(
+            request,
+            "overview.html",
+            session,
+            totals=totals,
+            chart=orjson.dumps(chart).decode(),
+            tops=tops,
+            zones=zones(),
+            params=params,
+        )
+
+    async def reports(self, request: Request, session: Session) -> Response:
+        params = picked(request, REPORT_PARAMS)
+        time_dim = request.query_params.get("time", "day")
+        groups = [g for g in request.query_params.getlist("group") if g in DIMENSIONS]
+        group_by = ([time_dim] if time_dim in TIME_DIMS else []) + groups
+        result = await self.report({**params, "group_by": [",".join(group_by)]})
+        return self.render(
+            request,
+            "reports.html",
+            session,
+            result=result,
+            dimensions=list(DIMENSIONS),
+            groups=groups,
+            time_dim=time_dim,
+            metrics=TABLE_METRICS,
+            zones=zones(),
+            params=params,
+            csv_query=urlencode(
+                [(k, v) for k, vs in params.items() for v in vs]
+                + [("group_by", ",".join(group_by))]
+            ),
+        )
+
+    async def reports_csv(self, request: Request, session: Session) -> Response:
+        params = picked(request, (*REPORT_PARAMS, "group_by"))
+        result = await self.report(params)
+        return Response(
+            to_csv(result),
+            media_type="text/csv; charset=utf-8",
+            headers={"content-disposition": 'attachment; filename="report.csv"'},
+        )
+
+    async def static(self, request: Request) -> Response:
+        name = request.path_params["name"]
+        if name not in STATIC:
+            return Response("not found", 404)
+        return Response(
+            static_bytes(name),
+            media_type=STATIC[name],
+            headers={"cache-control": "public, max-age=3600", "x-content-type-options": "nosniff"},
+        )
+
+
+async def read_form(request: Request) -> dict[str, str]:
+    """A urlencoded form body (the dashboard posts nothing else), first value per name."""
+    body = await request.body()
+    if len(body) > MAX_FORM or not request.headers.get("content-type", "").startswith(
+        "application/x-www-form-urlencoded"
+    ):
+        return {}
+    fields: dict[str, str] = {}
+    for name, value in parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True):
+        fields.setdefault(name, value)
+    return fields
+
+
+@cache
+def static_bytes(name: str) -> bytes:
+    return files("clickback.web").joinpath("static").joinpath(name).read_bytes()
+
+
+def picked(request: Request, names: tuple[str, ...]) -> dict[str, list[str]]:
+    """The query's non-empty values of these parameters, as the report parser takes them."""
+    out: dict[str, list[str]] = {}
+    for name in names:
+        values = [v for v in request.query_params.getlist(name) if v.strip()]
+        if values:
+            out[name] = values
+    return out
+
+
+def back(request: Request, **message: str) -> Response:
+    """Back to the page a form was posted from (Post/Redirect/Get), with a message."""
+    base = str(request.base_url).rstrip("/")
+    referer = request.headers.get("referer", "")
+    target = "/ui/"
+    if referer.startswith(base + "/ui/"):
+        target = referer[len(base) :].split("?", 1)[0]
+    return RedirectResponse(f"{target}?{urlencode(message)}", 303)
+
+
+def routes(app: ClickbackApp) -> list[Route]:
+    from clickback.web import ui_pages
+
+    ui = Ui(app)
+    return [
+        Route("/ui", lambda r: RedirectResponse("/ui/", 307)),
+        Route("/ui/", ui.page(ui.overview)),
+        Route("/ui/login", ui.login_form, methods=["GET"]),
+        Route("/ui/login", ui.login, methods=["POST"]),
+        Route("/ui/logout", ui.page(ui.logout, form=True), methods=["POST"]),
+        Route("/ui/reports", ui.page(ui.reports)),
+        Route("/ui/reports.csv", ui.page(ui.reports_csv)),
+        Route("/ui/static/{name}", ui.static),
+        *ui_pages.routes(ui),
+    ]

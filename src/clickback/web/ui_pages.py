@@ -1,0 +1,208 @@
+"""Dashboard pages for conversions (with their click, ledger entries and history, and the
+approve / reject / reverse forms), the postback ledger (with replay) and offers (the
+advertiser's postback URL and the two integration tests)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode
+
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import Route
+
+from clickback.domain import integration, ledger, lifecycle
+from clickback.domain.listing import LISTS
+from clickback.domain.rollup import shared_enricher
+from clickback.errors import InputError, NotFoundError
+from clickback.web.http import base_url
+from clickback.web.present import PRESENTERS
+from clickback.web.session import Session
+
+if TYPE_CHECKING:
+    from clickback.web.ui import Ui
+
+
+async def read_form(request: Request) -> dict[str, str]:
+    from clickback.web.ui import read_form as read
+
+    return await read(request)
+
+
+PAGE = 50
+FILTERS = {
+    "conversions": ("status", "offer_id", "affiliate_id", "refid", "ordernumber"),
+    "postbacks": ("outcome", "code", "refid", "ordernumber", "advertiser_id"),
+    "offers": ("advertiser_id", "status"),
+}
+NEXT = {"pending": ("approved", "rejected"), "approved": ("reversed",)}
+
+
+def filters_of(request: Request, table: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name in FILTERS[table]:
+        value = request.query_params.get(name, "").strip()
+        if not value:
+            continue
+        if LISTS[table].filters[name] is int:
+            if not value.isdigit() or len(value) > 18:
+                raise InputError(f"`{name}` must be an id", code="invalid_filter", field=name)
+            out[name] = int(value)
+        else:
+            out[name] = value
+    return out
+
+
+async def names(ui: Ui, table: str) -> dict[int, str]:
+    page = await ui.app.store.list_rows(table, {}, None, None, 1000, None)
+    return {int(r["id"]): str(r["name"]) for r in page.items}
+
+
+def routes(ui: Ui) -> list[Route]:
+    app = ui.app
+
+    async def listing(request: Request, session: Session, table: str, template: str) -> Response:
+        filters = filters_of(request, table)
+        cursor = request.query_params.get("cursor") or None
+        page = await app.store.list_rows(table, filters, None, None, PAGE, cursor)
+        base = base_url(app, request)
+        items = [PRESENTERS[table](r, base) for r in page.items]
+        older = None
+        if page.next_cursor:
+            older = urlencode({**filters, "cursor": page.next_cursor})
+        return ui.render(
+            request,
+            template,
+            session,
+            items=items,
+            filters=filters,
+            older=older,
+            offers=await names(ui, "offers"),
+            affiliates=await names(ui, "affiliates"),
+        )
+
+    async def conversions(request: Request, session: Session) -> Response:
+        return await listing(request, session, "conversions", "conversions.html")
+
+    async def conversion(request: Request, session: Session) -> Response:
+        cid = _id(request)
+        row = await app.store.get_row("conversions", cid)
+        if row is None:
+            raise NotFoundError(f"conversion {cid} does not exist")
+        base = base_url(app, request)
+        click = await app.store.get_row("clicks", row["refid"])
+        enriched = None
+        if click is not None:
+            enricher = await asyncio.to_thread(shared_enricher, app.settings.geoip_mmdb)
+            agent = enricher.agent(click["user_agent"])
+            enriched = {
+                "country": enricher.country(click["ip"]),
+                "device": agent.device,
+                "os": agent.os,
+                "browser": agent.browser,
+                "bot": agent.bot,
+            }
+        page = await app.store.list_rows(
+            "postbacks", {"refid": row["refid"]}, None, None, PAGE, None
+        )
+        return ui.render(
+            request,
+            "conversion.html",
+            session,
+            c=PRESENTERS["conversions"](row, base),
+            click=PRESENTERS["clicks"](click, base) if click else None,
+            enriched=enriched,
+            postbacks=[PRESENTERS["postbacks"](p, base) for p in page.items],
+            history=await app.store.conversion_events(cid),
+            moves=NEXT.get(row["status"], ()),
+        )
+
+    async def change_status(request: Request, session: Session) -> Response:
+        cid = _id(request)
+        form = await read_form(request)
+        to = form.get("status", "")
+        await lifecycle.change_status(app.store, cid, to, form.get("reason"), session.actor)
+        return RedirectResponse(f"/ui/conversions/{cid}?{urlencode({'done': to})}", 303)
+
+    async def postbacks(request: Request, session: Session) -> Response:
+        return await listing(request, session, "postbacks", "postbacks.html")
+
+    async def replay(request: Request, session: Session) -> Response:
+        original = _id(request)
+        answer = await ledger.replay(app.store, app.tracker, original)
+        outcome = answer.body.get("status", "")
+        done = f"postback {original} replayed as {answer.ledger_id}: {outcome}"
+        return RedirectResponse(f"/ui/postbacks?{urlencode({'done': done})}", 303)
+
+    async def offers(request: Request, session: Session) -> Response:
+        page = await app.store.list_rows(
+            "offers", filters_of(request, "offers"), None, None, 200, None
+        )
+        base = base_url(app, request)
+        return ui.render(
+            request,
+            "offers.html",
+            session,
+            items=[PRESENTERS["offers"](r, base) for r in page.items],
+            advertisers=await names(ui, "advertisers"),
+        )
+
+    async def offer(request: Request, session: Session) -> Response:
+        oid = _id(request)
+        row = await app.store.get_row("offers", oid)
+        if row is None:
+            raise NotFoundError(f"offer {oid} does not exist")
+        advertiser = await app.store.get_row("advertisers", row["advertiser_id"])
+        assert advertiser is not None
+        base = base_url(app, request)
+        page = await app.store.list_rows(
+            "integration_tests", {"offer_id": oid}, None, None, 20, None
+        )
+        tests = [await integration.describe(app.store, base, t) for t in page.items]
+        links = await app.store.list_rows("links", {"offer_id": oid}, None, None, 200, None)
+        return ui.render(
+            request,
+            "offer.html",
+            session,
+            o=PRESENTERS["offers"](row, base),
+            advertiser=PRESENTERS["advertisers"](advertiser, base),
+            postback_url=integration.postback_template(base, advertiser),
+            instructions=integration.POSTBACK_INSTRUCTIONS,
+            tests=tests,
+            links=[PRESENTERS["links"](r, base) for r in links.items if not r["is_test"]],
+            waiting=any(t["conversion_test"]["status"] == integration.PENDING for t in tests),
+        )
+
+    async def start_test(request: Request, session: Session) -> Response:
+        oid = _id(request)
+        await integration.start(app.store, app.tracker, oid, None, app.probe)
+        return RedirectResponse(f"/ui/offers/{oid}?{urlencode({'done': 'test started'})}", 303)
+
+    return [
+        Route("/ui/conversions", ui.page(conversions)),
+        Route("/ui/conversions/{id}", ui.page(conversion)),
+        Route(
+            "/ui/conversions/{id}/status",
+            ui.page(change_status, form=True, admin=True),
+            methods=["POST"],
+        ),
+        Route("/ui/postbacks", ui.page(postbacks)),
+        Route(
+            "/ui/postbacks/{id}/replay", ui.page(replay, form=True, admin=True), methods=["POST"]
+        ),
+        Route("/ui/offers", ui.page(offers)),
+        Route("/ui/offers/{id}", ui.page(offer)),
+        Route(
+            "/ui/offers/{id}/integration-tests",
+            ui.page(start_test, form=True, admin=True),
+            methods=["POST"],
+        ),
+    ]
+
+
+def _id(request: Request) -> int:
+    raw = request.path_params["id"]
+    if not raw.isdigit() or len(raw) > 18:
+        raise NotFoundError(f"{raw!r} is not an id")
+    return int(raw)

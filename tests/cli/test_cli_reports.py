@@ -1,0 +1,67 @@
+"""`clickback report` and `clickback rollup` against a database a real server writes to."""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+import time
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+import orjson
+import pytest
+
+from tests.cli.conftest import Server, cli
+
+FIREFOX = "Mozilla/5.0 (X11; Linux x86_64; rv:121.0) Gecko/20100101 Firefox/121.0"
+
+
+def test_report_by_cli_sees_what_the_server_rolled_up(
+    server: Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "200")  # a wide table, as on a terminal
+    db = server.db
+    cli("advertiser", "create", "Shop", db=db)
+    cli(
+        "offer",
+        "create",
+        "--advertiser",
+        "1",
+        "--name",
+        "Shoes",
+        "--url",
+        "https://s.example/",
+        "--payout-amount",
+        "3",
+        db=db,
+    )
+    cli("affiliate", "create", "Pub", db=db)
+    code = re.search(r"/c/(\S+)", cli("link", "create", "--offer", "1", "--affiliate", "1", db=db))
+    assert code
+    server.start()
+    headers = {"user-agent": FIREFOX}
+    refids = []
+    for sub in ("a", "a", "b"):
+        r = httpx.get(f"{server.base}/c/{code.group(1)}?sub1={sub}", headers=headers)
+        refids.append(parse_qs(urlsplit(r.headers["location"]).query)["refid"][0])
+    httpx.get(f"{server.base}/c/{code.group(1)}", headers={"user-agent": "Twitterbot/1.0"})
+    r = httpx.get(f"{server.base}/postback?refid={refids[2]}&orderamount=5&ordernumber=X1")
+    assert r.json()["status"] == "accepted"
+    deadline = time.monotonic() + 5
+    while True:
+        out = orjson.loads(cli("report", "--group-by", "sub1", "--format", "json", db=db))
+        if out["totals"]["clicks"] == 4 and out["totals"]["conversions"] == 1:
+            break
+        assert time.monotonic() < deadline, out
+        time.sleep(0.2)
+    rows = {r["sub1"]: r for r in out["rows"]}
+    assert (rows["a"]["clicks"], rows["a"]["unique_clicks"]) == (2, 1)
+    assert (rows["b"]["conversions"], rows["b"]["commission"]) == (1, "3.00")
+    assert (rows[""]["clicks"], rows[""]["bot_clicks"], rows[""]["unique_clicks"]) == (1, 1, 0)
+    table = cli("report", "--group-by", "offer,device", "--tz", "Europe/Berlin", db=db)
+    assert "Shoes" in table and "desktop" in table and "total" in table
+    lines = list(csv.reader(io.StringIO(cli("report", "--format", "csv", "--offer", "1", db=db))))
+    assert lines[0][0] == "day" and int(lines[1][lines[0].index("clicks")]) == 4
+    server.stop()
+    assert "0 rows rolled up" in cli("rollup", db=db)  # the server left nothing behind

@@ -1,0 +1,59 @@
+"""Click enrichment: countries from IPs, device/OS/browser and bots from User-Agents."""
+
+from __future__ import annotations
+
+import pytest
+
+from clickback.domain.enrich import visitor_key
+from clickback.domain.rollup import shared_enricher
+from tests.reports_world import UAS
+
+
+@pytest.mark.parametrize(
+    ("ip", "country"),
+    [
+        ("81.2.69.160", "GB"),
+        ("8.8.8.8", "US"),
+        ("2a00:1450:4001:80b::200e", "DE"),
+        ("10.1.2.3", ""),
+        ("127.0.0.1", ""),
+        ("", ""),
+        ("not an ip", ""),
+    ],
+)
+def test_country_from_ip(ip: str, country: str) -> None:
+    assert shared_enricher().country(ip) == country
+
+
+@pytest.mark.parametrize(
+    ("ua", "device", "os", "browser", "bot"),
+    [
+        (UAS[0], "desktop", "Windows", "Chrome", False),
+        (UAS[1], "mobile", "iOS", "Mobile Safari", False),
+        (UAS[2], "mobile", "Android", "Chrome Mobile", False),
+        (UAS[3], "tablet", "iOS", "Mobile Safari", False),
+        (UAS[4], "desktop", "Linux", "Firefox", False),
+        (UAS[5], "bot", "Other", "Slackbot-LinkExpanding", True),
+        (UAS[6], "bot", "Other", "FacebookBot", True),
+        (UAS[7], "bot", "Other", "Googlebot", True),
+        ("Twitterbot/1.0", "bot", "Other", "Twitterbot", True),
+        ("WhatsApp/2.23.20.0 A", "bot", "Other", "WhatsApp", True),
+        ("", "other", "", "", False),
+    ],
+)
+def test_agent_from_user_agent(ua: str, device: str, os: str, browser: str, bot: bool) -> None:
+    agent = shared_enricher().agent(ua)
+    assert (agent.device, agent.bot) == (device, bot)
+    if not bot:
+        assert (agent.os, agent.browser) == (os, browser)
+
+
+def test_parses_are_cached_and_visitors_hash_ip_and_agent() -> None:
+    enricher = shared_enricher()
+    before = enricher.agent.cache_info().hits
+    enricher.agent(UAS[0])
+    enricher.agent(UAS[0])
+    assert enricher.agent.cache_info().hits >= before + 1
+    assert visitor_key("1.2.3.4", "a") == visitor_key("1.2.3.4", "a")
+    assert visitor_key("1.2.3.4", "a") != visitor_key("1.2.3.4", "b")
+    assert -(2**63) <= visitor_key("::1", "") < 2**63

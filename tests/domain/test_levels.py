@@ -1,0 +1,36 @@
+"""Rollup levels: each report reads the smallest level that has its columns."""
+
+from __future__ import annotations
+
+from clickback.domain.levels import LEVELS, level_for
+from clickback.domain.rollup import CLICK_FIELDS, Delta
+
+
+def test_the_smallest_level_with_every_column_is_chosen() -> None:
+    assert level_for([]) == 0
+    assert level_for(["offer_id", "link_id"]) == 0
+    assert level_for(["country"]) == 1
+    assert level_for(["device", "browser"]) == 2
+    assert level_for(["country", "os"]) == 3
+    assert level_for(["advertiser_id", "country"]) == 4
+    assert level_for(["affiliate_id", "device"]) == 5
+    assert level_for(["sub3"]) == 6
+    assert level_for(["sub1", "country"]) == len(LEVELS) - 1
+
+
+def test_a_click_is_summed_at_every_level_with_the_other_columns_blank() -> None:
+    delta = Delta()
+    key = (100, 7, "a", "", "", "", "", "DE", "mobile", "iOS", "Safari", 3, 4, 5)
+    assert len(key) == len(CLICK_FIELDS)
+    delta.clicks[key] = [2, 1, 0]
+    delta.clicks[(100, 8, "b", "", "", "", "", "DE", "mobile", "iOS", "Safari", 3, 9, 5)] = [
+        1,
+        1,
+        0,
+    ]
+    rows = {r[0]: [] for r in delta.click_rows()}
+    for r in delta.click_rows():
+        rows[r[0]].append(r)
+    assert rows[1] == [(1, 100, 0, "", "", "", "", "", "DE", "", "", "", 0, 0, 0, 3, 2, 0)]
+    assert len(rows[0]) == 2 and rows[0][0][1:4] == (100, 7, "")
+    assert len(rows[7]) == 2

@@ -1,0 +1,74 @@
+"""Report parameters: ranges in a timezone, local periods over UTC hours, refusals."""
+
+from __future__ import annotations
+
+import pytest
+
+from clickback.domain.reportspec import HOUR_US, build_spec
+from clickback.domain.timefmt import iso
+from clickback.errors import InputError
+
+
+def spec(**params: str):  # type: ignore[no-untyped-def]
+    return build_spec({k: [v] for k, v in params.items()}, 0)
+
+
+def test_a_local_date_range_is_whole_local_days_across_dst() -> None:
+    s = spec(tz="Europe/Berlin", **{"from": "2026-03-29", "to": "2026-03-29"}, group_by="day")
+    assert iso(s.start_hour * HOUR_US) == "2026-03-28T23:00:00Z"
+    assert iso(s.end_hour * HOUR_US) == "2026-03-29T22:00:00Z"  # a 23-hour day
+    assert s.time is not None and s.time.offsets == ((s.start_hour, 1), (s.start_hour + 2, 2))
+    autumn = spec(tz="Europe/Berlin", **{"from": "2026-10-25", "to": "2026-10-25"})
+    assert autumn.end_hour - autumn.start_hour == 25
+
+
+def test_labels_of_periods() -> None:
+    s = spec(tz="Europe/Berlin", **{"from": "2026-10-25", "to": "2026-10-25"}, group_by="hour")
+    assert s.time is not None
+    labels = [s.time.label(h) for h in range(s.start_hour, s.end_hour)]
+    assert labels[:4] == [
+        "2026-10-25T00:00+02:00",
+        "2026-10-25T01:00+02:00",
+        "2026-10-25T02:00+02:00",
+        "2026-10-25T02:00+01:00",
+    ]
+    week = spec(group_by="week", **{"from": "2026-03-01", "to": "2026-03-31"})
+    assert (
+        week.time is not None and week.time.label((20516 + 3) // 7) == "2026-03-02"
+    )  # a Wednesday
+    month = spec(group_by="month", tz="Asia/Tokyo", **{"from": "2026-01-15", "to": "2026-03-02"})
+    assert month.time is not None and len(month.time.month_starts) == 2
+    assert [month.time.label(i) for i in range(3)] == ["2026-01", "2026-02", "2026-03"]
+
+
+def test_half_hour_zones_are_said_to_be_rounded() -> None:
+    s = spec(tz="Asia/Kolkata", **{"from": "2026-01-01", "to": "2026-01-01"})
+    assert s.notes and iso(s.start_hour * HOUR_US) == "2025-12-31T19:00:00Z"
+    assert not spec(tz="America/New_York", **{"from": "2026-01-01", "to": "2026-12-31"}).notes
+
+
+def test_filters_and_defaults() -> None:
+    s = build_spec({"offer": ["1,2", "3"], "country": ["DE"]}, 1_000 * HOUR_US)
+    assert s.filters == {"offer_id": (1, 2, 3), "country": ("DE",)}
+    assert (s.end_hour - s.start_hour, s.by, s.tz, s.group_by) == (
+        168,
+        "conversion",
+        "UTC",
+        ("day",),
+    )
+    with pytest.raises(InputError):
+        spec(tz="Europe/Berlin", **{"from": "9999-12-31", "to": "9999-12-31"})
+
+
+def test_every_local_period_of_a_range_in_order() -> None:
+    s = spec(tz="Europe/Berlin", group_by="day", **{"from": "2026-03-28", "to": "2026-03-30"})
+    assert s.time is not None
+    days = [s.time.label(b) for b in s.time.buckets(s.start_hour, s.end_hour)]
+    assert days == ["2026-03-28", "2026-03-29", "2026-03-30"]
+    m = spec(tz="UTC", group_by="month", **{"from": "2026-01-01", "to": "2026-03-31"})
+    assert m.time is not None
+    assert [m.time.label(b) for b in m.time.buckets(m.start_hour, m.end_hour)] == [
+        "2026-01",
+        "2026-02",
+        "2026-03",
+    ]

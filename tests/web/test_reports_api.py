@@ -1,0 +1,104 @@
+"""The report API through the real app, with the real background rollup job."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+import time
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+
+from clickback.config import Settings
+from clickback.domain.ports import Store
+from clickback.web.app import ClickbackApp
+from tests.conftest import ADMIN, AUTH, click, make_offer
+
+BROWSER = {"user-agent": "Mozilla/5.0 (X11; Linux x86_64; rv:121.0) Gecko/20100101 Firefox/121.0"}
+
+
+@pytest.fixture
+async def live(store: Store) -> AsyncIterator[httpx.AsyncClient]:
+    """The app with its rollup job running as `serve` runs it (default settle)."""
+    app = ClickbackApp(
+        Settings(database_url="unused", admin_token=ADMIN, rollup_interval=0.2), store
+    )
+    await app.startup()
+    transport = httpx.ASGITransport(app=app, client=("81.2.69.160", 5555))
+    async with httpx.AsyncClient(
+        transport=transport, base_url="http://track.test", headers=BROWSER
+    ) as c:
+        yield c
+    await app.shutdown()
+
+
+async def test_a_click_and_its_conversion_are_reported_within_5_seconds(
+    live: httpx.AsyncClient,
+) -> None:
+    s = await make_offer(live, payout_type="cpa", payout_amount="2.50")
+    refid = await click(live, s["link"], "?sub1=spring")
+    r = await live.get(
+        "/postback", params={"refid": refid, "orderamount": "10", "ordernumber": "1"}
+    )
+    assert r.json()["status"] == "accepted"
+    done = time.monotonic()
+    params = {"group_by": "offer,sub1,country,device,browser", "tz": "Europe/Berlin"}
+    while True:
+        report = (await live.get("/api/v1/reports", params=params, headers=AUTH)).json()
+        if report["totals"]["conversions"] == 1 and report["totals"]["clicks"] == 1:
+            break
+        assert time.monotonic() - done < 5, report
+        await asyncio.sleep(0.1)
+    [row] = report["rows"]
+    assert row["offer"] == s["offer"]["id"] and row["offer_name"] == "Offer"
+    assert (row["sub1"], row["country"], row["device"], row["browser"]) == (
+        "spring",
+        "GB",
+        "desktop",
+        "Firefox",
+    )
+    assert (row["unique_clicks"], row["commission"], row["payable"]) == (1, "2.50", "2.50")
+    assert (row["conversion_rate"], row["epc"], row["revenue"]) == ("100.00", "2.5000", None)
+
+
+async def test_report_as_csv_and_its_refusals(client: httpx.AsyncClient) -> None:
+    await make_offer(client)
+    r = await client.get(
+        "/api/v1/reports/export",
+        params={"group_by": "day,offer", "tz": "Asia/Kolkata"},
+        headers=AUTH,
+    )
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/csv")
+    header = next(csv.reader(io.StringIO(r.text)))
+    assert header[:3] == ["day", "offer", "offer_name"] and "payable" in header
+    for params, code in [
+        ({"group_by": "planet"}, "invalid_group_by"),
+        ({"group_by": "day,week"}, "invalid_group_by"),
+        ({"tz": "Mars/Olympus"}, "invalid_timezone"),
+        ({"from": "yesterday"}, "invalid_time"),
+        ({"from": "2026-03-02", "to": "2026-03-01"}, "invalid_range"),
+        ({"by": "refund"}, "invalid_report"),
+        ({"offer": "one"}, "invalid_filter"),
+        ({"colour": "red"}, "unknown_filter"),
+        ({"sort": "weather"}, "invalid_sort"),
+    ]:
+        r = await client.get("/api/v1/reports", params=params, headers=AUTH)
+        assert r.status_code == 400 and r.json()["errors"][0]["code"] == code, (params, r.text)
+    assert (await client.get("/api/v1/reports")).status_code == 401
+    doc = (await client.get("/api/v1/openapi.json")).json()
+    names = {p["name"] for p in doc["paths"]["/api/v1/reports"]["get"]["parameters"]}
+    assert {"group_by", "from", "to", "tz", "by", "offer", "sub1", "country"} <= names
+
+
+async def test_a_read_token_may_read_reports(client: httpx.AsyncClient) -> None:
+    r = await client.post("/api/v1/tokens", json={"role": "read"}, headers=AUTH)
+    token = r.json()["token"]
+    r = await client.get(
+        "/api/v1/reports",
+        params={"group_by": "", "from": "2026-01-01", "to": "2026-01-31"},
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["rows"] == [] and r.json()["totals"]["clicks"] == 0

@@ -1,0 +1,81 @@
+"""The dashboard's login, session cookie, CSRF protection and roles, through the real app."""
+
+from __future__ import annotations
+
+import re
+
+import httpx
+
+from tests.conftest import ADMIN, AUTH, click, make_offer
+
+
+def csrf_of(html: str) -> str:
+    found = re.search(r'name="csrf" value="([^"]+)"', html)
+    assert found, html[:300]
+    return found.group(1)
+
+
+async def login(client: httpx.AsyncClient, token: str) -> httpx.Response:
+    form = await client.get("/ui/login")
+    return await client.post(
+        "/ui/login", data={"token": token, "csrf": csrf_of(form.text), "next": "/ui/conversions"}
+    )
+
+
+async def test_pages_need_a_login_and_the_cookie_is_locked_down(client: httpx.AsyncClient) -> None:
+    r = await client.get("/ui/reports")
+    assert r.status_code == 303 and r.headers["location"].startswith("/ui/login")
+    r = await client.post("/ui/login", data={"token": ADMIN, "csrf": "forged"})
+    assert r.headers["location"] == "/ui/login?failed=expired"
+    assert (await login(client, "not-a-token")).headers["location"] == "/ui/login?failed=token"
+    r = await login(client, ADMIN)
+    assert r.status_code == 303 and r.headers["location"] == "/ui/conversions"
+    cookie = next(c for c in r.headers.get_list("set-cookie") if c.startswith("clickback_session="))
+    assert "HttpOnly" in cookie and "SameSite=strict" in cookie and "Path=/ui" in cookie
+    assert ADMIN not in cookie
+    page = await client.get("/ui/")
+    assert page.status_code == 200
+    assert "default-src 'self'" in page.headers["content-security-policy"]
+    for path in ("/ui/reports", "/ui/conversions", "/ui/postbacks", "/ui/offers"):
+        assert (await client.get(path)).status_code == 200, path
+    assert (await client.get("/ui/conversions/12345")).status_code == 404
+    sealed = client.cookies["clickback_session"]
+    client.cookies.clear()
+    client.cookies.set("clickback_session", sealed[:-2] + ("AA" if sealed[-2:] != "AA" else "BB"))
+    assert (await client.get("/ui/")).status_code == 303  # a cookie altered is no session
+
+
+async def test_changes_need_the_csrf_value_and_an_admin(client: httpx.AsyncClient) -> None:
+    s = await make_offer(client, approval="review")
+    refid = await click(client, s["link"])
+    r = await client.get(
+        "/postback", params={"refid": refid, "orderamount": "5", "ordernumber": "1"}
+    )
+    cid = r.json()["conversion_id"]
+    token = (await client.post("/api/v1/tokens", json={"role": "read"}, headers=AUTH)).json()
+    await login(client, token["token"])
+    page = await client.get(f"/ui/conversions/{cid}")
+    assert page.status_code == 200 and "to-approved" not in page.text
+    body = {"csrf": csrf_of(page.text), "status": "approved", "reason": "ok"}
+    r = await client.post(f"/ui/conversions/{cid}/status", data=body)
+    assert r.status_code == 303 and "error=" in r.headers["location"]
+    client.cookies.clear()
+    await login(client, ADMIN)
+    page = await client.get(f"/ui/conversions/{cid}")
+    body["csrf"] = "wrong"
+    assert (await client.post(f"/ui/conversions/{cid}/status", data=body)).status_code == 403
+    body["csrf"] = csrf_of(page.text)
+    r = await client.post(f"/ui/conversions/{cid}/status", data=body)
+    assert r.headers["location"] == f"/ui/conversions/{cid}?done=approved"
+    detail = (await client.get(f"/api/v1/conversions/{cid}", headers=AUTH)).json()
+    assert detail["status"] == "approved" and detail["history"][0]["actor"] == "ui:admin_token"
+    r = await client.post(f"/ui/conversions/{cid}/status", data=body)
+    assert "error=" in r.headers["location"]  # already approved: said, not a crash
+
+
+async def test_revoking_the_token_ends_its_sessions(client: httpx.AsyncClient) -> None:
+    made = (await client.post("/api/v1/tokens", json={"role": "admin"}, headers=AUTH)).json()
+    await login(client, made["token"])
+    assert (await client.get("/ui/offers")).status_code == 200
+    await client.delete(f"/api/v1/tokens/{made['id']}", headers=AUTH)
+    assert (await client.get("/ui/offers")).status_code == 303
