@@ -35,7 +35,7 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from clickback.domain import admin, levels  # noqa: E402
 from clickback.domain.ports import CLICK_COLUMNS  # noqa: E402
-from clickback.domain.refid import time_key  # noqa: E402
+from clickback.domain.refid import floor  # noqa: E402
 from clickback.domain.reports import METRICS, run_report  # noqa: E402
 from clickback.domain.reportspec import build_spec  # noqa: E402
 from clickback.domain.rollup import (  # noqa: E402
@@ -63,7 +63,7 @@ UAS = [
     ("Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)", 2),
     ("facebookexternalhit/1.1 (+http://www.facebook.com/externalhit_uatext.php)", 2),
     ("Slackbot-LinkExpanding 1.0 (+https://api.slack.com/robots)", 1),
-]  # fmt: skip
+]
 COUNTRIES = [
     "US",
     "DE",
@@ -255,7 +255,7 @@ async def load(world: World, sinks: list[Sink], clicks: int, conversions: int, d
             agent = world.agents[ua]
             ip_n = rng.randrange(4_000_000)
             ip = f"{11 + ip_n % 200}.{ip_n >> 16 & 255}.{ip_n >> 8 & 255}.{ip_n & 255}"
-            refid = f"{time_key(at // 1000)}{n:028d}"
+            refid = f"{floor(at // 1000)[:8]}{n:028d}"
             last_refid = refid
             pending_clicks.append(
                 (refid, link, offer, aff, sub1[i], sub2[i], "", "", "", ip, ua, "", at, 0)
@@ -280,11 +280,11 @@ async def load(world: World, sinks: list[Sink], clicks: int, conversions: int, d
                     (cid, refid, offer, aff, adv, link, sub1[i], sub2[i], "", "", "",
                      f"O{cid}", amount, "USD", paid, "USD", "", "", "", status, 0, 0, conv_at, at,
                      "default", "", "USD", "1", amount, paid)
-                )  # fmt: skip
+                )
                 ledger.append(
                     (cid, conv_at, "GET", "198.51.100.1", "{}", refid, f"O{cid}", adv, "accepted",
                      200, "[]", cid, "", link, 0)
-                )  # fmt: skip
+                )
                 for basis, h in (("conversion", conv_at // HOUR), ("click", hour)):
                     c = conv_rollup[(basis, h, *dims, status, offer, aff, adv)]
                     c[0] += 1
@@ -381,7 +381,7 @@ async def measure(store: Any, repeat: int, days: int) -> list[dict[str, Any]]:
             async def raw(
                 lo: int = lo, hi: int = hi, c: str = clicks_sql, v: str = conv_sql
             ) -> Any:
-                await store._fetch(c, time_key(lo // 1000), time_key(hi // 1000))
+                await store._fetch(c, floor(lo // 1000), floor(hi // 1000))
                 return await store._fetch(v, lo, hi)
 
             raw_ms, _ = await timed(raw, max(1, repeat // 2))
@@ -509,7 +509,7 @@ async def main() -> None:
     print(f"loading {args.clicks:,} clicks and {args.conversions:,} conversions into {engines}")
     t = time.perf_counter()
     loaded = await load(World(links, args.seed), [s for _, s in opened], args.clicks,
-                        args.conversions, args.days)  # fmt: skip
+                        args.conversions, args.days)
     print(f"  loaded in {time.perf_counter() - t:.0f} s")
     out: dict[str, Any] = {"args": vars(args), "loaded": loaded, "engines": {}}
     for engine, (store, sink) in zip(engines, opened, strict=True):
