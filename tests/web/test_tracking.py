@@ -265,3 +265,18 @@ async def test_oversized_postbacks_get_a_4xx_and_are_still_stored(
 async def test_health_and_readiness(client: httpx.AsyncClient) -> None:
     assert (await client.get("/healthz")).status_code == 200
     assert (await client.get("/readyz")).text == "ready"
+
+
+async def test_nul_bytes_are_dropped_not_fatal_to_the_batch(client: httpx.AsyncClient) -> None:
+    s = await make_offer(client)
+    answers = await asyncio.gather(
+        client.get(f"/c/{s['link']['code']}?sub1=a%00b", headers={"User-Agent": "x\x00y"}),
+        client.get(f"/c/{s['link']['code']}?sub1=fine"),
+        client.get("/postback?ordernumber=%00&orderamount=1&refid=%00z"),
+    )
+    assert [a.status_code for a in answers] == [302, 302, 400]
+    refid = parse_qs(urlsplit(answers[0].headers["location"]).query)["refid"][0]
+    [c] = (await client.get("/api/v1/clicks", params={"refid": refid}, headers=AUTH)).json()[
+        "items"
+    ]
+    assert (c["sub1"], c["user_agent"]) == ("ab", "xy")

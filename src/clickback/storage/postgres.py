@@ -26,9 +26,9 @@ from clickback.domain.ports import (
     LedgerRow,
     PostbackWritten,
 )
-from clickback.errors import UnavailableError
 from clickback.storage import schema
 from clickback.storage.base import SqlStore, now_us
+from clickback.storage.writer import fail, settle
 
 log = logging.getLogger("clickback.storage")
 
@@ -110,6 +110,7 @@ class PostgresStore(SqlStore):
         self._pending: list[tuple[int, Any, asyncio.Future[Any] | None]] = []
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._closing = False
 
     def _settings(self) -> dict[str, str]:
         return {"search_path": self.schema_name} if self.schema_name else {}
@@ -192,12 +193,10 @@ class PostgresStore(SqlStore):
         return bool(version == schema.LATEST)
 
     async def close(self) -> None:
-        if self._task is not None:
-            while self._pending:
-                await asyncio.sleep(0.01)
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        if self._task is not None:  # the writer drains what is pending, then ends
+            self._closing = True
+            self._wake.set()
+            await self._task
             self._task = None
         if self._writer is not None:
             await self._writer.close()
@@ -228,29 +227,32 @@ class PostgresStore(SqlStore):
         return await fut
 
     async def _run(self) -> None:
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            while self._pending:
-                batch = self._pending[: self.batch_max]
-                del self._pending[: self.batch_max]
-                try:
-                    results = await self._commit(batch)
-                except Exception as exc:
-                    log.exception("write batch of %d failed", len(batch))
-                    error = UnavailableError("storage write failed; nothing was recorded, retry")
-                    error.__cause__ = exc
-                    for _, _, fut in batch:
-                        if fut is not None and not fut.done():
-                            fut.set_exception(error)
-                    if self._writer is not None and not self._writer.is_closed():
-                        with contextlib.suppress(Exception):
-                            await self._writer.close()
-                    self._writer = None
-                    continue
-                for (_, _, fut), result in zip(batch, results, strict=True):
-                    if fut is not None and not fut.done():
-                        fut.set_result(result)
+        while self._pending or not self._closing:
+            if not self._pending:
+                await self._wake.wait()
+                self._wake.clear()
+                continue
+            batch = self._pending[: self.batch_max]
+            del self._pending[: self.batch_max]
+            try:
+                results = await self._commit(batch)
+            except Exception:
+                log.exception("write batch of %d failed; writing its rows one by one", len(batch))
+                await self._reset_writer()
+                for item in batch:  # one bad row must not fail the others
+                    try:
+                        settle([item], await self._commit([item]))
+                    except Exception as exc:
+                        fail([item], exc)
+                        await self._reset_writer()
+                continue
+            settle(batch, results)
+
+    async def _reset_writer(self) -> None:
+        if self._writer is not None and not self._writer.is_closed():
+            with contextlib.suppress(Exception):
+                await self._writer.close()
+        self._writer = None
 
     async def _commit(self, batch: list[tuple[int, Any, Any]]) -> list[Any]:
         conn = await self._writer_conn()

@@ -24,9 +24,9 @@ from clickback.domain.ports import (
     LedgerRow,
     PostbackWritten,
 )
-from clickback.errors import UnavailableError
 from clickback.storage import schema
 from clickback.storage.base import SqlStore, now_us
+from clickback.storage.writer import fail, settle
 
 log = logging.getLogger("clickback.storage")
 
@@ -206,7 +206,7 @@ class SqliteStore(SqlStore):
         return bool(row and row[0] == schema.LATEST)
 
     async def close(self) -> None:
-        if self._pending:
+        while self._pending:  # every row already answered for is written before closing
             self._flush()
         self.conn.close()
 
@@ -245,29 +245,35 @@ class SqliteStore(SqlStore):
             self._scheduled = True
             assert self._loop is not None
             self._loop.call_soon(self._flush)
+        try:
+            results = self._commit(batch)
+        except Exception:
+            log.exception("write batch of %d failed; writing its rows one by one", len(batch))
+            for item in batch:  # one bad row must not fail the others
+                try:
+                    settle([item], self._commit([item]))
+                except Exception as exc:
+                    fail([item], exc)
+            return
+        settle(batch, results)
+
+    def _commit(self, batch: list[tuple[int, Any, Any]]) -> list[Any]:
         conn = self.conn
-        results: list[Any] = []
         try:
             conn.execute("BEGIN IMMEDIATE")
             clicks = [p for k, p, _ in batch if k == _CLICK]
             if clicks:
                 conn.executemany(INSERT_CLICK, clicks)
-            for kind, payload, _ in batch:
-                results.append(self._write_postback(*payload) if kind == _POSTBACK else None)
+            results = [
+                self._write_postback(*payload) if kind == _POSTBACK else None
+                for kind, payload, _ in batch
+            ]
             conn.execute("COMMIT")
-        except Exception as exc:
-            log.exception("write batch of %d failed", len(batch))
+        except BaseException:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
-            error = UnavailableError("storage write failed; nothing was recorded, retry")
-            error.__cause__ = exc
-            for _, _, fut in batch:
-                if fut is not None and not fut.done():
-                    fut.set_exception(error)
-            return
-        for (_, _, fut), result in zip(batch, results, strict=True):
-            if fut is not None and not fut.done():
-                fut.set_result(result)
+            raise
+        return results
 
     def _write_postback(self, ledger: LedgerRow, conv: ConversionRow | None) -> PostbackWritten:
         conn = self.conn

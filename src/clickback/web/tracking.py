@@ -70,9 +70,9 @@ async def click(app: ClickbackApp, scope: dict[str, Any], receive: Any, send: An
     ua = referer = ""
     for name, value in scope["headers"]:
         if name == b"user-agent":
-            ua = value.decode("latin-1")
+            ua = value.decode("latin-1").replace("\x00", "")
         elif name == b"referer":
-            referer = value.decode("latin-1")
+            referer = value.decode("latin-1").replace("\x00", "")
     query = scope["query_string"]
     try:
         location = await app.tracker.click(
@@ -126,7 +126,8 @@ def _params(text: str, into: dict[str, str], errors: list[FieldError]) -> None:
         errors.append(FieldError("*", "too_many_fields", f"more than {MAX_FIELDS} parameters"))
         return
     for k, v in pairs:
-        into.setdefault(k, v[:1024])  # first value wins; long ones kept as a bounded excerpt
+        # first value wins; long ones kept as a bounded excerpt; NUL is not text anywhere
+        into.setdefault(k.replace("\x00", ""), v[:1024].replace("\x00", ""))
 
 
 async def postback(app: ClickbackApp, scope: dict[str, Any], receive: Any, send: Any) -> None:
