@@ -23,17 +23,20 @@ EXCERPT = 500
 
 
 def is_public(address: str) -> bool:
+    """True for a globally routable unicast address; an IPv6 address that carries an IPv4
+    one (mapped, 6to4, Teredo, NAT64) must carry a public one too."""
     ip = ipaddress.ip_address(address)
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
-        ip = ip.ipv4_mapped
-    return not (
-        ip.is_private
-        or ip.is_loopback
-        or ip.is_link_local
-        or ip.is_multicast
-        or ip.is_reserved
-        or ip.is_unspecified
-    )
+    if ip.is_multicast or not ip.is_global:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address):
+        inner = [ip.ipv4_mapped, ip.sixtofour, ip.teredo[1] if ip.teredo else None]
+        if ip in _NAT64:
+            inner.append(ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF))
+        return all(a is None or (a.is_global and not a.is_multicast) for a in inner)
+    return True
+
+
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
 
 
 async def resolve(host: str, port: int) -> list[str]:
@@ -44,18 +47,22 @@ async def resolve(host: str, port: int) -> list[str]:
 async def check_destination(url: str, allow_private: bool) -> None:
     """Refuses (InputError) a URL that is not http(s) or points at an inward address; a host
     that does not resolve now is let through (checked again when sending)."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    try:
+        parts = urlsplit(url)
+        port = parts.port  # raises for a port that is not a number
+    except ValueError:
+        parts, port = None, None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
         raise InputError(
-            "a postback URL must be an absolute http(s) URL",
+            "a postback URL must be an absolute http(s) URL with a fixed host and port",
             code="invalid_url",
             field="postback_url",
         )
     if allow_private:
         return
     try:
-        addresses = await resolve(parts.hostname, parts.port or 443)
-    except OSError:
+        addresses = await resolve(parts.hostname, port or 443)
+    except (OSError, UnicodeError):
         return
     if not all(is_public(a) for a in addresses):
         raise InputError(
@@ -85,17 +92,23 @@ async def send(
             url = urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
             headers["Host"] = parts.netloc.rsplit("@", 1)[-1]
             extensions["sni_hostname"] = host
-        response = await client.request(
-            request.method,
-            url,
-            content=request.body,
-            headers=headers,
-            timeout=timeout,
-            extensions=extensions,
-        )
-        excerpt = response.text[:EXCERPT]
+        async with asyncio.timeout(timeout):  # for the whole exchange, not each step
+            async with client.stream(
+                request.method,
+                url,
+                content=request.body,
+                headers=headers,
+                timeout=timeout,
+                extensions=extensions,
+            ) as response:
+                body = b""
+                async for chunk in response.aiter_bytes():
+                    body += chunk
+                    if len(body) >= EXCERPT:
+                        break  # an excerpt is all the log keeps: read no more
+        excerpt = body[:EXCERPT].decode("utf-8", "replace")
         return Attempt(response.status_code, excerpt, _ms(started), "")
-    except httpx.TimeoutException:
+    except (TimeoutError, httpx.TimeoutException):
         return Attempt(None, "", _ms(started), f"timeout after {timeout:g} s")
     except (httpx.HTTPError, OSError) as exc:
         return Attempt(None, "", _ms(started), f"{type(exc).__name__}: {exc}"[:EXCERPT])

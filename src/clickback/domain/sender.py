@@ -31,7 +31,6 @@ class Sender:
         policy: outbound.RetryPolicy,
         lease_seconds: float = 30.0,
         poll_seconds: float = 0.5,
-        batch: int = 50,
         concurrency: int = 16,
     ):
         self.store = store
@@ -39,40 +38,51 @@ class Sender:
         self.policy = policy
         self.lease_us = int(lease_seconds * 1_000_000)
         self.poll_seconds = poll_seconds
-        self.batch = batch
-        self._gate = asyncio.Semaphore(concurrency)
+        self.concurrency = concurrency
         self._task: asyncio.Task[None] | None = None
 
     async def run_once(self) -> int:
-        """Sends what is due now; how many deliveries were attempted."""
+        """Sends what is due now; how many deliveries were attempted. It takes no more
+        than it sends at once, so every send starts, and ends, well inside its lease."""
         now = time.time_ns() // 1000
-        claimed = await self.store.claim_deliveries(now, now + self.lease_us, self.batch)
-        await asyncio.gather(*(self._deliver(row) for row in claimed))
+        lease = now + self.lease_us
+        claimed = await self.store.claim_deliveries(now, lease, self.concurrency)
+        await asyncio.gather(*(self._deliver(row, lease) for row in claimed))
         return len(claimed)
 
-    async def _deliver(self, row: dict[str, Any]) -> None:
-        async with self._gate:
-            config = outbound.config_from_row(row)
-            now = time.time_ns() // 1000
+    async def _deliver(self, row: dict[str, Any], lease: int) -> None:
+        config = outbound.config_from_row(row)
+        now = time.time_ns() // 1000
+        started = time.monotonic()
+        method, url = config.method, config.url
+        try:
             request = outbound.build_request(
                 config, row, row["event"], row["delivery_id"], now // 1_000_000
             )
+            method, url = request.method, request.url
             attempt = await self.send(request)
-            done = time.time_ns() // 1000
-            state, next_at = outbound.next_state(
-                attempt, row["attempts"] + 1, row["queued_at"], done, self.policy
-            )
-            await self.store.finish_attempt(
-                row["delivery_id"],
-                row["delivery_affiliate"],
-                attempt,
-                request.method,
-                request.url,
-                state,
-                next_at,
-                done,
-                self.policy.disable_after,
-            )
+        except Exception as exc:  # a bad URL or a bug must not stall the delivery forever
+            log.exception("outbound postback %s failed to send", row["delivery_id"])
+            elapsed = int((time.monotonic() - started) * 1000)
+            attempt = outbound.Attempt(None, "", elapsed, f"{type(exc).__name__}: {exc}"[:500])
+        done = time.time_ns() // 1000
+        state, next_at = outbound.next_state(
+            attempt, row["attempts"] + 1, row["queued_at"], done, self.policy
+        )
+        kept = await self.store.finish_attempt(
+            row["delivery_id"],
+            row["delivery_affiliate"],
+            attempt,
+            method,
+            url,
+            state,
+            next_at,
+            done,
+            self.policy.disable_after,
+            lease,
+        )
+        if not kept:
+            log.warning("outbound postback %s outlived its lease", row["delivery_id"])
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._loop())
@@ -91,5 +101,5 @@ class Sender:
             except Exception:
                 log.exception("outbound sender pass failed; retrying")
                 busy = 0
-            if busy < self.batch:
+            if busy < self.concurrency:
                 await asyncio.sleep(self.poll_seconds)

@@ -139,10 +139,16 @@ class SqlStore(OutboxSql, ScreeningSql, ReportSql):
         raise NotImplementedError
 
     async def _write_all(
-        self, steps: list[tuple[str, tuple[Any, ...]]], *, bump: bool = False, check: bool = True
+        self,
+        steps: list[tuple[str, tuple[Any, ...]]],
+        *,
+        bump: bool = False,
+        check: bool = True,
+        guards: int | None = None,
     ) -> bool:
         """Runs statements in one transaction. With `check` each has RETURNING, and if one
-        returns no row the transaction is rolled back and the answer is False."""
+        returns no row the transaction is rolled back and the answer is False; `guards`
+        applies that to the first so many steps only."""
         raise NotImplementedError
 
     async def _fetchone(self, sql: str, *args: Any) -> dict[str, Any] | None:

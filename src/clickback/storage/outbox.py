@@ -23,7 +23,12 @@ class OutboxSql:
         raise NotImplementedError
 
     async def _write_all(
-        self, steps: list[tuple[str, tuple[Any, ...]]], *, bump: bool = False, check: bool = True
+        self,
+        steps: list[tuple[str, tuple[Any, ...]]],
+        *,
+        bump: bool = False,
+        check: bool = True,
+        guards: int | None = None,
     ) -> bool:
         raise NotImplementedError
 
@@ -72,10 +77,19 @@ class OutboxSql:
         next_at: int,
         now: int,
         disable_after: int,
-    ) -> None:
+        lease: int,
+    ) -> bool:
         """Records an attempt and its consequence in one transaction: the delivery's new
-        state, the affiliate's failure run, and holding its deliveries after too many."""
+        state, the affiliate's failure run, and holding its deliveries after too many.
+        False (nothing written) when the sender's lease on the delivery has run out, for
+        then another sender owns it."""
         steps: list[tuple[str, tuple[Any, ...]]] = [
+            (
+                "UPDATE deliveries SET state = ?, attempts = attempts + 1, next_at = ?, "
+                "lease_until = NULL, last_status = ?, last_error = ?, updated_at = ? "
+                "WHERE id = ? AND lease_until = ? RETURNING id",
+                (state, next_at, attempt.status_code, attempt.error, now, delivery_id, lease),
+            ),
             (
                 "INSERT INTO delivery_attempts (delivery_id, at, method, url, status_code, "
                 "excerpt, latency_ms, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -89,11 +103,6 @@ class OutboxSql:
                     attempt.latency_ms,
                     attempt.error,
                 ),
-            ),
-            (
-                "UPDATE deliveries SET state = ?, attempts = attempts + 1, next_at = ?, "
-                "lease_until = NULL, last_status = ?, last_error = ?, updated_at = ? WHERE id = ?",
-                (state, next_at, attempt.status_code, attempt.error, now, delivery_id),
             ),
         ]
         if state == DELIVERED:
@@ -114,8 +123,7 @@ class OutboxSql:
                 (
                     "UPDATE deliveries SET state = 'held', updated_at = ? "
                     "WHERE affiliate_id = ? AND state = 'queued' AND EXISTS "
-                    "(SELECT 1 FROM affiliates WHERE id = ? AND "
-                    "postback_disabled_at IS NOT NULL)",
+                    "(SELECT 1 FROM affiliates WHERE id = ? AND postback_disabled_at IS NOT NULL)",
                     (now, affiliate_id, affiliate_id),
                 ),
                 # caches learn of a postback disabled just now, so new deliveries are held
@@ -126,7 +134,7 @@ class OutboxSql:
                     (affiliate_id, now),
                 ),
             ]
-        await self._write_all(steps, check=False)
+        return await self._write_all(steps, guards=1)
 
     async def enable_postbacks(self, affiliate_id: int, now: int) -> int:
         """Re-enables an affiliate's postback and re-queues what was held; how many."""

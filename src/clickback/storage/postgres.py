@@ -144,15 +144,21 @@ class PostgresStore(SqlStore):
         return value
 
     async def _write_all(
-        self, steps: list[tuple[str, tuple[Any, ...]]], *, bump: bool = False, check: bool = True
+        self,
+        steps: list[tuple[str, tuple[Any, ...]]],
+        *,
+        bump: bool = False,
+        check: bool = True,
+        guards: int | None = None,
     ) -> bool:
         assert self.pool is not None
         async with self.pool.acquire() as conn:
             tx = conn.transaction()
             await tx.start()
             try:
-                for sql, args in steps:
-                    if await conn.fetchrow(self._sql(sql), *args) is None and check:
+                for i, (sql, args) in enumerate(steps):
+                    must = check if guards is None else i < guards
+                    if await conn.fetchrow(self._sql(sql), *args) is None and must:
                         await tx.rollback()
                         return False
                 if bump:

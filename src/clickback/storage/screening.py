@@ -15,7 +15,12 @@ class ScreeningSql:
         raise NotImplementedError
 
     async def _write_all(
-        self, steps: list[tuple[str, tuple[Any, ...]]], *, bump: bool = False, check: bool = True
+        self,
+        steps: list[tuple[str, tuple[Any, ...]]],
+        *,
+        bump: bool = False,
+        check: bool = True,
+        guards: int | None = None,
     ) -> bool:
         raise NotImplementedError
 

@@ -163,13 +163,19 @@ class SqliteStore(SqlStore):
         return row[0] if row else None
 
     async def _write_all(
-        self, steps: list[tuple[str, tuple[Any, ...]]], *, bump: bool = False, check: bool = True
+        self,
+        steps: list[tuple[str, tuple[Any, ...]]],
+        *,
+        bump: bool = False,
+        check: bool = True,
+        guards: int | None = None,
     ) -> bool:
         conn = self.conn
         conn.execute("BEGIN IMMEDIATE")
         try:
-            for sql, args in steps:
-                if conn.execute(sql, args).fetchone() is None and check:
+            for i, (sql, args) in enumerate(steps):
+                must = check if guards is None else i < guards
+                if conn.execute(sql, args).fetchone() is None and must:
                     conn.execute("ROLLBACK")
                     return False
             if bump:
