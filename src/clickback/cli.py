@@ -18,6 +18,7 @@ from rich.table import Table
 
 from clickback.config import Settings
 from clickback.domain import admin
+from clickback.domain.catalog import Catalog
 from clickback.domain.ports import Store
 from clickback.errors import ClickbackError, NotFoundError
 from clickback.storage import open_store
@@ -545,7 +546,13 @@ def conversions_status(
     """Approve, reject or reverse one conversion (kept in its history)."""
     from clickback.domain import lifecycle
 
-    _run(db, lambda s: lifecycle.change_status(s, conversion_id, status, reason, "cli"))
+    async def work(store: Store) -> None:
+        catalog = await _catalog(store)  # for the outbound postback the change sets off
+        await lifecycle.change_status(
+            store, conversion_id, status, reason, "cli", catalog.delivery_state
+        )
+
+    _run(db, work)
     console.print(f"conversion {conversion_id} {status}")
 
 
@@ -559,7 +566,12 @@ def conversions_import_statuses(
     from clickback.domain import lifecycle
 
     text = file.read()
-    lines = _run(db, lambda s: lifecycle.apply_csv(s, advertiser, text, "cli"))
+
+    async def work(store: Store) -> list[lifecycle.LineResult]:
+        catalog = await _catalog(store)
+        return await lifecycle.apply_csv(store, advertiser, text, "cli", catalog.delivery_state)
+
+    lines = _run(db, work)
     _table([x.as_dict() for x in lines], ["line", "ordernumber", "result", "code", "message"])
     changed = sum(x.result == "changed" for x in lines)
     console.print(f"{changed} changed, {len(lines) - changed} not")
@@ -732,6 +744,12 @@ def rule_list(offer: int, db: DbOption = None, as_json: JsonOption = False) -> N
         "archived_at",
     ]
     _list(db, "commission_rules", columns, 1000, {"offer_id": offer}, as_json)
+
+
+async def _catalog(store: Store) -> Catalog:
+    catalog = Catalog(store)
+    await catalog.reload()
+    return catalog
 
 
 def _given(**filters: Any) -> dict[str, Any]:

@@ -27,6 +27,11 @@ async def test_stored_tokens_work_and_read_tokens_cannot_write(
     assert (await client.get("/api/v1/offers", headers=ro)).status_code == 200
     r = await client.post("/api/v1/affiliates", json={"name": "x"}, headers=ro)
     assert r.status_code == 403
+    s = await make_offer(client, advertiser={"postback_token": "t0k"})
+    seen = (await client.get(f"/api/v1/advertisers/{s['advertiser']['id']}", headers=ro)).json()
+    assert seen["postback_token"] == "" and seen["name"] == "Shop"  # secrets are for admins
+    listed = (await client.get("/api/v1/advertisers", headers=ro)).json()["items"]
+    assert [a["postback_token"] for a in listed] == [""]
 
 
 async def test_create_answers_201_with_the_object(client: httpx.AsyncClient) -> None:

@@ -9,6 +9,7 @@ from decimal import Decimal
 from typing import Any
 
 import httpx
+import orjson
 
 from clickback.web.present import EXPORT_COLUMNS
 from tests.conftest import AUTH, click, make_offer
@@ -299,6 +300,10 @@ async def test_openapi_and_docs_are_public_and_cover_the_routes(
     assert doc["openapi"].startswith("3.1")
     assert "/api/v1/conversions/{id}/status" in doc["paths"]
     assert "post" in doc["paths"]["/api/v1/offers/{id}/rules"]
+    refs = set(re.findall(r'"\$ref": ?"#/components/schemas/(\w+)"', orjson.dumps(doc).decode()))
+    assert refs and refs <= set(doc["components"]["schemas"]), refs - set(
+        doc["components"]["schemas"]
+    )
     page = await client.get("/api/v1/docs")
     assert page.status_code == 200 and "/api/v1/rates" in page.text
     # every documented path answers something other than "no such route" (401 without token)

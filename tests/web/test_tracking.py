@@ -280,3 +280,36 @@ async def test_nul_bytes_are_dropped_not_fatal_to_the_batch(client: httpx.AsyncC
         "items"
     ]
     assert (c["sub1"], c["user_agent"]) == ("ab", "xy")
+
+
+async def test_a_body_cut_short_by_a_disconnect_is_never_a_conversion(
+    client: httpx.AsyncClient, app: ClickbackApp
+) -> None:
+    s = await make_offer(client)
+    refid = await click(client, s["link"])
+    body = f"refid={refid}&ordernumber=CUT&orderamount=149.90".encode()
+    messages = [
+        {"type": "http.request", "body": body[:-4], "more_body": True},
+        {"type": "http.disconnect"},
+    ]
+    sent: list[dict] = []
+
+    async def receive() -> dict:
+        return messages.pop(0)
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/postback",
+        "query_string": b"",
+        "headers": [(b"content-type", b"application/x-www-form-urlencoded")],
+        "client": ("198.51.100.9", 1),
+    }
+    await app(scope, receive, send)
+    assert sent[0]["status"] == 400
+    assert not (await client.get("/api/v1/conversions", headers=AUTH)).json()["items"]
+    [ledger] = (await client.get("/api/v1/postbacks", headers=AUTH)).json()["items"]
+    assert ledger["code"] == "request_incomplete" and ledger["params"]["orderamount"] == "14"

@@ -58,6 +58,14 @@ def in_networks(
     return any(addr in net for net in networks)
 
 
+def is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
 def canonical(params: Mapping[str, str]) -> str:
     return "&".join(
         f"{quote(k, safe='')}={quote(v, safe='')}" for k, v in sorted(params.items()) if k != "sig"
@@ -98,7 +106,8 @@ def check(
         )
     if access.signing_secret and (access.require_signature or "sig" in params):
         sig = params.get("sig", "")
-        if not sig or not hmac.compare_digest(sign(access.signing_secret, params), sig.lower()):
+        expected = sign(access.signing_secret, params).encode()
+        if not sig or not hmac.compare_digest(expected, sig.lower().encode()):
             return FieldError(
                 "sig",
                 "signature_invalid",

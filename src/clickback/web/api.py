@@ -30,6 +30,7 @@ from clickback.web.http import (
     int_param,
     list_query,
     read_json,
+    redact,
 )
 from clickback.web.present import PRESENTERS, json_response
 
@@ -76,7 +77,7 @@ def entity_endpoints(app: ClickbackApp) -> list[Endpoint]:
                 flag=q.flag,
             )
             present, base = PRESENTERS[table], base_url(app, request)
-            items = [present(r, base) for r in page.items]
+            items = [redact(present(r, base), caller) for r in page.items]
             return json_response({"items": items, "next_cursor": page.next_cursor})
 
         return handle
@@ -91,7 +92,9 @@ def entity_endpoints(app: ClickbackApp) -> list[Endpoint]:
 
     def reader(table: str) -> Callable[[Request, Caller], Awaitable[Response]]:
         async def handle(request: Request, caller: Caller) -> Response:
-            return json_response(await show(app, request, table, int_param(request)))
+            return json_response(
+                redact(await show(app, request, table, int_param(request)), caller)
+            )
 
         return handle
 

@@ -97,7 +97,7 @@ def endpoints(app: ClickbackApp) -> list[Endpoint]:
 
     async def totals(request: Request, caller: Caller) -> Response:
         q = list_query("conversions", request.query_params)
-        if q.cursor or q.nulls or q.limit != 100 or q.ascending:
+        if q.cursor or q.nulls or q.limit != 100 or q.ascending or q.flag:
             raise InputError("totals take filters and since/until only", code="unknown_filter")
         base = app.settings.base_currency
         out: dict[str, Any] = {}
@@ -132,6 +132,7 @@ def endpoints(app: ClickbackApp) -> list[Endpoint]:
                         EXPORT_PAGE,
                         cursor,
                         ascending=q.ascending,
+                        flag=q.flag,
                     )
                     for row in page.items:
                         item = PRESENTERS[table](row, base)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -87,9 +88,12 @@ async def read_json(request: Request) -> dict[str, Any]:
     return data
 
 
+_INT = re.compile(r"-?[0-9]{1,18}")
+
+
 def int_param(request: Request, name: str = "id") -> int:
     raw = request.path_params[name]
-    if not raw.isdigit() or len(raw) > 18:
+    if not _INT.fullmatch(raw) or raw.startswith("-"):
         raise NotFoundError(f"{raw!r} is not an id")
     return int(raw)
 
@@ -104,6 +108,16 @@ class ListQuery:
     nulls: dict[str, bool]
     ascending: bool
     flag: str | None = None
+
+
+def redact(item: dict[str, Any], caller: Caller) -> dict[str, Any]:
+    """Secrets that would let a reader forge postbacks are for admin tokens only."""
+    if caller.role == "admin":
+        return item
+    return {k: ("" if k in SECRETS and v else v) for k, v in item.items()}
+
+
+SECRETS = frozenset({"postback_token", "signing_secret", "postback_secret"})
 
 
 def _flag(name: str, value: str) -> bool:
@@ -129,7 +143,7 @@ def list_query(table: str, params: QueryParams, extra: frozenset[str] = frozense
         if name in extra:
             continue
         if name == "limit":
-            if not value.isdigit() or not 1 <= int(value) <= MAX_LIMIT:
+            if not _INT.fullmatch(value) or not 1 <= int(value) <= MAX_LIMIT:
                 raise InputError(
                     f"`limit` must be 1 to {MAX_LIMIT}", code="invalid_limit", field="limit"
                 )
@@ -152,9 +166,13 @@ def list_query(table: str, params: QueryParams, extra: frozenset[str] = frozense
             q["nulls"]["archived_at"] = not _flag(name, value)
         elif name in spec.filters:
             if spec.filters[name] is int:
-                if name.startswith("is_") and value in ("true", "false"):
-                    value = "1" if value == "true" else "0"
-                if not value.lstrip("-").isdigit() or len(value) > 18:
+                if name.startswith("is_"):  # a flag: true/false (or 1/0)
+                    value = {"true": "1", "false": "0"}.get(value, value)
+                    if value not in ("0", "1"):
+                        raise InputError(
+                            f"`{name}` must be true or false", code="invalid_filter", field=name
+                        )
+                if not _INT.fullmatch(value):
                     raise InputError(
                         f"`{name}` must be an integer", code="invalid_filter", field=name
                     )

@@ -191,6 +191,7 @@ for _name in (
     "IntegrationTest",
     "Rule",
     "Token",
+    "Delivery",
 ):
     SCHEMAS[f"{_name}List"] = page_of(_name)
 
@@ -210,7 +211,7 @@ def _param(name: str, where: str, schema: dict[str, Any], text: str = "") -> dic
     return out
 
 
-def _list_params(table: str) -> list[dict[str, Any]]:
+def _list_params(table: str, totals: bool = False) -> list[dict[str, Any]]:
     spec = LISTS[table]
     params = [
         _param(
@@ -226,10 +227,12 @@ def _list_params(table: str) -> list[dict[str, Any]]:
     ]
     if table in ARCHIVABLE:
         params.append(_param("archived", "query", {"type": "string", "enum": ["true", "false"]}))
-    if table in FLAGGED:
+    if table in FLAGGED and not totals:
         params.append(_param("flag", "query", {"type": "string"}, "rows carrying this flag"))
     for name, kind in spec.filters.items():
-        schema = {"type": "integer"} if kind is int else {"type": "string"}
+        schema: dict[str, Any] = {"type": "integer"} if kind is int else {"type": "string"}
+        if name.startswith("is_"):
+            schema = {"type": "string", "enum": ["true", "false"]}
         params.append(_param(name, "query", schema, "exact value"))
     return params
 
@@ -251,7 +254,10 @@ def _operation(ep: Endpoint) -> dict[str, Any]:
     if ep.listing and ep.produces != "text/csv" and not ep.path.endswith("/totals"):
         params += _list_params(ep.listing)
     elif ep.listing:
-        params += [p for p in _list_params(ep.listing) if p["name"] not in ("limit", "cursor")]
+        totals = ep.path.endswith("/totals")
+        params += [
+            p for p in _list_params(ep.listing, totals) if p["name"] not in ("limit", "cursor")
+        ]
         if ep.path.endswith("/totals"):
             params = [p for p in params if p["name"] not in ("sort", "archived")]
     params += [_param(name, "query", {"type": "string"}) for name in ep.query]

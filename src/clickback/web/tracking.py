@@ -12,7 +12,7 @@ from urllib.parse import parse_qsl
 import orjson
 
 from clickback.domain.models import FieldError
-from clickback.domain.security import in_networks
+from clickback.domain.security import in_networks, is_ip
 from clickback.errors import UnavailableError
 
 if TYPE_CHECKING:
@@ -57,9 +57,11 @@ def client_ip(app: ClickbackApp, scope: dict[str, Any]) -> str:
         if name == b"x-forwarded-for":
             hops = [h.strip() for h in value.decode("latin-1").split(",") if h.strip()]
             for hop in reversed(hops):
+                if not is_ip(hop):
+                    return str(peer)  # a garbled header: believe only the peer
                 if not in_networks(hop, trusted):
-                    return str(hop[:64])
-            return str(hops[0][:64]) if hops else str(peer)
+                    return str(hop)
+            return str(hops[0]) if hops else str(peer)
     return peer
 
 
@@ -102,18 +104,31 @@ async def click(app: ClickbackApp, scope: dict[str, Any], receive: Any, send: An
     await send({"type": "http.response.body", "body": b""})
 
 
-async def _read_body(receive: Any, limit: int) -> bytes | None:
-    """The request body, or None when it is longer than `limit`."""
+class BodyError(Exception):
+    """The body was too large, or the client went away before sending all of it."""
+
+    def __init__(self, code: str, message: str, status: int, partial: bytes):
+        super().__init__(message)
+        self.error = FieldError("*", code, message)
+        self.status = status
+        self.partial = partial  # what arrived, kept in the ledger for inspection
+
+
+async def _read_body(receive: Any, limit: int) -> bytes:
     chunks: list[bytes] = []
     size = 0
     while True:
         message = await receive()
-        if message["type"] != "http.request":
-            return b"".join(chunks)
+        if message["type"] != "http.request":  # a part is not the order: never record it
+            raise BodyError(
+                "request_incomplete", "the client left before the body ended", 400, b"".join(chunks)
+            )
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
-            return None
+            raise BodyError(
+                "request_too_large", f"body over {limit} bytes", 413, b"".join(chunks)[:MAX_QUERY]
+            )
         chunks.append(chunk)
         if not message.get("more_body"):
             return b"".join(chunks)
@@ -154,11 +169,13 @@ async def postback(app: ClickbackApp, scope: dict[str, Any], receive: Any, send:
         query = query[:MAX_QUERY]
     _params(query.decode("latin-1"), params, errors)
     if method == "POST":
-        body = await _read_body(receive, MAX_BODY)
-        if body is None:
-            errors.append(FieldError("*", "request_too_large", f"body over {MAX_BODY} bytes"))
-            status_override = 413
-        elif body:
+        try:
+            body = await _read_body(receive, MAX_BODY)
+        except BodyError as exc:
+            errors.append(exc.error)
+            status_override = exc.status
+            _params(exc.partial.decode("utf-8", "replace"), params, errors)
+        else:
             _params(body.decode("utf-8", "replace"), params, errors)
     try:
         answer = await app.tracker.postback(method, client_ip(app, scope), params, errors or None)
