@@ -311,3 +311,24 @@ async def test_openapi_and_docs_are_public_and_cover_the_routes(
         for method in ops:
             r = await client.request(method.upper(), re.sub(r"\{\w+\}", "1", path))
             assert r.status_code == 401, (method, path, r.status_code)
+
+
+async def test_changing_an_offers_currency_restates_its_fixed_payout(
+    client: httpx.AsyncClient,
+) -> None:
+    s = await make_offer(client, payout_type="cpa", payout_amount="10.00")
+    oid = s["offer"]["id"]
+    r = await client.patch(f"/api/v1/offers/{oid}", json={"currency": "JPY"}, headers=AUTH)
+    assert r.status_code == 400 and r.json()["errors"][0]["code"] == "currency_needs_amount"
+    r = await client.post(
+        f"/api/v1/offers/{oid}/rules",
+        headers=AUTH,
+        json={"commissionid": "vip", "payout_type": "cpa", "payout_amount": "3.50"},
+    )
+    r = await client.patch(
+        f"/api/v1/offers/{oid}", headers=AUTH, json={"currency": "JPY", "payout_amount": "1500"}
+    )
+    assert (r.json()["currency"], r.json()["payout_amount"]) == ("JPY", "1500")
+    assert (await convert(client, s, "J1"))["commission"] == "1500"
+    vip = await convert(client, s, "J2", commissionid="vip")  # the rule keeps its own currency
+    assert (vip["commission"], vip["currency"]) == ("3.50", "USD")

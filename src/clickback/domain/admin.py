@@ -197,6 +197,14 @@ async def update_offer(store: Store, offer_id: int, values: Mapping[str, Any]) -
     current = await store.get_row("offers", offer_id)
     if current is None:
         raise NotFoundError(f"offer {offer_id} does not exist")
+    changes_currency = values.get("currency") not in (None, current["currency"])
+    if changes_currency and current["payout_type"] != "cps" and "payout_amount" not in values:
+        # the fixed payout is kept in minor units of the currency: it must be restated
+        raise InputError(
+            "changing the currency of a CPA/CPL offer needs its `payout_amount` in the new one",
+            code="currency_needs_amount",
+            field="currency",
+        )
     if "currency" not in values:
         values = {**values, "currency": current["currency"]}
     if ("payout_amount" in values or "payout_percent" in values) and "payout_type" not in values:

@@ -36,12 +36,14 @@ def commission(
     offer: Offer, rule: CommissionRule | None, amount: Decimal, currency: str
 ) -> tuple[int, str]:
     """The commission in minor units, and its currency: CPS pays a percent of the order
-    (in the order's currency), CPA and CPL a fixed amount (in the offer's)."""
+    (in the order's currency), CPA and CPL a fixed amount (in the offer's, or the rule's)."""
     ptype = rule.payout_type if rule else offer.payout_type
     if ptype is PayoutType.CPS:
         percent = rule.payout_percent if rule else offer.payout_percent
         return money.to_minor(money.percent_of(amount, percent, currency), currency), currency
-    return (rule.payout_amount if rule else offer.payout_amount), offer.currency
+    if rule is not None:
+        return rule.payout_amount, rule.currency
+    return offer.payout_amount, offer.currency
 
 
 def rule_name(rule: CommissionRule | None) -> str:

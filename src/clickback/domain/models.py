@@ -103,5 +103,6 @@ class CommissionRule:
     affiliate_id: int | None
     commissionid: str  # '' applies to every postback of the affiliate
     payout_type: PayoutType
-    payout_amount: int  # minor units of the offer's currency
+    payout_amount: int  # minor units of `currency`
     payout_percent: Decimal
+    currency: str = "USD"  # of payout_amount: the offer's when the rule was made

@@ -45,7 +45,7 @@ class Screener:
         self.owner = f"{os.uname().nodename}:{os.getpid()}:{id(self)}"
         self._task: asyncio.Task[None] | None = None
 
-    async def run_once(self, batch: int = 2000) -> tuple[int, int]:
+    async def run_once(self, batch: int = 1000) -> tuple[int, int]:
         """Flags new clicks and screens new conversions; (clicks, conversions) done, or
         (0, 0) when another process holds the job."""
         now = time.time_ns() // 1000
@@ -54,20 +54,35 @@ class Screener:
             return 0, 0
         # clicks are taken once they are SETTLE_MS old: by then every click issued before
         # has committed (batches commit in milliseconds), so none slips under the mark
-        rows = await self.store.clicks_after(mark, refid.floor(now // 1000 - SETTLE_MS), batch)
+        settled = refid.floor(now // 1000 - SETTLE_MS)
+        rows = await self.store.clicks_after(mark, settled, batch)
         flagged = []
-        for r in rows:
+        for i, r in enumerate(rows):
             flags = self.clicks.flags(r["ip"], r["link_id"], r["user_agent"], r["created_at"])
             if flags:
                 flagged.append((",".join(flags), r["refid"]))
+            if i % 200 == 199:
+                await asyncio.sleep(0)  # a new User-Agent costs a while: let requests in
         await self.store.flag_clicks(flagged)
         if rows:
             await self.store.set_watermark("screening", self.owner, rows[-1]["refid"])
             self.clicks.forget_before(rows[-1]["created_at"])
-        conversions = await self.store.unscreened_conversions(batch)
+        # a conversion is screened once its click is flagged (or known to be missing), so
+        # that rules on click flags apply to it
+        through = rows[-1]["refid"] if len(rows) == batch else settled
+        conversions = await self.store.unscreened_conversions(through, batch)
         now = time.time_ns() // 1000
-        await self.store.screen_conversions([self._screen(c) for c in conversions], now)
+        await self.store.screen_conversions([self._screen_safely(c) for c in conversions], now)
         return len(rows), len(conversions)
+
+    def _screen_safely(self, c: dict[str, Any]) -> Screening:
+        try:
+            return self._screen(c)
+        except Exception:  # one odd row must not stop the screening, nor outbound postbacks
+            log.exception("screening conversion %s failed; flagged and let through", c["id"])
+            kept = [f for f in str(c["flags"]).split(",") if f]
+            flags = ",".join(dict.fromkeys([*kept, "screening_failed"]))
+            return Screening(int(c["id"]), flags, str(c["status"]), str(c["status"]), "", "")
 
     def _screen(self, c: dict[str, Any]) -> Screening:
         """What the screening makes of one conversion."""

@@ -203,6 +203,7 @@ class SqlStore(OutboxSql, ScreeningSql, ReportSql):
                 PayoutType(r["payout_type"]),
                 r["payout_amount"],
                 Decimal(r["payout_percent"]),
+                r["currency"],
             )
             for r in await self._fetch(
                 "SELECT * FROM commission_rules WHERE archived_at IS NULL ORDER BY id"

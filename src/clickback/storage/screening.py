@@ -7,6 +7,9 @@ from typing import Any
 
 from clickback.domain.ports import Screening
 
+# this screening's own update of the conversion took (same time and status)
+_TOOK = "SELECT 1 FROM conversions WHERE id = ? AND updated_at = ? AND status = ?"
+
 
 class ScreeningSql:
     engine = ""
@@ -68,12 +71,15 @@ class ScreeningSql:
                 check=False,
             )
 
-    async def unscreened_conversions(self, limit: int) -> list[dict[str, Any]]:
+    async def unscreened_conversions(self, through: str, limit: int) -> list[dict[str, Any]]:
+        """Unscreened conversions whose RefIDs (so their clicks) come at or before
+        `through`, oldest first."""
         return await self._fetch(
             "SELECT c.*, k.flags AS click_flags, k.ip AS click_ip, o.fraud_rules, "
             "(k.refid IS NOT NULL) AS has_click FROM conversions AS c "
             "JOIN offers AS o ON o.id = c.offer_id LEFT JOIN clicks AS k ON k.refid = c.refid "
-            "WHERE c.screened = 0 ORDER BY c.id LIMIT ?",
+            "WHERE c.screened = 0 AND c.refid <= ? ORDER BY c.id LIMIT ?",
+            through,
             limit,
         )
 
@@ -89,25 +95,32 @@ class ScreeningSql:
             chunk = plain[i : i + 500]
             marks = ", ".join("?" * len(chunk))
             steps.append(
-                (f"UPDATE conversions SET screened = 1 WHERE id IN ({marks})", tuple(chunk))
+                (
+                    f"UPDATE conversions SET screened = 1 WHERE id IN ({marks}) AND screened = 0",
+                    tuple(chunk),
+                )
             )
         for s in screenings:
             if not s.flags and s.to_status == s.from_status:
                 continue
+            # guarded: a conversion screened elsewhere meanwhile, or changed by hand, is
+            # left as it is, and nothing follows from this screening of it
             steps.append(
                 (
                     "UPDATE conversions SET flags = ?, status = ?, screened = 1, updated_at = ? "
-                    "WHERE id = ?",
-                    (s.flags, s.to_status, now, s.conversion_id),
+                    "WHERE id = ? AND screened = 0 AND status = ?",
+                    (s.flags, s.to_status, now, s.conversion_id, s.from_status),
                 )
             )
             if s.to_status == s.from_status:
                 continue
+            took = (s.conversion_id, now, s.to_status)
             steps.append(
                 (
                     "INSERT INTO conversion_events (conversion_id, from_status, to_status, reason, "
-                    "actor, created_at) VALUES (?, ?, ?, ?, 'fraud_screening', ?)",
-                    (s.conversion_id, s.from_status, s.to_status, s.reason, now),
+                    "actor, created_at) SELECT ?, ?, ?, ?, 'fraud_screening', ? WHERE EXISTS "
+                    f"({_TOOK})",
+                    (s.conversion_id, s.from_status, s.to_status, s.reason, now, *took),
                 )
             )
             if s.to_status == "rejected":
@@ -116,8 +129,8 @@ class ScreeningSql:
                     (
                         "UPDATE deliveries SET state = 'cancelled', updated_at = ? WHERE "
                         "conversion_id = ? AND event = 'conversion' "
-                        "AND state IN ('queued', 'held')",
-                        (now, s.conversion_id),
+                        f"AND state IN ('queued', 'held') AND EXISTS ({_TOOK})",
+                        (now, s.conversion_id, *took),
                     )
                 )
             if s.delivery:
@@ -126,8 +139,8 @@ class ScreeningSql:
                         "INSERT INTO deliveries (conversion_id, affiliate_id, offer_id, event, "
                         "state, next_at, created_at, updated_at) "
                         "SELECT id, affiliate_id, offer_id, ?, ?, ?, ?, ? "
-                        "FROM conversions WHERE id = ?",
-                        (s.to_status, s.delivery, now, now, now, s.conversion_id),
+                        f"FROM conversions WHERE id = ? AND EXISTS ({_TOOK})",
+                        (s.to_status, s.delivery, now, now, now, s.conversion_id, *took),
                     )
                 )
         if steps:
