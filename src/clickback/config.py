@@ -83,6 +83,11 @@ SETTINGS: dict[str, tuple[str, str]] = {
         "0.5",
         "How often the background jobs (outbound sender, fraud screening) look for work.",
     ),
+    "CLICKBACK_JOBS_BATCH": (
+        "250",
+        "Rows a background job (rollups, fraud screening) takes per pass. A pass runs on "
+        "the event loop that answers clicks, so smaller passes keep redirect latency low.",
+    ),
     "CLICKBACK_FRAUD_MIN_SECONDS": (
         "10",
         "A conversion sooner than this after its click is flagged `fast_conversion`.",
@@ -159,6 +164,7 @@ class Settings:
     outbound_disable_after: int = 25
     outbound_lease_seconds: float = 30.0
     jobs_poll_seconds: float = 0.5
+    jobs_batch: int = 250
     fraud_min_seconds: float = 10.0
     fraud_flood_clicks: int = 20
     fraud_ip_conversions: int = 5
@@ -189,6 +195,7 @@ class Settings:
                 "outbound_disable_after": int(_get(env, "CLICKBACK_OUTBOUND_DISABLE_AFTER")),
                 "outbound_lease_seconds": float(_get(env, "CLICKBACK_OUTBOUND_LEASE_SECONDS")),
                 "jobs_poll_seconds": float(_get(env, "CLICKBACK_JOBS_POLL_SECONDS")),
+                "jobs_batch": max(1, int(_get(env, "CLICKBACK_JOBS_BATCH"))),
                 "fraud_min_seconds": float(_get(env, "CLICKBACK_FRAUD_MIN_SECONDS")),
                 "fraud_flood_clicks": int(_get(env, "CLICKBACK_FRAUD_FLOOD_CLICKS")),
                 "fraud_ip_conversions": int(_get(env, "CLICKBACK_FRAUD_IP_CONVERSIONS")),

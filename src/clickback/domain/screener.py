@@ -35,7 +35,9 @@ class Screener:
         delivery_state: DeliveryState,
         poll_seconds: float = 0.5,
         lease_seconds: float = 10.0,
+        batch: int = 250,
     ):
+        self.batch = batch  # rows per pass: a pass holds the event loop, keep it short
         self.store = store
         self.clicks = clicks
         self.conversions = conversions
@@ -45,7 +47,7 @@ class Screener:
         self.owner = f"{os.uname().nodename}:{os.getpid()}:{id(self)}"
         self._task: asyncio.Task[None] | None = None
 
-    async def run_once(self, batch: int = 1000) -> tuple[int, int]:
+    async def run_once(self) -> tuple[int, int]:
         """Flags new clicks and screens new conversions; (clicks, conversions) done, or
         (0, 0) when another process holds the job."""
         now = time.time_ns() // 1000
@@ -55,6 +57,7 @@ class Screener:
         # clicks are taken once they are SETTLE_MS old: by then every click issued before
         # has committed (batches commit in milliseconds), so none slips under the mark
         settled = refid.floor(now // 1000 - SETTLE_MS)
+        batch = self.batch
         rows = await self.store.clicks_after(mark, settled, batch)
         flagged = []
         for i, r in enumerate(rows):
@@ -120,5 +123,7 @@ class Screener:
             except Exception:
                 log.exception("screening pass failed; retrying")
                 clicks = conversions = 0
-            if clicks < 2000 and conversions < 2000:
+            if clicks < self.batch and conversions < self.batch:
                 await asyncio.sleep(self.poll_seconds)
+            else:
+                await asyncio.sleep(0)  # more to do: let requests in between passes

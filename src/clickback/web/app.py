@@ -70,6 +70,7 @@ class ClickbackApp:
             mmdb_path=self.settings.geoip_mmdb,
             interval=self.settings.rollup_interval,
             settle=self.settings.rollup_settle,
+            batch=self.settings.jobs_batch,
         )
         if self.settings.rollup_interval > 0:
             self.rollup.start()  # off the hot path: reports read what it rolls up
@@ -104,6 +105,7 @@ class ClickbackApp:
             fraud.ConversionScreen(enricher.country, limits),
             self.catalog.delivery_state,
             s.jobs_poll_seconds,
+            batch=s.jobs_batch,
         )
         self.sender.start()
         self.screener.start()
