@@ -130,27 +130,6 @@ class SqlStore(OutboxSql, ScreeningSql, ReportSql):
 
         return _QMARK.sub(number, sql)
 
-    async def _fetch(self, sql: str, *args: Any) -> list[dict[str, Any]]:
-        raise NotImplementedError
-
-    async def _write(self, sql: str, *args: Any, bump: bool = False) -> Any:
-        """Run one statement in its own transaction; return the first column of its first
-        row (for RETURNING). `bump` also bumps the config version, in the same transaction."""
-        raise NotImplementedError
-
-    async def _write_all(
-        self,
-        steps: list[tuple[str, tuple[Any, ...]]],
-        *,
-        bump: bool = False,
-        check: bool = True,
-        guards: int | None = None,
-    ) -> bool:
-        """Runs statements in one transaction. With `check` each has RETURNING, and if one
-        returns no row the transaction is rolled back and the answer is False; `guards`
-        applies that to the first so many steps only."""
-        raise NotImplementedError
-
     async def _fetchone(self, sql: str, *args: Any) -> dict[str, Any] | None:
         rows = await self._fetch(sql, *args)
         return rows[0] if rows else None

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from clickback.domain.outbound import DELIVERED, HELD, QUEUED, Attempt
+from clickback.storage.primitives import SqlPrimitives
 
 # Settings: an offer+affiliate override wins over the affiliate's own postback.
 _CONFIG = """
@@ -16,22 +17,7 @@ _CONFIG = """
 """
 
 
-class OutboxSql:
-    engine = ""
-
-    async def _fetch(self, sql: str, *args: Any) -> list[dict[str, Any]]:
-        raise NotImplementedError
-
-    async def _write_all(
-        self,
-        steps: list[tuple[str, tuple[Any, ...]]],
-        *,
-        bump: bool = False,
-        check: bool = True,
-        guards: int | None = None,
-    ) -> bool:
-        raise NotImplementedError
-
+class OutboxSql(SqlPrimitives):
     async def claim_deliveries(
         self, now: int, lease_until: int, limit: int
     ) -> list[dict[str, Any]]:

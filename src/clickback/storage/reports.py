@@ -16,6 +16,7 @@ from typing import Any
 from clickback.domain.levels import level_for
 from clickback.domain.reportspec import ReportSpec, TimePlan
 from clickback.domain.rollup import FACT_COLUMNS, Delta, Mark
+from clickback.storage.primitives import SqlPrimitives
 
 Steps = list[tuple[str, list[tuple[Any, ...]]]]
 
@@ -71,19 +72,9 @@ def _chunks(items: Sequence[Any], size: int = CHUNK) -> list[Sequence[Any]]:
     return [items[i : i + size] for i in range(0, len(items), size)]
 
 
-class ReportSql:
-    engine = ""
+class ReportSql(SqlPrimitives):
     conn: Any  # SQLite: the one connection
     pool: Any  # PostgreSQL: the read pool
-
-    def _sql(self, sql: str) -> str:
-        raise NotImplementedError
-
-    async def _fetch(self, sql: str, *args: Any) -> list[dict[str, Any]]:
-        raise NotImplementedError
-
-    async def _write(self, sql: str, *args: Any, bump: bool = False) -> Any:
-        raise NotImplementedError
 
     async def _report_tx(
         self, guard: tuple[str, tuple[Any, ...]], steps: Steps

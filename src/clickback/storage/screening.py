@@ -6,27 +6,13 @@ from __future__ import annotations
 from typing import Any
 
 from clickback.domain.ports import Screening
+from clickback.storage.primitives import SqlPrimitives
 
 # this screening's own update of the conversion took (same time and status)
 _TOOK = "SELECT 1 FROM conversions WHERE id = ? AND updated_at = ? AND status = ?"
 
 
-class ScreeningSql:
-    engine = ""
-
-    async def _fetch(self, sql: str, *args: Any) -> list[dict[str, Any]]:
-        raise NotImplementedError
-
-    async def _write_all(
-        self,
-        steps: list[tuple[str, tuple[Any, ...]]],
-        *,
-        bump: bool = False,
-        check: bool = True,
-        guards: int | None = None,
-    ) -> bool:
-        raise NotImplementedError
-
+class ScreeningSql(SqlPrimitives):
     async def acquire_job(self, name: str, owner: str, now: int, lease_until: int) -> str | None:
         """The job's watermark when this owner holds (or just took) its lease; None when
         another owner's lease is still running."""
