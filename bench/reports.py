@@ -49,16 +49,31 @@ from clickback.storage import reports as sql  # noqa: E402
 
 HOUR = 3_600_000_000
 UAS = [
-    ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
-     "Chrome/{v}.0.0.0 Safari/537.36", 30),
-    ("Mozilla/5.0 (iPhone; CPU iPhone OS 17_{v} like Mac OS X) AppleWebKit/605.1.15 (KHTML, "
-     "like Gecko) Version/17.{v} Mobile/15E148 Safari/604.1", 25),
-    ("Mozilla/5.0 (Linux; Android 14; SM-S9{v}8B) AppleWebKit/537.36 (KHTML, like Gecko) "
-     "Chrome/120.0.0.0 Mobile Safari/537.36", 20),
-    ("Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_{v}) AppleWebKit/605.1.15 (KHTML, like "
-     "Gecko) Version/17.1 Safari/605.1.15", 10),
-    ("Mozilla/5.0 (iPad; CPU OS 17_{v} like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) "
-     "Version/17.1 Mobile/15E148 Safari/604.1", 5),
+    (
+        "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+        "Chrome/{v}.0.0.0 Safari/537.36",
+        30,
+    ),
+    (
+        "Mozilla/5.0 (iPhone; CPU iPhone OS 17_{v} like Mac OS X) AppleWebKit/605.1.15 (KHTML, "
+        "like Gecko) Version/17.{v} Mobile/15E148 Safari/604.1",
+        25,
+    ),
+    (
+        "Mozilla/5.0 (Linux; Android 14; SM-S9{v}8B) AppleWebKit/537.36 (KHTML, like Gecko) "
+        "Chrome/120.0.0.0 Mobile Safari/537.36",
+        20,
+    ),
+    (
+        "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_{v}) AppleWebKit/605.1.15 (KHTML, like "
+        "Gecko) Version/17.1 Safari/605.1.15",
+        10,
+    ),
+    (
+        "Mozilla/5.0 (iPad; CPU OS 17_{v} like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) "
+        "Version/17.1 Mobile/15E148 Safari/604.1",
+        5,
+    ),
     ("Mozilla/5.0 (X11; Linux x86_64; rv:12{v}.0) Gecko/20100101 Firefox/12{v}.0", 5),
     ("Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)", 2),
     ("facebookexternalhit/1.1 (+http://www.facebook.com/externalhit_uatext.php)", 2),
@@ -277,13 +292,57 @@ async def load(world: World, sinks: list[Sink], clicks: int, conversions: int, d
                 amount = rng.randrange(1000, 30000)
                 paid = amount // 10
                 conv_rows.append(
-                    (cid, refid, offer, aff, adv, link, sub1[i], sub2[i], "", "", "",
-                     f"O{cid}", amount, "USD", paid, "USD", "", "", "", status, 0, 0, conv_at, at,
-                     "default", "", "USD", "1", amount, paid)
+                    (
+                        cid,
+                        refid,
+                        offer,
+                        aff,
+                        adv,
+                        link,
+                        sub1[i],
+                        sub2[i],
+                        "",
+                        "",
+                        "",
+                        f"O{cid}",
+                        amount,
+                        "USD",
+                        paid,
+                        "USD",
+                        "",
+                        "",
+                        "",
+                        status,
+                        0,
+                        0,
+                        conv_at,
+                        at,
+                        "default",
+                        "",
+                        "USD",
+                        "1",
+                        amount,
+                        paid,
+                    )
                 )
                 ledger.append(
-                    (cid, conv_at, "GET", "198.51.100.1", "{}", refid, f"O{cid}", adv, "accepted",
-                     200, "[]", cid, "", link, 0)
+                    (
+                        cid,
+                        conv_at,
+                        "GET",
+                        "198.51.100.1",
+                        "{}",
+                        refid,
+                        f"O{cid}",
+                        adv,
+                        "accepted",
+                        200,
+                        "[]",
+                        cid,
+                        "",
+                        link,
+                        0,
+                    )
                 )
                 for basis, h in (("conversion", conv_at // HOUR), ("click", hour)):
                     c = conv_rollup[(basis, h, *dims, status, offer, aff, adv)]
@@ -508,8 +567,9 @@ async def main() -> None:
         links = await make_entities(store)  # the same ids on every (fresh) engine
     print(f"loading {args.clicks:,} clicks and {args.conversions:,} conversions into {engines}")
     t = time.perf_counter()
-    loaded = await load(World(links, args.seed), [s for _, s in opened], args.clicks,
-                        args.conversions, args.days)
+    loaded = await load(
+        World(links, args.seed), [s for _, s in opened], args.clicks, args.conversions, args.days
+    )
     print(f"  loaded in {time.perf_counter() - t:.0f} s")
     out: dict[str, Any] = {"args": vars(args), "loaded": loaded, "engines": {}}
     for engine, (store, sink) in zip(engines, opened, strict=True):
