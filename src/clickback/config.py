@@ -88,6 +88,12 @@ SETTINGS: dict[str, tuple[str, str]] = {
         "Rows a background job (rollups, fraud screening) takes per pass. A pass runs on "
         "the event loop that answers clicks, so smaller passes keep redirect latency low.",
     ),
+    "CLICKBACK_JOBS_SHARE": (
+        "0.25",
+        "The most of the event loop the background jobs (rollups, fraud screening) take "
+        "while catching up; under a load they cannot keep up with, reports and fraud "
+        "flags lag instead of the redirects. 1: no limit.",
+    ),
     "CLICKBACK_FRAUD_MIN_SECONDS": (
         "10",
         "A conversion sooner than this after its click is flagged `fast_conversion`.",
@@ -165,6 +171,7 @@ class Settings:
     outbound_lease_seconds: float = 30.0
     jobs_poll_seconds: float = 0.5
     jobs_batch: int = 250
+    jobs_share: float = 0.25
     fraud_min_seconds: float = 10.0
     fraud_flood_clicks: int = 20
     fraud_ip_conversions: int = 5
@@ -196,6 +203,7 @@ class Settings:
                 "outbound_lease_seconds": float(_get(env, "CLICKBACK_OUTBOUND_LEASE_SECONDS")),
                 "jobs_poll_seconds": float(_get(env, "CLICKBACK_JOBS_POLL_SECONDS")),
                 "jobs_batch": max(1, int(_get(env, "CLICKBACK_JOBS_BATCH"))),
+                "jobs_share": min(1.0, max(0.01, float(_get(env, "CLICKBACK_JOBS_SHARE")))),
                 "fraud_min_seconds": float(_get(env, "CLICKBACK_FRAUD_MIN_SECONDS")),
                 "fraud_flood_clicks": int(_get(env, "CLICKBACK_FRAUD_FLOOD_CLICKS")),
                 "fraud_ip_conversions": int(_get(env, "CLICKBACK_FRAUD_IP_CONVERSIONS")),

@@ -73,6 +73,8 @@ class Networks:
             return cls(line.split("#", 1)[0] for line in f)
 
     def __contains__(self, ip: str) -> bool:
+        if not self._nets:
+            return False
         try:
             addr = ipaddress.ip_address(ip)
         except ValueError:

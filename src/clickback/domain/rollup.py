@@ -187,6 +187,7 @@ class RollupJob:
         interval: float = 1.0,
         settle: float = 2.0,
         batch: int = 1000,
+        share: float = 1.0,
         lease: float = 15.0,
         clock: Any = None,
     ):
@@ -196,6 +197,7 @@ class RollupJob:
         self.interval = interval
         self.settle_us = int(settle * 1_000_000)
         self.batch = batch
+        self.share = share
         self.lease_us = int(lease * 1_000_000)
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
         self._now = clock or (lambda: time.time_ns() // 1000)
@@ -221,20 +223,25 @@ class RollupJob:
     async def _run(self) -> None:
         while True:
             try:
-                await self.catch_up()
+                await self.catch_up(share=self.share)
             except Exception:
                 log.exception("rollup tick failed; retrying")
             await asyncio.sleep(self.interval)
 
-    async def catch_up(self, max_ticks: int = 1000) -> int:
-        """Ticks until nothing is left (or `max_ticks`); the rows folded in."""
+    async def catch_up(self, max_ticks: int = 1000, share: float = 1.0) -> int:
+        """Ticks until nothing is left (or `max_ticks`); the rows folded in. With `share`
+        below 1 it rests between batches so that it takes at most that share of the
+        event loop: under a load it cannot keep up with, reports lag rather than the
+        redirects."""
         total = 0
         for _ in range(max_ticks):
+            started = time.monotonic()
             done, full = await self.tick()
             total += done
             if not full:
                 break
-            await asyncio.sleep(0)  # let requests in between batches
+            rest = (time.monotonic() - started) * (1 / share - 1) if share < 1 else 0.0
+            await asyncio.sleep(rest)  # let requests in between batches
         return total
 
     async def _enricher(self) -> Enricher:

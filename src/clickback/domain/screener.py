@@ -36,8 +36,10 @@ class Screener:
         poll_seconds: float = 0.5,
         lease_seconds: float = 10.0,
         batch: int = 250,
+        share: float = 1.0,
     ):
         self.batch = batch  # rows per pass: a pass holds the event loop, keep it short
+        self.share = share
         self.store = store
         self.clicks = clicks
         self.conversions = conversions
@@ -118,6 +120,7 @@ class Screener:
 
     async def _loop(self) -> None:
         while True:
+            started = time.monotonic()
             try:
                 clicks, conversions = await self.run_once()
             except Exception:
@@ -125,5 +128,6 @@ class Screener:
                 clicks = conversions = 0
             if clicks < self.batch and conversions < self.batch:
                 await asyncio.sleep(self.poll_seconds)
-            else:
-                await asyncio.sleep(0)  # more to do: let requests in between passes
+            else:  # more to do: rest so as to take at most `share` of the event loop
+                rest = (time.monotonic() - started) * (1 / self.share - 1)
+                await asyncio.sleep(rest if self.share < 1 else 0)

@@ -123,7 +123,10 @@ class PostgresStore(SqlStore):
 
     async def _writer_conn(self) -> asyncpg.Connection:
         if self._writer is None or self._writer.is_closed():
-            self._writer = await asyncpg.connect(self.dsn, server_settings=self._settings())
+            # its statements are prepared once and reused for ever: plans cached while the
+            # tables were small would scan them whole once they are not
+            settings = {**self._settings(), "plan_cache_mode": "force_custom_plan"}
+            self._writer = await asyncpg.connect(self.dsn, server_settings=settings)
         return self._writer
 
     # -- primitives ---------------------------------------------------------------
