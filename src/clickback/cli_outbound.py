@@ -1,0 +1,139 @@
+"""`clickback` commands for outbound postbacks and postback security: where an affiliate's
+conversions are posted, the delivery log, and who may fire an advertiser's postbacks."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import orjson
+import typer
+
+from clickback.cli import (
+    DbOption,
+    JsonOption,
+    _given,
+    _list,
+    _run,
+    _settings,
+    _table,
+    advertiser_app,
+    affiliate_app,
+    console,
+    deliveries_app,
+)
+from clickback.domain import admin
+from clickback.domain.ports import Store
+from clickback.errors import NotFoundError
+
+
+@affiliate_app.command("postback")
+def affiliate_postback(
+    affiliate_id: int,
+    url: Annotated[str, typer.Option(help="URL with macros such as {refid}, {commission}.")],
+    method: Annotated[str, typer.Option(help="GET, or POST for a JSON body.")] = "GET",
+    secret: Annotated[
+        str | None, typer.Option(help="Signs requests (X-Clickback-Signature).")
+    ] = None,
+    events: Annotated[
+        str, typer.Option(help="Comma-separated: conversion, approved, rejected, reversed.")
+    ] = "conversion",
+    offer: Annotated[int | None, typer.Option(help="Only for this offer (an override).")] = None,
+    db: DbOption = None,
+) -> None:
+    """Set where an affiliate's conversions are posted back."""
+    from clickback import outbound_http
+
+    settings = _settings(db)
+    values: dict[str, Any] = {
+        "postback_url": url,
+        "postback_method": method,
+        "postback_events": [e.strip() for e in events.split(",")],
+    }
+    if secret is not None:
+        values["postback_secret"] = secret
+
+    async def check(u: str) -> None:
+        await outbound_http.check_destination(u, settings.outbound_allow_private)
+
+    if offer is None:
+        _run(db, lambda s: admin.update_affiliate(s, affiliate_id, values, check))
+    else:
+        _run(db, lambda s: admin.set_offer_postback(s, offer, affiliate_id, values, check))
+    console.print(f"affiliate {affiliate_id}: postbacks go to {url}", soft_wrap=True)
+
+
+@affiliate_app.command("enable-postback")
+def affiliate_enable_postback(affiliate_id: int, db: DbOption = None) -> None:
+    """Re-enable a postback disabled after failures; what was held is queued again."""
+    _run(db, lambda s: admin.update_affiliate(s, affiliate_id, {"postback_enabled": True}))
+    console.print(f"affiliate {affiliate_id}: postback enabled")
+
+
+@deliveries_app.command("list")
+def deliveries_list(
+    limit: int = 50,
+    state: Annotated[str | None, typer.Option(help="queued, delivered, failed or held.")] = None,
+    affiliate: Annotated[int | None, typer.Option(help="Affiliate id.")] = None,
+    conversion: Annotated[int | None, typer.Option(help="Conversion id.")] = None,
+    db: DbOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Outbound postbacks, newest first."""
+    filters = _given(state=state, affiliate_id=affiliate, conversion_id=conversion)
+    columns = [
+        "id",
+        "conversion_id",
+        "affiliate_id",
+        "event",
+        "state",
+        "attempt_count",
+        "last_status",
+        "last_error",
+        "next_attempt_at",
+    ]
+    _list(db, "deliveries", columns, limit, filters, as_json)
+
+
+@deliveries_app.command("show")
+def deliveries_show(delivery_id: int, db: DbOption = None) -> None:
+    """One delivery with every attempt."""
+    from clickback.web.present import attempt, delivery
+
+    async def work(store: Store) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        row = await store.get_row("deliveries", delivery_id)
+        if row is None:
+            raise NotFoundError(f"delivery {delivery_id} does not exist")
+        return delivery(row, ""), [attempt(a) for a in await store.delivery_attempts(delivery_id)]
+
+    head, attempts = _run(db, work)
+    console.print_json(orjson.dumps(head).decode())
+    _table(attempts, ["at", "method", "status_code", "latency_ms", "error", "url"])
+
+
+@deliveries_app.command("resend")
+def deliveries_resend(delivery_id: int, db: DbOption = None) -> None:
+    """Queue a delivery again (same Idempotency-Key); a running server sends it."""
+    from clickback.domain.timefmt import now_us
+
+    if not _run(db, lambda s: s.resend_delivery(delivery_id, now_us())):
+        console.print(f"[red]error[/red]: no delivery {delivery_id}")
+        raise typer.Exit(2)
+    console.print(f"delivery {delivery_id} queued")
+
+
+@advertiser_app.command("security")
+def advertiser_security(
+    advertiser_id: int,
+    ip_allowlist: Annotated[str | None, typer.Option(help="IPs/CIDRs allowed to fire.")] = None,
+    signing_secret: Annotated[str | None, typer.Option(help="HMAC key for `sig`.")] = None,
+    require_signature: Annotated[bool | None, typer.Option(help="Refuse unsigned.")] = None,
+    db: DbOption = None,
+) -> None:
+    """Who may fire this advertiser's postbacks, besides its token."""
+    values = _given(
+        ip_allowlist=ip_allowlist,
+        signing_secret=signing_secret,
+        require_signature=require_signature,
+    )
+    _run(db, lambda s: admin.update_advertiser(s, advertiser_id, values))
+    console.print(f"advertiser {advertiser_id} updated")
