@@ -112,7 +112,7 @@ def _request(
     refid: str,
     orderamount: Decimal | str | int,
     ordernumber: str,
-    optional: dict[str, str | None],
+    **optional: str | None,
 ) -> tuple[str, dict[str, str]]:
     base = base_url.rstrip("/")
     url = base if base.endswith("/postback") else base + "/postback"
@@ -215,14 +215,17 @@ def fire_postback(
     attempt failed, TypeError for a float `orderamount`.
     """
     _check(retries, backoff)
-    optional = {
-        "coupon": coupon,
-        "currency": currency,
-        "geo": geo,
-        "commissionid": commissionid,
-        "token": token,
-    }
-    url, params = _request(base_url, refid, orderamount, ordernumber, optional)
+    url, params = _request(
+        base_url,
+        refid,
+        orderamount,
+        ordernumber,
+        coupon=coupon,
+        currency=currency,
+        geo=geo,
+        commissionid=commissionid,
+        token=token,
+    )
     response: httpx.Response | None = None
     error: Exception | None = None
     with httpx.Client(
@@ -262,14 +265,17 @@ async def async_fire_postback(
 ) -> dict[str, Any]:
     """`fire_postback` for asyncio code: the same request, retries and answers."""
     _check(retries, backoff)
-    optional = {
-        "coupon": coupon,
-        "currency": currency,
-        "geo": geo,
-        "commissionid": commissionid,
-        "token": token,
-    }
-    url, params = _request(base_url, refid, orderamount, ordernumber, optional)
+    url, params = _request(
+        base_url,
+        refid,
+        orderamount,
+        ordernumber,
+        coupon=coupon,
+        currency=currency,
+        geo=geo,
+        commissionid=commissionid,
+        token=token,
+    )
     response: httpx.Response | None = None
     error: Exception | None = None
     async with httpx.AsyncClient(

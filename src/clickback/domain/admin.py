@@ -259,14 +259,7 @@ async def update_advertiser(store: Store, advertiser_id: int, values: Mapping[st
             )
         cols["ip_allowlist"] = ", ".join(str(n) for n in parse_networks(text))
     if values.get("signing_secret") is not None:
-        secret = values["signing_secret"]
-        if not isinstance(secret, str) or len(secret) > 200:
-            raise InputError(
-                "`signing_secret` must be at most 200 characters",
-                code="invalid_secret",
-                field="signing_secret",
-            )
-        cols["signing_secret"] = secret
+        cols["signing_secret"] = _secret(values, "signing_secret")
     if values.get("require_signature") is not None:
         cols["require_signature"] = int(_bool(values, "require_signature"))
     await _update(store, "advertisers", advertiser_id, cols)
@@ -318,14 +311,7 @@ async def update_affiliate(
     if cols.get("postback_url"):
         await check_url(cols["postback_url"])
     if values.get("postback_secret") is not None:
-        secret = values["postback_secret"]
-        if not isinstance(secret, str) or len(secret) > 200:
-            raise InputError(
-                "`postback_secret` must be at most 200 characters",
-                code="invalid_secret",
-                field="postback_secret",
-            )
-        cols["postback_secret"] = secret
+        cols["postback_secret"] = _secret(values, "postback_secret")
     await _update(store, "affiliates", affiliate_id, cols)
     if values.get("postback_enabled") is not None and _bool(values, "postback_enabled"):
         await store.enable_postbacks(affiliate_id, now_us())
@@ -370,6 +356,15 @@ async def archive(store: Store, table: str, row_id: int) -> None:
 async def _update(store: Store, table: str, row_id: int, cols: Mapping[str, Any]) -> None:
     if not await store.update_row(table, row_id, cols):
         raise NotFoundError(f"{table.rstrip('s')} {row_id} does not exist")
+
+
+def _secret(values: Mapping[str, Any], field: str) -> str:
+    secret = values[field]
+    if not isinstance(secret, str) or len(secret) > 200:
+        raise InputError(
+            f"`{field}` must be at most 200 characters", code="invalid_secret", field=field
+        )
+    return secret
 
 
 def _bool(values: Mapping[str, Any], field: str) -> bool:
