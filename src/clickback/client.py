@@ -166,7 +166,9 @@ def _delay(attempt: int, backoff: float, response: httpx.Response | None) -> flo
     delay = min(MAX_DELAY, backoff * 2.0**attempt)
     delay = delay / 2 + random.uniform(0, delay / 2)
     retry_after = response.headers.get("retry-after", "") if response is not None else ""
-    if retry_after.isdigit():  # seconds; an HTTP date is left to the backoff alone
+    if (
+        retry_after.isascii() and retry_after.isdigit()
+    ):  # seconds; an HTTP date is left to the backoff alone
         delay = max(delay, min(MAX_DELAY, float(retry_after)))
     return delay
 

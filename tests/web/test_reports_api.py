@@ -81,6 +81,8 @@ async def test_report_as_csv_and_its_refusals(client: httpx.AsyncClient) -> None
         ({"from": "2026-03-02", "to": "2026-03-01"}, "invalid_range"),
         ({"by": "refund"}, "invalid_report"),
         ({"offer": "one"}, "invalid_filter"),
+        ({"affiliate": "\u00b3"}, "invalid_filter"),  # a digit to str.isdigit, not to int()
+        ({"limit": "\u0662"}, "invalid_limit"),
         ({"colour": "red"}, "unknown_filter"),
         ({"sort": "weather"}, "invalid_sort"),
     ]:

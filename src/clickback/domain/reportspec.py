@@ -254,7 +254,7 @@ def build_spec(
         if not values:
             continue
         if name in ENTITY_DIMS:
-            if not all(v.isdigit() and len(v) < 19 for v in values):
+            if not all(v.isascii() and v.isdigit() and len(v) < 19 for v in values):
                 raise InputError(f"`{name}` takes ids", code="invalid_filter", field=name)
             filters[column] = tuple(int(v) for v in values)
         else:
@@ -265,7 +265,7 @@ def build_spec(
             "`sort` names a metric or a grouped dimension", code="invalid_sort", field="sort"
         )
     limit_text = one("limit", str(DEFAULT_LIMIT))
-    if not limit_text.isdigit() or not 1 <= int(limit_text) <= MAX_LIMIT:
+    if not (limit_text.isascii() and limit_text.isdigit()) or not 1 <= int(limit_text) <= MAX_LIMIT:
         raise InputError(f"`limit` must be 1 to {MAX_LIMIT}", code="invalid_limit", field="limit")
     notes: tuple[str, ...] = ()
     if not whole_hour_zone(tz, start, end):

@@ -114,7 +114,7 @@ def check(
                 "`sig` is missing or does not match the HMAC-SHA256 of the other parameters",
             )
         ts = params.get("ts", "")
-        if not ts.isdigit() or abs(now_s - int(ts)) > skew_s:
+        if not (ts.isascii() and ts.isdigit()) or abs(now_s - int(ts)) > skew_s:
             return FieldError(
                 "ts",
                 "signature_expired",

@@ -46,7 +46,7 @@ def filters_of(request: Request, table: str) -> dict[str, Any]:
         if not value:
             continue
         if LISTS[table].filters[name] is int:
-            if not value.isdigit() or len(value) > 18:
+            if not (value.isascii() and value.isdigit()) or len(value) > 18:
                 raise InputError(f"`{name}` must be an id", code="invalid_filter", field=name)
             out[name] = int(value)
         else:
@@ -203,6 +203,6 @@ def routes(ui: Ui) -> list[Route]:
 
 def _id(request: Request) -> int:
     raw = request.path_params["id"]
-    if not raw.isdigit() or len(raw) > 18:
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 18:
         raise NotFoundError(f"{raw!r} is not an id")
     return int(raw)
