@@ -206,6 +206,20 @@ async def test_conversion_without_a_rate_is_kept_and_valued_later(
         content=b"2000-01-01,EURO,1\n",
     )
     assert r.status_code == 400 and r.json()["errors"][0]["code"] == "invalid_rate"
+    # a carriage return inside a field is not CSV the reader takes: a 400, not a crash
+    r = await client.post(
+        "/api/v1/rates",
+        headers={**AUTH, "content-type": "text/csv"},
+        content=b'2000-01-01,E\rUR"x,1\n"',
+    )
+    assert r.status_code == 400 and r.json()["errors"][0]["code"] in ("invalid_csv", "invalid_rate")
+    # lines ending in CR alone (old Mac files) are lines
+    r = await client.post(
+        "/api/v1/rates",
+        headers={**AUTH, "content-type": "text/csv"},
+        content=b"date,currency,rate\r2000-01-02,EUR,1.2\r",
+    )
+    assert r.status_code == 200 and r.json()["stored"] == 1, r.text
 
 
 async def test_csv_exports_with_filters(client: httpx.AsyncClient) -> None:

@@ -9,14 +9,13 @@ flagged `missing_rate`, and valued when a rate arrives.
 from __future__ import annotations
 
 import bisect
-import csv
-import io
 import time
 from collections.abc import Iterable
 from datetime import date
 from decimal import Decimal
 
 from clickback.domain import money
+from clickback.domain.csvtext import csv_lines
 from clickback.domain.ports import Store
 from clickback.errors import InputError
 
@@ -56,7 +55,7 @@ def parse_rates(text: str) -> list[tuple[str, str, str]]:
     """CSV lines `date,currency,rate` (a header line is allowed) as (currency, day, rate).
     Raises InputError naming the first bad line."""
     rows: list[tuple[str, str, str]] = []
-    for number, fields in enumerate(csv.reader(io.StringIO(text)), start=1):
+    for number, fields in csv_lines(text):
         if not fields or all(not f.strip() for f in fields):
             continue
         if number == 1 and fields[0].strip().lower() == "date":

@@ -8,12 +8,11 @@ by line.
 
 from __future__ import annotations
 
-import csv
-import io
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from clickback.domain.csvtext import csv_lines
 from clickback.domain.ports import Store
 from clickback.errors import ConflictError, InputError, NotFoundError
 
@@ -109,7 +108,7 @@ async def apply_csv(
     if await store.get_row("advertisers", advertiser_id) is None:
         raise NotFoundError(f"advertiser {advertiser_id} does not exist")
     out: list[LineResult] = []
-    for number, fields in enumerate(csv.reader(io.StringIO(text)), start=1):
+    for number, fields in csv_lines(text):
         if not fields or all(not f.strip() for f in fields):
             continue
         if number == 1 and [f.strip().lower() for f in fields[:2]] == ["ordernumber", "status"]:
