@@ -12,11 +12,13 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 from zoneinfo import ZoneInfo
 
-from clickback.domain import admin, fx, lifecycle
+from clickback.domain import admin, fraud, fx, lifecycle
 from clickback.domain.enrich import Enricher
+from clickback.domain.fraud import fraud_flags
 from clickback.domain.ports import Store
 from clickback.domain.reportspec import HOUR_US, ceil_hour, parse_moment
 from clickback.domain.rollup import shared_enricher
+from clickback.domain.screener import Screener
 from clickback.domain.timefmt import from_datetime
 from clickback.domain.tracker import Tracker, open_tracker
 
@@ -56,6 +58,7 @@ class World:
     refids: list[tuple[str, int]] = field(default_factory=list)  # (refid, click time)
     conversions: list[int] = field(default_factory=list)
     orders: int = 0
+    screener: Screener | None = None
 
     async def clicks(self, n: int, start: datetime, hours: float) -> None:
         for _ in range(n):
@@ -87,6 +90,27 @@ class World:
             answer = await self.tracker.postback("GET", "127.0.0.1", params)
             if answer.body.get("status") == "accepted":
                 self.conversions.append(answer.body["conversion_id"])
+
+    async def screen(self) -> None:
+        """The fraud screening job, as `clickback serve` runs it, until it has seen
+        everything: 8.8.8.0/24 counts as a data centre, 3 clicks a minute as a flood."""
+        if self.screener is None:  # one for the world: it holds the job's lease
+            self.screener = self._screener()
+        while await self.screener.run_once() != (0, 0):
+            pass
+
+    def _screener(self) -> Screener:
+        enricher = shared_enricher()
+        limits = fraud.Thresholds(min_seconds=3600, flood_clicks=3, ip_conversions=40)
+        return Screener(
+            self.store,
+            fraud.ClickScreen(
+                lambda ua: enricher.agent(ua).bot, fraud.Networks(["8.8.8.0/24"]), limits
+            ),
+            fraud.ConversionScreen(enricher.country, limits),
+            self.tracker.catalog.delivery_state,
+            batch=97,
+        )
 
     async def decide(self, share: float) -> None:
         for cid in self.rng.sample(self.conversions, int(len(self.conversions) * share)):
@@ -183,7 +207,9 @@ def expected(
     end = ceil_hour(parse_moment(params["to"], tz, "to", end=True)) * HOUR_US
     group = [g for g in params.get("group_by", "day").split(",") if g]
     by = params.get("by", "conversion")
-    filters = {k: v for k, v in params.items() if k in ("offer", "country", "device", "sub1")}
+    filters = {
+        k: v for k, v in params.items() if k in ("offer", "country", "device", "sub1", "flag")
+    }
     click_dims: dict[str, dict[str, Any]] = {}
     seen: set[tuple[int, int, str, str]] = set()
     out: dict[tuple[Any, ...], dict[str, Any]] = defaultdict(lambda: defaultdict(int))
@@ -201,6 +227,7 @@ def expected(
             "browser": agent.browser,
         }
         click_dims[c["refid"]] = dims
+        dims = {**dims, "flag": fraud_flags(c["flags"])}
         if c["is_test"]:
             continue
         unique = False
@@ -210,10 +237,11 @@ def expected(
             seen.add(key)
         if not start <= c["created_at"] // HOUR_US * HOUR_US < end:
             continue
-        if any(str(dims[k]) != v for k, v in filters.items()):
+        if not matches(dims, filters):
             continue
         g = out[_key(group, dims, c["created_at"], tz, whole)]
         g["clicks"] += 1
+        g["flagged_clicks"] += dims["flag"] != ""
         g["unique_clicks"] += unique
         g["bot_clicks"] += agent.bot
     for v in conversions:
@@ -236,10 +264,12 @@ def expected(
                 "os": "",
                 "browser": "",
             }
-        if any(str(dims[k]) != val for k, val in filters.items()):
+        dims["flag"] = fraud_flags(v["flags"])
+        if not matches(dims, filters):
             continue
         g = out[_key(group, dims, at, tz, whole)]
         status, valued = v["status"], v["base_amount"] is not None
+        g["flagged_conversions"] += dims["flag"] != ""
         g[status] += 1
         g[f"{status}_commission"] += v["base_commission"] or 0
         if status in ("pending", "approved"):
@@ -252,6 +282,19 @@ def expected(
         for k, n in g.items():
             total[k] += n
     return {k: finish(g) for k, g in out.items()}, finish(total)
+
+
+def matches(dims: dict[str, Any], filters: dict[str, str]) -> bool:
+    for name, wanted in filters.items():
+        if name != "flag":
+            if str(dims[name]) != wanted:
+                return False
+        elif wanted == "none" or wanted == "any":
+            if (dims["flag"] != "") != (wanted == "any"):
+                return False
+        elif wanted not in dims["flag"].split(","):
+            return False
+    return True
 
 
 def _key(group: list[str], dims: dict[str, Any], at: int, tz: ZoneInfo, whole: bool) -> tuple:
@@ -277,7 +320,9 @@ def finish(g: dict[str, Any]) -> dict[str, Any]:
         "clicks": clicks,
         "unique_clicks": g["unique_clicks"],
         "bot_clicks": g["bot_clicks"],
+        "flagged_clicks": g["flagged_clicks"],
         "conversions": g["conversions"],
+        "flagged_conversions": g["flagged_conversions"],
         "conversion_rate": rate,
         "sale_amount": cents(g["sale"]),
         "commission": cents(g["commission"]),

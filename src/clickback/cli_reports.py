@@ -42,6 +42,9 @@ def report(
     device: Many = None,
     os: Many = None,
     browser: Many = None,
+    flag: Annotated[
+        list[str] | None, typer.Option(help="A fraud flag, none or any (repeatable).")
+    ] = None,
     sort: Annotated[str | None, typer.Option(help="A metric or dimension; -name: descending.")] = (
         None
     ),
@@ -65,7 +68,7 @@ def report(
             params[name] = [value]
     filters = {"advertiser": advertiser, "offer": offer, "affiliate": affiliate, "link": link}
     filters |= {"sub1": sub1, "sub2": sub2, "sub3": sub3, "sub4": sub4, "sub5": sub5}
-    filters |= {"country": country, "device": device, "os": os, "browser": browser}
+    filters |= {"country": country, "device": device, "os": os, "browser": browser, "flag": flag}
     params |= {k: v for k, v in filters.items() if v}
     base = _settings(db).base_currency
 
@@ -88,7 +91,9 @@ def report(
 @app.command()
 def rollup(db: DbOption = None) -> None:
     """Fold every click, conversion and status change not yet in the report rollups in,
-    now (a running `clickback serve` does this each second)."""
+    now (a running `clickback serve` does this each second). Without a server, clicks
+    are not waited on by the fraud screening: one not yet screened is rolled up
+    without its flags."""
     settings = _settings(db)
 
     async def work(store: Store) -> int:

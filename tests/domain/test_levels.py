@@ -20,10 +20,10 @@ def test_the_smallest_level_with_every_column_is_chosen() -> None:
 
 def test_a_click_is_summed_at_every_level_with_the_other_columns_blank() -> None:
     delta = Delta()
-    key = (100, 7, "a", "", "", "", "", "DE", "mobile", "iOS", "Safari", 3, 4, 5)
+    key = (100, 7, "a", "", "", "", "", "DE", "mobile", "iOS", "Safari", "bot", 3, 4, 5)
     assert len(key) == len(CLICK_FIELDS)
     delta.clicks[key] = [2, 1, 0]
-    delta.clicks[(100, 8, "b", "", "", "", "", "DE", "mobile", "iOS", "Safari", 3, 9, 5)] = [
+    delta.clicks[(100, 8, "b", "", "", "", "", "DE", "mobile", "iOS", "Safari", "", 3, 9, 5)] = [
         1,
         1,
         0,
@@ -31,6 +31,10 @@ def test_a_click_is_summed_at_every_level_with_the_other_columns_blank() -> None
     rows = {r[0]: [] for r in delta.click_rows()}
     for r in delta.click_rows():
         rows[r[0]].append(r)
-    assert rows[1] == [(1, 100, 0, "", "", "", "", "", "DE", "", "", "", 0, 0, 0, 3, 2, 0)]
+    # fraud flags are kept at every level: the two clicks stay apart by them
+    assert rows[1] == [
+        (1, 100, 0, "", "", "", "", "", "DE", "", "", "", "bot", 0, 0, 0, 2, 1, 0),
+        (1, 100, 0, "", "", "", "", "", "DE", "", "", "", "", 0, 0, 0, 1, 1, 0),
+    ]
     assert len(rows[0]) == 2 and rows[0][0][1:4] == (100, 7, "")
     assert len(rows[7]) == 2

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import pytest
 
+from clickback.domain.fraud import fraud_flags
 from clickback.domain.ports import Store
 from clickback.domain.reports import METRICS, run_report
 from clickback.domain.reportspec import build_spec
@@ -53,6 +54,18 @@ CASES: list[dict[str, str]] = [
     {"tz": "Asia/Kolkata", "from": "2026-03-27", "to": "2026-03-31", "group_by": "day"},
     {"tz": "Asia/Kolkata", "from": "2026-03-28", "to": "2026-03-29", "group_by": "hour"},
     {"tz": "Australia/Adelaide", "from": "2026-03-26", "to": "2026-04-06", "group_by": "day"},
+    {"tz": "UTC", "from": "2026-03-20", "to": "2026-11-01", "group_by": "flag"},
+    {"tz": "UTC", "from": "2026-03-20", "to": "2026-11-01", "group_by": "offer", "flag": "bot"},
+    {"tz": "UTC", "from": "2026-03-20", "to": "2026-11-01", "group_by": "day", "flag": "none"},
+    {"tz": "UTC", "from": "2026-03-20", "to": "2026-11-01", "group_by": "country", "flag": "any"},
+    {
+        "tz": "Europe/Berlin",
+        "from": "2026-03-20",
+        "to": "2026-11-01",
+        "group_by": "flag,device",
+        "flag": "datacenter_ip",
+        "by": "click",
+    },
 ]
 
 
@@ -75,15 +88,23 @@ async def test_reports_equal_a_recomputation_from_raw_rows(store: Store, seed: i
     from datetime import datetime
 
     world = await build_world(store, seed)
-    job = RollupJob(store, settle=0, batch=97)  # small batches: many ticks, many watermarks
+    # small batches: many ticks, many watermarks; clicks wait for the fraud screening
+    job = RollupJob(store, settle=0, batch=97, after_screening=True)
     await world.clicks(120, datetime.fromisoformat(SPRING), 4 * 24)
     await world.postbacks(0.4)
+    await job.catch_up()  # conversions now, without their flags; clicks wait
+    spring = {"from": ["2026-03-20"], "to": ["2026-04-10"]}
+    assert (await run_report(store, build_spec(spring, 0), "USD"))["totals"]["clicks"] == 0
+    await world.screen()  # flags clicks and conversions already rolled up
     await job.catch_up()
     await world.decide(0.3)  # status changes after their conversions were rolled up
     await world.clicks(120, datetime.fromisoformat(AUTUMN), 4 * 24)
     await world.postbacks(0.2)
     await world.decide(0.3)
+    await world.screen()
     await job.catch_up()
+    flagged = [c for c in await raw(store, "conversions") if fraud_flags(c["flags"])]
+    assert flagged and len(flagged) < len(world.conversions)  # some, not all
     for case in CASES:
         await check(store, case)
     await value_yen(store)  # conversions in JPY get their base values late

@@ -28,6 +28,13 @@ CLICK_FLAGS = ("bot", "datacenter_ip", "click_flood")
 CONVERSION_FLAGS = ("fast_conversion", "geo_mismatch", "ip_conversions")
 FLAGS = CLICK_FLAGS + CONVERSION_FLAGS
 RULES = ("flag", "hold", "reject")
+REPORTED = (*FLAGS, "screening_failed")  # what reports count and filter by
+
+
+def fraud_flags(flags: str) -> str:
+    """The fraud flags among a row's flags (a conversion's also says `missing_rate` or
+    `unknown_commissionid`, which reports show otherwise), in their stored order."""
+    return ",".join(f for f in flags.split(",") if f in REPORTED)
 
 
 @dataclass(frozen=True)

@@ -28,13 +28,13 @@ LEVELS: tuple[frozenset[str], ...] = (
     ENTITIES | SUBS,
     ENTITIES | SUBS | COUNTRY | AGENT,
 )
-ALWAYS = frozenset({"hour", "basis", "status"})
+ALWAYS = frozenset({"hour", "basis", "status", "flags"})  # kept at every level
 BLANK_ID = frozenset(ENTITIES)
 
 
 def level_for(columns: Iterable[str]) -> int:
     """The smallest level holding every one of these rollup columns."""
-    needed = set(columns)
+    needed = set(columns) - ALWAYS
     for number, kept in enumerate(LEVELS):
         if needed <= kept:
             return number

@@ -7,7 +7,10 @@ an exchange rate has no base amount: it is counted (`conversions`) but not summe
 `missing_rate` says how many such there are. Offers carry no revenue (what the
 advertiser pays the network) yet, so `revenue` and `profit` are null. Test traffic is
 never rolled up. Bots are counted in `clicks` and apart in `bot_clicks`, never in
-`unique_clicks` (the first click of an IP and User-Agent on a link in a UTC day).
+`unique_clicks` (the first click of an IP and User-Agent on a link in a UTC day). Clicks
+and conversions that carry a fraud flag are counted as usual and apart in
+`flagged_clicks` and `flagged_conversions` (of any status); the `flag` dimension groups
+or filters by them.
 """
 
 from __future__ import annotations
@@ -25,7 +28,9 @@ METRICS = (
     "clicks",
     "unique_clicks",
     "bot_clicks",
+    "flagged_clicks",
     "conversions",
+    "flagged_conversions",
     "conversion_rate",
     "sale_amount",
     "commission",
@@ -60,15 +65,18 @@ class Sums:
     clicks: int = 0
     unique_clicks: int = 0
     bot_clicks: int = 0
+    flagged_clicks: int = 0
     count: dict[str, int] | None = None
     sale: dict[str, int] | None = None
     commission: dict[str, int] | None = None
     missing: dict[str, int] | None = None
+    flagged: dict[str, int] | None = None
 
     def add_clicks(self, r: Mapping[str, Any]) -> None:
         self.clicks += int(r["clicks"])
         self.unique_clicks += int(r["unique_clicks"])
         self.bot_clicks += int(r["bot_clicks"])
+        self.flagged_clicks += int(r["flagged_clicks"])
 
     def add_conversions(self, status: str, r: Mapping[str, Any]) -> None:
         for name, column in (
@@ -76,6 +84,7 @@ class Sums:
             ("sale", "sale"),
             ("commission", "commission"),
             ("missing", "missing_rate"),
+            ("flagged", "flagged"),
         ):
             table = getattr(self, name)
             if table is None:
@@ -100,7 +109,9 @@ class Sums:
             "clicks": self.clicks,
             "unique_clicks": self.unique_clicks,
             "bot_clicks": self.bot_clicks,
+            "flagged_clicks": self.flagged_clicks,
             "conversions": conversions,
+            "flagged_conversions": sum((self.flagged or {}).values()),
             "conversion_rate": _ratio(conversions * 100, self.clicks, 2),
             "sale_amount": money.format_minor(sale["pending"] + sale["approved"], base),
             "commission": money.format_minor(commission, base),
@@ -119,7 +130,12 @@ class Sums:
 
 
 def _clicks_of(s: Sums) -> dict[str, int]:
-    return {"clicks": s.clicks, "unique_clicks": s.unique_clicks, "bot_clicks": s.bot_clicks}
+    return {
+        "clicks": s.clicks,
+        "unique_clicks": s.unique_clicks,
+        "bot_clicks": s.bot_clicks,
+        "flagged_clicks": s.flagged_clicks,
+    }
 
 
 def _conversions_of(s: Sums, status: str) -> dict[str, int]:
@@ -128,6 +144,7 @@ def _conversions_of(s: Sums, status: str) -> dict[str, int]:
         "sale": (s.sale or {}).get(status, 0),
         "commission": (s.commission or {}).get(status, 0),
         "missing_rate": (s.missing or {}).get(status, 0),
+        "flagged": (s.flagged or {}).get(status, 0),
     }
 
 

@@ -17,6 +17,7 @@ from datetime import date, datetime, timedelta
 from functools import cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
+from clickback.domain.fraud import REPORTED
 from clickback.domain.timefmt import EPOCH, from_datetime
 from clickback.errors import InputError
 
@@ -29,7 +30,11 @@ ENTITY_DIMS = {
     "link": "link_id",
 }
 TEXT_DIMS = ("sub1", "sub2", "sub3", "sub4", "sub5", "country", "device", "os", "browser")
-DIMENSIONS = {**ENTITY_DIMS, **{d: d for d in TEXT_DIMS}}  # name -> rollup column
+# fraud flags: grouped by, the combination a row carries ('' for none); as a filter, rows
+# carrying any of the flags named, `none` (no flag) or `any` (at least one)
+FLAG_DIM = {"flag": "flags"}
+FLAG_VALUES = frozenset({*REPORTED, "none", "any"})
+DIMENSIONS = {**ENTITY_DIMS, **{d: d for d in TEXT_DIMS}, **FLAG_DIM}  # name -> rollup column
 BASES = ("conversion", "click")
 DEFAULT_DAYS = 7
 MAX_LIMIT = 10_000
@@ -257,6 +262,10 @@ def build_spec(
             if not all(v.isascii() and v.isdigit() and len(v) < 19 for v in values):
                 raise InputError(f"`{name}` takes ids", code="invalid_filter", field=name)
             filters[column] = tuple(int(v) for v in values)
+        elif name in FLAG_DIM and not set(values) <= FLAG_VALUES:
+            raise InputError(
+                f"`flag` takes {', '.join(sorted(FLAG_VALUES))}", code="invalid_filter", field=name
+            )
         else:
             filters[column] = tuple(values)
     sort = params.get("sort", [None])[0]

@@ -7,9 +7,11 @@ is new after its watermarks, enriches it (`domain.enrich`), and applies the sums
 transaction that also moves the watermarks, and only if they are still where it read
 them (so a job whose lease lapsed mid-tick changes nothing). What moves them:
 
-- clicks by RefID (time-ordered), up to `settle` seconds ago: a write batch commits
-  within milliseconds, so a click is in the reports `settle + interval` seconds after it
-  was made (3 s by default), well within the 5 s promised;
+- clicks by RefID (time-ordered), up to `settle` seconds ago and, in `clickback serve`,
+  no further than the fraud screening has flagged them (it takes clicks two seconds
+  old, every `jobs_poll_seconds`): a write batch commits within milliseconds, so a click
+  is in the reports, with its flags, about `settle + interval` (3 s by default) and at
+  most about 4 s after it was made, within the 5 s promised;
 - conversions and status changes (`conversion_events`) by id, at once; an id skipped
   over (a PostgreSQL batch of another process still committing it, or one that never
   will) is kept as a gap and re-checked each tick for ten minutes;
@@ -31,6 +33,7 @@ from typing import Any, Protocol
 
 from clickback.domain import levels
 from clickback.domain.enrich import Enricher, visitor_key
+from clickback.domain.fraud import fraud_flags
 from clickback.domain.refid import floor
 
 log = logging.getLogger("clickback.rollup")
@@ -41,9 +44,10 @@ GAP_TTL_US = 600_000_000
 MAX_GAP_SCAN = 100_000
 REVALUE_US = 60_000_000  # late rates are looked for when rates change, and this often
 BASES = ("conversion", "click")
+NO_CAP = "~"  # sorts after every RefID (URL-safe characters)
 
-ClickKey = tuple[Any, ...]  # hour, link, sub1..5, country, device, os, browser, offer, aff, adv
-ConversionKey = tuple[Any, ...]  # basis, hour, link, ..., browser, status, offer, aff, adv
+ClickKey = tuple[Any, ...]  # hour, link, sub1..5, country, device, os, browser, flags, offer, ...
+ConversionKey = tuple[Any, ...]  # basis, hour, link, ..., browser, flags, status, offer, aff, adv
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +78,7 @@ class Fact:
     device: str
     os: str
     browser: str
+    flags: str
     offer_id: int
     affiliate_id: int
     advertiser_id: int
@@ -92,6 +97,7 @@ class Fact:
             self.device,
             self.os,
             self.browser,
+            self.flags,
             self.status,
             self.offer_id,
             self.affiliate_id,
@@ -136,7 +142,8 @@ class Delta:
         return [r for r in leveled(self.conversions, _CONVERSION_MASKS, 4) if any(r[-4:])]
 
 
-SUMMED = ("link_id", "sub1", "sub2", "sub3", "sub4", "sub5", "country", "device", "os", "browser")
+SUMMED: tuple[str, ...] = ("link_id", "sub1", "sub2", "sub3", "sub4", "sub5", "country")
+SUMMED += ("device", "os", "browser", "flags")
 CLICK_FIELDS = ("hour", *SUMMED, "offer_id", "affiliate_id", "advertiser_id")
 CONVERSION_FIELDS: tuple[str, ...] = ("basis", "hour", *SUMMED, "status", "offer_id")
 CONVERSION_FIELDS += ("affiliate_id", "advertiser_id")
@@ -159,7 +166,10 @@ def leveled(
 class RollupStore(Protocol):
     async def rollup_claim(self, owner: str, now_us: int, lease_us: int) -> Mark | None: ...
     async def rollup_release(self, owner: str) -> None: ...
-    async def rollup_clicks(self, after: str, before: str, limit: int) -> list[dict[str, Any]]: ...
+    async def rollup_clicks(
+        self, after: str, before: str, limit: int, through: str = NO_CAP
+    ) -> list[dict[str, Any]]: ...
+    async def job_watermark(self, name: str) -> str: ...
     async def rollup_conversions(
         self, after: int, limit: int, ids: Sequence[int] = ()
     ) -> list[dict[str, Any]]: ...
@@ -190,7 +200,10 @@ class RollupJob:
         share: float = 1.0,
         lease: float = 15.0,
         clock: Any = None,
+        after_screening: bool = False,
     ):
+        # with the fraud screening running, clicks wait for it (its watermark) so that
+        # they are rolled up with their flags
         self.store = store
         self.enricher = enricher
         self.mmdb_path = mmdb_path
@@ -201,6 +214,7 @@ class RollupJob:
         self.lease_us = int(lease * 1_000_000)
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
         self._now = clock or (lambda: time.time_ns() // 1000)
+        self.after_screening = after_screening
         self._advertisers: dict[int, int] = {}
         self._version, self._valued_at = -1, 0
         self._task: asyncio.Task[None] | None = None
@@ -265,7 +279,8 @@ class RollupJob:
             return 0, False  # another process holds the lease
         delta = Delta()
         before = floor(max(0, now - self.settle_us) // 1000)
-        clicks = await store.rollup_clicks(mark.clicks_after, before, self.batch)
+        through = await store.job_watermark("screening") if self.after_screening else NO_CAP
+        clicks = await store.rollup_clicks(mark.clicks_after, before, self.batch, through)
         await self._fold_clicks(clicks, delta, enricher)
         gaps = await store.rollup_gaps(self.batch)
         late: dict[str, list[int]] = {"conversion": [], "event": []}
@@ -337,6 +352,7 @@ class RollupJob:
                 agent.device,
                 agent.os,
                 agent.browser,
+                fraud_flags(c["flags"]),
                 c["offer_id"],
                 c["affiliate_id"],
                 advertisers.get(c["offer_id"], 0),
@@ -383,12 +399,16 @@ class RollupJob:
             delta.facts[row["conversion_id"]] = Fact(**{c: row[c] for c in FACT_COLUMNS})
         for e in events:
             fact = delta.facts.get(e["conversion_id"])
-            # a conversion is rolled up at the status it has when read; a change it
-            # already shows (or one of test traffic, never rolled up) moves nothing
-            if fact is None or fact.status != e["from_status"]:
+            if fact is None:
+                continue  # test traffic, never rolled up
+            # a conversion is rolled up at the status and flags it has when read; a change
+            # it already shows moves nothing (flags are set once, by the screening)
+            status = e["to_status"] if fact.status == e["from_status"] else fact.status
+            flags = fraud_flags(e["flags"])
+            if status == fact.status and flags == fact.flags:
                 continue
             delta.contribute(fact, -1)
-            fact.status = e["to_status"]
+            fact.status, fact.flags = status, flags
             delta.contribute(fact, 1)
 
     async def _valuations(self, now: int) -> list[dict[str, Any]]:
@@ -449,6 +469,7 @@ def fact_from_row(c: dict[str, Any], enricher: Enricher) -> Fact | None:
         device=device,
         os=os_name,
         browser=browser,
+        flags=fraud_flags(c["flags"]),
         offer_id=c["offer_id"],
         affiliate_id=c["affiliate_id"],
         advertiser_id=c["advertiser_id"],

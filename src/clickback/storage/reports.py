@@ -15,17 +15,17 @@ from typing import Any
 
 from clickback.domain.levels import level_for
 from clickback.domain.reportspec import ReportSpec, TimePlan
-from clickback.domain.rollup import FACT_COLUMNS, Delta, Mark
+from clickback.domain.rollup import FACT_COLUMNS, NO_CAP, Delta, Mark
 from clickback.storage.primitives import SqlPrimitives
 
 Steps = list[tuple[str, list[tuple[Any, ...]]]]
 
-KEY = "link_id, sub1, sub2, sub3, sub4, sub5, country, device, os, browser"
+KEY = "link_id, sub1, sub2, sub3, sub4, sub5, country, device, os, browser, flags"
 REST = "offer_id, affiliate_id, advertiser_id"
 UPSERT_CLICKS = (
     "INSERT INTO {t} "
     f"(hour, {KEY}, {REST}, clicks, unique_clicks, bot_clicks) "
-    f"VALUES ({', '.join('?' * 17)}) ON CONFLICT (hour, {KEY}) DO UPDATE SET "
+    f"VALUES ({', '.join('?' * 18)}) ON CONFLICT (hour, {KEY}) DO UPDATE SET "
     "clicks = {t}.clicks + excluded.clicks, "
     "unique_clicks = {t}.unique_clicks + excluded.unique_clicks, "
     "bot_clicks = {t}.bot_clicks + excluded.bot_clicks"
@@ -33,7 +33,7 @@ UPSERT_CLICKS = (
 UPSERT_CONVERSIONS = (
     "INSERT INTO {t} "
     f"(basis, hour, {KEY}, status, {REST}, conversions, sale, commission, missing_rate) "
-    f"VALUES ({', '.join('?' * 20)}) ON CONFLICT (basis, hour, {KEY}, status) DO UPDATE SET "
+    f"VALUES ({', '.join('?' * 21)}) ON CONFLICT (basis, hour, {KEY}, status) DO UPDATE SET "
     "conversions = {t}.conversions + excluded.conversions, "
     "sale = {t}.sale + excluded.sale, "
     "commission = {t}.commission + excluded.commission, "
@@ -42,7 +42,8 @@ UPSERT_CONVERSIONS = (
 UPSERT_FACT = (
     f"INSERT INTO report_facts ({', '.join(FACT_COLUMNS)}) "
     f"VALUES ({', '.join('?' * len(FACT_COLUMNS))}) ON CONFLICT (conversion_id) DO UPDATE SET "
-    "status = excluded.status, valued = excluded.valued, sale = excluded.sale, "
+    "status = excluded.status, flags = excluded.flags, valued = excluded.valued, "
+    "sale = excluded.sale, "
     "commission = excluded.commission"
 )
 CLAIM = (
@@ -58,7 +59,7 @@ ADVANCE = (
 CONVERSION_FIELDS = (
     "c.id, c.refid, c.offer_id, c.affiliate_id, c.advertiser_id, c.link_id, c.sub1, c.sub2, "
     "c.sub3, c.sub4, c.sub5, c.status, c.is_test, c.base_amount, c.base_commission, "
-    "c.created_at, c.clicked_at, c.geo, k.ip, k.user_agent "
+    "c.created_at, c.clicked_at, c.geo, c.flags, k.ip, k.user_agent "
     "FROM conversions AS c LEFT JOIN clicks AS k ON k.refid = c.refid"
 )
 CHUNK = 1000
@@ -121,13 +122,16 @@ class ReportSql(SqlPrimitives):
             "UPDATE report_state SET lease_until = 0 WHERE name = 'rollup' AND owner = ?", owner
         )
 
-    async def rollup_clicks(self, after: str, before: str, limit: int) -> list[dict[str, Any]]:
+    async def rollup_clicks(
+        self, after: str, before: str, limit: int, through: str = NO_CAP
+    ) -> list[dict[str, Any]]:
         return await self._fetch(
             "SELECT refid, link_id, offer_id, affiliate_id, sub1, sub2, sub3, sub4, sub5, ip, "
-            "user_agent, created_at, is_test FROM clicks WHERE refid > ? AND refid < ? "
-            "ORDER BY refid LIMIT ?",
+            "user_agent, created_at, is_test, flags FROM clicks "
+            "WHERE refid > ? AND refid < ? AND refid <= ? ORDER BY refid LIMIT ?",
             after,
             before,
+            through,
             limit,
         )
 
@@ -153,16 +157,19 @@ class ReportSql(SqlPrimitives):
     async def rollup_events(
         self, after: int, limit: int, ids: Sequence[int] = ()
     ) -> list[dict[str, Any]]:
-        sql = "SELECT id, conversion_id, from_status, to_status FROM conversion_events"
+        sql = (
+            "SELECT e.id, e.conversion_id, e.from_status, e.to_status, c.flags "
+            "FROM conversion_events AS e JOIN conversions AS c ON c.id = e.conversion_id"
+        )
         if not ids:
             return (
                 []
                 if limit == 0
-                else await self._fetch(f"{sql} WHERE id > ? ORDER BY id LIMIT ?", after, limit)
+                else await self._fetch(f"{sql} WHERE e.id > ? ORDER BY e.id LIMIT ?", after, limit)
             )
         out: list[dict[str, Any]] = []
         for part in _chunks(ids):
-            out += await self._fetch(f"{sql} WHERE id IN ({_marks(len(part))})", *part)
+            out += await self._fetch(f"{sql} WHERE e.id IN ({_marks(len(part))})", *part)
         return out
 
     async def rollup_gaps(self, limit: int) -> list[dict[str, Any]]:
@@ -254,11 +261,15 @@ class ReportSql(SqlPrimitives):
         where = ["hour >= ?", "hour < ?"]
         args: list[Any] = [spec.start_hour, spec.end_hour]
         for column, values in spec.filters.items():
+            if column == "flags":
+                where.append(_flag_filter(values, args))
+                continue
             where.append(f"{column} IN ({_marks(len(values))})")
             args += values
 
         filters = " AND ".join(where)
         click_sums = [f"sum({m}) AS {m}" for m in ("clicks", "unique_clicks", "bot_clicks")]
+        click_sums.append(f"{FLAGGED.format('clicks')} AS flagged_clicks")
         clicks_sql = (
             f"SELECT {', '.join([*select, *click_sums])} FROM report_clicks_{level} "
             f"WHERE {filters}{_group(len(select))}"
@@ -266,7 +277,8 @@ class ReportSql(SqlPrimitives):
         conv_cols = [*select, "status"]
         conv_sums = [f"sum({m}) AS {m}" for m in ("conversions", "sale", "commission")]
         conv_sql = (
-            f"SELECT {', '.join([*conv_cols, *conv_sums, 'sum(missing_rate) AS missing_rate'])} "
+            f"SELECT {', '.join([*conv_cols, *conv_sums, 'sum(missing_rate) AS missing_rate'])}, "
+            f"{FLAGGED.format('conversions')} AS flagged "
             f"FROM report_conversions_{level} WHERE basis = ? AND {filters}"
             f"{_group(len(conv_cols))}"
         )
@@ -283,6 +295,23 @@ class ReportSql(SqlPrimitives):
             )
             out.update((int(r["id"]), str(r["name"])) for r in rows)
         return out
+
+
+FLAGGED = "sum(CASE WHEN flags <> '' THEN {} ELSE 0 END)"
+
+
+def _flag_filter(values: Sequence[int | str], args: list[Any]) -> str:
+    """Rows carrying any of the flags named (`none`: no flag; `any`: at least one)."""
+    terms = []
+    for value in values:
+        if value == "none":
+            terms.append("flags = ''")
+        elif value == "any":
+            terms.append("flags <> ''")
+        else:
+            terms.append("(',' || flags || ',') LIKE ?")
+            args.append(f"%,{value},%")
+    return f"({' OR '.join(terms)})"
 
 
 def per_level(template: str, table: str, rows: list[tuple[Any, ...]]) -> Steps:

@@ -19,6 +19,54 @@ ENGINE_WORDS = {
     },
 }
 
+
+def _flagged_rollups() -> list[str]:
+    """Migration 6's rollup tables: migration 5's, with the combination of fraud flags
+    (`flags`, '' for none) in every key, and in what the rollups hold of each conversion
+    (`report_facts`), so that a flag set after a conversion was rolled up moves it."""
+    dims = """link_id BIGINT NOT NULL,
+                sub1 TEXT NOT NULL, sub2 TEXT NOT NULL, sub3 TEXT NOT NULL,
+                sub4 TEXT NOT NULL, sub5 TEXT NOT NULL,
+                country TEXT NOT NULL, device TEXT NOT NULL, os TEXT NOT NULL,
+                browser TEXT NOT NULL, flags TEXT NOT NULL,"""
+    entities = """offer_id BIGINT NOT NULL, affiliate_id BIGINT NOT NULL,
+                advertiser_id BIGINT NOT NULL"""
+    key = "link_id, sub1, sub2, sub3, sub4, sub5, country, device, os, browser, flags"
+    clicks = [
+        f"""CREATE TABLE report_clicks_{level} (
+                hour BIGINT NOT NULL,
+                {dims}
+                {entities},
+                clicks BIGINT NOT NULL, unique_clicks BIGINT NOT NULL, bot_clicks BIGINT NOT NULL,
+                PRIMARY KEY (hour, {key})
+            ){{without_rowid}}"""
+        for level in range(8)
+    ]
+    conversions = [
+        f"""CREATE TABLE report_conversions_{level} (
+                basis TEXT NOT NULL,
+                hour BIGINT NOT NULL,
+                {dims}
+                status TEXT NOT NULL,
+                {entities},
+                conversions BIGINT NOT NULL, sale BIGINT NOT NULL, commission BIGINT NOT NULL,
+                missing_rate BIGINT NOT NULL,
+                PRIMARY KEY (basis, hour, {key}, status)
+            ){{without_rowid}}"""
+        for level in range(8)
+    ]
+    facts = f"""CREATE TABLE report_facts (
+                conversion_id BIGINT NOT NULL PRIMARY KEY,
+                status TEXT NOT NULL,
+                valued SMALLINT NOT NULL,
+                sale BIGINT NOT NULL, commission BIGINT NOT NULL,
+                click_hour BIGINT NOT NULL, conversion_hour BIGINT NOT NULL,
+                {dims}
+                {entities}
+            )"""
+    return [*clicks, *conversions, facts]
+
+
 MIGRATIONS: list[tuple[int, str, list[str]]] = [
     (
         1,
@@ -351,6 +399,22 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
                 updated_at BIGINT NOT NULL
             )""",
             """INSERT INTO report_state VALUES ('rollup', '', 0, '', 0, 0, 0)""",
+        ],
+    ),
+    (
+        6,
+        "reports: fraud flags kept in the rollups; the rollups are rebuilt from raw rows",
+        [
+            *(f"DROP TABLE report_clicks_{level}" for level in range(8)),
+            *(f"DROP TABLE report_conversions_{level}" for level in range(8)),
+            "DROP TABLE report_facts",
+            *_flagged_rollups(),
+            """CREATE INDEX report_facts_unvalued ON report_facts (conversion_id)
+                WHERE valued = 0""",
+            "DELETE FROM report_visitors",
+            "DELETE FROM report_gaps",
+            """UPDATE report_state SET clicks_after = '', conversions_after = 0,
+                events_after = 0""",
         ],
     ),
 ]

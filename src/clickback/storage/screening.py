@@ -39,6 +39,11 @@ class ScreeningSql(SqlPrimitives):
             check=False,
         )
 
+    async def job_watermark(self, name: str) -> str:
+        """Where the job has got to ('' before its first pass)."""
+        rows = await self._fetch("SELECT watermark FROM jobs WHERE name = ?", name)
+        return str(rows[0]["watermark"]) if rows else ""
+
     async def clicks_after(self, refid: str, below: str, limit: int) -> list[dict[str, Any]]:
         """Clicks with RefIDs after `refid` and before `below`, in RefID order."""
         return await self._fetch(
@@ -98,8 +103,8 @@ class ScreeningSql(SqlPrimitives):
                     (s.flags, s.to_status, now, s.conversion_id, s.from_status),
                 )
             )
-            if s.to_status == s.from_status:
-                continue
+            # an event for every flagged screening, its status changed or not: the audit
+            # trail, and what tells the rollups to move the conversion to its flags
             took = (s.conversion_id, now, s.to_status)
             steps.append(
                 (
@@ -109,6 +114,8 @@ class ScreeningSql(SqlPrimitives):
                     (s.conversion_id, s.from_status, s.to_status, s.reason, now, *took),
                 )
             )
+            if s.to_status == s.from_status:
+                continue
             if s.to_status == "rejected":
                 # a conversion rejected on screening is not posted back as a conversion
                 steps.append(

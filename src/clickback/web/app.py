@@ -73,6 +73,7 @@ class ClickbackApp:
             settle=self.settings.rollup_settle,
             batch=self.settings.jobs_batch,
             share=self.settings.jobs_share,
+            after_screening=True,  # the screener runs in this process (or another's)
         )
         if self.settings.rollup_interval > 0:
             self.rollup.start()  # off the hot path: reports read what it rolls up
