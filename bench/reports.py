@@ -42,6 +42,7 @@ from clickback.domain.rollup import (  # noqa: E402
     CLICK_FIELDS,
     CONVERSION_FIELDS,
     FACT_COLUMNS,
+    by_day,
     leveled,
     shared_enricher,
 )
@@ -183,6 +184,8 @@ ROLLUP_CLICKS += ("clicks", "unique_clicks", "bot_clicks")
 ROLLUP_CONV = ("basis", "hour", *sql.KEY.split(", "), "status", *sql.REST.split(", "))
 ROLLUP_CONV += ("conversions", "sale", "commission", "missing_rate")
 CLICK_MASKS = levels.masks(CLICK_FIELDS)
+CLICK_DAILY = levels.masks(CLICK_FIELDS, daily=True)
+CONVERSION_DAILY = levels.masks(CONVERSION_FIELDS, daily=True)
 CONVERSION_MASKS = levels.masks(CONVERSION_FIELDS)
 CONV_COLUMNS = [
     "id",
@@ -252,9 +255,12 @@ async def load(world: World, sinks: list[Sink], clicks: int, conversions: int, d
     pending_clicks: list[tuple] = []
     pending_rollups: list[tuple] = []
     last_refid = ""
+    day_rollup: dict[tuple, list[int]] = defaultdict(lambda: [0, 0, 0])
     for hour, count in zip(hours, per_hour, strict=True):
         if hour // 24 != day:
             day, seen = hour // 24, set()
+            pending_rollups += leveled(day_rollup, CLICK_DAILY, 3)
+            day_rollup = defaultdict(lambda: [0, 0, 0])
         links = rng.choices(world.links, world.link_w, k=count)
         sub1 = rng.choices(world.subs1, world.subs1_w, k=count)
         sub2 = rng.choices(world.subs2, world.subs2_w, k=count)
@@ -280,7 +286,7 @@ async def load(world: World, sinks: list[Sink], clicks: int, conversions: int, d
                 seen.add((link, ip_n, hash(ua)))
                 unique = 1
             dims = (link, sub1[i], sub2[i], "", "", "", countries[i], agent.device, agent.os)
-            dims += (agent.browser,)
+            dims += (agent.browser, "")  # no fraud flags
             sums = rollup[(*dims, offer, aff, adv)]
             sums[0] += 1
             sums[1] += unique
@@ -353,6 +359,12 @@ async def load(world: World, sinks: list[Sink], clicks: int, conversions: int, d
                     (cid, status, 1, amount, paid, hour, conv_at // HOUR, *dims, offer, aff, adv)
                 )
         pending_rollups += leveled({(hour, *k): v for k, v in rollup.items()}, CLICK_MASKS, 3)
+        for k, v in rollup.items():
+            total = day_rollup[(hour // 24 * 24, *k)]
+            for j in range(3):
+                total[j] += v[j]
+        if hour == hours[-1]:
+            pending_rollups += leveled(day_rollup, CLICK_DAILY, 3)
         if len(pending_clicks) >= 200_000 or hour == hours[-1]:
             for sink in sinks:
                 await sink.copy("clicks", CLICK_COLUMNS, pending_clicks)
@@ -360,6 +372,7 @@ async def load(world: World, sinks: list[Sink], clicks: int, conversions: int, d
             print(f"  {n:>11,} clicks loaded", end="\r", flush=True)
             pending_clicks, pending_rollups = [], []
     conv_rollup_rows = leveled(conv_rollup, CONVERSION_MASKS, 4)
+    conv_rollup_rows += leveled(by_day(conv_rollup, 1), CONVERSION_DAILY, 4)
     for sink in sinks:
         await sink.copy("conversions", tuple(CONV_COLUMNS), conv_rows)
         await sink.copy("postbacks", tuple(LEDGER_COLUMNS), ledger)
@@ -518,13 +531,19 @@ async def open_engine(engine: str, args: argparse.Namespace) -> tuple[Any, Sink]
     return store, Sink("postgres", (admin_conn, args.schema))
 
 
-async def finish(store: Any, sink: Sink, loaded: dict[str, Any]) -> dict[int, int]:
+async def finish(store: Any, sink: Sink, loaded: dict[str, Any]) -> dict[Any, int]:
     """Watermarks past the loaded rows, sequences past their ids, statistics fresh."""
     await store._write(
         "UPDATE report_state SET clicks_after = ?, conversions_after = ? WHERE name = 'rollup'",
         loaded["last_refid"],
         loaded["conversions"],
     )
+    # as if the fraud screening had seen every loaded row (and flagged none)
+    await store._write(
+        "INSERT INTO jobs (name, watermark, lease_until, owner) VALUES ('screening', ?, 0, '')",
+        loaded["last_refid"],
+    )
+    await store._write("UPDATE conversions SET screened = 1")
     if sink.engine == "postgres":
         conn = sink.target[0]
         for table in ("conversions", "postbacks"):
@@ -536,7 +555,7 @@ async def finish(store: Any, sink: Sink, loaded: dict[str, Any]) -> dict[int, in
     else:
         sink.target.execute("ANALYZE")
     counts = {}
-    for level in range(len(levels.LEVELS)):
+    for level in [*range(len(levels.LEVELS)), *levels.DAILY]:
         rows = await store._fetch(f"SELECT count(*) AS n FROM report_clicks_{level}")
         counts[level] = int(rows[0]["n"])
     return counts

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from clickback.domain.levels import LEVELS, level_for
+from clickback.domain.levels import LEVELS, daily_level_for, level_for, segments
 from clickback.domain.rollup import CLICK_FIELDS, Delta
 
 
@@ -38,3 +38,22 @@ def test_a_click_is_summed_at_every_level_with_the_other_columns_blank() -> None
     ]
     assert len(rows[0]) == 2 and rows[0][0][1:4] == (100, 7, "")
     assert len(rows[7]) == 2
+
+
+def test_a_report_on_one_sub_id_reads_whole_utc_days_from_a_daily_level() -> None:
+    assert daily_level_for(["offer_id", "sub1"]) == "d1"
+    assert daily_level_for(["link_id", "sub3", "advertiser_id"]) == "d3"
+    assert daily_level_for(["offer_id"]) is None  # the hourly links level is small
+    assert daily_level_for(["sub1", "sub2"]) is None
+    assert daily_level_for(["sub1", "country"]) is None
+    day = 24 * 20_000
+    # from 10:00 on one day to 07:00 three days later: two whole days in between
+    assert segments(["offer_id", "sub1"], day + 10, day + 72 + 7, True) == [
+        ("6", day + 10, day + 24),
+        ("d1", day + 24, day + 72),
+        ("6", day + 72, day + 79),
+    ]
+    assert segments(["sub2"], day, day + 48, True) == [("d2", day, day + 48)]
+    assert segments(["sub2"], day, day + 48, False) == [("6", day, day + 48)]  # Berlin days
+    assert segments(["sub2"], day + 1, day + 30, True) == [("6", day + 1, day + 30)]
+    assert segments(["offer_id"], day, day + 48, True) == [("0", day, day + 48)]

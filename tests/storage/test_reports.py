@@ -54,6 +54,13 @@ CASES: list[dict[str, str]] = [
     {"tz": "Asia/Kolkata", "from": "2026-03-27", "to": "2026-03-31", "group_by": "day"},
     {"tz": "Asia/Kolkata", "from": "2026-03-28", "to": "2026-03-29", "group_by": "hour"},
     {"tz": "Australia/Adelaide", "from": "2026-03-26", "to": "2026-04-06", "group_by": "day"},
+    # one sub-ID: whole UTC days from the daily level, the hours at either end hourly
+    {"tz": "UTC", "from": "2026-03-27T10:00", "to": "2026-10-25T07:00", "group_by": "offer,sub1"},
+    {"tz": "UTC", "from": "2026-03-20", "to": "2026-11-01", "group_by": "week,sub2"},
+    {"tz": "UTC", "from": "2026-03-20", "to": "2026-11-01", "group_by": "month,affiliate,sub1"},
+    {"tz": "Europe/Berlin", "from": "2026-03-27", "to": "2026-10-30", "group_by": "link,sub2"},
+    {"tz": "Europe/Berlin", "from": "2026-03-27", "to": "2026-03-31", "group_by": "day,sub1"},
+    {"tz": "UTC", "from": "2026-03-26", "to": "2026-10-30", "group_by": "day", "sub1": "a"},
     {"tz": "UTC", "from": "2026-03-20", "to": "2026-11-01", "group_by": "flag"},
     {"tz": "UTC", "from": "2026-03-20", "to": "2026-11-01", "group_by": "offer", "flag": "bot"},
     {"tz": "UTC", "from": "2026-03-20", "to": "2026-11-01", "group_by": "day", "flag": "none"},
@@ -83,6 +90,21 @@ async def check(store: Store, case: dict[str, str]) -> None:
     assert bool(report["notes"]) == (whole["whole"] == "0")
 
 
+async def check_limits(store: Store) -> None:
+    """A report cut to its first rows holds the same rows, in the same order, as the whole
+    report, and the same totals; by default the most clicked groups first."""
+    for extra in ({}, {"sort": ["-commission"]}, {"group_by": ["day,sub1"]}):
+        params = {"from": ["2026-03-20"], "to": ["2026-11-01"], "group_by": ["link,sub1"]}
+        params |= extra
+        whole = await run_report(store, build_spec(params, 0, METRICS), "USD")
+        cut = await run_report(store, build_spec(params | {"limit": ["3"]}, 0, METRICS), "USD")
+        assert whole["total_rows"] == cut["total_rows"] > 3
+        assert cut["rows"] == whole["rows"][:3] and cut["totals"] == whole["totals"]
+        if not extra:
+            clicks = [r["clicks"] for r in whole["rows"]]
+            assert clicks == sorted(clicks, reverse=True)
+
+
 @pytest.mark.parametrize("seed", [7])
 async def test_reports_equal_a_recomputation_from_raw_rows(store: Store, seed: int) -> None:
     from datetime import datetime
@@ -107,6 +129,7 @@ async def test_reports_equal_a_recomputation_from_raw_rows(store: Store, seed: i
     assert flagged and len(flagged) < len(world.conversions)  # some, not all
     for case in CASES:
         await check(store, case)
+    await check_limits(store)
     await value_yen(store)  # conversions in JPY get their base values late
     await world.decide(0.3)
     await job.catch_up()

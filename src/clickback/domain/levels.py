@@ -6,6 +6,13 @@ and User-Agents vary (they do), which is no faster to read than the clicks. So e
 click and conversion is added at every level below; a column a level leaves out is
 stored blank (0 or ''). A report by offer and day reads level 0 (hours by links); one by
 country level 1 (hours by countries); one by sub-ID and device the full level 7.
+
+Sub-ID levels hold about a row per link, sub-ID values and hour, which is still many
+(millions a month at 10 M clicks). So each sub-ID is also kept alone with the links, by
+UTC day (`DAILY`, tables `_d1`…`_d5`; `hour` holds the day's first hour): a report on
+one sub-ID reads those for the whole UTC days of its range, and the hourly level for
+the hours at either end, as long as its time buckets are whole UTC days (no time
+grouping, or days, weeks or months in a zone at UTC+0).
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ LEVELS: tuple[frozenset[str], ...] = (
     ENTITIES | SUBS,
     ENTITIES | SUBS | COUNTRY | AGENT,
 )
+DAILY: dict[str, frozenset[str]] = {f"d{i}": ENTITIES | {f"sub{i}"} for i in range(1, 6)}
 ALWAYS = frozenset({"hour", "basis", "status", "flags"})  # kept at every level
 BLANK_ID = frozenset(ENTITIES)
 
@@ -41,11 +49,38 @@ def level_for(columns: Iterable[str]) -> int:
     raise ValueError(f"no rollup level has {sorted(needed)}")
 
 
-def masks(fields: Sequence[str]) -> list[tuple[int, tuple[Any, ...]]]:
-    """Per level, for a key laid out as `fields`: the value each position takes, or None
-    where the key's own value is kept."""
-    out = []
-    for number, kept in enumerate(LEVELS):
+def daily_level_for(columns: Iterable[str]) -> str | None:
+    """The daily level holding every one of these rollup columns, for a report on a
+    sub-ID (the hourly levels without sub-IDs are small enough)."""
+    needed = set(columns) - ALWAYS
+    if not needed & SUBS:
+        return None
+    return next((name for name, kept in DAILY.items() if needed <= kept), None)
+
+
+def segments(
+    columns: Iterable[str], start: int, end: int, utc_days: bool
+) -> list[tuple[str, int, int]]:
+    """Which tables (by suffix) a report reads for which UTC hours [start, end): the
+    daily level for the whole UTC days inside, when there is one and the report's time
+    buckets are whole UTC days; the smallest hourly level for the rest."""
+    columns = list(columns)
+    hourly = str(level_for(columns))
+    daily = daily_level_for(columns) if utc_days else None
+    first, last = -(-start // 24) * 24, end // 24 * 24
+    if daily is None or first >= last:
+        return [(hourly, start, end)]
+    out = [(hourly, start, first)] if start < first else []
+    out.append((daily, first, last))
+    return out + ([(hourly, last, end)] if last < end else [])
+
+
+def masks(fields: Sequence[str], daily: bool = False) -> list[tuple[Any, tuple[Any, ...]]]:
+    """Per level (the hourly ones, or with `daily` the daily ones), for a key laid out as
+    `fields`: the value each position takes, or None where the key's own value is kept."""
+    out: list[tuple[Any, tuple[Any, ...]]] = []
+    chosen: Iterable[tuple[Any, frozenset[str]]] = DAILY.items() if daily else enumerate(LEVELS)
+    for number, kept in chosen:
         blanks = tuple(
             None if name in kept or name in ALWAYS else (0 if name in BLANK_ID else "")
             for name in fields
@@ -55,7 +90,7 @@ def masks(fields: Sequence[str]) -> list[tuple[int, tuple[Any, ...]]]:
 
 
 def spread(
-    key: tuple[Any, ...], level_masks: list[tuple[int, tuple[Any, ...]]]
+    key: tuple[Any, ...], level_masks: list[tuple[Any, tuple[Any, ...]]]
 ) -> list[tuple[Any, ...]]:
     """The key at every level, the level number first."""
     return [

@@ -16,14 +16,13 @@ or filters by them.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, Protocol
 
 from clickback.domain import money
 from clickback.domain.reportspec import DIMENSIONS, ENTITY_DIMS, TIME_DIMS, ReportSpec
 
-STATUSES = ("pending", "approved", "rejected", "reversed")
 METRICS = (
     "clicks",
     "unique_clicks",
@@ -60,92 +59,66 @@ class ReportStore(Protocol):
     async def report_names(self, table: str, ids: list[int]) -> dict[int, str]: ...
 
 
+CLICK_SUMS = ("clicks", "unique_clicks", "bot_clicks", "flagged_clicks")
+CONVERSION_SUMS = ("conversions", "sale", "commission", "missing_rate", "flagged")
+
+
 @dataclass(slots=True)
 class Sums:
-    clicks: int = 0
-    unique_clicks: int = 0
-    bot_clicks: int = 0
-    flagged_clicks: int = 0
-    count: dict[str, int] | None = None
-    sale: dict[str, int] | None = None
-    commission: dict[str, int] | None = None
-    missing: dict[str, int] | None = None
-    flagged: dict[str, int] | None = None
+    """A group's sums: the click counts (as CLICK_SUMS), and per status the conversion
+    sums (as CONVERSION_SUMS)."""
+
+    clicks: list[int] = field(default_factory=lambda: [0, 0, 0, 0])
+    by_status: dict[str, list[int]] = field(default_factory=dict)
 
     def add_clicks(self, r: Mapping[str, Any]) -> None:
-        self.clicks += int(r["clicks"])
-        self.unique_clicks += int(r["unique_clicks"])
-        self.bot_clicks += int(r["bot_clicks"])
-        self.flagged_clicks += int(r["flagged_clicks"])
+        c = self.clicks
+        for i, name in enumerate(CLICK_SUMS):
+            c[i] += int(r[name])
 
     def add_conversions(self, status: str, r: Mapping[str, Any]) -> None:
-        for name, column in (
-            ("count", "conversions"),
-            ("sale", "sale"),
-            ("commission", "commission"),
-            ("missing", "missing_rate"),
-            ("flagged", "flagged"),
-        ):
-            table = getattr(self, name)
-            if table is None:
-                table = dict.fromkeys(STATUSES, 0)
-                setattr(self, name, table)
-            table[status] = table.get(status, 0) + int(r[column])
+        sums = self.by_status.get(status)
+        if sums is None:
+            sums = self.by_status[status] = [0, 0, 0, 0, 0]
+        for i, name in enumerate(CONVERSION_SUMS):
+            sums[i] += int(r[name])
 
-    def merge(self, other: Sums) -> None:
-        self.add_clicks(_clicks_of(other))
-        for status in STATUSES:
-            self.add_conversions(status, _conversions_of(other, status))
+    def of(self, status: str, i: int) -> int:
+        sums = self.by_status.get(status)
+        return sums[i] if sums is not None else 0
+
+    def converted(self) -> int:
+        """Pending and approved conversions (the `conversions` metric)."""
+        return self.of("pending", 0) + self.of("approved", 0)
 
     def metrics(self, base: str) -> dict[str, Any]:
-        count = self.count or dict.fromkeys(STATUSES, 0)
-        sale = self.sale or dict.fromkeys(STATUSES, 0)
-        paid = self.commission or dict.fromkeys(STATUSES, 0)
-        missing = self.missing or dict.fromkeys(STATUSES, 0)
-        conversions = count["pending"] + count["approved"]
-        commission = paid["pending"] + paid["approved"]
+        clicks, unique, bots, flagged_clicks = self.clicks
+        of = self.of
+        conversions = self.converted()
+        commission = of("pending", 2) + of("approved", 2)
         exp = money.exponent(base)
         return {
-            "clicks": self.clicks,
-            "unique_clicks": self.unique_clicks,
-            "bot_clicks": self.bot_clicks,
-            "flagged_clicks": self.flagged_clicks,
+            "clicks": clicks,
+            "unique_clicks": unique,
+            "bot_clicks": bots,
+            "flagged_clicks": flagged_clicks,
             "conversions": conversions,
-            "flagged_conversions": sum((self.flagged or {}).values()),
-            "conversion_rate": _ratio(conversions * 100, self.clicks, 2),
-            "sale_amount": money.format_minor(sale["pending"] + sale["approved"], base),
+            "flagged_conversions": sum(s[4] for s in self.by_status.values()),
+            "conversion_rate": _ratio(conversions * 100, clicks, 2),
+            "sale_amount": money.format_minor(of("pending", 1) + of("approved", 1), base),
             "commission": money.format_minor(commission, base),
-            "payable": money.format_minor(paid["approved"], base),
-            "epc": _ratio(Decimal(commission).scaleb(-exp), self.clicks, exp + 2),
+            "payable": money.format_minor(of("approved", 2), base),
+            "epc": _ratio(Decimal(commission).scaleb(-exp), clicks, exp + 2),
             "revenue": None,
             "profit": None,
-            "pending": count["pending"],
-            "approved": count["approved"],
-            "rejected": count["rejected"],
-            "reversed": count["reversed"],
-            "rejected_commission": money.format_minor(paid["rejected"], base),
-            "reversed_commission": money.format_minor(paid["reversed"], base),
-            "missing_rate": missing["pending"] + missing["approved"],
+            "pending": of("pending", 0),
+            "approved": of("approved", 0),
+            "rejected": of("rejected", 0),
+            "reversed": of("reversed", 0),
+            "rejected_commission": money.format_minor(of("rejected", 2), base),
+            "reversed_commission": money.format_minor(of("reversed", 2), base),
+            "missing_rate": of("pending", 3) + of("approved", 3),
         }
-
-
-def _clicks_of(s: Sums) -> dict[str, int]:
-    return {
-        "clicks": s.clicks,
-        "unique_clicks": s.unique_clicks,
-        "bot_clicks": s.bot_clicks,
-        "flagged_clicks": s.flagged_clicks,
-    }
-
-
-def _conversions_of(s: Sums, status: str) -> dict[str, int]:
-    return {
-        "conversions": (s.count or {}).get(status, 0),
-        "sale": (s.sale or {}).get(status, 0),
-        "commission": (s.commission or {}).get(status, 0),
-        "missing_rate": (s.missing or {}).get(status, 0),
-        "flagged": (s.flagged or {}).get(status, 0),
-    }
 
 
 def _ratio(numerator: Decimal | int, denominator: int, places: int) -> str | None:
@@ -161,10 +134,13 @@ async def run_report(store: ReportStore, spec: ReportSpec, base: str) -> dict[st
     columns = spec.columns
     keyed = ["bucket", *columns] if spec.time else columns
     groups: dict[tuple[Any, ...], Sums] = {}
+    total = Sums()
     for r in clicks:
         groups.setdefault(tuple(r[c] for c in keyed), Sums()).add_clicks(r)
+        total.add_clicks(r)
     for r in conversions:
         groups.setdefault(tuple(r[c] for c in keyed), Sums()).add_conversions(r["status"], r)
+        total.add_conversions(r["status"], r)
     names: dict[str, dict[int, str]] = {}
     for dim, table in _ENTITY_TABLES.items():
         if dim in spec.group_by:
@@ -174,10 +150,14 @@ async def run_report(store: ReportStore, spec: ReportSpec, base: str) -> dict[st
     if "link" in spec.group_by:
         ids = sorted({int(k[keyed.index("link_id")]) for k in groups})
         names["link"] = await store.report_names("links", ids) if ids else {}
-    total = Sums()
+    ordered = list(groups.items())
+    if not spec.sort:  # the usual order needs no metrics: only the rows shown get them
+        ordered.sort(key=lambda kv: (-kv[1].clicks[0], -kv[1].converted()))
+        if spec.time:
+            ordered.sort(key=lambda kv: int(kv[0][0]))
+        ordered = ordered[: spec.limit]
     rows = []
-    for key, sums in groups.items():
-        total.merge(sums)
+    for key, sums in ordered:
         row: dict[str, Any] = {}
         for dim in spec.group_by:
             if dim in TIME_DIMS:
@@ -193,7 +173,10 @@ async def run_report(store: ReportStore, spec: ReportSpec, base: str) -> dict[st
                 row[dim] = value
         row.update(sums.metrics(base))
         rows.append(row)
-    _sort(rows, spec)
+    if spec.sort:
+        _sort(rows, spec)
+    for r in rows:
+        r.pop("_bucket", None)
     return {
         "group_by": list(spec.group_by),
         "from": _hour(spec.start_hour),
@@ -203,30 +186,27 @@ async def run_report(store: ReportStore, spec: ReportSpec, base: str) -> dict[st
         "base_currency": base,
         "notes": list(spec.notes),
         "rows": rows[: spec.limit],
-        "total_rows": len(rows),
+        "total_rows": len(groups),
         "totals": total.metrics(base),
     }
 
 
 def _sort(rows: list[dict[str, Any]], spec: ReportSpec) -> None:
-    """Time first, then by `sort` (a name, or `-name` for descending); by default the
-    most clicked and converting groups first."""
-    if spec.sort:
-        name = spec.sort.lstrip("-")
+    """Time first, then by `sort` (a name, or `-name` for descending). Without `sort`,
+    `run_report` orders the groups before their metrics are computed: the most clicked,
+    then the most converting (of any status) first."""
+    assert spec.sort
+    name = spec.sort.lstrip("-")
 
-        def value(r: dict[str, Any]) -> tuple[bool, Any]:
-            v = r.get(name)
-            if isinstance(v, str) and name in METRICS:
-                v = Decimal(v)
-            return (v is not None, v if v is not None else 0)
+    def value(r: dict[str, Any]) -> tuple[bool, Any]:
+        v = r.get(name)
+        if isinstance(v, str) and name in METRICS:
+            v = Decimal(v)
+        return (v is not None, v if v is not None else 0)
 
-        rows.sort(key=value, reverse=spec.sort.startswith("-"))
-    else:
-        rows.sort(key=lambda r: (-r["clicks"], -r["conversions"]))
+    rows.sort(key=value, reverse=spec.sort.startswith("-"))
     if spec.time:
         rows.sort(key=lambda r: r["_bucket"])
-        for r in rows:
-            del r["_bucket"]
 
 
 def _hour(hour: int) -> str:

@@ -18,6 +18,7 @@ from functools import cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from clickback.domain.fraud import REPORTED
+from clickback.domain.levels import segments
 from clickback.domain.timefmt import EPOCH, from_datetime
 from clickback.errors import InputError
 
@@ -63,6 +64,13 @@ class TimePlan:
         day = (hour + offset) // 24
         return day if self.kind == "day" else (day + 3) // 7
 
+    @property
+    def whole_utc_days(self) -> bool:
+        """Whether every UTC day lies in one bucket (so daily rollups can be read)."""
+        if self.kind == "month":
+            return all(start % 24 == 0 for start in self.month_starts)
+        return self.kind != "hour" and all(offset == 0 for _, offset in self.offsets)
+
     def buckets(self, start: int, end: int) -> list[int]:
         """Every bucket of the hours [start, end), in order (a chart's x axis)."""
         return list(dict.fromkeys(self.bucket(h) for h in range(start, end)))
@@ -93,6 +101,13 @@ class ReportSpec:
     sort: str | None = None
     limit: int = DEFAULT_LIMIT
     notes: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def segments(self) -> list[tuple[str, int, int]]:
+        """The rollup tables (by suffix) to read, each for its UTC hours."""
+        utc_days = self.time is None or self.time.whole_utc_days
+        needed = [*self.columns, *self.filters]
+        return segments(needed, self.start_hour, self.end_hour, utc_days)
 
     @property
     def columns(self) -> list[str]:

@@ -133,13 +133,17 @@ class Delta:
         )
 
     def click_rows(self) -> list[tuple[Any, ...]]:
-        """(level, *key, clicks, unique, bots) for every rollup level."""
-        return leveled(self.clicks, _CLICK_MASKS, 3)
+        """(level, *key, clicks, unique, bots) for every rollup level, hourly and daily."""
+        days = by_day(self.clicks, 0)
+        return leveled(self.clicks, _CLICK_MASKS, 3) + leveled(days, _CLICK_DAILY, 3)
 
     def conversion_rows(self) -> list[tuple[Any, ...]]:
         """(level, *key, conversions, sale, commission, missing_rate) for every level;
         keys whose sums cancel out (a status change and back in one batch) are left out."""
-        return [r for r in leveled(self.conversions, _CONVERSION_MASKS, 4) if any(r[-4:])]
+        days = by_day(self.conversions, 1)
+        rows = leveled(self.conversions, _CONVERSION_MASKS, 4)
+        rows += leveled(days, _CONVERSION_DAILY, 4)
+        return [r for r in rows if any(r[-4:])]
 
 
 SUMMED: tuple[str, ...] = ("link_id", "sub1", "sub2", "sub3", "sub4", "sub5", "country")
@@ -149,10 +153,24 @@ CONVERSION_FIELDS: tuple[str, ...] = ("basis", "hour", *SUMMED, "status", "offer
 CONVERSION_FIELDS += ("affiliate_id", "advertiser_id")
 _CLICK_MASKS = levels.masks(CLICK_FIELDS)
 _CONVERSION_MASKS = levels.masks(CONVERSION_FIELDS)
+_CLICK_DAILY = levels.masks(CLICK_FIELDS, daily=True)
+_CONVERSION_DAILY = levels.masks(CONVERSION_FIELDS, daily=True)
+
+
+def by_day(sums: dict[tuple[Any, ...], list[int]], at: int) -> dict[tuple[Any, ...], list[int]]:
+    """The sums with the hour (at position `at` of each key) moved to its UTC day's first
+    hour, as the daily levels keep them."""
+    out: dict[tuple[Any, ...], list[int]] = {}
+    for key, values in sums.items():
+        day = (*key[:at], key[at] // 24 * 24, *key[at + 1 :])
+        total = out.setdefault(day, [0] * len(values))
+        for i, v in enumerate(values):
+            total[i] += v
+    return out
 
 
 def leveled(
-    sums: dict[tuple[Any, ...], list[int]], level_masks: list[tuple[int, tuple[Any, ...]]], n: int
+    sums: dict[tuple[Any, ...], list[int]], level_masks: list[tuple[Any, tuple[Any, ...]]], n: int
 ) -> list[tuple[Any, ...]]:
     out: dict[tuple[Any, ...], list[int]] = {}
     for key, values in sums.items():

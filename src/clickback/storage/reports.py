@@ -13,7 +13,6 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from clickback.domain.levels import level_for
 from clickback.domain.reportspec import ReportSpec, TimePlan
 from clickback.domain.rollup import FACT_COLUMNS, NO_CAP, Delta, Mark
 from clickback.storage.primitives import SqlPrimitives
@@ -257,9 +256,8 @@ class ReportSql(SqlPrimitives):
     ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         columns = spec.columns
         select = ([f"{bucket_sql(spec.time)} AS bucket"] if spec.time else []) + columns
-        level = level_for([*columns, *spec.filters])
         where = ["hour >= ?", "hour < ?"]
-        args: list[Any] = [spec.start_hour, spec.end_hour]
+        args: list[Any] = []
         for column, values in spec.filters.items():
             if column == "flags":
                 where.append(_flag_filter(values, args))
@@ -271,7 +269,7 @@ class ReportSql(SqlPrimitives):
         click_sums = [f"sum({m}) AS {m}" for m in ("clicks", "unique_clicks", "bot_clicks")]
         click_sums.append(f"{FLAGGED.format('clicks')} AS flagged_clicks")
         clicks_sql = (
-            f"SELECT {', '.join([*select, *click_sums])} FROM report_clicks_{level} "
+            f"SELECT {', '.join([*select, *click_sums])} FROM report_clicks_{{level}} "
             f"WHERE {filters}{_group(len(select))}"
         )
         conv_cols = [*select, "status"]
@@ -279,11 +277,19 @@ class ReportSql(SqlPrimitives):
         conv_sql = (
             f"SELECT {', '.join([*conv_cols, *conv_sums, 'sum(missing_rate) AS missing_rate'])}, "
             f"{FLAGGED.format('conversions')} AS flagged "
-            f"FROM report_conversions_{level} WHERE basis = ? AND {filters}"
+            f"FROM report_conversions_{{level}} WHERE basis = ? AND {filters}"
             f"{_group(len(conv_cols))}"
         )
-        clicks = [r for r in await self._fetch(clicks_sql, *args) if r["clicks"] is not None]
-        conversions = await self._fetch(conv_sql, spec.by, *args)
+        clicks: list[dict[str, Any]] = []
+        conversions: list[dict[str, Any]] = []
+        # a report on a sub-ID reads whole UTC days from a daily level, the rest hourly;
+        # the caller adds up the rows of each group
+        for level, start, end in spec.segments:
+            rows = await self._fetch(clicks_sql.format(level=level), start, end, *args)
+            clicks += [r for r in rows if r["clicks"] is not None]
+            conversions += await self._fetch(
+                conv_sql.format(level=level), spec.by, start, end, *args
+            )
         return clicks, conversions
 
     async def report_names(self, table: str, ids: list[int]) -> dict[int, str]:
@@ -316,9 +322,9 @@ def _flag_filter(values: Sequence[int | str], args: list[Any]) -> str:
 
 def per_level(template: str, table: str, rows: list[tuple[Any, ...]]) -> Steps:
     """Rows whose first value is their level, as one step per level's table."""
-    by_level: dict[int, list[tuple[Any, ...]]] = {}
+    by_level: dict[str, list[tuple[Any, ...]]] = {}
     for row in rows:
-        by_level.setdefault(int(row[0]), []).append(row[1:])
+        by_level.setdefault(str(row[0]), []).append(row[1:])
     return [(template.format(t=f"{table}_{n}"), r) for n, r in sorted(by_level.items())]
 
 

@@ -9,6 +9,9 @@ Times are BIGINT microseconds since the epoch, UTC; money is BIGINT minor units.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
+KINDS = ("clicks", "conversions")
 ENGINE_WORDS = {
     "sqlite": {"id": "INTEGER PRIMARY KEY", "without_rowid": " WITHOUT ROWID", "refid": "TEXT"},
     # RefIDs sort by creation time only byte by byte: never by a language's collation
@@ -20,7 +23,7 @@ ENGINE_WORDS = {
 }
 
 
-def _flagged_rollups() -> list[str]:
+def _flagged_rollups(levels: Iterable[object] = range(8), facts: bool = True) -> list[str]:
     """Migration 6's rollup tables: migration 5's, with the combination of fraud flags
     (`flags`, '' for none) in every key, and in what the rollups hold of each conversion
     (`report_facts`), so that a flag set after a conversion was rolled up moves it."""
@@ -40,7 +43,7 @@ def _flagged_rollups() -> list[str]:
                 clicks BIGINT NOT NULL, unique_clicks BIGINT NOT NULL, bot_clicks BIGINT NOT NULL,
                 PRIMARY KEY (hour, {key})
             ){{without_rowid}}"""
-        for level in range(8)
+        for level in levels
     ]
     conversions = [
         f"""CREATE TABLE report_conversions_{level} (
@@ -53,9 +56,11 @@ def _flagged_rollups() -> list[str]:
                 missing_rate BIGINT NOT NULL,
                 PRIMARY KEY (basis, hour, {key}, status)
             ){{without_rowid}}"""
-        for level in range(8)
+        for level in levels
     ]
-    facts = f"""CREATE TABLE report_facts (
+    if not facts:
+        return [*clicks, *conversions]
+    fact_table = f"""CREATE TABLE report_facts (
                 conversion_id BIGINT NOT NULL PRIMARY KEY,
                 status TEXT NOT NULL,
                 valued SMALLINT NOT NULL,
@@ -64,7 +69,7 @@ def _flagged_rollups() -> list[str]:
                 {dims}
                 {entities}
             )"""
-    return [*clicks, *conversions, facts]
+    return [*clicks, *conversions, fact_table]
 
 
 MIGRATIONS: list[tuple[int, str, list[str]]] = [
@@ -418,6 +423,22 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
         ],
     ),
 ]
+
+MIGRATIONS.append(
+    (
+        7,
+        "reports: each sub-ID alone with the links, by UTC day; the rollups are rebuilt",
+        [
+            *_flagged_rollups([f"d{i}" for i in range(1, 6)], facts=False),
+            *(f"DELETE FROM report_{kind}_{level}" for kind in KINDS for level in range(8)),
+            "DELETE FROM report_facts",
+            "DELETE FROM report_visitors",
+            "DELETE FROM report_gaps",
+            """UPDATE report_state SET clicks_after = '', conversions_after = 0,
+                events_after = 0""",
+        ],
+    )
+)
 
 LATEST = MIGRATIONS[-1][0]
 

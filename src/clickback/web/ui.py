@@ -23,7 +23,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from clickback.domain.reports import METRICS, run_report, to_csv
-from clickback.domain.reportspec import DIMENSIONS, TIME_DIMS, build_spec
+from clickback.domain.reportspec import DIMENSIONS, MAX_LIMIT, TIME_DIMS, build_spec
 from clickback.domain.timefmt import iso
 from clickback.errors import ClickbackError, InputError
 from clickback.web.session import COOKIE, LOGIN_COOKIE, Session, Sessions, new_csrf, same
@@ -64,6 +64,7 @@ TABLE_METRICS = [
     "missing_rate",
 ]
 MAX_FORM = 65_536
+PAGE_ROWS = 200
 REPORT_PARAMS = ("from", "to", "tz", "by", "sort", "limit", *DIMENSIONS)
 
 
@@ -210,7 +211,9 @@ class Ui:
         time_dim = request.query_params.get("time", "day")
         groups = [g for g in request.query_params.getlist("group") if g in DIMENSIONS]
         group_by = ([time_dim] if time_dim in TIME_DIMS else []) + groups
-        result = await self.report({**params, "group_by": [",".join(group_by)]})
+        # a page shows the first 200 rows unless asked for more; its CSV up to 10,000
+        shown = {"limit": params.get("limit") or [str(PAGE_ROWS)]}
+        result = await self.report({**params, **shown, "group_by": [",".join(group_by)]})
         return self.render(
             request,
             "reports.html",
@@ -230,7 +233,7 @@ class Ui:
 
     async def reports_csv(self, request: Request, session: Session) -> Response:
         params = picked(request, (*REPORT_PARAMS, "group_by"))
-        result = await self.report(params)
+        result = await self.report({"limit": [str(MAX_LIMIT)], **params})
         return Response(
             to_csv(result),
             media_type="text/csv; charset=utf-8",
