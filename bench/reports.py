@@ -182,7 +182,7 @@ async def copy_levels(sink: Sink, table: str, columns: tuple[str, ...], rows: li
 ROLLUP_CLICKS = ("hour", *sql.KEY.split(", "), *sql.REST.split(", "))
 ROLLUP_CLICKS += ("clicks", "unique_clicks", "bot_clicks")
 ROLLUP_CONV = ("basis", "hour", *sql.KEY.split(", "), "status", *sql.REST.split(", "))
-ROLLUP_CONV += ("conversions", "sale", "commission", "missing_rate")
+ROLLUP_CONV += sql.CONVERSION_SUMS
 CLICK_MASKS = levels.masks(CLICK_FIELDS)
 CLICK_DAILY = levels.masks(CLICK_FIELDS, daily=True)
 CONVERSION_DAILY = levels.masks(CONVERSION_FIELDS, daily=True)
@@ -246,7 +246,7 @@ async def load(world: World, sinks: list[Sink], clicks: int, conversions: int, d
     shape = [1 + 0.6 * math.sin((h % 24 - 8) / 24 * 6.283) for h in hours]
     per_hour = [round(clicks * w / sum(shape)) for w in shape]
     p_convert = conversions / clicks
-    conv_rollup: dict[tuple, list[int]] = defaultdict(lambda: [0, 0, 0, 0])
+    conv_rollup: dict[tuple, list[int]] = defaultdict(lambda: [0] * 7)  # no revenue terms
     facts, conv_rows, ledger = [], [], []
     statuses = ["approved", "pending", "rejected", "reversed"]
     seen: set[tuple[int, int, int]] = set()
@@ -356,7 +356,22 @@ async def load(world: World, sinks: list[Sink], clicks: int, conversions: int, d
                     c[1] += amount
                     c[2] += paid
                 facts.append(
-                    (cid, status, 1, amount, paid, hour, conv_at // HOUR, *dims, offer, aff, adv)
+                    # ..., revenue, has_revenue: no offer here has revenue terms
+                    (
+                        cid,
+                        status,
+                        1,
+                        amount,
+                        paid,
+                        hour,
+                        conv_at // HOUR,
+                        *dims,
+                        offer,
+                        aff,
+                        adv,
+                        0,
+                        0,
+                    )
                 )
         pending_rollups += leveled({(hour, *k): v for k, v in rollup.items()}, CLICK_MASKS, 3)
         for k, v in rollup.items():
@@ -371,8 +386,8 @@ async def load(world: World, sinks: list[Sink], clicks: int, conversions: int, d
                 await copy_levels(sink, "report_clicks", ROLLUP_CLICKS, pending_rollups)
             print(f"  {n:>11,} clicks loaded", end="\r", flush=True)
             pending_clicks, pending_rollups = [], []
-    conv_rollup_rows = leveled(conv_rollup, CONVERSION_MASKS, 4)
-    conv_rollup_rows += leveled(by_day(conv_rollup, 1), CONVERSION_DAILY, 4)
+    conv_rollup_rows = leveled(conv_rollup, CONVERSION_MASKS, 7)
+    conv_rollup_rows += leveled(by_day(conv_rollup, 1), CONVERSION_DAILY, 7)
     for sink in sinks:
         await sink.copy("conversions", tuple(CONV_COLUMNS), conv_rows)
         await sink.copy("postbacks", tuple(LEDGER_COLUMNS), ledger)

@@ -36,6 +36,7 @@ UAS = [
     "facebookexternalhit/1.1 (+http://www.facebook.com/externalhit_uatext.php)",
     "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)",
 ]
+REVENUE = [{"revenue_type": "cpa", "revenue_amount": "7.25"}]
 IPS = ["81.2.69.160", "8.8.8.8", "2a00:1450:4001:80b::200e", "203.0.113.7", "1.1.1.1", "5.9.0.1"]
 
 
@@ -130,24 +131,26 @@ async def build_world(store: Store, seed: int) -> World:
     offers = []
     for i, (currency, values) in enumerate(
         [
-            ("USD", {"payout_type": "cpa", "payout_amount": "5.00"}),
+            # revenue: a fixed 7.25 (in the base currency), 12.5 % of the sale, none
+            ("USD", {"payout_type": "cpa", "payout_amount": "5.00", **REVENUE[0]}),
             ("EUR", {"payout_type": "cps", "payout_percent": "8", "approval": "review"}),
             ("JPY", {"payout_type": "cpl", "payout_amount": "120", "approval": "review"}),
         ]
     ):
         adv = await admin.create_advertiser(store, {"name": f"Adv {i % 2}"})
-        offers.append(
-            await admin.create_offer(
-                store,
-                {
-                    "advertiser_id": adv,
-                    "name": f"Offer {i}",
-                    "destination_url": "https://shop.example/land",
-                    "currency": currency,
-                    **values,
-                },
-            )
+        offer_id = await admin.create_offer(
+            store,
+            {
+                "advertiser_id": adv,
+                "name": f"Offer {i}",
+                "destination_url": "https://shop.example/land",
+                "currency": currency,
+                **values,
+            },
         )
+        offers.append(offer_id)
+    # terms changed after the offer was made
+    await admin.update_offer(store, offers[1], {"revenue_type": "cps", "revenue_percent": "12.5"})
     affiliates = [await admin.create_affiliate(store, {"name": f"Aff {i}"}) for i in range(3)]
     for offer in offers:
         for aff in world.rng.sample(affiliates, 2):
@@ -192,15 +195,24 @@ def local_bucket(kind: str, us: int, tz: ZoneInfo, whole_hours: bool) -> str:
     return f"{local.year:04d}-{local.month:02d}"
 
 
+def revenue_of(offer: dict[str, Any], base_amount: int) -> int:
+    """An offer's revenue for a conversion, in cents of the base currency (USD)."""
+    if offer["revenue_type"] == "cpa":
+        return int(Decimal(offer["revenue_amount"]) * 100)
+    share = Decimal(base_amount) * Decimal(offer["revenue_percent"]) / 100
+    return int(share.quantize(Decimal(1), ROUND_HALF_UP))
+
+
 def expected(
     clicks: list[dict[str, Any]],
     conversions: list[dict[str, Any]],
-    offers: dict[int, int],
+    offer_rows: dict[int, dict[str, Any]],
     params: dict[str, str],
     enricher: Enricher | None = None,
 ) -> tuple[dict[tuple[Any, ...], dict[str, Any]], dict[str, Any]]:
     """The report recomputed from raw rows: per group, and totals."""
     enricher = enricher or shared_enricher()
+    offers = {i: o["advertiser_id"] for i, o in offer_rows.items()}
     tz = ZoneInfo(params.get("tz", "UTC"))
     whole = params.get("whole", "1") == "1"
     start = ceil_hour(parse_moment(params["from"], tz, "from")) * HOUR_US
@@ -277,6 +289,12 @@ def expected(
             g["sale"] += v["base_amount"] or 0
             g["commission"] += v["base_commission"] or 0
             g["missing_rate"] += not valued
+            offer = offer_rows[v["offer_id"]]
+            if offer["revenue_type"]:
+                g["with_revenue"] += 1
+                if valued:
+                    g["revenue"] += revenue_of(offer, v["base_amount"])
+                    g["revenue_commission"] += v["base_commission"]
     total: dict[str, Any] = defaultdict(int)
     for g in out.values():
         for k, n in g.items():
@@ -328,8 +346,8 @@ def finish(g: dict[str, Any]) -> dict[str, Any]:
         "commission": cents(g["commission"]),
         "payable": cents(g["approved_commission"]),
         "epc": epc,
-        "revenue": None,
-        "profit": None,
+        "revenue": cents(g["revenue"]) if g["with_revenue"] else None,
+        "profit": cents(g["revenue"] - g["revenue_commission"]) if g["with_revenue"] else None,
         "pending": g["pending"],
         "approved": g["approved"],
         "rejected": g["rejected"],

@@ -97,7 +97,12 @@ def rollup(db: DbOption = None) -> None:
     settings = _settings(db)
 
     async def work(store: Store) -> int:
-        job = RollupJob(store, mmdb_path=settings.geoip_mmdb, settle=settings.rollup_settle)
+        job = RollupJob(
+            store,
+            mmdb_path=settings.geoip_mmdb,
+            settle=settings.rollup_settle,
+            base_currency=settings.base_currency,
+        )
         return await job.catch_up(max_ticks=1_000_000)
 
     console.print(f"{_run(db, work)} rows rolled up")

@@ -80,7 +80,7 @@ async def check(store: Store, case: dict[str, str]) -> None:
     params = {k: [v] for k, v in case.items()}
     spec = build_spec(params, 0, METRICS)
     report = await run_report(store, spec, "USD")
-    offers = {o["id"]: o["advertiser_id"] for o in await raw(store, "offers")}
+    offers = {o["id"]: o for o in await raw(store, "offers")}
     whole = {"whole": "0" if case["tz"] in ("Asia/Kolkata", "Australia/Adelaide") else "1"}
     rows, totals = expected(
         await raw(store, "clicks"), await raw(store, "conversions"), offers, case | whole
@@ -130,6 +130,15 @@ async def test_reports_equal_a_recomputation_from_raw_rows(store: Store, seed: i
     for case in CASES:
         await check(store, case)
     await check_limits(store)
+    by_offer = await run_report(
+        store,
+        build_spec({"from": ["2026-03-20"], "to": ["2026-11-01"], "group_by": ["offer"]}, 0),
+        "USD",
+    )
+    revenue = {r["offer_name"]: r["revenue"] for r in by_offer["rows"]}
+    assert (
+        revenue["Offer 2"] is None and revenue["Offer 0"] and revenue["Offer 1"]
+    )  # none, cpa, cps
     await value_yen(store)  # conversions in JPY get their base values late
     await world.decide(0.3)
     await job.catch_up()

@@ -105,3 +105,25 @@ async def test_conversion_filters(client: httpx.AsyncClient) -> None:
     assert [c["advertiser_id"] for c in r.json()["items"]] == [a["advertiser"]["id"]]
     r = await client.get("/api/v1/conversions", headers=AUTH, params={"status": "approved"})
     assert len(r.json()["items"]) == 3
+
+
+async def test_offer_revenue_terms_are_set_checked_and_shown(client: httpx.AsyncClient) -> None:
+    s = await make_offer(client, revenue_type="cps", revenue_percent="12.5")
+    offer = s["offer"]
+    assert (offer["revenue_type"], offer["revenue_percent"]) == ("cps", "12.5")
+    url = f"/api/v1/offers/{offer['id']}"
+    r = await client.patch(
+        url, json={"revenue_type": "cpa", "revenue_amount": "7.25"}, headers=AUTH
+    )
+    assert r.status_code == 200, r.text
+    r = await client.patch(url, json={"revenue_amount": "8"}, headers=AUTH)  # type kept
+    assert (r.json()["revenue_type"], r.json()["revenue_amount"]) == ("cpa", "8")
+    for body, code in [
+        ({"revenue_type": "cpm"}, "invalid_revenue_type"),
+        ({"revenue_type": "cps", "revenue_percent": "101"}, "invalid_percent"),
+        ({"revenue_type": "cpa", "revenue_amount": "-1"}, "invalid_amount"),
+    ]:
+        r = await client.patch(url, json=body, headers=AUTH)
+        assert r.status_code == 400 and r.json()["errors"][0]["code"] == code, (body, r.text)
+    r = await client.patch(url, json={"revenue_type": ""}, headers=AUTH)
+    assert (r.json()["revenue_type"], r.json()["revenue_amount"]) == ("", "0")

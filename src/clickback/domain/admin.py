@@ -67,6 +67,30 @@ def _decimal(values: Mapping[str, Any], field: str) -> Decimal:
     return amount
 
 
+def revenue_terms(values: Mapping[str, Any]) -> dict[str, str]:
+    """What the advertiser pays the network per conversion: none (`revenue_type` ''),
+    `cpa` (`revenue_amount`, in the base currency) or `cps` (`revenue_percent` of the
+    sale). Stored as given; the rollups turn it into minor units of the base currency."""
+    rtype = str(values.get("revenue_type") or "").lower()
+    if rtype not in ("", "cpa", "cps"):
+        raise InputError(
+            "`revenue_type` must be cpa, cps or empty (none)",
+            code="invalid_revenue_type",
+            field="revenue_type",
+        )
+    out = {"revenue_type": rtype, "revenue_amount": "0", "revenue_percent": "0"}
+    if rtype == "cpa":
+        out["revenue_amount"] = str(_decimal(values, "revenue_amount"))
+    elif rtype == "cps":
+        percent = _decimal(values, "revenue_percent")
+        if percent > 100:
+            raise InputError(
+                "`revenue_percent` is at most 100", code="invalid_percent", field="revenue_percent"
+            )
+        out["revenue_percent"] = str(percent)
+    return out
+
+
 def destination_url(raw: Any) -> str:
     if not isinstance(raw, str):
         raise InputError(
@@ -141,6 +165,8 @@ def offer_values(values: Mapping[str, Any], partial: bool = False) -> dict[str, 
                     field="payout_amount",
                 )
             out["payout_amount"] = money.to_minor(amount, currency)
+    if not partial or given("revenue_type"):
+        out |= revenue_terms(values)
     if not partial or given("attribution_window_days"):
         days = values.get("attribution_window_days", 30)
         try:
@@ -209,6 +235,8 @@ async def update_offer(store: Store, offer_id: int, values: Mapping[str, Any]) -
         values = {**values, "currency": current["currency"]}
     if ("payout_amount" in values or "payout_percent" in values) and "payout_type" not in values:
         values = {**values, "payout_type": current["payout_type"]}
+    if ("revenue_amount" in values or "revenue_percent" in values) and "revenue_type" not in values:
+        values = {**values, "revenue_type": current["revenue_type"]}
     cols = offer_values(values, partial=True)
     cols.pop("advertiser_id", None)
     if "approval" in values:

@@ -4,8 +4,10 @@ Conversions and their money count `pending` and `approved`; `payable` is the app
 commission alone; `rejected` and `reversed` are shown apart. Money is summed in the base
 currency from the amounts each conversion stored in it; a conversion still waiting for
 an exchange rate has no base amount: it is counted (`conversions`) but not summed, and
-`missing_rate` says how many such there are. Offers carry no revenue (what the
-advertiser pays the network) yet, so `revenue` and `profit` are null. Test traffic is
+`missing_rate` says how many such there are. `revenue` (what the advertiser pays the
+network) sums the conversions of offers with revenue terms, valued by the rollup job
+from the offer's terms; `profit` is that revenue less those conversions' commission;
+both are null for a group with no such conversion. Test traffic is
 never rolled up. Bots are counted in `clicks` and apart in `bot_clicks`, never in
 `unique_clicks` (the first click of an IP and User-Agent on a link in a UTC day). Clicks
 and conversions that carry a fraud flag are counted as usual and apart in
@@ -60,7 +62,8 @@ class ReportStore(Protocol):
 
 
 CLICK_SUMS = ("clicks", "unique_clicks", "bot_clicks", "flagged_clicks")
-CONVERSION_SUMS = ("conversions", "sale", "commission", "missing_rate", "flagged")
+CONVERSION_SUMS: tuple[str, ...] = ("conversions", "sale", "commission", "missing_rate")
+CONVERSION_SUMS += ("flagged", "revenue", "with_revenue", "revenue_commission")
 
 
 @dataclass(slots=True)
@@ -79,7 +82,7 @@ class Sums:
     def add_conversions(self, status: str, r: Mapping[str, Any]) -> None:
         sums = self.by_status.get(status)
         if sums is None:
-            sums = self.by_status[status] = [0, 0, 0, 0, 0]
+            sums = self.by_status[status] = [0] * len(CONVERSION_SUMS)
         for i, name in enumerate(CONVERSION_SUMS):
             sums[i] += int(r[name])
 
@@ -96,7 +99,13 @@ class Sums:
         of = self.of
         conversions = self.converted()
         commission = of("pending", 2) + of("approved", 2)
+        revenue = of("pending", 5) + of("approved", 5)
         exp = money.exponent(base)
+        revenue_text: str | None = None
+        profit: str | None = None
+        if of("pending", 6) + of("approved", 6):  # some conversions of offers with revenue
+            revenue_text = money.format_minor(revenue, base)
+            profit = money.format_minor(revenue - of("pending", 7) - of("approved", 7), base)
         return {
             "clicks": clicks,
             "unique_clicks": unique,
@@ -109,8 +118,8 @@ class Sums:
             "commission": money.format_minor(commission, base),
             "payable": money.format_minor(of("approved", 2), base),
             "epc": _ratio(Decimal(commission).scaleb(-exp), clicks, exp + 2),
-            "revenue": None,
-            "profit": None,
+            "revenue": revenue_text,
+            "profit": profit,
             "pending": of("pending", 0),
             "approved": of("approved", 0),
             "rejected": of("rejected", 0),

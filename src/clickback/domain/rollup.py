@@ -29,9 +29,10 @@ import socket
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, Protocol
 
-from clickback.domain import levels
+from clickback.domain import levels, money
 from clickback.domain.enrich import Enricher, visitor_key
 from clickback.domain.fraud import fraud_flags
 from clickback.domain.refid import floor
@@ -82,6 +83,8 @@ class Fact:
     offer_id: int
     affiliate_id: int
     advertiser_id: int
+    revenue: int = 0  # in the base currency's minor units, when valued
+    has_revenue: int = 0  # the offer had revenue terms when the conversion was rolled up
 
     def key(self, basis: str, hour: int) -> ConversionKey:
         return (
@@ -121,11 +124,14 @@ class Delta:
     def contribute(self, fact: Fact, sign: int) -> None:
         """Adds (or with -1 takes away) a conversion's share under both time bases."""
         for basis, hour in (("conversion", fact.conversion_hour), ("click", fact.click_hour)):
-            sums = self.conversions.setdefault(fact.key(basis, hour), [0, 0, 0, 0])
+            sums = self.conversions.setdefault(fact.key(basis, hour), [0] * 7)
             sums[0] += sign
             sums[1] += sign * fact.sale
             sums[2] += sign * fact.commission
             sums[3] += sign * (1 - fact.valued)
+            sums[4] += sign * fact.revenue
+            sums[5] += sign * fact.has_revenue
+            sums[6] += sign * fact.commission * fact.has_revenue
 
     def empty(self) -> bool:
         return not (
@@ -138,12 +144,13 @@ class Delta:
         return leveled(self.clicks, _CLICK_MASKS, 3) + leveled(days, _CLICK_DAILY, 3)
 
     def conversion_rows(self) -> list[tuple[Any, ...]]:
-        """(level, *key, conversions, sale, commission, missing_rate) for every level;
-        keys whose sums cancel out (a status change and back in one batch) are left out."""
+        """(level, *key, conversions, sale, commission, missing_rate, revenue, with_revenue,
+        revenue_commission) for every level; keys whose sums cancel out (a status change
+        and back in one batch) are left out."""
         days = by_day(self.conversions, 1)
-        rows = leveled(self.conversions, _CONVERSION_MASKS, 4)
-        rows += leveled(days, _CONVERSION_DAILY, 4)
-        return [r for r in rows if any(r[-4:])]
+        rows = leveled(self.conversions, _CONVERSION_MASKS, 7)
+        rows += leveled(days, _CONVERSION_DAILY, 7)
+        return [r for r in rows if any(r[-7:])]
 
 
 SUMMED: tuple[str, ...] = ("link_id", "sub1", "sub2", "sub3", "sub4", "sub5", "country")
@@ -200,7 +207,7 @@ class RollupStore(Protocol):
     async def rollup_known_visitors(
         self, keys: Sequence[tuple[int, int, int]]
     ) -> set[tuple[int, int, int]]: ...
-    async def rollup_advertisers(self) -> dict[int, int]: ...
+    async def rollup_offers(self) -> dict[int, dict[str, Any]]: ...
     async def config_version(self) -> int: ...
     async def rollup_apply(self, owner: str, old: Mark, new: Mark, delta: Delta) -> bool: ...
 
@@ -219,6 +226,7 @@ class RollupJob:
         lease: float = 15.0,
         clock: Any = None,
         after_screening: bool = False,
+        base_currency: str = "USD",
     ):
         # with the fraud screening running, clicks wait for it (its watermark) so that
         # they are rolled up with their flags
@@ -233,7 +241,9 @@ class RollupJob:
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
         self._now = clock or (lambda: time.time_ns() // 1000)
         self.after_screening = after_screening
-        self._advertisers: dict[int, int] = {}
+        self.base_currency = base_currency
+        self._offers: dict[int, dict[str, Any]] = {}  # advertiser and revenue terms
+        self._offers_version = -1
         self._version, self._valued_at = -1, 0
         self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()  # one tick at a time, whoever calls
@@ -312,9 +322,11 @@ class RollupJob:
         conversions_after = self._gaps(
             "conversion", mark.conversions_after, conversions, found, late, delta, now
         )
+        offers = await self._offers_of({r["offer_id"] for r in found + conversions})
         for row in found + conversions:
             fact = fact_from_row(row, enricher)
             if fact is not None:
+                self._value_revenue(fact, offers.get(fact.offer_id))
                 delta.facts[fact.conversion_id] = fact
                 delta.contribute(fact, 1)
         events = await store.rollup_events(mark.events_after, self.batch)
@@ -324,7 +336,7 @@ class RollupJob:
         )
         await self._fold_events(sorted(found_events + events, key=lambda e: e["id"]), delta)
         unvalued = await self._valuations(now)
-        self._fold_valuations(unvalued, delta)
+        await self._fold_valuations(unvalued, delta)
         new = Mark(
             clicks[-1]["refid"] if clicks else mark.clicks_after, conversions_after, events_after
         )
@@ -351,7 +363,7 @@ class RollupJob:
             rows.append((c, agent, visitor))
         candidates = sorted({v for _, _, v in rows if v is not None})
         known = await self.store.rollup_known_visitors(candidates) if candidates else set()
-        advertisers = await self._advertisers_of({c["offer_id"] for c, _, _ in rows})
+        offers = await self._offers_of({c["offer_id"] for c, _, _ in rows})
         for c, agent, visitor in rows:
             unique = visitor is not None and visitor not in known
             if unique:
@@ -373,7 +385,7 @@ class RollupJob:
                 fraud_flags(c["flags"]),
                 c["offer_id"],
                 c["affiliate_id"],
-                advertisers.get(c["offer_id"], 0),
+                offers.get(c["offer_id"], {}).get("advertiser_id", 0),
             )
             sums = delta.clicks.setdefault(key, [0, 0, 0])
             sums[0] += 1
@@ -382,10 +394,28 @@ class RollupJob:
         if clicks:
             delta.prune_before_day = clicks[-1]["created_at"] // DAY_US - 1
 
-    async def _advertisers_of(self, offers: set[int]) -> dict[int, int]:
-        if not offers.issubset(self._advertisers):
-            self._advertisers = await self.store.rollup_advertisers()
-        return self._advertisers
+    async def _offers_of(self, ids: set[int]) -> dict[int, dict[str, Any]]:
+        """Each offer's advertiser and revenue terms, read again when an offer is new
+        to the job or the configuration changed."""
+        if not ids:
+            return self._offers
+        version = await self.store.config_version()
+        if not ids.issubset(self._offers) or version != self._offers_version:
+            self._offers, self._offers_version = await self.store.rollup_offers(), version
+        return self._offers
+
+    def _value_revenue(self, fact: Fact, offer: dict[str, Any] | None) -> None:
+        """The fact's revenue under its offer's terms (0 until the conversion is valued,
+        as its sale and commission)."""
+        kind = (offer or {}).get("revenue_type", "")
+        fact.has_revenue = int(kind in ("cpa", "cps"))
+        if offer is None or not fact.valued or not fact.has_revenue:
+            fact.revenue = 0
+        elif kind == "cpa":
+            fact.revenue = money.to_minor(Decimal(offer["revenue_amount"]), self.base_currency)
+        else:
+            share = Decimal(fact.sale) * Decimal(offer["revenue_percent"]) / 100
+            fact.revenue = int(share.to_integral_value(ROUND_HALF_UP))
 
     def _gaps(
         self,
@@ -440,7 +470,8 @@ class RollupJob:
             self._version, self._valued_at = version, now
         return rows
 
-    def _fold_valuations(self, rows: list[dict[str, Any]], delta: Delta) -> None:
+    async def _fold_valuations(self, rows: list[dict[str, Any]], delta: Delta) -> None:
+        offers = await self._offers_of({r["offer_id"] for r in rows})
         for row in rows:
             fact = delta.facts.get(row["conversion_id"])
             if fact is None:
@@ -450,6 +481,7 @@ class RollupJob:
                 continue
             delta.contribute(fact, -1)
             fact.valued, fact.sale, fact.commission = 1, row["base_amount"], row["base_commission"]
+            self._value_revenue(fact, offers.get(fact.offer_id))
             delta.contribute(fact, 1)
 
 

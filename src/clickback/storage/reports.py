@@ -29,21 +29,20 @@ UPSERT_CLICKS = (
     "unique_clicks = {t}.unique_clicks + excluded.unique_clicks, "
     "bot_clicks = {t}.bot_clicks + excluded.bot_clicks"
 )
+CONVERSION_SUMS: tuple[str, ...] = ("conversions", "sale", "commission", "missing_rate")
+CONVERSION_SUMS += ("revenue", "with_revenue", "revenue_commission")
 UPSERT_CONVERSIONS = (
     "INSERT INTO {t} "
-    f"(basis, hour, {KEY}, status, {REST}, conversions, sale, commission, missing_rate) "
-    f"VALUES ({', '.join('?' * 21)}) ON CONFLICT (basis, hour, {KEY}, status) DO UPDATE SET "
-    "conversions = {t}.conversions + excluded.conversions, "
-    "sale = {t}.sale + excluded.sale, "
-    "commission = {t}.commission + excluded.commission, "
-    "missing_rate = {t}.missing_rate + excluded.missing_rate"
+    f"(basis, hour, {KEY}, status, {REST}, {', '.join(CONVERSION_SUMS)}) "
+    f"VALUES ({', '.join('?' * 24)}) ON CONFLICT (basis, hour, {KEY}, status) DO UPDATE SET "
+    + ", ".join(f"{m} = {{t}}.{m} + excluded.{m}" for m in CONVERSION_SUMS)
 )
 UPSERT_FACT = (
     f"INSERT INTO report_facts ({', '.join(FACT_COLUMNS)}) "
     f"VALUES ({', '.join('?' * len(FACT_COLUMNS))}) ON CONFLICT (conversion_id) DO UPDATE SET "
     "status = excluded.status, flags = excluded.flags, valued = excluded.valued, "
-    "sale = excluded.sale, "
-    "commission = excluded.commission"
+    "sale = excluded.sale, commission = excluded.commission, revenue = excluded.revenue, "
+    "has_revenue = excluded.has_revenue"
 )
 CLAIM = (
     "UPDATE report_state SET owner = ?, lease_until = ?, updated_at = ? WHERE name = 'rollup' "
@@ -207,9 +206,11 @@ class ReportSql(SqlPrimitives):
             known.update((int(r["day"]), int(r["link_id"]), int(r["visitor"])) for r in rows)
         return known
 
-    async def rollup_advertisers(self) -> dict[int, int]:
-        rows = await self._fetch("SELECT id, advertiser_id FROM offers")
-        return {int(r["id"]): int(r["advertiser_id"]) for r in rows}
+    async def rollup_offers(self) -> dict[int, dict[str, Any]]:
+        rows = await self._fetch(
+            "SELECT id, advertiser_id, revenue_type, revenue_amount, revenue_percent FROM offers"
+        )
+        return {int(r["id"]): r for r in rows}
 
     async def rollup_apply(self, owner: str, old: Mark, new: Mark, delta: Delta) -> bool:
         """Applies a tick's sums and moves the watermarks, if they are still `old`."""
@@ -273,9 +274,9 @@ class ReportSql(SqlPrimitives):
             f"WHERE {filters}{_group(len(select))}"
         )
         conv_cols = [*select, "status"]
-        conv_sums = [f"sum({m}) AS {m}" for m in ("conversions", "sale", "commission")]
+        conv_sums = [f"sum({m}) AS {m}" for m in CONVERSION_SUMS]
         conv_sql = (
-            f"SELECT {', '.join([*conv_cols, *conv_sums, 'sum(missing_rate) AS missing_rate'])}, "
+            f"SELECT {', '.join([*conv_cols, *conv_sums])}, "
             f"{FLAGGED.format('conversions')} AS flagged "
             f"FROM report_conversions_{{level}} WHERE basis = ? AND {filters}"
             f"{_group(len(conv_cols))}"

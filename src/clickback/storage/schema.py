@@ -440,6 +440,26 @@ MIGRATIONS.append(
     )
 )
 
+MIGRATIONS.append(
+    (
+        8,
+        "offers: revenue (what the advertiser pays the network), summed in the rollups",
+        [
+            """ALTER TABLE offers ADD COLUMN revenue_type TEXT NOT NULL DEFAULT ''""",
+            """ALTER TABLE offers ADD COLUMN revenue_amount TEXT NOT NULL DEFAULT '0'""",
+            """ALTER TABLE offers ADD COLUMN revenue_percent TEXT NOT NULL DEFAULT '0'""",
+            *(
+                f"ALTER TABLE report_conversions_{level} ADD COLUMN {column} BIGINT NOT NULL "
+                "DEFAULT 0"
+                for level in [*range(8), *(f"d{i}" for i in range(1, 6))]
+                for column in ("revenue", "with_revenue", "revenue_commission")
+            ),
+            "ALTER TABLE report_facts ADD COLUMN revenue BIGINT NOT NULL DEFAULT 0",
+            "ALTER TABLE report_facts ADD COLUMN has_revenue SMALLINT NOT NULL DEFAULT 0",
+        ],
+    )
+)
+
 LATEST = MIGRATIONS[-1][0]
 
 

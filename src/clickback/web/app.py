@@ -74,6 +74,7 @@ class ClickbackApp:
             batch=self.settings.jobs_batch,
             share=self.settings.jobs_share,
             after_screening=True,  # the screener runs in this process (or another's)
+            base_currency=self.settings.base_currency,
         )
         if self.settings.rollup_interval > 0:
             self.rollup.start()  # off the hot path: reports read what it rolls up

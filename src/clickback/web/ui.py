@@ -56,6 +56,8 @@ TABLE_METRICS = [
     "sale_amount",
     "commission",
     "payable",
+    "revenue",
+    "profit",
     "epc",
     "pending",
     "approved",
@@ -103,6 +105,7 @@ class Ui:
                 query=request.query_params,
                 done=request.query_params.get("done", ""),
                 error=request.query_params.get("error", ""),
+                base_currency=self.app.settings.base_currency,
                 **ctx,
             )
         )
