@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from clickback.domain.enrich import visitor_key
+from clickback.domain.enrich import Enricher, visitor_key
 from clickback.domain.rollup import shared_enricher
+from tests.mmdb import EXPECTED, write_mmdb
 from tests.reports_world import UAS
 
 
@@ -23,6 +26,14 @@ from tests.reports_world import UAS
 )
 def test_country_from_ip(ip: str, country: str) -> None:
     assert shared_enricher().country(ip) == country
+
+
+def test_country_from_a_maxmind_file_when_one_is_named(tmp_path: Path) -> None:
+    enricher = Enricher(str(write_mmdb(tmp_path / "countries.mmdb")))
+    for ip, country in EXPECTED.items():
+        assert enricher.country(ip) == country, ip
+        assert shared_enricher().country(ip) != country  # the bundled data says otherwise
+    assert enricher.country("10.1.2.3") == "" and enricher.country("nonsense") == ""
 
 
 @pytest.mark.parametrize(

@@ -7,6 +7,7 @@ import csv
 import io
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -15,6 +16,7 @@ from clickback.config import Settings
 from clickback.domain.ports import Store
 from clickback.web.app import ClickbackApp
 from tests.conftest import ADMIN, AUTH, click, make_offer
+from tests.mmdb import write_mmdb
 
 BROWSER = {"user-agent": "Mozilla/5.0 (X11; Linux x86_64; rv:121.0) Gecko/20100101 Firefox/121.0"}
 
@@ -61,6 +63,42 @@ async def test_a_click_and_its_conversion_are_reported_within_5_seconds(
     )
     assert (row["unique_clicks"], row["commission"], row["payable"]) == (1, "2.50", "2.50")
     assert (row["conversion_rate"], row["epc"], row["revenue"]) == ("100.00", "2.5000", None)
+
+
+async def test_countries_from_a_named_maxmind_file_and_revenue_end_to_end(
+    store: Store, tmp_path: Path
+) -> None:
+    settings = Settings(
+        database_url="unused",
+        admin_token=ADMIN,
+        rollup_interval=0.2,
+        geoip_mmdb=str(write_mmdb(tmp_path / "countries.mmdb")),
+    )
+    app = ClickbackApp(settings, store)
+    await app.startup()
+    transport = httpx.ASGITransport(app=app, client=("81.2.69.160", 5555))
+    try:
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://track.test", headers=BROWSER
+        ) as live:
+            s = await make_offer(live, revenue_type="cpa", revenue_amount="7.25")
+            refid = await click(live, s["link"])
+            params = {"refid": refid, "orderamount": "10", "ordernumber": "1"}
+            assert (await live.get("/postback", params=params)).json()["status"] == "accepted"
+            deadline = time.monotonic() + 10
+            while True:
+                report = (
+                    await live.get("/api/v1/reports", params={"group_by": "country"}, headers=AUTH)
+                ).json()
+                if report["totals"]["clicks"] and report["totals"]["conversions"]:
+                    break
+                assert time.monotonic() < deadline, report
+                await asyncio.sleep(0.1)
+    finally:
+        await app.shutdown()
+    [row] = report["rows"]
+    assert row["country"] == "SE"  # the file's answer; geoip2fast's would be GB
+    assert (row["commission"], row["revenue"], row["profit"]) == ("5.00", "7.25", "2.25")
 
 
 async def test_report_as_csv_and_its_refusals(client: httpx.AsyncClient) -> None:
