@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import time
+from pathlib import Path
 
 import pytest
 
 from clickback.domain.models import Outcome
 from clickback.domain.ports import ConversionRow, LedgerRow, Store
 from clickback.errors import UnavailableError
+from clickback.storage.sqlite import Checkpointer, SqliteStore
 
 
 async def setup(store: Store) -> tuple[int, int]:
@@ -162,3 +165,27 @@ async def test_batches_larger_than_batch_max_are_split(store: Store, n: int) -> 
     await asyncio.gather(*(store.write_click(click_row(f"B{i:04d}", link)) for i in range(n)))
     page = await store.list_rows("clicks", {}, None, None, 1000, None)
     assert len(page.items) == n
+
+
+async def test_sqlite_wal_checkpoints_run_in_their_own_thread(tmp_path: Path) -> None:
+    """The writer never checkpoints in a commit; the thread does, and truncates a WAL
+    that grew past its limit; every row is there afterwards."""
+    store = SqliteStore(str(tmp_path / "wal.db"))
+    assert store.conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0
+    assert store.checkpointer is not None
+    store.checkpointer.stop()
+    store.checkpointer = Checkpointer(store.path, every=0.05, truncate_pages=20)
+    await store.migrate()
+    _, link = await setup(store)
+    for n in range(40):
+        await asyncio.gather(
+            *(store.write_click(click_row(f"R{n:03d}{i:03d}", link)) for i in range(50))
+        )
+    deadline = time.monotonic() + 10
+    while store.checkpointer.truncates == 0 and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    assert store.checkpointer.truncates >= 1 and store.checkpointer.passes >= 1
+    rows = await store._fetch("SELECT count(*) AS n FROM clicks")
+    assert rows[0]["n"] == 2_000
+    await store.close()
+    assert not store.checkpointer._thread.is_alive()

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
+import threading
 from typing import Any
 
 from clickback.domain.models import Outcome
@@ -124,6 +125,46 @@ def path_from_url(url: str) -> str:
     return path or ":memory:"
 
 
+class Checkpointer:
+    """WAL checkpoints in a thread of their own, off the event loop: left to the writer,
+    SQLite checkpoints inside the commit that crosses 1,000 pages of WAL, 8-18 ms during
+    which no request is answered. Every `every` seconds a PASSIVE checkpoint copies what
+    it can without blocking anyone (sqlite3 lets go of the GIL meanwhile); a WAL that
+    still grew past `truncate_pages` (a passive checkpoint never shrinks it, and under a
+    steady load it never quite catches up) is checkpointed with TRUNCATE, which holds the
+    writer back for the few pages left."""
+
+    def __init__(self, path: str, every: float = 0.5, truncate_pages: int = 16_384):
+        self.path = path
+        self.every = every
+        self.truncate_pages = truncate_pages
+        self.passes = 0
+        self.truncates = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="clickback-checkpoint", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA busy_timeout = 1000")
+        try:
+            while not self._stop.wait(self.every):
+                try:
+                    _busy, pages, _done = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                    if pages > self.truncate_pages:
+                        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+                        self.truncates += 1
+                    self.passes += 1
+                except sqlite3.Error as e:  # busy, or the file went away: try next time
+                    log.warning("WAL checkpoint failed: %s", e)
+        finally:
+            conn.close()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
 class SqliteStore(SqlStore):
     engine = "sqlite"
 
@@ -138,6 +179,10 @@ class SqliteStore(SqlStore):
             "foreign_keys = ON",
         ):
             self.conn.execute(f"PRAGMA {pragma}")
+        self.checkpointer: Checkpointer | None = None
+        if path != ":memory:":
+            self.conn.execute("PRAGMA wal_autocheckpoint = 0")  # the thread does it
+            self.checkpointer = Checkpointer(path)
         self._pending: list[tuple[int, Any, asyncio.Future[Any] | None]] = []
         self._scheduled = False
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -214,7 +259,9 @@ class SqliteStore(SqlStore):
     async def close(self) -> None:
         while self._pending:  # every row already answered for is written before closing
             self._flush()
-        self.conn.close()
+        if self.checkpointer is not None:
+            self.checkpointer.stop()
+        self.conn.close()  # the last connection out checkpoints what is left
 
     # -- group commit -------------------------------------------------------------
 
