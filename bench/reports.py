@@ -525,7 +525,7 @@ async def open_engine(engine: str, args: argparse.Namespace) -> tuple[Any, Sink]
         from clickback.storage.sqlite import SqliteStore
 
         path = Path(args.sqlite)
-        for suffix in ("", "-wal", "-shm"):
+        for suffix in ("", "-wal", "-shm") if not args.reuse else ():
             Path(f"{path}{suffix}").unlink(missing_ok=True)
         store = SqliteStore(str(path))
         await store.migrate()
@@ -537,13 +537,28 @@ async def open_engine(engine: str, args: argparse.Namespace) -> tuple[Any, Sink]
     from clickback.storage.postgres import PostgresStore
 
     admin_conn = await asyncpg.connect(args.pg)
-    await admin_conn.execute(f"DROP SCHEMA IF EXISTS {args.schema} CASCADE")
-    await admin_conn.execute(f"CREATE SCHEMA {args.schema}")
+    if not args.reuse:
+        await admin_conn.execute(f"DROP SCHEMA IF EXISTS {args.schema} CASCADE")
+        await admin_conn.execute(f"CREATE SCHEMA {args.schema}")
     store = PostgresStore(f"{args.pg}?schema={args.schema}")
     await store.open()
     await store.migrate()
     await admin_conn.execute(f"SET search_path = {args.schema}")
     return store, Sink("postgres", (admin_conn, args.schema))
+
+
+async def already_loaded(store: Any) -> dict[str, Any]:
+    """What an earlier run loaded, as `load` reports it."""
+    clicks = await store._fetch("SELECT count(*) AS n, max(refid) AS last FROM clicks")
+    conversions = await store._fetch("SELECT count(*) AS n FROM conversions")
+    print(f"reusing {clicks[0]['n']:,} clicks and {conversions[0]['n']:,} conversions")
+    return {
+        "clicks": int(clicks[0]["n"]),
+        "conversions": int(conversions[0]["n"]),
+        "click_rollup_rows": None,
+        "conversion_rollup_rows": None,
+        "last_refid": clicks[0]["last"],
+    }
 
 
 async def finish(store: Any, sink: Sink, loaded: dict[str, Any]) -> dict[Any, int]:
@@ -555,7 +570,8 @@ async def finish(store: Any, sink: Sink, loaded: dict[str, Any]) -> dict[Any, in
     )
     # as if the fraud screening had seen every loaded row (and flagged none)
     await store._write(
-        "INSERT INTO jobs (name, watermark, lease_until, owner) VALUES ('screening', ?, 0, '')",
+        "INSERT INTO jobs (name, watermark, lease_until, owner) VALUES ('screening', ?, 0, '') "
+        "ON CONFLICT (name) DO UPDATE SET watermark = excluded.watermark",
         loaded["last_refid"],
     )
     await store._write("UPDATE conversions SET screened = 1")
@@ -592,19 +608,31 @@ async def main() -> None:
     parser.add_argument("--schema", default="bench_reports")
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--seed", type=int, default=2026)
+    parser.add_argument(
+        "--reuse",
+        action="store_true",
+        help="time the data a previous run loaded (migrated to this revision) instead of loading",
+    )
     args = parser.parse_args()
     (ROOT / "bench" / "results").mkdir(parents=True, exist_ok=True)
     engines = ["sqlite", "postgres"] if args.engine == "both" else [args.engine]
     opened = [await open_engine(e, args) for e in engines]
-    links: list[tuple[int, int, int, int]] = []
-    for store, _ in opened:
-        links = await make_entities(store)  # the same ids on every (fresh) engine
-    print(f"loading {args.clicks:,} clicks and {args.conversions:,} conversions into {engines}")
-    t = time.perf_counter()
-    loaded = await load(
-        World(links, args.seed), [s for _, s in opened], args.clicks, args.conversions, args.days
-    )
-    print(f"  loaded in {time.perf_counter() - t:.0f} s")
+    if args.reuse:
+        loaded = await already_loaded(opened[0][0])
+    else:
+        links: list[tuple[int, int, int, int]] = []
+        for store, _ in opened:
+            links = await make_entities(store)  # the same ids on every (fresh) engine
+        print(f"loading {args.clicks:,} clicks and {args.conversions:,} conversions into {engines}")
+        t = time.perf_counter()
+        loaded = await load(
+            World(links, args.seed),
+            [s for _, s in opened],
+            args.clicks,
+            args.conversions,
+            args.days,
+        )
+        print(f"  loaded in {time.perf_counter() - t:.0f} s")
     out: dict[str, Any] = {"args": vars(args), "loaded": loaded, "engines": {}}
     for engine, (store, sink) in zip(engines, opened, strict=True):
         rollup_rows = await finish(store, sink, loaded)

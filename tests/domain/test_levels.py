@@ -43,7 +43,8 @@ def test_a_click_is_summed_at_every_level_with_the_other_columns_blank() -> None
 def test_a_report_on_one_sub_id_reads_whole_utc_days_from_a_daily_level() -> None:
     assert daily_level_for(["offer_id", "sub1"]) == "d1"
     assert daily_level_for(["link_id", "sub3", "advertiser_id"]) == "d3"
-    assert daily_level_for(["offer_id"]) is None  # the hourly links level is small
+    assert daily_level_for(["offer_id"]) == "d0" and daily_level_for([]) == "d0"
+    assert daily_level_for(["country"]) is None
     assert daily_level_for(["sub1", "sub2"]) is None
     assert daily_level_for(["sub1", "country"]) is None
     day = 24 * 20_000
@@ -56,4 +57,21 @@ def test_a_report_on_one_sub_id_reads_whole_utc_days_from_a_daily_level() -> Non
     assert segments(["sub2"], day, day + 48, True) == [("d2", day, day + 48)]
     assert segments(["sub2"], day, day + 48, False) == [("6", day, day + 48)]  # Berlin days
     assert segments(["sub2"], day + 1, day + 30, True) == [("6", day + 1, day + 30)]
-    assert segments(["offer_id"], day, day + 48, True) == [("0", day, day + 48)]
+    assert segments(["offer_id"], day, day + 48, True) == [("d0", day, day + 48)]
+    assert segments(["country"], day, day + 48, True) == [("1", day, day + 48)]
+
+
+def test_a_range_that_ends_now_reads_todays_daily_row() -> None:
+    day = 24 * 20_000
+    now = day + 72 + 13  # 13:xx UTC, three days on; a range up to now ends at 14:00
+    assert segments(["sub1"], day, now + 1, True, now) == [("d1", day, day + 96)]
+    # from mid-day: hourly up to midnight, then daily through today
+    assert segments(["sub1"], day + 10, now + 1, True, now) == [
+        ("6", day + 10, day + 24),
+        ("d1", day + 24, day + 96),
+    ]
+    # a range ending earlier today, or in an earlier day, is not extended
+    assert segments(["sub1"], day, now - 2, True, now)[-1] == ("6", day + 72, now - 2)
+    assert segments(["sub1"], day, day + 50, True, now)[-1] == ("6", day + 48, day + 50)
+    # a range that begins today, up to now: the hourly level alone
+    assert segments(["sub1"], day + 80, now + 1, True, now) == [("6", day + 80, now + 1)]

@@ -8,11 +8,11 @@ stored blank (0 or ''). A report by offer and day reads level 0 (hours by links)
 country level 1 (hours by countries); one by sub-ID and device the full level 7.
 
 Sub-ID levels hold about a row per link, sub-ID values and hour, which is still many
-(millions a month at 10 M clicks). So each sub-ID is also kept alone with the links, by
-UTC day (`DAILY`, tables `_d1`…`_d5`; `hour` holds the day's first hour): a report on
-one sub-ID reads those for the whole UTC days of its range, and the hourly level for
-the hours at either end, as long as its time buckets are whole UTC days (no time
-grouping, or days, weeks or months in a zone at UTC+0).
+(millions a month at 10 M clicks). So the links level and each sub-ID alone with the
+links are also kept by UTC day (`DAILY`, tables `_d0`…`_d5`; `hour` holds the day's
+first hour): a report on those columns reads them for the whole UTC days of its range,
+and the hourly level for the hours at either end, as long as its time buckets are whole
+UTC days (no time grouping, or days, weeks or months in a zone at UTC+0).
 """
 
 from __future__ import annotations
@@ -35,7 +35,8 @@ LEVELS: tuple[frozenset[str], ...] = (
     ENTITIES | SUBS,
     ENTITIES | SUBS | COUNTRY | AGENT,
 )
-DAILY: dict[str, frozenset[str]] = {f"d{i}": ENTITIES | {f"sub{i}"} for i in range(1, 6)}
+DAILY: dict[str, frozenset[str]] = {"d0": ENTITIES}
+DAILY |= {f"d{i}": ENTITIES | {f"sub{i}"} for i in range(1, 6)}
 ALWAYS = frozenset({"hour", "basis", "status", "flags"})  # kept at every level
 BLANK_ID = frozenset(ENTITIES)
 
@@ -50,24 +51,25 @@ def level_for(columns: Iterable[str]) -> int:
 
 
 def daily_level_for(columns: Iterable[str]) -> str | None:
-    """The daily level holding every one of these rollup columns, for a report on a
-    sub-ID (the hourly levels without sub-IDs are small enough)."""
+    """The daily level holding every one of these rollup columns, if one does."""
     needed = set(columns) - ALWAYS
-    if not needed & SUBS:
-        return None
     return next((name for name, kept in DAILY.items() if needed <= kept), None)
 
 
 def segments(
-    columns: Iterable[str], start: int, end: int, utc_days: bool
+    columns: Iterable[str], start: int, end: int, utc_days: bool, now: int | None = None
 ) -> list[tuple[str, int, int]]:
     """Which tables (by suffix) a report reads for which UTC hours [start, end): the
     daily level for the whole UTC days inside, when there is one and the report's time
-    buckets are whole UTC days; the smallest hourly level for the rest."""
+    buckets are whole UTC days; the smallest hourly level for the rest. A range that
+    ends now (`end` is the hour after `now`) reads today's daily row too: it holds
+    nothing after now, since nothing happened yet."""
     columns = list(columns)
     hourly = str(level_for(columns))
     daily = daily_level_for(columns) if utc_days else None
     first, last = -(-start // 24) * 24, end // 24 * 24
+    if now is not None and now <= end <= now + 1:
+        last = -(-end // 24) * 24
     if daily is None or first >= last:
         return [(hourly, start, end)]
     out = [(hourly, start, first)] if start < first else []

@@ -76,15 +76,27 @@ class Sums:
 
     def add_clicks(self, r: Mapping[str, Any]) -> None:
         c = self.clicks
-        for i, name in enumerate(CLICK_SUMS):
-            c[i] += int(r[name])
+        c[0] += int(r["clicks"])
+        c[1] += int(r["unique_clicks"])
+        c[2] += int(r["bot_clicks"])
+        c[3] += int(r["flagged_clicks"])
 
     def add_conversions(self, status: str, r: Mapping[str, Any]) -> None:
+        self.add_status(status, [int(r[name]) for name in CONVERSION_SUMS])
+
+    def add_status(self, status: str, values: list[int]) -> None:
         sums = self.by_status.get(status)
         if sums is None:
-            sums = self.by_status[status] = [0] * len(CONVERSION_SUMS)
-        for i, name in enumerate(CONVERSION_SUMS):
-            sums[i] += int(r[name])
+            self.by_status[status] = values.copy()
+        else:
+            for i, v in enumerate(values):
+                sums[i] += v
+
+    def merge(self, other: Sums) -> None:
+        for i, v in enumerate(other.clicks):
+            self.clicks[i] += v
+        for status, values in other.by_status.items():
+            self.add_status(status, values)
 
     def of(self, status: str, i: int) -> int:
         sums = self.by_status.get(status)
@@ -143,13 +155,13 @@ async def run_report(store: ReportStore, spec: ReportSpec, base: str) -> dict[st
     columns = spec.columns
     keyed = ["bucket", *columns] if spec.time else columns
     groups: dict[tuple[Any, ...], Sums] = {}
-    total = Sums()
     for r in clicks:
-        groups.setdefault(tuple(r[c] for c in keyed), Sums()).add_clicks(r)
-        total.add_clicks(r)
+        groups.setdefault(tuple([r[c] for c in keyed]), Sums()).add_clicks(r)
     for r in conversions:
-        groups.setdefault(tuple(r[c] for c in keyed), Sums()).add_conversions(r["status"], r)
-        total.add_conversions(r["status"], r)
+        groups.setdefault(tuple([r[c] for c in keyed]), Sums()).add_conversions(r["status"], r)
+    total = Sums()
+    for sums in groups.values():
+        total.merge(sums)
     names: dict[str, dict[int, str]] = {}
     for dim, table in _ENTITY_TABLES.items():
         if dim in spec.group_by:

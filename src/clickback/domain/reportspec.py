@@ -101,13 +101,14 @@ class ReportSpec:
     sort: str | None = None
     limit: int = DEFAULT_LIMIT
     notes: tuple[str, ...] = field(default_factory=tuple)
+    now_hour: int | None = None  # the UTC hour the report was asked in
 
     @property
     def segments(self) -> list[tuple[str, int, int]]:
         """The rollup tables (by suffix) to read, each for its UTC hours."""
         utc_days = self.time is None or self.time.whole_utc_days
         needed = [*self.columns, *self.filters]
-        return segments(needed, self.start_hour, self.end_hour, utc_days)
+        return segments(needed, self.start_hour, self.end_hour, utc_days, self.now_hour)
 
     @property
     def columns(self) -> list[str]:
@@ -308,4 +309,5 @@ def build_spec(
         sort=sort,
         limit=int(limit_text),
         notes=notes,
+        now_hour=now_us // HOUR_US,
     )

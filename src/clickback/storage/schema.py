@@ -460,6 +460,35 @@ MIGRATIONS.append(
     )
 )
 
+_KEY = "link_id, sub1, sub2, sub3, sub4, sub5, country, device, os, browser, flags"
+_REST = "offer_id, affiliate_id, advertiser_id"
+_CONVERSION_SUMS = "conversions, sale, commission, missing_rate, revenue, with_revenue"
+_CONVERSION_SUMS += ", revenue_commission"
+MIGRATIONS.append(
+    (
+        9,
+        "reports: the links level by UTC day too, filled from the hourly one",
+        [
+            *_flagged_rollups(["d0"], facts=False),
+            *(
+                f"ALTER TABLE report_conversions_d0 ADD COLUMN {column} BIGINT NOT NULL DEFAULT 0"
+                for column in ("revenue", "with_revenue", "revenue_commission")
+            ),
+            f"""INSERT INTO report_clicks_d0 (hour, {_KEY}, {_REST}, clicks, unique_clicks,
+                bot_clicks)
+                SELECT hour / 24 * 24, {_KEY}, {_REST}, sum(clicks), sum(unique_clicks),
+                sum(bot_clicks) FROM report_clicks_0
+                GROUP BY hour / 24 * 24, {_KEY}, {_REST}""",
+            f"""INSERT INTO report_conversions_d0 (basis, hour, {_KEY}, status, {_REST},
+                {_CONVERSION_SUMS})
+                SELECT basis, hour / 24 * 24, {_KEY}, status, {_REST},
+                {", ".join(f"sum({c.strip()})" for c in _CONVERSION_SUMS.split(","))}
+                FROM report_conversions_0
+                GROUP BY basis, hour / 24 * 24, {_KEY}, status, {_REST}""",
+        ],
+    )
+)
+
 LATEST = MIGRATIONS[-1][0]
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from functools import cache
 from importlib.resources import files
 from typing import TYPE_CHECKING, Any
@@ -23,8 +24,14 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from clickback.domain.reports import METRICS, run_report, to_csv
-from clickback.domain.reportspec import DIMENSIONS, MAX_LIMIT, TIME_DIMS, build_spec
-from clickback.domain.timefmt import iso
+from clickback.domain.reportspec import (
+    DIMENSIONS,
+    MAX_LIMIT,
+    TIME_DIMS,
+    build_spec,
+    zone,
+)
+from clickback.domain.timefmt import EPOCH, iso
 from clickback.errors import ClickbackError, InputError
 from clickback.web.session import COOKIE, LOGIN_COOKIE, Session, Sessions, new_csrf, same
 
@@ -175,7 +182,10 @@ class Ui:
     # -- reports --------------------------------------------------------------------
 
     async def report(self, params: dict[str, list[str]]) -> dict[str, Any]:
-        spec = build_spec(params, time.time_ns() // 1000, METRICS)
+        now = time.time_ns() // 1000
+        if "from" not in params and "to" not in params:
+            params = {**params, "from": [week_start(params, now)]}
+        spec = build_spec(params, now, METRICS)
         result = await run_report(self.app.store, spec, self.app.settings.base_currency)
         result["spec"] = spec
         return result
@@ -270,6 +280,17 @@ async def read_form(request: Request) -> dict[str, str]:
 @cache
 def static_bytes(name: str) -> bytes:
     return files("clickback.web").joinpath("static").joinpath(name).read_bytes()
+
+
+def week_start(params: dict[str, list[str]], now_us: int) -> str:
+    """The dashboard's default range: the last 7 calendar days in the chosen zone, today
+    included (whole days, which the daily rollups serve)."""
+    try:
+        tz = zone((params.get("tz") or ["UTC"])[0] or "UTC")
+    except InputError:
+        tz = zone("UTC")  # the report answers the bad zone itself
+    today = (EPOCH + timedelta(microseconds=now_us)).astimezone(tz).date()
+    return (today - timedelta(days=6)).isoformat()
 
 
 def picked(request: Request, names: tuple[str, ...]) -> dict[str, list[str]]:
