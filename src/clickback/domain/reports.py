@@ -155,10 +155,18 @@ async def run_report(store: ReportStore, spec: ReportSpec, base: str) -> dict[st
     columns = spec.columns
     keyed = ["bucket", *columns] if spec.time else columns
     groups: dict[tuple[Any, ...], Sums] = {}
+
+    def group(r: dict[str, Any]) -> Sums:
+        key = tuple([r[c] for c in keyed])
+        sums = groups.get(key)
+        if sums is None:
+            sums = groups[key] = Sums()
+        return sums
+
     for r in clicks:
-        groups.setdefault(tuple([r[c] for c in keyed]), Sums()).add_clicks(r)
+        group(r).add_clicks(r)
     for r in conversions:
-        groups.setdefault(tuple([r[c] for c in keyed]), Sums()).add_conversions(r["status"], r)
+        group(r).add_conversions(r["status"], r)
     total = Sums()
     for sums in groups.values():
         total.merge(sums)
