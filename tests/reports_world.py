@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import random
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
@@ -100,13 +101,15 @@ class World:
         while await self.screener.run_once() != (0, 0):
             pass
 
-    def _screener(self) -> Screener:
+    def _screener(self, is_bot: Callable[[str], bool] | None = None) -> Screener:
         enricher = shared_enricher()
         limits = fraud.Thresholds(min_seconds=3600, flood_clicks=3, ip_conversions=40)
         return Screener(
             self.store,
             fraud.ClickScreen(
-                lambda ua: enricher.agent(ua).bot, fraud.Networks(["8.8.8.0/24"]), limits
+                is_bot or (lambda ua: enricher.agent(ua).bot),
+                fraud.Networks(["8.8.8.0/24"]),
+                limits,
             ),
             fraud.ConversionScreen(enricher.country, limits),
             self.tracker.catalog.delivery_state,

@@ -242,3 +242,30 @@ async def test_a_conversion_committed_after_a_higher_id_is_still_counted(store: 
     now[0] += 11 * 60 * 1_000_000  # ten minutes on, a gap is given up
     await job.catch_up()
     assert await store.rollup_gaps(10) == []
+
+
+async def test_a_click_the_screening_cannot_read_holds_up_neither_it_nor_the_reports(
+    store: Store,
+) -> None:
+    from datetime import datetime
+
+    world = await build_world(store, 13)
+    await world.clicks(60, datetime.fromisoformat(SPRING), 24)
+
+    def is_bot(user_agent: str) -> bool:
+        if "Googlebot" in user_agent:
+            raise ValueError("a parser fault")
+        return False
+
+    world.screener = world._screener(is_bot)
+    await world.screen()
+    clicks = await raw(store, "clicks")
+    failed = [c for c in clicks if "Googlebot" in c["user_agent"]]
+    assert failed and all(c["flags"] == "screening_failed" for c in failed)
+    job = RollupJob(store, settle=0, after_screening=True)
+    await job.catch_up()
+    case = {"from": ["2026-03-26"], "to": ["2026-03-29"], "group_by": ["flag"]}
+    report = await run_report(store, build_spec(case, 0), "USD")
+    assert report["totals"]["clicks"] == len([c for c in clicks if not c["is_test"]])
+    by_flag = {r["flag"]: r["clicks"] for r in report["rows"]}
+    assert by_flag["screening_failed"] == len([c for c in failed if not c["is_test"]])

@@ -63,7 +63,7 @@ class Screener:
         rows = await self.store.clicks_after(mark, settled, batch)
         flagged = []
         for i, r in enumerate(rows):
-            flags = self.clicks.flags(r["ip"], r["link_id"], r["user_agent"], r["created_at"])
+            flags = self._click_flags(r)
             if flags:
                 flagged.append((",".join(flags), r["refid"]))
             if i % 200 == 199:
@@ -79,6 +79,15 @@ class Screener:
         now = time.time_ns() // 1000
         await self.store.screen_conversions([self._screen_safely(c) for c in conversions], now)
         return len(rows), len(conversions)
+
+    def _click_flags(self, r: dict[str, Any]) -> list[str]:
+        """A click's flags; one that cannot be screened is flagged so and passed over, so
+        that it holds up neither the screening nor the reports, which wait for it."""
+        try:
+            return self.clicks.flags(r["ip"], r["link_id"], r["user_agent"], r["created_at"])
+        except Exception:
+            log.exception("screening click %s failed; flagged and let through", r["refid"])
+            return ["screening_failed"]
 
     def _screen_safely(self, c: dict[str, Any]) -> Screening:
         try:
