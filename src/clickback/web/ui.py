@@ -52,26 +52,8 @@ HEADERS = {
     "referrer-policy": "same-origin",
     "cache-control": "no-store",
 }
-TABLE_METRICS = [
-    "clicks",
-    "unique_clicks",
-    "bot_clicks",
-    "flagged_clicks",
-    "conversions",
-    "flagged_conversions",
-    "conversion_rate",
-    "sale_amount",
-    "commission",
-    "payable",
-    "revenue",
-    "profit",
-    "epc",
-    "pending",
-    "approved",
-    "rejected",
-    "reversed",
-    "missing_rate",
-]
+# the report table shows every metric but the commission of rejected and reversed ones
+TABLE_METRICS = [m for m in METRICS if m not in ("rejected_commission", "reversed_commission")]
 MAX_FORM = 65_536
 PAGE_ROWS = 200
 REPORT_PARAMS = ("from", "to", "tz", "by", "sort", "limit", *DIMENSIONS)
