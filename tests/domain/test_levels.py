@@ -70,7 +70,9 @@ def test_a_range_that_ends_now_reads_todays_daily_row() -> None:
         ("6", day + 10, day + 24),
         ("d1", day + 24, day + 96),
     ]
-    # a range ending earlier today, or in an earlier day, is not extended
+    # a range ending earlier today (even at the start of this hour), or in an earlier
+    # day, is not extended
+    assert segments(["sub1"], day, now, True, now)[-1] == ("6", day + 72, now)
     assert segments(["sub1"], day, now - 2, True, now)[-1] == ("6", day + 72, now - 2)
     assert segments(["sub1"], day, day + 50, True, now)[-1] == ("6", day + 48, day + 50)
     # a range that begins today, up to now: the hourly level alone

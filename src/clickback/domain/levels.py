@@ -62,13 +62,14 @@ def segments(
     """Which tables (by suffix) a report reads for which UTC hours [start, end): the
     daily level for the whole UTC days inside, when there is one and the report's time
     buckets are whole UTC days; the smallest hourly level for the rest. A range that
-    ends now (`end` is the hour after `now`) reads today's daily row too: it holds
-    nothing after now, since nothing happened yet."""
+    ends now (`end` is the hour after `now`, the hour now is in) reads today's daily row
+    too: it holds nothing after now, since nothing happened yet. One that ends at the
+    start of this hour does not: the daily row holds this hour's rows so far."""
     columns = list(columns)
     hourly = str(level_for(columns))
     daily = daily_level_for(columns) if utc_days else None
     first, last = -(-start // 24) * 24, end // 24 * 24
-    if now is not None and now <= end <= now + 1:
+    if now is not None and end == now + 1:
         last = -(-end // 24) * 24
     if daily is None or first >= last:
         return [(hourly, start, end)]

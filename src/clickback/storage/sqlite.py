@@ -145,8 +145,12 @@ class Checkpointer:
         self._thread.start()
 
     def _run(self) -> None:
-        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        conn.execute("PRAGMA busy_timeout = 1000")
+        try:
+            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            conn.execute("PRAGMA busy_timeout = 1000")
+        except sqlite3.Error:
+            log.exception("WAL checkpoints cannot start: the WAL grows until restart")
+            return
         try:
             while not self._stop.wait(self.every):
                 try:
