@@ -269,3 +269,22 @@ async def test_a_click_the_screening_cannot_read_holds_up_neither_it_nor_the_rep
     assert report["totals"]["clicks"] == len([c for c in clicks if not c["is_test"]])
     by_flag = {r["flag"]: r["clicks"] for r in report["rows"]}
     assert by_flag["screening_failed"] == len([c for c in failed if not c["is_test"]])
+
+
+async def test_click_flags_and_the_watermark_move_only_while_the_lease_is_held(
+    store: Store,
+) -> None:
+    from datetime import datetime
+
+    world = await build_world(store, 17)
+    await world.clicks(5, datetime.fromisoformat(SPRING), 1)
+    refid = (await raw(store, "clicks"))[0]["refid"]
+    now = 1_800_000_000_000_000
+    assert await store.acquire_job("screening", "a", now, now + 10) == ""
+    assert await store.acquire_job("screening", "b", now + 20, now + 30) == ""  # a lapsed
+    assert not await store.flag_clicks([("bot", refid)], "a", refid)  # a, late: nothing
+    assert (await raw(store, "clicks"))[0]["flags"] == ""
+    assert await store.job_watermark("screening") == ""
+    assert await store.flag_clicks([("bot", refid)], "b", refid)
+    assert (await raw(store, "clicks"))[0]["flags"] == "bot"
+    assert await store.job_watermark("screening") == refid

@@ -68,9 +68,12 @@ class Screener:
                 flagged.append((",".join(flags), r["refid"]))
             if i % 200 == 199:
                 await asyncio.sleep(0)  # a new User-Agent costs a while: let requests in
-        await self.store.flag_clicks(flagged)
         if rows:
-            await self.store.set_watermark("screening", self.owner, rows[-1]["refid"])
+            # the flags and the watermark move together, and only while this process
+            # holds the job: one whose lease lapsed mid-pass writes nothing
+            if not await self.store.flag_clicks(flagged, self.owner, rows[-1]["refid"]):
+                log.warning("screening lease lost during a pass; its flags are dropped")
+                return 0, 0
             self.clicks.forget_before(rows[-1]["created_at"])
         # a conversion is screened once its click is flagged (or known to be missing), so
         # that rules on click flags apply to it

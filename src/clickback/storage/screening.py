@@ -28,17 +28,6 @@ class ScreeningSql(SqlPrimitives):
         )
         return str(rows[0]["watermark"]) if rows else None
 
-    async def set_watermark(self, name: str, owner: str, watermark: str) -> None:
-        await self._write_all(
-            [
-                (
-                    "UPDATE jobs SET watermark = ? WHERE name = ? AND owner = ?",
-                    (watermark, name, owner),
-                )
-            ],
-            check=False,
-        )
-
     async def job_watermark(self, name: str) -> str:
         """Where the job has got to ('' before its first pass)."""
         rows = await self._fetch("SELECT watermark FROM jobs WHERE name = ?", name)
@@ -54,13 +43,16 @@ class ScreeningSql(SqlPrimitives):
             limit,
         )
 
-    async def flag_clicks(self, flagged: list[tuple[str, str]]) -> None:
-        """Sets (flags, refid) pairs."""
-        if flagged:
-            await self._write_all(
-                [("UPDATE clicks SET flags = ? WHERE refid = ?", pair) for pair in flagged],
-                check=False,
-            )
+    async def flag_clicks(self, flagged: list[tuple[str, str]], owner: str, watermark: str) -> bool:
+        """Sets (flags, refid) pairs and moves the screening's watermark, in one
+        transaction, if `owner` still holds the job (its row is locked meanwhile, so the
+        lease cannot pass to another process half way); False, and nothing done, if not."""
+        guard = (
+            "UPDATE jobs SET watermark = ? WHERE name = 'screening' AND owner = ? RETURNING name",
+            (watermark, owner),
+        )
+        steps = [("UPDATE clicks SET flags = ? WHERE refid = ?", pair) for pair in flagged]
+        return await self._write_all([guard, *steps], guards=1)
 
     async def unscreened_conversions(self, through: str, limit: int) -> list[dict[str, Any]]:
         """Unscreened conversions whose RefIDs (so their clicks) come at or before
