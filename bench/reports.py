@@ -41,6 +41,7 @@ from clickback.domain.reportspec import build_spec  # noqa: E402
 from clickback.domain.rollup import (  # noqa: E402
     CLICK_FIELDS,
     CONVERSION_FIELDS,
+    CONVERSION_SUMS,
     FACT_COLUMNS,
     by_day,
     leveled,
@@ -182,7 +183,7 @@ async def copy_levels(sink: Sink, table: str, columns: tuple[str, ...], rows: li
 ROLLUP_CLICKS = ("hour", *sql.KEY.split(", "), *sql.REST.split(", "))
 ROLLUP_CLICKS += ("clicks", "unique_clicks", "bot_clicks")
 ROLLUP_CONV = ("basis", "hour", *sql.KEY.split(", "), "status", *sql.REST.split(", "))
-ROLLUP_CONV += sql.CONVERSION_SUMS
+ROLLUP_CONV += CONVERSION_SUMS
 CLICK_MASKS = levels.masks(CLICK_FIELDS)
 CLICK_DAILY = levels.masks(CLICK_FIELDS, daily=True)
 CONVERSION_DAILY = levels.masks(CONVERSION_FIELDS, daily=True)

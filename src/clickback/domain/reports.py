@@ -24,6 +24,7 @@ from typing import Any, Protocol
 
 from clickback.domain import money
 from clickback.domain.reportspec import DIMENSIONS, ENTITY_DIMS, TIME_DIMS, ReportSpec
+from clickback.domain.rollup import CONVERSION_SUMS
 
 METRICS = (
     "clicks",
@@ -61,15 +62,15 @@ class ReportStore(Protocol):
     async def report_names(self, table: str, ids: list[int]) -> dict[int, str]: ...
 
 
-CLICK_SUMS = ("clicks", "unique_clicks", "bot_clicks", "flagged_clicks")
-CONVERSION_SUMS: tuple[str, ...] = ("conversions", "sale", "commission", "missing_rate")
-CONVERSION_SUMS += ("flagged", "revenue", "with_revenue", "revenue_commission")
+# per status, what the report reads of the conversion rollups (`flagged` is computed)
+SUMMED = (*CONVERSION_SUMS, "flagged")
+_AT = {name: i for i, name in enumerate(SUMMED)}
 
 
 @dataclass(slots=True)
 class Sums:
-    """A group's sums: the click counts (as CLICK_SUMS), and per status the conversion
-    sums (as CONVERSION_SUMS)."""
+    """A group's sums: the click counts (clicks, unique, bots, flagged), and per status
+    the conversion sums (as SUMMED)."""
 
     clicks: list[int] = field(default_factory=lambda: [0, 0, 0, 0])
     by_status: dict[str, list[int]] = field(default_factory=dict)
@@ -82,7 +83,7 @@ class Sums:
         c[3] += int(r["flagged_clicks"])
 
     def add_conversions(self, status: str, r: Mapping[str, Any]) -> None:
-        self.add_status(status, [int(r[name]) for name in CONVERSION_SUMS])
+        self.add_status(status, [int(r[name]) for name in SUMMED])
 
     def add_status(self, status: str, values: list[int]) -> None:
         sums = self.by_status.get(status)
@@ -98,47 +99,51 @@ class Sums:
         for status, values in other.by_status.items():
             self.add_status(status, values)
 
-    def of(self, status: str, i: int) -> int:
+    def of(self, status: str, name: str) -> int:
         sums = self.by_status.get(status)
-        return sums[i] if sums is not None else 0
+        return sums[_AT[name]] if sums is not None else 0
+
+    def counted(self, name: str) -> int:
+        """A sum over the pending and approved conversions, which reports count."""
+        return self.of("pending", name) + self.of("approved", name)
 
     def converted(self) -> int:
         """Pending and approved conversions (the `conversions` metric)."""
-        return self.of("pending", 0) + self.of("approved", 0)
+        return self.counted("conversions")
 
     def metrics(self, base: str) -> dict[str, Any]:
         clicks, unique, bots, flagged_clicks = self.clicks
         of = self.of
         conversions = self.converted()
-        commission = of("pending", 2) + of("approved", 2)
-        revenue = of("pending", 5) + of("approved", 5)
+        commission = self.counted("commission")
+        revenue = self.counted("revenue")
         exp = money.exponent(base)
         revenue_text: str | None = None
         profit: str | None = None
-        if of("pending", 6) + of("approved", 6):  # some conversions of offers with revenue
+        if self.counted("with_revenue"):  # some conversions of offers with revenue
             revenue_text = money.format_minor(revenue, base)
-            profit = money.format_minor(revenue - of("pending", 7) - of("approved", 7), base)
+            profit = money.format_minor(revenue - self.counted("revenue_commission"), base)
         return {
             "clicks": clicks,
             "unique_clicks": unique,
             "bot_clicks": bots,
             "flagged_clicks": flagged_clicks,
             "conversions": conversions,
-            "flagged_conversions": sum(s[4] for s in self.by_status.values()),
+            "flagged_conversions": sum(s[_AT["flagged"]] for s in self.by_status.values()),
             "conversion_rate": _ratio(conversions * 100, clicks, 2),
-            "sale_amount": money.format_minor(of("pending", 1) + of("approved", 1), base),
+            "sale_amount": money.format_minor(self.counted("sale"), base),
             "commission": money.format_minor(commission, base),
-            "payable": money.format_minor(of("approved", 2), base),
+            "payable": money.format_minor(of("approved", "commission"), base),
             "epc": _ratio(Decimal(commission).scaleb(-exp), clicks, exp + 2),
             "revenue": revenue_text,
             "profit": profit,
-            "pending": of("pending", 0),
-            "approved": of("approved", 0),
-            "rejected": of("rejected", 0),
-            "reversed": of("reversed", 0),
-            "rejected_commission": money.format_minor(of("rejected", 2), base),
-            "reversed_commission": money.format_minor(of("reversed", 2), base),
-            "missing_rate": of("pending", 3) + of("approved", 3),
+            "pending": of("pending", "conversions"),
+            "approved": of("approved", "conversions"),
+            "rejected": of("rejected", "conversions"),
+            "reversed": of("reversed", "conversions"),
+            "rejected_commission": money.format_minor(of("rejected", "commission"), base),
+            "reversed_commission": money.format_minor(of("reversed", "commission"), base),
+            "missing_rate": self.counted("missing_rate"),
         }
 
 
@@ -223,7 +228,7 @@ async def run_report(store: ReportStore, spec: ReportSpec, base: str) -> dict[st
 def _sort(rows: list[dict[str, Any]], spec: ReportSpec) -> None:
     """Time first, then by `sort` (a name, or `-name` for descending). Without `sort`,
     `run_report` orders the groups before their metrics are computed: the most clicked,
-    then the most converting (of any status) first."""
+    then the most converting (pending and approved) first."""
     assert spec.sort
     name = spec.sort.lstrip("-")
 

@@ -45,6 +45,9 @@ GAP_TTL_US = 600_000_000
 MAX_GAP_SCAN = 100_000
 REVALUE_US = 60_000_000  # late rates are looked for when rates change, and this often
 BASES = ("conversion", "click")
+# what a conversion rollup row sums, in the order of `Delta.contribute`
+CONVERSION_SUMS: tuple[str, ...] = ("conversions", "sale", "commission", "missing_rate")
+CONVERSION_SUMS += ("revenue", "with_revenue", "revenue_commission")
 NO_CAP = "~"  # sorts after every RefID (URL-safe characters)
 
 ClickKey = tuple[Any, ...]  # hour, link, sub1..5, country, device, os, browser, flags, offer, ...
@@ -124,7 +127,7 @@ class Delta:
     def contribute(self, fact: Fact, sign: int) -> None:
         """Adds (or with -1 takes away) a conversion's share under both time bases."""
         for basis, hour in (("conversion", fact.conversion_hour), ("click", fact.click_hour)):
-            sums = self.conversions.setdefault(fact.key(basis, hour), [0] * 7)
+            sums = self.conversions.setdefault(fact.key(basis, hour), [0] * len(CONVERSION_SUMS))
             sums[0] += sign
             sums[1] += sign * fact.sale
             sums[2] += sign * fact.commission
@@ -147,10 +150,10 @@ class Delta:
         """(level, *key, conversions, sale, commission, missing_rate, revenue, with_revenue,
         revenue_commission) for every level; keys whose sums cancel out (a status change
         and back in one batch) are left out."""
-        days = by_day(self.conversions, 1)
-        rows = leveled(self.conversions, _CONVERSION_MASKS, 7)
-        rows += leveled(days, _CONVERSION_DAILY, 7)
-        return [r for r in rows if any(r[-7:])]
+        n = len(CONVERSION_SUMS)
+        rows = leveled(self.conversions, _CONVERSION_MASKS, n)
+        rows += leveled(by_day(self.conversions, 1), _CONVERSION_DAILY, n)
+        return [r for r in rows if any(r[-n:])]
 
 
 SUMMED: tuple[str, ...] = ("link_id", "sub1", "sub2", "sub3", "sub4", "sub5", "country")
@@ -407,7 +410,7 @@ class RollupJob:
     def _value_revenue(self, fact: Fact, offer: dict[str, Any] | None) -> None:
         """The fact's revenue under its offer's terms (0 until the conversion is valued,
         as its sale and commission)."""
-        kind = (offer or {}).get("revenue_type", "")
+        kind = offer["revenue_type"] if offer is not None else ""
         fact.has_revenue = int(kind in ("cpa", "cps"))
         if offer is None or not fact.valued or not fact.has_revenue:
             fact.revenue = 0

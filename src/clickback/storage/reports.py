@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from clickback.domain.reportspec import ReportSpec, TimePlan
-from clickback.domain.rollup import FACT_COLUMNS, NO_CAP, Delta, Mark
+from clickback.domain.rollup import CONVERSION_SUMS, FACT_COLUMNS, NO_CAP, Delta, Mark
 from clickback.storage.primitives import SqlPrimitives
 
 Steps = list[tuple[str, list[tuple[Any, ...]]]]
@@ -29,8 +29,6 @@ UPSERT_CLICKS = (
     "unique_clicks = {t}.unique_clicks + excluded.unique_clicks, "
     "bot_clicks = {t}.bot_clicks + excluded.bot_clicks"
 )
-CONVERSION_SUMS: tuple[str, ...] = ("conversions", "sale", "commission", "missing_rate")
-CONVERSION_SUMS += ("revenue", "with_revenue", "revenue_commission")
 UPSERT_CONVERSIONS = (
     "INSERT INTO {t} "
     f"(basis, hour, {KEY}, status, {REST}, {', '.join(CONVERSION_SUMS)}) "

@@ -25,6 +25,7 @@ from starlette.routing import Route
 
 from clickback.domain.reports import METRICS, run_report, to_csv
 from clickback.domain.reportspec import (
+    DEFAULT_DAYS,
     DIMENSIONS,
     MAX_LIMIT,
     TIME_DIMS,
@@ -272,7 +273,7 @@ def week_start(params: dict[str, list[str]], now_us: int) -> str:
     except InputError:
         tz = zone("UTC")  # the report answers the bad zone itself
     today = (EPOCH + timedelta(microseconds=now_us)).astimezone(tz).date()
-    return (today - timedelta(days=6)).isoformat()
+    return (today - timedelta(days=DEFAULT_DAYS - 1)).isoformat()
 
 
 def picked(request: Request, names: tuple[str, ...]) -> dict[str, list[str]]:
