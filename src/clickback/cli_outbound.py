@@ -100,10 +100,10 @@ def deliveries_show(delivery_id: int, db: DbOption = None) -> None:
     from clickback.web.present import attempt, delivery
 
     async def work(store: Store) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-        row = await store.get_row("deliveries", delivery_id)
+        row, attempts = await store.delivery_with_attempts(delivery_id)
         if row is None:
             raise NotFoundError(f"delivery {delivery_id} does not exist")
-        return delivery(row, ""), [attempt(a) for a in await store.delivery_attempts(delivery_id)]
+        return delivery(row, ""), [attempt(a) for a in attempts]
 
     head, attempts = _run(db, work)
     console.print_json(orjson.dumps(head).decode())

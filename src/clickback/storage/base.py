@@ -462,9 +462,13 @@ class SqlStore(OutboxSql, ScreeningSql, ReportSql):
             )
         return await self._write_all(steps)
 
-    async def conversion_events(self, conversion_id: int) -> list[dict[str, Any]]:
-        return await self._fetch(
-            "SELECT * FROM conversion_events WHERE conversion_id = ? ORDER BY id", conversion_id
+    async def conversion_with_history(
+        self, conversion_id: int
+    ) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+        """A conversion and its status history, read together: a change and its history
+        row commit in one transaction, so neither is seen without the other."""
+        return await self._row_with_children(
+            "conversions", conversion_id, "conversion_events", "conversion_id"
         )
 
     async def find_conversion(self, advertiser_id: int, ordernumber: str) -> dict[str, Any] | None:

@@ -158,9 +158,13 @@ class OutboxSql(SqlPrimitives):
         )
         return bool(rows)
 
-    async def delivery_attempts(self, delivery_id: int) -> list[dict[str, Any]]:
-        return await self._fetch(
-            "SELECT * FROM delivery_attempts WHERE delivery_id = ? ORDER BY id", delivery_id
+    async def delivery_with_attempts(
+        self, delivery_id: int
+    ) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+        """A delivery and its attempts; an attempt and the delivery's new state commit
+        together, and are read together."""
+        return await self._row_with_children(
+            "deliveries", delivery_id, "delivery_attempts", "delivery_id"
         )
 
     async def set_offer_postback(

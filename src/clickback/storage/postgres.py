@@ -136,6 +136,18 @@ class PostgresStore(SqlStore):
         rows = await self.pool.fetch(self._sql(sql), *args)
         return [dict(r) for r in rows]
 
+    async def _fetch_together(
+        self, queries: list[tuple[str, tuple[Any, ...]]]
+    ) -> list[list[dict[str, Any]]]:
+        assert self.pool is not None
+        async with (
+            self.pool.acquire() as conn,
+            conn.transaction(isolation="repeatable_read", readonly=True),
+        ):
+            return [
+                [dict(r) for r in await conn.fetch(self._sql(sql), *args)] for sql, args in queries
+            ]
+
     async def _write(self, sql: str, *args: Any, bump: bool = False) -> Any:
         assert self.pool is not None
         async with self.pool.acquire() as conn, conn.transaction():

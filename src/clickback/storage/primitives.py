@@ -14,6 +14,26 @@ class SqlPrimitives:
     async def _fetch(self, sql: str, *args: Any) -> list[dict[str, Any]]:
         raise NotImplementedError
 
+    async def _fetch_together(
+        self, queries: list[tuple[str, tuple[Any, ...]]]
+    ) -> list[list[dict[str, Any]]]:
+        """Runs reads against one snapshot, so that rows one transaction wrote together
+        are seen together (or not at all)."""
+        raise NotImplementedError
+
+    async def _row_with_children(
+        self, table: str, row_id: int, children: str, parent: str
+    ) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+        """A row by id and the rows of `children` that point to it by `parent`, in id
+        order, read together."""
+        rows, kids = await self._fetch_together(
+            [
+                (f"SELECT * FROM {table} WHERE id = ?", (row_id,)),
+                (f"SELECT * FROM {children} WHERE {parent} = ? ORDER BY id", (row_id,)),
+            ]
+        )
+        return (rows[0] if rows else None), kids
+
     async def _write(self, sql: str, *args: Any, bump: bool = False) -> Any:
         """Runs one statement in its own transaction; returns the first column of its first
         row (for RETURNING). `bump` also bumps the config version, in the same transaction."""

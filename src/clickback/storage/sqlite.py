@@ -198,6 +198,16 @@ class SqliteStore(SqlStore):
         cols = [d[0] for d in cur.description]
         return [dict(zip(cols, r, strict=True)) for r in cur.fetchall()]
 
+    async def _fetch_together(
+        self, queries: list[tuple[str, tuple[Any, ...]]]
+    ) -> list[list[dict[str, Any]]]:
+        # one read transaction: another process's commit cannot land between the reads
+        self.conn.execute("BEGIN")
+        try:
+            return [await self._fetch(sql, *args) for sql, args in queries]
+        finally:
+            self.conn.execute("COMMIT")
+
     async def _write(self, sql: str, *args: Any, bump: bool = False) -> Any:
         conn = self.conn
         conn.execute("BEGIN IMMEDIATE")

@@ -47,7 +47,7 @@ async def read_text(request: Request) -> str:
 def endpoints(app: ClickbackApp) -> list[Endpoint]:
     async def read_conversion(request: Request, caller: Caller) -> Response:
         conversion_id = int_param(request)
-        row = await app.store.get_row("conversions", conversion_id)
+        row, events = await app.store.conversion_with_history(conversion_id)
         if row is None:
             raise NotFoundError(f"conversion {conversion_id} does not exist")
         body = PRESENTERS["conversions"](row, base_url(app, request))
@@ -59,7 +59,7 @@ def endpoints(app: ClickbackApp) -> list[Endpoint]:
                 "actor": e["actor"],
                 "at": iso(e["created_at"]),
             }
-            for e in await app.store.conversion_events(conversion_id)
+            for e in events
         ]
         return json_response(body)
 

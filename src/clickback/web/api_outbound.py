@@ -24,11 +24,11 @@ def endpoints(app: ClickbackApp) -> list[Endpoint]:
 
     async def read_delivery(request: Request, caller: Caller) -> Response:
         delivery_id = int_param(request)
-        row = await app.store.get_row("deliveries", delivery_id)
+        row, attempts = await app.store.delivery_with_attempts(delivery_id)
         if row is None:
             raise NotFoundError(f"delivery {delivery_id} does not exist")
         body = PRESENTERS["deliveries"](row, "")
-        body["attempts"] = [attempt(a) for a in await app.store.delivery_attempts(delivery_id)]
+        body["attempts"] = [attempt(a) for a in attempts]
         return json_response(body)
 
     async def resend(request: Request, caller: Caller) -> Response:

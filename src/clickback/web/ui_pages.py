@@ -87,7 +87,7 @@ def routes(ui: Ui) -> list[Route]:
 
     async def conversion(request: Request, session: Session) -> Response:
         cid = _id(request)
-        row = await app.store.get_row("conversions", cid)
+        row, history = await app.store.conversion_with_history(cid)
         if row is None:
             raise NotFoundError(f"conversion {cid} does not exist")
         base = base_url(app, request)
@@ -114,7 +114,7 @@ def routes(ui: Ui) -> list[Route]:
             click=PRESENTERS["clicks"](click, base) if click else None,
             enriched=enriched,
             postbacks=[PRESENTERS["postbacks"](p, base) for p in page.items],
-            history=await app.store.conversion_events(cid),
+            history=history,
             moves=NEXT.get(row["status"], ()),
         )
 

@@ -1,0 +1,56 @@
+"""Reads that must see one moment of the database, on both engines."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from clickback.domain.ports import Store
+from clickback.storage.postgres import PostgresStore
+from clickback.storage.sqlite import SqliteStore
+from tests.storage.test_group_commit import conv, ledger, setup
+
+
+def twin(store: Store) -> Store:
+    """Another store on the same database, as another process would open it."""
+    if isinstance(store, SqliteStore):
+        return SqliteStore(store.path)
+    assert isinstance(store, PostgresStore)
+    return PostgresStore(f"{store.dsn}?schema={store.schema_name}")
+
+
+async def flip(store: Store, conversion_id: int, seconds: float) -> int:
+    """Moves the conversion between approved and pending until time is up."""
+    if isinstance(store, PostgresStore):
+        await store.open()
+    moves, status, deadline = 0, "approved", time.monotonic() + seconds
+    try:
+        while time.monotonic() < deadline:
+            to = "pending" if status == "approved" else "approved"
+            assert await store.transition(conversion_id, status, to, "flip", "test")
+            status, moves = to, moves + 1
+    finally:
+        await store.close()
+    return moves
+
+
+async def test_a_conversion_is_read_with_the_history_of_its_status(store: Store) -> None:
+    adv, link = await setup(store)
+    written = await store.write_postback(ledger("H"), conv(adv, link, "H"))
+    cid = written.conversion_id
+    assert cid is not None
+    # another connection changes the status (and writes its history row) over and over,
+    # in its own thread; every read must show the status its last history row moved to
+    writer = asyncio.create_task(asyncio.to_thread(asyncio.run, flip(twin(store), cid, 1.5)))
+    reads = 0
+    while not writer.done():
+        row, history = await store.conversion_with_history(cid)
+        assert row is not None
+        if history:
+            assert row["status"] == history[-1]["to_status"], (reads, len(history))
+        reads += 1
+        await asyncio.sleep(0)
+    moves = await writer
+    row, history = await store.conversion_with_history(cid)
+    assert row is not None and len(history) == moves > 10 and reads > 10
+    assert (await store.conversion_with_history(cid + 1)) == (None, [])
