@@ -17,7 +17,7 @@ or filters by them.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, Protocol
@@ -54,17 +54,21 @@ _ENTITY_TABLES = {"advertiser": "advertisers", "offer": "offers", "affiliate": "
 class ReportStore(Protocol):
     async def report_sums(
         self, spec: ReportSpec
-    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-        """Click rows and conversion rows (with `status`), summed per `bucket` (when the
-        spec groups by time) and per spec column."""
+    ) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+        """Click rows and conversion rows, summed per bucket (when the spec groups by
+        time) and per spec column, as tuples: the key (bucket first, then the spec's
+        columns), then for clicks the four CLICK_SUMS, for conversions the status and
+        the SUMMED values. Integers throughout."""
         ...
 
     async def report_names(self, table: str, ids: list[int]) -> dict[int, str]: ...
 
 
+CLICK_SUMS = ("clicks", "unique_clicks", "bot_clicks", "flagged_clicks")
 # per status, what the report reads of the conversion rollups (`flagged` is computed)
 SUMMED = (*CONVERSION_SUMS, "flagged")
 _AT = {name: i for i, name in enumerate(SUMMED)}
+_CONVERSIONS = _AT["conversions"]
 
 
 @dataclass(slots=True)
@@ -75,29 +79,20 @@ class Sums:
     clicks: list[int] = field(default_factory=lambda: [0, 0, 0, 0])
     by_status: dict[str, list[int]] = field(default_factory=dict)
 
-    def add_clicks(self, r: Mapping[str, Any]) -> None:
+    def add_clicks(self, values: Sequence[int]) -> None:
+        """Adds the CLICK_SUMS, in that order."""
         c = self.clicks
-        c[0] += int(r["clicks"])
-        c[1] += int(r["unique_clicks"])
-        c[2] += int(r["bot_clicks"])
-        c[3] += int(r["flagged_clicks"])
+        for i, v in enumerate(values):
+            c[i] += v
 
-    def add_conversions(self, status: str, r: Mapping[str, Any]) -> None:
-        self.add_status(status, [int(r[name]) for name in SUMMED])
-
-    def add_status(self, status: str, values: list[int]) -> None:
+    def add_status(self, status: str, values: Sequence[int]) -> None:
+        """Adds a status's SUMMED values, in that order."""
         sums = self.by_status.get(status)
         if sums is None:
-            self.by_status[status] = values.copy()
+            self.by_status[status] = list(values)
         else:
             for i, v in enumerate(values):
                 sums[i] += v
-
-    def merge(self, other: Sums) -> None:
-        for i, v in enumerate(other.clicks):
-            self.clicks[i] += v
-        for status, values in other.by_status.items():
-            self.add_status(status, values)
 
     def of(self, status: str, name: str) -> int:
         sums = self.by_status.get(status)
@@ -109,7 +104,10 @@ class Sums:
 
     def converted(self) -> int:
         """Pending and approved conversions (the `conversions` metric)."""
-        return self.counted("conversions")
+        pending, approved = self.by_status.get("pending"), self.by_status.get("approved")
+        return (pending[_CONVERSIONS] if pending else 0) + (
+            approved[_CONVERSIONS] if approved else 0
+        )
 
     def metrics(self, base: str) -> dict[str, Any]:
         clicks, unique, bots, flagged_clicks = self.clicks
@@ -159,22 +157,27 @@ async def run_report(store: ReportStore, spec: ReportSpec, base: str) -> dict[st
     clicks, conversions = await store.report_sums(spec)
     columns = spec.columns
     keyed = ["bucket", *columns] if spec.time else columns
+    k = len(keyed)
     groups: dict[tuple[Any, ...], Sums] = {}
-
-    def group(r: dict[str, Any]) -> Sums:
-        key = tuple([r[c] for c in keyed])
+    for r in clicks:
+        key = r[:k]
         sums = groups.get(key)
         if sums is None:
             sums = groups[key] = Sums()
-        return sums
-
-    for r in clicks:
-        group(r).add_clicks(r)
+        sums.add_clicks(r[k:])
+    by_status: dict[str, list[tuple[Any, ...]]] = {}
     for r in conversions:
-        group(r).add_conversions(r["status"], r)
-    total = Sums()
-    for sums in groups.values():
-        total.merge(sums)
+        key = r[:k]
+        sums = groups.get(key)
+        if sums is None:
+            sums = groups[key] = Sums()
+        values = r[k + 1 :]
+        sums.add_status(r[k], values)
+        by_status.setdefault(r[k], []).append(values)
+    # the totals add up the same rows, column by column
+    total = Sums(_column_sums([r[k:] for r in clicks], len(CLICK_SUMS)))
+    for status, values_of_status in by_status.items():
+        total.add_status(status, _column_sums(values_of_status, len(SUMMED)))
     names: dict[str, dict[int, str]] = {}
     for dim, table in _ENTITY_TABLES.items():
         if dim in spec.group_by:
@@ -209,8 +212,8 @@ async def run_report(store: ReportStore, spec: ReportSpec, base: str) -> dict[st
         rows.append(row)
     if spec.sort:
         _sort(rows, spec)
-    for r in rows:
-        r.pop("_bucket", None)
+    for shown in rows:
+        shown.pop("_bucket", None)
     return {
         "group_by": list(spec.group_by),
         "from": _hour(spec.start_hour),
@@ -223,6 +226,10 @@ async def run_report(store: ReportStore, spec: ReportSpec, base: str) -> dict[st
         "total_rows": len(groups),
         "totals": total.metrics(base),
     }
+
+
+def _column_sums(rows: list[tuple[Any, ...]], width: int) -> list[int]:
+    return [sum(column) for column in zip(*rows, strict=True)] if rows else [0] * width
 
 
 def _sort(rows: list[dict[str, Any]], spec: ReportSpec) -> None:

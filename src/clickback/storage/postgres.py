@@ -30,6 +30,8 @@ from clickback.storage import schema
 from clickback.storage.base import SqlStore, now_us
 from clickback.storage.writer import fail, settle
 
+READ_WORK_MEM = "32MB"  # per sort or hash of a read: at most the pool's size of them at once
+
 log = logging.getLogger("clickback.storage")
 
 MIGRATION_LOCK = 0x636C6B62  # "clkb": one node migrates at a time
@@ -116,8 +118,11 @@ class PostgresStore(SqlStore):
         return {"search_path": self.schema_name} if self.schema_name else {}
 
     async def open(self) -> PostgresStore:
+        # reads (reports above all) group tens of thousands of rollup rows: with the
+        # default 4 MB a report's GROUP BY sorts on disk (measured: 71 ms, 33 ms hashed)
+        settings = {**self._settings(), "work_mem": READ_WORK_MEM}
         self.pool = await asyncpg.create_pool(
-            self.dsn, min_size=1, max_size=self.pool_size, server_settings=self._settings()
+            self.dsn, min_size=1, max_size=self.pool_size, server_settings=settings
         )
         return self
 
@@ -147,6 +152,18 @@ class PostgresStore(SqlStore):
             return [
                 [dict(r) for r in await conn.fetch(self._sql(sql), *args)] for sql, args in queries
             ]
+
+    async def _fetch_at_once(
+        self, queries: list[tuple[str, tuple[Any, ...]]]
+    ) -> list[list[tuple[Any, ...]]]:
+        assert self.pool is not None
+        pool = self.pool
+
+        async def one(sql: str, args: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+            async with pool.acquire() as conn:
+                return [tuple(r) for r in await conn.fetch(self._sql(sql), *args)]
+
+        return list(await asyncio.gather(*(one(sql, args) for sql, args in queries)))
 
     async def _write(self, sql: str, *args: Any, bump: bool = False) -> Any:
         assert self.pool is not None

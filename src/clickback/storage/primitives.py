@@ -21,6 +21,14 @@ class SqlPrimitives:
         are seen together (or not at all)."""
         raise NotImplementedError
 
+    async def _fetch_at_once(
+        self, queries: list[tuple[str, tuple[Any, ...]]]
+    ) -> list[list[tuple[Any, ...]]]:
+        """Runs independent reads side by side, each on a connection of its own and off
+        the event loop where the engine allows (so not from one snapshot); each query's
+        rows as tuples, in its select order."""
+        raise NotImplementedError
+
     async def _row_with_children(
         self, table: str, row_id: int, children: str, parent: str
     ) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:

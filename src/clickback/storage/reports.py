@@ -252,7 +252,7 @@ class ReportSql(SqlPrimitives):
 
     async def report_sums(
         self, spec: ReportSpec
-    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    ) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
         columns = spec.columns
         select = ([f"{bucket_sql(spec.time)} AS bucket"] if spec.time else []) + columns
         where = ["hour >= ?", "hour < ?"]
@@ -265,30 +265,29 @@ class ReportSql(SqlPrimitives):
             args += values
 
         filters = " AND ".join(where)
-        click_sums = [f"sum({m}) AS {m}" for m in ("clicks", "unique_clicks", "bot_clicks")]
-        click_sums.append(f"{FLAGGED.format('clicks')} AS flagged_clicks")
+        click_sums = [_sum(m) for m in ("clicks", "unique_clicks", "bot_clicks")]
+        click_sums.append(_sum(FLAGGED.format("clicks")))
         clicks_sql = (
             f"SELECT {', '.join([*select, *click_sums])} FROM report_clicks_{{level}} "
             f"WHERE {filters}{_group(len(select))}"
         )
         conv_cols = [*select, "status"]
-        conv_sums = [f"sum({m}) AS {m}" for m in CONVERSION_SUMS]
+        conv_sums = [_sum(m) for m in (*CONVERSION_SUMS, FLAGGED.format("conversions"))]
         conv_sql = (
-            f"SELECT {', '.join([*conv_cols, *conv_sums])}, "
-            f"{FLAGGED.format('conversions')} AS flagged "
+            f"SELECT {', '.join([*conv_cols, *conv_sums])} "
             f"FROM report_conversions_{{level}} WHERE basis = ? AND {filters}"
             f"{_group(len(conv_cols))}"
         )
-        clicks: list[dict[str, Any]] = []
-        conversions: list[dict[str, Any]] = []
         # a report on a sub-ID reads whole UTC days from a daily level, the rest hourly;
-        # the caller adds up the rows of each group
+        # every read runs at once, and the caller adds up the rows of each group
+        queries: list[tuple[str, tuple[Any, ...]]] = []
         for level, start, end in spec.segments:
-            rows = await self._fetch(clicks_sql.format(level=level), start, end, *args)
-            clicks += [r for r in rows if r["clicks"] is not None]
-            conversions += await self._fetch(
-                conv_sql.format(level=level), spec.by, start, end, *args
-            )
+            queries.append((clicks_sql.format(level=level), (start, end, *args)))
+            queries.append((conv_sql.format(level=level), (spec.by, start, end, *args)))
+        found = await self._fetch_at_once(queries)
+        at = len(select)  # a click row's first sum (None when no row matched, ungrouped)
+        clicks = [r for rows in found[0::2] for r in rows if r[at] is not None]
+        conversions = [r for rows in found[1::2] for r in rows]
         return clicks, conversions
 
     async def report_names(self, table: str, ids: list[int]) -> dict[int, str]:
@@ -302,7 +301,12 @@ class ReportSql(SqlPrimitives):
         return out
 
 
-FLAGGED = "sum(CASE WHEN flags <> '' THEN {} ELSE 0 END)"
+FLAGGED = "CASE WHEN flags <> '' THEN {} ELSE 0 END"
+
+
+def _sum(expression: str) -> str:
+    """An integer sum on both engines (PostgreSQL sums BIGINT as NUMERIC)."""
+    return f"CAST(sum({expression}) AS BIGINT)"
 
 
 def _flag_filter(values: Sequence[int | str], args: list[Any]) -> str:

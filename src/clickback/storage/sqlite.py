@@ -188,6 +188,7 @@ class SqliteStore(SqlStore):
             self.conn.execute("PRAGMA wal_autocheckpoint = 0")  # the thread does it
             self.checkpointer = Checkpointer(path)
         self._pending: list[tuple[int, Any, asyncio.Future[Any] | None]] = []
+        self._readers: list[sqlite3.Connection] = []  # for reads in threads, made as needed
         self._scheduled = False
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -207,6 +208,30 @@ class SqliteStore(SqlStore):
             return [await self._fetch(sql, *args) for sql, args in queries]
         finally:
             self.conn.execute("COMMIT")
+
+    async def _fetch_at_once(
+        self, queries: list[tuple[str, tuple[Any, ...]]]
+    ) -> list[list[tuple[Any, ...]]]:
+        if self.path == ":memory:":  # nothing else can open it: the one connection reads
+            return [self.conn.execute(sql, args).fetchall() for sql, args in queries]
+        # sqlite3 lets go of the GIL while a statement runs: in threads, the reads run
+        # on the other core and the event loop (clicks, postbacks) keeps going meanwhile
+        return list(
+            await asyncio.gather(*(asyncio.to_thread(self._read, sql, a) for sql, a in queries))
+        )
+
+    def _read(self, sql: str, args: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+        """One read on a connection of the readers' pool (in a worker thread)."""
+        try:
+            conn = self._readers.pop()
+        except IndexError:
+            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            conn.execute("PRAGMA query_only = ON")
+            conn.execute("PRAGMA busy_timeout = 10000")
+        try:
+            return conn.execute(sql, args).fetchall()
+        finally:
+            self._readers.append(conn)
 
     async def _write(self, sql: str, *args: Any, bump: bool = False) -> Any:
         conn = self.conn
@@ -275,6 +300,8 @@ class SqliteStore(SqlStore):
             self._flush()
         if self.checkpointer is not None:
             self.checkpointer.stop()
+        while self._readers:
+            self._readers.pop().close()
         self.conn.close()  # the last connection out checkpoints what is left
 
     # -- group commit -------------------------------------------------------------
