@@ -17,7 +17,9 @@ UTC days (no time grouping, or days, weeks or months in a zone at UTC+0).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import functools
+from collections.abc import Callable, Iterable, Sequence
+from operator import itemgetter
 from typing import Any
 
 ENTITIES = frozenset({"link_id", "offer_id", "affiliate_id", "advertiser_id"})
@@ -78,7 +80,10 @@ def segments(
     return out + ([(hourly, last, end)] if last < end else [])
 
 
-def masks(fields: Sequence[str], daily: bool = False) -> list[tuple[Any, tuple[Any, ...]]]:
+Masks = tuple[tuple[Any, tuple[Any, ...]], ...]
+
+
+def masks(fields: Sequence[str], daily: bool = False) -> Masks:
     """Per level (the hourly ones, or with `daily` the daily ones), for a key laid out as
     `fields`: the value each position takes, or None where the key's own value is kept."""
     out: list[tuple[Any, tuple[Any, ...]]] = []
@@ -89,14 +94,29 @@ def masks(fields: Sequence[str], daily: bool = False) -> list[tuple[Any, tuple[A
             for name in fields
         )
         out.append((number, blanks))
-    return out
+    return tuple(out)
 
 
-def spread(
-    key: tuple[Any, ...], level_masks: list[tuple[Any, tuple[Any, ...]]]
-) -> list[tuple[Any, ...]]:
-    """The key at every level, the level number first."""
-    return [
-        (number, *(v if b is None else b for v, b in zip(key, blanks, strict=True)))
+@functools.cache
+def projector(level_masks: Masks) -> tuple[tuple[Any, ...], tuple[Callable[..., Any], ...]]:
+    """`spread` made cheap (the rollup job spreads every new key, once per level): the
+    constants the masks put in keys, and per level an itemgetter that picks the leveled
+    key, level number first, from a key with those constants appended."""
+    consts: dict[tuple[type, Any], int] = {}  # 0 and False, '' and 0 kept apart
+    width = len(level_masks[0][1]) if level_masks else 0
+
+    def at(value: Any) -> int:
+        return width + consts.setdefault((type(value), value), len(consts))
+
+    getters = tuple(
+        itemgetter(at(number), *(i if b is None else at(b) for i, b in enumerate(blanks)))
         for number, blanks in level_masks
-    ]
+    )
+    return tuple(value for _, value in consts), getters
+
+
+def spread(key: tuple[Any, ...], level_masks: Masks) -> list[tuple[Any, ...]]:
+    """The key at every level, the level number first."""
+    consts, getters = projector(level_masks)
+    extended = key + consts
+    return [get(extended) for get in getters]

@@ -180,14 +180,21 @@ def by_day(sums: dict[tuple[Any, ...], list[int]], at: int) -> dict[tuple[Any, .
 
 
 def leveled(
-    sums: dict[tuple[Any, ...], list[int]], level_masks: list[tuple[Any, tuple[Any, ...]]], n: int
+    sums: dict[tuple[Any, ...], list[int]], level_masks: levels.Masks, n: int
 ) -> list[tuple[Any, ...]]:
+    """(level, *key, *sums) per level key: the sums of every key that maps to it."""
+    consts, getters = levels.projector(level_masks)
     out: dict[tuple[Any, ...], list[int]] = {}
     for key, values in sums.items():
-        for leveled in levels.spread(key, level_masks):
-            total = out.setdefault(leveled, [0] * n)
-            for i in range(n):
-                total[i] += values[i]
+        extended = key + consts
+        for get in getters:
+            at_level = get(extended)
+            total = out.get(at_level)
+            if total is None:
+                out[at_level] = list(values[:n])
+            else:
+                for i in range(n):
+                    total[i] += values[i]
     return [(*k, *v) for k, v in out.items()]
 
 
