@@ -320,6 +320,9 @@ class RollupJob:
         through = await store.job_watermark("screening") if self.after_screening else NO_CAP
         clicks = await store.rollup_clicks(mark.clicks_after, before, self.batch, through)
         await self._fold_clicks(clicks, delta, enricher)
+        # on SQLite nothing above yielded (its reads are synchronous): let the requests
+        # that queued meanwhile in, so that a tick stops the event loop in short steps
+        await asyncio.sleep(0)
         gaps = await store.rollup_gaps(self.batch)
         late: dict[str, list[int]] = {"conversion": [], "event": []}
         for g in gaps:

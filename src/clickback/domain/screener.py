@@ -75,6 +75,7 @@ class Screener:
                 log.warning("screening lease lost during a pass; its flags are dropped")
                 return 0, 0
             self.clicks.forget_before(rows[-1]["created_at"])
+            await asyncio.sleep(0)  # requests in between the clicks' commit and the next
         # a conversion is screened once its click is flagged (or known to be missing), so
         # that rules on click flags apply to it
         through = rows[-1]["refid"] if len(rows) == batch else settled

@@ -9,6 +9,7 @@ event loop, like the group-commit writer it shares the connection with.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -246,6 +247,7 @@ class ReportSql(SqlPrimitives):
         ]
         if delta.prune_before_day is not None:
             steps.append(("DELETE FROM report_visitors WHERE day < ?", [(delta.prune_before_day,)]))
+        await asyncio.sleep(0)  # spreading the keys took a while: requests first
         return await self._report_tx(guard, steps) is not None
 
     # -- reports --------------------------------------------------------------------
