@@ -2,7 +2,19 @@
 
 from __future__ import annotations
 
-from clickback.domain.levels import LEVELS, daily_level_for, level_for, segments
+import pytest
+
+from clickback.domain.levels import (
+    ALWAYS,
+    BLANK_ID,
+    DAILY,
+    LEVELS,
+    daily_level_for,
+    level_for,
+    masks,
+    segments,
+    spread,
+)
 from clickback.domain.rollup import CLICK_FIELDS, Delta
 
 
@@ -77,3 +89,26 @@ def test_a_range_that_ends_now_reads_todays_daily_row() -> None:
     assert segments(["sub1"], day, day + 50, True, now)[-1] == ("6", day + 48, day + 50)
     # a range that begins today, up to now: the hourly level alone
     assert segments(["sub1"], day + 80, now + 1, True, now) == [("6", day + 80, now + 1)]
+
+
+def test_spreading_keeps_each_levels_columns_and_blanks_the_rest() -> None:
+    # written out the slow way, from the level definitions, for hourly and daily masks
+    key = (100, 7, "a", "b", "c", "d", "e", "DE", "mobile", "iOS", "Safari", "bot", 3, 4, 5)
+    for daily, kept in ((False, dict(enumerate(LEVELS))), (True, DAILY)):
+        expected = [
+            (
+                number,
+                *(
+                    value if name in columns or name in ALWAYS else (0 if name in BLANK_ID else "")
+                    for name, value in zip(CLICK_FIELDS, key, strict=True)
+                ),
+            )
+            for number, columns in kept.items()
+        ]
+        got = spread(key, masks(CLICK_FIELDS, daily=daily))
+        assert got == expected
+        assert [type(v) for row in got for v in row] == [type(v) for row in expected for v in row]
+    with pytest.raises(ValueError):  # a key of the wrong shape is refused, not misread
+        spread(key[:-1], masks(CLICK_FIELDS))
+    with pytest.raises(ValueError):
+        Delta(clicks={key[:-1]: [1, 1, 0]}).click_rows()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 
 from clickback.domain.ports import Store
@@ -19,13 +20,13 @@ def twin(store: Store) -> Store:
     return PostgresStore(f"{store.dsn}?schema={store.schema_name}")
 
 
-async def flip(store: Store, conversion_id: int, seconds: float) -> int:
-    """Moves the conversion between approved and pending until time is up."""
+async def flip(store: Store, conversion_id: int, seconds: float, stop: threading.Event) -> int:
+    """Moves the conversion between approved and pending until time is up (or `stop`)."""
     if isinstance(store, PostgresStore):
         await store.open()
     moves, status, deadline = 0, "approved", time.monotonic() + seconds
     try:
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline and not stop.is_set():
             to = "pending" if status == "approved" else "approved"
             assert await store.transition(conversion_id, status, to, "flip", "test")
             status, moves = to, moves + 1
@@ -41,16 +42,21 @@ async def test_a_conversion_is_read_with_the_history_of_its_status(store: Store)
     assert cid is not None
     # another connection changes the status (and writes its history row) over and over,
     # in its own thread; every read must show the status its last history row moved to
-    writer = asyncio.create_task(asyncio.to_thread(asyncio.run, flip(twin(store), cid, 1.5)))
+    stop = threading.Event()
+    flips = flip(twin(store), cid, 1.5, stop)
+    writer = asyncio.create_task(asyncio.to_thread(asyncio.run, flips))
     reads = 0
-    while not writer.done():
-        row, history = await store.conversion_with_history(cid)
-        assert row is not None
-        if history:
-            assert row["status"] == history[-1]["to_status"], (reads, len(history))
-        reads += 1
-        await asyncio.sleep(0)
-    moves = await writer
+    try:
+        while not writer.done():
+            row, history = await store.conversion_with_history(cid)
+            assert row is not None
+            if history:
+                assert row["status"] == history[-1]["to_status"], (reads, len(history))
+            reads += 1
+            await asyncio.sleep(0)
+    finally:  # the writer ends before the database is dropped, also on a failure
+        stop.set()
+        moves = await writer
     row, history = await store.conversion_with_history(cid)
     assert row is not None and len(history) == moves > 10 and reads > 10
     assert (await store.conversion_with_history(cid + 1)) == (None, [])

@@ -98,10 +98,13 @@ def masks(fields: Sequence[str], daily: bool = False) -> Masks:
 
 
 @functools.cache
-def projector(level_masks: Masks) -> tuple[tuple[Any, ...], tuple[Callable[..., Any], ...]]:
+def projector(
+    level_masks: Masks,
+) -> tuple[int, tuple[Any, ...], tuple[Callable[..., Any], ...]]:
     """`spread` made cheap (the rollup job spreads every new key, once per level): the
-    constants the masks put in keys, and per level an itemgetter that picks the leveled
-    key, level number first, from a key with those constants appended."""
+    length of a key, the constants the masks put in keys, and per level an itemgetter
+    that picks the leveled key, level number first, from a key with those constants
+    appended."""
     consts: dict[tuple[type, Any], int] = {}  # 0 and False, '' and 0 kept apart
     width = len(level_masks[0][1]) if level_masks else 0
 
@@ -112,11 +115,13 @@ def projector(level_masks: Masks) -> tuple[tuple[Any, ...], tuple[Callable[..., 
         itemgetter(at(number), *(i if b is None else at(b) for i, b in enumerate(blanks)))
         for number, blanks in level_masks
     )
-    return tuple(value for _, value in consts), getters
+    return width, tuple(value for _, value in consts), getters
 
 
 def spread(key: tuple[Any, ...], level_masks: Masks) -> list[tuple[Any, ...]]:
     """The key at every level, the level number first."""
-    consts, getters = projector(level_masks)
+    width, consts, getters = projector(level_masks)
+    if len(key) != width:  # it would pick constants for values, silently
+        raise ValueError(f"a key of {len(key)} values for masks of {width}")
     extended = key + consts
     return [get(extended) for get in getters]

@@ -30,7 +30,7 @@ from clickback.storage import schema
 from clickback.storage.base import SqlStore, now_us
 from clickback.storage.writer import fail, settle
 
-READ_WORK_MEM = "32MB"  # per sort or hash of a read: at most the pool's size of them at once
+READ_WORK_MEM = "32MB"  # per sort or hash step of a read (a hash may take twice that)
 
 log = logging.getLogger("clickback.storage")
 
@@ -158,9 +158,11 @@ class PostgresStore(SqlStore):
     ) -> list[list[tuple[Any, ...]]]:
         assert self.pool is not None
         pool = self.pool
+        # a report of several time segments must not take every pooled connection
+        room = asyncio.Semaphore(max(1, self.pool_size - 1))
 
         async def one(sql: str, args: tuple[Any, ...]) -> list[tuple[Any, ...]]:
-            async with pool.acquire() as conn:
+            async with room, pool.acquire() as conn:
                 return [tuple(r) for r in await conn.fetch(self._sql(sql), *args)]
 
         return list(await asyncio.gather(*(one(sql, args) for sql, args in queries)))

@@ -147,7 +147,10 @@ class Checkpointer:
     def _run(self) -> None:
         try:
             conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-            conn.execute("PRAGMA busy_timeout = 1000")
+            # TRUNCATE waits for readers (a report's snapshot) while it holds writers
+            # back: it gives up after 20 ms, so a commit waits no longer, and is tried
+            # again on the next pass
+            conn.execute("PRAGMA busy_timeout = 20")
         except sqlite3.Error:
             log.exception("WAL checkpoints cannot start: the WAL grows until restart")
             return
@@ -189,6 +192,7 @@ class SqliteStore(SqlStore):
             self.checkpointer = Checkpointer(path)
         self._pending: list[tuple[int, Any, asyncio.Future[Any] | None]] = []
         self._readers: list[sqlite3.Connection] = []  # for reads in threads, made as needed
+        self._closed = False
         self._scheduled = False
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -231,7 +235,10 @@ class SqliteStore(SqlStore):
         try:
             return conn.execute(sql, args).fetchall()
         finally:
-            self._readers.append(conn)
+            if self._closed:  # a read outlived the store (its caller was cancelled)
+                conn.close()
+            else:
+                self._readers.append(conn)
 
     async def _write(self, sql: str, *args: Any, bump: bool = False) -> Any:
         conn = self.conn
@@ -300,6 +307,7 @@ class SqliteStore(SqlStore):
             self._flush()
         if self.checkpointer is not None:
             self.checkpointer.stop()
+        self._closed = True
         while self._readers:
             self._readers.pop().close()
         self.conn.close()  # the last connection out checkpoints what is left
