@@ -17,6 +17,7 @@ or filters by them.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
@@ -48,6 +49,7 @@ METRICS = (
     "reversed_commission",
     "missing_rate",
 )
+YIELD_EVERY = 2048  # rows added up between two yields to the event loop
 _ENTITY_TABLES = {"advertiser": "advertisers", "offer": "offers", "affiliate": "affiliates"}
 
 
@@ -159,14 +161,18 @@ async def run_report(store: ReportStore, spec: ReportSpec, base: str) -> dict[st
     keyed = ["bucket", *columns] if spec.time else columns
     k = len(keyed)
     groups: dict[tuple[Any, ...], Sums] = {}
-    for r in clicks:
+    for i, r in enumerate(clicks):
+        if i % YIELD_EVERY == YIELD_EVERY - 1:
+            await asyncio.sleep(0)  # a large report adds up in steps: requests in between
         key = r[:k]
         sums = groups.get(key)
         if sums is None:
             sums = groups[key] = Sums()
         sums.add_clicks(r[k:])
     by_status: dict[str, list[tuple[Any, ...]]] = {}
-    for r in conversions:
+    for i, r in enumerate(conversions):
+        if i % YIELD_EVERY == YIELD_EVERY - 1:
+            await asyncio.sleep(0)
         key = r[:k]
         sums = groups.get(key)
         if sums is None:
