@@ -118,10 +118,18 @@ def projector(
     return width, tuple(value for _, value in consts), getters
 
 
+def extended(
+    key: tuple[Any, ...], level_masks: Masks
+) -> tuple[tuple[Any, ...], tuple[Callable[..., Any], ...]]:
+    """The key with the masks' constants appended, and the getters that pick each
+    level's key from it; a key of the wrong length is refused, not misread."""
+    width, consts, getters = projector(level_masks)
+    if len(key) != width:
+        raise ValueError(f"a key of {len(key)} values for masks of {width}")
+    return key + consts, getters
+
+
 def spread(key: tuple[Any, ...], level_masks: Masks) -> list[tuple[Any, ...]]:
     """The key at every level, the level number first."""
-    width, consts, getters = projector(level_masks)
-    if len(key) != width:  # it would pick constants for values, silently
-        raise ValueError(f"a key of {len(key)} values for masks of {width}")
-    extended = key + consts
-    return [get(extended) for get in getters]
+    full, getters = extended(key, level_masks)
+    return [get(full) for get in getters]

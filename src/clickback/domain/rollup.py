@@ -183,14 +183,11 @@ def leveled(
     sums: dict[tuple[Any, ...], list[int]], level_masks: levels.Masks, n: int
 ) -> list[tuple[Any, ...]]:
     """(level, *key, *sums) per level key: the sums of every key that maps to it."""
-    width, consts, getters = levels.projector(level_masks)
     out: dict[tuple[Any, ...], list[int]] = {}
     for key, values in sums.items():
-        if len(key) != width:  # it would pick constants for values, silently
-            raise ValueError(f"a key of {len(key)} values for masks of {width}")
-        extended = key + consts
+        full, getters = levels.extended(key, level_masks)
         for get in getters:
-            at_level = get(extended)
+            at_level = get(full)
             total = out.get(at_level)
             if total is None:
                 out[at_level] = list(values[:n])
