@@ -92,6 +92,26 @@ def click_count(db_url: str) -> int:
     return int(asyncio.run(_pg_value(db_url, "SELECT count(*) FROM clicks")))
 
 
+def jobs_state(db_url: str) -> tuple[int | None, int | None, bool]:
+    """When the newest clicks the fraud screening and the report rollups have handled
+    were made (microseconds; None before their first pass), and whether the rollups
+    have every stored click."""
+    sql = (
+        "SELECT (SELECT c.created_at FROM jobs j JOIN clicks c ON c.refid = j.watermark "
+        "WHERE j.name = 'screening'), "
+        "(SELECT c.created_at FROM report_state r JOIN clicks c ON c.refid = r.clicks_after "
+        "WHERE r.name = 'rollup'), "
+        "(SELECT clicks_after FROM report_state WHERE name = 'rollup') "
+        ">= (SELECT max(refid) FROM clicks)"
+    )
+    if db_url.startswith("sqlite:"):
+        with sqlite3.connect(sqlite_path(db_url)) as conn:
+            row = conn.execute(sql).fetchone()
+    else:
+        row = asyncio.run(_pg_rows(db_url, sql))[0]
+    return row[0], row[1], bool(row[2])
+
+
 def ledger_outcomes(db_url: str, since_us: int, until_us: int) -> dict[str, int]:
     """Postbacks the server recorded between two times, by outcome."""
     sql = (

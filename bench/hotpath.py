@@ -312,6 +312,31 @@ def record_ledger(db_url: str) -> Callable[[WrkRun], None]:
     return after
 
 
+def watch_jobs(
+    db_url: str, then: Callable[[WrkRun], None], wait: float = 120.0
+) -> Callable[[WrkRun], None]:
+    """After each run: how far behind the fraud screening and the report rollups were
+    when wrk stopped (from the newest click each had handled), then `then`, then how
+    long after wrk stopped the rollups held every stored click (waiting at most `wait`
+    seconds)."""
+
+    def after(run: WrkRun) -> None:
+        screened, rolled, _ = fixtures.jobs_state(db_url)
+        run.extra["behind_s"] = {
+            name: None if at is None else round(max(0, run.ended_us - at) / 1e6, 2)
+            for name, at in (("screening", screened), ("rollups", rolled))
+        }
+        then(run)
+        while (
+            not (done := fixtures.jobs_state(db_url)[2]) and time.time() < run.ended_us / 1e6 + wait
+        ):
+            time.sleep(0.25)
+        caught = time.time() - run.ended_us / 1e6
+        run.extra["caught_up_s"] = round(caught, 1) if done else None
+
+    return after
+
+
 def run_sqlite_click(
     b: Bench,
     template: str,
@@ -339,7 +364,7 @@ def run_sqlite_click(
             "click.lua",
             b.click_args(code),
             pinned=pinned,
-            after_run=count_clicks(db),
+            after_run=watch_jobs(db, count_clicks(db)),
         )
         b.add(result)
     finally:
@@ -368,7 +393,12 @@ def run_sqlite_postback(b: Bench, template: str, code: str) -> None:
         label = f"postback, SQLite ({clicks:,} clicks stored)"
         result = Result("sqlite-postback", label, goal=goal, extra={"clicks_stored": clicks})
         b.measure(
-            result, svc, port, "postback.lua", b.postback_args(pool), after_run=record_ledger(db)
+            result,
+            svc,
+            port,
+            "postback.lua",
+            b.postback_args(pool),
+            after_run=watch_jobs(db, record_ledger(db)),
         )
         b.add(result)
     finally:
@@ -454,7 +484,7 @@ def run_pg(b: Bench) -> None:
                     port,
                     "click.lua",
                     b.click_args(code),
-                    after_run=count_clicks(a.pg_url),
+                    after_run=watch_jobs(a.pg_url, count_clicks(a.pg_url)),
                     helpers=pg_helpers,
                 )
                 b.add(result)
@@ -476,7 +506,7 @@ def run_pg(b: Bench) -> None:
                     port,
                     "postback.lua",
                     b.postback_args(pool),
-                    after_run=record_ledger(a.pg_url),
+                    after_run=watch_jobs(a.pg_url, record_ledger(a.pg_url)),
                     helpers=pg_helpers,
                 )
                 b.add(result)

@@ -313,5 +313,21 @@ def print_details(console: Console, rows: list[dict[str, Any]]) -> None:
                 f"{row['label']}: {sum(stored):,} click rows stored for "
                 f"{row['requests']:,} redirects counted by wrk"
             )
+        behind = [r["extra"]["behind_s"] for r in row["runs"] if "behind_s" in r["extra"]]
+        if behind:
+            caught = [r["extra"].get("caught_up_s") for r in row["runs"]]
+            console.print(
+                f"{row['label']}: when wrk stopped, the report rollups were "
+                + " / ".join(_secs(b["rollups"]) for b in behind)
+                + " behind (fraud screening "
+                + " / ".join(_secs(b["screening"]) for b in behind)
+                + "); every click was in the reports "
+                + " / ".join(_secs(c) for c in caught)
+                + " later (each measured run)"
+            )
         if row["socket_errors"]:
             console.print(f"[yellow]{row['label']}: {row['socket_errors']} socket errors[/yellow]")
+
+
+def _secs(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f} s"

@@ -91,8 +91,16 @@ SETTINGS: dict[str, tuple[str, str]] = {
     "CLICKBACK_JOBS_SHARE": (
         "0.25",
         "The most of the event loop the background jobs (rollups, fraud screening) take "
-        "while catching up; under a load they cannot keep up with, reports and fraud "
-        "flags lag instead of the redirects. 1: no limit.",
+        "while catching up, as long as they are within CLICKBACK_JOBS_MAX_LAG: a burst "
+        "delays reports and fraud flags a little rather than the redirects. 1: no limit.",
+    ),
+    "CLICKBACK_JOBS_MAX_LAG": (
+        "5",
+        "The freshness bound of reports and fraud flags, in seconds: a background job "
+        "(rollups, fraud screening) whose newest folded click is older than this stops "
+        "resting between passes (CLICKBACK_JOBS_SHARE no longer applies) until it is "
+        "back within it. Under more traffic than the core can serve and fold, redirects "
+        "slow down instead of reports falling behind without end. 0: no bound.",
     ),
     "CLICKBACK_FRAUD_MIN_SECONDS": (
         "10",
@@ -172,6 +180,7 @@ class Settings:
     jobs_poll_seconds: float = 0.5
     jobs_batch: int = 250
     jobs_share: float = 0.25
+    jobs_max_lag: float = 5.0
     fraud_min_seconds: float = 10.0
     fraud_flood_clicks: int = 20
     fraud_ip_conversions: int = 5
@@ -204,6 +213,7 @@ class Settings:
                 "jobs_poll_seconds": float(_get(env, "CLICKBACK_JOBS_POLL_SECONDS")),
                 "jobs_batch": max(1, int(_get(env, "CLICKBACK_JOBS_BATCH"))),
                 "jobs_share": min(1.0, max(0.01, float(_get(env, "CLICKBACK_JOBS_SHARE")))),
+                "jobs_max_lag": max(0.0, float(_get(env, "CLICKBACK_JOBS_MAX_LAG"))),
                 "fraud_min_seconds": float(_get(env, "CLICKBACK_FRAUD_MIN_SECONDS")),
                 "fraud_flood_clicks": int(_get(env, "CLICKBACK_FRAUD_FLOOD_CLICKS")),
                 "fraud_ip_conversions": int(_get(env, "CLICKBACK_FRAUD_IP_CONVERSIONS")),

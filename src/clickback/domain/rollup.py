@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, Protocol
 
-from clickback.domain import levels, money
+from clickback.domain import levels, money, pacing
 from clickback.domain.enrich import Enricher, visitor_key
 from clickback.domain.fraud import fraud_flags
 from clickback.domain.refid import floor
@@ -232,6 +232,7 @@ class RollupJob:
         settle: float = 2.0,
         batch: int = 1000,
         share: float = 1.0,
+        max_lag: float = 0.0,
         lease: float = 15.0,
         clock: Any = None,
         after_screening: bool = False,
@@ -246,6 +247,9 @@ class RollupJob:
         self.settle_us = int(settle * 1_000_000)
         self.batch = batch
         self.share = share
+        self.max_lag_us = int(max_lag * 1_000_000)
+        self.clicks_mark = ""  # the newest click rolled up, once a tick has run
+        self.rested = 0.0  # seconds rested between batches, in all
         self.lease_us = int(lease * 1_000_000)
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
         self._now = clock or (lambda: time.time_ns() // 1000)
@@ -282,8 +286,7 @@ class RollupJob:
     async def catch_up(self, max_ticks: int = 1000, share: float = 1.0) -> int:
         """Ticks until nothing is left (or `max_ticks`); the rows folded in. With `share`
         below 1 it rests between batches so that it takes at most that share of the
-        event loop: under a load it cannot keep up with, reports lag rather than the
-        redirects."""
+        event loop, unless its clicks are more than `max_lag` behind (`domain.pacing`)."""
         total = 0
         for _ in range(max_ticks):
             started = time.monotonic()
@@ -291,8 +294,10 @@ class RollupJob:
             total += done
             if not full:
                 break
-            rest = (time.monotonic() - started) * (1 / share - 1) if share < 1 else 0.0
-            await asyncio.sleep(rest)  # let requests in between batches
+            behind = pacing.behind_us(self.clicks_mark, self._now())
+            pause = pacing.rest(time.monotonic() - started, share, behind, self.max_lag_us)
+            self.rested += pause
+            await asyncio.sleep(pause)  # let requests in between batches
         return total
 
     async def _enricher(self) -> Enricher:
@@ -352,6 +357,7 @@ class RollupJob:
         new = Mark(
             clicks[-1]["refid"] if clicks else mark.clicks_after, conversions_after, events_after
         )
+        self.clicks_mark = new.clicks_after
         changed = new != mark or not delta.empty()
         if changed and not await store.rollup_apply(self.owner, mark, new, delta):
             log.warning("rollup watermarks moved under this job; its batch is dropped")

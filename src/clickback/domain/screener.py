@@ -18,7 +18,7 @@ import os
 import time
 from typing import Any
 
-from clickback.domain import fraud, refid
+from clickback.domain import fraud, pacing, refid
 from clickback.domain.lifecycle import DeliveryState
 from clickback.domain.ports import Screening, Store
 
@@ -37,9 +37,13 @@ class Screener:
         lease_seconds: float = 10.0,
         batch: int = 250,
         share: float = 1.0,
+        max_lag: float = 0.0,
     ):
         self.batch = batch  # rows per pass: a pass holds the event loop, keep it short
         self.share = share
+        self.max_lag_us = int(max_lag * 1_000_000)
+        self.clicks_mark = ""  # the newest click flagged, once a pass found some
+        self.rested = 0.0  # seconds rested between passes, in all
         self.store = store
         self.clicks = clicks
         self.conversions = conversions
@@ -75,6 +79,7 @@ class Screener:
                 log.warning("screening lease lost during a pass; its flags are dropped")
                 return 0, 0
             self.clicks.forget_before(rows[-1]["created_at"])
+            self.clicks_mark = rows[-1]["refid"]
             await asyncio.sleep(0)  # requests in between the clicks' commit and the next
         # a conversion is screened once its click is flagged (or known to be missing), so
         # that rules on click flags apply to it
@@ -131,16 +136,29 @@ class Screener:
                 await self._task
             self._task = None
 
+    async def catch_up(self, max_passes: int = 1000) -> tuple[int, int]:
+        """Passes until one finds less than a batch of each (or `max_passes`); the clicks
+        and conversions screened. Between full passes it rests so as to take at most
+        `share` of the event loop, unless it is more than `max_lag` behind
+        (`domain.pacing`)."""
+        done_clicks = done_conversions = 0
+        for _ in range(max_passes):
+            started = time.monotonic()
+            clicks, conversions = await self.run_once()
+            done_clicks, done_conversions = done_clicks + clicks, done_conversions + conversions
+            if clicks < self.batch and conversions < self.batch:
+                break
+            behind = pacing.behind_us(self.clicks_mark, time.time_ns() // 1000)
+            worked = time.monotonic() - started
+            pause = pacing.rest(worked, self.share, behind, self.max_lag_us)
+            self.rested += pause
+            await asyncio.sleep(pause)
+        return done_clicks, done_conversions
+
     async def _loop(self) -> None:
         while True:
-            started = time.monotonic()
             try:
-                clicks, conversions = await self.run_once()
+                await self.catch_up()
             except Exception:
                 log.exception("screening pass failed; retrying")
-                clicks = conversions = 0
-            if clicks < self.batch and conversions < self.batch:
-                await asyncio.sleep(self.poll_seconds)
-            else:  # more to do: rest so as to take at most `share` of the event loop
-                rest = (time.monotonic() - started) * (1 / self.share - 1)
-                await asyncio.sleep(rest if self.share < 1 else 0)
+            await asyncio.sleep(self.poll_seconds)

@@ -73,6 +73,7 @@ class ClickbackApp:
             settle=self.settings.rollup_settle,
             batch=self.settings.jobs_batch,
             share=self.settings.jobs_share,
+            max_lag=self.settings.jobs_max_lag,
             after_screening=True,  # the screener runs in this process (or another's)
             base_currency=self.settings.base_currency,
         )
@@ -115,6 +116,7 @@ class ClickbackApp:
             s.jobs_poll_seconds,
             batch=s.jobs_batch,
             share=s.jobs_share,
+            max_lag=s.jobs_max_lag,
         )
         self.sender.start()
         self.screener.start()
