@@ -92,24 +92,34 @@ def click_count(db_url: str) -> int:
     return int(asyncio.run(_pg_value(db_url, "SELECT count(*) FROM clicks")))
 
 
-def jobs_state(db_url: str) -> tuple[int | None, int | None, bool]:
-    """When the newest clicks the fraud screening and the report rollups have handled
-    were made (microseconds; None before their first pass), and whether the rollups
-    have every stored click."""
+def jobs_state(db_url: str) -> dict[str, tuple[int | None, bool]]:
+    """Per job and kind of row (fraud screening of clicks, report rollups of clicks and
+    of conversions): when the newest row it has handled was made (microseconds; None
+    before its first) and whether it has handled every stored row."""
     sql = (
         "SELECT (SELECT c.created_at FROM jobs j JOIN clicks c ON c.refid = j.watermark "
         "WHERE j.name = 'screening'), "
+        "coalesce((SELECT watermark FROM jobs WHERE name = 'screening') "
+        ">= (SELECT max(refid) FROM clicks), true), "
         "(SELECT c.created_at FROM report_state r JOIN clicks c ON c.refid = r.clicks_after "
         "WHERE r.name = 'rollup'), "
-        "(SELECT clicks_after FROM report_state WHERE name = 'rollup') "
-        ">= (SELECT max(refid) FROM clicks)"
+        "coalesce((SELECT clicks_after FROM report_state WHERE name = 'rollup') "
+        ">= (SELECT max(refid) FROM clicks), true), "
+        "(SELECT c.created_at FROM report_state r JOIN conversions c "
+        "ON c.id = r.conversions_after WHERE r.name = 'rollup'), "
+        "(SELECT conversions_after FROM report_state WHERE name = 'rollup') "
+        ">= (SELECT coalesce(max(id), 0) FROM conversions)"
     )
     if db_url.startswith("sqlite:"):
         with sqlite3.connect(sqlite_path(db_url)) as conn:
             row = conn.execute(sql).fetchone()
     else:
         row = asyncio.run(_pg_rows(db_url, sql))[0]
-    return row[0], row[1], bool(row[2])
+    return {
+        "screening": (row[0], bool(row[1])),
+        "rollup clicks": (row[2], bool(row[3])),
+        "rollup conversions": (row[4], bool(row[5])),
+    }
 
 
 def ledger_outcomes(db_url: str, since_us: int, until_us: int) -> dict[str, int]:

@@ -316,23 +316,23 @@ def watch_jobs(
     db_url: str, then: Callable[[WrkRun], None], wait: float = 120.0
 ) -> Callable[[WrkRun], None]:
     """After each run: how far behind the fraud screening and the report rollups were
-    when wrk stopped (from the newest click each had handled), then `then`, then how
-    long after wrk stopped the rollups held every stored click (waiting at most `wait`
-    seconds)."""
+    when wrk stopped (0 for a job that had handled every row; else from the newest row
+    it had handled), then `then`, then how long after wrk stopped the rollups held every
+    stored click and conversion (waiting at most `wait` seconds)."""
 
     def after(run: WrkRun) -> None:
-        screened, rolled, _ = fixtures.jobs_state(db_url)
+        state = fixtures.jobs_state(db_url)
         run.extra["behind_s"] = {
-            name: None if at is None else round(max(0, run.ended_us - at) / 1e6, 2)
-            for name, at in (("screening", screened), ("rollups", rolled))
+            name: 0.0 if done else None if at is None else round((run.ended_us - at) / 1e6, 2)
+            for name, (at, done) in state.items()
         }
         then(run)
-        while (
-            not (done := fixtures.jobs_state(db_url)[2]) and time.time() < run.ended_us / 1e6 + wait
-        ):
+        while time.time() < run.ended_us / 1e6 + wait:
+            state = fixtures.jobs_state(db_url)
+            if state["rollup clicks"][1] and state["rollup conversions"][1]:
+                run.extra["caught_up_s"] = round(time.time() - run.ended_us / 1e6, 1)
+                break
             time.sleep(0.25)
-        caught = time.time() - run.ended_us / 1e6
-        run.extra["caught_up_s"] = round(caught, 1) if done else None
 
     return after
 

@@ -316,14 +316,14 @@ def print_details(console: Console, rows: list[dict[str, Any]]) -> None:
         behind = [r["extra"]["behind_s"] for r in row["runs"] if "behind_s" in r["extra"]]
         if behind:
             caught = [r["extra"].get("caught_up_s") for r in row["runs"]]
+            lags = "; ".join(
+                f"{name} " + " / ".join(_secs(b.get(name)) for b in behind) for name in behind[0]
+            )
             console.print(
-                f"{row['label']}: when wrk stopped, the report rollups were "
-                + " / ".join(_secs(b["rollups"]) for b in behind)
-                + " behind (fraud screening "
-                + " / ".join(_secs(b["screening"]) for b in behind)
-                + "); every click was in the reports "
+                f"{row['label']}: behind when wrk stopped (each measured run): {lags}; "
+                "every click and conversion in the reports "
                 + " / ".join(_secs(c) for c in caught)
-                + " later (each measured run)"
+                + " after wrk stopped"
             )
         if row["socket_errors"]:
             console.print(f"[yellow]{row['label']}: {row['socket_errors']} socket errors[/yellow]")
