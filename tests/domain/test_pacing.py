@@ -1,13 +1,17 @@
 from clickback.domain import pacing
-from clickback.domain.refid import RefIdCodec, floor
 
 
-def test_behind_is_read_from_the_marks_refid() -> None:
-    refid = RefIdCodec(["k"]).issue(7, 1_700_000_000_123)
-    assert pacing.behind_us(refid, 1_700_000_002_123_000) == 2_000_000
-    assert pacing.behind_us(floor(1_700_000_000_000), 1_700_000_000_500_000) == 500_000
-    assert pacing.behind_us("", 1_700_000_000_000_000) == 0  # nothing handled yet
-    assert pacing.behind_us(refid, 1_000) == 0  # a clock behind the mark: not behind
+def test_behind_is_the_age_of_the_newest_row_of_a_full_batch() -> None:
+    now = 100_000_000
+    clicks = [{"created_at": now - 9_000_000}, {"created_at": now - 8_000_000}]
+    conversions = [{"created_at": now - 3_000_000}]
+    assert pacing.behind_us(now, 2, clicks, conversions) == 8_000_000  # clicks wait
+    assert pacing.behind_us(now, 1, clicks, conversions) == 8_000_000  # the older backlog
+    assert pacing.behind_us(now, 3, clicks, conversions) == 0  # all caught up
+    assert pacing.behind_us(now, 1, [], conversions) == 3_000_000
+    # an old click read when clicks did not fill their batch is not a backlog
+    assert pacing.behind_us(now, 2, clicks[:1], [{"created_at": now}] * 2) == 0
+    assert pacing.behind_us(now, 1, [{"created_at": now + 5}]) == 0  # a clock behind
 
 
 def test_rest_takes_the_share_within_the_bound_only() -> None:

@@ -10,13 +10,16 @@ down instead, and the bound holds.
 
 from __future__ import annotations
 
-from clickback.domain.refid import created_ms
+from collections.abc import Sequence
+from typing import Any
 
 
-def behind_us(mark: str, now_us: int) -> int:
-    """How far behind a job is whose newest handled click is `mark` (a RefID; '' for
-    none yet, which is not behind)."""
-    return max(0, now_us - created_ms(mark) * 1000) if mark else 0
+def behind_us(now_us: int, batch: int, *passes: Sequence[dict[str, Any]]) -> int:
+    """How far behind a job is after a pass that read these rows (each kind in time
+    order, with `created_at`): as old as the newest row of a kind that filled its
+    batch, as more of that kind waits; 0 when none did."""
+    newest = [rows[-1]["created_at"] for rows in passes if len(rows) >= batch]
+    return max((max(0, now_us - at) for at in newest), default=0)
 
 
 def rest(worked: float, share: float, behind: int, max_lag_us: int) -> float:

@@ -84,13 +84,6 @@ class RefIdCodec:
         return None
 
 
-def created_ms(refid: str) -> int:
-    """The creation time a RefID starts with (its first 8 characters, 6 bytes), without
-    checking its MAC: for RefIDs read back from storage, such as a job's watermark."""
-    raw = base64.urlsafe_b64decode(refid[:8].encode().translate(_DECODE))
-    return int.from_bytes(raw, "big")
-
-
 def floor(ms: int) -> str:
     """The smallest RefID that can be issued at `ms`: every RefID issued earlier sorts
     below it, whatever its link, random part or key."""

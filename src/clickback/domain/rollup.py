@@ -249,6 +249,7 @@ class RollupJob:
         self.share = share
         self.max_lag_us = int(max_lag * 1_000_000)
         self.clicks_mark = ""  # the newest click rolled up, once a tick has run
+        self.behind_us = 0  # after a tick: how old the backlog it left is
         self.rested = 0.0  # seconds rested between batches, in all
         self.lease_us = int(lease * 1_000_000)
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
@@ -294,8 +295,8 @@ class RollupJob:
             total += done
             if not full:
                 break
-            behind = pacing.behind_us(self.clicks_mark, self._now())
-            pause = pacing.rest(time.monotonic() - started, share, behind, self.max_lag_us)
+            worked = time.monotonic() - started
+            pause = pacing.rest(worked, share, self.behind_us, self.max_lag_us)
             self.rested += pause
             await asyncio.sleep(pause)  # let requests in between batches
         return total
@@ -358,6 +359,7 @@ class RollupJob:
             clicks[-1]["refid"] if clicks else mark.clicks_after, conversions_after, events_after
         )
         self.clicks_mark = new.clicks_after
+        self.behind_us = pacing.behind_us(now, self.batch, clicks, conversions)
         changed = new != mark or not delta.empty()
         if changed and not await store.rollup_apply(self.owner, mark, new, delta):
             log.warning("rollup watermarks moved under this job; its batch is dropped")

@@ -43,6 +43,7 @@ class Screener:
         self.share = share
         self.max_lag_us = int(max_lag * 1_000_000)
         self.clicks_mark = ""  # the newest click flagged, once a pass found some
+        self.behind_us = 0  # after a pass: how old the backlog it left is
         self.rested = 0.0  # seconds rested between passes, in all
         self.store = store
         self.clicks = clicks
@@ -87,6 +88,7 @@ class Screener:
         conversions = await self.store.unscreened_conversions(through, batch)
         now = time.time_ns() // 1000
         await self.store.screen_conversions([self._screen_safely(c) for c in conversions], now)
+        self.behind_us = pacing.behind_us(now, batch, rows, conversions)
         return len(rows), len(conversions)
 
     def _click_flags(self, r: dict[str, Any]) -> list[str]:
@@ -148,9 +150,8 @@ class Screener:
             done_clicks, done_conversions = done_clicks + clicks, done_conversions + conversions
             if clicks < self.batch and conversions < self.batch:
                 break
-            behind = pacing.behind_us(self.clicks_mark, time.time_ns() // 1000)
             worked = time.monotonic() - started
-            pause = pacing.rest(worked, self.share, behind, self.max_lag_us)
+            pause = pacing.rest(worked, self.share, self.behind_us, self.max_lag_us)
             self.rested += pause
             await asyncio.sleep(pause)
         return done_clicks, done_conversions
