@@ -112,15 +112,9 @@ def _device_type(user_agent: str, device: str, os: str, bot: bool) -> str:
 
 
 def _geoip2fast_lookup() -> Any:
-    from geoip2fast import GeoIP2Fast
+    from clickback.domain.geotable import CountryTable
 
-    # the IPv6 file holds the IPv4 networks too
-    geo = GeoIP2Fast(verbose=False, geoip2fast_data_file="geoip2fast-ipv6.dat.gz")
-
-    def lookup(ip: str) -> str:
-        return str(geo.lookup(ip).country_code or "")
-
-    return lookup
+    return CountryTable().lookup
 
 
 def _mmdb_lookup(path: str) -> Any:
