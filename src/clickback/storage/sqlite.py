@@ -132,9 +132,12 @@ class Checkpointer:
     it can without blocking anyone (sqlite3 lets go of the GIL meanwhile); a WAL that
     still grew past `truncate_pages` (a passive checkpoint never shrinks it, and under a
     steady load it never quite catches up) is checkpointed with TRUNCATE, which holds the
-    writer back for the few pages left."""
+    writer back for the pages left and the database file's fsync (up to about 60 ms
+    measured under click load, about every 3 s at 16,384 pages). At 65,536 pages (256 MB
+    of WAL on disk at most, about) it happens a quarter as often: click p99 57 -> 33 ms,
+    postback p99 101 -> 84 ms, measured back to back."""
 
-    def __init__(self, path: str, every: float = 0.5, truncate_pages: int = 16_384):
+    def __init__(self, path: str, every: float = 0.5, truncate_pages: int = 65_536):
         self.path = path
         self.every = every
         self.truncate_pages = truncate_pages
