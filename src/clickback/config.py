@@ -91,8 +91,9 @@ SETTINGS: dict[str, tuple[str, str]] = {
     "CLICKBACK_JOBS_SHARE": (
         "0.25",
         "The most of the event loop the background jobs (rollups, fraud screening) take "
-        "while catching up, as long as they are within CLICKBACK_JOBS_MAX_LAG: a burst "
-        "delays reports and fraud flags a little rather than the redirects. 1: no limit.",
+        "while catching up, as long as they are within CLICKBACK_JOBS_MAX_LAG and requests "
+        "are being answered: a burst delays reports and fraud flags a little rather than "
+        "the redirects; an idle server folds its backlog at full speed. 1: no limit.",
     ),
     "CLICKBACK_JOBS_MAX_LAG": (
         "5",

@@ -19,3 +19,4 @@ def test_rest_takes_the_share_within_the_bound_only() -> None:
     assert pacing.rest(0.01, 0.25, 6_000_000, 5_000_000) == 0.0  # past the bound
     assert pacing.rest(0.01, 0.25, 60_000_000, 0) == 0.03  # no bound
     assert pacing.rest(0.01, 1.0, 0, 5_000_000) == 0.0  # the whole loop
+    assert pacing.rest(0.01, 0.25, 1_000_000, 5_000_000, busy=False) == 0.0  # nobody waits

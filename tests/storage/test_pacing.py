@@ -1,6 +1,7 @@
 """The background jobs' freshness bound: while catching up they rest between passes
 (so redirects keep their share of the event loop), but not once they are further
-behind than `max_lag`: then they work through the backlog at once."""
+behind than `max_lag`, nor when no request is being answered: then they work through
+the backlog at once."""
 
 from __future__ import annotations
 
@@ -14,15 +15,16 @@ from tests.reports_world import build_world
 
 
 @pytest.mark.parametrize(
-    ("age_s", "max_lag", "rests"),
+    ("age_s", "max_lag", "busy", "rests"),
     [
-        (150, 5.0, False),  # minutes behind, bound 5 s: no rest until caught up
-        (150, 0.0, True),  # no bound: rests whatever the backlog
-        (4, 60.0, True),  # within the bound: rests
+        (150, 5.0, True, False),  # minutes behind, bound 5 s: no rest until caught up
+        (150, 0.0, True, True),  # no bound: rests whatever the backlog
+        (4, 60.0, True, True),  # within the bound, requests being answered: rests
+        (4, 60.0, False, False),  # within the bound, nothing to make way for: no rest
     ],
 )
-async def test_jobs_rest_only_within_their_freshness_bound(
-    store: Store, age_s: int, max_lag: float, rests: bool
+async def test_jobs_rest_only_within_their_freshness_bound_and_for_requests(
+    store: Store, age_s: int, max_lag: float, busy: bool, rests: bool
 ) -> None:
     world = await build_world(store, 11)
     start = datetime.now(UTC) - timedelta(seconds=age_s)
@@ -31,11 +33,14 @@ async def test_jobs_rest_only_within_their_freshness_bound(
 
     screener = world._screener()
     screener.batch, screener.share, screener.max_lag_us = 10, 0.5, int(max_lag * 1e6)
+    screener.busy = lambda: busy
     clicks, _ = await screener.catch_up()
     assert clicks == 60 and screener.clicks_mark == newest
     assert (screener.rested > 0) is rests
 
-    job = RollupJob(store, settle=0, batch=10, max_lag=max_lag, after_screening=True)
+    job = RollupJob(
+        store, settle=0, batch=10, max_lag=max_lag, busy=lambda: busy, after_screening=True
+    )
     await job.catch_up(share=0.5)
     assert job.clicks_mark == newest
     assert (job.rested > 0) is rests

@@ -1,6 +1,7 @@
 """How long a background job (rollups, fraud screening) rests between passes while it
 catches up: long enough to take at most its share of the event loop that also answers
-clicks and postbacks, unless it has fallen further behind than its freshness bound.
+clicks and postbacks, unless it has fallen further behind than its freshness bound, or
+no request is being answered (then resting would only delay the reports).
 
 Resting keeps redirects fast while a job catches up on a burst; with no bound, a load
 the core cannot both serve and fold would leave reports and fraud flags behind without
@@ -22,9 +23,10 @@ def behind_us(now_us: int, batch: int, *passes: Sequence[dict[str, Any]]) -> int
     return max((max(0, now_us - at) for at in newest), default=0)
 
 
-def rest(worked: float, share: float, behind: int, max_lag_us: int) -> float:
+def rest(worked: float, share: float, behind: int, max_lag_us: int, busy: bool = True) -> float:
     """Seconds to rest after a pass that took `worked` seconds of the event loop, when
-    the job is `behind` microseconds behind (`max_lag_us` 0: no bound)."""
-    if share >= 1 or (max_lag_us and behind > max_lag_us):
+    the job is `behind` microseconds behind (`max_lag_us` 0: no bound) and requests are
+    (`busy`) or are not being answered."""
+    if not busy or share >= 1 or (max_lag_us and behind > max_lag_us):
         return 0.0
     return worked * (1 / share - 1)

@@ -27,7 +27,7 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, Protocol
@@ -233,6 +233,7 @@ class RollupJob:
         batch: int = 1000,
         share: float = 1.0,
         max_lag: float = 0.0,
+        busy: Callable[[], bool] | None = None,
         lease: float = 15.0,
         clock: Any = None,
         after_screening: bool = False,
@@ -248,6 +249,7 @@ class RollupJob:
         self.batch = batch
         self.share = share
         self.max_lag_us = int(max_lag * 1_000_000)
+        self.busy = busy  # whether requests are being answered (None: assume so)
         self.clicks_mark = ""  # the newest click rolled up, once a tick has run
         self.behind_us = 0  # after a tick: how old the backlog it left is
         self.rested = 0.0  # seconds rested between batches, in all
@@ -296,7 +298,8 @@ class RollupJob:
             if not full:
                 break
             worked = time.monotonic() - started
-            pause = pacing.rest(worked, share, self.behind_us, self.max_lag_us)
+            busy = self.busy is None or self.busy()
+            pause = pacing.rest(worked, share, self.behind_us, self.max_lag_us, busy)
             self.rested += pause
             await asyncio.sleep(pause)  # let requests in between batches
         return total

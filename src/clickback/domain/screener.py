@@ -16,6 +16,7 @@ import contextlib
 import logging
 import os
 import time
+from collections.abc import Callable
 from typing import Any
 
 from clickback.domain import fraud, pacing, refid
@@ -38,10 +39,12 @@ class Screener:
         batch: int = 250,
         share: float = 1.0,
         max_lag: float = 0.0,
+        busy: Callable[[], bool] | None = None,
     ):
         self.batch = batch  # rows per pass: a pass holds the event loop, keep it short
         self.share = share
         self.max_lag_us = int(max_lag * 1_000_000)
+        self.busy = busy  # whether requests are being answered (None: assume so)
         self.clicks_mark = ""  # the newest click flagged, once a pass found some
         self.behind_us = 0  # after a pass: how old the backlog it left is
         self.rested = 0.0  # seconds rested between passes, in all
@@ -151,7 +154,8 @@ class Screener:
             if clicks < self.batch and conversions < self.batch:
                 break
             worked = time.monotonic() - started
-            pause = pacing.rest(worked, self.share, self.behind_us, self.max_lag_us)
+            busy = self.busy is None or self.busy()
+            pause = pacing.rest(worked, self.share, self.behind_us, self.max_lag_us, busy)
             self.rested += pause
             await asyncio.sleep(pause)
         return done_clicks, done_conversions

@@ -39,6 +39,7 @@ class ClickbackApp:
         self.store: Store = store  # type: ignore[assignment]  # set by startup() when None
         self._owns_store = store is None
         self.ready = False
+        self.in_flight = 0  # HTTP requests being answered: the background jobs rest for them
         self.tracker: Tracker = None  # type: ignore[assignment]
         self.catalog: Catalog = None  # type: ignore[assignment]
         self.probe: LandingProbe | None = probe_landing
@@ -74,6 +75,7 @@ class ClickbackApp:
             batch=self.settings.jobs_batch,
             share=self.settings.jobs_share,
             max_lag=self.settings.jobs_max_lag,
+            busy=self.answering,
             after_screening=True,  # the screener runs in this process (or another's)
             base_currency=self.settings.base_currency,
         )
@@ -117,6 +119,7 @@ class ClickbackApp:
             batch=s.jobs_batch,
             share=s.jobs_share,
             max_lag=s.jobs_max_lag,
+            busy=self.answering,
         )
         self.sender.start()
         self.screener.start()
@@ -137,18 +140,25 @@ class ClickbackApp:
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "http":
             path = scope["path"]
-            if path[:3] == "/c/":
-                await tracking.click(self, scope, receive, send)
-            elif path == "/postback":
-                await tracking.postback(self, scope, receive, send)
-            elif path == "/kit/refid.js":
-                await kit.refid_js(scope, receive, send)
-            else:
-                await self.api(scope, receive, send)
+            self.in_flight += 1
+            try:
+                if path[:3] == "/c/":
+                    await tracking.click(self, scope, receive, send)
+                elif path == "/postback":
+                    await tracking.postback(self, scope, receive, send)
+                elif path == "/kit/refid.js":
+                    await kit.refid_js(scope, receive, send)
+                else:
+                    await self.api(scope, receive, send)
+            finally:
+                self.in_flight -= 1
         elif scope["type"] == "lifespan":
             await self._lifespan(receive, send)
         else:
             await self.api(scope, receive, send)
+
+    def answering(self) -> bool:
+        return self.in_flight > 0
 
     async def _lifespan(self, receive: Any, send: Any) -> None:
         while True:

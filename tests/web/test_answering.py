@@ -1,0 +1,40 @@
+"""The app tells its background jobs whether requests are being answered: they rest
+between passes only then (an idle server folds its backlog at full speed)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from clickback.web.app import ClickbackApp
+
+
+async def test_a_request_counts_as_answered_until_its_answer_is_sent(app: ClickbackApp) -> None:
+    assert app.rollup is not None and app.screener is not None
+    assert app.rollup.busy == app.answering and app.screener.busy == app.answering
+    assert not app.answering()
+    body_arrives = asyncio.Event()
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        await body_arrives.wait()  # a postback whose body is slow to come
+        return {"type": "http.request", "body": b"refid=x&orderamount=1", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/postback",
+        "query_string": b"",
+        "headers": [(b"content-type", b"application/x-www-form-urlencoded")],
+        "client": ("203.0.113.7", 5555),
+    }
+    request = asyncio.create_task(app(scope, receive, send))
+    await asyncio.sleep(0.05)
+    assert app.answering() and not sent
+    body_arrives.set()
+    await request
+    assert sent[0]["status"] == 400  # no ordernumber: refused, and answered
+    assert not app.answering()
