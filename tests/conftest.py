@@ -99,3 +99,16 @@ async def click(client: httpx.AsyncClient, link: dict[str, Any], query: str = ""
     from urllib.parse import parse_qs, urlsplit
 
     return parse_qs(urlsplit(r.headers["location"]).query)["refid"][0]
+
+
+def form_post_scope(path: str, client: tuple[str, int]) -> dict[str, Any]:
+    """An ASGI scope for a form POST, for tests that drive the app with their own
+    receive (a body that is slow, cut short or never comes)."""
+    return {
+        "type": "http",
+        "method": "POST",
+        "path": path,
+        "query_string": b"",
+        "headers": [(b"content-type", b"application/x-www-form-urlencoded")],
+        "client": client,
+    }

@@ -7,6 +7,7 @@ import asyncio
 from typing import Any
 
 from clickback.web.app import ClickbackApp
+from tests.conftest import form_post_scope
 
 
 async def test_a_request_counts_as_answered_until_its_answer_is_sent(app: ClickbackApp) -> None:
@@ -23,14 +24,7 @@ async def test_a_request_counts_as_answered_until_its_answer_is_sent(app: Clickb
     async def send(message: dict[str, Any]) -> None:
         sent.append(message)
 
-    scope = {
-        "type": "http",
-        "method": "POST",
-        "path": "/postback",
-        "query_string": b"",
-        "headers": [(b"content-type", b"application/x-www-form-urlencoded")],
-        "client": ("203.0.113.7", 5555),
-    }
+    scope = form_post_scope("/postback", ("203.0.113.7", 5555))
     request = asyncio.create_task(app(scope, receive, send))
     await asyncio.sleep(0.05)
     assert app.answering() and not sent

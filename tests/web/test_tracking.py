@@ -9,7 +9,7 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 
 from clickback.web.app import ClickbackApp
-from tests.conftest import AUTH, click, make_offer
+from tests.conftest import AUTH, click, form_post_scope, make_offer
 
 
 async def conversions(client: httpx.AsyncClient, **filters: str) -> list[dict]:
@@ -300,15 +300,7 @@ async def test_a_body_cut_short_by_a_disconnect_is_never_a_conversion(
     async def send(message: dict) -> None:
         sent.append(message)
 
-    scope = {
-        "type": "http",
-        "method": "POST",
-        "path": "/postback",
-        "query_string": b"",
-        "headers": [(b"content-type", b"application/x-www-form-urlencoded")],
-        "client": ("198.51.100.9", 1),
-    }
-    await app(scope, receive, send)
+    await app(form_post_scope("/postback", ("198.51.100.9", 1)), receive, send)
     assert sent[0]["status"] == 400
     assert not (await client.get("/api/v1/conversions", headers=AUTH)).json()["items"]
     [ledger] = (await client.get("/api/v1/postbacks", headers=AUTH)).json()["items"]
