@@ -98,9 +98,9 @@ SETTINGS: dict[str, tuple[str, str]] = {
     "CLICKBACK_JOBS_MAX_LAG": (
         "5",
         "The freshness bound of reports and fraud flags, in seconds: a background job "
-        "(rollups, fraud screening) whose newest folded click is older than this stops "
-        "resting between passes (CLICKBACK_JOBS_SHARE no longer applies) until it is "
-        "back within it. Under more traffic than the core can serve and fold, redirects "
+        "(rollups, fraud screening) whose backlog is older than this (the newest click or "
+        "conversion of a pass that filled its batch) stops resting between passes "
+        "(CLICKBACK_JOBS_SHARE no longer applies) until it is back within it. Under more traffic than the core can serve and fold, redirects "
         "slow down instead of reports falling behind without end. 0: no bound.",
     ),
     "CLICKBACK_FRAUD_MIN_SECONDS": (

@@ -289,7 +289,8 @@ class RollupJob:
     async def catch_up(self, max_ticks: int = 1000, share: float = 1.0) -> int:
         """Ticks until nothing is left (or `max_ticks`); the rows folded in. With `share`
         below 1 it rests between batches so that it takes at most that share of the
-        event loop, unless its clicks are more than `max_lag` behind (`domain.pacing`)."""
+        event loop, unless it is more than `max_lag` behind or no request is being
+        answered (`domain.pacing`)."""
         total = 0
         for _ in range(max_ticks):
             started = time.monotonic()

@@ -144,8 +144,8 @@ class Screener:
     async def catch_up(self, max_passes: int = 1000) -> tuple[int, int]:
         """Passes until one finds less than a batch of each (or `max_passes`); the clicks
         and conversions screened. Between full passes it rests so as to take at most
-        `share` of the event loop, unless it is more than `max_lag` behind
-        (`domain.pacing`)."""
+        `share` of the event loop, unless it is more than `max_lag` behind or no request
+        is being answered (`domain.pacing`)."""
         done_clicks = done_conversions = 0
         for _ in range(max_passes):
             started = time.monotonic()
