@@ -100,8 +100,9 @@ SETTINGS: dict[str, tuple[str, str]] = {
         "The freshness bound of reports and fraud flags, in seconds: a background job "
         "(rollups, fraud screening) whose backlog is older than this (the newest click or "
         "conversion of a pass that filled its batch) stops resting between passes "
-        "(CLICKBACK_JOBS_SHARE no longer applies) until it is back within it. Under more traffic than the core can serve and fold, redirects "
-        "slow down instead of reports falling behind without end. 0: no bound.",
+        "(CLICKBACK_JOBS_SHARE no longer applies) until it is back within it. Under more "
+        "traffic than the core can serve and fold, redirects slow down instead of reports "
+        "falling behind without end. 0: no bound.",
     ),
     "CLICKBACK_FRAUD_MIN_SECONDS": (
         "10",
