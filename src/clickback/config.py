@@ -155,6 +155,15 @@ SETTINGS: dict[str, tuple[str, str]] = {
         "Clicks are rolled up once this many seconds old, so that every write batch that "
         "stamped them has committed. A click is in reports within settle + interval.",
     ),
+    "CLICKBACK_ROLLUP_COALESCE": (
+        "1.0",
+        "While the rollup job works through a backlog (its passes fill their batch), the "
+        "clicks it folds are held in memory up to this many seconds and applied together, "
+        "so a key clicked again meanwhile (the same link, sub-IDs, country, device and "
+        "hour) is written once instead of once a pass. Adds at most this to how far "
+        "reports trail a burst; held clicks are read again after a crash. 0: every pass "
+        "applies its clicks.",
+    ),
 }
 
 
@@ -193,6 +202,7 @@ class Settings:
     signature_skew_seconds: int = 300
     rollup_interval: float = 1.0
     rollup_settle: float = 2.0
+    rollup_coalesce: float = 1.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -224,6 +234,7 @@ class Settings:
             }
             interval = float(_get(env, "CLICKBACK_ROLLUP_INTERVAL"))
             settle = float(_get(env, "CLICKBACK_ROLLUP_SETTLE"))
+            coalesce = float(_get(env, "CLICKBACK_ROLLUP_COALESCE"))
         except ValueError as exc:
             raise ConfigError(f"bad numeric setting: {exc}") from exc
         base = _get(env, "CLICKBACK_BASE_CURRENCY").strip().upper()
@@ -248,5 +259,6 @@ class Settings:
             ),
             rollup_interval=max(0.0, interval),
             rollup_settle=max(0.0, settle),
+            rollup_coalesce=max(0.0, coalesce),
             **numbers,  # type: ignore[arg-type]
         )

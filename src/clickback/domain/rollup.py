@@ -11,7 +11,12 @@ them (so a job whose lease lapsed mid-tick changes nothing). What moves them:
   no further than the fraud screening has flagged them (it takes clicks two seconds
   old, every `jobs_poll_seconds`): a write batch commits within milliseconds, so a click
   is in the reports, with its flags, about `settle + interval` (3 s by default) and at
-  most about 4 s after it was made, within the 5 s promised;
+  most about 4 s after it was made, within the 5 s promised. While passes keep filling
+  their batch (a backlog: clicks come faster than one pass takes), the clicks they
+  fold are held in memory for up to `coalesce` seconds before they are applied with
+  the watermark: a key clicked again meanwhile is then written once, not once a pass.
+  Held clicks are not yet in the watermark, so a crash loses no click (the next job
+  reads them again); a pass that does not fill its batch applies what is held at once;
 - conversions and status changes (`conversion_events`) by id, at once; an id skipped
   over (a PostgreSQL batch of another process still committing it, or one that never
   will) is kept as a gap and re-checked each tick for ten minutes;
@@ -49,6 +54,7 @@ BASES = ("conversion", "click")
 CONVERSION_SUMS: tuple[str, ...] = ("conversions", "sale", "commission", "missing_rate")
 CONVERSION_SUMS += ("revenue", "with_revenue", "revenue_commission")
 NO_CAP = "~"  # sorts after every RefID (URL-safe characters)
+HELD_KEYS = 50_000  # click keys held at most before they are applied (a few MB)
 
 ClickKey = tuple[Any, ...]  # hour, link, sub1..5, country, device, os, browser, flags, offer, ...
 ConversionKey = tuple[Any, ...]  # basis, hour, link, ..., browser, flags, status, offer, aff, adv
@@ -112,6 +118,18 @@ class Fact:
 
 
 FACT_COLUMNS = tuple(Fact.__dataclass_fields__)
+
+
+@dataclass(slots=True)
+class Held:
+    """Clicks folded by passes of a backlog but not applied yet (`RollupJob.coalesce`):
+    the watermark they follow, the newest of them, and since when they are held."""
+
+    base: str
+    after: str
+    since: float
+    delta: Delta
+    visitors: set[tuple[int, int, int]]
 
 
 @dataclass(slots=True)
@@ -233,6 +251,7 @@ class RollupJob:
         batch: int = 1000,
         share: float = 1.0,
         max_lag: float = 0.0,
+        coalesce: float = 0.0,
         busy: Callable[[], bool] | None = None,
         lease: float = 15.0,
         clock: Any = None,
@@ -249,6 +268,9 @@ class RollupJob:
         self.batch = batch
         self.share = share
         self.max_lag_us = int(max_lag * 1_000_000)
+        self.coalesce = coalesce  # seconds a backlog's clicks may be held (module doc)
+        self.max_held = max(batch, HELD_KEYS)  # or this many keys
+        self._held: Held | None = None
         self.busy = busy  # whether requests are being answered (None: assume so)
         self.clicks_mark = ""  # the newest click rolled up, once a tick has run
         self.behind_us = 0  # after a tick: how old the backlog it left is
@@ -315,7 +337,11 @@ class RollupJob:
     async def tick(self) -> tuple[int, bool]:
         """One batch of each kind: (rows folded in, whether a batch was full)."""
         async with self._lock:
-            return await self._tick()
+            try:
+                return await self._tick()
+            except BaseException:
+                self._held = None  # what it held is read again from the watermark
+                raise
 
     async def _tick(self) -> tuple[int, bool]:
         store = self.store
@@ -327,8 +353,12 @@ class RollupJob:
         delta = Delta()
         before = floor(max(0, now - self.settle_us) // 1000)
         through = await store.job_watermark("screening") if self.after_screening else NO_CAP
-        clicks = await store.rollup_clicks(mark.clicks_after, before, self.batch, through)
-        await self._fold_clicks(clicks, delta, enricher)
+        held = self._holding(mark.clicks_after)
+        clicks = await store.rollup_clicks(held.after, before, self.batch, through)
+        await self._fold_clicks(clicks, held, enricher)
+        if clicks:
+            held.after = clicks[-1]["refid"]
+        clicks_after = self._release(held, len(clicks) < self.batch, delta)
         # on SQLite nothing above yielded (its reads are synchronous): let the requests
         # that queued meanwhile in, so that a tick stops the event loop in short steps
         await asyncio.sleep(0)
@@ -359,22 +389,47 @@ class RollupJob:
         await self._fold_events(sorted(found_events + events, key=lambda e: e["id"]), delta)
         unvalued = await self._valuations(now)
         await self._fold_valuations(unvalued, delta)
-        new = Mark(
-            clicks[-1]["refid"] if clicks else mark.clicks_after, conversions_after, events_after
-        )
-        self.clicks_mark = new.clicks_after
+        new = Mark(clicks_after, conversions_after, events_after)
         self.behind_us = pacing.behind_us(now, self.batch, clicks, conversions)
         changed = new != mark or not delta.empty()
         if changed and not await store.rollup_apply(self.owner, mark, new, delta):
+            self._held = None
             log.warning("rollup watermarks moved under this job; its batch is dropped")
             return 0, False
+        self.clicks_mark = new.clicks_after
         done = len(clicks) + len(conversions) + len(events) + len(found) + len(found_events)
         full = max(len(clicks), len(conversions), len(events), len(unvalued)) >= self.batch
         return done + len(unvalued), full
 
+    def _holding(self, base: str) -> Held:
+        """The clicks held since the watermark `base`; none if it moved meanwhile."""
+        held = self._held
+        if held is None or held.base != base:
+            if held is not None:
+                log.warning("rollup watermark moved under this job; held clicks dropped")
+            held = self._held = Held(base, base, time.monotonic(), Delta(), set())
+        return held
+
+    def _release(self, held: Held, caught_up: bool, delta: Delta) -> str:
+        """Moves the held clicks into `delta` (the watermark to apply with them) when the
+        pass caught up, they are held `coalesce` seconds, or they are many; otherwise
+        keeps them and the watermark stays."""
+        keep = (
+            not caught_up
+            and time.monotonic() - held.since < self.coalesce
+            and len(held.delta.clicks) < self.max_held
+        )
+        if keep:
+            return held.base
+        delta.clicks, delta.visitors = held.delta.clicks, held.delta.visitors
+        delta.prune_before_day = held.delta.prune_before_day
+        self._held = None
+        return held.after
+
     async def _fold_clicks(
-        self, clicks: list[dict[str, Any]], delta: Delta, enricher: Enricher
+        self, clicks: list[dict[str, Any]], held: Held, enricher: Enricher
     ) -> None:
+        delta = held.delta
         rows = []
         for c in clicks:
             if c["is_test"]:
@@ -387,12 +442,14 @@ class RollupJob:
             rows.append((c, agent, visitor))
         candidates = sorted({v for _, _, v in rows if v is not None})
         known = await self.store.rollup_known_visitors(candidates) if candidates else set()
+        known |= held.visitors.intersection(candidates)  # held, so not stored yet
         offers = await self._offers_of({c["offer_id"] for c, _, _ in rows})
         for c, agent, visitor in rows:
             unique = visitor is not None and visitor not in known
             if unique:
                 assert visitor is not None
                 known.add(visitor)
+                held.visitors.add(visitor)
                 delta.visitors.append(visitor)
             key = (
                 c["created_at"] // HOUR_US,

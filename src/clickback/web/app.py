@@ -77,6 +77,7 @@ class ClickbackApp:
             batch=self.settings.jobs_batch,
             share=self.settings.jobs_share,
             max_lag=self.settings.jobs_max_lag,
+            coalesce=self.settings.rollup_coalesce,
             busy=self.answering_probe(),
             after_screening=True,  # the screener runs in this process (or another's)
             base_currency=self.settings.base_currency,
