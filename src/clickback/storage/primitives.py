@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+Steps = list[tuple[str, list[tuple[Any, ...]]]]  # statements, each with its rows
+
 
 class SqlPrimitives:
     engine = ""
+    conn: Any  # SQLite: the one connection
+    pool: Any  # PostgreSQL: the read pool
 
     def _sql(self, sql: str) -> str:
         raise NotImplementedError
@@ -59,3 +63,35 @@ class SqlPrimitives:
         returns no row the transaction is rolled back and the answer is False; `guards`
         applies that to the first so many steps only."""
         raise NotImplementedError
+
+    async def _guarded_many(
+        self, guard: tuple[str, tuple[Any, ...]], steps: Steps
+    ) -> dict[str, Any] | None:
+        """The guard (a statement with RETURNING), then each statement over its rows, in
+        one transaction; the guard's row, or None (and nothing done) when it found none."""
+        steps = [(sql, rows) for sql, rows in steps if rows]
+        if self.engine == "sqlite":
+            conn = self.conn
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                cur = conn.execute(guard[0], guard[1])
+                row = cur.fetchone()
+                if row is None:
+                    conn.execute("ROLLBACK")
+                    return None
+                found = dict(zip([d[0] for d in cur.description], row, strict=True))
+                for sql, rows in steps:
+                    conn.executemany(sql, rows)
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+            return found
+        async with self.pool.acquire() as pg, pg.transaction():
+            record = await pg.fetchrow(self._sql(guard[0]), *guard[1])
+            if record is None:
+                return None
+            for sql, rows in steps:
+                await pg.executemany(self._sql(sql), rows)
+            return dict(record)

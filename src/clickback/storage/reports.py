@@ -2,9 +2,10 @@
 apply, and the report queries over the hourly rollup tables.
 
 `SqlStore` inherits this mixin. Reads go through the store's `_fetch`; the apply runs a
-guard statement and batches of rows (`executemany`) in one transaction, the only place
-here that differs per engine (`_report_tx`). On SQLite it runs without yielding to the
-event loop, like the group-commit writer it shares the connection with.
+guard statement and batches of rows (`executemany`) in one transaction
+(`SqlPrimitives._guarded_many`, the part that differs per engine). On SQLite it runs
+without yielding to the event loop, like the group-commit writer it shares the
+connection with.
 """
 
 from __future__ import annotations
@@ -16,9 +17,7 @@ from typing import Any
 
 from clickback.domain.reportspec import ReportSpec, TimePlan
 from clickback.domain.rollup import CONVERSION_SUMS, FACT_COLUMNS, NO_CAP, Delta, Mark
-from clickback.storage.primitives import SqlPrimitives
-
-Steps = list[tuple[str, list[tuple[Any, ...]]]]
+from clickback.storage.primitives import SqlPrimitives, Steps
 
 KEY = "link_id, sub1, sub2, sub3, sub4, sub5, country, device, os, browser, flags"
 REST = "offer_id, affiliate_id, advertiser_id"
@@ -71,45 +70,12 @@ def _chunks(items: Sequence[Any], size: int = CHUNK) -> list[Sequence[Any]]:
 
 
 class ReportSql(SqlPrimitives):
-    conn: Any  # SQLite: the one connection
-    pool: Any  # PostgreSQL: the read pool
-
-    async def _report_tx(
-        self, guard: tuple[str, tuple[Any, ...]], steps: Steps
-    ) -> dict[str, Any] | None:
-        """The guard (a statement with RETURNING), then each statement over its rows, in
-        one transaction; the guard's row, or None (and nothing done) when it found none."""
-        steps = [(sql, rows) for sql, rows in steps if rows]
-        if self.engine == "sqlite":
-            conn = self.conn
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                cur = conn.execute(guard[0], guard[1])
-                row = cur.fetchone()
-                if row is None:
-                    conn.execute("ROLLBACK")
-                    return None
-                found = dict(zip([d[0] for d in cur.description], row, strict=True))
-                for sql, rows in steps:
-                    conn.executemany(sql, rows)
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
-            return found
-        async with self.pool.acquire() as pg, pg.transaction():
-            record = await pg.fetchrow(self._sql(guard[0]), *guard[1])
-            if record is None:
-                return None
-            for sql, rows in steps:
-                await pg.executemany(self._sql(sql), rows)
-            return dict(record)
-
     # -- the rollup job -------------------------------------------------------------
 
     async def rollup_claim(self, owner: str, now_us: int, lease_us: int) -> Mark | None:
-        row = await self._report_tx((CLAIM, (owner, now_us + lease_us, now_us, owner, now_us)), [])
+        row = await self._guarded_many(
+            (CLAIM, (owner, now_us + lease_us, now_us, owner, now_us)), []
+        )
         if row is None:
             return None
         return Mark(row["clicks_after"], int(row["conversions_after"]), int(row["events_after"]))
@@ -248,7 +214,7 @@ class ReportSql(SqlPrimitives):
         if delta.prune_before_day is not None:
             steps.append(("DELETE FROM report_visitors WHERE day < ?", [(delta.prune_before_day,)]))
         await asyncio.sleep(0)  # spreading the keys took a while: requests first
-        return await self._report_tx(guard, steps) is not None
+        return await self._guarded_many(guard, steps) is not None
 
     # -- reports --------------------------------------------------------------------
 

@@ -51,8 +51,8 @@ class ScreeningSql(SqlPrimitives):
             "UPDATE jobs SET watermark = ? WHERE name = 'screening' AND owner = ? RETURNING name",
             (watermark, owner),
         )
-        steps = [("UPDATE clicks SET flags = ? WHERE refid = ?", pair) for pair in flagged]
-        return await self._write_all([guard, *steps], guards=1)
+        steps = [("UPDATE clicks SET flags = ? WHERE refid = ?", flagged)]
+        return await self._guarded_many(guard, steps) is not None
 
     async def unscreened_conversions(self, through: str, limit: int) -> list[dict[str, Any]]:
         """Unscreened conversions whose RefIDs (so their clicks) come at or before
