@@ -11,17 +11,19 @@ them (so a job whose lease lapsed mid-tick changes nothing). What moves them:
   no further than the fraud screening has flagged them (it takes clicks two seconds
   old, every `jobs_poll_seconds`): a write batch commits within milliseconds, so a click
   is in the reports, with its flags, about `settle + interval` (3 s by default) and at
-  most about 4 s after it was made, within the 5 s promised. While passes keep filling
-  their batch (a backlog: clicks come faster than one pass takes), the clicks they
-  fold are held in memory for up to `coalesce` seconds before they are applied with
-  the watermark: a key clicked again meanwhile is then written once, not once a pass.
-  Held clicks are not yet in the watermark, so a crash loses no click (the next job
-  reads them again); a pass that does not fill its batch applies what is held at once;
+  most about 4 s after it was made, within the 5 s promised;
 - conversions and status changes (`conversion_events`) by id, at once; an id skipped
   over (a PostgreSQL batch of another process still committing it, or one that never
   will) is kept as a gap and re-checked each tick for ten minutes;
 - a conversion valued by a late exchange rate: found through its `report_facts` row,
   which records what the rollups hold of it.
+
+While passes keep filling their batch (a backlog: rows come faster than a pass takes
+them), what they fold is held in memory for up to `coalesce` seconds and applied
+together: a rollup key that comes again meanwhile (the same link, sub-IDs, country,
+device and hour) is then written once, not once a pass. What is held is not yet under
+the watermarks, so a crash loses nothing (the next job reads it again); a pass that
+does not fill its batch applies what is held at once, so an idle job holds nothing.
 """
 
 from __future__ import annotations
@@ -54,7 +56,7 @@ BASES = ("conversion", "click")
 CONVERSION_SUMS: tuple[str, ...] = ("conversions", "sale", "commission", "missing_rate")
 CONVERSION_SUMS += ("revenue", "with_revenue", "revenue_commission")
 NO_CAP = "~"  # sorts after every RefID (URL-safe characters)
-HELD_KEYS = 50_000  # click keys held at most before they are applied (a few MB)
+HELD_KEYS = 50_000  # click keys and conversions held at most before they are applied
 
 ClickKey = tuple[Any, ...]  # hour, link, sub1..5, country, device, os, browser, flags, offer, ...
 ConversionKey = tuple[Any, ...]  # basis, hour, link, ..., browser, flags, status, offer, aff, adv
@@ -122,11 +124,12 @@ FACT_COLUMNS = tuple(Fact.__dataclass_fields__)
 
 @dataclass(slots=True)
 class Held:
-    """Clicks folded by passes of a backlog but not applied yet (`RollupJob.coalesce`):
-    the watermark they follow, the newest of them, and since when they are held."""
+    """What passes of a backlog folded but did not apply yet (`RollupJob.coalesce`): the
+    stored watermarks they follow, how far they read, since when, their sums, and the
+    unique visitors among them (not stored yet either)."""
 
-    base: str
-    after: str
+    base: Mark
+    mark: Mark
     since: float
     delta: Delta
     visitors: set[tuple[int, int, int]]
@@ -268,8 +271,8 @@ class RollupJob:
         self.batch = batch
         self.share = share
         self.max_lag_us = int(max_lag * 1_000_000)
-        self.coalesce = coalesce  # seconds a backlog's clicks may be held (module doc)
-        self.max_held = max(batch, HELD_KEYS)  # or this many keys
+        self.coalesce = coalesce  # seconds a backlog's passes may be held (module doc)
+        self.max_held = max(batch, HELD_KEYS)
         self._held: Held | None = None
         self.busy = busy  # whether requests are being answered (None: assume so)
         self.clicks_mark = ""  # the newest click rolled up, once a tick has run
@@ -353,26 +356,27 @@ class RollupJob:
         delta = Delta()
         before = floor(max(0, now - self.settle_us) // 1000)
         through = await store.job_watermark("screening") if self.after_screening else NO_CAP
-        held = self._holding(mark.clicks_after)
-        clicks = await store.rollup_clicks(held.after, before, self.batch, through)
+        held = self._holding(mark)
+        delta, at = held.delta, held.mark
+        clicks = await store.rollup_clicks(at.clicks_after, before, self.batch, through)
         await self._fold_clicks(clicks, held, enricher)
-        if clicks:
-            held.after = clicks[-1]["refid"]
-        clicks_after = self._release(held, len(clicks) < self.batch, delta)
         # on SQLite nothing above yielded (its reads are synchronous): let the requests
         # that queued meanwhile in, so that a tick stops the event loop in short steps
         await asyncio.sleep(0)
         gaps = await store.rollup_gaps(self.batch)
         late: dict[str, list[int]] = {"conversion": [], "event": []}
+        dropped = set(delta.gaps_drop)  # by passes held: still stored, but done with
         for g in gaps:
+            if (g["kind"], g["id"]) in dropped:
+                continue
             if g["noted_at"] < now - GAP_TTL_US:
                 delta.gaps_drop.append((g["kind"], g["id"]))
             else:
                 late[g["kind"]].append(g["id"])
-        conversions = await store.rollup_conversions(mark.conversions_after, self.batch)
+        conversions = await store.rollup_conversions(at.conversions_after, self.batch)
         found = await store.rollup_conversions(0, len(late["conversion"]), late["conversion"])
         conversions_after = self._gaps(
-            "conversion", mark.conversions_after, conversions, found, late, delta, now
+            "conversion", at.conversions_after, conversions, found, late, delta, now
         )
         offers = await self._offers_of({r["offer_id"] for r in found + conversions})
         for row in found + conversions:
@@ -381,50 +385,46 @@ class RollupJob:
                 self._value_revenue(fact, offers.get(fact.offer_id))
                 delta.facts[fact.conversion_id] = fact
                 delta.contribute(fact, 1)
-        events = await store.rollup_events(mark.events_after, self.batch)
+        events = await store.rollup_events(at.events_after, self.batch)
         found_events = await store.rollup_events(0, len(late["event"]), late["event"])
-        events_after = self._gaps(
-            "event", mark.events_after, events, found_events, late, delta, now
-        )
+        events_after = self._gaps("event", at.events_after, events, found_events, late, delta, now)
         await self._fold_events(sorted(found_events + events, key=lambda e: e["id"]), delta)
         unvalued = await self._valuations(now)
         await self._fold_valuations(unvalued, delta)
-        new = Mark(clicks_after, conversions_after, events_after)
+        new = Mark(
+            clicks[-1]["refid"] if clicks else at.clicks_after, conversions_after, events_after
+        )
+        held.mark = new
         self.behind_us = pacing.behind_us(now, self.batch, clicks, conversions)
+        done = len(clicks) + len(conversions) + len(events) + len(found) + len(found_events)
+        backlog = max(len(clicks), len(conversions), len(events)) >= self.batch
+        full = backlog or len(unvalued) >= self.batch
+        # late values are read from what is stored, so the same again until applied
+        if backlog and len(unvalued) < self.batch and self._keep(held):
+            return done + len(unvalued), full
+        self._held = None
         changed = new != mark or not delta.empty()
         if changed and not await store.rollup_apply(self.owner, mark, new, delta):
-            self._held = None
             log.warning("rollup watermarks moved under this job; its batch is dropped")
             return 0, False
         self.clicks_mark = new.clicks_after
-        done = len(clicks) + len(conversions) + len(events) + len(found) + len(found_events)
-        full = max(len(clicks), len(conversions), len(events), len(unvalued)) >= self.batch
         return done + len(unvalued), full
 
-    def _holding(self, base: str) -> Held:
-        """The clicks held since the watermark `base`; none if it moved meanwhile."""
+    def _holding(self, base: Mark) -> Held:
+        """What passes of a backlog hold since the watermarks `base`; nothing if they
+        moved meanwhile (another process took the job over)."""
         held = self._held
         if held is None or held.base != base:
             if held is not None:
-                log.warning("rollup watermark moved under this job; held clicks dropped")
+                log.warning("rollup watermarks moved under this job; what it held is dropped")
             held = self._held = Held(base, base, time.monotonic(), Delta(), set())
         return held
 
-    def _release(self, held: Held, caught_up: bool, delta: Delta) -> str:
-        """Moves the held clicks into `delta` (the watermark to apply with them) when the
-        pass caught up, they are held `coalesce` seconds, or they are many; otherwise
-        keeps them and the watermark stays."""
-        keep = (
-            not caught_up
-            and time.monotonic() - held.since < self.coalesce
-            and len(held.delta.clicks) < self.max_held
-        )
-        if keep:
-            return held.base
-        delta.clicks, delta.visitors = held.delta.clicks, held.delta.visitors
-        delta.prune_before_day = held.delta.prune_before_day
-        self._held = None
-        return held.after
+    def _keep(self, held: Held) -> bool:
+        """Whether a full pass holds on to what it folded (module doc): for up to
+        `coalesce` seconds, and up to `max_held` keys and conversions."""
+        size = len(held.delta.clicks) + len(held.delta.conversions) + len(held.delta.facts)
+        return time.monotonic() - held.since < self.coalesce and size < self.max_held
 
     async def _fold_clicks(
         self, clicks: list[dict[str, Any]], held: Held, enricher: Enricher
