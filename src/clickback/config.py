@@ -157,8 +157,9 @@ SETTINGS: dict[str, tuple[str, str]] = {
     ),
     "CLICKBACK_ROLLUP_COALESCE": (
         "1.0",
-        "While the rollup job works through a backlog (its passes fill their batch), what "
-        "it folds is held in memory up to this many seconds and applied together, so a "
+        "While the rollup job works through a backlog of clicks (its passes fill their "
+        "batch), what it folds is held in memory up to this many seconds and applied "
+        "together (conversions beside the clicks too, up to four batches), so a "
         "rollup key that comes again meanwhile (the same link, sub-IDs, country, device and "
         "hour) is written once instead of once a pass. Adds at most this to how far "
         "reports trail a burst; what was held is read again after a crash. 0: every pass "
