@@ -5,6 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 Steps = list[tuple[str, list[tuple[Any, ...]]]]  # statements, each with its rows
+# SQLite: a write transaction locks only the files it writes (the database, or the report
+# tables' file attached beside it) when it begins deferred, with a write as its first
+# statement (so the busy timeout applies to taking the lock); BEGIN IMMEDIATE would lock
+# every attached file, and the writer's commits would wait for the rollup's
+WRITE_BEGIN = "BEGIN"
 
 
 class SqlPrimitives:
@@ -64,6 +69,13 @@ class SqlPrimitives:
         applies that to the first so many steps only."""
         raise NotImplementedError
 
+    async def _reports_tx(
+        self, guard: tuple[str, tuple[Any, ...]], steps: Steps
+    ) -> dict[str, Any] | None:
+        """`_guarded_many` on the report tables (the rollup's claim and apply); SQLite keeps
+        those in a file of their own and runs this off the event loop."""
+        return await self._guarded_many(guard, steps)
+
     async def _guarded_many(
         self, guard: tuple[str, tuple[Any, ...]], steps: Steps
     ) -> dict[str, Any] | None:
@@ -71,23 +83,7 @@ class SqlPrimitives:
         one transaction; the guard's row, or None (and nothing done) when it found none."""
         steps = [(sql, rows) for sql, rows in steps if rows]
         if self.engine == "sqlite":
-            conn = self.conn
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                cur = conn.execute(guard[0], guard[1])
-                row = cur.fetchone()
-                if row is None:
-                    conn.execute("ROLLBACK")
-                    return None
-                found = dict(zip([d[0] for d in cur.description], row, strict=True))
-                for sql, rows in steps:
-                    conn.executemany(sql, rows)
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
-            return found
+            return sqlite_guarded(self.conn, guard, steps)
         async with self.pool.acquire() as pg, pg.transaction():
             record = await pg.fetchrow(self._sql(guard[0]), *guard[1])
             if record is None:
@@ -95,3 +91,25 @@ class SqlPrimitives:
             for sql, rows in steps:
                 await pg.executemany(self._sql(sql), rows)
             return dict(record)
+
+
+def sqlite_guarded(
+    conn: Any, guard: tuple[str, tuple[Any, ...]], steps: Steps
+) -> dict[str, Any] | None:
+    """`SqlPrimitives._guarded_many` on one SQLite connection (synchronous)."""
+    conn.execute(WRITE_BEGIN)
+    try:
+        cur = conn.execute(guard[0], guard[1])
+        row = cur.fetchone()
+        if row is None:
+            conn.execute("ROLLBACK")
+            return None
+        found = dict(zip([d[0] for d in cur.description], row, strict=True))
+        for sql, rows in steps:
+            conn.executemany(sql, rows)
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    return found

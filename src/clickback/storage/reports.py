@@ -3,9 +3,9 @@ apply, and the report queries over the hourly rollup tables.
 
 `SqlStore` inherits this mixin. Reads go through the store's `_fetch`; the apply runs a
 guard statement and batches of rows (`executemany`) in one transaction
-(`SqlPrimitives._guarded_many`, the part that differs per engine). On SQLite it runs
-without yielding to the event loop, like the group-commit writer it shares the
-connection with.
+(`_reports_tx`, the part that differs per engine). On SQLite the report tables are in a
+database file of their own, written from a thread on a connection of its own, so that
+an apply never holds back the group-commit writer's clicks and postbacks.
 """
 
 from __future__ import annotations
@@ -73,9 +73,7 @@ class ReportSql(SqlPrimitives):
     # -- the rollup job -------------------------------------------------------------
 
     async def rollup_claim(self, owner: str, now_us: int, lease_us: int) -> Mark | None:
-        row = await self._guarded_many(
-            (CLAIM, (owner, now_us + lease_us, now_us, owner, now_us)), []
-        )
+        row = await self._reports_tx((CLAIM, (owner, now_us + lease_us, now_us, owner, now_us)), [])
         if row is None:
             return None
         return Mark(row["clicks_after"], int(row["conversions_after"]), int(row["events_after"]))
@@ -214,7 +212,7 @@ class ReportSql(SqlPrimitives):
         if delta.prune_before_day is not None:
             steps.append(("DELETE FROM report_visitors WHERE day < ?", [(delta.prune_before_day,)]))
         await asyncio.sleep(0)  # spreading the keys took a while: requests first
-        return await self._guarded_many(guard, steps) is not None
+        return await self._reports_tx(guard, steps) is not None
 
     # -- reports --------------------------------------------------------------------
 

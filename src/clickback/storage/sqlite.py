@@ -25,8 +25,10 @@ from clickback.domain.ports import (
     LedgerRow,
     PostbackWritten,
 )
+from clickback.errors import UnavailableError
 from clickback.storage import schema
 from clickback.storage.base import SqlStore, now_us
+from clickback.storage.primitives import WRITE_BEGIN, Steps, sqlite_guarded
 from clickback.storage.writer import fail, settle
 
 log = logging.getLogger("clickback.storage")
@@ -125,6 +127,26 @@ def path_from_url(url: str) -> str:
     return path or ":memory:"
 
 
+def move_reports(conn: sqlite3.Connection) -> None:
+    """Moves the report tables that migrations made in the database into the reports
+    file, rows and indexes with them (in the migration's transaction; a table already
+    in the reports file, from a move cut short, is filled again)."""
+    made = conn.execute(
+        "SELECT type, name, tbl_name, sql FROM main.sqlite_master WHERE tbl_name LIKE "
+        "'report\\_%' ESCAPE '\\' AND sql IS NOT NULL ORDER BY type = 'index'"
+    ).fetchall()
+    there = {r[0] for r in conn.execute("SELECT name FROM reports.sqlite_master")}
+    for kind, name, _table, sql in made:
+        if name not in there:
+            conn.execute(sql.replace(f"{kind.upper()} {name}", f"{kind.upper()} reports.{name}", 1))
+        if kind == "table":
+            conn.execute(f"DELETE FROM reports.{name}")
+            conn.execute(f"INSERT INTO reports.{name} SELECT * FROM main.{name}")
+    for kind, name, _table, _sql in made:
+        if kind == "table":
+            conn.execute(f"DROP TABLE main.{name}")
+
+
 class Checkpointer:
     """WAL checkpoints in a thread of their own, off the event loop: left to the writer,
     SQLite checkpoints inside the commit that crosses 1,000 pages of WAL, 8-18 ms during
@@ -175,21 +197,36 @@ class Checkpointer:
         self._thread.join()
 
 
+def reports_path(path: str) -> str:
+    """The file of the report tables (rollups, their watermarks and lease) beside the
+    database: written by the rollup job only, so its transactions never hold back the
+    group-commit writer's (SQLite locks a whole file for a write)."""
+    return path if path == ":memory:" else f"{path}-reports"
+
+
+def connect(path: str) -> sqlite3.Connection:
+    """A connection to the database with the report tables' file attached (`reports`):
+    both are read and written by their unqualified table names."""
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    conn.execute("PRAGMA busy_timeout = 10000")
+    conn.execute("ATTACH DATABASE ? AS reports", (reports_path(path),))
+    conn.execute("PRAGMA synchronous = NORMAL")
+    conn.execute("PRAGMA reports.synchronous = NORMAL")
+    return conn
+
+
 class SqliteStore(SqlStore):
     engine = "sqlite"
 
     def __init__(self, path: str, batch_max: int = 512):
         self.path = path
         self.batch_max = batch_max
-        self.conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        for pragma in (
-            "journal_mode = WAL",
-            "synchronous = NORMAL",
-            "busy_timeout = 10000",
-            "foreign_keys = ON",
-        ):
+        self.conn = connect(path)
+        for pragma in ("journal_mode = WAL", "reports.journal_mode = WAL", "foreign_keys = ON"):
             self.conn.execute(f"PRAGMA {pragma}")
         self.checkpointer: Checkpointer | None = None
+        self._rollup_conn: sqlite3.Connection | None = None  # made at the first apply
+        self._rollup_lock = threading.Lock()  # held by its thread while it writes
         if path != ":memory:":
             self.conn.execute("PRAGMA wal_autocheckpoint = 0")  # the thread does it
             self.checkpointer = Checkpointer(path)
@@ -232,9 +269,8 @@ class SqliteStore(SqlStore):
         try:
             conn = self._readers.pop()
         except IndexError:
-            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            conn = connect(self.path)
             conn.execute("PRAGMA query_only = ON")
-            conn.execute("PRAGMA busy_timeout = 10000")
         try:
             return conn.execute(sql, args).fetchall()
         finally:
@@ -243,9 +279,32 @@ class SqliteStore(SqlStore):
             else:
                 self._readers.append(conn)
 
+    async def _reports_tx(
+        self, guard: tuple[str, tuple[Any, ...]], steps: Steps
+    ) -> dict[str, Any] | None:
+        if self.path == ":memory:":
+            return await self._guarded_many(guard, steps)
+        steps = [(sql, rows) for sql, rows in steps if rows]
+        # sqlite3 lets go of the GIL while a statement runs: the event loop goes on
+        # answering meanwhile, and the writer's commits touch the other file
+        return await asyncio.to_thread(self._reports_write, guard, steps)
+
+    def _reports_write(
+        self, guard: tuple[str, tuple[Any, ...]], steps: Steps
+    ) -> dict[str, Any] | None:
+        """In a worker thread; one at a time, and never past `close` (a caller cancelled
+        does not stop the thread: `close` waits for it)."""
+        with self._rollup_lock:
+            if self._closed:
+                raise UnavailableError("the store is closed")
+            if self._rollup_conn is None:
+                # its own WAL checkpoints (1,000 pages) run inside its commits, here
+                self._rollup_conn = connect(self.path)
+            return sqlite_guarded(self._rollup_conn, guard, steps)
+
     async def _write(self, sql: str, *args: Any, bump: bool = False) -> Any:
         conn = self.conn
-        conn.execute("BEGIN IMMEDIATE")
+        conn.execute(WRITE_BEGIN)
         try:
             row = conn.execute(sql, args).fetchone()
             if bump:
@@ -265,7 +324,7 @@ class SqliteStore(SqlStore):
         guards: int | None = None,
     ) -> bool:
         conn = self.conn
-        conn.execute("BEGIN IMMEDIATE")
+        conn.execute(WRITE_BEGIN)
         try:
             for i, (sql, args) in enumerate(steps):
                 must = check if guards is None else i < guards
@@ -295,6 +354,8 @@ class SqliteStore(SqlStore):
                     for stmt in schema.statements("sqlite", version):
                         conn.execute(stmt)
                     conn.execute("INSERT INTO schema_migrations VALUES (?, ?)", (version, now_us()))
+            if self.path != ":memory:":
+                move_reports(conn)
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
@@ -313,6 +374,9 @@ class SqliteStore(SqlStore):
         self._closed = True
         while self._readers:
             self._readers.pop().close()
+        with self._rollup_lock:
+            if self._rollup_conn is not None:
+                self._rollup_conn.close()
         self.conn.close()  # the last connection out checkpoints what is left
 
     # -- group commit -------------------------------------------------------------
@@ -365,7 +429,7 @@ class SqliteStore(SqlStore):
     def _commit(self, batch: list[tuple[int, Any, Any]]) -> list[Any]:
         conn = self.conn
         try:
-            conn.execute("BEGIN IMMEDIATE")
+            conn.execute(WRITE_BEGIN)
             clicks = [p for k, p, _ in batch if k == _CLICK]
             if clicks:
                 conn.executemany(INSERT_CLICK, clicks)
