@@ -85,9 +85,19 @@ def sqlite_path(db_url: str) -> str:
     return db_url.removeprefix("sqlite:///")
 
 
+def sqlite_connect(db_url: str, **kwargs: Any) -> sqlite3.Connection:
+    """The database with its report tables' file attached, as the server opens it (a
+    revision that keeps them in the database finds them there: unqualified names look in
+    the database first)."""
+    path = sqlite_path(db_url)
+    conn = sqlite3.connect(path, **kwargs)
+    conn.execute("ATTACH DATABASE ? AS reports", (f"{path}-reports",))
+    return conn
+
+
 def click_count(db_url: str) -> int:
     if db_url.startswith("sqlite:"):
-        with sqlite3.connect(sqlite_path(db_url)) as conn:
+        with sqlite_connect(db_url) as conn:
             return int(conn.execute("SELECT count(*) FROM clicks").fetchone()[0])
     return int(asyncio.run(_pg_value(db_url, "SELECT count(*) FROM clicks")))
 
@@ -111,7 +121,7 @@ def jobs_state(db_url: str) -> dict[str, tuple[int | None, bool]]:
         ">= (SELECT coalesce(max(id), 0) FROM conversions)"
     )
     if db_url.startswith("sqlite:"):
-        with sqlite3.connect(sqlite_path(db_url)) as conn:
+        with sqlite_connect(db_url) as conn:
             row = conn.execute(sql).fetchone()
     else:
         row = asyncio.run(_pg_rows(db_url, sql))[0]
@@ -129,7 +139,7 @@ def ledger_outcomes(db_url: str, since_us: int, until_us: int) -> dict[str, int]
         "GROUP BY outcome"
     )
     if db_url.startswith("sqlite:"):
-        with sqlite3.connect(sqlite_path(db_url)) as conn:
+        with sqlite_connect(db_url) as conn:
             rows = conn.execute(sql.format(a="?", b="?"), (since_us, until_us)).fetchall()
     else:
         rows = asyncio.run(_pg_rows(db_url, sql.format(a="$1", b="$2"), since_us, until_us))
@@ -213,7 +223,7 @@ def add_clicks(
     from clickback.domain.ports import CLICK_COLUMNS
     from clickback.domain.refid import RefIdCodec
 
-    conn = sqlite3.connect(sqlite_path(db_url), isolation_level=None)
+    conn = sqlite_connect(db_url, isolation_level=None)
     try:
         secret = conn.execute("SELECT value FROM meta WHERE key = 'refid_secret'").fetchone()
         if secret is None:

@@ -286,8 +286,12 @@ def run_bare(b: Bench, key: str = BARE, label: str = "bare ASGI 302 (granian, no
 def sqlite_db(b: Bench, template: str, name: str) -> str:
     """A copy of the template database (the backup API: WAL content included)."""
     target = b.tmp / f"{name}.db"
-    with sqlite3.connect(fixtures.sqlite_path(template)) as src, sqlite3.connect(target) as dst:
-        src.backup(dst)
+    source = fixtures.sqlite_path(template)
+    for suffix in ("", "-reports"):  # the report tables' file beside it, where there is one
+        if suffix and not Path(source + suffix).exists():
+            continue
+        with sqlite3.connect(source + suffix) as src, sqlite3.connect(f"{target}{suffix}") as dst:
+            src.backup(dst)
     return f"sqlite:///{target}"
 
 

@@ -527,11 +527,14 @@ async def open_engine(engine: str, args: argparse.Namespace) -> tuple[Any, Sink]
 
         path = Path(args.sqlite)
         for suffix in ("", "-wal", "-shm") if not args.reuse else ():
-            Path(f"{path}{suffix}").unlink(missing_ok=True)
+            for file in ("", "-reports"):
+                Path(f"{path}{file}{suffix}").unlink(missing_ok=True)
         store = SqliteStore(str(path))
         await store.migrate()
         bulk = sqlite3.connect(str(path), isolation_level=None)
+        bulk.execute("ATTACH DATABASE ? AS reports", (f"{path}-reports",))
         bulk.execute("PRAGMA synchronous = OFF")
+        bulk.execute("PRAGMA reports.synchronous = OFF")
         return store, Sink("sqlite", bulk)
     import asyncpg
 

@@ -78,3 +78,38 @@ async def test_a_database_with_report_tables_inside_is_moved_with_its_rows(
         await store.close()
     assert set(moved) <= tables(reports_path(path))
     assert not {t for t in tables(path) if t.startswith("report_")}
+
+
+async def test_a_lost_reports_file_is_made_again_and_rolled_up_from_raw_rows(
+    tmp_path: Path,
+) -> None:
+    from datetime import datetime
+
+    from clickback.domain.reports import run_report
+    from clickback.domain.reportspec import build_spec
+    from clickback.domain.rollup import RollupJob
+    from tests.reports_world import build_world
+
+    path = str(tmp_path / "c.db")
+    params = {"tz": ["UTC"], "from": ["2026-03-20"], "to": ["2026-04-10"], "group_by": ["link"]}
+    store = SqliteStore(path)
+    await store.migrate()
+    world = await build_world(store, 5)
+    await world.clicks(40, datetime.fromisoformat("2026-03-27T00:00:00+00:00"), 24)
+    await world.postbacks(0.5)
+    await RollupJob(store, settle=0).catch_up()
+    before = await run_report(store, build_spec(params, 0), "USD")
+    await store.close()
+    assert before["totals"]["clicks"] > 0
+    for suffix in ("", "-wal", "-shm"):  # copied or restored without it
+        Path(reports_path(path) + suffix).unlink(missing_ok=True)
+
+    store = SqliteStore(path)
+    await store.migrate()
+    try:
+        empty = await run_report(store, build_spec(params, 0), "USD")
+        assert empty["totals"]["clicks"] == 0
+        await RollupJob(store, settle=0).catch_up()
+        assert await run_report(store, build_spec(params, 0), "USD") == before
+    finally:
+        await store.close()

@@ -127,24 +127,49 @@ def path_from_url(url: str) -> str:
     return path or ":memory:"
 
 
-def move_reports(conn: sqlite3.Connection) -> None:
-    """Moves the report tables that migrations made in the database into the reports
-    file, rows and indexes with them (in the migration's transaction; a table already
-    in the reports file, from a move cut short, is filled again)."""
-    made = conn.execute(
-        "SELECT type, name, tbl_name, sql FROM main.sqlite_master WHERE tbl_name LIKE "
-        "'report\\_%' ESCAPE '\\' AND sql IS NOT NULL ORDER BY type = 'index'"
-    ).fetchall()
+_REPORT_DDL = (
+    "SELECT type, name, sql FROM main.sqlite_master WHERE tbl_name LIKE 'report\\_%' "
+    "ESCAPE '\\' AND sql IS NOT NULL ORDER BY type = 'index'"
+)
+
+
+def place_reports(conn: sqlite3.Connection) -> None:
+    """Puts the report tables in the reports file (in the migration's transaction):
+    those that migrations made in the database are moved, rows and indexes with them (a
+    table already there, from a move cut short, is filled again); if the reports file
+    has none (it was lost, or the database was copied without it), they are made afresh
+    and the rollup job rebuilds them from the raw rows, which it reads from the start."""
+    made = conn.execute(_REPORT_DDL).fetchall()
+    source = "main"
+    if not made:
+        if conn.execute(
+            "SELECT 1 FROM reports.sqlite_master WHERE name = 'report_state'"
+        ).fetchone():
+            return  # in place
+        log.warning("no report tables: made afresh, rolled up again from the raw rows")
+        fresh = sqlite3.connect(":memory:")  # what the migrations make, to copy from
+        for version, _title, _sql in schema.MIGRATIONS:
+            for statement in schema.statements("sqlite", version):
+                fresh.execute(statement)
+        made = fresh.execute(_REPORT_DDL).fetchall()
+        rows = {
+            n: fresh.execute(f"SELECT * FROM {n}").fetchall() for k, n, _ in made if k == "table"
+        }
+        fresh.close()
+        source = ""
     there = {r[0] for r in conn.execute("SELECT name FROM reports.sqlite_master")}
-    for kind, name, _table, sql in made:
+    for kind, name, sql in made:
         if name not in there:
             conn.execute(sql.replace(f"{kind.upper()} {name}", f"{kind.upper()} reports.{name}", 1))
-        if kind == "table":
-            conn.execute(f"DELETE FROM reports.{name}")
+        if kind != "table":
+            continue
+        conn.execute(f"DELETE FROM reports.{name}")
+        if source:
             conn.execute(f"INSERT INTO reports.{name} SELECT * FROM main.{name}")
-    for kind, name, _table, _sql in made:
-        if kind == "table":
             conn.execute(f"DROP TABLE main.{name}")
+        elif rows[name]:
+            marks = ", ".join("?" * len(rows[name][0]))
+            conn.executemany(f"INSERT INTO reports.{name} VALUES ({marks})", rows[name])
 
 
 class Checkpointer:
@@ -355,7 +380,7 @@ class SqliteStore(SqlStore):
                         conn.execute(stmt)
                     conn.execute("INSERT INTO schema_migrations VALUES (?, ?)", (version, now_us()))
             if self.path != ":memory:":
-                move_reports(conn)
+                place_reports(conn)
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
