@@ -127,21 +127,19 @@ FACT_COLUMNS = tuple(Fact.__dataclass_fields__)
 @dataclass(slots=True)
 class Held:
     """What passes of a backlog folded but did not apply yet (`RollupJob.coalesce`): the
-    stored watermarks they follow, how far they read, since when, their sums, and the
-    unique visitors among them (not stored yet either)."""
+    stored watermarks they follow, how far they read, since when, and their sums."""
 
     base: Mark
     mark: Mark
     since: float
     delta: Delta
-    visitors: set[tuple[int, int, int]]
 
 
 @dataclass(slots=True)
 class Delta:
     clicks: dict[ClickKey, list[int]] = field(default_factory=dict)  # clicks, unique, bots
     conversions: dict[ConversionKey, list[int]] = field(default_factory=dict)
-    visitors: list[tuple[int, int, int]] = field(default_factory=list)
+    visitors: set[tuple[int, int, int]] = field(default_factory=set)  # new unique ones
     facts: dict[int, Fact] = field(default_factory=dict)  # to store
     gaps_add: list[tuple[str, int, int]] = field(default_factory=list)
     gaps_drop: list[tuple[str, int]] = field(default_factory=list)
@@ -355,7 +353,6 @@ class RollupJob:
         mark = await store.rollup_claim(self.owner, now, self.lease_us)
         if mark is None:
             return 0, False  # another process holds the lease
-        delta = Delta()
         before = floor(max(0, now - self.settle_us) // 1000)
         through = await store.job_watermark("screening") if self.after_screening else NO_CAP
         held = self._holding(mark)
@@ -419,7 +416,7 @@ class RollupJob:
         if held is None or held.base != base:
             if held is not None:
                 log.warning("rollup watermarks moved under this job; what it held is dropped")
-            held = self._held = Held(base, base, time.monotonic(), Delta(), set())
+            held = self._held = Held(base, base, time.monotonic(), Delta())
         return held
 
     def _keep(self, held: Held) -> bool:
@@ -451,15 +448,14 @@ class RollupJob:
             rows.append((c, agent, visitor))
         candidates = sorted({v for _, _, v in rows if v is not None})
         known = await self.store.rollup_known_visitors(candidates) if candidates else set()
-        known |= held.visitors.intersection(candidates)  # held, so not stored yet
+        known |= delta.visitors.intersection(candidates)  # held, so not stored yet
         offers = await self._offers_of({c["offer_id"] for c, _, _ in rows})
         for c, agent, visitor in rows:
             unique = visitor is not None and visitor not in known
             if unique:
                 assert visitor is not None
                 known.add(visitor)
-                held.visitors.add(visitor)
-                delta.visitors.append(visitor)
+                delta.visitors.add(visitor)
             key = (
                 c["created_at"] // HOUR_US,
                 c["link_id"],

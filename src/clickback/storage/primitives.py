@@ -81,7 +81,6 @@ class SqlPrimitives:
     ) -> dict[str, Any] | None:
         """The guard (a statement with RETURNING), then each statement over its rows, in
         one transaction; the guard's row, or None (and nothing done) when it found none."""
-        steps = [(sql, rows) for sql, rows in steps if rows]
         if self.engine == "sqlite":
             return sqlite_guarded(self.conn, guard, steps)
         async with self.pool.acquire() as pg, pg.transaction():
@@ -89,7 +88,8 @@ class SqlPrimitives:
             if record is None:
                 return None
             for sql, rows in steps:
-                await pg.executemany(self._sql(sql), rows)
+                if rows:
+                    await pg.executemany(self._sql(sql), rows)
             return dict(record)
 
 
@@ -106,7 +106,8 @@ def sqlite_guarded(
             return None
         found = dict(zip([d[0] for d in cur.description], row, strict=True))
         for sql, rows in steps:
-            conn.executemany(sql, rows)
+            if rows:
+                conn.executemany(sql, rows)
         conn.execute("COMMIT")
     except BaseException:
         if conn.in_transaction:

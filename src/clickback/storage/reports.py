@@ -196,7 +196,7 @@ class ReportSql(SqlPrimitives):
             (
                 "INSERT INTO report_visitors (day, link_id, visitor) VALUES (?, ?, ?) "
                 "ON CONFLICT (day, link_id, visitor) DO NOTHING",
-                delta.visitors,
+                sorted(delta.visitors),
             ),
             (
                 UPSERT_FACT,

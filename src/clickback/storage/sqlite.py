@@ -309,7 +309,6 @@ class SqliteStore(SqlStore):
     ) -> dict[str, Any] | None:
         if self.path == ":memory:":
             return await self._guarded_many(guard, steps)
-        steps = [(sql, rows) for sql, rows in steps if rows]
         # sqlite3 lets go of the GIL while a statement runs: the event loop goes on
         # answering meanwhile, and the writer's commits touch the other file
         return await asyncio.to_thread(self._reports_write, guard, steps)
