@@ -1,9 +1,11 @@
 from __future__ import annotations
 
-from hypothesis import given
+import hmac
+
+from hypothesis import example, given
 from hypothesis import strategies as st
 
-from clickback.domain.refid import TEXT_LEN, RefIdCodec
+from clickback.domain.refid import TEXT_LEN, RefIdCodec, _Mac
 
 codec = RefIdCodec(["k-one"])
 
@@ -55,3 +57,15 @@ def test_floor_sorts_below_every_later_refid_and_above_earlier_ones() -> None:
 
     at = 1_764_000_000_000
     assert all(codec.issue(9, at - 1) < floor(at) <= codec.issue(9, at) for _ in range(200))
+
+
+@given(
+    st.one_of(st.binary(min_size=1, max_size=64), st.binary(min_size=65, max_size=200)),
+    st.binary(max_size=100),
+)
+@example(b"k" * 64, b"")
+@example(b"k" * 65, b"body")  # longer than a block: the key is hashed first
+def test_the_mac_is_hmac_sha256_for_any_key_and_message(key: bytes, message: bytes) -> None:
+    mac = _Mac(key)
+    assert mac(message) == hmac.digest(key, message, "sha256")
+    assert mac(message + b"!") == hmac.digest(key, message + b"!", "sha256")  # no state kept

