@@ -189,3 +189,45 @@ async def test_sqlite_wal_checkpoints_run_in_their_own_thread(tmp_path: Path) ->
     assert rows[0]["n"] == 2_000
     await store.close()
     assert not store.checkpointer._thread.is_alive()
+
+
+async def test_sqlite_wal_starts_over_under_a_steady_write_load(tmp_path: Path) -> None:
+    """Batches committed back to back leave a passive checkpoint always a little behind,
+    and SQLite restarts the WAL only once every frame is copied: the checkpointer holds
+    one commit back while it copies the last frames, so the WAL stays short without a
+    TRUNCATE (here out of reach). Without the hold it grows with every batch (32 MB in
+    the same work, against 1.6 MB, measured)."""
+    store = SqliteStore(str(tmp_path / "steady.db"))
+    await store.migrate()
+    _, link = await setup(store)
+    assert store.checkpointer is not None
+    store.checkpointer.stop()
+    store.checkpointer = Checkpointer(
+        store.path, every=0.02, truncate_pages=10**9, restart_pages=200, hold=store._hold_commits
+    )
+    wal = Path(store.path + "-wal")
+    peak = 0
+    for n in range(1_500):
+        batch = (store.write_click(click_row(f"S{n:04d}{i:02d}", link)) for i in range(50))
+        await asyncio.wait_for(asyncio.gather(*batch), 10)  # a held batch is let go
+        peak = max(peak, wal.stat().st_size)
+    assert store.checkpointer.restarts >= 1 and store.checkpointer.truncates == 0
+    assert peak < 8_000_000, f"the WAL grew to {peak:,} bytes"
+    rows = await store._fetch("SELECT count(*) AS n FROM clicks")
+    assert rows[0]["n"] == 75_000
+    await store.close()
+
+
+async def test_a_batch_held_back_by_the_checkpointer_commits_when_let_go(tmp_path: Path) -> None:
+    store = SqliteStore(str(tmp_path / "held.db"))
+    await store.migrate()
+    _, link = await setup(store)
+    hold = store._hold_commits()
+    hold.__enter__()
+    waiting = asyncio.ensure_future(store.write_click(click_row("HELD", link)))
+    await asyncio.sleep(0.1)
+    assert not waiting.done()  # not answered before its row is committed
+    hold.__exit__(None, None, None)
+    await asyncio.wait_for(waiting, 5)
+    assert (await store.list_rows("clicks", {"refid": "HELD"}, None, None, 1, None)).items
+    await store.close()

@@ -15,6 +15,9 @@ import asyncio
 import logging
 import sqlite3
 import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager, suppress
 from typing import Any
 
 from clickback.domain.models import Outcome
@@ -176,20 +179,37 @@ class Checkpointer:
     """WAL checkpoints in a thread of their own, off the event loop: left to the writer,
     SQLite checkpoints inside the commit that crosses 1,000 pages of WAL, 8-18 ms during
     which no request is answered. Every `every` seconds a PASSIVE checkpoint copies what
-    it can without blocking anyone (sqlite3 lets go of the GIL meanwhile); a WAL that
-    still grew past `truncate_pages` (a passive checkpoint never shrinks it, and under a
-    steady load it never quite catches up) is checkpointed with TRUNCATE, which holds the
-    writer back for the pages left and the database file's fsync (up to about 60 ms
-    measured under click load, about every 3 s at 16,384 pages). At 65,536 pages (256 MB
-    of WAL on disk at most, about) it happens a quarter as often: click p99 57 -> 33 ms,
-    postback p99 101 -> 84 ms, measured back to back."""
+    it can without blocking anyone (sqlite3 lets go of the GIL meanwhile).
 
-    def __init__(self, path: str, every: float = 0.5, truncate_pages: int = 65_536):
+    Under a steady load a passive checkpoint never quite catches up (the writer commits
+    more while it copies), and SQLite writes the WAL from its start again only once every
+    frame in it has been copied: so past `restart_pages` of WAL the thread holds the
+    group-commit writer's next commit back (`hold`, a context manager the store gives)
+    while one more PASSIVE copies the frames committed during the last, and the writer's
+    next transaction starts the WAL over. The hold lasts that copy and two fsyncs (WAL,
+    database): up to 19 ms measured under a steady write load, about twice a second at
+    1,024 pages, where the TRUNCATE that kept the WAL short before held every writer for
+    385-440 ms every 20 s or so on the same machine (it truncates a 256 MB file;
+    `bench/wal_stall.py`). A WAL that still grows past `truncate_pages` (a reader kept
+    the restarts from happening) is checkpointed with TRUNCATE, as the last resort."""
+
+    def __init__(
+        self,
+        path: str,
+        every: float = 0.5,
+        truncate_pages: int = 65_536,
+        restart_pages: int = 1_024,
+        hold: Callable[[], AbstractContextManager[None]] | None = None,
+    ):
         self.path = path
         self.every = every
         self.truncate_pages = truncate_pages
+        self.restart_pages = restart_pages
+        self.hold = hold
         self.passes = 0
         self.truncates = 0
+        self.restarts = 0  # holds after which every frame had been copied
+        self.held_s = 0.0  # the longest hold
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="clickback-checkpoint", daemon=True)
         self._thread.start()
@@ -207,15 +227,27 @@ class Checkpointer:
         try:
             while not self._stop.wait(self.every):
                 try:
-                    _busy, pages, _done = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-                    if pages > self.truncate_pages:
-                        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
-                        self.truncates += 1
-                    self.passes += 1
+                    self._pass(conn)
                 except sqlite3.Error as e:  # busy, or the file went away: try next time
                     log.warning("WAL checkpoint failed: %s", e)
         finally:
             conn.close()
+
+    def _pass(self, conn: sqlite3.Connection) -> None:
+        passive = "PRAGMA wal_checkpoint(PASSIVE)"
+        _busy, pages, done = conn.execute(passive).fetchone()
+        self.passes += 1
+        if pages > self.truncate_pages:
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            self.truncates += 1
+        elif pages >= self.restart_pages and self.hold is not None:
+            # the pass above copied what was there when it began: the hold copies only
+            # what was committed while it ran
+            start = time.perf_counter()
+            with self.hold():
+                _busy, pages, done = conn.execute(passive).fetchone()
+            self.held_s = max(self.held_s, time.perf_counter() - start)
+            self.restarts += pages == done
 
     def stop(self) -> None:
         self._stop.set()
@@ -254,12 +286,14 @@ class SqliteStore(SqlStore):
         self._rollup_lock = threading.Lock()  # held by its thread while it writes
         if path != ":memory:":
             self.conn.execute("PRAGMA wal_autocheckpoint = 0")  # the thread does it
-            self.checkpointer = Checkpointer(path)
+            self.checkpointer = Checkpointer(path, hold=self._hold_commits)
         self._pending: list[tuple[int, Any, asyncio.Future[Any] | None]] = []
         self._readers: list[sqlite3.Connection] = []  # for reads in threads, made as needed
         self._closed = False
         self._scheduled = False
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._commit_lock = threading.Lock()  # held by a batch's commit, or the checkpointer
+        self._deferred = False  # a flush found the checkpointer holding commits back
 
     # -- primitives ---------------------------------------------------------------
 
@@ -391,10 +425,10 @@ class SqliteStore(SqlStore):
         return bool(row and row[0] == schema.LATEST)
 
     async def close(self) -> None:
-        while self._pending:  # every row already answered for is written before closing
-            self._flush()
         if self.checkpointer is not None:
             self.checkpointer.stop()
+        while self._pending:  # every row already answered for is written before closing
+            self._flush()
         self._closed = True
         while self._readers:
             self._readers.pop().close()
@@ -430,7 +464,33 @@ class SqliteStore(SqlStore):
         self._enqueue(_POSTBACK, (ledger, conversion), fut)
         return await fut
 
+    @contextmanager
+    def _hold_commits(self) -> Iterator[None]:
+        """For the checkpointer's thread: no batch commits until the block is left; the
+        loop goes on taking requests meanwhile, and a deferred flush runs after."""
+        with self._commit_lock:
+            yield
+        loop = self._loop
+        if loop is not None:
+            with suppress(RuntimeError):  # the loop is closed: nothing waits any more
+                loop.call_soon_threadsafe(self._resume)
+
+    def _resume(self) -> None:
+        if self._deferred:
+            self._deferred = False
+            if self._pending and not self._closed:  # `close` may have written them
+                self._flush()
+
     def _flush(self) -> None:
+        if not self._commit_lock.acquire(blocking=False):
+            self._scheduled = self._deferred = True  # `_resume` flushes
+            return
+        try:
+            self._flush_locked()
+        finally:
+            self._commit_lock.release()
+
+    def _flush_locked(self) -> None:
         self._scheduled = False
         batch = self._pending[: self.batch_max]
         del self._pending[: self.batch_max]
