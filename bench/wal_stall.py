@@ -36,15 +36,20 @@ from clickback.storage.sqlite import Checkpointer, SqliteStore
 BATCH = 64
 
 
-async def run(variant: str, seconds: float, tmp: Path) -> dict[str, float]:
+async def run(variant: str, seconds: float, tmp: Path, restart_pages: int) -> dict[str, float]:
     path = tmp / f"{variant}-{time.monotonic_ns()}.db"
     create_link(f"sqlite:///{path}")  # migrates; the link's id is 1
     link = 1
     store = SqliteStore(str(path))
+    assert store.checkpointer is not None
     if variant == "truncate":
-        assert store.checkpointer is not None
         store.checkpointer.stop()
         store.checkpointer = Checkpointer(str(path))
+    elif restart_pages:
+        store.checkpointer.stop()
+        store.checkpointer = Checkpointer(
+            str(path), restart_pages=restart_pages, hold=store._hold_commits
+        )
     wal = Path(f"{path}-wal")
     latencies: list[float] = []
     peak = n = 0
@@ -89,6 +94,9 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=20)
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--core", type=int, default=1, help="pin to this core (-1: no pinning)")
+    ap.add_argument(
+        "--restart-pages", type=int, default=0, help="the restart threshold (0: as shipped)"
+    )
     args = ap.parse_args()
     if args.core >= 0:
         os.sched_setaffinity(0, {args.core})
@@ -96,7 +104,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="clickback-walstall-") as d:
         for r in range(args.rounds):
             for variant in results:
-                got = asyncio.run(run(variant, args.seconds, Path(d)))
+                got = asyncio.run(run(variant, args.seconds, Path(d), args.restart_pages))
                 results[variant].append(got)
                 shown = ", ".join(f"{k} {v:,.1f}" for k, v in got.items())
                 print(f"round {r + 1} {variant}: {shown}", flush=True)

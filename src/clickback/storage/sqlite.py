@@ -187,11 +187,12 @@ class Checkpointer:
     group-commit writer's next commit back (`hold`, a context manager the store gives)
     while one more PASSIVE copies the frames committed during the last, and the writer's
     next transaction starts the WAL over. The hold lasts that copy and two fsyncs (WAL,
-    database): up to 19 ms measured under a steady write load, about twice a second at
-    1,024 pages, where the TRUNCATE that kept the WAL short before held every writer for
-    385-440 ms every 20 s or so on the same machine (it truncates a 256 MB file;
-    `bench/wal_stall.py`). A WAL that still grows past `truncate_pages` (a reader kept
-    the restarts from happening) is checkpointed with TRUNCATE, as the last resort."""
+    database): 9-15 ms at most per run measured under a steady write load, about twice
+    a second at 1,024 pages (larger thresholds made longer holds), where the TRUNCATE
+    that kept the WAL short before held every writer for 330-440 ms every 20 s or so on
+    the same machine (it truncates a 256 MB file; `bench/wal_stall.py`). A WAL that
+    still grows past `truncate_pages` (a reader kept the restarts from happening) is
+    checkpointed with TRUNCATE, as the last resort."""
 
     def __init__(
         self,
@@ -241,8 +242,14 @@ class Checkpointer:
             conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
             self.truncates += 1
         elif pages >= self.restart_pages and self.hold is not None:
-            # the pass above copied what was there when it began: the hold copies only
-            # what was committed while it ran
+            # each pass copies what was there when it began: passes without the hold
+            # until one finds little committed during the one before, so that the pass
+            # under the hold copies only a little (its two fsyncs are the rest)
+            for _ in range(4):
+                _busy, now, done = conn.execute(passive).fetchone()
+                new, pages = now - pages, now
+                if new <= _CLOSE_PAGES:
+                    break
             start = time.perf_counter()
             with self.hold():
                 _busy, pages, done = conn.execute(passive).fetchone()
@@ -252,6 +259,9 @@ class Checkpointer:
     def stop(self) -> None:
         self._stop.set()
         self._thread.join()
+
+
+_CLOSE_PAGES = 128  # frames left for the pass under the hold, at most, when it can
 
 
 def reports_path(path: str) -> str:
