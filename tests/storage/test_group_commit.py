@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import time
 from pathlib import Path
 
@@ -230,4 +231,19 @@ async def test_a_batch_held_back_by_the_checkpointer_commits_when_let_go(tmp_pat
     hold.__exit__(None, None, None)
     await asyncio.wait_for(waiting, 5)
     assert (await store.list_rows("clicks", {"refid": "HELD"}, None, None, 1, None)).items
+    await store.close()
+
+
+async def test_a_held_batch_commits_even_when_the_held_checkpoint_fails(tmp_path: Path) -> None:
+    store = SqliteStore(str(tmp_path / "failed.db"))
+    await store.migrate()
+    _, link = await setup(store)
+    hold = store._hold_commits()
+    hold.__enter__()
+    waiting = asyncio.ensure_future(store.write_click(click_row("AFTER", link)))
+    await asyncio.sleep(0.1)
+    failure = sqlite3.OperationalError("database or disk is full")
+    assert not hold.__exit__(type(failure), failure, None)  # raised on to the checkpointer
+    await asyncio.wait_for(waiting, 5)
+    assert (await store.list_rows("clicks", {"refid": "AFTER"}, None, None, 1, None)).items
     await store.close()

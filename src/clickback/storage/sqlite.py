@@ -236,8 +236,10 @@ class Checkpointer:
 
     def _pass(self, conn: sqlite3.Connection) -> None:
         passive = "PRAGMA wal_checkpoint(PASSIVE)"
-        _busy, pages, done = conn.execute(passive).fetchone()
+        busy, pages, done = conn.execute(passive).fetchone()
         self.passes += 1
+        if busy or pages < 0:  # another connection is checkpointing: next time
+            return
         if pages > self.truncate_pages:
             conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
             self.truncates += 1
@@ -246,15 +248,17 @@ class Checkpointer:
             # until one finds little committed during the one before, so that the pass
             # under the hold copies only a little (its two fsyncs are the rest)
             for _ in range(4):
-                _busy, now, done = conn.execute(passive).fetchone()
+                busy, now, done = conn.execute(passive).fetchone()
+                if busy or now < 0:
+                    return
                 new, pages = now - pages, now
-                if new <= _CLOSE_PAGES:
+                if new + (now - done) <= _CLOSE_PAGES:  # committed since, and left over
                     break
             start = time.perf_counter()
             with self.hold():
-                _busy, pages, done = conn.execute(passive).fetchone()
+                busy, pages, done = conn.execute(passive).fetchone()
             self.held_s = max(self.held_s, time.perf_counter() - start)
-            self.restarts += pages == done
+            self.restarts += not busy and pages == done > 0
 
     def stop(self) -> None:
         self._stop.set()
@@ -294,9 +298,6 @@ class SqliteStore(SqlStore):
         self.checkpointer: Checkpointer | None = None
         self._rollup_conn: sqlite3.Connection | None = None  # made at the first apply
         self._rollup_lock = threading.Lock()  # held by its thread while it writes
-        if path != ":memory:":
-            self.conn.execute("PRAGMA wal_autocheckpoint = 0")  # the thread does it
-            self.checkpointer = Checkpointer(path, hold=self._hold_commits)
         self._pending: list[tuple[int, Any, asyncio.Future[Any] | None]] = []
         self._readers: list[sqlite3.Connection] = []  # for reads in threads, made as needed
         self._closed = False
@@ -304,6 +305,9 @@ class SqliteStore(SqlStore):
         self._loop: asyncio.AbstractEventLoop | None = None
         self._commit_lock = threading.Lock()  # held by a batch's commit, or the checkpointer
         self._deferred = False  # a flush found the checkpointer holding commits back
+        if path != ":memory:":
+            self.conn.execute("PRAGMA wal_autocheckpoint = 0")  # the thread does it
+            self.checkpointer = Checkpointer(path, hold=self._hold_commits)
 
     # -- primitives ---------------------------------------------------------------
 
@@ -478,12 +482,14 @@ class SqliteStore(SqlStore):
     def _hold_commits(self) -> Iterator[None]:
         """For the checkpointer's thread: no batch commits until the block is left; the
         loop goes on taking requests meanwhile, and a deferred flush runs after."""
-        with self._commit_lock:
-            yield
-        loop = self._loop
-        if loop is not None:
-            with suppress(RuntimeError):  # the loop is closed: nothing waits any more
-                loop.call_soon_threadsafe(self._resume)
+        try:
+            with self._commit_lock:
+                yield
+        finally:  # also when the held checkpoint failed: a deferred flush must not wait
+            loop = self._loop
+            if loop is not None:
+                with suppress(RuntimeError):  # the loop is closed: nothing waits any more
+                    loop.call_soon_threadsafe(self._resume)
 
     def _resume(self) -> None:
         if self._deferred:
