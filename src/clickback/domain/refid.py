@@ -40,7 +40,8 @@ class RefIdInfo:
 class _Mac:
     """HMAC-SHA256 (RFC 2104) under one key, with the key's inner and outer hash states
     made once: 0.8 us a MAC against 2.6 us for `hmac.digest`, which also lets go of the
-    GIL for every call (measured on the serving thread: it then waits to take it back)."""
+    GIL for every call (py-spy found the serving thread in it for 12 % of its samples
+    under postback load: most likely taking the GIL back from the other threads)."""
 
     __slots__ = ("_inner", "_outer")
 
