@@ -167,6 +167,16 @@ class Delta:
         days = by_day(self.clicks, 0)
         return leveled(self.clicks, _CLICK_MASKS, 3) + leveled(days, _CLICK_DAILY, 3)
 
+    def click_sums(self) -> list[tuple[Any, ...]]:
+        """(*key, clicks, unique, bots) per click key, not spread over the levels: for an
+        engine that spreads them itself (`storage.reports.spread_sql`)."""
+        return [(*k, *v) for k, v in self.clicks.items()]
+
+    def conversion_sums(self) -> list[tuple[Any, ...]]:
+        """(*key, *CONVERSION_SUMS) per conversion key whose sums are not all 0, not
+        spread over the levels."""
+        return [(*k, *v) for k, v in self.conversions.items() if any(v)]
+
     def conversion_rows(self) -> list[tuple[Any, ...]]:
         """(level, *key, conversions, sale, commission, missing_rate, revenue, with_revenue,
         revenue_commission) for every level; keys whose sums cancel out (a status change

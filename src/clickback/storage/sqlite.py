@@ -32,6 +32,7 @@ from clickback.errors import UnavailableError
 from clickback.storage import schema
 from clickback.storage.base import SqlStore, now_us
 from clickback.storage.primitives import WRITE_BEGIN, Steps, sqlite_guarded
+from clickback.storage.reports import STAGE
 from clickback.storage.writer import fail, settle
 
 log = logging.getLogger("clickback.storage")
@@ -286,6 +287,14 @@ def connect(path: str) -> sqlite3.Connection:
     return conn
 
 
+def stage_tables(conn: sqlite3.Connection) -> sqlite3.Connection:
+    """The rollup's staging tables (`reports.staged`), in memory, on this connection."""
+    conn.execute("PRAGMA temp_store = MEMORY")
+    for ddl in STAGE:
+        conn.execute(ddl)
+    return conn
+
+
 class SqliteStore(SqlStore):
     engine = "sqlite"
 
@@ -308,6 +317,8 @@ class SqliteStore(SqlStore):
         if path != ":memory:":
             self.conn.execute("PRAGMA wal_autocheckpoint = 0")  # the thread does it
             self.checkpointer = Checkpointer(path, hold=self._hold_commits)
+        else:  # the one connection applies the rollups too
+            stage_tables(self.conn)
 
     # -- primitives ---------------------------------------------------------------
 
@@ -371,7 +382,7 @@ class SqliteStore(SqlStore):
                 raise UnavailableError("the store is closed")
             if self._rollup_conn is None:
                 # its own WAL checkpoints (1,000 pages) run inside its commits, here
-                self._rollup_conn = connect(self.path)
+                self._rollup_conn = stage_tables(connect(self.path))
             return sqlite_guarded(self._rollup_conn, guard, steps)
 
     async def _write(self, sql: str, *args: Any, bump: bool = False) -> Any:

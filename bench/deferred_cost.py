@@ -1,0 +1,196 @@
+"""What the deferred work of a click and a conversion costs: the fraud screening and the
+report rollups, without HTTP, as CPU time per row.
+
+Each run makes a fresh SQLite database, sends clicks and then postbacks through the real
+tracker (in-process, group-committed as when serving; the clicks have varied sub-IDs as
+in `bench/lua/click.lua`), then times, one job at a time and each until it has caught
+up: the screening of the clicks, their rollup, the screening of the conversions, their
+rollup. The process is pinned to one core, so the threads these jobs use (the report
+file's writer, SQLite's readers) are counted on it, as when serving; the CPU time is the
+process's, all threads.
+
+Several source trees can be compared in one invocation, alternated (A B A B ...), so that
+a machine that drifts moves both alike; each run is a process of its own:
+
+    /work/venv/bin/python bench/deferred_cost.py                          # the working tree
+    /work/venv/bin/python bench/deferred_cost.py --rev HEAD --rev worktree --rounds 5
+
+It prints the medians per tree: µs of CPU per row, per job and kind of row, of all the
+process's threads and of the event loop's thread alone (what holds up requests).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from fixtures import create_link
+
+ROOT = Path(__file__).resolve().parent.parent
+PHASES = ("screen clicks", "rollup clicks", "screen conversions", "rollup conversions")
+UA = (
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/124.0.0.0 Safari/537.36"
+)
+WORKTREE = "worktree"
+SOURCES = ("fb", "google", "tiktok", "native", "email", "push feed")
+
+
+class PastClock:
+    """The tracker's clock: an hour ago, a millisecond more each call (the screening
+    takes clicks once two seconds old)."""
+
+    def __init__(self) -> None:
+        self.now = time.time_ns() // 1000 - 3_600_000_000
+
+    def now_us(self) -> int:
+        self.now += 1000
+        return self.now
+
+
+async def child(clicks: int, conversions: int, seed: int) -> dict[str, float]:
+    from clickback.domain import fraud
+    from clickback.domain.rollup import RollupJob, shared_enricher
+    from clickback.domain.screener import Screener
+    from clickback.domain.tracker import open_tracker
+    from clickback.storage.sqlite import SqliteStore
+
+    rng = random.Random(seed)
+    with tempfile.TemporaryDirectory(prefix="clickback-deferred-") as tmp:
+        path = Path(tmp) / "bench.db"
+        create_link(f"sqlite:///{path}")  # migrates; with the `clickback` command
+        store = SqliteStore(str(path))
+        link_id = 1
+        link = await store.get_row("links", link_id)
+        assert link is not None
+        tracker = await open_tracker(store)
+        tracker.clock = PastClock()
+        await tracker.catalog.reload()
+
+        async def click(i: int) -> str:
+            query = (
+                f"sub1={rng.choice(SOURCES).replace(' ', '%20')}&sub2=cr{rng.randrange(10_000):04d}"
+                f"&sub3={rng.randrange(2**31):08x}&sub4=spring_sale"
+            )
+            ip = f"10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}"
+            location = await tracker.click(link["code"], query, ip, UA, "")
+            assert location is not None
+            return location.rsplit("refid=", 1)[1].split("&", 1)[0]
+
+        refids: list[str] = []
+        for start in range(0, clicks, 256):  # concurrent, so batched like served clicks
+            refids += await asyncio.gather(
+                *(click(i) for i in range(start, min(clicks, start + 256)))
+            )
+
+        enricher = shared_enricher()
+        limits = fraud.Thresholds(10.0, 20, 5)
+        screener = Screener(
+            store,
+            fraud.ClickScreen(lambda ua: enricher.agent(ua).bot, fraud.Networks([]), limits),
+            fraud.ConversionScreen(enricher.country, limits),
+            tracker.catalog.delivery_state,
+            batch=250,
+        )
+        rollup = RollupJob(store, settle=0, batch=250, coalesce=1.0, after_screening=True)
+        out: dict[str, float] = {}
+
+        async def timed(name: str, rows: int, work: object) -> None:
+            cpu, wall, main = time.process_time(), time.perf_counter(), time.thread_time()
+            await work  # type: ignore[misc]
+            out[name] = (time.process_time() - cpu) / rows * 1e6
+            out[f"{name} loop"] = (time.thread_time() - main) / rows * 1e6
+            out[f"{name} wall"] = (time.perf_counter() - wall) / rows * 1e6
+
+        async def screen(kind: int) -> None:
+            while (await screener.run_once())[kind]:
+                pass
+
+        # in the order of serving: a click is screened, then rolled up with its flags
+        await timed("screen clicks", clicks, screen(0))
+        await timed("rollup clicks", clicks, rollup.catch_up(max_ticks=100_000))
+
+        async def postback(i: int, refid: str) -> None:
+            params = {"refid": refid, "orderamount": f"{rng.randrange(100, 50_000) / 100:.2f}"}
+            params |= {"ordernumber": f"B-{i}", "currency": "USD", "geo": "US"}
+            answer = await tracker.postback("GET", "127.0.0.1", params)
+            assert answer.body.get("status") == "accepted", answer.body
+
+        chosen = rng.sample(refids, conversions)
+        for start in range(0, conversions, 256):
+            part = chosen[start : start + 256]
+            await asyncio.gather(*(postback(start + i, r) for i, r in enumerate(part)))
+
+        await timed("screen conversions", conversions, screen(1))
+        await timed("rollup conversions", conversions, rollup.catch_up(max_ticks=100_000))
+        await store.close()
+        return out
+
+
+def export(rev: str, tmp: Path) -> Path:
+    dest = tmp / rev.replace("/", "_")
+    dest.mkdir()
+    archive = subprocess.run(
+        ["git", "-C", str(ROOT), "archive", rev, "src"], capture_output=True, check=True
+    )
+    subprocess.run(["tar", "-x", "-C", str(dest)], input=archive.stdout, check=True)
+    return dest / "src"
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument(
+        "--rev",
+        action="append",
+        default=[],
+        help=f"a git revision, or {WORKTREE!r} for the working tree (the default); repeatable",
+    )
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--clicks", type=int, default=20_000)
+    p.add_argument("--conversions", type=int, default=10_000)
+    p.add_argument("--core", type=int, default=1, help="the core the runs are pinned to (1)")
+    p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.child:
+        print(json.dumps(asyncio.run(child(args.clicks, args.conversions, 7))))
+        return
+    with tempfile.TemporaryDirectory(prefix="clickback-deferred-") as tmp:
+        trees = {
+            rev: str(ROOT / "src") if rev == WORKTREE else str(export(rev, Path(tmp)))
+            for rev in args.rev or [WORKTREE]
+        }
+        results: dict[str, list[dict[str, float]]] = {name: [] for name in trees}
+        for rnd in range(args.rounds):
+            for name, src in trees.items():
+                env = os.environ | {"PYTHONPATH": src}
+                cmd = ["taskset", "-c", str(args.core), sys.executable, __file__, "--child"]
+                cmd += ["--clicks", str(args.clicks), "--conversions", str(args.conversions)]
+                got = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
+                if got.returncode:
+                    sys.exit(f"{name}: the run failed:\n{got.stderr[-3000:]}")
+                run = json.loads(got.stdout.strip().splitlines()[-1])
+                results[name].append(run)
+                shown = ", ".join(f"{k} {run[k]:.1f} ({run[f'{k} loop']:.1f})" for k in PHASES)
+                print(f"round {rnd + 1}, {name}: µs CPU a row (event loop's): {shown}", flush=True)
+    print(f"\nmedians of {args.rounds} runs, µs of CPU a row: all threads / the event loop's")
+    print(f"{'':24}" + "".join(f"{name[:22]:>24}" for name in results))
+    for phase in PHASES:
+        cells = []
+        for runs in results.values():
+            cpu = statistics.median(r[phase] for r in runs)
+            loop = statistics.median(r[f"{phase} loop"] for r in runs)
+            cells.append(f"{cpu:.1f} / {loop:.1f}")
+        print(f"{phase:24}" + "".join(f"{c:>24}" for c in cells))
+
+
+if __name__ == "__main__":
+    main()
