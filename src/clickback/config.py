@@ -114,7 +114,8 @@ SETTINGS: dict[str, tuple[str, str]] = {
     ),
     "CLICKBACK_FRAUD_IP_CONVERSIONS": (
         "5",
-        "More conversions than this from one IP within a day are flagged `ip_conversions`.",
+        "More conversions than this within a day from the clicks of one IP are flagged "
+        "`ip_conversions`.",
     ),
     "CLICKBACK_DATACENTER_RANGES": (
         "",

@@ -43,10 +43,12 @@ async def visit(c: httpx.AsyncClient, code: str, ip: str, ua: str = BROWSER) -> 
     return str(r.headers["location"].split("refid=")[1])
 
 
-async def fire(c: httpx.AsyncClient, refid: str, order: str, ip: str) -> dict[str, Any]:
+async def fire(
+    c: httpx.AsyncClient, refid: str, order: str, ip: str, geo: str = ""
+) -> dict[str, Any]:
     r = await c.get(
         "/postback",
-        params={"refid": refid, "orderamount": "10", "ordernumber": order},
+        params={"refid": refid, "orderamount": "10", "ordernumber": order, "geo": geo},
         headers={"X-Forwarded-For": ip},
     )
     assert r.status_code == 200, r.text
@@ -128,9 +130,23 @@ async def test_click_flood_geo_mismatch_and_many_conversions_from_one_ip(
             break
         await asyncio.sleep(0.05)
     assert len(flood) == 3  # more than 5 within a minute: the 6th, 7th and 8th
-    # clicked in the US (8.8.8.8), converted from Great Britain (81.2.69.160)
+    # clicked in the US (8.8.8.8), bought from Great Britain (the postback's geo); three
+    # conversions from the clicks of one IP, more than 2 a day
     for i, refid in enumerate(refids[:3]):
-        await fire(fc, refid, f"G{i}", "81.2.69.160")
+        await fire(fc, refid, f"G{i}", "81.2.69.160", geo="GB")
     first, third = await screened(fc, "G0"), await screened(fc, "G2")
     assert "geo_mismatch" in first["flags"] and first["status"] == "approved"  # rule: flag
     assert "ip_conversions" in third["flags"] and "ip_conversions" not in first["flags"]
+
+
+async def test_the_advertisers_server_is_not_taken_for_the_buyer(fc: httpx.AsyncClient) -> None:
+    """Every postback comes from one server abroad: visitors on IPs of their own, in the
+    country the postbacks give, are neither `ip_conversions` nor `geo_mismatch`."""
+    s = await make_offer(fc)
+    visitors = ["81.2.69.160", "81.2.69.161", "81.2.69.162", "81.2.69.163"]  # Great Britain
+    refids = [await visit(fc, s["link"]["code"], ip) for ip in visitors]
+    for i, refid in enumerate(refids):
+        await fire(fc, refid, f"S{i}", "8.8.8.8", geo="GB")  # the shop's server, in the US
+    for i in range(len(refids)):
+        conv = await screened(fc, f"S{i}")  # screened: converted within 10 s of the click
+        assert conv["flags"] == ["fast_conversion"], conv

@@ -5,10 +5,12 @@ Click flags (a pass over new clicks, in RefID order): `bot` (crawler, spider or 
 preview User-Agent), `datacenter_ip` (the IP is in the data-centre ranges file), and
 `click_flood` (more than N clicks from one IP on one link within a minute). Conversion
 flags (a pass over unscreened conversions): the flags of its click, `fast_conversion`
-(converted sooner than the threshold after the click), `geo_mismatch` (the conversion's
-IP is in another country than the click's), and `ip_conversions` (more than N
-conversions from one IP within a day). Per offer, each flag's rule is `flag` (the
-default), `hold` (the conversion stays pending for review) or `reject`.
+(converted sooner than the threshold after the click), `geo_mismatch` (the postback's
+`geo` is another country than that of the click's IP), and `ip_conversions` (more than N
+conversions within a day whose clicks came from one IP). A postback is sent by the
+advertiser's server, so its own IP is never taken for the buyer's. Per offer, each
+flag's rule is `flag` (the default), `hold` (the conversion stays pending for review) or
+`reject`.
 """
 
 from __future__ import annotations
@@ -131,10 +133,14 @@ class ConversionScreen:
         seconds = (conversion["created_at"] - conversion["clicked_at"]) / 1_000_000
         if seconds < self.limits.min_seconds:
             out.append("fast_conversion")
-        ip = conversion["ip"]
-        if click and ip and click["ip"]:
-            a, b = self.country_of(ip), self.country_of(click["ip"])
-            if a and b and a != b:
+        # a postback comes from the advertiser's server, not from the visitor: its IP
+        # says nothing of the buyer (one server sends every sale). The visitor is known
+        # by the click's IP, and the buyer's country by the postback's `geo`.
+        ip = (click or {}).get("ip") or ""
+        geo = conversion.get("geo") or ""
+        if ip and geo:
+            country = self.country_of(ip)
+            if country and country != geo:
                 out.append("geo_mismatch")
         if ip:
             times = self._by_ip[ip]
