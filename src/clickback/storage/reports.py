@@ -59,7 +59,7 @@ def spread_sql(kind: str, fields: tuple[str, ...], sums: tuple[str, ...], upsert
     and their sums are put in a staging table once (`STAGE`), then one `INSERT … SELECT`
     per level table blanks the columns the level leaves out and upserts the sums, in C,
     instead of a Python tuple and a bound parameter per value for every level (a click's
-    rollup 44 -> 33 µs of CPU, `bench/deferred_cost.py`). Keys that meet at a level are
+    rollup 45 -> 35 µs of CPU, `bench/deferred_cost.py`). Keys that meet at a level are
     added up by the upsert itself, row after row: a GROUP BY first cost more than the
     Python spreading. The levels hold the same sums as with `Delta.click_rows` /
     `conversion_rows`; unlike those, a level row whose sums cancel out is still written,
