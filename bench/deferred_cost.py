@@ -34,6 +34,7 @@ import time
 from pathlib import Path
 
 from fixtures import create_link
+from servers import export_revision
 
 ROOT = Path(__file__).resolve().parent.parent
 PHASES = ("screen clicks", "rollup clicks", "screen conversions", "rollup conversions")
@@ -105,11 +106,10 @@ async def child(clicks: int, conversions: int, seed: int) -> dict[str, float]:
         out: dict[str, float] = {}
 
         async def timed(name: str, rows: int, work: object) -> None:
-            cpu, wall, main = time.process_time(), time.perf_counter(), time.thread_time()
+            cpu, main = time.process_time(), time.thread_time()
             await work  # type: ignore[misc]
             out[name] = (time.process_time() - cpu) / rows * 1e6
             out[f"{name} loop"] = (time.thread_time() - main) / rows * 1e6
-            out[f"{name} wall"] = (time.perf_counter() - wall) / rows * 1e6
 
         async def screen(kind: int) -> None:
             while (await screener.run_once())[kind]:
@@ -136,16 +136,6 @@ async def child(clicks: int, conversions: int, seed: int) -> dict[str, float]:
         return out
 
 
-def export(rev: str, tmp: Path) -> Path:
-    dest = tmp / rev.replace("/", "_")
-    dest.mkdir()
-    archive = subprocess.run(
-        ["git", "-C", str(ROOT), "archive", rev, "src"], capture_output=True, check=True
-    )
-    subprocess.run(["tar", "-x", "-C", str(dest)], input=archive.stdout, check=True)
-    return dest / "src"
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument(
@@ -165,7 +155,9 @@ def main() -> None:
         return
     with tempfile.TemporaryDirectory(prefix="clickback-deferred-") as tmp:
         trees = {
-            rev: str(ROOT / "src") if rev == WORKTREE else str(export(rev, Path(tmp)))
+            rev: str(ROOT / "src")
+            if rev == WORKTREE
+            else str(export_revision(rev, Path(tmp) / rev.replace("/", "_"))[1])
             for rev in args.rev or [WORKTREE]
         }
         results: dict[str, list[dict[str, float]]] = {name: [] for name in trees}

@@ -127,18 +127,23 @@ def clickback(
     ).start()
 
 
-def use_revision(rev: str, tmp: Path) -> str:
-    """Export `rev`'s src/ into `tmp` and put it first on the path of this process and
-    of every process it starts; the full commit id."""
+def export_revision(rev: str, dest: Path) -> tuple[str, Path]:
+    """`rev`'s src/ exported into `dest` (made here): its full commit id and the path."""
     sha = run_quiet(["git", "-C", str(ROOT), "rev-parse", "--verify", f"{rev}^{{commit}}"])
     sha = sha.strip()
-    dest = tmp / "rev"
     dest.mkdir()
     archive = subprocess.run(
         ["git", "-C", str(ROOT), "archive", sha, "src"], capture_output=True, check=True
     )
     subprocess.run(["tar", "-x", "-C", str(dest)], input=archive.stdout, check=True)
-    src = str(dest / "src")
+    return sha, dest / "src"
+
+
+def use_revision(rev: str, tmp: Path) -> str:
+    """Export `rev`'s src/ into `tmp` and put it first on the path of this process and
+    of every process it starts; the full commit id."""
+    sha, path = export_revision(rev, tmp / "rev")
+    src = str(path)
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [src, os.environ.get("PYTHONPATH")]))
     sys.path.insert(0, src)
     return sha

@@ -5,7 +5,9 @@ apply, and the report queries over the hourly rollup tables.
 guard statement and batches of rows (`executemany`) in one transaction
 (`_reports_tx`, the part that differs per engine). On SQLite the report tables are in a
 database file of their own, written from a thread on a connection of its own, so that
-an apply never holds back the group-commit writer's clicks and postbacks.
+an apply never holds back the group-commit writer's clicks and postbacks; and there the
+keys are spread over the rollup levels in SQL (`spread_sql`), PostgreSQL gets them
+spread in Python.
 """
 
 from __future__ import annotations
