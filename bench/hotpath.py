@@ -9,12 +9,13 @@ Each server is pinned to one core (`taskset -c 1`) and loaded by `wrk -t1 -c64
 one warm-up run and N measured runs; the table shows medians. Targets:
 
 1. nginx `return 302` (the load generator's ceiling), 2. the bare ASGI 302 app on
-granian (the 100 % baseline), 3./4. clicks on SQLite with click durability `sync` and
-`async`, 5. postbacks on SQLite (new orders, duplicates, bad input; 10 k clicks
-stored), 6. clicks and postbacks on PostgreSQL, 7. clicks with 2 workers on one SQLite
-file (unpinned), then the bare ASGI app again: the 100 % is the median of its runs at
-the start and at the end. `--grow N` adds N
-synthetic clicks to the postback database and measures postbacks again.
+granian (the 100 % baseline), and the same on granian's RSGI interface, which `clickback
+serve` runs (shown beside it, not the 100 %), 3./4. clicks on SQLite with click
+durability `sync` and `async`, 5. postbacks on SQLite (new orders, duplicates, bad
+input; 10 k clicks stored), 6. clicks and postbacks on PostgreSQL, 7. clicks with 2
+workers on one SQLite file (unpinned), then the bare ASGI app again: the 100 % is the
+median of its runs at the start and at the end. `--grow N` adds N synthetic clicks to
+the postback database and measures postbacks again.
 
 Everything runs from a temp dir and is stopped and removed at the end, also on Ctrl-C.
 See docs/performance.md for how to read the figures.
@@ -47,6 +48,8 @@ from summary import BARE, BARE_END, NGINX, RSS_GOAL_MB, Goal, Result
 
 ROOT = Path(__file__).resolve().parent.parent
 BARE_END_LABEL = "bare ASGI 302 again, at the end"
+BARE_RSGI = "bare-rsgi"  # what the interface `clickback serve` runs is worth: not the 100 %
+BARE_RSGI_LABEL = "bare RSGI 302 (granian, no db)"
 SMALL_CLICKS = 10_000  # clicks stored for the small-data postback figure
 
 
@@ -273,9 +276,14 @@ def run_nginx(b: Bench) -> None:
         svc.stop()
 
 
-def run_bare(b: Bench, key: str = BARE, label: str = "bare ASGI 302 (granian, no db)") -> None:
+def run_bare(
+    b: Bench,
+    key: str = BARE,
+    label: str = "bare ASGI 302 (granian, no db)",
+    interface: str = "asgi",
+) -> None:
     port = servers.free_port()
-    svc = servers.bare_asgi(b.tmp, port, b.core())
+    svc = servers.bare_asgi(b.tmp, port, b.core(), interface)
     try:
         svc.wait_ready(port)
         b.add(b.measure(Result(key, label), svc, port, "click.lua", b.click_args("x")))
@@ -543,6 +551,7 @@ def run_all(b: Bench) -> None:
     plan = [
         (NGINX, "nginx return 302", lambda: run_nginx(b)),
         (BARE, "bare ASGI 302", lambda: run_bare(b)),
+        (BARE_RSGI, "bare RSGI 302", lambda: run_bare(b, BARE_RSGI, BARE_RSGI_LABEL, "rsgi")),
         click("sqlite-click", "click, SQLite sync", Goal(85, 10, rss)),
         click("sqlite-click-async", "click, SQLite async", Goal(95, None, rss), durability="async"),
         ("sqlite-postback", "postback, SQLite", lambda: run_sqlite_postback(b, template, code)),

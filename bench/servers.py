@@ -74,11 +74,12 @@ def nginx(tmp: Path, port: int, core: int | None) -> Service:
     return Service("nginx", _pin(argv, core), root / "stdout.log").start()
 
 
-def bare_asgi(tmp: Path, port: int, core: int | None) -> Service:
+def bare_asgi(tmp: Path, port: int, core: int | None, interface: str = "asgi") -> Service:
+    """The bare 302 app on granian (`bare_asgi.py`, or `bare_rsgi.py` for "rsgi")."""
     argv = [
         str(BIN / "granian"),
         "--interface",
-        "asgi",
+        interface,
         "--http",
         "1",
         "--loop",
@@ -92,9 +93,9 @@ def bare_asgi(tmp: Path, port: int, core: int | None) -> Service:
         "--no-access-log",
         "--working-dir",
         str(BENCH),
-        "bare_asgi:app",
+        f"bare_{interface}:app",
     ]
-    return Service("bare ASGI", _pin(argv, core), tmp / f"bare-{port}.log").start()
+    return Service(f"bare {interface}", _pin(argv, core), tmp / f"bare-{port}.log").start()
 
 
 def clickback(

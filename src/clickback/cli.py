@@ -158,8 +158,17 @@ def serve(
     db: DbOption = None,
     workers: Annotated[int, typer.Option(help="Worker processes (SQLite: keep 1).")] = 1,
     demo: Annotated[bool, typer.Option(help="Create demo data and print URLs to try.")] = False,
+    interface: Annotated[
+        str,
+        typer.Option(
+            help="granian's interface: rsgi (the hot paths answered in one call each) "
+            "or asgi (the same app as any ASGI server runs it)."
+        ),
+    ] = "rsgi",
 ) -> None:
     """Run the tracker (migrates the schema first)."""
+    if interface not in ("rsgi", "asgi"):
+        raise typer.BadParameter("rsgi or asgi", param_hint="--interface")
     settings = _settings(db)
     base = settings.public_url or f"http://{host}:{port}"
 
@@ -175,11 +184,12 @@ def serve(
     from granian import Granian
     from granian.constants import HTTPModes, Interfaces, Loops
 
+    rsgi = interface == "rsgi"
     Granian(
-        "clickback.web.app:app_from_env",
+        "clickback.web.rsgi:rsgi_from_env" if rsgi else "clickback.web.app:app_from_env",
         address=host,
         port=port,
-        interface=Interfaces.ASGI,
+        interface=Interfaces.RSGI if rsgi else Interfaces.ASGI,
         workers=workers,
         loop=Loops.uvloop,
         http=HTTPModes.http1,

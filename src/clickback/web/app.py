@@ -1,7 +1,8 @@
 """The ASGI application: hot paths first, health checks, then the admin API.
 
 `create_app(settings, store)` builds it; the store is opened and migrated at start-up
-when not given. `clickback serve` runs it under granian.
+when not given. `clickback serve` runs it under granian behind `web/rsgi.py`, which
+answers the hot paths itself (`clickback serve --interface asgi` runs it as it is).
 """
 
 from __future__ import annotations

@@ -1,7 +1,12 @@
-"""The two hot paths as bare ASGI handlers: `GET /c/{code}` and `GET|POST /postback`.
+"""The two hot paths, `GET /c/{code}` and `GET|POST /postback`, for both server
+interfaces.
 
-Each reads only what it needs off the request, makes one domain call and answers;
-no framework, no per-request objects beyond what the answer needs.
+`click_answer` and `postback_answer` take what they need off the request as plain
+strings and give back the answer as `(status, headers, body)`; `click` and `postback`
+adapt them to ASGI (the app the tests drive, any ASGI server), `web/rsgi.py` to
+granian's RSGI, which `clickback serve` runs: there an answer is one call into the
+server instead of two ASGI messages. Each reads only what it needs, makes one domain
+call and answers; no framework, no per-request objects beyond what the answer needs.
 """
 
 from __future__ import annotations
@@ -22,86 +27,54 @@ MAX_QUERY = 8192
 MAX_BODY = 16384
 MAX_FIELDS = 64
 
-_NOT_FOUND = (
+Headers = list[tuple[str, str]]
+Answer = tuple[int, Headers, bytes]
+
+_JSON = ("content-type", "application/json")
+_NO_STORE = ("cache-control", "no-store")
+_NOT_FOUND: Answer = (
+    404,
+    [("content-type", "text/html; charset=utf-8")],
     b"<!doctype html><title>Not found</title><h1>Not found</h1>"
-    b"<p>This tracking link does not exist or is not active.</p>"
+    b"<p>This tracking link does not exist or is not active.</p>",
 )
-_JSON = [(b"content-type", b"application/json")]
-_NO_STORE = (b"cache-control", b"no-store")
+_CLICK_NOT_ALLOWED: Answer = (405, [("allow", "GET, HEAD")], b"method not allowed")
+_CLICK_UNAVAILABLE: Answer = (503, [("retry-after", "1")], b"temporarily unavailable, retry")
 
 
-async def _answer(send: Any, status: int, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [*headers, (b"content-length", str(len(body)).encode())],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
-
-
-async def _json(send: Any, status: int, data: Any) -> None:
-    await _answer(send, status, orjson.dumps(data), _JSON)
-
-
-def client_ip(app: ClickbackApp, scope: dict[str, Any]) -> str:
-    """The direct peer, or, when that is a trusted proxy, the nearest address in
-    `X-Forwarded-For` that is not itself a trusted proxy."""
-    client = scope.get("client")
-    peer: str = client[0] if client else ""
+def forwarded_ip(app: ClickbackApp, peer: str, forwarded_for: str | None) -> str:
+    """The client's address: the direct peer, or, when that is a trusted proxy, the
+    nearest address in `X-Forwarded-For` that is not itself a trusted proxy."""
     trusted = app.trusted_proxies
-    if not trusted or not in_networks(peer, trusted):
+    if not trusted or not in_networks(peer, trusted) or forwarded_for is None:
         return peer
-    for name, value in scope["headers"]:
-        if name == b"x-forwarded-for":
-            hops = [h.strip() for h in value.decode("latin-1").split(",") if h.strip()]
-            for hop in reversed(hops):
-                if not is_ip(hop):
-                    return str(peer)  # a garbled header: believe only the peer
-                if not in_networks(hop, trusted):
-                    return str(hop)
-            return str(hops[0]) if hops else str(peer)
-    return peer
+    hops = [h.strip() for h in forwarded_for.split(",") if h.strip()]
+    for hop in reversed(hops):
+        if not is_ip(hop):
+            return peer  # a garbled header: believe only the peer
+        if not in_networks(hop, trusted):
+            return hop
+    return hops[0] if hops else peer
 
 
-async def click(app: ClickbackApp, scope: dict[str, Any], receive: Any, send: Any) -> None:
-    if scope["method"] not in ("GET", "HEAD"):
-        await _answer(send, 405, b"method not allowed", [(b"allow", b"GET, HEAD")])
-        return
-    ua = referer = ""
-    for name, value in scope["headers"]:
-        if name == b"user-agent":
-            ua = value.decode("latin-1").replace("\x00", "")
-        elif name == b"referer":
-            referer = value.decode("latin-1").replace("\x00", "")
-    query = scope["query_string"]
+async def click_answer(
+    app: ClickbackApp, method: str, code: str, query: str, ip: str, ua: str, referer: str
+) -> Answer:
+    if method not in ("GET", "HEAD"):
+        return _CLICK_NOT_ALLOWED
     try:
         location = await app.tracker.click(
-            scope["path"][3:],
-            query.decode("latin-1") if len(query) <= MAX_QUERY else "",
-            client_ip(app, scope),
-            ua,
-            referer,
+            code,
+            query if len(query) <= MAX_QUERY else "",
+            ip,
+            ua.replace("\x00", ""),
+            referer.replace("\x00", ""),
         )
     except UnavailableError:
-        await _answer(send, 503, b"temporarily unavailable, retry", [(b"retry-after", b"1")])
-        return
+        return _CLICK_UNAVAILABLE
     if location is None:
-        await _answer(send, 404, _NOT_FOUND, [(b"content-type", b"text/html; charset=utf-8")])
-        return
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 302,
-            "headers": [
-                (b"location", location.encode("latin-1")),
-                _NO_STORE,
-                (b"content-length", b"0"),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": b""})
+        return _NOT_FOUND
+    return 302, [("location", location), _NO_STORE], b""
 
 
 class BodyError(Exception):
@@ -114,24 +87,12 @@ class BodyError(Exception):
         self.partial = partial  # what arrived, kept in the ledger for inspection
 
 
-async def _read_body(receive: Any, limit: int) -> bytes:
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] != "http.request":  # a part is not the order: never record it
-            raise BodyError(
-                "request_incomplete", "the client left before the body ended", 400, b"".join(chunks)
-            )
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            raise BodyError(
-                "request_too_large", f"body over {limit} bytes", 413, b"".join(chunks)[:MAX_QUERY]
-            )
-        chunks.append(chunk)
-        if not message.get("more_body"):
-            return b"".join(chunks)
+def body_too_large(partial: bytes) -> BodyError:
+    return BodyError("request_too_large", f"body over {MAX_BODY} bytes", 413, partial[:MAX_QUERY])
+
+
+def body_cut_short(partial: bytes) -> BodyError:
+    return BodyError("request_incomplete", "the client left before the body ended", 400, partial)
 
 
 def split_query(text: str) -> list[tuple[str, str]]:
@@ -161,52 +122,97 @@ def _params(text: str, into: dict[str, str], errors: list[FieldError]) -> None:
         into.setdefault(k.replace("\x00", ""), v[:1024].replace("\x00", ""))
 
 
-async def postback(app: ClickbackApp, scope: dict[str, Any], receive: Any, send: Any) -> None:
-    method = scope["method"]
+def _json(status: int, data: Any, *headers: tuple[str, str]) -> Answer:
+    return status, [_JSON, *headers], orjson.dumps(data)
+
+
+async def postback_answer(
+    app: ClickbackApp, method: str, query: str, ip: str, body: bytes | BodyError | None
+) -> Answer:
+    """`body` is what a POST sent (or why it could not be read); None for a GET."""
     if method not in ("GET", "POST"):
-        await _json(
-            send,
-            405,
-            {
-                "status": "rejected",
-                "errors": [
-                    {"field": "*", "code": "method_not_allowed", "message": "use GET or POST"}
-                ],
-            },
-        )
-        return
+        error = {"field": "*", "code": "method_not_allowed", "message": "use GET or POST"}
+        return _json(405, {"status": "rejected", "errors": [error]})
     params: dict[str, str] = {}
     errors: list[FieldError] = []
     status_override = None
-    query = scope["query_string"]
     if len(query) > MAX_QUERY:
         errors.append(FieldError("*", "request_too_large", f"query longer than {MAX_QUERY} bytes"))
         status_override = 414
         query = query[:MAX_QUERY]
-    _params(query.decode("latin-1"), params, errors)
-    if method == "POST":
-        try:
-            body = await _read_body(receive, MAX_BODY)
-        except BodyError as exc:
-            errors.append(exc.error)
-            status_override = exc.status
-            _params(exc.partial.decode("utf-8", "replace"), params, errors)
-        else:
-            _params(body.decode("utf-8", "replace"), params, errors)
+    _params(query, params, errors)
+    if isinstance(body, BodyError):
+        errors.append(body.error)
+        status_override = body.status
+        _params(body.partial.decode("utf-8", "replace"), params, errors)
+    elif body is not None:
+        _params(body.decode("utf-8", "replace"), params, errors)
     try:
-        answer = await app.tracker.postback(method, client_ip(app, scope), params, errors or None)
+        answer = await app.tracker.postback(method, ip, params, errors or None)
     except UnavailableError as exc:
-        await _json(
-            send,
-            503,
-            {
-                "status": "error",
-                "errors": [{"field": "*", "code": exc.code, "message": exc.message}],
-            },
-        )
-        return
+        error = {"field": "*", "code": exc.code, "message": exc.message}
+        return _json(503, {"status": "error", "errors": [error]})
     if answer.status == 429:
-        retry = str(app.tracker.limiter.retry_after()).encode()
-        await _answer(send, 429, orjson.dumps(answer.body), [*_JSON, (b"retry-after", retry)])
-        return
-    await _json(send, status_override or answer.status, answer.body)
+        retry = str(app.tracker.limiter.retry_after())
+        return _json(429, answer.body, ("retry-after", retry))
+    return _json(status_override or answer.status, answer.body)
+
+
+# -- ASGI -------------------------------------------------------------------------------
+
+
+async def _send(send: Any, answer: Answer) -> None:
+    status, headers, body = answer
+    raw = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers]
+    raw.append((b"content-length", str(len(body)).encode()))
+    await send({"type": "http.response.start", "status": status, "headers": raw})
+    await send({"type": "http.response.body", "body": body})
+
+
+def client_ip(app: ClickbackApp, scope: dict[str, Any]) -> str:
+    client = scope.get("client")
+    peer: str = client[0] if client else ""
+    if not app.trusted_proxies:
+        return peer
+    for name, value in scope["headers"]:
+        if name == b"x-forwarded-for":
+            return forwarded_ip(app, peer, value.decode("latin-1"))
+    return peer
+
+
+async def click(app: ClickbackApp, scope: dict[str, Any], receive: Any, send: Any) -> None:
+    ua = referer = ""
+    for name, value in scope["headers"]:
+        if name == b"user-agent":
+            ua = value.decode("latin-1")
+        elif name == b"referer":
+            referer = value.decode("latin-1")
+    query = scope["query_string"]
+    ip = client_ip(app, scope)
+    answer = await click_answer(
+        app, scope["method"], scope["path"][3:], query.decode("latin-1"), ip, ua, referer
+    )
+    await _send(send, answer)
+
+
+async def _read_body(receive: Any) -> bytes | BodyError:
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":  # a part is not the order: never record it
+            return body_cut_short(b"".join(chunks))
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > MAX_BODY:
+            return body_too_large(b"".join(chunks))
+        chunks.append(chunk)
+        if not message.get("more_body"):
+            return b"".join(chunks)
+
+
+async def postback(app: ClickbackApp, scope: dict[str, Any], receive: Any, send: Any) -> None:
+    method = scope["method"]
+    body = await _read_body(receive) if method == "POST" else None
+    query = scope["query_string"][: MAX_QUERY + 1].decode("latin-1")
+    await _send(send, await postback_answer(app, method, query, client_ip(app, scope), body))

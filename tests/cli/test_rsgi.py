@@ -1,0 +1,164 @@
+"""`clickback serve` answers through granian's RSGI interface: the hot paths in
+`web/rsgi.py`, everything else through its bridge to the ASGI app. These drive a real
+server on loopback with what differs from ASGI: bodies (whole, chunked, too large, cut
+short), client addresses and forwarded ones, streamed answers, repeated headers."""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+import pytest
+
+from clickback.web.api_money import EXPORT_PAGE
+from tests.cli.conftest import Server
+
+TOKEN = "rsgi-admin-token"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+@pytest.fixture
+def tracker(sqlite_db: str, tmp_path: Path) -> Iterator[Server]:
+    srv = Server(
+        sqlite_db,
+        tmp_path,
+        {"CLICKBACK_ADMIN_TOKEN": TOKEN, "CLICKBACK_TRUSTED_PROXIES": "10.9.0.0/16,127.0.0.1/32"},
+    )
+    srv.start()
+    yield srv
+    srv.stop()
+
+
+def api(srv: Server, method: str, path: str, **kw: object) -> httpx.Response:
+    return httpx.request(method, f"{srv.base}/api/v1{path}", headers=AUTH, **kw)  # type: ignore[arg-type]
+
+
+def setup_link(srv: Server) -> str:
+    adv = api(srv, "POST", "/advertisers", json={"name": "Shop"}).json()
+    offer = api(
+        srv,
+        "POST",
+        "/offers",
+        json={
+            "advertiser_id": adv["id"],
+            "name": "O",
+            "payout_type": "cpa",
+            "payout_amount": "3.00",
+            "destination_url": "https://shop.example/land",
+        },
+    ).json()
+    aff = api(srv, "POST", "/affiliates", json={"name": "Pub"}).json()
+    link = api(srv, "POST", "/links", json={"offer_id": offer["id"], "affiliate_id": aff["id"]})
+    assert link.status_code == 201, link.text
+    return str(link.json()["code"])
+
+
+def refid_of(r: httpx.Response) -> str:
+    assert r.status_code == 302, r.text
+    return parse_qs(urlsplit(r.headers["location"]).query)["refid"][0]
+
+
+def ledger(srv: Server) -> list[dict]:
+    return api(srv, "GET", "/postbacks").json()["items"]  # type: ignore[no-any-return]
+
+
+def test_click_answers_and_stores_what_the_request_carried(tracker: Server) -> None:
+    code = setup_link(tracker)
+    r = httpx.get(
+        f"{tracker.base}/c/{code}?sub1=news%20letter&sub2=b",
+        headers={
+            "User-Agent": "UA/1",
+            "Referer": "https://pub.example/",
+            "X-Forwarded-For": "10.9.0.1",
+        },
+    )
+    refid = refid_of(r)
+    assert r.headers["cache-control"] == "no-store" and r.content == b""
+    [c] = api(tracker, "GET", "/clicks", params={"refid": refid}).json()["items"]
+    assert (c["sub1"], c["sub2"]) == ("news letter", "b")
+    assert (c["user_agent"], c["referer"]) == ("UA/1", "https://pub.example/")
+    assert c["ip"] == "10.9.0.1"  # every hop a trusted proxy: the first one
+    r = httpx.get(f"{tracker.base}/c/{code}", headers={"X-Forwarded-For": "198.51.100.4, 10.9.0.1"})
+    [c] = api(tracker, "GET", "/clicks", params={"refid": refid_of(r)}).json()["items"]
+    assert c["ip"] == "198.51.100.4"
+    assert httpx.head(f"{tracker.base}/c/{code}").status_code == 302
+    r = httpx.post(f"{tracker.base}/c/{code}")
+    assert r.status_code == 405 and r.headers["allow"] == "GET, HEAD"
+    r = httpx.get(f"{tracker.base}/c/nope")
+    assert r.status_code == 404 and "location" not in r.headers and b"Not found" in r.content
+
+
+def test_postback_bodies_whole_chunked_too_large_and_cut_short(tracker: Server) -> None:
+    code = setup_link(tracker)
+    refids = [refid_of(httpx.get(f"{tracker.base}/c/{code}")) for _ in range(4)]
+    url = f"{tracker.base}/postback"
+    r = httpx.get(f"{url}?refid={refids[0]}&orderamount=10&ordernumber=G1")
+    assert r.status_code == 200 and r.json()["status"] == "accepted"
+    assert r.headers["content-type"] == "application/json"
+    r = httpx.get(f"{url}?refid={refids[0]}&orderamount=10&ordernumber=G1")
+    assert r.json()["status"] == "duplicate"
+    r = httpx.post(url, data={"refid": refids[1], "orderamount": "5", "ordernumber": "P1"})
+    assert r.json()["status"] == "accepted"
+
+    def chunks() -> Iterator[bytes]:
+        yield f"refid={refids[2]}&orderamount=7".encode()
+        yield b"&ordernumber=C1"
+
+    r = httpx.post(
+        url, content=chunks(), headers={"content-type": "application/x-www-form-urlencoded"}
+    )
+    assert "content-length" not in r.request.headers
+    assert r.json()["status"] == "accepted", r.text
+    r = httpx.post(url, content=b"refid=" + b"x" * 40000)
+    assert r.status_code == 413 and r.json()["errors"][0]["code"] == "request_too_large"
+
+    body = f"refid={refids[3]}&ordernumber=CUT&orderamount=149.90".encode()
+    with socket.create_connection(("127.0.0.1", tracker.port)) as s:
+        s.sendall(
+            b"POST /postback HTTP/1.1\r\nHost: x\r\n"
+            b"Content-Type: application/x-www-form-urlencoded\r\n"
+            b"Content-Length: %d\r\n\r\n%s" % (len(body), body[:-4])
+        )
+        time.sleep(0.2)
+    deadline = time.monotonic() + 5
+    while len(items := ledger(tracker)) < 6:
+        assert time.monotonic() < deadline, items
+        time.sleep(0.05)
+    cut = items[0]
+    assert cut["code"] == "request_incomplete" and cut["params"]["orderamount"] == "14"
+    assert cut["outcome"] == "rejected" and cut["conversion_id"] is None
+    assert [i["outcome"] for i in items[1:]] == [
+        "rejected",
+        *["accepted"] * 2,
+        "duplicate",
+        "accepted",
+    ]
+    orders = sorted(c["ordernumber"] for c in api(tracker, "GET", "/conversions").json()["items"])
+    assert orders == ["C1", "G1", "P1"]
+
+
+def test_the_rest_goes_through_the_asgi_app(tracker: Server) -> None:
+    setup_link(tracker)
+    assert httpx.get(f"{tracker.base}/readyz").text == "ready"
+    r = httpx.get(f"{tracker.base}/api/v1/advertisers", params={"name": "Shop"})
+    assert r.status_code == 401  # no token: the admin API's own answer
+    r = api(tracker, "GET", "/advertisers", params={"name": "Shop"})
+    assert [a["name"] for a in r.json()["items"]] == ["Shop"]
+    r = api(tracker, "PATCH", "/advertisers/1", json={"name": "Shop & Co"})
+    assert r.status_code == 200 and r.json()["name"] == "Shop & Co"
+    code = api(tracker, "GET", "/links").json()["items"][0]["code"]
+    with httpx.Client(base_url=tracker.base) as c:
+        for i in range(EXPORT_PAGE + 1):  # an export of two pages is sent in parts
+            assert c.get(f"/c/{code}?sub1=s{i}").status_code == 302
+        r = c.get("/api/v1/clicks/export", headers=AUTH)
+    lines = r.text.splitlines()
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/csv")
+    assert len(lines) == EXPORT_PAGE + 2 and lines[0].startswith("refid,")
+    assert {line.split(",")[4] for line in lines[1:]} == {f"s{i}" for i in range(EXPORT_PAGE + 1)}
+    r = httpx.get(f"{tracker.base}/kit/refid.js")
+    assert r.status_code == 200 and b"refid" in r.content
+    assert httpx.get(f"{tracker.base}/no/such/page").status_code == 404
