@@ -283,8 +283,6 @@ class ReportSql(SqlPrimitives):
         ]
         if delta.prune_before_day is not None:
             steps.append(("DELETE FROM report_visitors WHERE day < ?", [(delta.prune_before_day,)]))
-        if self.engine != "sqlite":
-            steps = unnested(steps)
         await asyncio.sleep(0)  # spreading the keys took a while: requests first
         return await self._reports_tx(guard, steps) is not None
 
@@ -361,27 +359,6 @@ def _flag_filter(values: Sequence[int | str], args: list[Any]) -> str:
             terms.append("(',' || flags || ',') LIKE ?")
             args.append(f"%,{value},%")
     return f"({' OR '.join(terms)})"
-
-
-def unnested(steps: Steps) -> Steps:
-    """PostgreSQL's form of the apply's inserts: each `INSERT … VALUES (?, …) ON CONFLICT
-    …` over many rows becomes one statement over an array per column (`SELECT * FROM
-    unnest(…)`), executed once, instead of one execution a row (`executemany`), which
-    PostgreSQL plans and runs row by row. The rows of one statement must not meet at a
-    key when it updates on conflict: the rollup's level rows, facts and visitors are
-    each unique (`rollup.leveled` adds up keys that meet at a level). A column is text
-    or bigint as its first row's value is a string or not. Other steps are kept."""
-    out: Steps = []
-    for sql, rows in steps:
-        head, values, tail = sql.partition(" VALUES (")
-        if not values or not rows or not head.startswith("INSERT INTO "):
-            out.append((sql, rows))
-            continue
-        arrays = ", ".join(f"?::{'text' if isinstance(v, str) else 'bigint'}[]" for v in rows[0])
-        conflict = tail[tail.index(" ON CONFLICT") :]
-        columns = tuple(list(column) for column in zip(*rows, strict=True))
-        out.append((f"{head} SELECT * FROM unnest({arrays}){conflict}", [columns]))
-    return out
 
 
 def per_level(template: str, table: str, rows: list[tuple[Any, ...]]) -> Steps:
