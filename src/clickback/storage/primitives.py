@@ -76,6 +76,16 @@ class SqlPrimitives:
         those in a file of their own and runs this off the event loop."""
         return await self._guarded_many(guard, steps)
 
+    async def _write_many(self, steps: Steps) -> None:
+        """Each statement over its rows (`executemany`), in order, in one transaction."""
+        if self.engine == "sqlite":
+            sqlite_guarded(self.conn, None, steps)
+            return
+        async with self.pool.acquire() as pg, pg.transaction():
+            for sql, rows in steps:
+                if rows:
+                    await pg.executemany(self._sql(sql), rows)
+
     async def _guarded_many(
         self, guard: tuple[str, tuple[Any, ...]], steps: Steps
     ) -> dict[str, Any] | None:
@@ -94,17 +104,20 @@ class SqlPrimitives:
 
 
 def sqlite_guarded(
-    conn: Any, guard: tuple[str, tuple[Any, ...]], steps: Steps
+    conn: Any, guard: tuple[str, tuple[Any, ...]] | None, steps: Steps
 ) -> dict[str, Any] | None:
-    """`SqlPrimitives._guarded_many` on one SQLite connection (synchronous)."""
+    """`SqlPrimitives._guarded_many` on one SQLite connection (synchronous); with no
+    guard, the steps alone (and an empty dict)."""
     conn.execute(WRITE_BEGIN)
     try:
-        cur = conn.execute(guard[0], guard[1])
-        row = cur.fetchone()
-        if row is None:
-            conn.execute("ROLLBACK")
-            return None
-        found = dict(zip([d[0] for d in cur.description], row, strict=True))
+        found: dict[str, Any] = {}
+        if guard is not None:
+            cur = conn.execute(guard[0], guard[1])
+            row = cur.fetchone()
+            if row is None:
+                conn.execute("ROLLBACK")
+                return None
+            found = dict(zip([d[0] for d in cur.description], row, strict=True))
         for sql, rows in steps:
             if rows:
                 conn.executemany(sql, rows)

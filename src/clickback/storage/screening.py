@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from clickback.domain.ports import Screening
-from clickback.storage.primitives import SqlPrimitives
+from clickback.storage.primitives import SqlPrimitives, Steps
 
 # this screening's own update of the conversion took (same time and status)
 _TOOK = "SELECT 1 FROM conversions WHERE id = ? AND updated_at = ? AND status = ?"
@@ -68,8 +68,13 @@ class ScreeningSql(SqlPrimitives):
 
     async def screen_conversions(self, screenings: list[Screening], now: int) -> None:
         """Stores screenings in one transaction: flags, the status the offer's rules give
-        (with an audit event), and outbound postbacks brought in line."""
-        steps: list[tuple[str, tuple[Any, ...]]] = []
+        (with an audit event), and outbound postbacks brought in line. Each kind of
+        statement runs once over all its rows (`executemany`: one round trip on
+        PostgreSQL, where a statement per row cost a round trip each); a conversion's own
+        statements still run in their order (its update before its event and deliveries,
+        which check that the update took), and conversions do not touch each other's
+        rows."""
+        steps: Steps = []
         # most conversions carry no flag and keep their status: one statement marks them
         plain = [
             s.conversion_id for s in screenings if not s.flags and s.to_status == s.from_status
@@ -80,53 +85,54 @@ class ScreeningSql(SqlPrimitives):
             steps.append(
                 (
                     f"UPDATE conversions SET screened = 1 WHERE id IN ({marks}) AND screened = 0",
-                    tuple(chunk),
+                    [tuple(chunk)],
                 )
             )
+        updates: list[tuple[Any, ...]] = []
+        events: list[tuple[Any, ...]] = []
+        cancels: list[tuple[Any, ...]] = []
+        deliveries: list[tuple[Any, ...]] = []
         for s in screenings:
             if not s.flags and s.to_status == s.from_status:
                 continue
             # guarded: a conversion screened elsewhere meanwhile, or changed by hand, is
             # left as it is, and nothing follows from this screening of it
-            steps.append(
-                (
-                    "UPDATE conversions SET flags = ?, status = ?, screened = 1, updated_at = ? "
-                    "WHERE id = ? AND screened = 0 AND status = ?",
-                    (s.flags, s.to_status, now, s.conversion_id, s.from_status),
-                )
-            )
+            updates.append((s.flags, s.to_status, now, s.conversion_id, s.from_status))
             # an event for every flagged screening, its status changed or not: the audit
             # trail, and what tells the rollups to move the conversion to its flags
             took = (s.conversion_id, now, s.to_status)
-            steps.append(
-                (
-                    "INSERT INTO conversion_events (conversion_id, from_status, to_status, reason, "
-                    "actor, created_at) SELECT ?, ?, ?, ?, 'fraud_screening', ? WHERE EXISTS "
-                    f"({_TOOK})",
-                    (s.conversion_id, s.from_status, s.to_status, s.reason, now, *took),
-                )
-            )
+            events.append((s.conversion_id, s.from_status, s.to_status, s.reason, now, *took))
             if s.to_status == s.from_status:
                 continue
             if s.to_status == "rejected":
                 # a conversion rejected on screening is not posted back as a conversion
-                steps.append(
-                    (
-                        "UPDATE deliveries SET state = 'cancelled', updated_at = ? WHERE "
-                        "conversion_id = ? AND event = 'conversion' "
-                        f"AND state IN ('queued', 'held') AND EXISTS ({_TOOK})",
-                        (now, s.conversion_id, *took),
-                    )
-                )
+                cancels.append((now, s.conversion_id, *took))
             if s.delivery:
-                steps.append(
-                    (
-                        "INSERT INTO deliveries (conversion_id, affiliate_id, offer_id, event, "
-                        "state, next_at, created_at, updated_at) "
-                        "SELECT id, affiliate_id, offer_id, ?, ?, ?, ?, ? "
-                        f"FROM conversions WHERE id = ? AND EXISTS ({_TOOK})",
-                        (s.to_status, s.delivery, now, now, now, s.conversion_id, *took),
-                    )
-                )
-        if steps:
-            await self._write_all(steps, check=False)
+                deliveries.append((s.to_status, s.delivery, now, now, now, s.conversion_id, *took))
+        steps += [
+            (
+                "UPDATE conversions SET flags = ?, status = ?, screened = 1, updated_at = ? "
+                "WHERE id = ? AND screened = 0 AND status = ?",
+                updates,
+            ),
+            (
+                "INSERT INTO conversion_events (conversion_id, from_status, to_status, reason, "
+                "actor, created_at) SELECT ?, ?, ?, ?, 'fraud_screening', ? "
+                f"WHERE EXISTS ({_TOOK})",
+                events,
+            ),
+            (
+                "UPDATE deliveries SET state = 'cancelled', updated_at = ? WHERE "
+                "conversion_id = ? AND event = 'conversion' "
+                f"AND state IN ('queued', 'held') AND EXISTS ({_TOOK})",
+                cancels,
+            ),
+            (
+                "INSERT INTO deliveries (conversion_id, affiliate_id, offer_id, event, "
+                "state, next_at, created_at, updated_at) "
+                "SELECT id, affiliate_id, offer_id, ?, ?, ?, ?, ? "
+                f"FROM conversions WHERE id = ? AND EXISTS ({_TOOK})",
+                deliveries,
+            ),
+        ]
+        await self._write_many(steps)
