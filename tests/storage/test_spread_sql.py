@@ -1,18 +1,19 @@
-"""SQLite spreads a rollup's keys over the levels in SQL (`storage.reports.spread_sql`):
-what it leaves in every level table equals the rows the domain spreads in Python
-(`Delta.click_rows` / `conversion_rows`, which PostgreSQL applies), also when a second
-apply takes back part of the first (status changes) and keys meet at coarser levels."""
+"""Both engines spread a rollup's keys over the levels in SQL (`storage.reports.spread_sql`
+on SQLite, `pg_spread_sql` on PostgreSQL): what they leave in every level table equals
+the rows the domain spreads in Python (`Delta.click_rows` / `conversion_rows`), also
+when a second apply takes back part of the first (status changes) and keys meet at
+coarser levels."""
 
 from __future__ import annotations
 
 import random
 from collections import defaultdict
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from clickback.domain.levels import DAILY, LEVELS
+from clickback.domain.ports import Store
 from clickback.domain.rollup import CLICK_FIELDS, CONVERSION_FIELDS, CONVERSION_SUMS, Delta, Mark
 from clickback.storage.reports import CLICK_SUMS
 from clickback.storage.sqlite import SqliteStore
@@ -78,7 +79,7 @@ def python_rows(deltas: tuple[Delta, ...], kind: str) -> dict[str, Sums]:
     return tables
 
 
-async def stored_rows(store: SqliteStore, kind: str) -> dict[str, Sums]:
+async def stored_rows(store: Store, kind: str) -> dict[str, Sums]:
     fields = CLICK_FIELDS if kind == "clicks" else CONVERSION_FIELDS
     sums = CLICK_SUMS if kind == "clicks" else CONVERSION_SUMS
     out: dict[str, Sums] = {}
@@ -91,22 +92,29 @@ async def stored_rows(store: SqliteStore, kind: str) -> dict[str, Sums]:
     return out
 
 
-@pytest.mark.parametrize("where", ["file", ":memory:"])
+async def check_spreading(store: Store, seed: int) -> None:
+    deltas = random_deltas(seed)
+    mark = await store.rollup_claim("me", 1, 10**9)
+    assert mark is not None
+    for i, delta in enumerate(deltas):
+        new = Mark(f"R{i}", i + 1, 0)
+        assert await store.rollup_apply("me", mark, new, delta)
+        mark = new
+    for kind in ("clicks", "conversions"):
+        assert await stored_rows(store, kind) == python_rows(deltas, kind), kind
+
+
 @pytest.mark.parametrize("seed", [1, 2, 3])
 async def test_the_levels_spread_in_sql_equal_those_spread_in_python(
-    tmp_path: Path, where: str, seed: int
+    store: Store, seed: int
 ) -> None:
-    store = SqliteStore(str(tmp_path / "c.db") if where == "file" else ":memory:")
+    await check_spreading(store, seed)  # SQLite (a file) and PostgreSQL
+
+
+async def test_the_levels_spread_in_sql_in_memory() -> None:
+    store = SqliteStore(":memory:")  # the staging tables on the one connection
     await store.migrate()
     try:
-        deltas = random_deltas(seed)
-        mark = await store.rollup_claim("me", 1, 10**9)
-        assert mark is not None
-        for i, delta in enumerate(deltas):
-            new = Mark(f"R{i}", i + 1, 0)
-            assert await store.rollup_apply("me", mark, new, delta)
-            mark = new
-        for kind in ("clicks", "conversions"):
-            assert await stored_rows(store, kind) == python_rows(deltas, kind), kind
+        await check_spreading(store, 4)
     finally:
         await store.close()

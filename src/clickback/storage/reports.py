@@ -5,9 +5,8 @@ apply, and the report queries over the hourly rollup tables.
 guard statement and batches of rows (`executemany`) in one transaction
 (`_reports_tx`, the part that differs per engine). On SQLite the report tables are in a
 database file of their own, written from a thread on a connection of its own, so that
-an apply never holds back the group-commit writer's clicks and postbacks; and there the
-keys are spread over the rollup levels in SQL (`spread_sql`), PostgreSQL gets them
-spread in Python.
+an apply never holds back the group-commit writer's clicks and postbacks. Both engines
+spread a rollup's keys over the levels in SQL (`spread_sql`, `pg_spread_sql`).
 """
 
 from __future__ import annotations
@@ -16,6 +15,8 @@ import asyncio
 import time
 from collections.abc import Sequence
 from typing import Any
+
+import orjson
 
 from clickback.domain import levels
 from clickback.domain.reportspec import ReportSpec, TimePlan
@@ -68,6 +69,17 @@ def spread_sql(kind: str, fields: tuple[str, ...], sums: tuple[str, ...], upsert
     which leaves it as it was, since a negative sum only ever takes back what an earlier
     apply added to that row."""
     conflict = upsert[upsert.index(" ON CONFLICT") :]
+    return [
+        f"INSERT INTO {table} ({', '.join((*fields, *sums))}) "
+        f"SELECT {', '.join(exprs)}, {', '.join(sums)} "
+        f"FROM temp.rollup_stage_{kind} WHERE true" + conflict.format(t=table)
+        for table, exprs in _level_exprs(kind, fields)
+    ]
+
+
+def _level_exprs(kind: str, fields: tuple[str, ...]) -> list[tuple[str, list[str]]]:
+    """Per level table, the expression of each key field: the field, or the blank the
+    level puts in its place (and the day's first hour for `hour` at a daily level)."""
     out = []
     for daily in (False, True):
         for number, blanks in levels.masks(fields, daily):
@@ -77,13 +89,36 @@ def spread_sql(kind: str, fields: tuple[str, ...], sums: tuple[str, ...], upsert
                 else ("''" if blank == "" else str(int(blank)))
                 for name, blank in zip(fields, blanks, strict=True)
             ]
-            table = f"report_{kind}_{number}"
-            out.append(
-                f"INSERT INTO {table} ({', '.join((*fields, *sums))}) "
-                f"SELECT {', '.join(exprs)}, {', '.join(sums)} "
-                f"FROM temp.rollup_stage_{kind} WHERE true" + conflict.format(t=table)
-            )
+            out.append((f"report_{kind}_{number}", exprs))
     return out
+
+
+TEXT_FIELDS = frozenset({"basis", "status", "flags", "country", "device", "os", "browser"})
+TEXT_FIELDS |= levels.SUBS
+
+
+def pg_spread_sql(kind: str, fields: tuple[str, ...], sums: tuple[str, ...], upsert: str) -> str:
+    """PostgreSQL's way to spread a rollup's keys over the levels: one statement whose
+    parameter is the keys and their sums as a JSON array of arrays (one row a key, not
+    one a key and level: the Python spreading sent 28 rows a conversion, each executed
+    on its own), read once and upserted into every level table by a data-modifying CTE
+    each, grouped first, since one statement may not update a row twice."""
+    conflict = upsert[upsert.index(" ON CONFLICT") :]
+    columns = ", ".join(
+        f"(r->>{i})::{'text' if name in TEXT_FIELDS else 'bigint'} AS {name}"
+        for i, name in enumerate((*fields, *sums))
+    )
+    parts = [f"k AS (SELECT {columns} FROM json_array_elements(?::json) AS r)"]
+    grouped = ", ".join(str(i + 1) for i in range(len(fields)))
+    totals = ", ".join(f"sum({name})::bigint" for name in sums)
+    for n, (table, exprs) in enumerate(_level_exprs(kind, fields)):
+        parts.append(
+            f"l{n} AS (INSERT INTO {table} ({', '.join((*fields, *sums))}) "
+            f"SELECT {', '.join(exprs)}, {totals} FROM k GROUP BY {grouped}"
+            + conflict.format(t=table)
+            + ")"
+        )
+    return f"WITH {', '.join(parts)} SELECT 1"
 
 
 STAGE = [  # SQLite's staging tables for `spread_sql`, one per rollup connection
@@ -114,6 +149,12 @@ SPREAD = {
     "clicks": spread_sql("clicks", CLICK_FIELDS, CLICK_SUMS, UPSERT_CLICKS),
     "conversions": spread_sql("conversions", CONVERSION_KEY, CONVERSION_SUMS, UPSERT_CONVERSIONS),
 }
+PG_SPREAD = {
+    "clicks": pg_spread_sql("clicks", CLICK_FIELDS, CLICK_SUMS, UPSERT_CLICKS),
+    "conversions": pg_spread_sql(
+        "conversions", CONVERSION_KEY, CONVERSION_SUMS, UPSERT_CONVERSIONS
+    ),
+}
 
 
 def staged(kind: str, rows: list[tuple[Any, ...]]) -> Steps:
@@ -126,6 +167,11 @@ def staged(kind: str, rows: list[tuple[Any, ...]]) -> Steps:
         *((sql, [()]) for sql in SPREAD[kind]),
         (f"DELETE FROM {stage}", [()]),
     ]
+
+
+def pg_staged(kind: str, rows: list[tuple[Any, ...]]) -> Steps:
+    """The step that spreads the keys of one kind over the levels on PostgreSQL."""
+    return [(PG_SPREAD[kind], [(orjson.dumps(rows).decode(),)])] if rows else []
 
 
 def _marks(n: int) -> str:
@@ -261,8 +307,8 @@ class ReportSql(SqlPrimitives):
             spread = staged("clicks", delta.click_sums())
             spread += staged("conversions", delta.conversion_sums())
         else:
-            spread = per_level(UPSERT_CLICKS, "report_clicks", delta.click_rows())
-            spread += per_level(UPSERT_CONVERSIONS, "report_conversions", delta.conversion_rows())
+            spread = pg_staged("clicks", delta.click_sums())
+            spread += pg_staged("conversions", delta.conversion_sums())
         steps: Steps = [
             *spread,
             (
@@ -359,14 +405,6 @@ def _flag_filter(values: Sequence[int | str], args: list[Any]) -> str:
             terms.append("(',' || flags || ',') LIKE ?")
             args.append(f"%,{value},%")
     return f"({' OR '.join(terms)})"
-
-
-def per_level(template: str, table: str, rows: list[tuple[Any, ...]]) -> Steps:
-    """Rows whose first value is their level, as one step per level's table."""
-    by_level: dict[str, list[tuple[Any, ...]]] = {}
-    for row in rows:
-        by_level.setdefault(str(row[0]), []).append(row[1:])
-    return [(template.format(t=f"{table}_{n}"), r) for n, r in sorted(by_level.items())]
 
 
 def _group(n: int) -> str:
