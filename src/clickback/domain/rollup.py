@@ -163,7 +163,8 @@ class Delta:
         )
 
     def click_rows(self) -> list[tuple[Any, ...]]:
-        """(level, *key, clicks, unique, bots) for every rollup level, hourly and daily."""
+        """(level, *key, clicks, unique, bots) for every rollup level, hourly and daily:
+        what the engines' spreading in SQL must leave (`tests/storage/test_spread_sql.py`)."""
         days = by_day(self.clicks, 0)
         return leveled(self.clicks, _CLICK_MASKS, 3) + leveled(days, _CLICK_DAILY, 3)
 
