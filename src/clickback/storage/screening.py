@@ -56,9 +56,12 @@ class ScreeningSql(SqlPrimitives):
 
     async def unscreened_conversions(self, through: str, limit: int) -> list[dict[str, Any]]:
         """Unscreened conversions whose RefIDs (so their clicks) come at or before
-        `through`, oldest first."""
+        `through`, oldest first: what the screening reads of them (not every column: a
+        row of each is made per conversion, on the event loop)."""
         return await self._fetch(
-            "SELECT c.*, k.flags AS click_flags, k.ip AS click_ip, o.fraud_rules, "
+            "SELECT c.id, c.flags, c.status, c.offer_id, c.affiliate_id, c.is_test, "
+            "c.created_at, c.clicked_at, c.geo, "
+            "k.flags AS click_flags, k.ip AS click_ip, o.fraud_rules, "
             "(k.refid IS NOT NULL) AS has_click FROM conversions AS c "
             "JOIN offers AS o ON o.id = c.offer_id LEFT JOIN clicks AS k ON k.refid = c.refid "
             "WHERE c.screened = 0 AND c.refid <= ? ORDER BY c.id LIMIT ?",
