@@ -77,7 +77,10 @@ class SqlPrimitives:
         return await self._guarded_many(guard, steps)
 
     async def _write_many(self, steps: Steps) -> None:
-        """Each statement over its rows (`executemany`), in order, in one transaction."""
+        """Each statement over its rows (`executemany`), in order, in one transaction;
+        none when no statement has a row."""
+        if not any(rows for _, rows in steps):
+            return
         if self.engine == "sqlite":
             sqlite_guarded(self.conn, None, steps)
             return
