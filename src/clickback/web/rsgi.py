@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Coroutine
 from typing import Any
 
 from granian._granian import RSGIProtocolClosed as ProtocolClosed
@@ -99,7 +100,7 @@ class RsgiApp:
             return peer
         return tracking.forwarded_ip(self.app, peer, scope.headers.get("x-forwarded-for"))
 
-    def _click(self, scope: Any, code: str) -> Any:
+    def _click(self, scope: Any, code: str) -> Coroutine[Any, Any, tracking.Answer]:
         headers = scope.headers
         return tracking.click_answer(
             self.app,
@@ -139,7 +140,7 @@ class RsgiApp:
             "client": _address(scope.client),
             "server": _address(scope.server),
         }
-        read = False
+        read = answered = False
         start: dict[str, Any] = {}
         stream: Any = None
 
@@ -155,7 +156,7 @@ class RsgiApp:
             return {"type": "http.disconnect"}
 
         async def send(message: dict[str, Any]) -> None:
-            nonlocal stream
+            nonlocal stream, answered
             if message["type"] == "http.response.start":
                 start.update(message)
                 return
@@ -164,17 +165,17 @@ class RsgiApp:
                 headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in start["headers"]]
                 if not message.get("more_body"):
                     protocol.response_bytes(start["status"], headers, body)
-                    start["sent"] = True
+                    answered = True
                     return
                 stream = protocol.response_stream(start["status"], headers)
-                start["sent"] = True
+                answered = True
             if body:
                 await stream.send_bytes(body)
 
         try:
             await self.app(asgi_scope, receive, send)
         finally:
-            if not start.get("sent"):  # the app failed before it answered
+            if not answered:  # the app failed before it answered
                 protocol.response_bytes(500, [("content-type", "text/plain")], b"server error")
 
 
