@@ -16,8 +16,8 @@ flag's rule is `flag` (the default), `hold` (the conversion stays pending for re
 from __future__ import annotations
 
 import ipaddress
-from collections import defaultdict, deque
-from collections.abc import Callable, Iterable, Mapping
+from collections import deque
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -91,6 +91,47 @@ class Networks:
         return any(addr in net for net in self._nets)
 
 
+class SlidingCounts:
+    """How many events each key had within the last `window_us`, for events that come in
+    time order (as the screening reads them): one queue of (time, key) over all keys and
+    a count per key. An event costs the same however many keys there are, and what is
+    kept is the window's events, nothing older: a key whose events all left the window
+    is dropped as they leave, with no pass over every key."""
+
+    def __init__(self, window_us: int):
+        self.window_us = window_us
+        self._events: deque[tuple[int, Hashable]] = deque()
+        self._counts: dict[Hashable, int] = {}
+
+    def add(self, key: Hashable, at_us: int) -> int:
+        """Counts an event of `key` at `at_us`; its events within the window, this one
+        included."""
+        self.expire(at_us)
+        self._events.append((at_us, key))
+        n = self._counts.get(key, 0) + 1
+        self._counts[key] = n
+        return n
+
+    def expire(self, at_us: int) -> None:
+        """Forgets the events older than the window that ends at `at_us`."""
+        events, counts = self._events, self._counts
+        cutoff = at_us - self.window_us
+        while events and events[0][0] < cutoff:
+            key = events.popleft()[1]
+            n = counts[key] - 1
+            if n:
+                counts[key] = n
+            else:
+                del counts[key]
+
+    def __len__(self) -> int:
+        """Events held (those of the window)."""
+        return len(self._events)
+
+    def keys(self) -> int:
+        return len(self._counts)
+
+
 class ClickScreen:
     """Flags a stream of clicks in time order; keeps a minute of per-(IP, link) counts."""
 
@@ -98,7 +139,7 @@ class ClickScreen:
         self.is_bot = is_bot
         self.datacenters = datacenters
         self.limits = limits
-        self._recent: dict[tuple[str, int], deque[int]] = defaultdict(deque)
+        self.recent = SlidingCounts(60_000_000)
 
     def flags(self, ip: str, link_id: int, user_agent: str, at_us: int) -> list[str]:
         out = []
@@ -106,18 +147,13 @@ class ClickScreen:
             out.append("bot")
         if ip and ip in self.datacenters:
             out.append("datacenter_ip")
-        window = self._recent[(ip, link_id)]
-        window.append(at_us)
-        while window and window[0] < at_us - 60_000_000:
-            window.popleft()
-        if len(window) > self.limits.flood_clicks:
+        if self.recent.add((ip, link_id), at_us) > self.limits.flood_clicks:
             out.append("click_flood")
         return out
 
     def forget_before(self, at_us: int) -> None:
-        """Drops windows that ended, so memory stays bounded."""
-        for key in [k for k, w in self._recent.items() if not w or w[-1] < at_us - 60_000_000]:
-            del self._recent[key]
+        """Drops what is a minute older than `at_us`, so memory stays bounded."""
+        self.recent.expire(at_us)
 
 
 class ConversionScreen:
@@ -126,7 +162,7 @@ class ConversionScreen:
     def __init__(self, country_of: Callable[[str], str], limits: Thresholds):
         self.country_of = country_of
         self.limits = limits
-        self._by_ip: dict[str, deque[int]] = defaultdict(deque)
+        self.by_ip = SlidingCounts(86_400_000_000)
 
     def flags(self, conversion: Mapping[str, Any], click: Mapping[str, Any] | None) -> list[str]:
         out = [f for f in (click or {}).get("flags", "").split(",") if f]
@@ -142,13 +178,8 @@ class ConversionScreen:
             country = self.country_of(ip)
             if country and country != geo:
                 out.append("geo_mismatch")
-        if ip:
-            times = self._by_ip[ip]
-            times.append(conversion["created_at"])
-            while times and times[0] < conversion["created_at"] - 86_400_000_000:
-                times.popleft()
-            if len(times) > self.limits.ip_conversions:
-                out.append("ip_conversions")
+        if ip and self.by_ip.add(ip, conversion["created_at"]) > self.limits.ip_conversions:
+            out.append("ip_conversions")
         return out
 
 

@@ -1,0 +1,73 @@
+"""The fraud screens' time windows: exact counts within the window, and memory that holds
+the window's events only, however many visitors passed through it."""
+
+from __future__ import annotations
+
+from clickback.domain.fraud import (
+    ClickScreen,
+    ConversionScreen,
+    Networks,
+    SlidingCounts,
+    Thresholds,
+)
+
+S = 1_000_000  # µs
+LIMITS = Thresholds(min_seconds=10.0, flood_clicks=3, ip_conversions=2)
+
+
+def click_screen() -> ClickScreen:
+    return ClickScreen(lambda ua: False, Networks(), LIMITS)
+
+
+def test_counts_are_per_key_and_keep_an_event_exactly_one_window_old() -> None:
+    counts = SlidingCounts(60 * S)
+    assert [counts.add("a", t * S) for t in (0, 10, 20)] == [1, 2, 3]
+    assert counts.add("b", 30 * S) == 1
+    assert counts.add("a", 60 * S) == 4  # the event at 0 is exactly a window old: kept
+    assert counts.add("a", 60 * S + 1) == 4  # ... and gone a microsecond later
+    assert counts.add("a", 90 * S + 1) == 3  # 60, 60+1, 90+1 (the one at 20 and 10 left)
+    assert counts.keys() == 1  # "b" left with its only event
+    assert len(counts) == 3
+
+
+def test_click_flood_is_more_than_the_limit_within_a_minute_per_ip_and_link() -> None:
+    screen = click_screen()
+    flagged = [screen.flags("1.2.3.4", 7, "ua", t * S) for t in range(5)]
+    assert flagged == [[], [], [], ["click_flood"], ["click_flood"]]
+    assert screen.flags("1.2.3.4", 8, "ua", 5 * S) == []  # another link
+    assert screen.flags("1.2.3.5", 7, "ua", 5 * S) == []  # another address
+    # a minute after the third click, two of the five are left in the window: 3 with this
+    assert screen.flags("1.2.3.4", 7, "ua", 62 * S + 500_000) == []
+    assert screen.flags("1.2.3.4", 7, "ua", 62 * S + 600_000) == ["click_flood"]
+
+
+def test_click_screen_forgets_visitors_as_their_minute_ends_without_a_sweep() -> None:
+    screen = click_screen()
+    for i in range(10_000):  # every click from another address, within ten seconds
+        assert screen.flags(f"10.{i >> 8 & 255}.{i & 255}.1", 1, "ua", i * 1000) == []
+    assert screen.recent.keys() == 10_000
+    screen.flags("192.0.2.1", 1, "ua", 71 * S)  # no call to forget_before
+    assert (screen.recent.keys(), len(screen.recent)) == (1, 1)
+    screen.forget_before(200 * S)
+    assert len(screen.recent) == 0
+
+
+def test_ip_conversions_counts_a_day_and_forgets_addresses_that_do_not_come_back() -> None:
+    screen = ConversionScreen(lambda ip: "", LIMITS)
+
+    def flags(ip: str, at_us: int) -> list[str]:
+        conversion = {"created_at": at_us, "clicked_at": at_us - 3600 * S, "geo": ""}
+        return screen.flags(conversion, {"flags": "", "ip": ip})
+
+    day = 86_400 * S
+    assert [flags("198.51.100.7", h * 3600 * S) for h in range(3)] == [
+        [],
+        [],
+        ["ip_conversions"],
+    ]
+    for i in range(1_000):
+        assert flags(f"10.0.{i >> 8}.{i & 255}", 3 * 3600 * S + i) == []
+    assert screen.by_ip.keys() == 1_001
+    # a day after the first three: only this one is held; the address starts afresh
+    assert flags("198.51.100.7", 3 * 3600 * S + day + 1_000) == []
+    assert (screen.by_ip.keys(), len(screen.by_ip)) == (1, 1)
