@@ -174,6 +174,18 @@ def pg_staged(kind: str, rows: list[tuple[Any, ...]]) -> Steps:
     return [(PG_SPREAD[kind], [(orjson.dumps(rows).decode(),)])] if rows else []
 
 
+def known_visitors_sql(n: int) -> str:
+    """Which of n (day, link_id, visitor) keys are in `report_visitors`: the keys joined
+    to the table, so that each is looked up by the primary key (SQLite scans the whole
+    table for a row-value `IN (VALUES …)`, a day's visitors on every rollup pass)."""
+    values = ", ".join(["(CAST(? AS INTEGER), CAST(? AS BIGINT), CAST(? AS BIGINT))"] * n)
+    return (
+        f"WITH k (day, link_id, visitor) AS (VALUES {values}) "
+        "SELECT v.day, v.link_id, v.visitor FROM k JOIN report_visitors AS v "
+        "ON v.day = k.day AND v.link_id = k.link_id AND v.visitor = k.visitor"
+    )
+
+
 def _marks(n: int) -> str:
     return ", ".join("?" * n)
 
@@ -272,13 +284,8 @@ class ReportSql(SqlPrimitives):
         self, keys: Sequence[tuple[int, int, int]]
     ) -> set[tuple[int, int, int]]:
         known: set[tuple[int, int, int]] = set()
-        values = "(CAST(? AS INTEGER), CAST(? AS BIGINT), CAST(? AS BIGINT))"
         for part in _chunks(keys):
-            rows = await self._fetch(
-                "SELECT day, link_id, visitor FROM report_visitors WHERE (day, link_id, visitor) "
-                f"IN (VALUES {', '.join([values] * len(part))})",
-                *[x for key in part for x in key],
-            )
+            rows = await self._fetch(known_visitors_sql(len(part)), *[x for k in part for x in k])
             known.update((int(r["day"]), int(r["link_id"]), int(r["visitor"])) for r in rows)
         return known
 
