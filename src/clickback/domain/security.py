@@ -46,24 +46,46 @@ def parse_networks(text: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Net
     return tuple(out)
 
 
-def in_networks(
-    ip: str, networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
-) -> bool:
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+Networks = tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
+
+
+def parse_ip(text: str) -> Address | None:
+    """The address `text` names (an IPv4-mapped IPv6 address as its IPv4), or None."""
     try:
-        addr = ipaddress.ip_address(ip)
+        addr = ipaddress.ip_address(text)
     except ValueError:
-        return False
+        return None
     if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped:
-        addr = addr.ipv4_mapped
-    return any(addr in net for net in networks)
+        return addr.ipv4_mapped
+    return addr
 
 
-def is_ip(text: str) -> bool:
-    try:
-        ipaddress.ip_address(text)
-    except ValueError:
-        return False
-    return True
+def in_networks(ip: str, networks: Networks) -> bool:
+    addr = parse_ip(ip)
+    return addr is not None and any(addr in net for net in networks)
+
+
+@lru_cache(maxsize=256)
+def is_trusted_proxy(ip: str, networks: Networks) -> bool:
+    """`in_networks` for the peer of a request: the few load balancers in front of the
+    tracker, asked about on every request, so their answer is kept."""
+    return in_networks(ip, networks)
+
+
+def forwarded_ip(peer: str, forwarded_for: str | None, trusted: Networks) -> str:
+    """The client's address: the direct peer, or, when that is a trusted proxy, the
+    nearest address in `X-Forwarded-For` that is not itself a trusted proxy."""
+    if not trusted or forwarded_for is None or not is_trusted_proxy(peer, trusted):
+        return peer
+    hops = [h.strip() for h in forwarded_for.split(",") if h.strip()]
+    for hop in reversed(hops):
+        addr = parse_ip(hop)
+        if addr is None:
+            return peer  # a garbled header: believe only the peer
+        if not any(addr in net for net in trusted):
+            return hop
+    return hops[0] if hops else peer
 
 
 def canonical(params: Mapping[str, str]) -> str:

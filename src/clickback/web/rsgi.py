@@ -16,6 +16,7 @@ from typing import Any
 
 from granian._granian import RSGIProtocolClosed as ProtocolClosed
 
+from clickback.domain import security
 from clickback.web import tracking
 from clickback.web.app import ClickbackApp, app_from_env
 from clickback.web.tracking import MAX_BODY, BodyError, body_cut_short, body_too_large
@@ -98,7 +99,8 @@ class RsgiApp:
         peer = _address(scope.client)[0]
         if not self.app.trusted_proxies:
             return peer
-        return tracking.forwarded_ip(self.app, peer, scope.headers.get("x-forwarded-for"))
+        forwarded = scope.headers.get("x-forwarded-for")
+        return security.forwarded_ip(peer, forwarded, self.app.trusted_proxies)
 
     def _click(self, scope: Any, code: str) -> Coroutine[Any, Any, tracking.Answer]:
         headers = scope.headers

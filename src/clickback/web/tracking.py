@@ -16,8 +16,8 @@ from urllib.parse import parse_qsl
 
 import orjson
 
+from clickback.domain import security
 from clickback.domain.models import FieldError
-from clickback.domain.security import in_networks, is_ip
 from clickback.errors import UnavailableError
 
 if TYPE_CHECKING:
@@ -40,21 +40,6 @@ _NOT_FOUND: Answer = (
 )
 _CLICK_NOT_ALLOWED: Answer = (405, [("allow", "GET, HEAD")], b"method not allowed")
 _CLICK_UNAVAILABLE: Answer = (503, [("retry-after", "1")], b"temporarily unavailable, retry")
-
-
-def forwarded_ip(app: ClickbackApp, peer: str, forwarded_for: str | None) -> str:
-    """The client's address: the direct peer, or, when that is a trusted proxy, the
-    nearest address in `X-Forwarded-For` that is not itself a trusted proxy."""
-    trusted = app.trusted_proxies
-    if not trusted or not in_networks(peer, trusted) or forwarded_for is None:
-        return peer
-    hops = [h.strip() for h in forwarded_for.split(",") if h.strip()]
-    for hop in reversed(hops):
-        if not is_ip(hop):
-            return peer  # a garbled header: believe only the peer
-        if not in_networks(hop, trusted):
-            return hop
-    return hops[0] if hops else peer
 
 
 async def click_answer(
@@ -176,7 +161,7 @@ def client_ip(app: ClickbackApp, scope: dict[str, Any]) -> str:
         return peer
     for name, value in scope["headers"]:
         if name == b"x-forwarded-for":
-            return forwarded_ip(app, peer, value.decode("latin-1"))
+            return security.forwarded_ip(peer, value.decode("latin-1"), app.trusted_proxies)
     return peer
 
 
