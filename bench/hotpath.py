@@ -95,6 +95,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--pool", type=int, default=1600, help="stored RefIDs also used by postbacks (1600)"
     )
+    p.add_argument(
+        "--visitors",
+        choices=("many", "one"),
+        default="many",
+        help="click traffic: each click from another address, in X-Forwarded-For through a "
+        "trusted proxy (many, the default), or every click from 127.0.0.1 (one)",
+    )
     p.add_argument("--dup-pct", type=int, default=10, help="postbacks repeating one (10)")
     p.add_argument("--bad-pct", type=int, default=5, help="postbacks with bad input (5)")
     p.add_argument("--only", default="", help="comma-separated target keys to run (default: all)")
@@ -245,6 +252,8 @@ class Bench:
     ) -> procs.Service:
         """`clickback serve` with the settings given by --env, then those of the target."""
         settings = dict(x.split("=", 1) for x in self.args.env)
+        if self.args.visitors == "many":  # behind a load balancer on this machine
+            settings.setdefault("CLICKBACK_TRUSTED_PROXIES", "127.0.0.1")
         settings.update(env or {})
         return servers.clickback(self.tmp, db_url, port, core, workers=workers, env=settings)
 
@@ -252,7 +261,7 @@ class Bench:
         return self.args.server_core if pinned else None
 
     def click_args(self, code: str) -> Callable[[int], list[str]]:
-        return lambda seed: [code, str(seed)]
+        return lambda seed: [code, str(seed), self.args.visitors]
 
     def postback_args(self, pool: Path) -> Callable[[int], list[str]]:
         a = self.args
@@ -616,8 +625,9 @@ def main(argv: list[str] | None = None) -> int:
     console.print(
         f"clickback hot-path benchmark: {args.runs} x {args.duration} s per target "
         f"(+{args.warmup} s warm-up), wrk -c{args.connections} on core {args.wrk_core}, "
-        f"servers on core {args.server_core}; measuring {code['source']} "
-        f"({code['commit'][:12]}); temp dir {tmp}"
+        f"servers on core {args.server_core}; clicks from "
+        f"{'a new address each (X-Forwarded-For)' if args.visitors == 'many' else '127.0.0.1'}; "
+        f"measuring {code['source']} ({code['commit'][:12]}); temp dir {tmp}"
     )
     try:
         with progress:

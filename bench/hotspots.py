@@ -1,7 +1,8 @@
 """Where a hot path's time goes: one clickback target under wrk load, profiled.
 
     /work/venv/bin/python bench/hotspots.py click|click-async|postback [--seconds 6]
-        [--rev HEAD] [--env CLICKBACK_NAME=VALUE] [--out bench/results/profile]
+        [--rev HEAD] [--env CLICKBACK_NAME=VALUE] [--visitors many|one]
+        [--out bench/results/profile]
 
 Starts `clickback serve` on a fresh SQLite database pinned to core 1, loads it with the
 same wrk scripts as bench/hotpath.py, and profiles the worker process twice, in separate
@@ -50,6 +51,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=[],
         metavar="CLICKBACK_NAME=VALUE",
         help="a setting for the clickback server; repeatable",
+    )
+    p.add_argument(
+        "--visitors",
+        choices=("many", "one"),
+        default="many",
+        help="clicks each from another address through a trusted proxy (many), or all "
+        "from 127.0.0.1 (one), as in bench/hotpath.py",
     )
     p.add_argument("--top", type=int, default=25, help="functions listed (25)")
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "profile")
@@ -126,6 +134,8 @@ def main(argv: list[str] | None = None) -> int:
         durability = "async" if args.target == "click-async" else "sync"
         settings = dict(x.split("=", 1) for x in args.env)
         settings["CLICKBACK_CLICK_DURABILITY"] = durability
+        if args.visitors == "many":
+            settings.setdefault("CLICKBACK_TRUSTED_PROXIES", "127.0.0.1")
         svc = servers.clickback(tmp, db, port, 1, env=settings)
         svc.wait_ready(port, "/healthz")
         seed = int(time.time())
@@ -143,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
             script = "click.lua"
 
             def script_args(n: int) -> list[str]:
-                return [code, str(seed + n)]
+                return [code, str(seed + n), args.visitors]
 
         url = f"http://127.0.0.1:{port}"
         worker = svc.workers()[0]
