@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import ipaddress
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
@@ -73,6 +74,29 @@ def is_trusted_proxy(ip: str, networks: Networks) -> bool:
     return in_networks(ip, networks)
 
 
+@lru_cache(maxsize=64)
+def _v4_ranges(networks: Networks) -> tuple[tuple[int, int], ...]:
+    """The IPv4 networks as (address, mask) integers."""
+    return tuple(
+        (int(n.network_address), int(n.netmask))
+        for n in networks
+        if isinstance(n, ipaddress.IPv4Network)
+    )
+
+
+def _trusted_hop(hop: str, trusted: Networks) -> bool | None:
+    """Whether a forwarded address is a trusted proxy; None when it is no address. A
+    dotted IPv4 address (every visitor's, on most traffic) is read by `inet_pton`, which
+    refuses what `ipaddress` refuses (leading zeros, missing or large parts) at a tenth
+    of the cost; anything else goes through `ipaddress`."""
+    try:
+        number = int.from_bytes(socket.inet_pton(socket.AF_INET, hop), "big")
+    except OSError:
+        addr = parse_ip(hop)
+        return None if addr is None else any(addr in net for net in trusted)
+    return any(number & mask == net for net, mask in _v4_ranges(trusted))
+
+
 def forwarded_ip(peer: str, forwarded_for: str | None, trusted: Networks) -> str:
     """The client's address: the direct peer, or, when that is a trusted proxy, the
     nearest address in `X-Forwarded-For` that is not itself a trusted proxy."""
@@ -80,10 +104,10 @@ def forwarded_ip(peer: str, forwarded_for: str | None, trusted: Networks) -> str
         return peer
     hops = [h.strip() for h in forwarded_for.split(",") if h.strip()]
     for hop in reversed(hops):
-        addr = parse_ip(hop)
-        if addr is None:
+        proxy = _trusted_hop(hop, trusted)
+        if proxy is None:
             return peer  # a garbled header: believe only the peer
-        if not any(addr in net for net in trusted):
+        if not proxy:
             return hop
     return hops[0] if hops else peer
 
