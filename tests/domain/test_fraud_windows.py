@@ -48,6 +48,8 @@ def test_click_screen_forgets_visitors_as_their_minute_ends_without_a_sweep() ->
     assert screen.recent.keys() == 10_000
     screen.flags("192.0.2.1", 1, "ua", 71 * S)  # no call to forget_before
     assert (screen.recent.keys(), len(screen.recent)) == (1, 1)
+    # the left events' room was given back: counting goes on from the event kept
+    assert screen.recent.add(("192.0.2.1", 1), 72 * S) == 2
     screen.forget_before(200 * S)
     assert len(screen.recent) == 0
 

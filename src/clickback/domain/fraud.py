@@ -101,8 +101,8 @@ class SlidingCounts:
     The queue is two arrays of 64-bit integers (times, and the keys' hashes): 16 bytes an
     event, plus a count per key seen in the window, since a minute of clicks at full load
     is a million events. Keys are told apart by their 64-bit hash: two visitors whose
-    keys share one would be counted together (about one chance in 10^7 for a million keys
-    in a window)."""
+    keys share one would be counted together (for a million keys in a window, about 3
+    chances in 10^8 that any two do)."""
 
     def __init__(self, window_us: int):
         self.window_us = window_us
