@@ -41,7 +41,7 @@ import fixtures
 import procs
 import servers
 import summary
-from loadgen import WrkRun, run_wrk
+from loadgen import WrkRun, add_visitors_option, behind_proxy, run_wrk
 from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from summary import BARE, BARE_END, NGINX, RSS_GOAL_MB, Goal, Result
@@ -95,13 +95,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--pool", type=int, default=1600, help="stored RefIDs also used by postbacks (1600)"
     )
-    p.add_argument(
-        "--visitors",
-        choices=("many", "one"),
-        default="many",
-        help="click traffic: each click from another address, in X-Forwarded-For through a "
-        "trusted proxy (many, the default), or every click from 127.0.0.1 (one)",
-    )
+    add_visitors_option(p)
     p.add_argument("--dup-pct", type=int, default=10, help="postbacks repeating one (10)")
     p.add_argument("--bad-pct", type=int, default=5, help="postbacks with bad input (5)")
     p.add_argument("--only", default="", help="comma-separated target keys to run (default: all)")
@@ -251,9 +245,7 @@ class Bench:
         env: dict[str, str] | None = None,
     ) -> procs.Service:
         """`clickback serve` with the settings given by --env, then those of the target."""
-        settings = dict(x.split("=", 1) for x in self.args.env)
-        if self.args.visitors == "many":  # behind a load balancer on this machine
-            settings.setdefault("CLICKBACK_TRUSTED_PROXIES", "127.0.0.1")
+        settings = behind_proxy(dict(x.split("=", 1) for x in self.args.env), self.args.visitors)
         settings.update(env or {})
         return servers.clickback(self.tmp, db_url, port, core, workers=workers, env=settings)
 

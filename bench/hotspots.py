@@ -33,7 +33,7 @@ from pathlib import Path
 import fixtures
 import procs
 import servers
-from loadgen import run_wrk
+from loadgen import add_visitors_option, behind_proxy, run_wrk
 
 ROOT = Path(__file__).resolve().parent.parent
 _FRAME = re.compile(r"^(.*?) \((.*?)(?::\d+)?\)$")
@@ -52,13 +52,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         metavar="CLICKBACK_NAME=VALUE",
         help="a setting for the clickback server; repeatable",
     )
-    p.add_argument(
-        "--visitors",
-        choices=("many", "one"),
-        default="many",
-        help="clicks each from another address through a trusted proxy (many), or all "
-        "from 127.0.0.1 (one), as in bench/hotpath.py",
-    )
+    add_visitors_option(p)
     p.add_argument("--top", type=int, default=25, help="functions listed (25)")
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "profile")
     return p.parse_args(argv)
@@ -134,8 +128,7 @@ def main(argv: list[str] | None = None) -> int:
         durability = "async" if args.target == "click-async" else "sync"
         settings = dict(x.split("=", 1) for x in args.env)
         settings["CLICKBACK_CLICK_DURABILITY"] = durability
-        if args.visitors == "many":
-            settings.setdefault("CLICKBACK_TRUSTED_PROXIES", "127.0.0.1")
+        behind_proxy(settings, args.visitors)
         svc = servers.clickback(tmp, db, port, 1, env=settings)
         svc.wait_ready(port, "/healthz")
         seed = int(time.time())

@@ -7,6 +7,7 @@ CPU time, the server's CPU time and how busy each core was.
 
 from __future__ import annotations
 
+import argparse
 import re
 import resource
 import subprocess
@@ -19,6 +20,26 @@ from typing import Any
 import procs
 
 LUA = Path(__file__).resolve().parent / "lua"
+
+
+def add_visitors_option(p: argparse.ArgumentParser) -> None:
+    """`--visitors many|one`: whose clicks `lua/click.lua` sends (its third argument)."""
+    p.add_argument(
+        "--visitors",
+        choices=("many", "one"),
+        default="many",
+        help="click traffic: each click from another address, in X-Forwarded-For through a "
+        "trusted proxy (many, the default), or every click from 127.0.0.1 (one)",
+    )
+
+
+def behind_proxy(settings: dict[str, str], visitors: str) -> dict[str, str]:
+    """A clickback server's settings for that traffic: with many visitors it trusts
+    127.0.0.1 as its proxy (a load balancer in front of it), unless told otherwise."""
+    if visitors == "many":
+        settings.setdefault("CLICKBACK_TRUSTED_PROXIES", "127.0.0.1")
+    return settings
+
 
 _UNITS_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0, "h": 3_600_000.0}
 _DIST = re.compile(r"^\s+(50|75|90|99)%\s+([\d.]+)(us|ms|s|m|h)\s*$", re.M)
