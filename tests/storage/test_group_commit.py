@@ -196,8 +196,10 @@ async def test_sqlite_wal_starts_over_under_a_steady_write_load(tmp_path: Path) 
     """Batches committed back to back leave a passive checkpoint always a little behind,
     and SQLite restarts the WAL only once every frame is copied: the checkpointer holds
     one commit back while it copies the last frames, so the WAL stays short without a
-    TRUNCATE (here out of reach). Without the hold it grows with every batch (32 MB in
-    the same work, against 1.6 MB, measured)."""
+    TRUNCATE (here out of reach). Without the hold it grows with every batch: 32.1 MB,
+    every frame of this work, never started over (measured, the same each time). With
+    it 1.2-1.5 MB on an idle machine, and up to 8.7 MB seen on a busy one, where the
+    checkpoint thread gets the CPU late; the bound is half the never-restarted WAL."""
     store = SqliteStore(str(tmp_path / "steady.db"))
     await store.migrate()
     _, link = await setup(store)
@@ -213,7 +215,7 @@ async def test_sqlite_wal_starts_over_under_a_steady_write_load(tmp_path: Path) 
         await asyncio.wait_for(asyncio.gather(*batch), 10)  # a held batch is let go
         peak = max(peak, wal.stat().st_size)
     assert store.checkpointer.restarts >= 1 and store.checkpointer.truncates == 0
-    assert peak < 8_000_000, f"the WAL grew to {peak:,} bytes"
+    assert peak < 16_000_000, f"the WAL grew to {peak:,} bytes"
     rows = await store._fetch("SELECT count(*) AS n FROM clicks")
     assert rows[0]["n"] == 75_000
     await store.close()
