@@ -62,19 +62,33 @@ def spread_sql(kind: str, fields: tuple[str, ...], sums: tuple[str, ...], upsert
     and their sums are put in a staging table once (`STAGE`), then one `INSERT … SELECT`
     per level table blanks the columns the level leaves out and upserts the sums, in C,
     instead of a Python tuple and a bound parameter per value for every level (a click's
-    rollup 45 -> 35 µs of CPU, `bench/deferred_cost.py`). Keys that meet at a level are
-    added up by the upsert itself, row after row: a GROUP BY first cost more than the
-    Python spreading. The levels hold the same sums as with `Delta.click_rows` /
-    `conversion_rows`; unlike those, a level row whose sums cancel out is still written,
-    which leaves it as it was, since a negative sum only ever takes back what an earlier
-    apply added to that row."""
+    rollup 45 -> 35 µs of CPU, `bench/deferred_cost.py`).
+
+    The levels without sub-IDs read a second staging table instead: the keys added up
+    once without their sub-IDs (`GROUP BY`). A key is about one a click when sub-IDs
+    and visitors vary, and every staged key cost an upsert at every level; the levels
+    by country, device or links alone are then a few rows, so seven levels of fourteen
+    upsert those few. The sub-ID levels add up keys that meet by the upsert itself, row
+    after row (a `GROUP BY` per level cost more). The levels hold the same sums as with
+    `Delta.click_rows` / `conversion_rows`; unlike those, a level row whose sums cancel
+    out is still written, which leaves it as it was, since a negative sum only ever
+    takes back what an earlier apply added to that row."""
     conflict = upsert[upsert.index(" ON CONFLICT") :]
-    return [
-        f"INSERT INTO {table} ({', '.join((*fields, *sums))}) "
-        f"SELECT {', '.join(exprs)}, {', '.join(sums)} "
-        f"FROM temp.rollup_stage_{kind} WHERE true" + conflict.format(t=table)
-        for table, exprs in _level_exprs(kind, fields)
+    stage, coarse = f"temp.rollup_stage_{kind}", f"temp.rollup_coarse_{kind}"
+    kept = [name for name in fields if name not in levels.SUBS]
+    statements = [
+        f"INSERT INTO {coarse} "
+        f"SELECT {', '.join(repr('') if n in levels.SUBS else n for n in fields)}, "
+        f"{', '.join(f'sum({n})' for n in sums)} FROM {stage} GROUP BY {', '.join(kept)}"
     ]
+    for table, exprs in _level_exprs(kind, fields):
+        subs = {e for n, e in zip(fields, exprs, strict=True) if n in levels.SUBS}
+        statements.append(
+            f"INSERT INTO {table} ({', '.join((*fields, *sums))}) "
+            f"SELECT {', '.join(exprs)}, {', '.join(sums)} "
+            f"FROM {coarse if subs == {repr('')} else stage} WHERE true" + conflict.format(t=table)
+        )
+    return [*statements, f"DELETE FROM {coarse}"]
 
 
 def _level_exprs(kind: str, fields: tuple[str, ...]) -> list[tuple[str, list[str]]]:
@@ -121,12 +135,13 @@ def pg_spread_sql(kind: str, fields: tuple[str, ...], sums: tuple[str, ...], ups
     return f"WITH {', '.join(parts)} SELECT 1"
 
 
-STAGE = [  # SQLite's staging tables for `spread_sql`, one per rollup connection
-    f"CREATE TEMP TABLE IF NOT EXISTS rollup_stage_{kind} ({', '.join((*fields, *sums))})"
+STAGE = [  # SQLite's staging tables for `spread_sql`, two a kind per rollup connection
+    f"CREATE TEMP TABLE IF NOT EXISTS rollup_{table}_{kind} ({', '.join((*fields, *sums))})"
     for kind, fields, sums in (
         ("clicks", CLICK_FIELDS, CLICK_SUMS),
         ("conversions", CONVERSION_KEY, CONVERSION_SUMS),
     )
+    for table in ("stage", "coarse")
 ]
 CLAIM = (
     "UPDATE report_state SET owner = ?, lease_until = ?, updated_at = ? WHERE name = 'rollup' "
