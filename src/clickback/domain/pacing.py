@@ -15,12 +15,18 @@ from collections.abc import Sequence
 from typing import Any
 
 
-def behind_us(now_us: int, batch: int, *passes: Sequence[dict[str, Any]]) -> int:
-    """How far behind a job is after a pass that read these rows (each kind in time
-    order, with `created_at`): as old as the newest row of a kind that filled its
-    batch, as more of that kind waits; 0 when none did."""
-    newest = [rows[-1]["created_at"] for rows in passes if len(rows) >= batch]
-    return max((max(0, now_us - at) for at in newest), default=0)
+def behind_us(now_us: int, batch: int, *passes: tuple[int, int]) -> int:
+    """How far behind a job is after a pass that read, of each kind of row (in time
+    order), so many rows, the newest made at such a time (`newest`): as old as the
+    newest row of a kind that filled its batch, as more of that kind waits; 0 when none
+    did."""
+    return max((max(0, now_us - at) for n, at in passes if n >= batch), default=0)
+
+
+def newest(rows: Sequence[Any], at: Any = "created_at") -> tuple[int, int]:
+    """A pass's rows for `behind_us`: how many, and when the newest was made (`at`, its
+    key or index in a row; 0 with no rows)."""
+    return len(rows), (rows[-1][at] if rows else 0)
 
 
 def rest(worked: float, share: float, behind: int, max_lag_us: int, busy: bool = True) -> float:

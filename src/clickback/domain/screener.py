@@ -91,7 +91,9 @@ class Screener:
         conversions = await self.store.unscreened_conversions(through, batch)
         now = time.time_ns() // 1000
         await self.store.screen_conversions([self._screen_safely(c) for c in conversions], now)
-        self.behind_us = pacing.behind_us(now, batch, rows, conversions)
+        self.behind_us = pacing.behind_us(
+            now, batch, pacing.newest(rows), pacing.newest(conversions)
+        )
         return len(rows), len(conversions)
 
     def _click_flags(self, r: dict[str, Any]) -> list[str]:

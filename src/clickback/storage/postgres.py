@@ -141,6 +141,10 @@ class PostgresStore(SqlStore):
         rows = await self.pool.fetch(self._sql(sql), *args)
         return [dict(r) for r in rows]
 
+    async def _fetch_tuples(self, sql: str, *args: Any) -> list[tuple[Any, ...]]:
+        assert self.pool is not None
+        return [tuple(r) for r in await self.pool.fetch(self._sql(sql), *args)]
+
     async def _fetch_together(
         self, queries: list[tuple[str, tuple[Any, ...]]]
     ) -> list[list[dict[str, Any]]]:

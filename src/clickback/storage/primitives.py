@@ -23,6 +23,11 @@ class SqlPrimitives:
     async def _fetch(self, sql: str, *args: Any) -> list[dict[str, Any]]:
         raise NotImplementedError
 
+    async def _fetch_tuples(self, sql: str, *args: Any) -> list[tuple[Any, ...]]:
+        """`_fetch`'s rows as tuples, in the select's order: for reads of many rows on
+        the event loop, where a dict a row costs."""
+        raise NotImplementedError
+
     async def _fetch_together(
         self, queries: list[tuple[str, tuple[Any, ...]]]
     ) -> list[list[dict[str, Any]]]:

@@ -22,6 +22,7 @@ from clickback.domain import levels
 from clickback.domain.reportspec import ReportSpec, TimePlan
 from clickback.domain.rollup import (
     CLICK_FIELDS,
+    CLICK_READ,
     CONVERSION_SUMS,
     FACT_COLUMNS,
     NO_CAP,
@@ -225,10 +226,9 @@ class ReportSql(SqlPrimitives):
 
     async def rollup_clicks(
         self, after: str, before: str, limit: int, through: str = NO_CAP
-    ) -> list[dict[str, Any]]:
-        return await self._fetch(
-            "SELECT refid, link_id, offer_id, affiliate_id, sub1, sub2, sub3, sub4, sub5, ip, "
-            "user_agent, created_at, is_test, flags FROM clicks "
+    ) -> list[tuple[Any, ...]]:
+        return await self._fetch_tuples(
+            f"SELECT {', '.join(CLICK_READ)} FROM clicks "
             "WHERE refid > ? AND refid < ? AND refid <= ? ORDER BY refid LIMIT ?",
             after,
             before,

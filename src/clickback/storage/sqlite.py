@@ -327,6 +327,10 @@ class SqliteStore(SqlStore):
         cols = [d[0] for d in cur.description]
         return [dict(zip(cols, r, strict=True)) for r in cur.fetchall()]
 
+    async def _fetch_tuples(self, sql: str, *args: Any) -> list[tuple[Any, ...]]:
+        rows: list[tuple[Any, ...]] = self.conn.execute(sql, args).fetchall()
+        return rows
+
     async def _fetch_together(
         self, queries: list[tuple[str, tuple[Any, ...]]]
     ) -> list[list[dict[str, Any]]]:
