@@ -2,8 +2,9 @@
 report rollups, without HTTP, as CPU time per row.
 
 Each run makes a fresh SQLite database, sends clicks and then postbacks through the real
-tracker (in-process, group-committed as when serving; the clicks have varied sub-IDs as
-in `bench/lua/click.lua`), then times, one job at a time and each until it has caught
+tracker (in-process, group-committed as when serving; the clicks have varied sub-IDs
+and each comes from another public address, as in `bench/lua/click.lua`, so that their
+countries vary as in served traffic), then times, one job at a time and each until it has caught
 up: the screening of the clicks, their rollup, the screening of the conversions, their
 rollup. The process is pinned to one core, so the threads these jobs use (the report
 file's writer, SQLite's readers) are counted on it, as when serving; the CPU time is the
@@ -82,7 +83,9 @@ async def child(clicks: int, conversions: int, seed: int) -> dict[str, float]:
                 f"sub1={rng.choice(SOURCES).replace(' ', '%20')}&sub2=cr{rng.randrange(10_000):04d}"
                 f"&sub3={rng.randrange(2**31):08x}&sub4=spring_sale"
             )
-            ip = f"10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}"
+            first = rng.randrange(11, 223)  # a public-looking address, as click.lua sends
+            first += first >= 127
+            ip = f"{first}.{rng.randrange(256)}.{rng.randrange(256)}.{rng.randrange(1, 255)}"
             location = await tracker.click(link["code"], query, ip, UA, "")
             assert location is not None
             return location.rsplit("refid=", 1)[1].split("&", 1)[0]
