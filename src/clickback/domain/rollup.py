@@ -196,7 +196,7 @@ CLICK_FIELDS = ("hour", *SUMMED, "offer_id", "affiliate_id", "advertiser_id")
 CLICK_READ: tuple[str, ...] = ("refid", "link_id", "offer_id", "affiliate_id")
 CLICK_READ += ("sub1", "sub2", "sub3", "sub4", "sub5", "ip", "user_agent", "created_at")
 CLICK_READ += ("is_test", "flags")
-_CLICK_AT = CLICK_READ.index("created_at")
+_CLICK_REFID, _CLICK_OFFER, _CLICK_AT = map(CLICK_READ.index, ("refid", "offer_id", "created_at"))
 CONVERSION_FIELDS: tuple[str, ...] = ("basis", "hour", *SUMMED, "status", "offer_id")
 CONVERSION_FIELDS += ("affiliate_id", "advertiser_id")
 _CLICK_MASKS = levels.masks(CLICK_FIELDS)
@@ -411,7 +411,8 @@ class RollupJob:
         await self._fold_events(sorted(found_events + events, key=lambda e: e["id"]), delta)
         unvalued = await self._valuations(now)
         await self._fold_valuations(unvalued, delta)
-        new = Mark(clicks[-1][0] if clicks else at.clicks_after, conversions_after, events_after)
+        last = clicks[-1][_CLICK_REFID] if clicks else at.clicks_after
+        new = Mark(last, conversions_after, events_after)
         held.mark = new
         self.behind_us = pacing.behind_us(
             now, self.batch, pacing.newest(clicks, _CLICK_AT), pacing.newest(conversions)
@@ -470,7 +471,7 @@ class RollupJob:
         candidates = sorted({v for _, _, v in rows if v is not None})
         known = await self.store.rollup_known_visitors(candidates) if candidates else set()
         known |= delta.visitors.intersection(candidates)  # held, so not stored yet
-        offers = await self._offers_of({c[2] for c, _, _ in rows})
+        offers = await self._offers_of({c[_CLICK_OFFER] for c, _, _ in rows})
         for c, agent, visitor in rows:
             _, link_id, offer_id, affiliate_id, s1, s2, s3, s4, s5, ip, _, at, _, flags = c
             unique = visitor is not None and visitor not in known

@@ -58,6 +58,9 @@ UPSERT_FACT = (
 CLICK_SUMS = ("clicks", "unique_clicks", "bot_clicks")
 
 
+_BLANK_TEXT = "''"  # a text column a level leaves out, in SQL
+
+
 def spread_sql(kind: str, fields: tuple[str, ...], sums: tuple[str, ...], upsert: str) -> list[str]:
     """SQLite's way to spread a rollup's keys over the levels (`domain.levels`): the keys
     and their sums are put in a staging table once (`STAGE`), then one `INSERT … SELECT`
@@ -79,7 +82,7 @@ def spread_sql(kind: str, fields: tuple[str, ...], sums: tuple[str, ...], upsert
     kept = [name for name in fields if name not in levels.SUBS]
     statements = [
         f"INSERT INTO {coarse} "
-        f"SELECT {', '.join(repr('') if n in levels.SUBS else n for n in fields)}, "
+        f"SELECT {', '.join(_BLANK_TEXT if n in levels.SUBS else n for n in fields)}, "
         f"{', '.join(f'sum({n})' for n in sums)} FROM {stage} GROUP BY {', '.join(kept)}"
     ]
     for table, exprs in _level_exprs(kind, fields):
@@ -87,7 +90,8 @@ def spread_sql(kind: str, fields: tuple[str, ...], sums: tuple[str, ...], upsert
         statements.append(
             f"INSERT INTO {table} ({', '.join((*fields, *sums))}) "
             f"SELECT {', '.join(exprs)}, {', '.join(sums)} "
-            f"FROM {coarse if subs == {repr('')} else stage} WHERE true" + conflict.format(t=table)
+            f"FROM {coarse if subs == {_BLANK_TEXT} else stage} WHERE true"
+            + conflict.format(t=table)
         )
     return [*statements, f"DELETE FROM {coarse}"]
 
@@ -101,7 +105,7 @@ def _level_exprs(kind: str, fields: tuple[str, ...]) -> list[tuple[str, list[str
             exprs = [
                 ("hour / 24 * 24" if daily and name == "hour" else name)
                 if blank is None
-                else ("''" if blank == "" else str(int(blank)))
+                else (_BLANK_TEXT if blank == "" else str(int(blank)))
                 for name, blank in zip(fields, blanks, strict=True)
             ]
             out.append((f"report_{kind}_{number}", exprs))
