@@ -3,6 +3,7 @@ screening, report rollups) has to keep up on the same core?
 
     /work/venv/bin/python bench/sustained.py [--runs 8] [--seconds 5] [--rev HEAD]
         [--visitors many|one] [--durability sync|async] [--out F.json]
+        [--env CLICKBACK_NAME=VALUE ...]
 
 `bench/hotpath.py` measures short runs and lets the jobs catch up between them, so part
 of a run's deferred work is done after wrk stopped (it reports how far behind they were
@@ -40,6 +41,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--rev", default="", help="measure this git revision of src/")
     add_visitors_option(p)
     p.add_argument("--out", type=Path, help="a JSON file of the figures")
+    p.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="CLICKBACK_NAME=VALUE",
+        help="a setting for the clickback server (repeatable; the durability wins)",
+    )
     return p.parse_args(argv)
 
 
@@ -65,7 +73,9 @@ def measure(args: argparse.Namespace, tmp: Path) -> dict[str, object]:
     db = f"sqlite:///{tmp / 'sustained.db'}"
     code = fixtures.create_link(db)
     port = servers.free_port()
-    settings = behind_proxy({"CLICKBACK_CLICK_DURABILITY": args.durability}, args.visitors)
+    settings = dict(x.split("=", 1) for x in args.env)
+    settings["CLICKBACK_CLICK_DURABILITY"] = args.durability
+    settings = behind_proxy(settings, args.visitors)
     svc = servers.clickback(tmp, db, port, 1, env=settings)
     svc.wait_ready(port, "/healthz")
     runs = []

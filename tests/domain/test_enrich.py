@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -68,3 +70,24 @@ def test_parses_are_cached_and_visitors_hash_ip_and_agent() -> None:
     assert visitor_key("1.2.3.4", "a") == visitor_key("1.2.3.4", "a")
     assert visitor_key("1.2.3.4", "a") != visitor_key("1.2.3.4", "b")
     assert -(2**63) <= visitor_key("::1", "") < 2**63
+
+
+def test_an_enricher_loads_the_agent_parsers_when_made() -> None:
+    """The parsers load their patterns on first use (about 175 ms): an Enricher made at
+    start-up must have done so, not the first clicks a server screens. In a process of
+    its own, where nothing has parsed an agent yet."""
+    script = (
+        "import ua_parser\n"
+        "from crawlerdetect import crawlerdetect\n"
+        "from clickback.domain.enrich import Enricher\n"
+        "regex = crawlerdetect.get_compiled_crawler_regex\n"
+        "before = ('parser' in vars(ua_parser), regex.cache_info().currsize)\n"
+        "enricher = Enricher()\n"
+        "after = ('parser' in vars(ua_parser), regex.cache_info().currsize)\n"
+        "print(before, after, enricher.agent.cache_info().currsize)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True
+    ).stdout
+    # loaded by the Enricher, not before; the warm-up parse left nothing in its cache
+    assert out.split() == ["(False,", "0)", "(True,", "1)", "0"]
