@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from clickback.storage import schema
-from clickback.storage.sqlite import SqliteStore, connect, reports_path
+from clickback.storage.sqlite import REPORTS_PAGE_SIZE, SqliteStore, connect, reports_path
 from tests.storage.test_group_commit import click_row, setup
 
 
@@ -113,3 +113,31 @@ async def test_a_lost_reports_file_is_made_again_and_rolled_up_from_raw_rows(
         assert await run_report(store, build_spec(params, 0), "USD") == before
     finally:
         await store.close()
+
+
+async def test_a_new_report_file_has_large_pages_and_an_old_one_keeps_its_own(
+    tmp_path: Path,
+) -> None:
+    new = SqliteStore(str(tmp_path / "new.db"))
+    await new.migrate()
+    await new.close()
+    old_path = tmp_path / "old.db"
+    made_before = sqlite3.connect(reports_path(str(old_path)))
+    made_before.execute("PRAGMA page_size = 4096")
+    made_before.execute("PRAGMA journal_mode = WAL")
+    made_before.execute("CREATE TABLE kept (x INTEGER)")
+    made_before.close()
+    old = SqliteStore(str(old_path))
+    await old.migrate()
+    await old.close()
+
+    def page_size(path: str) -> int:
+        conn = sqlite3.connect(reports_path(path))
+        try:
+            return int(conn.execute("PRAGMA page_size").fetchone()[0])
+        finally:
+            conn.close()
+
+    assert page_size(str(tmp_path / "new.db")) == REPORTS_PAGE_SIZE == 16_384
+    assert page_size(str(old_path)) == 4096
+    assert {"kept", "report_clicks_7", "report_state"} <= tables(reports_path(str(old_path)))
