@@ -1,5 +1,6 @@
-"""The fraud screens' time windows: exact counts within the window, and memory that holds
-the window's events only, however many visitors passed through it."""
+"""The fraud screens' time windows: exact counts within the window past the limit, and
+memory that holds the window's events only (no count per visitor), however many
+visitors passed through it."""
 
 from __future__ import annotations
 
@@ -20,14 +21,36 @@ def click_screen() -> ClickScreen:
 
 
 def test_counts_are_per_key_and_keep_an_event_exactly_one_window_old() -> None:
-    counts = SlidingCounts(60 * S)
+    counts = SlidingCounts(60 * S, limit=0)  # every count past the limit: all exact
     assert [counts.add("a", t * S) for t in (0, 10, 20)] == [1, 2, 3]
     assert counts.add("b", 30 * S) == 1
     assert counts.add("a", 60 * S) == 4  # the event at 0 is exactly a window old: kept
     assert counts.add("a", 60 * S + 1) == 4  # ... and gone a microsecond later
     assert counts.add("a", 90 * S + 1) == 3  # 60, 60+1, 90+1 (the one at 20 and 10 left)
-    assert counts.keys() == 1  # "b" left with its only event
+    assert counts.exact_keys() == 1  # "b" left with its only event
     assert len(counts) == 3
+
+
+def test_keys_sharing_a_counter_are_told_apart_past_the_limit() -> None:
+    # two counters for many keys: the heavy key's counter is shared with light ones
+    counts = SlidingCounts(60 * S, limit=3, slots=2)
+    heavy = [counts.add("heavy", t * S) for t in range(6)]
+    assert heavy[3:] == [4, 5, 6]  # past the limit: its own count, exactly
+    assert all(n <= 3 for n in heavy[:3])
+    light = [counts.add(f"light-{i}", 10 * S + i) for i in range(20)]
+    assert all(n <= 3 for n in light)  # each seen once: never past the limit
+    assert counts.add("heavy", 20 * S) == 7
+    # a minute on, its first six events have left: counted on exactly (20 s and this)
+    assert counts.add("heavy", 65 * S + 1) == 2
+    for t in range(4):
+        counts.add("light-0", (70 + t) * S)
+    assert counts.add("light-0", 74 * S) == 5  # 70, 71, 72, 73, 74: exact past 3
+
+
+def test_many_visitors_leave_no_count_each() -> None:
+    counts = SlidingCounts(60 * S, limit=20)
+    assert all(counts.add((f"v{i}", 1), i) <= 20 for i in range(100_000))
+    assert (len(counts), counts.exact_keys()) == (100_000, 0)
 
 
 def test_click_flood_is_more_than_the_limit_within_a_minute_per_ip_and_link() -> None:
@@ -45,9 +68,9 @@ def test_click_screen_forgets_visitors_as_their_minute_ends_without_a_sweep() ->
     screen = click_screen()
     for i in range(10_000):  # every click from another address, within ten seconds
         assert screen.flags(f"10.{i >> 8 & 255}.{i & 255}.1", 1, "ua", i * 1000) == []
-    assert screen.recent.keys() == 10_000
+    assert (len(screen.recent), screen.recent.exact_keys()) == (10_000, 0)
     screen.flags("192.0.2.1", 1, "ua", 71 * S)  # no call to forget_before
-    assert (screen.recent.keys(), len(screen.recent)) == (1, 1)
+    assert len(screen.recent) == 1
     # the left events' room was given back: counting goes on from the event kept
     assert screen.recent.add(("192.0.2.1", 1), 72 * S) == 2
     screen.forget_before(200 * S)
@@ -69,7 +92,7 @@ def test_ip_conversions_counts_a_day_and_forgets_addresses_that_do_not_come_back
     ]
     for i in range(1_000):
         assert flags(f"10.0.{i >> 8}.{i & 255}", 3 * 3600 * S + i) == []
-    assert screen.by_ip.keys() == 1_001
+    assert (len(screen.by_ip), screen.by_ip.exact_keys()) == (1_003, 1)
     # a day after the first three: only this one is held; the address starts afresh
     assert flags("198.51.100.7", 3 * 3600 * S + day + 1_000) == []
-    assert (screen.by_ip.keys(), len(screen.by_ip)) == (1, 1)
+    assert (len(screen.by_ip), screen.by_ip.exact_keys()) == (1, 0)

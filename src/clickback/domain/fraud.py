@@ -95,60 +95,90 @@ class Networks:
 
 class SlidingCounts:
     """How many events each key had within the last `window_us`, for events that come in
-    time order (as the screening reads them): one queue of (time, key) over all keys and
-    a count per key. An event costs the same however many keys there are, and what is
-    kept is the window's events, nothing older: a key whose events all left the window
-    is dropped as they leave, with no pass over every key.
+    time order (as the screening reads them), told exactly when that is more than
+    `limit` (what a screen asks: more than N within the window?).
 
-    The queue is two arrays of 64-bit integers (times, and the keys' hashes): 16 bytes an
-    event, plus a count per key seen in the window, since a minute of clicks at full load
-    is a million events. Keys are told apart by their 64-bit hash: two visitors whose
-    keys share one would be counted together (for a million keys in a window, about 3
-    chances in 10^8 that any two do)."""
+    Events are kept in a queue of two arrays of 64-bit integers (times, and the keys'
+    hashes: 16 bytes an event), nothing older than the window, dropped as they leave it
+    with no pass over every key. Counts are not kept per key: with a new visitor a click
+    that was a dict entry a visitor, about 100 bytes (a minute of many-visitor clicks at
+    full load: some 190 MB). Instead a fixed table of `slots` counters, each the events
+    in the window of the keys whose hash falls on it: a key's counter is never below its
+    own count, so a counter at most `limit` decides "not more than `limit`" exactly. A
+    counter above it is checked: the key's events in the window are counted in the queue
+    (in C, `array.count`), and from then on kept exactly for that key until its events
+    have left. Such keys are the heavy ones (and the few that share their counter), so
+    the check is rare and the exact counts few.
 
-    def __init__(self, window_us: int):
+    Keys are told apart by their 64-bit hash: two keys that share one would be counted
+    together (for a million keys in a window, about 3 chances in 10^8 that any two do)."""
+
+    def __init__(self, window_us: int, limit: int, slots: int = 1 << 20):
+        if slots & (slots - 1):
+            raise ValueError("slots must be a power of two")
         self.window_us = window_us
+        self.limit = limit
         self._times = array("q")
         self._keys = array("q")
         self._head = 0  # events before it have left the window
-        self._counts: dict[int, int] = {}
+        self._mask = slots - 1
+        self._slots = array("I", bytes(4 * slots))
+        self._exact: dict[int, int] = {}  # keys whose counter went past the limit
 
     def add(self, key: Hashable, at_us: int) -> int:
-        """Counts an event of `key` at `at_us`; its events within the window, this one
-        included."""
+        """Counts an event of `key` at `at_us`; returns its events within the window,
+        this one included, when they are more than `limit`, else a number no more than
+        `limit` (so `add(...) > limit` is exact)."""
         self.expire(at_us)
         h = hash(key)
         self._times.append(at_us)
         self._keys.append(h)
-        n = self._counts.get(h, 0) + 1
-        self._counts[h] = n
-        return n
+        slot = h & self._mask
+        n = self._slots[slot] + 1
+        self._slots[slot] = n
+        exact = self._exact.get(h) if self._exact else None
+        if exact is not None:
+            exact += 1
+        elif n <= self.limit:
+            return n
+        else:
+            self._compact()
+            exact = self._keys.count(h)
+        self._exact[h] = exact
+        return exact
 
     def expire(self, at_us: int) -> None:
         """Forgets the events older than the window that ends at `at_us`."""
-        times, keys, counts = self._times, self._keys, self._counts
-        cutoff = at_us - self.window_us
+        times, keys, slots, exact = self._times, self._keys, self._slots, self._exact
+        cutoff, mask = at_us - self.window_us, self._mask
         head, end = self._head, len(times)
         while head < end and times[head] < cutoff:
             h = keys[head]
-            n = counts[h] - 1
-            if n:
-                counts[h] = n
-            else:
-                del counts[h]
+            slots[h & mask] -= 1
+            if exact and h in exact:
+                n = exact[h] - 1
+                if n:
+                    exact[h] = n
+                else:
+                    del exact[h]
             head += 1
-        if head > 4096 and head * 2 > end:  # the left events' room, given back now and then
-            del times[:head]
-            del keys[:head]
-            head = 0
         self._head = head
+        if head > 4096 and head * 2 > end:  # the left events' room, given back now and then
+            self._compact()
+
+    def _compact(self) -> None:
+        if self._head:
+            del self._times[: self._head]
+            del self._keys[: self._head]
+            self._head = 0
 
     def __len__(self) -> int:
         """Events held (those of the window)."""
         return len(self._times) - self._head
 
-    def keys(self) -> int:
-        return len(self._counts)
+    def exact_keys(self) -> int:
+        """Keys counted exactly (those whose counter went past the limit)."""
+        return len(self._exact)
 
 
 class ClickScreen:
@@ -158,7 +188,7 @@ class ClickScreen:
         self.is_bot = is_bot
         self.datacenters = datacenters
         self.limits = limits
-        self.recent = SlidingCounts(60_000_000)
+        self.recent = SlidingCounts(60_000_000, limits.flood_clicks)
 
     def flags(self, ip: str, link_id: int, user_agent: str, at_us: int) -> list[str]:
         out = []
@@ -181,7 +211,7 @@ class ConversionScreen:
     def __init__(self, country_of: Callable[[str], str], limits: Thresholds):
         self.country_of = country_of
         self.limits = limits
-        self.by_ip = SlidingCounts(86_400_000_000)
+        self.by_ip = SlidingCounts(86_400_000_000, limits.ip_conversions)
 
     def flags(self, conversion: Mapping[str, Any], click: Mapping[str, Any] | None) -> list[str]:
         out = [f for f in (click or {}).get("flags", "").split(",") if f]
