@@ -279,9 +279,10 @@ def reports_path(path: str) -> str:
 # The report file's page size, set when the file is made. The rollup upserts its keys
 # all over the level tables (a conversion lands at its click's hour, keys vary in their
 # sub-IDs), so a pass dirties pages across them; with 16 KB pages for 4 KB, a
-# conversion's rollup took 98 -> 81 µs of CPU, a click's 23.5 -> 22.7
-# (`bench/deferred_cost.py`; 1 and 2 KB were slower, 32 and 64 KB no better). A file
-# made before keeps its pages (changing them means rewriting it, in rollback mode).
+# conversion's rollup took 98.6 -> 83.8 µs of CPU, a click's 23.8 -> 23.1
+# (`bench/deferred_cost.py`; 1 and 2 KB were slower, 32 and 64 KB a few µs less
+# again). A file made before keeps its pages (changing them means rewriting it, in
+# rollback mode).
 REPORTS_PAGE_SIZE = 16_384
 
 
