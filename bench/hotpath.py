@@ -41,7 +41,7 @@ import fixtures
 import procs
 import servers
 import summary
-from loadgen import WrkRun, add_visitors_option, behind_proxy, run_wrk
+from loadgen import WrkRun, add_env_option, add_visitors_option, behind_proxy, env_settings, run_wrk
 from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from summary import BARE, BARE_END, NGINX, RSS_GOAL_MB, Goal, Result
@@ -75,12 +75,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="a setting for every session on the benchmark database (ALTER DATABASE SET), "
         "e.g. plan_cache_mode=force_custom_plan; repeatable",
     )
-    p.add_argument(
-        "--env",
-        action="append",
-        default=[],
-        metavar="CLICKBACK_NAME=VALUE",
-        help="a setting for every clickback server (the targets' own settings win); "
+    add_env_option(
+        p,
+        "a setting for every clickback server (the targets' own settings win); "
         "repeatable. Other CLICKBACK_* variables of the calling shell are not passed on",
     )
     p.add_argument("--skip-workers2", action="store_true", help="no 2-worker SQLite variant")
@@ -245,7 +242,7 @@ class Bench:
         env: dict[str, str] | None = None,
     ) -> procs.Service:
         """`clickback serve` with the settings given by --env, then those of the target."""
-        settings = behind_proxy(dict(x.split("=", 1) for x in self.args.env), self.args.visitors)
+        settings = behind_proxy(env_settings(self.args.env), self.args.visitors)
         settings.update(env or {})
         return servers.clickback(self.tmp, db_url, port, core, workers=workers, env=settings)
 

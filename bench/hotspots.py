@@ -33,7 +33,7 @@ from pathlib import Path
 import fixtures
 import procs
 import servers
-from loadgen import add_visitors_option, behind_proxy, run_wrk
+from loadgen import add_env_option, add_visitors_option, behind_proxy, env_settings, run_wrk
 
 ROOT = Path(__file__).resolve().parent.parent
 _FRAME = re.compile(r"^(.*?) \((.*?)(?::\d+)?\)$")
@@ -45,13 +45,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seconds", type=int, default=6, help="profiled seconds per tool (6)")
     p.add_argument("--connections", type=int, default=64)
     p.add_argument("--rev", default="", help="profile this git revision of src/")
-    p.add_argument(
-        "--env",
-        action="append",
-        default=[],
-        metavar="CLICKBACK_NAME=VALUE",
-        help="a setting for the clickback server; repeatable",
-    )
+    add_env_option(p, "a setting for the clickback server; repeatable")
     add_visitors_option(p)
     p.add_argument("--top", type=int, default=25, help="functions listed (25)")
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "profile")
@@ -126,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
         code = fixtures.create_link(db)
         port = servers.free_port()
         durability = "async" if args.target == "click-async" else "sync"
-        settings = dict(x.split("=", 1) for x in args.env)
+        settings = env_settings(args.env)
         settings["CLICKBACK_CLICK_DURABILITY"] = durability
         behind_proxy(settings, args.visitors)
         svc = servers.clickback(tmp, db, port, 1, env=settings)

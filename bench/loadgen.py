@@ -33,6 +33,17 @@ def add_visitors_option(p: argparse.ArgumentParser) -> None:
     )
 
 
+def add_env_option(p: argparse.ArgumentParser, help: str) -> None:
+    """`--env CLICKBACK_NAME=VALUE`, repeatable: settings for the clickback servers a
+    benchmark starts (`env_settings` reads them)."""
+    p.add_argument("--env", action="append", default=[], metavar="CLICKBACK_NAME=VALUE", help=help)
+
+
+def env_settings(values: Sequence[str]) -> dict[str, str]:
+    """The `--env` values as settings."""
+    return dict(v.split("=", 1) for v in values)
+
+
 def behind_proxy(settings: dict[str, str], visitors: str) -> dict[str, str]:
     """A clickback server's settings for that traffic: with many visitors it trusts
     127.0.0.1 as its proxy (a load balancer in front of it), unless told otherwise."""

@@ -29,7 +29,7 @@ from pathlib import Path
 import fixtures
 import procs
 import servers
-from loadgen import add_visitors_option, behind_proxy, run_wrk
+from loadgen import add_env_option, add_visitors_option, behind_proxy, env_settings, run_wrk
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -41,13 +41,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--rev", default="", help="measure this git revision of src/")
     add_visitors_option(p)
     p.add_argument("--out", type=Path, help="a JSON file of the figures")
-    p.add_argument(
-        "--env",
-        action="append",
-        default=[],
-        metavar="CLICKBACK_NAME=VALUE",
-        help="a setting for the clickback server (repeatable; the durability wins)",
-    )
+    add_env_option(p, "a setting for the clickback server (repeatable; the durability wins)")
     return p.parse_args(argv)
 
 
@@ -73,7 +67,7 @@ def measure(args: argparse.Namespace, tmp: Path) -> dict[str, object]:
     db = f"sqlite:///{tmp / 'sustained.db'}"
     code = fixtures.create_link(db)
     port = servers.free_port()
-    settings = dict(x.split("=", 1) for x in args.env)
+    settings = env_settings(args.env)
     settings["CLICKBACK_CLICK_DURABILITY"] = args.durability
     settings = behind_proxy(settings, args.visitors)
     svc = servers.clickback(tmp, db, port, 1, env=settings)
