@@ -41,7 +41,15 @@ import fixtures
 import procs
 import servers
 import summary
-from loadgen import WrkRun, add_env_option, add_visitors_option, behind_proxy, env_settings, run_wrk
+from loadgen import (
+    WrkRun,
+    add_env_option,
+    add_visitors_option,
+    behind_proxy,
+    env_settings,
+    loop_stops,
+    run_wrk,
+)
 from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from summary import BARE, BARE_END, NGINX, RSS_GOAL_MB, Goal, Result
@@ -170,6 +178,7 @@ class Bench:
             while index < len(planned):
                 seconds = planned[index]
                 quiet = procs.settle(timeout=a.settle)
+                log_at = service.log_path.stat().st_size
                 run = run_wrk(
                     f"http://127.0.0.1:{port}",
                     script,
@@ -184,6 +193,8 @@ class Bench:
                 done += seconds
                 if after_run:
                     after_run(run)
+                if service.name.startswith("clickback"):  # the run and its catch-up
+                    run.extra["loop_stops_ms"] = loop_stops(service.log_path, log_at)
                 if index == 0:
                     result.warmup = run
                     index += 1

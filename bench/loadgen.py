@@ -46,10 +46,25 @@ def env_settings(values: Sequence[str]) -> dict[str, str]:
 
 def behind_proxy(settings: dict[str, str], visitors: str) -> dict[str, str]:
     """A clickback server's settings for that traffic: with many visitors it trusts
-    127.0.0.1 as its proxy (a load balancer in front of it), unless told otherwise."""
+    127.0.0.1 as its proxy (a load balancer in front of it), unless told otherwise; and
+    its event loop's stops are logged from 30 ms (`loop_stops`), unless told otherwise."""
     if visitors == "many":
         settings.setdefault("CLICKBACK_TRUSTED_PROXIES", "127.0.0.1")
+    settings.setdefault("CLICKBACK_LOOP_STALL_MS", str(LOOP_STALL_MS))
     return settings
+
+
+LOOP_STALL_MS = 30
+_STOP = re.compile(rb"event loop stopped for (\d+) ms")
+
+
+def loop_stops(log: Path, since: int) -> list[int] | None:
+    """The event loop's stops (ms) a clickback server logged after byte `since` of its log;
+    None when it does not watch its loop (a revision from before the watchdog)."""
+    text = log.read_bytes()
+    if b"event loop watched" not in text:
+        return None
+    return [int(m.group(1)) for m in _STOP.finditer(text, since)]
 
 
 _UNITS_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0, "h": 3_600_000.0}

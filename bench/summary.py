@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import fixtures
-from loadgen import WrkRun
+from loadgen import LOOP_STALL_MS, WrkRun
 from rich.console import Console
 from rich.table import Table
 
@@ -324,6 +324,15 @@ def print_details(console: Console, rows: list[dict[str, Any]]) -> None:
                 "every click and conversion in the reports "
                 + " / ".join(_secs(c) for c in caught)
                 + " after wrk stopped"
+            )
+        stops = [r["extra"].get("loop_stops_ms") for r in row["runs"]]
+        if stops and None not in stops:
+            console.print(
+                f"{row['label']}: event loop stops logged (CLICKBACK_LOOP_STALL_MS, "
+                f"{LOOP_STALL_MS} ms unless --env says) in each measured run with its catch-up: "
+                + " / ".join(
+                    f"{len(s)} ({sum(s):,} ms, longest {max(s, default=0)})" for s in stops
+                )
             )
         if row["socket_errors"]:
             console.print(f"[yellow]{row['label']}: {row['socket_errors']} socket errors[/yellow]")

@@ -166,6 +166,13 @@ SETTINGS: dict[str, tuple[str, str]] = {
         "reports trail a burst; what was held is read again after a crash. 0: every pass "
         "applies what it folded.",
     ),
+    "CLICKBACK_LOOP_STALL_MS": (
+        "100",
+        "When the event loop that answers clicks and postbacks has not turned for this many "
+        "milliseconds (every request waiting), a warning is logged, once it turns again, "
+        "with how long it stopped and where its thread was (logger `clickback.loop`). "
+        "0: not watched.",
+    ),
 }
 
 
@@ -205,6 +212,7 @@ class Settings:
     rollup_interval: float = 1.0
     rollup_settle: float = 2.0
     rollup_coalesce: float = 1.0
+    loop_stall_ms: float = 100.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -233,6 +241,7 @@ class Settings:
                 "fraud_ip_conversions": int(_get(env, "CLICKBACK_FRAUD_IP_CONVERSIONS")),
                 "postback_rate_limit": float(_get(env, "CLICKBACK_POSTBACK_RATE_LIMIT")),
                 "signature_skew_seconds": int(_get(env, "CLICKBACK_SIGNATURE_SKEW_SECONDS")),
+                "loop_stall_ms": max(0.0, float(_get(env, "CLICKBACK_LOOP_STALL_MS"))),
             }
             interval = float(_get(env, "CLICKBACK_ROLLUP_INTERVAL"))
             settle = float(_get(env, "CLICKBACK_ROLLUP_SETTLE"))

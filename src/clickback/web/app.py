@@ -29,6 +29,7 @@ from clickback.domain.tracker import Tracker, open_tracker
 from clickback.probe import probe_landing
 from clickback.storage import open_store
 from clickback.web import kit, tracking
+from clickback.web.watchdog import LoopWatchdog
 
 log = logging.getLogger("clickback")
 
@@ -50,6 +51,7 @@ class ClickbackApp:
         self.trusted_proxies = parse_networks(",".join(settings.trusted_proxies))
         self.screener: Screener | None = None
         self.rollup: RollupJob | None = None
+        self.watchdog: LoopWatchdog | None = None
         from clickback.web.api import build_api
 
         self.api = build_api(self)
@@ -89,6 +91,9 @@ class ClickbackApp:
         # each full collection walks it all while requests wait (tens of ms measured)
         gc.collect()
         gc.freeze()
+        if self.settings.loop_stall_ms > 0:
+            self.watchdog = LoopWatchdog(self.settings.loop_stall_ms / 1000)
+            self.watchdog.start()
         self.ready = True
 
     def _start_jobs(self) -> None:
@@ -130,6 +135,8 @@ class ClickbackApp:
 
     async def shutdown(self) -> None:
         self.ready = False
+        if self.watchdog is not None:
+            self.watchdog.stop()
         if self.sender is not None and self.screener is not None:
             await self.sender.stop()
             await self.screener.stop()
