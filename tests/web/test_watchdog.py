@@ -100,4 +100,4 @@ async def test_the_app_watches_its_loop_as_set(tmp_path: Path) -> None:
         for app in apps:
             await app.shutdown()
             await app.store.close()
-    assert not any(t.name == "clickback-loop-watchdog" for t in threading.enumerate())
+    assert on.watchdog._thread is not None and not on.watchdog._thread.is_alive()
