@@ -194,7 +194,7 @@ class Bench:
                 if after_run:
                     after_run(run)
                 if service.name.startswith("clickback"):  # the run and its catch-up
-                    run.extra["loop_stops_ms"] = loop_stops(service.log_path, log_at)
+                    run.extra["loop_stops"] = loop_stops(service.log_path, log_at)
                 if index == 0:
                     result.warmup = run
                     index += 1

@@ -55,16 +55,21 @@ def behind_proxy(settings: dict[str, str], visitors: str) -> dict[str, str]:
 
 
 LOOP_STALL_MS = 30
-_STOP = re.compile(rb"event loop stopped for (\d+) ms")
+# the warning and the stack lines under it (indented), up to the next line logged
+_STOP = re.compile(rb"event loop stopped for (\d+) ms[^\n]*\n(?:[ \t][^\n]*\n)*")
 
 
-def loop_stops(log: Path, since: int) -> list[int] | None:
-    """The event loop's stops (ms) a clickback server logged after byte `since` of its log;
-    None when it does not watch its loop (a revision from before the watchdog)."""
+def loop_stops(log: Path, since: int) -> list[dict[str, Any]] | None:
+    """The event loop's stops a clickback server logged after byte `since` of its log,
+    each its length (`ms`) and what was logged of it (`log`: where the loop was); None
+    when the server does not watch its loop (a revision from before the watchdog)."""
     text = log.read_bytes()
     if b"event loop watched" not in text:
         return None
-    return [int(m.group(1)) for m in _STOP.finditer(text, since)]
+    return [
+        {"ms": int(m.group(1)), "log": m.group(0).decode(errors="replace")}
+        for m in _STOP.finditer(text, since)
+    ]
 
 
 _UNITS_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0, "h": 3_600_000.0}

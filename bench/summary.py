@@ -325,13 +325,19 @@ def print_details(console: Console, rows: list[dict[str, Any]]) -> None:
                 + " / ".join(_secs(c) for c in caught)
                 + " after wrk stopped"
             )
-        stops = [r["extra"].get("loop_stops_ms") for r in row["runs"]]
+        stops = [r["extra"].get("loop_stops") for r in row["runs"]]
         if stops and None not in stops:
+            lengths = [[stop["ms"] for stop in run] for run in stops]
             console.print(
                 f"{row['label']}: event loop stops logged (CLICKBACK_LOOP_STALL_MS, "
                 f"{LOOP_STALL_MS} ms unless --env says) in each measured run with its catch-up: "
                 + " / ".join(
-                    f"{len(s)} ({sum(s):,} ms, longest {max(s, default=0)})" for s in stops
+                    f"{len(s)} ({sum(s):,} ms, longest {max(s, default=0)})" for s in lengths
+                )
+                + (
+                    "; where the loop was: `loop_stops` of each run in the JSON"
+                    if any(lengths)
+                    else ""
                 )
             )
         if row["socket_errors"]:
