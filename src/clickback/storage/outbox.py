@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from clickback.domain.outbound import DELIVERED, HELD, QUEUED, Attempt
-from clickback.storage.primitives import SqlPrimitives
+from clickback.storage.primitives import SqlPrimitives, padded
 
 # Settings: an offer+affiliate override wins over the affiliate's own postback.
 _CONFIG = """
@@ -40,7 +40,7 @@ class OutboxSql(SqlPrimitives):
         )
         if not rows:
             return []
-        ids = [r["id"] for r in rows]
+        ids = padded([r["id"] for r in rows])
         marks = ", ".join("?" * len(ids))
         return await self._fetch(
             "SELECT d.id AS delivery_id, d.event, d.attempts, d.created_at AS queued_at, "

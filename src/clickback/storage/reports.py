@@ -30,7 +30,7 @@ from clickback.domain.rollup import (
     Mark,
 )
 from clickback.domain.rollup import CONVERSION_FIELDS as CONVERSION_KEY
-from clickback.storage.primitives import SqlPrimitives, Steps
+from clickback.storage.primitives import SqlPrimitives, Steps, padded_chunks
 
 KEY = "link_id, sub1, sub2, sub3, sub4, sub5, country, device, os, browser, flags"
 REST = "offer_id, affiliate_id, advertiser_id"
@@ -170,7 +170,6 @@ CONVERSION_FIELDS = (
     "c.created_at, c.clicked_at, c.geo, c.flags, k.ip, k.user_agent "
     "FROM conversions AS c LEFT JOIN clicks AS k ON k.refid = c.refid"
 )
-CHUNK = 1000
 SPREAD = {
     "clicks": spread_sql("clicks", CLICK_FIELDS, CLICK_SUMS, UPSERT_CLICKS),
     "conversions": spread_sql("conversions", CONVERSION_KEY, CONVERSION_SUMS, UPSERT_CONVERSIONS),
@@ -237,10 +236,6 @@ def _marks(n: int) -> str:
     return ", ".join("?" * n)
 
 
-def _chunks(items: Sequence[Any], size: int = CHUNK) -> list[Sequence[Any]]:
-    return [items[i : i + size] for i in range(0, len(items), size)]
-
-
 class ReportSql(SqlPrimitives):
     # -- the rollup job -------------------------------------------------------------
 
@@ -279,7 +274,7 @@ class ReportSql(SqlPrimitives):
                 )
             )
         out: list[dict[str, Any]] = []
-        for part in _chunks(ids):
+        for part in padded_chunks(ids):
             out += await self._fetch(
                 f"SELECT {CONVERSION_FIELDS} WHERE c.id IN ({_marks(len(part))}) ORDER BY c.id",
                 *part,
@@ -300,7 +295,7 @@ class ReportSql(SqlPrimitives):
                 else await self._fetch(f"{sql} WHERE e.id > ? ORDER BY e.id LIMIT ?", after, limit)
             )
         out: list[dict[str, Any]] = []
-        for part in _chunks(ids):
+        for part in padded_chunks(ids):
             out += await self._fetch(f"{sql} WHERE e.id IN ({_marks(len(part))})", *part)
         return out
 
@@ -311,7 +306,7 @@ class ReportSql(SqlPrimitives):
 
     async def rollup_facts(self, ids: Sequence[int]) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
-        for part in _chunks(ids):
+        for part in padded_chunks(ids):
             out += await self._fetch(
                 f"SELECT * FROM report_facts WHERE conversion_id IN ({_marks(len(part))})", *part
             )
@@ -330,7 +325,7 @@ class ReportSql(SqlPrimitives):
         self, keys: Sequence[tuple[int, int, int]]
     ) -> set[tuple[int, int, int]]:
         known: set[tuple[int, int, int]] = set()
-        for part in _chunks(keys):
+        for part in padded_chunks(keys):
             rows = await self._fetch(known_visitors_sql(len(part)), *[x for k in part for x in k])
             known.update((int(r["day"]), int(r["link_id"]), int(r["visitor"])) for r in rows)
         return known
@@ -434,7 +429,7 @@ class ReportSql(SqlPrimitives):
     async def report_names(self, table: str, ids: list[int]) -> dict[int, str]:
         name = "code" if table == "links" else "name"
         out: dict[int, str] = {}
-        for part in _chunks(ids):
+        for part in padded_chunks(ids):
             rows = await self._fetch(
                 f"SELECT id, {name} AS name FROM {table} WHERE id IN ({_marks(len(part))})", *part
             )

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from clickback.domain.ports import Screening
-from clickback.storage.primitives import SqlPrimitives, Steps
+from clickback.storage.primitives import SqlPrimitives, Steps, padded_chunks
 
 # this screening's own update of the conversion took (same time and status)
 _TOOK = "SELECT 1 FROM conversions WHERE id = ? AND updated_at = ? AND status = ?"
@@ -82,8 +82,7 @@ class ScreeningSql(SqlPrimitives):
         plain = [
             s.conversion_id for s in screenings if not s.flags and s.to_status == s.from_status
         ]
-        for i in range(0, len(plain), 500):
-            chunk = plain[i : i + 500]
+        for chunk in padded_chunks(plain, 512):
             marks = ", ".join("?" * len(chunk))
             steps.append(
                 (
