@@ -35,15 +35,13 @@ import time
 from pathlib import Path
 
 from fixtures import create_link
-from servers import export_revision
+from servers import add_revs_option, source_trees
 
-ROOT = Path(__file__).resolve().parent.parent
 PHASES = ("screen clicks", "rollup clicks", "screen conversions", "rollup conversions")
 UA = (
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
     "Chrome/124.0.0.0 Safari/537.36"
 )
-WORKTREE = "worktree"
 SOURCES = ("fb", "google", "tiktok", "native", "email", "push feed")
 
 
@@ -141,12 +139,7 @@ async def child(clicks: int, conversions: int, seed: int) -> dict[str, float]:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument(
-        "--rev",
-        action="append",
-        default=[],
-        help=f"a git revision, or {WORKTREE!r} for the working tree (the default); repeatable",
-    )
+    add_revs_option(p)
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--clicks", type=int, default=20_000)
     p.add_argument("--conversions", type=int, default=10_000)
@@ -157,12 +150,7 @@ def main() -> None:
         print(json.dumps(asyncio.run(child(args.clicks, args.conversions, 7))))
         return
     with tempfile.TemporaryDirectory(prefix="clickback-deferred-") as tmp:
-        trees = {
-            rev: str(ROOT / "src")
-            if rev == WORKTREE
-            else str(export_revision(rev, Path(tmp) / rev.replace("/", "_"))[1])
-            for rev in args.rev or [WORKTREE]
-        }
+        trees = source_trees(args.rev, Path(tmp))
         results: dict[str, list[dict[str, float]]] = {name: [] for name in trees}
         for rnd in range(args.rounds):
             for name, src in trees.items():

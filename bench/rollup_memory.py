@@ -24,11 +24,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-from deferred_cost import UA, WORKTREE, PastClock
+from deferred_cost import UA, PastClock
 from fixtures import create_link
-from servers import export_revision
-
-ROOT = Path(__file__).resolve().parent.parent
+from servers import add_revs_option, source_trees
 
 
 def sqlite_memory_used() -> int:
@@ -82,12 +80,7 @@ async def child(passes: int, most: int, seed: int) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument(
-        "--rev",
-        action="append",
-        default=[],
-        help=f"a git revision, or {WORKTREE!r} for the working tree (the default); repeatable",
-    )
+    add_revs_option(p)
     p.add_argument("--passes", type=int, default=300)
     p.add_argument("--most", type=int, default=1000, help="most clicks before a pass (1000)")
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
@@ -96,12 +89,7 @@ def main() -> None:
         asyncio.run(child(args.passes, args.most, 1))
         return
     with tempfile.TemporaryDirectory(prefix="clickback-rollup-memory-") as tmp:
-        for rev in args.rev or [WORKTREE]:
-            src = (
-                str(ROOT / "src")
-                if rev == WORKTREE
-                else str(export_revision(rev, Path(tmp) / rev.replace("/", "_"))[1])
-            )
+        for rev, src in source_trees(args.rev, Path(tmp)).items():
             print(f"{rev}:", flush=True)
             cmd = [sys.executable, __file__, "--child"]
             cmd += ["--passes", str(args.passes), "--most", str(args.most)]

@@ -11,6 +11,7 @@ Servers are pinned to one core with `taskset` unless asked not to be.
 
 from __future__ import annotations
 
+import argparse
 import os
 import shutil
 import socket
@@ -138,6 +139,29 @@ def export_revision(rev: str, dest: Path) -> tuple[str, Path]:
     )
     subprocess.run(["tar", "-x", "-C", str(dest)], input=archive.stdout, check=True)
     return sha, dest / "src"
+
+
+WORKTREE = "worktree"
+
+
+def add_revs_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--rev",
+        action="append",
+        default=[],
+        help=f"a git revision, or {WORKTREE!r} for the working tree (the default); repeatable",
+    )
+
+
+def source_trees(revs: list[str], tmp: Path) -> dict[str, str]:
+    """Per revision named (`WORKTREE` for the working tree, the default), the src/ to
+    put on PYTHONPATH: the working tree's own, or the revision's exported into `tmp`."""
+    return {
+        rev: str(ROOT / "src")
+        if rev == WORKTREE
+        else str(export_revision(rev, tmp / rev.replace("/", "_"))[1])
+        for rev in revs or [WORKTREE]
+    }
 
 
 def use_revision(rev: str, tmp: Path) -> str:
