@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import pytest
 
+from clickback.domain import rollup
 from clickback.domain.fraud import fraud_flags
 from clickback.domain.ports import Store
 from clickback.domain.reports import METRICS, run_report
@@ -200,6 +201,19 @@ async def test_held_clicks_are_applied_once_together_and_read_again_after_a_cras
     assert job.clicks_mark == max(refid for refid, _ in world.refids)
 
 
+def keys_applied(store: Store) -> list[int]:
+    """The click keys of each rollup apply on `store` from now on, as they are made."""
+    applied: list[int] = []
+    apply = store.rollup_apply
+
+    async def counted(owner: str, old: Mark, new: Mark, delta: Delta) -> bool:
+        applied.append(len(delta.clicks))
+        return await apply(owner, old, new, delta)
+
+    store.rollup_apply = counted  # type: ignore[method-assign]
+    return applied
+
+
 async def test_held_clicks_are_applied_once_they_reach_the_cap(store: Store) -> None:
     from datetime import datetime
 
@@ -207,14 +221,7 @@ async def test_held_clicks_are_applied_once_they_reach_the_cap(store: Store) -> 
     await world.clicks(60, datetime.fromisoformat(SPRING), 24)
     job = RollupJob(store, settle=0, batch=10, coalesce=3600)
     job.max_held = 12  # keys (HELD_KEYS when serving)
-    held: list[int] = []
-    apply = store.rollup_apply
-
-    async def counted(owner: str, old: Mark, new: Mark, delta: Delta) -> bool:
-        held.append(len(delta.clicks))
-        return await apply(owner, old, new, delta)
-
-    store.rollup_apply = counted  # type: ignore[method-assign]
+    held = keys_applied(store)
     assert await job.catch_up() == 60
     # applied as soon as the passes held the cap (a pass adds up to a batch of keys);
     # the last pass, short of a batch, applies what it found at once
@@ -222,6 +229,25 @@ async def test_held_clicks_are_applied_once_they_reach_the_cap(store: Store) -> 
     assert all(12 <= n < 12 + 10 for n in held[:-1]), held
     case = {"tz": "UTC", "from": "2026-03-20", "to": "2026-04-10", "group_by": "link,sub1"}
     await check(store, case)
+
+
+async def test_a_large_apply_hands_its_memory_back(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from datetime import datetime
+
+    world = await build_world(store, 4)
+    await world.clicks(60, datetime.fromisoformat(SPRING), 24)
+    given_back: list[int] = []  # the keys applied by the tick before each hand-back
+    monkeypatch.setattr(rollup, "give_back", lambda: given_back.append(applied[-1]))
+    monkeypatch.setattr(rollup, "GIVE_BACK_KEYS", 12)
+    job = RollupJob(store, settle=0, batch=10, coalesce=3600)
+    job.max_held = 12
+    applied = keys_applied(store)
+    assert await job.catch_up() == 60
+    # once after each apply of 12 keys or more, and only then (not after the ticks that
+    # held, nor after the last, short apply)
+    assert given_back == [n for n in applied if n >= 12] and given_back, applied
 
 
 async def test_rerunning_the_job_changes_nothing(store: Store) -> None:

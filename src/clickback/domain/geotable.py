@@ -10,8 +10,6 @@ the address is inside it; reserved and private ranges answer no country.
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import gzip
 import importlib.util
 import os
@@ -19,6 +17,8 @@ import pickle
 import socket
 from array import array
 from bisect import bisect_left, bisect_right
+
+from clickback.memory import give_back
 
 V4_MAX = 0xFFFFFFFF
 LOW64 = (1 << 64) - 1
@@ -58,7 +58,7 @@ class CountryTable:
                     self.v6_len.append(bits)
                     self.v6_id.append(cid)
         del database, starts, country_ids, prefixes
-        _give_back_freed_memory()
+        give_back()  # the unpickling peaked at about 50 MB of Python integers (17 MB kept)
 
     def __len__(self) -> int:
         return len(self.v4_start) + len(self.v6_hi)
@@ -91,10 +91,3 @@ class CountryTable:
                 start, bits, cid = self.v4_start[-1], self.v4_len[-1], self.v4_id[-1]
             size = 1 << (128 - bits)
         return self.codes[cid] if number < start + size else ""
-
-
-def _give_back_freed_memory() -> None:
-    """Unpickling the data peaks at about 50 MB of Python integers, freed again at
-    once; glibc keeps most of that heap unless asked to hand it back (17 MB here)."""
-    with contextlib.suppress(OSError, AttributeError):  # not glibc: it stays with us
-        ctypes.CDLL("libc.so.6").malloc_trim(0)

@@ -44,6 +44,7 @@ from clickback.domain import levels, money, pacing
 from clickback.domain.enrich import Enricher, visitor_key
 from clickback.domain.fraud import fraud_flags
 from clickback.domain.refid import floor
+from clickback.memory import give_back
 
 log = logging.getLogger("clickback.rollup")
 
@@ -63,6 +64,7 @@ NO_CAP = "~"  # sorts after every RefID (URL-safe characters)
 # and a catch-up after a burst of 2.7-4.3 s against 3.2-4.5 (docs/performance.md)
 HELD_KEYS = 15_000
 HELD_PASSES = 4  # batches of conversions held at most
+GIVE_BACK_KEYS = 5_000  # an apply of this many keys or more hands its memory back after
 
 ClickKey = tuple[Any, ...]  # hour, link, sub1..5, country, device, os, browser, flags, offer, ...
 ConversionKey = tuple[Any, ...]  # basis, hour, link, ..., browser, flags, status, offer, aff, adv
@@ -299,6 +301,7 @@ class RollupJob:
         self.coalesce = coalesce  # seconds a backlog's passes may be held (module doc)
         self.max_held = max(batch, HELD_KEYS)
         self._held: Held | None = None
+        self._applied = 0  # keys the last tick applied
         self.busy = busy  # whether requests are being answered (None: assume so)
         self.clicks_mark = ""  # the newest click rolled up, once a tick has run
         self.behind_us = 0  # after a tick: how old the backlog it left is
@@ -365,11 +368,17 @@ class RollupJob:
     async def tick(self) -> tuple[int, bool]:
         """One batch of each kind: (rows folded in, whether a batch was full)."""
         async with self._lock:
+            self._applied = 0
             try:
-                return await self._tick()
+                done = await self._tick()
             except BaseException:
                 self._held = None  # what it held is read again from the watermark
                 raise
+            if self._applied >= GIVE_BACK_KEYS:
+                # what a backlog's passes held is freed now: hand it back (in a thread:
+                # glibc walks its heaps), or the worker stays as large as the burst made it
+                await asyncio.to_thread(give_back)
+            return done
 
     async def _tick(self) -> tuple[int, bool]:
         store = self.store
@@ -428,6 +437,7 @@ class RollupJob:
         if len(clicks) >= self.batch and len(unvalued) < self.batch and self._keep(held):
             return done + len(unvalued), full
         self._held = None
+        self._applied = len(delta.clicks) + len(delta.conversions)
         changed = new != mark or not delta.empty()
         if changed and not await store.rollup_apply(self.owner, mark, new, delta):
             log.warning("rollup watermarks moved under this job; its batch is dropped")
