@@ -64,7 +64,9 @@ NO_CAP = "~"  # sorts after every RefID (URL-safe characters)
 # and a catch-up after a burst of 2.7-4.3 s against 3.2-4.5 (docs/performance.md)
 HELD_KEYS = 15_000
 HELD_PASSES = 4  # batches of conversions held at most
-GIVE_BACK_KEYS = 5_000  # an apply of this many keys or more hands its memory back after
+# an apply of this many keys or more hands its memory back after (chosen, not tuned: a
+# third of HELD_KEYS, so that a backlog's applies do and a keeping-up job's small ones not)
+GIVE_BACK_KEYS = 5_000
 
 ClickKey = tuple[Any, ...]  # hour, link, sub1..5, country, device, os, browser, flags, offer, ...
 ConversionKey = tuple[Any, ...]  # basis, hour, link, ..., browser, flags, status, offer, aff, adv
