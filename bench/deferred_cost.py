@@ -13,17 +13,22 @@ process's, all threads.
 Several source trees can be compared in one invocation, alternated (A B A B ...), so that
 a machine that drifts moves both alike; each run is a process of its own:
 
-    /work/venv/bin/python bench/deferred_cost.py                          # the working tree
-    /work/venv/bin/python bench/deferred_cost.py --rev HEAD --rev worktree --rounds 5
+    python bench/deferred_cost.py                          # the working tree
+    python bench/deferred_cost.py --rev HEAD --rev worktree --rounds 5
 
 It prints the medians per tree: µs of CPU per row, per job and kind of row, of all the
 process's threads and of the event loop's thread alone (what holds up requests).
+`--statements` adds, per job, the SQL statements the SQLite store ran in its guarded
+write transactions (the report file's rollup writes, the screening's), each with the
+CPU time of the thread that ran it, per row of the job (what each statement costs a click
+or a conversion).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import json
 import os
 import random
@@ -33,6 +38,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from fixtures import create_link
 from servers import add_revs_option, source_trees
@@ -43,6 +49,59 @@ UA = (
     "Chrome/124.0.0.0 Safari/537.36"
 )
 SOURCES = ("fb", "google", "tiktok", "native", "email", "push feed")
+
+
+class StatementTimes:
+    """The CPU time of each statement the SQLite store runs through `sqlite_guarded` (the
+    report file's writes, the screening's), by the thread that ran it, per job."""
+
+    def __init__(self) -> None:
+        self.ns: collections.Counter[tuple[str, str]] = collections.Counter()
+        self.job = ""
+
+    def install(self) -> bool:
+        """Wraps the store's guarded writes; False for a revision that has none."""
+        from clickback.storage import primitives
+        from clickback.storage import sqlite as sqlite_store
+
+        plain = getattr(sqlite_store, "sqlite_guarded", None)
+        if plain is None:
+            return False
+        times = self
+
+        class Timed:
+            def __init__(self, conn: Any):
+                self._conn = conn
+
+            def __getattr__(self, name: str) -> Any:
+                return getattr(self._conn, name)
+
+            def execute(self, sql: str, *args: Any) -> Any:
+                return times.timed(sql, self._conn.execute, sql, *args)
+
+            def executemany(self, sql: str, rows: Any) -> Any:
+                return times.timed(sql, self._conn.executemany, sql, rows)
+
+        def guarded(conn: Any, guard: Any, steps: Any) -> Any:
+            return plain(Timed(conn), guard, steps)
+
+        sqlite_store.sqlite_guarded = guarded  # type: ignore[attr-defined]
+        primitives.sqlite_guarded = guarded  # type: ignore[attr-defined]
+        return True
+
+    def timed(self, sql: str, call: Any, *args: Any) -> Any:
+        started = time.thread_time_ns()
+        try:
+            return call(*args)
+        finally:
+            name = " ".join(sql.split())[:72]
+            self.ns[(self.job, name)] += time.thread_time_ns() - started
+
+    def per_row(self, rows: dict[str, int]) -> dict[str, dict[str, float]]:
+        out: dict[str, dict[str, float]] = collections.defaultdict(dict)
+        for (job, name), ns in self.ns.items():
+            out[job][name] = ns / 1000 / rows[job]
+        return out
 
 
 class PastClock:
@@ -57,7 +116,9 @@ class PastClock:
         return self.now
 
 
-async def child(clicks: int, conversions: int, seed: int) -> dict[str, float]:
+async def child(
+    clicks: int, conversions: int, seed: int, statements: bool = False
+) -> dict[str, Any]:
     from clickback.domain import fraud
     from clickback.domain.rollup import RollupJob, shared_enricher
     from clickback.domain.screener import Screener
@@ -65,6 +126,9 @@ async def child(clicks: int, conversions: int, seed: int) -> dict[str, float]:
     from clickback.storage.sqlite import SqliteStore
 
     rng = random.Random(seed)
+    times = StatementTimes()
+    if statements and not times.install():
+        print("this revision has no sqlite_guarded: no statement times", file=sys.stderr)
     with tempfile.TemporaryDirectory(prefix="clickback-deferred-") as tmp:
         path = Path(tmp) / "bench.db"
         create_link(f"sqlite:///{path}")  # migrates; with the `clickback` command
@@ -104,13 +168,16 @@ async def child(clicks: int, conversions: int, seed: int) -> dict[str, float]:
             batch=250,
         )
         rollup = RollupJob(store, settle=0, batch=250, coalesce=1.0, after_screening=True)
-        out: dict[str, float] = {}
+        out: dict[str, Any] = {}
+        rows_of: dict[str, int] = {}
 
         async def timed(name: str, rows: int, work: object) -> None:
+            times.job, rows_of[name] = name, rows
             cpu, main = time.process_time(), time.thread_time()
             await work  # type: ignore[misc]
             out[name] = (time.process_time() - cpu) / rows * 1e6
             out[f"{name} loop"] = (time.thread_time() - main) / rows * 1e6
+            times.job = ""
 
         async def screen(kind: int) -> None:
             while (await screener.run_once())[kind]:
@@ -134,6 +201,8 @@ async def child(clicks: int, conversions: int, seed: int) -> dict[str, float]:
         await timed("screen conversions", conversions, screen(1))
         await timed("rollup conversions", conversions, rollup.catch_up(max_ticks=100_000))
         await store.close()
+        if statements:
+            out["statements"] = times.per_row(rows_of)
         return out
 
 
@@ -144,19 +213,24 @@ def main() -> None:
     p.add_argument("--clicks", type=int, default=20_000)
     p.add_argument("--conversions", type=int, default=10_000)
     p.add_argument("--core", type=int, default=1, help="the core the runs are pinned to (1)")
+    p.add_argument(
+        "--statements", action="store_true", help="also time each write statement, per job"
+    )
+    p.add_argument("--top", type=int, default=12, help="statements shown per job (12)")
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child:
-        print(json.dumps(asyncio.run(child(args.clicks, args.conversions, 7))))
+        print(json.dumps(asyncio.run(child(args.clicks, args.conversions, 7, args.statements))))
         return
     with tempfile.TemporaryDirectory(prefix="clickback-deferred-") as tmp:
         trees = source_trees(args.rev, Path(tmp))
-        results: dict[str, list[dict[str, float]]] = {name: [] for name in trees}
+        results: dict[str, list[dict[str, Any]]] = {name: [] for name in trees}
         for rnd in range(args.rounds):
             for name, src in trees.items():
                 env = os.environ | {"PYTHONPATH": src}
                 cmd = ["taskset", "-c", str(args.core), sys.executable, __file__, "--child"]
                 cmd += ["--clicks", str(args.clicks), "--conversions", str(args.conversions)]
+                cmd += ["--statements"] if args.statements else []
                 got = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
                 if got.returncode:
                     sys.exit(f"{name}: the run failed:\n{got.stderr[-3000:]}")
@@ -173,6 +247,34 @@ def main() -> None:
             loop = statistics.median(r[f"{phase} loop"] for r in runs)
             cells.append(f"{cpu:.1f} / {loop:.1f}")
         print(f"{phase:24}" + "".join(f"{c:>24}" for c in cells))
+    if args.statements:
+        print_statements(results, args.top)
+
+
+def print_statements(results: dict[str, list[dict[str, Any]]], top: int) -> None:
+    """Per tree and job, the statements that took the most CPU, medians over the runs."""
+    for name, runs in results.items():
+        for phase in PHASES:
+            spent: dict[str, list[float]] = collections.defaultdict(list)
+            for run in runs:
+                for sql, us in run.get("statements", {}).get(phase, {}).items():
+                    spent[sql].append(us)
+            if not spent:
+                continue
+            ranked = sorted(
+                (
+                    (statistics.median(v + [0.0] * (len(runs) - len(v))), sql)
+                    for sql, v in spent.items()
+                ),
+                reverse=True,
+            )
+            total = sum(us for us, _ in ranked)
+            print(
+                f"\n{name}, {phase}: µs of CPU a row in the store's write statements "
+                f"({total:.1f} in all)"
+            )
+            for us, sql in ranked[:top]:
+                print(f"  {us:7.2f}  {sql}")
 
 
 if __name__ == "__main__":
