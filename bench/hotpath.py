@@ -1,7 +1,7 @@
 """Hot-path benchmark: how fast clickback answers a click and a postback, as a share of
 a bare ASGI 302 (and of nginx) measured in the same run on the same machine.
 
-    /work/venv/bin/python bench/hotpath.py [--duration 6] [--runs 3] [--connections 64]
+    python bench/hotpath.py [--duration 6] [--runs 3] [--connections 64]
         [--skip-pg] [--grow N] [--out bench/results/hotpath.json]
 
 Each server is pinned to one core (`taskset -c 1`) and loaded by `wrk -t1 -c64

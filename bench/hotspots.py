@@ -1,6 +1,6 @@
 """Where a hot path's time goes: one clickback target under wrk load, profiled.
 
-    /work/venv/bin/python bench/hotspots.py click|click-async|postback [--seconds 6]
+    python bench/hotspots.py click|click-async|postback [--seconds 6]
         [--rev HEAD] [--env CLICKBACK_NAME=VALUE] [--visitors many|one]
         [--out bench/results/profile]
 

@@ -9,7 +9,7 @@ prints SQLite's own count of the memory it holds (`sqlite3_memory_used`) and the
 process's RSS every 50 passes. Several source trees can be compared; each run is a
 process of its own:
 
-    /work/venv/bin/python bench/rollup_memory.py --rev HEAD~1 --rev worktree
+    python bench/rollup_memory.py --rev HEAD~1 --rev worktree
 """
 
 from __future__ import annotations

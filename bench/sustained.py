@@ -1,7 +1,7 @@
 """Clicks under sustained load: does the click rate hold once the deferred work (fraud
 screening, report rollups) has to keep up on the same core?
 
-    /work/venv/bin/python bench/sustained.py [--runs 8] [--seconds 5] [--rev HEAD]
+    python bench/sustained.py [--runs 8] [--seconds 5] [--rev HEAD]
         [--visitors many|one] [--durability sync|async] [--out F.json]
         [--env CLICKBACK_NAME=VALUE ...]
 

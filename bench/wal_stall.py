@@ -12,8 +12,8 @@ Variants, alternated (A B A B …) so that a machine that drifts moves both alik
 - `restart`: as shipped: past `restart_pages` the checkpointer holds one commit back
   while it copies the last frames, and the WAL starts over.
 
-    /work/venv/bin/python bench/wal_stall.py                 # 2 x 2 x 20 s
-    /work/venv/bin/python bench/wal_stall.py --seconds 10 --rounds 1
+    python bench/wal_stall.py                 # 2 x 2 x 20 s
+    python bench/wal_stall.py --seconds 10 --rounds 1
 """
 
 from __future__ import annotations

@@ -61,7 +61,7 @@ NO_CAP = "~"  # sorts after every RefID (URL-safe characters)
 # rollup keys held at most before they are applied: about half a second of clicks from
 # new visitors at full load. 50,000 kept a click worker 25-40 MB larger (RSS 168-184 MB
 # against 143-155 after the hot-path runs), for the same CPU a click within the noise
-# and a catch-up after a burst of 2.7-4.3 s against 3.2-4.5 (docs/performance.md)
+# and a catch-up after a burst of 2.7-4.3 s against 3.2-4.5 (docs/performance-log.md)
 HELD_KEYS = 15_000
 HELD_PASSES = 4  # batches of conversions held at most
 # an apply of this many keys or more hands its memory back after (chosen, not tuned: a

@@ -204,7 +204,7 @@ def new_visitors(engine: str, visitors: set[tuple[int, int, int]]) -> Steps:
     a backlog's visitors (tens of thousands of tuples, 43-62 ms for 50,000) never lets go
     of the GIL, so every other thread waited for it, the event loop's included. SQLite
     stages them and inserts them in key order; PostgreSQL takes them as they come
-    (`executemany`, as before the sort was dropped; docs/performance.md)."""
+    (`executemany`, as before the sort was dropped; docs/performance-log.md)."""
     if not visitors:
         return []
     if engine == "sqlite":
