@@ -158,13 +158,13 @@ SETTINGS: dict[str, tuple[str, str]] = {
     ),
     "CLICKBACK_ROLLUP_COALESCE": (
         "1.0",
-        "While the rollup job works through a backlog of clicks (its passes fill their "
-        "batch), what it folds is held in memory up to this many seconds and applied "
-        "together (conversions beside the clicks too, up to four batches), so a "
-        "rollup key that comes again meanwhile (the same link, sub-IDs, country, device and "
-        "hour) is written once instead of once a pass. Adds at most this to how far "
-        "reports trail a burst; what was held is read again after a crash. 0: every pass "
-        "applies what it folded.",
+        "While the rollup job works through a backlog of clicks or conversions (its passes "
+        "fill their batch), what it folds is held in memory up to this many seconds and "
+        "applied together (conversions up to four batches), so a rollup key that comes "
+        "again meanwhile (the same link, sub-IDs, country, device and hour) is written once "
+        "instead of once a pass, and the report file is committed once. Adds at most this "
+        "to how far reports trail a burst; what was held is read again after a crash. 0: "
+        "every pass applies what it folded.",
     ),
     "CLICKBACK_LOOP_STALL_MS": (
         "100",

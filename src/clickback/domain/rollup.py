@@ -18,13 +18,14 @@ them (so a job whose lease lapsed mid-tick changes nothing). What moves them:
 - a conversion valued by a late exchange rate: found through its `report_facts` row,
   which records what the rollups hold of it.
 
-While passes keep filling their batch with clicks (a backlog: clicks come faster than a
-pass takes them), what they fold (clicks, and conversions and status changes beside
-them) is held in memory for up to `coalesce` seconds and applied together: a rollup key
-that comes again meanwhile (the same link, sub-IDs, country, device and hour) is then
-written once, not once a pass. What is held is not yet under the watermarks, so a
-crash loses nothing (the next job reads it again); a pass that does not fill its batch
-with clicks applies what is held at once, so an idle job holds nothing.
+While passes keep filling their batch with clicks or conversions (a backlog: they come
+faster than a pass takes them), what they fold (clicks, conversions, status changes) is
+held in memory for up to `coalesce` seconds (and up to HELD_PASSES batches of
+conversions) and applied together: a rollup key that comes again meanwhile (the same
+link, sub-IDs, country, device and hour) is then written once, not once a pass, and the
+report file is committed once. What is held is not yet under the watermarks, so a crash
+loses nothing (the next job reads it again); a pass that fills its batch with neither
+applies what is held at once, so an idle job holds nothing.
 """
 
 from __future__ import annotations
@@ -434,9 +435,10 @@ class RollupJob:
         )
         done = len(clicks) + len(conversions) + len(events) + len(found) + len(found_events)
         full = max(len(clicks), len(conversions), len(events), len(unvalued)) >= self.batch
-        # held while clicks back up (late values are read from what is stored, so the
-        # same again until applied: a full batch of them is applied)
-        if len(clicks) >= self.batch and len(unvalued) < self.batch and self._keep(held):
+        # held while clicks or conversions back up (late values are read from what is
+        # stored, so the same again until applied: a full batch of them is applied)
+        backlog = len(clicks) >= self.batch or len(conversions) >= self.batch
+        if backlog and len(unvalued) < self.batch and self._keep(held):
             return done + len(unvalued), full
         self._held = None
         self._applied = len(delta.clicks) + len(delta.conversions)
@@ -458,11 +460,16 @@ class RollupJob:
         return held
 
     def _keep(self, held: Held) -> bool:
-        """Whether a pass full of clicks holds on to what it folded (module doc): for up
-        to `coalesce` seconds, up to `max_held` keys, and up to HELD_PASSES batches of
-        conversions. Conversions alone are not held: each is a row of its own
-        (`report_facts`) whatever is held, and a second of them in one apply stopped the
-        event loop for a quarter of a second (postback p99 70 -> 263 ms measured)."""
+        """Whether a pass full of clicks or conversions holds on to what it folded
+        (module doc): for up to `coalesce` seconds, up to `max_held` keys, and up to
+        HELD_PASSES batches of conversions. Each conversion is a row of its own
+        (`report_facts`) and some at the sub-ID levels however many are held, so
+        holding them saves less than holding clicks: what it saves is the report file's
+        commits, each writing the pages a few rows dirtied (a conversion's rollup 159-180
+        -> 122-145 us of CPU in passes of 1,000, docs/performance.md). Held without a
+        cap of passes, a second of them in one apply once stopped the event loop for a
+        quarter of a second (postback p99 70 -> 263 ms, before the apply's rows were
+        made in a thread)."""
         delta = held.delta
         return (
             time.monotonic() - held.since < self.coalesce
