@@ -465,8 +465,8 @@ class RollupJob:
         HELD_PASSES batches of conversions. Each conversion is a row of its own
         (`report_facts`) and some at the sub-ID levels however many are held, so
         holding them saves less than holding clicks: what it saves is the report file's
-        commits, each writing the pages a few rows dirtied (a conversion's rollup 159-180
-        -> 122-145 us of CPU in passes of 1,000, docs/performance.md). Held without a
+        commits, each writing the pages a few rows dirtied (a conversion's rollup 124 ->
+        94 us of CPU measured, docs/performance.md). Held without a
         cap of passes, a second of them in one apply once stopped the event loop for a
         quarter of a second (postback p99 70 -> 263 ms, before the apply's rows were
         made in a thread)."""
@@ -593,7 +593,10 @@ class RollupJob:
 
     async def _valuations(self, now: int) -> list[dict[str, Any]]:
         """Conversions rolled up without a base value that have one now: looked for when
-        the config version (bumped by every rate import) changes, and every minute."""
+        the config version (bumped by every rate import) changes, and every minute.
+        What is looked for is what is stored: a conversion folded without a value into
+        passes still held (or into this pass, before the look) when a rate comes is
+        found by the next minute's look, not at once."""
         version = await self.store.config_version()
         if version == self._version and now - self._valued_at < REVALUE_US:
             return []
