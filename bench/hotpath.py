@@ -108,7 +108,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--rev",
         default="",
         help="measure this git revision of src/ (exported to the temp dir) instead of the "
-        "working tree, e.g. HEAD or a tag",
+        f"working tree, e.g. HEAD or a tag ({servers.WORKTREE!r}: the working tree)",
     )
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "hotpath.json")
     p.add_argument(

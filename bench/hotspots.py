@@ -115,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="clickback-profile-"))
     try:
         if args.rev:
-            print(f"profiling revision {servers.use_revision(args.rev, tmp)[:12]}")
+            print(f"profiling revision {servers.use_revision(args.rev, tmp)[:12] or args.rev}")
         db = f"sqlite:///{tmp / 'profile.db'}"
         code = fixtures.create_link(db)
         port = servers.free_port()

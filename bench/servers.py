@@ -166,7 +166,10 @@ def source_trees(revs: list[str], tmp: Path) -> dict[str, str]:
 
 def use_revision(rev: str, tmp: Path) -> str:
     """Export `rev`'s src/ into `tmp` and put it first on the path of this process and
-    of every process it starts; the full commit id."""
+    of every process it starts; the full commit id. `WORKTREE` (as `--rev` takes it in
+    the scripts that compare revisions): nothing exported, and an empty id."""
+    if rev == WORKTREE:
+        return ""
     sha, path = export_revision(rev, tmp / "rev")
     src = str(path)
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [src, os.environ.get("PYTHONPATH")]))

@@ -61,7 +61,7 @@ def bare_rps(tmp: Path, args: argparse.Namespace) -> float:
 def measure(args: argparse.Namespace, tmp: Path) -> dict[str, object]:
     """The bare 302, the back-to-back click runs, the bare 302 again; the figures."""
     if args.rev:
-        print(f"measuring revision {servers.use_revision(args.rev, tmp)[:12]}")
+        print(f"measuring revision {servers.use_revision(args.rev, tmp)[:12] or args.rev}")
     bare = [bare_rps(tmp, args)]
     print(f"bare ASGI 302: {bare[0]:,.0f} req/s")
     db = f"sqlite:///{tmp / 'sustained.db'}"
