@@ -255,6 +255,30 @@ async def test_a_backlog_of_conversions_is_held_a_few_passes(store: Store) -> No
         await check(store, case)
 
 
+async def test_a_rate_that_comes_while_conversions_are_held_values_them_at_once(
+    store: Store,
+) -> None:
+    from datetime import datetime
+
+    world = await build_world(store, 4)
+    await world.clicks(80, datetime.fromisoformat(SPRING), 24)
+    await world.screen()
+    now = [from_datetime(datetime.fromisoformat("2026-11-01T12:00:00+00:00"))]
+    job = RollupJob(store, settle=0, batch=8, coalesce=3600, clock=lambda: now[0])
+    await job.catch_up()
+    await world.postbacks(0.9)  # some in JPY, which has no rate yet: folded unvalued
+    now[0] += 1000
+    assert await job.tick() == (8, True) and job._held is not None  # held
+    await value_yen(store)  # the rate comes while that pass is held
+    while (await job.tick())[1]:  # the passes after it look for late values, and apply
+        now[0] += 1000
+    now[0] += 1_000_000  # a second later, well within the minute between looks
+    await job.catch_up()
+    assert await store.rollup_unvalued(1000) == []  # every fact stored is valued
+    for case in CASES[:9]:
+        await check(store, case)
+
+
 async def test_a_large_apply_hands_its_memory_back(
     store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:

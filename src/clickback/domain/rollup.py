@@ -317,6 +317,7 @@ class RollupJob:
         self._offers: dict[int, dict[str, Any]] = {}  # advertiser and revenue terms
         self._offers_version = -1
         self._version, self._valued_at = -1, 0
+        self._look_again = False  # after the next apply (`_valuations`)
         self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()  # one tick at a time, whoever calls
 
@@ -376,6 +377,7 @@ class RollupJob:
                 done = await self._tick()
             except BaseException:
                 self._held = None  # what it held is read again from the watermark
+                self._valued_at = 0  # and the late values it held, looked for again
                 raise
             if self._applied >= GIVE_BACK_KEYS:
                 # what a backlog's passes held is freed now: hand it back (in a thread:
@@ -425,7 +427,7 @@ class RollupJob:
         found_events = await store.rollup_events(0, len(late["event"]), late["event"])
         events_after = self._gaps("event", at.events_after, events, found_events, late, delta, now)
         await self._fold_events(sorted(found_events + events, key=lambda e: e["id"]), delta)
-        unvalued = await self._valuations(now)
+        unvalued = await self._valuations(now, delta)
         await self._fold_valuations(unvalued, delta)
         last = clicks[-1][_CLICK_REFID] if clicks else at.clicks_after
         new = Mark(last, conversions_after, events_after)
@@ -445,7 +447,10 @@ class RollupJob:
         changed = new != mark or not delta.empty()
         if changed and not await store.rollup_apply(self.owner, mark, new, delta):
             log.warning("rollup watermarks moved under this job; its batch is dropped")
+            self._valued_at = 0
             return 0, False
+        if self._look_again:
+            self._look_again, self._valued_at = False, 0
         self.clicks_mark = new.clicks_after
         return done + len(unvalued), full
 
@@ -456,6 +461,7 @@ class RollupJob:
         if held is None or held.base != base:
             if held is not None:
                 log.warning("rollup watermarks moved under this job; what it held is dropped")
+                self._valued_at = 0
             held = self._held = Held(base, base, time.monotonic(), Delta())
         return held
 
@@ -591,17 +597,21 @@ class RollupJob:
             fact.status, fact.flags = status, flags
             delta.contribute(fact, 1)
 
-    async def _valuations(self, now: int) -> list[dict[str, Any]]:
+    async def _valuations(self, now: int, delta: Delta) -> list[dict[str, Any]]:
         """Conversions rolled up without a base value that have one now: looked for when
         the config version (bumped by every rate import) changes, and every minute.
-        What is looked for is what is stored: a conversion folded without a value into
-        passes still held (or into this pass, before the look) when a rate comes is
-        found by the next minute's look, not at once."""
+        What is looked at is what is stored: conversions folded without a value into
+        `delta` (this pass, and passes held) are not, and a rate may have come since
+        they were read; so a look at a new version while such are in `delta` is made
+        again after `delta` is applied (else they wait for the minute's look). Applies
+        that fail, and held passes dropped, are looked after again too."""
         version = await self.store.config_version()
         if version == self._version and now - self._valued_at < REVALUE_US:
             return []
         rows = await self.store.rollup_unvalued(self.batch)
         if len(rows) < self.batch:
+            if version != self._version and any(not f.valued for f in delta.facts.values()):
+                self._look_again = True
             self._version, self._valued_at = version, now
         return rows
 
