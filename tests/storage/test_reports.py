@@ -201,6 +201,33 @@ async def test_held_clicks_are_applied_once_together_and_read_again_after_a_cras
     assert job.clicks_mark == max(refid for refid, _ in world.refids)
 
 
+async def test_held_passes_are_dropped_when_another_process_applied_meanwhile(
+    store: Store,
+) -> None:
+    from datetime import datetime
+
+    world = await build_world(store, 4)
+    await world.clicks(60, datetime.fromisoformat(SPRING), 24)
+    case = {"tz": "UTC", "from": "2026-03-20", "to": "2026-04-10", "group_by": "link"}
+    now = [from_datetime(datetime.fromisoformat("2026-11-01T12:00:00+00:00"))]
+    job = RollupJob(store, settle=0, batch=10, coalesce=3600, clock=lambda: now[0])
+    assert await job.tick() == (10, True) and job._held is not None  # held
+    first = job._held.mark.clicks_after
+    # its lease lapses; another process takes the job and applies what moves no watermark
+    # (a gap it found, a late value: what held passes may hold too)
+    now[0] += job.lease_us + 1
+    mark = await store.rollup_claim("other", now[0], job.lease_us)
+    assert mark is not None and mark.clicks_after == ""
+    assert await store.rollup_apply("other", mark, mark, Delta(gaps_drop=[("conversion", 0)]))
+    await store.rollup_release("other")
+    now[0] += 1000
+    assert await job.tick() == (10, True)
+    # what it held was dropped, and the same clicks read again from the stored watermark
+    assert job._held is not None and job._held.mark.clicks_after == first
+    assert await job.catch_up() > 0
+    await check(store, case)
+
+
 def keys_applied(store: Store, what: str = "clicks") -> list[int]:
     """The click keys (or `what` else a Delta holds: "facts", one a conversion) of each
     rollup apply on `store` from now on, as they are made."""

@@ -78,6 +78,9 @@ class Mark:
     clicks_after: str = ""
     conversions_after: int = 0
     events_after: int = 0
+    # when the rollups were last applied (from the store; it grows with every apply): an
+    # apply that moved no watermark (late values, gaps) still tells held passes apart
+    applied: int = 0
 
 
 @dataclass(slots=True)
@@ -430,7 +433,7 @@ class RollupJob:
         unvalued = await self._valuations(now, delta)
         await self._fold_valuations(unvalued, delta)
         last = clicks[-1][_CLICK_REFID] if clicks else at.clicks_after
-        new = Mark(last, conversions_after, events_after)
+        new = Mark(last, conversions_after, events_after, mark.applied)
         held.mark = new
         self.behind_us = pacing.behind_us(
             now, self.batch, pacing.newest(clicks, _CLICK_AT), pacing.newest(conversions)
@@ -456,11 +459,12 @@ class RollupJob:
 
     def _holding(self, base: Mark) -> Held:
         """What passes of a backlog hold since the watermarks `base`; nothing if they
-        moved meanwhile (another process took the job over)."""
+        moved meanwhile, or another process applied meanwhile without moving them (late
+        values or gaps it found, which what is held may hold too: counted twice else)."""
         held = self._held
         if held is None or held.base != base:
             if held is not None:
-                log.warning("rollup watermarks moved under this job; what it held is dropped")
+                log.warning("rollups applied under this job meanwhile; what it held is dropped")
                 self._valued_at = 0
             held = self._held = Held(base, base, time.monotonic(), Delta())
         return held

@@ -154,14 +154,17 @@ _NEW_VISITORS = (
     "INSERT INTO report_visitors (day, link_id, visitor) {select} "
     "ON CONFLICT (day, link_id, visitor) DO NOTHING"
 )
+# `updated_at` is when the rollups were last applied, and grows with every apply whatever
+# the clocks of the processes that apply (`Mark.applied`)
 CLAIM = (
-    "UPDATE report_state SET owner = ?, lease_until = ?, updated_at = ? WHERE name = 'rollup' "
+    "UPDATE report_state SET owner = ?, lease_until = ? WHERE name = 'rollup' "
     "AND (owner = ? OR lease_until < ?) "
-    "RETURNING clicks_after, conversions_after, events_after"
+    "RETURNING clicks_after, conversions_after, events_after, updated_at"
 )
 ADVANCE = (
     "UPDATE report_state SET clicks_after = ?, conversions_after = ?, events_after = ?, "
-    "updated_at = ? WHERE name = 'rollup' AND owner = ? AND clicks_after = ? "
+    "updated_at = CASE WHEN ? > updated_at THEN ? ELSE updated_at + 1 END "
+    "WHERE name = 'rollup' AND owner = ? AND clicks_after = ? "
     "AND conversions_after = ? AND events_after = ? RETURNING name"
 )
 CONVERSION_FIELDS = (
@@ -240,10 +243,15 @@ class ReportSql(SqlPrimitives):
     # -- the rollup job -------------------------------------------------------------
 
     async def rollup_claim(self, owner: str, now_us: int, lease_us: int) -> Mark | None:
-        row = await self._reports_tx((CLAIM, (owner, now_us + lease_us, now_us, owner, now_us)), [])
+        row = await self._reports_tx((CLAIM, (owner, now_us + lease_us, owner, now_us)), [])
         if row is None:
             return None
-        return Mark(row["clicks_after"], int(row["conversions_after"]), int(row["events_after"]))
+        return Mark(
+            row["clicks_after"],
+            int(row["conversions_after"]),
+            int(row["events_after"]),
+            int(row["updated_at"]),
+        )
 
     async def rollup_release(self, owner: str) -> None:
         await self._write(
@@ -338,13 +346,15 @@ class ReportSql(SqlPrimitives):
 
     async def rollup_apply(self, owner: str, old: Mark, new: Mark, delta: Delta) -> bool:
         """Applies a tick's sums and moves the watermarks, if they are still `old`."""
+        stamp = time.time_ns() // 1000
         guard = (
             ADVANCE,
             (
                 new.clicks_after,
                 new.conversions_after,
                 new.events_after,
-                time.time_ns() // 1000,
+                stamp,
+                stamp,
                 owner,
                 old.clicks_after,
                 old.conversions_after,
