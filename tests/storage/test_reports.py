@@ -15,10 +15,23 @@ from clickback.domain.reportspec import build_spec
 from clickback.domain.rollup import Delta, Mark, RollupJob
 from clickback.domain.timefmt import from_datetime
 from clickback.storage import schema
-from tests.reports_world import build_world, expected, got, raw, value_yen
+from tests.reports_world import World, build_world, expected, got, raw, value_yen
 
 SPRING = "2026-03-27T00:00:00+00:00"
 AUTUMN = "2026-10-23T00:00:00+00:00"
+
+SPRING_BY_LINK = {"tz": "UTC", "from": "2026-03-20", "to": "2026-04-10", "group_by": "link"}
+
+
+async def spring_clicks(store: Store, clicks: int = 60) -> World:
+    """A world (seed 4) with `clicks` clicks over the day from SPRING: a backlog for the
+    tests of what the rollup holds."""
+    from datetime import datetime
+
+    world = await build_world(store, 4)
+    await world.clicks(clicks, datetime.fromisoformat(SPRING), 24)
+    return world
+
 
 CASES: list[dict[str, str]] = [
     {"tz": "Europe/Berlin", "from": "2026-03-27", "to": "2026-03-31", "group_by": "day"},
@@ -171,11 +184,8 @@ async def test_reports_equal_a_recomputation_from_raw_rows(
 async def test_held_clicks_are_applied_once_together_and_read_again_after_a_crash(
     store: Store,
 ) -> None:
-    from datetime import datetime
-
-    world = await build_world(store, 4)
-    await world.clicks(60, datetime.fromisoformat(SPRING), 24)
-    case = {"tz": "UTC", "from": "2026-03-20", "to": "2026-04-10", "group_by": "link"}
+    world = await spring_clicks(store)
+    case = SPRING_BY_LINK
     spec = build_spec({k: [v] for k, v in case.items()}, 0)
     first = RollupJob(store, settle=0, batch=10, coalesce=3600)
     for _ in range(3):  # full passes of a backlog: held, the watermark stays
@@ -206,9 +216,8 @@ async def test_held_passes_are_dropped_when_another_process_applied_meanwhile(
 ) -> None:
     from datetime import datetime
 
-    world = await build_world(store, 4)
-    await world.clicks(60, datetime.fromisoformat(SPRING), 24)
-    case = {"tz": "UTC", "from": "2026-03-20", "to": "2026-04-10", "group_by": "link"}
+    await spring_clicks(store)
+    case = SPRING_BY_LINK
     now = [from_datetime(datetime.fromisoformat("2026-11-01T12:00:00+00:00"))]
     job = RollupJob(store, settle=0, batch=10, coalesce=3600, clock=lambda: now[0])
     assert await job.tick() == (10, True) and job._held is not None  # held
@@ -243,10 +252,7 @@ def keys_applied(store: Store, what: str = "clicks") -> list[int]:
 
 
 async def test_held_clicks_are_applied_once_they_reach_the_cap(store: Store) -> None:
-    from datetime import datetime
-
-    world = await build_world(store, 4)
-    await world.clicks(60, datetime.fromisoformat(SPRING), 24)
+    await spring_clicks(store)
     job = RollupJob(store, settle=0, batch=10, coalesce=3600)
     job.max_held = 12  # keys (HELD_KEYS when serving)
     held = keys_applied(store)
@@ -260,10 +266,7 @@ async def test_held_clicks_are_applied_once_they_reach_the_cap(store: Store) -> 
 
 
 async def test_a_backlog_of_conversions_is_held_a_few_passes(store: Store) -> None:
-    from datetime import datetime
-
-    world = await build_world(store, 4)
-    await world.clicks(60, datetime.fromisoformat(SPRING), 24)
+    world = await spring_clicks(store)
     job = RollupJob(store, settle=0, batch=10, coalesce=3600)
     await job.catch_up()  # the clicks first: what follows is a backlog of conversions
     await world.postbacks(1.0)
@@ -287,8 +290,7 @@ async def test_a_rate_that_comes_while_conversions_are_held_values_them_at_once(
 ) -> None:
     from datetime import datetime
 
-    world = await build_world(store, 4)
-    await world.clicks(80, datetime.fromisoformat(SPRING), 24)
+    world = await spring_clicks(store, 80)
     await world.screen()
     now = [from_datetime(datetime.fromisoformat("2026-11-01T12:00:00+00:00"))]
     job = RollupJob(store, settle=0, batch=8, coalesce=3600, clock=lambda: now[0])
@@ -309,10 +311,7 @@ async def test_a_rate_that_comes_while_conversions_are_held_values_them_at_once(
 async def test_a_large_apply_hands_its_memory_back(
     store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from datetime import datetime
-
-    world = await build_world(store, 4)
-    await world.clicks(60, datetime.fromisoformat(SPRING), 24)
+    await spring_clicks(store)
     given_back: list[int] = []  # the keys applied by the tick before each hand-back
     monkeypatch.setattr(rollup, "give_back", lambda: given_back.append(applied[-1]))
     monkeypatch.setattr(rollup, "GIVE_BACK_KEYS", 12)
