@@ -464,7 +464,9 @@ class RollupJob:
         held = self._held
         if held is None or held.base != base:
             if held is not None:
-                log.warning("rollups applied under this job meanwhile; what it held is dropped")
+                log.warning(
+                    "rollup watermarks moved or rollups applied meanwhile; what it held is dropped"
+                )
                 self._valued_at = 0
             held = self._held = Held(base, base, time.monotonic(), Delta())
         return held
