@@ -38,14 +38,14 @@ from clickback.domain.ports import CLICK_COLUMNS  # noqa: E402
 from clickback.domain.refid import floor  # noqa: E402
 from clickback.domain.reports import METRICS, run_report  # noqa: E402
 from clickback.domain.reportspec import build_spec  # noqa: E402
-from clickback.domain.rollup import (  # noqa: E402
+from clickback.domain.rollup import shared_enricher  # noqa: E402
+from clickback.domain.rollup_delta import (  # noqa: E402
     CLICK_FIELDS,
     CONVERSION_FIELDS,
     CONVERSION_SUMS,
     FACT_COLUMNS,
     by_day,
     leveled,
-    shared_enricher,
 )
 from clickback.storage import reports as sql  # noqa: E402
 

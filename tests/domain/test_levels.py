@@ -15,7 +15,7 @@ from clickback.domain.levels import (
     segments,
     spread,
 )
-from clickback.domain.rollup import CLICK_FIELDS, Delta
+from clickback.domain.rollup_delta import CLICK_FIELDS, Delta
 
 
 def test_the_smallest_level_with_every_column_is_chosen() -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import sqlite3
 
 from clickback.domain.ports import Store
-from clickback.domain.rollup import Delta, Mark
+from clickback.domain.rollup_delta import Delta, Mark
 from clickback.storage.reports import known_visitors_sql
 from clickback.storage.schema import MIGRATIONS, statements
 

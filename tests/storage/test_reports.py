@@ -12,7 +12,8 @@ from clickback.domain.fraud import fraud_flags
 from clickback.domain.ports import Store
 from clickback.domain.reports import METRICS, run_report
 from clickback.domain.reportspec import build_spec
-from clickback.domain.rollup import Delta, Mark, RollupJob
+from clickback.domain.rollup import RollupJob
+from clickback.domain.rollup_delta import Delta, Mark
 from clickback.domain.timefmt import from_datetime
 from clickback.storage import schema
 from tests.reports_world import World, build_world, expected, got, raw, value_yen

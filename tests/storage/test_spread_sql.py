@@ -14,7 +14,13 @@ import pytest
 
 from clickback.domain.levels import DAILY, LEVELS
 from clickback.domain.ports import Store
-from clickback.domain.rollup import CLICK_FIELDS, CONVERSION_FIELDS, CONVERSION_SUMS, Delta, Mark
+from clickback.domain.rollup_delta import (
+    CLICK_FIELDS,
+    CONVERSION_FIELDS,
+    CONVERSION_SUMS,
+    Delta,
+    Mark,
+)
 from clickback.storage.reports import CLICK_SUMS
 from clickback.storage.sqlite import SqliteStore
 

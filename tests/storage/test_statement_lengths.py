@@ -11,7 +11,7 @@ import ctypes
 from pathlib import Path
 
 from clickback.domain.ports import Store
-from clickback.domain.rollup import Delta, Fact, Mark
+from clickback.domain.rollup_delta import Delta, Fact, Mark
 from clickback.storage.primitives import CHUNK, padded_chunks
 from clickback.storage.sqlite import SqliteStore
 

@@ -25,7 +25,7 @@ from typing import Any, Protocol
 
 from clickback.domain import money
 from clickback.domain.reportspec import DIMENSIONS, ENTITY_DIMS, TIME_DIMS, ReportSpec
-from clickback.domain.rollup import CONVERSION_SUMS
+from clickback.domain.rollup_delta import CONVERSION_SUMS
 
 METRICS = (
     "clicks",

@@ -20,16 +20,16 @@ import orjson
 
 from clickback.domain import levels
 from clickback.domain.reportspec import ReportSpec, TimePlan
-from clickback.domain.rollup import (
+from clickback.domain.rollup import NO_CAP
+from clickback.domain.rollup_delta import (
     CLICK_FIELDS,
     CLICK_READ,
     CONVERSION_SUMS,
     FACT_COLUMNS,
-    NO_CAP,
     Delta,
     Mark,
 )
-from clickback.domain.rollup import CONVERSION_FIELDS as CONVERSION_KEY
+from clickback.domain.rollup_delta import CONVERSION_FIELDS as CONVERSION_KEY
 from clickback.storage.primitives import SqlPrimitives, Steps, padded_chunks
 
 KEY = "link_id, sub1, sub2, sub3, sub4, sub5, country, device, os, browser, flags"
