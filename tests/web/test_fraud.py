@@ -80,7 +80,9 @@ async def test_fast_conversion_is_flagged_and_a_hold_rule_keeps_it_pending(
     assert conv["history"][0]["actor"] == "fraud_screening"
     listed = await fc.get("/api/v1/conversions", params={"flag": "fast_conversion"}, headers=AUTH)
     assert [x["ordernumber"] for x in listed.json()["items"]] == ["FAST"]
-    fast = await reported(fc, {"group_by": "offer", "flag": "fast_conversion"}, "conversions")
+    fast = await reported(
+        fc, {"group_by": "offer", "flag": "fast_conversion"}, "flagged_conversions", "pending"
+    )
     assert fast["totals"]["flagged_conversions"] == fast["totals"]["pending"] == 1
 
 
@@ -96,7 +98,9 @@ async def test_bot_click_is_flagged_and_its_conversion_rejected_by_rule(
     clicks = (await fc.get("/api/v1/clicks", params={"flag": "bot"}, headers=AUTH)).json()
     assert [x["refid"] for x in clicks["items"]] == [refid]
     # and in the report, once rolled up (within 5 s), counted and filterable
-    bots = await reported(fc, {"group_by": "flag", "flag": "bot"}, "flagged_conversions")
+    bots = await reported(
+        fc, {"group_by": "flag", "flag": "bot"}, "flagged_conversions", "flagged_clicks"
+    )
     # the click carries `bot`; its conversion, made at once, `bot,fast_conversion` too
     flagged = {r["flag"]: r for r in bots["rows"]}
     assert flagged["bot"]["clicks"] == flagged["bot"]["flagged_clicks"] == 1
@@ -106,12 +110,14 @@ async def test_bot_click_is_flagged_and_its_conversion_rejected_by_rule(
     assert clean["totals"]["flagged_clicks"] == 0
 
 
-async def reported(c: httpx.AsyncClient, params: dict[str, str], metric: str) -> dict[str, Any]:
-    """The report once its `metric` total is not 0 (the rollups follow within 5 s)."""
+async def reported(c: httpx.AsyncClient, params: dict[str, str], *metrics: str) -> dict[str, Any]:
+    """The report once none of its `metrics` totals is 0 (the rollups follow within 5 s;
+    a conversion can be in them before its click, which waits to be settled and
+    screened)."""
     deadline = time.monotonic() + 10
     while True:
         report = (await c.get("/api/v1/reports", params=params, headers=AUTH)).json()
-        if report["totals"][metric] or time.monotonic() > deadline:
+        if all(report["totals"][m] for m in metrics) or time.monotonic() > deadline:
             return dict(report)
         await asyncio.sleep(0.1)
 
