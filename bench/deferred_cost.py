@@ -100,7 +100,8 @@ class StatementTimes:
     def per_row(self, rows: dict[str, int]) -> dict[str, dict[str, float]]:
         out: dict[str, dict[str, float]] = collections.defaultdict(dict)
         for (job, name), ns in self.ns.items():
-            out[job][name] = ns / 1000 / rows[job]
+            if job in rows:  # statements outside the timed jobs (set-up) are not shown
+                out[job][name] = ns / 1000 / rows[job]
         return out
 
 

@@ -220,7 +220,7 @@ class RollupJob:
                 done = await self._tick()
             except BaseException:
                 self._held = None  # what it held is read again from the watermark
-                self._valued_at = 0  # and the late values it held, looked for again
+                self._look_next_tick()  # and the late values it held
                 raise
             if self._applied >= GIVE_BACK_KEYS:
                 # what a backlog's passes held is freed now: hand it back (in a thread:
@@ -290,10 +290,11 @@ class RollupJob:
         changed = new != mark or not delta.empty()
         if changed and not await store.rollup_apply(self.owner, mark, new, delta):
             log.warning("rollup watermarks moved under this job; its batch is dropped")
-            self._valued_at = 0
+            self._look_next_tick()
             return 0, False
         if self._look_again:
-            self._look_again, self._valued_at = False, 0
+            self._look_again = False
+            self._look_next_tick()
         self.clicks_mark = new.clicks_after
         return done + len(unvalued), full
 
@@ -307,7 +308,7 @@ class RollupJob:
                 log.warning(
                     "rollup watermarks moved or rollups applied meanwhile; what it held is dropped"
                 )
-                self._valued_at = 0
+                self._look_next_tick()
             held = self._held = Held(base, base, time.monotonic(), Delta())
         return held
 
@@ -442,6 +443,11 @@ class RollupJob:
             delta.contribute(fact, -1)
             fact.status, fact.flags = status, flags
             delta.contribute(fact, 1)
+
+    def _look_next_tick(self) -> None:
+        """The next tick looks for late values whatever the version (`_valuations`): the
+        ones folded into a delta that was dropped, or not stored when last looked."""
+        self._valued_at = 0
 
     async def _valuations(self, now: int, delta: Delta) -> list[dict[str, Any]]:
         """Conversions rolled up without a base value that have one now: looked for when
