@@ -15,9 +15,15 @@ a machine that drifts moves both alike; each run is a process of its own:
 
     python bench/deferred_cost.py                          # the working tree
     python bench/deferred_cost.py --rev HEAD --rev worktree --rounds 5
+    python bench/deferred_cost.py --pg postgresql://postgres@127.0.0.1:5432/clickback_deferred
+
+With `--pg` the runs use that PostgreSQL database instead (dropped and created for each
+run, dropped at the end); the CPU of PostgreSQL's processes for it is then added to the
+process's (`all threads`), and `--statements` is not available.
 
 It prints the medians per tree: µs of CPU per row, per job and kind of row, of all the
-process's threads and of the event loop's thread alone (what holds up requests).
+process's threads and of the event loop's thread alone (what holds up requests), and the
+wall-clock µs per row (how fast a job catches up when nothing else runs).
 `--statements` adds, per job, the SQL statements the SQLite store ran in its guarded
 write transactions (the report file's rollup writes, the screening's), each with the
 CPU time of the thread that ran it, per row of the job (what each statement costs a click
@@ -40,7 +46,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from fixtures import create_link
+from fixtures import create_link, drop_pg_database, recreate_pg_database
+from procs import cpu_seconds, pg_pids
 from servers import add_revs_option, source_trees
 
 PHASES = ("screen clicks", "rollup clicks", "screen conversions", "rollup conversions")
@@ -118,12 +125,13 @@ class PastClock:
 
 
 async def child(
-    clicks: int, conversions: int, seed: int, statements: bool = False
+    clicks: int, conversions: int, seed: int, statements: bool = False, pg: str = ""
 ) -> dict[str, Any]:
     from clickback.domain import fraud
     from clickback.domain.rollup import RollupJob, shared_enricher
     from clickback.domain.screener import Screener
     from clickback.domain.tracker import open_tracker
+    from clickback.storage.postgres import PostgresStore
     from clickback.storage.sqlite import SqliteStore
 
     rng = random.Random(seed)
@@ -132,8 +140,17 @@ async def child(
         print("this revision has no sqlite_guarded: no statement times", file=sys.stderr)
     with tempfile.TemporaryDirectory(prefix="clickback-deferred-") as tmp:
         path = Path(tmp) / "bench.db"
-        create_link(f"sqlite:///{path}")  # migrates; with the `clickback` command
-        store = SqliteStore(str(path))
+        store: Any
+        if pg:
+            create_link(pg)  # migrates; with the `clickback` command
+            store = await PostgresStore(pg).open()
+            database = pg.rsplit("/", 1)[1].split("?")[0]
+        else:
+            create_link(f"sqlite:///{path}")
+            store = SqliteStore(str(path))
+
+        def helpers_cpu() -> float:  # PostgreSQL's processes for the database
+            return sum(cpu_seconds(pid) for pid in pg_pids(database)) if pg else 0.0
         link_id = 1
         link = await store.get_row("links", link_id)
         assert link is not None
@@ -174,10 +191,15 @@ async def child(
 
         async def timed(name: str, rows: int, work: object) -> None:
             times.job, rows_of[name] = name, rows
-            cpu, main = time.process_time(), time.thread_time()
+            cpu, main, helpers = time.process_time(), time.thread_time(), helpers_cpu()
+            wall = time.perf_counter()
             await work  # type: ignore[misc]
-            out[name] = (time.process_time() - cpu) / rows * 1e6
+            helpers = helpers_cpu() - helpers
+            cpu = time.process_time() - cpu + helpers
+            out[name] = cpu / rows * 1e6
+            out[f"{name} db"] = helpers / rows * 1e6
             out[f"{name} loop"] = (time.thread_time() - main) / rows * 1e6
+            out[f"{name} wall"] = (time.perf_counter() - wall) / rows * 1e6
             times.job = ""
 
         async def screen(kind: int) -> None:
@@ -218,10 +240,22 @@ def main() -> None:
         "--statements", action="store_true", help="also time each write statement, per job"
     )
     p.add_argument("--top", type=int, default=12, help="statements shown per job (12)")
+    p.add_argument(
+        "--pg", default="", help="run on this PostgreSQL database (dropped and created)"
+    )
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args()
+    if args.pg and args.statements:
+        p.error("--statements times SQLite's statements only")
     if args.child:
-        print(json.dumps(asyncio.run(child(args.clicks, args.conversions, 7, args.statements))))
+        if args.pg:
+            recreate_pg_database(args.pg)
+        try:
+            run = child(args.clicks, args.conversions, 7, args.statements, args.pg)
+            print(json.dumps(asyncio.run(run)))
+        finally:
+            if args.pg:
+                drop_pg_database(args.pg)
         return
     with tempfile.TemporaryDirectory(prefix="clickback-deferred-") as tmp:
         trees = source_trees(args.rev, Path(tmp))
@@ -232,22 +266,35 @@ def main() -> None:
                 cmd = ["taskset", "-c", str(args.core), sys.executable, __file__, "--child"]
                 cmd += ["--clicks", str(args.clicks), "--conversions", str(args.conversions)]
                 cmd += ["--statements"] if args.statements else []
+                cmd += ["--pg", args.pg] if args.pg else []
                 got = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
                 if got.returncode:
                     sys.exit(f"{name}: the run failed:\n{got.stderr[-3000:]}")
                 run = json.loads(got.stdout.strip().splitlines()[-1])
                 results[name].append(run)
-                shown = ", ".join(f"{k} {run[k]:.1f} ({run[f'{k} loop']:.1f})" for k in PHASES)
-                print(f"round {rnd + 1}, {name}: µs CPU a row (event loop's): {shown}", flush=True)
-    print(f"\nmedians of {args.rounds} runs, µs of CPU a row: all threads / the event loop's")
-    print(f"{'':24}" + "".join(f"{name[:22]:>24}" for name in results))
+                shown = ", ".join(
+                    f"{k} {run[k]:.1f} ({run[f'{k} loop']:.1f}, {run.get(f'{k} db', 0):.1f}, "
+                    f"{run.get(f'{k} wall', 0):.0f})"
+                    for k in PHASES
+                )
+                print(
+                    f"round {rnd + 1}, {name}: µs CPU a row (event loop's, PostgreSQL's, wall):"
+                    f" {shown}",
+                    flush=True,
+                )
+    print(
+        f"\nmedians of {args.rounds} runs, µs a row: CPU of all threads / of the event loop / "
+        "wall clock"
+    )
+    print(f"{'':24}" + "".join(f"{name[:22]:>26}" for name in results))
     for phase in PHASES:
         cells = []
         for runs in results.values():
             cpu = statistics.median(r[phase] for r in runs)
             loop = statistics.median(r[f"{phase} loop"] for r in runs)
-            cells.append(f"{cpu:.1f} / {loop:.1f}")
-        print(f"{phase:24}" + "".join(f"{c:>24}" for c in cells))
+            wall = statistics.median(r.get(f"{phase} wall", 0.0) for r in runs)
+            cells.append(f"{cpu:.1f} / {loop:.1f} / {wall:.0f}")
+        print(f"{phase:24}" + "".join(f"{c:>26}" for c in cells))
     if args.statements:
         print_statements(results, args.top)
 

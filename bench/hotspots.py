@@ -2,10 +2,12 @@
 
     python bench/hotspots.py click|click-async|postback [--seconds 6]
         [--rev HEAD] [--env CLICKBACK_NAME=VALUE] [--visitors many|one]
+        [--pg postgresql://postgres@127.0.0.1:5432/clickback_profile]
         [--out bench/results/profile]
 
-Starts `clickback serve` on a fresh SQLite database pinned to core 1, loads it with the
-same wrk scripts as bench/hotpath.py, and profiles the worker process twice, in separate
+Starts `clickback serve` on a fresh SQLite database (or, with `--pg`, a PostgreSQL
+database it drops and creates; clicks only) pinned to core 1, loads it with the same
+wrk scripts as bench/hotpath.py, and profiles the worker process twice, in separate
 runs so the two tools do not disturb each other:
 
 - `perf record` (if installed): the share of CPU samples per shared object (the Python
@@ -48,6 +50,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add_env_option(p, "a setting for the clickback server; repeatable")
     add_visitors_option(p)
     p.add_argument("--top", type=int, default=25, help="functions listed (25)")
+    p.add_argument(
+        "--pg",
+        default="",
+        help="profile on this PostgreSQL database (dropped and created; click targets only);"
+        " the server CPU then counts PostgreSQL's processes for it",
+    )
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "profile")
     return p.parse_args(argv)
 
@@ -117,6 +125,17 @@ def main(argv: list[str] | None = None) -> int:
         if args.rev:
             print(f"profiling revision {servers.use_revision(args.rev, tmp)[:12] or args.rev}")
         db = f"sqlite:///{tmp / 'profile.db'}"
+        helpers = None
+        if args.pg:
+            if args.target == "postback":
+                raise SystemExit("--pg profiles the click targets only")
+            fixtures.recreate_pg_database(args.pg)
+            db = args.pg
+            database = args.pg.rsplit("/", 1)[1].split("?")[0]
+
+            def helpers() -> list[int]:
+                return [*svc.tree(), *procs.pg_pids(database)]
+
         code = fixtures.create_link(db)
         port = servers.free_port()
         durability = "async" if args.target == "click-async" else "sync"
@@ -152,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
                 script_args(n),
                 duration=args.seconds + 2,
                 connections=args.connections,
-                server_pids=svc.tree,
+                server_pids=helpers or svc.tree,
             )
             print(
                 f"{args.target}: {run.rps:,.0f} req/s, p99 {run.p99_ms:.2f} ms, server CPU "
@@ -196,6 +215,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         procs.stop_all()
         shutil.rmtree(tmp, ignore_errors=True)
+        if args.pg:
+            fixtures.drop_pg_database(args.pg)
     return 0
 
 
