@@ -100,6 +100,14 @@ def split_url(url: str) -> tuple[str, str | None]:
     return urlunsplit((scheme, parts.netloc, parts.path, rest, parts.fragment)), schema_name
 
 
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """A pooled connection's reset on release, beyond the rollback of an open transaction
+    that asyncpg always does: none. The default sends `RESET ALL`, `CLOSE ALL`, `UNLISTEN
+    *` and an advisory unlock after every pooled read, a round trip each; the store sets
+    nothing in a session, listens to nothing and takes advisory locks only on a
+    connection of its own (`migrate`)."""
+
+
 class PostgresStore(SqlStore):
     engine = "postgres"
 
@@ -122,7 +130,11 @@ class PostgresStore(SqlStore):
         # default 4 MB a report's GROUP BY sorts on disk (measured: 71 ms, 33 ms hashed)
         settings = {**self._settings(), "work_mem": READ_WORK_MEM}
         self.pool = await asyncpg.create_pool(
-            self.dsn, min_size=1, max_size=self.pool_size, server_settings=settings
+            self.dsn,
+            min_size=1,
+            max_size=self.pool_size,
+            server_settings=settings,
+            reset=_keep_session,
         )
         return self
 
@@ -304,14 +316,20 @@ class PostgresStore(SqlStore):
         postbacks: list[tuple[LedgerRow, ConversionRow | None]] = [
             p for k, p, _ in batch if k == _POSTBACK
         ]
+        if not postbacks:  # a COPY is a transaction of its own: no BEGIN and COMMIT
+            await self._copy_clicks(conn, clicks)
+            return [None] * len(batch)
         async with conn.transaction():
             if clicks:
-                await conn.copy_records_to_table(
-                    "clicks", records=clicks, columns=CLICK_COLUMNS, schema_name=self.schema_name
-                )
-            written = await self._commit_postbacks(conn, postbacks) if postbacks else []
+                await self._copy_clicks(conn, clicks)
+            written = await self._commit_postbacks(conn, postbacks)
         it = iter(written)
         return [next(it) if k == _POSTBACK else None for k, _, _ in batch]
+
+    async def _copy_clicks(self, conn: asyncpg.Connection, clicks: list[Any]) -> None:
+        await conn.copy_records_to_table(
+            "clicks", records=clicks, columns=CLICK_COLUMNS, schema_name=self.schema_name
+        )
 
     async def _commit_postbacks(
         self, conn: asyncpg.Connection, postbacks: list[tuple[LedgerRow, ConversionRow | None]]
