@@ -151,6 +151,7 @@ async def child(
 
         def helpers_cpu() -> float:  # PostgreSQL's processes for the database
             return sum(cpu_seconds(pid) for pid in pg_pids(database)) if pg else 0.0
+
         link_id = 1
         link = await store.get_row("links", link_id)
         assert link is not None
@@ -240,9 +241,7 @@ def main() -> None:
         "--statements", action="store_true", help="also time each write statement, per job"
     )
     p.add_argument("--top", type=int, default=12, help="statements shown per job (12)")
-    p.add_argument(
-        "--pg", default="", help="run on this PostgreSQL database (dropped and created)"
-    )
+    p.add_argument("--pg", default="", help="run on this PostgreSQL database (dropped and created)")
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.pg and args.statements:

@@ -122,21 +122,33 @@ def pg_spread_sql(kind: str, fields: tuple[str, ...], sums: tuple[str, ...], ups
     parameter is the keys and their sums as a JSON array of arrays (one row a key, not
     one a key and level: the Python spreading sent 28 rows a conversion, each executed
     on its own), read once and upserted into every level table by a data-modifying CTE
-    each, grouped first, since one statement may not update a row twice."""
+    each, grouped first, since one statement may not update a row twice.
+
+    The array is read as `jsonb`, parsed once: `->>` on `json` parses the element's text
+    again for every field. The levels without sub-IDs group the keys added up once
+    without their sub-IDs (`c`), as on SQLite (`spread_sql`), not every key again. With
+    keys of varied sub-IDs, PostgreSQL's CPU a click key 134 -> 100 us together
+    (docs/performance-log.md)."""
     conflict = upsert[upsert.index(" ON CONFLICT") :]
     columns = ", ".join(
         f"(r->>{i})::{'text' if name in TEXT_FIELDS else 'bigint'} AS {name}"
         for i, name in enumerate((*fields, *sums))
     )
-    parts = [f"k AS (SELECT {columns} FROM json_array_elements(?::json) AS r)"]
+    kept = [name for name in fields if name not in levels.SUBS]
+    coarse = ", ".join(f"{_BLANK_TEXT} AS {n}" if n in levels.SUBS else n for n in fields)
+    parts = [
+        f"k AS (SELECT {columns} FROM jsonb_array_elements(?::jsonb) AS r)",
+        f"c AS (SELECT {coarse}, {', '.join(f'sum({n}) AS {n}' for n in sums)} "
+        f"FROM k GROUP BY {', '.join(kept)})",
+    ]
     grouped = ", ".join(str(i + 1) for i in range(len(fields)))
     totals = ", ".join(f"sum({name})::bigint" for name in sums)
     for n, (table, exprs) in enumerate(_level_exprs(kind, fields)):
+        subs = {e for name, e in zip(fields, exprs, strict=True) if name in levels.SUBS}
         parts.append(
             f"l{n} AS (INSERT INTO {table} ({', '.join((*fields, *sums))}) "
-            f"SELECT {', '.join(exprs)}, {totals} FROM k GROUP BY {grouped}"
-            + conflict.format(t=table)
-            + ")"
+            f"SELECT {', '.join(exprs)}, {totals} FROM {'c' if subs == {_BLANK_TEXT} else 'k'} "
+            f"GROUP BY {grouped}" + conflict.format(t=table) + ")"
         )
     return f"WITH {', '.join(parts)} SELECT 1"
 
