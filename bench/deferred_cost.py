@@ -19,7 +19,9 @@ a machine that drifts moves both alike; each run is a process of its own:
 
 With `--pg` the runs use that PostgreSQL database instead (dropped and created for each
 run, dropped at the end); the CPU of PostgreSQL's processes for it is then added to the
-process's (`all threads`), and `--statements` is not available.
+process's (`all threads`), and `--statements` times every statement the store sends
+(reads too) by the wall clock, from its sending to its answer (on one connection that
+nothing else uses meanwhile, about the time PostgreSQL spent on it).
 
 It prints the medians per tree: µs of CPU per row, per job and kind of row, of all the
 process's threads and of the event loop's thread alone (what holds up requests), and the
@@ -66,6 +68,23 @@ class StatementTimes:
         self.ns: collections.Counter[tuple[str, str]] = collections.Counter()
         self.job = ""
 
+    def install_pg(self) -> None:
+        """Wraps asyncpg's statement calls: each timed by the wall clock."""
+        from asyncpg.connection import Connection
+
+        times = self
+        for name in ("execute", "executemany", "fetch", "fetchrow", "fetchval"):
+            plain = getattr(Connection, name)
+
+            async def timed(conn: Any, sql: str, *args: Any, _plain: Any = plain, **kw: Any) -> Any:
+                started = time.perf_counter_ns()
+                try:
+                    return await _plain(conn, sql, *args, **kw)
+                finally:
+                    times.add(sql, time.perf_counter_ns() - started)
+
+            setattr(Connection, name, timed)
+
     def install(self) -> bool:
         """Wraps the store's guarded writes; False for a revision that has none."""
         from clickback.storage import primitives
@@ -101,8 +120,10 @@ class StatementTimes:
         try:
             return call(*args)
         finally:
-            name = " ".join(sql.split())[:72]
-            self.ns[(self.job, name)] += time.thread_time_ns() - started
+            self.add(sql, time.thread_time_ns() - started)
+
+    def add(self, sql: str, ns: int) -> None:
+        self.ns[(self.job, " ".join(sql.split())[:72])] += ns
 
     def per_row(self, rows: dict[str, int]) -> dict[str, dict[str, float]]:
         out: dict[str, dict[str, float]] = collections.defaultdict(dict)
@@ -136,7 +157,9 @@ async def child(
 
     rng = random.Random(seed)
     times = StatementTimes()
-    if statements and not times.install():
+    if statements and pg:
+        times.install_pg()
+    elif statements and not times.install():
         print("this revision has no sqlite_guarded: no statement times", file=sys.stderr)
     with tempfile.TemporaryDirectory(prefix="clickback-deferred-") as tmp:
         path = Path(tmp) / "bench.db"
@@ -244,8 +267,6 @@ def main() -> None:
     p.add_argument("--pg", default="", help="run on this PostgreSQL database (dropped and created)")
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args()
-    if args.pg and args.statements:
-        p.error("--statements times SQLite's statements only")
     if args.child:
         if args.pg:
             recreate_pg_database(args.pg)
@@ -295,11 +316,12 @@ def main() -> None:
             cells.append(f"{cpu:.1f} / {loop:.1f} / {wall:.0f}")
         print(f"{phase:24}" + "".join(f"{c:>26}" for c in cells))
     if args.statements:
-        print_statements(results, args.top)
+        print_statements(results, args.top, bool(args.pg))
 
 
-def print_statements(results: dict[str, list[dict[str, Any]]], top: int) -> None:
-    """Per tree and job, the statements that took the most CPU, medians over the runs."""
+def print_statements(results: dict[str, list[dict[str, Any]]], top: int, pg: bool) -> None:
+    """Per tree and job, the statements that took the most time, medians over the runs."""
+    what = "statements, wall clock" if pg else "write statements, CPU"
     for name, runs in results.items():
         for phase in PHASES:
             spent: dict[str, list[float]] = collections.defaultdict(list)
@@ -316,10 +338,7 @@ def print_statements(results: dict[str, list[dict[str, Any]]], top: int) -> None
                 reverse=True,
             )
             total = sum(us for us, _ in ranked)
-            print(
-                f"\n{name}, {phase}: µs of CPU a row in the store's write statements "
-                f"({total:.1f} in all)"
-            )
+            print(f"\n{name}, {phase}: µs a row in the store's {what} ({total:.1f} in all)")
             for us, sql in ranked[:top]:
                 print(f"  {us:7.2f}  {sql}")
 
