@@ -5,9 +5,13 @@ from __future__ import annotations
 
 import sqlite3
 
+import orjson
+import pytest
+
 from clickback.domain.ports import Store
 from clickback.domain.rollup_delta import Delta, Mark
-from clickback.storage.reports import known_visitors_sql
+from clickback.storage.postgres import PostgresStore
+from clickback.storage.reports import PG_KNOWN_VISITORS, known_visitors_sql
 from clickback.storage.schema import MIGRATIONS, statements
 
 
@@ -37,3 +41,23 @@ def test_the_lookup_searches_the_primary_key_on_sqlite() -> None:
     details = [row[-1] for row in plan]
     assert any(d.startswith("SEARCH v USING PRIMARY KEY") for d in details), details
     assert not any("SCAN report_visitors" in d or d == "SCAN v" for d in details), details
+
+
+async def test_the_lookup_searches_the_primary_key_on_postgresql(store: Store) -> None:
+    """PostgreSQL gets every key in one parameter (`pg_rows`), so it cannot count them
+    when it plans: with a day of visitors stored the lookup must still go by the key."""
+    if not isinstance(store, PostgresStore):
+        pytest.skip("PostgreSQL's plan")
+    many = {(20_000, 1, v) for v in range(50_000)}
+    mark = await store.rollup_claim("me", 1, 10**9)
+    assert mark is not None
+    assert await store.rollup_apply("me", mark, Mark("R", 0, 0), Delta(visitors=many))
+    assert store.pool is not None
+    async with store.pool.acquire() as conn:
+        await conn.execute(store._sql("ANALYZE report_visitors"))
+        keys = orjson.dumps([[20_000, 1, v] for v in range(0, 3_000, 3)]).decode()
+        plan = "\n".join(
+            r[0] for r in await conn.fetch(store._sql(f"EXPLAIN {PG_KNOWN_VISITORS}"), keys)
+        )
+    assert "Seq Scan on report_visitors" not in plan, plan
+    assert "report_visitors_pkey" in plan, plan
