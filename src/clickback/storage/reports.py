@@ -121,7 +121,8 @@ def pg_rows(names: Sequence[str]) -> str:
     """PostgreSQL: a query of the rows sent as one parameter, a JSON array of arrays (each
     row's values in the order of `names`), typed by name (`TEXT_FIELDS` text, the rest
     bigint). One statement then takes every row: `executemany` sends a statement a row,
-    which PostgreSQL plans and runs each on its own (15-30 us a row, measured)."""
+    which PostgreSQL runs each on its own (the visitor lookup 20.6 -> 8.3 us a click, the
+    facts 32.5 -> 20.4 us a conversion, `bench/deferred_cost.py --pg URL --statements`)."""
     columns = ", ".join(
         f"(r->>{i})::{'text' if name in TEXT_FIELDS else 'bigint'} AS {name}"
         for i, name in enumerate(names)
@@ -145,8 +146,8 @@ def pg_spread_sql(kind: str, fields: tuple[str, ...], sums: tuple[str, ...], ups
     The array is read as `jsonb`, parsed once: `->>` on `json` parses the element's text
     again for every field. The levels without sub-IDs group the keys added up once
     without their sub-IDs (`c`), as on SQLite (`spread_sql`), not every key again. With
-    keys of varied sub-IDs, PostgreSQL's CPU a click key 134 -> 100 us together
-    (docs/performance-log.md)."""
+    keys of varied sub-IDs, a click's rollup 234 -> 189 us of CPU together, PostgreSQL's
+    part 183 -> 134 (`bench/deferred_cost.py --pg URL`, docs/performance-log.md)."""
     conflict = upsert[upsert.index(" ON CONFLICT") :]
     kept = [name for name in fields if name not in levels.SUBS]
     coarse = ", ".join(f"{_BLANK_TEXT} AS {n}" if n in levels.SUBS else n for n in fields)
