@@ -152,6 +152,27 @@ async def test_a_failed_row_answers_unavailable_and_spares_its_batch(store: Stor
     assert (await store.list_rows("clicks", {"refid": "OK2"}, None, None, 1, None)).items
 
 
+async def test_a_click_that_cannot_be_stored_spares_the_clicks_of_its_batch(
+    store: Store,
+) -> None:
+    """A batch of clicks alone (PostgreSQL: one COPY, no transaction around it) that
+    fails on one row: that click answers unavailable, the others are stored."""
+    _, link = await setup(store)
+    await store.write_click(click_row("TAKEN", link))
+    answers = await asyncio.gather(
+        store.write_click(click_row("C1", link)),
+        store.write_click(click_row("TAKEN", link)),  # its RefID is stored already
+        store.write_click(click_row("C2", link)),
+        return_exceptions=True,
+    )
+    assert answers[0] is None and answers[2] is None
+    assert isinstance(answers[1], UnavailableError)
+    page = await store.list_rows("clicks", {}, None, None, 10, None)
+    assert sorted(r["refid"] for r in page.items) == ["C1", "C2", "TAKEN"]
+    await store.write_click(click_row("C3", link))  # and the writer goes on
+    assert (await store.list_rows("clicks", {"refid": "C3"}, None, None, 1, None)).items
+
+
 async def test_async_clicks_are_committed_by_the_next_batch(store: Store) -> None:
     _, link = await setup(store)
     store.queue_click(click_row("Q1", link))
