@@ -48,7 +48,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from fixtures import create_link, drop_pg_database, recreate_pg_database
+from fixtures import create_link, drop_pg_database, pg_database, recreate_pg_database
 from procs import cpu_seconds, pg_pids
 from servers import add_revs_option, source_trees
 
@@ -167,7 +167,7 @@ async def child(
         if pg:
             create_link(pg)  # migrates; with the `clickback` command
             store = await PostgresStore(pg).open()
-            database = pg.rsplit("/", 1)[1].split("?")[0]
+            database = pg_database(pg)
         else:
             create_link(f"sqlite:///{path}")
             store = SqliteStore(str(path))

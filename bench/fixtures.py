@@ -163,11 +163,16 @@ def pg_version(db_url: str) -> str:
     return str(asyncio.run(_pg_value(db_url, "SHOW server_version")))
 
 
+def pg_database(db_url: str) -> str:
+    """The database a PostgreSQL URL names."""
+    return urlsplit(db_url).path.lstrip("/")
+
+
 def recreate_pg_database(db_url: str, settings: dict[str, str] | None = None) -> None:
     """Drop and create the database named in `db_url` (connecting to `postgres`), with
     database-level `settings` (ALTER DATABASE ... SET) for every session on it."""
     parts = urlsplit(db_url)
-    name = parts.path.lstrip("/")
+    name = pg_database(db_url)
     if not re.fullmatch(r"[a-z_][a-z0-9_]*", name):
         raise ValueError(f"refusing to recreate database {name!r}: use a plain lower-case name")
     admin_url = urlunsplit((parts.scheme, parts.netloc, "/postgres", parts.query, ""))
@@ -190,7 +195,7 @@ def recreate_pg_database(db_url: str, settings: dict[str, str] | None = None) ->
 
 def drop_pg_database(db_url: str) -> None:
     parts = urlsplit(db_url)
-    name = parts.path.lstrip("/")
+    name = pg_database(db_url)
     admin_url = urlunsplit((parts.scheme, parts.netloc, "/postgres", parts.query, ""))
 
     async def go() -> None:

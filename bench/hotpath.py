@@ -485,7 +485,7 @@ def run_pg(b: Bench) -> None:
             if b.wanted(key):
                 b.skip(key, label, f"PostgreSQL not usable at {a.pg_url}: {exc}")
         return
-    database = a.pg_url.rsplit("/", 1)[1].split("?")[0]
+    database = fixtures.pg_database(a.pg_url)
 
     def pg_helpers() -> list[int]:
         return procs.pg_pids(database)

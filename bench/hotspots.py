@@ -131,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
                 raise SystemExit("--pg profiles the click targets only")
             fixtures.recreate_pg_database(args.pg)
             db = args.pg
-            database = args.pg.rsplit("/", 1)[1].split("?")[0]
+            database = fixtures.pg_database(args.pg)
 
             def helpers() -> list[int]:
                 return [*svc.tree(), *procs.pg_pids(database)]

@@ -117,6 +117,12 @@ TEXT_FIELDS = frozenset({"basis", "status", "flags", "country", "device", "os", 
 TEXT_FIELDS |= levels.SUBS
 
 
+def pg_param(rows: Sequence[Sequence[Any]]) -> str:
+    """Rows as the one parameter `pg_rows` and `pg_spread_sql` read: a JSON array of
+    arrays."""
+    return orjson.dumps(list(rows)).decode()
+
+
 def pg_rows(names: Sequence[str]) -> str:
     """PostgreSQL: a query of the rows sent as one parameter, a JSON array of arrays (each
     row's values in the order of `names`), typed by name (`TEXT_FIELDS` text, the rest
@@ -226,7 +232,7 @@ def staged(kind: str, rows: list[tuple[Any, ...]]) -> Steps:
 
 def pg_staged(kind: str, rows: list[tuple[Any, ...]]) -> Steps:
     """The step that spreads the keys of one kind over the levels on PostgreSQL."""
-    return [(PG_SPREAD[kind], [(orjson.dumps(rows).decode(),)])] if rows else []
+    return [(PG_SPREAD[kind], [(pg_param(rows),)])] if rows else []
 
 
 def new_visitors(engine: str, visitors: set[tuple[int, int, int]]) -> Steps:
@@ -248,7 +254,7 @@ def new_visitors(engine: str, visitors: set[tuple[int, int, int]]) -> Steps:
             (f"DELETE FROM {stage}", [()]),
         ]
     select = pg_rows(("day", "link_id", "visitor"))
-    return [(_NEW_VISITORS.format(select=select), [(orjson.dumps(list(visitors)).decode(),)])]
+    return [(_NEW_VISITORS.format(select=select), [(pg_param(list(visitors)),)])]
 
 
 PG_KNOWN_VISITORS = (
@@ -369,7 +375,7 @@ class ReportSql(SqlPrimitives):
     ) -> set[tuple[int, int, int]]:
         known: set[tuple[int, int, int]] = set()
         if self.engine == "postgres":  # all keys in one parameter (`pg_rows`)
-            found = await self._fetch_tuples(PG_KNOWN_VISITORS, orjson.dumps(list(keys)).decode())
+            found = await self._fetch_tuples(PG_KNOWN_VISITORS, pg_param(keys))
             return {(int(d), int(link), int(v)) for d, link, v in found}
         for part in padded_chunks(keys):
             rows = await self._fetch(known_visitors_sql(len(part)), *[x for k in part for x in k])
@@ -408,19 +414,18 @@ class ReportSql(SqlPrimitives):
 
     def _apply_steps(self, delta: Delta) -> Steps:
         """What `rollup_apply` writes of a delta (in a worker thread)."""
+        facts = [tuple(getattr(f, c) for c in FACT_COLUMNS) for f in delta.facts.values()]
         if self.engine == "sqlite":  # spread over the levels in SQL, off the event loop
             spread = staged("clicks", delta.click_sums())
             spread += staged("conversions", delta.conversion_sums())
-        else:
+            spread.append((UPSERT_FACT, facts))
+        else:  # the facts in one statement (`pg_rows`)
             spread = pg_staged("clicks", delta.click_sums())
             spread += pg_staged("conversions", delta.conversion_sums())
-        facts = [tuple(getattr(f, c) for c in FACT_COLUMNS) for f in delta.facts.values()]
-        if self.engine == "postgres" and facts:  # one statement (`pg_rows`)
-            facts = [(orjson.dumps(facts).decode(),)]
+            spread.append((PG_UPSERT_FACT, [(pg_param(facts),)] if facts else []))
         steps: Steps = [
             *spread,
             *new_visitors(self.engine, delta.visitors),
-            (UPSERT_FACT if self.engine == "sqlite" else PG_UPSERT_FACT, facts),
             (
                 "INSERT INTO report_gaps (kind, id, noted_at) VALUES (?, ?, ?) "
                 "ON CONFLICT (kind, id) DO NOTHING",
