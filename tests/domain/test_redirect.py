@@ -43,3 +43,16 @@ def test_sub_values_survive_encoding(subs: list[str]) -> None:
 def test_parse_subs_reads_only_sub1_to_sub5() -> None:
     assert parse_subs("sub1=a%20b&sub3=c+d&sub6=no&x=1&sub2") == ("a b", "", "c d", "", "")
     assert parse_subs("sub1=" + "x" * 400)[0] == "x" * 255
+
+
+def test_a_placeholder_of_the_refid_parameter_takes_the_refid() -> None:
+    assert build("https://a.example/p?refid=X&x=1") == "https://a.example/p?refid=RID&x=1"
+    assert build("https://a.example/p?x=1&refid") == "https://a.example/p?x=1&refid=RID"
+    assert (
+        build("https://a.example/p?refid=&x=1&refid=Y#f") == "https://a.example/p?refid=RID&x=1#f"
+    )
+    assert build("https://a.example/p?click%20id=Z", "click id") == (
+        "https://a.example/p?click%20id=RID"
+    )
+    # a name that only starts alike is another parameter
+    assert build("https://a.example/p?refid2=X") == "https://a.example/p?refid2=X&refid=RID"

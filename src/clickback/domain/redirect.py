@@ -1,7 +1,8 @@
 """Building the landing-page URL a click is redirected to.
 
 An offer's destination URL either holds a `{refid}` macro or gets the RefID added as a
-query parameter (named by the offer, `refid` by default) before any fragment. Macros
+query parameter (named by the offer, `refid` by default) before any fragment; a
+parameter of that name already in the URL (a placeholder) takes the RefID instead. Macros
 `{sub1}`…`{sub5}`, `{offer_id}` and `{affiliate_id}` are filled too, URL-encoded. The
 URL is compiled once per link into literal pieces and slots, so a click only joins
 strings.
@@ -10,7 +11,7 @@ strings.
 from __future__ import annotations
 
 import re
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 _MACRO = re.compile(r"\{(refid|sub[1-5]|offer_id|affiliate_id)\}")
 # slot numbers: 0 = refid, 1..5 = sub1..sub5
@@ -24,14 +25,21 @@ class RedirectTemplate:
     def __init__(self, destination_url: str, refid_param: str, offer_id: int, affiliate_id: int):
         url = destination_url
         if "{refid}" not in url:
+            name = quote(refid_param, safe="")
             base, hash_, fragment = url.partition("#")
-            if "?" not in base:
-                sep = "?"
-            elif base.endswith(("?", "&")):
-                sep = ""
+            path, question, query = base.partition("?")
+            # a parameter of the RefID's name already there (a placeholder the advertiser's
+            # page was built with) is the RefID's place: a second one would be ignored
+            # by readers that take the first value (the kit's `refid.js` does)
+            fields = query.split("&") if query else []
+            taken = [i for i, f in enumerate(fields) if unquote(f.partition("=")[0]) == refid_param]
+            if taken:
+                fields[taken[0]] = f"{name}={{refid}}"
+                fields = [f for i, f in enumerate(fields) if i not in taken[1:]]
+                url = f"{path}?{'&'.join(fields)}{hash_}{fragment}"
             else:
-                sep = "&"
-            url = f"{base}{sep}{quote(refid_param, safe='')}={{refid}}{hash_}{fragment}"
+                sep = "?" if not question else "" if base.endswith(("?", "&")) else "&"
+                url = f"{base}{sep}{name}={{refid}}{hash_}{fragment}"
         # invariant: len(pieces) == len(slots) + 1; literals merge into pieces[-1]
         pieces: list[str] = [""]
         slots: list[int] = []
