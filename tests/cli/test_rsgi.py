@@ -92,6 +92,19 @@ def test_click_answers_and_stores_what_the_request_carried(tracker: Server) -> N
     assert r.status_code == 404 and "location" not in r.headers and b"Not found" in r.content
 
 
+def test_a_trailing_slash_and_every_forwarded_for_line(tracker: Server) -> None:
+    code = setup_link(tracker)
+    refid_of(httpx.get(f"{tracker.base}/c/{code}/"))  # a link pasted with a slash: 302
+    # a proxy that adds its own line after the client's: the client's is not believed
+    lines = [("X-Forwarded-For", "6.6.6.6"), ("X-Forwarded-For", "198.51.100.4")]
+    refid = refid_of(httpx.get(f"{tracker.base}/c/{code}", headers=lines))
+    [c] = api(tracker, "GET", "/clicks", params={"refid": refid}).json()["items"]
+    assert c["ip"] == "198.51.100.4"
+    # the ASGI app gets the query as UTF-8 bytes, whatever its characters
+    r = api(tracker, "GET", "/postbacks", params={"ordernumber": "Müller €"})
+    assert r.status_code == 200 and r.json()["items"] == []
+
+
 def test_postback_bodies_whole_chunked_too_large_and_cut_short(tracker: Server) -> None:
     code = setup_link(tracker)
     refids = [refid_of(httpx.get(f"{tracker.base}/c/{code}")) for _ in range(4)]

@@ -15,7 +15,9 @@ QUERY_TEXT = st.text(alphabet=st.sampled_from("ab=&%+;2F é\x00"), max_size=80)
 
 def _stdlib(text: str) -> list[tuple[str, str]] | str:
     try:
-        return parse_qsl(text, keep_blank_values=True, max_num_fields=MAX_FIELDS, errors="replace")
+        return parse_qsl(
+            text, keep_blank_values=True, max_num_fields=MAX_FIELDS, errors="backslashreplace"
+        )
     except ValueError:
         return "too many fields"
 

@@ -71,6 +71,54 @@ async def test_ip_allowlist_behind_a_trusted_proxy(guarded: httpx.AsyncClient) -
     ]
 
 
+async def test_every_forwarded_for_line_is_read(guarded: httpx.AsyncClient) -> None:
+    """A proxy that adds its own line after the client's (HAProxy's `option forwardfor`):
+    the client's line, first, must not pass for the address the proxy saw."""
+    _, refid = await offer_with(guarded, ip_allowlist="198.51.100.0/24")
+    base = {"refid": refid, "orderamount": "1"}
+    lines = [("X-Forwarded-For", "198.51.100.20"), ("X-Forwarded-For", "192.0.2.66")]
+    r = await guarded.get("/postback", params={**base, "ordernumber": "S1"}, headers=lines)
+    assert r.status_code == 403 and r.json()["code"] == "ip_not_allowed"
+    [row] = (await guarded.get("/api/v1/postbacks", headers=AUTH)).json()["items"]
+    assert row["ip"] == "192.0.2.66"
+    lines.reverse()
+    r = await guarded.get("/postback", params={**base, "ordernumber": "S2"}, headers=lines)
+    assert r.json()["status"] == "accepted"
+
+
+async def test_a_stored_key_still_verifies_once_keys_are_set(store: Store) -> None:
+    """The tracker ran on its generated key; the operator then sets `CLICKBACK_SECRET`:
+    the RefIDs issued before stay valid, and new ones are signed with the new key."""
+
+    async def run(secrets: tuple[str, ...], work: Any) -> Any:
+        settings = Settings(
+            database_url="unused", admin_token=ADMIN, public_url="http://t", secrets=secrets
+        )
+        app = ClickbackApp(settings, store)
+        await app.startup()
+        try:
+            transport = httpx.ASGITransport(app=app, client=(PROXY, 4444))
+            async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+                return await work(c)
+        finally:
+            await app.shutdown()
+
+    async def first(c: httpx.AsyncClient) -> tuple[dict, str]:
+        s = await make_offer(c)
+        return s, await click(c, s["link"])
+
+    s, old = await run((), first)
+
+    async def then(c: httpx.AsyncClient) -> None:
+        base = "/postback?orderamount=1&ordernumber="
+        assert (await c.get(f"{base}R1&refid={old}")).json()["status"] == "accepted"
+        new = await click(c, s["link"])
+        assert new != old
+        assert (await c.get(f"{base}R2&refid={new}")).json()["status"] == "accepted"
+
+    await run(("a-new-explicit-key",), then)
+
+
 async def test_forwarded_for_is_ignored_from_an_untrusted_peer(client: httpx.AsyncClient) -> None:
     _, refid = await offer_with(client, ip_allowlist="198.51.100.0/24")
     r = await fire(

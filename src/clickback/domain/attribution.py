@@ -25,7 +25,7 @@ from clickback.domain.models import (
     Outcome,
 )
 from clickback.domain.ports import ConversionRow
-from clickback.domain.postback import PostbackInput, check_precision
+from clickback.domain.postback import PostbackInput, check_precision, too_large
 from clickback.domain.refid import RefIdInfo
 
 DAY_US = 86_400_000_000
@@ -106,6 +106,10 @@ def decide(
     day = utc_day(now_us)
     rate, base_amount = rates.to_base(amount, currency, day)
     _, base_commission = rates.to_base(paid, paid_currency, day)
+    if any(
+        abs(v) > money.MAX_MINOR for v in (amount, paid, base_amount or 0, base_commission or 0)
+    ):
+        return Refusal(Outcome.REJECTED, [too_large(rates.base)])
     flags = []
     if base_amount is None or base_commission is None:
         flags.append(MISSING_RATE)

@@ -3,7 +3,9 @@
 A replay is a new ledger row (`replay_of` = the original) with the decision taken
 now, judged as of the original arrival time (the attribution window). It cannot count
 an order twice: the conversion's (advertiser, ordernumber) is unique, so replaying an
-accepted postback, or replaying twice, answers `duplicate`.
+accepted postback, or replaying twice, answers `duplicate`. A postback refused because
+it arrived incomplete (cut short, too large) is refused again: what was stored of it is
+not the order that was sent (`149.9` cut short is `14`).
 """
 
 from __future__ import annotations
@@ -13,16 +15,27 @@ from typing import Any
 
 import orjson
 
+from clickback.domain.models import FieldError
 from clickback.domain.ports import Store
 from clickback.domain.tracker import PostbackAnswer, Tracker
 from clickback.errors import NotFoundError
 
+# refusals of the request as it arrived (cut short, too large, too many fields): its
+# stored parameters are what arrived, not what was sent, so a replay refuses them again
+INCOMPLETE = frozenset({"request_incomplete", "request_too_large", "too_many_fields"})
+
 
 async def replay_row(tracker: Tracker, row: Mapping[str, Any]) -> PostbackAnswer:
+    arrived = [
+        FieldError(e["field"], e["code"], e["message"])
+        for e in orjson.loads(row["errors"] or "[]")
+        if e.get("code") in INCOMPLETE
+    ]
     return await tracker.postback(
         row["method"],
         row["ip"],
         orjson.loads(row["params"]),
+        arrived or None,
         received_at=row["received_at"],
         replay_of=row["id"],
     )

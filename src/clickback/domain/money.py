@@ -24,6 +24,9 @@ _NOT_CURRENCIES = frozenset(
     ("XAG", "XAU", "XBA", "XBB", "XBC", "XBD", "XDR", "XPD", "XPT", "XSU", "XTS", "XUA", "XXX")
 )
 
+# the most minor units a stored amount may hold (10 trillion in a currency of cents): the
+# rollups add thousands of them up in 64-bit integers
+MAX_MINOR = 10**15
 _AMOUNT_RE = re.compile(r"\A[0-9]{1,15}(?:\.[0-9]{1,8})?\Z")
 
 

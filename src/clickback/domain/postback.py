@@ -40,10 +40,17 @@ def _text(
     return value
 
 
+def refid_name(params: Mapping[str, str]) -> str:
+    """Which parameter holds the RefID: `refid`, or its alias `clickid` when `refid` is
+    absent or blank and `clickid` is not."""
+    if params.get("refid", "").strip() or not params.get("clickid", "").strip():
+        return "refid"
+    return "clickid"
+
+
 def parse_postback(params: Mapping[str, str]) -> PostbackInput | list[FieldError]:
     errors: list[FieldError] = []
-    refid_name = "refid" if "refid" in params or "clickid" not in params else "clickid"
-    refid = _text(params, refid_name, errors, MAX_REFID)
+    refid = _text(params, refid_name(params), errors, MAX_REFID)
     if not refid:
         errors.append(FieldError("refid", "missing", "`refid` is required: the RefID of the click"))
 
@@ -107,3 +114,14 @@ def _too_precise(currency: str) -> FieldError:
 def check_precision(amount: Decimal, currency: str) -> FieldError | None:
     """The error for an amount finer than the currency's minor unit, else None."""
     return None if money.fits_currency(amount, currency) else _too_precise(currency)
+
+
+def too_large(currency: str) -> FieldError:
+    """An order whose amount, commission, or either in the base currency, is more than
+    `money.MAX_MINOR` minor units."""
+    return FieldError(
+        "orderamount",
+        "invalid_amount",
+        f"`orderamount` is too large to store: it, its commission, or either in {currency}, is "
+        f"over {money.MAX_MINOR:,} minor units",
+    )

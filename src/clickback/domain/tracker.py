@@ -17,7 +17,7 @@ from clickback.domain import attribution, money, security
 from clickback.domain.catalog import Catalog
 from clickback.domain.models import Advertiser, FieldError, Link, Offer, Outcome
 from clickback.domain.ports import ClickRow, LedgerRow, Store
-from clickback.domain.postback import parse_postback
+from clickback.domain.postback import parse_postback, refid_name
 from clickback.domain.ratelimit import RateLimiter
 from clickback.domain.refid import TEXT_LEN as REFID_LEN
 from clickback.domain.refid import RefIdCodec, RefIdInfo, new_secret
@@ -63,8 +63,14 @@ async def open_tracker(
     signature_skew_s: int = 300,
     postback_rate_limit: float = 0.0,
 ) -> Tracker:
-    """A Tracker over a migrated store: RefID keys from settings, else the shared stored key."""
-    keys = list(secrets) or [await store.get_or_set_meta("refid_secret", new_secret())]
+    """A Tracker over a migrated store: RefID keys from settings, else the shared stored key.
+    A stored key still verifies once keys are set (after them): setting `CLICKBACK_SECRET`
+    on a tracker that ran on its generated key keeps the RefIDs it issued valid."""
+    if secrets:
+        stored = await store.get_meta("refid_secret")
+        keys = list(dict.fromkeys([*secrets, *([stored] if stored else [])]))
+    else:
+        keys = [await store.get_or_set_meta("refid_secret", new_secret())]
     catalog = Catalog(store, check_seconds, base_currency)
     await catalog.reload()
     return Tracker(
@@ -144,7 +150,7 @@ class Tracker:
         parsed = parse_postback(params)
         # the link is read off the RefID even when other fields are bad, so the ledger
         # (and an integration test) can say whose postback was refused, and why
-        raw_refid = (params.get("refid") or params.get("clickid") or "").strip()
+        raw_refid = params.get(refid_name(params), "").strip()
         hint = None
         info = self.codec.verify(raw_refid) if raw_refid else None
         if not raw_refid:
@@ -154,7 +160,7 @@ class Tracker:
         refusal: attribution.Refusal | None
         denied = None
         if advertiser is not None:
-            token = params.get("token", "")
+            token = params.get("token", "").strip()  # every value is read trimmed
             denied = security.check(
                 advertiser, token, ip, params, now_us // 1_000_000, self.signature_skew_s
             )
@@ -173,6 +179,8 @@ class Tracker:
             errors = list(extra_errors or []) + (parsed if isinstance(parsed, list) else [])
             if hint is not None:
                 errors.append(hint)
+            elif raw_refid and info is None:  # every bad field at once, this one too
+                errors += attribution.unknown_refid().errors
             refusal = attribution.Refusal(Outcome.REJECTED, errors)
         elif info is None:
             refusal = attribution.unknown_refid()
@@ -212,8 +220,8 @@ class Tracker:
             method=method,
             ip=ip,
             params=orjson.dumps(params).decode(),
-            refid=params.get("refid") or params.get("clickid") or "",
-            ordernumber=params.get("ordernumber", ""),
+            refid=raw_refid,  # as read (trimmed); `params` keeps what was sent
+            ordernumber=params.get("ordernumber", "").strip(),
             advertiser_id=advertiser.id if advertiser else None,
             outcome=outcome,
             http_status=attribution.HTTP_STATUS[outcome],

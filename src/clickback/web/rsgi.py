@@ -99,7 +99,11 @@ class RsgiApp:
         peer = _address(scope.client)[0]
         if not self.app.trusted_proxies:
             return peer
-        forwarded = scope.headers.get("x-forwarded-for")
+        # every line of the header (`tracking.client_ip`)
+        lines = scope.headers.get_all("x-forwarded-for")
+        if not lines:
+            return peer
+        forwarded = lines[0] if len(lines) == 1 else ", ".join(lines)
         return security.forwarded_ip(peer, forwarded, self.app.trusted_proxies)
 
     def _click(self, scope: Any, code: str) -> Coroutine[Any, Any, tracking.Answer]:
@@ -134,7 +138,7 @@ class RsgiApp:
             "method": scope.method,
             "scheme": scope.scheme,
             "path": scope.path,
-            "query_string": scope.query_string.encode("latin-1"),
+            "query_string": scope.query_string.encode(),  # RSGI's is decoded UTF-8
             "root_path": "",
             "headers": [
                 (k.encode("latin-1"), v.encode("latin-1")) for k, v in scope.headers.items()

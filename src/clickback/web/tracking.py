@@ -49,7 +49,7 @@ async def click_answer(
         return _CLICK_NOT_ALLOWED
     try:
         location = await app.tracker.click(
-            code,
+            code.rstrip("/"),  # `/c/CODE/`, as links get pasted: the same link
             query if len(query) <= MAX_QUERY else "",
             ip,
             ua.replace("\x00", ""),
@@ -81,11 +81,15 @@ def body_cut_short(partial: bytes) -> BodyError:
 
 
 def split_query(text: str) -> list[tuple[str, str]]:
-    """`parse_qsl(text, keep_blank_values=True, errors="replace")`, with the common case
-    (nothing to decode: no `%`, no `+`) split directly, a quarter of the time; raises
-    ValueError past MAX_FIELDS fields, as `parse_qsl` does."""
+    """`parse_qsl(text, keep_blank_values=True, errors="backslashreplace")`, with the
+    common case (nothing to decode: no `%`, no `+`) split directly, a quarter of the time;
+    raises ValueError past MAX_FIELDS fields, as `parse_qsl` does. Escapes that are not
+    UTF-8 stay apart (`M%FCller` is `M\\xfcller`, `M%E9ller` `M\\xe9ller`): replaced by
+    one character, two order numbers would be one, the second a false duplicate."""
     if "%" in text or "+" in text:
-        return parse_qsl(text, keep_blank_values=True, max_num_fields=MAX_FIELDS, errors="replace")
+        return parse_qsl(
+            text, keep_blank_values=True, max_num_fields=MAX_FIELDS, errors="backslashreplace"
+        )
     if text.count("&") >= MAX_FIELDS:
         raise ValueError("too many fields")
     pairs = []
@@ -129,9 +133,9 @@ async def postback_answer(
     if isinstance(body, BodyError):
         errors.append(body.error)
         status_override = body.status
-        _params(body.partial.decode("utf-8", "replace"), params, errors)
+        _params(body.partial.decode("utf-8", "backslashreplace"), params, errors)
     elif body is not None:
-        _params(body.decode("utf-8", "replace"), params, errors)
+        _params(body.decode("utf-8", "backslashreplace"), params, errors)
     try:
         answer = await app.tracker.postback(method, ip, params, errors or None)
     except UnavailableError as exc:
@@ -159,10 +163,19 @@ def client_ip(app: ClickbackApp, scope: dict[str, Any]) -> str:
     peer: str = client[0] if client else ""
     if not app.trusted_proxies:
         return peer
-    for name, value in scope["headers"]:
-        if name == b"x-forwarded-for":
-            return security.forwarded_ip(peer, value.decode("latin-1"), app.trusted_proxies)
-    return peer
+    # every line of the header, in order: a proxy that adds a line of its own after the
+    # client's keeps the client's first, and the hops are read from the right
+    lines = [v.decode("latin-1") for n, v in scope["headers"] if n == b"x-forwarded-for"]
+    if not lines:
+        return peer
+    return security.forwarded_ip(peer, ", ".join(lines), app.trusted_proxies)
+
+
+def query_text(raw: bytes) -> str:
+    """An ASGI query string as text, as `clickback serve` (RSGI) gets it: UTF-8 (a value
+    sent unescaped, `Müller`, is the same as `M%C3%BCller`), and bytes that are not UTF-8
+    kept apart from each other as escapes (`\\xfc`), never merged into one character."""
+    return raw.decode("utf-8", "backslashreplace")
 
 
 async def click(app: ClickbackApp, scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -175,7 +188,7 @@ async def click(app: ClickbackApp, scope: dict[str, Any], receive: Any, send: An
     query = scope["query_string"]
     ip = client_ip(app, scope)
     answer = await click_answer(
-        app, scope["method"], scope["path"][3:], query.decode("latin-1"), ip, ua, referer
+        app, scope["method"], scope["path"][3:], query_text(query), ip, ua, referer
     )
     await _send(send, answer)
 
@@ -199,5 +212,5 @@ async def _read_body(receive: Any) -> bytes | BodyError:
 async def postback(app: ClickbackApp, scope: dict[str, Any], receive: Any, send: Any) -> None:
     method = scope["method"]
     body = await _read_body(receive) if method == "POST" else None
-    query = scope["query_string"][: MAX_QUERY + 1].decode("latin-1")
+    query = query_text(scope["query_string"][: MAX_QUERY + 1])
     await _send(send, await postback_answer(app, method, query, client_ip(app, scope), body))

@@ -1,0 +1,168 @@
+"""A postback's input at its edges, through the real ASGI app on both engines: how the
+query's text is read, amounts too large to store, the RefID's parameter, trimmed values,
+and replays of postbacks that arrived incomplete."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from clickback.web.app import ClickbackApp
+from tests.conftest import AUTH, click, form_post_scope, make_offer
+from tests.web.test_tracking import conversions
+
+
+async def ledger(client: httpx.AsyncClient, **filters: str) -> list[dict]:
+    r = await client.get("/api/v1/postbacks", params=filters, headers=AUTH)
+    return r.json()["items"]  # type: ignore[no-any-return]
+
+
+async def raw_get(app: ClickbackApp, path: str, query: bytes) -> tuple[int, bytes]:
+    """A GET with the query's bytes as sent, not escaped by a client library."""
+    scope = {**form_post_scope(path, ("198.51.100.9", 1)), "method": "GET"}
+    scope["query_string"] = query
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    await app(scope, receive, send)
+    return sent[0]["status"], sent[1]["body"]
+
+
+async def test_a_raw_utf8_order_number_is_the_escaped_one(
+    client: httpx.AsyncClient, app: ClickbackApp
+) -> None:
+    s = await make_offer(client)
+    refid = await click(client, s["link"])
+    base = f"refid={refid}&orderamount=1&ordernumber="
+    status, body = await raw_get(app, "/postback", (base + "Müller-1").encode())
+    assert status == 200 and b'"accepted"' in body
+    r = await client.get(f"/postback?{base}M%C3%BCller-1")
+    assert r.json()["status"] == "duplicate"
+    [c] = await conversions(client)
+    assert c["ordernumber"] == "Müller-1"
+
+
+async def test_escapes_that_are_not_utf8_stay_distinct_order_numbers(
+    client: httpx.AsyncClient,
+) -> None:
+    s = await make_offer(client)
+    refid = await click(client, s["link"])
+    base = f"/postback?refid={refid}&orderamount=1&ordernumber="
+    assert (await client.get(base + "M%FCller-7")).json()["status"] == "accepted"
+    assert (await client.get(base + "M%E9ller-7")).json()["status"] == "accepted"
+    assert (await client.get(base + "M%FCller-7")).json()["status"] == "duplicate"
+    assert sorted(c["ordernumber"] for c in await conversions(client)) == [
+        "M\\xe9ller-7",
+        "M\\xfcller-7",
+    ]
+
+
+async def test_an_amount_too_large_to_store_is_a_400_in_the_ledger(
+    client: httpx.AsyncClient,
+) -> None:
+    s = await make_offer(client, payout_type="cps", payout_percent="10", payout_amount=None)
+    refid = await click(client, s["link"])
+    for number, amount, currency in (
+        ("BIG1", "999999999999999.9999", "CLF"),  # over 2**63 minor units
+        ("BIG2", "10000000000000.01", "USD"),  # just over MAX_MINOR
+    ):
+        r = await client.get(
+            "/postback",
+            params={
+                "refid": refid,
+                "orderamount": amount,
+                "ordernumber": number,
+                "currency": currency,
+            },
+        )
+        assert r.status_code == 400, r.text
+        assert r.json()["errors"][0]["code"] == "invalid_amount"
+    r = await client.get(
+        "/postback",
+        params={"refid": refid, "orderamount": "10000000000000.00", "ordernumber": "MAX"},
+    )
+    assert r.json()["status"] == "accepted"
+    assert [p["ordernumber"] for p in await ledger(client)] == ["MAX", "BIG2", "BIG1"]
+
+
+async def test_a_blank_refid_beside_a_clickid_reads_the_clickid(client: httpx.AsyncClient) -> None:
+    s = await make_offer(client)
+    refid = await click(client, s["link"])
+    for i, blank in enumerate(("", "%20")):
+        r = await client.get(
+            f"/postback?refid={blank}&clickid={refid}&orderamount=1&ordernumber=E{i}"
+        )
+        assert r.json()["status"] == "accepted", r.text
+    [row, _] = await ledger(client)
+    assert row["refid"] == refid
+
+
+async def test_a_bad_refid_is_listed_with_the_other_bad_fields(client: httpx.AsyncClient) -> None:
+    await make_offer(client)
+    r = await client.get("/postback?refid=" + "A" * 36 + "&orderamount=1")
+    assert r.status_code == 400
+    assert {(e["field"], e["code"]) for e in r.json()["errors"]} == {
+        ("ordernumber", "missing"),
+        ("refid", "unknown_refid"),
+    }
+
+
+async def test_values_are_read_and_stored_trimmed(client: httpx.AsyncClient) -> None:
+    s = await make_offer(client, advertiser={"require_token": True, "postback_token": "sekret"})
+    refid = await click(client, s["link"])
+    r = await client.get(
+        "/postback",
+        params={
+            "refid": f" {refid} ",
+            "orderamount": "1",
+            "ordernumber": " N1 ",
+            "token": "sekret ",
+        },
+    )
+    assert r.json()["status"] == "accepted", r.text
+    [row] = await ledger(client, ordernumber="N1")
+    assert (row["refid"], row["params"]["ordernumber"]) == (refid, " N1 ")
+
+
+async def test_replaying_a_postback_that_arrived_incomplete_refuses_it_again(
+    client: httpx.AsyncClient, app: ClickbackApp
+) -> None:
+    s = await make_offer(client, payout_type="cps", payout_percent="10", payout_amount=None)
+    refid = await click(client, s["link"])
+    body = f"refid={refid}&ordernumber=CUT&orderamount=149.90".encode()
+    messages = [
+        {"type": "http.request", "body": body[:-4], "more_body": True},
+        {"type": "http.disconnect"},
+    ]
+
+    async def receive() -> dict[str, Any]:
+        return messages.pop(0)
+
+    async def send(message: dict[str, Any]) -> None:
+        pass
+
+    await app(form_post_scope("/postback", ("198.51.100.9", 1)), receive, send)
+    # a query over 8 KiB, its amount cut to the same `14`
+    pad = "x" * (8192 - len(f"refid={refid}&ordernumber=LONG&pad=&orderamount=14"))
+    r = await client.get(f"/postback?refid={refid}&ordernumber=LONG&pad={pad}&orderamount=149.90")
+    assert r.status_code == 414
+    for row in await ledger(client):
+        assert row["params"]["orderamount"] == "14"
+        r = await client.post(f"/api/v1/postbacks/{row['id']}/replay", headers=AUTH)
+        assert r.status_code == 200, r.text
+        replayed = r.json()["answer"]
+        assert replayed["status"] == "rejected", replayed
+        # and the replay's own replay
+        [again] = await ledger(client, replay_of=str(row["id"]))
+        r = await client.post(f"/api/v1/postbacks/{again['id']}/replay", headers=AUTH)
+        assert r.json()["answer"]["status"] == "rejected"
+    assert await conversions(client) == []
+    # the whole order, sent again, is a new order, not a duplicate of the cut one
+    r = await client.get(f"/postback?refid={refid}&ordernumber=CUT&orderamount=149.90")
+    assert r.json()["status"] == "accepted" and r.json()["commission"] == "14.99"
