@@ -110,7 +110,8 @@ async def check(store: Store, case: dict[str, str], now_us: int = 0) -> None:
 async def check_limits(store: Store) -> None:
     """A report cut to its first rows holds the same rows, in the same order, as the whole
     report, and the same totals; by default the most clicked groups first."""
-    for extra in ({}, {"sort": ["-commission"]}, {"group_by": ["day,sub1"]}):
+    newest_first = {"group_by": ["day"], "sort": ["-day"]}
+    for extra in ({}, {"sort": ["-commission"]}, {"group_by": ["day,sub1"]}, newest_first):
         params = {"from": ["2026-03-20"], "to": ["2026-11-01"], "group_by": ["link,sub1"]}
         params |= extra
         whole = await run_report(store, build_spec(params, 0, METRICS), "USD")
@@ -120,6 +121,9 @@ async def check_limits(store: Store) -> None:
         if not extra:
             clicks = [r["clicks"] for r in whole["rows"]]
             assert clicks == sorted(clicks, reverse=True)
+        if extra is newest_first:
+            days = [r["day"] for r in whole["rows"]]
+            assert days == sorted(days, reverse=True)
 
 
 @pytest.mark.parametrize(("seed", "batch", "coalesce"), [(7, 97, 0.0), (7, 7, 3600.0)])
@@ -409,6 +413,136 @@ async def test_a_conversion_committed_after_a_higher_id_is_still_counted(
     now[0] += 11 * 60 * 1_000_000  # ten minutes on, a gap is given up
     await job.catch_up()
     assert await store.rollup_gaps(10) == []
+
+
+async def test_more_gaps_than_a_batch_and_one_that_fills_late(store: Store) -> None:
+    """More ids skipped over than a tick looks for (PostgreSQL skips one for every
+    duplicate postback of another batch): the newest are looked for each tick, and every
+    one a last time when it is given up, so a late commit behind many is still counted."""
+    from datetime import datetime
+
+    world = await build_world(store, 11)
+    await world.clicks(20, datetime.fromisoformat(SPRING), 24)
+    await world.postbacks(0.5)
+    now = [1_800_000_000_000_000]
+    job = RollupJob(store, settle=0, clock=lambda: now[0], batch=2)
+    await job.catch_up()
+    top = max(c["id"] for c in await raw(store, "conversions"))
+    late = next(c for c in await raw(store, "conversions") if not c["is_test"])["id"]
+    write = store._write  # type: ignore[attr-defined]
+    await write(COPY, top + 9, "-a", late)  # eight ids skipped over
+    await job.catch_up()
+    fetch = store._fetch  # type: ignore[attr-defined]
+    assert len(await fetch("SELECT id FROM report_gaps")) == 8
+    await write(COPY, top + 5, "-b", late)  # neither among the oldest nor the newest two
+    await write(COPY, top + 8, "-c", late)  # among the newest
+    await job.catch_up()
+    gaps = [g["id"] for g in await fetch("SELECT id FROM report_gaps")]
+    assert top + 8 not in gaps and top + 5 in gaps
+    now[0] += 11 * 60 * 1_000_000  # ten minutes on: looked for a last time, given up
+    for _ in range(4):
+        await job.catch_up()
+    assert await fetch("SELECT id FROM report_gaps") == []
+    await check(store, {"tz": "UTC", "from": "2026-03-20", "to": "2026-04-10", "group_by": "offer"})
+
+
+@pytest.mark.parametrize("coalesce", [3600.0, 0.0])
+async def test_status_changes_read_out_of_order_land_at_the_current_status(
+    store: Store, coalesce: float
+) -> None:
+    """Changes of one conversion read in another order than made (an id committed after
+    a higher one, while passes hold what they folded or not): the conversion ends at the
+    status it has, not at the one of the change read last."""
+    from datetime import datetime, timedelta
+
+    world = await build_world(store, 4)
+    await world.clicks(40, datetime.fromisoformat(SPRING), 24)
+    await world.postbacks(0.6)
+    job = RollupJob(store, settle=0, batch=5, coalesce=coalesce)
+    await job.catch_up()
+    pending = [
+        c["id"]
+        for c in await raw(store, "conversions")
+        if c["status"] == "pending" and not c["is_test"]
+    ]
+    c, d = pending[:2]
+    await world.clicks(30, datetime.fromisoformat(SPRING) + timedelta(days=1), 24)  # a backlog
+    write = store._write  # type: ignore[attr-defined]
+    fetch = store._fetch  # type: ignore[attr-defined]
+    top = max([e["id"] for e in await fetch("SELECT id FROM conversion_events")] or [0])
+    if store.engine == "postgres":  # new ids out of the way of the ones set below
+        await fetch("SELECT setval(pg_get_serial_sequence('conversion_events', 'id'), ?)", top + 10)
+    assert await store.transition(d, "pending", "approved", "t", "t")
+    await write("UPDATE conversion_events SET id = ? WHERE conversion_id = ?", top + 2, d)
+    assert await job.tick() == (5 + 1, True)  # id top + 1 skipped over
+    # the change with id top + 1 commits now, and a later one of the same conversion
+    assert await store.transition(c, "pending", "approved", "t", "t")
+    await write("UPDATE conversion_events SET id = ? WHERE conversion_id = ?", top + 1, c)
+    assert await store.transition(c, "approved", "reversed", "t", "t")
+    await write(
+        "UPDATE conversion_events SET id = ? WHERE conversion_id = ? AND to_status = 'reversed'",
+        top + 3,
+        c,
+    )
+    await job.catch_up()
+    await check(store, {"tz": "UTC", "from": "2026-03-20", "to": "2026-04-10", "group_by": "offer"})
+    facts = {f["conversion_id"]: f["status"] for f in await store.rollup_facts([c, d])}
+    assert facts == {c: "reversed", d: "approved"}
+
+
+async def test_a_conversion_whose_click_commits_after_it_is_reported_by_the_click(
+    store: Store,
+) -> None:
+    """The click in another node's batch that commits after the postback's: the
+    conversion is reported under the click's sub-IDs, as under its country and device."""
+    from datetime import datetime
+
+    world = await build_world(store, 4)
+    await world.clicks(30, datetime.fromisoformat(SPRING), 24)
+    click = next(c for c in await raw(store, "clicks") if c["sub1"] and not c["is_test"])
+    write = store._write  # type: ignore[attr-defined]
+    await write("DELETE FROM clicks WHERE refid = ?", click["refid"])
+    world.clock.now = click["created_at"] + 60_000_000
+    params = {"refid": click["refid"], "ordernumber": "X-1", "orderamount": "10"}
+    answer = await world.tracker.postback("GET", "127.0.0.1", params)
+    assert answer.body["status"] == "accepted", answer.body
+    names = ", ".join(click)
+    await write(
+        f"INSERT INTO clicks ({names}) VALUES ({', '.join('?' * len(click))})", *click.values()
+    )
+    await RollupJob(store, settle=0).catch_up()
+    case = {"tz": "UTC", "from": "2026-03-20", "to": "2026-04-10", "group_by": "sub1,country"}
+    await check(store, case)
+    spec = build_spec({k: [v] for k, v in case.items()}, 0, METRICS)
+    rows = (await run_report(store, spec, "USD"))["rows"]
+    assert any(r["sub1"] == click["sub1"] and r["conversions"] == 1 for r in rows), rows
+
+
+async def test_a_group_a_conversion_left_is_no_row(store: Store) -> None:
+    """A conversion rolled up unflagged, then flagged by the screening: its first group
+    holds sums of 0, which a report by flag `none` does not show as a row."""
+    from datetime import datetime
+    from urllib.parse import parse_qs, urlsplit
+
+    world = await build_world(store, 4)
+    t0 = from_datetime(datetime.fromisoformat("2026-03-27T10:10:00+00:00"))
+    world.clock.now = t0
+    agent = "Mozilla/5.0 (X11; Linux x86_64; rv:121.0) Gecko/20100101 Firefox/121.0"
+    location = await world.tracker.click(world.links[0]["code"], "", "81.2.69.160", agent, "")
+    assert location is not None
+    refid = parse_qs(urlsplit(location).query)["refid"][0]
+    world.clock.now = t0 + 55 * 60_000_000  # 11:05: a conversion fast enough to be flagged
+    params = {"refid": refid, "ordernumber": "Z", "orderamount": "10"}
+    assert (await world.tracker.postback("GET", "127.0.0.1", params)).body["status"] == "accepted"
+    job = RollupJob(store, settle=0)
+    await job.catch_up()  # rolled up before it is screened
+    await world.screen()
+    await job.catch_up()
+    assert "fast_conversion" in (await raw(store, "conversions"))[0]["flags"]
+    params_ = {"from": ["2026-03-27"], "to": ["2026-03-27"], "group_by": ["hour"], "flag": ["none"]}
+    report = await run_report(store, build_spec(params_, 0, METRICS), "USD")
+    assert [r["hour"] for r in report["rows"]] == ["2026-03-27T10:00+00:00"], report["rows"]
+    assert report["total_rows"] == 1
 
 
 async def test_a_click_the_screening_cannot_read_holds_up_neither_it_nor_the_reports(

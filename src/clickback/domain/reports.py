@@ -173,11 +173,13 @@ async def run_report(store: ReportStore, spec: ReportSpec, base: str) -> dict[st
     for i, r in enumerate(conversions):
         if i % YIELD_EVERY == YIELD_EVERY - 1:
             await asyncio.sleep(0)
+        values = r[k + 1 :]
+        if not any(values):
+            continue  # what a conversion left when it moved (a flag, a status): no row
         key = r[:k]
         sums = groups.get(key)
         if sums is None:
             sums = groups[key] = Sums()
-        values = r[k + 1 :]
         sums.add_status(r[k], values)
         by_status.setdefault(r[k], []).append(values)
     # the totals add up the same rows, column by column
@@ -239,7 +241,8 @@ def _column_sums(rows: list[tuple[Any, ...]], width: int) -> list[int]:
 
 
 def _sort(rows: list[dict[str, Any]], spec: ReportSpec) -> None:
-    """Time first, then by `sort` (a name, or `-name` for descending). Without `sort`,
+    """Time first (oldest first, unless `sort` is `-` and the time dimension), then by
+    `sort` (a name, or `-name` for descending). Without `sort`,
     `run_report` orders the groups before their metrics are computed: the most clicked,
     then the most converting (pending and approved) first."""
     assert spec.sort
@@ -251,9 +254,10 @@ def _sort(rows: list[dict[str, Any]], spec: ReportSpec) -> None:
             v = Decimal(v)
         return (v is not None, v if v is not None else 0)
 
-    rows.sort(key=value, reverse=spec.sort.startswith("-"))
-    if spec.time:
-        rows.sort(key=lambda r: r["_bucket"])
+    descending = spec.sort.startswith("-")
+    rows.sort(key=value, reverse=descending)
+    if spec.time:  # newest first when the sort names the time dimension so
+        rows.sort(key=lambda r: r["_bucket"], reverse=descending and name == spec.time.kind)
 
 
 def _hour(hour: int) -> str:

@@ -244,16 +244,7 @@ class RollupJob:
         # on SQLite nothing above yielded (its reads are synchronous): let the requests
         # that queued meanwhile in, so that a tick stops the event loop in short steps
         await asyncio.sleep(0)
-        gaps = await store.rollup_gaps(self.batch)
-        late: dict[str, list[int]] = {"conversion": [], "event": []}
-        dropped = set(delta.gaps_drop)  # by passes held: still stored, but done with
-        for g in gaps:
-            if (g["kind"], g["id"]) in dropped:
-                continue
-            if g["noted_at"] < now - GAP_TTL_US:
-                delta.gaps_drop.append((g["kind"], g["id"]))
-            else:
-                late[g["kind"]].append(g["id"])
+        late = await self._late(delta, now)
         conversions = await store.rollup_conversions(at.conversions_after, self.batch)
         found = await store.rollup_conversions(0, len(late["conversion"]), late["conversion"])
         conversions_after = self._gaps(
@@ -402,6 +393,29 @@ class RollupJob:
             share = Decimal(fact.sale) * Decimal(offer["revenue_percent"]) / 100
             fact.revenue = int(share.to_integral_value(ROUND_HALF_UP))
 
+    async def _late(self, delta: Delta, now: int) -> dict[str, list[int]]:
+        """The skipped ids to look for this tick, by kind: the stored ones `rollup_gaps`
+        reads, and the newest of those that passes held noted (not stored yet). One
+        older than GAP_TTL_US is looked for a last time and given up."""
+        stored = [
+            (g["kind"], g["id"], g["noted_at"]) for g in await self.store.rollup_gaps(self.batch)
+        ]
+        held = sorted(delta.gaps_add, key=lambda g: g[1], reverse=True)
+        late: dict[str, list[int]] = {"conversion": [], "event": []}
+        done = set(delta.gaps_drop)  # by passes held: still stored, but done with
+        for kind, gap_id, noted_at in (
+            stored
+            + [g for g in held if g[0] == "conversion"][: self.batch]
+            + [g for g in held if g[0] == "event"][: self.batch]
+        ):
+            if (kind, gap_id) in done:
+                continue
+            done.add((kind, gap_id))
+            late[kind].append(gap_id)
+            if noted_at < now - GAP_TTL_US:
+                delta.gaps_drop.append((kind, gap_id))
+        return late
+
     def _gaps(
         self,
         kind: str,
@@ -434,9 +448,10 @@ class RollupJob:
             fact = delta.facts.get(e["conversion_id"])
             if fact is None:
                 continue  # test traffic, never rolled up
-            # a conversion is rolled up at the status and flags it has when read; a change
-            # it already shows moves nothing (flags are set once, by the screening)
-            status = e["to_status"] if fact.status == e["from_status"] else fact.status
+            # a change moves the conversion to the status and flags it has when read, not
+            # by the change's own from and to: changes found late (an id committed after
+            # a higher one) then land right whatever order they are read in
+            status = e["status"]
             flags = fraud_flags(e["flags"])
             if status == fact.status and flags == fact.flags:
                 continue

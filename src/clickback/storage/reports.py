@@ -200,9 +200,27 @@ ADVANCE = (
     "WHERE name = 'rollup' AND owner = ? AND clicks_after = ? "
     "AND conversions_after = ? AND events_after = ? RETURNING name"
 )
+# a conversion whose click row is stored takes every dimension from it, its sub-IDs too:
+# a click that committed after its conversion (another node's batch) left the
+# conversion's own blank
+# the ids skipped over that a tick looks for: of each kind the `limit` oldest (the next to
+# expire, looked for a last time) and the `limit` newest (the likeliest to commit now);
+# PostgreSQL skips an id for every duplicate postback of another batch, so more may wait
+GAPS = (
+    "SELECT * FROM ("
+    + " UNION ".join(
+        f"SELECT * FROM (SELECT kind, id, noted_at FROM report_gaps WHERE kind = '{kind}' "
+        f"ORDER BY id {order} LIMIT ?) AS g{n}"
+        for n, (kind, order) in enumerate(
+            (k, o) for k in ("conversion", "event") for o in ("ASC", "DESC")
+        )
+    )
+    + ") AS gaps ORDER BY kind, id"
+)
 CONVERSION_FIELDS = (
-    "c.id, c.refid, c.offer_id, c.affiliate_id, c.advertiser_id, c.link_id, c.sub1, c.sub2, "
-    "c.sub3, c.sub4, c.sub5, c.status, c.is_test, c.base_amount, c.base_commission, "
+    "c.id, c.refid, c.offer_id, c.affiliate_id, c.advertiser_id, c.link_id, "
+    + ", ".join(f"coalesce(k.sub{i}, c.sub{i}) AS sub{i}" for i in range(1, 6))
+    + ", c.status, c.is_test, c.base_amount, c.base_commission, "
     "c.created_at, c.clicked_at, c.geo, c.flags, k.ip, k.user_agent "
     "FROM conversions AS c LEFT JOIN clicks AS k ON k.refid = c.refid"
 )
@@ -334,7 +352,7 @@ class ReportSql(SqlPrimitives):
         self, after: int, limit: int, ids: Sequence[int] = ()
     ) -> list[dict[str, Any]]:
         sql = (
-            "SELECT e.id, e.conversion_id, e.from_status, e.to_status, c.flags "
+            "SELECT e.id, e.conversion_id, c.status, c.flags "
             "FROM conversion_events AS e JOIN conversions AS c ON c.id = e.conversion_id"
         )
         if not ids:
@@ -349,9 +367,7 @@ class ReportSql(SqlPrimitives):
         return out
 
     async def rollup_gaps(self, limit: int) -> list[dict[str, Any]]:
-        return await self._fetch(
-            "SELECT kind, id, noted_at FROM report_gaps ORDER BY kind, id LIMIT ?", limit
-        )
+        return await self._fetch(GAPS, *[limit] * 4)
 
     async def rollup_facts(self, ids: Sequence[int]) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
