@@ -113,6 +113,27 @@ async def test_dedupe_holds_across_batches(store: Store) -> None:
     assert again.conversion_id == first.conversion_id
 
 
+async def test_a_duplicate_of_an_earlier_batch_takes_no_conversion_id(store: Store) -> None:
+    """Conversion ids follow one another: an id taken for a duplicate would be a gap the
+    rollup job waits on for ten minutes (PostgreSQL drew one per row offered)."""
+    adv, link = await setup(store)
+    written = [await store.write_postback(ledger("X"), conv(adv, link, "X"))]
+    written += await asyncio.gather(
+        *(store.write_postback(ledger(o), conv(adv, link, o)) for o in ("X", "Y", "X"))
+    )
+    written.append(await store.write_postback(ledger("Z"), conv(adv, link, "Z")))
+    assert [w.outcome for w in written] == [
+        Outcome.ACCEPTED,
+        Outcome.DUPLICATE,
+        Outcome.ACCEPTED,
+        Outcome.DUPLICATE,
+        Outcome.ACCEPTED,
+    ]
+    x, y, z = written[0].conversion_id, written[2].conversion_id, written[4].conversion_id
+    assert written[1].conversion_id == written[3].conversion_id == x
+    assert (y, z) == (x + 1, x + 2)
+
+
 async def test_same_ordernumber_for_another_advertiser_is_its_own_conversion(
     store: Store,
 ) -> None:

@@ -36,31 +36,37 @@ log = logging.getLogger("clickback.storage")
 
 MIGRATION_LOCK = 0x636C6B62  # "clkb": one node migrates at a time
 
+# an id is drawn only for an order number not stored yet: one drawn for a duplicate would
+# be skipped over for good, and the rollup job waits for what it skips (`report_gaps`)
 INSERT_CONVERSIONS = """
 INSERT INTO conversions (
     id, refid, offer_id, affiliate_id, advertiser_id, link_id, ordernumber, orderamount,
     currency, commission, commission_currency, coupon, geo, commissionid, status,
     created_at, clicked_at, rule, flags, base_currency, rate, base_amount, base_commission, ip,
     sub1, sub2, sub3, sub4, sub5, is_test, click_missing)
-SELECT x.id, x.refid, x.offer_id, x.affiliate_id, x.advertiser_id, x.link_id, x.ordernumber,
+SELECT nextval(pg_get_serial_sequence('conversions', 'id')), x.refid, x.offer_id,
+    x.affiliate_id, x.advertiser_id, x.link_id, x.ordernumber,
     x.orderamount, x.currency, x.commission, x.commission_currency, x.coupon, x.geo,
     x.commissionid, x.status, x.created_at, x.clicked_at, x.rule, x.flags, x.base_currency,
     x.rate, x.base_amount, x.base_commission, x.ip,
     coalesce(c.sub1, ''), coalesce(c.sub2, ''), coalesce(c.sub3, ''), coalesce(c.sub4, ''),
     coalesce(c.sub5, ''), x.is_test, (c.refid IS NULL)::int
-FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[],
-            $7::text[], $8::bigint[], $9::text[], $10::bigint[], $11::text[], $12::text[],
-            $13::text[], $14::text[], $15::text[], $16::bigint[], $17::bigint[], $18::smallint[],
-            $19::text[], $20::text[], $21::text[], $22::text[], $23::bigint[], $24::bigint[],
-            $25::text[])
-    AS x(id, refid, offer_id, affiliate_id, advertiser_id, link_id, ordernumber, orderamount,
+FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[],
+            $6::text[], $7::bigint[], $8::text[], $9::bigint[], $10::text[], $11::text[],
+            $12::text[], $13::text[], $14::text[], $15::bigint[], $16::bigint[], $17::smallint[],
+            $18::text[], $19::text[], $20::text[], $21::text[], $22::bigint[], $23::bigint[],
+            $24::text[])
+    AS x(refid, offer_id, affiliate_id, advertiser_id, link_id, ordernumber, orderamount,
          currency, commission, commission_currency, coupon, geo, commissionid, status,
          created_at, clicked_at, is_test, rule, flags, base_currency, rate, base_amount,
          base_commission, ip)
 LEFT JOIN clicks AS c ON c.refid = x.refid
+WHERE NOT EXISTS (
+    SELECT 1 FROM conversions AS e
+    WHERE e.advertiser_id = x.advertiser_id AND e.ordernumber = x.ordernumber)
 ORDER BY x.advertiser_id, x.ordernumber
 ON CONFLICT (advertiser_id, ordernumber) DO NOTHING
-RETURNING id
+RETURNING id, advertiser_id, ordernumber
 """
 SELECT_EXISTING = """
 SELECT c.id, c.advertiser_id, c.ordernumber FROM conversions AS c
@@ -342,12 +348,10 @@ class PostgresStore(SqlStore):
         ids: dict[tuple[int, str], tuple[int, bool]] = {}  # key -> (id, inserted here)
         if first:
             offered = [first[k] for k in sorted(first)]
-            new_ids = [r[0] for r in await conn.fetch(NEXT_IDS, "conversions", len(offered))]
             cols = list(
                 zip(
                     *[
                         (
-                            i,
                             c.refid,
                             c.offer_id,
                             c.affiliate_id,
@@ -373,17 +377,18 @@ class PostgresStore(SqlStore):
                             c.base_commission,
                             c.ip,
                         )
-                        for i, c in zip(new_ids, offered, strict=True)
+                        for c in offered
                     ],
                     strict=True,
                 )
             )
-            inserted = {r[0] for r in await conn.fetch(INSERT_CONVERSIONS, *cols)}
+            inserted = {(r[1], r[2]): r[0] for r in await conn.fetch(INSERT_CONVERSIONS, *cols)}
             missing = []
             outbox = []
-            for i, c in zip(new_ids, offered, strict=True):
+            for c in offered:
                 key = (c.advertiser_id, c.ordernumber)
-                if i in inserted:
+                i = inserted.get(key)
+                if i is not None:
                     ids[key] = (i, True)
                     if c.delivery:
                         outbox.append((i, c.affiliate_id, c.offer_id, c.created_at))
