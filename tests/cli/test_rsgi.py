@@ -92,7 +92,7 @@ def test_click_answers_and_stores_what_the_request_carried(tracker: Server) -> N
     assert r.status_code == 404 and "location" not in r.headers and b"Not found" in r.content
 
 
-def test_a_trailing_slash_and_every_forwarded_for_line(tracker: Server) -> None:
+def test_a_trailing_slash_forwarded_for_lines_and_json(tracker: Server) -> None:
     code = setup_link(tracker)
     refid_of(httpx.get(f"{tracker.base}/c/{code}/"))  # a link pasted with a slash: 302
     # a proxy that adds its own line after the client's: the client's is not believed
@@ -100,6 +100,11 @@ def test_a_trailing_slash_and_every_forwarded_for_line(tracker: Server) -> None:
     refid = refid_of(httpx.get(f"{tracker.base}/c/{code}", headers=lines))
     [c] = api(tracker, "GET", "/clicks", params={"refid": refid}).json()["items"]
     assert c["ip"] == "198.51.100.4"
+    # a JSON body, read by its content type
+    r = httpx.post(
+        f"{tracker.base}/postback", json={"refid": refid, "orderamount": 3, "ordernumber": "J"}
+    )
+    assert r.json()["status"] == "accepted", r.text
     # the ASGI app gets the query as UTF-8 bytes, whatever its characters
     r = api(tracker, "GET", "/postbacks", params={"ordernumber": "Müller €"})
     assert r.status_code == 200 and r.json()["items"] == []

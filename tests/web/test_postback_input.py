@@ -166,3 +166,45 @@ async def test_replaying_a_postback_that_arrived_incomplete_refuses_it_again(
     # the whole order, sent again, is a new order, not a duplicate of the cut one
     r = await client.get(f"/postback?refid={refid}&ordernumber=CUT&orderamount=149.90")
     assert r.json()["status"] == "accepted" and r.json()["commission"] == "14.99"
+
+
+async def test_a_parameter_sent_twice_with_different_values_is_refused(
+    client: httpx.AsyncClient,
+) -> None:
+    s = await make_offer(client)
+    refid = await click(client, s["link"])
+    base = f"/postback?refid={refid}&ordernumber="
+    r = await client.get(base + "D1&orderamount=10&orderamount=1000")
+    assert r.status_code == 400
+    [error] = r.json()["errors"]
+    assert (error["field"], error["code"]) == ("orderamount", "repeated")
+    assert "'10'" in error["message"] and "'1000'" in error["message"]
+    # the same value twice, and a parameter of the advertiser's own, are not refused
+    r = await client.get(base + "D2&orderamount=10&orderamount=10&x=1&x=2")
+    assert r.json()["status"] == "accepted"
+    # a form body that says otherwise than the query
+    r = await client.post(base + "D3&orderamount=10", data={"orderamount": "1000"})
+    assert r.json()["errors"][0]["code"] == "repeated"
+    [_, _, row] = await ledger(client)
+    assert row["params"]["orderamount"] == "10" and row["code"] == "repeated"
+
+
+async def test_a_json_body_is_read_as_its_fields(client: httpx.AsyncClient) -> None:
+    s = await make_offer(client, payout_type="cps", payout_percent="10", payout_amount=None)
+    refid = await click(client, s["link"])
+    body = f'{{"refid": "{refid}", "orderamount": 49.90, "ordernumber": "J1", "geo": "de"}}'
+    headers = {"content-type": "application/json; charset=utf-8"}
+    r = await client.post("/postback", content=body, headers=headers)
+    assert r.json()["status"] == "accepted", r.text
+    assert r.json()["commission"] == "4.99"  # 49.90 read as written, not as a float
+    [c] = await conversions(client)
+    assert (c["orderamount"], c["geo"]) == ("49.90", "DE")
+    for bad, field in (
+        (f'{{"refid": "{refid}", "orderamount": 1, "ordernumber": ["J2"]}}', "ordernumber"),
+        (f'["{refid}", 1, "J3"]', "*"),
+        ('{"orderamount": NaN}', "*"),
+        ("{not json", "*"),
+    ):
+        r = await client.post("/postback", content=bad, headers=headers)
+        assert r.status_code == 400, bad
+        assert {(e["field"], e["code"]) for e in r.json()["errors"]} >= {(field, "invalid_json")}

@@ -40,6 +40,14 @@ def _text(
     return value
 
 
+# the parameters a postback is decided on: sent twice with different values, it is refused
+# (which one was meant?), not read by its first value
+PARAMETERS = frozenset(
+    {"refid", "clickid", "orderamount", "ordernumber", "coupon", "currency", "geo"}
+    | {"commissionid", "token", "sig", "ts"}
+)
+
+
 def refid_name(params: Mapping[str, str]) -> str:
     """Which parameter holds the RefID: `refid`, or its alias `clickid` when `refid` is
     absent or blank and `clickid` is not."""

@@ -123,8 +123,9 @@ class RsgiApp:
         body = (
             await _body(protocol, scope.headers.get("content-length")) if method == "POST" else None
         )
+        kind = scope.headers.get("content-type", "").lower() if body is not None else ""
         return await tracking.postback_answer(
-            self.app, method, scope.query_string, self._ip(scope), body
+            self.app, method, scope.query_string, self._ip(scope), body, kind
         )
 
     async def _asgi(self, scope: Any, protocol: Any) -> None:

@@ -11,6 +11,8 @@ call and answers; no framework, no per-request objects beyond what the answer ne
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
@@ -18,6 +20,7 @@ import orjson
 
 from clickback.domain import security
 from clickback.domain.models import FieldError
+from clickback.domain.postback import PARAMETERS
 from clickback.errors import UnavailableError
 
 if TYPE_CHECKING:
@@ -30,7 +33,8 @@ MAX_FIELDS = 64
 Headers = list[tuple[str, str]]
 Answer = tuple[int, Headers, bytes]
 
-_JSON = ("content-type", "application/json")
+JSON_TYPE = "application/json"
+_JSON = ("content-type", JSON_TYPE)
 _NO_STORE = ("cache-control", "no-store")
 _NOT_FOUND: Answer = (
     404,
@@ -106,9 +110,49 @@ def _params(text: str, into: dict[str, str], errors: list[FieldError]) -> None:
     except ValueError:
         errors.append(FieldError("*", "too_many_fields", f"more than {MAX_FIELDS} parameters"))
         return
+    _merge(pairs, into, errors)
+
+
+def _merge(
+    pairs: Iterable[tuple[str, str]], into: dict[str, str], errors: list[FieldError]
+) -> None:
     for k, v in pairs:
-        # first value wins; long ones kept as a bounded excerpt; NUL is not text anywhere
-        into.setdefault(k.replace("\x00", ""), v[:1024].replace("\x00", ""))
+        # long values kept as a bounded excerpt; NUL is not text anywhere
+        k, v = k.replace("\x00", ""), v[:1024].replace("\x00", "")
+        was = into.setdefault(k, v)
+        if was != v and k in PARAMETERS:  # the ledger keeps the first; the error both
+            errors.append(
+                FieldError(
+                    k,
+                    "repeated",
+                    f"`{k}` was sent more than once, with different values "
+                    f"({was[:64]!r}, {v[:64]!r}): send it once",
+                )
+            )
+
+
+def _json_params(body: bytes, into: dict[str, str], errors: list[FieldError]) -> None:
+    """A JSON object's members as parameters: strings, and numbers as written (`49.90`
+    stays `49.90`, never a float); anything else is refused by name."""
+    try:
+        data = json.loads(body, parse_float=str, parse_int=str, parse_constant=_no_constant)
+    except ValueError:
+        data = None
+    if not isinstance(data, dict):
+        errors.append(FieldError("*", "invalid_json", "a JSON body must be one object of fields"))
+        return
+    pairs = []
+    for k, v in data.items():
+        if isinstance(v, str):
+            pairs.append((k, v))
+        else:
+            message = f"`{k}` must be a string or a number"
+            errors.append(FieldError(k[:64], "invalid_json", message))
+    _merge(pairs, into, errors)
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(name)  # NaN, Infinity: not JSON numbers
 
 
 def _json(status: int, data: Any, *headers: tuple[str, str]) -> Answer:
@@ -116,9 +160,15 @@ def _json(status: int, data: Any, *headers: tuple[str, str]) -> Answer:
 
 
 async def postback_answer(
-    app: ClickbackApp, method: str, query: str, ip: str, body: bytes | BodyError | None
+    app: ClickbackApp,
+    method: str,
+    query: str,
+    ip: str,
+    body: bytes | BodyError | None,
+    content_type: str = "",
 ) -> Answer:
-    """`body` is what a POST sent (or why it could not be read); None for a GET."""
+    """`body` is what a POST sent (or why it could not be read), a form or (by its
+    `content_type`) a JSON object; None for a GET."""
     if method not in ("GET", "POST"):
         error = {"field": "*", "code": "method_not_allowed", "message": "use GET or POST"}
         return _json(405, {"status": "rejected", "errors": [error]})
@@ -134,6 +184,8 @@ async def postback_answer(
         errors.append(body.error)
         status_override = body.status
         _params(body.partial.decode("utf-8", "backslashreplace"), params, errors)
+    elif body is not None and content_type.startswith(JSON_TYPE):
+        _json_params(body, params, errors)
     elif body is not None:
         _params(body.decode("utf-8", "backslashreplace"), params, errors)
     try:
@@ -213,4 +265,8 @@ async def postback(app: ClickbackApp, scope: dict[str, Any], receive: Any, send:
     method = scope["method"]
     body = await _read_body(receive) if method == "POST" else None
     query = query_text(scope["query_string"][: MAX_QUERY + 1])
-    await _send(send, await postback_answer(app, method, query, client_ip(app, scope), body))
+    kind = next((v for n, v in scope["headers"] if n == b"content-type"), b"")
+    answer = await postback_answer(
+        app, method, query, client_ip(app, scope), body, kind.decode("latin-1").lower()
+    )
+    await _send(send, answer)
