@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from urllib.parse import parse_qs, urlsplit
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -56,3 +57,15 @@ def test_a_placeholder_of_the_refid_parameter_takes_the_refid() -> None:
     )
     # a name that only starts alike is another parameter
     assert build("https://a.example/p?refid2=X") == "https://a.example/p?refid2=X&refid=RID"
+
+
+def test_a_host_of_other_letters_is_stored_in_its_ascii_form() -> None:
+    from clickback.domain.admin import destination_url
+    from clickback.errors import InputError
+
+    url = destination_url("https://user@bücher.example:8443/päth?q=ü#frag")
+    assert url == "https://user@xn--bcher-kva.example:8443/p%C3%A4th?q=%C3%BC#frag"
+    assert destination_url("https://shop.example/ü") == "https://shop.example/%C3%BC"
+    with pytest.raises(InputError) as refused:  # an empty label is no domain name
+        destination_url("https://a..bücher.example/")
+    assert refused.value.code == "invalid_url"

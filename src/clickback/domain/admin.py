@@ -10,7 +10,7 @@ import secrets
 from collections.abc import Awaitable, Callable, Mapping
 from decimal import Decimal
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import orjson
 
@@ -91,12 +91,32 @@ def revenue_terms(values: Mapping[str, Any]) -> dict[str, str]:
     return out
 
 
+def _ascii_host(url: str) -> str:
+    """The URL with a host of other than ASCII letters in its ASCII form (IDNA:
+    `bücher.example` is `xn--bcher-kva.example`), as every HTTP client can reach it; the
+    rest is percent-encoded after."""
+    parts = urlsplit(url)
+    userinfo, at, hostport = parts.netloc.rpartition("@")
+    host, colon, port = hostport.partition(":")
+    if host.isascii():
+        return url
+    try:
+        host = host.encode("idna").decode("ascii")
+    except UnicodeError:
+        raise InputError(
+            "`destination_url` has a host name that is not a valid domain name",
+            code="invalid_url",
+            field="destination_url",
+        ) from None
+    return urlunsplit(parts._replace(netloc=f"{userinfo}{at}{host}{colon}{port}"))
+
+
 def destination_url(raw: Any) -> str:
     if not isinstance(raw, str):
         raise InputError(
             "`destination_url` is required", code="invalid_url", field="destination_url"
         )
-    url = quote(raw.strip(), safe=_URL_SAFE)  # IRIs become plain ASCII URLs
+    url = quote(_ascii_host(raw.strip()), safe=_URL_SAFE)  # IRIs become plain ASCII URLs
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.netloc or len(url) > 2000:
         raise InputError(

@@ -97,6 +97,16 @@ def _trusted_hop(hop: str, trusted: Networks) -> bool | None:
     return any(number & mask == net for net, mask in _v4_ranges(trusted))
 
 
+def _without_port(hop: str) -> str | None:
+    """A hop some proxies write with the client's port (Azure's application gateway):
+    `203.0.113.9:51234`, `[2001:db8::1]:51234` or `[2001:db8::1]`; None for another."""
+    if hop.startswith("["):
+        inner, bracket, _ = hop[1:].partition("]")
+        return inner if bracket else None
+    host, colon, port = hop.partition(":")
+    return host if colon and port.isdigit() and "." in host else None
+
+
 def forwarded_ip(peer: str, forwarded_for: str | None, trusted: Networks) -> str:
     """The client's address: the direct peer, or, when that is a trusted proxy, the
     nearest address in `X-Forwarded-For` that is not itself a trusted proxy."""
@@ -105,6 +115,8 @@ def forwarded_ip(peer: str, forwarded_for: str | None, trusted: Networks) -> str
     hops = [h.strip() for h in forwarded_for.split(",") if h.strip()]
     for hop in reversed(hops):
         proxy = _trusted_hop(hop, trusted)
+        if proxy is None and (bare := _without_port(hop)) is not None:
+            hop, proxy = bare, _trusted_hop(bare, trusted)
         if proxy is None:
             return peer  # a garbled header: believe only the peer
         if not proxy:
