@@ -33,7 +33,8 @@ SETTINGS: dict[str, tuple[str, str]] = {
     "CLICKBACK_SECRET": (
         "",
         "Comma-separated keys that sign RefIDs; the first signs, all verify (rotation). "
-        "Empty: a key generated once and stored in the database, shared by every node.",
+        "Empty: a key generated once and stored in the database, shared by every node; once "
+        "keys are set, a stored key still verifies, so the RefIDs it signed stay valid.",
     ),
     "CLICKBACK_CLICK_DURABILITY": (
         "sync",
@@ -125,7 +126,9 @@ SETTINGS: dict[str, tuple[str, str]] = {
     "CLICKBACK_TRUSTED_PROXIES": (
         "",
         "Comma-separated CIDRs of reverse proxies whose `X-Forwarded-For` is believed for "
-        "the client IP (postback allowlists, ledger). Empty: the direct peer is the client.",
+        "the client IP (postback allowlists, ledger): every line of the header, read from "
+        "the right, the nearest address that is not a trusted proxy. Empty: the direct peer "
+        "is the client.",
     ),
     "CLICKBACK_POSTBACK_RATE_LIMIT": (
         "0",
@@ -140,6 +143,12 @@ SETTINGS: dict[str, tuple[str, str]] = {
     "CLICKBACK_PG_POOL_SIZE": (
         "4",
         "PostgreSQL connections per process for reads (the writer has its own).",
+    ),
+    "CLICKBACK_PG_WRITE_TIMEOUT": (
+        "10",
+        "Seconds a PostgreSQL write batch may go unanswered (a server that hangs rather than "
+        "fails): its requests are then answered 503 (retry; a repeated order is answered "
+        "`duplicate`) and the writer opens a new connection.",
     ),
     "CLICKBACK_GEOIP_MMDB": (
         "",
@@ -190,6 +199,7 @@ class Settings:
     batch_max: int = 512
     cache_check_seconds: float = 1.0
     pg_pool_size: int = 4
+    pg_write_timeout: float = 10.0
     base_currency: str = "USD"
     outbound_allow_private: bool = False
     outbound_timeout: float = 10.0
@@ -242,6 +252,7 @@ class Settings:
                 "postback_rate_limit": float(_get(env, "CLICKBACK_POSTBACK_RATE_LIMIT")),
                 "signature_skew_seconds": int(_get(env, "CLICKBACK_SIGNATURE_SKEW_SECONDS")),
                 "loop_stall_ms": max(0.0, float(_get(env, "CLICKBACK_LOOP_STALL_MS"))),
+                "pg_write_timeout": max(0.1, float(_get(env, "CLICKBACK_PG_WRITE_TIMEOUT"))),
             }
             interval = float(_get(env, "CLICKBACK_ROLLUP_INTERVAL"))
             settle = float(_get(env, "CLICKBACK_ROLLUP_SETTLE"))

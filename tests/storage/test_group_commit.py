@@ -146,6 +146,45 @@ async def test_same_ordernumber_for_another_advertiser_is_its_own_conversion(
     assert a.outcome is b.outcome is Outcome.ACCEPTED and a.conversion_id != b.conversion_id
 
 
+async def test_a_postgres_server_that_does_not_answer_gets_503_not_a_wait(store: Store) -> None:
+    """A server that hangs rather than fails (here: a lock held on the tables the batch
+    writes): its requests are answered unavailable after the write timeout, and once it
+    answers again the writer goes on, on a new connection."""
+    if store.engine != "postgres":
+        pytest.skip("SQLite is in the process: it fails, it does not hang")
+    import asyncpg
+
+    from clickback.storage.postgres import TIMED_OUT, PostgresStore
+    from tests.conftest import PG_URL
+
+    assert isinstance(store, PostgresStore)
+    adv, link = await setup(store)
+    store.write_timeout = 0.5
+    holder = await asyncpg.connect(PG_URL, server_settings={"search_path": store.schema_name or ""})
+    try:
+        tx = holder.transaction()
+        await tx.start()
+        await holder.execute("LOCK TABLE clicks, conversions IN ACCESS EXCLUSIVE MODE")
+        started = time.monotonic()
+        answers = await asyncio.gather(
+            store.write_click(click_row("HUNG", link)),
+            store.write_postback(ledger("H"), conv(adv, link, "H")),
+            return_exceptions=True,
+        )
+        waited = time.monotonic() - started
+        assert all(isinstance(a, UnavailableError) for a in answers), answers
+        assert all(a.message == TIMED_OUT for a in answers if isinstance(a, UnavailableError))
+        assert waited < 5  # not held till the lock is let go
+        await tx.rollback()
+    finally:
+        await holder.close()
+    written = await store.write_postback(ledger("H"), conv(adv, link, "H"))
+    assert written.outcome is Outcome.ACCEPTED  # nothing of the batch given up on stayed
+    await store.write_click(click_row("AFTER", link))
+    page = await store.list_rows("clicks", {}, None, None, 10, None)
+    assert [r["refid"] for r in page.items] == ["AFTER"]
+
+
 async def test_missing_click_row_is_flagged(store: Store) -> None:
     adv, link = await setup(store)
     await store.write_postback(ledger("M"), conv(adv, link, "M", refid="never-stored"))

@@ -16,7 +16,12 @@ async def open_store(url: str, settings: Settings | None = None) -> Store:
     if url.startswith(("postgresql:", "postgres:")):
         from clickback.storage.postgres import PostgresStore
 
-        store = PostgresStore(url, pool_size=settings.pg_pool_size, batch_max=settings.batch_max)
+        store = PostgresStore(
+            url,
+            pool_size=settings.pg_pool_size,
+            batch_max=settings.batch_max,
+            write_timeout=settings.pg_write_timeout,
+        )
         await store.open()
         return store
     raise ConfigError(f"unsupported database URL {url!r}: use sqlite:///file.db or postgresql://…")

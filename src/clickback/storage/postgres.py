@@ -114,13 +114,27 @@ async def _keep_session(conn: asyncpg.Connection) -> None:
     connection of its own (`migrate`)."""
 
 
+# the commit may have happened before the answer was lost: a retry of a postback that was
+# stored is answered `duplicate`, never counted twice
+TIMED_OUT = "storage did not answer in time; the write may or may not be recorded, retry"
+
+
+def _consume(task: asyncio.Future[Any]) -> None:
+    """A batch given up on fails once its connection is closed: its error is known."""
+    if not task.cancelled():
+        task.exception()
+
+
 class PostgresStore(SqlStore):
     engine = "postgres"
 
-    def __init__(self, url: str, pool_size: int = 4, batch_max: int = 512):
+    def __init__(
+        self, url: str, pool_size: int = 4, batch_max: int = 512, write_timeout: float = 10.0
+    ):
         self.dsn, self.schema_name = split_url(url)
         self.pool_size = pool_size
         self.batch_max = batch_max
+        self.write_timeout = write_timeout
         self.pool: asyncpg.Pool | None = None
         self._writer: asyncpg.Connection | None = None
         self._pending: list[tuple[int, Any, asyncio.Future[Any] | None]] = []
@@ -297,18 +311,40 @@ class PostgresStore(SqlStore):
             batch = self._pending[: self.batch_max]
             del self._pending[: self.batch_max]
             try:
-                results = await self._commit(batch)
+                results = await self._commit_within(batch)
+            except TimeoutError as exc:
+                fail(batch, exc, TIMED_OUT)
+                continue
             except Exception:
                 log.exception("write batch of %d failed; writing its rows one by one", len(batch))
                 await self._reset_writer()
-                for item in batch:  # one bad row must not fail the others
+                for n, item in enumerate(batch):  # one bad row must not fail the others
                     try:
-                        settle([item], await self._commit([item]))
+                        settle([item], await self._commit_within([item]))
+                    except TimeoutError as exc:
+                        fail(batch[n:], exc, TIMED_OUT)
+                        break
                     except Exception as exc:
                         fail([item], exc)
                         await self._reset_writer()
                 continue
             settle(batch, results)
+
+    async def _commit_within(self, batch: list[tuple[int, Any, Any]]) -> list[Any]:
+        """`_commit`, or TimeoutError after `write_timeout` seconds: a server that hangs
+        rather than fails must not hold the requests waiting on it for ever. The batch
+        is not cancelled (a cancelled statement's rollback would wait on the same server):
+        its connection is closed under it, and a new one opened for the next batch."""
+        task = asyncio.ensure_future(self._commit(batch))
+        done, _ = await asyncio.wait({task}, timeout=self.write_timeout)
+        if done:
+            return task.result()
+        log.error("write batch of %d unanswered after %s s", len(batch), self.write_timeout)
+        task.add_done_callback(_consume)
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            writer.terminate()
+        raise TimeoutError(f"no answer from PostgreSQL in {self.write_timeout} s")
 
     async def _reset_writer(self) -> None:
         if self._writer is not None and not self._writer.is_closed():

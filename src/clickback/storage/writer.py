@@ -20,8 +20,12 @@ def settle(batch: list[Item], results: list[Any]) -> None:
             fut.set_result(result)
 
 
-def fail(batch: list[Item], exc: BaseException) -> None:
-    error = UnavailableError("storage write failed; nothing was recorded, retry")
+def fail(
+    batch: list[Item],
+    exc: BaseException,
+    message: str = "storage write failed; nothing was recorded, retry",
+) -> None:
+    error = UnavailableError(message)
     error.__cause__ = exc
     for _, _, fut in batch:
         if fut is not None and not fut.done():
