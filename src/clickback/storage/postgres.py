@@ -119,6 +119,10 @@ async def _keep_session(conn: asyncpg.Connection) -> None:
 TIMED_OUT = "storage did not answer in time; the write may or may not be recorded, retry"
 
 
+# the server's own time limits on the writer's session (`_writer_conn`)
+SERVER_GAVE_UP = (asyncpg.exceptions.LockNotAvailableError, asyncpg.exceptions.QueryCanceledError)
+
+
 def _consume(task: asyncio.Future[Any]) -> None:
     """A batch given up on fails once its connection is closed: its error is known."""
     if not task.cancelled():
@@ -135,6 +139,7 @@ class PostgresStore(SqlStore):
         self.pool_size = pool_size
         self.batch_max = batch_max
         self.write_timeout = write_timeout
+        self._given_up = 0  # batches given up on (`_commit_within`)
         self.pool: asyncpg.Pool | None = None
         self._writer: asyncpg.Connection | None = None
         self._pending: list[tuple[int, Any, asyncio.Future[Any] | None]] = []
@@ -161,9 +166,24 @@ class PostgresStore(SqlStore):
     async def _writer_conn(self) -> asyncpg.Connection:
         if self._writer is None or self._writer.is_closed():
             # its statements are prepared once and reused for ever: plans cached while the
-            # tables were small would scan them whole once they are not
-            settings = {**self._settings(), "plan_cache_mode": "force_custom_plan"}
-            self._writer = await asyncpg.connect(self.dsn, server_settings=settings)
+            # tables were small would scan them whole once they are not; the server gives
+            # up a statement or a lock wait by itself a little before the batch is given
+            # up on (`_commit_within`), so no server process waits on for a batch answered
+            ms = f"{max(1, int(self.write_timeout * 900))}ms"
+            settings = {
+                **self._settings(),
+                "plan_cache_mode": "force_custom_plan",
+                "statement_timeout": ms,
+                "lock_timeout": ms,
+            }
+            given_up = self._given_up
+            conn = await asyncpg.connect(
+                self.dsn, server_settings=settings, timeout=self.write_timeout
+            )
+            if given_up != self._given_up:  # its batch was given up on meanwhile
+                conn.terminate()
+                raise TimeoutError("the batch this connection was opened for was given up")
+            self._writer = conn
         return self._writer
 
     # -- primitives ---------------------------------------------------------------
@@ -312,8 +332,10 @@ class PostgresStore(SqlStore):
             del self._pending[: self.batch_max]
             try:
                 results = await self._commit_within(batch)
-            except TimeoutError as exc:
+            except (TimeoutError, *SERVER_GAVE_UP) as exc:
+                # not the rows' fault: one by one, each would wait as long again
                 fail(batch, exc, TIMED_OUT)
+                await self._reset_writer()
                 continue
             except Exception:
                 log.exception("write batch of %d failed; writing its rows one by one", len(batch))
@@ -321,8 +343,9 @@ class PostgresStore(SqlStore):
                 for n, item in enumerate(batch):  # one bad row must not fail the others
                     try:
                         settle([item], await self._commit_within([item]))
-                    except TimeoutError as exc:
+                    except (TimeoutError, *SERVER_GAVE_UP) as exc:
                         fail(batch[n:], exc, TIMED_OUT)
+                        await self._reset_writer()
                         break
                     except Exception as exc:
                         fail([item], exc)
@@ -340,6 +363,7 @@ class PostgresStore(SqlStore):
         if done:
             return task.result()
         log.error("write batch of %d unanswered after %s s", len(batch), self.write_timeout)
+        self._given_up += 1
         task.add_done_callback(_consume)
         writer, self._writer = self._writer, None
         if writer is not None:
