@@ -66,6 +66,10 @@ def test_a_host_of_other_letters_is_stored_in_its_ascii_form() -> None:
     url = destination_url("https://user@bücher.example:8443/päth?q=ü#frag")
     assert url == "https://user@xn--bcher-kva.example:8443/p%C3%A4th?q=%C3%BC#frag"
     assert destination_url("https://shop.example/ü") == "https://shop.example/%C3%BC"
+    # UTS #46 as browsers, not IDNA 2003's `strasse.de` (another domain)
+    assert destination_url("https://straße.de/") == "https://xn--strae-oqa.de/"
+    with pytest.raises(InputError):  # a host that normalizes to a delimiter
+        destination_url("https://a\u2100b.example/")
     with pytest.raises(InputError) as refused:  # an empty label is no domain name
         destination_url("https://a..bücher.example/")
     assert refused.value.code == "invalid_url"

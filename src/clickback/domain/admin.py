@@ -12,6 +12,7 @@ from decimal import Decimal
 from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
+import idna
 import orjson
 
 from clickback.domain import fraud, money
@@ -92,17 +93,18 @@ def revenue_terms(values: Mapping[str, Any]) -> dict[str, str]:
 
 
 def _ascii_host(url: str) -> str:
-    """The URL with a host of other than ASCII letters in its ASCII form (IDNA:
-    `bücher.example` is `xn--bcher-kva.example`), as every HTTP client can reach it; the
-    rest is percent-encoded after."""
-    parts = urlsplit(url)
-    userinfo, at, hostport = parts.netloc.rpartition("@")
-    host, colon, port = hostport.partition(":")
-    if host.isascii():
-        return url
+    """The URL with a host of other than ASCII letters in its ASCII form (IDNA, UTS #46,
+    as browsers: `bücher.example` is `xn--bcher-kva.example`, `straße.de`
+    `xn--strae-oqa.de`, not the `strasse.de` of Python's IDNA 2003 codec, another
+    domain), as every HTTP client can reach it; the rest is percent-encoded after."""
     try:
-        host = host.encode("idna").decode("ascii")
-    except UnicodeError:
+        parts = urlsplit(url)  # ValueError for a host that normalizes to a delimiter
+        userinfo, at, hostport = parts.netloc.rpartition("@")
+        host, colon, port = hostport.partition(":")
+        if host.isascii():
+            return url
+        host = idna.encode(host, uts46=True).decode("ascii")  # IDNAError is a ValueError
+    except ValueError:
         raise InputError(
             "`destination_url` has a host name that is not a valid domain name",
             code="invalid_url",
