@@ -34,7 +34,9 @@ SETTINGS: dict[str, tuple[str, str]] = {
         "",
         "Comma-separated keys that sign RefIDs; the first signs, all verify (rotation). "
         "Empty: a key generated once and stored in the database, shared by every node; once "
-        "keys are set, a stored key still verifies, so the RefIDs it signed stay valid.",
+        "keys are set, a stored key still verifies, so the RefIDs it signed stay valid (to "
+        "retire it when they are past every attribution window: delete the `refid_secret` "
+        "row of the `meta` table).",
     ),
     "CLICKBACK_CLICK_DURABILITY": (
         "sync",

@@ -187,6 +187,29 @@ async def test_a_parameter_sent_twice_with_different_values_is_refused(
     assert r.json()["errors"][0]["code"] == "repeated"
     [_, _, row] = await ledger(client)
     assert row["params"]["orderamount"] == "10" and row["code"] == "repeated"
+    # replayed, it is refused again: which value was meant is still not known
+    r = await client.post(f"/api/v1/postbacks/{row['id']}/replay", headers=AUTH)
+    assert r.json()["answer"]["errors"][0]["code"] == "repeated"
+    assert [c["ordernumber"] for c in await conversions(client)] == ["D2"]
+
+
+async def test_a_long_query_of_two_byte_characters_is_read_whole(
+    client: httpx.AsyncClient, app: ClickbackApp
+) -> None:
+    """Over 8 KiB of bytes but not of characters (the limit is in characters, as RSGI
+    gives the query): read whole, never cut to the bytes that fit (and its amount with
+    it); over 8,192 characters, a 414."""
+    s = await make_offer(client, payout_type="cps", payout_percent="10", payout_amount=None)
+    refid = await click(client, s["link"])
+    head = f"refid={refid}&ordernumber=U1&note="
+    query = head + "ü" * ((8192 - len(head)) // 2 + 1) + "&orderamount=149.90"
+    assert len(query.encode()) > 8192 > len(query)
+    status, body = await raw_get(app, "/postback", query.encode())
+    assert status == 200 and b'"commission":"14.99"' in body, body
+    query = head + "ü" * 8192 + "&orderamount=149.90"
+    status, body = await raw_get(app, "/postback", query.replace("U1", "U2").encode())
+    assert status == 414, body
+    assert [c["ordernumber"] for c in await conversions(client)] == ["U1"]
 
 
 async def test_a_json_body_is_read_as_its_fields(client: httpx.AsyncClient) -> None:
@@ -208,3 +231,24 @@ async def test_a_json_body_is_read_as_its_fields(client: httpx.AsyncClient) -> N
         r = await client.post("/postback", content=bad, headers=headers)
         assert r.status_code == 400, bad
         assert {(e["field"], e["code"]) for e in r.json()["errors"]} >= {(field, "invalid_json")}
+    r = await client.post("/postback", content=b"[" * 5000, headers=headers)  # deep, not a 500
+    assert r.status_code == 400
+    [row, *_] = await ledger(client)
+    assert row["params"]["(body)"] == "[" * 1024  # what was sent, kept
+    # a name twice: the repeat is refused, not the last value silently taken
+    twice = (
+        f'{{"refid": "{refid}", "orderamount": "10", "orderamount": "1000", "ordernumber": "J4"}}'
+    )
+    r = await client.post("/postback", content=twice, headers=headers)
+    assert r.json()["errors"][0]["code"] == "repeated"
+    # an empty JSON body beside a query of every field; a field of the advertiser's own that
+    # is no string is kept as its JSON text
+    r = await client.post(
+        f"/postback?refid={refid}&orderamount=1&ordernumber=J5", content=b"", headers=headers
+    )
+    assert r.json()["status"] == "accepted", r.text
+    extra = f'{{"refid": "{refid}", "orderamount": 1, "ordernumber": "J6", "items": [1, 2]}}'
+    r = await client.post("/postback", content=extra, headers=headers)
+    assert r.json()["status"] == "accepted", r.text
+    [row, *_] = await ledger(client)
+    assert row["params"]["items"] == '["1","2"]'  # numbers as written: their text

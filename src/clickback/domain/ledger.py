@@ -4,8 +4,9 @@ A replay is a new ledger row (`replay_of` = the original) with the decision take
 now, judged as of the original arrival time (the attribution window). It cannot count
 an order twice: the conversion's (advertiser, ordernumber) is unique, so replaying an
 accepted postback, or replaying twice, answers `duplicate`. A postback refused because
-it arrived incomplete (cut short, too large) is refused again: what was stored of it is
-not the order that was sent (`149.9` cut short is `14`).
+it arrived incomplete (cut short, too large) or ambiguous (a parameter twice with two
+values) is refused again: what was stored of it is not the order that was sent
+(`149.90` cut short is `14`).
 """
 
 from __future__ import annotations
@@ -20,9 +21,12 @@ from clickback.domain.ports import Store
 from clickback.domain.tracker import PostbackAnswer, Tracker
 from clickback.errors import NotFoundError
 
-# refusals of the request as it arrived (cut short, too large, too many fields): its
-# stored parameters are what arrived, not what was sent, so a replay refuses them again
-INCOMPLETE = frozenset({"request_incomplete", "request_too_large", "too_many_fields"})
+# refusals of the request as it arrived (cut short, too large, too many fields, a
+# parameter twice, a body that was no JSON object): its stored parameters are not what
+# was sent, or not all of it, so a replay refuses them again
+INCOMPLETE = frozenset(
+    {"request_incomplete", "request_too_large", "too_many_fields", "repeated", "invalid_json"}
+)
 
 
 async def replay_row(tracker: Tracker, row: Mapping[str, Any]) -> PostbackAnswer:

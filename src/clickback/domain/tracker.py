@@ -164,17 +164,21 @@ class Tracker:
             denied = security.check(
                 advertiser, token, ip, params, now_us // 1_000_000, self.signature_skew_s
             )
+        # what was wrong with the request as it arrived is kept behind any refusal, so a
+        # replay once the refusal's cause is gone still knows it (`ledger.INCOMPLETE`)
+        arrived = list(extra_errors or [])
         if replay_of is None and not self.limiter.allow(ip, now_us):
             refusal = attribution.Refusal(
                 Outcome.RATE_LIMITED,
                 [
                     FieldError(
                         "*", "rate_limited", "too many postbacks from this address; retry later"
-                    )
+                    ),
+                    *arrived,
                 ],
             )
         elif denied is not None:
-            refusal = attribution.Refusal(Outcome.FORBIDDEN, [denied])
+            refusal = attribution.Refusal(Outcome.FORBIDDEN, [denied, *arrived])
         elif extra_errors or isinstance(parsed, list):
             errors = list(extra_errors or []) + (parsed if isinstance(parsed, list) else [])
             if hint is not None:

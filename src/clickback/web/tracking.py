@@ -131,23 +131,41 @@ def _merge(
             )
 
 
+class _Members(list[tuple[str, Any]]):
+    """A JSON object's members in order, a repeated name kept (`json.loads` keeps only
+    its last value)."""
+
+
 def _json_params(body: bytes, into: dict[str, str], errors: list[FieldError]) -> None:
     """A JSON object's members as parameters: strings, and numbers as written (`49.90`
-    stays `49.90`, never a float); anything else is refused by name."""
+    stays `49.90`, never a float); another value is kept as its JSON text, and refused
+    for a parameter the postback is decided on. An empty body is no fields; one that is
+    no JSON object is refused, an excerpt of it kept in the ledger as `(body)`."""
+    if not body.strip():
+        return
     try:
-        data = json.loads(body, parse_float=str, parse_int=str, parse_constant=_no_constant)
-    except ValueError:
+        data = json.loads(
+            body,
+            parse_float=str,
+            parse_int=str,
+            parse_constant=_no_constant,
+            object_pairs_hook=_Members,
+        )
+    except (ValueError, RecursionError):
         data = None
-    if not isinstance(data, dict):
+    if not isinstance(data, _Members):
         errors.append(FieldError("*", "invalid_json", "a JSON body must be one object of fields"))
+        into.setdefault("(body)", body[:1024].decode("utf-8", "backslashreplace"))
         return
     pairs = []
-    for k, v in data.items():
+    for k, v in data:
         if isinstance(v, str):
             pairs.append((k, v))
-        else:
+            continue
+        pairs.append((k, orjson.dumps(v, default=list).decode()))
+        if k in PARAMETERS:
             message = f"`{k}` must be a string or a number"
-            errors.append(FieldError(k[:64], "invalid_json", message))
+            errors.append(FieldError(k, "invalid_json", message))
     _merge(pairs, into, errors)
 
 
@@ -264,7 +282,9 @@ async def _read_body(receive: Any) -> bytes | BodyError:
 async def postback(app: ClickbackApp, scope: dict[str, Any], receive: Any, send: Any) -> None:
     method = scope["method"]
     body = await _read_body(receive) if method == "POST" else None
-    query = query_text(scope["query_string"][: MAX_QUERY + 1])
+    # decoded whole, then measured as RSGI's is, in characters: bytes cut before decoding
+    # could make a query that was too long look complete
+    query = query_text(scope["query_string"])
     kind = next((v for n, v in scope["headers"] if n == b"content-type"), b"")
     answer = await postback_answer(
         app, method, query, client_ip(app, scope), body, kind.decode("latin-1").lower()
