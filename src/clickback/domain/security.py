@@ -101,8 +101,9 @@ def _without_port(hop: str) -> str | None:
     """A hop some proxies write with the client's port (Azure's application gateway):
     `203.0.113.9:51234`, `[2001:db8::1]:51234` or `[2001:db8::1]`; None for another."""
     if hop.startswith("["):
-        inner, bracket, _ = hop[1:].partition("]")
-        return inner if bracket else None
+        inner, bracket, rest = hop[1:].partition("]")
+        port_ok = not rest or (rest[0] == ":" and rest[1:].isdigit())
+        return inner if bracket and port_ok else None
     host, colon, port = hop.partition(":")
     return host if colon and port.isdigit() and "." in host else None
 
@@ -121,7 +122,7 @@ def forwarded_ip(peer: str, forwarded_for: str | None, trusted: Networks) -> str
             return peer  # a garbled header: believe only the peer
         if not proxy:
             return hop
-    return hops[0] if hops else peer
+    return (_without_port(hops[0]) or hops[0]) if hops else peer
 
 
 def canonical(params: Mapping[str, str]) -> str:
