@@ -99,12 +99,11 @@ class RsgiApp:
         peer = _address(scope.client)[0]
         if not self.app.trusted_proxies:
             return peer
-        # every line of the header (`tracking.client_ip`)
+        # every line of the header, as `tracking.client_ip` reads them
         lines = scope.headers.get_all("x-forwarded-for")
         if not lines:
             return peer
-        forwarded = lines[0] if len(lines) == 1 else ", ".join(lines)
-        return security.forwarded_ip(peer, forwarded, self.app.trusted_proxies)
+        return security.forwarded_ip(peer, ", ".join(lines), self.app.trusted_proxies)
 
     def _click(self, scope: Any, code: str) -> Coroutine[Any, Any, tracking.Answer]:
         headers = scope.headers
