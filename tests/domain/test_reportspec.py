@@ -72,3 +72,23 @@ def test_every_local_period_of_a_range_in_order() -> None:
         "2026-02",
         "2026-03",
     ]
+
+
+def test_every_iso_date_form_is_a_whole_day() -> None:
+    dashed = spec(**{"from": "2026-03-28", "to": "2026-03-28"})
+    assert (dashed.start_hour, dashed.end_hour) == (
+        spec(**{"from": "20260328", "to": "20260328"}).start_hour,
+        spec(**{"from": "20260328", "to": "20260328"}).end_hour,
+    )
+    assert dashed.end_hour - dashed.start_hour == 24
+    week_day = spec(**{"from": "2026-W13-6", "to": "2026-W13-6"})  # Saturday 2026-03-28
+    assert (week_day.start_hour, week_day.end_hour) == (dashed.start_hour, dashed.end_hour)
+    timed = spec(**{"from": "2026-03-28T06:00", "to": "2026-03-28T18:00"})
+    assert timed.end_hour - timed.start_hour == 12
+
+
+def test_single_parameters_given_twice_are_refused() -> None:
+    for name, values in {"sort": ["clicks", "-clicks"], "tz": ["UTC", "Europe/Berlin"]}.items():
+        with pytest.raises(InputError) as refused:
+            build_spec({name: values, "group_by": ["day"]}, 1_000 * HOUR_US, ["clicks"])
+        assert refused.value.field == name

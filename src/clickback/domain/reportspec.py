@@ -136,10 +136,11 @@ def zone(name: str) -> ZoneInfo:
 
 def parse_moment(text: str, tz: ZoneInfo, field: str, *, end: bool = False) -> int:
     """A date (local midnight; as `to`, the end of that day) or a time (naive: local)
-    as microseconds since the epoch."""
+    as microseconds since the epoch. A date is any ISO 8601 date form (`2026-03-28`,
+    `20260328`, `2026-W13-6`): read as a time, `to=20260328` left out the day it names."""
     try:
-        if len(text) == 10:
-            day = date.fromisoformat(text)
+        day = _iso_date(text)
+        if day is not None:
             if end:
                 day += timedelta(days=1)
             return from_datetime(datetime(day.year, day.month, day.day, tzinfo=tz))
@@ -149,6 +150,13 @@ def parse_moment(text: str, tz: ZoneInfo, field: str, *, end: bool = False) -> i
         raise InputError(
             f"`{field}` must be an ISO 8601 date or time", code="invalid_time", field=field
         ) from None
+
+
+def _iso_date(text: str) -> date | None:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        return None
 
 
 def ceil_hour(us: int) -> int:
@@ -284,7 +292,7 @@ def build_spec(
             )
         else:
             filters[column] = tuple(values)
-    sort = params.get("sort", [None])[0]
+    sort = one("sort", "") or None
     if sort is not None and sort.lstrip("-") not in {*metrics, *group_by}:
         raise InputError(
             "`sort` names a metric or a grouped dimension", code="invalid_sort", field="sort"
