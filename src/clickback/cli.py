@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, TypeVar
 
@@ -458,13 +459,39 @@ def postback_url(offer_id: int, db: DbOption = None) -> None:
     console.print(integration.POSTBACK_INSTRUCTIONS, style="dim")
 
 
+async def _as_advertiser(
+    store: Store, test: dict[str, Any], params: dict[str, str]
+) -> dict[str, str]:
+    """A simulated postback's parameters with what the advertiser adds: its token, and
+    `ts` and `sig` when it signs (`domain.security`)."""
+    from clickback.domain import security
+
+    offer = await store.get_row("offers", test["offer_id"])
+    assert offer is not None
+    advertiser = await store.get_row("advertisers", offer["advertiser_id"])
+    assert advertiser is not None
+    if advertiser["require_token"]:
+        params["token"] = advertiser["postback_token"]
+    if advertiser["signing_secret"]:
+        params["ts"] = str(int(time.time()))
+        params["sig"] = security.sign(advertiser["signing_secret"], params)
+    return params
+
+
 @app.command("integration-test")
 def integration_test(
     offer_id: int,
     affiliate: Annotated[
         int | None, typer.Option(help="Affiliate (default: the test one).")
     ] = None,
-    simulate: Annotated[bool, typer.Option(help="Fire the test postback too.")] = False,
+    simulate: Annotated[
+        bool,
+        typer.Option(
+            help="Fire the test postback too, as the advertiser's server would: with its "
+            "token and signed when it has them, from 127.0.0.1 (an IP allowlist without "
+            "that address refuses it)."
+        ),
+    ] = False,
     db: DbOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -487,7 +514,7 @@ def integration_test(
                 "orderamount": "1.00",
                 "ordernumber": f"SIMULATED-{test_id}-{row['started_at']}",
             }
-            await tracker.postback("GET", "127.0.0.1", params)
+            await tracker.postback("GET", "127.0.0.1", await _as_advertiser(store, row, params))
         return await integration.describe(store, base, row)
 
     test = _run(db, work)
@@ -563,7 +590,7 @@ def conversions_export(
     """Every matching conversion as CSV, oldest first, in pages (any size)."""
     import csv
 
-    from clickback.web.present import EXPORT_COLUMNS, PRESENTERS, parse_time
+    from clickback.web.present import EXPORT_COLUMNS, PRESENTERS, csv_cell, parse_time
 
     filters = _given(offer_id=offer, status=status)
     lo = parse_time(since, "since") if since else None
@@ -581,7 +608,7 @@ def conversions_export(
             )
             for row in page.items:
                 item = PRESENTERS["conversions"](row, base)
-                writer.writerow("" if item[c] is None else item[c] for c in columns)
+                writer.writerow(csv_cell(item[c]) for c in columns)
             count += len(page.items)
             cursor = page.next_cursor
             if cursor is None:
@@ -694,7 +721,11 @@ def token_revoke(token_id: int, db: DbOption = None) -> None:
 
 
 def main() -> None:
-    app()
+    try:
+        app()
+    except ClickbackError as exc:  # bad input read before `_run` (a time, a CSV of rates)
+        console.print(f"[red]error[/red] ({exc.code}): {exc.message}")
+        raise SystemExit(2) from None
 
 
 from clickback import cli_outbound, cli_reports  # noqa: E402, F401  (they add their commands)

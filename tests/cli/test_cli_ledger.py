@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import re
+import subprocess
 import time
+from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import orjson
+import typer
 
-from tests.cli.conftest import Server, cli
+from clickback.cli import app
+from tests.cli.conftest import CLICKBACK, Server, cli
 
 
-def setup(db: str, url: str = "http://127.0.0.1:9/landing") -> str:
-    cli("advertiser", "create", "Shop", db=db)
+def setup(db: str, url: str = "http://127.0.0.1:9/landing", *advertiser: str) -> str:
+    cli("advertiser", "create", "Shop", *advertiser, db=db)
     cli(
         "offer",
         "create",
@@ -73,3 +80,61 @@ def test_replay_by_outcome_after_reactivation(server: Server) -> None:
     assert "duplicate" in out
     convs = cli("conversions", "list", "--json", db=server.db).split()
     assert len(convs) == 1 and orjson.loads(convs[0])["commission"] == "3.00"
+
+
+def test_simulate_fires_as_the_advertiser_with_its_token_and_signature(sqlite_db: str) -> None:
+    setup(sqlite_db, "http://127.0.0.1:9/landing", "--require-token", "--token", "t0k")
+    test = orjson.loads(cli("integration-test", "1", "--simulate", "--json", db=sqlite_db))
+    assert test["click_test"]["status"] == "passed"
+    assert test["conversion_test"]["status"] == "passed", test["conversion_test"]
+    cli("advertiser", "security", "1", "--signing-secret", "k", "--require-signature", db=sqlite_db)
+    test = orjson.loads(cli("integration-test", "1", "--simulate", "--json", db=sqlite_db))
+    assert test["conversion_test"]["status"] == "passed", test["conversion_test"]
+
+
+def test_bad_input_read_before_the_database_is_a_clean_error(
+    sqlite_db: str, tmp_path: Path
+) -> None:
+    setup(sqlite_db)
+    rates = tmp_path / "rates.csv"
+    rates.write_text("2026-11-01,EUR,abc\n")
+    for args in (
+        ["conversions", "export", "--out", "-", "--since", "yesterday"],
+        ["rates", "import", str(rates)],
+    ):
+        out = subprocess.run(
+            [CLICKBACK, *args, "--db", sqlite_db], capture_output=True, text=True, timeout=60
+        )
+        assert out.returncode == 2, out.stderr[-500:]
+        assert "Traceback" not in out.stderr + out.stdout and "error (" in out.stdout, out
+
+
+def test_cli_export_writes_the_same_csv_cells_as_the_api(sqlite_db: str) -> None:
+    setup(sqlite_db)
+    cli("integration-test", "1", "--simulate", "--json", db=sqlite_db)
+    [row] = csv.DictReader(io.StringIO(cli("conversions", "export", "--out", "-", db=sqlite_db)))
+    # the API export (`present.csv_cell`) writes booleans as true/false and lists as JSON
+    assert (row["is_test"], row["click_missing"], row["flags"]) == ("true", "false", "[]"), row
+
+
+def test_every_command_the_docs_spell_is_a_command() -> None:
+    """Each `clickback …` in the README and docs/ names a command, not a group (README
+    and the integration guide once said `clickback postbacks`, a usage error)."""
+    root = Path(__file__).resolve().parents[2]
+    history = root / "docs" / "performance-log.md"  # what was measured then, as it was
+    texts = [root / "README.md", *sorted(set((root / "docs").glob("*.md")) - {history})]
+    spelled = set()
+    for path in texts:
+        for line in re.findall(r"(?:`|^ +|\| )clickback ([a-z][-a-z| ]*)", path.read_text(), re.M):
+            spelled.add(tuple(w for w in line.split() if w != "|"))
+    assert ("postbacks", "list") in spelled and len(spelled) > 15
+    top = typer.main.get_command(app)
+    for words in spelled:
+        command: Any = top
+        for word in words:
+            if not hasattr(command, "list_commands"):  # a command, not a group
+                break
+            names = word.split("|")  # `deliveries list|show|resend`
+            assert set(names) <= set(command.list_commands(None)), (words, word)
+            command = command.commands[names[0]]
+        assert not hasattr(command, "list_commands"), f"`clickback {' '.join(words)}` is a group"

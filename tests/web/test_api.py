@@ -127,3 +127,12 @@ async def test_offer_revenue_terms_are_set_checked_and_shown(client: httpx.Async
         assert r.status_code == 400 and r.json()["errors"][0]["code"] == code, (body, r.text)
     r = await client.patch(url, json={"revenue_type": ""}, headers=AUTH)
     assert (r.json()["revenue_type"], r.json()["revenue_amount"]) == ("", "0")
+
+
+async def test_a_cursor_out_of_range_is_a_400_not_a_500(client: httpx.AsyncClient) -> None:
+    import base64
+
+    await make_offer(client)
+    cursor = base64.urlsafe_b64encode(b"99999999999999999999").decode().rstrip("=")
+    r = await client.get("/api/v1/offers", params={"cursor": cursor}, headers=AUTH)
+    assert r.status_code == 400 and r.json()["errors"][0]["code"] == "invalid_cursor", r.text

@@ -178,3 +178,82 @@ async def test_replay_after_reactivating_counts_exactly_once(client: httpx.Async
     ledger = (await client.get("/api/v1/postbacks", headers=AUTH)).json()["items"]
     assert [p["outcome"] for p in ledger] == ["duplicate", "accepted", "offer_paused"]
     assert (await client.post("/api/v1/postbacks/999999/replay", headers=AUTH)).status_code == 404
+
+
+async def test_read_token_is_not_shown_the_advertisers_postback_token(
+    client: httpx.AsyncClient, app: Any
+) -> None:
+    from clickback.web.http import hash_token
+
+    await app.store.create_token("ro", hash_token("read-tok"), "read")
+    ro = {"Authorization": "Bearer read-tok"}
+    s = await make_offer(
+        client,
+        destination_url="http://127.0.0.1:9/",
+        advertiser={"require_token": True, "postback_token": "s3cret"},
+    )
+    adv = (await client.get(f"/api/v1/advertisers/{s['advertiser']['id']}", headers=ro)).json()
+    assert adv["postback_token"] == ""
+    # the postback URL and the integration test name the token without giving it
+    path = f"/api/v1/offers/{s['offer']['id']}/postback-url"
+    shown = (await client.get(path, headers=ro)).json()["postback_url"]
+    assert shown.endswith("&token={token}")
+    assert (await client.get(path, headers=AUTH)).json()["postback_url"].endswith("&token=s3cret")
+    test = await start_test(client, s["offer"]["id"])
+    assert test["postback_url"].endswith("&token=s3cret")  # an admin token's view
+    r = await client.get(f"/api/v1/integration-tests/{test['id']}", headers=ro)
+    assert r.status_code == 200 and "s3cret" not in r.text
+    assert r.json()["postback_url"].endswith("&token={token}")
+    listed = await client.get(f"/api/v1/offers/{s['offer']['id']}/integration-tests", headers=ro)
+    assert listed.status_code == 200 and "s3cret" not in listed.text
+
+
+async def test_postback_url_with_a_token_needing_escapes_works_as_given(
+    client: httpx.AsyncClient,
+) -> None:
+    token = "a+b/c=&d"  # any string up to 200 characters is accepted as a token
+    s = await make_offer(
+        client,
+        destination_url="http://127.0.0.1:9/",
+        advertiser={"require_token": True, "postback_token": token},
+    )
+    test = await start_test(client, s["offer"]["id"])
+    url = (
+        test["postback_url"]
+        .replace("orderamount=", "orderamount=1")
+        .replace("ordernumber=", "ordernumber=TOK-1")
+    )
+    r = await client.get(url.removeprefix("http://track.test"))
+    assert r.status_code == 200, r.text  # the advertiser fired exactly the URL it was given
+
+
+async def test_click_test_finds_a_refid_macro_next_to_other_characters(
+    client: httpx.AsyncClient,
+) -> None:
+    s = await make_offer(client, destination_url="http://127.0.0.1:9/r/aff-{refid}")
+    r = await client.get(f"/c/{s['link']['code']}")
+    assert r.status_code == 302 and r.headers["location"].startswith("http://127.0.0.1:9/r/aff-")
+    test = await start_test(client, s["offer"]["id"])
+    assert test["click_test"]["status"] == "passed", test["click_test"]
+    assert test["refid"] and len(test["refid"]) == 36
+
+
+async def test_read_token_is_not_shown_the_token_in_the_ledger(
+    client: httpx.AsyncClient, app: Any
+) -> None:
+    from clickback.web.http import hash_token
+
+    await app.store.create_token("ro", hash_token("read-tok"), "read")
+    ro = {"Authorization": "Bearer read-tok"}
+    s = await make_offer(client, advertiser={"require_token": True, "postback_token": "s3cret"})
+    refid = await click(client, s["link"])
+    r = await client.get(f"/postback?refid={refid}&orderamount=1&ordernumber=L1&token=s3cret")
+    assert r.json()["status"] == "accepted"
+    r = await client.get("/api/v1/postbacks", headers=ro)
+    assert r.status_code == 200 and "s3cret" not in r.text, r.json()["items"][0]["params"]
+    [row] = r.json()["items"]
+    assert row["params"]["token"] == "" and row["params"]["ordernumber"] == "L1"
+    r = await client.get(f"/api/v1/postbacks/{row['id']}", headers=ro)
+    assert r.status_code == 200 and "s3cret" not in r.text
+    [full] = (await client.get("/api/v1/postbacks", headers=AUTH)).json()["items"]
+    assert full["params"]["token"] == "s3cret"

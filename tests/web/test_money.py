@@ -346,3 +346,108 @@ async def test_changing_an_offers_currency_restates_its_fixed_payout(
     assert (await convert(client, s, "J1"))["commission"] == "1500"
     vip = await convert(client, s, "J2", commissionid="vip")  # the rule keeps its own currency
     assert (vip["commission"], vip["currency"]) == ("3.50", "USD")
+
+
+async def test_totals_payable_leaves_out_test_conversions(client: httpx.AsyncClient) -> None:
+    s = await make_offer(client, destination_url="http://127.0.0.1:9/")
+    r = await client.post(f"/api/v1/offers/{s['offer']['id']}/integration-tests", headers=AUTH)
+    test = r.json()
+    r = await client.get(
+        "/postback",
+        params={"refid": test["refid"], "orderamount": "100", "ordernumber": "TEST-ORDER"},
+    )
+    assert r.json()["status"] == "accepted"
+    [conv] = (await client.get("/api/v1/conversions", headers=AUTH)).json()["items"]
+    assert conv["is_test"] is True and conv["status"] == "approved"
+    totals = (await client.get("/api/v1/conversions/totals", headers=AUTH)).json()
+    # only test traffic so far: nothing is payable (reports and payouts leave test out)
+    assert totals["payable"] == "0.00", totals
+
+
+async def test_an_id_too_large_for_the_database_is_a_4xx_not_a_500(
+    client: httpx.AsyncClient,
+) -> None:
+    s = await make_offer(client)
+    huge = 2**63  # one past the largest 64-bit integer
+    for path, body in (
+        ("/api/v1/links", {"offer_id": huge, "affiliate_id": s["affiliate"]["id"]}),
+        ("/api/v1/offers", {**s["offer"], "advertiser_id": huge}),
+        (
+            f"/api/v1/offers/{s['offer']['id']}/rules",
+            {"affiliate_id": huge, "payout_type": "cpa", "payout_amount": "1"},
+        ),
+    ):
+        r = await client.post(path, json=body, headers=AUTH)
+        assert 400 <= r.status_code < 500, (path, r.status_code, r.text)
+
+
+async def test_require_token_takes_a_boolean_when_an_advertiser_is_made(
+    client: httpx.AsyncClient,
+) -> None:
+    r = await client.post(
+        "/api/v1/advertisers", json={"name": "Shop", "require_token": "false"}, headers=AUTH
+    )
+    # as PATCH does: the text "false" was read as true, and every postback refused
+    assert r.status_code == 400 and r.json()["errors"][0]["code"] == "invalid_bool", r.text
+    made = await client.post(
+        "/api/v1/advertisers", json={"name": "Shop", "require_token": True}, headers=AUTH
+    )
+    assert made.status_code == 201 and made.json()["require_token"] is True
+
+
+async def test_an_offer_is_archived_by_delete_not_by_its_status(
+    client: httpx.AsyncClient,
+) -> None:
+    s = await make_offer(client)
+    oid = s["offer"]["id"]
+    r = await client.patch(f"/api/v1/offers/{oid}", json={"status": "archived"}, headers=AUTH)
+    assert r.status_code == 400 and r.json()["errors"][0]["field"] == "status", r.text
+    paused = await client.patch(f"/api/v1/offers/{oid}", json={"status": "paused"}, headers=AUTH)
+    assert paused.status_code == 200 and paused.json()["status"] == "paused"
+
+
+async def test_a_rate_too_large_to_value_with_is_a_400_not_a_500(
+    client: httpx.AsyncClient,
+) -> None:
+    s = await make_offer(client)
+    body = await convert(client, s, "EUR-BIG", currency="EUR")  # waits for a EUR rate
+    assert [w["code"] for w in body["warnings"]] == ["missing_rate"]
+    r = await client.post(
+        "/api/v1/rates",
+        headers={**AUTH, "content-type": "text/csv"},
+        content=b"2000-01-01,EUR,1e30\n",  # a typo: parse_rates takes any positive Decimal
+    )
+    assert r.status_code == 400, r.text
+
+
+async def test_patching_the_same_currency_in_lower_case_is_not_a_currency_change(
+    client: httpx.AsyncClient,
+) -> None:
+    s = await make_offer(client, payout_type="cpa", payout_amount="10.00")  # USD
+    r = await client.patch(
+        f"/api/v1/offers/{s['offer']['id']}",
+        json={"currency": "usd", "name": "Renamed"},
+        headers=AUTH,
+    )
+    # `usd` is accepted as USD everywhere else (create, postbacks)
+    assert r.status_code == 200, r.text
+
+
+async def test_a_rate_that_values_an_amount_beyond_storage_leaves_it_unvalued(
+    client: httpx.AsyncClient,
+) -> None:
+    s = await make_offer(client)
+    huge = await convert(client, s, "EUR-HUGE", orderamount="9000000000", currency="EUR")
+    small = await convert(client, s, "EUR-SMALL", orderamount="2.00", currency="EUR")
+    r = await client.post(
+        "/api/v1/rates",
+        headers={**AUTH, "content-type": "text/csv"},
+        content=b"2000-01-01,EUR,900000000\n",
+    )
+    assert r.status_code == 200, r.text
+    got = {
+        c["id"]: c["base_amount"]
+        for c in (await client.get("/api/v1/conversions", headers=AUTH)).json()["items"]
+    }
+    assert got[huge["conversion_id"]] is None  # 8.1e18: kept waiting for a rate, not a 500
+    assert got[small["conversion_id"]] == "1800000000.00"

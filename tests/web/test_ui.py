@@ -79,3 +79,23 @@ async def test_revoking_the_token_ends_its_sessions(client: httpx.AsyncClient) -
     assert (await client.get("/ui/offers")).status_code == 200
     await client.delete(f"/api/v1/tokens/{made['id']}", headers=AUTH)
     assert (await client.get("/ui/offers")).status_code == 303
+
+
+async def test_a_read_session_sees_the_postback_url_without_the_advertisers_token(
+    client: httpx.AsyncClient,
+) -> None:
+    s = await make_offer(
+        client,
+        destination_url="http://127.0.0.1:9/",
+        advertiser={"require_token": True, "postback_token": "s3cret"},
+    )
+    oid = s["offer"]["id"]
+    await client.post(f"/api/v1/offers/{oid}/integration-tests", headers=AUTH)
+    token = (await client.post("/api/v1/tokens", json={"role": "read"}, headers=AUTH)).json()
+    await login(client, token["token"])
+    page = await client.get(f"/ui/offers/{oid}")
+    assert page.status_code == 200 and "&amp;token={token}" in page.text
+    assert "s3cret" not in page.text
+    client.cookies.clear()
+    await login(client, ADMIN)
+    assert "&amp;token=s3cret" in (await client.get(f"/ui/offers/{oid}")).text

@@ -48,7 +48,10 @@ def _id(values: Mapping[str, Any], field: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int | str):
         raise InputError(f"`{field}` is required: an id", code="invalid_id", field=field)
     try:
-        return int(value)
+        number = int(value)
+        if not -(2**63) <= number < 2**63:  # no database holds it: no such row
+            raise ValueError
+        return number
     except ValueError:
         raise InputError(
             f"`{field}` must be an integer id", code="invalid_id", field=field
@@ -205,6 +208,8 @@ def offer_values(values: Mapping[str, Any], partial: bool = False) -> dict[str, 
     if not partial or given("status"):
         try:
             out["status"] = OfferStatus(str(values.get("status") or "active")).value
+            if out["status"] == OfferStatus.ARCHIVED:  # archived by DELETE, with its time
+                raise ValueError
         except ValueError:
             raise InputError(
                 "`status` must be active or paused", code="invalid_status", field="status"
@@ -229,7 +234,8 @@ async def create_advertiser(store: Store, values: Mapping[str, Any]) -> int:
         raise InputError(
             "`postback_token` must be a string", code="invalid_token", field="postback_token"
         )
-    return await store.create_advertiser(name, token, bool(values.get("require_token", False)))
+    required = values.get("require_token") is not None and _bool(values, "require_token")
+    return await store.create_advertiser(name, token, required)
 
 
 async def create_offer(store: Store, values: Mapping[str, Any]) -> int:
@@ -245,7 +251,9 @@ async def update_offer(store: Store, offer_id: int, values: Mapping[str, Any]) -
     current = await store.get_row("offers", offer_id)
     if current is None:
         raise NotFoundError(f"offer {offer_id} does not exist")
-    changes_currency = values.get("currency") not in (None, current["currency"])
+    given = values.get("currency")
+    new = money.normalize_currency(given) if isinstance(given, str) else None
+    changes_currency = given is not None and new != current["currency"]
     if changes_currency and current["payout_type"] != "cps" and "payout_amount" not in values:
         # the fixed payout is kept in minor units of the currency: it must be restated
         raise InputError(

@@ -51,6 +51,11 @@ class Rates:
         return rate, money.to_minor(value, self.base)
 
 
+# units of the base one unit of a currency is worth, at most: a billion is above any real
+# rate (a rial or a dong base against a dinar); a typo such as `1e30` is refused
+MAX_RATE = Decimal(10) ** 9
+
+
 def parse_rates(text: str) -> list[tuple[str, str, str]]:
     """CSV lines `date,currency,rate` (a header line is allowed) as (currency, day, rate).
     Raises InputError naming the first bad line."""
@@ -64,11 +69,12 @@ def parse_rates(text: str) -> list[tuple[str, str, str]]:
             day = date.fromisoformat(fields[0].strip()).isoformat()
             currency = money.normalize_currency(fields[1])
             rate = Decimal(fields[2].strip())
-            if currency is None or not rate.is_finite() or rate <= 0:
+            if currency is None or not rate.is_finite() or not 0 < rate <= MAX_RATE:
                 raise ValueError
         except (ValueError, IndexError, ArithmeticError):
             raise InputError(
-                f"line {number}: expected `date,currency,rate`, e.g. `2026-11-02,EUR,1.08`",
+                f"line {number}: expected `date,currency,rate`, e.g. `2026-11-02,EUR,1.08`"
+                f" (a rate above 0 and at most {MAX_RATE:,})",
                 code="invalid_rate",
                 field=f"line {number}",
             ) from None
@@ -93,6 +99,8 @@ async def import_rates(store: Store, rows: list[tuple[str, str, str]], base: str
             rate, amount = all_rates.to_base(c["orderamount"], c["currency"], day)
             _, paid = all_rates.to_base(c["commission"], c["commission_currency"], day)
             if rate is not None and amount is not None and paid is not None:
+                if max(abs(amount), abs(paid)) > money.MAX_MINOR:
+                    continue  # too large to store: stays unvalued, as a postback refuses it
                 updates.append((str(rate), amount, paid, base, c["id"]))
         await store.value_conversions(updates)
         valued += len(updates)

@@ -13,12 +13,13 @@ from __future__ import annotations
 import re
 from collections.abc import Awaitable, Callable
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, quote, urlsplit
 
 import orjson
 
 from clickback.domain import admin
 from clickback.domain.ports import Store
+from clickback.domain.refid import TEXT_LEN
 from clickback.domain.timefmt import iso
 from clickback.domain.tracker import Tracker
 from clickback.errors import NotFoundError
@@ -28,6 +29,7 @@ LandingProbe = Callable[[str], Awaitable[int | str]]
 
 TEST_AFFILIATE = "test_affiliate_id"
 _MACRO_LEFT = re.compile(r"\{(refid|sub[1-5]|offer_id|affiliate_id)\}")
+_REFID_RUN = re.compile(rf"(?=([-0-9A-Z_a-z]{{{TEXT_LEN}}}))")  # overlapping runs
 PENDING, PASSED, FAILED = "pending", "passed", "failed"
 
 
@@ -54,8 +56,10 @@ async def click_test(
     reasons: list[dict[str, str]] = []
     refid = ""
     if "{refid}" in offer["destination_url"]:
-        match = re.search(r"[-0-9A-Z_a-z]{36}", location)
-        refid = match.group(0) if match else ""
+        # the macro may stand beside other URL-safe characters (`/r/aff-{refid}`): the
+        # RefID is the run of its length there that verifies
+        runs = (m.group(1) for m in _REFID_RUN.finditer(location))
+        refid = next((r for r in runs if tracker.codec.verify(r) is not None), "")
     else:
         param = offer["refid_param"]
         refid = parse_qs(urlsplit(location).query).get(param, [""])[0]
@@ -156,8 +160,11 @@ async def conversion_test(store: Store, test: dict[str, Any]) -> dict[str, Any]:
     return {"status": FAILED, "reasons": reasons, "postback_ids": ids}
 
 
-async def describe(store: Store, base: str, row: dict[str, Any]) -> dict[str, Any]:
-    """An integration test as the API and the CLI show it, with both tests' status."""
+async def describe(
+    store: Store, base: str, row: dict[str, Any], reveal: bool = True
+) -> dict[str, Any]:
+    """An integration test as the API and the CLI show it, with both tests' status (the
+    advertiser's token in its postback URL only if `reveal`: `postback_template`)."""
     link = await store.get_row("links", row["link_id"])
     offer = await store.get_row("offers", row["offer_id"])
     assert link is not None and offer is not None
@@ -170,7 +177,7 @@ async def describe(store: Store, base: str, row: dict[str, Any]) -> dict[str, An
         "link_id": row["link_id"],
         "refid": row["refid"],
         "tracking_url": f"{base}/c/{link['code']}",
-        "postback_url": postback_template(base, advertiser, row["refid"]),
+        "postback_url": postback_template(base, advertiser, row["refid"], reveal),
         "click_test": {
             "status": row["click_status"],
             "reasons": orjson.loads(row["click_reasons"]),
@@ -181,17 +188,24 @@ async def describe(store: Store, base: str, row: dict[str, Any]) -> dict[str, An
     }
 
 
-def postback_template(base: str, advertiser: dict[str, Any], refid: str = "{refid}") -> str:
-    """The advertiser's postback URL in the seed's form."""
+def postback_template(
+    base: str, advertiser: dict[str, Any], refid: str = "{refid}", reveal: bool = True
+) -> str:
+    """The advertiser's postback URL in the seed's form. The token it requires is
+    percent-encoded (a token with `+`, `&` or `=` would not arrive as set); with `reveal`
+    False (a read token's view: the token lets whoever holds it fire postbacks) it is the
+    placeholder TOKEN_HIDDEN."""
     url = (
         f"{base}/postback?refid={refid}&orderamount=&ordernumber=&coupon=&currency=&geo="
         "&commissionid="
     )
     if advertiser["require_token"]:
-        url += f"&token={advertiser['postback_token']}"
+        token = quote(advertiser["postback_token"], safe="") if reveal else TOKEN_HIDDEN
+        url += f"&token={token}"
     return url
 
 
+TOKEN_HIDDEN = "{token}"  # shown for the advertiser's token to who may not see it
 POSTBACK_INSTRUCTIONS = (
     "Fire this URL from your server when an order completes, with the visitor's RefID "
     "in `refid`. Required: `orderamount` (a plain decimal such as 49.90; 0 for a CPL "

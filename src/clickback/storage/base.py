@@ -79,7 +79,10 @@ def encode_cursor(key: Any) -> str:
 def decode_cursor(cursor: str, kind: type) -> Any:
     try:
         text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        return kind(text)
+        key = kind(text)
+        if kind is int and not -(2**63) <= key < 2**63:
+            raise ValueError(text)
+        return key
     except (ValueError, UnicodeDecodeError) as exc:
         raise InputError(
             "`cursor` is not one this server gave out", code="invalid_cursor", field="cursor"

@@ -18,14 +18,15 @@ if TYPE_CHECKING:
 
 
 def endpoints(app: ClickbackApp) -> list[Endpoint]:
-    async def present(request: Request, row: dict[str, Any]) -> dict[str, Any]:
-        return await integration.describe(app.store, base_url(app, request), row)
+    async def present(request: Request, row: dict[str, Any], caller: Caller) -> dict[str, Any]:
+        reveal = caller.role == "admin"  # the advertiser's token (`http.redact`)
+        return await integration.describe(app.store, base_url(app, request), row, reveal)
 
-    async def read_test(request: Request, test_id: int) -> Response:
+    async def read_test(request: Request, test_id: int, caller: Caller) -> Response:
         row = await app.store.get_row("integration_tests", test_id)
         if row is None:
             raise NotFoundError(f"integration test {test_id} does not exist")
-        return json_response(await present(request, row))
+        return json_response(await present(request, row, caller))
 
     async def start_test(request: Request, caller: Caller) -> Response:
         body = await read_json(request)
@@ -39,7 +40,7 @@ def endpoints(app: ClickbackApp) -> list[Endpoint]:
         test_id = await integration.start(
             app.store, app.tracker, int_param(request), affiliate, app.probe
         )
-        response = await read_test(request, test_id)
+        response = await read_test(request, test_id, caller)
         response.status_code = 201
         return response
 
@@ -50,11 +51,11 @@ def endpoints(app: ClickbackApp) -> list[Endpoint]:
         page = await app.store.list_rows(
             "integration_tests", {"offer_id": offer_id}, None, None, MAX_LIMIT, None
         )
-        items = [await present(request, r) for r in page.items]
+        items = [await present(request, r, caller) for r in page.items]
         return json_response({"items": items, "next_cursor": None})
 
     async def get_test(request: Request, caller: Caller) -> Response:
-        return await read_test(request, int_param(request))
+        return await read_test(request, int_param(request), caller)
 
     async def delete_test(request: Request, caller: Caller) -> Response:
         await integration.remove(app.store, app.tracker, int_param(request))
@@ -63,7 +64,7 @@ def endpoints(app: ClickbackApp) -> list[Endpoint]:
     async def rerun_test(request: Request, caller: Caller) -> Response:
         test_id = int_param(request)
         await integration.rerun(app.store, app.tracker, test_id, app.probe)
-        return await read_test(request, test_id)
+        return await read_test(request, test_id, caller)
 
     async def postback_url(request: Request, caller: Caller) -> Response:
         offer = await app.store.get_row("offers", int_param(request))
@@ -74,7 +75,9 @@ def endpoints(app: ClickbackApp) -> list[Endpoint]:
         return json_response(
             {
                 "offer_id": offer["id"],
-                "postback_url": integration.postback_template(base_url(app, request), advertiser),
+                "postback_url": integration.postback_template(
+                    base_url(app, request), advertiser, reveal=caller.role == "admin"
+                ),
                 "methods": ["GET", "POST"],
                 "required": ["refid", "orderamount", "ordernumber"]
                 + (["token"] if advertiser["require_token"] else []),

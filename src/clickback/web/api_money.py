@@ -8,7 +8,6 @@ import io
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
-import orjson
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
@@ -25,7 +24,7 @@ from clickback.web.http import (
     list_query,
     read_json,
 )
-from clickback.web.present import EXPORT_COLUMNS, PRESENTERS, json_response
+from clickback.web.present import EXPORT_COLUMNS, PRESENTERS, csv_cell, json_response
 
 if TYPE_CHECKING:
     from clickback.web.app import ClickbackApp
@@ -101,7 +100,10 @@ def endpoints(app: ClickbackApp) -> list[Endpoint]:
             raise InputError("totals take filters and since/until only", code="unknown_filter")
         base = app.settings.base_currency
         out: dict[str, Any] = {}
-        for r in await app.store.conversion_totals(q.filters, q.since, q.until):
+        # test conversions (integration tests) are nobody's money, as in the reports;
+        # `is_test=1` asks for them
+        filters = {"is_test": 0, **q.filters}
+        for r in await app.store.conversion_totals(filters, q.since, q.until):
             out[r["status"]] = {
                 "conversions": r["conversions"],
                 "base_amount": format_minor(int(r["base_amount"]), base),
@@ -136,7 +138,7 @@ def endpoints(app: ClickbackApp) -> list[Endpoint]:
                     )
                     for row in page.items:
                         item = PRESENTERS[table](row, base)
-                        writer.writerow(_cell(item[c]) for c in columns)
+                        writer.writerow(csv_cell(item[c]) for c in columns)
                     yield buf.getvalue()
                     buf.seek(0)
                     buf.truncate()
@@ -354,11 +356,3 @@ def endpoints(app: ClickbackApp) -> list[Endpoint]:
             tags=("tokens",),
         ),
     ]
-
-
-def _cell(value: Any) -> Any:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, list | dict):
-        return orjson.dumps(value).decode()
-    return "" if value is None else value

@@ -111,10 +111,15 @@ class ListQuery:
 
 
 def redact(item: dict[str, Any], caller: Caller) -> dict[str, Any]:
-    """Secrets that would let a reader forge postbacks are for admin tokens only."""
+    """Secrets that would let a reader forge postbacks are for admin tokens only: an
+    object's own, and the `token` a ledger row's postback was sent with."""
     if caller.role == "admin":
         return item
-    return {k: ("" if k in SECRETS and v else v) for k, v in item.items()}
+    out = {k: ("" if k in SECRETS and v else v) for k, v in item.items()}
+    params = out.get("params")
+    if isinstance(params, dict) and params.get("token"):
+        out["params"] = {**params, "token": ""}
+    return out
 
 
 SECRETS = frozenset({"postback_token", "signing_secret", "postback_secret"})

@@ -159,7 +159,7 @@ def routes(ui: Ui) -> list[Route]:
         page = await app.store.list_rows(
             "integration_tests", {"offer_id": oid}, None, None, 20, None
         )
-        tests = [await integration.describe(app.store, base, t) for t in page.items]
+        tests = [await integration.describe(app.store, base, t, session.admin) for t in page.items]
         links = await app.store.list_rows("links", {"offer_id": oid}, None, None, 200, None)
         return ui.render(
             request,
@@ -167,7 +167,7 @@ def routes(ui: Ui) -> list[Route]:
             session,
             o=PRESENTERS["offers"](row, base),
             advertiser=PRESENTERS["advertisers"](advertiser, base),
-            postback_url=integration.postback_template(base, advertiser),
+            postback_url=integration.postback_template(base, advertiser, reveal=session.admin),
             instructions=integration.POSTBACK_INSTRUCTIONS,
             tests=tests,
             links=[PRESENTERS["links"](r, base) for r in links.items if not r["is_test"]],
