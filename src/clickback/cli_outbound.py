@@ -69,10 +69,19 @@ def affiliate_enable_postback(affiliate_id: int, db: DbOption = None) -> None:
     console.print(f"affiliate {affiliate_id}: postback enabled")
 
 
+@affiliate_app.command("disable-postback")
+def affiliate_disable_postback(affiliate_id: int, db: DbOption = None) -> None:
+    """Disable a postback by hand, as failures do: its deliveries are held until enabled."""
+    _run(db, lambda s: admin.update_affiliate(s, affiliate_id, {"postback_enabled": False}))
+    console.print(f"affiliate {affiliate_id}: postback disabled")
+
+
 @deliveries_app.command("list")
 def deliveries_list(
     limit: int = 50,
-    state: Annotated[str | None, typer.Option(help="queued, delivered, failed or held.")] = None,
+    state: Annotated[
+        str | None, typer.Option(help="queued, delivered, failed, held or cancelled.")
+    ] = None,
     affiliate: Annotated[int | None, typer.Option(help="Affiliate id.")] = None,
     conversion: Annotated[int | None, typer.Option(help="Conversion id.")] = None,
     db: DbOption = None,

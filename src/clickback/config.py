@@ -62,7 +62,11 @@ SETTINGS: dict[str, tuple[str, str]] = {
         "`1` lets outbound postbacks go to loopback, private, link-local and multicast "
         "addresses (tests, private networks). Otherwise such URLs are refused.",
     ),
-    "CLICKBACK_OUTBOUND_TIMEOUT": ("10", "Seconds an outbound postback may take."),
+    "CLICKBACK_OUTBOUND_TIMEOUT": (
+        "10",
+        "Seconds an outbound postback may take, resolving its host included; shorter than "
+        "CLICKBACK_OUTBOUND_LEASE_SECONDS.",
+    ),
     "CLICKBACK_OUTBOUND_RETRY_SECONDS": (
         "10,60,300,900,3600,10800",
         "Backoff before each retry of an outbound postback, in seconds; the last repeats. "
@@ -80,7 +84,8 @@ SETTINGS: dict[str, tuple[str, str]] = {
     "CLICKBACK_OUTBOUND_LEASE_SECONDS": (
         "30",
         "How long a sender owns the deliveries it took; after a crash another sender "
-        "takes them over once this passes.",
+        "takes them over once this passes. Longer than CLICKBACK_OUTBOUND_TIMEOUT (else "
+        "the server does not start): a send outliving its lease would be sent again.",
     ),
     "CLICKBACK_JOBS_POLL_SECONDS": (
         "0.5",
@@ -225,6 +230,14 @@ class Settings:
     rollup_settle: float = 2.0
     rollup_coalesce: float = 1.0
     loop_stall_ms: float = 100.0
+
+    def __post_init__(self) -> None:
+        if self.outbound_lease_seconds <= self.outbound_timeout:
+            # a send that outlives its sender's lease is taken over and sent again by
+            # another process, without end while the receiver stays that slow
+            raise ConfigError(
+                "CLICKBACK_OUTBOUND_LEASE_SECONDS must be longer than CLICKBACK_OUTBOUND_TIMEOUT"
+            )
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:

@@ -29,14 +29,18 @@ def is_public(address: str) -> bool:
     if ip.is_multicast or not ip.is_global:
         return False
     if isinstance(ip, ipaddress.IPv6Address):
+        if ip in _LOCAL_NAT64:  # where it carries the IPv4 address is the network's choice
+            return False
         inner = [ip.ipv4_mapped, ip.sixtofour, ip.teredo[1] if ip.teredo else None]
-        if ip in _NAT64:
+        if ip in _NAT64 or ip in _TRANSLATED:
             inner.append(ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF))
         return all(a is None or (a.is_global and not a.is_multicast) for a in inner)
     return True
 
 
-_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")  # RFC 6052, well-known prefix
+_LOCAL_NAT64 = ipaddress.ip_network("64:ff9b:1::/48")  # RFC 8215, local-use translation
+_TRANSLATED = ipaddress.ip_network("::ffff:0:0:0/96")  # RFC 2765, IPv4-translated (SIIT)
 
 
 async def resolve(host: str, port: int) -> list[str]:
@@ -72,6 +76,17 @@ async def check_destination(url: str, allow_private: bool) -> None:
         )
 
 
+def pinned(url: str, ip: str) -> tuple[str, str]:
+    """The URL made to the checked address `ip` (credentials and port kept), and the
+    `Host` header it is sent with."""
+    parts = urlsplit(url)
+    userinfo, at, hostport = parts.netloc.rpartition("@")
+    netloc = userinfo + at + (f"[{ip}]" if ":" in ip else ip)
+    if parts.port:
+        netloc += f":{parts.port}"
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment)), hostport
+
+
 async def send(
     client: httpx.AsyncClient, request: OutboundRequest, timeout: float, allow_private: bool
 ) -> Attempt:
@@ -79,20 +94,18 @@ async def send(
     parts = urlsplit(request.url)
     url, headers, extensions = request.url, dict(request.headers), {}
     try:
-        if not allow_private:
-            host = parts.hostname or ""
-            addresses = await resolve(host, parts.port or (443 if parts.scheme == "https" else 80))
-            bad = [a for a in addresses if not is_public(a)]
-            if bad or not addresses:
-                return Attempt(None, "", 0, f"refused: {host} resolves to {', '.join(bad)}")
-            ip = addresses[0]
-            netloc = f"[{ip}]" if ":" in ip else ip
-            if parts.port:
-                netloc += f":{parts.port}"
-            url = urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
-            headers["Host"] = parts.netloc.rsplit("@", 1)[-1]
-            extensions["sni_hostname"] = host
-        async with asyncio.timeout(timeout):  # for the whole exchange, not each step
+        # the timeout is for the whole exchange, the name's resolution included (a sender's
+        # lease outlasts it: `config.Settings`), not for each step
+        async with asyncio.timeout(timeout):
+            if not allow_private:
+                host = parts.hostname or ""
+                port = parts.port or (443 if parts.scheme == "https" else 80)
+                addresses = await resolve(host, port)
+                bad = [a for a in addresses if not is_public(a)]
+                if bad or not addresses:
+                    return Attempt(None, "", 0, f"refused: {host} resolves to {', '.join(bad)}")
+                url, headers["Host"] = pinned(request.url, addresses[0])
+                extensions["sni_hostname"] = host
             async with client.stream(
                 request.method,
                 url,
@@ -106,12 +119,18 @@ async def send(
                     body += chunk
                     if len(body) >= EXCERPT:
                         break  # an excerpt is all the log keeps: read no more
-        excerpt = body[:EXCERPT].decode("utf-8", "replace")
+        excerpt = _text(body[:EXCERPT].decode("utf-8", "replace"))
         return Attempt(response.status_code, excerpt, _ms(started), "")
     except (TimeoutError, httpx.TimeoutException):
         return Attempt(None, "", _ms(started), f"timeout after {timeout:g} s")
-    except (httpx.HTTPError, OSError) as exc:
-        return Attempt(None, "", _ms(started), f"{type(exc).__name__}: {exc}"[:EXCERPT])
+    except (httpx.HTTPError, OSError, UnicodeError) as exc:
+        return Attempt(None, "", _ms(started), _text(f"{type(exc).__name__}: {exc}"[:EXCERPT]))
+
+
+def _text(text: str) -> str:
+    """Text as every engine stores it: PostgreSQL refuses a NUL in text (the attempt's
+    transaction failed, and the postback went out again each lease)."""
+    return text.replace("\x00", "\ufffd")
 
 
 def _ms(started: float) -> int:

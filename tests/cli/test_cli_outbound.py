@@ -68,3 +68,17 @@ def test_affiliate_postback_and_advertiser_security_by_cli(sqlite_db: str) -> No
     with pytest.raises(subprocess.CalledProcessError):
         cli("advertiser", "security", "1", "--ip-allowlist", "not-an-ip", db=sqlite_db)
     assert cli("deliveries", "list", "--json", db=sqlite_db) == ""
+
+
+def test_a_postback_disabled_and_enabled_by_hand(sqlite_db: str) -> None:
+    cli("affiliate", "create", "Pub", db=sqlite_db)
+
+    def enabled() -> bool:
+        [aff] = [orjson.loads(x) for x in cli("affiliate", "list", "--json", db=sqlite_db).split()]
+        return bool(aff["postback_enabled"])
+
+    assert enabled()
+    assert "postback disabled" in cli("affiliate", "disable-postback", "1", db=sqlite_db)
+    assert not enabled()
+    cli("affiliate", "enable-postback", "1", db=sqlite_db)
+    assert enabled()

@@ -371,8 +371,11 @@ async def update_affiliate(
     if values.get("postback_secret") is not None:
         cols["postback_secret"] = _secret(values, "postback_secret")
     await _update(store, "affiliates", affiliate_id, cols)
-    if values.get("postback_enabled") is not None and _bool(values, "postback_enabled"):
-        await store.enable_postbacks(affiliate_id, now_us())
+    if values.get("postback_enabled") is not None:
+        if _bool(values, "postback_enabled"):
+            await store.enable_postbacks(affiliate_id, now_us())
+        else:  # paused by hand: held as after failures, until enabled again
+            await store.disable_postbacks(affiliate_id, now_us())
 
 
 async def set_offer_postback(

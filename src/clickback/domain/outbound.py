@@ -19,7 +19,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import orjson
 
@@ -115,7 +115,17 @@ def values_of(conversion: Mapping[str, Any], event: str) -> dict[str, str]:
 
 
 def render_url(template: str, values: Mapping[str, str]) -> str:
-    return _MACRO.sub(lambda m: quote(values[m.group(1)], safe=""), template)
+    """The template with its macros filled (each value percent-encoded), and whatever
+    else a URL may not carry as it is (a space, `"`, a non-ASCII letter typed into the
+    template) percent-encoded too: an HTTP client would encode those after the URL was
+    signed, and the receiver's check of the signature would fail."""
+    url = _MACRO.sub(lambda m: quote(values[m.group(1)], safe=""), template)
+    parts = urlsplit(url)
+    path, query = (quote(p, safe=_URL_SAFE) for p in (parts.path, parts.query))
+    return urlunsplit(parts._replace(path=path, query=query))
+
+
+_URL_SAFE = "!$&'()*+,;=:@/?[]~%"  # RFC 3986 reserved and unreserved, and escapes
 
 
 def signature(secret: str, timestamp: int, payload: str) -> str:

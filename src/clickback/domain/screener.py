@@ -126,7 +126,9 @@ class Screener:
         if status != "approved" and to == "pending":
             to = status  # only an automatic approval is held back
         delivery = ""
-        if to != status:
+        # a conversion the offer's rules reject was never posted back (its conversion
+        # postback waits for the screening, and is cancelled): no `rejected` either
+        if to != status and to != "rejected":
             delivery = self.delivery_state(
                 int(c["offer_id"]), int(c["affiliate_id"]), to, int(c["is_test"])
             )

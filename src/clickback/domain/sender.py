@@ -53,6 +53,12 @@ class Sender:
     async def _deliver(self, row: dict[str, Any], lease: int) -> None:
         config = outbound.config_from_row(row)
         now = time.time_ns() // 1000
+        if not config.state_for(row["event"]):
+            # the affiliate's URL was removed, or the event dropped from what it takes,
+            # since the delivery was queued: it is not sent (nor counted as a failure)
+            if not await self.store.cancel_delivery(row["delivery_id"], lease, now):
+                log.warning("outbound postback %s outlived its lease", row["delivery_id"])
+            return
         started = time.monotonic()
         method, url = config.method, config.url
         try:

@@ -22,7 +22,10 @@ class OutboxSql(SqlPrimitives):
         self, now: int, lease_until: int, limit: int
     ) -> list[dict[str, Any]]:
         """Leases up to `limit` due deliveries of screened conversions to this sender; a
-        sender that dies loses its lease and another takes the delivery over."""
+        sender that dies loses its lease and another takes the delivery over. A delivery
+        waits while an earlier one of the same conversion to the same affiliate is still
+        to be sent (queued, in flight or held): an affiliate hears of a reversal after the
+        conversion it reverses, even when the conversion's postback is being retried."""
         lock = " FOR UPDATE OF d SKIP LOCKED" if self.engine == "postgres" else ""
         # (a delivery of a disabled affiliate stays put: it is held, or about to be)
         rows = await self._fetch(
@@ -32,6 +35,9 @@ class OutboxSql(SqlPrimitives):
             " WHERE d.state = 'queued' AND d.next_at <= ? AND c.screened = 1"
             " AND a.postback_disabled_at IS NULL"
             " AND (d.lease_until IS NULL OR d.lease_until < ?)"
+            " AND NOT EXISTS (SELECT 1 FROM deliveries AS e WHERE e.conversion_id ="
+            " d.conversion_id AND e.affiliate_id = d.affiliate_id AND e.id < d.id"
+            " AND e.state IN ('queued', 'held'))"
             f" ORDER BY d.next_at LIMIT ?{lock}) RETURNING id",
             lease_until,
             now,
@@ -43,7 +49,8 @@ class OutboxSql(SqlPrimitives):
         ids = padded([r["id"] for r in rows])
         marks = ", ".join("?" * len(ids))
         return await self._fetch(
-            "SELECT d.id AS delivery_id, d.event, d.attempts, d.created_at AS queued_at, "
+            "SELECT d.id AS delivery_id, d.event, d.attempts, "
+            "coalesce(d.retry_from, d.created_at) AS queued_at, "
             f"d.affiliate_id AS delivery_affiliate, c.*, {_CONFIG} "
             "FROM deliveries AS d JOIN conversions AS c ON c.id = d.conversion_id "
             "JOIN affiliates AS a ON a.id = d.affiliate_id "
@@ -137,9 +144,9 @@ class OutboxSql(SqlPrimitives):
                     (affiliate_id,),
                 ),
                 (
-                    "UPDATE deliveries SET state = ?, next_at = ?, updated_at = ? "
+                    "UPDATE deliveries SET state = ?, next_at = ?, retry_from = ?, updated_at = ? "
                     "WHERE affiliate_id = ? AND state = ?",
-                    (QUEUED, now, now, affiliate_id, HELD),
+                    (QUEUED, now, now, now, affiliate_id, HELD),
                 ),
             ],
             bump=True,
@@ -147,14 +154,54 @@ class OutboxSql(SqlPrimitives):
         )
         return int(held[0]["n"])
 
+    async def disable_postbacks(self, affiliate_id: int, now: int) -> int:
+        """Disables an affiliate's postback by hand, as failures do: its deliveries are
+        held until it is enabled again; how many were held."""
+        queued = await self._fetch(
+            "SELECT count(*) AS n FROM deliveries WHERE affiliate_id = ? AND state = ?",
+            affiliate_id,
+            QUEUED,
+        )
+        await self._write_all(
+            [
+                (
+                    "UPDATE affiliates SET postback_disabled_at = ? "
+                    "WHERE id = ? AND postback_disabled_at IS NULL",
+                    (now, affiliate_id),
+                ),
+                (
+                    "UPDATE deliveries SET state = ?, updated_at = ? "
+                    "WHERE affiliate_id = ? AND state = ?",
+                    (HELD, now, affiliate_id, QUEUED),
+                ),
+            ],
+            bump=True,
+            check=False,
+        )
+        return int(queued[0]["n"])
+
     async def resend_delivery(self, delivery_id: int, now: int) -> bool:
+        """Queues a delivery again now, with the give-up time counted from now."""
         rows = await self._fetch(
-            "UPDATE deliveries SET state = ?, next_at = ?, lease_until = NULL, updated_at = ? "
-            "WHERE id = ? RETURNING id",
+            "UPDATE deliveries SET state = ?, next_at = ?, retry_from = ?, lease_until = NULL, "
+            "updated_at = ? WHERE id = ? RETURNING id",
             QUEUED,
             now,
             now,
+            now,
             delivery_id,
+        )
+        return bool(rows)
+
+    async def cancel_delivery(self, delivery_id: int, lease: int, now: int) -> bool:
+        """Cancels a delivery this sender holds the lease of (its affiliate no longer
+        takes its event); False when the lease ran out."""
+        rows = await self._fetch(
+            "UPDATE deliveries SET state = 'cancelled', lease_until = NULL, updated_at = ? "
+            "WHERE id = ? AND lease_until = ? RETURNING id",
+            now,
+            delivery_id,
+            lease,
         )
         return bool(rows)
 

@@ -489,6 +489,14 @@ MIGRATIONS.append(
     )
 )
 
+MIGRATIONS.append(
+    (
+        10,
+        "outbound: a delivery queued again by hand retries for the give-up time from then",
+        ["ALTER TABLE deliveries ADD COLUMN retry_from BIGINT"],
+    )
+)
+
 LATEST = MIGRATIONS[-1][0]
 
 

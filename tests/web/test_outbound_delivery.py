@@ -1,0 +1,325 @@
+"""Outbound postbacks through the real app, its sender and a real receiver on loopback,
+on both engines."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+import pytest
+
+from clickback.config import Settings
+from clickback.domain.ports import Store
+from clickback.errors import ConfigError
+from clickback.web.app import ClickbackApp
+from tests.conftest import ADMIN, AUTH, click, make_offer
+
+# (request number from 0, path) -> (status, body)
+Answer = Callable[[int, str], tuple[int, bytes]]
+
+
+@contextmanager
+def receiver(answer: Answer) -> Iterator[tuple[int, list[tuple[str, dict[str, str], int]]]]:
+    """A loopback HTTP server answering by `answer`; yields (port, hits as (path, headers,
+    status) in arrival order)."""
+    hits: list[tuple[str, dict[str, str], int]] = []
+    lock = threading.Lock()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            with lock:
+                n = len(hits)
+                status, body = answer(n, self.path)
+                hits.append((self.path, {k.lower(): v for k, v in self.headers.items()}, status))
+            self.send_response(status)
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        do_POST = do_GET
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield int(server.server_address[1]), hits
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def _settings(**over: Any) -> Settings:
+    base: dict[str, Any] = {
+        "database_url": "unused",
+        "admin_token": ADMIN,
+        "public_url": "http://t",
+        "outbound_allow_private": True,
+        "outbound_timeout": 0.8,
+        "outbound_retry_seconds": (1.0,),
+        "outbound_lease_seconds": 1.0,
+        "jobs_poll_seconds": 0.05,
+        "fraud_min_seconds": 0,
+    }
+    return Settings(**{**base, **over})
+
+
+@pytest.fixture
+async def oc(store: Store) -> AsyncIterator[httpx.AsyncClient]:
+    app = ClickbackApp(_settings(), store)
+    await app.startup()
+    transport = httpx.ASGITransport(app=app, client=("203.0.113.7", 4444))
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+        yield c
+    await app.shutdown()
+
+
+async def _convert(c: httpx.AsyncClient, link: dict[str, Any], order: str) -> int:
+    refid = await click(c, link)
+    r = await c.get("/postback", params={"refid": refid, "orderamount": "10", "ordernumber": order})
+    assert r.json()["status"] == "accepted", r.text
+    return int(r.json()["conversion_id"])
+
+
+async def _until(predicate: Callable[[], Any], timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.05)
+
+
+async def _aff_url(c: httpx.AsyncClient, s: dict[str, Any], url: str, **extra: Any) -> None:
+    """Sets the affiliate's postback URL (and any other postback setting given)."""
+    r = await c.patch(
+        f"/api/v1/affiliates/{s['affiliate']['id']}",
+        json={"postback_url": url, **extra},
+        headers=AUTH,
+    )
+    assert r.status_code == 200, r.text
+
+
+async def test_a_nul_byte_in_the_receivers_answer_does_not_resend_forever(
+    oc: httpx.AsyncClient,
+) -> None:
+    """A receiver answering 200 with a NUL byte in its body got the postback once."""
+    with receiver(lambda n, path: (200, b"OK\x00")) as (port, hits):
+        s = await make_offer(oc)
+        await _aff_url(oc, s, f"http://127.0.0.1:{port}/pb?c={{refid}}")
+        await _convert(oc, s["link"], "NUL1")
+        await _until(lambda: hits)
+        await asyncio.sleep(3)  # three leases
+        [d] = (await oc.get("/api/v1/deliveries", headers=AUTH)).json()["items"]
+        assert (d["state"], len(hits)) == ("delivered", 1)
+
+
+async def test_a_reversal_is_not_posted_before_the_conversion_it_reverses(
+    oc: httpx.AsyncClient,
+) -> None:
+    """The conversion postback meets a 503 once and waits for its retry (1 s); the reversal
+    made meanwhile must not reach the affiliate first."""
+    with receiver(lambda n, path: (503 if n == 0 else 200, b"ok")) as (port, hits):
+        s = await make_offer(oc)
+        aff = s["affiliate"]["id"]
+        r = await oc.patch(
+            f"/api/v1/affiliates/{aff}",
+            json={
+                "postback_url": f"http://127.0.0.1:{port}/pb?c={{refid}}&e={{event}}",
+                "postback_events": ["conversion", "reversed"],
+            },
+            headers=AUTH,
+        )
+        assert r.status_code == 200, r.text
+        cid = await _convert(oc, s["link"], "ORD1")
+        await _until(lambda: hits)  # the first try of the conversion postback: 503
+        r = await oc.post(
+            f"/api/v1/conversions/{cid}/status",
+            json={"status": "reversed", "reason": "chargeback"},
+            headers=AUTH,
+        )
+        assert r.status_code == 200, r.text
+        await _until(lambda: len([h for h in hits if h[2] == 200]) == 2)
+        received = [parse_qs(urlsplit(h[0]).query)["e"][0] for h in hits if h[2] == 200]
+        assert received == ["conversion", "reversed"]
+
+
+async def test_reenabled_postback_retries_held_deliveries(store: Store) -> None:
+    """Held while the affiliate's postback was disabled, then queued again by enabling it
+    after longer than the give-up time: a 503 on the first try after that is one more
+    failure (held again: one failure disables here), not the end of the delivery."""
+    app = ClickbackApp(_settings(outbound_disable_after=1, outbound_give_up_hours=4 / 3600), store)
+    await app.startup()
+    answers = iter([500, 503])
+    transport = httpx.ASGITransport(app=app, client=("203.0.113.7", 4444))
+    try:
+        with receiver(lambda n, path: (next(answers, 200), b"ok")) as (port, hits):
+            async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+                s = await make_offer(c)
+                aff = s["affiliate"]["id"]
+                await _aff_url(c, s, f"http://127.0.0.1:{port}/pb?c={{refid}}")
+                await _convert(c, s["link"], "H1")
+                await _until(lambda: hits)  # 500: disabled after one failure, held
+                await asyncio.sleep(0.3)
+                [d] = (await c.get("/api/v1/deliveries", headers=AUTH)).json()["items"]
+                assert d["state"] == "held"
+                await asyncio.sleep(2.5)  # the affiliate fixes its endpoint some time later
+
+                async def enable_and_wait(answered: int) -> str:
+                    r = await c.patch(
+                        f"/api/v1/affiliates/{aff}", json={"postback_enabled": True}, headers=AUTH
+                    )
+                    assert r.json()["postback_enabled"] is True
+                    await _until(lambda: len(hits) >= answered)
+                    await asyncio.sleep(0.3)
+                    [d] = (await c.get("/api/v1/deliveries", headers=AUTH)).json()["items"]
+                    return str(d["state"])
+
+                assert await enable_and_wait(2) == "held"  # the 503: held, not given up
+                assert await enable_and_wait(3) == "delivered"
+                assert [h[2] for h in hits] == [500, 503, 200]
+    finally:
+        await app.shutdown()
+
+
+async def test_a_conversion_rejected_by_fraud_rules_is_never_posted_back(
+    store: Store,
+) -> None:
+    """docs/outbound.md: "an affiliate never hears of a conversion its offer's rules
+    reject"."""
+    app = ClickbackApp(_settings(fraud_min_seconds=10), store)
+    await app.startup()
+    transport = httpx.ASGITransport(app=app, client=("203.0.113.7", 4444))
+    try:
+        with receiver(lambda n, path: (200, b"ok")) as (port, hits):
+            async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+                s = await make_offer(c, fraud_rules={"fast_conversion": "reject"})
+                aff = s["affiliate"]["id"]
+                r = await c.patch(
+                    f"/api/v1/affiliates/{aff}",
+                    json={
+                        "postback_url": f"http://127.0.0.1:{port}/pb?c={{refid}}&e={{event}}",
+                        "postback_events": ["conversion", "approved", "rejected", "reversed"],
+                    },
+                    headers=AUTH,
+                )
+                assert r.status_code == 200, r.text
+                cid = await _convert(c, s["link"], "F1")  # at once: fast_conversion
+                deadline = time.monotonic() + 10
+                while (await c.get(f"/api/v1/conversions/{cid}", headers=AUTH)).json()[
+                    "status"
+                ] != "rejected":
+                    assert time.monotonic() < deadline
+                    await asyncio.sleep(0.05)
+                await asyncio.sleep(1.5)
+                assert [h[0] for h in hits] == []
+    finally:
+        await app.shutdown()
+
+
+def test_a_lease_no_longer_than_the_timeout_is_refused() -> None:
+    """A send outliving its lease is taken over by another process and sent again, for
+    as long as the receiver stays that slow: such settings do not start."""
+    with pytest.raises(ConfigError):
+        _settings(outbound_timeout=3.0, outbound_lease_seconds=1.0)
+    env = {"CLICKBACK_OUTBOUND_TIMEOUT": "30", "CLICKBACK_OUTBOUND_LEASE_SECONDS": "30"}
+    with pytest.raises(ConfigError):
+        Settings.from_env(env)
+
+
+async def test_a_slow_receiver_within_the_timeout_gets_the_postback_once(store: Store) -> None:
+    """Two serve processes; a receiver that answers 200 after 1 s, within the timeout
+    (1.5 s) and so within the lease: it hears of the conversion once."""
+    app = ClickbackApp(_settings(outbound_timeout=1.5, outbound_lease_seconds=2.0), store)
+    await app.startup()
+    other = ClickbackApp(_settings(outbound_timeout=1.5, outbound_lease_seconds=2.0), store)
+    await other.startup()
+
+    def slow(n: int, path: str) -> tuple[int, bytes]:
+        time.sleep(1.0)
+        return 200, b"ok"
+
+    transport = httpx.ASGITransport(app=app, client=("203.0.113.7", 4444))
+    try:
+        with receiver(slow) as (port, hits):
+            async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+                s = await make_offer(c)
+                await _aff_url(c, s, f"http://127.0.0.1:{port}/pb?c={{refid}}")
+                await _convert(c, s["link"], "S1")
+                await _until(lambda: hits)
+                await asyncio.sleep(3)
+                [d] = (await c.get("/api/v1/deliveries", headers=AUTH)).json()["items"]
+                assert (d["state"], len(hits)) == ("delivered", 1)
+    finally:
+        await other.shutdown()
+        await app.shutdown()
+
+
+async def test_signature_verifies_against_the_url_the_receiver_gets(
+    oc: httpx.AsyncClient,
+) -> None:
+    """The documented verify() over the full URL received, for a template with a
+    non-ASCII literal (httpx percent-encodes it on the wire, after signing)."""
+    from tests.cli.receiver import verify_signature
+
+    with receiver(lambda n, path: (200, b"ok")) as (port, hits):
+        s = await make_offer(oc)
+        aff = s["affiliate"]["id"]
+        r = await oc.patch(
+            f"/api/v1/affiliates/{aff}",
+            json={
+                "postback_url": f"http://127.0.0.1:{port}/pb?c={{refid}}&src=r\u00e9seau",
+                "postback_secret": "sek",
+            },
+            headers=AUTH,
+        )
+        assert r.status_code == 200, r.text
+        await _convert(oc, s["link"], "SIG1")
+        await _until(lambda: hits)
+        path, headers, _ = hits[0]
+        url = f"http://{headers['host']}{path}"
+        assert verify_signature("sek", headers["x-clickback-signature"], url), url
+
+
+async def test_a_postback_disabled_by_hand_holds_its_deliveries(oc: httpx.AsyncClient) -> None:
+    """`postback_enabled: false` pauses the postback as failures do (it was answered 200
+    with nothing changed): deliveries are held, and go out once it is enabled again."""
+    with receiver(lambda n, path: (200, b"ok")) as (port, hits):
+        s = await make_offer(oc)
+        aff = s["affiliate"]["id"]
+        await _aff_url(oc, s, f"http://127.0.0.1:{port}/pb?c={{refid}}", postback_enabled=False)
+        shown = (await oc.get(f"/api/v1/affiliates/{aff}", headers=AUTH)).json()
+        assert shown["postback_enabled"] is False
+        await _convert(oc, s["link"], "OFF1")
+        await asyncio.sleep(2.5)  # screened, and the sender had its turns
+        [d] = (await oc.get("/api/v1/deliveries", headers=AUTH)).json()["items"]
+        assert (d["state"], hits) == ("held", [])
+        await _aff_url(oc, s, f"http://127.0.0.1:{port}/pb?c={{refid}}", postback_enabled=True)
+        await _until(lambda: hits)
+        await asyncio.sleep(0.3)
+        [d] = (await oc.get("/api/v1/deliveries", headers=AUTH)).json()["items"]
+        assert d["state"] == "delivered"
+
+
+async def test_clearing_the_postback_url_stops_pending_retries(oc: httpx.AsyncClient) -> None:
+    with receiver(lambda n, path: (503, b"down")) as (port, hits):
+        s = await make_offer(oc)
+        aff = s["affiliate"]["id"]
+        await _aff_url(oc, s, f"http://127.0.0.1:{port}/pb?c={{refid}}")
+        await _convert(oc, s["link"], "CLR1")
+        await _until(lambda: hits)
+        r = await oc.patch(f"/api/v1/affiliates/{aff}", json={"postback_url": ""}, headers=AUTH)
+        assert r.status_code == 200 and r.json()["postback_url"] == ""
+        await asyncio.sleep(3)
+        [d] = (await oc.get("/api/v1/deliveries", headers=AUTH)).json()["items"]
+        detail = (await oc.get(f"/api/v1/deliveries/{d['id']}", headers=AUTH)).json()
+        after = [a for a in detail["attempts"] if a["url"] == ""]
+        affiliate = (await oc.get(f"/api/v1/affiliates/{aff}", headers=AUTH)).json()
+        assert (len(after), affiliate["postback_failures"]) == (0, 1), (d, after[:1])
