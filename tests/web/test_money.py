@@ -451,3 +451,23 @@ async def test_a_rate_that_values_an_amount_beyond_storage_leaves_it_unvalued(
     }
     assert got[huge["conversion_id"]] is None  # 8.1e18: kept waiting for a rate, not a 500
     assert got[small["conversion_id"]] == "1800000000.00"
+
+
+async def test_a_rules_commissionid_is_read_trimmed_as_the_postbacks(
+    client: httpx.AsyncClient,
+) -> None:
+    s = await make_offer(client, payout_type="cps", payout_percent="2")
+    body = {"commissionid": " vip ", "payout_type": "cps", "payout_percent": "10"}
+    r = await client.post(f"/api/v1/offers/{s['offer']['id']}/rules", json=body, headers=AUTH)
+    assert r.status_code == 201 and r.json()["commissionid"] == "vip", r.text
+    assert (await convert(client, s, "V1", commissionid="vip"))["commission"] == "10.00"
+
+
+async def test_a_flag_filter_is_a_flags_name(client: httpx.AsyncClient) -> None:
+    s = await make_offer(client)
+    await click(client, s["link"])
+    for wildcard in ("%", "bot%", "%bot"):
+        r = await client.get("/api/v1/clicks", params={"flag": wildcard}, headers=AUTH)
+        assert r.status_code == 400 and r.json()["errors"][0]["field"] == "flag", r.text
+    r = await client.get("/api/v1/clicks", params={"flag": "bot"}, headers=AUTH)
+    assert r.status_code == 200 and r.json()["items"] == []

@@ -447,6 +447,7 @@ async def create_rule(store: Store, offer_id: int, values: Mapping[str, Any]) ->
             code="invalid_commissionid",
             field="commissionid",
         )
+    commissionid = commissionid.strip()  # as a postback's values are read
     affiliate_id = None
     if values.get("affiliate_id") is not None:
         affiliate_id = _id(values, "affiliate_id")

@@ -99,7 +99,12 @@ class ClickbackApp:
     def _start_jobs(self) -> None:
         """The outbound postback sender and the fraud screening, in this process."""
         s = self.settings
-        self._http = httpx.AsyncClient(follow_redirects=False)
+        # requests made to the checked address (outbound_http) are pooled by that address:
+        # a kept connection would carry another host's postback over the TLS session (and
+        # certificate) of the first host on that address, so none is kept there
+        keep = 20 if s.outbound_allow_private else 0  # httpx's default, or none
+        pool = httpx.Limits(max_connections=100, max_keepalive_connections=keep)
+        self._http = httpx.AsyncClient(follow_redirects=False, limits=pool)
         http = self._http
 
         async def send(request: OutboundRequest) -> Attempt:

@@ -125,6 +125,9 @@ def redact(item: dict[str, Any], caller: Caller) -> dict[str, Any]:
 SECRETS = frozenset({"postback_token", "signing_secret", "postback_secret"})
 
 
+_FLAG_NAME = re.compile(r"[a-z][a-z0-9_]{0,39}")
+
+
 def _flag(name: str, value: str) -> bool:
     if value not in ("true", "false"):
         raise InputError(f"`{name}` must be true or false", code="invalid_filter", field=name)
@@ -166,6 +169,10 @@ def list_query(table: str, params: QueryParams, extra: frozenset[str] = frozense
                 )
             q["ascending"] = not value.startswith("-")
         elif name == "flag" and table in FLAGGED:
+            if not _FLAG_NAME.fullmatch(value):  # `%` would match every row (SQL LIKE)
+                raise InputError(
+                    "`flag` is a flag's name, such as bot", code="invalid_filter", field="flag"
+                )
             q["flag"] = value
         elif name == "archived" and table in ARCHIVABLE:
             q["nulls"]["archived_at"] = not _flag(name, value)
