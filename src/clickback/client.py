@@ -101,7 +101,8 @@ def _amount(value: Decimal | str | int) -> str:
     if isinstance(value, float | bool):
         raise TypeError("orderamount must be a Decimal, str or int, not " + type(value).__name__)
     if isinstance(value, Decimal):
-        return format(value, "f")  # never exponent notation, which the tracker refuses
+        # never exponent notation, which the tracker refuses; nor `-0` (0 * -1 is -0)
+        return format(value.copy_abs() if value.is_zero() else value, "f")
     if isinstance(value, int | str):
         return str(value)
     raise TypeError("orderamount must be a Decimal, str or int, not " + type(value).__name__)
@@ -118,7 +119,8 @@ def _request(
     url = base if base.endswith("/postback") else base + "/postback"
     params = {"refid": refid, "orderamount": _amount(orderamount), "ordernumber": ordernumber}
     params.update({k: v for k, v in optional.items() if v is not None})
-    return url, params
+    # as text, as they go on the wire (an order number kept as an int is signed the same)
+    return url, {k: str(v) for k, v in params.items()}
 
 
 def _signed(params: dict[str, str], secret: str | None) -> dict[str, str]:

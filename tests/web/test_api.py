@@ -136,3 +136,13 @@ async def test_a_cursor_out_of_range_is_a_400_not_a_500(client: httpx.AsyncClien
     cursor = base64.urlsafe_b64encode(b"99999999999999999999").decode().rstrip("=")
     r = await client.get("/api/v1/offers", params={"cursor": cursor}, headers=AUTH)
     assert r.status_code == 400 and r.json()["errors"][0]["code"] == "invalid_cursor", r.text
+
+
+async def test_an_offers_refid_param_is_a_name_a_url_can_carry(client: httpx.AsyncClient) -> None:
+    s = await make_offer(client)
+    path = f"/api/v1/offers/{s['offer']['id']}"
+    for bad in ("click id", "a&b", "x=y", "a#b", "50%"):
+        r = await client.patch(path, json={"refid_param": bad}, headers=AUTH)
+        assert r.status_code == 400 and r.json()["errors"][0]["field"] == "refid_param", bad
+    r = await client.patch(path, json={"refid_param": "s2s.clickid"}, headers=AUTH)
+    assert r.status_code == 200 and r.json()["refid_param"] == "s2s.clickid"

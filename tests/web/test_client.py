@@ -342,3 +342,25 @@ async def test_async_variant_fires_and_retries(tracker: Tracker, flaky: Flaky) -
     )
     assert again["status"] == "duplicate"
     assert tracker.conversions("ASYNC-1") == 1
+
+
+def test_a_negative_zero_decimal_is_a_zero_amount(tracker: Tracker) -> None:
+    """`Decimal("0") * -1` is `Decimal("-0")`: a zero amount (a lead), which the helper
+    takes as a Decimal, so it must not go out as `-0`, which the tracker refuses."""
+    refid = tracker.click()
+    answer = fire_postback(
+        tracker.base, refid=refid, orderamount=Decimal("0") * -1, ordernumber="NEGZERO-1"
+    )
+    assert answer["status"] == "accepted"
+
+
+def test_the_guide_lists_every_argument_of_fire_postback() -> None:
+    """docs/integration.md spells out `fire_postback(…)`; docs/outbound.md sends readers
+    there for `signing_secret`."""
+    import inspect
+    import re
+
+    guide = (Path(__file__).resolve().parents[2] / "docs" / "integration.md").read_text()
+    [spelled] = re.findall(r"`fire_postback\((base_url, \*,.*?)\)`", guide, re.S)
+    named = {p.split("=")[0].strip() for p in spelled.split(",")} - {"*"}
+    assert set(inspect.signature(fire_postback).parameters) <= named

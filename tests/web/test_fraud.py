@@ -156,3 +156,98 @@ async def test_the_advertisers_server_is_not_taken_for_the_buyer(fc: httpx.Async
     for i in range(len(refids)):
         conv = await screened(fc, f"S{i}")  # screened: converted within 10 s of the click
         assert conv["flags"] == ["fast_conversion"], conv
+
+
+async def test_an_ipv4_mapped_client_address_is_in_the_datacenter_ranges(
+    store: Store, tmp_path: Any
+) -> None:
+    """A proxy on a dual-stack socket forwards `::ffff:8.8.8.8`: the same address as
+    8.8.8.8, which the ranges file lists (the allowlists read it so, `security.parse_ip`)."""
+    ranges = tmp_path / "dc.txt"
+    ranges.write_text("# cloud ranges\n8.8.8.0/24  # a provider\n2001:db8::/32\n")
+    settings = Settings(
+        database_url="unused",
+        admin_token=ADMIN,
+        public_url="http://t",
+        trusted_proxies=("203.0.113.0/28",),
+        jobs_poll_seconds=0.05,
+        datacenter_ranges=str(ranges),
+    )
+    app = ClickbackApp(settings, store)
+    await app.startup()
+    try:
+        transport = httpx.ASGITransport(app=app, client=("203.0.113.7", 4444))
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+            s = await make_offer(c)
+            plain = await visit(c, s["link"]["code"], "8.8.8.8")
+            mapped = await visit(c, s["link"]["code"], "::ffff:8.8.8.8")
+            deadline = time.monotonic() + 10
+            while True:
+                flagged = (
+                    await c.get("/api/v1/clicks", params={"flag": "datacenter_ip"}, headers=AUTH)
+                ).json()["items"]
+                if len(flagged) >= 2 or time.monotonic() > deadline:
+                    break
+                await asyncio.sleep(0.05)
+            assert sorted(x["refid"] for x in flagged) == sorted([plain, mapped])
+    finally:
+        await app.shutdown()
+
+
+async def test_a_click_from_a_network_registered_to_europe_is_no_geo_mismatch(
+    fc: httpx.AsyncClient,
+) -> None:
+    """geoip2fast answers `EU` (Europe, not a country) for some networks: a buyer there
+    who says `IE` is not in "another country than that of the click's IP"."""
+    s = await make_offer(fc)
+    refid = await visit(fc, s["link"]["code"], "13.16.137.11")  # geoip2fast: EU
+    await fire(fc, refid, "EU-1", "81.2.69.160", geo="IE")
+    conv = await screened(fc, "EU-1")
+    assert "geo_mismatch" not in conv["flags"], conv["flags"]
+
+
+async def test_a_sale_in_kosovo_is_recorded(fc: httpx.AsyncClient) -> None:
+    """The geo data names Kosovo `XK` (what advertisers send too); its postback is a sale."""
+    s = await make_offer(fc)
+    refid = await visit(fc, s["link"]["code"], "5.206.232.1")  # geoip2fast: XK
+    r = await fc.get(
+        "/postback",
+        params={"refid": refid, "orderamount": "10", "ordernumber": "XK-1", "geo": "XK"},
+    )
+    assert r.status_code == 200, r.text
+
+
+async def test_a_hold_rule_does_not_undo_an_approval_made_by_hand(store: Store) -> None:
+    """`hold`: "an automatically approved conversion goes back to pending for review".
+    One the operator approved by hand before its screening came round is not held back."""
+    settings = Settings(
+        database_url="unused",
+        admin_token=ADMIN,
+        public_url="http://t",
+        jobs_poll_seconds=3600,  # the screening's first pass only: the test runs the next
+    )
+    app = ClickbackApp(settings, store)
+    await app.startup()
+    try:
+        transport = httpx.ASGITransport(app=app, client=("81.2.69.160", 4444))
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+            s = await make_offer(c, approval="review", fraud_rules={"fast_conversion": "hold"})
+            r = await c.get(f"/c/{s['link']['code']}", headers={"User-Agent": BROWSER})
+            refid = r.headers["location"].split("refid=")[1]
+            body = await fire(c, refid, "HAND", "81.2.69.160")
+            assert body["conversion_status"] == "pending"
+            cid = body["conversion_id"]
+            r = await c.post(
+                f"/api/v1/conversions/{cid}/status",
+                json={"status": "approved", "reason": "checked by hand"},
+                headers=AUTH,
+            )
+            assert r.status_code == 200, r.text
+            await asyncio.sleep(2.2)  # the click settles
+            assert app.screener is not None
+            await app.screener.catch_up()
+            conv = (await c.get(f"/api/v1/conversions/{cid}", headers=AUTH)).json()
+            assert "fast_conversion" in conv["flags"]
+            assert conv["status"] == "approved", conv["history"]
+    finally:
+        await app.shutdown()

@@ -63,9 +63,19 @@ LANDING_CUSTOM = b"""<!doctype html>
 </body></html>
 """
 
+# An offer's `--refid-param` may be any name of 1 to 50 characters, `s2s.clickid` too.
+LANDING_DOTTED = b"""<!doctype html>
+<html><head><meta charset="utf-8"><title>Shop landing</title>
+<link rel="icon" href="data:,"></head><body>
+<form><input type="hidden" name="s2s.clickid"></form>
+<script src="/kit/refid.js" data-param="s2s.clickid"></script>
+</body></html>
+"""
+
 PAGES = {
     "/landing": (b"text/html; charset=utf-8", LANDING),
     "/custom": (b"text/html; charset=utf-8", LANDING_CUSTOM),
+    "/dotted": (b"text/html; charset=utf-8", LANDING_DOTTED),
     "/kit/refid.js": (b"application/javascript; charset=utf-8", SNIPPET),
 }
 
@@ -199,4 +209,26 @@ def test_data_attributes_rename_the_parameter_cookie_and_lifetime(
     page.goto(f"{site}/custom")
     assert hidden(page, "form", "clickid") == "Zz9-_"
     assert problems == []
+    context.close()
+
+
+def test_an_offers_dotted_refid_param_is_read(browser: Browser, site: str) -> None:
+    """The tracker takes `--refid-param s2s.clickid` and redirects with `?s2s.clickid=…`;
+    the snippet told `data-param="s2s.clickid"` must read, store and fill it."""
+    context = browser.new_context()
+    page = context.new_page()
+    problems = watch(page)
+    page.goto(f"{site}/dotted?s2s.clickid=Dot-9")
+    assert page.evaluate("window.clickback.refid()") == "Dot-9"
+    assert hidden(page, "form", '"s2s.clickid"') == "Dot-9"
+    assert problems == []
+    context.close()
+
+
+def test_decorate_leaves_an_in_page_anchor_alone(browser: Browser, site: str) -> None:
+    """`#faq` is a place on this page: `?refid=…#faq` would reload it, losing its query."""
+    context = browser.new_context()
+    page = context.new_page()
+    page.goto(f"{site}/landing?utm_source=aff&refid=ABC_123-x")
+    assert page.evaluate("u => window.clickback.decorate(u)", "#faq") == "#faq"
     context.close()

@@ -215,3 +215,23 @@ async def test_the_python_helper_signs_postbacks(
             retries=0,
         )
     assert refused.value.code == "signature_invalid"
+
+
+async def test_the_python_helper_signs_an_integer_order_number(
+    client: httpx.AsyncClient, app: ClickbackApp
+) -> None:
+    """An order number kept as an int is sent as-is unsigned (httpx writes it); once the
+    advertiser turns signing on, the same call must still work, not raise TypeError."""
+    from clickback.client import async_fire_postback
+
+    _, refid = await offer_with(client, signing_secret="k3y", require_signature=True)
+    answer = await async_fire_postback(
+        "http://t",
+        refid=refid,
+        orderamount=5,
+        ordernumber=10042,  # type: ignore[arg-type]
+        signing_secret="k3y",
+        transport=httpx.ASGITransport(app=app),
+        retries=0,
+    )
+    assert answer["status"] == "accepted"

@@ -99,3 +99,25 @@ async def test_a_read_session_sees_the_postback_url_without_the_advertisers_toke
     client.cookies.clear()
     await login(client, ADMIN)
     assert "&amp;token=s3cret" in (await client.get(f"/ui/offers/{oid}")).text
+
+
+async def test_every_offer_can_be_reached_from_the_offers_page(client: httpx.AsyncClient) -> None:
+    """With more offers than one page holds, the oldest are still listed or paged to."""
+    s = await make_offer(client)
+    first = s["offer"]["id"]
+    body = {
+        "advertiser_id": s["advertiser"]["id"],
+        "name": "More",
+        "payout_type": "cpa",
+        "payout_amount": "1.00",
+        "destination_url": "https://shop.example/land",
+    }
+    for _ in range(200):
+        assert (await client.post("/api/v1/offers", json=body, headers=AUTH)).status_code == 201
+    await login(client, ADMIN)
+    page = await client.get("/ui/offers")
+    assert page.status_code == 200 and f'href="/ui/offers/{first}"' not in page.text
+    older = re.search(r'href="\?([^"]+)" id="older"', page.text)
+    assert older, page.text[-500:]
+    page = await client.get("/ui/offers?" + older.group(1).replace("&amp;", "&"))
+    assert page.status_code == 200 and f'href="/ui/offers/{first}"' in page.text

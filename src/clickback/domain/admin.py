@@ -147,9 +147,16 @@ def offer_values(values: Mapping[str, Any], partial: bool = False) -> dict[str, 
         out["destination_url"] = destination_url(values.get("destination_url"))
     if not partial or given("refid_param"):
         param = values.get("refid_param") or "refid"
-        if not isinstance(param, str) or not 0 < len(param) <= 50:
+        if (
+            not isinstance(param, str)
+            or not 0 < len(param) <= 50
+            or any(c.isspace() or c in "&=#?%" for c in param)
+        ):
             raise InputError(
-                "`refid_param` must be a parameter name", code="invalid_param", field="refid_param"
+                "`refid_param` must be a parameter name: 1 to 50 characters, no space and"
+                " none of & = # ? %",
+                code="invalid_param",
+                field="refid_param",
             )
         out["refid_param"] = param
     if not partial or given("currency"):

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
+from clickback.domain import money
+
 UA_CACHE = 65_536
 # Addresses repeat over a visitor's clicks and conversion, within minutes; with a new
 # visitor a click there is nothing to find in a larger cache, and 65,536 addresses held
@@ -84,13 +86,17 @@ class Enricher:
         self._agent(WARM_UP_AGENT)  # not cached: only to load the parsers now
 
     def _country(self, ip: str) -> str:
+        """The country of an address: an ISO 3166-1 code (`money.countries`), or ''
+        (the data's `EU` or `AP` name a region, which no postback's `geo` matches)."""
         if not ip:
             return ""
+        if ip[:7].lower() == "::ffff:" and "." in ip:
+            ip = ip[7:]  # an IPv4 address as a dual-stack proxy writes it
         try:
             code = self._lookup(ip)
         except ValueError:
             return ""
-        return code if len(code) == 2 and code.isalpha() else ""
+        return code if code in money.countries() else ""
 
     def _agent(self, user_agent: str) -> Agent:
         from ua_parser import parse

@@ -90,6 +90,8 @@ class Networks:
             addr = ipaddress.ip_address(ip)
         except ValueError:
             return False
+        if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+            addr = addr.ipv4_mapped  # `::ffff:8.8.8.8` (a dual-stack proxy) is 8.8.8.8
         return any(addr in net for net in self._nets)
 
 

@@ -38,8 +38,9 @@ def currencies() -> frozenset[str]:
 
 @cache
 def countries() -> frozenset[str]:
-    """Every ISO 3166-1 alpha-2 code."""
-    return frozenset(c.alpha_2 for c in pycountry.countries)
+    """Every ISO 3166-1 alpha-2 code, and `XK`: Kosovo's code in general use (geo data,
+    the EU, banks), user-assigned in the standard."""
+    return frozenset(c.alpha_2 for c in pycountry.countries) | {"XK"}
 
 
 def exponent(currency: str) -> int:

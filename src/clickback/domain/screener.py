@@ -123,8 +123,8 @@ class Screener:
         action = fraud.decide(found, fraud.parse_rules(c["fraud_rules"]))
         status = str(c["status"])
         to = {"reject": "rejected", "hold": "pending"}.get(action, status)
-        if status != "approved" and to == "pending":
-            to = status  # only an automatic approval is held back
+        if to == "pending" and (status != "approved" or c["changed"]):
+            to = status  # only an automatic approval is held back, not one made by hand
         delivery = ""
         # a conversion the offer's rules reject was never posted back (its conversion
         # postback waits for the screening, and is cancelled): no `rejected` either

@@ -62,7 +62,8 @@ class ScreeningSql(SqlPrimitives):
             "SELECT c.id, c.flags, c.status, c.offer_id, c.affiliate_id, c.is_test, "
             "c.created_at, c.clicked_at, c.geo, "
             "k.flags AS click_flags, k.ip AS click_ip, o.fraud_rules, "
-            "(k.refid IS NOT NULL) AS has_click FROM conversions AS c "
+            "(k.refid IS NOT NULL) AS has_click, EXISTS (SELECT 1 FROM conversion_events AS e "
+            "WHERE e.conversion_id = c.id) AS changed FROM conversions AS c "
             "JOIN offers AS o ON o.id = c.offer_id LEFT JOIN clicks AS k ON k.refid = c.refid "
             "WHERE c.screened = 0 AND c.refid <= ? ORDER BY c.id LIMIT ?",
             through,

@@ -62,10 +62,12 @@ async def names(ui: Ui, table: str) -> dict[int, str]:
 def routes(ui: Ui) -> list[Route]:
     app = ui.app
 
-    async def listing(request: Request, session: Session, table: str, template: str) -> Response:
+    async def listing(
+        request: Request, session: Session, table: str, template: str, size: int = PAGE
+    ) -> Response:
         filters = filters_of(request, table)
         cursor = request.query_params.get("cursor") or None
-        page = await app.store.list_rows(table, filters, None, None, PAGE, cursor)
+        page = await app.store.list_rows(table, filters, None, None, size, cursor)
         base = base_url(app, request)
         items = [PRESENTERS[table](r, base) for r in page.items]
         older = None
@@ -80,6 +82,7 @@ def routes(ui: Ui) -> list[Route]:
             older=older,
             offers=await names(ui, "offers"),
             affiliates=await names(ui, "affiliates"),
+            advertisers=await names(ui, "advertisers") if table == "offers" else {},
         )
 
     async def conversions(request: Request, session: Session) -> Response:
@@ -136,17 +139,7 @@ def routes(ui: Ui) -> list[Route]:
         return RedirectResponse(f"/ui/postbacks?{urlencode({'done': done})}", 303)
 
     async def offers(request: Request, session: Session) -> Response:
-        page = await app.store.list_rows(
-            "offers", filters_of(request, "offers"), None, None, 200, None
-        )
-        base = base_url(app, request)
-        return ui.render(
-            request,
-            "offers.html",
-            session,
-            items=[PRESENTERS["offers"](r, base) for r in page.items],
-            advertisers=await names(ui, "advertisers"),
-        )
+        return await listing(request, session, "offers", "offers.html", 200)
 
     async def offer(request: Request, session: Session) -> Response:
         oid = _id(request)

@@ -17,8 +17,10 @@
 (function () {
   "use strict";
 
-  var NAME = /^[A-Za-z0-9_-]{1,64}$/;
+  var NAME = /^[A-Za-z0-9_-]{1,64}$/; // a cookie's name
+  var PARAM = /^[^\s&=#?%]{1,50}$/; // an offer's RefID parameter (`s2s.clickid` too)
   var VALID = /^[A-Za-z0-9_-]{1,64}$/;
+  var OTHER_SCHEME = /^(?!https?:)[A-Za-z][A-Za-z0-9+.-]*:/; // mailto:, tel:, javascript:
 
   var script = document.currentScript;
   if (!script) {
@@ -27,7 +29,7 @@
   }
   var data = (script && script.dataset) || {};
 
-  var param = NAME.test(data.param || "") ? data.param : "refid";
+  var param = PARAM.test(data.param || "") ? data.param : "refid";
   var cookieName = NAME.test(data.cookie || "") ? data.cookie : "clickback_refid";
   var days = Number(data.days);
   if (!(days > 0 && days <= 3650)) {
@@ -111,10 +113,13 @@
     return filled;
   }
 
-  // Adds (or replaces) the RefID parameter, leaving the rest of the URL as written.
+  // Adds (or replaces) the RefID parameter, leaving the rest of the URL as written. A
+  // place on this page (`#faq`) and a link that is no web page (`mailto:`, `tel:`) are
+  // left as they are.
   function decorate(url) {
     var value = refid();
-    if (!value || typeof url !== "string") {
+    if (!value || typeof url !== "string" || !url || url.charAt(0) === "#" ||
+        OTHER_SCHEME.test(url)) {
       return url;
     }
     var hashAt = url.indexOf("#");
@@ -125,12 +130,13 @@
     var query = queryAt < 0 ? "" : rest.substring(queryAt + 1);
     var kept = [];
     var pairs = query ? query.split("&") : [];
+    var key = encodeURIComponent(param);
     for (var i = 0; i < pairs.length; i++) {
-      if (pairs[i] && pairs[i].split("=")[0] !== param) {
+      if (pairs[i] && pairs[i].split("=")[0] !== key) {
         kept.push(pairs[i]);
       }
     }
-    kept.push(param + "=" + value);
+    kept.push(key + "=" + value);
     return base + "?" + kept.join("&") + hash;
   }
 
