@@ -122,19 +122,22 @@ async def reported(c: httpx.AsyncClient, params: dict[str, str], *metrics: str) 
         await asyncio.sleep(0.1)
 
 
+async def flagged_clicks(c: httpx.AsyncClient, flag: str, n: int) -> list[dict[str, Any]]:
+    """The clicks carrying `flag`, once there are `n` of them (or 10 s passed)."""
+    deadline = time.monotonic() + 10
+    while True:
+        found = (await c.get("/api/v1/clicks", params={"flag": flag}, headers=AUTH)).json()
+        if len(found["items"]) >= n or time.monotonic() > deadline:
+            return list(found["items"])
+        await asyncio.sleep(0.05)
+
+
 async def test_click_flood_geo_mismatch_and_many_conversions_from_one_ip(
     fc: httpx.AsyncClient,
 ) -> None:
     s = await make_offer(fc)
     refids = [await visit(fc, s["link"]["code"], "8.8.8.8") for _ in range(8)]
-    deadline = time.monotonic() + 10
-    while True:
-        flood = (
-            await fc.get("/api/v1/clicks", params={"flag": "click_flood"}, headers=AUTH)
-        ).json()["items"]
-        if len(flood) >= 3 or time.monotonic() > deadline:
-            break
-        await asyncio.sleep(0.05)
+    flood = await flagged_clicks(fc, "click_flood", 3)
     assert len(flood) == 3  # more than 5 within a minute: the 6th, 7th and 8th
     # clicked in the US (8.8.8.8), bought from Great Britain (the postback's geo); three
     # conversions from the clicks of one IP, more than 2 a day
@@ -181,14 +184,7 @@ async def test_an_ipv4_mapped_client_address_is_in_the_datacenter_ranges(
             s = await make_offer(c)
             plain = await visit(c, s["link"]["code"], "8.8.8.8")
             mapped = await visit(c, s["link"]["code"], "::ffff:8.8.8.8")
-            deadline = time.monotonic() + 10
-            while True:
-                flagged = (
-                    await c.get("/api/v1/clicks", params={"flag": "datacenter_ip"}, headers=AUTH)
-                ).json()["items"]
-                if len(flagged) >= 2 or time.monotonic() > deadline:
-                    break
-                await asyncio.sleep(0.05)
+            flagged = await flagged_clicks(c, "datacenter_ip", 2)
             assert sorted(x["refid"] for x in flagged) == sorted([plain, mapped])
     finally:
         await app.shutdown()

@@ -225,10 +225,21 @@ def test_an_offers_dotted_refid_param_is_read(browser: Browser, site: str) -> No
     context.close()
 
 
-def test_decorate_leaves_an_in_page_anchor_alone(browser: Browser, site: str) -> None:
-    """`#faq` is a place on this page: `?refid=…#faq` would reload it, losing its query."""
+def test_decorate_leaves_anchors_and_other_schemes_alone(browser: Browser, site: str) -> None:
+    """`#faq` is a place on this page: `?refid=…#faq` would reload it, losing its query;
+    `mailto:` and `tel:` links are no web pages."""
     context = browser.new_context()
     page = context.new_page()
     page.goto(f"{site}/landing?utm_source=aff&refid=ABC_123-x")
-    assert page.evaluate("u => window.clickback.decorate(u)", "#faq") == "#faq"
+    decorate = "u => window.clickback.decorate(u)"
+    for url in ("#faq", "mailto:shop@example.com", "tel:+4930123", ""):
+        assert page.evaluate(decorate, url) == url
+    assert page.evaluate(decorate, "/cart#top") == "/cart?refid=ABC_123-x#top"
+    # fill() takes a fragment too (a <template>'s content, before it is put in the page)
+    filled = page.evaluate(
+        """() => { const t = document.createElement("template");
+        t.innerHTML = '<form><input type="hidden" name="refid"></form>';
+        return [window.clickback.fill(t.content), t.content.querySelector("input").value]; }"""
+    )
+    assert filled == [1, "ABC_123-x"]
     context.close()

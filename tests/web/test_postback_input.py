@@ -252,3 +252,11 @@ async def test_a_json_body_is_read_as_its_fields(client: httpx.AsyncClient) -> N
     assert r.json()["status"] == "accepted", r.text
     [row, *_] = await ledger(client)
     assert row["params"]["items"] == '["1","2"]'  # numbers as written: their text
+
+
+async def test_a_method_the_postback_does_not_take_says_which_it_does(
+    client: httpx.AsyncClient,
+) -> None:
+    r = await client.put("/postback?refid=x&orderamount=1&ordernumber=1")
+    assert r.status_code == 405 and r.headers["allow"] == "GET, POST"
+    assert r.json()["errors"][0]["code"] == "method_not_allowed"

@@ -24,7 +24,7 @@ from typing import Any
 
 import orjson
 
-from clickback.errors import InputError
+from clickback.errors import ConfigError, InputError
 
 CLICK_FLAGS = ("bot", "datacenter_ip", "click_flood")
 CONVERSION_FLAGS = ("fast_conversion", "geo_mismatch", "ip_conversions")
@@ -78,10 +78,19 @@ class Networks:
 
     @classmethod
     def from_file(cls, path: str) -> Networks:
+        """The ranges of a file; a line that is no CIDR stops the server's start with
+        its place named (a BOM at the start of the file is skipped)."""
         if not path:
             return cls()
-        with open(path) as f:
-            return cls(line.split("#", 1)[0] for line in f)
+        with open(path, encoding="utf-8-sig") as f:
+            lines = [line.split("#", 1)[0] for line in f]
+        for number, line in enumerate(lines, 1):
+            try:
+                cls([line])
+            except ValueError as exc:
+                where = f"CLICKBACK_DATACENTER_RANGES: {path}, line {number}"
+                raise ConfigError(f"{where}: {exc}") from None
+        return cls(lines)
 
     def __contains__(self, ip: str) -> bool:
         if not self._nets:

@@ -189,7 +189,7 @@ async def postback_answer(
     `content_type`) a JSON object; None for a GET."""
     if method not in ("GET", "POST"):
         error = {"field": "*", "code": "method_not_allowed", "message": "use GET or POST"}
-        return _json(405, {"status": "rejected", "errors": [error]})
+        return _json(405, {"status": "rejected", "errors": [error]}, ("allow", "GET, POST"))
     params: dict[str, str] = {}
     errors: list[FieldError] = []
     status_override = None

@@ -102,7 +102,7 @@
     if (!value) {
       return 0;
     }
-    var fields = (root || document).getElementsByTagName("input");
+    var fields = (root || document).querySelectorAll("input"); // a fragment too
     var filled = 0;
     for (var i = 0; i < fields.length; i++) {
       if (fields[i].name === param) {
