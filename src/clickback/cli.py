@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sqlite3
 import time
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, TypeVar
@@ -21,7 +22,7 @@ from clickback.config import Settings
 from clickback.domain import admin
 from clickback.domain.catalog import Catalog
 from clickback.domain.ports import Store
-from clickback.errors import ClickbackError, NotFoundError
+from clickback.errors import ClickbackError, ConfigError, NotFoundError
 from clickback.storage import open_store
 from clickback.web import present
 
@@ -152,6 +153,30 @@ async def create_demo(store: Store, base: str) -> tuple[str, str]:
     return tracking, postback
 
 
+def _check_worker_settings(settings: Settings) -> None:
+    """What the workers read at their start, read here first: a bad value is one line
+    (ConfigError, InputError), not a worker's traceback."""
+    from clickback.domain.fraud import Networks
+    from clickback.domain.security import parse_networks
+
+    parse_networks(",".join(settings.trusted_proxies))
+    Networks.from_file(settings.datacenter_ranges)
+    if settings.geoip_mmdb and not os.path.isfile(settings.geoip_mmdb):
+        raise ConfigError(f"CLICKBACK_GEOIP_MMDB: no file {settings.geoip_mmdb}")
+
+
+def _check_port_free(host: str, port: int) -> None:
+    import socket
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+
+
 @app.command()
 def serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
@@ -171,6 +196,8 @@ def serve(
     if interface not in ("rsgi", "asgi"):
         raise typer.BadParameter("rsgi or asgi", param_hint="--interface")
     settings = _settings(db)
+    _check_worker_settings(settings)
+    _check_port_free(host, port)
     base = settings.public_url or f"http://{host}:{port}"
 
     async def prepare(store: Store) -> tuple[str, str] | None:
@@ -726,6 +753,14 @@ def main() -> None:
     except ClickbackError as exc:  # bad input read before `_run` (a time, a CSV of rates)
         console.print(f"[red]error[/red] ({exc.code}): {exc.message}")
         raise SystemExit(2) from None
+    except (OSError, sqlite3.Error) as exc:  # the database cannot be reached or opened
+        console.print(f"[red]error[/red] (unavailable): {type(exc).__name__}: {exc}")
+        raise SystemExit(2) from None
+    except Exception as exc:
+        if type(exc).__module__.startswith("asyncpg"):  # refused login, no such database
+            console.print(f"[red]error[/red] (unavailable): {type(exc).__name__}: {exc}")
+            raise SystemExit(2) from None
+        raise
 
 
 from clickback import cli_outbound, cli_reports  # noqa: E402, F401  (they add their commands)

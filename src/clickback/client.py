@@ -152,6 +152,10 @@ def _decide(response: httpx.Response) -> dict[str, Any] | None:
     body = _body(response)
     if status == 200 and body is not None and body.get("status") in ("accepted", "duplicate"):
         return body
+    if status in (404, 405) and (body is None or body.get("code") != "unknown_refid"):
+        # the postback endpoint's only 404 names the RefID: this is another path (a wrong
+        # `base_url`), or another server; not a refusal of the order
+        raise PostbackError(f"{status} from {response.request.url}: no postback endpoint there")
     if 400 <= status < 500:
         if body is None:
             raise PostbackRejectedError(status, f"http_{status}", [])

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import os
 import re
+import socket
+import subprocess
 import time
+from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import orjson
+import pytest
 
-from tests.cli.conftest import Server, cli
+from tests.cli.conftest import CLICKBACK, Server, cli, free_port
 
 
 def test_demo_serve_click_and_postback(server: Server) -> None:
@@ -78,3 +83,46 @@ def test_setup_by_cli_and_a_running_server_sees_it(server: Server) -> None:
         time.sleep(0.1)
     r = httpx.get(f"{server.base}/postback?refid={refid}&orderamount=1&ordernumber=Q2&token=tok")
     assert r.status_code == 422 and r.json()["code"] == "offer_paused"
+
+
+def _clean_failure(args: list[str], env: dict[str, str] | None = None) -> None:
+    out = subprocess.run(
+        [CLICKBACK, *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, **(env or {})},
+    )
+    text = out.stdout + out.stderr
+    assert out.returncode != 0, text[-500:]
+    assert "Traceback" not in text and len(text.splitlines()) < 10, text[-1500:]
+
+
+def test_a_database_that_cannot_be_reached_is_a_clean_error(tmp_path: Path) -> None:
+    dead = f"postgresql://postgres@127.0.0.1:{free_port()}/test"  # nothing listens there
+    _clean_failure(["migrate", "--db", dead])
+    _clean_failure(["migrate", "--db", f"sqlite:///{tmp_path / 'no-such-dir' / 'x.db'}"])
+
+
+def test_serve_on_a_port_in_use_is_a_clean_error(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        _clean_failure(["serve", "--db", f"sqlite:///{tmp_path / 'x.db'}", "--port", str(port)])
+
+
+@pytest.mark.parametrize(
+    "setting",
+    [
+        "CLICKBACK_TRUSTED_PROXIES=not-a-cidr",
+        "CLICKBACK_DATACENTER_RANGES=/no/such/ranges.txt",
+        "CLICKBACK_GEOIP_MMDB=/no/such/country.mmdb",
+    ],
+)
+def test_serve_with_a_bad_setting_is_a_clean_error(tmp_path: Path, setting: str) -> None:
+    name, _, value = setting.partition("=")
+    _clean_failure(
+        ["serve", "--db", f"sqlite:///{tmp_path / 'x.db'}", "--port", str(free_port())],
+        env={name: value},
+    )

@@ -21,3 +21,8 @@ def test_a_datacenter_file_with_a_bad_line_names_it(tmp_path: Path) -> None:
     networks = Networks.from_file(str(ranges))
     assert "8.8.8.8" in networks and "::ffff:8.8.8.8" in networks and "2001:db8::1" in networks
     assert "9.9.9.9" not in networks
+
+
+def test_a_range_written_as_ipv4_mapped_ipv6_is_the_ipv4_range() -> None:
+    networks = Networks(["::ffff:8.8.8.0/120"])
+    assert "8.8.8.8" in networks and "::ffff:8.8.8.9" in networks and "8.8.9.1" not in networks

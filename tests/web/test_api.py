@@ -146,3 +146,20 @@ async def test_an_offers_refid_param_is_a_name_a_url_can_carry(client: httpx.Asy
         assert r.status_code == 400 and r.json()["errors"][0]["field"] == "refid_param", bad
     r = await client.patch(path, json={"refid_param": "s2s.clickid"}, headers=AUTH)
     assert r.status_code == 200 and r.json()["refid_param"] == "s2s.clickid"
+
+
+async def test_a_nul_in_text_is_answered_alike_on_both_engines(
+    client: httpx.AsyncClient,
+) -> None:
+    """PostgreSQL's text cannot hold U+0000 (SQLite's can): a 400 on both engines, not a
+    201 on one and a 500 on the other."""
+    r = await client.post("/api/v1/affiliates", json={"name": "a\u0000b"}, headers=AUTH)
+    assert r.status_code == 400 and r.json()["errors"][0]["code"] == "invalid_text", r.text
+    for path in (
+        "/api/v1/conversions?ordernumber=a%00b",
+        "/api/v1/clicks?sub1=a%00b",
+        "/api/v1/conversions/totals?currency=%00",
+        "/api/v1/reports?sub1=%00",
+    ):
+        r = await client.get(path, headers=AUTH)
+        assert r.status_code == 400, (path, r.status_code, r.text)

@@ -26,6 +26,7 @@ import httpx
 import pytest
 
 from clickback.client import (
+    PostbackError,
     PostbackRejectedError,
     PostbackUnavailableError,
     async_fire_postback,
@@ -352,6 +353,18 @@ def test_a_negative_zero_decimal_is_a_zero_amount(tracker: Tracker) -> None:
         tracker.base, refid=refid, orderamount=Decimal("0") * -1, ordernumber="NEGZERO-1"
     )
     assert answer["status"] == "accepted"
+
+
+def test_a_wrong_base_url_is_no_refusal_of_the_order(tracker: Tracker) -> None:
+    """A path that is not the postback endpoint answers 404 (the tracker's own JSON): that
+    is a wrong `base_url` (`PostbackError`, as documented), not the order refused."""
+    refid = tracker.click()
+    with pytest.raises(PostbackError) as wrong:
+        fire_postback(tracker.base + "/api", refid=refid, orderamount="1", ordernumber="W-1")
+    assert not isinstance(wrong.value, PostbackRejectedError)
+    with pytest.raises(PostbackRejectedError) as refused:  # a RefID no click has is refused
+        fire_postback(tracker.base, refid="x" * 36, orderamount="1", ordernumber="W-2")
+    assert refused.value.code == "unknown_refid"
 
 
 def test_the_guide_lists_every_argument_of_fire_postback() -> None:

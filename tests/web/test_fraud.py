@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
@@ -18,24 +19,33 @@ from tests.conftest import ADMIN, AUTH, make_offer
 BROWSER = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/130.0"
 
 
+@asynccontextmanager
+async def fraud_app(
+    store: Store, **settings: Any
+) -> AsyncIterator[tuple[ClickbackApp, httpx.AsyncClient]]:
+    """The app behind a trusted proxy (so tests choose client IPs), screening often,
+    with these settings besides."""
+    base: dict[str, Any] = {
+        "database_url": "unused",
+        "admin_token": ADMIN,
+        "public_url": "http://t",
+        "trusted_proxies": ("203.0.113.0/28",),
+        "jobs_poll_seconds": 0.05,
+    }
+    app = ClickbackApp(Settings(**{**base, **settings}), store)
+    await app.startup()
+    try:
+        transport = httpx.ASGITransport(app=app, client=("203.0.113.7", 4444))
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+            yield app, c
+    finally:
+        await app.shutdown()
+
+
 @pytest.fixture
 async def fc(store: Store) -> AsyncIterator[httpx.AsyncClient]:
-    """The app behind a trusted proxy (so tests choose client IPs), screening often."""
-    settings = Settings(
-        database_url="unused",
-        admin_token=ADMIN,
-        public_url="http://t",
-        trusted_proxies=("203.0.113.0/28",),
-        jobs_poll_seconds=0.05,
-        fraud_flood_clicks=5,
-        fraud_ip_conversions=2,
-    )
-    app = ClickbackApp(settings, store)
-    await app.startup()
-    transport = httpx.ASGITransport(app=app, client=("203.0.113.7", 4444))
-    async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+    async with fraud_app(store, fraud_flood_clicks=5, fraud_ip_conversions=2) as (_, c):
         yield c
-    await app.shutdown()
 
 
 async def visit(c: httpx.AsyncClient, code: str, ip: str, ua: str = BROWSER) -> str:
@@ -168,26 +178,12 @@ async def test_an_ipv4_mapped_client_address_is_in_the_datacenter_ranges(
     8.8.8.8, which the ranges file lists (the allowlists read it so, `security.parse_ip`)."""
     ranges = tmp_path / "dc.txt"
     ranges.write_text("# cloud ranges\n8.8.8.0/24  # a provider\n2001:db8::/32\n")
-    settings = Settings(
-        database_url="unused",
-        admin_token=ADMIN,
-        public_url="http://t",
-        trusted_proxies=("203.0.113.0/28",),
-        jobs_poll_seconds=0.05,
-        datacenter_ranges=str(ranges),
-    )
-    app = ClickbackApp(settings, store)
-    await app.startup()
-    try:
-        transport = httpx.ASGITransport(app=app, client=("203.0.113.7", 4444))
-        async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
-            s = await make_offer(c)
-            plain = await visit(c, s["link"]["code"], "8.8.8.8")
-            mapped = await visit(c, s["link"]["code"], "::ffff:8.8.8.8")
-            flagged = await flagged_clicks(c, "datacenter_ip", 2)
-            assert sorted(x["refid"] for x in flagged) == sorted([plain, mapped])
-    finally:
-        await app.shutdown()
+    async with fraud_app(store, datacenter_ranges=str(ranges)) as (_, c):
+        s = await make_offer(c)
+        plain = await visit(c, s["link"]["code"], "8.8.8.8")
+        mapped = await visit(c, s["link"]["code"], "::ffff:8.8.8.8")
+        flagged = await flagged_clicks(c, "datacenter_ip", 2)
+        assert sorted(x["refid"] for x in flagged) == sorted([plain, mapped])
 
 
 async def test_a_click_from_a_network_registered_to_europe_is_no_geo_mismatch(
@@ -216,34 +212,49 @@ async def test_a_sale_in_kosovo_is_recorded(fc: httpx.AsyncClient) -> None:
 async def test_a_hold_rule_does_not_undo_an_approval_made_by_hand(store: Store) -> None:
     """`hold`: "an automatically approved conversion goes back to pending for review".
     One the operator approved by hand before its screening came round is not held back."""
-    settings = Settings(
-        database_url="unused",
-        admin_token=ADMIN,
-        public_url="http://t",
-        jobs_poll_seconds=3600,  # the screening's first pass only: the test runs the next
-    )
-    app = ClickbackApp(settings, store)
-    await app.startup()
-    try:
-        transport = httpx.ASGITransport(app=app, client=("81.2.69.160", 4444))
-        async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
-            s = await make_offer(c, approval="review", fraud_rules={"fast_conversion": "hold"})
-            r = await c.get(f"/c/{s['link']['code']}", headers={"User-Agent": BROWSER})
-            refid = r.headers["location"].split("refid=")[1]
-            body = await fire(c, refid, "HAND", "81.2.69.160")
-            assert body["conversion_status"] == "pending"
-            cid = body["conversion_id"]
-            r = await c.post(
-                f"/api/v1/conversions/{cid}/status",
-                json={"status": "approved", "reason": "checked by hand"},
-                headers=AUTH,
-            )
-            assert r.status_code == 200, r.text
-            await asyncio.sleep(2.2)  # the click settles
-            assert app.screener is not None
-            await app.screener.catch_up()
-            conv = (await c.get(f"/api/v1/conversions/{cid}", headers=AUTH)).json()
-            assert "fast_conversion" in conv["flags"]
-            assert conv["status"] == "approved", conv["history"]
-    finally:
-        await app.shutdown()
+    # the screening's first pass only: the test runs the next itself
+    async with fraud_app(store, jobs_poll_seconds=3600) as (app, c):
+        s = await make_offer(c, approval="review", fraud_rules={"fast_conversion": "hold"})
+        refid = await visit(c, s["link"]["code"], "81.2.69.160")
+        body = await fire(c, refid, "HAND", "81.2.69.160")
+        assert body["conversion_status"] == "pending"
+        cid = body["conversion_id"]
+        r = await c.post(
+            f"/api/v1/conversions/{cid}/status",
+            json={"status": "approved", "reason": "checked by hand"},
+            headers=AUTH,
+        )
+        assert r.status_code == 200, r.text
+        await asyncio.sleep(2.2)  # the click settles
+        assert app.screener is not None
+        await app.screener.catch_up()
+        conv = (await c.get(f"/api/v1/conversions/{cid}", headers=AUTH)).json()
+        assert "fast_conversion" in conv["flags"]
+        assert conv["status"] == "approved", conv["history"]
+
+
+async def test_a_screening_that_finds_nothing_leaves_no_event(store: Store) -> None:
+    """A conversion flagged at its postback (`unknown_commissionid`) and found clean by
+    the screening keeps its flags, with no `approved → approved` event in its history."""
+    async with fraud_app(store, fraud_min_seconds=0) as (_, c):
+        s = await make_offer(c)
+        clean = await visit(c, s["link"]["code"], "81.2.69.160")
+        r = await c.get(
+            "/postback",
+            params={
+                "refid": clean,
+                "orderamount": "10",
+                "ordernumber": "CL-1",
+                "commissionid": "nope",
+            },
+        )
+        assert r.json()["warnings"][0]["code"] == "unknown_commissionid"
+        # a later conversion from a bot's click: flagged once the screening passed both
+        bot = await visit(c, s["link"]["code"], "81.2.69.161", ua="Twitterbot/1.0")
+        await fire(c, bot, "BOT-1", "81.2.69.161")
+        assert "bot" in (await screened(c, "BOT-1"))["flags"]
+        [conv] = (
+            await c.get("/api/v1/conversions", params={"ordernumber": "CL-1"}, headers=AUTH)
+        ).json()["items"]
+        detail = (await c.get(f"/api/v1/conversions/{conv['id']}", headers=AUTH)).json()
+        assert (conv["flags"], detail["history"]) == (["unknown_commissionid"], [])

@@ -243,3 +243,21 @@ def test_decorate_leaves_anchors_and_other_schemes_alone(browser: Browser, site:
     )
     assert filled == [1, "ABC_123-x"]
     context.close()
+
+
+def test_decorate_takes_a_web_url_whatever_the_case_of_its_scheme(
+    browser: Browser, site: str
+) -> None:
+    """A scheme is case-insensitive (RFC 3986 3.1): `HTTPS://shop.example/cart` is a web
+    page like `https://shop.example/cart`, and carries the RefID on."""
+    context = browser.new_context()
+    page = context.new_page()
+    page.goto(f"{site}/landing?refid=ABC_123-x")
+    decorate = "u => window.clickback.decorate(u)"
+    assert page.evaluate(decorate, "https://shop.example/cart") == (
+        "https://shop.example/cart?refid=ABC_123-x"
+    )
+    assert page.evaluate(decorate, "HTTPS://shop.example/cart") == (
+        "HTTPS://shop.example/cart?refid=ABC_123-x"
+    )
+    context.close()

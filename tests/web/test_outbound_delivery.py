@@ -128,16 +128,12 @@ async def test_a_reversal_is_not_posted_before_the_conversion_it_reverses(
     made meanwhile must not reach the affiliate first."""
     with receiver(lambda n, path: (503 if n == 0 else 200, b"ok")) as (port, hits):
         s = await make_offer(oc)
-        aff = s["affiliate"]["id"]
-        r = await oc.patch(
-            f"/api/v1/affiliates/{aff}",
-            json={
-                "postback_url": f"http://127.0.0.1:{port}/pb?c={{refid}}&e={{event}}",
-                "postback_events": ["conversion", "reversed"],
-            },
-            headers=AUTH,
+        await _aff_url(
+            oc,
+            s,
+            f"http://127.0.0.1:{port}/pb?c={{refid}}&e={{event}}",
+            postback_events=["conversion", "reversed"],
         )
-        assert r.status_code == 200, r.text
         cid = await _convert(oc, s["link"], "ORD1")
         await _until(lambda: hits)  # the first try of the conversion postback: 503
         r = await oc.post(
@@ -201,16 +197,12 @@ async def test_a_conversion_rejected_by_fraud_rules_is_never_posted_back(
         with receiver(lambda n, path: (200, b"ok")) as (port, hits):
             async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
                 s = await make_offer(c, fraud_rules={"fast_conversion": "reject"})
-                aff = s["affiliate"]["id"]
-                r = await c.patch(
-                    f"/api/v1/affiliates/{aff}",
-                    json={
-                        "postback_url": f"http://127.0.0.1:{port}/pb?c={{refid}}&e={{event}}",
-                        "postback_events": ["conversion", "approved", "rejected", "reversed"],
-                    },
-                    headers=AUTH,
+                await _aff_url(
+                    c,
+                    s,
+                    f"http://127.0.0.1:{port}/pb?c={{refid}}&e={{event}}",
+                    postback_events=["conversion", "approved", "rejected", "reversed"],
                 )
-                assert r.status_code == 200, r.text
                 cid = await _convert(c, s["link"], "F1")  # at once: fast_conversion
                 deadline = time.monotonic() + 10
                 while (await c.get(f"/api/v1/conversions/{cid}", headers=AUTH)).json()[
@@ -323,3 +315,122 @@ async def test_clearing_the_postback_url_stops_pending_retries(oc: httpx.AsyncCl
         after = [a for a in detail["attempts"] if a["url"] == ""]
         affiliate = (await oc.get(f"/api/v1/affiliates/{aff}", headers=AUTH)).json()
         assert (len(after), affiliate["postback_failures"]) == (0, 1), (d, after[:1])
+
+
+async def test_a_hand_approval_rejected_by_fraud_rules_is_not_posted_as_approved(
+    store: Store,
+) -> None:
+    """Approved by hand before its screening came round, then rejected by the offer's
+    rules: the affiliate must not hear `approved` (and nothing after it) for a conversion
+    that ends rejected."""
+    app = ClickbackApp(_settings(fraud_min_seconds=10, jobs_poll_seconds=3600), store)
+    await app.startup()
+    transport = httpx.ASGITransport(app=app, client=("203.0.113.7", 4444))
+    try:
+        with receiver(lambda n, path: (200, b"ok")) as (port, hits):
+            async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+                s = await make_offer(
+                    c, approval="review", fraud_rules={"fast_conversion": "reject"}
+                )
+                await _aff_url(
+                    c,
+                    s,
+                    f"http://127.0.0.1:{port}/pb?c={{refid}}&e={{event}}",
+                    postback_events=["conversion", "approved", "rejected", "reversed"],
+                )
+                cid = await _convert(c, s["link"], "HR1")  # at once: fast_conversion
+                r = await c.post(
+                    f"/api/v1/conversions/{cid}/status",
+                    json={"status": "approved", "reason": "checked by hand"},
+                    headers=AUTH,
+                )
+                assert r.status_code == 200, r.text
+                await asyncio.sleep(2.2)  # the click settles
+                assert app.screener is not None and app.sender is not None
+                await app.screener.catch_up()
+                conv = (await c.get(f"/api/v1/conversions/{cid}", headers=AUTH)).json()
+                assert conv["status"] == "rejected", conv
+                for _ in range(3):
+                    await app.sender.run_once()
+                received = [parse_qs(urlsplit(h[0]).query)["e"][0] for h in hits]
+                assert received == [], received  # nothing of it went out: all cancelled
+    finally:
+        await app.shutdown()
+
+
+@pytest.mark.parametrize(
+    "template",
+    [
+        "http://127.0.0.1:{port}?c={{refid}}",  # no path: the request line says `/?c=`
+        "http://user:pw@127.0.0.1:{port}/pb?c={{refid}}",  # credentials: Basic auth
+    ],
+)
+async def test_signature_verifies_for_urls_the_client_rewrites(
+    oc: httpx.AsyncClient, template: str
+) -> None:
+    """docs/outbound.md: the GET payload is the full URL; the receiver has only its Host
+    and request line to rebuild it from."""
+    from tests.cli.receiver import verify_signature
+
+    with receiver(lambda n, path: (200, b"ok")) as (port, hits):
+        s = await make_offer(oc)
+        await _aff_url(oc, s, template.format(port=port), postback_secret="sek")
+        await _convert(oc, s["link"], "SIG2")
+        await _until(lambda: hits)
+        path, headers, _ = hits[0]
+        url = f"http://{headers['host']}{path}"
+        assert verify_signature("sek", headers["x-clickback-signature"], url), url
+
+
+async def test_a_delivery_held_by_a_stale_process_does_not_block_later_ones(
+    store: Store,
+) -> None:
+    """Two serve processes; the second learns of the re-enabled postback only at its next
+    cache check, and the approval made there meanwhile is queued `held` (its cache says
+    disabled). The reversal made afterwards must still reach the affiliate."""
+    app = ClickbackApp(_settings(), store)
+    await app.startup()
+    transport = httpx.ASGITransport(app=app, client=("203.0.113.7", 4444))
+    other = None
+    try:
+        with receiver(lambda n, path: (200, b"ok")) as (port, hits):
+            async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+                s = await make_offer(c, approval="review")
+                aff = s["affiliate"]["id"]
+                await _aff_url(
+                    c,
+                    s,
+                    f"http://127.0.0.1:{port}/pb?c={{refid}}&e={{event}}",
+                    postback_events=["conversion", "approved", "reversed"],
+                    postback_enabled=False,
+                )
+                other = ClickbackApp(_settings(cache_check_seconds=3600), store)
+                await other.startup()  # its cache: the postback is disabled
+                cid = await _convert(c, s["link"], "ST1")
+                r = await c.patch(
+                    f"/api/v1/affiliates/{aff}", json={"postback_enabled": True}, headers=AUTH
+                )
+                assert r.status_code == 200, r.text
+                await _until(lambda: hits)  # the conversion postback
+                t2 = httpx.ASGITransport(app=other, client=("203.0.113.7", 4444))
+                async with httpx.AsyncClient(transport=t2, base_url="http://t") as c2:
+                    r = await c2.post(
+                        f"/api/v1/conversions/{cid}/status",
+                        json={"status": "approved", "reason": "ok"},
+                        headers=AUTH,
+                    )
+                    assert r.status_code == 200, r.text
+                r = await c.post(
+                    f"/api/v1/conversions/{cid}/status",
+                    json={"status": "reversed", "reason": "chargeback"},
+                    headers=AUTH,
+                )
+                assert r.status_code == 200, r.text
+                await asyncio.sleep(3)
+                received = [parse_qs(urlsplit(h[0]).query)["e"][0] for h in hits]
+                items = (await c.get("/api/v1/deliveries", headers=AUTH)).json()["items"]
+                assert "reversed" in received, (received, [(d["event"], d["state"]) for d in items])
+    finally:
+        if other is not None:
+            await other.shutdown()
+        await app.shutdown()

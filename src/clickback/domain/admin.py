@@ -381,7 +381,9 @@ async def update_affiliate(
     if values.get("postback_enabled") is not None:
         if _bool(values, "postback_enabled"):
             await store.enable_postbacks(affiliate_id, now_us())
-        else:  # paused by hand: held as after failures, until enabled again
+        elif (await store.get_row("affiliates", affiliate_id) or {}).get(
+            "postback_disabled_at"
+        ) is None:  # paused by hand: held as after failures, until enabled again
             await store.disable_postbacks(affiliate_id, now_us())
 
 

@@ -70,11 +70,26 @@ def _check_rules(rules: Any) -> dict[str, str]:
     return dict(rules)
 
 
+_MAPPED = ipaddress.IPv6Network("::ffff:0:0/96")
+
+
+def _as_ipv4(
+    net: ipaddress.IPv4Network | ipaddress.IPv6Network,
+) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    if isinstance(net, ipaddress.IPv6Network) and net.subnet_of(_MAPPED):
+        start = int(net.network_address) & 0xFFFFFFFF
+        return ipaddress.IPv4Network((start, net.prefixlen - 96))
+    return net
+
+
 class Networks:
     """Data-centre ranges, from a file of CIDRs (one per line, # comments)."""
 
     def __init__(self, cidrs: Iterable[str] = ()):
-        self._nets = [ipaddress.ip_network(c.strip(), strict=False) for c in cidrs if c.strip()]
+        nets = [ipaddress.ip_network(c.strip(), strict=False) for c in cidrs if c.strip()]
+        # a range written as IPv4-mapped IPv6 (`::ffff:8.8.8.0/120`) is that IPv4 range:
+        # addresses are looked up as IPv4 (`__contains__`)
+        self._nets = [_as_ipv4(n) for n in nets]
 
     @classmethod
     def from_file(cls, path: str) -> Networks:

@@ -122,7 +122,14 @@ def render_url(template: str, values: Mapping[str, str]) -> str:
     url = _MACRO.sub(lambda m: quote(values[m.group(1)], safe=""), template)
     parts = urlsplit(url)
     path, query = (quote(p, safe=_URL_SAFE) for p in (parts.path, parts.query))
-    return urlunsplit(parts._replace(path=path, query=query))
+    return urlunsplit(parts._replace(path=path or "/", query=query))  # `/`: as requested
+
+
+def _as_received(url: str) -> str:
+    """The URL as its receiver sees it (what a GET's signature covers): without the
+    credentials, which go in the `Authorization` header."""
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
 
 
 _URL_SAFE = "!$&'()*+,;=:@/?[]~%"  # RFC 3986 reserved and unreserved, and escapes
@@ -144,7 +151,7 @@ def build_request(
         "User-Agent": "clickback-postback/1",
     }
     body = None
-    payload = url
+    payload = _as_received(url)
     if config.method == "POST":
         body = orjson.dumps(values)
         payload = body.decode()

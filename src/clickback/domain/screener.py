@@ -132,6 +132,10 @@ class Screener:
             delivery = self.delivery_state(
                 int(c["offer_id"]), int(c["affiliate_id"]), to, int(c["is_test"])
             )
+        if not found and to == status:
+            # nothing new (flags the postback gave, `unknown_commissionid` say, are kept as
+            # stored): marked screened, without an event in its history
+            return Screening(int(c["id"]), "", status, status, "", "")
         reason = f"fraud: {', '.join(found)}" if found else ""
         return Screening(int(c["id"]), flags, status, to, reason, delivery)
 

@@ -27,12 +27,14 @@ class OutboxSql(SqlPrimitives):
         to be sent (queued, in flight or held): an affiliate hears of a reversal after the
         conversion it reverses, even when the conversion's postback is being retried."""
         lock = " FOR UPDATE OF d SKIP LOCKED" if self.engine == "postgres" else ""
-        # (a delivery of a disabled affiliate stays put: it is held, or about to be)
+        # (a delivery of a disabled affiliate stays put: it is held, or about to be; one
+        # held while its affiliate is enabled, queued by a process that had not yet seen
+        # the postback enabled again, is taken as queued)
         rows = await self._fetch(
             "UPDATE deliveries SET lease_until = ? WHERE id IN ("
             " SELECT d.id FROM deliveries AS d JOIN conversions AS c ON c.id = d.conversion_id"
             " JOIN affiliates AS a ON a.id = d.affiliate_id"
-            " WHERE d.state = 'queued' AND d.next_at <= ? AND c.screened = 1"
+            " WHERE d.state IN ('queued', 'held') AND d.next_at <= ? AND c.screened = 1"
             " AND a.postback_disabled_at IS NULL"
             " AND (d.lease_until IS NULL OR d.lease_until < ?)"
             " AND NOT EXISTS (SELECT 1 FROM deliveries AS e WHERE e.conversion_id ="

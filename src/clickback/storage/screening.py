@@ -108,7 +108,9 @@ class ScreeningSql(SqlPrimitives):
             if s.to_status == s.from_status:
                 continue
             if s.to_status == "rejected":
-                # a conversion rejected on screening is not posted back as a conversion
+                # a conversion rejected on screening is not posted back at all: nothing of
+                # it went out yet (a delivery waits for its conversion's screening), and
+                # what was queued (its conversion, an approval made by hand) is cancelled
                 cancels.append((now, s.conversion_id, *took))
             if s.delivery:
                 deliveries.append((s.to_status, s.delivery, now, now, now, s.conversion_id, *took))
@@ -126,7 +128,7 @@ class ScreeningSql(SqlPrimitives):
             ),
             (
                 "UPDATE deliveries SET state = 'cancelled', updated_at = ? WHERE "
-                "conversion_id = ? AND event = 'conversion' "
+                "conversion_id = ? "
                 f"AND state IN ('queued', 'held') AND EXISTS ({_TOOK})",
                 cancels,
             ),

@@ -20,7 +20,7 @@
   var NAME = /^[A-Za-z0-9_-]{1,64}$/; // a cookie's name
   var PARAM = /^[^\s&=#?%]{1,50}$/; // an offer's RefID parameter (`s2s.clickid` too)
   var VALID = /^[A-Za-z0-9_-]{1,64}$/;
-  var OTHER_SCHEME = /^(?!https?:)[A-Za-z][A-Za-z0-9+.-]*:/; // mailto:, tel:, javascript:
+  var OTHER_SCHEME = /^(?!https?:)[a-z][a-z0-9+.-]*:/i; // mailto:, tel:, javascript:
 
   var script = document.currentScript;
   if (!script) {
