@@ -753,11 +753,19 @@ def main() -> None:
     except ClickbackError as exc:  # bad input read before `_run` (a time, a CSV of rates)
         console.print(f"[red]error[/red] ({exc.code}): {exc.message}")
         raise SystemExit(2) from None
-    except (OSError, sqlite3.Error) as exc:  # the database cannot be reached or opened
+    except (ConnectionError, FileNotFoundError, PermissionError, sqlite3.OperationalError) as exc:
+        # the database cannot be reached or opened; a bug's traceback is left as it is
         console.print(f"[red]error[/red] (unavailable): {type(exc).__name__}: {exc}")
         raise SystemExit(2) from None
     except Exception as exc:
-        if type(exc).__module__.startswith("asyncpg"):  # refused login, no such database
+        from asyncpg import exceptions as pg
+
+        refused = (
+            pg.PostgresConnectionError,
+            pg.InvalidCatalogNameError,  # no such database
+            pg.InvalidAuthorizationSpecificationError,  # no such role, a wrong password
+        )
+        if isinstance(exc, refused):
             console.print(f"[red]error[/red] (unavailable): {type(exc).__name__}: {exc}")
             raise SystemExit(2) from None
         raise

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import httpx
+import orjson
 
 from clickback.web.app import ClickbackApp
 from clickback.web.http import hash_token
@@ -163,3 +164,17 @@ async def test_a_nul_in_text_is_answered_alike_on_both_engines(
     ):
         r = await client.get(path, headers=AUTH)
         assert r.status_code == 400, (path, r.status_code, r.text)
+
+
+async def test_a_literal_backslash_u0000_text_is_not_a_nul(client: httpx.AsyncClient) -> None:
+    """JSON `"a\\\\u0000b"` is the text `a\\u0000b` (a backslash, then `u0000`): no U+0000
+    in it, so nothing PostgreSQL cannot store; it must be taken like any other name."""
+    body = b'{"name": "C:\\\\u0000dir"}'  # raw JSON: "C:\\u0000dir"
+    assert orjson.loads(body)["name"] == "C:\\u0000dir" and "\x00" not in orjson.loads(body)["name"]
+    r = await client.post(
+        "/api/v1/affiliates",
+        content=body,
+        headers={**AUTH, "Content-Type": "application/json"},
+    )
+    assert r.status_code == 201, r.text
+    assert r.json()["name"] == "C:\\u0000dir"

@@ -363,6 +363,9 @@ async def test_a_hand_approval_rejected_by_fraud_rules_is_not_posted_as_approved
     [
         "http://127.0.0.1:{port}?c={{refid}}",  # no path: the request line says `/?c=`
         "http://user:pw@127.0.0.1:{port}/pb?c={{refid}}",  # credentials: Basic auth
+        "http://127.0.0.1:{port}/pb?c={{refid}}#frag",  # a fragment is never sent
+        "HTTP://127.0.0.1:{port}/pb?c={{refid}}",  # the scheme goes lower-case
+        "http://127.0.0.1:{port}/a/../pb?c={{refid}}",  # dot segments
     ],
 )
 async def test_signature_verifies_for_urls_the_client_rewrites(

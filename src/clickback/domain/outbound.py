@@ -122,7 +122,28 @@ def render_url(template: str, values: Mapping[str, str]) -> str:
     url = _MACRO.sub(lambda m: quote(values[m.group(1)], safe=""), template)
     parts = urlsplit(url)
     path, query = (quote(p, safe=_URL_SAFE) for p in (parts.path, parts.query))
-    return urlunsplit(parts._replace(path=path or "/", query=query))  # `/`: as requested
+    # as requested: `/` for no path, no `.` or `..` segments, and no fragment (never sent)
+    return urlunsplit(parts._replace(path=_without_dots(path), query=query, fragment=""))
+
+
+def _without_dots(path: str) -> str:
+    """RFC 3986's remove_dot_segments, as HTTP clients apply it: `/a/../pb` is `/pb`."""
+    out: list[str] = []
+    segments = path.split("/")
+    for i, segment in enumerate(segments):
+        last = i == len(segments) - 1
+        if segment == "..":
+            if len(out) > 1:
+                out.pop()
+            if last:
+                out.append("")
+        elif segment == ".":
+            if last:
+                out.append("")
+        else:
+            out.append(segment)
+    joined = "/".join(out)
+    return joined if joined.startswith("/") else "/" + joined
 
 
 def _as_received(url: str) -> str:

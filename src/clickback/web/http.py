@@ -83,16 +83,26 @@ def _nul() -> InputError:
 
 
 async def read_json(request: Request) -> dict[str, Any]:
-    body = await request.body()
-    if b"\\u0000" in body:
-        raise _nul()
     try:
-        data = orjson.loads(body or b"{}")
+        data = orjson.loads(await request.body() or b"{}")
     except orjson.JSONDecodeError:
         raise InputError("the body must be a JSON object", code="invalid_json") from None
     if not isinstance(data, dict):
         raise InputError("the body must be a JSON object", code="invalid_json")
+    if _holds_nul(data):
+        raise _nul()
     return data
+
+
+def _holds_nul(value: Any) -> bool:
+    """Whether a JSON value's text (its strings, its names) holds U+0000."""
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_holds_nul(k) or _holds_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_holds_nul(v) for v in value)
+    return False
 
 
 _INT = re.compile(r"-?[0-9]{1,18}")
