@@ -437,3 +437,28 @@ async def test_a_delivery_held_by_a_stale_process_does_not_block_later_ones(
         if other is not None:
             await other.shutdown()
         await app.shutdown()
+
+
+async def test_a_resent_delivery_retries_on_the_first_delay_again(store: Store) -> None:
+    """Two failures put the next retry an hour off; a resend by hand that fails again
+    retries after the first delay (a second), not after the hour its count had reached."""
+    app = ClickbackApp(_settings(outbound_retry_seconds=(1.0, 3600.0)), store)
+    await app.startup()
+    answers = iter([500, 503, 502])
+    transport = httpx.ASGITransport(app=app, client=("203.0.113.7", 4444))
+    try:
+        with receiver(lambda n, path: (next(answers, 200), b"ok")) as (port, hits):
+            async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+                s = await make_offer(c)
+                await _aff_url(c, s, f"http://127.0.0.1:{port}/pb?c={{refid}}")
+                await _convert(c, s["link"], "RS1")
+                await _until(lambda: len(hits) >= 2)  # 500, then 503 a second later
+                await asyncio.sleep(0.3)
+                [d] = (await c.get("/api/v1/deliveries", headers=AUTH)).json()["items"]
+                assert d["state"] == "queued"
+                r = await c.post(f"/api/v1/deliveries/{d['id']}/resend", headers=AUTH)
+                assert r.status_code < 300, r.text
+                await _until(lambda: len(hits) >= 4)  # 502 at once, then 200 within 1 s
+                assert [h[2] for h in hits] == [500, 503, 502, 200]
+    finally:
+        await app.shutdown()

@@ -73,7 +73,7 @@ class Sender:
             attempt = outbound.Attempt(None, "", elapsed, f"{type(exc).__name__}: {exc}"[:500])
         done = time.time_ns() // 1000
         state, next_at = outbound.next_state(
-            attempt, row["attempts"] + 1, row["queued_at"], done, self.policy
+            attempt, int(row["tries"]) + 1, row["queued_at"], done, self.policy
         )
         kept = await self.store.finish_attempt(
             row["delivery_id"],

@@ -53,6 +53,10 @@ class OutboxSql(SqlPrimitives):
         return await self._fetch(
             "SELECT d.id AS delivery_id, d.event, d.attempts, "
             "coalesce(d.retry_from, d.created_at) AS queued_at, "
+            # the attempts since it was queued again by hand: its backoff starts again
+            "CASE WHEN d.retry_from IS NULL THEN d.attempts ELSE (SELECT count(*) FROM "
+            "delivery_attempts AS t WHERE t.delivery_id = d.id AND t.at >= d.retry_from) "
+            "END AS tries, "
             f"d.affiliate_id AS delivery_affiliate, c.*, {_CONFIG} "
             "FROM deliveries AS d JOIN conversions AS c ON c.id = d.conversion_id "
             "JOIN affiliates AS a ON a.id = d.affiliate_id "
