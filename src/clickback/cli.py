@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import os
 import sqlite3
-import time
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, TypeVar
 
@@ -22,7 +21,7 @@ from clickback.config import Settings
 from clickback.domain import admin
 from clickback.domain.catalog import Catalog
 from clickback.domain.ports import Store
-from clickback.errors import ClickbackError, ConfigError, NotFoundError
+from clickback.errors import ClickbackError, ConfigError
 from clickback.storage import open_store
 from clickback.web import present
 
@@ -393,177 +392,6 @@ def clicks_list(
     _list(db, "clicks", columns, limit, _given(refid=refid, offer_id=offer), as_json)
 
 
-@postbacks_app.command("list")
-def postbacks_list(
-    limit: int = 50,
-    outcome: str | None = None,
-    refid: str | None = None,
-    ordernumber: str | None = None,
-    db: DbOption = None,
-    as_json: JsonOption = False,
-) -> None:
-    """The postback ledger, newest first: every postback received, with its outcome."""
-    filters = _given(outcome=outcome, refid=refid, ordernumber=ordernumber)
-    columns = [
-        "id",
-        "received_at",
-        "method",
-        "refid",
-        "ordernumber",
-        "outcome",
-        "http_status",
-        "errors",
-        "conversion_id",
-    ]
-    _list(db, "postbacks", columns, limit, filters, as_json)
-
-
-@postbacks_app.command("replay")
-def postbacks_replay(
-    postback_id: Annotated[int | None, typer.Argument(help="One ledger id.")] = None,
-    outcome: Annotated[str | None, typer.Option(help="Replay every postback with it.")] = None,
-    code: Annotated[str | None, typer.Option(help="...and this error code.")] = None,
-    since: Annotated[str | None, typer.Option(help="...received at or after (ISO 8601).")] = None,
-    until: Annotated[str | None, typer.Option(help="...received before (ISO 8601).")] = None,
-    db: DbOption = None,
-) -> None:
-    """Re-decide stored postbacks after their cause was fixed; never counts an order twice."""
-    from rich.progress import Progress
-
-    from clickback.domain import ledger
-    from clickback.domain.tracker import open_tracker
-    from clickback.web.present import parse_time
-
-    if postback_id is None and not (outcome or code or since or until):
-        console.print("[red]error[/red]: give a postback id, or --outcome/--code/--since/--until")
-        raise typer.Exit(2)
-    settings = _settings(db)
-
-    async def work(store: Store) -> list[tuple[int, Any]]:
-        tracker = await open_tracker(store, settings.secrets, base_currency=settings.base_currency)
-        if postback_id is not None:
-            return [(postback_id, await ledger.replay(store, tracker, postback_id))]
-        filters = _given(outcome=outcome, code=code)
-        lo = parse_time(since, "since") if since else None
-        hi = parse_time(until, "until") if until else None
-        with Progress(console=console, transient=True) as bar:
-            task = bar.add_task("replaying", total=None)
-            return await ledger.replay_matching(
-                store, tracker, filters, lo, hi, lambda n: bar.update(task, completed=n)
-            )
-
-    done = _run(db, work)
-    rows = [
-        {
-            "postback": i,
-            "status": a.body["status"],
-            "http": a.status,
-            "new ledger id": a.ledger_id,
-            "detail": a.body.get("code") or a.body.get("conversion_id") or "",
-        }
-        for i, a in done
-    ]
-    _table(rows, ["postback", "status", "http", "new ledger id", "detail"])
-    console.print(f"{len(done)} replayed")
-
-
-@app.command("postback-url")
-def postback_url(offer_id: int, db: DbOption = None) -> None:
-    """The postback URL to give the offer's advertiser, with what to fill in."""
-    from clickback.domain import integration
-
-    base = _settings(db).public_url or "http://127.0.0.1:8080"
-
-    async def work(store: Store) -> str:
-        offer = await store.get_row("offers", offer_id)
-        if offer is None:
-            raise NotFoundError(f"offer {offer_id} does not exist")
-        advertiser = await store.get_row("advertisers", offer["advertiser_id"])
-        assert advertiser is not None
-        return integration.postback_template(base, advertiser)
-
-    print(_run(db, work))
-    console.print(integration.POSTBACK_INSTRUCTIONS, style="dim")
-
-
-async def _as_advertiser(
-    store: Store, test: dict[str, Any], params: dict[str, str]
-) -> dict[str, str]:
-    """A simulated postback's parameters with what the advertiser adds: its token, and
-    `ts` and `sig` when it signs (`domain.security`)."""
-    from clickback.domain import security
-
-    offer = await store.get_row("offers", test["offer_id"])
-    assert offer is not None
-    advertiser = await store.get_row("advertisers", offer["advertiser_id"])
-    assert advertiser is not None
-    if advertiser["require_token"]:
-        params["token"] = advertiser["postback_token"]
-    if advertiser["signing_secret"]:
-        params["ts"] = str(int(time.time()))
-        params["sig"] = security.sign(advertiser["signing_secret"], params)
-    return params
-
-
-@app.command("integration-test")
-def integration_test(
-    offer_id: int,
-    affiliate: Annotated[
-        int | None, typer.Option(help="Affiliate (default: the test one).")
-    ] = None,
-    simulate: Annotated[
-        bool,
-        typer.Option(
-            help="Fire the test postback too, as the advertiser's server would: with its "
-            "token and signed when it has them, from 127.0.0.1 (an IP allowlist without "
-            "that address refuses it)."
-        ),
-    ] = False,
-    db: DbOption = None,
-    as_json: JsonOption = False,
-) -> None:
-    """Start the two integration tests for an offer: a test click and a test conversion."""
-    from clickback.domain import integration
-    from clickback.domain.tracker import open_tracker
-    from clickback.probe import probe_landing
-
-    settings = _settings(db)
-    base = settings.public_url or "http://127.0.0.1:8080"
-
-    async def work(store: Store) -> dict[str, Any]:
-        tracker = await open_tracker(store, settings.secrets, base_currency=settings.base_currency)
-        test_id = await integration.start(store, tracker, offer_id, affiliate, probe_landing)
-        row = await store.get_row("integration_tests", test_id)
-        assert row is not None
-        if simulate and row["refid"]:
-            params = {
-                "refid": row["refid"],
-                "orderamount": "1.00",
-                "ordernumber": f"SIMULATED-{test_id}-{row['started_at']}",
-            }
-            await tracker.postback("GET", "127.0.0.1", await _as_advertiser(store, row, params))
-        return await integration.describe(store, base, row)
-
-    test = _run(db, work)
-    if as_json:
-        print(orjson.dumps(test).decode())
-        return
-    console.print(f"integration test {test['id']} for offer {offer_id}")
-    console.print(f"tracking link: {test['tracking_url']}", soft_wrap=True)
-    console.print(f"postback URL:  {test['postback_url']}", soft_wrap=True)
-    for name in ("click_test", "conversion_test"):
-        result = test[name]
-        colour = {"passed": "green", "failed": "red"}.get(result["status"], "yellow")
-        console.print(f"{name.replace('_', ' ')}: [{colour}]{result['status']}[/{colour}]")
-        for r in result["reasons"]:
-            console.print(f"  - {r['code']} ({r['field']}): {r['message']}")
-    if test["conversion_test"]["status"] == "pending":
-        console.print(
-            "Fire the postback URL above (fill orderamount and ordernumber), then "
-            f"check: GET /api/v1/integration-tests/{test['id']}"
-        )
-
-
 @conversions_app.command("status")
 def conversions_status(
     conversion_id: int,
@@ -771,4 +599,4 @@ def main() -> None:
         raise
 
 
-from clickback import cli_outbound, cli_reports  # noqa: E402, F401  (they add their commands)
+from clickback import cli_ledger, cli_outbound, cli_reports  # noqa: E402, F401  (they add their commands)
