@@ -27,6 +27,8 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
     "--no-first-run",
+    # the advertiser's site under several names (`www.shop.test`, `pay.shop.test`, …)
+    "--host-resolver-rules=MAP *.test 127.0.0.1",
 ]
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 SNIPPET = files("clickback.web").joinpath("static").joinpath("refid.js").read_bytes()
@@ -72,7 +74,22 @@ LANDING_DOTTED = b"""<!doctype html>
 </body></html>
 """
 
+
+def landing_with_domain(domain: str) -> bytes:
+    """A page whose snippet shares its cookie with `domain`'s subdomains."""
+    return b"""<!doctype html>
+<html><head><meta charset="utf-8"><title>Shop</title>
+<link rel="icon" href="data:,"></head><body>
+<form><input type="hidden" name="refid"></form>
+<script src="/kit/refid.js" data-domain="%s"></script>
+</body></html>
+""" % domain.encode()
+
+
 PAGES = {
+    "/shared": (b"text/html; charset=utf-8", landing_with_domain("shop.test")),
+    "/shared-dot": (b"text/html; charset=utf-8", landing_with_domain(".Shop.test")),
+    "/shared-elsewhere": (b"text/html; charset=utf-8", landing_with_domain("other.test")),
     "/landing": (b"text/html; charset=utf-8", LANDING),
     "/custom": (b"text/html; charset=utf-8", LANDING_CUSTOM),
     "/dotted": (b"text/html; charset=utf-8", LANDING_DOTTED),
@@ -260,4 +277,47 @@ def test_decorate_takes_a_web_url_whatever_the_case_of_its_scheme(
     assert page.evaluate(decorate, "HTTPS://shop.example/cart") == (
         "HTTPS://shop.example/cart?refid=ABC_123-x"
     )
+    context.close()
+
+
+def test_data_domain_shares_the_refid_with_the_sites_other_subdomains(
+    browser: Browser, site: str
+) -> None:
+    """A visitor lands on www.shop.test and orders on pay.shop.test: with
+    `data-domain="shop.test"` the order page reads the RefID the landing page stored. A
+    host-only cookie left by the snippet before `data-domain` was set goes, or its older
+    RefID would be read first."""
+    port = site.rsplit(":", 1)[1]
+    www, pay = f"http://www.shop.test:{port}", f"http://pay.shop.test:{port}"
+    for path in ("/shared", "/shared-dot"):
+        context = browser.new_context()
+        page = context.new_page()
+        problems = watch(page)
+        page.goto(f"{www}/landing?refid=Old-1")  # no data-domain: www.shop.test's own cookie
+        page.goto(f"{www}{path}?refid=New-2")
+        cookies = [(c["domain"], c["value"]) for c in context.cookies()]
+        assert cookies == [(".shop.test", "New-2")]
+        page.goto(f"{www}{path}")
+        assert page.evaluate("window.clickback.refid()") == "New-2"
+        page.goto(f"{pay}{path}")
+        assert page.evaluate("window.clickback.refid()") == "New-2"
+        assert hidden(page, "form") == "New-2"
+        assert problems == []
+        context.close()
+
+
+def test_data_domain_of_another_site_keeps_the_cookie_on_this_host(
+    browser: Browser, site: str
+) -> None:
+    """A browser drops a cookie whose Domain is not this host's: the snippet leaves such
+    a `data-domain` out rather than lose the RefID."""
+    port = site.rsplit(":", 1)[1]
+    context = browser.new_context()
+    page = context.new_page()
+    page.goto(f"http://www.shop.test:{port}/shared-elsewhere?refid=Kept-3")
+    assert [(c["domain"], c["value"]) for c in context.cookies()] == [("www.shop.test", "Kept-3")]
+    page.goto(f"http://www.shop.test:{port}/shared-elsewhere")
+    assert page.evaluate("window.clickback.refid()") == "Kept-3"
+    page.goto(f"http://pay.shop.test:{port}/shared-elsewhere")
+    assert page.evaluate("window.clickback.refid()") is None
     context.close()

@@ -8,6 +8,9 @@
  *             read from the URL too)
  * data-days   cookie lifetime in days: the offer's attribution window (default 30)
  * data-cookie first-party cookie name (default "clickback_refid")
+ * data-domain the cookie's domain, to share it with the site's other subdomains
+ *             ("shop.example" on www.shop.example and pay.shop.example); ignored
+ *             unless this page's host is that domain or under it (default: this host)
  *
  * A RefID in the URL is stored in the cookie (a newer click replaces an older one);
  * every <input name="refid"> is filled with it once the page is parsed; and
@@ -31,9 +34,24 @@
 
   var param = PARAM.test(data.param || "") ? data.param : "refid";
   var cookieName = NAME.test(data.cookie || "") ? data.cookie : "clickback_refid";
+  var domain = sharedDomain(String(data.domain || ""), window.location.hostname);
   var days = Number(data.days);
   if (!(days > 0 && days <= 3650)) {
     days = 30;
+  }
+
+  // The cookie's Domain: the one asked for, when this page's host is it or under it (a
+  // browser drops a cookie set for another site's domain, and the RefID with it); else
+  // none, and the cookie stays this host's.
+  function sharedDomain(asked, host) {
+    asked = asked.replace(/^\./, "").toLowerCase();
+    host = host.toLowerCase();
+    if (!/^[a-z0-9-]+(\.[a-z0-9-]+)+$/.test(asked)) {
+      return "";
+    }
+    var under = host.length > asked.length &&
+      host.substring(host.length - asked.length - 1) === "." + asked;
+    return host === asked || under ? asked : "";
   }
 
   function valid(value) {
@@ -75,13 +93,16 @@
   }
 
   function store(value) {
+    var secure = window.location.protocol === "https:" ? "; Secure" : "";
     var cookie =
       cookieName + "=" + value + "; Max-Age=" + Math.round(days * 86400) +
-      "; Path=/; SameSite=Lax";
-    if (window.location.protocol === "https:") {
-      cookie += "; Secure";
-    }
+      "; Path=/; SameSite=Lax" + secure;
     try {
+      if (domain) {
+        // this host's own cookie, from before data-domain was set, would be read first
+        document.cookie = cookieName + "=; Max-Age=0; Path=/; SameSite=Lax" + secure;
+        cookie += "; Domain=" + domain;
+      }
       document.cookie = cookie;
     } catch (e) {
       // cookies blocked: the hidden field and decorated links still carry the RefID
