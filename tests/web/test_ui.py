@@ -81,6 +81,29 @@ async def test_revoking_the_token_ends_its_sessions(client: httpx.AsyncClient) -
     assert (await client.get("/ui/offers")).status_code == 303
 
 
+async def test_logging_out_ends_the_session_for_a_copy_of_its_cookie(
+    client: httpx.AsyncClient,
+) -> None:
+    await login(client, ADMIN)
+    page = await client.get("/ui/")
+    assert page.status_code == 200
+    copied = client.cookies["clickback_session"]
+    await login(client, ADMIN)  # another session of the same token, elsewhere
+    other = client.cookies["clickback_session"]
+    client.cookies.clear()
+    client.cookies.set("clickback_session", copied, path="/ui")
+    r = await client.post("/ui/logout", data={"csrf": csrf_of(page.text)})
+    assert r.status_code == 303 and r.headers["location"] == "/ui/login"
+    client.cookies.clear()
+    client.cookies.set("clickback_session", copied, path="/ui")  # the cookie replayed
+    r = await client.get("/ui/offers")
+    assert r.status_code == 303 and r.headers["location"].startswith("/ui/login")
+    assert (await client.post("/ui/logout", data={"csrf": csrf_of(page.text)})).status_code == 401
+    client.cookies.clear()
+    client.cookies.set("clickback_session", other, path="/ui")
+    assert (await client.get("/ui/offers")).status_code == 200  # only that session ended
+
+
 async def test_a_read_session_sees_the_postback_url_without_the_advertisers_token(
     client: httpx.AsyncClient,
 ) -> None:

@@ -599,3 +599,25 @@ class SqlStore(OutboxSql, ScreeningSql, ReportSql):
             token_id,
         )
         return found is not None
+
+    # -- dashboard sessions ------------------------------------------------------------
+
+    async def end_session(self, session_id: str, expires_at: int) -> None:
+        await self._write_all(
+            [
+                (
+                    "INSERT INTO ui_logouts (session_id, expires_at) VALUES (?, ?) "
+                    "ON CONFLICT (session_id) DO NOTHING",
+                    (session_id, expires_at),
+                ),
+                # a session past its expiry is refused anyway: its id need not be kept
+                ("DELETE FROM ui_logouts WHERE expires_at < ?", (now_us(),)),
+            ],
+            check=False,
+        )
+
+    async def session_ended(self, session_id: str) -> bool:
+        row = await self._fetchone(
+            "SELECT 1 AS ended FROM ui_logouts WHERE session_id = ?", session_id
+        )
+        return row is not None

@@ -497,6 +497,19 @@ MIGRATIONS.append(
     )
 )
 
+MIGRATIONS.append(
+    (
+        11,
+        "dashboard: sessions ended by logging out, kept until their cookie would expire",
+        [
+            """CREATE TABLE ui_logouts (
+                session_id TEXT NOT NULL PRIMARY KEY,
+                expires_at BIGINT NOT NULL
+            )""",
+        ],
+    )
+)
+
 LATEST = MIGRATIONS[-1][0]
 
 

@@ -5,6 +5,9 @@ session cookie holds the SHA-256 hash of that token (never the token), an expiry
 CSRF value, signed with HMAC-SHA256 under a key kept in the database (so every node
 accepts it); it is HttpOnly, SameSite=Strict, and Secure when the tracker is served
 over HTTPS. Each request looks the token up again, so revoking it ends its sessions.
+Each session also has a random id in the cookie: logging out records that id in the
+database until the cookie would have expired, so a copy of the cookie kept elsewhere is
+refused from then on, on every node.
 Every form that changes something carries the session's CSRF value; the login form,
 made before a session exists, carries one that is also set as a short-lived cookie.
 """
@@ -41,6 +44,8 @@ class Session:
     role: str  # admin | read
     actor: str  # recorded on what the session changes
     csrf: str
+    sid: str  # ended server-side by logging out
+    expires: int  # seconds since the epoch
 
     @property
     def admin(self) -> bool:
@@ -100,16 +105,33 @@ class Sessions:
     async def current(self, request: Request) -> Session | None:
         raw = request.cookies.get(COOKIE)
         data = await self.unseal(raw) if raw else None
-        if data is None or not isinstance(data.get("h"), str):
+        # a cookie without a session id could not be ended by logging out: no session
+        if data is None or not isinstance(data.get("h"), str) or not data.get("sid"):
             return None
         found = await self.check_hash(data["h"])
-        if found is None:
+        if found is None or await self.app.store.session_ended(str(data["sid"])):
             return None
-        return Session(found[0], found[1], found[2], str(data.get("csrf", "")))
+        return Session(
+            found[0],
+            found[1],
+            found[2],
+            str(data.get("csrf", "")),
+            str(data["sid"]),
+            int(data["exp"]),
+        )
 
     async def start(self, response: Response, request: Request, token_hash: str) -> None:
-        payload = {"h": token_hash, "exp": int(time.time()) + MAX_AGE, "csrf": new_csrf()}
+        payload = {
+            "h": token_hash,
+            "exp": int(time.time()) + MAX_AGE,
+            "csrf": new_csrf(),
+            "sid": secrets.token_urlsafe(16),
+        }
         self.set_cookie(response, request, COOKIE, await self.seal(payload), MAX_AGE)
+
+    async def end(self, session: Session) -> None:
+        """Refuses this session's cookie from now on, wherever a copy of it is."""
+        await self.app.store.end_session(session.sid, session.expires * 1_000_000)
 
     def set_cookie(
         self, response: Response, request: Request, name: str, value: str, age: int

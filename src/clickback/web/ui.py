@@ -158,6 +158,7 @@ class Ui:
         return response
 
     async def logout(self, request: Request, session: Session) -> Response:
+        await self.sessions.end(session)
         response = RedirectResponse("/ui/login", 303)
         response.delete_cookie(COOKIE, path="/ui")
         return response
