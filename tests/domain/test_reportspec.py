@@ -60,6 +60,21 @@ def test_filters_and_defaults() -> None:
         spec(tz="Europe/Berlin", **{"from": "9999-12-31", "to": "9999-12-31"})
 
 
+def test_an_empty_filter_is_the_blank_value() -> None:
+    now = 1_000 * HOUR_US
+    given = {"sub1": [""], "sub2": ["a", " "], "country": [","], "device": ["bot"]}
+    assert build_spec(given, now).filters == {
+        "sub1": ("",),
+        "sub2": ("a", ""),
+        "country": ("",),
+        "device": ("bot",),
+    }
+    assert build_spec({"flag": [""]}, now).filters == {"flags": ("none",)}
+    with pytest.raises(InputError) as refused:
+        build_spec({"offer": [""]}, now)
+    assert refused.value.code == "invalid_filter"
+
+
 def test_every_local_period_of_a_range_in_order() -> None:
     s = spec(tz="Europe/Berlin", group_by="day", **{"from": "2026-03-28", "to": "2026-03-30"})
     assert s.time is not None

@@ -78,6 +78,10 @@ CASES: list[dict[str, str]] = [
     {"tz": "Europe/Berlin", "from": "2026-03-27", "to": "2026-10-30", "group_by": "link,sub2"},
     {"tz": "Europe/Berlin", "from": "2026-03-27", "to": "2026-03-31", "group_by": "day,sub1"},
     {"tz": "UTC", "from": "2026-03-26", "to": "2026-10-30", "group_by": "day", "sub1": "a"},
+    # an empty filter: the rows whose value is blank
+    {"tz": "UTC", "from": "2026-03-26", "to": "2026-10-30", "group_by": "day", "sub1": ""},
+    {"tz": "UTC", "from": "2026-03-20", "to": "2026-11-01", "group_by": "offer", "country": ""},
+    {"tz": "UTC", "from": "2026-03-20", "to": "2026-11-01", "group_by": "day", "flag": ""},
     {"tz": "UTC", "from": "2026-03-20", "to": "2026-11-01", "group_by": "flag"},
     {"tz": "UTC", "from": "2026-03-20", "to": "2026-11-01", "group_by": "offer", "flag": "bot"},
     {"tz": "UTC", "from": "2026-03-20", "to": "2026-11-01", "group_by": "day", "flag": "none"},

@@ -65,6 +65,25 @@ async def test_a_click_and_its_conversion_are_reported_within_5_seconds(
     assert (row["conversion_rate"], row["epc"], row["revenue"]) == ("100.00", "2.5000", None)
 
 
+async def test_an_empty_sub_id_filter_reports_the_clicks_without_one(
+    live: httpx.AsyncClient,
+) -> None:
+    s = await make_offer(live)
+    for query in ("?sub1=spring", "?sub1=", ""):
+        await click(live, s["link"], query)
+    done = time.monotonic()
+    while (await live.get("/api/v1/reports", headers=AUTH)).json()["totals"]["clicks"] < 3:
+        assert time.monotonic() - done < 5
+        await asyncio.sleep(0.1)
+    r = await live.get("/api/v1/reports?group_by=sub1&sub1=", headers=AUTH)
+    assert [(row["sub1"], row["clicks"]) for row in r.json()["rows"]] == [("", 2)]
+    r = await live.get("/api/v1/reports?group_by=sub1&sub1=spring&sub1=", headers=AUTH)
+    assert sorted((row["sub1"], row["clicks"]) for row in r.json()["rows"]) == [
+        ("", 2),
+        ("spring", 1),
+    ]
+
+
 async def test_countries_from_a_named_maxmind_file_and_revenue_end_to_end(
     store: Store, tmp_path: Path
 ) -> None:
@@ -119,6 +138,7 @@ async def test_report_as_csv_and_its_refusals(client: httpx.AsyncClient) -> None
         ({"from": "2026-03-02", "to": "2026-03-01"}, "invalid_range"),
         ({"by": "refund"}, "invalid_report"),
         ({"offer": "one"}, "invalid_filter"),
+        ({"offer": ""}, "invalid_filter"),  # every row has an offer
         ({"affiliate": "\u00b3"}, "invalid_filter"),  # a digit to str.isdigit, not to int()
         ({"limit": "\u0662"}, "invalid_limit"),
         ({"colour": "red"}, "unknown_filter"),

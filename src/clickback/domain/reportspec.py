@@ -279,7 +279,15 @@ def build_spec(
         raise InputError("`by` is conversion or click", code="invalid_report", field="by")
     filters: dict[str, tuple[int | str, ...]] = {}
     for name, column in DIMENSIONS.items():
-        values = split(params.get(name, []))
+        given = params.get(name, [])
+        values = split(given)
+        if any(not split([raw]) for raw in given):
+            # given empty (`sub1=`): the rows whose value is blank, not every row
+            if name in ENTITY_DIMS:
+                raise InputError(
+                    f"`{name}` takes ids, not an empty value", code="invalid_filter", field=name
+                )
+            values.append("none" if name in FLAG_DIM else "")
         if not values:
             continue
         if name in ENTITY_DIMS:
