@@ -155,6 +155,36 @@ async def test_signatures(guarded: httpx.AsyncClient) -> None:
     assert [c["ordernumber"] for c in convs] == ["S1"]
 
 
+async def test_a_signed_postback_with_a_long_or_nul_value_is_answered_as_an_unsigned_one(
+    client: httpx.AsyncClient,
+) -> None:
+    """A value kept as an excerpt (over 1,024 characters) or without its NUL is checked
+    against the signature as it was sent: the answer is the one an unsigned postback
+    gets, and the ledger keeps its code, not `signature_invalid`."""
+    _, refid = await offer_with(client, signing_secret="k3y", require_signature=True)
+    now = str(int(time.time()))
+    long = {"refid": refid, "orderamount": "1", "ordernumber": "L" * 1500, "ts": now}
+    r = await fire(client, {**long, "sig": sign("k3y", long)})
+    assert r.status_code == 400, r.text
+    assert [(e["field"], e["code"]) for e in r.json()["errors"]] == [("ordernumber", "too_long")]
+    [row] = (await client.get("/api/v1/postbacks", headers=AUTH)).json()["items"]
+    assert (row["outcome"], row["code"]) == ("rejected", "too_long")
+    # signed with another key, it is still refused for its signature first
+    r = await fire(client, {**long, "sig": sign("other", long)})
+    assert r.status_code == 403 and r.json()["code"] == "signature_invalid"
+    noted = {"refid": refid, "orderamount": "1", "ordernumber": "N1", "note": "n" * 1500}
+    noted |= {"ts": now}
+    r = await fire(client, {**noted, "sig": sign("k3y", noted)})
+    assert r.json()["status"] == "accepted", r.text
+    nul = {"refid": refid, "orderamount": "1", "ordernumber": "N\x002", "ts": now}
+    r = await client.post("/postback", data={**nul, "sig": sign("k3y", nul)})
+    assert r.json()["status"] == "accepted", r.text
+    convs = (await client.get("/api/v1/conversions", headers=AUTH)).json()["items"]
+    assert [c["ordernumber"] for c in convs] == ["N2", "N1"]  # NUL dropped, as unsigned
+    kept = (await client.get("/api/v1/postbacks", headers=AUTH)).json()["items"]
+    assert len(kept[1]["params"]["note"]) == 1024
+
+
 async def test_wrong_token_is_403_token_invalid(client: httpx.AsyncClient) -> None:
     _, refid = await offer_with(client, require_token=True, postback_token="tok")
     r = await fire(

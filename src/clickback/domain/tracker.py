@@ -7,6 +7,7 @@ answer with. Each call makes one durable write through the store's group commit.
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote_plus
@@ -139,11 +140,15 @@ class Tracker:
         *,
         received_at: int | None = None,
         replay_of: int | None = None,
+        sent: Mapping[str, str] | None = None,
     ) -> PostbackAnswer:
         """Decide on a postback and store it, raw, with the decision, in one write.
 
         A replay passes the original's `received_at`, so the attribution window is judged
-        as of when the postback first arrived."""
+        as of when the postback first arrived. `sent` is the parameters as they arrived
+        (`params` keeps an excerpt of a long value and drops NUL): the signature is
+        checked against them, so such a value is answered as in an unsigned postback (a
+        `too_long` field, say), not as a signature that does not match."""
         now_us = received_at if received_at is not None else self.clock.now_us()
         conversion = None
         link = offer = advertiser = None
@@ -162,7 +167,12 @@ class Tracker:
         if advertiser is not None:
             token = params.get("token", "").strip()  # every value is read trimmed
             denied = security.check(
-                advertiser, token, ip, params, now_us // 1_000_000, self.signature_skew_s
+                advertiser,
+                token,
+                ip,
+                params if sent is None else sent,
+                now_us // 1_000_000,
+                self.signature_skew_s,
             )
         # what was wrong with the request as it arrived is kept behind any refusal, so a
         # replay once the refusal's cause is gone still knows it (`ledger.INCOMPLETE`)

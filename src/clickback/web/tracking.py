@@ -104,19 +104,27 @@ def split_query(text: str) -> list[tuple[str, str]]:
     return pairs
 
 
-def _params(text: str, into: dict[str, str], errors: list[FieldError]) -> None:
+def _params(
+    text: str, into: dict[str, str], errors: list[FieldError], sent: dict[str, str]
+) -> None:
     try:
         pairs = split_query(text)
     except ValueError:
         errors.append(FieldError("*", "too_many_fields", f"more than {MAX_FIELDS} parameters"))
         return
-    _merge(pairs, into, errors)
+    _merge(pairs, into, errors, sent)
 
 
 def _merge(
-    pairs: Iterable[tuple[str, str]], into: dict[str, str], errors: list[FieldError]
+    pairs: Iterable[tuple[str, str]],
+    into: dict[str, str],
+    errors: list[FieldError],
+    sent: dict[str, str],
 ) -> None:
+    """The pairs into `into` as the postback is read and kept, and into `sent` as they
+    arrived: a signature covers what was sent, not what was kept of it."""
     for k, v in pairs:
+        sent.setdefault(k, v)
         # long values kept as a bounded excerpt; NUL is not text anywhere
         k, v = k.replace("\x00", ""), v[:1024].replace("\x00", "")
         was = into.setdefault(k, v)
@@ -136,7 +144,9 @@ class _Members(list[tuple[str, Any]]):
     its last value)."""
 
 
-def _json_params(body: bytes, into: dict[str, str], errors: list[FieldError]) -> None:
+def _json_params(
+    body: bytes, into: dict[str, str], errors: list[FieldError], sent: dict[str, str]
+) -> None:
     """A JSON object's members as parameters: strings, and numbers as written (`49.90`
     stays `49.90`, never a float); another value is kept as its JSON text, and refused
     for a parameter the postback is decided on. An empty body is no fields; one that is
@@ -166,7 +176,7 @@ def _json_params(body: bytes, into: dict[str, str], errors: list[FieldError]) ->
         if k in PARAMETERS:
             message = f"`{k}` must be a string or a number"
             errors.append(FieldError(k, "invalid_json", message))
-    _merge(pairs, into, errors)
+    _merge(pairs, into, errors, sent)
 
 
 def _no_constant(name: str) -> Any:
@@ -191,23 +201,24 @@ async def postback_answer(
         error = {"field": "*", "code": "method_not_allowed", "message": "use GET or POST"}
         return _json(405, {"status": "rejected", "errors": [error]}, ("allow", "GET, POST"))
     params: dict[str, str] = {}
+    sent: dict[str, str] = {}
     errors: list[FieldError] = []
     status_override = None
     if len(query) > MAX_QUERY:
         errors.append(FieldError("*", "request_too_large", f"query longer than {MAX_QUERY} bytes"))
         status_override = 414
         query = query[:MAX_QUERY]
-    _params(query, params, errors)
+    _params(query, params, errors, sent)
     if isinstance(body, BodyError):
         errors.append(body.error)
         status_override = body.status
-        _params(body.partial.decode("utf-8", "backslashreplace"), params, errors)
+        _params(body.partial.decode("utf-8", "backslashreplace"), params, errors, sent)
     elif body is not None and content_type.startswith(JSON_TYPE):
-        _json_params(body, params, errors)
+        _json_params(body, params, errors, sent)
     elif body is not None:
-        _params(body.decode("utf-8", "backslashreplace"), params, errors)
+        _params(body.decode("utf-8", "backslashreplace"), params, errors, sent)
     try:
-        answer = await app.tracker.postback(method, ip, params, errors or None)
+        answer = await app.tracker.postback(method, ip, params, errors or None, sent=sent)
     except UnavailableError as exc:
         error = {"field": "*", "code": exc.code, "message": exc.message}
         return _json(503, {"status": "error", "errors": [error]})
