@@ -257,3 +257,19 @@ async def test_read_token_is_not_shown_the_token_in_the_ledger(
     assert r.status_code == 200 and "s3cret" not in r.text
     [full] = (await client.get("/api/v1/postbacks", headers=AUTH)).json()["items"]
     assert full["params"]["token"] == "s3cret"
+
+
+async def test_the_built_in_test_affiliate_cannot_be_archived(client: httpx.AsyncClient) -> None:
+    s = await make_offer(client, destination_url="http://127.0.0.1:9/")
+    test = await start_test(client, s["offer"]["id"])
+    r = await client.delete(f"/api/v1/affiliates/{test['affiliate_id']}", headers=AUTH)
+    assert r.status_code == 409, r.text
+    assert r.json()["errors"][0]["code"] == "test_affiliate"
+    assert "integration tests" in r.json()["errors"][0]["message"]
+    affiliate = await client.get(f"/api/v1/affiliates/{test['affiliate_id']}", headers=AUTH)
+    assert affiliate.json()["archived_at"] is None
+    r = await client.post(f"/api/v1/integration-tests/{test['id']}/rerun", headers=AUTH)
+    assert r.json()["click_test"]["status"] == "passed", r.json()["click_test"]
+    # any other affiliate is archived as before
+    r = await client.delete(f"/api/v1/affiliates/{s['affiliate']['id']}", headers=AUTH)
+    assert r.status_code == 200 and r.json()["archived_at"]

@@ -21,9 +21,11 @@ from clickback.domain.outbound import EVENTS
 from clickback.domain.ports import Store
 from clickback.domain.security import parse_networks
 from clickback.domain.timefmt import now_us
-from clickback.errors import InputError, NotFoundError
+from clickback.errors import ConflictError, InputError, NotFoundError
 
 _URL_SAFE = ":/?#[]@!$&'()*+,;=%{}~-._"
+# the meta key naming the built-in affiliate that integration tests' links belong to
+TEST_AFFILIATE = "test_affiliate_id"
 
 
 def new_token() -> str:
@@ -419,6 +421,13 @@ async def update_link(store: Store, link_id: int, values: Mapping[str, Any]) -> 
 
 
 async def archive(store: Store, table: str, row_id: int) -> None:
+    if table == "affiliates" and await store.get_meta(TEST_AFFILIATE) == str(row_id):
+        # its links would stop: every integration test's click would fail from then on
+        raise ConflictError(
+            f"affiliate {row_id} is the built-in test affiliate: the integration tests' links"
+            " belong to it, so it cannot be archived",
+            code="test_affiliate",
+        )
     if not await store.archive_row(table, row_id):
         raise NotFoundError(f"{table.rstrip('s').replace('_', ' ')} {row_id} does not exist")
 

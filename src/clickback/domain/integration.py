@@ -27,7 +27,6 @@ from clickback.errors import NotFoundError
 # Tries a landing URL: its HTTP status, or a message saying why it could not be reached.
 LandingProbe = Callable[[str], Awaitable[int | str]]
 
-TEST_AFFILIATE = "test_affiliate_id"
 _MACRO_LEFT = re.compile(r"\{(refid|sub[1-5]|offer_id|affiliate_id)\}")
 _REFID_RUN = re.compile(rf"(?=([-0-9A-Z_a-z]{{{TEXT_LEN}}}))")  # overlapping runs
 PENDING, PASSED, FAILED = "pending", "passed", "failed"
@@ -39,11 +38,11 @@ def reason(code: str, field: str, message: str) -> dict[str, str]:
 
 async def test_affiliate(store: Store) -> int:
     """The built-in affiliate that test links belong to, made once and shared by nodes."""
-    known = await store.get_meta(TEST_AFFILIATE)
+    known = await store.get_meta(admin.TEST_AFFILIATE)
     if known is not None:
         return int(known)
     made = await store.create_affiliate("clickback integration tests")
-    return int(await store.get_or_set_meta(TEST_AFFILIATE, str(made)))
+    return int(await store.get_or_set_meta(admin.TEST_AFFILIATE, str(made)))
 
 
 async def click_test(
