@@ -276,7 +276,8 @@ def offer_create(
         "attribution_window_days": window_days,
         "refid_param": refid_param,
     }
-    new_id = _run(db, lambda s: admin.create_offer(s, values))
+    base = _settings(db).base_currency  # the revenue's currency
+    new_id = _run(db, lambda s: admin.create_offer(s, values, base))
     console.print(f"offer {new_id} created")
 
 
@@ -302,7 +303,8 @@ def offer_list(db: DbOption = None, as_json: JsonOption = False) -> None:
 
 
 def _set_status(offer_id: int, status: str, db: str | None) -> None:
-    _run(db, lambda s: admin.update_offer(s, offer_id, {"status": status}))
+    base = _settings(db).base_currency
+    _run(db, lambda s: admin.update_offer(s, offer_id, {"status": status}, base))
     console.print(f"offer {offer_id} {status}")
 
 

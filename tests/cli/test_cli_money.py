@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 import re
+import subprocess
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import orjson
 
-from tests.cli.conftest import Server, cli
+from tests.cli.conftest import CLICKBACK, Server, cli
 
 
 def test_second_advertiser_with_token_and_rule_by_cli(server: Server, tmp_path: Path) -> None:
@@ -98,3 +100,29 @@ def _file(tmp: Path, name: str, text: str) -> Path:
     path = tmp / name
     path.write_text(text)
     return path
+
+
+def test_offer_create_checks_the_revenue_against_the_base_currency(sqlite_db: str) -> None:
+    cli("advertiser", "create", "Shop", db=sqlite_db)
+    offer = ["offer", "create", "--advertiser", "1", "--name", "O", "--url", "https://s.example/"]
+    offer += ["--revenue-type", "cpa", "--db", sqlite_db]
+    env = {**os.environ, "CLICKBACK_BASE_CURRENCY": "JPY"}
+    out = subprocess.run(
+        [CLICKBACK, *offer, "--revenue-amount", "1.5"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert out.returncode == 2 and "invalid_amount" in out.stdout, out.stdout + out.stderr
+    assert "JPY" in out.stdout
+    out = subprocess.run(
+        [CLICKBACK, *offer, "--revenue-amount", "150"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    [made] = [orjson.loads(x) for x in cli("offer", "list", "--json", db=sqlite_db).split()]
+    assert (made["revenue_type"], made["revenue_amount"]) == ("cpa", "150")

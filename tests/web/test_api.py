@@ -7,9 +7,11 @@ import asyncio
 import httpx
 import orjson
 
+from clickback.config import Settings
+from clickback.domain.ports import Store
 from clickback.web.app import ClickbackApp
 from clickback.web.http import hash_token
-from tests.conftest import AUTH, click, make_offer
+from tests.conftest import ADMIN, AUTH, click, make_offer
 
 
 async def test_every_api_call_needs_a_valid_token(client: httpx.AsyncClient) -> None:
@@ -128,6 +130,45 @@ async def test_offer_revenue_terms_are_set_checked_and_shown(client: httpx.Async
         assert r.status_code == 400 and r.json()["errors"][0]["code"] == code, (body, r.text)
     r = await client.patch(url, json={"revenue_type": ""}, headers=AUTH)
     assert (r.json()["revenue_type"], r.json()["revenue_amount"]) == ("", "0")
+
+
+async def test_an_offers_revenue_amount_has_no_more_decimals_than_the_base_currency(
+    client: httpx.AsyncClient, store: Store
+) -> None:
+    s = await make_offer(client)
+    body = {**OFFER_BODY, "advertiser_id": s["advertiser"]["id"], "revenue_type": "cpa"}
+    r = await client.post("/api/v1/offers", json={**body, "revenue_amount": "1.234"}, headers=AUTH)
+    assert r.status_code == 400, r.text
+    [error] = r.json()["errors"]
+    assert (error["field"], error["code"]) == ("revenue_amount", "invalid_amount")
+    assert "USD" in error["message"]
+    url = f"/api/v1/offers/{s['offer']['id']}"
+    r = await client.patch(
+        url, json={"revenue_type": "cpa", "revenue_amount": "1.23"}, headers=AUTH
+    )
+    assert r.status_code == 200 and r.json()["revenue_amount"] == "1.23", r.text
+    r = await client.patch(url, json={"revenue_amount": "0.005"}, headers=AUTH)
+    assert r.status_code == 400 and r.json()["errors"][0]["field"] == "revenue_amount", r.text
+    assert (await client.get(url, headers=AUTH)).json()["revenue_amount"] == "1.23"
+
+    # the revenue is in the base currency, whatever the offer's: yen have no decimals
+    settings = Settings(
+        database_url="unused", admin_token=ADMIN, public_url="http://t", base_currency="JPY"
+    )
+    yen = ClickbackApp(settings, store)
+    await yen.startup()
+    try:
+        transport = httpx.ASGITransport(app=yen)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+            r = await c.patch(url, json={"revenue_amount": "1.50"}, headers=AUTH)
+            assert r.status_code == 400 and "JPY" in r.json()["errors"][0]["message"], r.text
+            r = await c.patch(url, json={"revenue_amount": "150"}, headers=AUTH)
+            assert r.status_code == 200 and r.json()["revenue_amount"] == "150", r.text
+    finally:
+        await yen.shutdown()
+
+
+OFFER_BODY = {"name": "O", "destination_url": "https://shop.example/", "payout_amount": "1"}
 
 
 async def test_a_cursor_out_of_range_is_a_400_not_a_500(client: httpx.AsyncClient) -> None:

@@ -73,7 +73,7 @@ def _decimal(values: Mapping[str, Any], field: str) -> Decimal:
     return amount
 
 
-def revenue_terms(values: Mapping[str, Any]) -> dict[str, str]:
+def revenue_terms(values: Mapping[str, Any], base_currency: str) -> dict[str, str]:
     """What the advertiser pays the network per conversion: none (`revenue_type` ''),
     `cpa` (`revenue_amount`, in the base currency) or `cps` (`revenue_percent` of the
     sale). Stored as given; the rollups turn it into minor units of the base currency."""
@@ -86,7 +86,14 @@ def revenue_terms(values: Mapping[str, Any]) -> dict[str, str]:
         )
     out = {"revenue_type": rtype, "revenue_amount": "0", "revenue_percent": "0"}
     if rtype == "cpa":
-        out["revenue_amount"] = str(_decimal(values, "revenue_amount"))
+        amount = _decimal(values, "revenue_amount")
+        if not money.fits_currency(amount, base_currency):
+            raise InputError(
+                f"`revenue_amount` has more decimals than {base_currency} (the base currency) has",
+                code="invalid_amount",
+                field="revenue_amount",
+            )
+        out["revenue_amount"] = str(amount)
     elif rtype == "cps":
         percent = _decimal(values, "revenue_percent")
         if percent > 100:
@@ -134,8 +141,11 @@ def destination_url(raw: Any) -> str:
     return url
 
 
-def offer_values(values: Mapping[str, Any], partial: bool = False) -> dict[str, Any]:
-    """Validated offer columns (only those given, when `partial`)."""
+def offer_values(
+    values: Mapping[str, Any], partial: bool = False, base_currency: str = "USD"
+) -> dict[str, Any]:
+    """Validated offer columns (only those given, when `partial`); `base_currency` (the
+    tracker's CLICKBACK_BASE_CURRENCY) is the revenue's."""
     out: dict[str, Any] = {}
 
     def given(field: str) -> bool:
@@ -200,7 +210,7 @@ def offer_values(values: Mapping[str, Any], partial: bool = False) -> dict[str, 
                 )
             out["payout_amount"] = money.to_minor(amount, currency)
     if not partial or given("revenue_type"):
-        out |= revenue_terms(values)
+        out |= revenue_terms(values, base_currency)
     if not partial or given("attribution_window_days"):
         days = values.get("attribution_window_days", 30)
         try:
@@ -247,8 +257,8 @@ async def create_advertiser(store: Store, values: Mapping[str, Any]) -> int:
     return await store.create_advertiser(name, token, required)
 
 
-async def create_offer(store: Store, values: Mapping[str, Any]) -> int:
-    cols = offer_values(values)
+async def create_offer(store: Store, values: Mapping[str, Any], base_currency: str = "USD") -> int:
+    cols = offer_values(values, base_currency=base_currency)
     if await store.get_row("advertisers", cols["advertiser_id"]) is None:
         raise NotFoundError(
             f"advertiser {cols['advertiser_id']} does not exist", field="advertiser_id"
@@ -256,7 +266,9 @@ async def create_offer(store: Store, values: Mapping[str, Any]) -> int:
     return await store.create_offer(cols)
 
 
-async def update_offer(store: Store, offer_id: int, values: Mapping[str, Any]) -> None:
+async def update_offer(
+    store: Store, offer_id: int, values: Mapping[str, Any], base_currency: str = "USD"
+) -> None:
     current = await store.get_row("offers", offer_id)
     if current is None:
         raise NotFoundError(f"offer {offer_id} does not exist")
@@ -276,7 +288,7 @@ async def update_offer(store: Store, offer_id: int, values: Mapping[str, Any]) -
         values = {**values, "payout_type": current["payout_type"]}
     if ("revenue_amount" in values or "revenue_percent" in values) and "revenue_type" not in values:
         values = {**values, "revenue_type": current["revenue_type"]}
-    cols = offer_values(values, partial=True)
+    cols = offer_values(values, partial=True, base_currency=base_currency)
     cols.pop("advertiser_id", None)
     if "approval" in values:
         if values["approval"] not in ("auto", "review"):

@@ -125,10 +125,23 @@ def entity_endpoints(app: ClickbackApp) -> list[Endpoint]:
     async def update_affiliate(store: Store, row_id: int, values: Mapping[str, Any]) -> None:
         await admin.update_affiliate(store, row_id, values, check_url)
 
-    updaters = {**{t: e[2] for t, e in ENTITIES.items()}, "affiliates": update_affiliate}
+    base_currency = app.settings.base_currency  # an offer's revenue is in it
+
+    async def create_offer(store: Store, values: Mapping[str, Any]) -> int:
+        return await admin.create_offer(store, values, base_currency)
+
+    async def update_offer(store: Store, row_id: int, values: Mapping[str, Any]) -> None:
+        await admin.update_offer(store, row_id, values, base_currency)
+
+    creators = {**{t: e[1] for t, e in ENTITIES.items()}, "offers": create_offer}
+    updaters = {
+        **{t: e[2] for t, e in ENTITIES.items()},
+        "affiliates": update_affiliate,
+        "offers": update_offer,
+    }
     eps: list[Endpoint] = []
-    for table, (schema, create, _) in ENTITIES.items():
-        update = updaters[table]
+    for table, (schema, _, _) in ENTITIES.items():
+        create, update = creators[table], updaters[table]
         path, one = f"/api/v1/{table}", f"/api/v1/{table}/{{id}}"
         noun = schema.lower()
         eps += [
