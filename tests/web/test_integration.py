@@ -273,3 +273,25 @@ async def test_the_built_in_test_affiliate_cannot_be_archived(client: httpx.Asyn
     # any other affiliate is archived as before
     r = await client.delete(f"/api/v1/affiliates/{s['affiliate']['id']}", headers=AUTH)
     assert r.status_code == 200 and r.json()["archived_at"]
+
+
+async def test_an_offers_integration_tests_page_like_every_list(
+    client: httpx.AsyncClient,
+) -> None:
+    s = await make_offer(client, destination_url="http://127.0.0.1:9/")
+    other = await make_offer(client, destination_url="http://127.0.0.1:9/")
+    made = [(await start_test(client, s["offer"]["id"]))["id"] for _ in range(3)]
+    await start_test(client, other["offer"]["id"])
+    path = f"/api/v1/offers/{s['offer']['id']}/integration-tests"
+    page = (await client.get(path, params={"limit": 2}, headers=AUTH)).json()
+    seen = [t["id"] for t in page["items"]]
+    assert len(seen) == 2 and page["next_cursor"]
+    page = (
+        await client.get(path, params={"limit": 2, "cursor": page["next_cursor"]}, headers=AUTH)
+    ).json()
+    seen += [t["id"] for t in page["items"]]
+    assert seen == made[::-1] and page["next_cursor"] is None
+    r = await client.get(path, params={"sort": "id"}, headers=AUTH)
+    assert [t["id"] for t in r.json()["items"]] == made
+    r = await client.get(path, params={"nonsense": "1"}, headers=AUTH)
+    assert r.status_code == 400 and r.json()["errors"][0]["code"] == "unknown_filter"

@@ -471,3 +471,27 @@ async def test_a_flag_filter_is_a_flags_name(client: httpx.AsyncClient) -> None:
         assert r.status_code == 400 and r.json()["errors"][0]["field"] == "flag", r.text
     r = await client.get("/api/v1/clicks", params={"flag": "bot"}, headers=AUTH)
     assert r.status_code == 200 and r.json()["items"] == []
+
+
+async def test_an_offers_rules_page_like_every_list(client: httpx.AsyncClient) -> None:
+    s = await make_offer(client)
+    path = f"/api/v1/offers/{s['offer']['id']}/rules"
+    made = []
+    for i in range(5):
+        body = {"commissionid": f"c{i}", "payout_type": "cpa", "payout_amount": "1"}
+        made.append((await client.post(path, json=body, headers=AUTH)).json()["id"])
+    archived = (await client.delete(f"/api/v1/rules/{made[1]}", headers=AUTH)).json()["id"]
+    page = (await client.get(path, params={"limit": 2}, headers=AUTH)).json()
+    seen = [r["id"] for r in page["items"]]
+    assert len(seen) == 2 and page["next_cursor"]
+    while page["next_cursor"]:
+        params = {"limit": 2, "cursor": page["next_cursor"]}
+        page = (await client.get(path, params=params, headers=AUTH)).json()
+        seen += [r["id"] for r in page["items"]]
+    assert seen == [m for m in made[::-1] if m != archived]  # the rules in force, newest first
+    r = await client.get(path, params={"archived": "true"}, headers=AUTH)
+    assert [x["id"] for x in r.json()["items"]] == [archived]
+    r = await client.get(path, params={"commissionid": "c3"}, headers=AUTH)
+    assert [x["id"] for x in r.json()["items"]] == [made[3]]
+    r = await client.get(path, params={"limit": 0}, headers=AUTH)
+    assert r.status_code == 400 and r.json()["errors"][0]["code"] == "invalid_limit"

@@ -8,9 +8,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from clickback.domain import integration, ledger
-from clickback.domain.listing import MAX_LIMIT
 from clickback.errors import InputError, NotFoundError
-from clickback.web.http import Caller, Endpoint, base_url, int_param, read_json
+from clickback.web.http import Caller, Endpoint, base_url, int_param, list_query, read_json
 from clickback.web.present import PRESENTERS, json_response
 
 if TYPE_CHECKING:
@@ -48,11 +47,18 @@ def endpoints(app: ClickbackApp) -> list[Endpoint]:
         offer_id = int_param(request)
         if await app.store.get_row("offers", offer_id) is None:
             raise NotFoundError(f"offer {offer_id} does not exist")
+        q = list_query("integration_tests", request.query_params)
         page = await app.store.list_rows(
-            "integration_tests", {"offer_id": offer_id}, None, None, MAX_LIMIT, None
+            "integration_tests",
+            {**q.filters, "offer_id": offer_id},  # the path's offer
+            q.since,
+            q.until,
+            q.limit,
+            q.cursor,
+            ascending=q.ascending,
         )
         items = [await present(request, r, caller) for r in page.items]
-        return json_response({"items": items, "next_cursor": None})
+        return json_response({"items": items, "next_cursor": page.next_cursor})
 
     async def get_test(request: Request, caller: Caller) -> Response:
         return await read_test(request, int_param(request), caller)
@@ -119,6 +125,7 @@ def endpoints(app: ClickbackApp) -> list[Endpoint]:
             list_tests,
             "List an offer's integration tests",
             response="IntegrationTestList",
+            listing="integration_tests",
             tags=tags,
         ),
         Endpoint(

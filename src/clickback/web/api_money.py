@@ -163,17 +163,19 @@ def endpoints(app: ClickbackApp) -> list[Endpoint]:
 
     async def list_rules(request: Request, caller: Caller) -> Response:
         offer_id = int_param(request)
+        q = list_query("commission_rules", request.query_params)
         page = await app.store.list_rows(
             "commission_rules",
-            {"offer_id": offer_id},
-            None,
-            None,
-            1000,
-            None,
-            nulls={"archived_at": True},
+            {**q.filters, "offer_id": offer_id},  # the path's offer
+            q.since,
+            q.until,
+            q.limit,
+            q.cursor,
+            nulls=q.nulls or {"archived_at": True},  # the rules in force, unless asked
+            ascending=q.ascending,
         )
         items = [PRESENTERS["commission_rules"](r, "") for r in page.items]
-        return json_response({"items": items, "next_cursor": None})
+        return json_response({"items": items, "next_cursor": page.next_cursor})
 
     async def archive_rule(request: Request, caller: Caller) -> Response:
         rule_id = int_param(request)
@@ -295,8 +297,9 @@ def endpoints(app: ClickbackApp) -> list[Endpoint]:
             "GET",
             "/api/v1/offers/{id}/rules",
             list_rules,
-            "List an offer's rules",
+            "List an offer's rules (those in force unless `archived` is given)",
             response="RuleList",
+            listing="commission_rules",
             tags=money_tags,
         ),
         Endpoint(
