@@ -442,9 +442,12 @@ def conversions_export(
     status: str | None = None,
     since: Annotated[str | None, typer.Option(help="Created at or after (ISO 8601).")] = None,
     until: Annotated[str | None, typer.Option(help="Created before (ISO 8601).")] = None,
+    limit: Annotated[
+        int | None, typer.Option(min=1, help="The most rows written (default: every one).")
+    ] = None,
     db: DbOption = None,
 ) -> None:
-    """Every matching conversion as CSV, oldest first, in pages (any size)."""
+    """Every matching conversion (or the oldest --limit) as CSV, oldest first, in pages."""
     import csv
 
     from clickback.web.present import EXPORT_COLUMNS, PRESENTERS, csv_cell, parse_time
@@ -460,15 +463,16 @@ def conversions_export(
         writer.writerow(columns)
         count, cursor = 0, None
         while True:
+            size = 1000 if limit is None else min(1000, limit - count)
             page = await store.list_rows(
-                "conversions", filters, lo, hi, 1000, cursor, ascending=True
+                "conversions", filters, lo, hi, size, cursor, ascending=True
             )
             for row in page.items:
                 item = PRESENTERS["conversions"](row, base)
                 writer.writerow(csv_cell(item[c]) for c in columns)
             count += len(page.items)
             cursor = page.next_cursor
-            if cursor is None:
+            if cursor is None or count == limit:
                 return count
 
     Console(stderr=True).print(f"{_run(db, work)} conversions written")

@@ -126,3 +126,26 @@ def test_offer_create_checks_the_revenue_against_the_base_currency(sqlite_db: st
     assert out.returncode == 0, out.stdout + out.stderr
     [made] = [orjson.loads(x) for x in cli("offer", "list", "--json", db=sqlite_db).split()]
     assert (made["revenue_type"], made["revenue_amount"]) == ("cpa", "150")
+
+
+def test_conversions_export_writes_at_most_its_limit(sqlite_db: str) -> None:
+    from tests.cli.test_cli_ledger import setup
+
+    setup(sqlite_db)
+    for _ in range(3):  # a test conversion each, made without a server
+        cli("integration-test", "1", "--simulate", "--json", db=sqlite_db)
+
+    def exported(*args: str) -> list[str]:
+        out = cli("conversions", "export", "--out", "-", *args, db=sqlite_db)
+        return [r["id"] for r in csv.DictReader(io.StringIO(out))]
+
+    assert exported() == ["1", "2", "3"]
+    assert exported("--limit", "2") == ["1", "2"]  # oldest first
+    assert exported("--limit", "5000") == ["1", "2", "3"]
+    out = subprocess.run(
+        [CLICKBACK, "conversions", "export", "--out", "-", "--limit", "0", "--db", sqlite_db],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 2 and "--limit" in out.stderr, out.stderr

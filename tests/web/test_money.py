@@ -495,3 +495,24 @@ async def test_an_offers_rules_page_like_every_list(client: httpx.AsyncClient) -
     assert [x["id"] for x in r.json()["items"]] == [made[3]]
     r = await client.get(path, params={"limit": 0}, headers=AUTH)
     assert r.status_code == 400 and r.json()["errors"][0]["code"] == "invalid_limit"
+
+
+async def test_an_export_writes_at_most_its_limit(client: httpx.AsyncClient) -> None:
+    s = await make_offer(client)
+    for n in ("L1", "L2", "L3"):
+        await convert(client, s, n)
+
+    async def exported(**params: Any) -> list[str]:
+        r = await client.get("/api/v1/conversions/export", params=params, headers=AUTH)
+        assert r.status_code == 200, r.text
+        return [x["ordernumber"] for x in csv.DictReader(io.StringIO(r.text))]
+
+    assert await exported() == ["L3", "L2", "L1"]
+    assert await exported(limit=2) == ["L3", "L2"]  # newest first, as the list
+    assert await exported(limit=1, sort="id") == ["L1"]
+    assert await exported(limit=5000) == ["L3", "L2", "L1"]  # not a page size: no 1000 cap
+    r = await client.get("/api/v1/clicks/export", params={"limit": 1}, headers=AUTH)
+    assert len(list(csv.DictReader(io.StringIO(r.text)))) == 1
+    for bad in ("0", "-1", "x", "1.5"):
+        r = await client.get("/api/v1/conversions/export", params={"limit": bad}, headers=AUTH)
+        assert r.status_code == 400 and r.json()["errors"][0]["code"] == "invalid_limit", bad

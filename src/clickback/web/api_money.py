@@ -43,6 +43,20 @@ async def read_text(request: Request) -> str:
         raise InputError("the file must be UTF-8 text", code="invalid_encoding") from None
 
 
+def export_limit(raw: str | None) -> int | None:
+    """An export's `limit`: the most rows it writes (None: every matching row). Not a
+    page size, so not bounded as a list's is."""
+    if raw is None:
+        return None
+    if not raw.isascii() or not raw.isdigit() or len(raw) > 18 or int(raw) < 1:
+        raise InputError(
+            "`limit` must be a whole number from 1: the most rows the export writes",
+            code="invalid_limit",
+            field="limit",
+        )
+    return int(raw)
+
+
 def endpoints(app: ClickbackApp) -> list[Endpoint]:
     async def read_conversion(request: Request, caller: Caller) -> Response:
         conversion_id = int_param(request)
@@ -117,21 +131,22 @@ def endpoints(app: ClickbackApp) -> list[Endpoint]:
         columns = EXPORT_COLUMNS[table]
 
         async def handle(request: Request, caller: Caller) -> Response:
-            q = list_query(table, request.query_params)
+            q = list_query(table, request.query_params, extra=frozenset({"limit"}))
+            most = export_limit(request.query_params.get("limit"))
             base = base_url(app, request)
 
             async def rows() -> AsyncIterator[str]:
                 buf = io.StringIO()
                 writer = csv.writer(buf)
                 writer.writerow(columns)
-                cursor = q.cursor
+                cursor, left = q.cursor, most
                 while True:
                     page = await app.store.list_rows(
                         table,
                         q.filters,
                         q.since,
                         q.until,
-                        EXPORT_PAGE,
+                        EXPORT_PAGE if left is None else min(EXPORT_PAGE, left),
                         cursor,
                         ascending=q.ascending,
                         flag=q.flag,
@@ -143,7 +158,9 @@ def endpoints(app: ClickbackApp) -> list[Endpoint]:
                     buf.seek(0)
                     buf.truncate()
                     cursor = page.next_cursor
-                    if cursor is None:
+                    if left is not None:
+                        left -= len(page.items)
+                    if cursor is None or left == 0:
                         return
 
             return StreamingResponse(

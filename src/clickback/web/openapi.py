@@ -259,6 +259,15 @@ def _operation(ep: Endpoint) -> dict[str, Any]:
         params += [
             p for p in _list_params(ep.listing, totals) if p["name"] not in ("limit", "cursor")
         ]
+        if ep.produces == "text/csv":
+            params.append(
+                _param(
+                    "limit",
+                    "query",
+                    {"type": "integer", "minimum": 1, "maximum": 10**18 - 1},
+                    "the most rows written; default every matching row",
+                )
+            )
         if ep.path.endswith("/totals"):
             params = [p for p in params if p["name"] not in ("sort", "archived")]
     params += [_param(name, "query", {"type": "string"}) for name in ep.query]
