@@ -295,3 +295,31 @@ async def test_an_offers_integration_tests_page_like_every_list(
     assert [t["id"] for t in r.json()["items"]] == made
     r = await client.get(path, params={"nonsense": "1"}, headers=AUTH)
     assert r.status_code == 400 and r.json()["errors"][0]["code"] == "unknown_filter"
+
+
+async def test_a_test_postback_repeating_a_real_order_number_does_not_pass(
+    client: httpx.AsyncClient,
+) -> None:
+    s = await make_offer(client, destination_url="http://127.0.0.1:9/")
+    real = await click(client, s["link"])
+    r = await client.get(f"/postback?refid={real}&orderamount=5&ordernumber=REAL-1")
+    assert r.json()["status"] == "accepted"
+    test = await start_test(client, s["offer"]["id"])
+    r = await client.get(f"/postback?refid={test['refid']}&orderamount=1&ordernumber=REAL-1")
+    assert r.json()["status"] == "duplicate"
+    test = await read_test(client, test["id"])
+    assert test["conversion_test"]["status"] == "failed", test["conversion_test"]
+    [why] = test["conversion_test"]["reasons"]
+    assert (why["code"], why["field"]) == ("duplicate_ordernumber", "ordernumber")
+    assert "REAL-1" in why["message"] and "new order number" in why["message"]
+
+    r = await client.get(f"/postback?refid={test['refid']}&orderamount=1&ordernumber=TEST-9")
+    assert r.json()["status"] == "accepted"
+    assert (await read_test(client, test["id"]))["conversion_test"]["status"] == "passed"
+    # re-run, the same test order fired again: its own order, counted once, still passes
+    r = await client.post(f"/api/v1/integration-tests/{test['id']}/rerun", headers=AUTH)
+    rerun = r.json()
+    assert rerun["conversion_test"]["status"] == "pending"
+    r = await client.get(f"/postback?refid={rerun['refid']}&orderamount=1&ordernumber=TEST-9")
+    assert r.json()["status"] == "duplicate"
+    assert (await read_test(client, test["id"]))["conversion_test"]["status"] == "passed"

@@ -5,7 +5,8 @@ reports and payouts), clicks it through the real click path, checks the redirect
 (RefID in the offer's parameter, macros filled) and tries the landing page: an
 unreachable page is a warning, not a failure, as the tracker may run where the shop is
 not reachable. The conversion test is read from the postback ledger: it passes once a
-postback for the test link is accepted, and fails with each problem the ledger names.
+postback for the test link is accepted (or repeats the test's own order), and fails with
+each problem the ledger names, or as a duplicate of an order counted before it.
 """
 
 from __future__ import annotations
@@ -152,11 +153,32 @@ async def conversion_test(store: Store, test: dict[str, Any]) -> dict[str, Any]:
     if not rows:
         return {"status": PENDING, "reasons": [], "postback_ids": []}
     ids = [r["id"] for r in rows]
-    if any(r["outcome"] in ("accepted", "duplicate") for r in rows):
+    if any(r["outcome"] == "accepted" for r in rows):
         return {"status": PASSED, "reasons": [], "postback_ids": ids}
+    for r in rows:
+        if r["outcome"] == "duplicate" and await _own_order(store, test, r):
+            return {"status": PASSED, "reasons": [], "postback_ids": ids}
     latest = rows[0]
-    reasons = [reason(e["code"], e["field"], e["message"]) for e in orjson.loads(latest["errors"])]
+    if latest["outcome"] == "duplicate":  # of an order counted before: no test conversion
+        message = (
+            f"order number {latest['ordernumber']!r} was already counted (conversion"
+            f" {latest['conversion_id']}), so no test conversion was made: fire the test"
+            " postback with a new order number"
+        )
+        reasons = [reason("duplicate_ordernumber", "ordernumber", message)]
+    else:
+        errors = orjson.loads(latest["errors"])
+        reasons = [reason(e["code"], e["field"], e["message"]) for e in errors]
     return {"status": FAILED, "reasons": reasons, "postback_ids": ids}
+
+
+async def _own_order(store: Store, test: dict[str, Any], postback: dict[str, Any]) -> bool:
+    """Whether a duplicate postback repeats an order this test's link counted (a retry, or
+    the same test order fired again after a re-run), not another order."""
+    counted = await store.get_row("conversions", postback["conversion_id"])
+    return (
+        counted is not None and bool(counted["is_test"]) and (counted["link_id"] == test["link_id"])
+    )
 
 
 async def describe(
