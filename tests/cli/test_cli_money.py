@@ -149,3 +149,18 @@ def test_conversions_export_writes_at_most_its_limit(sqlite_db: str) -> None:
         timeout=60,
     )
     assert out.returncode == 2 and "--limit" in out.stderr, out.stderr
+
+
+def test_conversions_export_reads_a_spaced_offset_as_plus(sqlite_db: str) -> None:
+    from tests.cli.test_cli_ledger import setup
+
+    setup(sqlite_db)
+    cli("integration-test", "1", "--simulate", "--json", db=sqlite_db)
+
+    def exported(*args: str) -> list[str]:
+        out = cli("conversions", "export", "--out", "-", *args, db=sqlite_db)
+        return [r["id"] for r in csv.DictReader(io.StringIO(out))]
+
+    # as pasted from a decoded URL: the offset's `+` became a space
+    assert exported("--since", "2000-01-01T00:30:00 01:00") == ["1"]
+    assert exported("--until", "2000-01-01T00:30:00 01:00") == []

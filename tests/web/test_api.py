@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime, timedelta, timezone
 
 import httpx
 import orjson
+from hypothesis import given
+from hypothesis import strategies as st
 
 from clickback.config import Settings
 from clickback.domain.ports import Store
+from clickback.domain.timefmt import from_datetime
 from clickback.web.app import ClickbackApp
 from clickback.web.http import hash_token
+from clickback.web.present import parse_time
 from tests.conftest import ADMIN, AUTH, click, make_offer
 
 
@@ -219,3 +224,39 @@ async def test_a_literal_backslash_u0000_text_is_not_a_nul(client: httpx.AsyncCl
     )
     assert r.status_code == 201, r.text
     assert r.json()["name"] == "C:\\u0000dir"
+
+
+async def test_a_time_filters_offset_sent_with_an_unencoded_plus_is_read_as_plus(
+    client: httpx.AsyncClient,
+) -> None:
+    s = await make_offer(client)
+    refid = await click(client, s["link"])
+    await client.get(f"/postback?refid={refid}&orderamount=1&ordernumber=TZ-1")
+    [conv] = (await client.get("/api/v1/conversions", headers=AUTH)).json()["items"]
+    made = datetime.fromisoformat(conv["created_at"].replace("Z", "+00:00"))
+    berlin = made.astimezone(timezone(timedelta(hours=1))).isoformat()  # ...T..:..+01:00
+    later = (made + timedelta(microseconds=1)).astimezone(timezone(timedelta(hours=1)))
+    for since, found in ((berlin, ["TZ-1"]), (later.isoformat(), [])):
+        assert "+01:00" in since
+        # `+` as typed in a URL, unencoded: it arrives as a space
+        r = await client.get(f"/api/v1/conversions?since={since}", headers=AUTH)
+        assert r.status_code == 200, r.text
+        assert [c["ordernumber"] for c in r.json()["items"]] == found, since
+        r = await client.get(f"/api/v1/conversions/export?until={since}", headers=AUTH)
+        assert r.status_code == 200, r.text
+    r = await client.get("/api/v1/conversions?since=2026-03-01 10:00", headers=AUTH)
+    assert r.status_code == 200  # a space between the date and the time stays one
+
+
+@given(
+    moment=st.datetimes(min_value=datetime(1971, 1, 1), max_value=datetime(9998, 1, 1)),
+    minutes=st.integers(0, 14 * 60 - 1),
+)
+def test_a_decoded_plus_in_any_iso_offset_is_read_as_the_offset(
+    moment: datetime, minutes: int
+) -> None:
+    aware = moment.replace(tzinfo=timezone(timedelta(minutes=minutes)))
+    text = aware.isoformat()
+    assert "+" in text
+    assert parse_time(text.replace("+", " "), "since") == parse_time(text, "since")
+    assert parse_time(text.replace("+", " "), "since") == from_datetime(aware)

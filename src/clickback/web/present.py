@@ -9,7 +9,7 @@ import orjson
 from starlette.responses import Response
 
 from clickback.domain.money import format_minor
-from clickback.domain.timefmt import from_datetime, iso
+from clickback.domain.timefmt import from_datetime, iso, restore_plus
 from clickback.errors import InputError
 
 
@@ -18,9 +18,10 @@ def json_response(data: Any, status: int = 200) -> Response:
 
 
 def parse_time(text: str, field: str) -> int:
-    """ISO 8601 (a date, or a time; naive means UTC) -> microseconds since the epoch."""
+    """ISO 8601 (a date, or a time; naive means UTC) -> microseconds since the epoch. An
+    offset's `+` sent unencoded in a query string (a space once decoded) is read as `+`."""
     try:
-        dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        dt = datetime.fromisoformat(restore_plus(text).replace("Z", "+00:00"))
     except ValueError:
         raise InputError(
             f"`{field}` must be an ISO 8601 date or time", code="invalid_time", field=field
