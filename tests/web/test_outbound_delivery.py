@@ -462,3 +462,84 @@ async def test_a_resent_delivery_retries_on_the_first_delay_again(store: Store) 
                 assert [h[2] for h in hits] == [500, 503, 502, 200]
     finally:
         await app.shutdown()
+
+
+def _query(hit: tuple[str, dict[str, str], int]) -> tuple[str, ...]:
+    q = parse_qs(urlsplit(hit[0]).query)
+    return q["e"][0], q["st"][0], q["pay"][0]
+
+
+STATUS_URL = "http://127.0.0.1:{port}/pb?c={{refid}}&e={{event}}&st={{status}}&pay={{commission}}"
+
+
+async def test_a_retried_conversion_postback_says_the_status_it_was_queued_with(
+    oc: httpx.AsyncClient,
+) -> None:
+    """The conversion postback meets a 503 and the conversion is reversed before its retry:
+    the retry (and a resend after it) still says `approved`, and only the `reversed`
+    postback says `reversed`."""
+    with receiver(lambda n, path: (503 if n == 0 else 200, b"ok")) as (port, hits):
+        s = await make_offer(oc)
+        await _aff_url(
+            oc, s, STATUS_URL.format(port=port), postback_events=["conversion", "reversed"]
+        )
+        cid = await _convert(oc, s["link"], "SNAP1")
+        await _until(lambda: hits)  # the first try of the conversion postback: 503
+        r = await oc.post(
+            f"/api/v1/conversions/{cid}/status",
+            json={"status": "reversed", "reason": "chargeback"},
+            headers=AUTH,
+        )
+        assert r.status_code == 200, r.text
+        await _until(lambda: len([h for h in hits if h[2] == 200]) == 2)
+        received = [_query(h) for h in hits if h[2] == 200]
+        assert received == [
+            ("conversion", "approved", "5.00"),
+            ("reversed", "reversed", "5.00"),
+        ]
+        items = (await oc.get("/api/v1/deliveries", headers=AUTH)).json()["items"]
+        [first] = [d for d in items if d["event"] == "conversion"]
+        r = await oc.post(f"/api/v1/deliveries/{first['id']}/resend", headers=AUTH)
+        assert r.status_code < 300, r.text
+        await _until(lambda: len(hits) == 4)
+        assert _query(hits[3]) == ("conversion", "approved", "5.00")
+        assert hits[3][1]["idempotency-key"] == f"clickback-delivery-{first['id']}"
+
+
+async def test_a_conversion_held_back_by_fraud_rules_is_posted_back_as_pending(
+    store: Store,
+) -> None:
+    """Approved automatically, then put back to `pending` by its screening, which the
+    conversion postback waits for: it says `pending`, the status the affiliate's later
+    `approved` or `rejected` postback moves on from."""
+    app = ClickbackApp(_settings(fraud_min_seconds=10), store)
+    await app.startup()
+    transport = httpx.ASGITransport(app=app, client=("203.0.113.7", 4444))
+    try:
+        with receiver(lambda n, path: (200, b"ok")) as (port, hits):
+            async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+                s = await make_offer(c, fraud_rules={"fast_conversion": "hold"})
+                await _aff_url(c, s, STATUS_URL.format(port=port))
+                await _convert(c, s["link"], "HOLD1")  # at once: fast_conversion
+                await _until(lambda: hits)
+                assert [_query(h) for h in hits] == [("conversion", "pending", "5.00")]
+    finally:
+        await app.shutdown()
+
+
+async def test_a_delivery_queued_before_it_kept_the_status_says_the_status_when_sent(
+    oc: httpx.AsyncClient, store: Store
+) -> None:
+    """A delivery queued by an older version (no status kept on it) is still sent, with
+    the conversion's status as it is when sent."""
+    with receiver(lambda n, path: (200, b"ok")) as (port, hits):
+        s = await make_offer(oc)
+        url = STATUS_URL.format(port=port)
+        await _aff_url(oc, s, url, postback_enabled=False)
+        cid = await _convert(oc, s["link"], "OLD1")
+        write = store._write  # type: ignore[attr-defined]  # as an older version wrote it
+        sql = "UPDATE deliveries SET conversion_status = NULL WHERE conversion_id = ? RETURNING id"
+        assert await write(sql, cid) is not None
+        await _aff_url(oc, s, url, postback_enabled=True)
+        await _until(lambda: hits)
+        assert [_query(h) for h in hits] == [("conversion", "approved", "5.00")]

@@ -59,6 +59,11 @@ class Sender:
             if not await self.store.cancel_delivery(row["delivery_id"], lease, now):
                 log.warning("outbound postback %s outlived its lease", row["delivery_id"])
             return
+        if row["conversion_status"] is not None:
+            # as of the event that queued it, on every retry and resend: a conversion
+            # postback retried past a reversal does not say `reversed` (NULL: queued before
+            # deliveries kept it, and says the status it finds)
+            row = {**row, "status": row["conversion_status"]}
         started = time.monotonic()
         method, url = config.method, config.url
         try:

@@ -458,9 +458,9 @@ class SqlStore(OutboxSql, ScreeningSql, ReportSql):
             steps.append(
                 (
                     "INSERT INTO deliveries (conversion_id, affiliate_id, offer_id, event, state, "
-                    "next_at, created_at, updated_at) SELECT id, affiliate_id, offer_id, ?, ?, ?, "
-                    "?, ? FROM conversions WHERE id = ? RETURNING id",
-                    (to_status, delivery, t, t, t, conversion_id),
+                    "next_at, created_at, updated_at, conversion_status) SELECT id, affiliate_id, "
+                    "offer_id, ?, ?, ?, ?, ?, ? FROM conversions WHERE id = ? RETURNING id",
+                    (to_status, delivery, t, t, t, to_status, conversion_id),
                 )
             )
         return await self._write_all(steps)

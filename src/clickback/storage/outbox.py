@@ -51,7 +51,7 @@ class OutboxSql(SqlPrimitives):
         ids = padded([r["id"] for r in rows])
         marks = ", ".join("?" * len(ids))
         return await self._fetch(
-            "SELECT d.id AS delivery_id, d.event, d.attempts, "
+            "SELECT d.id AS delivery_id, d.event, d.attempts, d.conversion_status, "
             "coalesce(d.retry_from, d.created_at) AS queued_at, "
             # the attempts since it was queued again by hand: its backoff starts again
             "CASE WHEN d.retry_from IS NULL THEN d.attempts ELSE (SELECT count(*) FROM "

@@ -83,10 +83,11 @@ SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::tex
 # the outbound postback is queued in the same transaction as the conversion that causes it
 INSERT_DELIVERIES = """
 INSERT INTO deliveries (conversion_id, affiliate_id, offer_id, event, state, next_at, created_at,
-    updated_at)
+    updated_at, conversion_status)
 SELECT x.c, x.a, x.o, 'conversion', CASE WHEN f.postback_disabled_at IS NULL THEN 'queued'
-    ELSE 'held' END, x.t, x.t, x.t
-FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[]) AS x(c, a, o, t)
+    ELSE 'held' END, x.t, x.t, x.t, x.s
+FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[], $5::text[])
+    AS x(c, a, o, t, s)
 JOIN affiliates AS f ON f.id = x.a
 """
 NEXT_IDS = "SELECT nextval(pg_get_serial_sequence($1, 'id')) FROM generate_series(1, $2)"
@@ -451,7 +452,7 @@ class PostgresStore(SqlStore):
                 if i is not None:
                     ids[key] = (i, True)
                     if c.delivery:
-                        outbox.append((i, c.affiliate_id, c.offer_id, c.created_at))
+                        outbox.append((i, c.affiliate_id, c.offer_id, c.created_at, c.status))
                 else:
                     missing.append(key)
             if outbox:

@@ -510,6 +510,15 @@ MIGRATIONS.append(
     )
 )
 
+MIGRATIONS.append(
+    (
+        12,
+        "outbound: a delivery keeps the conversion's status as of the event that queued it",
+        # NULL on deliveries queued before: they say the status when sent, as they did
+        ["ALTER TABLE deliveries ADD COLUMN conversion_status TEXT"],
+    )
+)
+
 LATEST = MIGRATIONS[-1][0]
 
 

@@ -94,6 +94,7 @@ class ScreeningSql(SqlPrimitives):
         updates: list[tuple[Any, ...]] = []
         events: list[tuple[Any, ...]] = []
         cancels: list[tuple[Any, ...]] = []
+        restated: list[tuple[Any, ...]] = []
         deliveries: list[tuple[Any, ...]] = []
         for s in screenings:
             if not s.flags and s.to_status == s.from_status:
@@ -112,8 +113,14 @@ class ScreeningSql(SqlPrimitives):
                 # it went out yet (a delivery waits for its conversion's screening), and
                 # what was queued (its conversion, an approval made by hand) is cancelled
                 cancels.append((now, s.conversion_id, *took))
+            else:
+                # the conversion postback waited for this screening: it tells the status
+                # the screening gave (an automatic approval held back says `pending`)
+                restated.append((s.to_status, now, s.conversion_id, *took))
             if s.delivery:
-                deliveries.append((s.to_status, s.delivery, now, now, now, s.conversion_id, *took))
+                deliveries.append(
+                    (s.to_status, s.delivery, now, now, now, s.to_status, s.conversion_id, *took)
+                )
         steps += [
             (
                 "UPDATE conversions SET flags = ?, status = ?, screened = 1, updated_at = ? "
@@ -133,9 +140,15 @@ class ScreeningSql(SqlPrimitives):
                 cancels,
             ),
             (
+                "UPDATE deliveries SET conversion_status = ?, updated_at = ? WHERE "
+                "conversion_id = ? AND event = 'conversion' AND conversion_status IS NOT NULL "
+                f"AND EXISTS ({_TOOK})",
+                restated,
+            ),
+            (
                 "INSERT INTO deliveries (conversion_id, affiliate_id, offer_id, event, "
-                "state, next_at, created_at, updated_at) "
-                "SELECT id, affiliate_id, offer_id, ?, ?, ?, ?, ? "
+                "state, next_at, created_at, updated_at, conversion_status) "
+                "SELECT id, affiliate_id, offer_id, ?, ?, ?, ?, ?, ? "
                 f"FROM conversions WHERE id = ? AND EXISTS ({_TOOK})",
                 deliveries,
             ),

@@ -58,9 +58,9 @@ ON CONFLICT (advertiser_id, ordernumber) DO NOTHING
 # the outbound postback is queued in the same transaction as the conversion that causes it
 INSERT_DELIVERY = """
 INSERT INTO deliveries (conversion_id, affiliate_id, offer_id, event, state, next_at, created_at,
-    updated_at)
+    updated_at, conversion_status)
 SELECT ?, a.id, ?, 'conversion', CASE WHEN a.postback_disabled_at IS NULL THEN 'queued'
-    ELSE 'held' END, ?, ?, ? FROM affiliates AS a WHERE a.id = ?
+    ELSE 'held' END, ?, ?, ?, ? FROM affiliates AS a WHERE a.id = ?
 """
 INSERT_LEDGER = """
 INSERT INTO postbacks (received_at, method, ip, params, refid, ordernumber, advertiser_id,
@@ -582,7 +582,7 @@ class SqliteStore(SqlStore):
                     t = conv.created_at
                     conn.execute(
                         INSERT_DELIVERY,
-                        (conversion_id, conv.offer_id, t, t, t, conv.affiliate_id),
+                        (conversion_id, conv.offer_id, t, t, t, conv.status, conv.affiliate_id),
                     )
             else:
                 outcome = Outcome.DUPLICATE
