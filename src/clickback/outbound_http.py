@@ -2,8 +2,8 @@
 
 Unless private networks are allowed (`CLICKBACK_OUTBOUND_ALLOW_PRIVATE=1`), the host is
 resolved at send time, every address it resolves to must be public, and the request is
-made to that checked address (with the host name in `Host` and TLS SNI), so a name that
-starts resolving inward is refused too.
+made to those checked addresses, in turn until one takes the connection (with the host
+name in `Host` and TLS SNI), so a name that starts resolving inward is refused too.
 """
 
 from __future__ import annotations
@@ -92,11 +92,11 @@ async def send(
 ) -> Attempt:
     started = time.monotonic()
     parts = urlsplit(request.url)
-    url, headers, extensions = request.url, dict(request.headers), {}
     try:
-        # the timeout is for the whole exchange, the name's resolution included (a sender's
-        # lease outlasts it: `config.Settings`), not for each step
+        # the timeout is for the whole exchange, the name's resolution and every address
+        # tried included (a sender's lease outlasts it: `config.Settings`), not each step
         async with asyncio.timeout(timeout):
+            addresses: list[str] = []
             if not allow_private:
                 host = parts.hostname or ""
                 port = parts.port or (443 if parts.scheme == "https" else 80)
@@ -104,27 +104,66 @@ async def send(
                 bad = [a for a in addresses if not is_public(a)]
                 if bad or not addresses:
                     return Attempt(None, "", 0, f"refused: {host} resolves to {', '.join(bad)}")
-                url, headers["Host"] = pinned(request.url, addresses[0])
-                extensions["sni_hostname"] = host
-            async with client.stream(
-                request.method,
-                url,
-                content=request.body,
-                headers=headers,
-                timeout=timeout,
-                extensions=extensions,
-            ) as response:
-                body = b""
-                async for chunk in response.aiter_bytes():
-                    body += chunk
-                    if len(body) >= EXCERPT:
-                        break  # an excerpt is all the log keeps: read no more
-        excerpt = _text(body[:EXCERPT].decode("utf-8", "replace"))
-        return Attempt(response.status_code, excerpt, _ms(started), "")
+            status, excerpt = await exchange(client, request, addresses, started + timeout)
+        return Attempt(status, excerpt, _ms(started), "")
     except (TimeoutError, httpx.TimeoutException):
         return Attempt(None, "", _ms(started), f"timeout after {timeout:g} s")
     except (httpx.HTTPError, OSError, UnicodeError) as exc:
         return Attempt(None, "", _ms(started), _text(f"{type(exc).__name__}: {exc}"[:EXCERPT]))
+
+
+async def exchange(
+    client: httpx.AsyncClient, request: OutboundRequest, addresses: list[str], deadline: float
+) -> tuple[int, str]:
+    """The answer's status and excerpt, from the first of the checked `addresses` that
+    takes the connection (the host name itself when none are given). A failure to connect
+    moves on to the next address, each given an even share of the time left to connect
+    in, so one that does not answer leaves the rest time to; an HTTP answer, whatever it
+    says, is the answer. Nothing of the request has gone out when a connection fails (no
+    connection is kept between requests made to an address), so none gets it twice."""
+    targets: list[str | None] = [*addresses] or [None]
+    *first, last = targets
+    failed: list[str] = []
+    for i, address in enumerate(first):
+        try:
+            return await _exchange_with(client, request, address, deadline, len(first) + 1 - i)
+        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+            failed.append(f"{address}: {type(exc).__name__}: {exc}")
+    try:
+        return await _exchange_with(client, request, last, deadline, 1)
+    except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+        if not failed:
+            raise
+        failed.append(f"{last}: {type(exc).__name__}: {exc}")
+        raise httpx.ConnectError("; ".join(failed)) from exc
+
+
+async def _exchange_with(
+    client: httpx.AsyncClient,
+    request: OutboundRequest,
+    address: str | None,
+    deadline: float,
+    shares: int,
+) -> tuple[int, str]:
+    url, headers, extensions = request.url, dict(request.headers), {}
+    if address is not None:
+        url, headers["Host"] = pinned(request.url, address)
+        extensions["sni_hostname"] = urlsplit(request.url).hostname or ""
+    left = max(deadline - time.monotonic(), 0.001)
+    async with client.stream(
+        request.method,
+        url,
+        content=request.body,
+        headers=headers,
+        timeout=httpx.Timeout(left, connect=left / shares),
+        extensions=extensions,
+    ) as response:
+        body = b""
+        async for chunk in response.aiter_bytes():
+            body += chunk
+            if len(body) >= EXCERPT:
+                break  # an excerpt is all the log keeps: read no more
+    return response.status_code, _text(body[:EXCERPT].decode("utf-8", "replace"))
 
 
 def _text(text: str) -> str:

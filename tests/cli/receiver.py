@@ -63,7 +63,10 @@ def verify_signature(secret: str, header: str, payload: str, skew: int = 300) ->
 
 
 @contextmanager
-def receiving(script: list[int | float]) -> Iterator[Receiver]:
+def receiving(
+    script: list[int | float], host: str = "127.0.0.1", port: int = 0
+) -> Iterator[Receiver]:
+    """A receiver listening on `host` (any loopback address) and `port` (0: a free one)."""
     receiver = Receiver(script)
 
     class Handler(BaseHTTPRequestHandler):
@@ -93,7 +96,7 @@ def receiving(script: list[int | float]) -> Iterator[Receiver]:
         def log_message(self, *args: object) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server = ThreadingHTTPServer((host, port), Handler)
     server.daemon_threads = True
     receiver.port = int(server.server_address[1])
     thread = threading.Thread(target=server.serve_forever, daemon=True)

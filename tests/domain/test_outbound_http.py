@@ -1,9 +1,14 @@
 from __future__ import annotations
 
+import time
+
+import httpx
 import pytest
 
+from clickback.domain.outbound import OutboundRequest
 from clickback.errors import InputError
-from clickback.outbound_http import check_destination, is_public, pinned
+from clickback.outbound_http import check_destination, exchange, is_public, pinned, send
+from tests.cli.receiver import receiving
 
 
 @pytest.mark.parametrize(
@@ -67,3 +72,67 @@ def test_a_checked_address_keeps_credentials_and_port(
 )
 def test_translated_inward_addresses_are_not_public(address: str) -> None:
     assert is_public(address) is False
+
+
+def _get(url: str) -> OutboundRequest:
+    return OutboundRequest("GET", url, None, {"Idempotency-Key": "clickback-delivery-1"})
+
+
+# Loopback stands in for a host's public addresses below: the resolution and the check of
+# every address (`send`) come before the addresses are tried (`exchange`), and a test
+# cannot make a name resolve to public addresses that answer. Nothing listens on
+# 127.0.0.2 but where a test puts a receiver: a connection there is refused at once.
+
+
+async def test_an_address_that_refuses_the_connection_gives_way_to_the_next() -> None:
+    """A host resolving to two addresses, the first down: the second gets the postback,
+    with the host's name in `Host`, within the one timeout."""
+    with receiving([200]) as rx:
+        async with httpx.AsyncClient() as client:
+            answer = await exchange(
+                client,
+                _get(f"http://aff.example:{rx.port}/pb?c=R"),
+                ["127.0.0.2", "127.0.0.1"],
+                time.monotonic() + 5,
+            )
+        assert answer == (200, "ok")
+        assert [h.url for h in rx.hits] == [f"http://aff.example:{rx.port}/pb?c=R"]
+
+
+async def test_an_http_answer_is_not_taken_to_the_next_address() -> None:
+    """A 503 from the first address is the attempt's answer (retried later, as any 503),
+    not a reason to send the postback to the second one now."""
+    with receiving([503]) as first, receiving([200], "127.0.0.2", first.port) as second:
+        async with httpx.AsyncClient() as client:
+            answer = await exchange(
+                client,
+                _get(f"http://aff.example:{first.port}/pb"),
+                ["127.0.0.1", "127.0.0.2"],
+                time.monotonic() + 5,
+            )
+        assert answer == (503, "ok")
+        assert (len(first.hits), len(second.hits)) == (1, 0)
+
+
+async def test_every_address_down_names_each_in_the_error() -> None:
+    with receiving([200]) as rx:
+        port = rx.port
+    async with httpx.AsyncClient() as client:
+        with pytest.raises(httpx.ConnectError) as failed:
+            await exchange(
+                client,
+                _get(f"http://aff.example:{port}/pb"),
+                ["127.0.0.2", "127.0.0.1"],
+                time.monotonic() + 5,
+            )
+    assert "127.0.0.2: " in str(failed.value) and "127.0.0.1: " in str(failed.value)
+
+
+async def test_a_name_resolving_inward_is_refused_before_any_address_is_tried() -> None:
+    with receiving([200]) as rx:
+        async with httpx.AsyncClient() as client:
+            attempt = await send(
+                client, _get(f"http://localhost:{rx.port}/pb"), 5, allow_private=False
+            )
+        assert attempt.status_code is None and attempt.error.startswith("refused:"), attempt
+        assert rx.hits == []
