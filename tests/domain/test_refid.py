@@ -5,7 +5,7 @@ import hmac
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from clickback.domain.refid import TEXT_LEN, RefIdCodec, _Mac
+from clickback.domain.refid import TEXT_LEN, RefIdCodec, _Mac, created_ms, floor
 
 codec = RefIdCodec(["k-one"])
 
@@ -69,3 +69,9 @@ def test_the_mac_is_hmac_sha256_for_any_key_and_message(key: bytes, message: byt
     mac = _Mac(key)
     assert mac(message) == hmac.digest(key, message, "sha256")
     assert mac(message + b"!") == hmac.digest(key, message + b"!", "sha256")  # no state kept
+
+
+def test_a_stored_refids_time_is_read_without_its_key() -> None:
+    for ms in (0, 1_764_000_000_123, 2**48 - 2):
+        r = codec.issue(9, ms)
+        assert created_ms(r) == ms and floor(ms) <= r < floor(ms + 1)

@@ -10,7 +10,8 @@ flags (a pass over unscreened conversions): the flags of its click, `fast_conver
 conversions within a day whose clicks came from one IP). A postback is sent by the
 advertiser's server, so its own IP is never taken for the buyer's. Per offer, each
 flag's rule is `flag` (the default), `hold` (the conversion stays pending for review) or
-`reject`.
+`reject`. The counts over the windows are kept in memory, and counted again from the
+store by a process that takes the screening (`domain.screener`).
 """
 
 from __future__ import annotations
@@ -210,11 +211,21 @@ class SlidingCounts:
 class ClickScreen:
     """Flags a stream of clicks in time order; keeps a minute of per-(IP, link) counts."""
 
+    WINDOW_US = 60_000_000
+
     def __init__(self, is_bot: Callable[[str], bool], datacenters: Networks, limits: Thresholds):
         self.is_bot = is_bot
         self.datacenters = datacenters
         self.limits = limits
-        self.recent = SlidingCounts(60_000_000, limits.flood_clicks)
+        self.reset()
+
+    def reset(self) -> None:
+        """Forgets every click counted (before they are counted again from the store)."""
+        self.recent = SlidingCounts(self.WINDOW_US, self.limits.flood_clicks)
+
+    def count(self, ip: str, link_id: int, at_us: int) -> None:
+        """Counts a click screened before, as `flags` did then (for a recount)."""
+        self.recent.add((ip, link_id), at_us)
 
     def flags(self, ip: str, link_id: int, user_agent: str, at_us: int) -> list[str]:
         out = []
@@ -234,10 +245,22 @@ class ClickScreen:
 class ConversionScreen:
     """Flags conversions in id order; keeps a day of per-IP conversion times."""
 
+    WINDOW_US = 86_400_000_000
+
     def __init__(self, country_of: Callable[[str], str], limits: Thresholds):
         self.country_of = country_of
         self.limits = limits
-        self.by_ip = SlidingCounts(86_400_000_000, limits.ip_conversions)
+        self.reset()
+
+    def reset(self) -> None:
+        """Forgets every conversion counted (before they are counted again from the store)."""
+        self.by_ip = SlidingCounts(self.WINDOW_US, self.limits.ip_conversions)
+
+    def count(self, ip: str, at_us: int) -> None:
+        """Counts a conversion screened before, from a click from `ip` (none: ''), as
+        `flags` did then (for a recount)."""
+        if ip:
+            self.by_ip.add(ip, at_us)
 
     def flags(self, conversion: Mapping[str, Any], click: Mapping[str, Any] | None) -> list[str]:
         out = [f for f in (click or {}).get("flags", "").split(",") if f]

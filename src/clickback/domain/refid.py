@@ -107,6 +107,12 @@ class RefIdCodec:
         return None
 
 
+def created_ms(refid: str) -> int:
+    """The time a RefID this server issued and stored was made at (its first 6 bytes, the
+    first 8 characters), read without checking its MAC: `floor(created_ms(r)) <= r`."""
+    return int.from_bytes(base64.urlsafe_b64decode(refid[:8].encode().translate(_DECODE)), "big")
+
+
 def floor(ms: int) -> str:
     """The smallest RefID that can be issued at `ms`: every RefID issued earlier sorts
     below it, whatever its link, random part or key."""

@@ -25,6 +25,7 @@ from clickback.domain.ports import Screening, Store
 
 log = logging.getLogger("clickback.screening")
 SETTLE_MS = 2000
+RECOUNT_PAGE = 2000  # rows a page of the recount reads (ip, link and time of each)
 
 
 class Screener:
@@ -48,6 +49,9 @@ class Screener:
         self.clicks_mark = ""  # the newest click flagged, once a pass found some
         self.behind_us = 0  # after a pass: how old the backlog it left is
         self.rested = 0.0  # seconds rested between passes, in all
+        # until when this process holds the job with its counts as the store has them
+        # (its last lease's end, by its clock; 0: counts to be made again first)
+        self.held_until = 0
         self.store = store
         self.clicks = clicks
         self.conversions = conversions
@@ -63,7 +67,18 @@ class Screener:
         now = time.time_ns() // 1000
         mark = await self.store.acquire_job("screening", self.owner, now, now + self.lease_us)
         if mark is None:
+            self.held_until = 0  # another process screens: what it counts, this one does not
             return 0, 0
+        if now > self.held_until:
+            # the job was just taken (at start, or from a process that stopped), or this
+            # process's lease lapsed since its last pass and another may have screened
+            # meanwhile: the counts over the windows are made again from the store
+            await self._recount(mark)
+            now = time.time_ns() // 1000  # the lease renewed after the recount's while
+            again = await self.store.acquire_job("screening", self.owner, now, now + self.lease_us)
+            if again != mark:  # the lease passed to another process meanwhile
+                return 0, 0
+        self.held_until = now + self.lease_us
         # clicks are taken once they are SETTLE_MS old: by then every click issued before
         # has committed (batches commit in milliseconds), so none slips under the mark
         settled = refid.floor(now // 1000 - SETTLE_MS)
@@ -81,6 +96,7 @@ class Screener:
             # holds the job: one whose lease lapsed mid-pass writes nothing
             if not await self.store.flag_clicks(flagged, self.owner, rows[-1]["refid"]):
                 log.warning("screening lease lost during a pass; its flags are dropped")
+                self.held_until = 0
                 return 0, 0
             self.clicks.forget_before(rows[-1]["created_at"])
             self.clicks_mark = rows[-1]["refid"]
@@ -95,6 +111,57 @@ class Screener:
             now, batch, pacing.newest(rows), pacing.newest(conversions)
         )
         return len(rows), len(conversions)
+
+    async def _recount(self, mark: str) -> None:
+        """Counts again, from what is stored, what the screens count over their windows
+        (the screened clicks of the minute up to `mark`, the screened conversions of the
+        day up to the newest), in the order the screening took them: the flags that
+        follow are those of one process that screened everything so far. Read in pages,
+        the event loop let go in between (the requests it answers wait meanwhile)."""
+        started = time.monotonic()
+        self.clicks.reset()
+        clicks = 0
+        if mark:
+            after = refid.floor(refid.created_ms(mark) - self.clicks.WINDOW_US // 1000)
+            while True:
+                rows = await self.store.screened_clicks(after, mark, RECOUNT_PAGE)
+                for _, link_id, ip, created_at in rows:
+                    self.clicks.count(ip, link_id, created_at)
+                clicks += len(rows)
+                if len(rows) < RECOUNT_PAGE:
+                    break
+                after = rows[-1][0]
+                await asyncio.sleep(0)
+        # conversions are read back from the newest (by id, as the screening takes them)
+        # until a page is all older than the day before the newest
+        self.conversions.reset()
+        window = self.conversions.WINDOW_US
+        pages: list[list[tuple[Any, ...]]] = []
+        newest, before = 0, 2**63 - 1
+        while True:
+            page = await self.store.screened_conversions(before, RECOUNT_PAGE)
+            if not page:
+                break
+            pages.append(page)
+            latest = max(r[2] for r in page)
+            newest = max(newest, latest)
+            if len(page) < RECOUNT_PAGE or latest < newest - window:
+                break
+            before = page[-1][0]
+            await asyncio.sleep(0)
+        conversions = 0
+        for page in reversed(pages):
+            for _, ip, created_at in reversed(page):
+                if created_at >= newest - window:
+                    self.conversions.count(ip, created_at)
+                    conversions += 1
+            await asyncio.sleep(0)
+        log.info(
+            "screening: %d clicks and %d conversions of the counting windows read in %.2f s",
+            clicks,
+            conversions,
+            time.monotonic() - started,
+        )
 
     def _click_flags(self, r: dict[str, Any]) -> list[str]:
         """A click's flags; one that cannot be screened is flagged so and passed over, so

@@ -43,6 +43,29 @@ class ScreeningSql(SqlPrimitives):
             limit,
         )
 
+    async def screened_clicks(self, after: str, through: str, limit: int) -> list[tuple[Any, ...]]:
+        """(refid, link_id, ip, created_at) of the clicks with RefIDs after `after` and at or
+        before `through`, in RefID order: the screened clicks of a window, counted again."""
+        return await self._fetch_tuples(
+            "SELECT refid, link_id, ip, created_at FROM clicks "
+            "WHERE refid > ? AND refid <= ? ORDER BY refid LIMIT ?",
+            after,
+            through,
+            limit,
+        )
+
+    async def screened_conversions(self, before: int, limit: int) -> list[tuple[Any, ...]]:
+        """(id, the click's IP, created_at) of screened conversions with ids below `before`
+        whose click is stored, newest first: the screened conversions of a window, counted
+        again (read back from the newest, by id, as no index is kept on their time)."""
+        return await self._fetch_tuples(
+            "SELECT c.id, k.ip, c.created_at FROM conversions AS c "
+            "JOIN clicks AS k ON k.refid = c.refid "
+            "WHERE c.screened = 1 AND c.id < ? ORDER BY c.id DESC LIMIT ?",
+            before,
+            limit,
+        )
+
     async def flag_clicks(self, flagged: list[tuple[str, str]], owner: str, watermark: str) -> bool:
         """Sets (flags, refid) pairs and moves the screening's watermark, in one
         transaction, if `owner` still holds the job (its row is locked meanwhile, so the

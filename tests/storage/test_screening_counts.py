@@ -1,0 +1,101 @@
+"""The fraud screening's counts over their windows (clicks from an IP on a link within a
+minute, conversions from the clicks of an IP within a day) across a restart of the
+screening and its passing from one process to another, on both engines: the flags are
+those of one screening that ran throughout."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+
+from clickback.domain import fraud
+from clickback.domain.ports import Store
+from clickback.domain.screener import Screener
+from tests.reports_world import World, build_world
+
+S = 1_000_000  # µs
+HOUR, DAY = 3600 * S, 86_400 * S
+LIMITS = fraud.Thresholds(min_seconds=0, flood_clicks=3, ip_conversions=2)
+UA = "Mozilla/5.0 (X11; Linux x86_64; rv:121.0) Gecko/20100101 Firefox/121.0"
+P, Q = "198.51.100.7", "198.51.100.8"  # the flooding address, and another
+
+# clicks (ip, seconds after the start) and conversions (name, its click, when): three parts,
+# screened one after the other
+PARTS = [
+    ([(P, 0), (P, 10), (P, 20), (Q, 0), (Q, 1), (Q, 2)], [("c1", 0, HOUR), ("c2", 1, 2 * HOUR)]),
+    ([(P, 30), (P, 40)], [("c3", 2, 3 * HOUR)]),
+    (
+        [(P, 50), (P, 60), (P, 70), (Q, 75), (Q, 76)],
+        [("c4", 6, DAY + HOUR + HOUR // 2), ("c5", 7, DAY + 3 * HOUR + HOUR // 2)],
+    ),
+]
+# one screening throughout: more than 3 clicks from P within a minute from its fourth on
+# (at 60 s the click at 0 is exactly a minute old, still in); Q's are never more than 3.
+# More than 2 conversions from P's clicks within a day: c3 (c1, c2, c3) and c4 (c2, c3,
+# c4; c1 left at 1:30), not c5 (c4, c5; c2 and c3 left at 3:30). c4's and c5's clicks
+# are flood clicks: their conversions carry the flag.
+CLICK_FLAGS = [""] * 3 + [""] * 3 + ["click_flood"] * 2 + ["click_flood"] * 3 + [""] * 2
+CONVERSION_FLAGS = {
+    "c1": "",
+    "c2": "",
+    "c3": "ip_conversions",
+    "c4": "click_flood,ip_conversions",
+    "c5": "click_flood",
+}
+
+
+def screener(world: World, lease_seconds: float) -> Screener:
+    return Screener(
+        world.store,
+        fraud.ClickScreen(lambda ua: False, fraud.Networks(), LIMITS),
+        fraud.ConversionScreen(lambda ip: "", LIMITS),
+        world.tracker.catalog.delivery_state,
+        lease_seconds=lease_seconds,
+    )
+
+
+@pytest.mark.parametrize("handover", ["none", "restart", "there_and_back"])
+async def test_the_screening_flags_as_one_that_ran_throughout_after_it_changed_hands(
+    store: Store, handover: str
+) -> None:
+    """`restart`: a new screening (a restarted server, or another node) takes the job
+    after the second part; `there_and_back`: another takes it for the second part, and
+    the first, its lease lapsed meanwhile, takes it back for the third."""
+    world = await build_world(store, 5)
+    code = world.links[0]["code"]
+    start = time.time_ns() // 1000 - 3 * DAY  # all long settled
+    lease = 10.0 if handover == "none" else 0.2  # a handover waits for the lease to lapse
+    first = screener(world, lease)
+    second = first if handover == "none" else screener(world, lease)
+    screeners = {"none": [first] * 3, "restart": [first, second, second]}.get(
+        handover, [first, second, first]
+    )
+    refids: list[str] = []
+    conversions: dict[str, int] = {}
+    for (clicks, converts), job in zip(PARTS, screeners, strict=True):
+        for ip, at in clicks:
+            world.clock.now = start + at * S
+            location = await world.tracker.click(code, "", ip, UA, "")
+            assert location is not None
+            refids.append(parse_qs(urlsplit(location).query)["refid"][0])
+        for name, of, at in converts:
+            world.clock.now = start + at
+            params = {"refid": refids[of], "orderamount": "10", "ordernumber": name}
+            answer = await world.tracker.postback("GET", "127.0.0.1", params)
+            conversions[name] = answer.body["conversion_id"]
+        deadline = time.monotonic() + 5
+        while await job.catch_up() == (0, 0):  # another's lease is running out
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.05)
+        if handover != "none":
+            await asyncio.sleep(lease + 0.1)  # the one that screened stops, its lease lapses
+    got_clicks = [(await store.get_row("clicks", r) or {}).get("flags") for r in refids]
+    assert got_clicks == CLICK_FLAGS
+    got = {
+        n: (await store.get_row("conversions", i) or {}).get("flags")
+        for n, i in conversions.items()
+    }
+    assert got == CONVERSION_FLAGS
