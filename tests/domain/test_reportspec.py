@@ -107,3 +107,12 @@ def test_single_parameters_given_twice_are_refused() -> None:
         with pytest.raises(InputError) as refused:
             build_spec({name: values, "group_by": ["day"]}, 1_000 * HOUR_US, ["clicks"])
         assert refused.value.field == name
+
+
+def test_a_times_offset_whose_plus_arrived_as_a_space_is_read_as_plus() -> None:
+    """`from=2026-03-01T10:00:00+01:00` typed into a URL unencoded decodes to a space
+    before `01:00`: the same moment as the encoded form, not a 400."""
+    spaced = spec(tz="UTC", **{"from": "2026-03-01T10:00:00 01:00", "to": "2026-03-02"})
+    assert iso(spaced.start_hour * HOUR_US) == "2026-03-01T09:00:00Z"
+    encoded = spec(tz="UTC", **{"from": "2026-03-01T10:00:00+01:00", "to": "2026-03-02"})
+    assert spaced.start_hour == encoded.start_hour

@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from clickback.domain.fraud import REPORTED
 from clickback.domain.levels import segments
-from clickback.domain.timefmt import EPOCH, from_datetime
+from clickback.domain.timefmt import EPOCH, from_datetime, restore_plus
 from clickback.errors import InputError
 
 HOUR_US = 3_600_000_000
@@ -144,7 +144,8 @@ def parse_moment(text: str, tz: ZoneInfo, field: str, *, end: bool = False) -> i
             if end:
                 day += timedelta(days=1)
             return from_datetime(datetime(day.year, day.month, day.day, tzinfo=tz))
-        dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        # `+01:00` sent unencoded in a query string arrives as ` 01:00`
+        dt = datetime.fromisoformat(restore_plus(text).replace("Z", "+00:00"))
         return from_datetime(dt if dt.tzinfo else dt.replace(tzinfo=tz))
     except (ValueError, OverflowError):
         raise InputError(
