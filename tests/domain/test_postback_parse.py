@@ -41,3 +41,20 @@ def test_parser_never_raises_and_reports_fields(params: dict[str, str]) -> None:
         assert got and all(e.field and e.code and e.message for e in got)
     else:
         assert got.refid and got.ordernumber and got.orderamount >= 0
+
+
+def test_an_amount_refused_says_what_to_change() -> None:
+    """`49,90`, `-5` and `$49.90` are each refused with the fix spelt out: a dot for the
+    decimals, a reversal for a refund, the currency in `currency`."""
+    said = {}
+    for amount in ("49,90", "1,049.90", "-5", "$49.90", "49.90 EUR", "1.2.3"):
+        got = parse_postback({"refid": "R", "ordernumber": "1", "orderamount": amount})
+        assert isinstance(got, list)
+        [error] = got
+        assert (error.field, error.code) == ("orderamount", "invalid_amount")
+        said[amount] = error.message
+    assert "dot for the decimals" in said["49,90"] and "`49,90`" in said["49,90"]
+    assert "dot for the decimals" in said["1,049.90"]
+    assert "reverse the conversion" in said["-5"]
+    assert "currency" in said["$49.90"] and "currency" in said["49.90 EUR"]
+    assert said["1.2.3"] == "`orderamount` must be a plain non-negative decimal such as 12.50"

@@ -75,13 +75,7 @@ def parse_postback(params: Mapping[str, str]) -> PostbackInput | list[FieldError
             FieldError("orderamount", "missing", "`orderamount` is required (0 for a CPL lead)")
         )
     elif amount is None:
-        errors.append(
-            FieldError(
-                "orderamount",
-                "invalid_amount",
-                "`orderamount` must be a plain non-negative decimal such as 12.50",
-            )
-        )
+        errors.append(FieldError("orderamount", "invalid_amount", _amount_problem(amount_text)))
 
     currency: str | None = None
     currency_text = params.get("currency", "").strip()
@@ -133,3 +127,18 @@ def too_large(currency: str) -> FieldError:
         f"`orderamount` is too large to store: it, its commission, or either in {currency}, is "
         f"over {money.MAX_MINOR:,} minor units",
     )
+
+
+def _amount_problem(text: str) -> str:
+    """What is wrong with an `orderamount` that is not a plain non-negative decimal, said
+    so that the advertiser's developer sees the fix."""
+    plain = "`orderamount` must be a plain non-negative decimal such as 12.50"
+    if text.startswith("-"):
+        return f"{plain}: a refund is no negative order, reverse the conversion instead"
+    if "," in text:
+        return (
+            f"{plain}, with a dot for the decimals and no thousands separators (not `{text[:20]}`)"
+        )
+    if any(not (c.isdigit() or c == ".") for c in text):
+        return f"{plain}: the number alone, its currency in `currency`"
+    return plain
