@@ -28,7 +28,7 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
     # the advertiser's site under several names (`www.shop.test`, `pay.shop.test`, …)
-    "--host-resolver-rules=MAP *.test 127.0.0.1",
+    "--host-resolver-rules=MAP *.test 127.0.0.1, MAP *.co.uk 127.0.0.1",
 ]
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 SNIPPET = files("clickback.web").joinpath("static").joinpath("refid.js").read_bytes()
@@ -90,6 +90,7 @@ PAGES = {
     "/shared": (b"text/html; charset=utf-8", landing_with_domain("shop.test")),
     "/shared-dot": (b"text/html; charset=utf-8", landing_with_domain(".Shop.test")),
     "/shared-elsewhere": (b"text/html; charset=utf-8", landing_with_domain("other.test")),
+    "/shared-suffix": (b"text/html; charset=utf-8", landing_with_domain("co.uk")),
     "/landing": (b"text/html; charset=utf-8", LANDING),
     "/custom": (b"text/html; charset=utf-8", LANDING_CUSTOM),
     "/dotted": (b"text/html; charset=utf-8", LANDING_DOTTED),
@@ -320,4 +321,39 @@ def test_data_domain_of_another_site_keeps_the_cookie_on_this_host(
     assert page.evaluate("window.clickback.refid()") == "Kept-3"
     page.goto(f"http://pay.shop.test:{port}/shared-elsewhere")
     assert page.evaluate("window.clickback.refid()") is None
+    context.close()
+
+
+def test_data_domain_a_newer_click_wins_over_an_older_cookie_of_the_order_host(
+    browser: Browser, site: str
+) -> None:
+    """A visitor once landed on pay.shop.test, before `data-domain` was set (that host's
+    own cookie, Old-1); a newer click lands on www.shop.test with `data-domain`: the
+    order page on pay.shop.test must fill in the newer RefID, not the older click's."""
+    port = site.rsplit(":", 1)[1]
+    www, pay = f"http://www.shop.test:{port}", f"http://pay.shop.test:{port}"
+    context = browser.new_context()
+    page = context.new_page()
+    page.goto(f"{pay}/landing?refid=Old-1")  # no data-domain yet: pay.shop.test's own
+    page.goto(f"{www}/shared?refid=New-2")
+    page.goto(f"{pay}/shared")
+    assert page.evaluate("window.clickback.refid()") == "New-2"
+    assert hidden(page, "form") == "New-2"
+    context.close()
+
+
+def test_data_domain_a_browser_refuses_keeps_the_refid_on_this_host(
+    browser: Browser, site: str
+) -> None:
+    """`data-domain="co.uk"` names a public suffix, for which a browser sets no cookie:
+    the RefID is kept in this host's own cookie instead of nowhere."""
+    port = site.rsplit(":", 1)[1]
+    context = browser.new_context()
+    page = context.new_page()
+    problems = watch(page)
+    page.goto(f"http://www.shop.co.uk:{port}/shared-suffix?refid=Psl-4")
+    assert [(c["domain"], c["value"]) for c in context.cookies()] == [("www.shop.co.uk", "Psl-4")]
+    page.goto(f"http://www.shop.co.uk:{port}/shared-suffix")
+    assert page.evaluate("window.clickback.refid()") == "Psl-4"
+    assert problems == []
     context.close()

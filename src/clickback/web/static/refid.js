@@ -83,13 +83,20 @@
       return null;
     }
     var parts = jar ? jar.split(";") : [];
+    var found = null;
     for (var i = 0; i < parts.length; i++) {
       var part = parts[i].replace(/^\s+/, "");
       if (part.indexOf(cookieName + "=") === 0) {
-        return valid(part.substring(cookieName.length + 1));
+        var value = valid(part.substring(cookieName.length + 1));
+        // with data-domain, this host's own cookie from before it was set may come too:
+        // cookies of one path come oldest first (RFC 6265 5.4), so the last is the newest
+        if (!domain) {
+          return value;
+        }
+        found = value || found;
       }
     }
-    return null;
+    return found;
   }
 
   function store(value) {
@@ -104,6 +111,11 @@
         cookie += "; Domain=" + domain;
       }
       document.cookie = cookie;
+      if (domain && fromCookie() !== value) {
+        // the browser refused the domain (a public suffix such as co.uk): this host's own
+        // cookie, rather than none at all
+        document.cookie = cookie.replace("; Domain=" + domain, "");
+      }
     } catch (e) {
       // cookies blocked: the hidden field and decorated links still carry the RefID
     }
