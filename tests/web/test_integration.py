@@ -10,6 +10,9 @@ from typing import Any
 import httpx
 import pytest
 
+from clickback.domain.ports import Store
+from clickback.storage import schema
+from clickback.storage.sqlite import SqliteStore
 from tests.conftest import AUTH, click, make_offer
 
 
@@ -323,3 +326,21 @@ async def test_a_test_postback_repeating_a_real_order_number_does_not_pass(
     r = await client.get(f"/postback?refid={rerun['refid']}&orderamount=1&ordernumber=TEST-9")
     assert r.json()["status"] == "duplicate"
     assert (await read_test(client, test["id"]))["conversion_test"]["status"] == "passed"
+
+
+async def test_a_test_affiliate_archived_before_it_could_not_be_serves_again_once_migrated(
+    client: httpx.AsyncClient, store: Store
+) -> None:
+    """The built-in test affiliate could be archived (`DELETE /api/v1/affiliates/{id}`,
+    its `archive_row`, as here) before it was refused; every integration test's click
+    then failed as `offer_paused`. Migration 13 makes it serve again."""
+    s = await make_offer(client, destination_url="http://127.0.0.1:9/")
+    test = await start_test(client, s["offer"]["id"])
+    assert await store.archive_row("affiliates", test["affiliate_id"])  # as DELETE did
+    failed = await start_test(client, s["offer"]["id"])
+    assert failed["click_test"]["status"] == "failed"
+    engine = "sqlite" if isinstance(store, SqliteStore) else "postgres"
+    for sql in schema.statements(engine, 13):
+        await store._write(sql, bump=True)  # type: ignore[attr-defined]
+    test = await start_test(client, s["offer"]["id"])
+    assert test["click_test"]["status"] == "passed", test["click_test"]

@@ -18,6 +18,8 @@ import pytest
 from clickback.config import Settings
 from clickback.domain.ports import Store
 from clickback.errors import ConfigError
+from clickback.storage import schema
+from clickback.storage.sqlite import SqliteStore
 from clickback.web.app import ClickbackApp
 from tests.conftest import ADMIN, AUTH, click, make_offer
 
@@ -543,3 +545,43 @@ async def test_a_delivery_queued_before_it_kept_the_status_says_the_status_when_
         await _aff_url(oc, s, url, postback_enabled=True)
         await _until(lambda: hits)
         assert [_query(h) for h in hits] == [("conversion", "approved", "5.00")]
+
+
+async def test_deliveries_queued_before_the_upgrade_say_the_status_of_their_event(
+    oc: httpx.AsyncClient, store: Store
+) -> None:
+    """Postbacks queued before migration 12 (no status kept on them) and still waiting
+    when the conversion is reversed: the migration gives each the status of its event, so
+    the `conversion` one says `pending` (as queued), the `approved` one `approved`, and
+    only the `reversed` one `reversed`."""
+    with receiver(lambda n, path: (200, b"ok")) as (port, hits):
+        s = await make_offer(oc, approval="review")
+        url = STATUS_URL.format(port=port)
+        events = ["conversion", "approved", "reversed"]
+        await _aff_url(oc, s, url, postback_enabled=False, postback_events=events)
+        cid = await _convert(oc, s["link"], "OLD2")
+        r = await oc.post(
+            f"/api/v1/conversions/{cid}/status",
+            json={"status": "approved", "reason": "reviewed"},
+            headers=AUTH,
+        )
+        assert r.status_code == 200, r.text
+        r = await oc.post(
+            f"/api/v1/conversions/{cid}/status",
+            json={"status": "reversed", "reason": "chargeback"},
+            headers=AUTH,
+        )
+        assert r.status_code == 200, r.text
+        write = store._write  # type: ignore[attr-defined]
+        sql = "UPDATE deliveries SET conversion_status = NULL WHERE conversion_id = ? RETURNING id"
+        assert await write(sql, cid) is not None  # as queued before the column was there
+        engine = "sqlite" if isinstance(store, SqliteStore) else "postgres"
+        for sql in schema.statements(engine, 12)[1:]:  # the migration, but for its column
+            await write(sql)
+        await _aff_url(oc, s, url, postback_enabled=True)
+        await _until(lambda: len(hits) == 3)
+        assert [_query(h)[:2] for h in hits] == [
+            ("conversion", "pending"),
+            ("approved", "approved"),
+            ("reversed", "reversed"),
+        ]

@@ -514,8 +514,32 @@ MIGRATIONS.append(
     (
         12,
         "outbound: a delivery keeps the conversion's status as of the event that queued it",
-        # NULL on deliveries queued before: they say the status when sent, as they did
-        ["ALTER TABLE deliveries ADD COLUMN conversion_status TEXT"],
+        [
+            "ALTER TABLE deliveries ADD COLUMN conversion_status TEXT",
+            # those queued before: a status change's own status; a conversion's, the status
+            # it had before the first change by hand (the screening's changes come before
+            # its postback goes out), else the status it has (NULL, a row an older node
+            # adds during a rolling upgrade: the status when sent, as before)
+            "UPDATE deliveries SET conversion_status = event WHERE event <> 'conversion'",
+            """UPDATE deliveries SET conversion_status = coalesce(
+                (SELECT e.from_status FROM conversion_events AS e
+                 WHERE e.conversion_id = deliveries.conversion_id
+                 AND e.actor <> 'fraud_screening' ORDER BY e.id LIMIT 1),
+                (SELECT c.status FROM conversions AS c WHERE c.id = deliveries.conversion_id))
+            WHERE event = 'conversion'""",
+        ],
+    )
+)
+
+MIGRATIONS.append(
+    (
+        13,
+        "integration tests: their built-in affiliate serves again if it was archived",
+        # it could be archived before (DELETE /api/v1/affiliates/{id}); since, it cannot
+        [
+            "UPDATE affiliates SET archived_at = NULL WHERE id IN "
+            "(SELECT CAST(value AS BIGINT) FROM meta WHERE key = 'test_affiliate_id')"
+        ],
     )
 )
 
