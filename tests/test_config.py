@@ -22,3 +22,12 @@ def test_settings_from_env() -> None:
     assert s.database_url == "sqlite:///clickback.db"
     with pytest.raises(ConfigError):
         Settings.from_env({"CLICKBACK_CLICK_DURABILITY": "maybe"})
+
+
+def test_the_fallback_url_is_checked_as_a_destination_is() -> None:
+    assert Settings.from_env({}).fallback_url == ""
+    s = Settings.from_env({"CLICKBACK_FALLBACK_URL": " https://bücher.example/x y "})
+    assert s.fallback_url == "https://xn--bcher-kva.example/x%20y"
+    for bad in ("ftp://x.example/", "/relative", "https://" + "x" * 2000 + ".example/"):
+        with pytest.raises(ConfigError, match="CLICKBACK_FALLBACK_URL"):
+            Settings.from_env({"CLICKBACK_FALLBACK_URL": bad})

@@ -260,12 +260,20 @@ def offer_create(
     currency: Annotated[str, typer.Option()] = "USD",
     window_days: Annotated[int, typer.Option(help="Attribution window in days.")] = 30,
     refid_param: Annotated[str, typer.Option(help="Query parameter for the RefID.")] = "refid",
+    fallback_url: Annotated[
+        str,
+        typer.Option(
+            help="Where its links send a click while the offer is paused or archived, or "
+            "the link or affiliate inactive (no RefID). Default: CLICKBACK_FALLBACK_URL."
+        ),
+    ] = "",
     db: DbOption = None,
 ) -> None:
     values = {
         "advertiser_id": advertiser,
         "name": name,
         "destination_url": url,
+        "fallback_url": fallback_url,
         "payout_type": payout_type,
         "payout_amount": payout_amount,
         "payout_percent": payout_percent,

@@ -10,8 +10,9 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from clickback.domain.admin import fallback_url
 from clickback.domain.money import normalize_currency
-from clickback.errors import ConfigError
+from clickback.errors import ConfigError, InputError
 
 # name -> (default, documentation)
 SETTINGS: dict[str, tuple[str, str]] = {
@@ -37,6 +38,12 @@ SETTINGS: dict[str, tuple[str, str]] = {
         "keys are set, a stored key still verifies, so the RefIDs it signed stay valid (to "
         "retire it when they are past every attribution window: delete the `refid_secret` "
         "row of the `meta` table).",
+    ),
+    "CLICKBACK_FALLBACK_URL": (
+        "",
+        "Where a click goes (302, no RefID, no click stored) when its link code is unknown, "
+        "or its link, affiliate or offer is not serving (inactive, paused, archived) and the "
+        "offer has no `fallback_url` of its own. Empty: such a click gets the 404 page.",
     ),
     "CLICKBACK_CLICK_DURABILITY": (
         "sync",
@@ -203,6 +210,7 @@ class Settings:
     admin_token: str = ""
     secrets: tuple[str, ...] = field(default_factory=tuple)
     click_durability: str = "sync"
+    fallback_url: str = ""
     batch_max: int = 512
     cache_check_seconds: float = 1.0
     pg_pool_size: int = 4
@@ -277,6 +285,13 @@ class Settings:
         base = _get(env, "CLICKBACK_BASE_CURRENCY").strip().upper()
         if normalize_currency(base) is None:
             raise ConfigError("CLICKBACK_BASE_CURRENCY must be an ISO 4217 code")
+        try:
+            fallback = fallback_url(_get(env, "CLICKBACK_FALLBACK_URL"))
+        except InputError:
+            raise ConfigError(
+                "CLICKBACK_FALLBACK_URL must be an absolute http(s) URL of at most 2000 "
+                "characters, or empty"
+            ) from None
         secrets = tuple(s.strip() for s in _get(env, "CLICKBACK_SECRET").split(",") if s.strip())
         return cls(
             database_url=_get(env, "CLICKBACK_DATABASE_URL"),
@@ -284,6 +299,7 @@ class Settings:
             admin_token=_get(env, "CLICKBACK_ADMIN_TOKEN"),
             secrets=secrets,
             click_durability=durability,
+            fallback_url=fallback,
             batch_max=max(1, batch_max),
             cache_check_seconds=check,
             pg_pool_size=max(1, pool),

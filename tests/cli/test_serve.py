@@ -126,3 +126,28 @@ def test_serve_with_a_bad_setting_is_a_clean_error(tmp_path: Path, setting: str)
         ["serve", "--db", f"sqlite:///{tmp_path / 'x.db'}", "--port", str(free_port())],
         env={name: value},
     )
+
+
+def test_fallback_redirects_of_a_served_tracker_set_up_by_cli(
+    sqlite_db: str, tmp_path: Path
+) -> None:
+    """`serve` (RSGI): a paused offer's link goes to the offer's fallback, an unknown code
+    to CLICKBACK_FALLBACK_URL; neither stores a click."""
+    db = sqlite_db
+    cli("advertiser", "create", "Shop", db=db)
+    offer = ["offer", "create", "--advertiser", "1", "--name", "O"]
+    cli(*offer, "--url", "https://shop.example/", "--fallback-url", "https://shop.example/x", db=db)
+    cli("affiliate", "create", "Pub", db=db)
+    code = re.search(r"/c/(\S+)", cli("link", "create", "--offer", "1", "--affiliate", "1", db=db))
+    assert code
+    cli("offer", "pause", "1", db=db)
+    server = Server(db, tmp_path, {"CLICKBACK_FALLBACK_URL": "https://network.example/"})
+    try:
+        server.start()
+        r = httpx.get(f"{server.base}/c/{code.group(1)}")
+        assert (r.status_code, r.headers["location"]) == (302, "https://shop.example/x")
+        r = httpx.get(f"{server.base}/c/unknown")
+        assert (r.status_code, r.headers["location"]) == (302, "https://network.example/")
+    finally:
+        server.stop()
+    assert cli("clicks", "list", "--json", db=db) == ""

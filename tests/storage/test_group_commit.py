@@ -22,6 +22,7 @@ async def setup(store: Store) -> tuple[int, int]:
             "advertiser_id": adv,
             "name": "O",
             "destination_url": "https://x.example/",
+            "fallback_url": "",
             "refid_param": "refid",
             "payout_type": "cpa",
             "payout_amount": 100,

@@ -107,6 +107,17 @@ async def test_unreachable_landing_page_is_a_warning_not_a_failure(
     assert test["click_test"]["reasons"][0]["code"] == "landing_unreachable"
 
 
+async def test_a_paused_offer_with_a_fallback_still_fails_the_click_test(
+    client: httpx.AsyncClient, landing: str
+) -> None:
+    s = await make_offer(client, destination_url=landing, fallback_url=landing + "/other")
+    oid = s["offer"]["id"]
+    await client.patch(f"/api/v1/offers/{oid}", json={"status": "paused"}, headers=AUTH)
+    test = await start_test(client, oid)
+    assert test["click_test"]["status"] == "failed"
+    assert test["click_test"]["reasons"][0]["code"] == "offer_paused"
+
+
 async def test_paused_offer_fails_the_click_test_and_rerun_passes(
     client: httpx.AsyncClient, landing: str
 ) -> None:

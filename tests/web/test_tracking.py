@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import time
+from collections.abc import AsyncIterator
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
+import pytest
 
+from clickback.config import Settings
+from clickback.domain.ports import Store
 from clickback.web.app import ClickbackApp
-from tests.conftest import AUTH, click, form_post_scope, make_offer
+from tests.conftest import ADMIN, AUTH, click, form_post_scope, make_offer
 
 
 async def conversions(client: httpx.AsyncClient, **filters: str) -> list[dict]:
@@ -305,3 +312,122 @@ async def test_a_body_cut_short_by_a_disconnect_is_never_a_conversion(
     assert not (await client.get("/api/v1/conversions", headers=AUTH)).json()["items"]
     [ledger] = (await client.get("/api/v1/postbacks", headers=AUTH)).json()["items"]
     assert ledger["code"] == "request_incomplete" and ledger["params"]["orderamount"] == "14"
+
+
+@contextlib.asynccontextmanager
+async def client_with(store: Store, **settings: Any) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of an app with these settings besides the tests' usual ones."""
+    app = ClickbackApp(
+        Settings(
+            database_url="unused", admin_token=ADMIN, public_url="http://track.test", **settings
+        ),
+        store,
+    )
+    await app.startup()
+    try:
+        transport = httpx.ASGITransport(app=app, client=("203.0.113.7", 5555))
+        async with httpx.AsyncClient(transport=transport, base_url="http://track.test") as c:
+            yield c
+    finally:
+        await app.shutdown()
+
+
+async def stored_clicks(client: httpx.AsyncClient) -> int:
+    r = await client.get("/api/v1/clicks", headers=AUTH)
+    assert r.status_code == 200, r.text
+    return len(r.json()["items"])
+
+
+async def test_a_paused_offers_link_redirects_to_its_fallback_without_refid_or_click(
+    store: Store,
+) -> None:
+    async with client_with(store, fallback_url="https://network.example/global") as client:
+        s = await make_offer(client, fallback_url="https://shop.example/other-offer")
+        assert s["offer"]["fallback_url"] == "https://shop.example/other-offer"
+        oid, code = s["offer"]["id"], s["link"]["code"]
+        r = await client.patch(f"/api/v1/offers/{oid}", json={"status": "paused"}, headers=AUTH)
+        assert r.status_code == 200, r.text
+        r = await client.get(f"/c/{code}?sub1=x")
+        assert r.status_code == 302
+        assert r.headers["location"] == "https://shop.example/other-offer"
+        assert r.headers["cache-control"] == "no-store"
+        assert await stored_clicks(client) == 0  # nothing to attribute
+        # archived offer, inactive link, archived affiliate: the offer's fallback too
+        await client.patch(f"/api/v1/offers/{oid}", json={"status": "active"}, headers=AUTH)
+        await client.patch(f"/api/v1/links/{s['link']['id']}", json={"active": False}, headers=AUTH)
+        r = await client.get(f"/c/{code}")
+        assert (r.status_code, r.headers["location"]) == (302, "https://shop.example/other-offer")
+        await client.patch(f"/api/v1/links/{s['link']['id']}", json={"active": True}, headers=AUTH)
+        r = await client.delete(f"/api/v1/affiliates/{s['affiliate']['id']}", headers=AUTH)
+        assert r.status_code in (200, 204), r.text
+        r = await client.get(f"/c/{code}")
+        assert (r.status_code, r.headers["location"]) == (302, "https://shop.example/other-offer")
+        s2 = await make_offer(client, fallback_url="https://shop.example/second")
+        await client.delete(f"/api/v1/offers/{s2['offer']['id']}", headers=AUTH)
+        r = await client.get(f"/c/{s2['link']['code']}")
+        assert (r.status_code, r.headers["location"]) == (302, "https://shop.example/second")
+        assert await stored_clicks(client) == 0
+
+
+async def test_without_an_offer_fallback_the_global_one_is_used_and_for_unknown_codes(
+    store: Store,
+) -> None:
+    async with client_with(store, fallback_url="https://network.example/global") as client:
+        s = await make_offer(client)
+        assert s["offer"]["fallback_url"] == ""
+        await client.patch(
+            f"/api/v1/offers/{s['offer']['id']}", json={"status": "paused"}, headers=AUTH
+        )
+        r = await client.get(f"/c/{s['link']['code']}")
+        assert (r.status_code, r.headers["location"]) == (302, "https://network.example/global")
+        r = await client.get("/c/no-such-code")
+        assert (r.status_code, r.headers["location"]) == (302, "https://network.example/global")
+        assert await stored_clicks(client) == 0
+
+
+async def test_a_serving_link_with_a_fallback_set_is_redirected_as_before(store: Store) -> None:
+    async with client_with(store, fallback_url="https://network.example/global") as client:
+        s = await make_offer(client, fallback_url="https://shop.example/other-offer")
+        refid = await click(client, s["link"])
+        r = await client.get("/api/v1/clicks", params={"refid": refid}, headers=AUTH)
+        [c] = r.json()["items"]
+        assert c["link_id"] == s["link"]["id"]
+
+
+async def test_an_offer_fallback_url_is_checked_and_can_be_removed(
+    client: httpx.AsyncClient,
+) -> None:
+    s = await make_offer(client)
+    oid, code = s["offer"]["id"], s["link"]["code"]
+    for bad in ("ftp://x.example/", "not a url", 5):
+        r = await client.patch(f"/api/v1/offers/{oid}", json={"fallback_url": bad}, headers=AUTH)
+        assert r.status_code == 400, r.text
+        [e] = r.json()["errors"]
+        assert (e["field"], e["code"]) == ("fallback_url", "invalid_url")
+    r = await client.patch(
+        f"/api/v1/offers/{oid}",
+        json={"fallback_url": " https://bücher.example/x ", "status": "paused"},
+        headers=AUTH,
+    )
+    assert r.json()["fallback_url"] == "https://xn--bcher-kva.example/x"
+    r = await client.get(f"/c/{code}")
+    assert (r.status_code, r.headers["location"]) == (302, "https://xn--bcher-kva.example/x")
+    r = await client.patch(f"/api/v1/offers/{oid}", json={"fallback_url": ""}, headers=AUTH)
+    assert r.json()["fallback_url"] == ""
+    r = await client.get(f"/c/{code}")  # no fallback anywhere: the 404 page, as ever
+    assert r.status_code == 404 and "location" not in r.headers
+
+
+async def test_why_a_click_was_not_served_is_logged_for_the_operator_not_shown(
+    client: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    s = await make_offer(client)
+    oid = s["offer"]["id"]
+    await client.patch(f"/api/v1/offers/{oid}", json={"status": "paused"}, headers=AUTH)
+    with caplog.at_level(logging.DEBUG, logger="clickback.fallback"):
+        r = await client.get(f"/c/{s['link']['code']}")
+        assert r.status_code == 404 and b"paused" not in r.content
+        await client.get("/c/no-such-code")
+    lines = [rec.getMessage() for rec in caplog.records if rec.name == "clickback.fallback"]
+    assert f"offer_paused offer={oid} link={s['link']['id']}" in lines[0]
+    assert "unknown_link" in lines[1] and "404, no fallback URL" in lines[1]

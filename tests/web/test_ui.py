@@ -144,3 +144,16 @@ async def test_every_offer_can_be_reached_from_the_offers_page(client: httpx.Asy
     assert older, page.text[-500:]
     page = await client.get("/ui/offers?" + older.group(1).replace("&amp;", "&"))
     assert page.status_code == 200 and f'href="/ui/offers/{first}"' in page.text
+
+
+async def test_the_offer_page_shows_where_a_click_goes_while_not_serving(
+    client: httpx.AsyncClient,
+) -> None:
+    s = await make_offer(client, fallback_url="https://shop.example/other-offer")
+    plain = await make_offer(client)
+    await login(client, ADMIN)
+    page = await client.get(f"/ui/offers/{s['offer']['id']}")
+    assert page.status_code == 200
+    assert re.search(r'id="fallback"><code>https://shop.example/other-offer</code>', page.text)
+    page = await client.get(f"/ui/offers/{plain['offer']['id']}")
+    assert re.search(r'id="fallback">none: the 404 page', page.text)

@@ -104,7 +104,7 @@ def revenue_terms(values: Mapping[str, Any], base_currency: str) -> dict[str, st
     return out
 
 
-def _ascii_host(url: str) -> str:
+def _ascii_host(url: str, field: str = "destination_url") -> str:
     """The URL with a host of other than ASCII letters in its ASCII form (IDNA, UTS #46,
     as browsers: `bücher.example` is `xn--bcher-kva.example`, `straße.de`
     `xn--strae-oqa.de`, not the `strasse.de` of Python's IDNA 2003 codec, another
@@ -118,27 +118,39 @@ def _ascii_host(url: str) -> str:
         host = idna.encode(host, uts46=True).decode("ascii")  # IDNAError is a ValueError
     except ValueError:
         raise InputError(
-            "`destination_url` has a host name that is not a valid domain name",
+            f"`{field}` has a host name that is not a valid domain name",
             code="invalid_url",
-            field="destination_url",
+            field=field,
         ) from None
     return urlunsplit(parts._replace(netloc=f"{userinfo}{at}{host}{colon}{port}"))
 
 
-def destination_url(raw: Any) -> str:
+def destination_url(raw: Any, field: str = "destination_url") -> str:
     if not isinstance(raw, str):
-        raise InputError(
-            "`destination_url` is required", code="invalid_url", field="destination_url"
-        )
-    url = quote(_ascii_host(raw.strip()), safe=_URL_SAFE)  # IRIs become plain ASCII URLs
+        raise InputError(f"`{field}` is required", code="invalid_url", field=field)
+    url = quote(_ascii_host(raw.strip(), field), safe=_URL_SAFE)  # IRIs become plain ASCII URLs
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.netloc or len(url) > 2000:
         raise InputError(
-            "`destination_url` must be an absolute http(s) URL of at most 2000 characters",
+            f"`{field}` must be an absolute http(s) URL of at most 2000 characters",
             code="invalid_url",
-            field="destination_url",
+            field=field,
         )
     return url
+
+
+def fallback_url(raw: Any) -> str:
+    """An offer's (or the tracker's) fallback URL, checked as a destination is; empty or
+    absent: none."""
+    if raw is None or (isinstance(raw, str) and not raw.strip()):
+        return ""
+    if not isinstance(raw, str):
+        raise InputError(
+            "`fallback_url` must be an absolute http(s) URL, or empty for none",
+            code="invalid_url",
+            field="fallback_url",
+        )
+    return destination_url(raw, "fallback_url")
 
 
 def offer_values(
@@ -157,6 +169,8 @@ def offer_values(
         out["name"] = _name(values)
     if not partial or given("destination_url"):
         out["destination_url"] = destination_url(values.get("destination_url"))
+    if not partial or "fallback_url" in values:  # null or "" in a PATCH removes it
+        out["fallback_url"] = fallback_url(values.get("fallback_url"))
     if not partial or given("refid_param"):
         param = values.get("refid_param") or "refid"
         if (

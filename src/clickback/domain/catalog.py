@@ -31,6 +31,7 @@ class Route:
     serving: bool  # link active and offer active
     template: RedirectTemplate
     is_test: int
+    fallback_url: str = ""  # the offer's, for a click while not serving
 
 
 class Catalog:
@@ -75,6 +76,7 @@ class Catalog:
             link.active and offer.status is OfferStatus.ACTIVE,
             RedirectTemplate(offer.destination_url, offer.refid_param, offer.id, link.affiliate_id),
             int(link.is_test),
+            offer.fallback_url,
         )
         self.routes[link.code] = route
         return route

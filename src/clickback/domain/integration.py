@@ -50,7 +50,9 @@ async def click_test(
     tracker: Tracker, code: str, offer: dict[str, Any], probe: LandingProbe | None
 ) -> tuple[str, list[dict[str, str]], str]:
     """Runs test 1 through the real click path: (status, reasons, the test RefID)."""
-    location = await tracker.click(code, "sub1=integration-test", "", "clickback-test", "")
+    location = await tracker.click(
+        code, "sub1=integration-test", "", "clickback-test", "", fallback=False
+    )
     if location is None:
         return FAILED, [reason("offer_paused", "status", "the offer is not active")], ""
     reasons: list[dict[str, str]] = []

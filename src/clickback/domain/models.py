@@ -63,6 +63,7 @@ class Offer:
     status: OfferStatus
     created_at: int
     approval: str = "auto"  # `auto`: approved when recorded; `review`: pending until decided
+    fallback_url: str = ""  # where its links send a click while not serving; '': the global
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,6 +6,7 @@ answer with. Each call makes one durable write through the store's group commit.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -15,13 +16,15 @@ from urllib.parse import unquote_plus
 import orjson
 
 from clickback.domain import attribution, money, security
-from clickback.domain.catalog import Catalog
-from clickback.domain.models import Advertiser, FieldError, Link, Offer, Outcome
+from clickback.domain.catalog import Catalog, Route
+from clickback.domain.models import Advertiser, FieldError, Link, Offer, OfferStatus, Outcome
 from clickback.domain.ports import ClickRow, LedgerRow, Store
 from clickback.domain.postback import parse_postback, refid_name
 from clickback.domain.ratelimit import RateLimiter
 from clickback.domain.refid import TEXT_LEN as REFID_LEN
 from clickback.domain.refid import RefIdCodec, RefIdInfo, new_secret
+
+log = logging.getLogger("clickback.fallback")
 
 MAX_SUB = 255
 MAX_HEADER_VALUE = 512
@@ -63,6 +66,7 @@ async def open_tracker(
     base_currency: str = "USD",
     signature_skew_s: int = 300,
     postback_rate_limit: float = 0.0,
+    fallback_url: str = "",
 ) -> Tracker:
     """A Tracker over a migrated store: RefID keys from settings, else the shared stored key.
     A stored key still verifies once keys are set (after them): setting `CLICKBACK_SECRET`
@@ -81,6 +85,7 @@ async def open_tracker(
         click_durability=durability,
         signature_skew_s=signature_skew_s,
         postback_rate_limit=postback_rate_limit,
+        fallback_url=fallback_url,
     )
 
 
@@ -94,7 +99,9 @@ class Tracker:
         click_durability: str = "sync",
         signature_skew_s: int = 300,
         postback_rate_limit: float = 0.0,
+        fallback_url: str = "",
     ):
+        self.fallback_url = fallback_url  # CLICKBACK_FALLBACK_URL; '': none
         self.signature_skew_s = signature_skew_s
         self.limiter = RateLimiter(postback_rate_limit)
         self.store = store
@@ -104,12 +111,21 @@ class Tracker:
         self._sync_clicks = click_durability == "sync"
 
     async def click(
-        self, code: str, query: str, ip: str, user_agent: str, referer: str
+        self,
+        code: str,
+        query: str,
+        ip: str,
+        user_agent: str,
+        referer: str,
+        *,
+        fallback: bool = True,
     ) -> str | None:
-        """The Location to redirect to after the click is stored; None for no such link."""
+        """The Location to redirect to after the click is stored; for no such link, or
+        one not serving, the fallback URL (no click stored: there is nothing to attribute
+        to), or None when there is none (or `fallback` is off)."""
         route = self.catalog.routes.get(code) or await self.catalog.route(code)
         if route is None or not route.serving:
-            return None
+            return self._fallback(code, route) if fallback else None
         now_us = self.clock.now_us()
         refid = self.codec.issue(route.link_id, now_us // 1000)
         subs = parse_subs(query) if query else _EMPTY_SUBS
@@ -269,6 +285,27 @@ class Tracker:
         if errors_out:
             body["warnings"] = errors_out
         return PostbackAnswer(200, body, written.ledger_id)
+
+    def _fallback(self, code: str, route: Route | None) -> str | None:
+        """The offer's fallback URL, else the tracker's; the reason is logged (debug) for
+        the operator, never told to the visitor."""
+        url = (route.fallback_url if route else "") or self.fallback_url
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug(
+                "click on %r not served (%s): %s",
+                code[:64],
+                self._not_serving(route),
+                f"fallback to {url}" if url else "404, no fallback URL",
+            )
+        return url or None
+
+    def _not_serving(self, route: Route | None) -> str:
+        if route is None:
+            return "unknown_link"
+        offer = self.catalog.offers.get(route.offer_id)
+        if offer is not None and offer.status is not OfferStatus.ACTIVE:
+            return f"offer_{offer.status.value} offer={route.offer_id} link={route.link_id}"
+        return f"link_inactive offer={route.offer_id} link={route.link_id}"
 
     async def _resolve(self, link_id: int) -> tuple[Link | None, Offer | None, Advertiser | None]:
         cat = self.catalog

@@ -35,6 +35,7 @@ OFFER_COLUMNS = (
     "advertiser_id",
     "name",
     "destination_url",
+    "fallback_url",
     "refid_param",
     "payout_type",
     "payout_amount",
@@ -104,6 +105,7 @@ def offer_from_row(r: Mapping[str, Any]) -> Offer:
         status=OfferStatus(r["status"]),
         created_at=r["created_at"],
         approval=r["approval"],
+        fallback_url=r["fallback_url"],
     )
 
 

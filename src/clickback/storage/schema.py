@@ -543,6 +543,14 @@ MIGRATIONS.append(
     )
 )
 
+MIGRATIONS.append(
+    (
+        14,
+        "offers: a fallback URL, where the offer's links send a click while not serving",
+        ["ALTER TABLE offers ADD COLUMN fallback_url TEXT NOT NULL DEFAULT ''"],
+    )
+)
+
 LATEST = MIGRATIONS[-1][0]
 
 

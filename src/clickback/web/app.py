@@ -68,6 +68,7 @@ class ClickbackApp:
             self.settings.base_currency,
             self.settings.signature_skew_seconds,
             self.settings.postback_rate_limit,
+            self.settings.fallback_url,
         )
         self.catalog = self.tracker.catalog
         self.catalog.start()

@@ -50,6 +50,7 @@ def offer(r: dict[str, Any], base: str) -> dict[str, Any]:
         "advertiser_id": r["advertiser_id"],
         "name": r["name"],
         "destination_url": r["destination_url"],
+        "fallback_url": r["fallback_url"],
         "refid_param": r["refid_param"],
         "payout_type": r["payout_type"],
         "payout_amount": format_minor(r["payout_amount"], r["currency"]),

@@ -162,6 +162,7 @@ def routes(ui: Ui) -> list[Route]:
             advertiser=PRESENTERS["advertisers"](advertiser, base),
             postback_url=integration.postback_template(base, advertiser, reveal=session.admin),
             instructions=integration.POSTBACK_INSTRUCTIONS,
+            fallback_url=app.settings.fallback_url,
             tests=tests,
             links=[PRESENTERS["links"](r, base) for r in links.items if not r["is_test"]],
             waiting=any(t["conversion_test"]["status"] == integration.PENDING for t in tests),
