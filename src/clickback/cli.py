@@ -67,6 +67,23 @@ def _settings(db: str | None) -> Settings:
     return Settings.from_env()
 
 
+SERVED_URL = "served_url"  # meta: the URL the last `clickback serve` answers on
+DEFAULT_URL = "http://127.0.0.1:8080"  # `clickback serve` with no options
+
+
+def served_url(host: str, port: int) -> str:
+    """The URL `clickback serve --host HOST --port PORT` answers on from this machine: an
+    address that listens on every interface (0.0.0.0, ::) is reached on loopback."""
+    shown = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
+    return f"http://[{shown}]:{port}" if ":" in shown else f"http://{shown}:{port}"
+
+
+async def public_base(store: Store, settings: Settings) -> str:
+    """Where the URLs the CLI prints point: CLICKBACK_PUBLIC_URL, else the URL the running
+    (or last) `clickback serve` on this database answers on, else serve's default."""
+    return settings.public_url or await store.get_meta(SERVED_URL) or DEFAULT_URL
+
+
 def _run(db: str | None, work: Callable[[Store], Awaitable[T]]) -> T:
     settings = _settings(db)
 
@@ -100,9 +117,10 @@ def _list(
     filters: dict[str, Any] | None = None,
     as_json: bool = False,
 ) -> None:
-    base = _settings(db).public_url or "http://127.0.0.1:8080"
+    settings = _settings(db)
 
     async def work(store: Store) -> list[dict[str, Any]]:
+        base = await public_base(store, settings)
         page = await store.list_rows(kind, filters or {}, None, None, limit, None)
         return [present.PRESENTERS[kind](r, base) for r in page.items]
 
@@ -197,9 +215,10 @@ def serve(
     settings = _settings(db)
     _check_worker_settings(settings)
     _check_port_free(host, port)
-    base = settings.public_url or f"http://{host}:{port}"
+    base = settings.public_url or served_url(host, port)
 
     async def prepare(store: Store) -> tuple[str, str] | None:
+        await store.set_meta(SERVED_URL, base)  # for the URLs the other commands print
         return await create_demo(store, base) if demo else None
 
     urls = _run(db, prepare)
@@ -345,12 +364,12 @@ def link_create(
     db: DbOption = None,
 ) -> None:
     values = {"offer_id": offer, "affiliate_id": affiliate}
-    base = _settings(db).public_url or "http://127.0.0.1:8080"
+    settings = _settings(db)
 
     async def work(store: Store) -> dict[str, Any]:
         row = await store.get_row("links", await admin.create_link(store, values))
         assert row is not None
-        return present.link(row, base)
+        return present.link(row, await public_base(store, settings))
 
     link = _run(db, work)
     console.print(f"link {link['id']} created: {link['tracking_url']}")

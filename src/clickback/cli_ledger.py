@@ -20,6 +20,7 @@ from clickback.cli import (
     app,
     console,
     postbacks_app,
+    public_base,
 )
 from clickback.domain.ports import Store
 from clickback.errors import NotFoundError
@@ -104,9 +105,10 @@ def postback_url(offer_id: int, db: DbOption = None) -> None:
     """The postback URL to give the offer's advertiser, with what to fill in."""
     from clickback.domain import integration
 
-    base = _settings(db).public_url or "http://127.0.0.1:8080"
+    settings = _settings(db)
 
     async def work(store: Store) -> str:
+        base = await public_base(store, settings)
         offer = await store.get_row("offers", offer_id)
         if offer is None:
             raise NotFoundError(f"offer {offer_id} does not exist")
@@ -160,7 +162,6 @@ def integration_test(
     from clickback.probe import probe_landing
 
     settings = _settings(db)
-    base = settings.public_url or "http://127.0.0.1:8080"
 
     async def work(store: Store) -> dict[str, Any]:
         tracker = await open_tracker(store, settings.secrets, base_currency=settings.base_currency)
@@ -174,7 +175,7 @@ def integration_test(
                 "ordernumber": f"SIMULATED-{test_id}-{row['started_at']}",
             }
             await tracker.postback("GET", "127.0.0.1", await _as_advertiser(store, row, params))
-        return await integration.describe(store, base, row)
+        return await integration.describe(store, await public_base(store, settings), row)
 
     test = _run(db, work)
     if as_json:

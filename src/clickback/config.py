@@ -24,7 +24,11 @@ SETTINGS: dict[str, tuple[str, str]] = {
     "CLICKBACK_PUBLIC_URL": (
         "",
         "Base URL that tracking links and postback URLs are shown with, e.g. "
-        "`https://track.example.com`. Empty: `http://HOST:PORT` of `serve`.",
+        "`https://track.example.com`. Empty: the admin API and UI use the URL they were "
+        "reached on; the CLI uses the URL the last `clickback serve` on the same database "
+        "recorded at its start (its own CLICKBACK_PUBLIC_URL, else `http://HOST:PORT`, "
+        "with 127.0.0.1 for 0.0.0.0 and ::1 for ::), or `http://127.0.0.1:8080` before "
+        "any has run.",
     ),
     "CLICKBACK_ADMIN_TOKEN": (
         "",

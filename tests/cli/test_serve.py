@@ -36,6 +36,36 @@ def test_demo_serve_click_and_postback(server: Server) -> None:
     assert (conv["ordernumber"], conv["orderamount"], conv["sub1"]) == ("ORDER-1", "49.90", "demo")
 
 
+def test_the_cli_prints_urls_on_the_port_serve_answers_on(server: Server) -> None:
+    assert "CLICKBACK_PUBLIC_URL" not in os.environ
+    db = server.db
+    cli("advertiser", "create", "Shop", db=db)
+    cli("offer", "create", "--advertiser", "1", "--name", "O", "--url", "http://x.example/", db=db)
+    cli("affiliate", "create", "Pub", db=db)
+    before = cli("link", "create", "--offer", "1", "--affiliate", "1", db=db)
+    assert "http://127.0.0.1:8080/c/" in before  # no server has run on this database yet
+    server.start()  # on a free port, not 8080
+    out = cli("link", "create", "--offer", "1", "--affiliate", "1", db=db)
+    code = re.search(re.escape(server.base) + r"/c/(\S+)", out)
+    assert code, out
+    assert httpx.get(f"{server.base}/c/{code.group(1)}").status_code == 302
+    links = [orjson.loads(x) for x in cli("link", "list", "--json", db=db).splitlines()]
+    assert {x["tracking_url"].rsplit("/c/", 1)[0] for x in links} == {server.base}
+    assert cli("postback-url", "1", db=db).startswith(f"{server.base}/postback?")
+    test = orjson.loads(cli("integration-test", "1", "--json", db=db))
+    assert test["tracking_url"].startswith(f"{server.base}/c/")
+    assert test["postback_url"].startswith(f"{server.base}/postback?")
+
+
+def test_the_served_url_of_an_address_on_every_interface_is_loopback() -> None:
+    from clickback.cli import served_url
+
+    assert served_url("0.0.0.0", 8150) == "http://127.0.0.1:8150"
+    assert served_url("::", 8150) == "http://[::1]:8150"
+    assert served_url("fd00::5", 81) == "http://[fd00::5]:81"
+    assert served_url("track.example.com", 80) == "http://track.example.com:80"
+
+
 def test_plain_serve_on_an_empty_database_creates_nothing(server: Server) -> None:
     server.start()
     assert httpx.get(f"{server.base}/healthz").status_code == 200

@@ -60,3 +60,13 @@ async def test_a_conversion_is_read_with_the_history_of_its_status(store: Store)
     row, history = await store.conversion_with_history(cid)
     assert row is not None and len(history) == moves > 10 and reads > 10
     assert (await store.conversion_with_history(cid + 1)) == (None, [])
+
+
+async def test_set_meta_replaces_what_get_or_set_meta_kept(store: Store) -> None:
+    assert await store.get_or_set_meta("served_url", "http://127.0.0.1:8150") == (
+        "http://127.0.0.1:8150"
+    )
+    await store.set_meta("served_url", "http://127.0.0.1:8151")
+    assert await store.get_meta("served_url") == "http://127.0.0.1:8151"
+    await store.set_meta("demo_link_id", "3")
+    assert await store.get_meta("demo_link_id") == "3"

@@ -227,6 +227,14 @@ class SqlStore(OutboxSql, ScreeningSql, ReportSql):
         assert row is not None
         return str(row["value"])
 
+    async def set_meta(self, key: str, value: str) -> None:
+        await self._write(
+            "INSERT INTO meta (key, value) VALUES (?, ?) "
+            "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            key,
+            value,
+        )
+
     # -- admin writes ---------------------------------------------------------------
 
     async def create_advertiser(self, name: str, postback_token: str, require_token: bool) -> int:
