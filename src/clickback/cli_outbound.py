@@ -11,6 +11,7 @@ import typer
 from clickback.cli import (
     DbOption,
     JsonOption,
+    _catalog,
     _given,
     _list,
     _run,
@@ -22,6 +23,7 @@ from clickback.cli import (
     deliveries_app,
 )
 from clickback.domain import admin
+from clickback.domain.outbound import PostbackConfig
 from clickback.domain.ports import Store
 from clickback.errors import NotFoundError
 
@@ -30,36 +32,58 @@ from clickback.errors import NotFoundError
 def affiliate_postback(
     affiliate_id: int,
     url: Annotated[str, typer.Option(help="URL with macros such as {refid}, {commission}.")],
-    method: Annotated[str, typer.Option(help="GET, or POST for a JSON body.")] = "GET",
+    method: Annotated[
+        str | None, typer.Option(help="GET, or POST for a JSON body (default: kept, else GET).")
+    ] = None,
     secret: Annotated[
         str | None, typer.Option(help="Signs requests (X-Clickback-Signature).")
     ] = None,
     events: Annotated[
-        str, typer.Option(help="Comma-separated: conversion, approved, rejected, reversed.")
-    ] = "conversion",
+        str | None,
+        typer.Option(
+            help="Comma-separated: conversion, approved, rejected, reversed "
+            "(default: kept, else conversion)."
+        ),
+    ] = None,
     offer: Annotated[int | None, typer.Option(help="Only for this offer (an override).")] = None,
     db: DbOption = None,
 ) -> None:
-    """Set where an affiliate's conversions are posted back."""
+    """Set where an affiliate's conversions are posted back; an option not given keeps
+    what is set."""
     from clickback import outbound_http
 
     settings = _settings(db)
-    values: dict[str, Any] = {
-        "postback_url": url,
-        "postback_method": method,
-        "postback_events": [e.strip() for e in events.split(",")],
-    }
-    if secret is not None:
-        values["postback_secret"] = secret
+    values: dict[str, Any] = _given(
+        postback_url=url,
+        postback_method=method,
+        postback_events=None if events is None else [e.strip() for e in events.split(",")],
+        postback_secret=secret,
+    )
 
     async def check(u: str) -> None:
         await outbound_http.check_destination(u, settings.outbound_allow_private)
 
-    if offer is None:
-        _run(db, lambda s: admin.update_affiliate(s, affiliate_id, values, check))
-    else:
-        _run(db, lambda s: admin.set_offer_postback(s, offer, affiliate_id, values, check))
-    console.print(f"affiliate {affiliate_id}: postbacks go to {url}", soft_wrap=True)
+    async def work(store: Store) -> PostbackConfig | None:
+        if offer is None:
+            await admin.update_affiliate(store, affiliate_id, values, check)
+        else:
+            # an override starts from what is in force for the pair (the affiliate's own)
+            before = (await _catalog(store)).postback_config(offer, affiliate_id)
+            if before is not None and before.url:
+                values.setdefault("postback_method", before.method)
+                values.setdefault("postback_events", sorted(before.events))
+            await admin.set_offer_postback(store, offer, affiliate_id, values, check)
+        return (await _catalog(store)).postback_config(offer or 0, affiliate_id)
+
+    config = _run(db, work)
+    assert config is not None
+    where = f"affiliate {affiliate_id}" + (f", offer {offer}" if offer is not None else "")
+    console.print(f"{where}: postbacks go to {config.url}", soft_wrap=True)
+    console.print(
+        f"  method {config.method}; events {', '.join(sorted(config.events)) or 'none'}; "
+        f"signed: {'yes (secret set)' if config.secret else 'no (no secret)'}",
+        soft_wrap=True,
+    )
 
 
 @affiliate_app.command("enable-postback")

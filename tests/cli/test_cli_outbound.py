@@ -82,3 +82,61 @@ def test_a_postback_disabled_and_enabled_by_hand(sqlite_db: str) -> None:
     assert not enabled()
     cli("affiliate", "enable-postback", "1", db=sqlite_db)
     assert enabled()
+
+
+def _postback(db: str, *args: str) -> str:
+    env = {**os.environ, "CLICKBACK_OUTBOUND_ALLOW_PRIVATE": "1"}
+    out = subprocess.run(
+        [CLICKBACK, "affiliate", "postback", *args, "--db", db],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=True,
+    )
+    return out.stdout
+
+
+def test_affiliate_postback_keeps_what_an_option_not_given_set(sqlite_db: str) -> None:
+    cli("affiliate", "create", "Pub", db=sqlite_db)
+    cli("advertiser", "create", "Shop", db=sqlite_db)
+    cli(
+        "offer",
+        "create",
+        "--advertiser",
+        "1",
+        "--name",
+        "O",
+        "--url",
+        "http://x.example/",
+        db=sqlite_db,
+    )
+    first = "http://127.0.0.1:9/a?c={refid}"
+    _postback(
+        sqlite_db,
+        "1",
+        "--url",
+        first,
+        "--events",
+        "conversion,reversed",
+        "--method",
+        "POST",
+        "--secret",
+        "s",
+    )
+    out = _postback(sqlite_db, "1", "--url", "http://127.0.0.1:9/b?c={refid}")
+    assert "events conversion, reversed" in out and "method POST" in out, out
+    assert "secret set" in out, out
+    [aff] = [orjson.loads(x) for x in cli("affiliate", "list", "--json", db=sqlite_db).split()]
+    assert aff["postback_events"] == ["conversion", "reversed"]
+    assert (aff["postback_method"], aff["postback_url"]) == (
+        "POST",
+        "http://127.0.0.1:9/b?c={refid}",
+    )
+    # an offer's override starts from the affiliate's, then keeps its own
+    out = _postback(
+        sqlite_db, "1", "--offer", "1", "--url", "http://127.0.0.1:9/o", "--events", "approved"
+    )
+    assert "offer 1" in out and "events approved;" in out and "method POST" in out, out
+    out = _postback(sqlite_db, "1", "--offer", "1", "--url", "http://127.0.0.1:9/o2")
+    assert "events approved;" in out and "method POST" in out, out
