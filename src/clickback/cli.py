@@ -69,6 +69,8 @@ def _settings(db: str | None) -> Settings:
 
 SERVED_URL = "served_url"  # meta: the URL the last `clickback serve` answers on
 DEFAULT_URL = "http://127.0.0.1:8080"  # `clickback serve` with no options
+DEMO_LINK = "demo_link_id"  # meta: the link `serve --demo` made
+DEMO_ORDERS = "demo_orders"  # meta: how many demo order numbers were handed out
 
 
 def served_url(host: str, port: int) -> str:
@@ -140,12 +142,11 @@ def migrate(db: DbOption = None) -> None:
 
 
 async def create_demo(store: Store, base: str) -> tuple[str, str]:
-    """A demo advertiser, offer, affiliate and link (made once); their two URLs."""
-    page = await store.list_rows("links", {}, None, None, 1, None)
-    link: dict[str, Any] | None
-    if page.items:
-        link = page.items[-1]
-    else:
+    """A demo advertiser, offer, affiliate and link (made once, remembered in meta); their
+    two URLs, the postback with an order number new at each start."""
+    remembered = await store.get_meta(DEMO_LINK)
+    link = await store.get_row("links", int(remembered)) if remembered else None
+    if link is None:
         adv = await admin.create_advertiser(store, {"name": "Demo Shop"})
         offer = await admin.create_offer(
             store,
@@ -160,11 +161,15 @@ async def create_demo(store: Store, base: str) -> tuple[str, str]:
         )
         aff = await admin.create_affiliate(store, {"name": "Demo Affiliate"})
         link_id = await admin.create_link(store, {"offer_id": offer, "affiliate_id": aff})
+        await store.set_meta(DEMO_LINK, str(link_id))
         link = await store.get_row("links", link_id)
     assert link is not None
+    # a new order number each start: the one fired last time would answer `duplicate`
+    order = int(await store.get_meta(DEMO_ORDERS) or 0) + 1
+    await store.set_meta(DEMO_ORDERS, str(order))
     tracking = f"{base}/c/{link['code']}?sub1=demo"
     postback = (
-        f"{base}/postback?refid=REFID&orderamount=49.90&ordernumber=ORDER-1"
+        f"{base}/postback?refid=REFID&orderamount=49.90&ordernumber=ORDER-{order}"
         "&coupon=&currency=USD&geo=US&commissionid="
     )
     return tracking, postback

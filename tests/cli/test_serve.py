@@ -66,6 +66,37 @@ def test_the_served_url_of_an_address_on_every_interface_is_loopback() -> None:
     assert served_url("track.example.com", 80) == "http://track.example.com:80"
 
 
+def _demo_conversion(server: Server) -> tuple[str, dict[str, object]]:
+    """Follows the last printed demo link and fires its postback; the link and the answer."""
+    out = server.log.read_text()
+    tracking = re.findall(r"Tracking link: (\S+)", out)[-1]
+    postback = re.findall(r"Postback:\s+(\S+)", out)[-1]
+    r = httpx.get(tracking)
+    assert r.status_code == 302, r.text
+    refid = parse_qs(urlsplit(r.headers["location"]).query)["refid"][0]
+    return tracking, httpx.get(postback.replace("REFID", refid)).json()
+
+
+def test_a_second_demo_start_prints_the_demo_link_and_a_new_order(server: Server) -> None:
+    server.start("--demo")
+    first, answer = _demo_conversion(server)
+    assert answer["status"] == "accepted", answer
+    db = server.db
+    cli("advertiser", "create", "Other", "--require-token", db=db)
+    cli("offer", "create", "--advertiser", "2", "--name", "O", "--url", "http://x.example/", db=db)
+    cli("link", "create", "--offer", "2", "--affiliate", "1", db=db)  # newer than the demo's
+    server.stop()
+    server.start("--demo")
+    again, answer = _demo_conversion(server)
+    assert again == first
+    assert answer["status"] == "accepted", answer  # not `duplicate`, not `token_missing`
+    orders = [
+        orjson.loads(line)["ordernumber"]
+        for line in cli("conversions", "list", "--json", db=db).splitlines()
+    ]
+    assert orders == ["ORDER-2", "ORDER-1"]
+
+
 def test_plain_serve_on_an_empty_database_creates_nothing(server: Server) -> None:
     server.start()
     assert httpx.get(f"{server.base}/healthz").status_code == 200
