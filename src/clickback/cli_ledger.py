@@ -107,17 +107,21 @@ def postback_url(offer_id: int, db: DbOption = None) -> None:
 
     settings = _settings(db)
 
-    async def work(store: Store) -> str:
+    async def work(store: Store) -> tuple[str, bool]:
         base = await public_base(store, settings)
         offer = await store.get_row("offers", offer_id)
         if offer is None:
             raise NotFoundError(f"offer {offer_id} does not exist")
         advertiser = await store.get_row("advertisers", offer["advertiser_id"])
         assert advertiser is not None
-        return integration.postback_template(base, advertiser)
+        url = integration.postback_template(base, advertiser)
+        return url, integration.signature_required(advertiser)
 
-    print(_run(db, work))
+    url, signed = _run(db, work)
+    print(url)
     console.print(integration.POSTBACK_INSTRUCTIONS, style="dim")
+    if signed:
+        console.print(integration.SIGNATURE_INSTRUCTIONS, style="bold")
 
 
 async def _as_advertiser(

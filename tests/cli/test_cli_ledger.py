@@ -59,6 +59,17 @@ def test_postback_url_command(sqlite_db: str) -> None:
     assert out.splitlines()[0].endswith(
         "/postback?refid={refid}&orderamount=&ordernumber=&coupon=&currency=&geo=&commissionid="
     )
+    assert "must be signed" not in out
+
+
+def test_postback_url_command_says_a_signature_is_required(sqlite_db: str) -> None:
+    setup(sqlite_db)
+    cli("advertiser", "security", "1", "--signing-secret", "k", db=sqlite_db)
+    assert "must be signed" not in cli("postback-url", "1", db=sqlite_db)  # sig optional
+    cli("advertiser", "security", "1", "--require-signature", db=sqlite_db)
+    out = " ".join(cli("postback-url", "1", db=sqlite_db).split())
+    assert "must be signed" in out and "`ts`" in out and "`sig`" in out, out
+    assert "docs/outbound.md" in out, out
 
 
 def test_replay_by_outcome_after_reactivation(server: Server) -> None:

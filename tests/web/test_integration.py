@@ -168,6 +168,21 @@ async def test_postback_url_is_spelled_out(client: httpx.AsyncClient) -> None:
     )
     assert body["required"] == ["refid", "orderamount", "ordernumber"]
     assert "unique" in body["instructions"]
+    assert body["signature_required"] is False and "sig" not in body["instructions"]
+
+
+async def test_postback_url_says_when_a_signature_is_required(client: httpx.AsyncClient) -> None:
+    s = await make_offer(client)
+    adv = f"/api/v1/advertisers/{s['advertiser']['id']}"
+    r = await client.patch(
+        adv, json={"signing_secret": "k", "require_signature": True}, headers=AUTH
+    )
+    assert r.status_code == 200, r.text
+    r = await client.get(f"/api/v1/offers/{s['offer']['id']}/postback-url", headers=AUTH)
+    body = r.json()
+    assert body["signature_required"] is True
+    assert body["required"] == ["refid", "orderamount", "ordernumber", "ts", "sig"]
+    assert "`sig`" in body["instructions"] and "docs/outbound.md" in body["instructions"]
 
 
 async def test_replay_after_reactivating_counts_exactly_once(client: httpx.AsyncClient) -> None:

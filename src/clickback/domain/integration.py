@@ -228,6 +228,19 @@ def postback_template(
     return url
 
 
+def signature_required(advertiser: dict[str, Any]) -> bool:
+    """Whether the advertiser's postbacks are refused unless signed (`domain.security`)."""
+    return bool(advertiser["signing_secret"]) and bool(advertiser["require_signature"])
+
+
+SIGNATURE_INSTRUCTIONS = (
+    "This advertiser's postbacks must be signed, or they are refused (403 "
+    "`signature_invalid`): add `ts` (Unix seconds) and `sig`, the hex HMAC-SHA256 under "
+    "its signing secret of every other parameter sorted by name, each `name=value` "
+    'percent-encoded (RFC 3986) and joined by `&`. The section "Who may fire an '
+    "advertiser's postbacks\" of docs/outbound.md shows how; the Python helper "
+    "`clickback.client.fire_postback(..., signing_secret=...)` signs for you."
+)
 TOKEN_HIDDEN = "{token}"  # shown for the advertiser's token to who may not see it
 POSTBACK_INSTRUCTIONS = (
     "Fire this URL from your server when an order completes, with the visitor's RefID "

@@ -78,6 +78,8 @@ def endpoints(app: ClickbackApp) -> list[Endpoint]:
             raise NotFoundError(f"offer {request.path_params['id']} does not exist")
         advertiser = await app.store.get_row("advertisers", offer["advertiser_id"])
         assert advertiser is not None
+        signed = integration.signature_required(advertiser)
+        instructions = integration.POSTBACK_INSTRUCTIONS
         return json_response(
             {
                 "offer_id": offer["id"],
@@ -86,9 +88,15 @@ def endpoints(app: ClickbackApp) -> list[Endpoint]:
                 ),
                 "methods": ["GET", "POST"],
                 "required": ["refid", "orderamount", "ordernumber"]
-                + (["token"] if advertiser["require_token"] else []),
+                + (["token"] if advertiser["require_token"] else [])
+                + (["ts", "sig"] if signed else []),
                 "optional": ["coupon", "currency", "geo", "commissionid"],
-                "instructions": integration.POSTBACK_INSTRUCTIONS,
+                "signature_required": signed,
+                "instructions": (
+                    f"{instructions} {integration.SIGNATURE_INSTRUCTIONS}"
+                    if signed
+                    else instructions
+                ),
             }
         )
 

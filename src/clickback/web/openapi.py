@@ -134,7 +134,10 @@ SCHEMAS: dict[str, Any] = {
         click_test=STATUS_RESULT,
         conversion_test=obj("status:s reasons:a postback_ids:a"),
     ),
-    "PostbackUrl": obj("offer_id:i postback_url:s methods:a required:a optional:a instructions:s"),
+    "PostbackUrl": obj(
+        "offer_id:i postback_url:s methods:a required:a optional:a signature_required:b "
+        "instructions:s"
+    ),
     "Replay": obj("replayed:i answer:o", postback={"$ref": "#/components/schemas/Postback"}),
     "StatusChange": obj("status:s reason:s"),
     "BulkStatus": obj("changed:i unchanged:i errors:i lines:a"),
