@@ -71,7 +71,9 @@ SETTINGS: dict[str, tuple[str, str]] = {
     "CLICKBACK_OUTBOUND_ALLOW_PRIVATE": (
         "0",
         "`1` lets outbound postbacks go to loopback, private, link-local and multicast "
-        "addresses (tests, private networks). Otherwise such URLs are refused.",
+        "addresses (tests, private networks). Otherwise such URLs are refused. Read by the "
+        "CLI and the server alike: `clickback affiliate postback` needs it in its own "
+        "environment, `clickback serve` in its.",
     ),
     "CLICKBACK_OUTBOUND_TIMEOUT": (
         "10",

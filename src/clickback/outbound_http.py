@@ -70,7 +70,10 @@ async def check_destination(url: str, allow_private: bool) -> None:
         return
     if not all(is_public(a) for a in addresses):
         raise InputError(
-            f"{parts.hostname} points at a private, loopback, link-local or multicast address",
+            f"{parts.hostname} points at a private, loopback, link-local or multicast address;"
+            " for tests and private networks set CLICKBACK_OUTBOUND_ALLOW_PRIVATE=1 where the"
+            " URL is set (the clickback command's environment, or the server's for the API)"
+            " and for `clickback serve`, which sends the postbacks",
             code="private_address",
             field="postback_url",
         )

@@ -29,6 +29,8 @@ def test_affiliate_postback_and_advertiser_security_by_cli(sqlite_db: str) -> No
         timeout=60,
     )
     assert refused.returncode == 2 and "private_address" in refused.stdout
+    # the way out is named (rich wraps the line at its console's width)
+    assert "CLICKBACK_OUTBOUND_ALLOW_PRIVATE=1" in "".join(refused.stdout.split()), refused.stdout
     env = {**os.environ, "CLICKBACK_OUTBOUND_ALLOW_PRIVATE": "1"}
     subprocess.run(
         [
