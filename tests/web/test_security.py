@@ -191,6 +191,11 @@ async def test_wrong_token_is_403_token_invalid(client: httpx.AsyncClient) -> No
         client, {"refid": refid, "orderamount": "1", "ordernumber": "T", "token": "nope"}
     )
     assert r.status_code == 403 and r.json()["code"] == "token_invalid"
+    [error] = r.json()["errors"]
+    assert error["message"] == "the token sent does not match this advertiser's postback token"
+    r = await fire(client, {"refid": refid, "orderamount": "1", "ordernumber": "T"})
+    assert r.json()["code"] == "token_missing"
+    assert r.json()["errors"][0]["message"] == "this advertiser's postbacks need its postback token"
 
 
 async def test_a_flood_gets_429_with_retry_after(guarded: httpx.AsyncClient) -> None:

@@ -152,8 +152,15 @@ def check(
     if advertiser.require_token and not hmac.compare_digest(
         token.encode(), advertiser.postback_token.encode()
     ):
-        code = "token_missing" if not token else "token_invalid"
-        return FieldError("token", code, "this advertiser's postbacks need its postback token")
+        if not token:
+            return FieldError(
+                "token", "token_missing", "this advertiser's postbacks need its postback token"
+            )
+        return FieldError(
+            "token",
+            "token_invalid",
+            "the token sent does not match this advertiser's postback token",
+        )
     access = _access(
         advertiser.ip_allowlist, advertiser.signing_secret, advertiser.require_signature
     )
