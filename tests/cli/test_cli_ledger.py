@@ -149,3 +149,21 @@ def test_every_command_the_docs_spell_is_a_command() -> None:
             assert set(names) <= set(command.list_commands(None)), (words, word)
             command = command.commands[names[0]]
         assert not hasattr(command, "list_commands"), f"`clickback {' '.join(words)}` is a group"
+
+
+def test_every_command_line_in_the_docs_runs_as_pasted() -> None:
+    """A `clickback …` line of a README or docs/ code block, pasted into a shell, runs that
+    one command: no `a | b` meaning "or" (it once ran `clickback offer pause 1`), no
+    `[--optional]` brackets (passed on as words)."""
+    import shlex
+
+    root = Path(__file__).resolve().parents[2]
+    history = root / "docs" / "performance-log.md"
+    for path in [root / "README.md", *sorted(set((root / "docs").glob("*.md")) - {history})]:
+        text = path.read_text().replace("\\\n", " ")
+        for line in re.findall(r"^ {4,}(clickback .*)$", text, re.M):
+            lexer = shlex.shlex(line, posix=True, punctuation_chars=True)
+            lexer.whitespace_split = True
+            words = list(lexer)
+            assert not any(set(w) <= set("|&;<>()") for w in words), (path.name, line)
+            assert not any(w.startswith("[") for w in words), (path.name, line)
