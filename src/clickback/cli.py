@@ -104,8 +104,11 @@ def _run(db: str | None, work: Callable[[Store], Awaitable[T]]) -> T:
         raise typer.Exit(2) from None
 
 
-def _table(rows: list[dict[str, Any]], columns: list[str]) -> None:
-    table = Table(*columns)
+def _table(rows: list[dict[str, Any]], columns: list[str], whole: tuple[str, ...] = ()) -> None:
+    """`whole` columns fold a long value onto more lines instead of cutting it short."""
+    table = Table()
+    for c in columns:
+        table.add_column(c, overflow="fold" if c in whole else "ellipsis")
     for r in rows:
         table.add_row(*("" if r.get(c) is None else str(r.get(c)) for c in columns))
     console.print(table)
@@ -118,12 +121,18 @@ def _list(
     limit: int = 100,
     filters: dict[str, Any] | None = None,
     as_json: bool = False,
+    since: int | None = None,
+    until: int | None = None,
+    shown: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+    whole: tuple[str, ...] = (),
 ) -> None:
+    """A list as a table (`shown` turns a presented row into its table cells) or as the
+    API's JSON, a line each."""
     settings = _settings(db)
 
     async def work(store: Store) -> list[dict[str, Any]]:
         base = await public_base(store, settings)
-        page = await store.list_rows(kind, filters or {}, None, None, limit, None)
+        page = await store.list_rows(kind, filters or {}, since, until, limit, None)
         return [present.PRESENTERS[kind](r, base) for r in page.items]
 
     rows = _run(db, work)
@@ -131,7 +140,7 @@ def _list(
         for row in rows:
             print(orjson.dumps(row).decode())
     else:
-        _table(rows, columns)
+        _table([shown(r) for r in rows] if shown else rows, columns, whole)
 
 
 @app.command()

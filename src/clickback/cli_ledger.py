@@ -26,17 +26,34 @@ from clickback.domain.ports import Store
 from clickback.errors import NotFoundError
 
 
+def _errors_cell(row: dict[str, Any]) -> dict[str, Any]:
+    """A ledger row as table cells: its errors as `code (field)`, comma-separated."""
+    errors = ", ".join(f"{e['code']} ({e['field']})" for e in row["errors"])
+    return {**row, "errors": errors}
+
+
 @postbacks_app.command("list")
 def postbacks_list(
     limit: int = 50,
     outcome: str | None = None,
+    code: Annotated[
+        str | None, typer.Option(help="The first error's code, e.g. token_invalid.")
+    ] = None,
     refid: str | None = None,
     ordernumber: str | None = None,
+    since: Annotated[str | None, typer.Option(help="Received at or after (ISO 8601).")] = None,
+    until: Annotated[str | None, typer.Option(help="Received before (ISO 8601).")] = None,
     db: DbOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """The postback ledger, newest first: every postback received, with its outcome."""
-    filters = _given(outcome=outcome, refid=refid, ordernumber=ordernumber)
+    """The postback ledger, newest first: every postback received, with its outcome.
+    RefIDs and errors are shown whole, over more lines when the terminal is narrow;
+    --json prints every field, the parameters as sent among them."""
+    from clickback.web.present import parse_time
+
+    filters = _given(outcome=outcome, code=code, refid=refid, ordernumber=ordernumber)
+    lo = parse_time(since, "since") if since else None
+    hi = parse_time(until, "until") if until else None
     columns = [
         "id",
         "received_at",
@@ -48,7 +65,8 @@ def postbacks_list(
         "errors",
         "conversion_id",
     ]
-    _list(db, "postbacks", columns, limit, filters, as_json)
+    whole = ("refid", "errors")
+    _list(db, "postbacks", columns, limit, filters, as_json, lo, hi, _errors_cell, whole)
 
 
 @postbacks_app.command("replay")

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import asyncpg
 import httpx
 import pytest
+
+from tests.conftest import PG_URL
 
 CLICKBACK = str(Path(sys.executable).parent / "clickback")
 
@@ -21,6 +26,21 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def table_rows(out: str) -> list[dict[str, str]]:
+    """A Rich table's records as printed, each cell's lines joined (a long value folded
+    onto more lines comes back whole); a record starts where its first cell is filled."""
+    lines = [x for x in out.splitlines() if x.startswith(("┃", "│"))]
+    header = [c.strip() for c in lines[0].strip("┃").split("┃")]
+    records: list[dict[str, str]] = []
+    for line in lines[1:]:
+        cells = [c.strip() for c in line.strip("│").split("│")]
+        if cells[0]:
+            records.append(dict.fromkeys(header, ""))
+        for name, cell in zip(header, cells, strict=True):
+            records[-1][name] += cell
+    return records
 
 
 def cli(*args: str, db: str) -> str:
@@ -91,3 +111,21 @@ def server(sqlite_db: str, tmp_path: Path) -> Iterator[Server]:
     srv = Server(sqlite_db, tmp_path)
     yield srv
     srv.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def any_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A database URL on each engine: a SQLite file, or a PostgreSQL schema of its own."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'cli.db'}"
+        return
+    schema = "c_" + uuid.uuid4().hex[:12]
+
+    async def run(sql: str) -> None:
+        conn = await asyncpg.connect(PG_URL)
+        await conn.execute(sql)
+        await conn.close()
+
+    asyncio.run(run(f"CREATE SCHEMA {schema}"))
+    yield f"{PG_URL}?schema={schema}"
+    asyncio.run(run(f"DROP SCHEMA {schema} CASCADE"))

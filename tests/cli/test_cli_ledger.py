@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import re
@@ -13,10 +14,14 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import orjson
+import pytest
 import typer
 
 from clickback.cli import app
-from tests.cli.conftest import CLICKBACK, Server, cli
+from clickback.config import Settings
+from clickback.domain.tracker import open_tracker
+from clickback.storage import open_store
+from tests.cli.conftest import CLICKBACK, Server, cli, table_rows
 
 
 def setup(db: str, url: str = "http://127.0.0.1:9/landing", *advertiser: str) -> str:
@@ -41,6 +46,46 @@ def setup(db: str, url: str = "http://127.0.0.1:9/landing", *advertiser: str) ->
     found = re.search(r"/c/(\S+)", out)
     assert found
     return found.group(1)
+
+
+def fire(db: str, *postbacks: dict[str, str]) -> list[int]:
+    """Postbacks decided and stored as the server would (its tracker, over the same
+    database); their ledger ids."""
+
+    async def go() -> list[int]:
+        store = await open_store(db, Settings(database_url=db))
+        try:
+            await store.migrate()
+            tracker = await open_tracker(store)
+            return [(await tracker.postback("GET", "198.51.100.4", p)).ledger_id for p in postbacks]
+        finally:
+            await store.close()
+
+    return asyncio.run(go())
+
+
+def test_postbacks_list_shows_errors_and_refids_whole_and_filters_by_code_and_since(
+    any_db: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "160")
+    forged = "A" * 36 + "x"  # one character too many
+    fire(
+        any_db,
+        {"refid": forged, "orderamount": "abc", "ordernumber": "F1"},
+        {"orderamount": "5"},
+    )
+    rows = {r["id"]: r for r in table_rows(cli("postbacks", "list", db=any_db))}
+    assert rows["1"]["refid"] == forged
+    errors = {i: r["errors"].replace(" ", "") for i, r in rows.items()}  # as wrapped
+    assert errors["1"] == "invalid_amount(orderamount),unknown_refid(refid)"
+    assert errors["2"] == "missing(refid),missing(ordernumber)"
+    [only] = table_rows(cli("postbacks", "list", "--code", "invalid_amount", db=any_db))
+    assert only["id"] == "1"
+    [missing] = cli("postbacks", "list", "--code", "missing", "--json", db=any_db).splitlines()
+    assert orjson.loads(missing)["id"] == 2
+    assert cli("postbacks", "list", "--since", "2999-01-01", "--json", db=any_db) == ""
+    lines = cli("postbacks", "list", "--since", "2020-01-01", "--json", db=any_db)
+    assert len(lines.splitlines()) == 2
 
 
 def test_integration_test_with_simulate_passes_both(sqlite_db: str) -> None:
