@@ -78,7 +78,12 @@ def postbacks_replay(
     until: Annotated[str | None, typer.Option(help="...received before (ISO 8601).")] = None,
     db: DbOption = None,
 ) -> None:
-    """Re-decide stored postbacks after their cause was fixed; never counts an order twice."""
+    """Re-decide stored postbacks after their cause was fixed; never counts an order twice.
+
+    Replaying by --outcome/--code/--since/--until passes over a postback a replay already
+    counted (accepted, or a duplicate of an order counted), and says how many. Exits 0
+    when every replay is accepted or a duplicate, 1 when any is refused again, 2 on an
+    error."""
     from rich.progress import Progress
 
     from clickback.domain import ledger
@@ -90,10 +95,10 @@ def postbacks_replay(
         raise typer.Exit(2)
     settings = _settings(db)
 
-    async def work(store: Store) -> list[tuple[int, Any]]:
+    async def work(store: Store) -> tuple[list[tuple[int, Any]], int]:
         tracker = await open_tracker(store, settings.secrets, base_currency=settings.base_currency)
         if postback_id is not None:
-            return [(postback_id, await ledger.replay(store, tracker, postback_id))]
+            return [(postback_id, await ledger.replay(store, tracker, postback_id))], 0
         filters = _given(outcome=outcome, code=code)
         lo = parse_time(since, "since") if since else None
         hi = parse_time(until, "until") if until else None
@@ -103,19 +108,24 @@ def postbacks_replay(
                 store, tracker, filters, lo, hi, lambda n: bar.update(task, completed=n)
             )
 
-    done = _run(db, work)
+    done, skipped = _run(db, work)
     rows = [
         {
             "postback": i,
             "status": a.body["status"],
             "http": a.status,
             "new ledger id": a.ledger_id,
-            "detail": a.body.get("code") or a.body.get("conversion_id") or "",
+            "conversion id": a.body.get("conversion_id"),
+            "code": a.body.get("code") or ", ".join(e["code"] for e in a.body.get("errors", [])),
         }
         for i, a in done
     ]
-    _table(rows, ["postback", "status", "http", "new ledger id", "detail"])
-    console.print(f"{len(done)} replayed")
+    _table(rows, ["postback", "status", "http", "new ledger id", "conversion id", "code"])
+    refused = sum(a.body["status"] not in ("accepted", "duplicate") for _, a in done)
+    tail = f", {skipped} skipped (a replay already counted them)" if skipped else ""
+    console.print(f"{len(done)} replayed, {refused} refused again{tail}")
+    if refused:
+        raise typer.Exit(1)
 
 
 @app.command("postback-url")

@@ -8,8 +8,9 @@ import io
 import re
 import subprocess
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
@@ -19,9 +20,11 @@ import typer
 
 from clickback.cli import app
 from clickback.config import Settings
-from clickback.domain.tracker import open_tracker
+from clickback.domain.tracker import Tracker, open_tracker
 from clickback.storage import open_store
 from tests.cli.conftest import CLICKBACK, Server, cli, table_rows
+
+T = TypeVar("T")
 
 
 def setup(db: str, url: str = "http://127.0.0.1:9/landing", *advertiser: str) -> str:
@@ -48,20 +51,34 @@ def setup(db: str, url: str = "http://127.0.0.1:9/landing", *advertiser: str) ->
     return found.group(1)
 
 
-def fire(db: str, *postbacks: dict[str, str]) -> list[int]:
-    """Postbacks decided and stored as the server would (its tracker, over the same
-    database); their ledger ids."""
+def in_tracker(db: str, work: Callable[[Tracker], Awaitable[T]]) -> T:
+    """`work` done by the server's tracker over the same database."""
 
-    async def go() -> list[int]:
+    async def go() -> T:
         store = await open_store(db, Settings(database_url=db))
         try:
             await store.migrate()
-            tracker = await open_tracker(store)
-            return [(await tracker.postback("GET", "198.51.100.4", p)).ledger_id for p in postbacks]
+            return await work(await open_tracker(store))
         finally:
             await store.close()
 
     return asyncio.run(go())
+
+
+def click(db: str, code: str) -> str:
+    """A click on the link; its RefID."""
+    location = in_tracker(db, lambda t: t.click(code, "", "198.51.100.4", "Firefox", ""))
+    assert location is not None
+    return parse_qs(urlsplit(location).query)["refid"][0]
+
+
+def fire(db: str, *postbacks: dict[str, str]) -> list[int]:
+    """Postbacks decided and stored as the server would; their ledger ids."""
+
+    async def work(tracker: Tracker) -> list[int]:
+        return [(await tracker.postback("GET", "198.51.100.4", p)).ledger_id for p in postbacks]
+
+    return in_tracker(db, work)
 
 
 def test_postbacks_list_shows_errors_and_refids_whole_and_filters_by_code_and_since(
@@ -86,6 +103,39 @@ def test_postbacks_list_shows_errors_and_refids_whole_and_filters_by_code_and_si
     assert cli("postbacks", "list", "--since", "2999-01-01", "--json", db=any_db) == ""
     lines = cli("postbacks", "list", "--since", "2020-01-01", "--json", db=any_db)
     assert len(lines.splitlines()) == 2
+
+
+def test_bulk_replay_skips_what_a_replay_counted_and_exits_1_when_any_is_refused(
+    any_db: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "160")
+    refid = click(any_db, setup(any_db))
+    cli("offer", "pause", "1", db=any_db)
+    fire(any_db, {"refid": refid, "orderamount": "30", "ordernumber": "R1"})
+    fire(any_db, {"refid": "A" * 36, "orderamount": "30", "ordernumber": "R2"})
+    cli("offer", "activate", "1", db=any_db)
+    replay = ["postbacks", "replay", "--outcome", "offer_paused", "--since", "2020-01-01"]
+    [row] = table_rows(out := cli(*replay, db=any_db))
+    assert (row["status"], row["conversion id"], row["code"]) == ("accepted", "1", "")
+    assert "1 replayed, 0 refused again" in out
+    for _ in range(2):  # neither run adds a ledger row
+        out = cli(*replay, db=any_db)
+        assert "0 replayed, 0 refused again, 1 skipped" in out
+    assert len(cli("postbacks", "list", "--json", db=any_db).splitlines()) == 3
+    # replaying one postback by its id is asked for: it answers, and is stored
+    [row] = table_rows(cli("postbacks", "replay", "1", db=any_db))
+    assert (row["status"], row["conversion id"]) == ("duplicate", "1")
+    assert "0 replayed, 0 refused again, 1 skipped" in cli(*replay, db=any_db)
+    refused = subprocess.run(
+        [CLICKBACK, "postbacks", "replay", "--outcome", "unknown_refid", "--db", any_db],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert refused.returncode == 1, refused
+    [row] = table_rows(refused.stdout)
+    assert (row["status"], row["code"]) == ("rejected", "unknown_refid")
+    assert "1 replayed, 1 refused again" in refused.stdout
 
 
 def test_integration_test_with_simulate_passes_both(sqlite_db: str) -> None:
@@ -133,7 +183,7 @@ def test_replay_by_outcome_after_reactivation(server: Server) -> None:
     out = cli("postbacks", "replay", "--outcome", "offer_paused", db=server.db)
     assert "accepted" in out and "1 replayed" in out
     out = cli("postbacks", "replay", "--outcome", "offer_paused", db=server.db)
-    assert "duplicate" in out
+    assert "0 replayed" in out and "1 skipped" in out  # the replay above counted it
     convs = cli("conversions", "list", "--json", db=server.db).split()
     assert len(convs) == 1 and orjson.loads(convs[0])["commission"] == "3.00"
 

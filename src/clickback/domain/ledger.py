@@ -3,7 +3,8 @@
 A replay is a new ledger row (`replay_of` = the original) with the decision taken
 now, judged as of the original arrival time (the attribution window). It cannot count
 an order twice: the conversion's (advertiser, ordernumber) is unique, so replaying an
-accepted postback, or replaying twice, answers `duplicate`. A postback refused because
+accepted postback, or replaying twice, answers `duplicate`; a bulk replay passes over
+a postback a replay already counted, so it adds no ledger row for it. A postback refused because
 it arrived incomplete (cut short, too large) or ambiguous (a parameter twice with two
 values) is refused again: what was stored of it is not the order that was sent
 (`149.90` cut short is `14`).
@@ -16,7 +17,7 @@ from typing import Any
 
 import orjson
 
-from clickback.domain.models import FieldError
+from clickback.domain.models import FieldError, Outcome
 from clickback.domain.ports import Store
 from clickback.domain.tracker import PostbackAnswer, Tracker
 from clickback.errors import NotFoundError
@@ -59,19 +60,43 @@ async def replay_matching(
     since: int | None,
     until: int | None,
     progress: Callable[[int], None] | None = None,
-) -> list[tuple[int, PostbackAnswer]]:
-    """Replays every original (not itself a replay) ledger row matching the filters."""
-    rows: list[dict[str, Any]] = []
-    cursor = None
-    while True:
-        page = await store.list_rows("postbacks", filters, since, until, 1000, cursor)
-        rows += [r for r in page.items if r["replay_of"] is None]
-        cursor = page.next_cursor
-        if cursor is None:
-            break
+) -> tuple[list[tuple[int, PostbackAnswer]], int]:
+    """Replays every original (not itself a replay) ledger row matching the filters, but
+    those a replay already counted (`accepted`, or `duplicate`: its order was counted
+    already); the answers, and how many were skipped so."""
+    rows = await _all(store, "postbacks", filters, since, until)
+    # a replay is stored at its original's arrival time, so the same window finds it
+    settled = {
+        r["replay_of"]
+        for outcome in (Outcome.ACCEPTED, Outcome.DUPLICATE)
+        for r in await _all(store, "postbacks", {"outcome": outcome}, since, until, replays=True)
+    }
+    todo = [r for r in rows if r["replay_of"] is None and r["id"] not in settled]
+    skipped = sum(r["replay_of"] is None for r in rows) - len(todo)
     done: list[tuple[int, PostbackAnswer]] = []
-    for row in reversed(rows):  # oldest first, as they arrived
+    for row in reversed(todo):  # oldest first, as they arrived
         done.append((row["id"], await replay_row(tracker, row)))
         if progress is not None:
             progress(len(done))
-    return done
+    return done, skipped
+
+
+async def _all(
+    store: Store,
+    table: str,
+    filters: Mapping[str, Any],
+    since: int | None,
+    until: int | None,
+    *,
+    replays: bool = False,
+) -> list[dict[str, Any]]:
+    """Every matching row, newest first, a page at a time (only replays, `replays`)."""
+    rows: list[dict[str, Any]] = []
+    cursor = None
+    nulls = {"replay_of": False} if replays else None
+    while True:
+        page = await store.list_rows(table, filters, since, until, 1000, cursor, nulls=nulls)
+        rows += page.items
+        cursor = page.next_cursor
+        if cursor is None:
+            return rows
