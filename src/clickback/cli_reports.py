@@ -82,7 +82,9 @@ def report(
     elif output == "csv":
         sys.stdout.write(to_csv(result))
     else:
-        columns = [c for c in csv_columns(result) if c not in METRICS or c in SHOWN]
+        # bot clicks are never unique: shown when there are any, so the gap is explained
+        shown = [*SHOWN, "bot_clicks"] if result["totals"]["bot_clicks"] else SHOWN
+        columns = [c for c in csv_columns(result) if c not in METRICS or c in shown]
         _table([*result["rows"], {columns[0]: "total", **result["totals"]}], columns)
         for note in result["notes"]:
             console.print(f"note: {note}")

@@ -10,14 +10,21 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
+from urllib.parse import parse_qs, urlsplit
 
 import asyncpg
 import httpx
 import pytest
 
+from clickback.config import Settings
+from clickback.domain.tracker import Tracker, open_tracker
+from clickback.storage import open_store
 from tests.conftest import PG_URL
+
+T = TypeVar("T")
 
 CLICKBACK = str(Path(sys.executable).parent / "clickback")
 
@@ -41,6 +48,36 @@ def table_rows(out: str) -> list[dict[str, str]]:
         for name, cell in zip(header, cells, strict=True):
             records[-1][name] += cell
     return records
+
+
+def in_tracker(db: str, work: Callable[[Tracker], Awaitable[T]]) -> T:
+    """`work` done by the server's tracker over the same database."""
+
+    async def go() -> T:
+        store = await open_store(db, Settings(database_url=db))
+        try:
+            await store.migrate()
+            return await work(await open_tracker(store))
+        finally:
+            await store.close()
+
+    return asyncio.run(go())
+
+
+def click(db: str, code: str, user_agent: str = "Firefox") -> str:
+    """A click on the link; its RefID."""
+    location = in_tracker(db, lambda t: t.click(code, "", "198.51.100.4", user_agent, ""))
+    assert location is not None
+    return parse_qs(urlsplit(location).query)["refid"][0]
+
+
+def fire(db: str, *postbacks: dict[str, str]) -> list[int]:
+    """Postbacks decided and stored as the server would; their ledger ids."""
+
+    async def work(tracker: Tracker) -> list[int]:
+        return [(await tracker.postback("GET", "198.51.100.4", p)).ledger_id for p in postbacks]
+
+    return in_tracker(db, work)
 
 
 def cli(*args: str, db: str) -> str:

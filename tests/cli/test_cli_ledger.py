@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import csv
 import io
 import re
 import subprocess
 import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
@@ -19,12 +17,7 @@ import pytest
 import typer
 
 from clickback.cli import app
-from clickback.config import Settings
-from clickback.domain.tracker import Tracker, open_tracker
-from clickback.storage import open_store
-from tests.cli.conftest import CLICKBACK, Server, cli, table_rows
-
-T = TypeVar("T")
+from tests.cli.conftest import CLICKBACK, Server, cli, click, fire, table_rows
 
 
 def setup(db: str, url: str = "http://127.0.0.1:9/landing", *advertiser: str) -> str:
@@ -49,36 +42,6 @@ def setup(db: str, url: str = "http://127.0.0.1:9/landing", *advertiser: str) ->
     found = re.search(r"/c/(\S+)", out)
     assert found
     return found.group(1)
-
-
-def in_tracker(db: str, work: Callable[[Tracker], Awaitable[T]]) -> T:
-    """`work` done by the server's tracker over the same database."""
-
-    async def go() -> T:
-        store = await open_store(db, Settings(database_url=db))
-        try:
-            await store.migrate()
-            return await work(await open_tracker(store))
-        finally:
-            await store.close()
-
-    return asyncio.run(go())
-
-
-def click(db: str, code: str) -> str:
-    """A click on the link; its RefID."""
-    location = in_tracker(db, lambda t: t.click(code, "", "198.51.100.4", "Firefox", ""))
-    assert location is not None
-    return parse_qs(urlsplit(location).query)["refid"][0]
-
-
-def fire(db: str, *postbacks: dict[str, str]) -> list[int]:
-    """Postbacks decided and stored as the server would; their ledger ids."""
-
-    async def work(tracker: Tracker) -> list[int]:
-        return [(await tracker.postback("GET", "198.51.100.4", p)).ledger_id for p in postbacks]
-
-    return in_tracker(db, work)
 
 
 def test_postbacks_list_shows_errors_and_refids_whole_and_filters_by_code_and_since(

@@ -12,7 +12,7 @@ import httpx
 import orjson
 import pytest
 
-from tests.cli.conftest import Server, cli
+from tests.cli.conftest import Server, cli, click, fire, table_rows
 
 FIREFOX = "Mozilla/5.0 (X11; Linux x86_64; rv:121.0) Gecko/20100101 Firefox/121.0"
 
@@ -68,3 +68,31 @@ def test_report_by_cli_sees_what_the_server_rolled_up(
     assert lines[0][0] == "day" and int(lines[1][lines[0].index("clicks")]) == 4
     server.stop()
     assert "0 rows rolled up" in cli("rollup", db=db)  # the server left nothing behind
+
+
+def test_report_table_shows_bot_clicks_and_a_note_for_conversions_without_a_rate(
+    any_db: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "200")
+    monkeypatch.setenv("CLICKBACK_ROLLUP_SETTLE", "0")  # fold what was just written
+    db = any_db
+    cli("advertiser", "create", "Shop", db=db)
+    offer = ["--advertiser", "1", "--name", "Shoes", "--url", "https://s.example/"]
+    cli("offer", "create", *offer, "--payout-amount", "3", "--currency", "EUR", db=db)
+    cli("affiliate", "create", "Pub", db=db)
+    code = re.search(r"/c/(\S+)", cli("link", "create", "--offer", "1", "--affiliate", "1", db=db))
+    assert code
+    refid = click(db, code.group(1), FIREFOX)
+    click(db, code.group(1), "Twitterbot/1.0")
+    fire(db, {"refid": refid, "orderamount": "5", "ordernumber": "E1"})
+    cli("rollup", db=db)  # no EUR rate: the conversion waits for one
+    out = orjson.loads(cli("report", "--format", "json", db=db))
+    assert (out["totals"]["bot_clicks"], out["totals"]["missing_rate"]) == (1, 1)
+    [note] = out["notes"]
+    assert note.startswith("1 conversion(s) wait for an exchange rate into USD")
+    table = cli("report", db=db)
+    [day, total] = table_rows(table)
+    assert day["bot_clicks"] == "1"
+    assert (total["clicks"], total["unique_clicks"], total["bot_clicks"]) == ("2", "1", "1")
+    assert f"note: {note}" in " ".join(table.split())
+    assert "bot_clicks" not in cli("report", "--device", "desktop", db=db)  # none: not shown

@@ -222,6 +222,13 @@ async def run_report(store: ReportStore, spec: ReportSpec, base: str) -> dict[st
         _sort(rows, spec)
     for shown in rows:
         shown.pop("_bucket", None)
+    totals = total.metrics(base)
+    notes = list(spec.notes)
+    if totals["missing_rate"]:
+        notes.append(
+            f"{totals['missing_rate']} conversion(s) wait for an exchange rate into {base}: "
+            "counted in conversions, left out of the money until a rate is imported"
+        )
     return {
         "group_by": list(spec.group_by),
         "from": _hour(spec.start_hour),
@@ -229,10 +236,10 @@ async def run_report(store: ReportStore, spec: ReportSpec, base: str) -> dict[st
         "tz": spec.tz,
         "by": spec.by,
         "base_currency": base,
-        "notes": list(spec.notes),
+        "notes": notes,
         "rows": rows[: spec.limit],
         "total_rows": len(groups),
-        "totals": total.metrics(base),
+        "totals": totals,
     }
 
 
