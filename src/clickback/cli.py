@@ -21,6 +21,7 @@ from clickback.config import Settings
 from clickback.domain import admin
 from clickback.domain.catalog import Catalog
 from clickback.domain.ports import Store
+from clickback.domain.timefmt import iso
 from clickback.errors import ClickbackError, ConfigError
 from clickback.storage import open_store
 from clickback.web import present
@@ -598,20 +599,38 @@ def token_create(
     role: Annotated[str, typer.Option(help="admin or read.")] = "admin",
     db: DbOption = None,
 ) -> None:
-    """Create an API token; it is shown once, only its hash is stored."""
+    """Create an API token; it is shown once, only its hash is stored. The token alone is
+    printed to stdout (`TOKEN=$(clickback token create)`); its id and the reminder to
+    store it go to stderr."""
     from clickback.web.http import hash_token
 
     if role not in ("admin", "read"):
         console.print("[red]error[/red]: --role is admin or read")
         raise typer.Exit(2)
     token = admin.new_token()
-    _run(db, lambda s: s.create_token(name, hash_token(token), role))
+    token_id = _run(db, lambda s: s.create_token(name, hash_token(token), role))
     print(token)
+    Console(stderr=True).print(
+        f"token {token_id} ({role}, {name!r}) created: it is shown this once, store it now "
+        f"(revoke it with `clickback token revoke {token_id}`)",
+        highlight=False,
+        markup=False,
+        soft_wrap=True,
+    )
 
 
 @token_app.command("list")
 def token_list(db: DbOption = None) -> None:
-    _table(_run(db, lambda s: s.list_tokens()), ["id", "name", "role", "created_at", "revoked_at"])
+    """API tokens (never the tokens themselves: only their hashes are stored)."""
+    rows = [
+        {
+            **t,
+            "created_at": iso(t["created_at"]),
+            "revoked_at": iso(t["revoked_at"]),
+        }
+        for t in _run(db, lambda s: s.list_tokens())
+    ]
+    _table(rows, ["id", "name", "role", "created_at", "revoked_at"])
 
 
 @token_app.command("revoke")

@@ -13,8 +13,9 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import orjson
+import pytest
 
-from tests.cli.conftest import CLICKBACK, Server, cli
+from tests.cli.conftest import CLICKBACK, Server, cli, table_rows
 
 
 def test_second_advertiser_with_token_and_rule_by_cli(server: Server, tmp_path: Path) -> None:
@@ -164,3 +165,25 @@ def test_conversions_export_reads_a_spaced_offset_as_plus(sqlite_db: str) -> Non
     # as pasted from a decoded URL: the offset's `+` became a space
     assert exported("--since", "2000-01-01T00:30:00 01:00") == ["1"]
     assert exported("--until", "2000-01-01T00:30:00 01:00") == []
+
+
+def test_token_create_prints_the_token_alone_and_says_on_stderr_it_is_shown_once(
+    any_db: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "160")
+    made = subprocess.run(
+        [CLICKBACK, "token", "create", "--role", "read", "--name", "dash", "--db", any_db],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    token = made.stdout.strip()
+    assert made.stdout == token + "\n" and " " not in token  # `$(clickback token create)`
+    assert "token 1 (read, 'dash') created: it is shown this once, store it now" in made.stderr
+    assert token not in made.stderr
+    cli("token", "revoke", "1", db=any_db)
+    [row] = table_rows(cli("token", "list", db=any_db))
+    assert (row["id"], row["name"], row["role"]) == ("1", "dash", "read")
+    for at in (row["created_at"], row["revoked_at"]):  # ISO 8601, as every other list
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+Z", at), at
