@@ -405,7 +405,8 @@ def conversions_list(
     db: DbOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Recent conversions, newest first."""
+    """Recent conversions, newest first; `is_test` marks the integration tests' ones
+    (never in reports)."""
     filters = _given(refid=refid, ordernumber=ordernumber, offer_id=offer)
     columns = [
         "id",
@@ -419,6 +420,7 @@ def conversions_list(
         "currency",
         "commission",
         "status",
+        "is_test",
     ]
     _list(db, "conversions", columns, limit, filters, as_json)
 

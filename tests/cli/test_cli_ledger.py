@@ -111,6 +111,21 @@ def test_integration_test_with_simulate_passes_both(sqlite_db: str) -> None:
     assert [c["is_test"] for c in convs] == [True]
 
 
+def test_conversions_list_shows_which_are_test_conversions(
+    any_db: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "200")
+    refid = click(any_db, setup(any_db))
+    fire(any_db, {"refid": refid, "orderamount": "30", "ordernumber": "REAL-1"})
+    cli("integration-test", "1", "--simulate", db=any_db)
+    rows = table_rows(cli("conversions", "list", db=any_db))
+    assert [(r["ordernumber"], r["is_test"]) for r in rows] == [
+        (rows[0]["ordernumber"], "True"),
+        ("REAL-1", "False"),
+    ]
+    assert rows[0]["ordernumber"].startswith("SIMULATED-")
+
+
 def test_postback_url_command(sqlite_db: str) -> None:
     setup(sqlite_db)
     out = cli("postback-url", "1", db=sqlite_db)
