@@ -260,3 +260,76 @@ def test_a_decoded_plus_in_any_iso_offset_is_read_as_the_offset(
     assert "+" in text
     assert parse_time(text.replace("+", " "), "since") == parse_time(text, "since")
     assert parse_time(text.replace("+", " "), "since") == from_datetime(aware)
+
+
+async def test_a_body_field_a_write_does_not_take_is_a_400_naming_it(
+    client: httpx.AsyncClient,
+) -> None:
+    s = await make_offer(client)
+    offer = f"/api/v1/offers/{s['offer']['id']}"
+    r = await client.patch(offer, json={"payout_precent": "20"}, headers=AUTH)
+    error = r.json()["errors"][0]
+    assert r.status_code == 400 and error["code"] == "unknown_field"
+    assert error["field"] == "payout_precent" and "payout_percent" in error["message"]
+    assert (await client.get(offer, headers=AUTH)).json() == s["offer"]  # nothing changed
+    body = {"advertiser_id": s["advertiser"]["id"], "name": "x", "url": "https://shop.example/"}
+    r = await client.post("/api/v1/offers", json=body, headers=AUTH)
+    assert r.status_code == 400 and r.json()["errors"][0]["field"] == "url"
+    assert "destination_url" in r.json()["errors"][0]["message"]
+    # an offer's advertiser is fixed: refused, not silently kept
+    r = await client.patch(offer, json={"advertiser_id": 99}, headers=AUTH)
+    assert r.status_code == 400 and r.json()["errors"][0]["code"] == "unknown_field"
+    # a field PATCH sets but POST does not take says so
+    r = await client.post(
+        "/api/v1/advertisers", json={"name": "A", "ip_allowlist": "10.0.0.0/8"}, headers=AUTH
+    )
+    assert (
+        r.status_code == 400
+        and "PATCH /api/v1/advertisers/{id}" in r.json()["errors"][0]["message"]
+    )
+    for path, body in (
+        (f"/api/v1/offers/{s['offer']['id']}/rules", {"payout_type": "cpa", "currency": "EUR"}),
+        ("/api/v1/tokens", {"name": "t", "rol": "admin"}),
+        (f"/api/v1/offers/{s['offer']['id']}/postbacks/{s['affiliate']['id']}", {"x": 1}),
+        (f"/api/v1/links/{s['link']['id']}", {"actve": False}),
+        (f"/api/v1/offers/{s['offer']['id']}/integration-tests", {"affiliate": 1}),
+        (f"/api/v1/links/{s['link']['id']}", {"active": False, "note": "x"}),
+    ):
+        method = "PUT" if "/postbacks/" in path else "PATCH" if "/links/" in path else "POST"
+        r = await client.request(method, path, json=body, headers=AUTH)
+        assert r.status_code == 400, (path, r.text)
+        assert r.json()["errors"][0]["code"] == "unknown_field", (path, r.text)
+    # a write without a body takes no field
+    r = await client.request("DELETE", offer, json={"force": True}, headers=AUTH)
+    assert r.status_code == 400 and r.json()["errors"][0]["code"] == "unknown_field"
+    r = await client.request("DELETE", offer, json={}, headers=AUTH)
+    assert r.status_code == 200
+
+
+async def test_an_affiliate_is_created_with_its_postback_checked_as_on_update(
+    client: httpx.AsyncClient,
+) -> None:
+    body = {
+        "name": "Y",
+        "postback_url": "https://aff.example/x?c={refid}",
+        "postback_method": "post",
+        "postback_events": ["conversion", "approved"],
+        "postback_secret": "s3",
+    }
+    r = await client.post("/api/v1/affiliates", json=body, headers=AUTH)
+    made = r.json()
+    assert r.status_code == 201 and made["postback_url"] == "https://aff.example/x?c={refid}"
+    assert made["postback_method"] == "POST" and made["postback_secret"] == "s3"
+    assert made["postback_events"] == ["conversion", "approved"]
+    r = await client.get(f"/api/v1/affiliates/{made['id']}", headers=AUTH)
+    assert r.json() == made
+    for bad, code in (
+        ({"postback_url": "http://127.0.0.1/x"}, "private_address"),
+        ({"postback_url": "ftp://aff.example/x"}, "invalid_url"),
+        ({"postback_method": "PUT"}, "invalid_method"),
+        ({"postback_events": ["sale"]}, "invalid_events"),
+    ):
+        r = await client.post("/api/v1/affiliates", json={"name": "Z", **bad}, headers=AUTH)
+        assert r.status_code == 400 and r.json()["errors"][0]["code"] == code, r.text
+    listed = (await client.get("/api/v1/affiliates", headers=AUTH)).json()["items"]
+    assert [a["name"] for a in listed] == ["Y"]  # nothing made by a refused create

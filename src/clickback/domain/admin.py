@@ -313,8 +313,13 @@ async def update_offer(
     await store.update_row("offers", offer_id, cols)
 
 
-async def create_affiliate(store: Store, values: Mapping[str, Any]) -> int:
-    return await store.create_affiliate(_name(values))
+async def create_affiliate(
+    store: Store, values: Mapping[str, Any], check_url: UrlCheck | None = None
+) -> int:
+    """A new affiliate, with its outbound postback when given (checked as on update)."""
+    name = _name(values)
+    cols = await _affiliate_postback(values, check_url or _no_check)
+    return await store.create_affiliate(name, cols)
 
 
 async def create_link(store: Store, values: Mapping[str, Any]) -> int:
@@ -396,15 +401,21 @@ def postback_values(values: Mapping[str, Any]) -> dict[str, Any]:
     return cols
 
 
-async def update_affiliate(
-    store: Store, affiliate_id: int, values: Mapping[str, Any], check_url: UrlCheck = _no_check
-) -> None:
-    cols = {"name": _name(values)} if values.get("name") is not None else {}
-    cols |= postback_values(values)
+async def _affiliate_postback(values: Mapping[str, Any], check_url: UrlCheck) -> dict[str, Any]:
+    """An affiliate's validated postback fields (those given), its URL checked."""
+    cols = postback_values(values)
     if cols.get("postback_url"):
         await check_url(cols["postback_url"])
     if values.get("postback_secret") is not None:
         cols["postback_secret"] = _secret(values, "postback_secret")
+    return cols
+
+
+async def update_affiliate(
+    store: Store, affiliate_id: int, values: Mapping[str, Any], check_url: UrlCheck = _no_check
+) -> None:
+    cols = {"name": _name(values)} if values.get("name") is not None else {}
+    cols |= await _affiliate_postback(values, check_url)
     await _update(store, "affiliates", affiliate_id, cols)
     if values.get("postback_enabled") is not None:
         if _bool(values, "postback_enabled"):

@@ -67,6 +67,7 @@ UPDATABLE: dict[str, frozenset[str]] = {
     "links": frozenset({"active"}),
     "commission_rules": frozenset(),
 }
+AFFILIATE_POSTBACK = UPDATABLE["affiliates"] - {"name"}
 
 
 def now_us() -> int:
@@ -296,13 +297,18 @@ class SqlStore(OutboxSql, ScreeningSql, ReportSql):
         )
         return found is not None
 
-    async def create_affiliate(self, name: str) -> int:
+    async def create_affiliate(self, name: str, postback: Mapping[str, Any] | None = None) -> int:
+        """A new affiliate; `postback` sets its outbound postback columns in the same row."""
         t = now_us()
+        given = {c: v for c, v in (postback or {}).items() if c in AFFILIATE_POSTBACK}
+        cols = "".join(f", {c}" for c in given)
+        marks = ", ?" * len(given)
         return int(
             await self._write(
-                "INSERT INTO affiliates (name, created_at, updated_at) VALUES (?, ?, ?) "
-                "RETURNING id",
+                f"INSERT INTO affiliates (name{cols}, created_at, updated_at) "
+                f"VALUES (?{marks}, ?, ?) RETURNING id",
                 name,
+                *given.values(),
                 t,
                 t,
                 bump=True,

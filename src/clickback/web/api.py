@@ -122,6 +122,9 @@ def entity_endpoints(app: ClickbackApp) -> list[Endpoint]:
     async def check_url(url: str) -> None:
         await outbound_http.check_destination(url, app.settings.outbound_allow_private)
 
+    async def create_affiliate(store: Store, values: Mapping[str, Any]) -> int:
+        return await admin.create_affiliate(store, values, check_url)
+
     async def update_affiliate(store: Store, row_id: int, values: Mapping[str, Any]) -> None:
         await admin.update_affiliate(store, row_id, values, check_url)
 
@@ -133,7 +136,11 @@ def entity_endpoints(app: ClickbackApp) -> list[Endpoint]:
     async def update_offer(store: Store, row_id: int, values: Mapping[str, Any]) -> None:
         await admin.update_offer(store, row_id, values, base_currency)
 
-    creators = {**{t: e[1] for t, e in ENTITIES.items()}, "offers": create_offer}
+    creators = {
+        **{t: e[1] for t, e in ENTITIES.items()},
+        "affiliates": create_affiliate,
+        "offers": create_offer,
+    }
     updaters = {
         **{t: e[2] for t, e in ENTITIES.items()},
         "affiliates": update_affiliate,
@@ -242,7 +249,7 @@ def build_api(app: ClickbackApp) -> Starlette:
         Route("/healthz", healthz),
         Route("/readyz", readyz),
         *openapi.routes(endpoints),
-        *build_routes(app, endpoints),
+        *build_routes(app, endpoints, openapi.body_fields(endpoints)),
         *ui.routes(app),
     ]
     return Starlette(routes=routes, exception_handlers=HANDLERS)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -221,8 +221,41 @@ def list_query(table: str, params: QueryParams, extra: frozenset[str] = frozense
     return ListQuery(**q)
 
 
-def build_routes(app: ClickbackApp, endpoints: list[Endpoint]) -> list[Route]:
-    """Starlette routes: one per path, dispatching on method, each call authorized."""
+async def refuse_unknown_fields(
+    request: Request, ep: Endpoint, bodies: Mapping[str, frozenset[str]]
+) -> None:
+    """A write's JSON body may hold only the fields its schema names (none when it has
+    no body): a misspelt or misplaced field is a 400, never silently ignored."""
+    takes = bodies.get(ep.body or "", frozenset())
+    if not await request.body():
+        return
+    unknown = sorted(set(await read_json(request)) - takes)
+    if not unknown:
+        return
+    name = unknown[0]
+    where = f"{ep.method} {ep.path}"
+    message = (
+        f"unknown field `{name}`; {where} takes: {', '.join(sorted(takes))}"
+        if takes
+        else f"unknown field `{name}`; {where} takes no body"
+    )
+    update = (ep.body or "").removesuffix("Create") + "Update"
+    if ep.body and ep.body.endswith("Create") and name in bodies.get(update, frozenset()):
+        message += f" (`{name}` is set with PATCH {ep.path}/{{id}} once created)"
+    if len(unknown) > 1:
+        message += f"; also unknown: {', '.join(unknown[1:])}"
+    raise InputError(message, code="unknown_field", field=name)
+
+
+def build_routes(
+    app: ClickbackApp,
+    endpoints: list[Endpoint],
+    bodies: Mapping[str, frozenset[str]] | None = None,
+) -> list[Route]:
+    """Starlette routes: one per path, dispatching on method, each call authorized.
+    `bodies` names the fields of each JSON request body schema; a write whose body holds
+    another is refused (`refuse_unknown_fields`)."""
+    fields = bodies or {}
     by_path: dict[str, dict[str, Endpoint]] = {}
     for ep in endpoints:
         by_path.setdefault(ep.path, {})[ep.method] = ep
@@ -242,6 +275,8 @@ def build_routes(app: ClickbackApp, endpoints: list[Endpoint]) -> list[Route]:
             caller = await authorize(app, request, ep.write)
             if "%00" in request.url.query or "\x00" in request.url.query:
                 raise _nul()  # PostgreSQL's text cannot hold it: one answer on both engines
+            if ep.write and ep.body != "csv":
+                await refuse_unknown_fields(request, ep, fields)
             return await ep.handler(request, caller)
 
         verbs = [*methods, "HEAD"] if "GET" in methods else list(methods)

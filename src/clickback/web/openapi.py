@@ -92,7 +92,11 @@ SCHEMAS: dict[str, Any] = {
         "postback_events:a postback_enabled:b postback_disabled_at:s? "
         "postback_failures:i created_at:s updated_at:s archived_at:s?"
     ),
-    "AffiliateCreate": obj("name:s"),
+    "AffiliateCreate": obj(
+        "name:s postback_url:s postback_method:s postback_secret:s postback_events:a",
+        required=False,
+    )
+    | {"required": ["name"]},
     "AffiliateUpdate": obj(
         "name:s postback_url:s postback_method:s postback_secret:s "
         "postback_events:a postback_enabled:b",
@@ -208,6 +212,14 @@ _ERROR_TEXT = {
 }
 
 
+def body_fields(endpoints: list[Endpoint]) -> dict[str, frozenset[str]]:
+    """The fields each JSON request body takes, by schema name: what `http` lets in, so
+    the document and the server agree (every `...Create` with its `...Update` too)."""
+    names = {ep.body for ep in endpoints if ep.body and ep.body != "csv"}
+    names |= {n.removesuffix("Create") + "Update" for n in names if n.endswith("Create")}
+    return {n: frozenset(SCHEMAS[n]["properties"]) for n in names if n in SCHEMAS}
+
+
 def _param(name: str, where: str, schema: dict[str, Any], text: str = "") -> dict[str, Any]:
     out = {"name": name, "in": where, "schema": schema, "required": where == "path"}
     if text:
@@ -315,6 +327,12 @@ def document(endpoints: list[Endpoint]) -> dict[str, Any]:
     paths: dict[str, Any] = {}
     for ep in endpoints:
         paths.setdefault(ep.path, {})[ep.method.lower()] = _operation(ep)
+    # a request body with another field is a 400 unknown_field
+    bodies = body_fields(endpoints)
+    schemas = {
+        name: {**schema, "additionalProperties": False} if name in bodies else schema
+        for name, schema in SCHEMAS.items()
+    }
     return {
         "openapi": "3.1.0",
         "info": {
@@ -326,7 +344,7 @@ def document(endpoints: list[Endpoint]) -> dict[str, Any]:
         },
         "paths": paths,
         "components": {
-            "schemas": SCHEMAS,
+            "schemas": schemas,
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
         },
     }
