@@ -3,7 +3,6 @@ ledger and its replay, the postback URL, and the two integration tests."""
 
 from __future__ import annotations
 
-import time
 from typing import Annotated, Any
 
 import orjson
@@ -152,25 +151,6 @@ def postback_url(offer_id: int, db: DbOption = None) -> None:
         console.print(integration.SIGNATURE_INSTRUCTIONS, style="bold")
 
 
-async def _as_advertiser(
-    store: Store, test: dict[str, Any], params: dict[str, str]
-) -> dict[str, str]:
-    """A simulated postback's parameters with what the advertiser adds: its token, and
-    `ts` and `sig` when it signs (`domain.security`)."""
-    from clickback.domain import security
-
-    offer = await store.get_row("offers", test["offer_id"])
-    assert offer is not None
-    advertiser = await store.get_row("advertisers", offer["advertiser_id"])
-    assert advertiser is not None
-    if advertiser["require_token"]:
-        params["token"] = advertiser["postback_token"]
-    if advertiser["signing_secret"]:
-        params["ts"] = str(int(time.time()))
-        params["sig"] = security.sign(advertiser["signing_secret"], params)
-    return params
-
-
 @app.command("integration-test")
 def integration_test(
     offer_id: int,
@@ -198,15 +178,10 @@ def integration_test(
     async def work(store: Store) -> dict[str, Any]:
         tracker = await open_tracker(store, settings.secrets, base_currency=settings.base_currency)
         test_id = await integration.start(store, tracker, offer_id, affiliate, probe_landing)
+        if simulate:
+            await integration.simulate(store, tracker, test_id)
         row = await store.get_row("integration_tests", test_id)
         assert row is not None
-        if simulate and row["refid"]:
-            params = {
-                "refid": row["refid"],
-                "orderamount": "1.00",
-                "ordernumber": f"SIMULATED-{test_id}-{row['started_at']}",
-            }
-            await tracker.postback("GET", "127.0.0.1", await _as_advertiser(store, row, params))
         return await integration.describe(store, await public_base(store, settings), row)
 
     test = _run(db, work)

@@ -370,3 +370,31 @@ async def test_a_test_affiliate_archived_before_it_could_not_be_serves_again_onc
         await store._write(sql, bump=True)  # type: ignore[attr-defined]
     test = await start_test(client, s["offer"]["id"])
     assert test["click_test"]["status"] == "passed", test["click_test"]
+
+
+async def test_simulate_fires_the_test_postback_as_the_advertiser_would(
+    client: httpx.AsyncClient,
+) -> None:
+    s = await make_offer(
+        client,
+        destination_url="http://127.0.0.1:9/",
+        advertiser={"require_token": True, "postback_token": "t0k"},
+    )
+    await client.patch(
+        f"/api/v1/advertisers/{s['advertiser']['id']}",
+        json={"signing_secret": "k", "require_signature": True},
+        headers=AUTH,
+    )
+    path = f"/api/v1/offers/{s['offer']['id']}/integration-tests"
+    r = await client.post(path, json={"simulate": True}, headers=AUTH)
+    assert r.status_code == 201, r.text
+    test = r.json()
+    assert test["click_test"]["status"] == "passed"
+    assert test["conversion_test"]["status"] == "passed", test["conversion_test"]
+    [conversion] = (await client.get("/api/v1/conversions", headers=AUTH)).json()["items"]
+    assert conversion["is_test"] is True and conversion["refid"] == test["refid"]
+    r = await client.post(path, json={"simulate": "yes"}, headers=AUTH)
+    assert r.status_code == 400 and r.json()["errors"][0]["field"] == "simulate"
+    # without it, the conversion test waits for the advertiser's own postback
+    test = (await client.post(path, json={"simulate": False}, headers=AUTH)).json()
+    assert test["conversion_test"]["status"] == "pending"

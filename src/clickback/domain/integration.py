@@ -12,13 +12,14 @@ each problem the ledger names, or as a duplicate of an order counted before it.
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import parse_qs, quote, urlsplit
 
 import orjson
 
-from clickback.domain import admin
+from clickback.domain import admin, security
 from clickback.domain.ports import Store
 from clickback.domain.refid import TEXT_LEN
 from clickback.domain.timefmt import iso
@@ -130,6 +131,32 @@ async def start(
     return await store.create_integration_test(
         offer_id, affiliate_id, link_id, refid, status, orjson.dumps(reasons).decode()
     )
+
+
+async def simulate(store: Store, tracker: Tracker, test_id: int) -> None:
+    """Fires a test's postback as the advertiser's server would: with its token, and `ts`
+    and `sig` when it signs (`domain.security`), from 127.0.0.1 (an IP allowlist without
+    that address refuses it). Nothing to fire when the click test made no RefID."""
+    test = await store.get_row("integration_tests", test_id)
+    if test is None:
+        raise NotFoundError(f"integration test {test_id} does not exist")
+    if not test["refid"]:
+        return
+    offer = await store.get_row("offers", test["offer_id"])
+    assert offer is not None
+    advertiser = await store.get_row("advertisers", offer["advertiser_id"])
+    assert advertiser is not None
+    params = {
+        "refid": test["refid"],
+        "orderamount": "1.00",
+        "ordernumber": f"SIMULATED-{test_id}-{test['started_at']}",
+    }
+    if advertiser["require_token"]:
+        params["token"] = advertiser["postback_token"]
+    if advertiser["signing_secret"]:
+        params["ts"] = str(int(time.time()))
+        params["sig"] = security.sign(advertiser["signing_secret"], params)
+    await tracker.postback("GET", "127.0.0.1", params)
 
 
 async def rerun(store: Store, tracker: Tracker, test_id: int, probe: LandingProbe | None) -> None:

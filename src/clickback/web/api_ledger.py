@@ -36,9 +36,16 @@ def endpoints(app: ClickbackApp) -> list[Endpoint]:
             raise InputError(
                 "`affiliate_id` must be an integer id", code="invalid_id", field="affiliate_id"
             )
+        simulate = body.get("simulate", False)
+        if not isinstance(simulate, bool):
+            raise InputError(
+                "`simulate` must be true or false", code="invalid_bool", field="simulate"
+            )
         test_id = await integration.start(
             app.store, app.tracker, int_param(request), affiliate, app.probe
         )
+        if simulate:  # the test postback too, as the advertiser's server would fire it
+            await integration.simulate(app.store, app.tracker, test_id)
         response = await read_test(request, test_id, caller)
         response.status_code = 201
         return response

@@ -131,7 +131,7 @@ SCHEMAS: dict[str, Any] = {
         "advertiser_id:i? outcome:s http_status:i errors:a code:s? conversion_id:i? "
         "link_id:i? is_test:b replay_of:i?"
     ),
-    "IntegrationTestStart": obj("affiliate_id:i", required=False),
+    "IntegrationTestStart": obj("affiliate_id:i simulate:b", required=False),
     "IntegrationTest": obj(
         "id:i offer_id:i affiliate_id:i link_id:i refid:s tracking_url:s "
         "postback_url:s started_at:s created_at:s",
