@@ -31,7 +31,13 @@ from clickback.errors import NotFoundError
 @affiliate_app.command("postback")
 def affiliate_postback(
     affiliate_id: int,
-    url: Annotated[str, typer.Option(help="URL with macros such as {refid}, {commission}.")],
+    url: Annotated[
+        str | None,
+        typer.Option(
+            help="URL with macros such as {refid}, {commission} (default: kept); with no "
+            "option given: show what is set."
+        ),
+    ] = None,
     method: Annotated[
         str | None, typer.Option(help="GET, or POST for a JSON body (default: kept, else GET).")
     ] = None,
@@ -46,12 +52,27 @@ def affiliate_postback(
         ),
     ] = None,
     offer: Annotated[int | None, typer.Option(help="Only for this offer (an override).")] = None,
+    remove: Annotated[
+        bool, typer.Option("--remove", help="Remove the --offer override: its own applies.")
+    ] = False,
     db: DbOption = None,
+    as_json: JsonOption = False,
 ) -> None:
-    """Set where an affiliate's conversions are posted back; an option not given keeps
-    what is set."""
+    """Set where an affiliate's conversions are posted back (an option not given keeps
+    what is set); with no option, show it and its per-offer overrides; with --offer and
+    --remove, remove that override."""
     from clickback import outbound_http
 
+    if remove:
+        if offer is None or url is not None:
+            console.print("[red]error[/red]: --remove takes --offer and no --url")
+            raise typer.Exit(2)
+        _run(db, lambda s: admin.remove_offer_postback(s, offer, affiliate_id))
+        console.print(
+            f"affiliate {affiliate_id}: the override for offer {offer} is removed; "
+            "the affiliate's own postback applies"
+        )
+        return
     settings = _settings(db)
     values: dict[str, Any] = _given(
         postback_url=url,
@@ -59,6 +80,9 @@ def affiliate_postback(
         postback_events=None if events is None else [e.strip() for e in events.split(",")],
         postback_secret=secret,
     )
+    if not values:
+        _show_postback(affiliate_id, offer, db, as_json)
+        return
 
     async def check(u: str) -> None:
         await outbound_http.check_destination(u, settings.outbound_allow_private)
@@ -70,6 +94,7 @@ def affiliate_postback(
             # an override starts from what is in force for the pair (the affiliate's own)
             before = (await _catalog(store)).postback_config(offer, affiliate_id)
             if before is not None and before.url:
+                values.setdefault("postback_url", before.url)
                 values.setdefault("postback_method", before.method)
                 values.setdefault("postback_events", sorted(before.events))
             await admin.set_offer_postback(store, offer, affiliate_id, values, check)
@@ -84,6 +109,48 @@ def affiliate_postback(
         f"signed: {'yes (secret set)' if config.secret else 'no (no secret)'}",
         soft_wrap=True,
     )
+
+
+def _show_postback(affiliate_id: int, offer: int | None, db: str | None, as_json: bool) -> None:
+    """An affiliate's own postback and its overrides (or the one for `offer`); the secret
+    is said to be set, never printed."""
+    from clickback.web.present import offer_postback
+
+    async def work(store: Store) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        row = await store.get_row("affiliates", affiliate_id)
+        if row is None:
+            raise NotFoundError(f"affiliate {affiliate_id} does not exist")
+        if offer is not None:
+            overrides = [await admin.offer_postback(store, offer, affiliate_id)]
+        else:
+            overrides = await store.offer_postbacks(affiliate_id=affiliate_id)
+        own = {
+            "postback_url": row["postback_url"],
+            "postback_method": row["postback_method"],
+            "postback_events": [e for e in row["postback_events"].split(",") if e],
+            "signed": bool(row["postback_secret"]),
+            "postback_enabled": row["postback_disabled_at"] is None,
+        }
+        return own, [offer_postback(o) for o in overrides]
+
+    own, overrides = _run(db, work)
+    if as_json:
+        print(orjson.dumps({"affiliate_id": affiliate_id, **own, "overrides": overrides}).decode())
+        return
+    if offer is None:
+        where = own["postback_url"] or "nowhere (no postback URL)"
+        console.print(
+            f"affiliate {affiliate_id}: postbacks go to {where} ({own['postback_method']}; "
+            f"{', '.join(own['postback_events'])}; {'signed' if own['signed'] else 'unsigned'}"
+            f"{'' if own['postback_enabled'] else '; disabled'})",
+            soft_wrap=True,
+        )
+    for o in overrides:
+        o["postback_events"] = ",".join(o["postback_events"])
+    if overrides or offer is None:
+        console.print("per-offer overrides:" if overrides else "no per-offer overrides")
+    if overrides:
+        _table(overrides, ["offer_id", "postback_url", "postback_method", "postback_events"])
 
 
 @affiliate_app.command("enable-postback")

@@ -3,6 +3,7 @@ idempotency key, signatures, disabling and re-enabling, and kill -9 mid-delivery
 
 from __future__ import annotations
 
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,7 @@ import httpx
 import orjson
 import pytest
 
-from tests.cli.conftest import Server
+from tests.cli.conftest import CLICKBACK, Server, cli
 from tests.cli.receiver import Receiver, receiving, verify_signature
 
 TOKEN = "outbound-admin"
@@ -210,3 +211,39 @@ def test_kill9_while_deliveries_are_queued_and_in_flight(sqlite_db: str, tmp_pat
             assert arrived_before < 20
         finally:
             server.stop()
+
+
+def test_an_offer_override_is_shown_and_removed_from_the_command_line(sqlite_db: str) -> None:
+    cli("advertiser", "create", "Shop", db=sqlite_db)
+    for _ in range(2):
+        cli(
+            "offer", "create", "--advertiser", "1", "--name", "O", "--url",
+            "https://shop.example/", "--payout-type", "cps", "--payout-percent", "10",
+            db=sqlite_db,
+        )  # fmt: skip
+    cli("affiliate", "create", "Pub", db=sqlite_db)
+    own = "https://aff.example/own?c={refid}"
+    cli("affiliate", "postback", "1", "--url", own, "--secret", "s3", db=sqlite_db)
+    for offer in ("1", "2"):
+        url = f"https://aff.example/o{offer}?c={{refid}}"
+        cli("affiliate", "postback", "1", "--offer", offer, "--url", url, db=sqlite_db)
+    shown = orjson.loads(cli("affiliate", "postback", "1", "--json", db=sqlite_db))
+    assert shown["postback_url"] == own and shown["signed"] is True and "s3" not in str(shown)
+    assert [(o["offer_id"], o["postback_url"]) for o in shown["overrides"]] == [
+        (1, "https://aff.example/o1?c={refid}"),
+        (2, "https://aff.example/o2?c={refid}"),
+    ]
+    one = orjson.loads(cli("affiliate", "postback", "1", "--offer", "2", "--json", db=sqlite_db))
+    assert [o["offer_id"] for o in one["overrides"]] == [2]
+    assert "removed" in cli("affiliate", "postback", "1", "--offer", "2", "--remove", db=sqlite_db)
+    shown = orjson.loads(cli("affiliate", "postback", "1", "--json", db=sqlite_db))
+    assert [o["offer_id"] for o in shown["overrides"]] == [1]
+    out = subprocess.run(
+        [CLICKBACK, "affiliate", "postback", "1", "--offer", "2", "--remove", "--db", sqlite_db],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 2 and "no postback override" in out.stdout, out
+    text = cli("affiliate", "postback", "1", db=sqlite_db)
+    assert own in text and "https://aff.example/o1" in text

@@ -333,3 +333,49 @@ async def test_an_affiliate_is_created_with_its_postback_checked_as_on_update(
         assert r.status_code == 400 and r.json()["errors"][0]["code"] == code, r.text
     listed = (await client.get("/api/v1/affiliates", headers=AUTH)).json()["items"]
     assert [a["name"] for a in listed] == ["Y"]  # nothing made by a refused create
+
+
+async def test_an_offer_postback_override_is_read_listed_and_removed(
+    client: httpx.AsyncClient, app: ClickbackApp
+) -> None:
+    s = await make_offer(client)
+    offer, aff = s["offer"]["id"], s["affiliate"]["id"]
+    own = "https://aff.example/own?c={refid}"
+    await client.patch(
+        f"/api/v1/affiliates/{aff}",
+        json={"postback_url": own, "postback_secret": "s3"},
+        headers=AUTH,
+    )
+    path = f"/api/v1/offers/{offer}/postbacks/{aff}"
+    r = await client.get(path, headers=AUTH)
+    assert r.status_code == 404 and r.json()["errors"][0]["code"] == "not_found"
+    assert (await client.delete(path, headers=AUTH)).status_code == 404
+    body = {"postback_url": "https://aff.example/o3?c={refid}", "postback_events": ["approved"]}
+    put = await client.put(path, json=body, headers=AUTH)
+    assert put.status_code == 200, put.text
+    await app.store.create_token("ro", hash_token("read-tok"), "read")
+    ro = {"Authorization": "Bearer read-tok"}
+    got = await client.get(path, headers=ro)
+    assert got.status_code == 200 and got.json() == put.json()
+    assert (
+        got.json()["postback_url"] == body["postback_url"] and "postback_secret" not in got.json()
+    )
+    assert got.json()["postback_method"] == "GET" and got.json()["postback_events"] == ["approved"]
+    listed = await client.get(f"/api/v1/offers/{offer}/postbacks", headers=ro)
+    assert listed.json() == {"items": [got.json()], "next_cursor": None}
+    assert (
+        await client.get(f"/api/v1/offers/{offer}/postbacks?x=1", headers=AUTH)
+    ).status_code == 400
+    assert (await client.get("/api/v1/offers/999/postbacks", headers=AUTH)).status_code == 404
+    config = app.catalog.postback_config(offer, aff)
+    assert config is not None and config.url == body["postback_url"]
+    r = await client.put(path, json={"postback_url": ""}, headers=AUTH)
+    assert r.status_code == 400 and "DELETE" in r.json()["errors"][0]["message"]
+    assert (await client.delete(path, headers=ro)).status_code == 403
+    assert (await client.delete(path, headers=AUTH)).status_code == 204
+    assert (await client.get(path, headers=AUTH)).status_code == 404
+    assert (await client.get(f"/api/v1/offers/{offer}/postbacks", headers=AUTH)).json()[
+        "items"
+    ] == []
+    config = app.catalog.postback_config(offer, aff)  # the affiliate's own applies again
+    assert config is not None and config.url == own and config.secret == "s3"

@@ -440,7 +440,11 @@ async def set_offer_postback(
         raise NotFoundError(f"affiliate {affiliate_id} does not exist")
     cols = postback_values(values)
     if not cols.get("postback_url"):
-        raise InputError("`postback_url` is required", code="invalid_url", field="postback_url")
+        raise InputError(
+            "`postback_url` is required (DELETE removes the override)",
+            code="invalid_url",
+            field="postback_url",
+        )
     await check_url(cols["postback_url"])
     await store.set_offer_postback(
         offer_id,
@@ -450,6 +454,32 @@ async def set_offer_postback(
         cols.get("postback_events", "conversion"),
         now_us(),
     )
+
+
+async def offer_postback(store: Store, offer_id: int, affiliate_id: int) -> dict[str, Any]:
+    """An offer+affiliate override; NotFoundError when there is none."""
+    found = await store.offer_postbacks(offer_id, affiliate_id)
+    if not found:
+        raise NotFoundError(
+            f"affiliate {affiliate_id} has no postback override for offer {offer_id}"
+            " (its own postback applies)"
+        )
+    return found[0]
+
+
+async def offer_postbacks(store: Store, offer_id: int) -> list[dict[str, Any]]:
+    """An offer's postback overrides, by affiliate."""
+    if await store.get_row("offers", offer_id) is None:
+        raise NotFoundError(f"offer {offer_id} does not exist")
+    return await store.offer_postbacks(offer_id=offer_id)
+
+
+async def remove_offer_postback(store: Store, offer_id: int, affiliate_id: int) -> None:
+    """Removes an override: the affiliate's own postback applies to the offer again."""
+    if not await store.delete_offer_postback(offer_id, affiliate_id):
+        raise NotFoundError(
+            f"affiliate {affiliate_id} has no postback override for offer {offer_id}"
+        )
 
 
 async def update_link(store: Store, link_id: int, values: Mapping[str, Any]) -> None:

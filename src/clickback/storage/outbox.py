@@ -220,6 +220,32 @@ class OutboxSql(SqlPrimitives):
             "deliveries", delivery_id, "delivery_attempts", "delivery_id"
         )
 
+    async def offer_postbacks(
+        self, offer_id: int | None = None, affiliate_id: int | None = None
+    ) -> list[dict[str, Any]]:
+        """Per-offer postback overrides: an offer's, an affiliate's, or one (both given)."""
+        where = [
+            (c, v)
+            for c, v in (("offer_id", offer_id), ("affiliate_id", affiliate_id))
+            if v is not None
+        ]
+        sql = "SELECT * FROM offer_postbacks"
+        if where:
+            sql += " WHERE " + " AND ".join(f"{c} = ?" for c, _ in where)
+        return await self._fetch(sql + " ORDER BY offer_id, affiliate_id", *(v for _, v in where))
+
+    async def delete_offer_postback(self, offer_id: int, affiliate_id: int) -> bool:
+        """Removes an override (the affiliate's own postback applies again); False when
+        there was none."""
+        found = await self._write(
+            "DELETE FROM offer_postbacks WHERE offer_id = ? AND affiliate_id = ? "
+            "RETURNING offer_id",
+            offer_id,
+            affiliate_id,
+            bump=True,
+        )
+        return found is not None
+
     async def set_offer_postback(
         self, offer_id: int, affiliate_id: int, url: str, method: str, events: str, now: int
     ) -> None:

@@ -10,9 +10,9 @@ from starlette.responses import Response
 from clickback import outbound_http
 from clickback.domain import admin
 from clickback.domain.timefmt import now_us
-from clickback.errors import NotFoundError
+from clickback.errors import InputError, NotFoundError
 from clickback.web.http import Caller, Endpoint, int_param, read_json
-from clickback.web.present import PRESENTERS, attempt, json_response
+from clickback.web.present import PRESENTERS, attempt, json_response, offer_postback
 
 if TYPE_CHECKING:
     from clickback.web.app import ClickbackApp
@@ -41,28 +41,66 @@ def endpoints(app: ClickbackApp) -> list[Endpoint]:
         body = await read_json(request)
         await admin.set_offer_postback(app.store, offer_id, affiliate_id, body, check_url)
         await app.catalog.reload()
-        config = app.catalog.postback_config(offer_id, affiliate_id)
-        assert config is not None
+        return await get_override(request, caller)
+
+    async def get_override(request: Request, caller: Caller) -> Response:
+        offer_id, affiliate_id = int_param(request), int_param(request, "affiliate_id")
         return json_response(
-            {
-                "offer_id": offer_id,
-                "affiliate_id": affiliate_id,
-                "postback_url": config.url,
-                "postback_method": config.method,
-                "postback_events": sorted(config.events),
-            }
+            offer_postback(await admin.offer_postback(app.store, offer_id, affiliate_id))
         )
 
+    async def delete_override(request: Request, caller: Caller) -> Response:
+        offer_id, affiliate_id = int_param(request), int_param(request, "affiliate_id")
+        await admin.remove_offer_postback(app.store, offer_id, affiliate_id)
+        await app.catalog.reload()
+        return Response(status_code=204)
+
+    async def list_overrides(request: Request, caller: Caller) -> Response:
+        if request.query_params:
+            raise InputError(
+                "this list takes no filters: it holds every override of the offer",
+                code="unknown_filter",
+                field=next(iter(request.query_params)),
+            )
+        rows = await admin.offer_postbacks(app.store, int_param(request))
+        return json_response({"items": [offer_postback(r) for r in rows], "next_cursor": None})
+
     tags = ("outbound postbacks",)
+    override = "/api/v1/offers/{id}/postbacks/{affiliate_id}"
     return [
         Endpoint(
             "PUT",
-            "/api/v1/offers/{id}/postbacks/{affiliate_id}",
+            override,
             put_override,
             "Set an offer+affiliate outbound postback (overrides the affiliate's)",
             write=True,
-            body="OfferPostback",
+            body="OfferPostbackSet",
             response="OfferPostback",
+            tags=tags,
+        ),
+        Endpoint(
+            "GET",
+            override,
+            get_override,
+            "Read an offer+affiliate outbound postback override (404: none)",
+            response="OfferPostback",
+            tags=tags,
+        ),
+        Endpoint(
+            "DELETE",
+            override,
+            delete_override,
+            "Remove an override: the affiliate's own postback applies again",
+            write=True,
+            status=204,
+            tags=tags,
+        ),
+        Endpoint(
+            "GET",
+            "/api/v1/offers/{id}/postbacks",
+            list_overrides,
+            "List an offer's outbound postback overrides",
+            response="OfferPostbackList",
             tags=tags,
         ),
         Endpoint(

@@ -102,7 +102,12 @@ SCHEMAS: dict[str, Any] = {
         "postback_events:a postback_enabled:b",
         required=False,
     ),
-    "OfferPostback": obj("postback_url:s postback_method:s postback_events:a", required=False),
+    "OfferPostbackSet": obj("postback_url:s postback_method:s postback_events:a", required=False)
+    | {"required": ["postback_url"]},
+    "OfferPostback": obj(
+        "offer_id:i affiliate_id:i postback_url:s postback_method:s postback_events:a "
+        "created_at:s updated_at:s"
+    ),
     "Delivery": obj(
         "id:i conversion_id:i affiliate_id:i offer_id:i event:s state:s "
         "attempt_count:i next_attempt_at:s? last_status:i? last_error:s "
@@ -200,6 +205,7 @@ for _name in (
     "Rule",
     "Token",
     "Delivery",
+    "OfferPostback",
 ):
     SCHEMAS[f"{_name}List"] = page_of(_name)
 

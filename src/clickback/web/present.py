@@ -86,6 +86,20 @@ def affiliate(r: dict[str, Any], base: str) -> dict[str, Any]:
     }
 
 
+def offer_postback(r: dict[str, Any]) -> dict[str, Any]:
+    """A per-offer override of an affiliate's postback (it holds no secret: the
+    affiliate's `postback_secret` signs it)."""
+    return {
+        "offer_id": r["offer_id"],
+        "affiliate_id": r["affiliate_id"],
+        "postback_url": r["postback_url"],
+        "postback_method": r["postback_method"],
+        "postback_events": [e for e in r["postback_events"].split(",") if e],
+        "created_at": iso(r["created_at"]),
+        "updated_at": iso(r["updated_at"]),
+    }
+
+
 def link(r: dict[str, Any], base: str) -> dict[str, Any]:
     return {
         "id": r["id"],
