@@ -281,10 +281,16 @@ async def test_read_token_is_not_shown_the_token_in_the_ledger(
     r = await client.get("/api/v1/postbacks", headers=ro)
     assert r.status_code == 200 and "s3cret" not in r.text, r.json()["items"][0]["params"]
     [row] = r.json()["items"]
-    assert row["params"]["token"] == "" and row["params"]["ordernumber"] == "L1"
+    # there, but hidden: not to be read as a postback sent without a token
+    assert row["params"]["token"] == "(hidden)" and row["params"]["ordernumber"] == "L1"
+    r = await client.get(f"/postback?refid={refid}&orderamount=1&ordernumber=L2")
+    assert r.json()["errors"][0]["code"] == "token_missing"
+    r = await client.get("/api/v1/postbacks", params={"ordernumber": "L2"}, headers=ro)
+    assert r.json()["items"][0]["params"].get("token", "") == ""
     r = await client.get(f"/api/v1/postbacks/{row['id']}", headers=ro)
     assert r.status_code == 200 and "s3cret" not in r.text
-    [full] = (await client.get("/api/v1/postbacks", headers=AUTH)).json()["items"]
+    r = await client.get("/api/v1/postbacks", params={"ordernumber": "L1"}, headers=AUTH)
+    [full] = r.json()["items"]
     assert full["params"]["token"] == "s3cret"
 
 

@@ -135,11 +135,13 @@ def redact(item: dict[str, Any], caller: Caller) -> dict[str, Any]:
     out = {k: ("" if k in SECRETS and v else v) for k, v in item.items()}
     params = out.get("params")
     if isinstance(params, dict) and params.get("token"):
-        out["params"] = {**params, "token": ""}
+        # said to be there, so that it is not read as a postback sent without one
+        out["params"] = {**params, "token": HIDDEN}
     return out
 
 
 SECRETS = frozenset({"postback_token", "signing_secret", "postback_secret"})
+HIDDEN = "(hidden)"  # a ledger row's token, to a read token
 
 
 _FLAG_NAME = re.compile(r"[a-z][a-z0-9_]{0,39}")
