@@ -156,6 +156,8 @@ async def create_demo(store: Store, base: str) -> tuple[str, str]:
     two URLs, the postback with an order number new at each start."""
     remembered = await store.get_meta(DEMO_LINK)
     link = await store.get_row("links", int(remembered)) if remembered else None
+    if link is None and remembered is None:
+        link = await _earlier_demo(store)  # made before the demo was remembered
     if link is None:
         adv = await admin.create_advertiser(store, {"name": "Demo Shop"})
         offer = await admin.create_offer(
@@ -183,6 +185,36 @@ async def create_demo(store: Store, base: str) -> tuple[str, str]:
         "&coupon=&currency=USD&geo=US&commissionid="
     )
     return tracking, postback
+
+
+async def _earlier_demo(store: Store) -> dict[str, Any] | None:
+    """The demo's link as `serve --demo` made it before it kept its id in meta (the link
+    of "Demo offer" of "Demo Shop"), remembered from now on, with the order numbers its
+    postbacks used, so that the next is new; None if there is none."""
+    shops = await store.list_rows("advertisers", {"name": "Demo Shop"}, None, None, 1, None)
+    if not shops.items:
+        return None
+    adv = shops.items[0]["id"]
+    offers = await store.list_rows(
+        "offers", {"advertiser_id": adv, "name": "Demo offer"}, None, None, 1, None
+    )
+    if not offers.items:
+        return None
+    links = await store.list_rows(
+        "links", {"offer_id": offers.items[0]["id"]}, None, None, 1, None, ascending=True
+    )
+    if not links.items:
+        return None
+    link = links.items[0]
+    await store.set_meta(DEMO_LINK, str(link["id"]))
+    used = await store.list_rows("conversions", {"advertiser_id": adv}, None, None, 1000, None)
+    numbers = [
+        int(c["ordernumber"][6:])
+        for c in used.items
+        if c["ordernumber"].startswith("ORDER-") and c["ordernumber"][6:].isdigit()
+    ]
+    await store.set_meta(DEMO_ORDERS, str(max(numbers, default=0)))
+    return link
 
 
 def _check_worker_settings(settings: Settings) -> None:

@@ -73,6 +73,12 @@ def affiliate_postback(
             "the affiliate's own postback applies"
         )
         return
+    if offer is not None and secret is not None:
+        console.print(
+            "[red]error[/red]: an offer's override signs with the affiliate's own secret: "
+            f"set it without --offer (clickback affiliate postback {affiliate_id} --secret …)"
+        )
+        raise typer.Exit(2)
     settings = _settings(db)
     values: dict[str, Any] = _given(
         postback_url=url,

@@ -142,3 +142,46 @@ def test_affiliate_postback_keeps_what_an_option_not_given_set(sqlite_db: str) -
     assert "offer 1" in out and "events approved;" in out and "method POST" in out, out
     out = _postback(sqlite_db, "1", "--offer", "1", "--url", "http://127.0.0.1:9/o2")
     assert "events approved;" in out and "method POST" in out, out
+
+
+def test_an_offer_override_given_a_secret_is_refused(sqlite_db: str) -> None:
+    """`affiliate postback 1 --offer 1 --url U --secret S` must not drop S in silence: an
+    override has no secret of its own (it signs with the affiliate's), so the command
+    refuses --secret with --offer, saying where the secret goes."""
+    cli("affiliate", "create", "Pub", db=sqlite_db)
+    cli("advertiser", "create", "Shop", db=sqlite_db)
+    cli(
+        "offer",
+        "create",
+        "--advertiser",
+        "1",
+        "--name",
+        "O",
+        "--url",
+        "http://x.example/",
+        db=sqlite_db,
+    )
+    env = {**os.environ, "CLICKBACK_OUTBOUND_ALLOW_PRIVATE": "1"}
+    run = subprocess.run(
+        [
+            CLICKBACK,
+            "affiliate",
+            "postback",
+            "1",
+            "--offer",
+            "1",
+            "--url",
+            "http://127.0.0.1:9/o?c={refid}",
+            "--secret",
+            "s3cret",
+            "--db",
+            sqlite_db,
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert run.returncode == 2, (run.returncode, run.stdout, run.stderr)
+    assert "signs with the affiliate's own secret" in run.stdout + run.stderr
+    assert "s3cret" not in cli("affiliate", "postback", "1", "--json", db=sqlite_db)

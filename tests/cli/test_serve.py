@@ -212,3 +212,23 @@ def test_fallback_redirects_of_a_served_tracker_set_up_by_cli(
     finally:
         server.stop()
     assert cli("clicks", "list", "--json", db=db) == ""
+
+
+def test_a_demo_made_before_the_upgrade_is_not_made_a_second_time(server: Server) -> None:
+    """A database whose demo a `serve --demo` of 9980c4c made has no `demo_link_id` in
+    meta (that code found the demo by its newest link): the first `serve --demo` after
+    the upgrade must serve that demo, not make a second Demo Shop, offer and affiliate."""
+    import sqlite3
+
+    server.start("--demo")
+    first, answer = _demo_conversion(server)
+    assert answer["status"] == "accepted", answer
+    server.stop()
+    with sqlite3.connect(server.db.removeprefix("sqlite:///")) as conn:
+        conn.execute("DELETE FROM meta WHERE key IN ('demo_link_id', 'demo_orders')")
+    server.start("--demo")
+    again, answer = _demo_conversion(server)
+    advertisers = cli("advertiser", "list", "--json", db=server.db).splitlines()
+    assert len(advertisers) == 1, advertisers
+    assert again == first
+    assert answer["status"] == "accepted", answer
