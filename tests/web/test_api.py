@@ -304,6 +304,9 @@ async def test_a_body_field_a_write_does_not_take_is_a_400_naming_it(
     assert r.status_code == 400 and r.json()["errors"][0]["code"] == "unknown_field"
     r = await client.request("DELETE", offer, json={}, headers=AUTH)
     assert r.status_code == 200
+    # nothing but a newline (`curl -d $'\n'`, a client's habit) is no body either
+    r = await client.request("DELETE", offer, content=b"\n", headers=AUTH)
+    assert r.status_code == 200, r.text
 
 
 async def test_an_affiliate_is_created_with_its_postback_checked_as_on_update(

@@ -229,7 +229,7 @@ async def refuse_unknown_fields(
     """A write's JSON body may hold only the fields its schema names (none when it has
     no body): a misspelt or misplaced field is a 400, never silently ignored."""
     takes = bodies.get(ep.body or "", frozenset())
-    if not await request.body():
+    if not (await request.body()).strip():  # no body (a POST of nothing, or a newline)
         return
     unknown = sorted(set(await read_json(request)) - takes)
     if not unknown:
