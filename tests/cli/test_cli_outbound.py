@@ -99,20 +99,15 @@ def _postback(db: str, *args: str) -> str:
     return out.stdout
 
 
+def _affiliate_and_offer(db: str) -> None:
+    """Affiliate 1 and offer 1 (of advertiser 1), made with the CLI."""
+    cli("affiliate", "create", "Pub", db=db)
+    cli("advertiser", "create", "Shop", db=db)
+    cli("offer", "create", "--advertiser", "1", "--name", "O", "--url", "http://x.example/", db=db)
+
+
 def test_affiliate_postback_keeps_what_an_option_not_given_set(sqlite_db: str) -> None:
-    cli("affiliate", "create", "Pub", db=sqlite_db)
-    cli("advertiser", "create", "Shop", db=sqlite_db)
-    cli(
-        "offer",
-        "create",
-        "--advertiser",
-        "1",
-        "--name",
-        "O",
-        "--url",
-        "http://x.example/",
-        db=sqlite_db,
-    )
+    _affiliate_and_offer(sqlite_db)
     first = "http://127.0.0.1:9/a?c={refid}"
     _postback(
         sqlite_db,
@@ -148,19 +143,7 @@ def test_an_offer_override_given_a_secret_is_refused(sqlite_db: str) -> None:
     """`affiliate postback 1 --offer 1 --url U --secret S` must not drop S in silence: an
     override has no secret of its own (it signs with the affiliate's), so the command
     refuses --secret with --offer, saying where the secret goes."""
-    cli("affiliate", "create", "Pub", db=sqlite_db)
-    cli("advertiser", "create", "Shop", db=sqlite_db)
-    cli(
-        "offer",
-        "create",
-        "--advertiser",
-        "1",
-        "--name",
-        "O",
-        "--url",
-        "http://x.example/",
-        db=sqlite_db,
-    )
+    _affiliate_and_offer(sqlite_db)
     env = {**os.environ, "CLICKBACK_OUTBOUND_ALLOW_PRIVATE": "1"}
     run = subprocess.run(
         [

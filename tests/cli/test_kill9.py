@@ -12,8 +12,6 @@ import re
 import sqlite3
 import threading
 import time
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -25,21 +23,10 @@ from tests.cli.conftest import Server, cli
 from tests.conftest import PG_URL
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'kill.db'}"
-        return
-    schema = "k_" + uuid.uuid4().hex[:12]
-
-    async def run(sql: str) -> None:
-        conn = await asyncpg.connect(PG_URL)
-        await conn.execute(sql)
-        await conn.close()
-
-    asyncio.run(run(f"CREATE SCHEMA {schema}"))
-    yield f"{PG_URL}?schema={schema}"
-    asyncio.run(run(f"DROP SCHEMA {schema} CASCADE"))
+@pytest.fixture
+def db(any_db: str) -> str:
+    """A database URL on each engine (`tests.cli.conftest.any_db`)."""
+    return any_db
 
 
 async def load(
