@@ -92,6 +92,15 @@ async def make_offer(client: httpx.AsyncClient, **offer: Any) -> dict[str, Any]:
     return {"advertiser": adv, "offer": off, "affiliate": aff, "link": link}
 
 
+async def status(
+    client: httpx.AsyncClient, cid: int, to: str, reason: str = "checked"
+) -> httpx.Response:
+    """A conversion's status changed through the admin API (its answer)."""
+    return await client.post(
+        f"/api/v1/conversions/{cid}/status", headers=AUTH, json={"status": to, "reason": reason}
+    )
+
+
 async def click(client: httpx.AsyncClient, link: dict[str, Any], query: str = "") -> str:
     """Follow a tracking link; the RefID from the redirect's Location."""
     r = await client.get(f"/c/{link['code']}{query}")

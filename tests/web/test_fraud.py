@@ -14,7 +14,7 @@ import pytest
 from clickback.config import Settings
 from clickback.domain.ports import Store
 from clickback.web.app import ClickbackApp
-from tests.conftest import ADMIN, AUTH, make_offer
+from tests.conftest import ADMIN, AUTH, make_offer, status
 
 BROWSER = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/130.0"
 
@@ -219,11 +219,7 @@ async def test_a_hold_rule_does_not_undo_an_approval_made_by_hand(store: Store) 
         body = await fire(c, refid, "HAND", "81.2.69.160")
         assert body["conversion_status"] == "pending"
         cid = body["conversion_id"]
-        r = await c.post(
-            f"/api/v1/conversions/{cid}/status",
-            json={"status": "approved", "reason": "checked by hand"},
-            headers=AUTH,
-        )
+        r = await status(c, cid, "approved", "checked by hand")
         assert r.status_code == 200, r.text
         await asyncio.sleep(2.2)  # the click settles
         assert app.screener is not None

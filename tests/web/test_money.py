@@ -12,7 +12,7 @@ import httpx
 import orjson
 
 from clickback.web.present import EXPORT_COLUMNS
-from tests.conftest import AUTH, click, make_offer
+from tests.conftest import AUTH, click, make_offer, status
 
 
 async def convert(client: httpx.AsyncClient, s: dict[str, Any], order: str, **params: str) -> dict:
@@ -22,12 +22,6 @@ async def convert(client: httpx.AsyncClient, s: dict[str, Any], order: str, **pa
     )
     assert r.status_code == 200, r.text
     return dict(r.json())
-
-
-async def status(client: httpx.AsyncClient, cid: int, to: str, reason: str = "checked") -> Any:
-    return await client.post(
-        f"/api/v1/conversions/{cid}/status", headers=AUTH, json={"status": to, "reason": reason}
-    )
 
 
 async def test_review_offer_keeps_conversions_pending_until_decided(

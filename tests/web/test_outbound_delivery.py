@@ -21,7 +21,7 @@ from clickback.errors import ConfigError
 from clickback.storage import schema
 from clickback.storage.sqlite import SqliteStore
 from clickback.web.app import ClickbackApp
-from tests.conftest import ADMIN, AUTH, click, make_offer
+from tests.conftest import ADMIN, AUTH, click, make_offer, status
 
 # (request number from 0, path) -> (status, body)
 Answer = Callable[[int, str], tuple[int, bytes]]
@@ -38,9 +38,9 @@ def receiver(answer: Answer) -> Iterator[tuple[int, list[tuple[str, dict[str, st
         def do_GET(self) -> None:
             with lock:
                 n = len(hits)
-                status, body = answer(n, self.path)
-                hits.append((self.path, {k.lower(): v for k, v in self.headers.items()}, status))
-            self.send_response(status)
+                code, body = answer(n, self.path)
+                hits.append((self.path, {k.lower(): v for k, v in self.headers.items()}, code))
+            self.send_response(code)
             self.send_header("content-length", str(len(body)))
             self.end_headers()
             self.wfile.write(body)
@@ -138,11 +138,7 @@ async def test_a_reversal_is_not_posted_before_the_conversion_it_reverses(
         )
         cid = await _convert(oc, s["link"], "ORD1")
         await _until(lambda: hits)  # the first try of the conversion postback: 503
-        r = await oc.post(
-            f"/api/v1/conversions/{cid}/status",
-            json={"status": "reversed", "reason": "chargeback"},
-            headers=AUTH,
-        )
+        r = await status(oc, cid, "reversed", "chargeback")
         assert r.status_code == 200, r.text
         await _until(lambda: len([h for h in hits if h[2] == 200]) == 2)
         received = [parse_qs(urlsplit(h[0]).query)["e"][0] for h in hits if h[2] == 200]
@@ -341,11 +337,7 @@ async def test_a_hand_approval_rejected_by_fraud_rules_is_not_posted_as_approved
                     postback_events=["conversion", "approved", "rejected", "reversed"],
                 )
                 cid = await _convert(c, s["link"], "HR1")  # at once: fast_conversion
-                r = await c.post(
-                    f"/api/v1/conversions/{cid}/status",
-                    json={"status": "approved", "reason": "checked by hand"},
-                    headers=AUTH,
-                )
+                r = await status(c, cid, "approved", "checked by hand")
                 assert r.status_code == 200, r.text
                 await asyncio.sleep(2.2)  # the click settles
                 assert app.screener is not None and app.sender is not None
@@ -419,17 +411,9 @@ async def test_a_delivery_held_by_a_stale_process_does_not_block_later_ones(
                 await _until(lambda: hits)  # the conversion postback
                 t2 = httpx.ASGITransport(app=other, client=("203.0.113.7", 4444))
                 async with httpx.AsyncClient(transport=t2, base_url="http://t") as c2:
-                    r = await c2.post(
-                        f"/api/v1/conversions/{cid}/status",
-                        json={"status": "approved", "reason": "ok"},
-                        headers=AUTH,
-                    )
+                    r = await status(c2, cid, "approved", "ok")
                     assert r.status_code == 200, r.text
-                r = await c.post(
-                    f"/api/v1/conversions/{cid}/status",
-                    json={"status": "reversed", "reason": "chargeback"},
-                    headers=AUTH,
-                )
+                r = await status(c, cid, "reversed", "chargeback")
                 assert r.status_code == 200, r.text
                 await asyncio.sleep(3)
                 received = [parse_qs(urlsplit(h[0]).query)["e"][0] for h in hits]
@@ -487,11 +471,7 @@ async def test_a_retried_conversion_postback_says_the_status_it_was_queued_with(
         )
         cid = await _convert(oc, s["link"], "SNAP1")
         await _until(lambda: hits)  # the first try of the conversion postback: 503
-        r = await oc.post(
-            f"/api/v1/conversions/{cid}/status",
-            json={"status": "reversed", "reason": "chargeback"},
-            headers=AUTH,
-        )
+        r = await status(oc, cid, "reversed", "chargeback")
         assert r.status_code == 200, r.text
         await _until(lambda: len([h for h in hits if h[2] == 200]) == 2)
         received = [_query(h) for h in hits if h[2] == 200]
@@ -560,17 +540,9 @@ async def test_deliveries_queued_before_the_upgrade_say_the_status_of_their_even
         events = ["conversion", "approved", "reversed"]
         await _aff_url(oc, s, url, postback_enabled=False, postback_events=events)
         cid = await _convert(oc, s["link"], "OLD2")
-        r = await oc.post(
-            f"/api/v1/conversions/{cid}/status",
-            json={"status": "approved", "reason": "reviewed"},
-            headers=AUTH,
-        )
+        r = await status(oc, cid, "approved", "reviewed")
         assert r.status_code == 200, r.text
-        r = await oc.post(
-            f"/api/v1/conversions/{cid}/status",
-            json={"status": "reversed", "reason": "chargeback"},
-            headers=AUTH,
-        )
+        r = await status(oc, cid, "reversed", "chargeback")
         assert r.status_code == 200, r.text
         write = store._write  # type: ignore[attr-defined]
         sql = "UPDATE deliveries SET conversion_status = NULL WHERE conversion_id = ? RETURNING id"

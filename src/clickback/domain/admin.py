@@ -73,6 +73,26 @@ def _decimal(values: Mapping[str, Any], field: str) -> Decimal:
     return amount
 
 
+def _amount_in(values: Mapping[str, Any], field: str, currency: str, named: str = "") -> Decimal:
+    """`field` as an amount with no more decimals than `currency` has (`named`: how the
+    message names the currency, `currency` itself by default)."""
+    amount = _decimal(values, field)
+    if not money.fits_currency(amount, currency):
+        raise InputError(
+            f"`{field}` has more decimals than {named or currency} has",
+            code="invalid_amount",
+            field=field,
+        )
+    return amount
+
+
+def _percent(values: Mapping[str, Any], field: str) -> Decimal:
+    percent = _decimal(values, field)
+    if percent > 100:
+        raise InputError(f"`{field}` is at most 100", code="invalid_percent", field=field)
+    return percent
+
+
 def revenue_terms(values: Mapping[str, Any], base_currency: str) -> dict[str, str]:
     """What the advertiser pays the network per conversion: none (`revenue_type` ''),
     `cpa` (`revenue_amount`, in the base currency) or `cps` (`revenue_percent` of the
@@ -86,21 +106,10 @@ def revenue_terms(values: Mapping[str, Any], base_currency: str) -> dict[str, st
         )
     out = {"revenue_type": rtype, "revenue_amount": "0", "revenue_percent": "0"}
     if rtype == "cpa":
-        amount = _decimal(values, "revenue_amount")
-        if not money.fits_currency(amount, base_currency):
-            raise InputError(
-                f"`revenue_amount` has more decimals than {base_currency} (the base currency) has",
-                code="invalid_amount",
-                field="revenue_amount",
-            )
-        out["revenue_amount"] = str(amount)
+        named = f"{base_currency} (the base currency)"
+        out["revenue_amount"] = str(_amount_in(values, "revenue_amount", base_currency, named))
     elif rtype == "cps":
-        percent = _decimal(values, "revenue_percent")
-        if percent > 100:
-            raise InputError(
-                "`revenue_percent` is at most 100", code="invalid_percent", field="revenue_percent"
-            )
-        out["revenue_percent"] = str(percent)
+        out["revenue_percent"] = str(_percent(values, "revenue_percent"))
     return out
 
 
@@ -205,23 +214,10 @@ def offer_values(
         out["payout_amount"] = 0
         out["payout_percent"] = "0"
         if ptype is PayoutType.CPS:
-            percent = _decimal(values, "payout_percent")
-            if percent > 100:
-                raise InputError(
-                    "`payout_percent` is at most 100",
-                    code="invalid_percent",
-                    field="payout_percent",
-                )
-            out["payout_percent"] = str(percent)
+            out["payout_percent"] = str(_percent(values, "payout_percent"))
         else:
             currency = out.get("currency") or str(values.get("currency") or "USD").upper()
-            amount = _decimal(values, "payout_amount")
-            if not money.fits_currency(amount, currency):
-                raise InputError(
-                    f"`payout_amount` has more decimals than {currency} has",
-                    code="invalid_amount",
-                    field="payout_amount",
-                )
+            amount = _amount_in(values, "payout_amount", currency)
             out["payout_amount"] = money.to_minor(amount, currency)
     if not partial or given("revenue_type"):
         out |= revenue_terms(values, base_currency)
