@@ -219,11 +219,7 @@ def deliveries_show(delivery_id: int, db: DbOption = None) -> None:
 @deliveries_app.command("resend")
 def deliveries_resend(delivery_id: int, db: DbOption = None) -> None:
     """Queue a delivery again (same Idempotency-Key); a running server sends it."""
-    from clickback.domain.timefmt import now_us
-
-    if not _run(db, lambda s: s.resend_delivery(delivery_id, now_us())):
-        console.print(f"[red]error[/red]: no delivery {delivery_id}")
-        raise typer.Exit(2)
+    _run(db, lambda s: admin.resend_delivery(s, delivery_id))
     console.print(f"delivery {delivery_id} queued")
 
 

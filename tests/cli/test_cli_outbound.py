@@ -168,3 +168,14 @@ def test_an_offer_override_given_a_secret_is_refused(sqlite_db: str) -> None:
     assert run.returncode == 2, (run.returncode, run.stdout, run.stderr)
     assert "signs with the affiliate's own secret" in run.stdout + run.stderr
     assert "s3cret" not in cli("affiliate", "postback", "1", "--json", db=sqlite_db)
+
+
+def test_resending_a_delivery_that_does_not_exist(sqlite_db: str) -> None:
+    cli("migrate", db=sqlite_db)
+    out = subprocess.run(
+        [CLICKBACK, "deliveries", "resend", "99", "--db", sqlite_db],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 2 and "delivery 99 does not exist" in out.stdout, out.stdout

@@ -557,3 +557,44 @@ async def test_deliveries_queued_before_the_upgrade_say_the_status_of_their_even
             ("approved", "approved"),
             ("reversed", "reversed"),
         ]
+
+
+async def test_a_resend_while_an_attempt_is_in_flight_is_refused(
+    oc: httpx.AsyncClient,
+) -> None:
+    """A resend while the sender is waiting on the affiliate's answer is a 409: queued
+    again then, a second sender pass would send it a second time, and the first attempt
+    would go unrecorded. Once the attempt is recorded, a resend sends it once more."""
+    arrived, release = threading.Event(), threading.Event()
+
+    def answer(n: int, path: str) -> tuple[int, bytes]:
+        if n == 0:
+            arrived.set()
+            release.wait(0.6)  # inside the sender's 0.8 s timeout and 1 s lease
+        return 200, b"ok"
+
+    with receiver(answer) as (port, hits):
+        s = await make_offer(oc)
+        await _aff_url(oc, s, f"http://127.0.0.1:{port}/pb?c={{refid}}")
+        await _convert(oc, s["link"], "FLIGHT1")
+        await _until(arrived.is_set)
+        [d] = (await oc.get("/api/v1/deliveries", headers=AUTH)).json()["items"]
+        r = await oc.post(f"/api/v1/deliveries/{d['id']}/resend", headers=AUTH)
+        assert r.status_code == 409, r.text
+        assert r.json()["errors"][0]["code"] == "delivery_in_flight"
+        release.set()
+
+        async def state() -> dict[str, Any]:
+            return (await oc.get(f"/api/v1/deliveries/{d['id']}", headers=AUTH)).json()
+
+        deadline = time.monotonic() + 10
+        while (body := await state())["state"] != "delivered":
+            assert time.monotonic() < deadline, body
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.5)  # ten sender passes: nothing more is sent
+        assert len(hits) == 1
+        assert [a["status_code"] for a in body["attempts"]] == [200]
+
+        r = await oc.post(f"/api/v1/deliveries/{d['id']}/resend", headers=AUTH)
+        assert r.status_code == 200, r.text
+        await _until(lambda: len(hits) == 2)

@@ -478,6 +478,20 @@ async def remove_offer_postback(store: Store, offer_id: int, affiliate_id: int) 
         )
 
 
+async def resend_delivery(store: Store, delivery_id: int) -> None:
+    """Queues an outbound postback again now; refused while an attempt of it is in flight,
+    for its sender would not record that attempt and another would send it again."""
+    outcome = await store.resend_delivery(delivery_id, now_us())
+    if outcome is None:
+        raise NotFoundError(f"delivery {delivery_id} does not exist")
+    if outcome == "in_flight":
+        raise ConflictError(
+            f"delivery {delivery_id} is being sent now: resend it once this attempt is"
+            " recorded (within the send timeout)",
+            code="delivery_in_flight",
+        )
+
+
 async def update_link(store: Store, link_id: int, values: Mapping[str, Any]) -> None:
     cols = {"active": int(_bool(values, "active"))} if values.get("active") is not None else {}
     await _update(store, "links", link_id, cols)

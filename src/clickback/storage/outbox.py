@@ -186,18 +186,26 @@ class OutboxSql(SqlPrimitives):
         )
         return int(queued[0]["n"])
 
-    async def resend_delivery(self, delivery_id: int, now: int) -> bool:
-        """Queues a delivery again now, with the give-up time counted from now."""
+    async def resend_delivery(self, delivery_id: int, now: int) -> str | None:
+        """Queues a delivery again now, with the give-up time counted from now: "queued".
+        Not while a sender holds a live lease on it, for its attempt is in flight (queued
+        again, another sender would send it a second time, and the first attempt could
+        not be recorded): "in_flight". None when there is no such delivery."""
         rows = await self._fetch(
             "UPDATE deliveries SET state = ?, next_at = ?, retry_from = ?, lease_until = NULL, "
-            "updated_at = ? WHERE id = ? RETURNING id",
+            "updated_at = ? WHERE id = ? AND (lease_until IS NULL OR lease_until < ?) "
+            "RETURNING id",
             QUEUED,
             now,
             now,
             now,
             delivery_id,
+            now,
         )
-        return bool(rows)
+        if rows:
+            return QUEUED
+        held = await self._fetch("SELECT id FROM deliveries WHERE id = ?", delivery_id)
+        return "in_flight" if held else None
 
     async def cancel_delivery(self, delivery_id: int, lease: int, now: int) -> bool:
         """Cancels a delivery this sender holds the lease of (its affiliate no longer

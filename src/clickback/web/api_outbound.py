@@ -9,7 +9,6 @@ from starlette.responses import Response
 
 from clickback import outbound_http
 from clickback.domain import admin
-from clickback.domain.timefmt import now_us
 from clickback.errors import InputError, NotFoundError
 from clickback.web.http import Caller, Endpoint, int_param, read_json
 from clickback.web.present import PRESENTERS, attempt, json_response, offer_postback
@@ -32,8 +31,7 @@ def endpoints(app: ClickbackApp) -> list[Endpoint]:
         return json_response(body)
 
     async def resend(request: Request, caller: Caller) -> Response:
-        if not await app.store.resend_delivery(int_param(request), now_us()):
-            raise NotFoundError(f"delivery {request.path_params['id']} does not exist")
+        await admin.resend_delivery(app.store, int_param(request))
         return await read_delivery(request, caller)
 
     async def put_override(request: Request, caller: Caller) -> Response:
@@ -115,8 +113,9 @@ def endpoints(app: ClickbackApp) -> list[Endpoint]:
             "POST",
             "/api/v1/deliveries/{id}/resend",
             resend,
-            "Send a delivery again (same Idempotency-Key)",
+            "Send a delivery again (same Idempotency-Key); 409 while an attempt is in flight",
             write=True,
+            errors=(400, 404, 409),
             response="DeliveryDetail",
             tags=tags,
         ),
