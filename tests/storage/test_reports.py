@@ -5,6 +5,8 @@ arriving between runs of the rollup job."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from clickback.domain import rollup
@@ -352,11 +354,13 @@ async def test_rerunning_the_job_changes_nothing(store: Store) -> None:
     job = RollupJob(store, settle=0)
     await job.catch_up()
     case = {"tz": "UTC", "from": "2026-03-26", "to": "2026-04-02", "group_by": "hour,link"}
-    before = await run_report(store, build_spec({k: [v] for k, v in case.items()}, 0), "USD")
+    asked = from_datetime(datetime.fromisoformat("2026-04-03T00:00:00+00:00"))
+    spec = build_spec({k: [v] for k, v in case.items()}, 0)
+    before = await run_report(store, spec, "USD", now_us=asked)
     await job.catch_up()
     second = RollupJob(store, settle=0)  # another process: waits for the lease to lapse
     assert await second.tick() == (0, False)
-    after = await run_report(store, build_spec({k: [v] for k, v in case.items()}, 0), "USD")
+    after = await run_report(store, spec, "USD", now_us=asked)
     assert before == after and before["totals"]["clicks"] > 0
 
 
@@ -603,3 +607,60 @@ async def test_click_flags_and_the_watermark_move_only_while_the_lease_is_held(
     assert await store.flag_clicks([("bot", refid)], "b", refid)
     assert (await raw(store, "clicks"))[0]["flags"] == "bot"
     assert await store.job_watermark("screening") == refid
+
+
+async def test_a_report_says_until_when_it_is_complete(store: Store) -> None:
+    """`complete_until`: the oldest click, conversion or status change the rollups do not
+    hold yet (else the time asked); a note says so once that is more than 5 s ago, within
+    the report's range."""
+    from datetime import datetime
+
+    from clickback.domain.timefmt import iso, now_us
+
+    world = await spring_clicks(store, 20)
+    await world.postbacks(0.5)
+    spec = build_spec({"from": ["2026-03-20"], "to": ["2026-04-10"]}, 0, METRICS)
+    first = min(c["created_at"] for c in await raw(store, "clicks"))
+    april = from_datetime(datetime.fromisoformat("2026-04-20T00:00:00+00:00"))
+    report = await run_report(store, spec, "USD", now_us=april)
+    assert report["complete_until"] == iso(first) and report["totals"]["clicks"] == 0
+    [note] = [n for n in report["notes"] if "not in this report yet" in n]
+    assert f"since {iso(first)}" in note and "last applied never" in note
+    # a second after it: inside the bound, no note
+    report = await run_report(store, spec, "USD", now_us=first + 1_000_000)
+    assert report["complete_until"] == iso(first)
+    assert not [n for n in report["notes"] if "not in this report yet" in n]
+    # a range that ends before it: nothing of the range waits
+    early = build_spec({"from": ["2026-03-01"], "to": ["2026-03-10"]}, 0, METRICS)
+    report = await run_report(store, early, "USD", now_us=april)
+    assert not [n for n in report["notes"] if "not in this report yet" in n]
+
+    job = RollupJob(store, settle=0)
+    await job.catch_up()
+    report = await run_report(store, spec, "USD", now_us=april)
+    real = [c for c in await raw(store, "clicks") if not c["is_test"]]
+    assert report["complete_until"] == iso(april) and report["totals"]["clicks"] == len(real)
+    assert not [n for n in report["notes"] if "not in this report yet" in n]
+
+    # a status change made now waits for the next apply
+    async def events() -> list[dict[str, Any]]:
+        out = []
+        for cid in world.conversions:
+            out += (await store.conversion_with_history(cid))[1]
+        return out
+
+    before = max([e["id"] for e in await events()], default=0)
+    await world.decide(1.0)
+    changed = [e for e in await events() if e["id"] > before]
+    assert changed
+    later = now_us() + 60_000_000
+    whole = build_spec({"from": ["2026-03-20"], "to": ["2027-01-01"]}, 0, METRICS)
+    report = await run_report(store, whole, "USD", now_us=later)
+    oldest = min(e["created_at"] for e in changed)
+    assert report["complete_until"] == iso(oldest)
+    assert [n for n in report["notes"] if f"since {iso(oldest)}" in n]
+    await job.catch_up()
+    report = await run_report(store, whole, "USD", now_us=later)
+    assert report["complete_until"] == iso(later)
+    [note] = [n for n in report["notes"] if "not in this report yet" in n] or [""]
+    assert note == ""

@@ -88,6 +88,7 @@ async def test_a_lost_reports_file_is_made_again_and_rolled_up_from_raw_rows(
     from clickback.domain.reports import run_report
     from clickback.domain.reportspec import build_spec
     from clickback.domain.rollup import RollupJob
+    from clickback.domain.timefmt import from_datetime, iso
     from tests.reports_world import build_world
 
     path = str(tmp_path / "c.db")
@@ -98,7 +99,8 @@ async def test_a_lost_reports_file_is_made_again_and_rolled_up_from_raw_rows(
     await world.clicks(40, datetime.fromisoformat("2026-03-27T00:00:00+00:00"), 24)
     await world.postbacks(0.5)
     await RollupJob(store, settle=0).catch_up()
-    before = await run_report(store, build_spec(params, 0), "USD")
+    asked = from_datetime(datetime.fromisoformat("2026-04-20T00:00:00+00:00"))
+    before = await run_report(store, build_spec(params, 0), "USD", now_us=asked)
     await store.close()
     assert before["totals"]["clicks"] > 0
     for suffix in ("", "-wal", "-shm"):  # copied or restored without it
@@ -107,10 +109,13 @@ async def test_a_lost_reports_file_is_made_again_and_rolled_up_from_raw_rows(
     store = SqliteStore(path)
     await store.migrate()
     try:
-        empty = await run_report(store, build_spec(params, 0), "USD")
+        empty = await run_report(store, build_spec(params, 0), "USD", now_us=asked)
         assert empty["totals"]["clicks"] == 0
+        # and says so: nothing stored is in it yet
+        assert empty["complete_until"] == iso(min(at for _, at in world.refids))
+        assert [n for n in empty["notes"] if "not in this report yet" in n]
         await RollupJob(store, settle=0).catch_up()
-        assert await run_report(store, build_spec(params, 0), "USD") == before
+        assert await run_report(store, build_spec(params, 0), "USD", now_us=asked) == before
     finally:
         await store.close()
 

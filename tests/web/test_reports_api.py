@@ -7,6 +7,7 @@ import csv
 import io
 import time
 from collections.abc import AsyncIterator
+from datetime import datetime
 from pathlib import Path
 
 import httpx
@@ -53,6 +54,10 @@ async def test_a_click_and_its_conversion_are_reported_within_5_seconds(
             break
         assert time.monotonic() - done < 5, report
         await asyncio.sleep(0.1)
+    # everything stored is in it: complete until about the time it was asked
+    complete = datetime.fromisoformat(report["complete_until"])
+    assert abs(complete.timestamp() - time.time()) < 2, report["complete_until"]
+    assert not [n for n in report["notes"] if "not in this report yet" in n]
     [row] = report["rows"]
     assert row["offer"] == s["offer"]["id"] and row["offer_name"] == "Offer"
     assert (row["sub1"], row["country"], row["device"], row["browser"]) == (

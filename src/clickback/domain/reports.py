@@ -18,14 +18,16 @@ or filters by them.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, Protocol
 
 from clickback.domain import money
-from clickback.domain.reportspec import DIMENSIONS, ENTITY_DIMS, TIME_DIMS, ReportSpec
+from clickback.domain.reportspec import DIMENSIONS, ENTITY_DIMS, HOUR_US, TIME_DIMS, ReportSpec
 from clickback.domain.rollup_delta import CONVERSION_SUMS
+from clickback.domain.timefmt import iso
 
 METRICS = (
     "clicks",
@@ -50,6 +52,9 @@ METRICS = (
     "missing_rate",
 )
 YIELD_EVERY = 2048  # rows added up between two yields to the event loop
+# the reports' freshness bound: what was stored longer ago than this and is not in them
+# yet is pointed out (a running server's rollup keeps well inside it while it keeps up)
+FRESH_US = 5_000_000
 _ENTITY_TABLES = {"advertiser": "advertisers", "offer": "offers", "affiliate": "affiliates"}
 
 
@@ -64,6 +69,12 @@ class ReportStore(Protocol):
         ...
 
     async def report_names(self, table: str, ids: list[int]) -> dict[int, str]: ...
+
+    async def rollup_pending(self) -> dict[str, int | None]:
+        """When the oldest click, conversion and status change not yet in the rollups
+        were stored (µs; None when none waits), and when the rollups were last applied
+        (`applied_at`)."""
+        ...
 
 
 CLICK_SUMS = ("clicks", "unique_clicks", "bot_clicks", "flagged_clicks")
@@ -154,8 +165,14 @@ def _ratio(numerator: Decimal | int, denominator: int, places: int) -> str | Non
     return str(value.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP))
 
 
-async def run_report(store: ReportStore, spec: ReportSpec, base: str) -> dict[str, Any]:
-    """`{"rows": [{<group keys>, <metrics>}], "totals": {<metrics>}}` and what was asked."""
+async def run_report(
+    store: ReportStore, spec: ReportSpec, base: str, now_us: int | None = None
+) -> dict[str, Any]:
+    """`{"rows": [{<group keys>, <metrics>}], "totals": {<metrics>}}` and what was asked;
+    `complete_until`: everything stored before it is in the report."""
+    now = time.time_ns() // 1000 if now_us is None else now_us
+    # read first: what is stored meanwhile can only be newer than what it names
+    pending = await store.rollup_pending()
     clicks, conversions = await store.report_sums(spec)
     columns = spec.columns
     keyed = ["bucket", *columns] if spec.time else columns
@@ -224,6 +241,15 @@ async def run_report(store: ReportStore, spec: ReportSpec, base: str) -> dict[st
         shown.pop("_bucket", None)
     totals = total.metrics(base)
     notes = list(spec.notes)
+    waiting = [at for kind in ("click", "conversion", "event") if (at := pending[kind]) is not None]
+    complete = min([*waiting, now])
+    if now - complete > FRESH_US and complete < spec.end_hour * HOUR_US:
+        applied = pending["applied_at"]
+        notes.append(
+            f"what was stored since {iso(complete)} ({(now - complete) // 1_000_000} s ago) is not"
+            " in this report yet: a running `clickback serve` folds it in (rollups last applied "
+            f"{iso(applied) if applied else 'never'}), or `clickback rollup` does without one"
+        )
     if totals["missing_rate"]:
         notes.append(
             f"{totals['missing_rate']} conversion(s) wait for an exchange rate into {base}: "
@@ -237,6 +263,7 @@ async def run_report(store: ReportStore, spec: ReportSpec, base: str) -> dict[st
         "by": spec.by,
         "base_currency": base,
         "notes": notes,
+        "complete_until": iso(complete),
         "rows": rows[: spec.limit],
         "total_rows": len(groups),
         "totals": totals,
@@ -268,8 +295,6 @@ def _sort(rows: list[dict[str, Any]], spec: ReportSpec) -> None:
 
 
 def _hour(hour: int) -> str:
-    from clickback.domain.timefmt import iso
-
     value = iso(hour * 3_600_000_000)
     assert value is not None
     return value

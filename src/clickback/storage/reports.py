@@ -366,6 +366,35 @@ class ReportSql(SqlPrimitives):
             out += await self._fetch(f"{sql} WHERE e.id IN ({_marks(len(part))})", *part)
         return out
 
+    async def rollup_pending(self) -> dict[str, int | None]:
+        """When the oldest click, conversion and status change not yet in the rollups
+        were stored (µs; None when none waits), and when the rollups were last applied."""
+        [state] = await self._fetch(
+            "SELECT clicks_after, conversions_after, events_after, updated_at FROM report_state "
+            "WHERE name = 'rollup'"
+        )
+        out: dict[str, int | None] = {"applied_at": int(state["updated_at"]) or None}
+        for kind, sql, after in (
+            (
+                "click",
+                "SELECT created_at FROM clicks WHERE refid > ? ORDER BY refid",
+                "clicks_after",
+            ),
+            (
+                "conversion",
+                "SELECT created_at FROM conversions WHERE id > ? ORDER BY id",
+                "conversions_after",
+            ),
+            (
+                "event",
+                "SELECT created_at FROM conversion_events WHERE id > ? ORDER BY id",
+                "events_after",
+            ),
+        ):
+            rows = await self._fetch(f"{sql} LIMIT 1", state[after])
+            out[kind] = int(rows[0]["created_at"]) if rows else None
+        return out
+
     async def rollup_gaps(self, limit: int) -> list[dict[str, Any]]:
         return await self._fetch(GAPS, *[limit] * 4)
 

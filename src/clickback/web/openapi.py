@@ -168,7 +168,7 @@ SCHEMAS: dict[str, Any] = {
     "TokenCreated": obj("id:i name:s role:s token:s"),
     "Token": obj("id:i name:s role:s created_at:s revoked_at:s?"),
     "Report": obj(
-        "group_by:a from:s to:s tz:s by:s base_currency:s notes:a total_rows:i",
+        "group_by:a from:s to:s tz:s by:s base_currency:s notes:a complete_until:s total_rows:i",
         rows={"type": "array", "items": {"type": "object"}},
         totals={"type": "object"},
     ),
