@@ -301,6 +301,7 @@ def advertiser_create(
     require_token: Annotated[bool, typer.Option(help="Refuse postbacks without it.")] = False,
     db: DbOption = None,
 ) -> None:
+    """Create an advertiser (its postback token generated unless --token gives one)."""
     values = {"name": name, "postback_token": token, "require_token": require_token}
     new_id = _run(db, lambda s: admin.create_advertiser(s, values))
     console.print(f"advertiser {new_id} created")
@@ -308,6 +309,7 @@ def advertiser_create(
 
 @advertiser_app.command("list")
 def advertiser_list(db: DbOption = None, as_json: JsonOption = False) -> None:
+    """Advertisers, newest first, with their postback tokens."""
     columns = ["id", "name", "require_token", "postback_token", "created_at"]
     _list(db, "advertisers", columns, as_json=as_json)
 
@@ -335,6 +337,7 @@ def offer_create(
     ] = "",
     db: DbOption = None,
 ) -> None:
+    """Create an offer of an advertiser: its landing page, payout and terms."""
     values = {
         "advertiser_id": advertiser,
         "name": name,
@@ -357,6 +360,7 @@ def offer_create(
 
 @offer_app.command("list")
 def offer_list(db: DbOption = None, as_json: JsonOption = False) -> None:
+    """Offers, newest first."""
     _list(
         db,
         "offers",
@@ -384,22 +388,26 @@ def _set_status(offer_id: int, status: str, db: str | None) -> None:
 
 @offer_app.command("pause")
 def offer_pause(offer_id: int, db: DbOption = None) -> None:
+    """Pause an offer: its links stop serving (to its fallback URL, if set)."""
     _set_status(offer_id, "paused", db)
 
 
 @offer_app.command("activate")
 def offer_activate(offer_id: int, db: DbOption = None) -> None:
+    """Activate a paused offer: its links serve again."""
     _set_status(offer_id, "active", db)
 
 
 @affiliate_app.command("create")
 def affiliate_create(name: str, db: DbOption = None) -> None:
+    """Create an affiliate (set its postback with `affiliate postback`)."""
     new_id = _run(db, lambda s: admin.create_affiliate(s, {"name": name}))
     console.print(f"affiliate {new_id} created")
 
 
 @affiliate_app.command("list")
 def affiliate_list(db: DbOption = None, as_json: JsonOption = False) -> None:
+    """Affiliates, newest first, with their postback URLs."""
     columns = ["id", "name", "postback_url", "postback_enabled", "postback_failures", "created_at"]
     _list(db, "affiliates", columns, as_json=as_json)
 
@@ -410,6 +418,7 @@ def link_create(
     affiliate: Annotated[int, typer.Option(help="Affiliate id.")],
     db: DbOption = None,
 ) -> None:
+    """Create an affiliate's tracking link to an offer; prints its URL."""
     values = {"offer_id": offer, "affiliate_id": affiliate}
     settings = _settings(db)
 
@@ -424,6 +433,7 @@ def link_create(
 
 @link_app.command("list")
 def link_list(db: DbOption = None, as_json: JsonOption = False) -> None:
+    """Tracking links, newest first, with their URLs."""
     columns = ["id", "code", "offer_id", "affiliate_id", "tracking_url"]
     _list(db, "links", columns, as_json=as_json)
 
@@ -571,6 +581,7 @@ def rates_import(
 
 @rates_app.command("list")
 def rates_list(db: DbOption = None) -> None:
+    """Stored exchange rates, by currency and date."""
     rows = _run(db, lambda s: s.all_rates())
     _table(
         [{"currency": c, "date": d, "rate": r} for c, d, r in rows], ["currency", "date", "rate"]
@@ -601,6 +612,7 @@ def rule_create(
 
 @rule_app.command("list")
 def rule_list(offer: int, db: DbOption = None, as_json: JsonOption = False) -> None:
+    """An offer's commission rules, archived ones too."""
     columns = [
         "id",
         "offer_id",
@@ -669,6 +681,7 @@ def token_list(db: DbOption = None) -> None:
 
 @token_app.command("revoke")
 def token_revoke(token_id: int, db: DbOption = None) -> None:
+    """Revoke an API token: it is refused from then on."""
     if not _run(db, lambda s: s.revoke_token(token_id)):
         console.print(f"[red]error[/red]: no active token {token_id}")
         raise typer.Exit(2)
