@@ -314,90 +314,6 @@ def advertiser_list(db: DbOption = None, as_json: JsonOption = False) -> None:
     _list(db, "advertisers", columns, as_json=as_json)
 
 
-@offer_app.command("create")
-def offer_create(
-    advertiser: Annotated[int, typer.Option(help="Advertiser id.")],
-    name: Annotated[str, typer.Option()],
-    url: Annotated[str, typer.Option(help="Destination (landing page) URL.")],
-    payout_type: Annotated[str, typer.Option(help="cpa, cps or cpl.")] = "cpa",
-    payout_amount: Annotated[str, typer.Option(help="CPA/CPL amount, e.g. 12.50.")] = "0",
-    payout_percent: Annotated[str, typer.Option(help="CPS percent of orderamount.")] = "0",
-    revenue_type: Annotated[str, typer.Option(help="What the advertiser pays: cpa or cps.")] = "",
-    revenue_amount: Annotated[str, typer.Option(help="CPA revenue, base currency.")] = "0",
-    revenue_percent: Annotated[str, typer.Option(help="CPS revenue percent.")] = "0",
-    currency: Annotated[str, typer.Option()] = "USD",
-    window_days: Annotated[int, typer.Option(help="Attribution window in days.")] = 30,
-    refid_param: Annotated[str, typer.Option(help="Query parameter for the RefID.")] = "refid",
-    fallback_url: Annotated[
-        str,
-        typer.Option(
-            help="Where its links send a click while the offer is paused or archived, or "
-            "the link or affiliate inactive (no RefID). Default: CLICKBACK_FALLBACK_URL."
-        ),
-    ] = "",
-    db: DbOption = None,
-) -> None:
-    """Create an offer of an advertiser: its landing page, payout and terms."""
-    values = {
-        "advertiser_id": advertiser,
-        "name": name,
-        "destination_url": url,
-        "fallback_url": fallback_url,
-        "payout_type": payout_type,
-        "payout_amount": payout_amount,
-        "payout_percent": payout_percent,
-        "revenue_type": revenue_type,
-        "revenue_amount": revenue_amount,
-        "revenue_percent": revenue_percent,
-        "currency": currency,
-        "attribution_window_days": window_days,
-        "refid_param": refid_param,
-    }
-    base = _settings(db).base_currency  # the revenue's currency
-    new_id = _run(db, lambda s: admin.create_offer(s, values, base))
-    console.print(f"offer {new_id} created")
-
-
-@offer_app.command("list")
-def offer_list(db: DbOption = None, as_json: JsonOption = False) -> None:
-    """Offers, newest first."""
-    _list(
-        db,
-        "offers",
-        [
-            "id",
-            "advertiser_id",
-            "name",
-            "payout_type",
-            "payout_amount",
-            "payout_percent",
-            "revenue_type",
-            "currency",
-            "status",
-            "destination_url",
-        ],
-        as_json=as_json,
-    )
-
-
-def _set_status(offer_id: int, status: str, db: str | None) -> None:
-    base = _settings(db).base_currency
-    _run(db, lambda s: admin.update_offer(s, offer_id, {"status": status}, base))
-    console.print(f"offer {offer_id} {status}")
-
-
-@offer_app.command("pause")
-def offer_pause(offer_id: int, db: DbOption = None) -> None:
-    """Pause an offer: its links stop serving (to its fallback URL, if set)."""
-    _set_status(offer_id, "paused", db)
-
-
-@offer_app.command("activate")
-def offer_activate(offer_id: int, db: DbOption = None) -> None:
-    """Activate a paused offer: its links serve again."""
-    _set_status(offer_id, "active", db)
-
-
 @affiliate_app.command("create")
 def affiliate_create(name: str, db: DbOption = None) -> None:
     """Create an affiliate (set its postback with `affiliate postback`)."""
@@ -712,4 +628,4 @@ def main() -> None:
         raise
 
 
-from clickback import cli_ledger, cli_outbound, cli_reports  # noqa: E402, F401  (they add their commands)
+from clickback import cli_ledger, cli_offers, cli_outbound, cli_reports  # noqa: E402, F401  (they add their commands)

@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import os
 import subprocess
+from typing import Any
 
+import orjson
+import pytest
 import typer
 
 from clickback.cli import app
-from tests.cli.conftest import CLICKBACK
+from tests.cli.conftest import CLICKBACK, cli, table_rows
 
 
 def _help(*words: str) -> str:
@@ -27,10 +30,14 @@ def _help(*words: str) -> str:
 
 def test_every_subcommand_has_a_help_line() -> None:
     top = typer.main.get_command(app)
-    groups = [name for name in top.list_commands(None) if hasattr(top.commands[name], "commands")]  # type: ignore[attr-defined]
+    groups: dict[str, Any] = {
+        name: command
+        for name, command in top.commands.items()  # type: ignore[attr-defined]
+        if hasattr(command, "commands")
+    }
     assert {"offer", "affiliate", "advertiser", "link"} <= set(groups)
-    for group in groups:
-        commands = top.commands[group].list_commands(None)  # type: ignore[attr-defined]
+    for group, command in groups.items():
+        commands = command.list_commands(None)
         rows = {
             line.strip("│ ").split(" ", 1)[0]: line.strip("│ ")
             for line in _help(group).splitlines()
@@ -40,3 +47,166 @@ def test_every_subcommand_has_a_help_line() -> None:
             assert name in rows, (group, name)
             described = rows[name].removeprefix(name).strip()
             assert described, f"`clickback {group} {name}` has no help line"
+
+
+def _fails(*args: str, db: str) -> str:
+    """A command that must fail: its exit status is 2, its output (no traceback)."""
+    out = subprocess.run([CLICKBACK, *args, "--db", db], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2, (args, out.stdout, out.stderr[-2000:])
+    assert "Traceback" not in out.stdout + out.stderr
+    return " ".join((out.stdout + out.stderr).split())
+
+
+def _offer(db: str, *extra: str) -> None:
+    cli("advertiser", "create", "Shop", db=db)
+    cli(
+        "offer",
+        "create",
+        "--advertiser",
+        "1",
+        "--name",
+        "Spring sale",
+        "--url",
+        "https://shop.example/landing",
+        "--payout-amount",
+        "5",
+        "--currency",
+        "EUR",
+        *extra,
+        db=db,
+    )
+
+
+def _shown(db: str, *args: str) -> dict[str, Any]:
+    lines = cli(*args, "--json", db=db).splitlines()
+    assert len(lines) == 1, lines
+    result: dict[str, Any] = orjson.loads(lines[0])
+    return result
+
+
+def test_offer_create_takes_what_the_api_takes(any_db: str) -> None:
+    _offer(
+        any_db,
+        "--approval",
+        "review",
+        "--status",
+        "paused",
+        "--fraud-rules",
+        '{"bot": "reject", "fast_conversion": "hold"}',
+    )
+    offer = _shown(any_db, "offer", "show", "1")
+    assert (offer["approval"], offer["status"]) == ("review", "paused")
+    assert offer["fraud_rules"] == {"bot": "reject", "fast_conversion": "hold"}
+    out = _fails(
+        "offer",
+        "create",
+        "--advertiser",
+        "1",
+        "--name",
+        "X",
+        "--url",
+        "https://x.example/",
+        "--approval",
+        "later",
+        db=any_db,
+    )
+    assert "invalid_approval" in out
+    out = _fails(
+        "offer",
+        "create",
+        "--advertiser",
+        "1",
+        "--name",
+        "X",
+        "--url",
+        "https://x.example/",
+        "--fraud-rules",
+        "{bot",
+        db=any_db,
+    )
+    assert "invalid_fraud_rules" in out
+    assert len(cli("offer", "list", "--json", db=any_db).splitlines()) == 1
+
+
+def test_offer_update_changes_what_it_is_given_and_prints_the_offer(
+    any_db: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "200")
+    _offer(any_db, "--fallback-url", "https://shop.example/")
+    out = cli(
+        "offer",
+        "update",
+        "1",
+        "--name",
+        "Summer sale",
+        "--payout-amount",
+        "7.5",
+        "--revenue-type",
+        "cps",
+        "--revenue-percent",
+        "12.5",
+        "--window-days",
+        "7",
+        db=any_db,
+    )
+    shown = {r["field"]: r["value"] for r in table_rows(out)}
+    assert shown["name"] == "Summer sale" and shown["payout_amount"] == "7.50", out
+    assert (shown["revenue_type"], shown["revenue_percent"]) == ("cps", "12.5")
+    assert shown["attribution_window_days"] == "7"
+    assert shown["fallback_url"] == "https://shop.example/"  # not given: kept
+    assert shown["destination_url"] == "https://shop.example/landing"
+    offer = _shown(any_db, "offer", "update", "1", "--fallback-url", "")  # '' clears it
+    assert offer["fallback_url"] == "" and offer["name"] == "Summer sale"
+    offer = _shown(
+        any_db,
+        "offer",
+        "update",
+        "1",
+        "--approval",
+        "review",
+        "--status",
+        "paused",
+        "--fraud-rules",
+        '{"bot": "hold"}',
+        "--url",
+        "https://shop.example/new",
+        "--refid-param",
+        "click_ref",
+    )
+    assert (offer["approval"], offer["status"], offer["fraud_rules"]) == (
+        "review",
+        "paused",
+        {"bot": "hold"},
+    )
+    assert (offer["destination_url"], offer["refid_param"]) == (
+        "https://shop.example/new",
+        "click_ref",
+    )
+    offer = _shown(any_db, "offer", "update", "1", "--fraud-rules", "{}", "--revenue-type", "")
+    assert offer["fraud_rules"] == {} and offer["revenue_type"] == ""
+    assert _shown(any_db, "offer", "show", "1") == offer
+
+
+def test_offer_update_is_checked_as_the_api_checks_it(any_db: str) -> None:
+    _offer(any_db)
+    before = _shown(any_db, "offer", "show", "1")
+    for args, code in (
+        (("--payout-amount", "1.234"), "invalid_amount"),  # EUR has two decimals
+        (("--currency", "JPY"), "currency_needs_amount"),
+        (("--url", "javascript:alert(1)"), "invalid_url"),
+        (("--window-days", "0"), "invalid_window"),
+        (("--status", "archived"), "invalid_status"),
+        (("--name", "New", "--fallback-url", "ftp://x"), "invalid_url"),
+    ):
+        assert f"({code})" in _fails("offer", "update", "1", *args, db=any_db), args
+    assert _shown(any_db, "offer", "show", "1") == before  # nothing changed
+    offer = _shown(any_db, "offer", "update", "1", "--currency", "JPY", "--payout-amount", "700")
+    assert (offer["currency"], offer["payout_amount"]) == ("JPY", "700")
+
+
+def test_an_unknown_offer_is_a_clear_error(any_db: str) -> None:
+    _offer(any_db)
+    for args in (("update", "99", "--name", "X"), ("show", "99")):
+        out = _fails("offer", *args, db=any_db)
+        assert "offer 99 does not exist" in out, out
+    assert "nothing to change" in _fails("offer", "update", "1", db=any_db)

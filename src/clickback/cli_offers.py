@@ -1,0 +1,230 @@
+"""`clickback offer …`: make, change, show, pause and activate offers.
+
+What the options give goes through `domain.admin` as the bodies of POST and PATCH
+/api/v1/offers do: the same fields, the same checks, the same error codes. `offer update`
+passes on only the options given (PATCH's partial update); an empty value (`--fallback-url
+''`, `--revenue-type ''`) clears an optional field, as `""` does in a PATCH.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import orjson
+import typer
+
+from clickback.cli import (
+    DbOption,
+    JsonOption,
+    _given,
+    _list,
+    _run,
+    _settings,
+    _table,
+    console,
+    offer_app,
+)
+from clickback.domain import admin
+from clickback.domain.ports import Store
+from clickback.errors import InputError, NotFoundError
+from clickback.web import present
+
+URL = "Destination (landing page) URL."
+PAYOUT_TYPE = "cpa, cps or cpl."
+PAYOUT_AMOUNT = "CPA/CPL amount in the offer's currency, e.g. 12.50."
+PAYOUT_PERCENT = "CPS percent of orderamount."
+REVENUE_TYPE = "What the advertiser pays the network: cpa, cps, or '' for none."
+REVENUE_AMOUNT = "CPA revenue, in the base currency."
+REVENUE_PERCENT = "CPS revenue percent."
+WINDOW = "Attribution window in days (1 to 3650)."
+REFID_PARAM = "Query parameter for the RefID."
+FALLBACK = (
+    "Where its links send a click while the offer is paused or archived, or the link or "
+    "affiliate inactive (no RefID); '' for none: CLICKBACK_FALLBACK_URL then applies."
+)
+APPROVAL = "auto (approved when recorded) or review (pending until decided)."
+FRAUD_RULES = (
+    'JSON object of flag to flag, hold or reject, e.g. \'{"bot": "reject"}\' '
+    "(as the API's fraud_rules; '{}' for none)."
+)
+
+
+def _fraud_rules(text: str | None) -> Any:
+    """--fraud-rules' JSON text as an API body would carry it; what it maps is checked by
+    the domain, as the API's is."""
+    if text is None:
+        return None
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        raise InputError(
+            '`fraud_rules` must be a JSON object, e.g. \'{"bot": "reject"}\'',
+            code="invalid_fraud_rules",
+            field="fraud_rules",
+        ) from None
+
+
+async def _read(store: Store, offer_id: int) -> dict[str, Any]:
+    row = await store.get_row("offers", offer_id)
+    if row is None:
+        raise NotFoundError(f"offer {offer_id} does not exist")
+    return present.offer(row, "")
+
+
+def _print(offer: dict[str, Any], as_json: bool) -> None:
+    """An offer as the API shows it: one JSON line, or a table of its fields."""
+    if as_json:
+        print(orjson.dumps(offer).decode())
+        return
+    rows = [
+        {"field": k, "value": orjson.dumps(v).decode() if isinstance(v, dict) else v}
+        for k, v in offer.items()
+    ]
+    _table(rows, ["field", "value"], whole=("value",))
+
+
+@offer_app.command("create")
+def offer_create(
+    advertiser: Annotated[int, typer.Option(help="Advertiser id.")],
+    name: Annotated[str, typer.Option()],
+    url: Annotated[str, typer.Option(help=URL)],
+    payout_type: Annotated[str, typer.Option(help=PAYOUT_TYPE)] = "cpa",
+    payout_amount: Annotated[str, typer.Option(help=PAYOUT_AMOUNT)] = "0",
+    payout_percent: Annotated[str, typer.Option(help=PAYOUT_PERCENT)] = "0",
+    revenue_type: Annotated[str, typer.Option(help=REVENUE_TYPE)] = "",
+    revenue_amount: Annotated[str, typer.Option(help=REVENUE_AMOUNT)] = "0",
+    revenue_percent: Annotated[str, typer.Option(help=REVENUE_PERCENT)] = "0",
+    currency: Annotated[str, typer.Option()] = "USD",
+    window_days: Annotated[int, typer.Option(help=WINDOW)] = 30,
+    refid_param: Annotated[str, typer.Option(help=REFID_PARAM)] = "refid",
+    fallback_url: Annotated[str, typer.Option(help=FALLBACK)] = "",
+    approval: Annotated[str, typer.Option(help=APPROVAL)] = "auto",
+    status: Annotated[str, typer.Option(help="active, or paused to start paused.")] = "active",
+    fraud_rules: Annotated[str | None, typer.Option(help=FRAUD_RULES)] = None,
+    db: DbOption = None,
+) -> None:
+    """Create an offer of an advertiser: its landing page, payout and terms."""
+    values = {
+        "advertiser_id": advertiser,
+        "name": name,
+        "destination_url": url,
+        "fallback_url": fallback_url,
+        "payout_type": payout_type,
+        "payout_amount": payout_amount,
+        "payout_percent": payout_percent,
+        "revenue_type": revenue_type,
+        "revenue_amount": revenue_amount,
+        "revenue_percent": revenue_percent,
+        "currency": currency,
+        "attribution_window_days": window_days,
+        "refid_param": refid_param,
+        "approval": approval,
+        "status": status,
+        "fraud_rules": _fraud_rules(fraud_rules),
+    }
+    base = _settings(db).base_currency  # the revenue's currency
+    new_id = _run(db, lambda s: admin.create_offer(s, values, base))
+    console.print(f"offer {new_id} created")
+
+
+@offer_app.command("update")
+def offer_update(
+    offer_id: int,
+    name: Annotated[str | None, typer.Option()] = None,
+    url: Annotated[str | None, typer.Option(help=URL)] = None,
+    fallback_url: Annotated[str | None, typer.Option(help=FALLBACK)] = None,
+    payout_type: Annotated[str | None, typer.Option(help=PAYOUT_TYPE)] = None,
+    payout_amount: Annotated[str | None, typer.Option(help=PAYOUT_AMOUNT)] = None,
+    payout_percent: Annotated[str | None, typer.Option(help=PAYOUT_PERCENT)] = None,
+    revenue_type: Annotated[str | None, typer.Option(help=REVENUE_TYPE)] = None,
+    revenue_amount: Annotated[str | None, typer.Option(help=REVENUE_AMOUNT)] = None,
+    revenue_percent: Annotated[str | None, typer.Option(help=REVENUE_PERCENT)] = None,
+    currency: Annotated[
+        str | None,
+        typer.Option(help="A CPA/CPL offer's new currency needs --payout-amount in it."),
+    ] = None,
+    window_days: Annotated[int | None, typer.Option(help=WINDOW)] = None,
+    refid_param: Annotated[str | None, typer.Option(help=REFID_PARAM)] = None,
+    approval: Annotated[str | None, typer.Option(help=APPROVAL)] = None,
+    status: Annotated[str | None, typer.Option(help="active or paused.")] = None,
+    fraud_rules: Annotated[str | None, typer.Option(help=FRAUD_RULES)] = None,
+    db: DbOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Change an offer (only the options given; '' clears an optional one) and print it."""
+    values = _given(
+        name=name,
+        destination_url=url,
+        fallback_url=fallback_url,
+        payout_type=payout_type,
+        payout_amount=payout_amount,
+        payout_percent=payout_percent,
+        revenue_type=revenue_type,
+        revenue_amount=revenue_amount,
+        revenue_percent=revenue_percent,
+        currency=currency,
+        attribution_window_days=window_days,
+        refid_param=refid_param,
+        approval=approval,
+        status=status,
+        fraud_rules=_fraud_rules(fraud_rules),
+    )
+    if not values:
+        console.print(
+            f"[red]error[/red]: nothing to change: give one or more options "
+            f"(clickback offer update --help); clickback offer show {offer_id} shows it"
+        )
+        raise typer.Exit(2)
+    base = _settings(db).base_currency
+
+    async def work(store: Store) -> dict[str, Any]:
+        await admin.update_offer(store, offer_id, values, base)
+        return await _read(store, offer_id)
+
+    _print(_run(db, work), as_json)
+
+
+@offer_app.command("show")
+def offer_show(offer_id: int, db: DbOption = None, as_json: JsonOption = False) -> None:
+    """One offer with every field, as GET /api/v1/offers/{id} shows it."""
+    _print(_run(db, lambda s: _read(s, offer_id)), as_json)
+
+
+@offer_app.command("list")
+def offer_list(db: DbOption = None, as_json: JsonOption = False) -> None:
+    """Offers, newest first."""
+    _list(
+        db,
+        "offers",
+        [
+            "id",
+            "advertiser_id",
+            "name",
+            "payout_type",
+            "payout_amount",
+            "payout_percent",
+            "revenue_type",
+            "currency",
+            "status",
+            "destination_url",
+        ],
+        as_json=as_json,
+    )
+
+
+def _set_status(offer_id: int, status: str, db: str | None) -> None:
+    base = _settings(db).base_currency
+    _run(db, lambda s: admin.update_offer(s, offer_id, {"status": status}, base))
+    console.print(f"offer {offer_id} {status}")
+
+
+@offer_app.command("pause")
+def offer_pause(offer_id: int, db: DbOption = None) -> None:
+    """Pause an offer: its links stop serving (to its fallback URL, if set)."""
+    _set_status(offer_id, "paused", db)
+
+
+@offer_app.command("activate")
+def offer_activate(offer_id: int, db: DbOption = None) -> None:
+    """Activate a paused offer: its links serve again."""
+    _set_status(offer_id, "active", db)
