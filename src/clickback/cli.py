@@ -22,7 +22,7 @@ from clickback.domain import admin
 from clickback.domain.catalog import Catalog
 from clickback.domain.ports import Store
 from clickback.domain.timefmt import iso
-from clickback.errors import ClickbackError, ConfigError
+from clickback.errors import ClickbackError, ConfigError, InputError
 from clickback.storage import open_store
 from clickback.web import present
 
@@ -360,12 +360,38 @@ def conversions_list(
     refid: str | None = None,
     ordernumber: str | None = None,
     offer: Annotated[int | None, typer.Option(help="Offer id.")] = None,
+    affiliate: Annotated[int | None, typer.Option(help="Affiliate id.")] = None,
+    status: Annotated[
+        str | None, typer.Option(help="pending, approved, rejected or reversed.")
+    ] = None,
+    test: Annotated[
+        bool | None,
+        typer.Option(
+            "--test/--no-test",
+            help="Only the integration tests' conversions / only real ones (default: both).",
+        ),
+    ] = None,
     db: DbOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Recent conversions, newest first; `is_test` marks the integration tests' ones
     (never in reports)."""
-    filters = _given(refid=refid, ordernumber=ordernumber, offer_id=offer)
+    from clickback.domain import lifecycle
+
+    if status is not None and status not in lifecycle.STATUSES:
+        raise InputError(
+            f"`status` must be one of {', '.join(lifecycle.STATUSES)}",
+            code="invalid_status",
+            field="status",
+        )
+    filters = _given(
+        refid=refid,
+        ordernumber=ordernumber,
+        offer_id=offer,
+        affiliate_id=affiliate,
+        status=status,
+        is_test=None if test is None else int(test),
+    )
     columns = [
         "id",
         "created_at",

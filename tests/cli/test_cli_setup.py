@@ -13,7 +13,7 @@ import pytest
 import typer
 
 from clickback.cli import app
-from tests.cli.conftest import CLICKBACK, cli, table_rows
+from tests.cli.conftest import CLICKBACK, cli, click, fire, table_rows
 
 
 def _help(*words: str) -> str:
@@ -210,3 +210,38 @@ def test_an_unknown_offer_is_a_clear_error(any_db: str) -> None:
         out = _fails("offer", *args, db=any_db)
         assert "offer 99 does not exist" in out, out
     assert "nothing to change" in _fails("offer", "update", "1", db=any_db)
+
+
+def test_conversions_list_filters_by_test_affiliate_and_status(any_db: str) -> None:
+    _offer(any_db)
+    cli("affiliate", "create", "Pub", db=any_db)
+    cli("affiliate", "create", "Other", db=any_db)
+    for affiliate in ("1", "2"):
+        cli("link", "create", "--offer", "1", "--affiliate", affiliate, db=any_db)
+    codes = [
+        orjson.loads(line)["code"]
+        for line in reversed(cli("link", "list", "--json", db=any_db).splitlines())
+    ]
+    orders = {"N1": codes[0], "N2": codes[1], "N3": codes[1]}
+    for order, code in orders.items():
+        refid = click(any_db, code)
+        fire(any_db, {"refid": refid, "orderamount": "20", "ordernumber": order})
+    cli("conversions", "status", "3", "reversed", "--reason", "chargeback", db=any_db)
+    cli("integration-test", "1", "--simulate", "--json", db=any_db)
+
+    def listed(*args: str) -> list[tuple[str, str, bool]]:
+        rows = [
+            orjson.loads(x) for x in cli("conversions", "list", *args, "--json", db=any_db).split()
+        ]
+        return sorted((r["ordernumber"], r["status"], r["is_test"]) for r in rows)
+
+    every = listed()
+    assert len(every) == 4 and sum(r[2] for r in every) == 1  # both, by default
+    assert [r[0] for r in listed("--no-test")] == ["N1", "N2", "N3"]
+    assert [r[2] for r in listed("--test")] == [True]
+    assert [r[0] for r in listed("--affiliate", "2")] == ["N2", "N3"]
+    assert listed("--status", "reversed") == [("N3", "reversed", False)]
+    assert [r[0] for r in listed("--status", "approved", "--no-test")] == ["N1", "N2"]
+    assert listed("--status", "pending") == []
+    out = _fails("conversions", "list", "--status", "aproved", db=any_db)
+    assert "(invalid_status)" in out and "pending, approved, rejected, reversed" in out
