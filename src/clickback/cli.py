@@ -115,6 +115,16 @@ def _table(rows: list[dict[str, Any]], columns: list[str], whole: tuple[str, ...
     console.print(table)
 
 
+def _fields(obj: dict[str, Any]) -> None:
+    """One object (as the API shows it) as a table of its fields, an object or list
+    value as its JSON."""
+    rows = [
+        {"field": k, "value": orjson.dumps(v).decode() if isinstance(v, dict | list) else v}
+        for k, v in obj.items()
+    ]
+    _table(rows, ["field", "value"], whole=("value",))
+
+
 def _list(
     db: str | None,
     kind: str,

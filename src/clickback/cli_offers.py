@@ -16,11 +16,11 @@ import typer
 from clickback.cli import (
     DbOption,
     JsonOption,
+    _fields,
     _given,
     _list,
     _run,
     _settings,
-    _table,
     console,
     offer_app,
 )
@@ -75,12 +75,8 @@ def _print(offer: dict[str, Any], as_json: bool) -> None:
     """An offer as the API shows it: one JSON line, or a table of its fields."""
     if as_json:
         print(orjson.dumps(offer).decode())
-        return
-    rows = [
-        {"field": k, "value": orjson.dumps(v).decode() if isinstance(v, dict) else v}
-        for k, v in offer.items()
-    ]
-    _table(rows, ["field", "value"], whole=("value",))
+    else:
+        _fields(offer)
 
 
 @offer_app.command("create")

@@ -12,6 +12,7 @@ from clickback.cli import (
     DbOption,
     JsonOption,
     _catalog,
+    _fields,
     _given,
     _list,
     _run,
@@ -157,6 +158,43 @@ def _show_postback(affiliate_id: int, offer: int | None, db: str | None, as_json
         console.print("per-offer overrides:" if overrides else "no per-offer overrides")
     if overrides:
         _table(overrides, ["offer_id", "postback_url", "postback_method", "postback_events"])
+
+
+@affiliate_app.command("show")
+def affiliate_show(affiliate_id: int, db: DbOption = None, as_json: JsonOption = False) -> None:
+    """One affiliate with its per-offer postback overrides, as GET /api/v1/affiliates/{id}
+    shows it (its postback secret hidden)."""
+    from clickback.web.http import HIDDEN
+    from clickback.web.present import affiliate, offer_postback
+
+    async def work(store: Store) -> dict[str, Any]:
+        row = await store.get_row("affiliates", affiliate_id)
+        if row is None:
+            raise NotFoundError(f"affiliate {affiliate_id} does not exist")
+        overrides = await store.offer_postbacks(affiliate_id=affiliate_id)
+        return {
+            **affiliate(row, ""),
+            "postback_secret": HIDDEN if row["postback_secret"] else "",
+            "postback_overrides": [offer_postback(o) for o in overrides],
+        }
+
+    shown = _run(db, work)
+    if as_json:
+        print(orjson.dumps(shown).decode())
+        return
+    overrides = shown.pop("postback_overrides")
+    _fields(shown)
+    if not overrides:
+        console.print("no per-offer postback overrides")
+        return
+    console.print("per-offer postback overrides:")
+    for o in overrides:
+        o["postback_events"] = ",".join(o["postback_events"])
+    _table(
+        overrides,
+        ["offer_id", "postback_url", "postback_method", "postback_events", "updated_at"],
+        whole=("postback_url",),
+    )
 
 
 @affiliate_app.command("enable-postback")

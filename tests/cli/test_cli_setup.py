@@ -245,3 +245,47 @@ def test_conversions_list_filters_by_test_affiliate_and_status(any_db: str) -> N
     assert listed("--status", "pending") == []
     out = _fails("conversions", "list", "--status", "aproved", db=any_db)
     assert "(invalid_status)" in out and "pending, approved, rejected, reversed" in out
+
+
+def test_affiliate_show_lists_its_per_offer_overrides(
+    any_db: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CLICKBACK_OUTBOUND_ALLOW_PRIVATE", "1")
+    monkeypatch.setenv("COLUMNS", "200")
+    _offer(any_db)
+    cli("affiliate", "create", "Pub", db=any_db)
+    shown = _shown(any_db, "affiliate", "show", "1")
+    assert shown["name"] == "Pub" and shown["postback_overrides"] == []
+    cli(
+        "affiliate", "postback", "1", "--url", "http://127.0.0.1:9/own", "--secret", "s3", db=any_db
+    )
+    cli(
+        "affiliate",
+        "postback",
+        "1",
+        "--offer",
+        "1",
+        "--url",
+        "http://127.0.0.1:9/o1",
+        "--events",
+        "approved",
+        db=any_db,
+    )
+    shown = _shown(any_db, "affiliate", "show", "1")
+    [override] = shown["postback_overrides"]
+    assert (override["offer_id"], override["postback_url"], override["postback_events"]) == (
+        1,
+        "http://127.0.0.1:9/o1",
+        ["approved"],
+    )
+    assert shown["postback_url"] == "http://127.0.0.1:9/own"
+    assert shown["postback_secret"] == "(hidden)"  # as `affiliate postback`: never printed
+    out = cli("affiliate", "show", "1", db=any_db)
+    assert "s3" not in out.split()
+    [row] = table_rows(out.split("per-offer postback overrides")[1])
+    assert (row["offer_id"], row["postback_url"], row["postback_events"]) == (
+        "1",
+        "http://127.0.0.1:9/o1",
+        "approved",
+    )
+    assert "affiliate 9 does not exist" in _fails("affiliate", "show", "9", db=any_db)

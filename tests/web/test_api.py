@@ -382,3 +382,58 @@ async def test_an_offer_postback_override_is_read_listed_and_removed(
     ] == []
     config = app.catalog.postback_config(offer, aff)  # the affiliate's own applies again
     assert config is not None and config.url == own and config.secret == "s3"
+
+
+async def test_an_affiliate_read_lists_its_per_offer_postback_overrides(
+    client: httpx.AsyncClient, app: ClickbackApp
+) -> None:
+    s = await make_offer(client)
+    offer, aff = s["offer"]["id"], s["affiliate"]["id"]
+    path = f"/api/v1/affiliates/{aff}"
+    r = await client.get(path, headers=AUTH)
+    assert r.status_code == 200 and r.json()["postback_overrides"] == []
+    second = await client.post(
+        "/api/v1/offers",
+        json={
+            "advertiser_id": s["advertiser"]["id"],
+            "name": "Second",
+            "destination_url": "https://shop.example/2",
+            "payout_amount": "1",
+        },
+        headers=AUTH,
+    )
+    other = second.json()["id"]
+    puts = []
+    for offer_id, body in (
+        (other, {"postback_url": "https://aff.example/b?c={refid}", "postback_method": "POST"}),
+        (
+            offer,
+            {"postback_url": "https://aff.example/a?c={refid}", "postback_events": ["approved"]},
+        ),
+    ):
+        put = await client.put(
+            f"/api/v1/offers/{offer_id}/postbacks/{aff}", json=body, headers=AUTH
+        )
+        assert put.status_code == 200, put.text
+        puts.append(put.json())
+    await app.store.create_token("ro", hash_token("read-tok"), "read")
+    for headers in (AUTH, {"Authorization": "Bearer read-tok"}):  # no secret in them
+        r = await client.get(path, headers=headers)
+        overrides = r.json()["postback_overrides"]
+        assert overrides == sorted(puts, key=lambda o: o["offer_id"])
+        assert [o["offer_id"] for o in overrides] == [offer, other]
+        assert overrides[0]["postback_events"] == ["approved"]
+        assert overrides[1]["postback_method"] == "POST"
+    # a change answers the affiliate as a read shows it
+    r = await client.patch(path, json={"name": "Renamed"}, headers=AUTH)
+    assert r.json() == (await client.get(path, headers=AUTH)).json()
+    assert r.json()["name"] == "Renamed" and len(r.json()["postback_overrides"]) == 2
+    await client.delete(f"/api/v1/offers/{other}/postbacks/{aff}", headers=AUTH)
+    r = await client.get(path, headers=AUTH)
+    assert [o["offer_id"] for o in r.json()["postback_overrides"]] == [offer]
+    listed = (await client.get("/api/v1/affiliates", headers=AUTH)).json()["items"]
+    assert "postback_overrides" not in listed[0]  # a list stays one query
+    doc = (await client.get("/api/v1/openapi.json")).json()
+    answer = doc["paths"]["/api/v1/affiliates/{id}"]["get"]["responses"]["200"]
+    schema = answer["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[-1]
+    assert "postback_overrides" in str(doc["components"]["schemas"][schema])

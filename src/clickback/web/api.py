@@ -32,7 +32,7 @@ from clickback.web.http import (
     read_json,
     redact,
 )
-from clickback.web.present import PRESENTERS, json_response
+from clickback.web.present import PRESENTERS, json_response, offer_postback
 
 if TYPE_CHECKING:
     from clickback.web.app import ClickbackApp
@@ -55,10 +55,16 @@ RAW_LISTS = {
 
 
 async def show(app: ClickbackApp, request: Request, table: str, row_id: Any) -> dict[str, Any]:
+    """One object as a read (and a write's answer) shows it; an affiliate with its
+    per-offer postback overrides (`AffiliateDetail`), which its lists leave out."""
     row = await app.store.get_row(table, row_id)
     if row is None:
         raise NotFoundError(f"{table.rstrip('s')} {row_id} does not exist")
-    return PRESENTERS[table](row, base_url(app, request))
+    shown = PRESENTERS[table](row, base_url(app, request))
+    if table == "affiliates":
+        overrides = await app.store.offer_postbacks(affiliate_id=row_id)
+        shown["postback_overrides"] = [offer_postback(o) for o in overrides]
+    return shown
 
 
 def entity_endpoints(app: ClickbackApp) -> list[Endpoint]:
@@ -151,6 +157,7 @@ def entity_endpoints(app: ClickbackApp) -> list[Endpoint]:
         create, update = creators[table], updaters[table]
         path, one = f"/api/v1/{table}", f"/api/v1/{table}/{{id}}"
         noun = schema.lower()
+        detail = "AffiliateDetail" if table == "affiliates" else schema  # see `show`
         eps += [
             Endpoint(
                 "GET",
@@ -168,11 +175,11 @@ def entity_endpoints(app: ClickbackApp) -> list[Endpoint]:
                 f"Create an {noun}" if noun[0] in "aeiou" else f"Create a {noun}",
                 write=True,
                 body=f"{schema}Create",
-                response=schema,
+                response=detail,
                 status=201,
                 tags=(table,),
             ),
-            Endpoint("GET", one, reader(table), f"Read one {noun}", response=schema, tags=(table,)),
+            Endpoint("GET", one, reader(table), f"Read one {noun}", response=detail, tags=(table,)),
             Endpoint(
                 "PATCH",
                 one,
@@ -182,7 +189,7 @@ def entity_endpoints(app: ClickbackApp) -> list[Endpoint]:
                 else f"Change some of a {noun}'s fields",
                 write=True,
                 body=f"{schema}Update",
-                response=schema,
+                response=detail,
                 tags=(table,),
             ),
             Endpoint(
@@ -191,7 +198,7 @@ def entity_endpoints(app: ClickbackApp) -> list[Endpoint]:
                 archiver(table),
                 f"Archive ({noun}s keep their history)",
                 write=True,
-                response=schema,
+                response=detail,
                 # the integration tests' built-in affiliate is not archived
                 errors=(400, 404, 409) if table == "affiliates" else (400, 404),
                 tags=(table,),

@@ -187,6 +187,12 @@ SCHEMAS["DeliveryDetail"] = {
         ),
     ]
 }
+SCHEMAS["AffiliateDetail"] = {
+    "allOf": [
+        ref("Affiliate"),
+        obj("", postback_overrides={"type": "array", "items": ref("OfferPostback")}),
+    ]
+}
 SCHEMAS["ConversionDetail"] = {
     "allOf": [
         ref("Conversion"),
