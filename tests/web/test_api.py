@@ -437,3 +437,15 @@ async def test_an_affiliate_read_lists_its_per_offer_postback_overrides(
     answer = doc["paths"]["/api/v1/affiliates/{id}"]["get"]["responses"]["200"]
     schema = answer["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[-1]
     assert "postback_overrides" in str(doc["components"]["schemas"][schema])
+
+
+async def test_fraud_rules_given_as_text_that_is_not_json_are_a_400(
+    client: httpx.AsyncClient,
+) -> None:
+    s = await make_offer(client)
+    path = f"/api/v1/offers/{s['offer']['id']}"
+    for text in ("x", "{bot", '"bot"'):
+        r = await client.patch(path, json={"fraud_rules": text}, headers=AUTH)
+        assert r.status_code == 400, (text, r.text)
+        assert r.json()["errors"][0]["code"] == "invalid_fraud_rules"
+    assert (await client.get(path, headers=AUTH)).json() == s["offer"]

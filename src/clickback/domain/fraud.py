@@ -58,7 +58,13 @@ def parse_rules(raw: Any) -> dict[str, str]:
 
 @lru_cache(maxsize=1024)
 def _stored_rules(raw: str) -> tuple[tuple[str, str], ...]:
-    return tuple(_check_rules(orjson.loads(raw)).items())
+    """Rules as stored (JSON text), or given as text to the API: text that is not JSON is
+    refused as any other bad value is (it was a JSONDecodeError, a 500)."""
+    try:
+        rules = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        rules = None
+    return tuple(_check_rules(rules).items())
 
 
 def _check_rules(rules: Any) -> dict[str, str]:
