@@ -21,13 +21,20 @@ from clickback.cli import (
     postbacks_app,
     public_base,
 )
+from clickback.domain import attribution
 from clickback.domain.ports import Store
 from clickback.errors import NotFoundError
 
 
 def _errors_cell(row: dict[str, Any]) -> dict[str, Any]:
-    """A ledger row as table cells: its errors as `code (field)`, comma-separated."""
-    errors = ", ".join(f"{e['code']} ({e['field']})" for e in row["errors"])
+    """A ledger row as table cells: its errors as `code (field)`, comma-separated; a
+    duplicate's with its message (the conversion it repeats, and what differs)."""
+    errors = ", ".join(
+        f"{e['code']} ({e['field']}): {e['message']}"
+        if e["code"] == attribution.DUPLICATE_ORDERNUMBER
+        else f"{e['code']} ({e['field']})"
+        for e in row["errors"]
+    )
     return {**row, "errors": errors}
 
 

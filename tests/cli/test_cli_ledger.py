@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import re
 import subprocess
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -17,7 +19,21 @@ import pytest
 import typer
 
 from clickback.cli import app
+from clickback.config import Settings
+from clickback.domain.ports import Store
+from clickback.storage import open_store
 from tests.cli.conftest import CLICKBACK, Server, cli, click, fire, table_rows
+
+
+def in_store(db: str, work: Callable[[Store], Awaitable[None]]) -> None:
+    async def go() -> None:
+        store = await open_store(db, Settings(database_url=db))
+        try:
+            await work(store)
+        finally:
+            await store.close()
+
+    asyncio.run(go())
 
 
 def setup(db: str, url: str = "http://127.0.0.1:9/landing", *advertiser: str) -> str:
@@ -66,6 +82,36 @@ def test_postbacks_list_shows_errors_and_refids_whole_and_filters_by_code_and_si
     assert cli("postbacks", "list", "--since", "2999-01-01", "--json", db=any_db) == ""
     lines = cli("postbacks", "list", "--since", "2020-01-01", "--json", db=any_db)
     assert len(lines.splitlines()) == 2
+
+
+def test_postbacks_list_says_what_a_duplicate_repeats_and_what_differs(
+    any_db: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "200")
+    refid = click(any_db, setup(any_db))
+    fire(
+        any_db,
+        {"refid": refid, "orderamount": "30", "ordernumber": "D1"},
+        {"refid": refid, "orderamount": "30.00", "ordernumber": "D1"},
+        {"refid": refid, "orderamount": "31", "ordernumber": "D1"},
+    )
+    rows = table_rows(cli("postbacks", "list", db=any_db))
+    assert [(r["outcome"], r["conversion_id"]) for r in rows] == [
+        ("duplicate", "1"),
+        ("duplicate", "1"),
+        ("accepted", "1"),
+    ]
+    errors = [r["errors"].replace(" ", "") for r in rows]  # as wrapped
+    assert errors == [
+        e.replace(" ", "")
+        for e in [
+            "duplicate_ordernumber (ordernumber): ordernumber 'D1' was counted already, as"
+            " conversion 1; this one differs: stored orderamount 30.00 USD, this one 31.00 USD",
+            "duplicate_ordernumber (ordernumber): ordernumber 'D1' was counted already, as"
+            " conversion 1",
+            "",
+        ]
+    ]
 
 
 def test_bulk_replay_skips_what_a_replay_counted_and_exits_1_when_any_is_refused(

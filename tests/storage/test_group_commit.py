@@ -7,6 +7,7 @@ import sqlite3
 import time
 from pathlib import Path
 
+import orjson
 import pytest
 
 from clickback.domain.models import Outcome
@@ -46,7 +47,9 @@ def click_row(refid: str, link: int, sub1: str = "") -> tuple:  # type: ignore[t
     return (refid, link, 1, 1, sub1, "", "", "", "", "127.0.0.1", "ua", "", 1_000, 0)
 
 
-def conv(adv: int, link: int, order: str, refid: str = "R1") -> ConversionRow:
+def conv(
+    adv: int, link: int, order: str, refid: str = "R1", amount: int = 500, currency: str = "USD"
+) -> ConversionRow:
     return ConversionRow(
         refid=refid,
         offer_id=1,
@@ -54,8 +57,8 @@ def conv(adv: int, link: int, order: str, refid: str = "R1") -> ConversionRow:
         advertiser_id=adv,
         link_id=link,
         ordernumber=order,
-        orderamount=500,
-        currency="USD",
+        orderamount=amount,
+        currency=currency,
         commission=100,
         commission_currency="USD",
         coupon="",
@@ -112,6 +115,51 @@ async def test_dedupe_holds_across_batches(store: Store) -> None:
     again = await store.write_postback(ledger("X"), conv(adv, link, "X"))
     assert first.outcome is Outcome.ACCEPTED and again.outcome is Outcome.DUPLICATE
     assert again.conversion_id == first.conversion_id
+
+
+async def test_a_duplicate_says_the_conversion_it_repeats_and_what_differs(store: Store) -> None:
+    """A repeat of an order counted in an earlier batch (its conversion read back) or in
+    the same batch (the one inserted beside it) is stored with why it was not counted:
+    the stored conversion's id, and its amount, currency or RefID where the repeat's
+    differ."""
+    adv, link = await setup(store)
+    x = (await store.write_postback(ledger("X"), conv(adv, link, "X"))).conversion_id
+    written = [
+        await store.write_postback(ledger("X"), conv(adv, link, "X")),
+        await store.write_postback(ledger("X"), conv(adv, link, "X", "R2", amount=599)),
+        *await asyncio.gather(
+            store.write_postback(ledger("Y"), conv(adv, link, "Y")),
+            store.write_postback(ledger("Y"), conv(adv, link, "Y", amount=600, currency="EUR")),
+        ),
+    ]
+    assert [w.outcome for w in written] == [Outcome.DUPLICATE] * 2 + [
+        Outcome.ACCEPTED,
+        Outcome.DUPLICATE,
+    ]
+    y = written[2].conversion_id
+    rows = {r["id"]: r for r in (await store.list_rows("postbacks", {}, None, None, 9, None)).items}
+    stored = [rows[w.ledger_id] for w in written]
+    assert [r["code"] for r in stored] == ["duplicate_ordernumber"] * 2 + [
+        "",
+        "duplicate_ordernumber",
+    ]
+    notes = [orjson.loads(r["errors"]) for r in stored]
+    assert notes[0] == [
+        {
+            "field": "ordernumber",
+            "code": "duplicate_ordernumber",
+            "message": f"ordernumber 'X' was counted already, as conversion {x}",
+        }
+    ]
+    assert notes[1][0]["message"] == (
+        f"ordernumber 'X' was counted already, as conversion {x}; this one differs:"
+        " stored orderamount 5.00 USD, this one 5.99 USD; stored RefID R1, this one R2"
+    )
+    assert notes[2] == []
+    assert notes[3][0]["message"] == (
+        f"ordernumber 'Y' was counted already, as conversion {y}; this one differs:"
+        " stored orderamount 5.00 USD, this one 6.00 EUR"
+    )
 
 
 async def test_a_duplicate_of_an_earlier_batch_takes_no_conversion_id(store: Store) -> None:

@@ -107,7 +107,47 @@ async def test_duplicate_ordernumber_is_counted_once(client: httpx.AsyncClient) 
     first = (await client.get(f"/postback?refid={refid}&orderamount=10&ordernumber=N1")).json()
     again = await client.get(f"/postback?refid={refid}&orderamount=10&ordernumber=N1")
     assert again.status_code == 200
-    assert again.json() == {"status": "duplicate", "conversion_id": first["conversion_id"]}
+    cid = first["conversion_id"]
+    assert again.json() == {
+        "status": "duplicate",
+        "conversion_id": cid,
+        "message": f"ordernumber 'N1' was counted already, as conversion {cid}",
+        "differs": [],
+    }
+    assert len(await conversions(client, refid=refid)) == 1
+
+
+async def test_a_duplicate_with_another_amount_or_refid_says_what_differs(
+    client: httpx.AsyncClient,
+) -> None:
+    s = await make_offer(client)
+    refid, other = await click(client, s["link"]), await click(client, s["link"])
+    url = "/postback?refid={}&orderamount={}&ordernumber=N2&currency={}"
+    cid = (await client.get(url.format(refid, "49.90", "USD"))).json()["conversion_id"]
+    again = await client.get(url.format(other, "59.9", "EUR"))
+    assert again.status_code == 200
+    body = again.json()
+    assert (body["status"], body["conversion_id"]) == ("duplicate", cid)
+    assert body["differs"] == [
+        {"field": "orderamount", "stored": "49.90", "sent": "59.90"},
+        {"field": "currency", "stored": "USD", "sent": "EUR"},
+        {"field": "refid", "stored": refid, "sent": other},
+    ]
+    assert body["message"] == (
+        f"ordernumber 'N2' was counted already, as conversion {cid}; this one differs:"
+        f" stored orderamount 49.90 USD, this one 59.90 EUR; stored RefID {refid}, this one {other}"
+    )
+    [row] = (
+        await client.get("/api/v1/postbacks", params={"outcome": "duplicate"}, headers=AUTH)
+    ).json()["items"]
+    assert (row["code"], row["conversion_id"], row["http_status"]) == (
+        "duplicate_ordernumber",
+        cid,
+        200,
+    )
+    assert row["errors"] == [
+        {"field": "ordernumber", "code": "duplicate_ordernumber", "message": body["message"]}
+    ]
     assert len(await conversions(client, refid=refid)) == 1
 
 

@@ -157,3 +157,17 @@ async def test_the_offer_page_shows_where_a_click_goes_while_not_serving(
     assert re.search(r'id="fallback"><code>https://shop.example/other-offer</code>', page.text)
     page = await client.get(f"/ui/offers/{plain['offer']['id']}")
     assert re.search(r'id="fallback">none: the 404 page', page.text)
+
+
+async def test_the_postback_ledger_page_says_what_a_duplicate_repeats(
+    client: httpx.AsyncClient,
+) -> None:
+    s = await make_offer(client)
+    refid = await click(client, s["link"])
+    for amount in ("10", "12"):
+        await client.get(f"/postback?refid={refid}&orderamount={amount}&ordernumber=U1")
+    await login(client, ADMIN)
+    page = (await client.get("/ui/postbacks")).text
+    assert "duplicate_ordernumber" in page
+    # shown on the page, not only in a code's tooltip
+    assert re.search(r">[^<>]*stored orderamount 10\.00 USD, this one 12\.00 USD[^<>]*<", page)

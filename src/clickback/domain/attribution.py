@@ -3,15 +3,18 @@
 Pure: it takes the parsed postback, what the RefID says about itself, and the cached
 advertiser and offer, and returns either a conversion to store or the reason it is
 refused. Dedupe of `ordernumber` is not decided here but by the store's unique
-constraint, exactly, under concurrency.
+constraint, exactly, under concurrency; what a duplicate is told (`duplicate`) is said
+here, from the conversion the store found it repeats.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
+
+import orjson
 
 from clickback.domain import commission, money
 from clickback.domain.fx import Rates
@@ -24,13 +27,14 @@ from clickback.domain.models import (
     OfferStatus,
     Outcome,
 )
-from clickback.domain.ports import ConversionRow
+from clickback.domain.ports import ConversionRow, LedgerRow, StoredOrder
 from clickback.domain.postback import PostbackInput, check_precision, too_large
 from clickback.domain.refid import RefIdInfo
 
 DAY_US = 86_400_000_000
 MISSING_RATE = "missing_rate"
 UNKNOWN_COMMISSIONID = "unknown_commissionid"
+DUPLICATE_ORDERNUMBER = "duplicate_ordernumber"
 
 HTTP_STATUS = {
     Outcome.ACCEPTED: 200,
@@ -55,6 +59,50 @@ def unknown_refid() -> Refusal:
         Outcome.UNKNOWN_REFID,
         [FieldError("refid", "unknown_refid", "no click was tracked with this RefID")],
     )
+
+
+def duplicate(repeat: ConversionRow, stored: StoredOrder) -> tuple[str, list[dict[str, str]]]:
+    """Why a repeat of an order counted already was not counted: the stored conversion's
+    id and, where they differ, its amount, currency and RefID beside the repeat's (a
+    second sale given the first one's order number would otherwise pass as a retry)."""
+    before = money.from_minor(stored.orderamount, stored.currency)
+    now = money.from_minor(repeat.orderamount, repeat.currency)
+    differs = []
+    if before != now:
+        differs.append(
+            {
+                "field": "orderamount",
+                "stored": money.format_minor(stored.orderamount, stored.currency),
+                "sent": money.format_minor(repeat.orderamount, repeat.currency),
+            }
+        )
+    if stored.currency != repeat.currency:
+        differs.append({"field": "currency", "stored": stored.currency, "sent": repeat.currency})
+    parts = []
+    if differs:
+        parts.append(
+            f"stored orderamount {money.format_minor(stored.orderamount, stored.currency)}"
+            f" {stored.currency}, this one"
+            f" {money.format_minor(repeat.orderamount, repeat.currency)} {repeat.currency}"
+        )
+    if stored.refid != repeat.refid:
+        differs.append({"field": "refid", "stored": stored.refid, "sent": repeat.refid})
+        parts.append(f"stored RefID {stored.refid}, this one {repeat.refid}")
+    message = (
+        f"ordernumber {repeat.ordernumber!r} was counted already, as conversion"
+        f" {stored.conversion_id}"
+    )
+    if parts:
+        message += "; this one differs: " + "; ".join(parts)
+    return message, differs
+
+
+def ledger_duplicate(ledger: LedgerRow, repeat: ConversionRow, stored: StoredOrder) -> LedgerRow:
+    """The ledger row of a repeat found a duplicate as it was written: its reason is the
+    duplicate (the warnings on the conversion it would have made are moot)."""
+    message, _ = duplicate(repeat, stored)
+    note = FieldError("ordernumber", DUPLICATE_ORDERNUMBER, message)
+    return replace(ledger, errors=orjson.dumps([note.as_dict()]).decode(), code=note.code)
 
 
 def decide(

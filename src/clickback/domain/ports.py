@@ -91,10 +91,21 @@ class LedgerRow:
 
 
 @dataclass(frozen=True, slots=True)
+class StoredOrder:
+    """The conversion a duplicate repeats, as stored: what the repeat is compared with."""
+
+    conversion_id: int
+    orderamount: int  # minor units of currency
+    currency: str
+    refid: str
+
+
+@dataclass(frozen=True, slots=True)
 class PostbackWritten:
     outcome: Outcome  # ACCEPTED, or DUPLICATE when the ordernumber was already counted
     conversion_id: int | None
     ledger_id: int
+    stored: StoredOrder | None = None  # for a DUPLICATE: the conversion it repeats
 
 
 @dataclass(frozen=True, slots=True)

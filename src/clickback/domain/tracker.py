@@ -269,9 +269,16 @@ class Tracker:
             return PostbackAnswer(ledger.http_status, body, written.ledger_id)
         assert conversion is not None
         if written.outcome is Outcome.DUPLICATE:
+            assert written.stored is not None
+            message, differs = attribution.duplicate(conversion, written.stored)
             return PostbackAnswer(
                 200,
-                {"status": "duplicate", "conversion_id": written.conversion_id},
+                {
+                    "status": "duplicate",
+                    "conversion_id": written.conversion_id,
+                    "message": message,
+                    "differs": differs,
+                },
                 written.ledger_id,
             )
         body = {

@@ -18,6 +18,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import asyncpg
 
+from clickback.domain import attribution
 from clickback.domain.models import Outcome
 from clickback.domain.ports import (
     CLICK_COLUMNS,
@@ -25,6 +26,7 @@ from clickback.domain.ports import (
     ConversionRow,
     LedgerRow,
     PostbackWritten,
+    StoredOrder,
 )
 from clickback.storage import schema
 from clickback.storage.base import SqlStore, now_us
@@ -69,7 +71,8 @@ ON CONFLICT (advertiser_id, ordernumber) DO NOTHING
 RETURNING id, advertiser_id, ordernumber
 """
 SELECT_EXISTING = """
-SELECT c.id, c.advertiser_id, c.ordernumber FROM conversions AS c
+SELECT c.id, c.advertiser_id, c.ordernumber, c.orderamount, c.currency, c.refid
+FROM conversions AS c
 JOIN unnest($1::bigint[], $2::text[]) AS k(advertiser_id, ordernumber)
   ON c.advertiser_id = k.advertiser_id AND c.ordernumber = k.ordernumber
 """
@@ -407,6 +410,7 @@ class PostgresStore(SqlStore):
             if conv is not None:
                 first.setdefault((conv.advertiser_id, conv.ordernumber), conv)
         ids: dict[tuple[int, str], tuple[int, bool]] = {}  # key -> (id, inserted here)
+        stored: dict[tuple[int, str], StoredOrder] = {}  # key -> a conversion of another batch
         if first:
             offered = [first[k] for k in sorted(first)]
             cols = list(
@@ -463,17 +467,22 @@ class PostgresStore(SqlStore):
                 )
                 for r in rows:
                     ids[(r[1], r[2])] = (r[0], False)
+                    stored[(r[1], r[2])] = StoredOrder(r[0], r[3], r[4], r[5])
         ledger_ids = [r[0] for r in await conn.fetch(NEXT_IDS, "postbacks", len(postbacks))]
         out: list[PostbackWritten] = []
         ledger_rows = []
         for lid, (ledger, conv) in zip(ledger_ids, postbacks, strict=True):
-            outcome, conversion_id = ledger.outcome, None
+            outcome, conversion_id, repeats = ledger.outcome, None, None
             if conv is not None:
                 key = (conv.advertiser_id, conv.ordernumber)
                 conversion_id, inserted_here = ids[key]
                 if not (inserted_here and first[key] is conv):
                     outcome = Outcome.DUPLICATE
-            out.append(PostbackWritten(outcome, conversion_id, lid))
+                    repeats = stored.get(key) or StoredOrder(
+                        conversion_id, first[key].orderamount, first[key].currency, first[key].refid
+                    )
+                    ledger = attribution.ledger_duplicate(ledger, conv, repeats)
+            out.append(PostbackWritten(outcome, conversion_id, lid, repeats))
             ledger_rows.append(
                 (
                     lid,

@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, suppress
 from typing import Any
 
+from clickback.domain import attribution
 from clickback.domain.models import Outcome
 from clickback.domain.ports import (
     CLICK_COLUMNS,
@@ -27,6 +28,7 @@ from clickback.domain.ports import (
     ConversionRow,
     LedgerRow,
     PostbackWritten,
+    StoredOrder,
 )
 from clickback.errors import UnavailableError
 from clickback.storage import schema
@@ -42,6 +44,11 @@ INSERT_CLICK = f"INSERT INTO clicks ({', '.join(CLICK_COLUMNS)}) VALUES ({_CLICK
 # The conversion takes its sub-IDs and test flag from its click when the click row is
 # stored; when it is not (lost in async mode, or in another node's batch), the signed
 # RefID still names link, offer and affiliate, and the row is flagged click_missing.
+# what a duplicate is compared with (`attribution.duplicate`)
+SELECT_STORED = (
+    "SELECT id, orderamount, currency, refid FROM conversions"
+    " WHERE advertiser_id = ? AND ordernumber = ?"
+)
 INSERT_CONVERSION = """
 INSERT INTO conversions (
     refid, offer_id, affiliate_id, advertiser_id, link_id, ordernumber, orderamount,
@@ -573,7 +580,7 @@ class SqliteStore(SqlStore):
     def _write_postback(self, ledger: LedgerRow, conv: ConversionRow | None) -> PostbackWritten:
         conn = self.conn
         outcome = ledger.outcome
-        conversion_id = None
+        conversion_id = stored = None
         if conv is not None:
             cur = conn.execute(INSERT_CONVERSION, conversion_args(conv))
             if cur.rowcount == 1:
@@ -586,10 +593,11 @@ class SqliteStore(SqlStore):
                     )
             else:
                 outcome = Outcome.DUPLICATE
-                conversion_id = conn.execute(
-                    "SELECT id FROM conversions WHERE advertiser_id = ? AND ordernumber = ?",
-                    (conv.advertiser_id, conv.ordernumber),
-                ).fetchone()[0]
+                stored = StoredOrder(
+                    *conn.execute(SELECT_STORED, (conv.advertiser_id, conv.ordernumber)).fetchone()
+                )
+                conversion_id = stored.conversion_id
+                ledger = attribution.ledger_duplicate(ledger, conv, stored)
         cur = conn.execute(INSERT_LEDGER, ledger_args(ledger, outcome, conversion_id))
         assert cur.lastrowid is not None
-        return PostbackWritten(outcome, conversion_id, cur.lastrowid)
+        return PostbackWritten(outcome, conversion_id, cur.lastrowid, stored)
