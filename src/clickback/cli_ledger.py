@@ -26,13 +26,19 @@ from clickback.domain.ports import Store
 from clickback.errors import NotFoundError
 
 
+def _error_text(e: dict[str, str]) -> str:
+    """`code (field)`, or the code alone for a refusal of the whole request (`*`, no
+    field: rate_limited, request_too_large)."""
+    return e["code"] if e["field"] in ("", "*") else f"{e['code']} ({e['field']})"
+
+
 def _errors_cell(row: dict[str, Any]) -> dict[str, Any]:
     """A ledger row as table cells: its errors as `code (field)`, comma-separated; a
     duplicate's with its message (the conversion it repeats, and what differs)."""
     errors = ", ".join(
-        f"{e['code']} ({e['field']}): {e['message']}"
+        f"{_error_text(e)}: {e['message']}"
         if e["code"] == attribution.DUPLICATE_ORDERNUMBER
-        else f"{e['code']} ({e['field']})"
+        else _error_text(e)
         for e in row["errors"]
     )
     return {**row, "errors": errors}
@@ -203,7 +209,7 @@ def integration_test(
         colour = {"passed": "green", "failed": "red"}.get(result["status"], "yellow")
         console.print(f"{name.replace('_', ' ')}: [{colour}]{result['status']}[/{colour}]")
         for r in result["reasons"]:
-            console.print(f"  - {r['code']} ({r['field']}): {r['message']}")
+            console.print(f"  - {_error_text(r)}: {r['message']}")
     if test["conversion_test"]["status"] == "pending":
         console.print(
             "Fire the postback URL above (fill orderamount and ordernumber), then "

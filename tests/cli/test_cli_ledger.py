@@ -21,6 +21,7 @@ import typer
 from clickback.cli import app
 from clickback.config import Settings
 from clickback.domain.ports import Store
+from clickback.domain.tracker import open_tracker
 from clickback.storage import open_store
 from tests.cli.conftest import CLICKBACK, Server, cli, click, fire, table_rows
 
@@ -82,6 +83,29 @@ def test_postbacks_list_shows_errors_and_refids_whole_and_filters_by_code_and_si
     assert cli("postbacks", "list", "--since", "2999-01-01", "--json", db=any_db) == ""
     lines = cli("postbacks", "list", "--since", "2020-01-01", "--json", db=any_db)
     assert len(lines.splitlines()) == 2
+
+
+def test_postbacks_list_shows_a_refusal_with_no_field_as_its_code_alone(
+    any_db: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A refusal of the whole request (rate_limited, request_too_large) names no field:
+    it is shown as its code, not `rate_limited (*)`."""
+    monkeypatch.setenv("COLUMNS", "160")
+    refid = click(any_db, setup(any_db))
+
+    async def work(store: Store) -> None:
+        tracker = await open_tracker(store, postback_rate_limit=0.5)  # a burst of one
+        for order in ("L1", "L2"):
+            await tracker.postback(
+                "GET", "198.51.100.4", {"refid": refid, "orderamount": "1", "ordernumber": order}
+            )
+
+    in_store(any_db, work)
+    rows = table_rows(cli("postbacks", "list", db=any_db))
+    assert [(r["outcome"], r["errors"]) for r in rows] == [
+        ("rate_limited", "rate_limited"),
+        ("accepted", ""),
+    ]
 
 
 def test_postbacks_list_says_what_a_duplicate_repeats_and_what_differs(
