@@ -154,7 +154,8 @@ SETTINGS: dict[str, tuple[str, str]] = {
         "0",
         "Postbacks per second allowed per source IP (bursts up to 2 s worth); more get 429 "
         "with Retry-After. 0: no limit (an advertiser's server may fire in bursts, and a "
-        "refused postback is a lost sale).",
+        "refused postback is a lost sale). The operator's own postbacks (replays, simulated "
+        "integration tests) are neither counted nor refused.",
     ),
     "CLICKBACK_SIGNATURE_SKEW_SECONDS": (
         "300",

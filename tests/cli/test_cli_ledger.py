@@ -181,6 +181,16 @@ def test_integration_test_with_simulate_passes_both(sqlite_db: str) -> None:
     assert [c["is_test"] for c in convs] == [True]
 
 
+def test_simulate_passes_with_the_postback_rate_limit_set_low(
+    sqlite_db: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CLICKBACK_POSTBACK_RATE_LIMIT", "0.01")  # one postback per 100 s
+    setup(sqlite_db)
+    for _ in range(2):
+        test = orjson.loads(cli("integration-test", "1", "--simulate", "--json", db=sqlite_db))
+        assert test["conversion_test"]["status"] == "passed", test["conversion_test"]
+
+
 def test_conversions_list_shows_which_are_test_conversions(
     any_db: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import httpx
 import pytest
 
+from clickback.config import Settings
 from clickback.domain.ports import Store
 from clickback.storage import schema
 from clickback.storage.sqlite import SqliteStore
-from tests.conftest import AUTH, click, make_offer
+from clickback.web.app import ClickbackApp
+from tests.conftest import ADMIN, AUTH, click, make_offer
 
 
 class _Landing(BaseHTTPRequestHandler):
@@ -404,3 +406,34 @@ async def test_simulate_fires_the_test_postback_as_the_advertiser_would(
     # without it, the conversion test waits for the advertiser's own postback
     test = (await client.post(path, json={"simulate": False}, headers=AUTH)).json()
     assert test["conversion_test"]["status"] == "pending"
+
+
+@pytest.fixture
+async def limited(store: Store) -> AsyncIterator[httpx.AsyncClient]:
+    """The app with CLICKBACK_POSTBACK_RATE_LIMIT so low that one postback per source IP
+    passes (a burst of one, refilled after 100 s); the client seen as 127.0.0.1."""
+    settings = Settings(
+        database_url="unused", admin_token=ADMIN, public_url="http://t", postback_rate_limit=0.01
+    )
+    app = ClickbackApp(settings, store)
+    await app.startup()
+    transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 4444))
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+        yield c
+    await app.shutdown()
+
+
+async def test_a_simulated_test_postback_is_not_rate_limited_nor_counted(
+    limited: httpx.AsyncClient,
+) -> None:
+    """The operator's own simulated postback (from 127.0.0.1) neither is refused by the
+    advertiser-facing limiter nor takes from the budget of postbacks from that address."""
+    s = await make_offer(limited, destination_url="http://127.0.0.1:9/")
+    path = f"/api/v1/offers/{s['offer']['id']}/integration-tests"
+    for _ in range(3):
+        test = (await limited.post(path, json={"simulate": True}, headers=AUTH)).json()
+        assert test["conversion_test"]["status"] == "passed", test["conversion_test"]
+    refid = await click(limited, s["link"])
+    url = f"/postback?refid={refid}&orderamount=1&ordernumber="
+    assert (await limited.get(url + "REAL-1")).json()["status"] == "accepted"
+    assert (await limited.get(url + "REAL-2")).status_code == 429  # the limit still holds

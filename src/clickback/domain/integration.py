@@ -136,7 +136,9 @@ async def start(
 async def simulate(store: Store, tracker: Tracker, test_id: int) -> None:
     """Fires a test's postback as the advertiser's server would: with its token, and `ts`
     and `sig` when it signs (`domain.security`), from 127.0.0.1 (an IP allowlist without
-    that address refuses it). Nothing to fire when the click test made no RefID."""
+    that address refuses it), but not through the postback rate limiter: it is the
+    operator's action, not the advertiser's traffic. Nothing to fire when the click test
+    made no RefID."""
     test = await store.get_row("integration_tests", test_id)
     if test is None:
         raise NotFoundError(f"integration test {test_id} does not exist")
@@ -156,7 +158,7 @@ async def simulate(store: Store, tracker: Tracker, test_id: int) -> None:
     if advertiser["signing_secret"]:
         params["ts"] = str(int(time.time()))
         params["sig"] = security.sign(advertiser["signing_secret"], params)
-    await tracker.postback("GET", "127.0.0.1", params)
+    await tracker.postback("GET", "127.0.0.1", params, simulated=True)
 
 
 async def rerun(store: Store, tracker: Tracker, test_id: int, probe: LandingProbe | None) -> None:

@@ -157,6 +157,7 @@ class Tracker:
         received_at: int | None = None,
         replay_of: int | None = None,
         sent: Mapping[str, str] | None = None,
+        simulated: bool = False,
     ) -> PostbackAnswer:
         """Decide on a postback and store it, raw, with the decision, in one write.
 
@@ -164,7 +165,9 @@ class Tracker:
         as of when the postback first arrived. `sent` is the parameters as they arrived
         (`params` keeps an excerpt of a long value and drops NUL): the signature is
         checked against them, so such a value is answered as in an unsigned postback (a
-        `too_long` field, say), not as a signature that does not match."""
+        `too_long` field, say), not as a signature that does not match. A replay, and a
+        `simulated` postback (an integration test's, fired by the operator), are the
+        operator's own: the advertiser-facing rate limiter neither counts nor refuses them."""
         now_us = received_at if received_at is not None else self.clock.now_us()
         conversion = None
         link = offer = advertiser = None
@@ -193,7 +196,7 @@ class Tracker:
         # what was wrong with the request as it arrived is kept behind any refusal, so a
         # replay once the refusal's cause is gone still knows it (`ledger.INCOMPLETE`)
         arrived = list(extra_errors or [])
-        if replay_of is None and not self.limiter.allow(ip, now_us):
+        if replay_of is None and not simulated and not self.limiter.allow(ip, now_us):
             refusal = attribution.Refusal(
                 Outcome.RATE_LIMITED,
                 [
