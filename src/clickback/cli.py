@@ -70,8 +70,6 @@ def _settings(db: str | None) -> Settings:
 
 SERVED_URL = "served_url"  # meta: the URL the last `clickback serve` answers on
 DEFAULT_URL = "http://127.0.0.1:8080"  # `clickback serve` with no options
-DEMO_LINK = "demo_link_id"  # meta: the link `serve --demo` made
-DEMO_ORDERS = "demo_orders"  # meta: how many demo order numbers were handed out
 
 
 def served_url(host: str, port: int) -> str:
@@ -161,72 +159,6 @@ def migrate(db: DbOption = None) -> None:
     console.print(f"schema at version {version}")
 
 
-async def create_demo(store: Store, base: str) -> tuple[str, str]:
-    """A demo advertiser, offer, affiliate and link (made once, remembered in meta); their
-    two URLs, the postback with an order number new at each start."""
-    remembered = await store.get_meta(DEMO_LINK)
-    link = await store.get_row("links", int(remembered)) if remembered else None
-    if link is None and remembered is None:
-        link = await _earlier_demo(store)  # made before the demo was remembered
-    if link is None:
-        adv = await admin.create_advertiser(store, {"name": "Demo Shop"})
-        offer = await admin.create_offer(
-            store,
-            {
-                "advertiser_id": adv,
-                "name": "Demo offer",
-                "payout_type": "cps",
-                "payout_percent": "10",
-                "currency": "USD",
-                "destination_url": "https://shop.example.com/landing?utm_source=clickback",
-            },
-        )
-        aff = await admin.create_affiliate(store, {"name": "Demo Affiliate"})
-        link_id = await admin.create_link(store, {"offer_id": offer, "affiliate_id": aff})
-        await store.set_meta(DEMO_LINK, str(link_id))
-        link = await store.get_row("links", link_id)
-    assert link is not None
-    # a new order number each start: the one fired last time would answer `duplicate`
-    order = int(await store.get_meta(DEMO_ORDERS) or 0) + 1
-    await store.set_meta(DEMO_ORDERS, str(order))
-    tracking = f"{base}/c/{link['code']}?sub1=demo"
-    postback = (
-        f"{base}/postback?refid=REFID&orderamount=49.90&ordernumber=ORDER-{order}"
-        "&coupon=&currency=USD&geo=US&commissionid="
-    )
-    return tracking, postback
-
-
-async def _earlier_demo(store: Store) -> dict[str, Any] | None:
-    """The demo's link as `serve --demo` made it before it kept its id in meta (the link
-    of "Demo offer" of "Demo Shop"), remembered from now on, with the order numbers its
-    postbacks used, so that the next is new; None if there is none."""
-    shops = await store.list_rows("advertisers", {"name": "Demo Shop"}, None, None, 1, None)
-    if not shops.items:
-        return None
-    adv = shops.items[0]["id"]
-    offers = await store.list_rows(
-        "offers", {"advertiser_id": adv, "name": "Demo offer"}, None, None, 1, None
-    )
-    if not offers.items:
-        return None
-    links = await store.list_rows(
-        "links", {"offer_id": offers.items[0]["id"]}, None, None, 1, None, ascending=True
-    )
-    if not links.items:
-        return None
-    link = links.items[0]
-    await store.set_meta(DEMO_LINK, str(link["id"]))
-    used = await store.list_rows("conversions", {"advertiser_id": adv}, None, None, 1000, None)
-    numbers = [
-        int(c["ordernumber"][6:])
-        for c in used.items
-        if c["ordernumber"].startswith("ORDER-") and c["ordernumber"][6:].isdigit()
-    ]
-    await store.set_meta(DEMO_ORDERS, str(max(numbers, default=0)))
-    return link
-
-
 def _check_worker_settings(settings: Settings) -> None:
     """What the workers read at their start, read here first: a bad value is one line
     (ConfigError, InputError), not a worker's traceback."""
@@ -274,12 +206,16 @@ def serve(
     _check_port_free(host, port)
     base = settings.public_url or served_url(host, port)
 
-    async def prepare(store: Store) -> tuple[str, str] | None:
+    async def prepare(store: Store) -> tuple[str, str, str] | None:
+        from clickback.demo import create_demo
+
         await store.set_meta(SERVED_URL, base)  # for the URLs the other commands print
         return await create_demo(store, base) if demo else None
 
     urls = _run(db, prepare)
     if urls:
+        if urls[2]:
+            console.print(f"[yellow]Note[/yellow]: {urls[2]}", soft_wrap=True)
         console.print(f"Tracking link: {urls[0]}", soft_wrap=True)
         console.print("Follow it, copy the refid from the landing URL, then fire:")
         console.print(f"Postback:      {urls[1]}", soft_wrap=True)

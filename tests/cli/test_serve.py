@@ -232,3 +232,45 @@ def test_a_demo_made_before_the_upgrade_is_not_made_a_second_time(server: Server
     assert len(advertisers) == 1, advertisers
     assert again == first
     assert answer["status"] == "accepted", answer
+
+
+def test_a_demo_that_stopped_serving_gets_a_new_link_and_says_why(server: Server) -> None:
+    """The remembered demo link, once its offer is paused or the link archived, would
+    lead to the 404 page: `serve --demo` makes (and remembers) a new one that serves,
+    says why, and leaves the paused offer as it is."""
+    db = server.db
+    server.start("--demo")
+    first, answer = _demo_conversion(server)
+    assert answer["status"] == "accepted", answer
+    server.stop()
+    cli("offer", "pause", "1", db=db)
+    server.start("--demo")
+    second, answer = _demo_conversion(server)
+    assert second != first
+    assert answer["status"] == "accepted", answer  # on the new demo offer
+    log = " ".join(server.log.read_text().split())
+    assert "the demo link 1 does not serve: its offer 1 is paused" in log, log
+    offers = [orjson.loads(x) for x in cli("offer", "list", "--json", db=db).splitlines()]
+    assert sorted((o["id"], o["status"]) for o in offers) == [(1, "paused"), (2, "active")]
+    server.stop()
+    server.start("--demo")  # remembered: the same new link, nothing more made
+    again, answer = _demo_conversion(server)
+    assert again == second and answer["status"] == "accepted", answer
+    assert len(cli("offer", "list", "--json", db=db).splitlines()) == 2
+    server.stop()
+    # the link archived, its offer still serving: a new link on that offer
+    token = cli("token", "create", "--role", "admin", db=db).strip()
+    server.start()
+    links = [orjson.loads(x) for x in cli("link", "list", "--json", db=db).splitlines()]
+    [demo] = [x for x in links if x["tracking_url"] == second.split("?")[0]]
+    r = httpx.delete(
+        f"{server.base}/api/v1/links/{demo['id']}", headers={"Authorization": f"Bearer {token}"}
+    )
+    assert r.status_code == 200 and r.json()["archived_at"], r.text
+    server.stop()
+    server.start("--demo")
+    third, answer = _demo_conversion(server)
+    assert third not in (first, second) and answer["status"] == "accepted", answer
+    log = " ".join(server.log.read_text().split())
+    assert f"the demo link {demo['id']} does not serve: it is archived" in log, log
+    assert len(cli("offer", "list", "--json", db=db).splitlines()) == 2
