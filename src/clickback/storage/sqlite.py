@@ -41,14 +41,14 @@ log = logging.getLogger("clickback.storage")
 
 _CLICK_MARKS = ", ".join("?" * len(CLICK_COLUMNS))
 INSERT_CLICK = f"INSERT INTO clicks ({', '.join(CLICK_COLUMNS)}) VALUES ({_CLICK_MARKS})"
-# The conversion takes its sub-IDs and test flag from its click when the click row is
-# stored; when it is not (lost in async mode, or in another node's batch), the signed
-# RefID still names link, offer and affiliate, and the row is flagged click_missing.
 # what a duplicate is compared with (`attribution.duplicate`)
 SELECT_STORED = (
     "SELECT id, orderamount, currency, refid FROM conversions"
     " WHERE advertiser_id = ? AND ordernumber = ?"
 )
+# The conversion takes its sub-IDs and test flag from its click when the click row is
+# stored; when it is not (lost in async mode, or in another node's batch), the signed
+# RefID still names link, offer and affiliate, and the row is flagged click_missing.
 INSERT_CONVERSION = """
 INSERT INTO conversions (
     refid, offer_id, affiliate_id, advertiser_id, link_id, ordernumber, orderamount,
