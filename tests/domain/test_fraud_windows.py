@@ -4,6 +4,8 @@ visitors passed through it."""
 
 from __future__ import annotations
 
+import random
+
 from clickback.domain.fraud import (
     ClickScreen,
     ConversionScreen,
@@ -96,3 +98,34 @@ def test_ip_conversions_counts_a_day_and_forgets_addresses_that_do_not_come_back
     # a day after the first three: only this one is held; the address starts afresh
     assert flags("198.51.100.7", 3 * 3600 * S + day + 1_000) == []
     assert (len(screen.by_ip), screen.by_ip.exact_keys()) == (1, 0)
+
+
+def test_a_rolled_back_pass_leaves_the_counts_as_they_were_before_it() -> None:
+    """Counts past a rolled-back pass (its events forgotten, those it pushed out of the
+    window counted again) are those of a counter that never saw the pass, exactly past
+    the limit; a committed pass is kept."""
+    rng = random.Random(7)
+    for _ in range(200):
+        limit = rng.randrange(0, 4)
+        kept = SlidingCounts(10 * S, limit, slots=4)  # few counters: shared, checked
+        clean = SlidingCounts(10 * S, limit, slots=4)
+        at = 0
+        for _ in range(rng.randrange(3)):  # passes, each kept or rolled back
+            before = [(rng.choice("abcde"), at := at + rng.randrange(3 * S)) for _ in range(8)]
+            for key, t in before:
+                assert (kept.add(key, t) > limit) == (clean.add(key, t) > limit)
+            kept.begin()
+            for _ in range(rng.randrange(12)):
+                kept.add(rng.choice("abcde"), at + rng.randrange(20 * S))
+            kept.rollback()
+        after = [(rng.choice("abcde"), at := at + rng.randrange(3 * S)) for _ in range(20)]
+        got = [kept.add(key, t) for key, t in after]
+        want = [clean.add(key, t) for key, t in after]
+        assert [n if n > limit else 0 for n in got] == [n if n > limit else 0 for n in want]
+        assert len(kept) == len(clean)
+    counts = SlidingCounts(60 * S, limit=0)
+    counts.begin()
+    counts.add("a", 0)
+    counts.commit()
+    counts.rollback()  # nothing begun: nothing undone
+    assert counts.add("a", S) == 2

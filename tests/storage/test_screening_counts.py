@@ -6,14 +6,19 @@ those of one screening that ran throughout."""
 from __future__ import annotations
 
 import asyncio
+import sqlite3
+import threading
 import time
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import asyncpg
 import pytest
 
 from clickback.domain import fraud
 from clickback.domain.ports import Store
 from clickback.domain.screener import Screener
+from tests.conftest import PG_URL
 from tests.reports_world import World, build_world
 
 S = 1_000_000  # µs
@@ -99,3 +104,158 @@ async def test_the_screening_flags_as_one_that_ran_throughout_after_it_changed_h
         for n, i in conversions.items()
     }
     assert got == CONVERSION_FLAGS
+
+
+async def _click(world: World, ip: str, at: int) -> str:
+    world.clock.now = at
+    location = await world.tracker.click(world.links[0]["code"], "", ip, UA, "")
+    assert location is not None
+    return parse_qs(urlsplit(location).query)["refid"][0]
+
+
+async def _convert(world: World, refid: str, order: str, at: int, geo: str = "") -> int:
+    world.clock.now = at
+    params = {"refid": refid, "orderamount": "10", "ordernumber": order}
+    if geo:
+        params["geo"] = geo
+    answer = await world.tracker.postback("GET", "127.0.0.1", params)
+    return int(answer.body["conversion_id"])
+
+
+async def _flags(store: Store, table: str, keys: list[Any]) -> list[Any]:
+    return [(await store.get_row(table, k) or {}).get("flags") for k in keys]
+
+
+async def _refuse(store: Store, table: str, column: str) -> None:
+    """A trigger that fails every update of `column` on `table`: the store refuses the
+    screening's write (as a full disk or a dropped connection would)."""
+    if store.engine == "sqlite":
+        await store._write(  # type: ignore[attr-defined]
+            f"CREATE TRIGGER refuse BEFORE UPDATE OF {column} ON {table} "
+            "BEGIN SELECT RAISE(ABORT, 'refused'); END"
+        )
+        return
+    await store._write(  # type: ignore[attr-defined]
+        "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS "
+        "$$ BEGIN RAISE EXCEPTION 'refused'; END $$"
+    )
+    await store._write(  # type: ignore[attr-defined]
+        f"CREATE TRIGGER refuse BEFORE UPDATE OF {column} ON {table} "
+        "FOR EACH ROW EXECUTE FUNCTION refuse()"
+    )
+
+
+async def _allow(store: Store, table: str) -> None:
+    on = "" if store.engine == "sqlite" else f" ON {table}"
+    await store._write(f"DROP TRIGGER refuse{on}")  # type: ignore[attr-defined]
+
+
+async def test_clicks_whose_flags_failed_to_store_are_counted_once(store: Store) -> None:
+    """Three clicks from one address (the limit), screened by a pass whose write fails:
+    the next pass screens them again, and none is a flood."""
+    world = await build_world(store, 5)
+    job = screener(world, 10.0)
+    start = time.time_ns() // 1000 - DAY
+    refids = [await _click(world, P, start + i * S) for i in range(3)]
+    await _refuse(store, "jobs", "watermark")
+    with pytest.raises(Exception, match="refused"):
+        await job.run_once()
+    await _allow(store, "jobs")
+    assert await job.run_once() == (3, 0)
+    assert await _flags(store, "clicks", refids) == ["", "", ""]
+    # the counts go on from the three: a fourth within the minute is one too many
+    refids.append(await _click(world, P, start + 3 * S))
+    assert await job.run_once() == (1, 0)
+    assert await _flags(store, "clicks", refids) == ["", "", "", "click_flood"]
+
+
+async def test_a_conversion_whose_screening_failed_to_store_is_counted_once(
+    store: Store,
+) -> None:
+    """Two conversions from one address's clicks are the limit within a day: the second,
+    screened by a pass whose write fails and then again, is not one too many."""
+    world = await build_world(store, 5)
+    job = screener(world, 10.0)
+    start = time.time_ns() // 1000 - DAY
+    clicks = [await _click(world, P, start + i * S) for i in range(3)]
+    first = await _convert(world, clicks[0], "c1", start + HOUR)
+    assert await job.run_once() == (3, 1)
+    second = await _convert(world, clicks[1], "c2", start + 2 * HOUR)
+    await _refuse(store, "conversions", "screened")
+    with pytest.raises(Exception, match="refused"):
+        await job.run_once()
+    await _allow(store, "conversions")
+    assert await job.run_once() == (0, 1)
+    third = await _convert(world, clicks[2], "c3", start + 3 * HOUR)
+    assert await job.run_once() == (0, 1)
+    assert await _flags(store, "conversions", [first, second, third]) == [
+        "",
+        "",
+        "ip_conversions",
+    ]
+
+
+def _take_lease(store: Store) -> None:
+    """Another holder takes the screening's lease, from a connection of its own, while the
+    screening's pass runs (called from within it: synchronous)."""
+    far = time.time_ns() // 1000 + HOUR
+    sql = "UPDATE jobs SET owner = 'another', lease_until = {} WHERE name = 'screening'"
+    if store.engine == "sqlite":
+        conn = sqlite3.connect(store.path)  # type: ignore[attr-defined]
+        with conn:
+            conn.execute(sql.format(far))
+        conn.close()
+        return
+
+    async def take() -> None:
+        schema = store.schema_name  # type: ignore[attr-defined]
+        conn = await asyncpg.connect(PG_URL, server_settings={"search_path": schema})
+        try:
+            await conn.execute(sql.format(far))
+        finally:
+            await conn.close()
+
+    thread = threading.Thread(target=asyncio.run, args=(take(),))
+    thread.start()
+    thread.join()
+
+
+async def test_a_screening_that_lost_its_lease_mid_pass_stores_no_conversion(
+    store: Store,
+) -> None:
+    """The lease passes to another holder while the pass screens conversions: what the
+    pass made of them is not stored (the holder screens them, with counts of its own),
+    and once the job comes back it is screened, and counted, once."""
+    world = await build_world(store, 5)
+    taken: list[str] = []
+
+    def country_of(ip: str) -> str:
+        if not taken:
+            taken.append(ip)
+            _take_lease(store)
+        return ""
+
+    job = Screener(
+        world.store,
+        fraud.ClickScreen(lambda ua: False, fraud.Networks(), LIMITS),
+        fraud.ConversionScreen(country_of, LIMITS),
+        world.tracker.catalog.delivery_state,
+    )
+    start = time.time_ns() // 1000 - DAY
+    clicks = [await _click(world, P, start + i * S) for i in range(3)]
+    first = await _convert(world, clicks[0], "c1", start + HOUR, geo="US")
+    second = await _convert(world, clicks[1], "c2", start + 2 * HOUR, geo="US")
+    await job.run_once()
+    assert taken
+    rows = [await store.get_row("conversions", c) or {} for c in (first, second)]
+    assert [r.get("screened") for r in rows] == [0, 0]
+    assert await job.run_once() == (0, 0)  # the other holder's lease runs
+    await store._write("UPDATE jobs SET lease_until = 0")  # type: ignore[attr-defined]
+    assert await job.run_once() == (0, 2)
+    third = await _convert(world, clicks[2], "c3", start + 3 * HOUR)
+    assert await job.run_once() == (0, 1)
+    assert await _flags(store, "conversions", [first, second, third]) == [
+        "",
+        "",
+        "ip_conversions",
+    ]

@@ -20,13 +20,15 @@ async def test_flagged_screenings_update_and_log_only_conversions_still_as_read(
     a, b, c, d = ids
     # B is rejected by hand after the screening read it as approved
     assert await store.transition(b, "approved", "rejected", "chargeback", "admin")
-    await store.screen_conversions(
+    assert await store.acquire_job("screening", "me", 1, 10**18) == ""
+    assert await store.screen_conversions(
         [
             Screening(a, "geo_mismatch", "approved", "approved", "flagged: geo", ""),
             Screening(b, "geo_mismatch", "approved", "pending", "flagged: geo", ""),
             Screening(c, "ip_velocity", "approved", "pending", "held: velocity", ""),
             Screening(d, "", "approved", "approved", "", ""),  # nothing found
         ],
+        "me",
         now=9_000,
     )
     got = {}

@@ -144,7 +144,11 @@ class SlidingCounts:
     the check is rare and the exact counts few.
 
     Keys are told apart by their 64-bit hash: two keys that share one would be counted
-    together (for a million keys in a window, about 3 chances in 10^8 that any two do)."""
+    together (for a million keys in a window, about 3 chances in 10^8 that any two do).
+
+    `begin` marks the counts so that `rollback` can bring them back there (a pass whose
+    flags were not stored: its events are counted again by the next), `commit` keeps
+    them: the events that left the window meanwhile stay in the queue until then."""
 
     def __init__(self, window_us: int, limit: int, slots: int = 1 << 20):
         if slots & (slots - 1):
@@ -157,6 +161,33 @@ class SlidingCounts:
         self._mask = slots - 1
         self._slots = array("I", bytes(4 * slots))
         self._exact: dict[int, int] = {}  # keys whose counter went past the limit
+        self._begun: tuple[int, int] | None = None  # (head, end) at `begin`
+
+    def begin(self) -> None:
+        """Marks the counts as they are, for `rollback` (or `commit`)."""
+        self._begun = (self._head, len(self._times))
+
+    def commit(self) -> None:
+        """Keeps what was counted since `begin`."""
+        self._begun = None
+
+    def rollback(self) -> None:
+        """Brings the counts back to where `begin` marked them: the events counted since
+        are forgotten, those that left the window since are counted again."""
+        if self._begun is None:
+            return
+        head, end = self._begun
+        keys, slots, mask = self._keys, self._slots, self._mask
+        for i in range(head, min(self._head, end)):
+            slots[keys[i] & mask] += 1
+        for i in range(max(self._head, end), len(keys)):
+            slots[keys[i] & mask] -= 1
+        del self._times[end:]
+        del self._keys[end:]
+        self._head = head
+        # made again, exactly, as the keys' counters go past the limit (`add`)
+        self._exact.clear()
+        self._begun = None
 
     def add(self, key: Hashable, at_us: int) -> int:
         """Counts an event of `key` at `at_us`; returns its events within the window,
@@ -176,7 +207,8 @@ class SlidingCounts:
             return n
         else:
             self._compact()
-            exact = self._keys.count(h)
+            # (the events before the head are those that left since `begin`, if any)
+            exact = self._keys[self._head :].count(h) if self._head else self._keys.count(h)
         self._exact[h] = exact
         return exact
 
@@ -200,10 +232,14 @@ class SlidingCounts:
             self._compact()
 
     def _compact(self) -> None:
-        if self._head:
-            del self._times[: self._head]
-            del self._keys[: self._head]
-            self._head = 0
+        # the events that left since `begin` are kept for its `rollback`
+        cut = self._head if self._begun is None else min(self._head, self._begun[0])
+        if cut:
+            del self._times[:cut]
+            del self._keys[:cut]
+            self._head -= cut
+            if self._begun is not None:
+                self._begun = (self._begun[0] - cut, self._begun[1] - cut)
 
     def __len__(self) -> int:
         """Events held (those of the window)."""
@@ -228,6 +264,16 @@ class ClickScreen:
     def reset(self) -> None:
         """Forgets every click counted (before they are counted again from the store)."""
         self.recent = SlidingCounts(self.WINDOW_US, self.limits.flood_clicks)
+
+    def begin(self) -> None:
+        """Marks the counts before a pass, for `rollback` if its flags are not stored."""
+        self.recent.begin()
+
+    def commit(self) -> None:
+        self.recent.commit()
+
+    def rollback(self) -> None:
+        self.recent.rollback()
 
     def count(self, ip: str, link_id: int, at_us: int) -> None:
         """Counts a click screened before, as `flags` did then (for a recount)."""
@@ -261,6 +307,16 @@ class ConversionScreen:
     def reset(self) -> None:
         """Forgets every conversion counted (before they are counted again from the store)."""
         self.by_ip = SlidingCounts(self.WINDOW_US, self.limits.ip_conversions)
+
+    def begin(self) -> None:
+        """Marks the counts before a pass, for `rollback` if its flags are not stored."""
+        self.by_ip.begin()
+
+    def commit(self) -> None:
+        self.by_ip.commit()
+
+    def rollback(self) -> None:
+        self.by_ip.rollback()
 
     def count(self, ip: str, at_us: int) -> None:
         """Counts a conversion screened before, from a click from `ip` (none: ''), as

@@ -84,20 +84,33 @@ class Screener:
         settled = refid.floor(now // 1000 - SETTLE_MS)
         batch = self.batch
         rows = await self.store.clicks_after(mark, settled, batch)
-        flagged = []
-        for i, r in enumerate(rows):
-            flags = self._click_flags(r)
-            if flags:
-                flagged.append((",".join(flags), r["refid"]))
-            if i % 200 == 199:
-                await asyncio.sleep(0)  # a new User-Agent costs a while: let requests in
-        if rows:
+        # what a pass counts is kept only once its flags are stored: a pass whose write
+        # failed (or that lost the lease) leaves the counts as they were, and the next
+        # one counts its rows again, once
+        self.clicks.begin()
+        try:
+            flagged = []
+            for i, r in enumerate(rows):
+                flags = self._click_flags(r)
+                if flags:
+                    flagged.append((",".join(flags), r["refid"]))
+                if i % 200 == 199:
+                    await asyncio.sleep(0)  # a new User-Agent costs a while: let requests in
             # the flags and the watermark move together, and only while this process
             # holds the job: one whose lease lapsed mid-pass writes nothing
-            if not await self.store.flag_clicks(flagged, self.owner, rows[-1]["refid"]):
-                log.warning("screening lease lost during a pass; its flags are dropped")
-                self.held_until = 0
-                return 0, 0
+            stored = not rows or await self.store.flag_clicks(
+                flagged, self.owner, rows[-1]["refid"]
+            )
+        except BaseException:
+            self.clicks.rollback()
+            raise
+        if not stored:
+            self.clicks.rollback()
+            log.warning("screening lease lost during a pass; its flags are dropped")
+            self.held_until = 0
+            return 0, 0
+        self.clicks.commit()
+        if rows:
             self.clicks.forget_before(rows[-1]["created_at"])
             self.clicks_mark = rows[-1]["refid"]
             await asyncio.sleep(0)  # requests in between the clicks' commit and the next
@@ -106,7 +119,19 @@ class Screener:
         through = rows[-1]["refid"] if len(rows) == batch else settled
         conversions = await self.store.unscreened_conversions(through, batch)
         now = time.time_ns() // 1000
-        await self.store.screen_conversions([self._screen_safely(c) for c in conversions], now)
+        self.conversions.begin()
+        try:
+            screenings = [self._screen_safely(c) for c in conversions]
+            stored = await self.store.screen_conversions(screenings, self.owner, now)
+        except BaseException:
+            self.conversions.rollback()
+            raise
+        if not stored:
+            self.conversions.rollback()
+            log.warning("screening lease lost during a pass; its conversions are left")
+            self.held_until = 0
+            return len(rows), 0
+        self.conversions.commit()
         self.behind_us = pacing.behind_us(
             now, batch, pacing.newest(rows), pacing.newest(conversions)
         )

@@ -102,19 +102,6 @@ class SqlPrimitives:
         those in a file of their own and runs this off the event loop."""
         return await self._guarded_many(guard, steps)
 
-    async def _write_many(self, steps: Steps) -> None:
-        """Each statement over its rows (`executemany`), in order, in one transaction;
-        none when no statement has a row."""
-        if not any(rows for _, rows in steps):
-            return
-        if self.engine == "sqlite":
-            sqlite_guarded(self.conn, None, steps)
-            return
-        async with self.pool.acquire() as pg, pg.transaction():
-            for sql, rows in steps:
-                if rows:
-                    await pg.executemany(self._sql(sql), rows)
-
     async def _guarded_many(
         self, guard: tuple[str, tuple[Any, ...]], steps: Steps
     ) -> dict[str, Any] | None:

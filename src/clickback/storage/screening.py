@@ -93,14 +93,19 @@ class ScreeningSql(SqlPrimitives):
             limit,
         )
 
-    async def screen_conversions(self, screenings: list[Screening], now: int) -> None:
-        """Stores screenings in one transaction: flags, the status the offer's rules give
+    async def screen_conversions(self, screenings: list[Screening], owner: str, now: int) -> bool:
+        """Stores screenings in one transaction, if `owner` still holds the screening's
+        lease (as `flag_clicks`: a process that lost it keeps its counts to itself, and the
+        holder, which may have counted again from the store already, screens them); False,
+        and nothing done, if not. Flags, the status the offer's rules give
         (with an audit event), and outbound postbacks brought in line. Each kind of
         statement runs once over all its rows (`executemany`: one round trip on
         PostgreSQL, where a statement per row cost a round trip each); a conversion's own
         statements still run in their order (its update before its event and deliveries,
         which check that the update took), and conversions do not touch each other's
         rows."""
+        if not screenings:
+            return True
         steps: Steps = []
         # most conversions carry no flag and keep their status: one statement marks them
         plain = [
@@ -176,4 +181,8 @@ class ScreeningSql(SqlPrimitives):
                 deliveries,
             ),
         ]
-        await self._write_many(steps)
+        guard = (
+            "UPDATE jobs SET owner = owner WHERE name = 'screening' AND owner = ? RETURNING name",
+            (owner,),
+        )
+        return await self._guarded_many(guard, steps) is not None
