@@ -259,3 +259,43 @@ async def test_a_screening_that_lost_its_lease_mid_pass_stores_no_conversion(
         "",
         "ip_conversions",
     ]
+
+
+@pytest.mark.parametrize("rest", ["poll", "share"])
+async def test_the_screening_keeps_its_lease_while_it_rests(
+    store: Store, rest: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Rests longer than the lease: between polls (`poll`), or between the passes of a
+    backlog with a small share of the event loop (`share`). Another process does not take
+    the job meanwhile, and the one resting does not count its windows again."""
+    world = await build_world(store, 5)
+    start = time.time_ns() // 1000 - DAY
+    for i in range(3):
+        await _click(world, P, start + i * S)
+    job = Screener(
+        world.store,
+        fraud.ClickScreen(lambda ua: False, fraud.Networks(), LIMITS),
+        fraud.ConversionScreen(lambda ip: "", LIMITS),
+        world.tracker.catalog.delivery_state,
+        poll_seconds=30.0 if rest == "poll" else 0.5,
+        lease_seconds=0.3,
+        batch=1 if rest == "share" else 250,
+        share=1e-6,  # a pass of a millisecond rests some 15 minutes
+        busy=lambda: True,
+    )
+    other = screener(world, 0.3)
+    caplog.set_level("INFO", "clickback.screening")
+    job.start()
+    try:
+        deadline = time.monotonic() + 5
+        while job.held_until == 0 or (rest == "share" and not job.rested):
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.01)
+        for _ in range(12):  # 1.2 s: four leases
+            await asyncio.sleep(0.1)
+            assert await other.run_once() == (0, 0)
+            assert other.held_until == 0  # it found the job held
+    finally:
+        await job.stop()
+    recounts = [r for r in caplog.records if "counting windows read" in r.getMessage()]
+    assert len(recounts) == 1  # the one at the start

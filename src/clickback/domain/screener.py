@@ -257,8 +257,33 @@ class Screener:
             busy = self.busy is None or self.busy()
             pause = pacing.rest(worked, self.share, self.behind_us, self.max_lag_us, busy)
             self.rested += pause
-            await asyncio.sleep(pause)
+            await self._rest(pause)
         return done_clicks, done_conversions
+
+    async def _rest(self, seconds: float) -> None:
+        """Sleeps `seconds`, renewing the lease meanwhile (when a third of it is left)
+        while this process holds the job: a rest longer than the lease (a small
+        `share`, a long `poll_seconds`) would let another process take the job, and this
+        one count its windows again from the store on its next pass."""
+        end = time.monotonic() + seconds
+        renewing = True
+        while (left := end - time.monotonic()) > 0:
+            now = time.time_ns() // 1000
+            if renewing and self.held_until > now:
+                renew_at = self.held_until - self.lease_us // 3
+                if now >= renew_at:
+                    try:
+                        mark = await self.store.acquire_job(
+                            "screening", self.owner, now, now + self.lease_us
+                        )
+                    except Exception:  # the lease runs out, and the next pass counts again
+                        log.exception("screening lease not renewed")
+                        renewing = False
+                        continue
+                    self.held_until = 0 if mark is None else now + self.lease_us
+                    continue
+                left = min(left, (renew_at - now) / 1_000_000)
+            await asyncio.sleep(left)
 
     async def _loop(self) -> None:
         while True:
@@ -266,4 +291,4 @@ class Screener:
                 await self.catch_up()
             except Exception:
                 log.exception("screening pass failed; retrying")
-            await asyncio.sleep(self.poll_seconds)
+            await self._rest(self.poll_seconds)
