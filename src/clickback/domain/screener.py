@@ -142,7 +142,14 @@ class Screener:
         (the screened clicks of the minute up to `mark`, the screened conversions of the
         day up to the newest), in the order the screening took them: the flags that
         follow are those of one process that screened everything so far. Read in pages,
-        the event loop let go in between (the requests it answers wait meanwhile)."""
+        the event loop let go in between (the requests it answers wait meanwhile).
+
+        Not quite: conversions are counted again in id order, where a process running
+        throughout took a conversion that waited for its click's screening (one within
+        seconds of its click) after later ones, and so keeps it in its day's count for
+        as long as it waited (`SlidingCounts` drops events in the order they came). The
+        counts differ only within those seconds after its day, which takes a conversion
+        from the same IP then to change a flag: left so (docs/outbound.md)."""
         started = time.monotonic()
         self.clicks.reset()
         clicks = 0
