@@ -54,9 +54,10 @@ async def test_a_click_and_its_conversion_are_reported_within_5_seconds(
             break
         assert time.monotonic() - done < 5, report
         await asyncio.sleep(0.1)
-    # everything stored is in it: complete until about the time it was asked
+    # complete until within the 5 s bound of the time it was asked (what the job holds
+    # back meanwhile, a status change of the screening, say, may still wait)
     complete = datetime.fromisoformat(report["complete_until"])
-    assert abs(complete.timestamp() - time.time()) < 2, report["complete_until"]
+    assert 0 <= time.time() - complete.timestamp() < 5, report["complete_until"]
     assert not [n for n in report["notes"] if "not in this report yet" in n]
     [row] = report["rows"]
     assert row["offer"] == s["offer"]["id"] and row["offer_name"] == "Offer"
