@@ -261,6 +261,48 @@ async def test_a_failed_row_answers_unavailable_and_spares_its_batch(store: Stor
     assert (await store.list_rows("clicks", {"refid": "OK2"}, None, None, 1, None)).items
 
 
+async def test_a_batch_whose_commit_fails_is_answered_unavailable_never_written(
+    store: Store,
+) -> None:
+    """Every statement of the batch succeeds and the COMMIT itself is refused (SQLite: an
+    authorizer that denies it; PostgreSQL: a deferred constraint trigger that raises at
+    commit): the requests are answered only after the commit, so they are told
+    unavailable, and nothing of them is stored."""
+    adv, link = await setup(store)
+    if isinstance(store, SqliteStore):
+
+        def deny_commit(action: int, arg1: str | None, *_: object) -> int:
+            refused = action == sqlite3.SQLITE_TRANSACTION and arg1 == "COMMIT"
+            return sqlite3.SQLITE_DENY if refused else sqlite3.SQLITE_OK
+
+        store.conn.set_authorizer(deny_commit)
+    else:
+        await store._write(  # type: ignore[attr-defined]
+            "CREATE FUNCTION refuse_at_commit() RETURNS trigger LANGUAGE plpgsql AS"
+            " $$ BEGIN RAISE EXCEPTION 'refused at commit'; END $$"
+        )
+        await store._write(  # type: ignore[attr-defined]
+            "CREATE CONSTRAINT TRIGGER refuse_at_commit AFTER INSERT ON postbacks"
+            " DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION refuse_at_commit()"
+        )
+    answers = await asyncio.gather(
+        store.write_click(click_row("C1", link)),
+        store.write_postback(ledger("F"), conv(adv, link, "F")),
+        return_exceptions=True,
+    )
+    if isinstance(store, SqliteStore):
+        assert all(isinstance(a, UnavailableError) for a in answers), answers
+        store.conn.set_authorizer(None)
+    else:  # the trigger is on postbacks only: the click, retried alone, is stored
+        assert answers[0] is None and isinstance(answers[1], UnavailableError), answers
+        await store._write("DROP TRIGGER refuse_at_commit ON postbacks")  # type: ignore[attr-defined]
+    assert not (await store.list_rows("conversions", {}, None, None, 10, None)).items
+    assert not (await store.list_rows("postbacks", {}, None, None, 10, None)).items
+    written = await store.write_postback(ledger("F"), conv(adv, link, "F"))
+    assert written.outcome is Outcome.ACCEPTED  # the writer goes on; F was never stored
+    assert len((await store.list_rows("postbacks", {}, None, None, 10, None)).items) == 1
+
+
 async def test_a_click_that_cannot_be_stored_spares_the_clicks_of_its_batch(
     store: Store,
 ) -> None:
