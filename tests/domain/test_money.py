@@ -6,6 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from clickback.domain import money
+from clickback.domain.fx import Rates
 
 
 def test_plain_decimals_only() -> None:
@@ -41,3 +42,19 @@ def test_minor_units_round_trip(minor: int, currency: str) -> None:
     text = money.format_minor(minor, currency)
     amount = money.parse_amount(text)
     assert amount is not None and money.to_minor(amount, currency) == minor
+
+
+def test_to_minor_rounds_half_up_not_to_even() -> None:
+    assert money.to_minor(Decimal("0.125"), "USD") == 13  # half-even would give 12
+    assert money.to_minor(Decimal("0.135"), "USD") == 14
+    assert money.to_minor(Decimal("2.5"), "JPY") == 3 and money.to_minor(Decimal("3.5"), "JPY") == 4
+    assert money.to_minor(Decimal("0.0005"), "KWD") == 1
+    assert money.to_minor(Decimal("0.124999"), "USD") == 12
+
+
+def test_a_value_in_the_base_currency_rounds_half_up() -> None:
+    """0.10 EUR at 1.25 is 0.125 USD: 13 cents, the one rounding rule of `money`."""
+    rates = Rates("USD", [("EUR", "2000-01-01", Decimal("1.25"))])
+    assert rates.to_base(10, "EUR", "2026-01-01") == (Decimal("1.25"), 13)
+    assert rates.to_base(30, "EUR", "2026-01-01") == (Decimal("1.25"), 38)
+    assert rates.to_base(10, "EUR", "1999-12-31") == (None, None)  # no rate yet that day
