@@ -3,6 +3,8 @@ trusted proxy), signatures, and the per-IP rate limit; every refusal is in the l
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -153,6 +155,31 @@ async def test_signatures(guarded: httpx.AsyncClient) -> None:
     assert r.status_code == 403 and r.json()["code"] == "signature_expired"
     convs = (await guarded.get("/api/v1/conversions", headers=AUTH)).json()["items"]
     assert [c["ordernumber"] for c in convs] == ["S1"]
+
+
+async def test_a_signature_made_as_documented_is_accepted(client: httpx.AsyncClient) -> None:
+    """The advertiser's side, written out from docs/outbound.md and not with our `sign`:
+    parameters sorted by name, names and values percent-encoded with only `A-Z a-z 0-9
+    - . _ ~` left as is, joined by `&`, `sig` left out, hex HMAC-SHA256 under the secret."""
+    _, refid = await offer_with(client, signing_secret="k3y", require_signature=True)
+    ts = str(int(time.time()))
+    params = {
+        "ts": ts,
+        "refid": refid,
+        "ordernumber": "D/1",
+        "orderamount": "9.90",
+        "coupon": "a b&c=~é",
+    }
+    canonical = (
+        f"coupon=a%20b%26c%3D~%C3%A9&orderamount=9.90&ordernumber=D%2F1&refid={refid}&ts={ts}"
+    )
+    sig = hmac.new(b"k3y", canonical.encode(), hashlib.sha256).hexdigest()
+    r = await fire(client, {**params, "sig": sig})
+    assert r.json()["status"] == "accepted", r.text
+    r = await fire(client, {**params, "ordernumber": "D/2", "sig": sig})
+    assert r.status_code == 403 and r.json()["code"] == "signature_invalid"
+    r = await fire(client, {**params, "ordernumber": "D/1", "sig": sig.upper()})
+    assert r.json()["status"] == "duplicate"  # hex is read in either case
 
 
 async def test_a_signed_postback_with_a_long_or_nul_value_is_answered_as_an_unsigned_one(
