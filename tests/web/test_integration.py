@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import AsyncIterator, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -209,6 +210,32 @@ async def test_replay_after_reactivating_counts_exactly_once(client: httpx.Async
     ledger = (await client.get("/api/v1/postbacks", headers=AUTH)).json()["items"]
     assert [p["outcome"] for p in ledger] == ["duplicate", "accepted", "offer_paused"]
     assert (await client.post("/api/v1/postbacks/999999/replay", headers=AUTH)).status_code == 404
+
+
+async def test_a_replay_judges_the_window_as_of_the_first_arrival(
+    client: httpx.AsyncClient, app: ClickbackApp
+) -> None:
+    """Refused while its offer was paused, a minute inside a one-day window; replayed
+    once the window has passed: it is attributed, as it would have been on arrival."""
+    s = await make_offer(client, attribution_window_days=1)
+    oid = s["offer"]["id"]
+    now_us = time.time_ns() // 1000
+    refid = app.tracker.codec.issue(s["link"]["id"], now_us // 1000 - 86_400_000 + 60_000)
+    await client.patch(f"/api/v1/offers/{oid}", json={"status": "paused"}, headers=AUTH)
+    r = await client.get(f"/postback?refid={refid}&orderamount=20&ordernumber=LATE")
+    assert r.json()["code"] == "offer_paused"
+    [original] = (await client.get("/api/v1/postbacks", headers=AUTH)).json()["items"]
+    await client.patch(f"/api/v1/offers/{oid}", json={"status": "active"}, headers=AUTH)
+
+    class TwoMinutesOn:
+        def now_us(self) -> int:
+            return now_us + 120_000_000
+
+    app.tracker.clock = TwoMinutesOn()  # the click is now a day and a minute old
+    r = await client.get(f"/postback?refid={refid}&orderamount=20&ordernumber=NEW")
+    assert r.json()["code"] == "expired_refid"  # a postback arriving now is too late
+    r = await client.post(f"/api/v1/postbacks/{original['id']}/replay", headers=AUTH)
+    assert r.json()["answer"]["status"] == "accepted", r.text
 
 
 async def test_read_token_is_not_shown_the_advertisers_postback_token(
