@@ -91,12 +91,14 @@ async def test_postback_attributes_conversion_to_click_affiliate_and_subids(
     body = r.json()
     assert body["status"] == "accepted" and body["refid"] == refid
     assert body["commission"] == "9.26"  # 7.5 % of 123.45 = 9.25875 -> half-up
+    assert body["currency"] == "EUR"  # a percent of a EUR order, not the offer's USD
     [conv] = await conversions(client, refid=refid)
     assert conv["id"] == body["conversion_id"]
     assert conv["affiliate_id"] == s["affiliate"]["id"] and conv["offer_id"] == s["offer"]["id"]
     assert conv["advertiser_id"] == s["advertiser"]["id"] and conv["link_id"] == s["link"]["id"]
     assert (conv["sub1"], conv["sub5"], conv["click_id"]) == ("s1", "s5", refid)
     assert (conv["orderamount"], conv["currency"], conv["geo"]) == ("123.45", "EUR", "DE")
+    assert (conv["commission"], conv["commission_currency"]) == ("9.26", "EUR")
     assert conv["coupon"] == "SAVE" and conv["commissionid"] == "x"
     assert conv["is_test"] is False and conv["click_missing"] is False
 
