@@ -7,6 +7,7 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -246,6 +247,11 @@ async def test_attribution_window_edge(client: httpx.AsyncClient, app: Clickback
     outside = app.tracker.codec.issue(s["link"]["id"], now_ms - day - 60_000)
     r = await client.get(f"/postback?refid={inside}&orderamount=1&ordernumber=IN")
     assert r.json()["status"] == "accepted"
+    [conv] = await conversions(client, refid=inside)  # clicked when its RefID says
+    clicked = datetime.fromisoformat(conv["clicked_at"].replace("Z", "+00:00"))
+    assert (clicked - datetime.fromtimestamp(0, UTC)) // timedelta(milliseconds=1) == (
+        now_ms - day + 60_000
+    )
     r = await client.get(f"/postback?refid={outside}&orderamount=1&ordernumber=OUT")
     assert r.status_code == 422 and r.json()["code"] == "expired_refid"
 
