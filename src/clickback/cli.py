@@ -140,6 +140,7 @@ def _list(
     settings = _settings(db)
 
     async def work(store: Store) -> list[dict[str, Any]]:
+        _check_filters(kind, filters or {})
         base = await public_base(store, settings)
         page = await store.list_rows(kind, filters or {}, since, until, limit, None)
         return [present.PRESENTERS[kind](r, base) for r in page.items]
@@ -413,7 +414,9 @@ def conversions_import_statuses(
 def conversions_export(
     out: Annotated[typer.FileTextWrite, typer.Option("--out", help="CSV file (- for stdout).")],
     offer: Annotated[int | None, typer.Option(help="Offer id.")] = None,
-    status: str | None = None,
+    status: Annotated[
+        str | None, typer.Option(help="pending, approved, rejected or reversed.")
+    ] = None,
     since: Annotated[str | None, typer.Option(help="Created at or after (ISO 8601).")] = None,
     until: Annotated[str | None, typer.Option(help="Created before (ISO 8601).")] = None,
     limit: Annotated[
@@ -432,6 +435,7 @@ def conversions_export(
     base = _settings(db).public_url
 
     async def work(store: Store) -> int:
+        _check_filters("conversions", filters)
         writer = csv.writer(out)
         columns = EXPORT_COLUMNS["conversions"]
         writer.writerow(columns)
@@ -522,6 +526,15 @@ async def _catalog(store: Store) -> Catalog:
 
 def _given(**filters: Any) -> dict[str, Any]:
     return {k: v for k, v in filters.items() if v is not None}
+
+
+def _check_filters(kind: str, filters: dict[str, Any]) -> None:
+    """Refuses a filter value a column of set values does not take, as the API does."""
+    from clickback.domain.listing import LISTS, text_filter
+
+    for name, value in filters.items():
+        if isinstance(value, str) and name in LISTS[kind].filters:
+            text_filter(kind, name, value)
 
 
 # -- tokens ---------------------------------------------------------------------------

@@ -11,6 +11,7 @@ import typer
 from clickback.cli import (
     DbOption,
     JsonOption,
+    _check_filters,
     _given,
     _list,
     _run,
@@ -112,6 +113,7 @@ def postbacks_replay(
         if postback_id is not None:
             return [(postback_id, await ledger.replay(store, tracker, postback_id))], 0
         filters = _given(outcome=outcome, code=code)
+        _check_filters("postbacks", filters)
         lo = parse_time(since, "since") if since else None
         hi = parse_time(until, "until") if until else None
         with Progress(console=console, transient=True) as bar:

@@ -289,3 +289,17 @@ def test_affiliate_show_lists_its_per_offer_overrides(
         "approved",
     )
     assert "affiliate 9 does not exist" in _fails("affiliate", "show", "9", db=any_db)
+
+
+def test_a_list_filter_on_a_column_of_set_values_refuses_any_other(sqlite_db: str) -> None:
+    """`--outcome acepted` listed nothing, as if no postback had been accepted."""
+    cli("migrate", db=sqlite_db)
+    for args, name in (
+        (("postbacks", "list", "--outcome", "acepted"), "outcome"),
+        (("postbacks", "replay", "--outcome", "paused"), "outcome"),
+        (("deliveries", "list", "--state", "sent"), "state"),
+        (("conversions", "export", "--out", "-", "--status", "aproved"), "status"),
+    ):
+        out = _fails(*args, db=sqlite_db)
+        assert "(invalid_filter)" in out and f"`{name}` must be one of" in out, out
+    assert cli("postbacks", "list", "--outcome", "accepted", "--json", db=sqlite_db) == ""

@@ -449,3 +449,34 @@ async def test_fraud_rules_given_as_text_that_is_not_json_are_a_400(
         assert r.status_code == 400, (text, r.text)
         assert r.json()["errors"][0]["code"] == "invalid_fraud_rules"
     assert (await client.get(path, headers=AUTH)).json() == s["offer"]
+
+
+async def test_a_filter_on_a_column_of_set_values_refuses_any_other(
+    client: httpx.AsyncClient,
+) -> None:
+    """`status=aproved` matched no row and answered an empty list, as if there were
+    none: a column that takes set values (a conversion's status, an offer's, a
+    delivery's state or event, a postback's outcome) is refused any other, naming them."""
+    s = await make_offer(client)
+    refid = await click(client, s["link"])
+    r = await client.get(
+        "/postback", params={"refid": refid, "orderamount": "5", "ordernumber": "F1"}
+    )
+    assert r.json()["status"] == "accepted"
+    r = await client.get("/api/v1/conversions", params={"status": "approved"}, headers=AUTH)
+    assert r.status_code == 200 and [c["ordernumber"] for c in r.json()["items"]] == ["F1"]
+    for path, name, wrong in (
+        ("/api/v1/conversions", "status", "aproved"),
+        ("/api/v1/offers", "status", "live"),
+        ("/api/v1/offers", "payout_type", "CPA"),
+        ("/api/v1/deliveries", "state", "sent"),
+        ("/api/v1/deliveries", "event", "sale"),
+        ("/api/v1/postbacks", "outcome", "ok"),
+    ):
+        r = await client.get(path, params={name: wrong}, headers=AUTH)
+        assert r.status_code == 400, (path, r.text)
+        [error] = r.json()["errors"]
+        assert (error["code"], error["field"]) == ("invalid_filter", name)
+        assert "must be one of" in error["message"], error
+    r = await client.get("/api/v1/postbacks", params={"outcome": "accepted"}, headers=AUTH)
+    assert r.status_code == 200 and len(r.json()["items"]) == 1

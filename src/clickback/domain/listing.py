@@ -6,19 +6,32 @@ clicks); a cursor is the last key of the previous page. Filters are exact values
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
+from clickback.domain.lifecycle import STATUSES
+from clickback.domain.models import OfferStatus, Outcome, PayoutType
+from clickback.domain.outbound import DELIVERED, EVENTS, FAILED, HELD, QUEUED
+from clickback.errors import InputError
+
+# a filter's kind: int, str, or the values a text column takes (any other is refused: it
+# would match no row, and an empty list reads as "none" rather than "a typo")
+Filter = type | tuple[str, ...]
 MAX_LIMIT = 1000
 DEFAULT_LIMIT = 100
 
-_SUBS = {f"sub{i}": str for i in range(1, 6)}
+_SUBS: dict[str, Filter] = {f"sub{i}": str for i in range(1, 6)}
+
+
+def _filters(*parts: Mapping[str, Filter]) -> dict[str, Filter]:
+    return {name: kind for part in parts for name, kind in part.items()}
 
 
 @dataclass(frozen=True, slots=True)
 class ListSpec:
     key: str  # the column pages are ordered and cut by, descending
     time: str  # the column `since`/`until` apply to
-    filters: dict[str, type]  # column -> int or str
+    filters: dict[str, Filter]  # column -> int, str, or the values it takes
 
 
 LISTS: dict[str, ListSpec] = {
@@ -26,7 +39,13 @@ LISTS: dict[str, ListSpec] = {
     "offers": ListSpec(
         "id",
         "created_at",
-        {"id": int, "advertiser_id": int, "status": str, "payout_type": str, "currency": str},
+        {
+            "id": int,
+            "advertiser_id": int,
+            "status": tuple(OfferStatus),
+            "payout_type": tuple(PayoutType),
+            "currency": str,
+        },
     ),
     "affiliates": ListSpec("id", "created_at", {"id": int, "name": str}),
     "links": ListSpec(
@@ -35,28 +54,32 @@ LISTS: dict[str, ListSpec] = {
     "clicks": ListSpec(
         "refid",
         "created_at",
-        {"refid": str, "link_id": int, "offer_id": int, "affiliate_id": int, "is_test": int}
-        | _SUBS,
+        _filters(
+            {"refid": str, "link_id": int, "offer_id": int, "affiliate_id": int, "is_test": int},
+            _SUBS,
+        ),
     ),
     "conversions": ListSpec(
         "id",
         "created_at",
-        {
-            "id": int,
-            "refid": str,
-            "ordernumber": str,
-            "offer_id": int,
-            "affiliate_id": int,
-            "advertiser_id": int,
-            "link_id": int,
-            "status": str,
-            "currency": str,
-            "geo": str,
-            "is_test": int,
-            "commissionid": str,
-            "rule": str,
-        }
-        | _SUBS,
+        _filters(
+            {
+                "id": int,
+                "refid": str,
+                "ordernumber": str,
+                "offer_id": int,
+                "affiliate_id": int,
+                "advertiser_id": int,
+                "link_id": int,
+                "status": STATUSES,
+                "currency": str,
+                "geo": str,
+                "is_test": int,
+                "commissionid": str,
+                "rule": str,
+            },
+            _SUBS,
+        ),
     ),
     "postbacks": ListSpec(
         "id",
@@ -66,7 +89,7 @@ LISTS: dict[str, ListSpec] = {
             "refid": str,
             "ordernumber": str,
             "advertiser_id": int,
-            "outcome": str,
+            "outcome": tuple(Outcome),
             "method": str,
             "conversion_id": int,
             "code": str,
@@ -83,8 +106,8 @@ LISTS: dict[str, ListSpec] = {
             "affiliate_id": int,
             "conversion_id": int,
             "offer_id": int,
-            "state": str,
-            "event": str,
+            "state": (QUEUED, HELD, DELIVERED, FAILED, "cancelled"),
+            "event": EVENTS,
         },
     ),
     "integration_tests": ListSpec("id", "created_at", {"id": int, "offer_id": int}),
@@ -92,3 +115,14 @@ LISTS: dict[str, ListSpec] = {
         "id", "created_at", {"id": int, "offer_id": int, "affiliate_id": int, "commissionid": str}
     ),
 }
+
+
+def text_filter(table: str, name: str, value: str) -> str:
+    """A text filter's value, refused when the column takes only some values and this is
+    not one of them."""
+    kind = LISTS[table].filters[name]
+    if isinstance(kind, tuple) and value not in kind:
+        raise InputError(
+            f"`{name}` must be one of {', '.join(kind)}", code="invalid_filter", field=name
+        )
+    return value

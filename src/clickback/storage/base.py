@@ -433,7 +433,9 @@ class SqlStore(OutboxSql, ScreeningSql, ReportSql):
             args.append(until)
         if cursor:
             where.append(f"{spec.key} {'>' if ascending else '<'} ?")
-            args.append(decode_cursor(cursor, spec.filters[spec.key]))
+            kind = spec.filters[spec.key]
+            assert isinstance(kind, type)  # keys are ids or RefIDs
+            args.append(decode_cursor(cursor, kind))
         sql = f"SELECT * FROM {table}"
         if where:
             sql += " WHERE " + " AND ".join(where)

@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from clickback.domain.listing import DEFAULT_LIMIT, LISTS, MAX_LIMIT
+from clickback.domain.listing import DEFAULT_LIMIT, LISTS, MAX_LIMIT, text_filter
 from clickback.errors import AuthError, InputError, NotFoundError, PermissionDeniedError
 from clickback.web.present import parse_time
 
@@ -209,7 +209,7 @@ def list_query(table: str, params: QueryParams, extra: frozenset[str] = frozense
                     )
                 q["filters"][name] = int(value)
             else:
-                q["filters"][name] = value
+                q["filters"][name] = text_filter(table, name, value)
         else:
             known = sorted(
                 {*spec.filters, "limit", "cursor", "since", "until", "sort", *extra}

@@ -259,6 +259,8 @@ def _list_params(table: str, totals: bool = False) -> list[dict[str, Any]]:
         params.append(_param("flag", "query", {"type": "string"}, "rows carrying this flag"))
     for name, kind in spec.filters.items():
         schema: dict[str, Any] = {"type": "integer"} if kind is int else {"type": "string"}
+        if isinstance(kind, tuple):
+            schema["enum"] = list(kind)
         if name.startswith("is_"):
             schema = {"type": "string", "enum": ["true", "false"]}
         params.append(_param(name, "query", schema, "exact value"))

@@ -13,7 +13,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from clickback.domain import integration, ledger, lifecycle
-from clickback.domain.listing import LISTS
+from clickback.domain.listing import LISTS, text_filter
 from clickback.domain.rollup import shared_enricher
 from clickback.errors import InputError, NotFoundError
 from clickback.web.http import base_url
@@ -50,7 +50,7 @@ def filters_of(request: Request, table: str) -> dict[str, Any]:
                 raise InputError(f"`{name}` must be an id", code="invalid_filter", field=name)
             out[name] = int(value)
         else:
-            out[name] = value
+            out[name] = text_filter(table, name, value)
     return out
 
 
