@@ -311,13 +311,7 @@ def conversions_list(
     status: Annotated[
         str | None, typer.Option(help="pending, approved, rejected or reversed.")
     ] = None,
-    test: Annotated[
-        bool | None,
-        typer.Option(
-            "--test/--no-test",
-            help="Only the integration tests' conversions / only real ones (default: both).",
-        ),
-    ] = None,
+    test: TestOption = None,
     db: DbOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -361,12 +355,25 @@ def clicks_list(
     limit: int = 50,
     refid: str | None = None,
     offer: Annotated[int | None, typer.Option(help="Offer id.")] = None,
+    affiliate: Annotated[int | None, typer.Option(help="Affiliate id.")] = None,
+    link: Annotated[int | None, typer.Option(help="Link id.")] = None,
+    sub1: Annotated[str | None, typer.Option(help="sub1 exactly ('' for none).")] = None,
+    test: TestOption = None,
     db: DbOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Recent clicks, newest first."""
+    """Recent clicks, newest first; `is_test` marks the integration tests' ones."""
     columns = ["refid", "created_at", "link_id", "offer_id", "affiliate_id", "sub1", "ip"]
-    _list(db, "clicks", columns, limit, _given(refid=refid, offer_id=offer), as_json)
+    columns.append("is_test")
+    filters = _given(
+        refid=refid,
+        offer_id=offer,
+        affiliate_id=affiliate,
+        link_id=link,
+        sub1=sub1,
+        is_test=None if test is None else int(test),
+    )
+    _list(db, "clicks", columns, limit, filters, as_json)
 
 
 @conversions_app.command("status")
@@ -522,6 +529,15 @@ async def _catalog(store: Store) -> Catalog:
     catalog = Catalog(store)
     await catalog.reload()
     return catalog
+
+
+TestOption = Annotated[
+    bool | None,
+    typer.Option(
+        "--test/--no-test",
+        help="Only the integration tests' rows / only real ones (default: both).",
+    ),
+]
 
 
 def _given(**filters: Any) -> dict[str, Any]:

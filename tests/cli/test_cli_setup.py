@@ -303,3 +303,42 @@ def test_a_list_filter_on_a_column_of_set_values_refuses_any_other(sqlite_db: st
         out = _fails(*args, db=sqlite_db)
         assert "(invalid_filter)" in out and f"`{name}` must be one of" in out, out
     assert cli("postbacks", "list", "--outcome", "accepted", "--json", db=sqlite_db) == ""
+
+
+def test_clicks_list_filters_by_test_affiliate_link_and_sub1(sqlite_db: str) -> None:
+    from tests.cli.conftest import in_tracker
+
+    _offer(sqlite_db)
+    cli("affiliate", "create", "Pub", db=sqlite_db)
+    cli("affiliate", "create", "Other", db=sqlite_db)
+    for affiliate in ("1", "2"):
+        cli("link", "create", "--offer", "1", "--affiliate", affiliate, db=sqlite_db)
+    links = {
+        r["affiliate_id"]: (r["id"], r["code"])
+        for r in map(orjson.loads, cli("link", "list", "--json", db=sqlite_db).split())
+    }
+    made = {}
+    for name, (affiliate, query) in {
+        "a": (1, "sub1=fb"),
+        "b": (2, "sub1=fb"),
+        "c": (2, ""),
+    }.items():
+        code = links[affiliate][1]
+        made[name] = in_tracker(
+            sqlite_db, lambda t, c=code, q=query: t.click(c, q, "198.51.100.4", "Firefox", "")
+        )
+    cli("integration-test", "1", "--simulate", "--json", db=sqlite_db)
+    refids = {n: loc.split("refid=")[1].split("&")[0] for n, loc in made.items()}
+
+    def listed(*args: str) -> list[str]:
+        rows = map(orjson.loads, cli("clicks", "list", *args, "--json", db=sqlite_db).split())
+        by_refid = {v: k for k, v in refids.items()}
+        return sorted(by_refid.get(r["refid"], "test" if r["is_test"] else "?") for r in rows)
+
+    assert listed() == ["a", "b", "c", "test"]
+    assert listed("--no-test") == ["a", "b", "c"]
+    assert listed("--test") == ["test"]
+    assert listed("--affiliate", "2") == ["b", "c"]
+    assert listed("--link", str(links[1][0])) == ["a"]
+    assert listed("--sub1", "fb") == ["a", "b"]
+    assert listed("--sub1", "", "--no-test") == ["c"]
