@@ -363,8 +363,16 @@ def clicks_list(
     as_json: JsonOption = False,
 ) -> None:
     """Recent clicks, newest first; `is_test` marks the integration tests' ones."""
-    columns = ["refid", "created_at", "link_id", "offer_id", "affiliate_id", "sub1", "ip"]
-    columns.append("is_test")
+    columns = [
+        "refid",
+        "created_at",
+        "link_id",
+        "offer_id",
+        "affiliate_id",
+        "sub1",
+        "ip",
+        "is_test",
+    ]
     filters = _given(
         refid=refid,
         offer_id=offer,
