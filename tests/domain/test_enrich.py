@@ -51,6 +51,35 @@ def test_country_from_a_maxmind_file_when_one_is_named(tmp_path: Path) -> None:
         (UAS[7], "bot", "Other", "Googlebot", True),
         ("Twitterbot/1.0", "bot", "Other", "Twitterbot", True),
         ("WhatsApp/2.23.20.0 A", "bot", "Other", "WhatsApp", True),
+        ("WhatsApp/2.2349.52 i", "bot", "Other", "WhatsApp", True),
+        ("Viber/21.4.0.0", "bot", "Other", "Other", True),
+        # the apps' in-app browsers: visitors, not the apps' preview fetchers
+        (
+            "Mozilla/5.0 (Linux; Android 13; Pixel 7 Build/TQ3A.230805.001; wv) AppleWebKit/"
+            "537.36 (KHTML, like Gecko) Version/4.0 Chrome/118.0.5993.111 Mobile Safari/"
+            "537.36 WhatsApp/2.23.20.76",
+            "mobile",
+            "Android",
+            "WhatsApp",
+            False,
+        ),
+        (
+            "Mozilla/5.0 (iPhone; CPU iPhone OS 17_1 like Mac OS X) AppleWebKit/605.1.15 "
+            "(KHTML, like Gecko) Mobile/15E148 Viber/21.3.0",
+            "mobile",
+            "iOS",
+            "Mobile Safari UI/WKWebView",
+            False,
+        ),
+        # a crawler stays one whatever app name it carries
+        (
+            "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html) "
+            "WhatsApp/2.23.20.76",
+            "bot",
+            "Other",
+            "Googlebot",
+            True,
+        ),
         ("", "other", "", "", False),
     ],
 )

@@ -125,6 +125,29 @@ async def test_bot_click_is_flagged_and_its_conversion_rejected_by_rule(
     assert every["totals"]["clicks"] == 1
 
 
+IN_APP = (
+    "Mozilla/5.0 (Linux; Android 13; Pixel 7 Build/TQ3A.230805.001; wv) AppleWebKit/537.36 "
+    "(KHTML, like Gecko) Version/4.0 Chrome/118.0.5993.111 Mobile Safari/537.36 "
+    "WhatsApp/2.23.20.76"
+)
+
+
+async def test_a_visitor_in_a_chat_apps_browser_is_no_bot_but_its_preview_is(
+    fc: httpx.AsyncClient,
+) -> None:
+    """A link shared in WhatsApp: the app's preview fetcher (`WhatsApp/…`) is a bot; the
+    visitor who opens it in the app's browser is not, and a `bot: reject` rule keeps
+    their sale."""
+    s = await make_offer(fc, fraud_rules={"bot": "reject"})
+    await visit(fc, s["link"]["code"], "81.2.69.160", ua="WhatsApp/2.23.20.76 A")
+    refid = await visit(fc, s["link"]["code"], "81.2.69.160", ua=IN_APP)
+    await fire(fc, refid, "IN-APP", "81.2.69.160")
+    conv = await screened(fc, "IN-APP")  # converted at once: `fast_conversion` shows it ran
+    assert conv["flags"] == ["fast_conversion"] and conv["status"] == "approved"
+    [preview] = await flagged_clicks(fc, "bot", 1)
+    assert preview["refid"] != refid
+
+
 async def reported(c: httpx.AsyncClient, params: dict[str, str], *metrics: str) -> dict[str, Any]:
     """The report once none of its `metrics` totals is 0 (the rollups follow within 5 s;
     a conversion can be in them before its click, which waits to be settled and

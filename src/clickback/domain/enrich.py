@@ -11,6 +11,7 @@ parses are cached (LRU). Unknown values are empty strings.
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -32,6 +33,8 @@ WARM_UP_AGENT = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) Chrome/124.0.0.0 Safa
 
 # Link-preview fetchers and chat apps that open links to draw a preview: not visitors.
 # crawlerdetect knows most of them; this list keeps them flagged whatever its version.
+# The chat apps whose name is also in their in-app browser's User-Agent are apart
+# (`CHAT_PREVIEWS`).
 PREVIEW_FETCHERS = (
     "slackbot",
     "slack-imgproxy",
@@ -39,7 +42,6 @@ PREVIEW_FETCHERS = (
     "facebookexternalhit",
     "facebookcatalog",
     "linkedinbot",
-    "whatsapp",
     "telegrambot",
     "discordbot",
     "skypeuripreview",
@@ -49,10 +51,17 @@ PREVIEW_FETCHERS = (
     "embedly",
     "iframely",
     "vkshare",
-    "viber",
     "google-pagerenderer",
     "bingpreview",
 )
+# Chat apps draw a link's preview with their own name first (`WhatsApp/2.23.20.0 A`,
+# `Viber/21.4`); a visitor who opens the link in the app's in-app browser sends a
+# browser's User-Agent with the app's name after it (`Mozilla/5.0 (Linux; Android …)
+# … Mobile Safari/537.36 WhatsApp/2.23.20.76`): a visitor, whose conversions a `bot:
+# reject` rule must not refuse. crawlerdetect flags both for WhatsApp; its match is
+# overruled for the second.
+CHAT_PREVIEWS = ("whatsapp", "viber")
+_IN_APP = re.compile(r"\s(?:whatsapp|viber)/\S*", re.IGNORECASE)
 _DESKTOP_OS = frozenset(
     {"Windows", "Mac OS X", "Linux", "Ubuntu", "Chrome OS", "Fedora", "Debian", "FreeBSD"}
 )
@@ -98,12 +107,21 @@ class Enricher:
             return ""
         return code if code in money.countries() else ""
 
+    def _crawler(self, user_agent: str, lowered: str) -> bool:
+        """crawlerdetect's verdict; on a browser's User-Agent, without a chat app's name
+        after it (its in-app browser: `CHAT_PREVIEWS`)."""
+        if lowered.startswith("mozilla/"):
+            user_agent = _IN_APP.sub("", user_agent)
+        return bool(self._crawlers.isCrawler(user_agent))
+
     def _agent(self, user_agent: str) -> Agent:
         from ua_parser import parse
 
         lowered = user_agent.lower()
-        bot = any(name in lowered for name in PREVIEW_FETCHERS) or bool(
-            user_agent and self._crawlers.isCrawler(user_agent)
+        bot = (
+            any(name in lowered for name in PREVIEW_FETCHERS)
+            or lowered.startswith(CHAT_PREVIEWS)
+            or bool(user_agent and self._crawler(user_agent, lowered))
         )
         parsed = parse(user_agent[:512]) if user_agent else None
         device = parsed.device.family if parsed and parsed.device else ""
