@@ -18,6 +18,8 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 
+from clickback.domain.refid import RefIdCodec
+
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
     "--headless",
@@ -102,7 +104,9 @@ PAGES = {
 def site() -> Iterator[str]:
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
-            page = PAGES.get(self.path.split("?", 1)[0])
+            path = self.path.split("?", 1)[0]
+            # a landing page with the RefID in its path (`/landing/{refid}/…`)
+            page = PAGES.get("/landing" if path.startswith("/landing/") else path)
             if page is None:
                 self.send_error(404)
                 return
@@ -192,6 +196,36 @@ def test_refid_is_kept_in_cookie_hidden_fields_and_links(browser: Browser, site:
     page.goto(f"{site}/landing?clickid=NEWER-1")
     assert hidden(page) == "NEWER-1"
     assert [c["value"] for c in context.cookies() if c["name"] == "clickback_refid"] == ["NEWER-1"]
+    assert problems == []
+    context.close()
+
+
+def test_a_refid_in_the_path_is_kept(browser: Browser, site: str) -> None:
+    """An offer's URL `https://shop.example/landing/{refid}/spring`: the RefID the tracker
+    put in the path is kept as one in the query is; a 36-character segment that is no
+    RefID issued within the cookie's lifetime (7 days here) is not taken for one."""
+    codec = RefIdCodec(["kit-test-key"])
+    now_ms = int(time.time() * 1000)
+    refid = codec.issue(5, now_ms)
+    stale = codec.issue(5, now_ms - 9 * 86_400_000)  # older than 7 days and a day's leeway
+    context = browser.new_context()
+    page = context.new_page()
+    problems = watch(page)
+
+    page.goto(f"{site}/landing/{stale}/spring")
+    assert hidden(page) == "" and context.cookies() == []
+    page.goto(f"{site}/landing/{'z' * 36}/spring")  # a far future time: a name, not a RefID
+    assert hidden(page) == "" and context.cookies() == []
+
+    page.goto(f"{site}/landing/{refid}/spring")
+    assert hidden(page) == refid and page.text_content("#shown") == refid
+    assert [c["value"] for c in context.cookies() if c["name"] == "clickback_refid"] == [refid]
+    # back later on another page of the site: from the cookie
+    page.goto(f"{site}/landing")
+    assert hidden(page) == refid
+    # the query's RefID, when both are there, is the one the link put in the parameter
+    page.goto(f"{site}/landing/{refid}/spring?refid=QUERY-1")
+    assert hidden(page) == "QUERY-1"
     assert problems == []
     context.close()
 

@@ -12,7 +12,8 @@
  *             ("shop.example" on www.shop.example and pay.shop.example); ignored
  *             unless this page's host is that domain or under it (default: this host)
  *
- * A RefID in the URL is stored in the cookie (a newer click replaces an older one);
+ * A RefID in the URL (its query, or a path segment where the offer's URL has `{refid}`)
+ * is stored in the cookie (a newer click replaces an older one);
  * every <input name="refid"> is filled with it once the page is parsed; and
  * window.clickback.decorate(url) carries it on as a URL parameter.
  * No dependencies, no requests, nothing sent anywhere.
@@ -24,6 +25,10 @@
   var PARAM = /^[^\s&=#?%]{1,50}$/; // an offer's RefID parameter (`s2s.clickid` too)
   var VALID = /^[A-Za-z0-9_-]{1,64}$/;
   var OTHER_SCHEME = /^(?!https?:)[a-z][a-z0-9+.-]*:/i; // mailto:, tel:, javascript:
+  // a RefID as the tracker issues it: 36 characters of its sorted base64url alphabet, the
+  // first 8 its time of issue in ms
+  var ALPHABET = "-0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ_abcdefghijklmnopqrstuvwxyz";
+  var ISSUED = /^[-0-9A-Za-z_]{36}$/;
 
   var script = document.currentScript;
   if (!script) {
@@ -75,6 +80,33 @@
     return null;
   }
 
+  // The time a RefID was issued at, in ms (its first 8 characters, 6 bits each).
+  function issuedMs(value) {
+    var ms = 0;
+    for (var i = 0; i < 8; i++) {
+      ms = ms * 64 + ALPHABET.indexOf(value.charAt(i));
+    }
+    return ms;
+  }
+
+  // A RefID the offer's URL put in the path (`https://shop.example/landing/{refid}`): a
+  // segment of a RefID's shape issued within the cookie's lifetime (a day's leeway for
+  // clocks), so that no other 36-character name is taken for one.
+  function fromPath() {
+    var segments = window.location.pathname.split("/");
+    var now = Date.now();
+    for (var i = 0; i < segments.length; i++) {
+      var value = segments[i];
+      if (ISSUED.test(value)) {
+        var ms = issuedMs(value);
+        if (ms > now - (days + 1) * 86400000 && ms < now + 86400000) {
+          return value;
+        }
+      }
+    }
+    return null;
+  }
+
   function fromCookie() {
     var jar;
     try {
@@ -121,7 +153,7 @@
     }
   }
 
-  var urlRefid = fromUrl();
+  var urlRefid = fromUrl() || fromPath();
   if (urlRefid) {
     store(urlRefid);
   }
