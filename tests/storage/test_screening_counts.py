@@ -299,3 +299,59 @@ async def test_the_screening_keeps_its_lease_while_it_rests(
         await job.stop()
     recounts = [r for r in caplog.records if "counting windows read" in r.getMessage()]
     assert len(recounts) == 1  # the one at the start
+
+
+async def _until(check: Any, seconds: float = 5.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not await check():
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.02)
+
+
+async def test_a_lease_renewal_the_database_refuses_is_logged_and_counted_once(
+    store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The screening rests longer than its lease, and the database refuses the renewal
+    (an error, not another holder): the error is logged, the lease lapses, and the running
+    job screens on once the database takes writes again, counting the clicks it screened
+    before the failure once: two clicks from an address, then a third (the limit, no
+    flood), then a fourth (a flood)."""
+    world = await build_world(store, 5)
+    start = time.time_ns() // 1000 - DAY
+    refids = [await _click(world, P, start + i * S) for i in range(2)]
+    job = Screener(
+        world.store,
+        fraud.ClickScreen(lambda ua: False, fraud.Networks(), LIMITS),
+        fraud.ConversionScreen(lambda ip: "", LIMITS),
+        world.tracker.catalog.delivery_state,
+        poll_seconds=1.0,
+        lease_seconds=0.3,
+    )
+
+    async def screened(refid: str) -> Any:
+        return await store.job_watermark("screening") >= refid
+
+    def logged(text: str) -> int:
+        return sum(text in r.getMessage() for r in caplog.records)
+
+    caplog.set_level("INFO", "clickback.screening")
+    job.start()
+    try:
+        await _until(lambda: screened(refids[-1]))
+        await _refuse(store, "jobs", "lease_until")
+
+        async def refused() -> bool:
+            return logged("screening lease not renewed") > 0
+
+        await _until(refused)
+        await _allow(store, "jobs")
+        refids.append(await _click(world, P, start + 2 * S))
+        await _until(lambda: screened(refids[-1]))
+        refids.append(await _click(world, P, start + 3 * S))
+        await _until(lambda: screened(refids[-1]))
+        assert job._task is not None and not job._task.done()
+    finally:
+        await job.stop()
+    assert await _flags(store, "clicks", refids) == ["", "", "", "click_flood"]
+    # the lease lapsed while the renewal was refused: the windows were counted again
+    assert logged("counting windows read") == 2
