@@ -262,3 +262,31 @@ async def test_a_method_the_postback_does_not_take_says_which_it_does(
     r = await client.put("/postback?refid=x&orderamount=1&ordernumber=1")
     assert r.status_code == 405 and r.headers["allow"] == "GET, POST"
     assert r.json()["errors"][0]["code"] == "method_not_allowed"
+
+
+async def test_the_ledger_keeps_the_status_a_request_too_large_was_answered(
+    client: httpx.AsyncClient,
+) -> None:
+    """A query over 8,192 characters is answered 414 and a body over 16 KiB 413: the
+    ledger says so too, not 400 (a refusal for how the request arrived keeps its status
+    behind a token's refusal, though: that one is answered 403)."""
+    s = await make_offer(client)
+    refid = await click(client, s["link"])
+    r = await client.get(f"/postback?refid={refid}&orderamount=1&ordernumber=Q&x={'a' * 9000}")
+    assert r.status_code == 414
+    r = await client.post(
+        "/postback",
+        content=f"refid={refid}&orderamount=1&ordernumber=B&x={'b' * 20000}".encode(),
+        headers={"content-type": "application/x-www-form-urlencoded"},
+    )
+    assert r.status_code == 413
+    await client.patch(
+        f"/api/v1/advertisers/{s['advertiser']['id']}",
+        json={"require_token": True, "postback_token": "secret-1"},
+        headers=AUTH,
+    )
+    r = await client.get(f"/postback?refid={refid}&orderamount=1&ordernumber=T&x={'c' * 9000}")
+    assert r.status_code == 403 and r.json()["code"] == "token_missing"
+    rows = await ledger(client)
+    assert [i["http_status"] for i in rows] == [403, 413, 414]
+    assert [i["code"] for i in rows] == ["token_missing", "request_too_large", "request_too_large"]

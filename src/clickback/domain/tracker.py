@@ -158,6 +158,7 @@ class Tracker:
         replay_of: int | None = None,
         sent: Mapping[str, str] | None = None,
         simulated: bool = False,
+        arrived_status: int | None = None,
     ) -> PostbackAnswer:
         """Decide on a postback and store it, raw, with the decision, in one write.
 
@@ -167,7 +168,10 @@ class Tracker:
         checked against them, so such a value is answered as in an unsigned postback (a
         `too_long` field, say), not as a signature that does not match. A replay, and a
         `simulated` postback (an integration test's, fired by the operator), are the
-        operator's own: the advertiser-facing rate limiter neither counts nor refuses them."""
+        operator's own: the advertiser-facing rate limiter neither counts nor refuses them.
+        `arrived_status` is the status of a refusal for how the request arrived (`413` a
+        body too large, `414` a query too long), in the answer and the ledger alike, in
+        place of `400`; another refusal (a token, the rate limit) keeps its own."""
         now_us = received_at if received_at is not None else self.clock.now_us()
         conversion = None
         link = offer = advertiser = None
@@ -257,7 +261,11 @@ class Tracker:
             ordernumber=params.get("ordernumber", "").strip(),
             advertiser_id=advertiser.id if advertiser else None,
             outcome=outcome,
-            http_status=attribution.HTTP_STATUS[outcome],
+            http_status=(
+                arrived_status
+                if arrived_status is not None and outcome is Outcome.REJECTED
+                else attribution.HTTP_STATUS[outcome]
+            ),
             errors=orjson.dumps(errors_out).decode(),
             code=errors_out[0]["code"] if errors_out else "",
             link_id=link.id if link else None,

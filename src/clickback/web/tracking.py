@@ -218,14 +218,16 @@ async def postback_answer(
     elif body is not None:
         _params(body.decode("utf-8", "backslashreplace"), params, errors, sent)
     try:
-        answer = await app.tracker.postback(method, ip, params, errors or None, sent=sent)
+        answer = await app.tracker.postback(
+            method, ip, params, errors or None, sent=sent, arrived_status=status_override
+        )
     except UnavailableError as exc:
         error = {"field": "*", "code": exc.code, "message": exc.message}
         return _json(503, {"status": "error", "errors": [error]})
     if answer.status == 429:
         retry = str(app.tracker.limiter.retry_after())
         return _json(429, answer.body, ("retry-after", retry))
-    return _json(status_override or answer.status, answer.body)
+    return _json(answer.status, answer.body)
 
 
 # -- ASGI -------------------------------------------------------------------------------
