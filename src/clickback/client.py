@@ -144,6 +144,12 @@ def _body(response: httpx.Response) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
+def _where(response: httpx.Response) -> str:
+    """The URL a request went to, without its query: that carries the postback token,
+    and an error's message ends up in logs."""
+    return str(response.request.url.copy_with(query=None))
+
+
 def _decide(response: httpx.Response) -> dict[str, Any] | None:
     """The answer to return, None to retry; raises for a refusal or a foreign answer."""
     status = response.status_code
@@ -155,16 +161,18 @@ def _decide(response: httpx.Response) -> dict[str, Any] | None:
     if status in (404, 405) and (body is None or body.get("code") != "unknown_refid"):
         # the postback endpoint's only 404 names the RefID: this is another path (a wrong
         # `base_url`), or another server; not a refusal of the order
-        raise PostbackError(f"{status} from {response.request.url}: no postback endpoint there")
+        raise PostbackError(f"{status} from {_where(response)}: no postback endpoint there")
     if 400 <= status < 500:
         if body is None:
             raise PostbackRejectedError(status, f"http_{status}", [])
         errors = [e for e in body.get("errors") or [] if isinstance(e, dict)]
         raise PostbackRejectedError(status, str(body.get("code") or body.get("status")), errors)
     where = (
-        f" (redirected to {response.headers['location']})" if "location" in response.headers else ""
+        f" (redirected to {response.headers['location'].split('?')[0]})"
+        if "location" in response.headers
+        else ""
     )
-    raise PostbackError(f"unexpected answer {status} from {response.request.url}{where}")
+    raise PostbackError(f"unexpected answer {status} from {_where(response)}{where}")
 
 
 def _delay(attempt: int, backoff: float, response: httpx.Response | None) -> float:

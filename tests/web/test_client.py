@@ -368,6 +368,30 @@ def test_a_wrong_base_url_is_no_refusal_of_the_order(tracker: Tracker) -> None:
     assert refused.value.code == "unknown_refid"
 
 
+def test_a_wrong_base_url_is_said_without_the_token(tracker: Tracker, flaky: Flaky) -> None:
+    """The error for a wrong `base_url` (or an answer no tracker gives) names the URL
+    tried, never the query that carried the advertiser's postback token: the message
+    goes into logs."""
+    refid = tracker.click("locked")
+    with pytest.raises(PostbackError) as wrong:
+        fire_postback(
+            tracker.base + "/api",
+            refid=refid,
+            orderamount="1",
+            ordernumber="W-3",
+            token=TOKEN,
+        )
+    said = str(wrong.value)
+    assert tracker.base + "/api/postback" in said and "no postback endpoint" in said
+    assert TOKEN not in said and "token=" not in said
+    flaky.failures, flaky.fail_status = 1, 301
+    with pytest.raises(PostbackError) as wrong:
+        fire_postback(flaky.base, refid=refid, orderamount="1", ordernumber="W-4", token=TOKEN)
+    said = str(wrong.value)
+    assert said.startswith("unexpected answer 301 from " + flaky.base + "/postback")
+    assert TOKEN not in said
+
+
 def test_the_guide_lists_every_argument_of_fire_postback() -> None:
     """docs/integration.md spells out `fire_postback(…)`; docs/outbound.md sends readers
     there for `signing_secret`."""
