@@ -58,3 +58,36 @@ def test_an_amount_refused_says_what_to_change() -> None:
     assert "reverse the conversion" in said["-5"]
     assert "currency" in said["$49.90"] and "currency" in said["49.90 EUR"]
     assert said["1.2.3"] == "`orderamount` must be a plain non-negative decimal such as 12.50"
+
+
+def test_an_amount_refused_is_told_the_currency_only_when_it_carries_one() -> None:
+    """`1e3`, `+5`, `1 000` and `abc` carry no currency: each is told what it does carry
+    (an exponent, a sign, a space) or only what an amount is; `USD 49.90`, `49.90€` and
+    `eur49.90` are told to send the currency in `currency`."""
+    said = {}
+    for amount in (
+        "1e3",
+        "2.5E+2",
+        "+5",
+        "1 000",
+        "abc",
+        "NaN",
+        "0x10",
+        "USD 49.90",
+        "49.90€",
+        "eur49.90",
+    ):
+        got = parse_postback({"refid": "R", "ordernumber": "1", "orderamount": amount})
+        assert isinstance(got, list)
+        [error] = got
+        assert (error.field, error.code) == ("orderamount", "invalid_amount")
+        said[amount] = error.message
+    plain = "`orderamount` must be a plain non-negative decimal such as 12.50"
+    assert "exponent" in said["1e3"] and "`1e3`" in said["1e3"] and "exponent" in said["2.5E+2"]
+    assert "sign" in said["+5"]
+    assert "spaces" in said["1 000"]
+    assert said["abc"] == said["NaN"] == said["0x10"] == plain
+    for amount in ("USD 49.90", "49.90€", "eur49.90"):
+        assert "its currency in `currency`" in said[amount], amount
+    for amount in ("1e3", "2.5E+2", "+5", "1 000", "abc", "NaN", "0x10"):
+        assert "currency" not in said[amount], amount

@@ -8,6 +8,8 @@ the first; unknown extra parameters are kept, not refused.
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
@@ -129,6 +131,19 @@ def too_large(currency: str) -> FieldError:
     )
 
 
+_EXPONENT = re.compile(r"\A[0-9]*\.?[0-9]+[eE][+-]?[0-9]+\Z")
+
+
+def _is_currency(text: str) -> bool:
+    """Whether what is left of an amount without its digits, dot and spaces names a
+    currency: a sign such as `$` or `€`, or an ISO code such as `USD`."""
+    if not text:
+        return False
+    if all(unicodedata.category(c) == "Sc" for c in text):
+        return True
+    return text.upper() in money.currencies()
+
+
 def _amount_problem(text: str) -> str:
     """What is wrong with an `orderamount` that is not a plain non-negative decimal, said
     so that the advertiser's developer sees the fix."""
@@ -139,6 +154,12 @@ def _amount_problem(text: str) -> str:
         return (
             f"{plain}, with a dot for the decimals and no thousands separators (not `{text[:20]}`)"
         )
-    if any(not (c.isdigit() or c == ".") for c in text):
+    if _EXPONENT.match(text):
+        return f"{plain}, its digits written out without an exponent (not `{text[:20]}`)"
+    if _is_currency("".join(c for c in text if not (c.isdigit() or c in ". "))):
         return f"{plain}: the number alone, its currency in `currency`"
+    if text.startswith("+") and money.parse_amount(text[1:]) is not None:
+        return f"{plain}, without a sign"
+    if " " in text and money.parse_amount(text.replace(" ", "")) is not None:
+        return f"{plain}, without spaces"
     return plain
