@@ -239,8 +239,9 @@ def deliveries_list(
 
 
 @deliveries_app.command("show")
-def deliveries_show(delivery_id: int, db: DbOption = None) -> None:
-    """One delivery with every attempt."""
+def deliveries_show(delivery_id: int, db: DbOption = None, as_json: JsonOption = False) -> None:
+    """One delivery with every attempt and what the affiliate's server answered to each
+    (`--json`: as GET /api/v1/deliveries/{id} shows it)."""
     from clickback.web.present import attempt, delivery
 
     async def work(store: Store) -> tuple[dict[str, Any], list[dict[str, Any]]]:
@@ -250,8 +251,12 @@ def deliveries_show(delivery_id: int, db: DbOption = None) -> None:
         return delivery(row, ""), [attempt(a) for a in attempts]
 
     head, attempts = _run(db, work)
+    if as_json:
+        print(orjson.dumps({**head, "attempts": attempts}).decode())
+        return
     console.print_json(orjson.dumps(head).decode())
-    _table(attempts, ["at", "method", "status_code", "latency_ms", "error", "url"])
+    columns = ["at", "method", "status_code", "latency_ms", "error", "response_excerpt", "url"]
+    _table(attempts, columns)
 
 
 @deliveries_app.command("resend")

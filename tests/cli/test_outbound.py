@@ -3,6 +3,7 @@ idempotency key, signatures, disabling and re-enabling, and kill -9 mid-delivery
 
 from __future__ import annotations
 
+import os
 import subprocess
 import time
 from pathlib import Path
@@ -134,6 +135,23 @@ def test_post_method_sends_json_and_4xx_is_final(sqlite_db: str, tmp_path: Path)
             body = orjson.loads(hit.body)
             assert body["ordernumber"] == "P1" and body["event"] == "conversion"
             assert verify_signature("k", hit.headers["x-clickback-signature"], hit.body.decode())
+            # why it failed is in `clickback deliveries show`: the answer's excerpt
+            [failed] = c.get("/api/v1/deliveries", params={"state": "failed"}).json()["items"]
+            shown = orjson.loads(
+                cli("deliveries", "show", str(failed["id"]), "--json", db=sqlite_db)
+            )
+            assert shown == c.get(f"/api/v1/deliveries/{failed['id']}").json()
+            [tried] = shown["attempts"]
+            assert (tried["status_code"], tried["response_excerpt"]) == (404, "ok")
+            table = subprocess.run(
+                [CLICKBACK, "deliveries", "show", str(failed["id"]), "--db", sqlite_db],
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=True,
+                env={**os.environ, "COLUMNS": "250"},
+            ).stdout
+            assert "response_excerpt" in table, table
         finally:
             server.stop()
 
