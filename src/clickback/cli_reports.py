@@ -85,7 +85,10 @@ def report(
         # bot clicks are never unique: shown when there are any, so the gap is explained
         shown = [*SHOWN, "bot_clicks"] if result["totals"]["bot_clicks"] else SHOWN
         columns = [c for c in csv_columns(result) if c not in METRICS or c in shown]
-        _table([*result["rows"], {columns[0]: "total", **result["totals"]}], columns)
+        if result["group_by"]:
+            _table([*result["rows"], {columns[0]: "total", **result["totals"]}], columns)
+        else:  # grouped by nothing, its one row is the totals: shown once
+            _table([result["totals"]], columns)
         for note in result["notes"]:
             console.print(f"note: {note}")
 

@@ -96,3 +96,6 @@ def test_report_table_shows_bot_clicks_and_a_note_for_conversions_without_a_rate
     assert (total["clicks"], total["unique_clicks"], total["bot_clicks"]) == ("2", "1", "1")
     assert f"note: {note}" in " ".join(table.split())
     assert "bot_clicks" not in cli("report", "--device", "desktop", db=db)  # none: not shown
+    # grouped by nothing, the report is its totals: one row, not the same row twice
+    [only] = table_rows(cli("report", "--group-by", "", db=db))
+    assert (only["clicks"], only["unique_clicks"], only["bot_clicks"]) == ("2", "1", "1")
