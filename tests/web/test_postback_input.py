@@ -259,9 +259,24 @@ async def test_a_json_body_is_read_as_its_fields(client: httpx.AsyncClient) -> N
 async def test_a_method_the_postback_does_not_take_says_which_it_does(
     client: httpx.AsyncClient,
 ) -> None:
-    r = await client.put("/postback?refid=x&orderamount=1&ordernumber=1")
+    """A postback fired with PUT is refused (405, naming GET and POST), kept in the
+    ledger as every postback is, and counts when the operator replays it; a HEAD or an
+    OPTIONS carries no postback and is not kept."""
+    s = await make_offer(client)
+    refid = await click(client, s["link"])
+    r = await client.put(f"/postback?refid={refid}&orderamount=12.50&ordernumber=PUT-1")
     assert r.status_code == 405 and r.headers["allow"] == "GET, POST"
     assert r.json()["errors"][0]["code"] == "method_not_allowed"
+    for method in ("HEAD", "OPTIONS"):
+        r = await client.request(method, f"/postback?refid={refid}&ordernumber=PUT-2")
+        assert r.status_code == 405 and r.headers["allow"] == "GET, POST"
+    [row] = await ledger(client)
+    assert (row["method"], row["http_status"], row["code"]) == ("PUT", 405, "method_not_allowed")
+    assert row["params"]["ordernumber"] == "PUT-1" and await conversions(client) == []
+    r = await client.post(f"/api/v1/postbacks/{row['id']}/replay", headers=AUTH)
+    assert r.json()["answer"]["status"] == "accepted", r.text
+    [conv] = await conversions(client)
+    assert (conv["ordernumber"], conv["orderamount"]) == ("PUT-1", "12.50")
 
 
 async def test_the_ledger_keeps_the_status_a_request_too_large_was_answered(

@@ -43,6 +43,9 @@ _NOT_FOUND: Answer = (
     b"<p>This tracking link does not exist or is not active.</p>",
 )
 _CLICK_NOT_ALLOWED: Answer = (405, [("allow", "GET, HEAD")], b"method not allowed")
+_POSTBACK_ALLOW = ("allow", "GET, POST")
+# requests to /postback that carry no postback (a monitor's HEAD, a browser's preflight)
+PROBES = frozenset({"HEAD", "OPTIONS"})
 _CLICK_UNAVAILABLE: Answer = (503, [("retry-after", "1")], b"temporarily unavailable, retry")
 
 
@@ -197,13 +200,18 @@ async def postback_answer(
 ) -> Answer:
     """`body` is what a POST sent (or why it could not be read), a form or (by its
     `content_type`) a JSON object; None for a GET."""
-    if method not in ("GET", "POST"):
-        error = {"field": "*", "code": "method_not_allowed", "message": "use GET or POST"}
-        return _json(405, {"status": "rejected", "errors": [error]}, ("allow", "GET, POST"))
     params: dict[str, str] = {}
     sent: dict[str, str] = {}
     errors: list[FieldError] = []
     status_override = None
+    if method not in ("GET", "POST"):
+        if method in PROBES:  # no postback: nothing to keep
+            error = {"field": "*", "code": "method_not_allowed", "message": "use GET or POST"}
+            return _json(405, {"status": "rejected", "errors": [error]}, _POSTBACK_ALLOW)
+        # a postback fired with the wrong method (PUT, say) is kept with its query, so
+        # that the operator sees it in the ledger (and can replay it)
+        errors.append(FieldError("*", "method_not_allowed", "use GET or POST"))
+        status_override = 405
     if len(query) > MAX_QUERY:
         errors.append(FieldError("*", "request_too_large", f"query longer than {MAX_QUERY} bytes"))
         status_override = 414
@@ -227,6 +235,8 @@ async def postback_answer(
     if answer.status == 429:
         retry = str(app.tracker.limiter.retry_after())
         return _json(429, answer.body, ("retry-after", retry))
+    if answer.status == 405:
+        return _json(405, answer.body, _POSTBACK_ALLOW)
     return _json(answer.status, answer.body)
 
 
