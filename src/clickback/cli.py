@@ -123,6 +123,13 @@ def _fields(obj: dict[str, Any]) -> None:
     _table(rows, ["field", "value"], whole=("value",))
 
 
+LimitOption = Annotated[int, typer.Option(min=1, help="The most rows shown (one page).")]
+CursorOption = Annotated[
+    str | None,
+    typer.Option(help="The page after the one that printed it (`more: --cursor …`)."),
+]
+
+
 def _list(
     db: str | None,
     kind: str,
@@ -134,23 +141,32 @@ def _list(
     until: int | None = None,
     shown: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
     whole: tuple[str, ...] = (),
+    cursor: str | None = None,
 ) -> None:
-    """A list as a table (`shown` turns a presented row into its table cells) or as the
-    API's JSON, a line each."""
+    """A page of a list, newest first, as a table (`shown` turns a presented row into its
+    table cells) or as the API's JSON, a line each. When older rows are left, the cursor
+    of the next page goes to stderr, so that stdout holds the rows alone."""
     settings = _settings(db)
 
-    async def work(store: Store) -> list[dict[str, Any]]:
+    async def work(store: Store) -> tuple[list[dict[str, Any]], str | None]:
         _check_filters(kind, filters or {})
         base = await public_base(store, settings)
-        page = await store.list_rows(kind, filters or {}, since, until, limit, None)
-        return [present.PRESENTERS[kind](r, base) for r in page.items]
+        page = await store.list_rows(kind, filters or {}, since, until, limit, cursor or None)
+        return [present.PRESENTERS[kind](r, base) for r in page.items], page.next_cursor
 
-    rows = _run(db, work)
+    rows, next_cursor = _run(db, work)
     if as_json:
         for row in rows:
             print(orjson.dumps(row).decode())
     else:
         _table([shown(r) for r in rows] if shown else rows, columns, whole)
+    if next_cursor:
+        Console(stderr=True).print(
+            f"more: --cursor {next_cursor} (the same command with it shows the next page)",
+            highlight=False,
+            markup=False,
+            soft_wrap=True,
+        )
 
 
 @app.command()
@@ -255,10 +271,15 @@ def advertiser_create(
 
 
 @advertiser_app.command("list")
-def advertiser_list(db: DbOption = None, as_json: JsonOption = False) -> None:
+def advertiser_list(
+    limit: LimitOption = 100,
+    cursor: CursorOption = None,
+    db: DbOption = None,
+    as_json: JsonOption = False,
+) -> None:
     """Advertisers, newest first, with their postback tokens."""
     columns = ["id", "name", "require_token", "postback_token", "created_at"]
-    _list(db, "advertisers", columns, as_json=as_json)
+    _list(db, "advertisers", columns, limit, as_json=as_json, cursor=cursor)
 
 
 @affiliate_app.command("create")
@@ -269,10 +290,15 @@ def affiliate_create(name: str, db: DbOption = None) -> None:
 
 
 @affiliate_app.command("list")
-def affiliate_list(db: DbOption = None, as_json: JsonOption = False) -> None:
+def affiliate_list(
+    limit: LimitOption = 100,
+    cursor: CursorOption = None,
+    db: DbOption = None,
+    as_json: JsonOption = False,
+) -> None:
     """Affiliates, newest first, with their postback URLs."""
     columns = ["id", "name", "postback_url", "postback_enabled", "postback_failures", "created_at"]
-    _list(db, "affiliates", columns, as_json=as_json)
+    _list(db, "affiliates", columns, limit, as_json=as_json, cursor=cursor)
 
 
 @link_app.command("create")
@@ -295,15 +321,21 @@ def link_create(
 
 
 @link_app.command("list")
-def link_list(db: DbOption = None, as_json: JsonOption = False) -> None:
+def link_list(
+    limit: LimitOption = 100,
+    cursor: CursorOption = None,
+    db: DbOption = None,
+    as_json: JsonOption = False,
+) -> None:
     """Tracking links, newest first, with their URLs."""
     columns = ["id", "code", "offer_id", "affiliate_id", "tracking_url"]
-    _list(db, "links", columns, as_json=as_json)
+    _list(db, "links", columns, limit, as_json=as_json, cursor=cursor)
 
 
 @conversions_app.command("list")
 def conversions_list(
-    limit: int = 50,
+    limit: LimitOption = 50,
+    cursor: CursorOption = None,
     refid: str | None = None,
     ordernumber: str | None = None,
     offer: Annotated[int | None, typer.Option(help="Offer id.")] = None,
@@ -347,12 +379,13 @@ def conversions_list(
         "status",
         "is_test",
     ]
-    _list(db, "conversions", columns, limit, filters, as_json)
+    _list(db, "conversions", columns, limit, filters, as_json, cursor=cursor)
 
 
 @clicks_app.command("list")
 def clicks_list(
-    limit: int = 50,
+    limit: LimitOption = 50,
+    cursor: CursorOption = None,
     refid: str | None = None,
     offer: Annotated[int | None, typer.Option(help="Offer id.")] = None,
     affiliate: Annotated[int | None, typer.Option(help="Affiliate id.")] = None,
@@ -381,7 +414,7 @@ def clicks_list(
         sub1=sub1,
         is_test=None if test is None else int(test),
     )
-    _list(db, "clicks", columns, limit, filters, as_json)
+    _list(db, "clicks", columns, limit, filters, as_json, cursor=cursor)
 
 
 @conversions_app.command("status")
@@ -518,7 +551,13 @@ def rule_create(
 
 
 @rule_app.command("list")
-def rule_list(offer: int, db: DbOption = None, as_json: JsonOption = False) -> None:
+def rule_list(
+    offer: int,
+    limit: LimitOption = 1000,
+    cursor: CursorOption = None,
+    db: DbOption = None,
+    as_json: JsonOption = False,
+) -> None:
     """An offer's commission rules, archived ones too."""
     columns = [
         "id",
@@ -530,7 +569,7 @@ def rule_list(offer: int, db: DbOption = None, as_json: JsonOption = False) -> N
         "payout_percent",
         "archived_at",
     ]
-    _list(db, "commission_rules", columns, 1000, {"offer_id": offer}, as_json)
+    _list(db, "commission_rules", columns, limit, {"offer_id": offer}, as_json, cursor=cursor)
 
 
 async def _catalog(store: Store) -> Catalog:

@@ -9,8 +9,10 @@ import orjson
 import typer
 
 from clickback.cli import (
+    CursorOption,
     DbOption,
     JsonOption,
+    LimitOption,
     _check_filters,
     _given,
     _list,
@@ -47,7 +49,8 @@ def _errors_cell(row: dict[str, Any]) -> dict[str, Any]:
 
 @postbacks_app.command("list")
 def postbacks_list(
-    limit: int = 50,
+    limit: LimitOption = 50,
+    cursor: CursorOption = None,
     outcome: str | None = None,
     code: Annotated[
         str | None, typer.Option(help="The first error's code, e.g. token_invalid.")
@@ -79,7 +82,7 @@ def postbacks_list(
         "conversion_id",
     ]
     whole = ("refid", "errors")
-    _list(db, "postbacks", columns, limit, filters, as_json, lo, hi, _errors_cell, whole)
+    _list(db, "postbacks", columns, limit, filters, as_json, lo, hi, _errors_cell, whole, cursor)
 
 
 @postbacks_app.command("replay")

@@ -14,8 +14,10 @@ import orjson
 import typer
 
 from clickback.cli import (
+    CursorOption,
     DbOption,
     JsonOption,
+    LimitOption,
     _fields,
     _given,
     _list,
@@ -187,7 +189,12 @@ def offer_show(offer_id: int, db: DbOption = None, as_json: JsonOption = False) 
 
 
 @offer_app.command("list")
-def offer_list(db: DbOption = None, as_json: JsonOption = False) -> None:
+def offer_list(
+    limit: LimitOption = 100,
+    cursor: CursorOption = None,
+    db: DbOption = None,
+    as_json: JsonOption = False,
+) -> None:
     """Offers, newest first."""
     _list(
         db,
@@ -204,7 +211,9 @@ def offer_list(db: DbOption = None, as_json: JsonOption = False) -> None:
             "status",
             "destination_url",
         ],
+        limit,
         as_json=as_json,
+        cursor=cursor,
     )
 
 

@@ -9,8 +9,10 @@ import orjson
 import typer
 
 from clickback.cli import (
+    CursorOption,
     DbOption,
     JsonOption,
+    LimitOption,
     _catalog,
     _fields,
     _given,
@@ -213,7 +215,8 @@ def affiliate_disable_postback(affiliate_id: int, db: DbOption = None) -> None:
 
 @deliveries_app.command("list")
 def deliveries_list(
-    limit: int = 50,
+    limit: LimitOption = 50,
+    cursor: CursorOption = None,
     state: Annotated[
         str | None, typer.Option(help="queued, delivered, failed, held or cancelled.")
     ] = None,
@@ -235,7 +238,7 @@ def deliveries_list(
         "last_error",
         "next_attempt_at",
     ]
-    _list(db, "deliveries", columns, limit, filters, as_json)
+    _list(db, "deliveries", columns, limit, filters, as_json, cursor=cursor)
 
 
 @deliveries_app.command("show")

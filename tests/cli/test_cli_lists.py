@@ -1,0 +1,136 @@
+"""The CLI's lists and exports on a database larger than a page: every row reachable with
+the cursor each page prints, and the exports filtered as the lists are."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from urllib.parse import parse_qs, urlsplit
+
+import orjson
+import pytest
+
+from clickback.domain import admin
+from clickback.domain.ports import Store
+from clickback.domain.tracker import open_tracker
+from tests.cli.conftest import CLICKBACK, table_rows
+from tests.cli.test_cli_ledger import in_store
+
+N = 7  # rows of each kind: more than a page of 3
+
+
+def _fill(db: str) -> None:
+    """N advertisers, affiliates (with an outbound postback: a delivery each conversion),
+    offers, links, rules of offer 1, and N clicks on N links, each converted."""
+
+    async def work(store: Store) -> None:
+        await store.migrate()
+        for i in range(N):
+            await admin.create_advertiser(store, {"name": f"Shop {i}"})
+            url = "http://127.0.0.1:9/pb?c={refid}"
+            await admin.create_affiliate(store, {"name": f"Pub {i}", "postback_url": url})
+            offer = {
+                "advertiser_id": 1,
+                "name": f"O{i}",
+                "destination_url": "https://shop.example/",
+                "payout_type": "cps",
+                "payout_percent": "10",
+            }
+            await admin.create_offer(store, offer)
+        codes = []
+        for i in range(N):
+            link = await admin.create_link(store, {"offer_id": 1, "affiliate_id": i + 1})
+            row = await store.get_row("links", link)
+            assert row is not None
+            codes.append(row["code"])
+            rule = {"commissionid": f"c{i}", "payout_type": "cpa", "payout_amount": "1"}
+            await admin.create_rule(store, 1, rule)
+        tracker = await open_tracker(store)
+        for i, code in enumerate(codes):
+            location = await tracker.click(code, "", "198.51.100.4", "Firefox", "")
+            assert location is not None
+            refid = parse_qs(urlsplit(location).query)["refid"][0]
+            postback = {"refid": refid, "orderamount": "20", "ordernumber": f"N{i}"}
+            await tracker.postback("GET", "198.51.100.4", postback)
+
+    in_store(db, work)
+
+
+def _run(*args: str, db: str) -> tuple[str, str]:
+    out = subprocess.run(
+        [CLICKBACK, *args, "--db", db], capture_output=True, text=True, timeout=60, check=True
+    )
+    return out.stdout, out.stderr
+
+
+def _pages(command: tuple[str, ...], key: str, db: str, as_json: bool) -> list[list[str]]:
+    """The keys of each page, following the cursor printed on stderr to the end."""
+    pages: list[list[str]] = []
+    cursor: list[str] = []
+    while True:
+        args = (*command, "--limit", "3", *cursor, *(["--json"] if as_json else []))
+        stdout, stderr = _run(*args, db=db)
+        if as_json:  # stdout holds the rows alone, a JSON object a line
+            pages.append([str(orjson.loads(line)[key]) for line in stdout.splitlines()])
+        else:
+            pages.append([r[key] for r in table_rows(stdout)] if "┃" in stdout else [])
+        more = re.search(r"--cursor (\S+)", stderr)
+        if more is None:
+            return pages
+        assert len(pages) < 10, pages
+        cursor = ["--cursor", more.group(1)]
+
+
+LISTS = [
+    (("advertiser", "list"), "id"),
+    (("affiliate", "list"), "id"),
+    (("offer", "list"), "id"),
+    (("link", "list"), "id"),
+    (("rule", "list", "1"), "id"),
+    (("clicks", "list"), "refid"),
+    (("conversions", "list"), "id"),
+    (("postbacks", "list"), "id"),
+    (("deliveries", "list"), "id"),
+]
+
+
+def test_every_list_pages_through_every_row_with_the_printed_cursor(
+    sqlite_db: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each list showed its newest rows only, with no way to reach the older ones."""
+    monkeypatch.setenv("COLUMNS", "250")  # RefIDs whole in the table
+    _fill(sqlite_db)
+    for command, key in LISTS:
+        stdout, _ = _run(*command, "--limit", "1000", "--json", db=sqlite_db)
+        every = [str(orjson.loads(line)[key]) for line in stdout.splitlines()]
+        assert len(every) >= N, (command, every)
+        for as_json in (True, False) if command[0] in ("clicks", "postbacks") else (True,):
+            pages = _pages(command, key, sqlite_db, as_json)
+            assert all(len(p) == 3 for p in pages[:-1]) and pages[-1], (command, pages)
+            assert [k for p in pages for k in p] == every, (command, as_json, pages)
+
+
+def test_the_conversions_and_clicks_lists_page_on_each_engine(any_db: str) -> None:
+    _fill(any_db)
+    for command, key in (
+        (("clicks", "list", "--no-test"), "refid"),
+        (("conversions", "list"), "id"),
+    ):
+        pages = _pages(command, key, any_db, as_json=True)
+        assert [len(p) for p in pages] == [3, 3, 1], (command, pages)
+        assert len({k for p in pages for k in p}) == N
+
+
+def test_a_last_page_prints_no_cursor_and_a_bad_one_is_refused(sqlite_db: str) -> None:
+    _fill(sqlite_db)
+    stdout, stderr = _run("advertiser", "list", "--limit", str(N), "--json", db=sqlite_db)
+    assert len(stdout.splitlines()) == N and "--cursor" not in stderr
+    for bad in (("--cursor", "not-one"), ("--limit", "0"), ("--limit", "-1")):
+        out = subprocess.run(
+            [CLICKBACK, "postbacks", "list", *bad, "--db", sqlite_db],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert out.returncode == 2, (bad, out.stdout, out.stderr[-2000:])
+        assert "Traceback" not in out.stdout + out.stderr
