@@ -22,7 +22,7 @@ from clickback.domain import admin
 from clickback.domain.catalog import Catalog
 from clickback.domain.ports import Store
 from clickback.domain.timefmt import iso
-from clickback.errors import ClickbackError, ConfigError, InputError
+from clickback.errors import ClickbackError, ConfigError
 from clickback.storage import open_store
 from clickback.web import present
 
@@ -349,14 +349,6 @@ def conversions_list(
 ) -> None:
     """Recent conversions, newest first; `is_test` marks the integration tests' ones
     (never in reports)."""
-    from clickback.domain import lifecycle
-
-    if status is not None and status not in lifecycle.STATUSES:
-        raise InputError(
-            f"`status` must be one of {', '.join(lifecycle.STATUSES)}",
-            code="invalid_status",
-            field="status",
-        )
     filters = _given(
         refid=refid,
         ordernumber=ordernumber,
