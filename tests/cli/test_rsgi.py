@@ -14,7 +14,7 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 
-from clickback.web.api_money import EXPORT_PAGE
+from clickback.web.export import EXPORT_PAGE
 from tests.cli.conftest import Server
 
 TOKEN = "rsgi-admin-token"

@@ -235,6 +235,34 @@ async def test_csv_exports_with_filters(client: httpx.AsyncClient) -> None:
     assert list(conv) == EXPORT_COLUMNS["conversions"]
 
 
+async def test_exports_filter_by_affiliate_and_test_as_the_lists_do(
+    client: httpx.AsyncClient,
+) -> None:
+    a = await make_offer(client)
+    b = await make_offer(client)
+    await convert(client, a, "F1")
+    await convert(client, b, "F2")
+    r = await client.post(
+        f"/api/v1/offers/{a['offer']['id']}/integration-tests",
+        json={"simulate": True},
+        headers=AUTH,
+    )
+    assert r.status_code == 201, r.text
+
+    async def exported(table: str, column: str, **params: Any) -> list[str]:
+        r = await client.get(f"/api/v1/{table}/export", params=params, headers=AUTH)
+        assert r.status_code == 200, r.text
+        return sorted(row[column] for row in csv.DictReader(io.StringIO(r.text)))
+
+    b_id = b["affiliate"]["id"]
+    assert await exported("conversions", "ordernumber", affiliate_id=b_id) == ["F2"]
+    assert await exported("conversions", "ordernumber", is_test="false") == ["F1", "F2"]
+    assert await exported("conversions", "is_test", is_test="true") == ["true"]
+    assert await exported("clicks", "affiliate_id", affiliate_id=b_id) == [str(b_id)]
+    assert len(await exported("clicks", "refid", is_test="false")) == 2
+    assert await exported("clicks", "is_test", is_test="true") == ["true"]
+
+
 async def test_tokens_are_created_listed_and_revoked(client: httpx.AsyncClient) -> None:
     r = await client.post("/api/v1/tokens", json={"name": "reports", "role": "read"}, headers=AUTH)
     assert r.status_code == 201

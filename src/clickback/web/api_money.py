@@ -3,9 +3,6 @@ rules, exchange rates, base-currency totals, CSV exports, and API tokens."""
 
 from __future__ import annotations
 
-import csv
-import io
-from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
@@ -15,6 +12,7 @@ from clickback.domain import admin, fx, lifecycle
 from clickback.domain.money import format_minor
 from clickback.domain.timefmt import iso
 from clickback.errors import InputError, NotFoundError
+from clickback.web.export import csv_pages
 from clickback.web.http import (
     Caller,
     Endpoint,
@@ -24,13 +22,12 @@ from clickback.web.http import (
     list_query,
     read_json,
 )
-from clickback.web.present import EXPORT_COLUMNS, PRESENTERS, csv_cell, json_response
+from clickback.web.present import PRESENTERS, json_response
 
 if TYPE_CHECKING:
     from clickback.web.app import ClickbackApp
 
 MAX_CSV = 10 * 1024 * 1024
-EXPORT_PAGE = 1000
 
 
 async def read_text(request: Request) -> str:
@@ -128,43 +125,22 @@ def endpoints(app: ClickbackApp) -> list[Endpoint]:
         return json_response({"base_currency": base, "by_status": out, "payable": approved})
 
     def exporter(table: str) -> Any:
-        columns = EXPORT_COLUMNS[table]
-
         async def handle(request: Request, caller: Caller) -> Response:
             q = list_query(table, request.query_params, extra=frozenset({"limit"}))
-            most = export_limit(request.query_params.get("limit"))
-            base = base_url(app, request)
-
-            async def rows() -> AsyncIterator[str]:
-                buf = io.StringIO()
-                writer = csv.writer(buf)
-                writer.writerow(columns)
-                cursor, left = q.cursor, most
-                while True:
-                    page = await app.store.list_rows(
-                        table,
-                        q.filters,
-                        q.since,
-                        q.until,
-                        EXPORT_PAGE if left is None else min(EXPORT_PAGE, left),
-                        cursor,
-                        ascending=q.ascending,
-                        flag=q.flag,
-                    )
-                    for row in page.items:
-                        item = PRESENTERS[table](row, base)
-                        writer.writerow(csv_cell(item[c]) for c in columns)
-                    yield buf.getvalue()
-                    buf.seek(0)
-                    buf.truncate()
-                    cursor = page.next_cursor
-                    if left is not None:
-                        left -= len(page.items)
-                    if cursor is None or left == 0:
-                        return
-
+            pages = csv_pages(
+                app.store,
+                table,
+                base_url(app, request),
+                q.filters,
+                q.since,
+                q.until,
+                limit=export_limit(request.query_params.get("limit")),
+                cursor=q.cursor,
+                ascending=q.ascending,
+                flag=q.flag,
+            )
             return StreamingResponse(
-                rows(),
+                (text async for text, _ in pages),
                 media_type="text/csv; charset=utf-8",
                 headers={"content-disposition": f'attachment; filename="{table}.csv"'},
             )
