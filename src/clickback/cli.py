@@ -10,7 +10,7 @@ import asyncio
 import os
 import sqlite3
 from collections.abc import Awaitable, Callable
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, TextIO, TypeVar
 
 import orjson
 import typer
@@ -450,50 +450,90 @@ def conversions_import_statuses(
     console.print(f"{changed} changed, {len(lines) - changed} not")
 
 
-@conversions_app.command("export")
-def conversions_export(
-    out: Annotated[typer.FileTextWrite, typer.Option("--out", help="CSV file (- for stdout).")],
-    offer: Annotated[int | None, typer.Option(help="Offer id.")] = None,
-    status: Annotated[
-        str | None, typer.Option(help="pending, approved, rejected or reversed.")
-    ] = None,
-    since: Annotated[str | None, typer.Option(help="Created at or after (ISO 8601).")] = None,
-    until: Annotated[str | None, typer.Option(help="Created before (ISO 8601).")] = None,
-    limit: Annotated[
-        int | None, typer.Option(min=1, help="The most rows written (default: every one).")
-    ] = None,
-    db: DbOption = None,
+OutOption = Annotated[typer.FileTextWrite, typer.Option("--out", help="CSV file (- for stdout).")]
+SinceOption = Annotated[str | None, typer.Option(help="Created at or after (ISO 8601).")]
+UntilOption = Annotated[str | None, typer.Option(help="Created before (ISO 8601).")]
+ExportLimitOption = Annotated[
+    int | None, typer.Option(min=1, help="The most rows written (default: every one).")
+]
+
+
+def _export(
+    db: str | None,
+    table: str,
+    out: TextIO,
+    filters: dict[str, Any],
+    since: str | None,
+    until: str | None,
+    limit: int | None,
 ) -> None:
-    """Every matching conversion (or the oldest --limit) as CSV, oldest first, in pages."""
-    import csv
+    """Every matching row (or the oldest `limit`) as CSV, oldest first, written a page at a
+    time as the API streams it; how many on stderr."""
+    from clickback.web.export import csv_pages
+    from clickback.web.present import parse_time
 
-    from clickback.web.present import EXPORT_COLUMNS, PRESENTERS, csv_cell, parse_time
-
-    filters = _given(offer_id=offer, status=status)
     lo = parse_time(since, "since") if since else None
     hi = parse_time(until, "until") if until else None
     base = _settings(db).public_url
 
     async def work(store: Store) -> int:
-        _check_filters("conversions", filters)
-        writer = csv.writer(out)
-        columns = EXPORT_COLUMNS["conversions"]
-        writer.writerow(columns)
-        count, cursor = 0, None
-        while True:
-            size = 1000 if limit is None else min(1000, limit - count)
-            page = await store.list_rows(
-                "conversions", filters, lo, hi, size, cursor, ascending=True
-            )
-            for row in page.items:
-                item = PRESENTERS["conversions"](row, base)
-                writer.writerow(csv_cell(item[c]) for c in columns)
-            count += len(page.items)
-            cursor = page.next_cursor
-            if cursor is None or count == limit:
-                return count
+        _check_filters(table, filters)
+        count = 0
+        pages = csv_pages(store, table, base, filters, lo, hi, limit=limit, ascending=True)
+        async for text, rows in pages:
+            out.write(text)
+            count += rows
+        return count
 
-    Console(stderr=True).print(f"{_run(db, work)} conversions written")
+    Console(stderr=True).print(f"{_run(db, work)} {table} written")
+
+
+@conversions_app.command("export")
+def conversions_export(
+    out: OutOption,
+    offer: Annotated[int | None, typer.Option(help="Offer id.")] = None,
+    affiliate: Annotated[int | None, typer.Option(help="Affiliate id.")] = None,
+    status: Annotated[
+        str | None, typer.Option(help="pending, approved, rejected or reversed.")
+    ] = None,
+    test: TestOption = None,
+    since: SinceOption = None,
+    until: UntilOption = None,
+    limit: ExportLimitOption = None,
+    db: DbOption = None,
+) -> None:
+    """Every matching conversion (or the oldest --limit) as CSV, oldest first, in pages."""
+    filters = _given(
+        offer_id=offer,
+        affiliate_id=affiliate,
+        status=status,
+        is_test=None if test is None else int(test),
+    )
+    _export(db, "conversions", out, filters, since, until, limit)
+
+
+@clicks_app.command("export")
+def clicks_export(
+    out: OutOption,
+    offer: Annotated[int | None, typer.Option(help="Offer id.")] = None,
+    affiliate: Annotated[int | None, typer.Option(help="Affiliate id.")] = None,
+    link: Annotated[int | None, typer.Option(help="Link id.")] = None,
+    sub1: Annotated[str | None, typer.Option(help="sub1 exactly ('' for none).")] = None,
+    test: TestOption = None,
+    since: SinceOption = None,
+    until: UntilOption = None,
+    limit: ExportLimitOption = None,
+    db: DbOption = None,
+) -> None:
+    """Every matching click (or the oldest --limit) as CSV, oldest first, in pages."""
+    filters = _given(
+        offer_id=offer,
+        affiliate_id=affiliate,
+        link_id=link,
+        sub1=sub1,
+        is_test=None if test is None else int(test),
+    )
+    _export(db, "clicks", out, filters, since, until, limit)
 
 
 @rates_app.command("import")

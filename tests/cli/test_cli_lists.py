@@ -3,6 +3,8 @@ the cursor each page prints, and the exports filtered as the lists are."""
 
 from __future__ import annotations
 
+import csv
+import io
 import re
 import subprocess
 from urllib.parse import parse_qs, urlsplit
@@ -13,7 +15,8 @@ import pytest
 from clickback.domain import admin
 from clickback.domain.ports import Store
 from clickback.domain.tracker import open_tracker
-from tests.cli.conftest import CLICKBACK, table_rows
+from clickback.web.present import EXPORT_COLUMNS
+from tests.cli.conftest import CLICKBACK, cli, table_rows
 from tests.cli.test_cli_ledger import in_store
 
 N = 7  # rows of each kind: more than a page of 3
@@ -134,3 +137,45 @@ def test_a_last_page_prints_no_cursor_and_a_bad_one_is_refused(sqlite_db: str) -
         )
         assert out.returncode == 2, (bad, out.stdout, out.stderr[-2000:])
         assert "Traceback" not in out.stdout + out.stderr
+
+
+def _exported(*args: str, db: str) -> list[dict[str, str]]:
+    return list(csv.DictReader(io.StringIO(cli(*args, "--out", "-", db=db))))
+
+
+def test_conversions_export_filters_by_affiliate_and_test(any_db: str) -> None:
+    """`conversions export` took --offer and --status, not --affiliate or --test as the
+    list does."""
+    _fill(any_db)
+    cli("integration-test", "1", "--simulate", "--json", db=any_db)
+    every = _exported("conversions", "export", db=any_db)
+    assert len(every) == N + 1
+    [test] = _exported("conversions", "export", "--test", db=any_db)
+    assert test["is_test"] == "true"
+    real = _exported("conversions", "export", "--no-test", db=any_db)
+    assert sorted(r["ordernumber"] for r in real) == [f"N{i}" for i in range(N)]
+    [one] = _exported("conversions", "export", "--affiliate", "2", db=any_db)
+    assert (one["affiliate_id"], one["ordernumber"]) == ("2", "N1")
+
+
+def test_clicks_export_writes_every_matching_click_oldest_first(any_db: str) -> None:
+    _fill(any_db)
+    cli("integration-test", "1", "--simulate", "--json", db=any_db)
+    every = _exported("clicks", "export", db=any_db)
+    assert len(every) == N + 1 and list(every[0]) == EXPORT_COLUMNS["clicks"]
+    listed, _ = _run("clicks", "list", "--limit", "1000", "--json", db=any_db)
+    newest_first = [orjson.loads(line)["refid"] for line in listed.splitlines()]
+    assert [r["refid"] for r in every] == newest_first[::-1]
+    assert [r["is_test"] for r in _exported("clicks", "export", "--test", db=any_db)] == ["true"]
+    assert len(_exported("clicks", "export", "--no-test", db=any_db)) == N
+    [one] = _exported("clicks", "export", "--affiliate", "3", db=any_db)
+    assert one["affiliate_id"] == "3"
+    assert len(_exported("clicks", "export", "--limit", "2", db=any_db)) == 2
+    out = subprocess.run(
+        [CLICKBACK, "clicks", "export", "--out", "-", "--no-test", "--db", any_db],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert f"{N} clicks written" in out.stderr
