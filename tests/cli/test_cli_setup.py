@@ -204,6 +204,19 @@ def test_offer_update_is_checked_as_the_api_checks_it(any_db: str) -> None:
     assert (offer["currency"], offer["payout_amount"]) == ("JPY", "700")
 
 
+def test_offer_update_with_a_payout_field_of_the_other_type_says_to_send_payout_type(
+    any_db: str,
+) -> None:
+    _offer(any_db)  # CPA
+    before = _shown(any_db, "offer", "show", "1")
+    out = _fails("offer", "update", "1", "--payout-percent", "10", db=any_db)
+    assert "(needs_payout_type)" in out and "CPS offers" in out and "is CPA" in out, out
+    assert "payout_type" in out and "payout_amount" not in out, out
+    assert _shown(any_db, "offer", "show", "1") == before
+    offer = _shown(any_db, "offer", "update", "1", "--payout-type", "cps", "--payout-percent", "10")
+    assert (offer["payout_type"], offer["payout_percent"]) == ("cps", "10")
+
+
 def test_an_unknown_offer_is_a_clear_error(any_db: str) -> None:
     _offer(any_db)
     for args in (("update", "99", "--name", "X"), ("show", "99")):

@@ -137,6 +137,73 @@ async def test_offer_revenue_terms_are_set_checked_and_shown(client: httpx.Async
     assert (r.json()["revenue_type"], r.json()["revenue_amount"]) == ("", "0")
 
 
+async def test_a_payout_field_of_the_other_type_alone_says_to_send_payout_type(
+    client: httpx.AsyncClient,
+) -> None:
+    """`payout_percent` alone on a CPA or CPL offer (or `payout_amount` alone on a CPS
+    one) is not read against the offer's type, which would ask for the other field: it
+    is refused naming the field, the offer's type and `payout_type`; nothing changes."""
+    cpa = (await make_offer(client))["offer"]
+    cpl = (await make_offer(client, payout_type="cpl", payout_amount="1.00"))["offer"]
+    cps = (await make_offer(client, payout_type="cps", payout_percent="8"))["offer"]
+    for offer, body, kind, field in (
+        (cpa, {"payout_percent": "10"}, "CPA", "payout_percent"),
+        (cpl, {"payout_percent": "10"}, "CPL", "payout_percent"),
+        (cpa, {"payout_amount": "6", "payout_percent": "10"}, "CPA", "payout_percent"),
+        (cps, {"payout_amount": "6"}, "CPS", "payout_amount"),
+    ):
+        url = f"/api/v1/offers/{offer['id']}"
+        r = await client.patch(url, json=body, headers=AUTH)
+        assert r.status_code == 400, (body, r.text)
+        [error] = r.json()["errors"]
+        assert (error["field"], error["code"]) == (field, "needs_payout_type"), error
+        wanted = "CPS offers" if field == "payout_percent" else "CPA and CPL offers"
+        assert wanted in error["message"] and f"is {kind}" in error["message"], error
+        assert "`payout_type`" in error["message"], error
+        assert (await client.get(url, headers=AUTH)).json() == offer
+    # with `payout_type` it changes the offer's type
+    r = await client.patch(
+        f"/api/v1/offers/{cpa['id']}",
+        json={"payout_type": "cps", "payout_percent": "10"},
+        headers=AUTH,
+    )
+    assert r.status_code == 200 and r.json()["payout_percent"] == "10", r.text
+    r = await client.patch(
+        f"/api/v1/offers/{cps['id']}", json={"payout_percent": "9"}, headers=AUTH
+    )
+    assert r.status_code == 200 and r.json()["payout_percent"] == "9", r.text
+
+
+async def test_a_revenue_field_of_the_other_type_alone_says_to_send_revenue_type(
+    client: httpx.AsyncClient,
+) -> None:
+    """The same for the revenue: `revenue_percent` alone where the revenue is CPA, or
+    where the offer has none (it was dropped, and the PATCH answered 200), and
+    `revenue_amount` alone where it is CPS."""
+    none = (await make_offer(client))["offer"]
+    cpa = (await make_offer(client, revenue_type="cpa", revenue_amount="2"))["offer"]
+    cps = (await make_offer(client, revenue_type="cps", revenue_percent="12.5"))["offer"]
+    for offer, body, has, field in (
+        (cpa, {"revenue_percent": "10"}, "is CPA", "revenue_percent"),
+        (none, {"revenue_percent": "10"}, "has none", "revenue_percent"),
+        (none, {"revenue_amount": "3"}, "has none", "revenue_amount"),
+        (cps, {"revenue_amount": "3"}, "is CPS", "revenue_amount"),
+    ):
+        url = f"/api/v1/offers/{offer['id']}"
+        r = await client.patch(url, json=body, headers=AUTH)
+        assert r.status_code == 400, (body, r.text)
+        [error] = r.json()["errors"]
+        assert (error["field"], error["code"]) == (field, "needs_revenue_type"), error
+        assert has in error["message"] and "`revenue_type`" in error["message"], error
+        assert (await client.get(url, headers=AUTH)).json() == offer
+    r = await client.patch(
+        f"/api/v1/offers/{none['id']}",
+        json={"revenue_type": "cps", "revenue_percent": "10"},
+        headers=AUTH,
+    )
+    assert r.status_code == 200 and r.json()["revenue_percent"] == "10", r.text
+
+
 async def test_an_offers_revenue_amount_has_no_more_decimals_than_the_base_currency(
     client: httpx.AsyncClient, store: Store
 ) -> None:

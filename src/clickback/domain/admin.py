@@ -276,12 +276,46 @@ async def create_offer(store: Store, values: Mapping[str, Any], base_currency: s
     return await store.create_offer(cols)
 
 
+# which of an offer's types each payout or revenue field applies to
+_PAYOUT_FIELDS = {"payout_amount": ("cpa", "cpl"), "payout_percent": ("cps",)}
+_REVENUE_FIELDS = {"revenue_amount": ("cpa",), "revenue_percent": ("cps",)}
+
+
+def _check_kept_type(
+    values: Mapping[str, Any],
+    current: Mapping[str, Any],
+    type_field: str,
+    fields: Mapping[str, tuple[str, ...]],
+    noun: str,
+) -> None:
+    """A payout (revenue) field sent without its type is read against the offer's type:
+    one that type does not use would be refused for want of the other field (or, for an
+    offer with no revenue, dropped), so it is refused saying what it applies to and that
+    the type must come with it."""
+    if type_field in values:
+        return
+    kept = current[type_field]
+    for field, types in fields.items():
+        if field in values and kept not in types:
+            applies = " and ".join(t.upper() for t in types)
+            has = f"is {kept.upper()}" if kept else "has none"
+            whose = "this offer" if noun == "offers" or not kept else f"this offer's {noun}"
+            raise InputError(
+                f"`{field}` applies to {applies} {noun}, and {whose} {has}: send"
+                f" `{type_field}` ({' or '.join(types)}) with it",
+                code=f"needs_{type_field}",
+                field=field,
+            )
+
+
 async def update_offer(
     store: Store, offer_id: int, values: Mapping[str, Any], base_currency: str = "USD"
 ) -> None:
     current = await store.get_row("offers", offer_id)
     if current is None:
         raise NotFoundError(f"offer {offer_id} does not exist")
+    _check_kept_type(values, current, "payout_type", _PAYOUT_FIELDS, "offers")
+    _check_kept_type(values, current, "revenue_type", _REVENUE_FIELDS, "revenue")
     given = values.get("currency")
     new = money.normalize_currency(given) if isinstance(given, str) else None
     changes_currency = given is not None and new != current["currency"]
