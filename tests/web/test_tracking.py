@@ -149,9 +149,44 @@ async def test_a_duplicate_with_another_amount_or_refid_says_what_differs(
         200,
     )
     assert row["errors"] == [
-        {"field": "ordernumber", "code": "duplicate_ordernumber", "message": body["message"]}
+        {"field": "ordernumber", "code": "duplicate_ordernumber", "message": body["message"]},
+        {  # what an accepted postback in EUR is warned of, as no rate is loaded
+            "field": "currency",
+            "code": "missing_rate",
+            "message": "no exchange rate for EUR into USD yet: valued when one is loaded",
+        },
     ]
     assert len(await conversions(client, refid=refid)) == 1
+
+
+async def test_a_duplicates_ledger_row_keeps_the_warnings_the_repeat_raised(
+    client: httpx.AsyncClient,
+) -> None:
+    """A repeat that would have been flagged (a `commissionid` no rule has, a currency
+    with no exchange rate) keeps those warnings on its ledger row, after the
+    `duplicate_ordernumber` entry (the row's code): they are about what was sent."""
+    s = await make_offer(client)
+    refid = await click(client, s["link"])
+    url = "/postback?refid={}&orderamount=10&ordernumber=W1{}".format
+    first = (await client.get(url(refid, "&commissionid=vip"))).json()
+    assert [w["code"] for w in first["warnings"]] == ["unknown_commissionid"]
+    for extra in ("&commissionid=vip", "&currency=EUR", ""):
+        r = await client.get(url(refid, extra))
+        assert r.json()["status"] == "duplicate", r.text
+    rows = (
+        await client.get("/api/v1/postbacks", params={"outcome": "duplicate"}, headers=AUTH)
+    ).json()["items"][::-1]
+    assert [r["code"] for r in rows] == ["duplicate_ordernumber"] * 3
+    assert [[e["code"] for e in r["errors"]] for r in rows] == [
+        ["duplicate_ordernumber", "unknown_commissionid"],
+        ["duplicate_ordernumber", "missing_rate"],
+        ["duplicate_ordernumber"],
+    ]
+    accepted = (
+        await client.get("/api/v1/postbacks", params={"outcome": "accepted"}, headers=AUTH)
+    ).json()["items"]
+    assert rows[0]["errors"][1:] == accepted[0]["errors"]  # the same warning, word for word
+    assert rows[1]["errors"][1]["field"] == "currency"
 
 
 async def test_fifty_concurrent_duplicate_fires_make_one_conversion(

@@ -98,11 +98,14 @@ def duplicate(repeat: ConversionRow, stored: StoredOrder) -> tuple[str, list[dic
 
 
 def ledger_duplicate(ledger: LedgerRow, repeat: ConversionRow, stored: StoredOrder) -> LedgerRow:
-    """The ledger row of a repeat found a duplicate as it was written: its reason is the
-    duplicate (the warnings on the conversion it would have made are moot)."""
+    """The ledger row of a repeat found a duplicate as it was written: its reason (and
+    code) is the duplicate, followed by the warnings the repeat raised as an accepted
+    postback's row would carry them (`warnings`): they are about what was sent. Only a
+    duplicate pays for reading them back."""
     message, _ = duplicate(repeat, stored)
     note = FieldError("ordernumber", DUPLICATE_ORDERNUMBER, message)
-    return replace(ledger, errors=orjson.dumps([note.as_dict()]).decode(), code=note.code)
+    errors = [note.as_dict(), *orjson.loads(ledger.errors)]
+    return replace(ledger, errors=orjson.dumps(errors).decode(), code=note.code)
 
 
 def decide(
