@@ -149,12 +149,17 @@ async def test_a_duplicate_says_the_conversion_it_repeats_and_what_differs(store
             "field": "ordernumber",
             "code": "duplicate_ordernumber",
             "message": f"ordernumber 'X' was counted already, as conversion {x}",
+            "differs": [],
         }
     ]
     assert notes[1][0]["message"] == (
         f"ordernumber 'X' was counted already, as conversion {x}; this one differs:"
         " stored orderamount 5.00 USD, this one 5.99 USD; stored RefID R1, this one R2"
     )
+    assert notes[1][0]["differs"] == [
+        {"field": "orderamount", "stored": "5.00", "sent": "5.99"},
+        {"field": "refid", "stored": "R1", "sent": "R2"},
+    ]
     assert notes[2] == []
     assert notes[3][0]["message"] == (
         f"ordernumber 'Y' was counted already, as conversion {y}; this one differs:"

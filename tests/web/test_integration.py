@@ -376,6 +376,17 @@ async def test_a_test_postback_repeating_a_real_order_number_does_not_pass(
     [why] = test["conversion_test"]["reasons"]
     assert (why["code"], why["field"]) == ("duplicate_ordernumber", "ordernumber")
     assert "REAL-1" in why["message"] and "new order number" in why["message"]
+    # what of the test postback differs from the order counted, as its answer says
+    assert (
+        why["differs"]
+        == r.json()["differs"]
+        == [
+            {"field": "orderamount", "stored": "5.00", "sent": "1.00"},
+            {"field": "refid", "stored": real, "sent": test["refid"]},
+        ]
+    )
+    assert r.json()["message"] in why["message"], why["message"]
+    assert "stored orderamount 5.00 USD, this one 1.00 USD" in why["message"]
 
     r = await client.get(f"/postback?refid={test['refid']}&orderamount=1&ordernumber=TEST-9")
     assert r.json()["status"] == "accepted"

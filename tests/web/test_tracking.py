@@ -149,7 +149,12 @@ async def test_a_duplicate_with_another_amount_or_refid_says_what_differs(
         200,
     )
     assert row["errors"] == [
-        {"field": "ordernumber", "code": "duplicate_ordernumber", "message": body["message"]},
+        {
+            "field": "ordernumber",
+            "code": "duplicate_ordernumber",
+            "message": body["message"],
+            "differs": body["differs"],
+        },
         {  # what an accepted postback in EUR is warned of, as no rate is loaded
             "field": "currency",
             "code": "missing_rate",

@@ -101,10 +101,11 @@ def ledger_duplicate(ledger: LedgerRow, repeat: ConversionRow, stored: StoredOrd
     """The ledger row of a repeat found a duplicate as it was written: its reason (and
     code) is the duplicate, followed by the warnings the repeat raised as an accepted
     postback's row would carry them (`warnings`): they are about what was sent. Only a
-    duplicate pays for reading them back."""
-    message, _ = duplicate(repeat, stored)
+    duplicate pays for reading them back. The entry carries the answer's `differs` too,
+    for whoever reads the ledger later (an integration test)."""
+    message, differs = duplicate(repeat, stored)
     note = FieldError("ordernumber", DUPLICATE_ORDERNUMBER, message)
-    errors = [note.as_dict(), *orjson.loads(ledger.errors)]
+    errors = [{**note.as_dict(), "differs": differs}, *orjson.loads(ledger.errors)]
     return replace(ledger, errors=orjson.dumps(errors).decode(), code=note.code)
 
 

@@ -6,7 +6,8 @@ reports and payouts), clicks it through the real click path, checks the redirect
 unreachable page is a warning, not a failure, as the tracker may run where the shop is
 not reachable. The conversion test is read from the postback ledger: it passes once a
 postback for the test link is accepted (or repeats the test's own order), and fails with
-each problem the ledger names, or as a duplicate of an order counted before it.
+each problem the ledger names, or as a duplicate of an order counted before it (saying
+what of the test postback differs from that order, as its answer did).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from urllib.parse import parse_qs, quote, urlsplit
 
 import orjson
 
-from clickback.domain import admin, security
+from clickback.domain import admin, attribution, security
 from clickback.domain.ports import Store
 from clickback.domain.refid import TEXT_LEN
 from clickback.domain.timefmt import iso
@@ -190,17 +191,40 @@ async def conversion_test(store: Store, test: dict[str, Any]) -> dict[str, Any]:
         if r["outcome"] == "duplicate" and await _own_order(store, test, r):
             return {"status": PASSED, "reasons": [], "postback_ids": ids}
     latest = rows[0]
+    reasons: list[dict[str, Any]]
     if latest["outcome"] == "duplicate":  # of an order counted before: no test conversion
-        message = (
-            f"order number {latest['ordernumber']!r} was already counted (conversion"
-            f" {latest['conversion_id']}), so no test conversion was made: fire the test"
-            " postback with a new order number"
-        )
-        reasons = [reason("duplicate_ordernumber", "ordernumber", message)]
+        reasons = [_duplicate_reason(latest)]
     else:
         errors = orjson.loads(latest["errors"])
         reasons = [reason(e["code"], e["field"], e["message"]) for e in errors]
     return {"status": FAILED, "reasons": reasons, "postback_ids": ids}
+
+
+def _duplicate_reason(postback: dict[str, Any]) -> dict[str, Any]:
+    """Why a test postback repeating another order made no test conversion: the ledger's
+    `duplicate_ordernumber` entry (the conversion it repeats, and what of it differs, as
+    the postback's answer said), and what to do. A row stored before the entry was kept
+    says only which conversion it repeats (and one before it kept `differs`, no
+    `differs`)."""
+    note = next(
+        (
+            e
+            for e in orjson.loads(postback["errors"] or "[]")
+            if e.get("code") == attribution.DUPLICATE_ORDERNUMBER
+        ),
+        None,
+    )
+    said = (
+        note["message"]
+        if note
+        else f"ordernumber {postback['ordernumber']!r} was counted already, as conversion"
+        f" {postback['conversion_id']}"
+    )
+    message = f"{said}. No test conversion was made: fire the test postback with a new order number"
+    return {
+        **reason(attribution.DUPLICATE_ORDERNUMBER, "ordernumber", message),
+        "differs": note.get("differs", []) if note else [],
+    }
 
 
 async def _own_order(store: Store, test: dict[str, Any], postback: dict[str, Any]) -> bool:
