@@ -45,6 +45,10 @@ FALLBACK = (
     "affiliate inactive (no RefID); '' for none: CLICKBACK_FALLBACK_URL then applies."
 )
 APPROVAL = "auto (approved when recorded) or review (pending until decided)."
+DAILY_CAP = (
+    "Conversions a UTC day; later ones are flagged over_cap and held for review (the rule"
+    ' over_cap in --fraud-rules changes that); "" for no cap.'
+)
 FRAUD_RULES = (
     'JSON object of flag to flag, hold or reject, e.g. \'{"bot": "reject"}\' '
     "(as the API's fraud_rules; '{}' for none)."
@@ -99,6 +103,7 @@ def offer_create(
     approval: Annotated[str, typer.Option(help=APPROVAL)] = "auto",
     status: Annotated[str, typer.Option(help="active, or paused to start paused.")] = "active",
     fraud_rules: Annotated[str | None, typer.Option(help=FRAUD_RULES)] = None,
+    daily_cap: Annotated[str, typer.Option(help=DAILY_CAP)] = "",
     db: DbOption = None,
 ) -> None:
     """Create an offer of an advertiser: its landing page, payout and terms."""
@@ -119,6 +124,7 @@ def offer_create(
         "approval": approval,
         "status": status,
         "fraud_rules": _fraud_rules(fraud_rules),
+        "daily_cap": daily_cap,
     }
     base = _settings(db).base_currency  # the revenue's currency
     new_id = _run(db, lambda s: admin.create_offer(s, values, base))
@@ -146,6 +152,7 @@ def offer_update(
     approval: Annotated[str | None, typer.Option(help=APPROVAL)] = None,
     status: Annotated[str | None, typer.Option(help="active or paused.")] = None,
     fraud_rules: Annotated[str | None, typer.Option(help=FRAUD_RULES)] = None,
+    daily_cap: Annotated[str | None, typer.Option(help=DAILY_CAP)] = None,
     db: DbOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -166,6 +173,7 @@ def offer_update(
         approval=approval,
         status=status,
         fraud_rules=_fraud_rules(fraud_rules),
+        daily_cap=daily_cap,
     )
     if not values:
         console.print(

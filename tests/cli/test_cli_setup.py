@@ -93,9 +93,11 @@ def test_offer_create_takes_what_the_api_takes(any_db: str) -> None:
         "paused",
         "--fraud-rules",
         '{"bot": "reject", "fast_conversion": "hold"}',
+        "--daily-cap",
+        "25",
     )
     offer = _shown(any_db, "offer", "show", "1")
-    assert (offer["approval"], offer["status"]) == ("review", "paused")
+    assert (offer["approval"], offer["status"], offer["daily_cap"]) == ("review", "paused", 25)
     assert offer["fraud_rules"] == {"bot": "reject", "fast_conversion": "hold"}
     out = _fails(
         "offer",
@@ -185,6 +187,8 @@ def test_offer_update_changes_what_it_is_given_and_prints_the_offer(
     offer = _shown(any_db, "offer", "update", "1", "--fraud-rules", "{}", "--revenue-type", "")
     assert offer["fraud_rules"] == {} and offer["revenue_type"] == ""
     assert _shown(any_db, "offer", "show", "1") == offer
+    assert _shown(any_db, "offer", "update", "1", "--daily-cap", "40")["daily_cap"] == 40
+    assert _shown(any_db, "offer", "update", "1", "--daily-cap", "")["daily_cap"] is None
 
 
 def test_offer_update_is_checked_as_the_api_checks_it(any_db: str) -> None:
@@ -197,6 +201,7 @@ def test_offer_update_is_checked_as_the_api_checks_it(any_db: str) -> None:
         (("--window-days", "0"), "invalid_window"),
         (("--status", "archived"), "invalid_status"),
         (("--name", "New", "--fallback-url", "ftp://x"), "invalid_url"),
+        (("--daily-cap", "0"), "invalid_cap"),
     ):
         assert f"({code})" in _fails("offer", "update", "1", *args, db=any_db), args
     assert _shown(any_db, "offer", "show", "1") == before  # nothing changed

@@ -36,6 +36,7 @@ async def setup(store: Store) -> tuple[int, int]:
             "status": "active",
             "approval": "auto",
             "fraud_rules": "{}",
+            "daily_cap": None,
         }
     )
     aff = await store.create_affiliate("F")

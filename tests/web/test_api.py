@@ -137,6 +137,27 @@ async def test_offer_revenue_terms_are_set_checked_and_shown(client: httpx.Async
     assert (r.json()["revenue_type"], r.json()["revenue_amount"]) == ("", "0")
 
 
+async def test_an_offers_daily_cap_is_set_checked_shown_and_cleared(
+    client: httpx.AsyncClient,
+) -> None:
+    s = await make_offer(client, daily_cap=50)
+    assert s["offer"]["daily_cap"] == 50
+    url = f"/api/v1/offers/{s['offer']['id']}"
+    assert (await client.patch(url, json={"daily_cap": "70"}, headers=AUTH)).json()[
+        "daily_cap"
+    ] == 70
+    for bad in [0, -1, 2.5, True, "ten", "1e3", 10_000_001]:
+        r = await client.patch(url, json={"daily_cap": bad}, headers=AUTH)
+        assert r.status_code == 400, (bad, r.text)
+        assert r.json()["errors"][0]["code"] == "invalid_cap", (bad, r.text)
+    r = await client.patch(url, json={"name": "Renamed"}, headers=AUTH)
+    assert r.json()["daily_cap"] == 70  # kept when not given
+    r = await client.patch(url, json={"daily_cap": None}, headers=AUTH)
+    assert r.json()["daily_cap"] is None
+    plain = await make_offer(client)
+    assert plain["offer"]["daily_cap"] is None
+
+
 async def test_a_payout_field_of_the_other_type_alone_says_to_send_payout_type(
     client: httpx.AsyncClient,
 ) -> None:

@@ -125,6 +125,26 @@ async def test_bot_click_is_flagged_and_its_conversion_rejected_by_rule(
     assert every["totals"]["clicks"] == 1
 
 
+async def test_a_conversion_past_the_offers_daily_cap_is_flagged_and_held(
+    store: Store,
+) -> None:
+    async with fraud_app(store, fraud_min_seconds=0) as (_, c):
+        s = await make_offer(c, daily_cap=1)
+        code = s["link"]["code"]
+        await fire(c, await visit(c, code, "81.2.69.160"), "CAP-1", "81.2.69.160")
+        await fire(c, await visit(c, code, "81.2.69.161"), "CAP-2", "81.2.69.161")
+        conv = await screened(c, "CAP-2")
+        assert (conv["flags"], conv["status"]) == (["over_cap"], "pending")
+        assert conv["history"][0]["reason"] == "over_cap: the offer's daily cap of 1 was reached"
+        listed = await c.get("/api/v1/conversions", params={"flag": "over_cap"}, headers=AUTH)
+        assert [x["ordernumber"] for x in listed.json()["items"]] == ["CAP-2"]
+        # screened before it (in id order), and under the cap
+        [first] = (
+            await c.get("/api/v1/conversions", params={"ordernumber": "CAP-1"}, headers=AUTH)
+        ).json()["items"]
+        assert (first["flags"], first["status"]) == ([], "approved")
+
+
 IN_APP = (
     "Mozilla/5.0 (Linux; Android 13; Pixel 7 Build/TQ3A.230805.001; wv) AppleWebKit/537.36 "
     "(KHTML, like Gecko) Version/4.0 Chrome/118.0.5993.111 Mobile Safari/537.36 "

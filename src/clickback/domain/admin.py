@@ -162,6 +162,9 @@ def fallback_url(raw: Any) -> str:
     return destination_url(raw, "fallback_url")
 
 
+MAX_DAILY_CAP = 10_000_000
+
+
 def offer_values(
     values: Mapping[str, Any], partial: bool = False, base_currency: str = "USD"
 ) -> dict[str, Any]:
@@ -253,7 +256,27 @@ def offer_values(
                 "`approval` must be auto or review", code="invalid_approval", field="approval"
             )
         out["approval"] = approval
+    if not partial or "daily_cap" in values:  # null or "" in a PATCH removes it
+        out["daily_cap"] = daily_cap(values.get("daily_cap"))
     return out
+
+
+def daily_cap(raw: Any) -> int | None:
+    """An offer's conversions a UTC day (1 to 10,000,000, a whole number, or its text);
+    None, '' or absent: no cap."""
+    if raw is None or raw == "":
+        return None
+    # a count: 12 or "12", not 2.5, True, "1e3" or "ten"
+    text = str(raw).strip() if isinstance(raw, str | int) and not isinstance(raw, bool) else ""
+    cap = int(text) if text.isascii() and text.isdigit() else 0
+    if not 1 <= cap <= MAX_DAILY_CAP:
+        raise InputError(
+            f"`daily_cap` must be a whole number of conversions a day, 1 to {MAX_DAILY_CAP:,},"
+            " or empty for no cap",
+            code="invalid_cap",
+            field="daily_cap",
+        )
+    return cap
 
 
 async def create_advertiser(store: Store, values: Mapping[str, Any]) -> int:

@@ -8,10 +8,13 @@ flags (a pass over unscreened conversions): the flags of its click, `fast_conver
 (converted sooner than the threshold after the click), `geo_mismatch` (the postback's
 `geo` is another country than that of the click's IP), and `ip_conversions` (more than N
 conversions within a day whose clicks came from one IP). A postback is sent by the
-advertiser's server, so its own IP is never taken for the buyer's. Per offer, each
-flag's rule is `flag` (the default), `hold` (the conversion stays pending for review) or
-`reject`. The counts over the windows are kept in memory, and counted again from the
-store by a process that takes the screening (`domain.screener`).
+advertiser's server, so its own IP is never taken for the buyer's. Not fraud, but
+screened the same way: `over_cap`, a conversion past its offer's `daily_cap` (the
+offer's conversions of one UTC day that were not rejected, the integration tests' left
+out, in the order they came). Per offer, each flag's rule is `flag` (the default;
+`hold` for `over_cap`), `hold` (the conversion stays pending for review) or `reject`.
+The counts over the windows are kept in memory, and counted again from the store by a
+process that takes the screening (`domain.screener`).
 """
 
 from __future__ import annotations
@@ -28,9 +31,12 @@ import orjson
 from clickback.errors import ConfigError, InputError
 
 CLICK_FLAGS = ("bot", "datacenter_ip", "click_flood")
-CONVERSION_FLAGS = ("fast_conversion", "geo_mismatch", "ip_conversions")
+CONVERSION_FLAGS = ("fast_conversion", "geo_mismatch", "ip_conversions", "over_cap")
 FLAGS = CLICK_FLAGS + CONVERSION_FLAGS
 RULES = ("flag", "hold", "reject")
+# a cap says the advertiser takes no more that day: what passes it waits for a decision
+DEFAULT_RULES = {"over_cap": "hold"}
+DAY_US = 86_400_000_000
 REPORTED = (*FLAGS, "screening_failed")  # what reports count and filter by
 
 
@@ -295,9 +301,11 @@ class ClickScreen:
 
 
 class ConversionScreen:
-    """Flags conversions in id order; keeps a day of per-IP conversion times."""
+    """Flags conversions in id order; keeps a day of per-IP conversion times, and per
+    offer the conversions of each UTC day that its daily cap counts (today's and
+    yesterday's: a conversion of yesterday's may still come in)."""
 
-    WINDOW_US = 86_400_000_000
+    WINDOW_US = DAY_US
 
     def __init__(self, country_of: Callable[[str], str], limits: Thresholds):
         self.country_of = country_of
@@ -307,16 +315,45 @@ class ConversionScreen:
     def reset(self) -> None:
         """Forgets every conversion counted (before they are counted again from the store)."""
         self.by_ip = SlidingCounts(self.WINDOW_US, self.limits.ip_conversions)
+        self.capped: dict[tuple[int, int], int] = {}  # (offer, UTC day): conversions
+        self.newest_day = 0
+        self._capped_before: tuple[dict[tuple[int, int], int], int] | None = None
 
     def begin(self) -> None:
         """Marks the counts before a pass, for `rollback` if its flags are not stored."""
         self.by_ip.begin()
+        self._capped_before = (dict(self.capped), self.newest_day)
 
     def commit(self) -> None:
         self.by_ip.commit()
+        self._capped_before = None
 
     def rollback(self) -> None:
         self.by_ip.rollback()
+        if self._capped_before is not None:
+            (self.capped, self.newest_day), self._capped_before = self._capped_before, None
+
+    def over_cap(self, conversion: Mapping[str, Any]) -> bool:
+        """Whether the conversion comes past its offer's daily cap (the integration tests'
+        never do); see `count_capped`."""
+        cap = conversion.get("daily_cap")
+        if not cap or conversion.get("is_test"):
+            return False
+        day = conversion["created_at"] // DAY_US
+        return self.capped.get((int(conversion["offer_id"]), day), 0) >= int(cap)
+
+    def count_capped(self, offer_id: int, at_us: int, is_test: bool, status: str) -> None:
+        """Counts a screened conversion towards its offer's cap of its UTC day, unless it is
+        an integration test's or was rejected (by the screening or before it); also for
+        a recount. Days before yesterday are forgotten."""
+        if is_test or status == "rejected":
+            return
+        day = at_us // DAY_US
+        if day > self.newest_day:
+            self.newest_day = day
+            self.capped = {k: n for k, n in self.capped.items() if k[1] >= day - 1}
+        key = (offer_id, day)
+        self.capped[key] = self.capped.get(key, 0) + 1
 
     def count(self, ip: str, at_us: int) -> None:
         """Counts a conversion screened before, from a click from `ip` (none: ''), as
@@ -345,7 +382,7 @@ class ConversionScreen:
 
 def decide(flags: Iterable[str], rules: Mapping[str, str]) -> str:
     """What the offer's rules make of the flags: reject, hold, or flag (keep the status)."""
-    actions = {rules.get(f, "flag") for f in flags}
+    actions = {rules.get(f, DEFAULT_RULES.get(f, "flag")) for f in flags}
     for action in ("reject", "hold"):
         if action in actions:
             return action

@@ -64,6 +64,7 @@ class Offer:
     created_at: int
     approval: str = "auto"  # `auto`: approved when recorded; `review`: pending until decided
     fallback_url: str = ""  # where its links send a click while not serving; '': the global
+    daily_cap: int | None = None  # conversions a UTC day; more are flagged `over_cap`
 
 
 @dataclass(frozen=True, slots=True)

@@ -183,9 +183,10 @@ class Screener:
             await asyncio.sleep(0)
         conversions = 0
         for page in reversed(pages):
-            for _, ip, created_at in reversed(page):
+            for _, ip, created_at, offer_id, is_test, status in reversed(page):
                 if created_at >= newest - window:
                     self.conversions.count(ip, created_at)
+                    self.conversions.count_capped(offer_id, created_at, bool(is_test), status)
                     conversions += 1
             await asyncio.sleep(0)
         log.info(
@@ -217,13 +218,15 @@ class Screener:
         """What the screening makes of one conversion."""
         click = {"flags": c["click_flags"], "ip": c["click_ip"]} if c["has_click"] else None
         found = self.conversions.flags(c, click)
+        capped = ["over_cap"] if self.conversions.over_cap(c) else []  # not fraud: kept apart
         kept = [f for f in str(c["flags"]).split(",") if f]
-        flags = ",".join(dict.fromkeys(kept + found))
-        action = fraud.decide(found, fraud.parse_rules(c["fraud_rules"]))
+        flags = ",".join(dict.fromkeys(kept + found + capped))
+        action = fraud.decide(found + capped, fraud.parse_rules(c["fraud_rules"]))
         status = str(c["status"])
         to = {"reject": "rejected", "hold": "pending"}.get(action, status)
         if to == "pending" and (status != "approved" or c["changed"]):
             to = status  # only an automatic approval is held back, not one made by hand
+        self.conversions.count_capped(int(c["offer_id"]), c["created_at"], bool(c["is_test"]), to)
         delivery = ""
         # a conversion the offer's rules reject was never posted back (its conversion
         # postback waits for the screening, and is cancelled): no `rejected` either
@@ -231,11 +234,15 @@ class Screener:
             delivery = self.delivery_state(
                 int(c["offer_id"]), int(c["affiliate_id"]), to, int(c["is_test"])
             )
-        if not found and to == status:
+        if not found and not capped and to == status:
             # nothing new (flags the postback gave, `unknown_commissionid` say, are kept as
             # stored): marked screened, without an event in its history
             return Screening(int(c["id"]), "", status, status, "", "")
-        reason = f"fraud: {', '.join(found)}" if found else ""
+        reasons = [f"fraud: {', '.join(found)}"] if found else []
+        reasons += [f"over_cap: the offer's daily cap of {c['daily_cap']} was reached"] * len(
+            capped
+        )
+        reason = "; ".join(reasons)
         return Screening(int(c["id"]), flags, status, to, reason, delivery)
 
     def start(self) -> None:

@@ -48,6 +48,7 @@ OFFER_COLUMNS = (
     "status",
     "approval",
     "fraud_rules",
+    "daily_cap",
 )
 UPDATABLE: dict[str, frozenset[str]] = {
     "advertisers": frozenset(
@@ -107,6 +108,7 @@ def offer_from_row(r: Mapping[str, Any]) -> Offer:
         created_at=r["created_at"],
         approval=r["approval"],
         fallback_url=r["fallback_url"],
+        daily_cap=r["daily_cap"],
     )
 
 

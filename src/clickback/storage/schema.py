@@ -551,6 +551,14 @@ MIGRATIONS.append(
     )
 )
 
+MIGRATIONS.append(
+    (
+        15,
+        "offers: a daily conversion cap, over which the screening flags a conversion",
+        ["ALTER TABLE offers ADD COLUMN daily_cap INTEGER"],
+    )
+)
+
 LATEST = MIGRATIONS[-1][0]
 
 

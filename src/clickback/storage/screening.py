@@ -55,12 +55,13 @@ class ScreeningSql(SqlPrimitives):
         )
 
     async def screened_conversions(self, before: int, limit: int) -> list[tuple[Any, ...]]:
-        """(id, the click's IP, created_at) of screened conversions with ids below `before`
-        whose click is stored, newest first: the screened conversions of a window, counted
-        again (read back from the newest, by id, as no index is kept on their time)."""
+        """(id, the click's IP ('' if its click is not stored), created_at, offer_id,
+        is_test, status) of screened conversions with ids below `before`, newest first:
+        the screened conversions of a window, counted again (read back from the newest,
+        by id, as no index is kept on their time)."""
         return await self._fetch_tuples(
-            "SELECT c.id, k.ip, c.created_at FROM conversions AS c "
-            "JOIN clicks AS k ON k.refid = c.refid "
+            "SELECT c.id, coalesce(k.ip, ''), c.created_at, c.offer_id, c.is_test, c.status "
+            "FROM conversions AS c LEFT JOIN clicks AS k ON k.refid = c.refid "
             "WHERE c.screened = 1 AND c.id < ? ORDER BY c.id DESC LIMIT ?",
             before,
             limit,
@@ -84,7 +85,7 @@ class ScreeningSql(SqlPrimitives):
         return await self._fetch(
             "SELECT c.id, c.flags, c.status, c.offer_id, c.affiliate_id, c.is_test, "
             "c.created_at, c.clicked_at, c.geo, "
-            "k.flags AS click_flags, k.ip AS click_ip, o.fraud_rules, "
+            "k.flags AS click_flags, k.ip AS click_ip, o.fraud_rules, o.daily_cap, "
             "(k.refid IS NOT NULL) AS has_click, EXISTS (SELECT 1 FROM conversion_events AS e "
             "WHERE e.conversion_id = c.id) AS changed FROM conversions AS c "
             "JOIN offers AS o ON o.id = c.offer_id LEFT JOIN clicks AS k ON k.refid = c.refid "

@@ -63,6 +63,7 @@ def offer(r: dict[str, Any], base: str) -> dict[str, Any]:
         "status": r["status"],
         "approval": r["approval"],
         "fraud_rules": orjson.loads(r["fraud_rules"]),
+        "daily_cap": r["daily_cap"],
         "created_at": iso(r["created_at"]),
         "updated_at": iso(r["updated_at"]),
         "archived_at": iso(r["archived_at"]),

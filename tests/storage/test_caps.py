@@ -1,0 +1,116 @@
+"""An offer's daily conversion cap, screened on both engines: the conversions past it are
+flagged `over_cap` and held (or as the offer's rule says), the count is of one UTC day,
+leaves out rejected conversions and the integration tests', and is the same after the
+screening changed hands as if one had run throughout."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+
+from clickback.domain import admin, fraud
+from clickback.domain.ports import Store
+from clickback.domain.screener import Screener
+from tests.reports_world import World, build_world
+
+S = 1_000_000  # µs
+DAY = 86_400 * S
+LIMITS = fraud.Thresholds(min_seconds=0, flood_clicks=100, ip_conversions=100)
+UA = "Mozilla/5.0 (X11; Linux x86_64; rv:121.0) Gecko/20100101 Firefox/121.0"
+BOT = "Twitterbot/1.0"
+
+
+def screener(world: World, lease_seconds: float) -> Screener:
+    return Screener(
+        world.store,
+        fraud.ClickScreen(lambda ua: "bot" in ua.lower(), fraud.Networks(), LIMITS),
+        fraud.ConversionScreen(lambda ip: "", LIMITS),
+        world.tracker.catalog.delivery_state,
+        lease_seconds=lease_seconds,
+    )
+
+
+async def _convert(world: World, link: dict[str, Any], order: str, at: int, ua: str = UA) -> int:
+    world.clock.now = at
+    location = await world.tracker.click(link["code"], "", f"198.51.100.{len(order)}", ua, "")
+    assert location is not None
+    refid = parse_qs(urlsplit(location).query)["refid"][0]
+    params = {"refid": refid, "orderamount": "10", "ordernumber": order}
+    answer = await world.tracker.postback("GET", "127.0.0.1", params)
+    return int(answer.body["conversion_id"])
+
+
+async def _screen(job: Screener) -> None:
+    deadline = time.monotonic() + 5
+    while await job.catch_up() == (0, 0):  # another's lease is running out
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.05)
+
+
+@pytest.mark.parametrize("handover", ["none", "restart"])
+async def test_conversions_past_the_daily_cap_are_held_and_the_count_survives_a_restart(
+    store: Store, handover: str
+) -> None:
+    world = await build_world(store, 7)
+    link = world.links[0]
+    offer_id = link["offer_id"]
+    await admin.update_offer(store, offer_id, {"daily_cap": 2, "fraud_rules": {"bot": "reject"}})
+    # a UTC day three days ago, from 10:00, and the next day just after midnight: all
+    # long settled
+    day = (time.time_ns() // 1000) // DAY * DAY - 3 * DAY
+    lease = 10.0 if handover == "none" else 0.2
+    first = screener(world, lease)
+    ids: dict[str, int] = {}
+    ids["bot"] = await _convert(world, link, "bot", day + 10 * 3600 * S, ua=BOT)
+    ids["a"] = await _convert(world, link, "a", day + 11 * 3600 * S)
+    ids["test"] = await _convert(world, world.test_link, "test", day + 11 * 3600 * S + S)
+    ids["b"] = await _convert(world, link, "b", day + 12 * 3600 * S)
+    ids["c"] = await _convert(world, link, "c", day + 13 * 3600 * S)
+    await _screen(first)
+    second = first
+    if handover == "restart":
+        await asyncio.sleep(lease + 0.1)  # the first stops, its lease lapses
+        second = screener(world, lease)
+    ids["d"] = await _convert(world, link, "d", day + 23 * 3600 * S)
+    ids["next"] = await _convert(world, link, "next", day + DAY + 1800 * S)
+    await _screen(second)
+
+    rows = {n: await store.get_row("conversions", i) or {} for n, i in ids.items()}
+    got = {n: (r.get("flags"), r.get("status")) for n, r in rows.items()}
+    assert got == {
+        "bot": ("bot", "rejected"),  # rejected: not counted
+        "a": ("", "approved"),
+        "test": ("", "approved"),  # an integration test's: not counted
+        "b": ("", "approved"),
+        "c": ("over_cap", "pending"),  # the third of the day: held for review
+        "d": ("over_cap", "pending"),  # also after a restart, which counted the day again
+        "next": ("", "approved"),  # a new UTC day
+    }
+    _, history = await store.conversion_with_history(ids["c"])
+    assert "daily cap of 2" in history[0]["reason"], history
+
+
+async def test_an_over_cap_rule_of_reject_rejects_and_none_cap_counts_nothing(
+    store: Store,
+) -> None:
+    world = await build_world(store, 8)
+    link = world.links[0]
+    await admin.update_offer(
+        store, link["offer_id"], {"daily_cap": 1, "fraud_rules": {"over_cap": "reject"}}
+    )
+    day = (time.time_ns() // 1000) // DAY * DAY - 3 * DAY
+    job = screener(world, 10.0)
+    first = await _convert(world, link, "1", day + 3600 * S)
+    second = await _convert(world, link, "2", day + 2 * 3600 * S)
+    await _screen(job)
+    assert (await store.get_row("conversions", second) or {})["status"] == "rejected"
+    assert (await store.get_row("conversions", first) or {})["status"] == "approved"
+    # the cap removed: none is over it
+    await admin.update_offer(store, link["offer_id"], {"daily_cap": None})
+    third = await _convert(world, link, "3", day + 3 * 3600 * S)
+    await _screen(job)
+    assert (await store.get_row("conversions", third) or {})["flags"] == ""
