@@ -21,7 +21,6 @@ from clickback.config import Settings
 from clickback.domain import admin
 from clickback.domain.catalog import Catalog
 from clickback.domain.ports import Store
-from clickback.domain.timefmt import iso
 from clickback.errors import ClickbackError, ConfigError
 from clickback.storage import open_store
 from clickback.web import present
@@ -419,58 +418,6 @@ def _check_filters(kind: str, filters: dict[str, Any]) -> None:
             text_filter(kind, name, value)
 
 
-# -- tokens ---------------------------------------------------------------------------
-
-
-@token_app.command("create")
-def token_create(
-    name: Annotated[str, typer.Option(help="What the token is for.")] = "cli",
-    role: Annotated[str, typer.Option(help="admin or read.")] = "admin",
-    db: DbOption = None,
-) -> None:
-    """Create an API token; it is shown once, only its hash is stored. The token alone is
-    printed to stdout (`TOKEN=$(clickback token create)`); its id and the reminder to
-    store it go to stderr."""
-    from clickback.web.http import hash_token
-
-    if role not in ("admin", "read"):
-        console.print("[red]error[/red]: --role is admin or read")
-        raise typer.Exit(2)
-    token = admin.new_token()
-    token_id = _run(db, lambda s: s.create_token(name, hash_token(token), role))
-    print(token)
-    Console(stderr=True).print(
-        f"token {token_id} ({role}, {name!r}) created: it is shown this once, store it now "
-        f"(revoke it with `clickback token revoke {token_id}`)",
-        highlight=False,
-        markup=False,
-        soft_wrap=True,
-    )
-
-
-@token_app.command("list")
-def token_list(db: DbOption = None) -> None:
-    """API tokens (never the tokens themselves: only their hashes are stored)."""
-    rows = [
-        {
-            **t,
-            "created_at": iso(t["created_at"]),
-            "revoked_at": iso(t["revoked_at"]),
-        }
-        for t in _run(db, lambda s: s.list_tokens())
-    ]
-    _table(rows, ["id", "name", "role", "created_at", "revoked_at"])
-
-
-@token_app.command("revoke")
-def token_revoke(token_id: int, db: DbOption = None) -> None:
-    """Revoke an API token: it is refused from then on."""
-    if not _run(db, lambda s: s.revoke_token(token_id)):
-        console.print(f"[red]error[/red]: no active token {token_id}")
-        raise typer.Exit(2)
-    console.print(f"token {token_id} revoked")
-
-
 def main() -> None:
     try:
         app()
@@ -495,4 +442,11 @@ def main() -> None:
         raise
 
 
-from clickback import cli_ledger, cli_offers, cli_outbound, cli_reports, cli_traffic  # noqa: E402, F401  (they add their commands)
+from clickback import (  # noqa: E402, F401  (they add their commands)
+    cli_ledger,
+    cli_offers,
+    cli_outbound,
+    cli_reports,
+    cli_tokens,
+    cli_traffic,
+)
