@@ -1,4 +1,5 @@
-"""`clickback token create | list | revoke`: the admin API's tokens."""
+"""`clickback token create | list | revoke`: the admin API's tokens, an affiliate's
+included (`domain.tokens`: it reads that affiliate's own traffic, nothing else)."""
 
 from __future__ import annotations
 
@@ -9,28 +10,56 @@ from rich.console import Console
 
 from clickback.cli import DbOption, _run, _table, console, token_app
 from clickback.domain import admin
+from clickback.domain.ports import Store
 from clickback.domain.timefmt import iso
+from clickback.domain.tokens import AFFILIATE, ROLES, token_terms
+
+
+def _refuse(code: str, message: str) -> typer.Exit:
+    console.print(f"[red]error[/red] ({code}): {message}", soft_wrap=True)
+    return typer.Exit(2)
 
 
 @token_app.command("create")
 def token_create(
     name: Annotated[str, typer.Option(help="What the token is for.")] = "cli",
-    role: Annotated[str, typer.Option(help="admin or read.")] = "admin",
+    role: Annotated[str, typer.Option(help="admin, read or affiliate.")] = "admin",
+    affiliate: Annotated[
+        int | None,
+        typer.Option(help="With --role affiliate: the affiliate whose own traffic it reads."),
+    ] = None,
     db: DbOption = None,
 ) -> None:
     """Create an API token; it is shown once, only its hash is stored. The token alone is
     printed to stdout (`TOKEN=$(clickback token create)`); its id and the reminder to
-    store it go to stderr."""
+    store it go to stderr. An affiliate token (`--role affiliate --affiliate ID`) reads
+    that affiliate's clicks, conversions, links and reports, without revenue or profit."""
     from clickback.web.http import hash_token
 
-    if role not in ("admin", "read"):
-        console.print("[red]error[/red]: --role is admin or read")
-        raise typer.Exit(2)
+    if role not in ROLES:
+        raise _refuse("invalid_token", "--role is admin, read or affiliate")
+    if role == AFFILIATE and affiliate is None:
+        raise _refuse(
+            "affiliate_required",
+            "--role affiliate needs --affiliate ID: the affiliate whose traffic it reads",
+        )
+    if role != AFFILIATE and affiliate is not None:
+        raise _refuse(
+            "affiliate_not_allowed",
+            f"--affiliate goes with --role affiliate (not {role}): add --role affiliate",
+        )
     token = admin.new_token()
-    token_id = _run(db, lambda s: s.create_token(name, hash_token(token), role))
+
+    async def work(store: Store) -> tuple[int, int | None]:
+        values = {"name": name, "role": role, "affiliate_id": affiliate}
+        _, _, affiliate_id = await token_terms(store, values)
+        return await store.create_token(name, hash_token(token), role, affiliate_id), affiliate_id
+
+    token_id, affiliate_id = _run(db, work)
     print(token)
+    what = role if affiliate_id is None else f"affiliate of affiliate {affiliate_id}"
     Console(stderr=True).print(
-        f"token {token_id} ({role}, {name!r}) created: it is shown this once, store it now "
+        f"token {token_id} ({what}, {name!r}) created: it is shown this once, store it now "
         f"(revoke it with `clickback token revoke {token_id}`)",
         highlight=False,
         markup=False,
@@ -40,16 +69,18 @@ def token_create(
 
 @token_app.command("list")
 def token_list(db: DbOption = None) -> None:
-    """API tokens (never the tokens themselves: only their hashes are stored)."""
+    """API tokens (never the tokens themselves: only their hashes are stored); an
+    affiliate token with its affiliate."""
     rows = [
         {
             **t,
+            "affiliate": t["affiliate_id"],
             "created_at": iso(t["created_at"]),
             "revoked_at": iso(t["revoked_at"]),
         }
         for t in _run(db, lambda s: s.list_tokens())
     ]
-    _table(rows, ["id", "name", "role", "created_at", "revoked_at"])
+    _table(rows, ["id", "name", "role", "affiliate", "created_at", "revoked_at"])
 
 
 @token_app.command("revoke")

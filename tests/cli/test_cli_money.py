@@ -187,3 +187,35 @@ def test_token_create_prints_the_token_alone_and_says_on_stderr_it_is_shown_once
     assert (row["id"], row["name"], row["role"]) == ("1", "dash", "read")
     for at in (row["created_at"], row["revoked_at"]):  # ISO 8601, as every other list
         assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+Z", at), at
+
+
+def test_token_create_for_an_affiliate_needs_the_affiliate_and_lists_it(
+    any_db: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "160")
+    cli("affiliate", "create", "Partner", db=any_db)
+
+    def create(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [CLICKBACK, "token", "create", *args, "--db", any_db],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    refusals = [
+        (("--role", "affiliate"), "affiliate_required", "--role affiliate needs --affiliate"),
+        (("--affiliate", "1"), "affiliate_not_allowed", "--affiliate goes with --role affiliate"),
+        (("--role", "read", "--affiliate", "1"), "affiliate_not_allowed", "--role affiliate"),
+        (("--role", "affiliate", "--affiliate", "7"), "not_found", "affiliate 7 does not exist"),
+    ]
+    for args, error, says in refusals:
+        out = create(*args)
+        assert out.returncode == 2 and out.stdout.count("\n") <= 2, (args, out)
+        assert error in out.stdout and says in " ".join(out.stdout.split()), (args, out.stdout)
+    assert table_rows(cli("token", "list", db=any_db)) == []
+    made = create("--role", "affiliate", "--affiliate", "1", "--name", "partner")
+    assert made.returncode == 0, made.stderr
+    assert "token 1 (affiliate of affiliate 1, 'partner') created" in made.stderr
+    [row] = table_rows(cli("token", "list", db=any_db))
+    assert (row["id"], row["role"], row["affiliate"]) == ("1", "affiliate", "1")

@@ -300,21 +300,22 @@ def _hour(hour: int) -> str:
     return value
 
 
-def csv_columns(report: dict[str, Any]) -> list[str]:
+def csv_columns(report: dict[str, Any], metrics: Sequence[str] = METRICS) -> list[str]:
     keys: list[str] = []
     for dim in report["group_by"]:
         keys += [dim, f"{dim}_name"] if dim in ENTITY_DIMS else [dim]
-    return [*keys, *METRICS]
+    return [*keys, *metrics]
 
 
-def to_csv(report: dict[str, Any]) -> str:
-    """The report's rows as CSV: group keys (with names), then every metric."""
+def to_csv(report: dict[str, Any], metrics: Sequence[str] = METRICS) -> str:
+    """The report's rows as CSV: group keys (with names), then the metrics (every one
+    unless told)."""
     import csv
     import io
 
     buf = io.StringIO()
     writer = csv.writer(buf)
-    columns = csv_columns(report)
+    columns = csv_columns(report, metrics)
     writer.writerow(columns)
     for row in report["rows"]:
         writer.writerow("" if row.get(c) is None else row[c] for c in columns)

@@ -590,14 +590,17 @@ class SqlStore(OutboxSql, ScreeningSql, ReportSql):
 
     # -- tokens ---------------------------------------------------------------------
 
-    async def create_token(self, name: str, token_hash: str, role: str) -> int:
+    async def create_token(
+        self, name: str, token_hash: str, role: str, affiliate_id: int | None = None
+    ) -> int:
         return int(
             await self._write(
-                "INSERT INTO api_tokens (name, token_hash, role, created_at) VALUES (?, ?, ?, ?)"
-                " RETURNING id",
+                "INSERT INTO api_tokens (name, token_hash, role, affiliate_id, created_at)"
+                " VALUES (?, ?, ?, ?, ?) RETURNING id",
                 name,
                 token_hash,
                 role,
+                affiliate_id,
                 now_us(),
             )
         )
@@ -609,7 +612,8 @@ class SqlStore(OutboxSql, ScreeningSql, ReportSql):
 
     async def list_tokens(self) -> list[dict[str, Any]]:
         return await self._fetch(
-            "SELECT id, name, role, created_at, revoked_at FROM api_tokens ORDER BY id"
+            "SELECT id, name, role, affiliate_id, created_at, revoked_at FROM api_tokens"
+            " ORDER BY id"
         )
 
     async def revoke_token(self, token_id: int) -> bool:

@@ -559,6 +559,14 @@ MIGRATIONS.append(
     )
 )
 
+MIGRATIONS.append(
+    (
+        16,
+        "tokens: an affiliate token, tied to the one affiliate whose traffic it reads",
+        ["ALTER TABLE api_tokens ADD COLUMN affiliate_id BIGINT REFERENCES affiliates (id)"],
+    )
+)
+
 LATEST = MIGRATIONS[-1][0]
 
 

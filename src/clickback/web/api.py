@@ -20,6 +20,7 @@ from starlette.routing import Route
 from clickback import outbound_http
 from clickback.domain import admin
 from clickback.domain.ports import Store
+from clickback.domain.tokens import scoped
 from clickback.errors import NotFoundError
 from clickback.web.errors import HANDLERS
 from clickback.web.http import (
@@ -73,7 +74,7 @@ def entity_endpoints(app: ClickbackApp) -> list[Endpoint]:
             q = list_query(table, request.query_params)
             page = await app.store.list_rows(
                 table,
-                q.filters,
+                scoped(q.filters, caller.affiliate_id),
                 q.since,
                 q.until,
                 q.limit,
@@ -98,9 +99,12 @@ def entity_endpoints(app: ClickbackApp) -> list[Endpoint]:
 
     def reader(table: str) -> Callable[[Request, Caller], Awaitable[Response]]:
         async def handle(request: Request, caller: Caller) -> Response:
-            return json_response(
-                redact(await show(app, request, table, int_param(request)), caller)
-            )
+            row_id = int_param(request)
+            shown = await show(app, request, table, row_id)
+            if caller.affiliate_id is not None and shown.get("affiliate_id") != caller.affiliate_id:
+                # another affiliate's: not there for this token, as an unknown id
+                raise NotFoundError(f"{table.rstrip('s')} {row_id} does not exist")
+            return json_response(redact(shown, caller))
 
         return handle
 
@@ -155,6 +159,7 @@ def entity_endpoints(app: ClickbackApp) -> list[Endpoint]:
     eps: list[Endpoint] = []
     for table, (schema, _, _) in ENTITIES.items():
         create, update = creators[table], updaters[table]
+        mine = table == "links"  # an affiliate token reads its own links
         path, one = f"/api/v1/{table}", f"/api/v1/{table}/{{id}}"
         noun = schema.lower()
         detail = "AffiliateDetail" if table == "affiliates" else schema  # see `show`
@@ -166,6 +171,7 @@ def entity_endpoints(app: ClickbackApp) -> list[Endpoint]:
                 f"List {table}",
                 response=f"{schema}List",
                 listing=table,
+                affiliate=mine,
                 tags=(table,),
             ),
             Endpoint(
@@ -179,7 +185,15 @@ def entity_endpoints(app: ClickbackApp) -> list[Endpoint]:
                 status=201,
                 tags=(table,),
             ),
-            Endpoint("GET", one, reader(table), f"Read one {noun}", response=detail, tags=(table,)),
+            Endpoint(
+                "GET",
+                one,
+                reader(table),
+                f"Read one {noun}",
+                response=detail,
+                affiliate=mine,
+                tags=(table,),
+            ),
             Endpoint(
                 "PATCH",
                 one,
@@ -213,6 +227,7 @@ def entity_endpoints(app: ClickbackApp) -> list[Endpoint]:
                 f"List {table}",
                 response=f"{schema}List",
                 listing=table,
+                affiliate=table in ("clicks", "conversions"),
                 tags=(table,),
             )
         )

@@ -11,6 +11,7 @@ from starlette.responses import Response, StreamingResponse
 from clickback.domain import admin, fx, lifecycle
 from clickback.domain.money import format_minor
 from clickback.domain.timefmt import iso
+from clickback.domain.tokens import scoped, token_terms
 from clickback.errors import InputError, NotFoundError
 from clickback.web.export import csv_pages
 from clickback.web.http import (
@@ -131,7 +132,7 @@ def endpoints(app: ClickbackApp) -> list[Endpoint]:
                 app.store,
                 table,
                 base_url(app, request),
-                q.filters,
+                scoped(q.filters, caller.affiliate_id),
                 q.since,
                 q.until,
                 limit=export_limit(request.query_params.get("limit")),
@@ -189,15 +190,19 @@ def endpoints(app: ClickbackApp) -> list[Endpoint]:
         return json_response({"base_currency": app.settings.base_currency, "items": items})
 
     async def create_token(request: Request, caller: Caller) -> Response:
-        body = await read_json(request)
-        name, role = body.get("name") or "api", body.get("role") or "read"
-        if role not in ("admin", "read") or not isinstance(name, str) or len(name) > 200:
-            raise InputError(
-                "`role` is admin or read; `name` a short text", code="invalid_token", field="role"
-            )
+        name, role, affiliate_id = await token_terms(app.store, await read_json(request))
         token = admin.new_token()
-        token_id = await app.store.create_token(name, hash_token(token), role)
-        return json_response({"id": token_id, "name": name, "role": role, "token": token}, 201)
+        token_id = await app.store.create_token(name, hash_token(token), role, affiliate_id)
+        return json_response(
+            {
+                "id": token_id,
+                "name": name,
+                "role": role,
+                "affiliate_id": affiliate_id,
+                "token": token,
+            },
+            201,
+        )
 
     async def list_tokens(request: Request, caller: Caller) -> Response:
         items = [
@@ -205,6 +210,7 @@ def endpoints(app: ClickbackApp) -> list[Endpoint]:
                 "id": t["id"],
                 "name": t["name"],
                 "role": t["role"],
+                "affiliate_id": t["affiliate_id"],
                 "created_at": iso(t["created_at"]),
                 "revoked_at": iso(t["revoked_at"]),
             }
@@ -235,6 +241,7 @@ def endpoints(app: ClickbackApp) -> list[Endpoint]:
             "Conversions as CSV (streamed)",
             listing="conversions",
             produces="text/csv",
+            affiliate=True,
             tags=conv,
         ),
         Endpoint(
@@ -244,6 +251,7 @@ def endpoints(app: ClickbackApp) -> list[Endpoint]:
             "Clicks as CSV (streamed)",
             listing="clicks",
             produces="text/csv",
+            affiliate=True,
             tags=("clicks",),
         ),
         Endpoint(

@@ -14,6 +14,7 @@ from starlette.responses import Response
 
 from clickback.domain.reports import METRICS, run_report, to_csv
 from clickback.domain.reportspec import DIMENSIONS, build_spec
+from clickback.domain.tokens import NETWORK_METRICS, scoped_report
 from clickback.web.http import Caller, Endpoint
 from clickback.web.present import json_response
 
@@ -30,17 +31,32 @@ def query_lists(request: Request) -> dict[str, list[str]]:
     return out
 
 
-async def build(app: ClickbackApp, params: dict[str, list[str]]) -> dict[str, Any]:
-    spec = build_spec(params, time.time_ns() // 1000, METRICS)
-    return await run_report(app.store, spec, app.settings.base_currency)
+AFFILIATE_METRICS = tuple(m for m in METRICS if m not in NETWORK_METRICS)
+
+
+async def build(
+    app: ClickbackApp, params: dict[str, list[str]], caller: Caller
+) -> tuple[dict[str, Any], tuple[str, ...]]:
+    """The report and the metrics it shows: an affiliate token's is of its own affiliate,
+    without what the network earns (`domain.tokens`)."""
+    metrics: tuple[str, ...] = METRICS
+    if caller.affiliate_id is not None:
+        params, metrics = scoped_report(params, caller.affiliate_id), AFFILIATE_METRICS
+    spec = build_spec(params, time.time_ns() // 1000, metrics)
+    report = await run_report(app.store, spec, app.settings.base_currency)
+    if metrics is not METRICS:
+        for shown in (*report["rows"], report["totals"]):
+            for name in NETWORK_METRICS:
+                shown.pop(name, None)
+    return report, metrics
 
 
 def endpoints(app: ClickbackApp) -> list[Endpoint]:
     async def report(request: Request, caller: Caller) -> Response:
-        return json_response(await build(app, query_lists(request)))
+        return json_response((await build(app, query_lists(request), caller))[0])
 
     async def export(request: Request, caller: Caller) -> Response:
-        body = to_csv(await build(app, query_lists(request)))
+        body = to_csv(*await build(app, query_lists(request), caller))
         return Response(
             body,
             media_type="text/csv; charset=utf-8",
@@ -56,6 +72,7 @@ def endpoints(app: ClickbackApp) -> list[Endpoint]:
             "Clicks, conversions and money per group (hourly rollups; any timezone)",
             response="Report",
             query=QUERY,
+            affiliate=True,
             tags=tags,
         ),
         Endpoint(
@@ -65,6 +82,7 @@ def endpoints(app: ClickbackApp) -> list[Endpoint]:
             "The same report as CSV",
             query=QUERY,
             produces="text/csv",
+            affiliate=True,
             tags=tags,
         ),
     ]

@@ -17,6 +17,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from clickback.domain.listing import DEFAULT_LIMIT, LISTS, MAX_LIMIT, text_filter
+from clickback.domain.tokens import ADMIN, AFFILIATE, denied
 from clickback.errors import AuthError, InputError, NotFoundError, PermissionDeniedError
 from clickback.web.present import parse_time
 
@@ -31,7 +32,8 @@ SORTS = {"id", "-id", "created_at", "-created_at", "received_at", "-received_at"
 @dataclass(frozen=True, slots=True)
 class Caller:
     actor: str  # recorded on what the caller changes: "token:<id>:<name>" or "admin_token"
-    role: str  # admin | read
+    role: str  # admin | read | affiliate
+    affiliate_id: int | None = None  # an affiliate token's affiliate: all it may read
 
 
 Handler = Callable[[Request, Caller], Awaitable[Response]]
@@ -44,6 +46,7 @@ class Endpoint:
     handler: Handler
     summary: str
     write: bool = False  # needs the admin role
+    affiliate: bool = False  # an affiliate token may call it (on its own rows alone)
     body: str | None = None  # schema name of the JSON (or "csv") request body
     response: str | None = None  # schema name of the success body
     status: int = 200
@@ -62,7 +65,7 @@ def base_url(app: ClickbackApp, request: Request) -> str:
     return app.settings.public_url or str(request.base_url).rstrip("/")
 
 
-async def authorize(app: ClickbackApp, request: Request, write: bool) -> Caller:
+async def authorize(app: ClickbackApp, request: Request, ep: Endpoint) -> Caller:
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token:
@@ -73,9 +76,14 @@ async def authorize(app: ClickbackApp, request: Request, write: bool) -> Caller:
     row = await app.store.find_token(hash_token(token))
     if row is None:
         raise AuthError("this token is not valid (unknown or revoked)", code="token_invalid")
-    if write and row["role"] != "admin":
+    if row["role"] == AFFILIATE and not ep.affiliate:
+        raise denied("an affiliate token reads its own clicks, conversions, links and reports only")
+    if ep.write and row["role"] != ADMIN:
         raise PermissionDeniedError("this token may only read", code="read_only_token")
-    return Caller(f"token:{row['id']}:{row['name']}", row["role"])
+    affiliate_id = row["affiliate_id"] if row["role"] == AFFILIATE else None
+    if row["role"] == AFFILIATE and affiliate_id is None:  # never unscoped: fail closed
+        raise AuthError("this token is not valid (no affiliate)", code="token_invalid")
+    return Caller(f"token:{row['id']}:{row['name']}", row["role"], affiliate_id)
 
 
 def _nul() -> InputError:
@@ -274,7 +282,7 @@ def build_routes(
                     f"{request.method} is not allowed here; use {', '.join(methods)}",
                     code="method_not_allowed",
                 )
-            caller = await authorize(app, request, ep.write)
+            caller = await authorize(app, request, ep)
             if "%00" in request.url.query or "\x00" in request.url.query:
                 raise _nul()  # PostgreSQL's text cannot hold it: one answer on both engines
             if ep.write and ep.body != "csv":

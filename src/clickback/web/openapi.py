@@ -164,9 +164,9 @@ SCHEMAS: dict[str, Any] = {
     "RateList": obj(
         "base_currency:s", items={"type": "array", "items": obj("currency:s date:s rate:s")}
     ),
-    "TokenCreate": obj("name:s role:s", required=False),
-    "TokenCreated": obj("id:i name:s role:s token:s"),
-    "Token": obj("id:i name:s role:s created_at:s revoked_at:s?"),
+    "TokenCreate": obj("name:s role:s affiliate_id:i?", required=False),
+    "TokenCreated": obj("id:i name:s role:s affiliate_id:i? token:s"),
+    "Token": obj("id:i name:s role:s affiliate_id:i? created_at:s revoked_at:s?"),
     "Report": obj(
         "group_by:a from:s to:s tz:s by:s base_currency:s notes:a complete_until:s total_rows:i",
         rows={"type": "array", "items": {"type": "object"}},
@@ -218,7 +218,7 @@ for _name in (
 _ERROR_TEXT = {
     400: "Bad input: every problem is listed",
     401: "No or bad token",
-    403: "The token may only read",
+    403: "The token may only read, or is an affiliate token and this is not its own",
     404: "No such object",
     409: "Not allowed from the object's current state",
 }
@@ -275,6 +275,12 @@ def _operation(ep: Endpoint) -> dict[str, Any]:
         "tags": list(ep.tags),
         "security": [{"bearer": []}],
     }
+    if ep.affiliate:
+        op["description"] = (
+            "An affiliate token may call this: it answers for the token's own affiliate only"
+            + (" and leaves out revenue and profit." if "/reports" in ep.path else ".")
+        )
+        op["x-affiliate-token"] = True
     params = []
     if "{id}" in ep.path:
         kind = {"type": "string"} if ep.path.startswith("/api/v1/clicks/") else {"type": "integer"}
@@ -353,8 +359,12 @@ def document(endpoints: list[Endpoint]) -> dict[str, Any]:
             "title": "clickback admin API",
             "version": __version__,
             "description": "Every call needs `Authorization: Bearer <token>` (`clickback "
-            "token create`). Lists answer `{items, next_cursor}`, newest first. Money travels "
-            "as decimal strings, times as ISO 8601 UTC.",
+            "token create`). A token's role is `admin` (read and write), `read` (read "
+            "everything) or `affiliate` (one affiliate's own view: the operations marked "
+            "`x-affiliate-token` only, always filtered to its affiliate; reports without "
+            "revenue and profit; anything else is a 403 `affiliate_token`). Lists answer "
+            "`{items, next_cursor}`, newest first. Money travels as decimal strings, times "
+            "as ISO 8601 UTC.",
         },
         "paths": paths,
         "components": {

@@ -1,6 +1,7 @@
 """Dashboard sessions and CSRF protection.
 
-Logging in to `/ui` takes an API token (admin or read, the same as for `/api/v1`). The
+Logging in to `/ui` takes an API token (admin or read, the same as for `/api/v1`; never an
+affiliate token, which reads one affiliate's own traffic through the API alone). The
 session cookie holds the SHA-256 hash of that token (never the token), an expiry and a
 CSRF value, signed with HMAC-SHA256 under a key kept in the database (so every node
 accepts it); it is HttpOnly, SameSite=Strict, and Secure when the tracker is served
@@ -27,6 +28,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from clickback.domain.refid import new_secret
+from clickback.domain.tokens import AFFILIATE
 from clickback.web.http import hash_token
 
 if TYPE_CHECKING:
@@ -109,7 +111,9 @@ class Sessions:
         if data is None or not isinstance(data.get("h"), str) or not data.get("sid"):
             return None
         found = await self.check_hash(data["h"])
-        if found is None or await self.app.store.session_ended(str(data["sid"])):
+        if found is None or found[1] == AFFILIATE:  # an operator tool (`UI.login`)
+            return None
+        if await self.app.store.session_ended(str(data["sid"])):
             return None
         return Session(
             found[0],

@@ -33,6 +33,7 @@ from clickback.domain.reportspec import (
     zone,
 )
 from clickback.domain.timefmt import EPOCH, iso
+from clickback.domain.tokens import AFFILIATE
 from clickback.errors import ClickbackError, InputError
 from clickback.web.session import COOKIE, LOGIN_COOKIE, Session, Sessions, new_csrf, same
 
@@ -149,6 +150,8 @@ class Ui:
         found = await self.sessions.check_token(str(form.get("token", "")).strip())
         if found is None:
             return RedirectResponse("/ui/login?failed=token", 303)
+        if found[1] == AFFILIATE:  # the dashboard shows every affiliate's traffic
+            return RedirectResponse("/ui/login?failed=affiliate", 303)
         target = str(form.get("next", ""))
         if not target.startswith("/ui/") or target.startswith("//"):
             target = "/ui/"
