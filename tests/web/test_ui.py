@@ -157,6 +157,16 @@ async def test_the_offer_page_shows_where_a_click_goes_while_not_serving(
     assert re.search(r'id="fallback"><code>https://shop.example/other-offer</code>', page.text)
     page = await client.get(f"/ui/offers/{plain['offer']['id']}")
     assert re.search(r'id="fallback">none: the 404 page', page.text)
+    assert 'id="daily-cap">none' in page.text
+
+
+async def test_the_offer_page_shows_its_daily_cap_and_what_comes_past_it(
+    client: httpx.AsyncClient,
+) -> None:
+    s = await make_offer(client, daily_cap=40, fraud_rules={"over_cap": "reject"})
+    await login(client, ADMIN)
+    page = await client.get(f"/ui/offers/{s['offer']['id']}")
+    assert 'id="daily-cap">40 conversions a UTC day; past it, reject' in page.text
 
 
 async def test_the_postback_ledger_page_says_what_a_duplicate_repeats(
