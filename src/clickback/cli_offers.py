@@ -1,4 +1,5 @@
-"""`clickback offer …`: make, change, show, pause and activate offers.
+"""`clickback offer …`: make, change, show, pause and activate offers, and cap an
+affiliate's conversions on one.
 
 What the options give goes through `domain.admin` as the bodies of POST and PATCH
 /api/v1/offers do: the same fields, the same checks, the same error codes. `offer update`
@@ -23,10 +24,11 @@ from clickback.cli import (
     _list,
     _run,
     _settings,
+    _table,
     console,
     offer_app,
 )
-from clickback.domain import admin
+from clickback.domain import admin, caps
 from clickback.domain.ports import Store
 from clickback.errors import InputError, NotFoundError
 from clickback.web import present
@@ -241,3 +243,34 @@ def offer_pause(offer_id: int, db: DbOption = None) -> None:
 def offer_activate(offer_id: int, db: DbOption = None) -> None:
     """Activate a paused offer: its links serve again."""
     _set_status(offer_id, "active", db)
+
+
+@offer_app.command("cap")
+def offer_cap(
+    offer_id: int,
+    affiliate: Annotated[int, typer.Option(help="Affiliate id.")],
+    daily_cap: Annotated[
+        str, typer.Option(help="Its conversions a UTC day on the offer; '' removes its cap.")
+    ],
+    db: DbOption = None,
+) -> None:
+    """Set or remove an affiliate's own daily conversion cap on an offer (beside the
+    offer's own --daily-cap): its conversions past it are flagged over_cap."""
+    if daily_cap == "":
+        _run(db, lambda s: caps.remove_affiliate_cap(s, offer_id, affiliate))
+        console.print(f"affiliate {affiliate}'s daily cap on offer {offer_id} removed")
+        return
+    values = {"daily_cap": daily_cap}
+    _run(db, lambda s: caps.set_affiliate_cap(s, offer_id, affiliate, values))
+    console.print(f"affiliate {affiliate}'s daily cap on offer {offer_id}: {daily_cap}")
+
+
+@offer_app.command("caps")
+def offer_caps(offer_id: int, db: DbOption = None, as_json: JsonOption = False) -> None:
+    """An offer's per-affiliate daily caps (its own is in offer show)."""
+    rows = [present.affiliate_cap(r) for r in _run(db, lambda s: caps.affiliate_caps(s, offer_id))]
+    if as_json:
+        for row in rows:
+            print(orjson.dumps(row).decode())
+        return
+    _table(rows, ["affiliate_id", "daily_cap", "updated_at"])

@@ -363,3 +363,23 @@ def test_clicks_list_filters_by_test_affiliate_link_and_sub1(sqlite_db: str) -> 
     assert listed("--link", str(links[1][0])) == ["a"]
     assert listed("--sub1", "fb") == ["a", "b"]
     assert listed("--sub1", "", "--no-test") == ["c"]
+
+
+def test_offer_cap_sets_lists_and_removes_an_affiliates_daily_cap(any_db: str) -> None:
+    _offer(any_db)
+    cli("affiliate", "create", "Pub", db=any_db)
+    out = cli("offer", "cap", "1", "--affiliate", "1", "--daily-cap", "15", db=any_db)
+    assert "affiliate 1's daily cap on offer 1: 15" in " ".join(out.split())
+    [row] = [orjson.loads(x) for x in cli("offer", "caps", "1", "--json", db=any_db).splitlines()]
+    assert (row["affiliate_id"], row["daily_cap"]) == (1, 15)
+    assert "(invalid_cap)" in _fails(
+        "offer", "cap", "1", "--affiliate", "1", "--daily-cap", "x", db=any_db
+    )
+    assert "affiliate 9 does not exist" in _fails(
+        "offer", "cap", "1", "--affiliate", "9", "--daily-cap", "3", db=any_db
+    )
+    cli("offer", "cap", "1", "--affiliate", "1", "--daily-cap", "", db=any_db)
+    assert cli("offer", "caps", "1", "--json", db=any_db).strip() == ""
+    assert "no daily cap of its own" in _fails(
+        "offer", "cap", "1", "--affiliate", "1", "--daily-cap", "", db=any_db
+    )

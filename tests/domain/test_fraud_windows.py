@@ -131,26 +131,42 @@ def test_a_rolled_back_pass_leaves_the_counts_as_they_were_before_it() -> None:
     assert counts.add("a", S) == 2
 
 
-def test_daily_caps_count_per_offer_and_utc_day_roll_back_and_forget_old_days() -> None:
+def test_daily_caps_count_per_offer_affiliate_and_utc_day_roll_back_and_forget_old_days() -> None:
     screen = ConversionScreen(lambda ip: "", LIMITS)
     day = 86_400 * S
     first = 20_000 * day  # a UTC midnight
 
-    def conversion(offer: int, at: int, cap: int | None = 2) -> dict[str, object]:
-        return {"offer_id": offer, "created_at": at, "daily_cap": cap, "is_test": 0}
+    def conversion(
+        offer: int, at: int, cap: int | None = 2, affiliate: int = 7, own: int | None = None
+    ) -> dict[str, object]:
+        return {
+            "offer_id": offer,
+            "affiliate_id": affiliate,
+            "created_at": at,
+            "daily_cap": cap,
+            "affiliate_daily_cap": own,
+            "is_test": 0,
+        }
 
-    screen.count_capped(1, first + 5, False, "approved")
-    screen.count_capped(1, first + 6, False, "pending")
-    screen.count_capped(2, first + 7, False, "approved")
-    assert screen.over_cap(conversion(1, first + 8))
+    screen.count_capped(1, 7, first + 5, False, "approved")
+    screen.count_capped(1, 8, first + 6, False, "pending")
+    screen.count_capped(1, 8, first + 6, True, "approved")  # an integration test's
+    screen.count_capped(1, 8, first + 6, False, "rejected")
+    screen.count_capped(2, 7, first + 7, False, "approved")
+    assert screen.over_cap(conversion(1, first + 8)) == "the offer's daily cap of 2 was reached"
     assert not screen.over_cap(conversion(1, first + 8, cap=3))
     assert not screen.over_cap(conversion(1, first + 8, cap=None))
     assert not screen.over_cap(conversion(2, first + 8))
     assert not screen.over_cap(conversion(1, first + day))  # the next UTC day
+    # affiliate 7's own cap of 1 on offer 1: reached; affiliate 9's: not
+    assert screen.over_cap(conversion(1, first + 8, cap=None, own=1)) == (
+        "affiliate 7's daily cap of 1 on the offer was reached"
+    )
+    assert not screen.over_cap(conversion(1, first + 8, cap=None, affiliate=9, own=1))
     screen.begin()
-    screen.count_capped(2, first + 9, False, "approved")
-    screen.count_capped(2, first + 2 * day, False, "approved")  # forgets the first day
-    assert screen.capped == {(2, 20_002): 1}
+    screen.count_capped(2, 7, first + 9, False, "approved")
+    screen.count_capped(2, 7, first + 2 * day, False, "approved")  # forgets the first day
+    assert screen.capped == {(2, 0, 20_002): 1, (2, 7, 20_002): 1}
     screen.rollback()
     assert not screen.over_cap(conversion(2, first + 10))  # the pass's count undone
     assert screen.over_cap(conversion(1, first + 10))  # and the forgotten day is back

@@ -12,7 +12,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from clickback.domain import admin, fraud
+from clickback.domain import admin, caps, fraud
 from clickback.domain.ports import Store
 from clickback.domain.screener import Screener
 from tests.reports_world import World, build_world
@@ -114,3 +114,40 @@ async def test_an_over_cap_rule_of_reject_rejects_and_none_cap_counts_nothing(
     third = await _convert(world, link, "3", day + 3 * 3600 * S)
     await _screen(job)
     assert (await store.get_row("conversions", third) or {})["flags"] == ""
+
+
+@pytest.mark.parametrize("handover", ["none", "restart"])
+async def test_an_affiliates_own_cap_on_an_offer_holds_its_conversions_alone(
+    store: Store, handover: str
+) -> None:
+    world = await build_world(store, 9)
+    capped, other = world.links[0], world.links[1]
+    assert capped["offer_id"] == other["offer_id"]
+    assert capped["affiliate_id"] != other["affiliate_id"]
+    offer_id, affiliate_id = capped["offer_id"], capped["affiliate_id"]
+    await caps.set_affiliate_cap(store, offer_id, affiliate_id, {"daily_cap": 1})
+    day = (time.time_ns() // 1000) // DAY * DAY - 3 * DAY
+    lease = 10.0 if handover == "none" else 0.2
+    first = screener(world, lease)
+    ids = {"a": await _convert(world, capped, "a", day + 3600 * S)}
+    ids["b"] = await _convert(world, capped, "b", day + 2 * 3600 * S)
+    ids["c"] = await _convert(world, other, "c", day + 3 * 3600 * S)
+    await _screen(first)
+    second = first
+    if handover == "restart":
+        await asyncio.sleep(lease + 0.1)
+        second = screener(world, lease)
+    ids["dd"] = await _convert(world, capped, "dd", day + 4 * 3600 * S)
+    ids["ee"] = await _convert(world, other, "ee", day + 5 * 3600 * S)
+    await _screen(second)
+    got = {n: ((await store.get_row("conversions", i)) or {}).get("flags") for n, i in ids.items()}
+    assert got == {"a": "", "b": "over_cap", "c": "", "dd": "over_cap", "ee": ""}
+    _, history = await store.conversion_with_history(ids["b"])
+    assert history[0]["reason"] == (
+        f"over_cap: affiliate {affiliate_id}'s daily cap of 1 on the offer was reached"
+    )
+    # removed: the affiliate's next conversion is under no cap
+    await caps.remove_affiliate_cap(store, offer_id, affiliate_id)
+    ids["fff"] = await _convert(world, capped, "fff", day + 6 * 3600 * S)
+    await _screen(second)
+    assert ((await store.get_row("conversions", ids["fff"])) or {}).get("flags") == ""

@@ -158,6 +158,37 @@ async def test_an_offers_daily_cap_is_set_checked_shown_and_cleared(
     assert plain["offer"]["daily_cap"] is None
 
 
+async def test_an_affiliates_own_cap_on_an_offer_is_set_read_listed_and_removed(
+    client: httpx.AsyncClient,
+) -> None:
+    s = await make_offer(client)
+    offer_id, affiliate_id = s["offer"]["id"], s["affiliate"]["id"]
+    url = f"/api/v1/offers/{offer_id}/caps/{affiliate_id}"
+    assert (await client.get(url, headers=AUTH)).status_code == 404
+    r = await client.put(url, json={"daily_cap": 30}, headers=AUTH)
+    assert r.status_code == 200, r.text
+    assert (r.json()["affiliate_id"], r.json()["daily_cap"]) == (affiliate_id, 30)
+    r = await client.put(url, json={"daily_cap": 12}, headers=AUTH)  # changed in place
+    listed = (await client.get(f"/api/v1/offers/{offer_id}/caps", headers=AUTH)).json()
+    assert [(c["affiliate_id"], c["daily_cap"]) for c in listed["items"]] == [(affiliate_id, 12)]
+    for body, status, code in [
+        ({"daily_cap": 0}, 400, "invalid_cap"),
+        ({}, 400, "invalid_cap"),
+        ({"daily_cap": None}, 400, "invalid_cap"),
+    ]:
+        r = await client.put(url, json=body, headers=AUTH)
+        assert r.status_code == status and r.json()["errors"][0]["code"] == code, (body, r.text)
+    for bad in (f"/api/v1/offers/999/caps/{affiliate_id}", f"/api/v1/offers/{offer_id}/caps/999"):
+        r = await client.put(bad, json={"daily_cap": 5}, headers=AUTH)
+        assert r.status_code == 404, r.text
+    assert (await client.delete(url, headers=AUTH)).status_code == 204
+    assert (await client.delete(url, headers=AUTH)).status_code == 404
+    assert (await client.get(f"/api/v1/offers/{offer_id}/caps", headers=AUTH)).json()["items"] == []
+    assert (await client.get("/api/v1/offers/999/caps", headers=AUTH)).status_code == 404
+    r = await client.get(f"/api/v1/offers/{offer_id}/caps?affiliate_id=1", headers=AUTH)
+    assert r.status_code == 400 and r.json()["errors"][0]["code"] == "unknown_filter"
+
+
 async def test_a_payout_field_of_the_other_type_alone_says_to_send_payout_type(
     client: httpx.AsyncClient,
 ) -> None:

@@ -164,9 +164,15 @@ async def test_the_offer_page_shows_its_daily_cap_and_what_comes_past_it(
     client: httpx.AsyncClient,
 ) -> None:
     s = await make_offer(client, daily_cap=40, fraud_rules={"over_cap": "reject"})
+    offer_id, affiliate_id = s["offer"]["id"], s["affiliate"]["id"]
     await login(client, ADMIN)
-    page = await client.get(f"/ui/offers/{s['offer']['id']}")
+    page = await client.get(f"/ui/offers/{offer_id}")
     assert 'id="daily-cap">40 conversions a UTC day; past it, reject' in page.text
+    assert 'id="affiliate-caps">none' in page.text
+    cap = {"daily_cap": 6}
+    await client.put(f"/api/v1/offers/{offer_id}/caps/{affiliate_id}", json=cap, headers=AUTH)
+    page = await client.get(f"/ui/offers/{offer_id}")
+    assert f'id="affiliate-caps">affiliate #{affiliate_id}: 6 a day' in page.text
 
 
 async def test_the_postback_ledger_page_says_what_a_duplicate_repeats(

@@ -9,12 +9,12 @@ flags (a pass over unscreened conversions): the flags of its click, `fast_conver
 `geo` is another country than that of the click's IP), and `ip_conversions` (more than N
 conversions within a day whose clicks came from one IP). A postback is sent by the
 advertiser's server, so its own IP is never taken for the buyer's. Not fraud, but
-screened the same way: `over_cap`, a conversion past its offer's `daily_cap` (the
-offer's conversions of one UTC day that were not rejected, the integration tests' left
-out, in the order they came). Per offer, each flag's rule is `flag` (the default;
-`hold` for `over_cap`), `hold` (the conversion stays pending for review) or `reject`.
-The counts over the windows are kept in memory, and counted again from the store by a
-process that takes the screening (`domain.screener`).
+screened the same way: `over_cap`, a conversion past its offer's `daily_cap`, or past
+its affiliate's own daily cap on the offer (the conversions of one UTC day that were
+not rejected, the integration tests' left out, in the order they came). Per offer, each
+flag's rule is `flag` (the default; `hold` for `over_cap`), `hold` (the conversion stays
+pending for review) or `reject`. The counts over the windows are kept in memory, and
+counted again from the store by a process that takes the screening (`domain.screener`).
 """
 
 from __future__ import annotations
@@ -302,8 +302,8 @@ class ClickScreen:
 
 class ConversionScreen:
     """Flags conversions in id order; keeps a day of per-IP conversion times, and per
-    offer the conversions of each UTC day that its daily cap counts (today's and
-    yesterday's: a conversion of yesterday's may still come in)."""
+    offer, and per offer and affiliate, the conversions of each UTC day that daily caps
+    count (today's and yesterday's: a conversion of yesterday's may still come in)."""
 
     WINDOW_US = DAY_US
 
@@ -315,9 +315,10 @@ class ConversionScreen:
     def reset(self) -> None:
         """Forgets every conversion counted (before they are counted again from the store)."""
         self.by_ip = SlidingCounts(self.WINDOW_US, self.limits.ip_conversions)
-        self.capped: dict[tuple[int, int], int] = {}  # (offer, UTC day): conversions
+        # (offer, affiliate or 0 for the offer's own, UTC day): conversions
+        self.capped: dict[tuple[int, int, int], int] = {}
         self.newest_day = 0
-        self._capped_before: tuple[dict[tuple[int, int], int], int] | None = None
+        self._capped_before: tuple[dict[tuple[int, int, int], int], int] | None = None
 
     def begin(self) -> None:
         """Marks the counts before a pass, for `rollback` if its flags are not stored."""
@@ -333,27 +334,37 @@ class ConversionScreen:
         if self._capped_before is not None:
             (self.capped, self.newest_day), self._capped_before = self._capped_before, None
 
-    def over_cap(self, conversion: Mapping[str, Any]) -> bool:
-        """Whether the conversion comes past its offer's daily cap (the integration tests'
-        never do); see `count_capped`."""
+    def over_cap(self, conversion: Mapping[str, Any]) -> str:
+        """Which daily cap the conversion comes past, said for its history ('' none: the
+        integration tests' never do): its offer's (`daily_cap`), else its affiliate's on
+        the offer (`affiliate_daily_cap`); see `count_capped`."""
+        if conversion.get("is_test"):
+            return ""
+        offer, day = int(conversion["offer_id"]), conversion["created_at"] // DAY_US
         cap = conversion.get("daily_cap")
-        if not cap or conversion.get("is_test"):
-            return False
-        day = conversion["created_at"] // DAY_US
-        return self.capped.get((int(conversion["offer_id"]), day), 0) >= int(cap)
+        if cap and self.capped.get((offer, 0, day), 0) >= int(cap):
+            return f"the offer's daily cap of {cap} was reached"
+        cap = conversion.get("affiliate_daily_cap")
+        affiliate = int(conversion["affiliate_id"])
+        if cap and self.capped.get((offer, affiliate, day), 0) >= int(cap):
+            return f"affiliate {affiliate}'s daily cap of {cap} on the offer was reached"
+        return ""
 
-    def count_capped(self, offer_id: int, at_us: int, is_test: bool, status: str) -> None:
-        """Counts a screened conversion towards its offer's cap of its UTC day, unless it is
-        an integration test's or was rejected (by the screening or before it); also for
-        a recount. Days before yesterday are forgotten."""
+    def count_capped(
+        self, offer_id: int, affiliate_id: int, at_us: int, is_test: bool, status: str
+    ) -> None:
+        """Counts a screened conversion towards the caps of its UTC day (its offer's, its
+        affiliate's on the offer), unless it is an integration test's or was rejected (by
+        the screening or before it); also for a recount. Days before yesterday are
+        forgotten."""
         if is_test or status == "rejected":
             return
         day = at_us // DAY_US
         if day > self.newest_day:
             self.newest_day = day
-            self.capped = {k: n for k, n in self.capped.items() if k[1] >= day - 1}
-        key = (offer_id, day)
-        self.capped[key] = self.capped.get(key, 0) + 1
+            self.capped = {k: n for k, n in self.capped.items() if k[2] >= day - 1}
+        for key in ((offer_id, 0, day), (offer_id, affiliate_id, day)):
+            self.capped[key] = self.capped.get(key, 0) + 1
 
     def count(self, ip: str, at_us: int) -> None:
         """Counts a conversion screened before, from a click from `ip` (none: ''), as

@@ -188,6 +188,13 @@ class OutboxStore(Protocol):
     async def screen_conversions(
         self, screenings: list[Screening], owner: str, now: int
     ) -> bool: ...
+    async def affiliate_caps(
+        self, offer_id: int, affiliate_id: int | None = None
+    ) -> list[dict[str, Any]]: ...
+    async def set_affiliate_cap(
+        self, offer_id: int, affiliate_id: int, cap: int, now: int
+    ) -> None: ...
+    async def delete_affiliate_cap(self, offer_id: int, affiliate_id: int) -> bool: ...
 
 
 class Store(OutboxStore, ReportStore, RollupStore, Protocol):

@@ -183,10 +183,12 @@ class Screener:
             await asyncio.sleep(0)
         conversions = 0
         for page in reversed(pages):
-            for _, ip, created_at, offer_id, is_test, status in reversed(page):
+            for _, ip, created_at, offer_id, affiliate_id, is_test, status in reversed(page):
                 if created_at >= newest - window:
                     self.conversions.count(ip, created_at)
-                    self.conversions.count_capped(offer_id, created_at, bool(is_test), status)
+                    self.conversions.count_capped(
+                        offer_id, affiliate_id, created_at, bool(is_test), status
+                    )
                     conversions += 1
             await asyncio.sleep(0)
         log.info(
@@ -218,7 +220,8 @@ class Screener:
         """What the screening makes of one conversion."""
         click = {"flags": c["click_flags"], "ip": c["click_ip"]} if c["has_click"] else None
         found = self.conversions.flags(c, click)
-        capped = ["over_cap"] if self.conversions.over_cap(c) else []  # not fraud: kept apart
+        why_capped = self.conversions.over_cap(c)
+        capped = ["over_cap"] if why_capped else []  # not fraud: said apart
         kept = [f for f in str(c["flags"]).split(",") if f]
         flags = ",".join(dict.fromkeys(kept + found + capped))
         action = fraud.decide(found + capped, fraud.parse_rules(c["fraud_rules"]))
@@ -226,7 +229,9 @@ class Screener:
         to = {"reject": "rejected", "hold": "pending"}.get(action, status)
         if to == "pending" and (status != "approved" or c["changed"]):
             to = status  # only an automatic approval is held back, not one made by hand
-        self.conversions.count_capped(int(c["offer_id"]), c["created_at"], bool(c["is_test"]), to)
+        self.conversions.count_capped(
+            int(c["offer_id"]), int(c["affiliate_id"]), c["created_at"], bool(c["is_test"]), to
+        )
         delivery = ""
         # a conversion the offer's rules reject was never posted back (its conversion
         # postback waits for the screening, and is cancelled): no `rejected` either
@@ -239,9 +244,7 @@ class Screener:
             # stored): marked screened, without an event in its history
             return Screening(int(c["id"]), "", status, status, "", "")
         reasons = [f"fraud: {', '.join(found)}"] if found else []
-        reasons += [f"over_cap: the offer's daily cap of {c['daily_cap']} was reached"] * len(
-            capped
-        )
+        reasons += [f"over_cap: {why_capped}"] * len(capped)
         reason = "; ".join(reasons)
         return Screening(int(c["id"]), flags, status, to, reason, delivery)
 

@@ -567,6 +567,23 @@ MIGRATIONS.append(
     )
 )
 
+MIGRATIONS.append(
+    (
+        17,
+        "caps: an affiliate's own daily conversion cap on an offer",
+        [
+            """CREATE TABLE affiliate_caps (
+                offer_id BIGINT NOT NULL REFERENCES offers (id),
+                affiliate_id BIGINT NOT NULL REFERENCES affiliates (id),
+                daily_cap INTEGER NOT NULL,
+                created_at BIGINT NOT NULL,
+                updated_at BIGINT NOT NULL,
+                PRIMARY KEY (offer_id, affiliate_id)
+            )""",
+        ],
+    )
+)
+
 LATEST = MIGRATIONS[-1][0]
 
 

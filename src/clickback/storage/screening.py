@@ -1,5 +1,6 @@
-"""SQL for the background jobs: a lease so one process runs a job at a time, and the
-fraud screening of clicks and conversions. Mixed into `SqlStore`."""
+"""SQL for the background jobs: a lease so one process runs a job at a time, the fraud
+screening of clicks and conversions, and the affiliates' daily caps it screens by.
+Mixed into `SqlStore`."""
 
 from __future__ import annotations
 
@@ -56,11 +57,12 @@ class ScreeningSql(SqlPrimitives):
 
     async def screened_conversions(self, before: int, limit: int) -> list[tuple[Any, ...]]:
         """(id, the click's IP ('' if its click is not stored), created_at, offer_id,
-        is_test, status) of screened conversions with ids below `before`, newest first:
-        the screened conversions of a window, counted again (read back from the newest,
-        by id, as no index is kept on their time)."""
+        affiliate_id, is_test, status) of screened conversions with ids below `before`,
+        newest first: the screened conversions of a window, counted again (read back from
+        the newest, by id, as no index is kept on their time)."""
         return await self._fetch_tuples(
-            "SELECT c.id, coalesce(k.ip, ''), c.created_at, c.offer_id, c.is_test, c.status "
+            "SELECT c.id, coalesce(k.ip, ''), c.created_at, c.offer_id, c.affiliate_id, "
+            "c.is_test, c.status "
             "FROM conversions AS c LEFT JOIN clicks AS k ON k.refid = c.refid "
             "WHERE c.screened = 1 AND c.id < ? ORDER BY c.id DESC LIMIT ?",
             before,
@@ -86,9 +88,12 @@ class ScreeningSql(SqlPrimitives):
             "SELECT c.id, c.flags, c.status, c.offer_id, c.affiliate_id, c.is_test, "
             "c.created_at, c.clicked_at, c.geo, "
             "k.flags AS click_flags, k.ip AS click_ip, o.fraud_rules, o.daily_cap, "
+            "ac.daily_cap AS affiliate_daily_cap, "
             "(k.refid IS NOT NULL) AS has_click, EXISTS (SELECT 1 FROM conversion_events AS e "
             "WHERE e.conversion_id = c.id) AS changed FROM conversions AS c "
             "JOIN offers AS o ON o.id = c.offer_id LEFT JOIN clicks AS k ON k.refid = c.refid "
+            "LEFT JOIN affiliate_caps AS ac "
+            "ON ac.offer_id = c.offer_id AND ac.affiliate_id = c.affiliate_id "
             "WHERE c.screened = 0 AND c.refid <= ? ORDER BY c.id LIMIT ?",
             through,
             limit,
@@ -187,3 +192,33 @@ class ScreeningSql(SqlPrimitives):
             (owner,),
         )
         return await self._guarded_many(guard, steps) is not None
+
+    async def affiliate_caps(
+        self, offer_id: int, affiliate_id: int | None = None
+    ) -> list[dict[str, Any]]:
+        """An offer's per-affiliate daily caps, by affiliate (or the one affiliate's)."""
+        sql, args = "SELECT * FROM affiliate_caps WHERE offer_id = ?", [offer_id]
+        if affiliate_id is not None:
+            sql, args = sql + " AND affiliate_id = ?", [offer_id, affiliate_id]
+        return await self._fetch(sql + " ORDER BY affiliate_id", *args)
+
+    async def set_affiliate_cap(self, offer_id: int, affiliate_id: int, cap: int, now: int) -> None:
+        await self._write(
+            "INSERT INTO affiliate_caps (offer_id, affiliate_id, daily_cap, created_at, "
+            "updated_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT (offer_id, affiliate_id) DO UPDATE "
+            "SET daily_cap = excluded.daily_cap, updated_at = excluded.updated_at",
+            offer_id,
+            affiliate_id,
+            cap,
+            now,
+            now,
+        )
+
+    async def delete_affiliate_cap(self, offer_id: int, affiliate_id: int) -> bool:
+        """False when there was none."""
+        found = await self._write(
+            "DELETE FROM affiliate_caps WHERE offer_id = ? AND affiliate_id = ? RETURNING offer_id",
+            offer_id,
+            affiliate_id,
+        )
+        return found is not None

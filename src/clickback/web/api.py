@@ -247,13 +247,22 @@ def entity_endpoints(app: ClickbackApp) -> list[Endpoint]:
 
 
 def build_api(app: ClickbackApp) -> Starlette:
-    from clickback.web import api_ledger, api_money, api_outbound, api_reports, openapi, ui
+    from clickback.web import (
+        api_caps,
+        api_ledger,
+        api_money,
+        api_outbound,
+        api_reports,
+        openapi,
+        ui,
+    )
 
     endpoints = (
         entity_endpoints(app)
         + api_ledger.endpoints(app)
         + api_money.endpoints(app)
         + api_outbound.endpoints(app)
+        + api_caps.endpoints(app)
         + api_reports.endpoints(app)
     )
 

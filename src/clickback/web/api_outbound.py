@@ -9,8 +9,8 @@ from starlette.responses import Response
 
 from clickback import outbound_http
 from clickback.domain import admin
-from clickback.errors import InputError, NotFoundError
-from clickback.web.http import Caller, Endpoint, int_param, read_json
+from clickback.errors import NotFoundError
+from clickback.web.http import Caller, Endpoint, int_param, read_json, whole_list
 from clickback.web.present import PRESENTERS, attempt, json_response, offer_postback
 
 if TYPE_CHECKING:
@@ -54,12 +54,7 @@ def endpoints(app: ClickbackApp) -> list[Endpoint]:
         return Response(status_code=204)
 
     async def list_overrides(request: Request, caller: Caller) -> Response:
-        if request.query_params:
-            raise InputError(
-                "this list takes no filters: it holds every override of the offer",
-                code="unknown_filter",
-                field=next(iter(request.query_params)),
-            )
+        whole_list(request, "every override of the offer")
         rows = await admin.offer_postbacks(app.store, int_param(request))
         return json_response({"items": [offer_postback(r) for r in rows], "next_cursor": None})
 

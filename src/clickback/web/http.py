@@ -123,6 +123,16 @@ def int_param(request: Request, name: str = "id") -> int:
     return int(raw)
 
 
+def whole_list(request: Request, holds: str) -> None:
+    """Refuses filters on a list that is always given whole (`holds`: what it holds)."""
+    if request.query_params:
+        raise InputError(
+            f"this list takes no filters: it holds {holds}",
+            code="unknown_filter",
+            field=next(iter(request.query_params)),
+        )
+
+
 @dataclass(frozen=True, slots=True)
 class ListQuery:
     filters: dict[str, Any]

@@ -108,6 +108,8 @@ SCHEMAS: dict[str, Any] = {
         "offer_id:i affiliate_id:i postback_url:s postback_method:s postback_events:a "
         "created_at:s updated_at:s"
     ),
+    "AffiliateCapSet": obj("daily_cap:i"),
+    "AffiliateCap": obj("offer_id:i affiliate_id:i daily_cap:i created_at:s updated_at:s"),
     "Delivery": obj(
         "id:i conversion_id:i affiliate_id:i offer_id:i event:s state:s "
         "attempt_count:i next_attempt_at:s? last_status:i? last_error:s "
@@ -212,6 +214,7 @@ for _name in (
     "Token",
     "Delivery",
     "OfferPostback",
+    "AffiliateCap",
 ):
     SCHEMAS[f"{_name}List"] = page_of(_name)
 

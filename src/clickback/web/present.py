@@ -87,6 +87,16 @@ def affiliate(r: dict[str, Any], base: str) -> dict[str, Any]:
     }
 
 
+def affiliate_cap(r: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "offer_id": r["offer_id"],
+        "affiliate_id": r["affiliate_id"],
+        "daily_cap": r["daily_cap"],
+        "created_at": iso(r["created_at"]),
+        "updated_at": iso(r["updated_at"]),
+    }
+
+
 def offer_postback(r: dict[str, Any]) -> dict[str, Any]:
     """A per-offer override of an affiliate's postback (it holds no secret: the
     affiliate's `postback_secret` signs it)."""

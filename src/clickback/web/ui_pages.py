@@ -165,6 +165,7 @@ def routes(ui: Ui) -> list[Route]:
             fallback_url=app.settings.fallback_url,
             tests=tests,
             links=[PRESENTERS["links"](r, base) for r in links.items if not r["is_test"]],
+            affiliate_caps=await app.store.affiliate_caps(oid),
             waiting=any(t["conversion_test"]["status"] == integration.PENDING for t in tests),
         )
 

@@ -1,0 +1,58 @@
+"""An affiliate's own daily conversion cap on an offer, beside the offer's `daily_cap`:
+how many of the offer's conversions a UTC day the network takes from that affiliate.
+The screening counts and flags by both (`domain.fraud.ConversionScreen.over_cap`)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from clickback.domain.admin import daily_cap
+from clickback.domain.ports import Store
+from clickback.domain.timefmt import now_us
+from clickback.errors import InputError, NotFoundError
+
+
+async def _check_offer(store: Store, offer_id: int) -> None:
+    if await store.get_row("offers", offer_id) is None:
+        raise NotFoundError(f"offer {offer_id} does not exist")
+
+
+async def set_affiliate_cap(
+    store: Store, offer_id: int, affiliate_id: int, values: Mapping[str, Any]
+) -> None:
+    """Sets (or changes) the affiliate's daily cap on the offer."""
+    await _check_offer(store, offer_id)
+    if await store.get_row("affiliates", affiliate_id) is None:
+        raise NotFoundError(f"affiliate {affiliate_id} does not exist")
+    cap = daily_cap(values.get("daily_cap"))
+    if cap is None:
+        raise InputError(
+            "`daily_cap` is required (DELETE removes the affiliate's cap)",
+            code="invalid_cap",
+            field="daily_cap",
+        )
+    await store.set_affiliate_cap(offer_id, affiliate_id, cap, now_us())
+
+
+async def affiliate_cap(store: Store, offer_id: int, affiliate_id: int) -> dict[str, Any]:
+    """The affiliate's cap on the offer; NotFoundError when it has none."""
+    found = await store.affiliate_caps(offer_id, affiliate_id)
+    if not found:
+        raise NotFoundError(
+            f"affiliate {affiliate_id} has no daily cap of its own on offer {offer_id}"
+        )
+    return found[0]
+
+
+async def affiliate_caps(store: Store, offer_id: int) -> list[dict[str, Any]]:
+    """An offer's per-affiliate caps, by affiliate."""
+    await _check_offer(store, offer_id)
+    return await store.affiliate_caps(offer_id)
+
+
+async def remove_affiliate_cap(store: Store, offer_id: int, affiliate_id: int) -> None:
+    if not await store.delete_affiliate_cap(offer_id, affiliate_id):
+        raise NotFoundError(
+            f"affiliate {affiliate_id} has no daily cap of its own on offer {offer_id}"
+        )
