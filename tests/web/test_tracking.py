@@ -194,6 +194,28 @@ async def test_a_duplicates_ledger_row_keeps_the_warnings_the_repeat_raised(
     assert rows[1]["errors"][1]["field"] == "currency"
 
 
+async def test_a_duplicates_answer_carries_the_warnings_an_accepted_one_would(
+    client: httpx.AsyncClient,
+) -> None:
+    """The advertiser's server is told of a repeat's warnings as it is of an accepted
+    postback's: `warnings`, the same entries word for word, absent when there are none."""
+    s = await make_offer(client)
+    refid = await click(client, s["link"])
+    url = "/postback?refid={}&orderamount=10&ordernumber=W2{}".format
+    first = (await client.get(url(refid, "&commissionid=vip"))).json()
+    again = (await client.get(url(refid, "&commissionid=vip"))).json()
+    assert again["status"] == "duplicate"
+    assert again["warnings"] == first["warnings"]
+    eur = (await client.get(url(refid, "&currency=EUR"))).json()
+    assert [(w["field"], w["code"]) for w in eur["warnings"]] == [("currency", "missing_rate")]
+    plain = (await client.get(url(refid, ""))).json()
+    assert plain["status"] == "duplicate" and "warnings" not in plain
+    [row, *_] = (
+        await client.get("/api/v1/postbacks", params={"outcome": "duplicate"}, headers=AUTH)
+    ).json()["items"][::-1]
+    assert row["errors"][1:] == again["warnings"]  # the answer and the ledger agree
+
+
 async def test_fifty_concurrent_duplicate_fires_make_one_conversion(
     client: httpx.AsyncClient,
 ) -> None:

@@ -282,16 +282,15 @@ class Tracker:
         if written.outcome is Outcome.DUPLICATE:
             assert written.stored is not None
             message, differs = attribution.duplicate(conversion, written.stored)
-            return PostbackAnswer(
-                200,
-                {
-                    "status": "duplicate",
-                    "conversion_id": written.conversion_id,
-                    "message": message,
-                    "differs": differs,
-                },
-                written.ledger_id,
-            )
+            body = {
+                "status": "duplicate",
+                "conversion_id": written.conversion_id,
+                "message": message,
+                "differs": differs,
+            }
+            if errors_out:  # what was sent is told of as an accepted postback's is
+                body["warnings"] = errors_out
+            return PostbackAnswer(200, body, written.ledger_id)
         body = {
             "status": "accepted",
             "conversion_id": written.conversion_id,
