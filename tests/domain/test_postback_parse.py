@@ -2,10 +2,16 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+import orjson
 from hypothesis import given
 from hypothesis import strategies as st
 
-from clickback.domain.postback import PostbackInput, parse_postback
+from clickback.domain.postback import (
+    PostbackInput,
+    merge_errors,
+    not_a_value,
+    parse_postback,
+)
 
 
 def test_seed_parameters_parse() -> None:
@@ -91,3 +97,40 @@ def test_an_amount_refused_is_told_the_currency_only_when_it_carries_one() -> No
         assert "its currency in `currency`" in said[amount], amount
     for amount in ("1e3", "2.5E+2", "+5", "1 000", "abc", "NaN", "0x10"):
         assert "currency" not in said[amount], amount
+
+
+_NOT_TEXT = st.recursive(
+    st.booleans() | st.none(),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner),
+    max_leaves=5,
+)
+
+
+@given(
+    st.sampled_from(["refid", "orderamount", "ordernumber", "currency", "geo", "coupon"]),
+    _NOT_TEXT,
+)
+def test_a_json_value_that_is_no_text_is_one_error_for_its_field(name: str, value: object) -> None:
+    """`"orderamount": true` (or null, a list, an object) is refused once, as no amount,
+    not a second time as the text `true`; another parameter so sent is `invalid_json`."""
+    sent = orjson.dumps(value).decode()
+    params = {"refid": "R", "orderamount": "1", "ordernumber": "1", name: sent}
+    parsed = parse_postback(params)
+    errors = merge_errors([not_a_value(name, sent)], parsed if isinstance(parsed, list) else [])
+    [error] = [e for e in errors if e.field == name]
+    assert error.code == ("invalid_amount" if name == "orderamount" else "invalid_json")
+    assert f"not `{sent[:20]}`" in error.message
+    assert errors == [error]  # the other fields were fine
+
+
+def test_errors_of_other_fields_and_a_repeat_are_kept_beside_it() -> None:
+    sent = not_a_value("orderamount", "true")
+    parsed = parse_postback({"orderamount": "true", "currency": "XX"})
+    assert isinstance(parsed, list)
+    got = merge_errors([sent], parsed)
+    assert [(e.field, e.code) for e in got] == [
+        ("orderamount", "invalid_amount"),
+        ("refid", "missing"),
+        ("ordernumber", "missing"),
+        ("currency", "invalid_currency"),
+    ]

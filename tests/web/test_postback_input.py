@@ -4,6 +4,7 @@ and replays of postbacks that arrived incomplete."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import httpx
@@ -254,6 +255,36 @@ async def test_a_json_body_is_read_as_its_fields(client: httpx.AsyncClient) -> N
     assert r.json()["status"] == "accepted", r.text
     [row, *_] = await ledger(client)
     assert row["params"]["items"] == '["1","2"]'  # numbers as written: their text
+
+
+async def test_a_json_boolean_is_one_error_and_a_json_number_ordernumber_its_text(
+    client: httpx.AsyncClient,
+) -> None:
+    """`"orderamount": true` is one `invalid_amount` (a boolean is no amount), not that and
+    an `invalid_json` besides; `"ordernumber": true` one `invalid_json`; `"ordernumber":
+    12345` is the order number `12345`."""
+    s = await make_offer(client)
+    refid = await click(client, s["link"])
+    headers = {"content-type": "application/json"}
+
+    async def post(**fields: object) -> httpx.Response:
+        body = {"refid": refid, "orderamount": "1", "ordernumber": "B1", **fields}
+        return await client.post("/postback", content=json.dumps(body), headers=headers)
+
+    for value in (True, False):
+        r = await post(orderamount=value)
+        assert r.status_code == 400
+        [error] = r.json()["errors"]
+        assert (error["field"], error["code"]) == ("orderamount", "invalid_amount"), error
+        assert f"not `{json.dumps(value)}`" in error["message"]
+    for field in ("ordernumber", "refid", "currency"):
+        r = await post(**{field: True})
+        assert [(e["field"], e["code"]) for e in r.json()["errors"]] == [(field, "invalid_json")]
+    [row, *_] = await ledger(client)
+    assert row["code"] == "invalid_json" and row["params"]["currency"] == "true"
+    r = await post(ordernumber=12345)
+    assert r.json()["status"] == "accepted", r.text
+    assert [c["ordernumber"] for c in await conversions(client)] == ["12345"]
 
 
 async def test_a_method_the_postback_does_not_take_says_which_it_does(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -105,6 +105,37 @@ def parse_postback(params: Mapping[str, str]) -> PostbackInput | list[FieldError
     if errors or amount is None:
         return errors
     return PostbackInput(refid, amount, ordernumber, coupon, currency, geo, commissionid, token)
+
+
+def not_a_value(name: str, sent: str) -> FieldError:
+    """The error for a parameter a JSON body sent as neither a string nor a number
+    (`true`, `null`, a list), `sent` its JSON text: for `orderamount` the amount's own
+    `invalid_amount` (a boolean is no amount), else `invalid_json`."""
+    if name == "orderamount":
+        return FieldError(
+            name,
+            "invalid_amount",
+            "`orderamount` must be a plain non-negative decimal such as 12.50, as a JSON"
+            f" number or string, not `{sent[:20]}`",
+        )
+    return FieldError(
+        name, "invalid_json", f"`{name}` must be a string or a number, not `{sent[:20]}`"
+    )
+
+
+def merge_errors(arrived: Sequence[FieldError], found: Sequence[FieldError]) -> list[FieldError]:
+    """A refused postback's errors: those of how it arrived, then those found reading it,
+    but none of the latter about a parameter refused already for what it was sent as
+    (`"orderamount": true` is told once that it is no amount, not again as the text
+    `true`)."""
+    sent_as = {e.field for e in arrived if e.field != "*" and e.code in _SENT_AS}
+    if not sent_as:
+        return [*arrived, *found]
+    return [*arrived, *(e for e in found if e.field not in sent_as)]
+
+
+# the codes `not_a_value` gives
+_SENT_AS = frozenset({"invalid_amount", "invalid_json"})
 
 
 def _too_precise(currency: str) -> FieldError:

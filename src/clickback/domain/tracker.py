@@ -19,7 +19,7 @@ from clickback.domain import attribution, money, security
 from clickback.domain.catalog import Catalog, Route
 from clickback.domain.models import Advertiser, FieldError, Link, Offer, OfferStatus, Outcome
 from clickback.domain.ports import ClickRow, LedgerRow, Store
-from clickback.domain.postback import parse_postback, refid_name
+from clickback.domain.postback import merge_errors, parse_postback, refid_name
 from clickback.domain.ratelimit import RateLimiter
 from clickback.domain.refid import TEXT_LEN as REFID_LEN
 from clickback.domain.refid import RefIdCodec, RefIdInfo, new_secret
@@ -213,12 +213,12 @@ class Tracker:
         elif denied is not None:
             refusal = attribution.Refusal(Outcome.FORBIDDEN, [denied, *arrived])
         elif extra_errors or isinstance(parsed, list):
-            errors = list(extra_errors or []) + (parsed if isinstance(parsed, list) else [])
+            found = list(parsed) if isinstance(parsed, list) else []
             if hint is not None:
-                errors.append(hint)
+                found.append(hint)
             elif raw_refid and info is None:  # every bad field at once, this one too
-                errors += attribution.unknown_refid().errors
-            refusal = attribution.Refusal(Outcome.REJECTED, errors)
+                found += attribution.unknown_refid().errors
+            refusal = attribution.Refusal(Outcome.REJECTED, merge_errors(arrived, found))
         elif info is None:
             refusal = attribution.unknown_refid()
         else:

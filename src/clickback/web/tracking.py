@@ -20,7 +20,7 @@ import orjson
 
 from clickback.domain import security
 from clickback.domain.models import FieldError
-from clickback.domain.postback import PARAMETERS
+from clickback.domain.postback import PARAMETERS, not_a_value
 from clickback.errors import UnavailableError
 
 if TYPE_CHECKING:
@@ -175,10 +175,10 @@ def _json_params(
         if isinstance(v, str):
             pairs.append((k, v))
             continue
-        pairs.append((k, orjson.dumps(v, default=list).decode()))
+        text = orjson.dumps(v, default=list).decode()
+        pairs.append((k, text))
         if k in PARAMETERS:
-            message = f"`{k}` must be a string or a number"
-            errors.append(FieldError(k, "invalid_json", message))
+            errors.append(not_a_value(k, text))
     _merge(pairs, into, errors, sent)
 
 
