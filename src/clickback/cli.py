@@ -122,6 +122,14 @@ def _fields(obj: dict[str, Any]) -> None:
     _table(rows, ["field", "value"], whole=("value",))
 
 
+def masked(secret: str) -> str:
+    """A secret as a list shows it: its first 4 characters then `…`, enough to tell two
+    apart, or `…` alone for one too short to give away a third of; '' (none set) as is."""
+    if not secret:
+        return ""
+    return (secret[:4] if len(secret) >= 12 else "") + "…"
+
+
 LimitOption = Annotated[int, typer.Option(min=1, help="The most rows shown (one page).")]
 CursorOption = Annotated[
     str | None,
@@ -141,17 +149,22 @@ def _list(
     shown: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
     whole: tuple[str, ...] = (),
     cursor: str | None = None,
+    secret: tuple[str, ...] = (),
 ) -> None:
     """A page of a list, newest first, as a table (`shown` turns a presented row into its
-    table cells) or as the API's JSON, a line each. When older rows are left, the cursor
-    of the next page goes to stderr, so that stdout holds the rows alone."""
+    table cells) or as the API's JSON, a line each, the `secret` fields of either masked.
+    When older rows are left, the cursor of the next page goes to stderr, so that stdout
+    holds the rows alone."""
     settings = _settings(db)
 
     async def work(store: Store) -> tuple[list[dict[str, Any]], str | None]:
         _check_filters(kind, filters or {})
         base = await public_base(store, settings)
         page = await store.list_rows(kind, filters or {}, since, until, limit, cursor or None)
-        return [present.PRESENTERS[kind](r, base) for r in page.items], page.next_cursor
+        rows = [present.PRESENTERS[kind](r, base) for r in page.items]
+        for row in rows if secret else ():
+            row.update((k, masked(row[k])) for k in secret)
+        return rows, page.next_cursor
 
     rows, next_cursor = _run(db, work)
     if as_json:
@@ -275,10 +288,19 @@ def advertiser_list(
     cursor: CursorOption = None,
     db: DbOption = None,
     as_json: JsonOption = False,
+    show_tokens: Annotated[
+        bool,
+        typer.Option(
+            "--show-tokens",
+            help="Print the postback tokens (and, with --json, signing secrets) whole, "
+            "to copy one; else their first 4 characters then '…'.",
+        ),
+    ] = False,
 ) -> None:
-    """Advertisers, newest first, with their postback tokens."""
+    """Advertisers, newest first, with their postback tokens (masked unless --show-tokens)."""
     columns = ["id", "name", "require_token", "postback_token", "created_at"]
-    _list(db, "advertisers", columns, limit, as_json=as_json, cursor=cursor)
+    secret = () if show_tokens else ("postback_token", "signing_secret")
+    _list(db, "advertisers", columns, limit, as_json=as_json, cursor=cursor, secret=secret)
 
 
 @affiliate_app.command("create")

@@ -383,3 +383,36 @@ def test_offer_cap_sets_lists_and_removes_an_affiliates_daily_cap(any_db: str) -
     assert "no daily cap of its own" in _fails(
         "offer", "cap", "1", "--affiliate", "1", "--daily-cap", "", db=any_db
     )
+
+
+def test_advertiser_list_masks_postback_tokens_unless_asked(any_db: str) -> None:
+    """A list on screen (or pasted into a ticket) no longer shows the secrets an
+    advertiser's server signs and authenticates with: the first 4 characters of a token,
+    then `…` (a short one not even those); `--show-tokens` prints them whole, to copy."""
+    cli("advertiser", "create", "Shop", "--token", "s3cret-token-of-shop", db=any_db)
+    cli("advertiser", "create", "Tiny", "--token", "t0k", db=any_db)
+    cli("advertiser", "security", "1", "--signing-secret", "hmac-key-of-the-shop", db=any_db)
+    table = cli("advertiser", "list", db=any_db)
+    assert "s3cret-token-of-shop" not in table and "t0k" not in table
+    rows = {r["name"]: r for r in table_rows(table)}
+    assert rows["Shop"]["postback_token"] == "s3cr…"
+    assert rows["Tiny"]["postback_token"] == "…"
+    listed = [
+        orjson.loads(x) for x in cli("advertiser", "list", "--json", db=any_db).split("\n") if x
+    ]
+    assert [(a["postback_token"], a["signing_secret"]) for a in listed] == [
+        ("…", ""),  # none set: nothing to hide
+        ("s3cr…", "hmac…"),
+    ]
+    whole = cli("advertiser", "list", "--show-tokens", db=any_db)
+    assert {r["name"]: r["postback_token"] for r in table_rows(whole)} == {
+        "Shop": "s3cret-token-of-shop",
+        "Tiny": "t0k",
+    }
+    listed = [
+        orjson.loads(x)
+        for x in cli("advertiser", "list", "--json", "--show-tokens", db=any_db).split("\n")
+        if x
+    ]
+    assert listed[1]["postback_token"] == "s3cret-token-of-shop"
+    assert listed[1]["signing_secret"] == "hmac-key-of-the-shop"
