@@ -336,3 +336,51 @@ async def test_the_ledger_keeps_the_status_a_request_too_large_was_answered(
     rows = await ledger(client)
     assert [i["http_status"] for i in rows] == [403, 413, 414]
     assert [i["code"] for i in rows] == ["token_missing", "request_too_large", "request_too_large"]
+
+
+async def test_a_replay_of_a_request_too_large_keeps_its_status_and_says_why(
+    client: httpx.AsyncClient,
+) -> None:
+    """Replayed, a postback refused 413 or 414 is refused so again (not 400), its
+    `request_too_large` saying the original was too large and cannot be replayed from the
+    excerpt kept of it; so is the replay's replay, and one first refused for its token."""
+    s = await make_offer(client)
+    refid = await click(client, s["link"])
+    r = await client.get(f"/postback?refid={refid}&orderamount=1&ordernumber=Q&x={'a' * 9000}")
+    assert r.status_code == 414
+    r = await client.post(
+        "/postback",
+        content=f"refid={refid}&orderamount=1&ordernumber=B&x={'b' * 20000}".encode(),
+        headers={"content-type": "application/x-www-form-urlencoded"},
+    )
+    assert r.status_code == 413
+    await client.patch(
+        f"/api/v1/advertisers/{s['advertiser']['id']}",
+        json={"require_token": True, "postback_token": "secret-1"},
+        headers=AUTH,
+    )
+    r = await client.get(f"/postback?refid={refid}&orderamount=1&ordernumber=T&x={'c' * 9000}")
+    assert r.status_code == 403
+    await client.patch(
+        f"/api/v1/advertisers/{s['advertiser']['id']}", json={"require_token": False}, headers=AUTH
+    )
+    for row, status, size in zip(
+        await ledger(client),
+        (414, 413, 414),
+        ("query longer than 8192 bytes", "body over 16384 bytes", "query longer than 8192 bytes"),
+        strict=True,
+    ):
+        original = row["id"]
+        for _ in range(2):  # the original, then its replay
+            r = await client.post(f"/api/v1/postbacks/{row['id']}/replay", headers=AUTH)
+            answer, row = r.json()["answer"], r.json()["postback"]
+            assert answer["status"] == "rejected"
+            assert (row["http_status"], row["code"]) == (status, "request_too_large"), row
+            error = answer["errors"][0]
+            assert error["message"] == (
+                f"{size}: the original was too large and only an excerpt of it was kept,"
+                " so it cannot be replayed; have it sent again within the limit"
+            )
+            assert row["errors"][0] == error
+        assert row["replay_of"] is not None and row["replay_of"] != original
+    assert await conversions(client) == []

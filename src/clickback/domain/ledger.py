@@ -7,7 +7,8 @@ accepted postback, or replaying twice, answers `duplicate`; a bulk replay passes
 a postback a replay already counted, so it adds no ledger row for it. A postback refused because
 it arrived incomplete (cut short, too large) or ambiguous (a parameter twice with two
 values) is refused again: what was stored of it is not the order that was sent
-(`149.90` cut short is `14`).
+(`149.90` cut short is `14`); one too large with the status it was first refused with
+(413, 414), saying so.
 """
 
 from __future__ import annotations
@@ -30,12 +31,24 @@ INCOMPLETE = frozenset(
 )
 
 
+TOO_LARGE = "request_too_large"
+_NOT_REPLAYABLE = (
+    "the original was too large and only an excerpt of it was kept, so it cannot be"
+    " replayed; have it sent again within the limit"
+)
+
+
 async def replay_row(tracker: Tracker, row: Mapping[str, Any]) -> PostbackAnswer:
-    arrived = [
-        FieldError(e["field"], e["code"], e["message"])
-        for e in orjson.loads(row["errors"] or "[]")
-        if e.get("code") in INCOMPLETE
-    ]
+    arrived = []
+    status = None
+    for e in orjson.loads(row["errors"] or "[]"):
+        if e.get("code") == TOO_LARGE:
+            # refused as it was first (413, 414), saying why a replay cannot help
+            size = e["message"].split(": ", 1)[0]  # `body over 16384 bytes`, as first said
+            arrived.append(FieldError(e["field"], TOO_LARGE, f"{size}: {_NOT_REPLAYABLE}"))
+            status = too_large_status(row["http_status"], size)
+        elif e.get("code") in INCOMPLETE:
+            arrived.append(FieldError(e["field"], e["code"], e["message"]))
     return await tracker.postback(
         row["method"],
         row["ip"],
@@ -43,7 +56,17 @@ async def replay_row(tracker: Tracker, row: Mapping[str, Any]) -> PostbackAnswer
         arrived or None,
         received_at=row["received_at"],
         replay_of=row["id"],
+        arrived_status=status,
     )
+
+
+def too_large_status(answered: int, message: str) -> int:
+    """What a request too large was answered, 413 (its body) or 414 (its query): as its
+    row says, or, where a refusal before it was answered (a token's, 403), as its message
+    does (`query longer than …`, `body over …`)."""
+    if answered in (413, 414):
+        return answered
+    return 414 if message.startswith("query") else 413
 
 
 async def replay(store: Store, tracker: Tracker, ledger_id: int) -> PostbackAnswer:
