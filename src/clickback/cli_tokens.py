@@ -57,7 +57,7 @@ def token_create(
 
     token_id, affiliate_id = _run(db, work)
     print(token)
-    what = role if affiliate_id is None else f"affiliate of affiliate {affiliate_id}"
+    what = role if affiliate_id is None else f"affiliate {affiliate_id}'s"
     Console(stderr=True).print(
         f"token {token_id} ({what}, {name!r}) created: it is shown this once, store it now "
         f"(revoke it with `clickback token revoke {token_id}`)",

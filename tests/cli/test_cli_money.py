@@ -216,6 +216,6 @@ def test_token_create_for_an_affiliate_needs_the_affiliate_and_lists_it(
     assert table_rows(cli("token", "list", db=any_db)) == []
     made = create("--role", "affiliate", "--affiliate", "1", "--name", "partner")
     assert made.returncode == 0, made.stderr
-    assert "token 1 (affiliate of affiliate 1, 'partner') created" in made.stderr
+    assert "token 1 (affiliate 1's, 'partner') created" in made.stderr
     [row] = table_rows(cli("token", "list", db=any_db))
     assert (row["id"], row["role"], row["affiliate"]) == ("1", "affiliate", "1")
