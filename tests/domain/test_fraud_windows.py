@@ -12,6 +12,7 @@ from clickback.domain.fraud import (
     Networks,
     SlidingCounts,
     Thresholds,
+    counts_for_caps,
 )
 
 S = 1_000_000  # µs
@@ -148,11 +149,14 @@ def test_daily_caps_count_per_offer_affiliate_and_utc_day_roll_back_and_forget_o
             "is_test": 0,
         }
 
-    screen.count_capped(1, 7, first + 5, False, "approved")
-    screen.count_capped(1, 8, first + 6, False, "pending")
-    screen.count_capped(1, 8, first + 6, True, "approved")  # an integration test's
-    screen.count_capped(1, 8, first + 6, False, "rejected")
-    screen.count_capped(2, 7, first + 7, False, "approved")
+    assert counts_for_caps(False, "approved", [""]) and counts_for_caps(False, "pending", [])
+    assert not counts_for_caps(True, "approved", [])  # an integration test's
+    assert not counts_for_caps(False, "rejected", [])
+    assert not counts_for_caps(False, "pending", ["over_cap"])  # past a cap itself
+    screen.count_capped(1, 7, first + 5, True)
+    screen.count_capped(1, 8, first + 6, True)
+    screen.count_capped(1, 8, first + 6, False)
+    screen.count_capped(2, 7, first + 7, True)
     assert screen.over_cap(conversion(1, first + 8)) == "the offer's daily cap of 2 was reached"
     assert not screen.over_cap(conversion(1, first + 8, cap=3))
     assert not screen.over_cap(conversion(1, first + 8, cap=None))
@@ -164,9 +168,16 @@ def test_daily_caps_count_per_offer_affiliate_and_utc_day_roll_back_and_forget_o
     )
     assert not screen.over_cap(conversion(1, first + 8, cap=None, affiliate=9, own=1))
     screen.begin()
-    screen.count_capped(2, 7, first + 9, False, "approved")
-    screen.count_capped(2, 7, first + 2 * day, False, "approved")  # forgets the first day
-    assert screen.capped == {(2, 0, 20_002): 1, (2, 7, 20_002): 1}
+    screen.count_capped(2, 7, first + 9, True)
+    screen.count_capped(2, 7, first + 2 * day, True)
+    # a day before yesterday (a late replay) is neither capped nor counted
+    assert not screen.over_cap(conversion(1, first + 10))
+    screen.count_capped(1, 7, first + 10, True)
     screen.rollback()
     assert not screen.over_cap(conversion(2, first + 10))  # the pass's count undone
-    assert screen.over_cap(conversion(1, first + 10))  # and the forgotten day is back
+    assert screen.over_cap(conversion(1, first + 10))  # and the first day is current again
+    screen.begin()
+    screen.count_capped(2, 7, first + 2 * day, True)
+    screen.commit()
+    screen.begin()  # the days before yesterday are dropped
+    assert screen.capped == {(2, 0, 20_002): 1, (2, 7, 20_002): 1}

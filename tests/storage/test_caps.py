@@ -22,6 +22,7 @@ DAY = 86_400 * S
 LIMITS = fraud.Thresholds(min_seconds=0, flood_clicks=100, ip_conversions=100)
 UA = "Mozilla/5.0 (X11; Linux x86_64; rv:121.0) Gecko/20100101 Firefox/121.0"
 BOT = "Twitterbot/1.0"
+LEASE = {"none": 10.0, "restart": 0.2}  # a handover waits for the lease to lapse
 
 
 def screener(world: World, lease_seconds: float) -> Screener:
@@ -44,6 +45,19 @@ async def _convert(world: World, link: dict[str, Any], order: str, at: int, ua: 
     return int(answer.body["conversion_id"])
 
 
+async def _handed_over(world: World, job: Screener, handover: str) -> Screener:
+    """The screener that takes the next part: the same, or (`restart`) a new one once the
+    first's lease lapsed, which counts the day again from the store."""
+    if handover == "none":
+        return job
+    await asyncio.sleep(LEASE[handover] + 0.1)
+    return screener(world, LEASE[handover])
+
+
+async def _flags(store: Store, ids: dict[str, int]) -> dict[str, Any]:
+    return {n: ((await store.get_row("conversions", i)) or {}).get("flags") for n, i in ids.items()}
+
+
 async def _screen(job: Screener) -> None:
     deadline = time.monotonic() + 5
     while await job.catch_up() == (0, 0):  # another's lease is running out
@@ -62,8 +76,7 @@ async def test_conversions_past_the_daily_cap_are_held_and_the_count_survives_a_
     # a UTC day three days ago, from 10:00, and the next day just after midnight: all
     # long settled
     day = (time.time_ns() // 1000) // DAY * DAY - 3 * DAY
-    lease = 10.0 if handover == "none" else 0.2
-    first = screener(world, lease)
+    first = screener(world, LEASE[handover])
     ids: dict[str, int] = {}
     ids["bot"] = await _convert(world, link, "bot", day + 10 * 3600 * S, ua=BOT)
     ids["a"] = await _convert(world, link, "a", day + 11 * 3600 * S)
@@ -71,10 +84,7 @@ async def test_conversions_past_the_daily_cap_are_held_and_the_count_survives_a_
     ids["b"] = await _convert(world, link, "b", day + 12 * 3600 * S)
     ids["c"] = await _convert(world, link, "c", day + 13 * 3600 * S)
     await _screen(first)
-    second = first
-    if handover == "restart":
-        await asyncio.sleep(lease + 0.1)  # the first stops, its lease lapses
-        second = screener(world, lease)
+    second = await _handed_over(world, first, handover)
     ids["d"] = await _convert(world, link, "d", day + 23 * 3600 * S)
     ids["next"] = await _convert(world, link, "next", day + DAY + 1800 * S)
     await _screen(second)
@@ -127,16 +137,12 @@ async def test_an_affiliates_own_cap_on_an_offer_holds_its_conversions_alone(
     offer_id, affiliate_id = capped["offer_id"], capped["affiliate_id"]
     await caps.set_affiliate_cap(store, offer_id, affiliate_id, {"daily_cap": 1})
     day = (time.time_ns() // 1000) // DAY * DAY - 3 * DAY
-    lease = 10.0 if handover == "none" else 0.2
-    first = screener(world, lease)
+    first = screener(world, LEASE[handover])
     ids = {"a": await _convert(world, capped, "a", day + 3600 * S)}
     ids["b"] = await _convert(world, capped, "b", day + 2 * 3600 * S)
     ids["c"] = await _convert(world, other, "c", day + 3 * 3600 * S)
     await _screen(first)
-    second = first
-    if handover == "restart":
-        await asyncio.sleep(lease + 0.1)
-        second = screener(world, lease)
+    second = await _handed_over(world, first, handover)
     ids["dd"] = await _convert(world, capped, "dd", day + 4 * 3600 * S)
     ids["ee"] = await _convert(world, other, "ee", day + 5 * 3600 * S)
     await _screen(second)
@@ -151,3 +157,28 @@ async def test_an_affiliates_own_cap_on_an_offer_holds_its_conversions_alone(
     ids["fff"] = await _convert(world, capped, "fff", day + 6 * 3600 * S)
     await _screen(second)
     assert ((await store.get_row("conversions", ids["fff"])) or {}).get("flags") == ""
+
+
+@pytest.mark.parametrize("handover", ["none", "restart"])
+async def test_an_affiliates_conversions_past_its_own_cap_leave_the_offers_cap_to_others(
+    store: Store, handover: str
+) -> None:
+    world = await build_world(store, 10)
+    capped, other = world.links[0], world.links[1]
+    offer_id = capped["offer_id"]
+    await admin.update_offer(store, offer_id, {"daily_cap": 2})
+    await caps.set_affiliate_cap(store, offer_id, capped["affiliate_id"], {"daily_cap": 1})
+    day = (time.time_ns() // 1000) // DAY * DAY - 3 * DAY
+    first = screener(world, LEASE[handover])
+    ids = {
+        n: await _convert(world, capped, n, day + (i + 1) * 3600 * S) for i, n in enumerate("abc")
+    }
+    await _screen(first)
+    second = await _handed_over(world, first, handover)
+    ids["dd"] = await _convert(world, other, "dd", day + 5 * 3600 * S)
+    ids["ee"] = await _convert(world, other, "ee", day + 6 * 3600 * S)
+    await _screen(second)
+    got = {n: ((await store.get_row("conversions", i)) or {}).get("flags") for n, i in ids.items()}
+    # b and c, past the affiliate's own cap, do not count: the other's first is under the
+    # offer's cap of 2, its second past it
+    assert got == {"a": "", "b": "over_cap", "c": "over_cap", "dd": "", "ee": "over_cap"}

@@ -226,3 +226,21 @@ async def test_the_openapi_document_marks_what_an_affiliate_token_may_call(
     }
     assert "affiliate_token" in doc["info"]["description"]
     assert "affiliate_id" in doc["components"]["schemas"]["TokenCreate"]["properties"]
+
+
+async def test_an_archived_affiliates_token_is_refused_and_none_is_made_for_it(
+    client: httpx.AsyncClient,
+) -> None:
+    a, _ = await two_affiliates(client)
+    mine = a["affiliate"]["id"]
+    tok = await affiliate_token(client, mine)
+    assert (await client.get("/api/v1/clicks", headers=tok)).status_code == 200
+    r = await client.delete(f"/api/v1/affiliates/{mine}", headers=AUTH)
+    assert r.status_code in (200, 204), r.text
+    r = await client.get("/api/v1/clicks", headers=tok)
+    assert r.status_code == 401 and code(r) == "token_invalid", r.text
+    assert "archived" in r.json()["errors"][0]["message"]
+    r = await client.post(
+        "/api/v1/tokens", json={"role": "affiliate", "affiliate_id": mine}, headers=AUTH
+    )
+    assert r.status_code == 409 and code(r) == "archived_affiliate", r.text

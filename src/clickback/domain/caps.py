@@ -37,6 +37,7 @@ async def set_affiliate_cap(
 
 async def affiliate_cap(store: Store, offer_id: int, affiliate_id: int) -> dict[str, Any]:
     """The affiliate's cap on the offer; NotFoundError when it has none."""
+    await _check_offer(store, offer_id)
     found = await store.affiliate_caps(offer_id, affiliate_id)
     if not found:
         raise NotFoundError(
@@ -52,6 +53,7 @@ async def affiliate_caps(store: Store, offer_id: int) -> list[dict[str, Any]]:
 
 
 async def remove_affiliate_cap(store: Store, offer_id: int, affiliate_id: int) -> None:
+    await _check_offer(store, offer_id)
     if not await store.delete_affiliate_cap(offer_id, affiliate_id):
         raise NotFoundError(
             f"affiliate {affiliate_id} has no daily cap of its own on offer {offer_id}"

@@ -315,32 +315,42 @@ class ConversionScreen:
     def reset(self) -> None:
         """Forgets every conversion counted (before they are counted again from the store)."""
         self.by_ip = SlidingCounts(self.WINDOW_US, self.limits.ip_conversions)
-        # (offer, affiliate or 0 for the offer's own, UTC day): conversions
+        # (offer, affiliate or 0 for the offer's own, UTC day): conversions; days before
+        # yesterday are dropped as a pass begins
         self.capped: dict[tuple[int, int, int], int] = {}
         self.newest_day = 0
-        self._capped_before: tuple[dict[tuple[int, int, int], int], int] | None = None
+        self._kept_from = 0  # the oldest day `capped` may hold
+        self._pass: tuple[list[tuple[int, int, int]], int] | None = None  # for `rollback`
 
     def begin(self) -> None:
         """Marks the counts before a pass, for `rollback` if its flags are not stored."""
         self.by_ip.begin()
-        self._capped_before = (dict(self.capped), self.newest_day)
+        if self._kept_from < self.newest_day - 1:
+            self._kept_from = self.newest_day - 1
+            self.capped = {k: n for k, n in self.capped.items() if k[2] >= self._kept_from}
+        self._pass = ([], self.newest_day)
 
     def commit(self) -> None:
         self.by_ip.commit()
-        self._capped_before = None
+        self._pass = None
 
     def rollback(self) -> None:
         self.by_ip.rollback()
-        if self._capped_before is not None:
-            (self.capped, self.newest_day), self._capped_before = self._capped_before, None
+        if self._pass is not None:
+            counted, self.newest_day = self._pass
+            for key in counted:
+                self.capped[key] -= 1
+            self._pass = None
 
     def over_cap(self, conversion: Mapping[str, Any]) -> str:
         """Which daily cap the conversion comes past, said for its history ('' none: the
-        integration tests' never do): its offer's (`daily_cap`), else its affiliate's on
-        the offer (`affiliate_daily_cap`); see `count_capped`."""
-        if conversion.get("is_test"):
+        integration tests' never do, nor one of a day before yesterday, a late replay of
+        an old postback, whose day is no longer counted): its offer's (`daily_cap`),
+        else its affiliate's on the offer (`affiliate_daily_cap`); see `count_capped`."""
+        day = conversion["created_at"] // DAY_US
+        if conversion.get("is_test") or day < self.newest_day - 1:
             return ""
-        offer, day = int(conversion["offer_id"]), conversion["created_at"] // DAY_US
+        offer = int(conversion["offer_id"])
         cap = conversion.get("daily_cap")
         if cap and self.capped.get((offer, 0, day), 0) >= int(cap):
             return f"the offer's daily cap of {cap} was reached"
@@ -350,21 +360,18 @@ class ConversionScreen:
             return f"affiliate {affiliate}'s daily cap of {cap} on the offer was reached"
         return ""
 
-    def count_capped(
-        self, offer_id: int, affiliate_id: int, at_us: int, is_test: bool, status: str
-    ) -> None:
+    def count_capped(self, offer_id: int, affiliate_id: int, at_us: int, counts: bool) -> None:
         """Counts a screened conversion towards the caps of its UTC day (its offer's, its
-        affiliate's on the offer), unless it is an integration test's or was rejected (by
-        the screening or before it); also for a recount. Days before yesterday are
-        forgotten."""
-        if is_test or status == "rejected":
-            return
+        affiliate's on the offer) when it `counts` (`counts_for_caps`); also for a
+        recount."""
         day = at_us // DAY_US
-        if day > self.newest_day:
-            self.newest_day = day
-            self.capped = {k: n for k, n in self.capped.items() if k[2] >= day - 1}
+        if not counts or day < self.newest_day - 1:
+            return
+        self.newest_day = max(self.newest_day, day)
         for key in ((offer_id, 0, day), (offer_id, affiliate_id, day)):
             self.capped[key] = self.capped.get(key, 0) + 1
+            if self._pass is not None:
+                self._pass[0].append(key)
 
     def count(self, ip: str, at_us: int) -> None:
         """Counts a conversion screened before, from a click from `ip` (none: ''), as
@@ -389,6 +396,13 @@ class ConversionScreen:
         if ip and self.by_ip.add(ip, conversion["created_at"]) > self.limits.ip_conversions:
             out.append("ip_conversions")
         return out
+
+
+def counts_for_caps(is_test: bool, status: str, flags: Iterable[str]) -> bool:
+    """Whether a screened conversion counts towards the daily caps: not an integration
+    test's, not rejected, and not past a cap itself (held, or only flagged: an
+    affiliate's conversions past its own cap do not use up its offer's)."""
+    return not is_test and status != "rejected" and "over_cap" not in flags
 
 
 def decide(flags: Iterable[str], rules: Mapping[str, str]) -> str:

@@ -183,12 +183,11 @@ class Screener:
             await asyncio.sleep(0)
         conversions = 0
         for page in reversed(pages):
-            for _, ip, created_at, offer_id, affiliate_id, is_test, status in reversed(page):
+            for _, ip, created_at, offer_id, affiliate_id, is_test, status, flags in reversed(page):
                 if created_at >= newest - window:
                     self.conversions.count(ip, created_at)
-                    self.conversions.count_capped(
-                        offer_id, affiliate_id, created_at, bool(is_test), status
-                    )
+                    counts = fraud.counts_for_caps(bool(is_test), status, flags.split(","))
+                    self.conversions.count_capped(offer_id, affiliate_id, created_at, counts)
                     conversions += 1
             await asyncio.sleep(0)
         log.info(
@@ -229,8 +228,9 @@ class Screener:
         to = {"reject": "rejected", "hold": "pending"}.get(action, status)
         if to == "pending" and (status != "approved" or c["changed"]):
             to = status  # only an automatic approval is held back, not one made by hand
+        counts = fraud.counts_for_caps(bool(c["is_test"]), to, capped)
         self.conversions.count_capped(
-            int(c["offer_id"]), int(c["affiliate_id"]), c["created_at"], bool(c["is_test"]), to
+            int(c["offer_id"]), int(c["affiliate_id"]), c["created_at"], counts
         )
         delivery = ""
         # a conversion the offer's rules reject was never posted back (its conversion

@@ -13,7 +13,7 @@ from typing import Any
 
 from clickback.domain.admin import _id as admin_id
 from clickback.domain.ports import Store
-from clickback.errors import InputError, NotFoundError, PermissionDeniedError
+from clickback.errors import ConflictError, InputError, NotFoundError, PermissionDeniedError
 
 ADMIN, READ, AFFILIATE = "admin", "read", "affiliate"
 ROLES = (ADMIN, READ, AFFILIATE)
@@ -48,8 +48,15 @@ async def token_terms(store: Store, values: Mapping[str, Any]) -> tuple[str, str
             field="affiliate_id",
         )
     affiliate_id = admin_id(values, "affiliate_id")
-    if await store.get_row("affiliates", affiliate_id) is None:
+    affiliate = await store.get_row("affiliates", affiliate_id)
+    if affiliate is None:
         raise NotFoundError(f"affiliate {affiliate_id} does not exist", field="affiliate_id")
+    if affiliate["archived_at"] is not None:  # its token would be refused
+        raise ConflictError(
+            f"affiliate {affiliate_id} is archived: its tokens are refused",
+            code="archived_affiliate",
+            field="affiliate_id",
+        )
     return name, role, affiliate_id
 
 

@@ -606,8 +606,12 @@ class SqlStore(OutboxSql, ScreeningSql, ReportSql):
         )
 
     async def find_token(self, token_hash: str) -> dict[str, Any] | None:
+        """An active token, with when its affiliate (an affiliate token's) was archived."""
         return await self._fetchone(
-            "SELECT * FROM api_tokens WHERE token_hash = ? AND revoked_at IS NULL", token_hash
+            "SELECT t.*, f.archived_at AS affiliate_archived_at FROM api_tokens AS t "
+            "LEFT JOIN affiliates AS f ON f.id = t.affiliate_id "
+            "WHERE t.token_hash = ? AND t.revoked_at IS NULL",
+            token_hash,
         )
 
     async def list_tokens(self) -> list[dict[str, Any]]:

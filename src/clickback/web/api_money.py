@@ -339,6 +339,7 @@ def endpoints(app: ClickbackApp) -> list[Endpoint]:
             body="TokenCreate",
             response="TokenCreated",
             status=201,
+            errors=(400, 404, 409),
             tags=("tokens",),
         ),
         Endpoint(

@@ -83,6 +83,8 @@ async def authorize(app: ClickbackApp, request: Request, ep: Endpoint) -> Caller
     affiliate_id = row["affiliate_id"] if row["role"] == AFFILIATE else None
     if row["role"] == AFFILIATE and affiliate_id is None:  # never unscoped: fail closed
         raise AuthError("this token is not valid (no affiliate)", code="token_invalid")
+    if row["role"] == AFFILIATE and row["affiliate_archived_at"] is not None:
+        raise AuthError("this token is not valid (its affiliate is archived)", code="token_invalid")
     return Caller(f"token:{row['id']}:{row['name']}", row["role"], affiliate_id)
 
 
