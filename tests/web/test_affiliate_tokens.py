@@ -157,6 +157,14 @@ async def test_an_affiliate_report_is_its_own_and_leaves_out_revenue_and_profit(
     for sort in ("revenue", "-profit"):
         r = await client.get("/api/v1/reports", params={"sort": sort}, headers=tok)
         assert r.status_code == 400 and code(r) == "invalid_sort", r.text
+    # who is behind an offer is the network's: no report by advertiser, nor filtered by one
+    advertiser = str(a["advertiser"]["id"])
+    for asked in ({"group_by": "offer,advertiser"}, {"advertiser": advertiser}):
+        for path in ("/api/v1/reports", "/api/v1/reports/export"):
+            r = await client.get(path, params=asked, headers=tok)
+            assert r.status_code == 403 and code(r) == "affiliate_token", (asked, r.text)
+    r = await client.get("/api/v1/reports", params={"group_by": "advertiser"}, headers=AUTH)
+    assert r.status_code == 200  # the network's view has them
     r = await client.get("/api/v1/reports/export", params=params, headers=tok)
     assert r.status_code == 200, r.text
     [line] = list(csv.DictReader(io.StringIO(r.text)))

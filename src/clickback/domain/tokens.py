@@ -76,7 +76,12 @@ def scoped(filters: Mapping[str, Any], affiliate_id: int | None) -> dict[str, An
 
 
 def scoped_report(params: Mapping[str, list[str]], affiliate_id: int) -> dict[str, list[str]]:
-    """A report's parameters as an affiliate token may ask them: its own affiliate alone."""
+    """A report's parameters as an affiliate token may ask them: its own affiliate alone,
+    and no advertiser (networks keep who is behind an offer from their affiliates: the
+    report would name it)."""
+    grouped = {g.strip() for raw in params.get("group_by", []) for g in raw.split(",")}
+    if "advertiser" in grouped or "advertiser" in params:
+        raise denied("an affiliate token reports by offer, not by advertiser")
     asked = [v.strip() for raw in params.get("affiliate", []) for v in raw.split(",")]
     if any(v.isascii() and v.isdigit() and int(v) != affiliate_id for v in asked):
         raise denied("an affiliate token reports on its own affiliate only")
