@@ -310,12 +310,9 @@ async def test_a_method_the_postback_does_not_take_says_which_it_does(
     assert (conv["ordernumber"], conv["orderamount"]) == ("PUT-1", "12.50")
 
 
-async def test_the_ledger_keeps_the_status_a_request_too_large_was_answered(
-    client: httpx.AsyncClient,
-) -> None:
-    """A query over 8,192 characters is answered 414 and a body over 16 KiB 413: the
-    ledger says so too, not 400 (a refusal for how the request arrived keeps its status
-    behind a token's refusal, though: that one is answered 403)."""
+async def _three_too_large(client: httpx.AsyncClient) -> tuple[dict[str, Any], httpx.Response]:
+    """A query too long (414), a body too large (413), then, the advertiser requiring a
+    token, a query too long without one: its answer."""
     s = await make_offer(client)
     refid = await click(client, s["link"])
     r = await client.get(f"/postback?refid={refid}&orderamount=1&ordernumber=Q&x={'a' * 9000}")
@@ -332,6 +329,16 @@ async def test_the_ledger_keeps_the_status_a_request_too_large_was_answered(
         headers=AUTH,
     )
     r = await client.get(f"/postback?refid={refid}&orderamount=1&ordernumber=T&x={'c' * 9000}")
+    return s, r
+
+
+async def test_the_ledger_keeps_the_status_a_request_too_large_was_answered(
+    client: httpx.AsyncClient,
+) -> None:
+    """A query over 8,192 characters is answered 414 and a body over 16 KiB 413: the
+    ledger says so too, not 400 (a refusal for how the request arrived keeps its status
+    behind a token's refusal, though: that one is answered 403)."""
+    _, r = await _three_too_large(client)
     assert r.status_code == 403 and r.json()["code"] == "token_missing"
     rows = await ledger(client)
     assert [i["http_status"] for i in rows] == [403, 413, 414]
@@ -344,22 +351,7 @@ async def test_a_replay_of_a_request_too_large_keeps_its_status_and_says_why(
     """Replayed, a postback refused 413 or 414 is refused so again (not 400), its
     `request_too_large` saying the original was too large and cannot be replayed from the
     excerpt kept of it; so is the replay's replay, and one first refused for its token."""
-    s = await make_offer(client)
-    refid = await click(client, s["link"])
-    r = await client.get(f"/postback?refid={refid}&orderamount=1&ordernumber=Q&x={'a' * 9000}")
-    assert r.status_code == 414
-    r = await client.post(
-        "/postback",
-        content=f"refid={refid}&orderamount=1&ordernumber=B&x={'b' * 20000}".encode(),
-        headers={"content-type": "application/x-www-form-urlencoded"},
-    )
-    assert r.status_code == 413
-    await client.patch(
-        f"/api/v1/advertisers/{s['advertiser']['id']}",
-        json={"require_token": True, "postback_token": "secret-1"},
-        headers=AUTH,
-    )
-    r = await client.get(f"/postback?refid={refid}&orderamount=1&ordernumber=T&x={'c' * 9000}")
+    s, r = await _three_too_large(client)
     assert r.status_code == 403
     await client.patch(
         f"/api/v1/advertisers/{s['advertiser']['id']}", json={"require_token": False}, headers=AUTH
