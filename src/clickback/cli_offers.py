@@ -51,6 +51,10 @@ DAILY_CAP = (
     "Conversions a UTC day; later ones are flagged over_cap and held for review (the rule"
     ' over_cap in --fraud-rules changes that); "" for no cap.'
 )
+AUTO_APPROVE = (
+    "Days after which a conversion still pending (not flagged) is approved: the"
+    ' advertiser\'s validation period; "" for never.'
+)
 FRAUD_RULES = (
     'JSON object of flag to flag, hold or reject, e.g. \'{"bot": "reject"}\' '
     "(as the API's fraud_rules; '{}' for none)."
@@ -106,6 +110,7 @@ def offer_create(
     status: Annotated[str, typer.Option(help="active, or paused to start paused.")] = "active",
     fraud_rules: Annotated[str | None, typer.Option(help=FRAUD_RULES)] = None,
     daily_cap: Annotated[str, typer.Option(help=DAILY_CAP)] = "",
+    auto_approve_days: Annotated[str, typer.Option(help=AUTO_APPROVE)] = "",
     db: DbOption = None,
 ) -> None:
     """Create an offer of an advertiser: its landing page, payout and terms."""
@@ -127,6 +132,7 @@ def offer_create(
         "status": status,
         "fraud_rules": _fraud_rules(fraud_rules),
         "daily_cap": daily_cap,
+        "auto_approve_days": auto_approve_days,
     }
     base = _settings(db).base_currency  # the revenue's currency
     new_id = _run(db, lambda s: admin.create_offer(s, values, base))
@@ -155,6 +161,7 @@ def offer_update(
     status: Annotated[str | None, typer.Option(help="active or paused.")] = None,
     fraud_rules: Annotated[str | None, typer.Option(help=FRAUD_RULES)] = None,
     daily_cap: Annotated[str | None, typer.Option(help=DAILY_CAP)] = None,
+    auto_approve_days: Annotated[str | None, typer.Option(help=AUTO_APPROVE)] = None,
     db: DbOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -176,6 +183,7 @@ def offer_update(
         status=status,
         fraud_rules=_fraud_rules(fraud_rules),
         daily_cap=daily_cap,
+        auto_approve_days=auto_approve_days,
     )
     if not values:
         console.print(

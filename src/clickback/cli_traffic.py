@@ -136,6 +136,23 @@ def conversions_status(
     console.print(f"conversion {conversion_id} {status}")
 
 
+@conversions_app.command("approve-due")
+def conversions_approve_due(db: DbOption = None) -> None:
+    """Approve now the pending conversions whose offer's validation period
+    (--auto-approve-days) has passed (`clickback serve` does it every minute)."""
+    import time
+
+    from clickback.domain import lifecycle
+
+    async def work(store: Store) -> int:
+        catalog = await _catalog(store)
+        return await lifecycle.approve_due(
+            store, time.time_ns() // 1000, catalog.delivery_state, limit=1_000_000
+        )
+
+    console.print(f"{_run(db, work)} conversions approved")
+
+
 @conversions_app.command("import-statuses")
 def conversions_import_statuses(
     file: Annotated[typer.FileText, typer.Argument(help="CSV: ordernumber,status,reason.")],

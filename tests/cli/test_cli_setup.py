@@ -189,6 +189,9 @@ def test_offer_update_changes_what_it_is_given_and_prints_the_offer(
     assert _shown(any_db, "offer", "show", "1") == offer
     assert _shown(any_db, "offer", "update", "1", "--daily-cap", "40")["daily_cap"] == 40
     assert _shown(any_db, "offer", "update", "1", "--daily-cap", "")["daily_cap"] is None
+    offer = _shown(any_db, "offer", "update", "1", "--auto-approve-days", "30")
+    assert offer["auto_approve_days"] == 30
+    assert "0 conversions approved" in cli("conversions", "approve-due", db=any_db)
 
 
 def test_offer_update_is_checked_as_the_api_checks_it(any_db: str) -> None:

@@ -37,6 +37,7 @@ async def setup(store: Store) -> tuple[int, int]:
             "approval": "auto",
             "fraud_rules": "{}",
             "daily_cap": None,
+            "auto_approve_days": None,
         }
     )
     aff = await store.create_affiliate("F")

@@ -158,6 +158,22 @@ async def test_an_offers_daily_cap_is_set_checked_shown_and_cleared(
     assert plain["offer"]["daily_cap"] is None
 
 
+async def test_an_offers_validation_period_is_set_checked_and_cleared(
+    client: httpx.AsyncClient,
+) -> None:
+    s = await make_offer(client, approval="review", auto_approve_days=30)
+    assert s["offer"]["auto_approve_days"] == 30
+    url = f"/api/v1/offers/{s['offer']['id']}"
+    for bad in [0, 366, 1.5, True, "a month"]:
+        r = await client.patch(url, json={"auto_approve_days": bad}, headers=AUTH)
+        assert r.status_code == 400, (bad, r.text)
+        assert r.json()["errors"][0]["code"] == "invalid_auto_approve", (bad, r.text)
+    r = await client.patch(url, json={"auto_approve_days": "14"}, headers=AUTH)
+    assert r.json()["auto_approve_days"] == 14
+    r = await client.patch(url, json={"auto_approve_days": None}, headers=AUTH)
+    assert r.json()["auto_approve_days"] is None
+
+
 async def test_an_affiliates_own_cap_on_an_offer_is_set_read_listed_and_removed(
     client: httpx.AsyncClient,
 ) -> None:

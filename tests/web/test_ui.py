@@ -163,12 +163,15 @@ async def test_the_offer_page_shows_where_a_click_goes_while_not_serving(
 async def test_the_offer_page_shows_its_daily_cap_and_what_comes_past_it(
     client: httpx.AsyncClient,
 ) -> None:
-    s = await make_offer(client, daily_cap=40, fraud_rules={"over_cap": "reject"})
+    s = await make_offer(
+        client, daily_cap=40, fraud_rules={"over_cap": "reject"}, auto_approve_days=30
+    )
     offer_id, affiliate_id = s["offer"]["id"], s["affiliate"]["id"]
     await login(client, ADMIN)
     page = await client.get(f"/ui/offers/{offer_id}")
     assert 'id="daily-cap">40 conversions a UTC day; past it, reject' in page.text
     assert 'id="affiliate-caps">none' in page.text
+    assert 'id="approval">auto; still pending after 30 days (not flagged): approved' in page.text
     cap = {"daily_cap": 6}
     await client.put(f"/api/v1/offers/{offer_id}/caps/{affiliate_id}", json=cap, headers=AUTH)
     page = await client.get(f"/ui/offers/{offer_id}")

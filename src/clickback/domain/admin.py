@@ -258,7 +258,31 @@ def offer_values(
         out["approval"] = approval
     if not partial or "daily_cap" in values:  # null or "" in a PATCH removes it
         out["daily_cap"] = daily_cap(values.get("daily_cap"))
+    if not partial or "auto_approve_days" in values:  # null or "" in a PATCH removes it
+        out["auto_approve_days"] = auto_approve_days(values.get("auto_approve_days"))
     return out
+
+
+def _count(raw: Any) -> int:
+    """A whole number given as one or as its text (12, "12"; not 2.5, True, "1e3" or
+    "ten": 0, which no count here takes)."""
+    text = str(raw).strip() if isinstance(raw, str | int) and not isinstance(raw, bool) else ""
+    return int(text) if text.isascii() and text.isdigit() else 0
+
+
+def auto_approve_days(raw: Any) -> int | None:
+    """An offer's validation period: days (1 to 365) after which a conversion still
+    pending is approved; None, '' or absent: never."""
+    if raw is None or raw == "":
+        return None
+    days = _count(raw)
+    if not 1 <= days <= 365:
+        raise InputError(
+            "`auto_approve_days` must be a whole number of days, 1 to 365, or empty for none",
+            code="invalid_auto_approve",
+            field="auto_approve_days",
+        )
+    return days
 
 
 def daily_cap(raw: Any) -> int | None:
@@ -266,9 +290,7 @@ def daily_cap(raw: Any) -> int | None:
     None, '' or absent: no cap."""
     if raw is None or raw == "":
         return None
-    # a count: 12 or "12", not 2.5, True, "1e3" or "ten"
-    text = str(raw).strip() if isinstance(raw, str | int) and not isinstance(raw, bool) else ""
-    cap = int(text) if text.isascii() and text.isdigit() else 0
+    cap = _count(raw)
     if not 1 <= cap <= MAX_DAILY_CAP:
         raise InputError(
             f"`daily_cap` must be a whole number of conversions a day, 1 to {MAX_DAILY_CAP:,},"

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from clickback.domain.csvtext import csv_lines
+from clickback.domain.fraud import fraud_flags
 from clickback.domain.ports import Store
 from clickback.errors import ConflictError, InputError, NotFoundError
 
@@ -77,6 +78,33 @@ async def change_status(
         raise ConflictError(
             "the conversion changed meanwhile; read it and retry", code="concurrent_change"
         )
+
+
+AUTO_APPROVAL = "auto_approval"  # the actor of an approval at the end of a validation period
+
+
+async def approve_due(
+    store: Store, now_us: int, delivery_state: DeliveryState = _no_delivery, limit: int = 500
+) -> int:
+    """Approves the pending conversions whose offer's validation period
+    (`auto_approve_days`) has passed without a decision: the advertiser did not reject
+    them in time. One carrying a fraud flag or `over_cap` (held by the screening, or
+    flagged on a review offer) waits for a person. How many were approved (at most
+    `limit` a call; one changed meanwhile is passed over)."""
+    approved = 0
+    for row in await store.due_for_approval(now_us, limit):
+        if fraud_flags(str(row["flags"])):
+            continue
+        days = row["auto_approve_days"]
+        reason = f"auto_approved: no decision within {days} day{'s' if days > 1 else ''}"
+        try:
+            await change_status(
+                store, int(row["id"]), "approved", reason, AUTO_APPROVAL, delivery_state
+            )
+        except ConflictError:  # decided meanwhile
+            continue
+        approved += 1
+    return approved
 
 
 @dataclass(frozen=True, slots=True)

@@ -65,6 +65,7 @@ class Offer:
     approval: str = "auto"  # `auto`: approved when recorded; `review`: pending until decided
     fallback_url: str = ""  # where its links send a click while not serving; '': the global
     daily_cap: int | None = None  # conversions a UTC day; more are flagged `over_cap`
+    auto_approve_days: int | None = None  # a pending conversion this old is approved
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,7 +6,9 @@ flagged within about three seconds of its creation (it is taken once two seconds
 that no click still committing elsewhere slips under the job's watermark; a click that
 took longer than that to commit, from a node whose clock is off or an asynchronous
 writer that stalled, is not flagged). Outbound conversion postbacks wait for the screening, so an
-affiliate never hears of a conversion that the offer's rules reject.
+affiliate never hears of a conversion that the offer's rules reject. The holder of the
+job also approves, every minute, the conversions still pending at the end of their
+offer's validation period (`lifecycle.approve_due`).
 """
 
 from __future__ import annotations
@@ -19,13 +21,14 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from clickback.domain import fraud, pacing, refid
+from clickback.domain import fraud, lifecycle, pacing, refid
 from clickback.domain.lifecycle import DeliveryState
 from clickback.domain.ports import Screening, Store
 
 log = logging.getLogger("clickback.screening")
 SETTLE_MS = 2000
 RECOUNT_PAGE = 2000  # rows a page of the recount reads (ip, link and time of each)
+APPROVAL_EVERY_S = 60.0  # how often the validation periods are looked at
 
 
 class Screener:
@@ -302,10 +305,28 @@ class Screener:
                 left = min(left, (renew_at - now) / 1_000_000)
             await asyncio.sleep(left)
 
+    async def approve_due(self) -> int:
+        """The offers' validation periods (`lifecycle.approve_due`), run by the holder of
+        the screening's lease alone, after a pass: a conversion is approved only once
+        screened. How many were approved."""
+        now = time.time_ns() // 1000
+        if self.held_until <= now:
+            return 0
+        approved = await lifecycle.approve_due(self.store, now, self.delivery_state)
+        if approved:
+            log.info(
+                "%d pending conversions approved at the end of their validation period", approved
+            )
+        return approved
+
     async def _loop(self) -> None:
+        next_approval = 0.0
         while True:
             try:
                 await self.catch_up()
+                if time.monotonic() >= next_approval:
+                    next_approval = time.monotonic() + APPROVAL_EVERY_S
+                    await self.approve_due()
             except Exception:
                 log.exception("screening pass failed; retrying")
             await self._rest(self.poll_seconds)

@@ -49,6 +49,7 @@ OFFER_COLUMNS = (
     "approval",
     "fraud_rules",
     "daily_cap",
+    "auto_approve_days",
 )
 UPDATABLE: dict[str, frozenset[str]] = {
     "advertisers": frozenset(
@@ -109,6 +110,7 @@ def offer_from_row(r: Mapping[str, Any]) -> Offer:
         approval=r["approval"],
         fallback_url=r["fallback_url"],
         daily_cap=r["daily_cap"],
+        auto_approve_days=r["auto_approve_days"],
     )
 
 

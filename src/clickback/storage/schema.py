@@ -584,6 +584,18 @@ MIGRATIONS.append(
     )
 )
 
+MIGRATIONS.append(
+    (
+        18,
+        "offers: a validation period, after which a pending conversion is approved",
+        [
+            "ALTER TABLE offers ADD COLUMN auto_approve_days INTEGER",
+            # the auto-approval reads the pending ones only, the oldest first
+            "CREATE INDEX conversions_pending ON conversions (created_at) WHERE status = 'pending'",
+        ],
+    )
+)
+
 LATEST = MIGRATIONS[-1][0]
 
 

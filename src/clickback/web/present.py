@@ -64,6 +64,7 @@ def offer(r: dict[str, Any], base: str) -> dict[str, Any]:
         "approval": r["approval"],
         "fraud_rules": orjson.loads(r["fraud_rules"]),
         "daily_cap": r["daily_cap"],
+        "auto_approve_days": r["auto_approve_days"],
         "created_at": iso(r["created_at"]),
         "updated_at": iso(r["updated_at"]),
         "archived_at": iso(r["archived_at"]),

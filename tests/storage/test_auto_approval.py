@@ -1,0 +1,79 @@
+"""An offer's validation period (`auto_approve_days`): a conversion still pending when it
+ends is approved, with its reason in its history, on both engines; one flagged, one
+decided meanwhile, an unscreened one and a younger one are not."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from urllib.parse import parse_qs, urlsplit
+
+from clickback.domain import admin, fraud, lifecycle
+from clickback.domain.ports import Store
+from clickback.domain.screener import Screener
+from tests.reports_world import World, build_world
+
+S = 1_000_000  # µs
+DAY = 86_400 * S
+UA = "Mozilla/5.0 (X11; Linux x86_64; rv:121.0) Gecko/20100101 Firefox/121.0"
+LIMITS = fraud.Thresholds(min_seconds=0, flood_clicks=100, ip_conversions=100)
+
+
+async def _convert(world: World, link: dict[str, object], order: str, at: int) -> int:
+    world.clock.now = at
+    location = await world.tracker.click(str(link["code"]), "", "198.51.100.9", UA, "")
+    assert location is not None
+    refid = parse_qs(urlsplit(location).query)["refid"][0]
+    params = {"refid": refid, "orderamount": "10", "ordernumber": order}
+    answer = await world.tracker.postback("GET", "127.0.0.1", params)
+    return int(answer.body["conversion_id"])
+
+
+async def test_pending_conversions_are_approved_when_their_validation_period_ends(
+    store: Store,
+) -> None:
+    world = await build_world(store, 11)
+    review = next(x for x in world.links if x["offer_id"] != world.links[0]["offer_id"])
+    offer_id = review["offer_id"]  # an offer whose conversions wait for review
+    await admin.update_offer(store, offer_id, {"auto_approve_days": 2, "daily_cap": 2})
+    now = time.time_ns() // 1000
+    ids = {
+        "old": await _convert(world, review, "old", now - 3 * DAY),
+        "decided": await _convert(world, review, "decided", now - 3 * DAY + S),
+        "capped": await _convert(world, review, "capped", now - 3 * DAY + 2 * S),
+        "young": await _convert(world, review, "young", now - DAY),
+    }
+
+    def screener(lease: float) -> Screener:
+        return Screener(
+            store,
+            fraud.ClickScreen(lambda ua: False, fraud.Networks(), LIMITS),
+            fraud.ConversionScreen(lambda ip: "", LIMITS),
+            world.tracker.catalog.delivery_state,
+            lease_seconds=lease,
+        )
+
+    other, this = screener(0.2), screener(10.0)
+    await other.catch_up()  # another process screens them, and holds the lease
+    assert await this.approve_due() == 0  # so this one approves nothing
+    await asyncio.sleep(0.3)  # the other stops: its lease lapses
+    await this.catch_up()
+    ids["unscreened"] = await _convert(world, review, "unscreened", now - 3 * DAY + 3 * S)
+    await lifecycle.change_status(store, ids["decided"], "rejected", "chargeback", "test")
+    assert await this.approve_due() == 1
+    got = {n: (await store.get_row("conversions", i) or {}).get("status") for n, i in ids.items()}
+    assert got == {
+        "old": "approved",
+        "decided": "rejected",  # decided by hand before
+        "capped": "pending",  # flagged over_cap: waits for a person
+        "young": "pending",  # its period runs a day more
+        "unscreened": "pending",  # not screened yet
+    }
+    _, history = await store.conversion_with_history(ids["old"])
+    assert [(e["to_status"], e["actor"], e["reason"]) for e in history] == [
+        ("approved", "auto_approval", "auto_approved: no decision within 2 days")
+    ]
+    # an offer without a period: nothing of its own is approved
+    await admin.update_offer(store, offer_id, {"auto_approve_days": None})
+    await this.catch_up()
+    assert await lifecycle.approve_due(store, now) == 0
