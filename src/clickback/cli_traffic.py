@@ -146,9 +146,7 @@ def conversions_approve_due(db: DbOption = None) -> None:
 
     async def work(store: Store) -> int:
         catalog = await _catalog(store)
-        return await lifecycle.approve_due(
-            store, time.time_ns() // 1000, catalog.delivery_state, limit=1_000_000
-        )
+        return await lifecycle.approve_due(store, time.time_ns() // 1000, catalog.delivery_state)
 
     console.print(f"{_run(db, work)} conversions approved")
 

@@ -19,9 +19,9 @@ UA = "Mozilla/5.0 (X11; Linux x86_64; rv:121.0) Gecko/20100101 Firefox/121.0"
 LIMITS = fraud.Thresholds(min_seconds=0, flood_clicks=100, ip_conversions=100)
 
 
-async def _convert(world: World, link: dict[str, object], order: str, at: int) -> int:
+async def _convert(world: World, link: dict[str, object], order: str, at: int, ua: str = UA) -> int:
     world.clock.now = at
-    location = await world.tracker.click(str(link["code"]), "", "198.51.100.9", UA, "")
+    location = await world.tracker.click(str(link["code"]), "", "198.51.100.9", ua, "")
     assert location is not None
     refid = parse_qs(urlsplit(location).query)["refid"][0]
     params = {"refid": refid, "orderamount": "10", "ordernumber": order}
@@ -77,3 +77,23 @@ async def test_pending_conversions_are_approved_when_their_validation_period_end
     await admin.update_offer(store, offer_id, {"auto_approve_days": None})
     await this.catch_up()
     assert await lifecycle.approve_due(store, now) == 0
+
+
+async def test_flagged_conversions_first_in_line_do_not_hold_up_the_rest(store: Store) -> None:
+    world = await build_world(store, 12)
+    review = next(x for x in world.links if x["offer_id"] != world.links[0]["offer_id"])
+    await admin.update_offer(store, review["offer_id"], {"auto_approve_days": 1})
+    now = time.time_ns() // 1000
+    bot = await _convert(world, review, "bot", now - 3 * DAY, ua="Twitterbot/1.0")
+    fine = await _convert(world, review, "fine", now - 3 * DAY + S)
+    job = Screener(
+        store,
+        fraud.ClickScreen(lambda ua: "bot" in ua.lower(), fraud.Networks(), LIMITS),
+        fraud.ConversionScreen(lambda ip: "", LIMITS),
+        world.tracker.catalog.delivery_state,
+    )
+    await job.catch_up()
+    # read a conversion at a time: the flagged one, the oldest, is passed over
+    assert await lifecycle.approve_due(store, now, page=1) == 1
+    assert (await store.get_row("conversions", fine) or {})["status"] == "approved"
+    assert (await store.get_row("conversions", bot) or {})["status"] == "pending"

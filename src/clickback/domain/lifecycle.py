@@ -84,26 +84,30 @@ AUTO_APPROVAL = "auto_approval"  # the actor of an approval at the end of a vali
 
 
 async def approve_due(
-    store: Store, now_us: int, delivery_state: DeliveryState = _no_delivery, limit: int = 500
+    store: Store, now_us: int, delivery_state: DeliveryState = _no_delivery, page: int = 500
 ) -> int:
     """Approves the pending conversions whose offer's validation period
     (`auto_approve_days`) has passed without a decision: the advertiser did not reject
     them in time. One carrying a fraud flag or `over_cap` (held by the screening, or
-    flagged on a review offer) waits for a person. How many were approved (at most
-    `limit` a call; one changed meanwhile is passed over)."""
-    approved = 0
-    for row in await store.due_for_approval(now_us, limit):
-        if fraud_flags(str(row["flags"])):
-            continue
-        days = row["auto_approve_days"]
-        reason = f"auto_approved: no decision within {days} day{'s' if days > 1 else ''}"
-        try:
-            await change_status(
-                store, int(row["id"]), "approved", reason, AUTO_APPROVAL, delivery_state
-            )
-        except ConflictError:  # decided meanwhile
-            continue
-        approved += 1
+    flagged on a review offer) waits for a person, and is passed over, as is one decided
+    meanwhile. Read `page` at a time, the oldest first; how many were approved."""
+    approved, after = 0, (-1, 0)
+    while rows := await store.due_for_approval(now_us, after, page):
+        after = (rows[-1]["created_at"], rows[-1]["id"])
+        for row in rows:
+            if fraud_flags(str(row["flags"])):
+                continue
+            days = row["auto_approve_days"]
+            reason = f"auto_approved: no decision within {days} day{'s' if days > 1 else ''}"
+            try:
+                await change_status(
+                    store, int(row["id"]), "approved", reason, AUTO_APPROVAL, delivery_state
+                )
+            except ConflictError:  # decided meanwhile
+                continue
+            approved += 1
+        if len(rows) < page:
+            break
     return approved
 
 

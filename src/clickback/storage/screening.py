@@ -223,17 +223,23 @@ class ScreeningSql(SqlPrimitives):
         )
         return found is not None
 
-    async def due_for_approval(self, now: int, limit: int) -> list[dict[str, Any]]:
+    async def due_for_approval(
+        self, now: int, after: tuple[int, int], limit: int
+    ) -> list[dict[str, Any]]:
         """Pending conversions (screened, not an integration test's) older than their
-        offer's validation period (`auto_approve_days`), the oldest first: id, flags and
-        the period."""
+        offer's validation period (`auto_approve_days`), the oldest first, after `after`
+        (created_at, id): id, created_at, flags and the period."""
         return await self._fetch(
-            "SELECT c.id, c.flags, o.auto_approve_days FROM conversions AS c "
+            "SELECT c.id, c.created_at, c.flags, o.auto_approve_days FROM conversions AS c "
             "JOIN offers AS o ON o.id = c.offer_id "
             "WHERE c.status = 'pending' AND c.screened = 1 AND c.is_test = 0 "
             "AND o.auto_approve_days IS NOT NULL "
             "AND c.created_at <= ? - o.auto_approve_days * CAST(86400000000 AS BIGINT) "
-            "ORDER BY c.created_at LIMIT ?",
+            "AND (c.created_at > ? OR (c.created_at = ? AND c.id > ?)) "
+            "ORDER BY c.created_at, c.id LIMIT ?",
             now,
+            after[0],
+            after[0],
+            after[1],
             limit,
         )
