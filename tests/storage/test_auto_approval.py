@@ -94,6 +94,11 @@ async def test_flagged_conversions_first_in_line_do_not_hold_up_the_rest(store: 
     )
     await job.catch_up()
     # read a conversion at a time: the flagged one, the oldest, is passed over
+    more = await _convert(world, review, "more", now - 3 * DAY + 2 * S)
+    await job.catch_up()
+    assert await lifecycle.approve_due(store, now, page=1, most=1) == 1  # the rest, later
+    assert (await store.get_row("conversions", more) or {})["status"] == "pending"
     assert await lifecycle.approve_due(store, now, page=1) == 1
     assert (await store.get_row("conversions", fine) or {})["status"] == "approved"
+    assert (await store.get_row("conversions", more) or {})["status"] == "approved"
     assert (await store.get_row("conversions", bot) or {})["status"] == "pending"

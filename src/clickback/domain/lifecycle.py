@@ -84,13 +84,18 @@ AUTO_APPROVAL = "auto_approval"  # the actor of an approval at the end of a vali
 
 
 async def approve_due(
-    store: Store, now_us: int, delivery_state: DeliveryState = _no_delivery, page: int = 500
+    store: Store,
+    now_us: int,
+    delivery_state: DeliveryState = _no_delivery,
+    page: int = 500,
+    most: int | None = None,
 ) -> int:
     """Approves the pending conversions whose offer's validation period
     (`auto_approve_days`) has passed without a decision: the advertiser did not reject
     them in time. One carrying a fraud flag or `over_cap` (held by the screening, or
     flagged on a review offer) waits for a person, and is passed over, as is one decided
-    meanwhile. Read `page` at a time, the oldest first; how many were approved."""
+    meanwhile. Read `page` at a time, the oldest first; how many were approved (`most`
+    at the most: the rest, the next time)."""
     approved, after = 0, (-1, 0)
     while rows := await store.due_for_approval(now_us, after, page):
         after = (rows[-1]["created_at"], rows[-1]["id"])
@@ -106,6 +111,8 @@ async def approve_due(
             except ConflictError:  # decided meanwhile
                 continue
             approved += 1
+            if approved == most:
+                return approved
         if len(rows) < page:
             break
     return approved

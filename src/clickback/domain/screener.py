@@ -29,6 +29,9 @@ log = logging.getLogger("clickback.screening")
 SETTLE_MS = 2000
 RECOUNT_PAGE = 2000  # rows a page of the recount reads (ip, link and time of each)
 APPROVAL_EVERY_S = 60.0  # how often the validation periods are looked at
+# approvals a time at the most: a backlog (a period just set on an offer's old pending
+# conversions) is worked off a minute at a time, not in one stop of the screening
+APPROVALS_MOST = 500
 
 
 class Screener:
@@ -312,7 +315,9 @@ class Screener:
         now = time.time_ns() // 1000
         if self.held_until <= now:
             return 0
-        approved = await lifecycle.approve_due(self.store, now, self.delivery_state)
+        approved = await lifecycle.approve_due(
+            self.store, now, self.delivery_state, most=APPROVALS_MOST
+        )
         if approved:
             log.info(
                 "%d pending conversions approved at the end of their validation period", approved
