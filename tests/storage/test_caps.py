@@ -12,7 +12,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from clickback.domain import admin, caps, fraud
+from clickback.domain import admin, caps, fraud, lifecycle
 from clickback.domain.ports import Store
 from clickback.domain.screener import Screener
 from tests.reports_world import World, build_world
@@ -182,3 +182,57 @@ async def test_an_affiliates_conversions_past_its_own_cap_leave_the_offers_cap_t
     # b and c, past the affiliate's own cap, do not count: the other's first is under the
     # offer's cap of 2, its second past it
     assert got == {"a": "", "b": "over_cap", "c": "over_cap", "dd": "", "ee": "over_cap"}
+
+
+@pytest.mark.parametrize("handover", ["none", "restart"])
+async def test_a_conversion_rejected_by_hand_after_its_screening_leaves_the_days_count(
+    store: Store, handover: str
+) -> None:
+    world = await build_world(store, 11)
+    # an offer whose conversions wait for review
+    link = next(x for x in world.links if x["offer_id"] != world.links[0]["offer_id"])
+    await admin.update_offer(store, link["offer_id"], {"daily_cap": 2})
+    day = (time.time_ns() // 1000) // DAY * DAY - 3 * DAY
+    first = screener(world, LEASE[handover])
+    ids = {n: await _convert(world, link, n, day + (i + 1) * 3600 * S) for i, n in enumerate("ab")}
+    await _screen(first)
+    # both pending for review and counted; the operator rejects one of them
+    await lifecycle.change_status(store, ids["a"], "rejected", "duplicate_lead", "api")
+    second = await _handed_over(world, first, handover)
+    ids["c"] = await _convert(world, link, "c", day + 3 * 3600 * S)
+    ids["d"] = await _convert(world, link, "d", day + 4 * 3600 * S)
+    await _screen(second)
+    # the rejected one no longer counts: c is the day's second, d the third
+    assert await _flags(store, ids) == {"a": "", "b": "", "c": "", "d": "over_cap"}
+
+
+async def test_a_conversion_decided_by_hand_while_it_is_screened_counts_once(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    world = await build_world(store, 12)
+    link = world.links[0]
+    await admin.update_offer(
+        store, link["offer_id"], {"daily_cap": 1, "fraud_rules": {"bot": "flag"}}
+    )
+    day = (time.time_ns() // 1000) // DAY * DAY - 3 * DAY
+    job = screener(world, 10.0)
+    # approved on arrival; its screening flags it (its click's), a write that holds only
+    # while the conversion is as the pass read it
+    ids = {"a": await _convert(world, link, "a", day + 3600 * S, ua=BOT)}
+    write = store.screen_conversions
+
+    async def reversed_meanwhile(screenings: Any, owner: str, now: int) -> bool:
+        # the operator reverses it between the pass's reading and its write: the
+        # screening's write of it does not take, and the next pass screens it again
+        monkeypatch.setattr(store, "screen_conversions", write)
+        await lifecycle.change_status(store, ids["a"], "reversed", "chargeback", "api")
+        return await write(screenings, owner, now)
+
+    monkeypatch.setattr(store, "screen_conversions", reversed_meanwhile)
+    await _screen(job)
+    ids["b"] = await _convert(world, link, "b", day + 2 * 3600 * S)
+    await _screen(job)
+    row = await store.get_row("conversions", ids["a"]) or {}
+    assert (row["status"], row["screened"]) == ("reversed", 1)
+    # counted once (a reversed conversion counts): a is the day's first, b past the cap
+    assert await _flags(store, ids) == {"a": "bot", "b": "over_cap"}

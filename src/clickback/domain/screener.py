@@ -53,6 +53,7 @@ class Screener:
         self.max_lag_us = int(max_lag * 1_000_000)
         self.busy = busy  # whether requests are being answered (None: assume so)
         self.clicks_mark = ""  # the newest click flagged, once a pass found some
+        self.events_mark = 0  # the newest conversion event when the counts were made
         self.behind_us = 0  # after a pass: how old the backlog it left is
         self.rested = 0.0  # seconds rested between passes, in all
         # until when this process holds the job with its counts as the store has them
@@ -84,6 +85,8 @@ class Screener:
             again = await self.store.acquire_job("screening", self.owner, now, now + self.lease_us)
             if again != mark:  # the lease passed to another process meanwhile
                 return 0, 0
+        elif await self._decided_by_hand():
+            await self._recount_conversions()
         self.held_until = now + self.lease_us
         # clicks are taken once they are SETTLE_MS old: by then every click issued before
         # has committed (batches commit in milliseconds), so none slips under the mark
@@ -170,6 +173,29 @@ class Screener:
                     break
                 after = rows[-1][0]
                 await asyncio.sleep(0)
+        conversions = await self._recount_conversions()
+        log.info(
+            "screening: %d clicks and %d conversions of the counting windows read in %.2f s",
+            clicks,
+            conversions,
+            time.monotonic() - started,
+        )
+
+    async def _decided_by_hand(self) -> bool:
+        """Whether a conversion the daily caps count (or would) was rejected, or taken back
+        from rejected, by someone other than the screening since the counts were made
+        (in the API, the CLI, the dashboard), or one was decided so while a pass screened
+        it (the pass counted it, but its screening did not take: the next pass screens and
+        counts it again): then the counts are made again, of the screened ones."""
+        since = (self.conversions.newest_day - 1) * fraud.DAY_US
+        self.events_mark, moved = await self.store.decisions_after(self.events_mark, since)
+        return moved
+
+    async def _recount_conversions(self) -> int:
+        """Counts the screened conversions of the day before the newest and since again
+        (`_recount`); how many were counted."""
+        # the events up to here are in what is read next: only later ones call for another
+        self.events_mark = await self.store.newest_conversion_event()
         # conversions are read back from the newest (by id, as the screening takes them)
         # until a page is all older than the day before the newest
         self.conversions.reset()
@@ -196,12 +222,7 @@ class Screener:
                     self.conversions.count_capped(offer_id, affiliate_id, created_at, counts)
                     conversions += 1
             await asyncio.sleep(0)
-        log.info(
-            "screening: %d clicks and %d conversions of the counting windows read in %.2f s",
-            clicks,
-            conversions,
-            time.monotonic() - started,
-        )
+        return conversions
 
     def _click_flags(self, r: dict[str, Any]) -> list[str]:
         """A click's flags; one that cannot be screened is flagged so and passed over, so

@@ -69,6 +69,32 @@ class ScreeningSql(SqlPrimitives):
             limit,
         )
 
+    async def newest_conversion_event(self) -> int:
+        """The id of the newest conversion event (0 for none)."""
+        rows = await self._fetch_tuples("SELECT coalesce(max(id), 0) FROM conversion_events")
+        return int(rows[0][0])
+
+    async def decisions_after(self, after: int, since: int) -> tuple[int, bool]:
+        """(the newest conversion event's id, whether an event after `after` made by
+        anyone but the screening, on a conversion that is not an integration test's,
+        recorded at or after `since`, moved a screened one into or out of `rejected`, or
+        decided one not screened yet): a decision by hand that changes what the daily caps
+        count, or that came while the screening had the conversion in hand (its screening
+        then did not take, and the conversion is screened again). Reads the events by
+        their key."""
+        rows = await self._fetch_tuples(
+            "SELECT coalesce(max(e.id), ?), coalesce(max(CASE WHEN e.actor <> "
+            "'fraud_screening' AND c.is_test = 0 AND c.created_at >= ? AND (c.screened = 0 "
+            "OR e.from_status = 'rejected' OR e.to_status = 'rejected') THEN 1 ELSE 0 END), 0) "
+            "FROM conversion_events AS e JOIN conversions AS c ON c.id = e.conversion_id "
+            "WHERE e.id > ?",
+            after,
+            since,
+            after,
+        )
+        newest, moved = rows[0]
+        return int(newest), bool(moved)
+
     async def flag_clicks(self, flagged: list[tuple[str, str]], owner: str, watermark: str) -> bool:
         """Sets (flags, refid) pairs and moves the screening's watermark, in one
         transaction, if `owner` still holds the job (its row is locked meanwhile, so the
