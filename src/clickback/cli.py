@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from clickback.config import Settings
-from clickback.domain import admin
+from clickback.domain import admin, fx
 from clickback.domain.catalog import Catalog
 from clickback.domain.ports import Store
 from clickback.errors import ClickbackError, ConfigError
@@ -91,6 +91,7 @@ def _run(db: str | None, work: Callable[[Store], Awaitable[T]]) -> T:
         store = await open_store(settings.database_url, settings)
         try:
             await store.migrate()
+            await fx.check_base_currency(store, settings.base_currency)
             return await work(store)
         finally:
             await store.close()
@@ -360,8 +361,6 @@ def rates_import(
 ) -> None:
     """Load exchange rates (1 unit of currency = rate units of the base currency) and value
     the conversions that were waiting for one."""
-    from clickback.domain import fx
-
     rows = fx.parse_rates(file.read())
     base = _settings(db).base_currency
     valued = _run(db, lambda s: fx.import_rates(s, rows, base))

@@ -58,7 +58,8 @@ SETTINGS: dict[str, tuple[str, str]] = {
     "CLICKBACK_BASE_CURRENCY": (
         "USD",
         "The currency reports total in; conversions store their amount in it too, valued "
-        "with the exchange rate of their day (`clickback rates import`).",
+        "with the exchange rate of their day (`clickback rates import`). A database keeps "
+        "the one it first stored amounts or rates in: another is refused at start.",
     ),
     "CLICKBACK_BATCH_MAX": (
         "512",

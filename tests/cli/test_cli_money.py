@@ -219,3 +219,21 @@ def test_token_create_for_an_affiliate_needs_the_affiliate_and_lists_it(
     assert "token 1 (affiliate 1's, 'partner') created" in made.stderr
     [row] = table_rows(cli("token", "list", db=any_db))
     assert (row["id"], row["role"], row["affiliate"]) == ("1", "affiliate", "1")
+
+
+def test_commands_refuse_a_base_currency_other_than_the_stored_rates(
+    sqlite_db: str, tmp_path: Path
+) -> None:
+    rates = _file(tmp_path, "rates.csv", "2026-11-02,EUR,1.08\n")
+    assert "base USD" in cli("rates", "import", str(rates), db=sqlite_db)
+    env = {**os.environ, "CLICKBACK_BASE_CURRENCY": "EUR"}
+    out = subprocess.run(
+        [CLICKBACK, "conversions", "list", "--db", sqlite_db],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert "base_currency_changed" in out.stdout and "CLICKBACK_BASE_CURRENCY=USD" in out.stdout
+    assert "EUR" in cli("rates", "list", db=sqlite_db)  # USD, as the rates, is still taken

@@ -10,7 +10,12 @@ from typing import Any
 
 import httpx
 import orjson
+import pytest
 
+from clickback.config import Settings
+from clickback.domain.ports import Store
+from clickback.errors import ConfigError
+from clickback.web.app import ClickbackApp
 from clickback.web.present import EXPORT_COLUMNS
 from tests.conftest import AUTH, click, make_offer, status
 
@@ -538,3 +543,25 @@ async def test_an_export_writes_at_most_its_limit(client: httpx.AsyncClient) -> 
     for bad in ("0", "-1", "x", "1.5"):
         r = await client.get("/api/v1/conversions/export", params={"limit": bad}, headers=AUTH)
         assert r.status_code == 400 and r.json()["errors"][0]["code"] == "invalid_limit", bad
+
+
+async def test_a_base_currency_other_than_the_stored_amounts_is_refused_at_start(
+    client: httpx.AsyncClient, store: Store
+) -> None:
+    # nothing valued yet: another base is as good
+    euro = Settings(database_url="unused", admin_token="x", base_currency="EUR")
+    first = ClickbackApp(euro, store)
+    await first.startup()
+    await first.shutdown()
+    s = await make_offer(client)  # the client's app counts in USD
+    body = await convert(client, s, "BASE-1", currency="USD")
+    assert body["status"] == "accepted"
+    other = ClickbackApp(euro, store)
+    with pytest.raises(ConfigError) as refused:
+        await other.startup()
+    assert refused.value.code == "base_currency_changed"
+    assert "CLICKBACK_BASE_CURRENCY=USD" in refused.value.message
+    assert await store.get_meta("base_currency") == "USD"
+    same = ClickbackApp(Settings(database_url="unused", admin_token="x"), store)
+    await same.startup()
+    await same.shutdown()

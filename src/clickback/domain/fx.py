@@ -17,9 +17,30 @@ from decimal import Decimal
 from clickback.domain import money
 from clickback.domain.csvtext import csv_lines
 from clickback.domain.ports import Store
-from clickback.errors import InputError
+from clickback.errors import ConfigError, InputError
 
 _ONE = Decimal(1)
+BASE_META = "base_currency"  # meta: the base currency the stored amounts and rates are in
+
+
+async def check_base_currency(store: Store, base: str) -> None:
+    """Refuses a base currency other than the one the database's amounts and exchange
+    rates are in (the reports would add the two up as one): recorded once something is
+    stored in a base, read from the stored conversions where it was not recorded yet."""
+    stored = await store.get_meta(BASE_META)
+    if stored is None:
+        in_use = await store.base_currency_in_use()
+        if in_use is None:
+            return  # nothing valued, no rates: any base is as good as another
+        stored = await store.get_or_set_meta(BASE_META, in_use or base)
+    if stored != base:
+        raise ConfigError(
+            f"CLICKBACK_BASE_CURRENCY is {base}, but this database's amounts and exchange "
+            f"rates are in {stored}: reports would add up the two as one. Set "
+            f"CLICKBACK_BASE_CURRENCY={stored} (a database keeps the base currency it "
+            "first stored amounts in).",
+            code="base_currency_changed",
+        )
 
 
 class Rates:
@@ -85,6 +106,8 @@ def parse_rates(text: str) -> list[tuple[str, str, str]]:
 async def import_rates(store: Store, rows: list[tuple[str, str, str]], base: str) -> int:
     """Stores rates, then values every conversion still missing one. Returns how many
     conversions were valued."""
+    await check_base_currency(store, base)
+    await store.get_or_set_meta(BASE_META, base)  # the rates are in it from now on
     await store.put_rates(rows)
     all_rates = Rates(base, [(c, d, Decimal(r)) for c, d, r in await store.all_rates()])
     valued = 0

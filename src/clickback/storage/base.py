@@ -563,6 +563,19 @@ class SqlStore(OutboxSql, ScreeningSql, ReportSql):
         )
         return len(rows)
 
+    async def base_currency_in_use(self) -> str | None:
+        """The base currency the newest valued conversion was valued in; '' when none is
+        valued but exchange rates are stored (in a base not recorded); None when neither:
+        nothing is stored in a base currency yet. Reads the conversions back from the
+        newest by their key, to the first valued one."""
+        row = await self._fetchone(
+            "SELECT base_currency FROM conversions WHERE base_currency <> '' "
+            "ORDER BY id DESC LIMIT 1"
+        )
+        if row is not None:
+            return str(row["base_currency"])
+        return "" if await self._fetchone("SELECT 1 AS x FROM rates LIMIT 1") else None
+
     async def all_rates(self) -> list[tuple[str, str, str]]:
         rows = await self._fetch("SELECT currency, day, rate FROM rates ORDER BY currency, day")
         return [(r["currency"], r["day"], r["rate"]) for r in rows]

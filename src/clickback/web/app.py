@@ -16,7 +16,7 @@ import httpx
 
 from clickback import outbound_http
 from clickback.config import Settings
-from clickback.domain import fraud
+from clickback.domain import fraud, fx
 from clickback.domain.catalog import Catalog
 from clickback.domain.integration import LandingProbe
 from clickback.domain.outbound import Attempt, OutboundRequest, RetryPolicy
@@ -60,6 +60,7 @@ class ClickbackApp:
         if self.store is None:
             self.store = await open_store(self.settings.database_url, self.settings)
         await self.store.migrate()
+        await fx.check_base_currency(self.store, self.settings.base_currency)
         self.tracker = await open_tracker(
             self.store,
             self.settings.secrets,
