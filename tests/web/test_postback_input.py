@@ -287,6 +287,82 @@ async def test_a_json_boolean_is_one_error_and_a_json_number_ordernumber_its_tex
     assert [c["ordernumber"] for c in await conversions(client)] == ["12345"]
 
 
+async def test_half_a_character_in_a_json_value_is_refused_and_kept(
+    client: httpx.AsyncClient,
+) -> None:
+    """A JSON string holding a lone UTF-16 surrogate (`"SALE\\ud83d"`, an emoji cut in
+    two, as `JSON.stringify` sends it) is no text: for a parameter the postback is decided
+    on, a 400 `invalid_text` naming the field, the postback kept in the ledger with the
+    half as the text `\\ud83d` (which a replay counts); in a field of the advertiser's
+    own, in a name or in a list, kept so and counted. A whole pair is the character."""
+    s = await make_offer(client)
+    refid = await click(client, s["link"])
+    headers = {"content-type": "application/json"}
+    body = f'{{"refid":"{refid}","orderamount":"10","ordernumber":"A1","coupon":"SALE\\ud83d"}}'
+    r = await client.post("/postback", content=body, headers=headers)
+    assert r.status_code == 400, r.text
+    [error] = r.json()["errors"]
+    assert (error["field"], error["code"]) == ("coupon", "invalid_text"), error
+    assert "\\ud83d" in error["message"]
+    [row] = await ledger(client)
+    assert (row["http_status"], row["code"]) == (400, "invalid_text")
+    assert row["params"]["coupon"] == "SALE\\ud83d" and await conversions(client) == []
+    # the same half as the bytes UTF-8 would give it, and in an amount: one error each
+    raw = body.replace("A1", "A2").replace("\\ud83d", "").encode()
+    raw = raw.replace(b'"SALE"', b'"SALE\xed\xa0\xbd"').replace(b'"10"', b'"10\\udc00"')
+    r = await client.post("/postback", content=raw, headers=headers)
+    assert [(e["field"], e["code"]) for e in r.json()["errors"]] == [
+        ("orderamount", "invalid_text"),
+        ("coupon", "invalid_text"),
+    ], r.text
+    r = await client.post(f"/api/v1/postbacks/{row['id']}/replay", headers=AUTH)
+    assert r.json()["answer"]["status"] == "accepted", r.text
+    # not a parameter the postback is decided on: kept as text, the order counted
+    extra = (
+        f'{{"refid":"{refid}","orderamount":"1","ordernumber":"A3","note":"x\\uD83D",'
+        '"list":["\\ud83d",1],"n\\ud83d":"v","coupon":"\\ud83d\\ude00"}'
+    )
+    r = await client.post("/postback", content=extra, headers=headers)
+    assert r.json()["status"] == "accepted", r.text
+    [row, *_] = await ledger(client)
+    assert row["params"]["note"] == "x\\ud83d" and row["params"]["n\\ud83d"] == "v"
+    assert row["params"]["list"] == '["\\ud83d","1"]'
+    coupons = {c["ordernumber"]: c["coupon"] for c in await conversions(client)}
+    assert coupons == {"A1": "SALE\\ud83d", "A3": "\U0001f600"}
+
+
+async def test_bytes_that_are_not_utf8_in_a_form_or_query_are_kept_as_escapes(
+    client: httpx.AsyncClient, app: ClickbackApp
+) -> None:
+    """`%ff`, a raw byte 0xff, or a surrogate's UTF-8 bytes, in a query or a form body:
+    the value holds each byte as its escape (`\\xff`), the postback counted."""
+    s = await make_offer(client)
+    refid = await click(client, s["link"])
+    form = {"content-type": "application/x-www-form-urlencoded"}
+    base = f"refid={refid}&orderamount=1&ordernumber="
+    r = await client.get(f"/postback?{base}F1&coupon=SALE%ff")
+    assert r.json()["status"] == "accepted", r.text
+    r = await client.post("/postback", content=f"{base}F2&coupon=SALE%FF", headers=form)
+    assert r.json()["status"] == "accepted", r.text
+    r = await client.post(
+        "/postback", content=(base + "F3&coupon=SALE").encode() + b"\xff", headers=form
+    )
+    assert r.json()["status"] == "accepted", r.text
+    r = await client.post("/postback", content=f"{base}F4&coupon=SALE%ED%A0%BD", headers=form)
+    assert r.json()["status"] == "accepted", r.text
+    status, answer = await raw_get(app, "/postback", (base + "F5&coupon=SALE").encode() + b"\xff")
+    assert status == 200 and b'"accepted"' in answer, answer
+    coupons = {c["ordernumber"]: c["coupon"] for c in await conversions(client)}
+    assert coupons == {
+        "F1": "SALE\\xff",
+        "F2": "SALE\\xff",
+        "F3": "SALE\\xff",
+        "F4": "SALE\\xed\\xa0\\xbd",
+        "F5": "SALE\\xff",
+    }
+    assert len(await ledger(client)) == 5
+
+
 async def test_a_method_the_postback_does_not_take_says_which_it_does(
     client: httpx.AsyncClient,
 ) -> None:

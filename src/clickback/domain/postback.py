@@ -123,19 +123,31 @@ def not_a_value(name: str, sent: str) -> FieldError:
     )
 
 
+def half_a_character(name: str, sent: str) -> FieldError:
+    """The error for a parameter a JSON body sent as a string holding a lone UTF-16
+    surrogate (`"SALE\\ud83d"`: an emoji cut in two), which is half of a character."""
+    half = next(c for c in sent if "\ud800" <= c <= "\udfff")
+    return FieldError(
+        name,
+        "invalid_text",
+        f"`{name}` holds half of a character, the lone surrogate `\\u{ord(half):04x}` (an"
+        " emoji or other character cut in two): send whole characters",
+    )
+
+
 def merge_errors(arrived: Sequence[FieldError], found: Sequence[FieldError]) -> list[FieldError]:
     """A refused postback's errors: those of how it arrived, then those found reading it,
     but none of the latter about a parameter refused already for what it was sent as
     (`"orderamount": true` is told once that it is no amount, not again as the text
-    `true`)."""
+    `true`; `"10\\udc00"` once that it holds half a character)."""
     sent_as = {e.field for e in arrived if e.field != "*" and e.code in _SENT_AS}
     if not sent_as:
         return [*arrived, *found]
     return [*arrived, *(e for e in found if e.field not in sent_as)]
 
 
-# the codes `not_a_value` gives
-_SENT_AS = frozenset({"invalid_amount", "invalid_json"})
+# the codes `not_a_value` and `half_a_character` give
+_SENT_AS = frozenset({"invalid_amount", "invalid_json", "invalid_text"})
 
 
 def _too_precise(currency: str) -> FieldError:

@@ -20,7 +20,7 @@ import orjson
 
 from clickback.domain import security
 from clickback.domain.models import FieldError
-from clickback.domain.postback import PARAMETERS, not_a_value
+from clickback.domain.postback import PARAMETERS, half_a_character, not_a_value
 from clickback.errors import UnavailableError
 
 if TYPE_CHECKING:
@@ -170,16 +170,39 @@ def _json_params(
         errors.append(FieldError("*", "invalid_json", "a JSON body must be one object of fields"))
         into.setdefault("(body)", body[:1024].decode("utf-8", "backslashreplace"))
         return
+    # a lone surrogate (`"\ud83d"`, half of a character) comes only from an escape or
+    # from its UTF-8 bytes, which `json.loads` lets through: looked for only then
+    halves = b"\\u" in body or b"\xed" in body
     pairs = []
     for k, v in data:
+        if halves:
+            k = _whole(k)
         if isinstance(v, str):
+            if halves and (text := _whole(v)) is not v:
+                if k in PARAMETERS:
+                    errors.append(half_a_character(k, v))
+                v = text
             pairs.append((k, v))
             continue
-        text = orjson.dumps(v, default=list).decode()
+        try:
+            text = orjson.dumps(v, default=list).decode()
+        except TypeError:  # a surrogate in a list or an object
+            text = _whole(json.dumps(v, ensure_ascii=False, separators=(",", ":")))
         pairs.append((k, text))
         if k in PARAMETERS:
             errors.append(not_a_value(k, text))
     _merge(pairs, into, errors, sent)
+
+
+def _whole(text: str) -> str:
+    """`text` itself, or, when it holds a lone surrogate (which is no text: it can be
+    neither encoded nor stored), a copy with each as its escape, `\\ud83d`, as bytes
+    that are not UTF-8 are kept (`\\xff`)."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode()
+    return text
 
 
 def _no_constant(name: str) -> Any:
