@@ -142,6 +142,54 @@ async def test_commission_rules_by_commissionid_and_affiliate(client: httpx.Asyn
     assert r.status_code == 400 and r.json()["errors"][0]["code"] == "invalid_rule"
 
 
+async def test_a_commissionid_only_another_affiliate_has_a_rule_for_is_unknown(
+    client: httpx.AsyncClient,
+) -> None:
+    """Affiliate B's rule for `vip` is B's alone: A's postback with `commissionid=vip`
+    pays A's own payout (the default, or A's rule without a commissionid) and is flagged
+    `unknown_commissionid`, as any id the offer has no rule for; B's pays B's rule."""
+    s = await make_offer(client, payout_type="cps", payout_percent="2")
+    oid = s["offer"]["id"]
+    other = (await client.post("/api/v1/affiliates", json={"name": "B"}, headers=AUTH)).json()
+    link = await client.post(
+        "/api/v1/links", json={"offer_id": oid, "affiliate_id": other["id"]}, headers=AUTH
+    )
+    rule = {"affiliate_id": other["id"], "commissionid": "vip", "payout_type": "cpa"}
+    r = await client.post(
+        f"/api/v1/offers/{oid}/rules", json={**rule, "payout_amount": "9.00"}, headers=AUTH
+    )
+    assert r.status_code == 201, r.text
+    theirs = await convert(client, {**s, "link": link.json()}, "V1", commissionid="vip")
+    assert theirs["commission"] == "9.00" and "warnings" not in theirs, theirs
+    mine = await convert(client, s, "V2", commissionid="vip")
+    assert mine["commission"] == "2.00", mine
+    assert [w["code"] for w in mine.get("warnings", [])] == ["unknown_commissionid"]
+    r = await client.post(
+        f"/api/v1/offers/{oid}/rules",
+        json={"affiliate_id": s["affiliate"]["id"], "payout_type": "cpa", "payout_amount": "4"},
+        headers=AUTH,
+    )
+    assert r.status_code == 201, r.text
+    own = await convert(client, s, "V3", commissionid="vip")  # A's own rule, still unknown
+    assert own["commission"] == "4.00", own
+    assert [w["code"] for w in own.get("warnings", [])] == ["unknown_commissionid"]
+    assert "the affiliate's own payout" in own["warnings"][0]["message"]
+    assert "the default payout" in mine["warnings"][0]["message"]
+    convs = {
+        c["ordernumber"]: c
+        for c in (await client.get("/api/v1/conversions", headers=AUTH)).json()["items"]
+    }
+    assert {k: c["flags"] for k, c in convs.items()} == {
+        "V1": [],
+        "V2": ["unknown_commissionid"],
+        "V3": ["unknown_commissionid"],
+    }
+    ledger = await client.get(
+        "/api/v1/postbacks", params={"code": "unknown_commissionid"}, headers=AUTH
+    )
+    assert [p["ordernumber"] for p in ledger.json()["items"]] == ["V3", "V2"]
+
+
 async def test_cps_in_jpy_usd_kwd_and_base_totals(client: httpx.AsyncClient) -> None:
     r = await client.post(
         "/api/v1/rates",

@@ -214,7 +214,12 @@ def warnings(conversion: ConversionRow) -> list[FieldError]:
             FieldError(
                 "commissionid",
                 UNKNOWN_COMMISSIONID,
-                f"no commission rule `{conversion.commissionid}`: the default payout applied",
+                f"no commission rule `{conversion.commissionid}` for this affiliate: "
+                + (
+                    "the default payout applied"
+                    if conversion.rule == "default"
+                    else f"the affiliate's own payout ({conversion.rule}) applied"
+                ),
             )
         )
     if MISSING_RATE in conversion.flags:

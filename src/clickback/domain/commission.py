@@ -2,7 +2,8 @@
 
 Most specific first: a rule for this affiliate and this `commissionid`, a rule for this
 `commissionid`, a rule for this affiliate, then the offer's default. An unknown
-`commissionid` falls back (it is flagged, never refused).
+`commissionid` (one no rule names, or only rules for other affiliates) falls back (it is
+flagged, never refused).
 """
 
 from __future__ import annotations
@@ -25,7 +26,9 @@ def pick_rule(
     for rule in by_id:
         if rule.affiliate_id is None:
             return rule, False
-    unknown = bool(commissionid) and not by_id
+    # no rule for it that applies to this affiliate: another affiliate's rule for the
+    # same id is none of this one's, so the id is as unknown as one no rule names
+    unknown = bool(commissionid)
     for rule in rules:
         if rule.affiliate_id == affiliate_id and not rule.commissionid:
             return rule, unknown
