@@ -109,6 +109,14 @@ async def import_rates(store: Store, rows: list[tuple[str, str, str]], base: str
     await check_base_currency(store, base)
     await store.get_or_set_meta(BASE_META, base)  # the rates are in it from now on
     await store.put_rates(rows)
+    return await value_missing(store, base)
+
+
+async def value_missing(store: Store, base: str) -> int:
+    """Values every conversion still missing a rate that the stored rates now value (an
+    import does it at once; the screening's holder again once the processes' caches
+    have the import's rates, for the conversions recorded meanwhile with the rates
+    before). How many were valued."""
     all_rates = Rates(base, [(c, d, Decimal(r)) for c, d, r in await store.all_rates()])
     valued = 0
     after = 0

@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from clickback.domain import fraud, lifecycle, pacing, refid
+from clickback.domain import fraud, fx, lifecycle, pacing, refid
 from clickback.domain.lifecycle import DeliveryState
 from clickback.domain.ports import Screening, Store
 
@@ -32,6 +32,10 @@ APPROVAL_EVERY_S = 60.0  # how often the validation periods are looked at
 # approvals a time at the most: a backlog (a period just set on an offer's old pending
 # conversions) is worked off a minute at a time, not in one stop of the screening
 APPROVALS_MOST = 500
+# how old stored rates are before the conversions still missing one are valued again:
+# every process's cache has them by then (`CLICKBACK_CACHE_CHECK_SECONDS`, 1 s, and the
+# batch that was deciding with the rates before)
+RATES_SETTLE_US = 10_000_000
 
 
 class Screener:
@@ -47,11 +51,14 @@ class Screener:
         share: float = 1.0,
         max_lag: float = 0.0,
         busy: Callable[[], bool] | None = None,
+        base_currency: str | None = None,
     ):
         self.batch = batch  # rows per pass: a pass holds the event loop, keep it short
         self.share = share
         self.max_lag_us = int(max_lag * 1_000_000)
         self.busy = busy  # whether requests are being answered (None: assume so)
+        self.base_currency = base_currency  # None: conversions are not valued late here
+        self.rates_seen: int | None = None  # when the rates valued with were stored
         self.clicks_mark = ""  # the newest click flagged, once a pass found some
         self.events_mark = 0  # the newest conversion event when the counts were made
         self.behind_us = 0  # after a pass: how old the backlog it left is
@@ -345,6 +352,25 @@ class Screener:
             )
         return approved
 
+    async def value_late(self) -> int:
+        """Values the conversions still missing a rate once new rates were stored and
+        every process has had the time to see them (`RATES_SETTLE_US`): an import values
+        those recorded before it, but one recorded meanwhile, by a process that still had
+        the rates before, would wait for the next import. Run by the holder of the
+        screening's lease alone, at its start and after each change of the rates. How
+        many were valued."""
+        now = time.time_ns() // 1000
+        if self.base_currency is None or self.held_until <= now:
+            return 0
+        changed = await self.store.rates_changed_at()
+        if changed == self.rates_seen or now - changed < RATES_SETTLE_US:
+            return 0
+        self.rates_seen = changed
+        valued = await fx.value_missing(self.store, self.base_currency)
+        if valued:
+            log.info("%d conversions recorded without a rate valued with the rates stored", valued)
+        return valued
+
     async def _loop(self) -> None:
         next_approval = 0.0
         while True:
@@ -353,6 +379,7 @@ class Screener:
                 if time.monotonic() >= next_approval:
                     next_approval = time.monotonic() + APPROVAL_EVERY_S
                     await self.approve_due()
+                    await self.value_late()
             except Exception:
                 log.exception("screening pass failed; retrying")
             await self._rest(self.poll_seconds)

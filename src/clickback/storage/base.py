@@ -563,6 +563,11 @@ class SqlStore(OutboxSql, ScreeningSql, ReportSql):
         )
         return len(rows)
 
+    async def rates_changed_at(self) -> int:
+        """When exchange rates were last stored (0: never)."""
+        row = await self._fetchone("SELECT coalesce(max(created_at), 0) AS t FROM rates")
+        return int(row["t"]) if row else 0
+
     async def base_currency_in_use(self) -> str | None:
         """The base currency the newest valued conversion was valued in; '' when none is
         valued but exchange rates are stored (in a base not recorded); None when neither:

@@ -136,6 +136,7 @@ class ClickbackApp:
             share=s.jobs_share,
             max_lag=s.jobs_max_lag,
             busy=self.answering_probe(),
+            base_currency=s.base_currency,
         )
         self.sender.start()
         self.screener.start()
