@@ -40,15 +40,29 @@ class Goal:
     max_p99_ms: float | None = None
     max_rss_mb: float | None = None
 
-    def describe(self) -> str:
-        parts = []
+    def parts(self) -> list[tuple[str, str, float]]:
+        """Each bound: (its description, the figure it bounds, the bound)."""
+        out = []
         if self.min_pct_bare is not None:
-            parts.append(f">={self.min_pct_bare:.0f} %")
+            out.append((f">={self.min_pct_bare:.0f} %", "pct_bare", self.min_pct_bare))
         if self.max_p99_ms is not None:
-            parts.append(f"p99<={self.max_p99_ms:g} ms")
+            out.append((f"p99<={self.max_p99_ms:g} ms", "p99_ms", self.max_p99_ms))
         if self.max_rss_mb is not None:
-            parts.append(f"RSS<={self.max_rss_mb:.0f} MB")
-        return ", ".join(parts)
+            out.append((f"RSS<={self.max_rss_mb:.0f} MB", "rss_mb", self.max_rss_mb))
+        return out
+
+    def describe(self) -> str:
+        return ", ".join(text for text, _, _ in self.parts())
+
+    def missed(self, figures: dict[str, float | None]) -> list[str]:
+        """The bounds these figures miss (a figure not measured misses its bound)."""
+        out = []
+        for text, name, bound in self.parts():
+            value = figures.get(name)
+            low = name == "pct_bare"
+            if value is None or (value < bound if low else value > bound):
+                out.append(text)
+        return out
 
 
 @dataclass
@@ -110,16 +124,10 @@ def summarize(results: list[Result]) -> list[dict[str, Any]]:
         p99 = r.median("p99_ms")
         pct_bare = _pct(rps, bare_rps)
         rss = max(r.worker_rss_mb) if r.worker_rss_mb else None
-        verdict = None
+        verdict, missed = None, None
         if r.goal and not r.skipped and rps:
-            g = r.goal
-            verdict = all(
-                (
-                    g.min_pct_bare is None or (pct_bare is not None and pct_bare >= g.min_pct_bare),
-                    g.max_p99_ms is None or (p99 is not None and p99 <= g.max_p99_ms),
-                    g.max_rss_mb is None or (rss is not None and rss <= g.max_rss_mb),
-                )
-            )
+            missed = r.goal.missed({"pct_bare": pct_bare, "p99_ms": p99, "rss_mb": rss})
+            verdict = not missed
         rows.append(
             {
                 "key": r.key,
@@ -147,6 +155,7 @@ def summarize(results: list[Result]) -> list[dict[str, Any]]:
                 "wrk_cpu_pct": r.median("wrk_cpu_pct"),
                 "goal": r.goal.describe() if r.goal else None,
                 "goal_met": verdict,
+                "goal_missed": missed,
                 "notes": r.notes,
                 "extra": r.extra,
                 "runs": [x.as_dict() for x in r.runs],
@@ -186,8 +195,13 @@ def print_table(console: Console, rows: list[dict[str, Any]], title: str) -> Non
         rss = row["worker_rss_mb"]
         met = row["goal_met"]
         goal = "" if row["goal"] is None else row["goal"]
-        if met is not None:
-            goal = f"{'[green]met[/green]' if met else '[red]missed[/red]'} ({goal})"
+        if met:
+            goal = f"[green]met[/green] ({goal})"
+        elif met is not None:
+            missed = row["goal_missed"]
+            kept = [g for g in goal.split(", ") if g not in missed]
+            goal = f"[red]missed[/red] {', '.join(missed)}"
+            goal += f"; [green]met[/green] {', '.join(kept)}" if kept else ""
         table.add_row(
             row["label"],
             _num(row["rps"], ",.0f"),
