@@ -369,7 +369,9 @@ async def test_a_test_postback_repeating_a_real_order_number_does_not_pass(
     r = await client.get(f"/postback?refid={real}&orderamount=5&ordernumber=REAL-1")
     assert r.json()["status"] == "accepted"
     test = await start_test(client, s["offer"]["id"])
-    r = await client.get(f"/postback?refid={test['refid']}&orderamount=1&ordernumber=REAL-1")
+    r = await client.get(
+        f"/postback?refid={test['refid']}&orderamount=1&ordernumber=REAL-1&coupon=TEST"
+    )
     assert r.json()["status"] == "duplicate"
     test = await read_test(client, test["id"])
     assert test["conversion_test"]["status"] == "failed", test["conversion_test"]
@@ -383,6 +385,7 @@ async def test_a_test_postback_repeating_a_real_order_number_does_not_pass(
         == [
             {"field": "orderamount", "stored": "5.00", "sent": "1.00"},
             {"field": "refid", "stored": real, "sent": test["refid"]},
+            {"field": "coupon", "stored": "", "sent": "TEST"},
         ]
     )
     assert r.json()["message"] in why["message"], why["message"]

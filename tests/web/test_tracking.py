@@ -164,6 +164,39 @@ async def test_a_duplicate_with_another_amount_or_refid_says_what_differs(
     assert len(await conversions(client, refid=refid)) == 1
 
 
+async def test_a_duplicate_with_another_commissionid_coupon_or_geo_says_what_differs(
+    client: httpx.AsyncClient,
+) -> None:
+    s = await make_offer(client)
+    refid = await click(client, s["link"])
+    base = f"/postback?refid={refid}&orderamount=10&ordernumber=N3"
+    cid = (await client.get(base + "&commissionid=a&geo=DE")).json()["conversion_id"]
+    # sent nothing: an omitted optional field is no difference
+    r = await client.get(base)
+    assert (r.json()["status"], r.json()["differs"]) == ("duplicate", [])
+    assert r.json()["message"] == f"ordernumber 'N3' was counted already, as conversion {cid}"
+    r = await client.get(base + "&commissionid=a&geo=de")  # the same country, as sent
+    assert r.json()["differs"] == []
+    body = (await client.get(base + "&commissionid=b&coupon=SAVE&geo=FR")).json()
+    assert (body["status"], body["conversion_id"]) == ("duplicate", cid)
+    assert body["differs"] == [
+        {"field": "commissionid", "stored": "a", "sent": "b"},
+        {"field": "coupon", "stored": "", "sent": "SAVE"},
+        {"field": "geo", "stored": "DE", "sent": "FR"},
+    ]
+    assert body["message"] == (
+        f"ordernumber 'N3' was counted already, as conversion {cid}; this one differs:"
+        " stored commissionid a, this one b; stored coupon (none), this one SAVE;"
+        " stored geo DE, this one FR"
+    )
+    rows = (
+        await client.get("/api/v1/postbacks", params={"outcome": "duplicate"}, headers=AUTH)
+    ).json()["items"]
+    assert rows[0]["errors"][0]["differs"] == body["differs"]
+    [conv] = await conversions(client, refid=refid)
+    assert (conv["commissionid"], conv["coupon"], conv["geo"]) == ("a", "", "DE")
+
+
 async def test_a_duplicates_ledger_row_keeps_the_warnings_the_repeat_raised(
     client: httpx.AsyncClient,
 ) -> None:

@@ -61,10 +61,16 @@ def unknown_refid() -> Refusal:
     )
 
 
+# The optional fields a repeat is compared on, as stored: one the repeat did not send
+# ('' as parsed) is no difference, as a retry may leave out what the first one had.
+_COMPARED_IF_SENT = ("commissionid", "coupon", "geo")
+
+
 def duplicate(repeat: ConversionRow, stored: StoredOrder) -> tuple[str, list[dict[str, str]]]:
     """Why a repeat of an order counted already was not counted: the stored conversion's
-    id and, where they differ, its amount, currency and RefID beside the repeat's (a
-    second sale given the first one's order number would otherwise pass as a retry)."""
+    id and, where they differ, its amount, currency and RefID beside the repeat's, and its
+    commissionid, coupon and geo where the repeat sent one (a second sale given the first
+    one's order number would otherwise pass as a retry)."""
     before = money.from_minor(stored.orderamount, stored.currency)
     now = money.from_minor(repeat.orderamount, repeat.currency)
     differs = []
@@ -88,6 +94,11 @@ def duplicate(repeat: ConversionRow, stored: StoredOrder) -> tuple[str, list[dic
     if stored.refid != repeat.refid:
         differs.append({"field": "refid", "stored": stored.refid, "sent": repeat.refid})
         parts.append(f"stored RefID {stored.refid}, this one {repeat.refid}")
+    for field in _COMPARED_IF_SENT:
+        sent, before_text = getattr(repeat, field), getattr(stored, field)
+        if sent and sent != before_text:
+            differs.append({"field": field, "stored": before_text, "sent": sent})
+            parts.append(f"stored {field} {before_text or '(none)'}, this one {sent}")
     message = (
         f"ordernumber {repeat.ordernumber!r} was counted already, as conversion"
         f" {stored.conversion_id}"

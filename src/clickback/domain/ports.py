@@ -98,6 +98,9 @@ class StoredOrder:
     orderamount: int  # minor units of currency
     currency: str
     refid: str
+    commissionid: str
+    coupon: str
+    geo: str
 
 
 @dataclass(frozen=True, slots=True)

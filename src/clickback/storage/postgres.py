@@ -71,7 +71,8 @@ ON CONFLICT (advertiser_id, ordernumber) DO NOTHING
 RETURNING id, advertiser_id, ordernumber
 """
 SELECT_EXISTING = """
-SELECT c.id, c.advertiser_id, c.ordernumber, c.orderamount, c.currency, c.refid
+SELECT c.id, c.advertiser_id, c.ordernumber, c.orderamount, c.currency, c.refid,
+    c.commissionid, c.coupon, c.geo
 FROM conversions AS c
 JOIN unnest($1::bigint[], $2::text[]) AS k(advertiser_id, ordernumber)
   ON c.advertiser_id = k.advertiser_id AND c.ordernumber = k.ordernumber
@@ -467,7 +468,7 @@ class PostgresStore(SqlStore):
                 )
                 for r in rows:
                     ids[(r[1], r[2])] = (r[0], False)
-                    stored[(r[1], r[2])] = StoredOrder(r[0], r[3], r[4], r[5])
+                    stored[(r[1], r[2])] = StoredOrder(r[0], *r[3:])
         ledger_ids = [r[0] for r in await conn.fetch(NEXT_IDS, "postbacks", len(postbacks))]
         out: list[PostbackWritten] = []
         ledger_rows = []
@@ -478,8 +479,15 @@ class PostgresStore(SqlStore):
                 conversion_id, inserted_here = ids[key]
                 if not (inserted_here and first[key] is conv):
                     outcome = Outcome.DUPLICATE
+                    f = first[key]  # counted in this batch: compared with as written
                     repeats = stored.get(key) or StoredOrder(
-                        conversion_id, first[key].orderamount, first[key].currency, first[key].refid
+                        conversion_id,
+                        f.orderamount,
+                        f.currency,
+                        f.refid,
+                        f.commissionid,
+                        f.coupon,
+                        f.geo,
                     )
                     ledger = attribution.ledger_duplicate(ledger, conv, repeats)
             out.append(PostbackWritten(outcome, conversion_id, lid, repeats))

@@ -43,7 +43,7 @@ _CLICK_MARKS = ", ".join("?" * len(CLICK_COLUMNS))
 INSERT_CLICK = f"INSERT INTO clicks ({', '.join(CLICK_COLUMNS)}) VALUES ({_CLICK_MARKS})"
 # what a duplicate is compared with (`attribution.duplicate`)
 SELECT_STORED = (
-    "SELECT id, orderamount, currency, refid FROM conversions"
+    "SELECT id, orderamount, currency, refid, commissionid, coupon, geo FROM conversions"
     " WHERE advertiser_id = ? AND ordernumber = ?"
 )
 # The conversion takes its sub-IDs and test flag from its click when the click row is
