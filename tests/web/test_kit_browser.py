@@ -258,6 +258,11 @@ def test_data_attributes_rename_the_parameter_cookie_and_lifetime(
     assert page.evaluate("window.clickback.decorate('https://x.example/')") == (
         "https://x.example/?clickid=Zz9-_"
     )
+    # a RefID the URL had under another name is replaced too: one RefID, under clickid
+    decorate = "u => window.clickback.decorate(u)"
+    assert page.evaluate(decorate, "https://x.example/?refid=old&a=1&clickid=older#f") == (
+        "https://x.example/?a=1&clickid=Zz9-_#f"
+    )
     page.goto(f"{site}/custom")
     assert hidden(page, "form", "clickid") == "Zz9-_"
     assert problems == []
@@ -273,6 +278,10 @@ def test_an_offers_dotted_refid_param_is_read(browser: Browser, site: str) -> No
     page.goto(f"{site}/dotted?s2s.clickid=Dot-9")
     assert page.evaluate("window.clickback.refid()") == "Dot-9"
     assert hidden(page, "form", '"s2s.clickid"') == "Dot-9"
+    decorate = "u => window.clickback.decorate(u)"
+    assert page.evaluate(decorate, "/a?clickid=o1&b=2&s2s.clickid=o2&refid=o3") == (
+        "/a?b=2&s2s.clickid=Dot-9"
+    )
     assert problems == []
     context.close()
 

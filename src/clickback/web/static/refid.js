@@ -15,7 +15,8 @@
  * A RefID in the URL (its query, or a path segment where the offer's URL has `{refid}`)
  * is stored in the cookie (a newer click replaces an older one);
  * every <input name="refid"> is filled with it once the page is parsed; and
- * window.clickback.decorate(url) carries it on as a URL parameter.
+ * window.clickback.decorate(url) carries it on as a URL parameter (replacing one the URL
+ * had; with another data-param, a `refid` or `clickid` the URL had too).
  * No dependencies, no requests, nothing sent anywhere.
  */
 (function () {
@@ -178,6 +179,15 @@
     return filled;
   }
 
+  // The parameters decorate() replaces: the configured one and, when that is another
+  // name, `refid` and `clickid` too (read as RefIDs from the URL as well), so that a URL
+  // carries one RefID, under the configured name. With the default name a `clickid` is
+  // left as written.
+  var replaced = [encodeURIComponent(param)];
+  if (param !== "refid") {
+    replaced.push("refid", "clickid");
+  }
+
   // Adds (or replaces) the RefID parameter, leaving the rest of the URL as written. A
   // place on this page (`#faq`) and a link that is no web page (`mailto:`, `tel:`) are
   // left as they are.
@@ -197,7 +207,7 @@
     var pairs = query ? query.split("&") : [];
     var key = encodeURIComponent(param);
     for (var i = 0; i < pairs.length; i++) {
-      if (pairs[i] && pairs[i].split("=")[0] !== key) {
+      if (pairs[i] && replaced.indexOf(pairs[i].split("=")[0]) < 0) {
         kept.push(pairs[i]);
       }
     }
