@@ -173,6 +173,11 @@ def _list(
             print(orjson.dumps(row).decode())
     else:
         _table([shown(r) for r in rows] if shown else rows, columns, whole)
+    _more(next_cursor)
+
+
+def _more(next_cursor: str | None) -> None:
+    """The cursor of a list's next page, on stderr, when rows are left."""
     if next_cursor:
         Console(stderr=True).print(
             f"more: --cursor {next_cursor} (the same command with it shows the next page)",
@@ -368,12 +373,22 @@ def rates_import(
 
 
 @rates_app.command("list")
-def rates_list(db: DbOption = None) -> None:
-    """Stored exchange rates, by currency and date."""
-    rows = _run(db, lambda s: s.all_rates())
-    _table(
-        [{"currency": c, "date": d, "rate": r} for c, d, r in rows], ["currency", "date", "rate"]
-    )
+def rates_list(
+    limit: LimitOption = 100,
+    cursor: CursorOption = None,
+    currency: Annotated[str | None, typer.Option(help="Only this currency's rates.")] = None,
+    db: DbOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Stored exchange rates, by currency and date, a page at a time."""
+    page = _run(db, lambda s: s.list_rates(currency, limit, cursor))
+    rows = [{"currency": r["currency"], "date": r["day"], "rate": r["rate"]} for r in page.items]
+    if as_json:
+        for row in rows:
+            print(orjson.dumps(row).decode())
+    else:
+        _table(rows, ["currency", "date", "rate"])
+    _more(page.next_cursor)
 
 
 @rule_app.command("create")

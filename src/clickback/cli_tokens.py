@@ -8,10 +8,18 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from clickback.cli import DbOption, _run, _table, console, token_app
+from clickback.cli import (
+    CursorOption,
+    DbOption,
+    JsonOption,
+    LimitOption,
+    _list,
+    _run,
+    console,
+    token_app,
+)
 from clickback.domain import admin
 from clickback.domain.ports import Store
-from clickback.domain.timefmt import iso
 from clickback.domain.tokens import AFFILIATE, ROLES, token_terms
 
 
@@ -68,19 +76,23 @@ def token_create(
 
 
 @token_app.command("list")
-def token_list(db: DbOption = None) -> None:
-    """API tokens (never the tokens themselves: only their hashes are stored); an
-    affiliate token with its affiliate."""
-    rows = [
-        {
-            **t,
-            "affiliate": t["affiliate_id"],
-            "created_at": iso(t["created_at"]),
-            "revoked_at": iso(t["revoked_at"]),
-        }
-        for t in _run(db, lambda s: s.list_tokens())
-    ]
-    _table(rows, ["id", "name", "role", "affiliate", "created_at", "revoked_at"])
+def token_list(
+    limit: LimitOption = 100,
+    cursor: CursorOption = None,
+    db: DbOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """API tokens, newest first (never the tokens themselves: only their hashes are
+    stored); an affiliate token with its affiliate."""
+    _list(
+        db,
+        "api_tokens",
+        ["id", "name", "role", "affiliate", "created_at", "revoked_at"],
+        limit,
+        as_json=as_json,
+        cursor=cursor,
+        shown=lambda t: {**t, "affiliate": t["affiliate_id"]},
+    )
 
 
 @token_app.command("revoke")

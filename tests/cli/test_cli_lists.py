@@ -124,6 +124,39 @@ def test_the_conversions_and_clicks_lists_page_on_each_engine(any_db: str) -> No
         assert len({k for p in pages for k in p}) == N
 
 
+def test_the_token_and_rates_lists_page_on_each_engine(any_db: str) -> None:
+    """They printed every row at once, with no --limit or --cursor."""
+
+    async def work(store: Store) -> None:
+        await store.migrate()
+        for i in range(N):
+            await store.create_token(f"t{i}", f"hash{i}", "read")
+        rates = [(c, f"2000-01-0{d}", "1.5") for c in ("EUR", "GBP") for d in range(1, 5)]
+        await store.put_rates(rates[:N])
+
+    in_store(any_db, work)
+    pages = _pages(("token", "list"), "id", any_db, as_json=True)
+    assert pages == [["7", "6", "5"], ["4", "3", "2"], ["1"]]
+    assert _pages(("token", "list"), "id", any_db, as_json=False) == pages
+    pages = _pages(("rates", "list"), "date", any_db, as_json=True)
+    assert [len(p) for p in pages] == [3, 3, 1]
+    stdout, stderr = _run("rates", "list", "--limit", "1000", "--json", db=any_db)
+    rows = [orjson.loads(line) for line in stdout.splitlines()]
+    assert [(r["currency"], r["date"]) for r in rows][2:5] == [
+        ("EUR", "2000-01-03"),
+        ("EUR", "2000-01-04"),
+        ("GBP", "2000-01-01"),
+    ]
+    assert len(rows) == N and "--cursor" not in stderr
+    assert pages[0] == ["2000-01-01", "2000-01-02", "2000-01-03"]  # by currency, then date
+    stdout, _ = _run("rates", "list", "--currency", "GBP", "--json", db=any_db)
+    assert [orjson.loads(line)["date"] for line in stdout.splitlines()] == [
+        "2000-01-01",
+        "2000-01-02",
+        "2000-01-03",
+    ]
+
+
 def test_a_last_page_prints_no_cursor_and_a_bad_one_is_refused(sqlite_db: str) -> None:
     _fill(sqlite_db)
     stdout, stderr = _run("advertiser", "list", "--limit", str(N), "--json", db=sqlite_db)

@@ -329,6 +329,75 @@ async def test_tokens_are_created_listed_and_revoked(client: httpx.AsyncClient) 
     assert (await client.get("/api/v1/conversions", headers=ro)).status_code == 401
 
 
+async def _page_through(client: httpx.AsyncClient, path: str, key: str) -> list[list[Any]]:
+    """The keys of each page of a list of 2, following `next_cursor` to the end."""
+    pages: list[list[Any]] = []
+    params: dict[str, Any] = {"limit": 2}
+    while True:
+        r = await client.get(path, params=params, headers=AUTH)
+        assert r.status_code == 200, r.text
+        body = r.json()
+        pages.append([item[key] for item in body["items"]])
+        if body["next_cursor"] is None:
+            return pages
+        assert len(pages) < 10, pages
+        params = {"limit": 2, "cursor": body["next_cursor"]}
+
+
+async def test_the_tokens_and_rates_lists_page_like_every_list(client: httpx.AsyncClient) -> None:
+    """They answered every row at once, with no `limit` or `cursor`."""
+    made = []
+    for i in range(5):
+        r = await client.post(
+            "/api/v1/tokens", json={"name": f"t{i}", "role": "read"}, headers=AUTH
+        )
+        made.append(r.json()["id"])
+    assert await _page_through(client, "/api/v1/tokens", "id") == [
+        made[4:2:-1],
+        made[2:0:-1],
+        made[:1],
+    ]
+    r = await client.get("/api/v1/tokens", params={"sort": "id", "role": "read"}, headers=AUTH)
+    assert [t["id"] for t in r.json()["items"]] == made
+    assert "token_hash" not in r.json()["items"][0]
+    r = await client.get("/api/v1/tokens", params={"limit": "0"}, headers=AUTH)
+    assert r.status_code == 400 and r.json()["errors"][0]["code"] == "invalid_limit"
+
+    csv_text = "date,currency,rate\n" + "".join(
+        f"2000-01-0{d},{c},1.{d}\n" for c in ("EUR", "GBP") for d in (1, 2, 3)
+    )
+    r = await client.post(
+        "/api/v1/rates", headers={**AUTH, "content-type": "text/csv"}, content=csv_text.encode()
+    )
+    assert r.json()["stored"] == 6
+    r = await client.get("/api/v1/rates", params={"limit": 4}, headers=AUTH)
+    body = r.json()
+    assert body["base_currency"] == "USD" and body["next_cursor"]
+    assert [(i["currency"], i["date"]) for i in body["items"]] == [
+        ("EUR", "2000-01-01"),
+        ("EUR", "2000-01-02"),
+        ("EUR", "2000-01-03"),
+        ("GBP", "2000-01-01"),
+    ]
+    r = await client.get(
+        "/api/v1/rates", params={"limit": 4, "cursor": body["next_cursor"]}, headers=AUTH
+    )
+    assert [(i["currency"], i["date"], i["rate"]) for i in r.json()["items"]] == [
+        ("GBP", "2000-01-02", "1.2"),
+        ("GBP", "2000-01-03", "1.3"),
+    ]
+    assert r.json()["next_cursor"] is None
+    r = await client.get("/api/v1/rates", params={"currency": "GBP"}, headers=AUTH)
+    assert [i["date"] for i in r.json()["items"]] == ["2000-01-01", "2000-01-02", "2000-01-03"]
+    for bad, code in (
+        ({"cursor": "not-one"}, "invalid_cursor"),
+        ({"limit": "1001"}, "invalid_limit"),
+        ({"nonsense": "1"}, "unknown_filter"),
+    ):
+        r = await client.get("/api/v1/rates", params=bad, headers=AUTH)
+        assert r.status_code == 400 and r.json()["errors"][0]["code"] == code, (bad, r.text)
+
+
 async def test_archiving_stops_serving_and_keeps_history(client: httpx.AsyncClient) -> None:
     s = await make_offer(client)
     refid = await click(client, s["link"])

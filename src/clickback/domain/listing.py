@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from clickback.domain.lifecycle import STATUSES
 from clickback.domain.models import OfferStatus, Outcome, PayoutType
 from clickback.domain.outbound import DELIVERED, EVENTS, FAILED, HELD, QUEUED
+from clickback.domain.tokens import ROLES
 from clickback.errors import InputError
 
 # a filter's kind: int, str, or the values a text column takes (any other is refused: it
@@ -114,6 +115,8 @@ LISTS: dict[str, ListSpec] = {
     "commission_rules": ListSpec(
         "id", "created_at", {"id": int, "offer_id": int, "affiliate_id": int, "commissionid": str}
     ),
+    # API tokens: their hashes are read with the rows, and never presented
+    "api_tokens": ListSpec("id", "created_at", {"id": int, "role": ROLES, "affiliate_id": int}),
 }
 
 

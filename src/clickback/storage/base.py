@@ -585,6 +585,33 @@ class SqlStore(OutboxSql, ScreeningSql, ReportSql):
         rows = await self._fetch("SELECT currency, day, rate FROM rates ORDER BY currency, day")
         return [(r["currency"], r["day"], r["rate"]) for r in rows]
 
+    async def list_rates(self, currency: str | None, limit: int, cursor: str | None) -> Page:
+        """A page of the stored rates by currency, then day (their key: they have no id),
+        of one currency when `currency` is given; the cursor is the last row's key."""
+        where: list[str] = []
+        args: list[Any] = []
+        if currency is not None:
+            where.append("currency = ?")
+            args.append(currency)
+        if cursor:
+            after_currency, sep, after_day = decode_cursor(cursor, str).partition(" ")
+            if not sep:
+                raise InputError(
+                    "`cursor` is not one this server gave out",
+                    code="invalid_cursor",
+                    field="cursor",
+                )
+            where.append("(currency > ? OR (currency = ? AND day > ?))")
+            args += [after_currency, after_currency, after_day]
+        sql = "SELECT currency, day, rate FROM rates"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        rows = await self._fetch(sql + " ORDER BY currency, day LIMIT ?", *args, limit + 1)
+        more = len(rows) > limit
+        rows = rows[:limit]
+        last = rows[-1] if more else None
+        return Page(rows, encode_cursor(f"{last['currency']} {last['day']}") if last else None)
+
     async def unvalued_conversions(self, after_id: int, limit: int) -> list[dict[str, Any]]:
         return await self._fetch(
             "SELECT id, currency, orderamount, commission, commission_currency, created_at "
@@ -632,12 +659,6 @@ class SqlStore(OutboxSql, ScreeningSql, ReportSql):
             "LEFT JOIN affiliates AS f ON f.id = t.affiliate_id "
             "WHERE t.token_hash = ? AND t.revoked_at IS NULL",
             token_hash,
-        )
-
-    async def list_tokens(self) -> list[dict[str, Any]]:
-        return await self._fetch(
-            "SELECT id, name, role, affiliate_id, created_at, revoked_at FROM api_tokens"
-            " ORDER BY id"
         )
 
     async def revoke_token(self, token_id: int) -> bool:

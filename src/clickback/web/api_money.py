@@ -20,6 +20,7 @@ from clickback.web.http import (
     base_url,
     hash_token,
     int_param,
+    keyed_list_query,
     list_query,
     read_json,
 )
@@ -186,8 +187,18 @@ def endpoints(app: ClickbackApp) -> list[Endpoint]:
         return json_response({"stored": len(rows), "valued": valued})
 
     async def list_rates(request: Request, caller: Caller) -> Response:
-        items = [{"currency": c, "date": d, "rate": r} for c, d, r in await app.store.all_rates()]
-        return json_response({"base_currency": app.settings.base_currency, "items": items})
+        filters, limit, cursor = keyed_list_query("rates", request.query_params, ("currency",))
+        page = await app.store.list_rates(filters.get("currency"), limit, cursor)
+        items = [
+            {"currency": r["currency"], "date": r["day"], "rate": r["rate"]} for r in page.items
+        ]
+        return json_response(
+            {
+                "base_currency": app.settings.base_currency,
+                "items": items,
+                "next_cursor": page.next_cursor,
+            }
+        )
 
     async def create_token(request: Request, caller: Caller) -> Response:
         name, role, affiliate_id = await token_terms(app.store, await read_json(request))
@@ -205,18 +216,12 @@ def endpoints(app: ClickbackApp) -> list[Endpoint]:
         )
 
     async def list_tokens(request: Request, caller: Caller) -> Response:
-        items = [
-            {
-                "id": t["id"],
-                "name": t["name"],
-                "role": t["role"],
-                "affiliate_id": t["affiliate_id"],
-                "created_at": iso(t["created_at"]),
-                "revoked_at": iso(t["revoked_at"]),
-            }
-            for t in await app.store.list_tokens()
-        ]
-        return json_response({"items": items, "next_cursor": None})
+        q = list_query("api_tokens", request.query_params)
+        page = await app.store.list_rows(
+            "api_tokens", q.filters, q.since, q.until, q.limit, q.cursor, ascending=q.ascending
+        )
+        items = [PRESENTERS["api_tokens"](t, "") for t in page.items]
+        return json_response({"items": items, "next_cursor": page.next_cursor})
 
     async def revoke_token(request: Request, caller: Caller) -> Response:
         if not await app.store.revoke_token(int_param(request)):
@@ -326,8 +331,9 @@ def endpoints(app: ClickbackApp) -> list[Endpoint]:
             "GET",
             "/api/v1/rates",
             list_rates,
-            "List exchange rates",
+            "List exchange rates, by currency and date",
             response="RateList",
+            query=("limit", "cursor", "currency"),
             tags=money_tags,
         ),
         Endpoint(
@@ -349,6 +355,7 @@ def endpoints(app: ClickbackApp) -> list[Endpoint]:
             "List API tokens",
             write=True,
             response="TokenList",
+            listing="api_tokens",
             tags=("tokens",),
         ),
         Endpoint(

@@ -173,6 +173,37 @@ def _flag(name: str, value: str) -> bool:
     return value == "true"
 
 
+def _limit(value: str) -> int:
+    if not _INT.fullmatch(value) or not 1 <= int(value) <= MAX_LIMIT:
+        raise InputError(f"`limit` must be 1 to {MAX_LIMIT}", code="invalid_limit", field="limit")
+    return int(value)
+
+
+def keyed_list_query(
+    what: str, params: QueryParams, filters: tuple[str, ...]
+) -> tuple[dict[str, str], int, str | None]:
+    """The list contract of a list kept by another key than an id or a time (the exchange
+    rates, by currency and day): `limit` and `cursor` as every list's, exact-value
+    `filters`; anything else is a 400. Returns (filters, limit, cursor)."""
+    found: dict[str, str] = {}
+    limit, cursor = DEFAULT_LIMIT, None
+    for name, value in params.multi_items():
+        if name == "limit":
+            limit = _limit(value)
+        elif name == "cursor":
+            cursor = value or None
+        elif name in filters:
+            found[name] = value
+        else:
+            known = ", ".join(sorted({*filters, "limit", "cursor"}))
+            raise InputError(
+                f"unknown filter `{name}`; {what} take: {known}",
+                code="unknown_filter",
+                field=name,
+            )
+    return found, limit, cursor
+
+
 def list_query(table: str, params: QueryParams, extra: frozenset[str] = frozenset()) -> ListQuery:
     """The list contract: `limit`, `cursor`, `since`/`until`, `sort`, exact-value filters
     (and `archived` where objects archive); anything else is a 400."""
@@ -190,11 +221,7 @@ def list_query(table: str, params: QueryParams, extra: frozenset[str] = frozense
         if name in extra:
             continue
         if name == "limit":
-            if not _INT.fullmatch(value) or not 1 <= int(value) <= MAX_LIMIT:
-                raise InputError(
-                    f"`limit` must be 1 to {MAX_LIMIT}", code="invalid_limit", field="limit"
-                )
-            q["limit"] = int(value)
+            q["limit"] = _limit(value)
         elif name == "cursor":
             q["cursor"] = value or None
         elif name in ("since", "until"):

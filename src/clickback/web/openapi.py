@@ -167,7 +167,8 @@ SCHEMAS: dict[str, Any] = {
     ),
     "RatesImported": obj("stored:i valued:i"),
     "RateList": obj(
-        "base_currency:s", items={"type": "array", "items": obj("currency:s date:s rate:s")}
+        "base_currency:s next_cursor:s?",
+        items={"type": "array", "items": obj("currency:s date:s rate:s")},
     ),
     "TokenCreate": obj("name:s role:s affiliate_id:i?", required=False),
     "TokenCreated": obj("id:i name:s role:s affiliate_id:i? token:s"),
@@ -245,9 +246,8 @@ def _param(name: str, where: str, schema: dict[str, Any], text: str = "") -> dic
     return out
 
 
-def _list_params(table: str, totals: bool = False) -> list[dict[str, Any]]:
-    spec = LISTS[table]
-    params = [
+def _paging_params() -> list[dict[str, Any]]:
+    return [
         _param(
             "limit",
             "query",
@@ -255,6 +255,13 @@ def _list_params(table: str, totals: bool = False) -> list[dict[str, Any]]:
             f"page size, default {DEFAULT_LIMIT}",
         ),
         _param("cursor", "query", {"type": "string"}, "next_cursor of the previous page"),
+    ]
+
+
+def _list_params(table: str, totals: bool = False) -> list[dict[str, Any]]:
+    spec = LISTS[table]
+    params = [
+        *_paging_params(),
         _param("since", "query", {"type": "string", "format": "date-time"}, "ISO 8601, UTC"),
         _param("until", "query", {"type": "string", "format": "date-time"}, "ISO 8601, UTC"),
         _param("sort", "query", {"type": "string", "enum": sorted(SORTS)}, "default newest first"),
@@ -311,7 +318,8 @@ def _operation(ep: Endpoint) -> dict[str, Any]:
             )
         if ep.path.endswith("/totals"):
             params = [p for p in params if p["name"] not in ("sort", "archived")]
-    params += [_param(name, "query", {"type": "string"}) for name in ep.query]
+    paging = {p["name"]: p for p in _paging_params()}
+    params += [paging.get(name) or _param(name, "query", {"type": "string"}) for name in ep.query]
     op["parameters"] = params
     if ep.body == "csv":
         op["requestBody"] = {

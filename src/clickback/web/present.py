@@ -248,6 +248,18 @@ def attempt(r: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def token(r: dict[str, Any], base: str) -> dict[str, Any]:
+    """An API token as listed: never the token, nor its hash."""
+    return {
+        "id": r["id"],
+        "name": r["name"],
+        "role": r["role"],
+        "affiliate_id": r["affiliate_id"],
+        "created_at": iso(r["created_at"]),
+        "revoked_at": iso(r["revoked_at"]),
+    }
+
+
 PRESENTERS = {
     "advertisers": advertiser,
     "offers": offer,
@@ -258,6 +270,7 @@ PRESENTERS = {
     "postbacks": postback,
     "commission_rules": rule,
     "deliveries": delivery,
+    "api_tokens": token,
 }
 
 
