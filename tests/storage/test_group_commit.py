@@ -50,7 +50,13 @@ def click_row(refid: str, link: int, sub1: str = "") -> tuple:  # type: ignore[t
 
 
 def conv(
-    adv: int, link: int, order: str, refid: str = "R1", amount: int = 500, currency: str = "USD"
+    adv: int,
+    link: int,
+    order: str,
+    refid: str = "R1",
+    amount: int = 500,
+    currency: str = "USD",
+    is_test: int = 0,
 ) -> ConversionRow:
     return ConversionRow(
         refid=refid,
@@ -69,7 +75,7 @@ def conv(
         status="approved",
         created_at=2_000,
         clicked_at=1_000,
-        is_test=0,
+        is_test=is_test,
         rule="default",
         flags="",
         base_currency="USD",
@@ -200,6 +206,45 @@ async def test_same_ordernumber_for_another_advertiser_is_its_own_conversion(
         store.write_postback(ledger("SAME"), conv(other, link, "SAME")),
     )
     assert a.outcome is b.outcome is Outcome.ACCEPTED and a.conversion_id != b.conversion_id
+
+
+async def test_test_orders_and_real_orders_are_deduplicated_apart(store: Store) -> None:
+    """An integration test's postback may carry a real order number of the shop: the real
+    postback of that order is a conversion of its own (and the reverse), while a test
+    order repeated, or a real one, is a duplicate of its own kind; in one batch or in
+    several."""
+    adv, link = await setup(store)
+
+    async def one(order: str, is_test: int) -> tuple[Outcome, int | None]:
+        w = await store.write_postback(ledger(order), conv(adv, link, order, is_test=is_test))
+        return w.outcome, w.conversion_id
+
+    test_x = await one("X", 1)
+    real_x = await one("X", 0)  # the real order after its number was used in a test
+    real_y = await one("Y", 0)
+    test_y = await one("Y", 1)  # a test with the number of an order counted
+    assert [o for o, _ in (test_x, real_x, real_y, test_y)] == [Outcome.ACCEPTED] * 4
+    assert len({i for _, i in (test_x, real_x, real_y, test_y)}) == 4
+    again = [await one("X", 1), await one("X", 0), await one("Y", 0), await one("Y", 1)]
+    assert again == [
+        (Outcome.DUPLICATE, test_x[1]),
+        (Outcome.DUPLICATE, real_x[1]),
+        (Outcome.DUPLICATE, real_y[1]),
+        (Outcome.DUPLICATE, test_y[1]),
+    ]
+    together = await asyncio.gather(
+        *(
+            store.write_postback(ledger(o), conv(adv, link, o, is_test=t))
+            for o, t in (("Z", 1), ("Z", 0), ("Z", 1), ("Z", 0), ("X", 0), ("X", 1))
+        )
+    )
+    assert [w.outcome for w in together] == [Outcome.ACCEPTED] * 2 + [Outcome.DUPLICATE] * 4
+    z_test, z_real = together[0].conversion_id, together[1].conversion_id
+    assert z_test != z_real
+    assert [w.conversion_id for w in together[2:]] == [z_test, z_real, real_x[1], test_x[1]]
+    rows = (await store.list_rows("conversions", {}, None, None, 100, None)).items
+    kept = sorted((r["ordernumber"], r["is_test"]) for r in rows)
+    assert kept == [("X", 0), ("X", 1), ("Y", 0), ("Y", 1), ("Z", 0), ("Z", 1)]
 
 
 async def test_a_postgres_server_that_does_not_answer_gets_503_not_a_wait(store: Store) -> None:

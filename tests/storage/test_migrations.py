@@ -1,15 +1,23 @@
-"""Several nodes starting at once on one PostgreSQL database migrate it once, in order."""
+"""Migrations: several nodes starting at once on one PostgreSQL database migrate it once,
+in order; a database with rows keeps them through a migration that rebuilds a table."""
 
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import uuid
+from pathlib import Path
 
 import asyncpg
+import pytest
 
+from clickback.domain.models import Outcome
+from clickback.domain.ports import Store
 from clickback.storage import schema
 from clickback.storage.postgres import PostgresStore
+from clickback.storage.sqlite import SqliteStore
 from tests.conftest import PG_URL
+from tests.storage.test_group_commit import conv, ledger
 
 
 async def test_nodes_starting_together_migrate_once() -> None:
@@ -23,5 +31,101 @@ async def test_nodes_starting_together_migrate_once() -> None:
         applied = await admin.fetch(f"SELECT version FROM {name}.schema_migrations ORDER BY 1")
         assert [r[0] for r in applied] == [v for v, _, _ in schema.MIGRATIONS]
     finally:
+        await admin.execute(f"DROP SCHEMA {name} CASCADE")
+        await admin.close()
+
+
+OLD = 18  # the last version whose conversions were unique by (advertiser, ordernumber)
+_ROWS = [
+    "INSERT INTO advertisers (id, name, postback_token, created_at, updated_at)"
+    " VALUES (1, 'A', 'tok', 0, 0)",
+    "INSERT INTO offers (id, advertiser_id, name, destination_url, payout_type, currency,"
+    " created_at, updated_at) VALUES (1, 1, 'O', 'https://x.example/', 'cpa', 'USD', 0, 0)",
+    "INSERT INTO affiliates (id, name, created_at, updated_at) VALUES (1, 'F', 0, 0)",
+    "INSERT INTO links (id, code, offer_id, affiliate_id, created_at, updated_at)"
+    " VALUES (1, 'code1', 1, 1, 0, 0)",
+    *(
+        "INSERT INTO conversions (id, refid, offer_id, affiliate_id, advertiser_id, link_id,"
+        " sub1, sub2, sub3, sub4, sub5, ordernumber, orderamount, currency, commission,"
+        " commission_currency, coupon, geo, commissionid, status, is_test, click_missing,"
+        f" created_at, clicked_at, flags, screened) VALUES ({i}, 'R{i}', 1, 1, 1, 1, 's', '',"
+        f" '', '', '', '{order}', 500, 'USD', 100, 'USD', '', '', '', 'pending', {test}, 0,"
+        f" {2_000 + i}, 1000, 'x', 1)"
+        for i, order, test in ((1, "X", 0), (2, "T", 1))
+    ),
+    "INSERT INTO conversion_events (conversion_id, from_status, to_status, reason, actor,"
+    " created_at) VALUES (1, 'approved', 'pending', 'checked', 'api', 3000)",
+]
+
+
+async def _old_store(engine: str, tmp_path: Path, name: str) -> Store:
+    """A store on a database as version OLD left it, with rows (a conversion with a
+    history row, which refers to it), not opened on the new version yet."""
+    if engine == "sqlite":
+        path = str(tmp_path / "old.db")
+        old = sqlite3.connect(path, isolation_level=None)
+        old.execute("PRAGMA foreign_keys = ON")
+        old.execute(
+            "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY,"
+            " applied_at BIGINT NOT NULL)"
+        )
+        for version in range(1, OLD + 1):
+            for statement in schema.statements("sqlite", version):
+                old.execute(statement)
+            old.execute("INSERT INTO schema_migrations VALUES (?, 0)", (version,))
+        for statement in _ROWS:
+            old.execute(statement)
+        old.close()
+        return SqliteStore(path)
+    conn = await asyncpg.connect(PG_URL, server_settings={"search_path": name})
+    try:
+        await conn.execute(
+            "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY,"
+            " applied_at BIGINT NOT NULL)"
+        )
+        for version in range(1, OLD + 1):
+            for statement in schema.statements("postgres", version):
+                await conn.execute(statement)
+            await conn.execute("INSERT INTO schema_migrations VALUES ($1, 0)", version)
+        for statement in _ROWS:
+            await conn.execute(statement)
+        await conn.execute("SELECT setval(pg_get_serial_sequence('conversions', 'id'), 2)")
+    finally:
+        await conn.close()
+    store = PostgresStore(f"{PG_URL}?schema={name}")
+    await store.open()
+    return store
+
+
+@pytest.mark.parametrize("engine", ["sqlite", "postgres"])
+async def test_a_database_with_conversions_dedupes_test_and_real_orders_apart_once_migrated(
+    engine: str, tmp_path: Path
+) -> None:
+    name = "m_" + uuid.uuid4().hex[:12]
+    admin = await asyncpg.connect(PG_URL)
+    await admin.execute(f"CREATE SCHEMA {name}")
+    store = await _old_store(engine, tmp_path, name)
+    try:
+        assert await store.migrate() == schema.LATEST
+        kept = (await store.list_rows("conversions", {}, None, None, 9, None)).items
+        assert [(r["id"], r["ordernumber"], r["is_test"], r["sub1"]) for r in kept] == [
+            (2, "T", 1, "s"),
+            (1, "X", 0, "s"),
+        ]
+        got, history = await store.conversion_with_history(1)
+        assert got is not None and [e["reason"] for e in history] == ["checked"]
+        written = [
+            await store.write_postback(ledger(o), conv(1, 1, o, is_test=t))
+            for o, t in (("X", 1), ("X", 0), ("T", 1), ("T", 0), ("X", 1))
+        ]
+        assert [(w.outcome, w.conversion_id) for w in written] == [
+            (Outcome.ACCEPTED, 3),  # a test order with the number of a real one: its own
+            (Outcome.DUPLICATE, 1),
+            (Outcome.DUPLICATE, 2),
+            (Outcome.ACCEPTED, 4),  # the real order after a test that used its number
+            (Outcome.DUPLICATE, 3),
+        ]
+    finally:
+        await store.close()
         await admin.execute(f"DROP SCHEMA {name} CASCADE")
         await admin.close()

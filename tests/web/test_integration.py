@@ -361,30 +361,80 @@ async def test_an_offers_integration_tests_page_like_every_list(
     assert r.status_code == 400 and r.json()["errors"][0]["code"] == "unknown_filter"
 
 
-async def test_a_test_postback_repeating_a_real_order_number_does_not_pass(
+async def test_a_test_postback_may_use_a_real_order_number_and_the_real_order_still_counts(
+    client: httpx.AsyncClient,
+) -> None:
+    """Test conversions are deduplicated apart from real ones: the developer may fire the
+    test postback with a real order number of the shop, before or after that order's
+    real postback, and both count (the test one never in reports); a repeat of either is
+    a duplicate of its own."""
+    s = await make_offer(client, destination_url="http://127.0.0.1:9/")
+    test = await start_test(client, s["offer"]["id"])
+    answers = {}
+    for name, refid, order in (
+        ("test-1", test["refid"], "SHOP-1"),  # the test first, then the real order
+        ("real-1", await click(client, s["link"]), "SHOP-1"),
+        ("real-2", await click(client, s["link"]), "SHOP-2"),  # the real order first
+        ("test-2", test["refid"], "SHOP-2"),
+    ):
+        r = await client.get(f"/postback?refid={refid}&orderamount=5&ordernumber={order}")
+        assert r.json()["status"] == "accepted", (name, r.json())
+        answers[name] = (refid, order, r.json()["conversion_id"])
+    assert (await read_test(client, test["id"]))["conversion_test"]["status"] == "passed"
+    for name, (refid, order, cid) in answers.items():
+        r = await client.get(f"/postback?refid={refid}&orderamount=5&ordernumber={order}")
+        assert (r.json()["status"], r.json()["conversion_id"]) == ("duplicate", cid), name
+    r = await client.get("/api/v1/conversions", params={"is_test": "false"}, headers=AUTH)
+    real = {c["ordernumber"]: c["id"] for c in r.json()["items"]}
+    assert real == {"SHOP-1": answers["real-1"][2], "SHOP-2": answers["real-2"][2]}
+    r = await client.get("/api/v1/conversions", params={"is_test": "true"}, headers=AUTH)
+    assert {c["ordernumber"]: c["id"] for c in r.json()["items"]} == {
+        "SHOP-1": answers["test-1"][2],
+        "SHOP-2": answers["test-2"][2],
+    }
+    # the advertiser's validation file decides the real order, not the test one
+    r = await client.post(
+        f"/api/v1/advertisers/{s['advertiser']['id']}/conversion-statuses",
+        headers={**AUTH, "Content-Type": "text/csv"},
+        content="SHOP-1,reversed,chargeback\n",
+    )
+    assert r.status_code == 200, r.text
+    reversed_ = await client.get(f"/api/v1/conversions/{answers['real-1'][2]}", headers=AUTH)
+    assert reversed_.json()["status"] == "reversed", reversed_.json()
+
+
+async def test_a_test_postback_repeating_another_tests_order_number_does_not_pass(
     client: httpx.AsyncClient,
 ) -> None:
     s = await make_offer(client, destination_url="http://127.0.0.1:9/")
-    real = await click(client, s["link"])
-    r = await client.get(f"/postback?refid={real}&orderamount=5&ordernumber=REAL-1")
+    body = {
+        "advertiser_id": s["advertiser"]["id"],
+        "name": "Other offer",
+        "payout_type": "cpa",
+        "payout_amount": "5.00",
+        "destination_url": "http://127.0.0.1:9/",
+    }
+    other = (await client.post("/api/v1/offers", json=body, headers=AUTH)).json()
+    first = await start_test(client, other["id"])
+    r = await client.get(f"/postback?refid={first['refid']}&orderamount=5&ordernumber=TEST-1")
     assert r.json()["status"] == "accepted"
     test = await start_test(client, s["offer"]["id"])
     r = await client.get(
-        f"/postback?refid={test['refid']}&orderamount=1&ordernumber=REAL-1&coupon=TEST"
+        f"/postback?refid={test['refid']}&orderamount=1&ordernumber=TEST-1&coupon=TEST"
     )
     assert r.json()["status"] == "duplicate"
     test = await read_test(client, test["id"])
     assert test["conversion_test"]["status"] == "failed", test["conversion_test"]
     [why] = test["conversion_test"]["reasons"]
     assert (why["code"], why["field"]) == ("duplicate_ordernumber", "ordernumber")
-    assert "REAL-1" in why["message"] and "new order number" in why["message"]
+    assert "TEST-1" in why["message"] and "new order number" in why["message"]
     # what of the test postback differs from the order counted, as its answer says
     assert (
         why["differs"]
         == r.json()["differs"]
         == [
             {"field": "orderamount", "stored": "5.00", "sent": "1.00"},
-            {"field": "refid", "stored": real, "sent": test["refid"]},
+            {"field": "refid", "stored": first["refid"], "sent": test["refid"]},
             {"field": "coupon", "stored": "", "sent": "TEST"},
         ]
     )

@@ -2,8 +2,8 @@
 
 A replay is a new ledger row (`replay_of` = the original) with the decision taken
 now, judged as of the original arrival time (the attribution window). It cannot count
-an order twice: the conversion's (advertiser, ordernumber) is unique, so replaying an
-accepted postback, or replaying twice, answers `duplicate`; a bulk replay passes over
+an order twice: the conversion's (advertiser, ordernumber, is_test) is unique, so
+replaying an accepted postback, or replaying twice, answers `duplicate`; a bulk replay passes over
 a postback a replay already counted, so it adds no ledger row for it. A postback refused because
 it arrived incomplete (cut short, too large) or ambiguous (a parameter twice with two
 values) is refused again: what was stored of it is not the order that was sent

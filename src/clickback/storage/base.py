@@ -497,8 +497,11 @@ class SqlStore(OutboxSql, ScreeningSql, ReportSql):
         )
 
     async def find_conversion(self, advertiser_id: int, ordernumber: str) -> dict[str, Any] | None:
+        """The advertiser's conversion of an order: the real one where an integration
+        test's conversion has the same order number (they are deduplicated apart)."""
         return await self._fetchone(
-            "SELECT * FROM conversions WHERE advertiser_id = ? AND ordernumber = ?",
+            "SELECT * FROM conversions WHERE advertiser_id = ? AND ordernumber = ?"
+            " ORDER BY is_test LIMIT 1",
             advertiser_id,
             ordernumber,
         )

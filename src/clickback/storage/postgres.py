@@ -2,10 +2,11 @@
 
 The writer owns a connection and commits whatever requests queued while the previous
 batch committed: clicks by COPY, conversions and ledger rows by `unnest` inserts, one
-transaction per batch. Dedupe of (advertiser, ordernumber) is the table's unique
-constraint, so it is exact across batches, processes and nodes; inside a batch only
-the first row per key is offered to it. Keys are inserted in sorted order so two
-processes' batches cannot deadlock on each other.
+transaction per batch. Dedupe of (advertiser, ordernumber, is_test) is the table's
+unique index (an integration test's orders apart from real ones), so it is exact across
+batches, processes and nodes; inside a batch only the first row per key is offered to
+it. Keys are inserted in sorted order so two processes' batches cannot deadlock on each
+other.
 """
 
 from __future__ import annotations
@@ -65,17 +66,19 @@ FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[],
 LEFT JOIN clicks AS c ON c.refid = x.refid
 WHERE NOT EXISTS (
     SELECT 1 FROM conversions AS e
-    WHERE e.advertiser_id = x.advertiser_id AND e.ordernumber = x.ordernumber)
-ORDER BY x.advertiser_id, x.ordernumber
-ON CONFLICT (advertiser_id, ordernumber) DO NOTHING
-RETURNING id, advertiser_id, ordernumber
+    WHERE e.advertiser_id = x.advertiser_id AND e.ordernumber = x.ordernumber
+    AND e.is_test = x.is_test)
+ORDER BY x.advertiser_id, x.ordernumber, x.is_test
+ON CONFLICT (advertiser_id, ordernumber, is_test) DO NOTHING
+RETURNING id, advertiser_id, ordernumber, is_test
 """
 SELECT_EXISTING = """
-SELECT c.id, c.advertiser_id, c.ordernumber, c.orderamount, c.currency, c.refid,
+SELECT c.id, c.advertiser_id, c.ordernumber, c.is_test, c.orderamount, c.currency, c.refid,
     c.commissionid, c.coupon, c.geo
 FROM conversions AS c
-JOIN unnest($1::bigint[], $2::text[]) AS k(advertiser_id, ordernumber)
+JOIN unnest($1::bigint[], $2::text[], $3::smallint[]) AS k(advertiser_id, ordernumber, is_test)
   ON c.advertiser_id = k.advertiser_id AND c.ordernumber = k.ordernumber
+  AND c.is_test = k.is_test
 """
 INSERT_LEDGER = """
 INSERT INTO postbacks (id, received_at, method, ip, params, refid, ordernumber, advertiser_id,
@@ -405,13 +408,13 @@ class PostgresStore(SqlStore):
     async def _commit_postbacks(
         self, conn: asyncpg.Connection, postbacks: list[tuple[LedgerRow, ConversionRow | None]]
     ) -> list[PostbackWritten]:
-        # first row per (advertiser, ordernumber) is offered to the unique constraint
-        first: dict[tuple[int, str], ConversionRow] = {}
+        # first row per (advertiser, ordernumber, is_test) is offered to the unique index
+        first: dict[tuple[int, str, int], ConversionRow] = {}
         for _, conv in postbacks:
             if conv is not None:
-                first.setdefault((conv.advertiser_id, conv.ordernumber), conv)
-        ids: dict[tuple[int, str], tuple[int, bool]] = {}  # key -> (id, inserted here)
-        stored: dict[tuple[int, str], StoredOrder] = {}  # key -> a conversion of another batch
+                first.setdefault((conv.advertiser_id, conv.ordernumber, conv.is_test), conv)
+        ids: dict[tuple[int, str, int], tuple[int, bool]] = {}  # key -> (id, inserted here)
+        stored: dict[tuple[int, str, int], StoredOrder] = {}  # key -> one of another batch
         if first:
             offered = [first[k] for k in sorted(first)]
             cols = list(
@@ -448,11 +451,13 @@ class PostgresStore(SqlStore):
                     strict=True,
                 )
             )
-            inserted = {(r[1], r[2]): r[0] for r in await conn.fetch(INSERT_CONVERSIONS, *cols)}
+            inserted = {
+                (r[1], r[2], r[3]): r[0] for r in await conn.fetch(INSERT_CONVERSIONS, *cols)
+            }
             missing = []
             outbox = []
             for c in offered:
-                key = (c.advertiser_id, c.ordernumber)
+                key = (c.advertiser_id, c.ordernumber, c.is_test)
                 i = inserted.get(key)
                 if i is not None:
                     ids[key] = (i, True)
@@ -463,19 +468,17 @@ class PostgresStore(SqlStore):
             if outbox:
                 await conn.execute(INSERT_DELIVERIES, *zip(*outbox, strict=True))
             if missing:
-                rows = await conn.fetch(
-                    SELECT_EXISTING, [k[0] for k in missing], [k[1] for k in missing]
-                )
+                rows = await conn.fetch(SELECT_EXISTING, *zip(*missing, strict=True))
                 for r in rows:
-                    ids[(r[1], r[2])] = (r[0], False)
-                    stored[(r[1], r[2])] = StoredOrder(r[0], *r[3:])
+                    ids[(r[1], r[2], r[3])] = (r[0], False)
+                    stored[(r[1], r[2], r[3])] = StoredOrder(r[0], *r[4:])
         ledger_ids = [r[0] for r in await conn.fetch(NEXT_IDS, "postbacks", len(postbacks))]
         out: list[PostbackWritten] = []
         ledger_rows = []
         for lid, (ledger, conv) in zip(ledger_ids, postbacks, strict=True):
             outcome, conversion_id, repeats = ledger.outcome, None, None
             if conv is not None:
-                key = (conv.advertiser_id, conv.ordernumber)
+                key = (conv.advertiser_id, conv.ordernumber, conv.is_test)
                 conversion_id, inserted_here = ids[key]
                 if not (inserted_here and first[key] is conv):
                     outcome = Outcome.DUPLICATE

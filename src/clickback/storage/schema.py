@@ -3,13 +3,17 @@
 Each migration is SQL written once with a few engine words in braces: `{id}` is the
 integer primary key, `{without_rowid}` makes SQLite keep a table clustered on its own
 key (RefID-keyed clicks, whose keys are time-ordered so inserts stay sequential), and
-`{refid}` a RefID column compared byte by byte on both engines.
+`{refid}` a RefID column compared byte by byte on both engines. Where the engines cannot
+share the SQL (SQLite cannot drop a table's constraint), a statement is a mapping of the
+engine to the statements it runs there instead.
 Times are BIGINT microseconds since the epoch, UTC; money is BIGINT minor units.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
+
+Statement = str | Mapping[str, Sequence[str]]  # SQL for both engines, or each its own
 
 KINDS = ("clicks", "conversions")
 ENGINE_WORDS = {
@@ -72,7 +76,7 @@ def _flagged_rollups(levels: Iterable[object] = range(8), facts: bool = True) ->
     return [*clicks, *conversions, fact_table]
 
 
-MIGRATIONS: list[tuple[int, str, list[str]]] = [
+MIGRATIONS: list[tuple[int, str, list[Statement]]] = [
     (
         1,
         "core loop: entities, clicks, conversions, postback ledger, tokens",
@@ -596,6 +600,79 @@ MIGRATIONS.append(
     )
 )
 
+# Migration 19's conversions on SQLite: migration 1's table with the columns added since
+# (3, 4), in their order, without its UNIQUE (advertiser_id, ordernumber), which SQLite
+# cannot drop but by making the table again
+_CONVERSION_COLUMNS = """id, refid, offer_id, affiliate_id, advertiser_id, link_id,
+    sub1, sub2, sub3, sub4, sub5, ordernumber, orderamount, currency, commission,
+    commission_currency, coupon, geo, commissionid, status, is_test, click_missing,
+    created_at, clicked_at, rule, flags, base_currency, rate, base_amount, base_commission,
+    updated_at, ip, screened"""
+_CONVERSIONS_REMADE = [
+    """CREATE TABLE conversions_remade (
+                id INTEGER PRIMARY KEY,
+                refid TEXT NOT NULL,
+                offer_id BIGINT NOT NULL,
+                affiliate_id BIGINT NOT NULL,
+                advertiser_id BIGINT NOT NULL,
+                link_id BIGINT NOT NULL,
+                sub1 TEXT NOT NULL, sub2 TEXT NOT NULL, sub3 TEXT NOT NULL,
+                sub4 TEXT NOT NULL, sub5 TEXT NOT NULL,
+                ordernumber TEXT NOT NULL,
+                orderamount BIGINT NOT NULL,
+                currency TEXT NOT NULL,
+                commission BIGINT NOT NULL,
+                commission_currency TEXT NOT NULL,
+                coupon TEXT NOT NULL,
+                geo TEXT NOT NULL,
+                commissionid TEXT NOT NULL,
+                status TEXT NOT NULL,
+                is_test SMALLINT NOT NULL,
+                click_missing SMALLINT NOT NULL,
+                created_at BIGINT NOT NULL,
+                clicked_at BIGINT NOT NULL,
+                rule TEXT NOT NULL DEFAULT '',
+                flags TEXT NOT NULL DEFAULT '',
+                base_currency TEXT NOT NULL DEFAULT '',
+                rate TEXT,
+                base_amount BIGINT,
+                base_commission BIGINT,
+                updated_at BIGINT,
+                ip TEXT NOT NULL DEFAULT '',
+                screened SMALLINT NOT NULL DEFAULT 0
+            )""",
+    f"""INSERT INTO conversions_remade ({_CONVERSION_COLUMNS})
+            SELECT {_CONVERSION_COLUMNS} FROM conversions""",
+    # the history and the outbox refer to conversions by name: they refer to the new
+    # table once it has the name (SqliteStore.migrate checks every reference after)
+    "DROP TABLE conversions",
+    "ALTER TABLE conversions_remade RENAME TO conversions",
+    "CREATE INDEX conversions_refid ON conversions (refid)",
+    "CREATE INDEX conversions_missing_rate ON conversions (id) WHERE rate IS NULL",
+    "CREATE INDEX conversions_unscreened ON conversions (id) WHERE screened = 0",
+    "CREATE INDEX conversions_pending ON conversions (created_at) WHERE status = 'pending'",
+]
+
+MIGRATIONS.append(
+    (
+        19,
+        "conversions: an integration test's order numbers are deduplicated apart from real ones",
+        # a developer's test postback with a real order number of the shop made that
+        # order's real postback a duplicate, never counted
+        [
+            {
+                "sqlite": _CONVERSIONS_REMADE,
+                "postgres": [
+                    "ALTER TABLE conversions DROP CONSTRAINT "
+                    "conversions_advertiser_id_ordernumber_key"
+                ],
+            },
+            "CREATE UNIQUE INDEX conversions_order ON conversions "
+            "(advertiser_id, ordernumber, is_test)",
+        ],
+    )
+)
+
 LATEST = MIGRATIONS[-1][0]
 
 
@@ -603,5 +680,9 @@ def statements(engine: str, version: int) -> list[str]:
     words = ENGINE_WORDS[engine]
     for v, _title, sql in MIGRATIONS:
         if v == version:
-            return [s.format(**words) for s in sql]
+            return [
+                s.format(**words)
+                for statement in sql
+                for s in ([statement] if isinstance(statement, str) else statement[engine])
+            ]
     raise KeyError(version)

@@ -41,10 +41,11 @@ log = logging.getLogger("clickback.storage")
 
 _CLICK_MARKS = ", ".join("?" * len(CLICK_COLUMNS))
 INSERT_CLICK = f"INSERT INTO clicks ({', '.join(CLICK_COLUMNS)}) VALUES ({_CLICK_MARKS})"
-# what a duplicate is compared with (`attribution.duplicate`)
+# what a duplicate is compared with (`attribution.duplicate`): an order of its own kind,
+# test or real, which are deduplicated apart
 SELECT_STORED = (
     "SELECT id, orderamount, currency, refid, commissionid, coupon, geo FROM conversions"
-    " WHERE advertiser_id = ? AND ordernumber = ?"
+    " WHERE advertiser_id = ? AND ordernumber = ? AND is_test = ?"
 )
 # The conversion takes its sub-IDs and test flag from its click when the click row is
 # stored; when it is not (lost in async mode, or in another node's batch), the signed
@@ -60,7 +61,7 @@ SELECT x.r, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,
     coalesce(c.sub5, ''), ?, c.refid IS NULL
 FROM (SELECT ? AS r) AS x LEFT JOIN clicks AS c ON c.refid = x.r
 WHERE true
-ON CONFLICT (advertiser_id, ordernumber) DO NOTHING
+ON CONFLICT (advertiser_id, ordernumber, is_test) DO NOTHING
 """
 # the outbound postback is queued in the same transaction as the conversion that causes it
 INSERT_DELIVERY = """
@@ -447,24 +448,40 @@ class SqliteStore(SqlStore):
 
     async def migrate(self) -> int:
         conn = self.conn
-        conn.execute("BEGIN IMMEDIATE")
+        # a migration that makes a table again (19) drops the table that others refer
+        # to before the new one takes its name: SQLite's way is with foreign keys off
+        # (which cannot change inside a transaction), every reference checked before
+        # the commit
+        conn.execute("PRAGMA foreign_keys = OFF")
         try:
-            conn.execute(
-                "CREATE TABLE IF NOT EXISTS schema_migrations "
-                "(version INTEGER PRIMARY KEY, applied_at BIGINT NOT NULL)"
-            )
-            current = conn.execute("SELECT max(version) FROM schema_migrations").fetchone()[0] or 0
-            for version, _title, _sql in schema.MIGRATIONS:
-                if version > current:
-                    for stmt in schema.statements("sqlite", version):
-                        conn.execute(stmt)
-                    conn.execute("INSERT INTO schema_migrations VALUES (?, ?)", (version, now_us()))
-            if self.path != ":memory:":
-                place_reports(conn)
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.execute(
+                    "CREATE TABLE IF NOT EXISTS schema_migrations "
+                    "(version INTEGER PRIMARY KEY, applied_at BIGINT NOT NULL)"
+                )
+                current = (
+                    conn.execute("SELECT max(version) FROM schema_migrations").fetchone()[0] or 0
+                )
+                for version, _title, _sql in schema.MIGRATIONS:
+                    if version > current:
+                        for stmt in schema.statements("sqlite", version):
+                            conn.execute(stmt)
+                        conn.execute(
+                            "INSERT INTO schema_migrations VALUES (?, ?)", (version, now_us())
+                        )
+                if current < schema.LATEST:
+                    broken = conn.execute("PRAGMA main.foreign_key_check").fetchall()
+                    if broken:
+                        raise RuntimeError(f"the migration broke references: {broken[:5]}")
+                if self.path != ":memory:":
+                    place_reports(conn)
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        finally:
+            conn.execute("PRAGMA foreign_keys = ON")
         return schema.LATEST
 
     async def ping(self) -> bool:
@@ -594,7 +611,9 @@ class SqliteStore(SqlStore):
             else:
                 outcome = Outcome.DUPLICATE
                 stored = StoredOrder(
-                    *conn.execute(SELECT_STORED, (conv.advertiser_id, conv.ordernumber)).fetchone()
+                    *conn.execute(
+                        SELECT_STORED, (conv.advertiser_id, conv.ordernumber, conv.is_test)
+                    ).fetchone()
                 )
                 conversion_id = stored.conversion_id
                 ledger = attribution.ledger_duplicate(ledger, conv, stored)
