@@ -8,7 +8,7 @@ import asyncio
 import time
 from urllib.parse import parse_qs, urlsplit
 
-from clickback.domain import admin, fraud, lifecycle
+from clickback.domain import admin, fraud, ledger, lifecycle
 from clickback.domain.ports import Store
 from clickback.domain.screener import Screener
 from tests.reports_world import World, build_world
@@ -17,6 +17,12 @@ S = 1_000_000  # µs
 DAY = 86_400 * S
 UA = "Mozilla/5.0 (X11; Linux x86_64; rv:121.0) Gecko/20100101 Firefox/121.0"
 LIMITS = fraud.Thresholds(min_seconds=0, flood_clicks=100, ip_conversions=100)
+
+
+async def _refid(world: World, link: dict[str, object], ua: str = UA) -> str:
+    location = await world.tracker.click(str(link["code"]), "", "198.51.100.9", ua, "")
+    assert location is not None
+    return parse_qs(urlsplit(location).query)["refid"][0]
 
 
 async def _convert(world: World, link: dict[str, object], order: str, at: int, ua: str = UA) -> int:
@@ -102,3 +108,43 @@ async def test_flagged_conversions_first_in_line_do_not_hold_up_the_rest(store: 
     assert (await store.get_row("conversions", fine) or {})["status"] == "approved"
     assert (await store.get_row("conversions", more) or {})["status"] == "approved"
     assert (await store.get_row("conversions", bot) or {})["status"] == "pending"
+
+
+async def test_a_replayed_conversion_has_its_whole_period_from_when_it_was_recorded(
+    store: Store,
+) -> None:
+    """A postback refused while the offer was paused and replayed weeks later is judged as
+    of its arrival (the attribution window), but is recorded at the replay: its
+    validation period runs from then, or the advertiser would have none to reject it."""
+    world = await build_world(store, 13)
+    review = next(x for x in world.links if x["offer_id"] != world.links[0]["offer_id"])
+    offer_id = review["offer_id"]
+    now = time.time_ns() // 1000
+    arrived, replayed = now - 45 * DAY, now - 5 * DAY
+    world.clock.now = arrived
+    params = {"refid": await _refid(world, review), "orderamount": "10", "ordernumber": "late"}
+    await admin.update_offer(store, offer_id, {"auto_approve_days": 30, "status": "paused"})
+    await world.tracker.catalog.reload()
+    refused = await world.tracker.postback("GET", "127.0.0.1", params)
+    assert refused.body["code"] == "offer_paused"
+    await admin.update_offer(store, offer_id, {"status": "active"})
+    await world.tracker.catalog.reload()
+    world.clock.now = replayed
+    answer = await ledger.replay(store, world.tracker, refused.ledger_id)
+    assert answer.body["status"] == "accepted" and answer.body["conversion_status"] == "pending"
+    cid = int(answer.body["conversion_id"])
+    row = await store.get_row("conversions", cid)
+    assert row is not None and row["created_at"] == arrived  # its time, as it arrived
+    on_time = await _convert(world, review, "on time", arrived)  # pending as long
+    await Screener(
+        store,
+        fraud.ClickScreen(lambda ua: False, fraud.Networks(), LIMITS),
+        fraud.ConversionScreen(lambda ip: "", LIMITS),
+        world.tracker.catalog.delivery_state,
+    ).catch_up()
+    assert await lifecycle.approve_due(store, now) == 1
+    assert (await store.get_row("conversions", on_time) or {})["status"] == "approved"
+    assert (await store.get_row("conversions", cid) or {})["status"] == "pending"
+    assert await lifecycle.approve_due(store, replayed + 30 * DAY - S) == 0
+    assert await lifecycle.approve_due(store, replayed + 30 * DAY) == 1
+    assert (await store.get_row("conversions", cid) or {})["status"] == "approved"

@@ -74,6 +74,7 @@ def conv(
         commissionid="",
         status="approved",
         created_at=2_000,
+        recorded_at=2_000,
         clicked_at=1_000,
         is_test=is_test,
         rule="default",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import time
 import uuid
 from pathlib import Path
 
@@ -55,6 +56,10 @@ _ROWS = [
     ),
     "INSERT INTO conversion_events (conversion_id, from_status, to_status, reason, actor,"
     " created_at) VALUES (1, 'approved', 'pending', 'checked', 'api', 3000)",
+    # conversion 1 was made by a replay (a ledger row replaying another)
+    "INSERT INTO postbacks (received_at, method, ip, params, refid, ordernumber, outcome,"
+    " http_status, errors, conversion_id, replay_of) VALUES (2001, 'GET', '', '{}', 'R1',"
+    " 'X', 'accepted', 200, '[]', 1, 7)",
 ]
 
 
@@ -106,12 +111,17 @@ async def test_a_database_with_conversions_dedupes_test_and_real_orders_apart_on
     await admin.execute(f"CREATE SCHEMA {name}")
     store = await _old_store(engine, tmp_path, name)
     try:
+        before = time.time_ns() // 1000 - 1_000_000
         assert await store.migrate() == schema.LATEST
         kept = (await store.list_rows("conversions", {}, None, None, 9, None)).items
         assert [(r["id"], r["ordernumber"], r["is_test"], r["sub1"]) for r in kept] == [
             (2, "T", 1, "s"),
             (1, "X", 0, "s"),
         ]
+        # when each was recorded: as it arrived, but a replayed one still pending, whose
+        # time of recording was not kept, has its validation period from the migration
+        assert kept[0]["recorded_at"] == 2_002
+        assert before <= kept[1]["recorded_at"] <= time.time_ns() // 1000
         got, history = await store.conversion_with_history(1)
         assert got is not None and [e["reason"] for e in history] == ["checked"]
         written = [

@@ -131,9 +131,12 @@ def decide(
     rates: Rates,
     ip: str = "",
     delivery: str = "",
+    recorded_us: int | None = None,
 ) -> ConversionRow | Refusal:
-    """The conversion to store, or why not. `delivery` is the state of the outbound
-    postback it sets off ('' for none), `ip` where the postback came from."""
+    """The conversion to store, or why not, judged as of `now_us`, when the postback
+    arrived. `delivery` is the state of the outbound postback it sets off ('' for none),
+    `ip` where the postback came from, `recorded_us` when it is recorded, if not then
+    (a replay's)."""
     if link is None or offer is None or advertiser is None:
         return unknown_refid()
     if offer.status is OfferStatus.ARCHIVED:
@@ -195,6 +198,7 @@ def decide(
         commissionid=inp.commissionid,
         status="pending" if offer.approval == "review" else "approved",
         created_at=now_us,
+        recorded_at=now_us if recorded_us is None else recorded_us,
         clicked_at=clicked_at,
         is_test=int(link.is_test),
         rule=commission.rule_name(rule),

@@ -98,7 +98,7 @@ async def approve_due(
     at the most: the rest, the next time)."""
     approved, after = 0, (-1, 0)
     while rows := await store.due_for_approval(now_us, after, page):
-        after = (rows[-1]["created_at"], rows[-1]["id"])
+        after = (rows[-1]["recorded_at"], rows[-1]["id"])
         for row in rows:
             if fraud_flags(str(row["flags"])):
                 continue

@@ -57,7 +57,8 @@ class ConversionRow:
     geo: str
     commissionid: str
     status: str
-    created_at: int
+    created_at: int  # when the postback arrived (a replay's: the original's)
+    recorded_at: int  # when the row is written: a validation period runs from then
     clicked_at: int
     is_test: int
     rule: str  # "default" or "rule:<id>"

@@ -239,6 +239,9 @@ class Tracker:
                 self.catalog.rates,
                 ip,
                 delivery,
+                # a replay is judged as of its first arrival, but recorded now: an offer's
+                # validation period runs from now
+                None if received_at is None else self.clock.now_us(),
             )
             if isinstance(decided, attribution.Refusal):
                 refusal = decided

@@ -252,17 +252,19 @@ class ScreeningSql(SqlPrimitives):
     async def due_for_approval(
         self, now: int, after: tuple[int, int], limit: int
     ) -> list[dict[str, Any]]:
-        """Pending conversions (screened, not an integration test's) older than their
-        offer's validation period (`auto_approve_days`), the oldest first, after `after`
-        (created_at, id): id, created_at, flags and the period."""
+        """Pending conversions (screened, not an integration test's) recorded longer ago
+        than their offer's validation period (`auto_approve_days`), the oldest first,
+        after `after` (recorded_at, id): id, recorded_at, flags and the period. A
+        replayed postback's conversion is recorded at the replay, though it carries the
+        original arrival (`created_at`): its period runs from the replay."""
         return await self._fetch(
-            "SELECT c.id, c.created_at, c.flags, o.auto_approve_days FROM conversions AS c "
+            "SELECT c.id, c.recorded_at, c.flags, o.auto_approve_days FROM conversions AS c "
             "JOIN offers AS o ON o.id = c.offer_id "
             "WHERE c.status = 'pending' AND c.screened = 1 AND c.is_test = 0 "
             "AND o.auto_approve_days IS NOT NULL "
-            "AND c.created_at <= ? - o.auto_approve_days * CAST(86400000000 AS BIGINT) "
-            "AND (c.created_at > ? OR (c.created_at = ? AND c.id > ?)) "
-            "ORDER BY c.created_at, c.id LIMIT ?",
+            "AND c.recorded_at <= ? - o.auto_approve_days * CAST(86400000000 AS BIGINT) "
+            "AND (c.recorded_at > ? OR (c.recorded_at = ? AND c.id > ?)) "
+            "ORDER BY c.recorded_at, c.id LIMIT ?",
             now,
             after[0],
             after[0],

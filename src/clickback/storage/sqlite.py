@@ -54,9 +54,9 @@ INSERT_CONVERSION = """
 INSERT INTO conversions (
     refid, offer_id, affiliate_id, advertiser_id, link_id, ordernumber, orderamount,
     currency, commission, commission_currency, coupon, geo, commissionid, status,
-    created_at, clicked_at, rule, flags, base_currency, rate, base_amount, base_commission, ip,
-    sub1, sub2, sub3, sub4, sub5, is_test, click_missing)
-SELECT x.r, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,
+    created_at, recorded_at, clicked_at, rule, flags, base_currency, rate, base_amount,
+    base_commission, ip, sub1, sub2, sub3, sub4, sub5, is_test, click_missing)
+SELECT x.r, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,
     coalesce(c.sub1, ''), coalesce(c.sub2, ''), coalesce(c.sub3, ''), coalesce(c.sub4, ''),
     coalesce(c.sub5, ''), ?, c.refid IS NULL
 FROM (SELECT ? AS r) AS x LEFT JOIN clicks AS c ON c.refid = x.r
@@ -99,6 +99,7 @@ def conversion_args(c: ConversionRow) -> tuple[Any, ...]:
         c.commissionid,
         c.status,
         c.created_at,
+        c.recorded_at,
         c.clicked_at,
         c.rule,
         c.flags,
