@@ -12,7 +12,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from clickback.domain import admin, caps, fraud, lifecycle
+from clickback.domain import admin, caps, fraud, ledger, lifecycle
+from clickback.domain import screener as screener_module
 from clickback.domain.ports import Store
 from clickback.domain.screener import Screener
 from tests.reports_world import World, build_world
@@ -236,3 +237,47 @@ async def test_a_conversion_decided_by_hand_while_it_is_screened_counts_once(
     assert (row["status"], row["screened"]) == ("reversed", 1)
     # counted once (a reversed conversion counts): a is the day's first, b past the cap
     assert await _flags(store, ids) == {"a": "bot", "b": "over_cap"}
+
+
+async def test_a_recount_reads_past_a_run_of_replayed_old_postbacks(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A replay keeps its postback's time but is recorded now, among the day's
+    conversions: the recount pages back past such a run of old times (a page of them is
+    no sign that the day was read through), so the day's count is whole after a
+    handover."""
+    world = await build_world(store, 13)
+    link = world.links[0]
+    offer_id = link["offer_id"]
+    day = (time.time_ns() // 1000) // DAY * DAY - 3 * DAY
+    world.clock.now = day - 5 * DAY
+    refids = []
+    for _ in range(3):
+        location = await world.tracker.click(link["code"], "", "198.51.100.9", UA, "")
+        assert location is not None
+        refids.append(parse_qs(urlsplit(location).query)["refid"][0])
+    await admin.update_offer(store, offer_id, {"status": "paused"})
+    await world.tracker.catalog.reload()
+    refused = []
+    world.clock.now = day - 5 * DAY + S
+    for n, refid in zip(("r1", "r2", "r3"), refids, strict=True):  # while it was paused
+        params = {"refid": refid, "orderamount": "10", "ordernumber": n}
+        answer = await world.tracker.postback("GET", "127.0.0.1", params)
+        assert answer.body["code"] == "offer_paused"
+        refused.append(answer.ledger_id)
+    await admin.update_offer(store, offer_id, {"status": "active", "daily_cap": 3})
+    await world.tracker.catalog.reload()
+    first = screener(world, LEASE["restart"])
+    ids = {n: await _convert(world, link, n, day + (i + 1) * 3600 * S) for i, n in enumerate("ab")}
+    world.clock.now = day + 3 * 3600 * S
+    for ledger_id in refused:
+        replayed = await ledger.replay(store, world.tracker, ledger_id)
+        assert replayed.body["status"] == "accepted"
+    ids["d"] = await _convert(world, link, "d", day + 4 * 3600 * S)
+    await _screen(first)
+    monkeypatch.setattr(screener_module, "RECOUNT_PAGE", 2)  # d and r3, r2 and r1, b and a
+    second = await _handed_over(world, first, "restart")
+    ids["e"] = await _convert(world, link, "e", day + 5 * 3600 * S)
+    await _screen(second)
+    # a, b and d made the day's three: e is past the cap
+    assert await _flags(store, ids) == {"a": "", "b": "", "d": "", "e": "over_cap"}

@@ -204,7 +204,9 @@ class Screener:
         # the events up to here are in what is read next: only later ones call for another
         self.events_mark = await self.store.newest_conversion_event()
         # conversions are read back from the newest (by id, as the screening takes them)
-        # until a page is all older than the day before the newest
+        # until a page was all recorded before the day before the newest: by when they
+        # were recorded, not by their time, which a replay of an old postback keeps (a
+        # page of replays is no sign that the window was read through)
         self.conversions.reset()
         window = self.conversions.WINDOW_US
         pages: list[list[tuple[Any, ...]]] = []
@@ -214,15 +216,18 @@ class Screener:
             if not page:
                 break
             pages.append(page)
-            latest = max(r[2] for r in page)
-            newest = max(newest, latest)
-            if len(page) < RECOUNT_PAGE or latest < newest - window:
+            newest = max(newest, max(r[2] for r in page))
+            # recorded at or after its time: a page all recorded before the window's
+            # start holds nothing of it, nor does an older page
+            if len(page) < RECOUNT_PAGE or max(r[8] for r in page) < newest - window:
                 break
             before = page[-1][0]
             await asyncio.sleep(0)
         conversions = 0
         for page in reversed(pages):
-            for _, ip, created_at, offer_id, affiliate_id, is_test, status, flags in reversed(page):
+            for _, ip, created_at, offer_id, affiliate_id, is_test, status, flags, _ in reversed(
+                page
+            ):
                 if created_at >= newest - window:
                     self.conversions.count(ip, created_at)
                     counts = fraud.counts_for_caps(bool(is_test), status, flags.split(","))

@@ -57,12 +57,12 @@ class ScreeningSql(SqlPrimitives):
 
     async def screened_conversions(self, before: int, limit: int) -> list[tuple[Any, ...]]:
         """(id, the click's IP ('' if its click is not stored), created_at, offer_id,
-        affiliate_id, is_test, status, flags) of screened conversions with ids below `before`,
-        newest first: the screened conversions of a window, counted again (read back from
-        the newest, by id, as no index is kept on their time)."""
+        affiliate_id, is_test, status, flags, recorded_at) of screened conversions with ids
+        below `before`, newest first: the screened conversions of a window, counted again
+        (read back from the newest, by id, as no index is kept on their time)."""
         return await self._fetch_tuples(
             "SELECT c.id, coalesce(k.ip, ''), c.created_at, c.offer_id, c.affiliate_id, "
-            "c.is_test, c.status, c.flags "
+            "c.is_test, c.status, c.flags, coalesce(c.recorded_at, c.created_at) "
             "FROM conversions AS c LEFT JOIN clicks AS k ON k.refid = c.refid "
             "WHERE c.screened = 1 AND c.id < ? ORDER BY c.id DESC LIMIT ?",
             before,
