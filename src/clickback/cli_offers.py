@@ -53,7 +53,8 @@ DAILY_CAP = (
 )
 AUTO_APPROVE = (
     "Days after which a conversion still pending (not flagged) is approved: the"
-    ' advertiser\'s validation period; "" for never.'
+    " advertiser's validation period, from when the conversion was recorded (a replayed"
+    ' postback\'s from its replay); "" for never.'
 )
 FRAUD_RULES = (
     'JSON object of flag to flag, hold or reject, e.g. \'{"bot": "reject"}\' '

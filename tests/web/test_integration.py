@@ -207,6 +207,9 @@ async def test_replay_after_reactivating_counts_exactly_once(client: httpx.Async
 
     convs = (await client.get("/api/v1/conversions", headers=AUTH)).json()["items"]
     assert len(convs) == 1 and convs[0]["orderamount"] == "20.00"
+    # its time is the first arrival's; it was recorded at the replay, after
+    assert convs[0]["created_at"] == original["received_at"]
+    assert convs[0]["recorded_at"] > convs[0]["created_at"]
     ledger = (await client.get("/api/v1/postbacks", headers=AUTH)).json()["items"]
     assert [p["outcome"] for p in ledger] == ["duplicate", "accepted", "offer_paused"]
     assert (await client.post("/api/v1/postbacks/999999/replay", headers=AUTH)).status_code == 404

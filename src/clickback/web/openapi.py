@@ -134,7 +134,7 @@ SCHEMAS: dict[str, Any] = {
         "commission_currency:s coupon:s geo:s? commissionid:s rule:s status:s "
         "is_test:b click_missing:b flags:a base_currency:s rate:s? "
         "base_amount:s? base_commission:s? created_at:s clicked_at:s "
-        "updated_at:s?"
+        "updated_at:s? recorded_at:s?"
     ),
     "Postback": obj(
         "id:i received_at:s method:s ip:s params:o refid:s ordernumber:s "

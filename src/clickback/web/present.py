@@ -176,6 +176,9 @@ def conversion(r: dict[str, Any], base: str) -> dict[str, Any]:
         "created_at": iso(r["created_at"]),
         "clicked_at": iso(r["clicked_at"]),
         "updated_at": iso(r["updated_at"]),
+        # when it was recorded: after `created_at` for a replayed postback, which keeps its
+        # first arrival's time (an offer's validation period runs from here)
+        "recorded_at": iso(r.get("recorded_at")),
     }
 
 
@@ -335,5 +338,6 @@ EXPORT_COLUMNS = {
         "created_at",
         "clicked_at",
         "updated_at",
+        "recorded_at",
     ],
 }
