@@ -47,9 +47,10 @@ SELECT_STORED = (
     "SELECT id, orderamount, currency, refid, commissionid, coupon, geo FROM conversions"
     " WHERE advertiser_id = ? AND ordernumber = ? AND is_test = ?"
 )
-# The conversion takes its sub-IDs and test flag from its click when the click row is
-# stored; when it is not (lost in async mode, or in another node's batch), the signed
-# RefID still names link, offer and affiliate, and the row is flagged click_missing.
+# The conversion takes its sub-IDs from its click when the click row is stored (its test
+# flag is its link's, as decided); when it is not (lost in async mode, or in another
+# node's batch), the signed RefID still names link, offer and affiliate, and the row is
+# flagged click_missing.
 INSERT_CONVERSION = """
 INSERT INTO conversions (
     refid, offer_id, affiliate_id, advertiser_id, link_id, ordernumber, orderamount,
