@@ -47,6 +47,13 @@ async def test_pages_need_a_login_and_the_cookie_is_locked_down(client: httpx.As
 
 async def test_changes_need_the_csrf_value_and_an_admin(client: httpx.AsyncClient) -> None:
     s = await make_offer(client, approval="review")
+    # the affiliate hears of approvals: a decision in the dashboard queues it too
+    r = await client.patch(
+        f"/api/v1/affiliates/{s['affiliate']['id']}",
+        json={"postback_url": "https://aff.example/pb?e={event}", "postback_events": ["approved"]},
+        headers=AUTH,
+    )
+    assert r.status_code == 200, r.text
     refid = await click(client, s["link"])
     r = await client.get(
         "/postback", params={"refid": refid, "orderamount": "5", "ordernumber": "1"}
@@ -69,6 +76,8 @@ async def test_changes_need_the_csrf_value_and_an_admin(client: httpx.AsyncClien
     assert r.headers["location"] == f"/ui/conversions/{cid}?done=approved"
     detail = (await client.get(f"/api/v1/conversions/{cid}", headers=AUTH)).json()
     assert detail["status"] == "approved" and detail["history"][0]["actor"] == "ui:admin_token"
+    deliveries = (await client.get("/api/v1/deliveries", headers=AUTH)).json()["items"]
+    assert [(d["conversion_id"], d["event"]) for d in deliveries] == [(cid, "approved")]
     r = await client.post(f"/ui/conversions/{cid}/status", data=body)
     assert "error=" in r.headers["location"]  # already approved: said, not a crash
 

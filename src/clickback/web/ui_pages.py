@@ -125,7 +125,9 @@ def routes(ui: Ui) -> list[Route]:
         cid = _id(request)
         form = await read_form(request)
         to = form.get("status", "")
-        await lifecycle.change_status(app.store, cid, to, form.get("reason"), session.actor)
+        await lifecycle.change_status(
+            app.store, cid, to, form.get("reason"), session.actor, app.catalog.delivery_state
+        )
         return RedirectResponse(f"/ui/conversions/{cid}?{urlencode({'done': to})}", 303)
 
     async def postbacks(request: Request, session: Session) -> Response:
