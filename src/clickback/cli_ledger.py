@@ -203,9 +203,12 @@ def integration_test(
         return await integration.describe(store, await public_base(store, settings), row)
 
     test = _run(db, work)
+    # a test that failed exits 1, for a script to tell (one still waiting for its
+    # postback is not failed)
+    failed = any(test[name]["status"] == "failed" for name in ("click_test", "conversion_test"))
     if as_json:
         print(orjson.dumps(test).decode())
-        return
+        raise typer.Exit(1 if failed else 0)
     console.print(f"integration test {test['id']} for offer {offer_id}")
     console.print(f"tracking link: {test['tracking_url']}", soft_wrap=True)
     console.print(f"postback URL:  {test['postback_url']}", soft_wrap=True)
@@ -220,3 +223,5 @@ def integration_test(
             "Fire the postback URL above (fill orderamount and ordernumber), then "
             f"check: GET /api/v1/integration-tests/{test['id']}"
         )
+    if failed:
+        raise typer.Exit(1)

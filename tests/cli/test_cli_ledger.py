@@ -321,3 +321,15 @@ def test_every_command_line_in_the_docs_runs_as_pasted() -> None:
             # (an empty word, `--fallback-url ''`, is an argument: not an operator)
             assert not any(w and set(w) <= set("|&;<>()") for w in words), (path.name, line)
             assert not any(w.startswith("[") for w in words), (path.name, line)
+
+
+def test_an_integration_test_that_fails_exits_1(sqlite_db: str) -> None:
+    setup(sqlite_db)
+    cli("advertiser", "security", "1", "--ip-allowlist", "203.0.113.0/24", db=sqlite_db)
+    command = [CLICKBACK, "integration-test", "1", "--simulate", "--db", sqlite_db]
+    for extra in ([], ["--json"]):
+        out = subprocess.run(command + extra, capture_output=True, text=True, timeout=60)
+        assert out.returncode == 1, out.stdout + out.stderr  # a script can tell
+        assert "failed" in out.stdout
+    cli("advertiser", "security", "1", "--ip-allowlist", "", db=sqlite_db)
+    assert "passed" in cli("integration-test", "1", "--simulate", db=sqlite_db)  # exit 0
