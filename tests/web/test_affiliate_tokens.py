@@ -252,3 +252,25 @@ async def test_an_archived_affiliates_token_is_refused_and_none_is_made_for_it(
         "/api/v1/tokens", json={"role": "affiliate", "affiliate_id": mine}, headers=AUTH
     )
     assert r.status_code == 409 and code(r) == "archived_affiliate", r.text
+
+
+async def test_an_affiliate_token_is_not_shown_nor_filters_by_the_advertiser(
+    client: httpx.AsyncClient,
+) -> None:
+    """As in its reports: networks keep who is behind an offer from their affiliates."""
+    a, _ = await two_affiliates(client)
+    tok = await affiliate_token(client, a["affiliate"]["id"])
+    [conv] = (await client.get("/api/v1/conversions", headers=tok)).json()["items"]
+    assert conv["ordernumber"] == "A1" and "advertiser_id" not in conv
+    r = await client.get("/api/v1/conversions/export", headers=tok)
+    [row] = list(csv.DictReader(io.StringIO(r.text)))
+    assert row["ordernumber"] == "A1" and "advertiser_id" not in row
+    for path in ("conversions", "conversions/export"):
+        params = {"advertiser_id": a["advertiser"]["id"]}
+        r = await client.get(f"/api/v1/{path}", params=params, headers=tok)
+        assert r.status_code == 403 and code(r) == "affiliate_token", (path, r.text)
+    # the network's own tokens see it
+    [admin_view] = (
+        await client.get("/api/v1/conversions", params={"ordernumber": "A1"}, headers=AUTH)
+    ).json()["items"]
+    assert admin_view["advertiser_id"] == a["advertiser"]["id"]

@@ -19,6 +19,8 @@ ADMIN, READ, AFFILIATE = "admin", "read", "affiliate"
 ROLES = (ADMIN, READ, AFFILIATE)
 # report metrics that are the network's business, not its affiliates'
 NETWORK_METRICS = frozenset({"revenue", "profit"})
+# what of a row an affiliate token is not shown: who is behind the offer
+NETWORK_FIELDS = frozenset({"advertiser_id"})
 DENIED = "affiliate_token"  # the code of every refusal an affiliate token meets
 
 
@@ -66,9 +68,12 @@ def denied(message: str) -> PermissionDeniedError:
 
 def scoped(filters: Mapping[str, Any], affiliate_id: int | None) -> dict[str, Any]:
     """A list's exact-value filters as an affiliate token may ask them: its own affiliate
-    always; another's is refused (None: not an affiliate token, the filters as given)."""
+    always; another's is refused, and so is an advertiser (None: not an affiliate token,
+    the filters as given)."""
     if affiliate_id is None:
         return dict(filters)
+    if "advertiser_id" in filters:  # as in reports: it would name who is behind an offer
+        raise denied("an affiliate token filters by offer, not by advertiser")
     asked = filters.get("affiliate_id")
     if asked is not None and asked != affiliate_id:
         raise denied("an affiliate token reads its own affiliate's rows only")

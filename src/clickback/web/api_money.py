@@ -11,7 +11,7 @@ from starlette.responses import Response, StreamingResponse
 from clickback.domain import admin, fx, lifecycle
 from clickback.domain.money import format_minor
 from clickback.domain.timefmt import iso
-from clickback.domain.tokens import scoped, token_terms
+from clickback.domain.tokens import NETWORK_FIELDS, scoped, token_terms
 from clickback.errors import InputError, NotFoundError
 from clickback.web.export import csv_pages
 from clickback.web.http import (
@@ -140,6 +140,7 @@ def endpoints(app: ClickbackApp) -> list[Endpoint]:
                 cursor=q.cursor,
                 ascending=q.ascending,
                 flag=q.flag,
+                omit=NETWORK_FIELDS if caller.affiliate_id is not None else frozenset(),
             )
             return StreamingResponse(
                 (text async for text, _ in pages),

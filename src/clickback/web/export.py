@@ -28,10 +28,12 @@ async def csv_pages(
     cursor: str | None = None,
     ascending: bool = False,
     flag: str | None = None,
+    omit: frozenset[str] = frozenset(),
 ) -> AsyncIterator[tuple[str, int]]:
     """The CSV a page at a time: each page's text and how many rows it holds, the header
-    line in the first. `limit` is the most rows written (None: every matching one)."""
-    columns = EXPORT_COLUMNS[table]
+    line in the first. `limit` is the most rows written (None: every matching one);
+    `omit` columns are left out."""
+    columns = [c for c in EXPORT_COLUMNS[table] if c not in omit]
     present = PRESENTERS[table]
     buf = io.StringIO()
     writer = csv.writer(buf)

@@ -17,7 +17,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from clickback.domain.listing import DEFAULT_LIMIT, LISTS, MAX_LIMIT, text_filter
-from clickback.domain.tokens import ADMIN, AFFILIATE, denied
+from clickback.domain.tokens import ADMIN, AFFILIATE, NETWORK_FIELDS, denied
 from clickback.errors import AuthError, InputError, NotFoundError, PermissionDeniedError
 from clickback.web.present import parse_time
 
@@ -149,10 +149,13 @@ class ListQuery:
 
 def redact(item: dict[str, Any], caller: Caller) -> dict[str, Any]:
     """Secrets that would let a reader forge postbacks are for admin tokens only: an
-    object's own, and the `token` a ledger row's postback was sent with."""
+    object's own, and the `token` a ledger row's postback was sent with; an affiliate
+    token is not shown a row's advertiser either."""
     if caller.role == "admin":
         return item
     out = {k: ("" if k in SECRETS and v else v) for k, v in item.items()}
+    if caller.affiliate_id is not None:  # nor who is behind an offer, to an affiliate
+        out = {k: v for k, v in out.items() if k not in NETWORK_FIELDS}
     params = out.get("params")
     if isinstance(params, dict) and params.get("token"):
         # said to be there, so that it is not read as a postback sent without one
