@@ -46,6 +46,20 @@ async def test_click_redirects_with_refid_and_records_the_click(client: httpx.As
     assert c["created_at"].endswith("Z")
 
 
+async def test_a_head_request_on_a_link_answers_as_a_click_would_and_stores_none(
+    client: httpx.AsyncClient,
+) -> None:
+    """A link checker's or a mail scanner's HEAD is no visit: the same 302, no click."""
+    s = await make_offer(client, destination_url="https://shop.example/land")
+    r = await client.head(f"/c/{s['link']['code']}?sub1=a")
+    assert r.status_code == 302
+    assert r.headers["location"].startswith("https://shop.example/land?refid=")
+    assert (await client.get("/api/v1/clicks", headers=AUTH)).json()["items"] == []
+    assert (await client.head("/c/nope")).status_code == 404
+    await click(client, s["link"])  # a GET is a click
+    assert len((await client.get("/api/v1/clicks", headers=AUTH)).json()["items"]) == 1
+
+
 async def test_macros_are_filled_and_encoded(client: httpx.AsyncClient) -> None:
     s = await make_offer(
         client,

@@ -119,16 +119,20 @@ class Tracker:
         referer: str,
         *,
         fallback: bool = True,
+        store: bool = True,
     ) -> str | None:
         """The Location to redirect to after the click is stored; for no such link, or
         one not serving, the fallback URL (no click stored: there is nothing to attribute
-        to), or None when there is none (or `fallback` is off)."""
+        to), or None when there is none (or `fallback` is off). With `store` off (a HEAD
+        request: a link checker, not a visit) the same Location, no click stored."""
         route = self.catalog.routes.get(code) or await self.catalog.route(code)
         if route is None or not route.serving:
             return self._fallback(code, route) if fallback else None
         now_us = self.clock.now_us()
         refid = self.codec.issue(route.link_id, now_us // 1000)
         subs = parse_subs(query) if query else _EMPTY_SUBS
+        if not store:
+            return route.template.build(refid, subs)
         row: ClickRow = (
             refid,
             route.link_id,

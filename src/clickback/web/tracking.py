@@ -61,6 +61,7 @@ async def click_answer(
             ip,
             ua.replace("\x00", ""),
             referer.replace("\x00", ""),
+            store=method == "GET",  # a HEAD is a link checker's, not a visit
         )
     except UnavailableError:
         return _CLICK_UNAVAILABLE
