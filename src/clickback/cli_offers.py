@@ -51,6 +51,11 @@ DAILY_CAP = (
     "Conversions a UTC day; later ones are flagged over_cap and held for review (the rule"
     ' over_cap in --fraud-rules changes that); "" for no cap.'
 )
+CAP_REDIRECT = (
+    "Once a daily cap (the offer's, or an affiliate's own on it) is reached, the links"
+    " send clicks to the fallback URL (the offer's, else CLICKBACK_FALLBACK_URL) until"
+    " the UTC day's end; with no fallback URL they keep redirecting."
+)
 AUTO_APPROVE = (
     "Days after which a conversion still pending (not flagged) is approved: the"
     " advertiser's validation period, from when the conversion was recorded (a replayed"
@@ -112,6 +117,7 @@ def offer_create(
     fraud_rules: Annotated[str | None, typer.Option(help=FRAUD_RULES)] = None,
     daily_cap: Annotated[str, typer.Option(help=DAILY_CAP)] = "",
     auto_approve_days: Annotated[str, typer.Option(help=AUTO_APPROVE)] = "",
+    cap_redirect: Annotated[bool, typer.Option(help=CAP_REDIRECT)] = False,
     db: DbOption = None,
 ) -> None:
     """Create an offer of an advertiser: its landing page, payout and terms."""
@@ -134,6 +140,7 @@ def offer_create(
         "fraud_rules": _fraud_rules(fraud_rules),
         "daily_cap": daily_cap,
         "auto_approve_days": auto_approve_days,
+        "cap_redirect": cap_redirect,
     }
     base = _settings(db).base_currency  # the revenue's currency
     new_id = _run(db, lambda s: admin.create_offer(s, values, base))
@@ -163,6 +170,7 @@ def offer_update(
     fraud_rules: Annotated[str | None, typer.Option(help=FRAUD_RULES)] = None,
     daily_cap: Annotated[str | None, typer.Option(help=DAILY_CAP)] = None,
     auto_approve_days: Annotated[str | None, typer.Option(help=AUTO_APPROVE)] = None,
+    cap_redirect: Annotated[bool | None, typer.Option(help=CAP_REDIRECT)] = None,
     db: DbOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -185,6 +193,7 @@ def offer_update(
         fraud_rules=_fraud_rules(fraud_rules),
         daily_cap=daily_cap,
         auto_approve_days=auto_approve_days,
+        cap_redirect=cap_redirect,
     )
     if not values:
         console.print(

@@ -95,9 +95,11 @@ def test_offer_create_takes_what_the_api_takes(any_db: str) -> None:
         '{"bot": "reject", "fast_conversion": "hold"}',
         "--daily-cap",
         "25",
+        "--cap-redirect",
     )
     offer = _shown(any_db, "offer", "show", "1")
     assert (offer["approval"], offer["status"], offer["daily_cap"]) == ("review", "paused", 25)
+    assert offer["cap_redirect"] is True
     assert offer["fraud_rules"] == {"bot": "reject", "fast_conversion": "hold"}
     out = _fails(
         "offer",
@@ -191,6 +193,8 @@ def test_offer_update_changes_what_it_is_given_and_prints_the_offer(
     assert _shown(any_db, "offer", "update", "1", "--daily-cap", "")["daily_cap"] is None
     offer = _shown(any_db, "offer", "update", "1", "--auto-approve-days", "30")
     assert offer["auto_approve_days"] == 30
+    assert _shown(any_db, "offer", "update", "1", "--cap-redirect")["cap_redirect"] is True
+    assert _shown(any_db, "offer", "update", "1", "--no-cap-redirect")["cap_redirect"] is False
     assert "0 conversions approved" in cli("conversions", "approve-due", db=any_db)
 
 

@@ -38,6 +38,7 @@ async def setup(store: Store) -> tuple[int, int]:
             "fraud_rules": "{}",
             "daily_cap": None,
             "auto_approve_days": None,
+            "cap_redirect": 0,
         }
     )
     aff = await store.create_affiliate("F")

@@ -158,6 +158,23 @@ async def test_an_offers_daily_cap_is_set_checked_shown_and_cleared(
     assert plain["offer"]["daily_cap"] is None
 
 
+async def test_an_offers_cap_redirect_is_set_checked_and_kept(client: httpx.AsyncClient) -> None:
+    plain = await make_offer(client)
+    assert plain["offer"]["cap_redirect"] is False
+    s = await make_offer(client, daily_cap=5, cap_redirect=True)
+    assert s["offer"]["cap_redirect"] is True
+    url = f"/api/v1/offers/{s['offer']['id']}"
+    for bad in [1, "yes", None, "true"]:
+        r = await client.patch(url, json={"cap_redirect": bad}, headers=AUTH)
+        assert r.status_code == 400, (bad, r.text)
+        assert r.json()["errors"][0]["code"] == "invalid_bool", (bad, r.text)
+    r = await client.patch(url, json={"name": "Renamed"}, headers=AUTH)
+    assert r.json()["cap_redirect"] is True  # kept when not given
+    r = await client.patch(url, json={"cap_redirect": False}, headers=AUTH)
+    assert r.json()["cap_redirect"] is False
+    assert (await client.get(url, headers=AUTH)).json()["cap_redirect"] is False
+
+
 async def test_an_offers_validation_period_is_set_checked_and_cleared(
     client: httpx.AsyncClient,
 ) -> None:

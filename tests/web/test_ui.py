@@ -167,19 +167,30 @@ async def test_the_offer_page_shows_where_a_click_goes_while_not_serving(
     page = await client.get(f"/ui/offers/{plain['offer']['id']}")
     assert re.search(r'id="fallback">none: the 404 page', page.text)
     assert 'id="daily-cap">none' in page.text
+    assert 'id="cap-redirect">no: clicks are redirected as before' in page.text
 
 
 async def test_the_offer_page_shows_its_daily_cap_and_what_comes_past_it(
     client: httpx.AsyncClient,
 ) -> None:
     s = await make_offer(
-        client, daily_cap=40, fraud_rules={"over_cap": "reject"}, auto_approve_days=30
+        client,
+        daily_cap=40,
+        fraud_rules={"over_cap": "reject"},
+        auto_approve_days=30,
+        cap_redirect=True,
     )
     offer_id, affiliate_id = s["offer"]["id"], s["affiliate"]["id"]
     await login(client, ADMIN)
     page = await client.get(f"/ui/offers/{offer_id}")
     assert 'id="daily-cap">40 conversions a UTC day; past it, reject' in page.text
     assert 'id="affiliate-caps">none' in page.text
+    # no fallback URL anywhere: the links keep redirecting once capped
+    assert 'id="cap-redirect">yes, but there is no fallback URL' in page.text
+    fallback = {"fallback_url": "https://shop.example/other"}
+    await client.patch(f"/api/v1/offers/{offer_id}", json=fallback, headers=AUTH)
+    page = await client.get(f"/ui/offers/{offer_id}")
+    assert 'id="cap-redirect">yes: clicks go to the fallback URL' in page.text
     assert 'id="approval">auto; still pending after 30 days (not flagged): approved' in page.text
     cap = {"daily_cap": 6}
     await client.put(f"/api/v1/offers/{offer_id}/caps/{affiliate_id}", json=cap, headers=AUTH)

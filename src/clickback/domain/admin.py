@@ -260,6 +260,10 @@ def offer_values(
         out["daily_cap"] = daily_cap(values.get("daily_cap"))
     if not partial or "auto_approve_days" in values:  # null or "" in a PATCH removes it
         out["auto_approve_days"] = auto_approve_days(values.get("auto_approve_days"))
+    if (partial and "cap_redirect" in values) or given("cap_redirect"):
+        out["cap_redirect"] = int(_bool(values, "cap_redirect"))
+    elif not partial:
+        out["cap_redirect"] = 0
     return out
 
 

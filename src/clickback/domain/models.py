@@ -66,6 +66,7 @@ class Offer:
     fallback_url: str = ""  # where its links send a click while not serving; '': the global
     daily_cap: int | None = None  # conversions a UTC day; more are flagged `over_cap`
     auto_approve_days: int | None = None  # a pending conversion this old is approved
+    cap_redirect: bool = False  # a click once a daily cap is reached: to the fallback URL
 
 
 @dataclass(frozen=True, slots=True)

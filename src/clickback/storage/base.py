@@ -50,6 +50,7 @@ OFFER_COLUMNS = (
     "fraud_rules",
     "daily_cap",
     "auto_approve_days",
+    "cap_redirect",
 )
 UPDATABLE: dict[str, frozenset[str]] = {
     "advertisers": frozenset(
@@ -111,6 +112,7 @@ def offer_from_row(r: Mapping[str, Any]) -> Offer:
         fallback_url=r["fallback_url"],
         daily_cap=r["daily_cap"],
         auto_approve_days=r["auto_approve_days"],
+        cap_redirect=bool(r["cap_redirect"]),
     )
 
 

@@ -702,6 +702,14 @@ MIGRATIONS.append(
     )
 )
 
+MIGRATIONS.append(
+    (
+        21,
+        "offers: whether clicks go to the fallback URL once a daily cap is reached",
+        ["ALTER TABLE offers ADD COLUMN cap_redirect SMALLINT NOT NULL DEFAULT 0"],
+    )
+)
+
 LATEST = MIGRATIONS[-1][0]
 
 

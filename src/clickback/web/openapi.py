@@ -72,14 +72,14 @@ SCHEMAS: dict[str, Any] = {
         "id:i advertiser_id:i name:s destination_url:s fallback_url:s refid_param:s payout_type:s "
         "payout_amount:s payout_percent:s revenue_type:s revenue_amount:s revenue_percent:s "
         "currency:s attribution_window_days:i "
-        "status:s approval:s fraud_rules:o daily_cap:i? auto_approve_days:i? "
+        "status:s approval:s fraud_rules:o daily_cap:i? auto_approve_days:i? cap_redirect:b "
         "created_at:s updated_at:s archived_at:s?"
     ),
     "OfferCreate": obj(
         "advertiser_id:i name:s destination_url:s fallback_url:s? refid_param:s payout_type:s "
         "payout_amount:s payout_percent:s revenue_type:s revenue_amount:s revenue_percent:s "
         "currency:s attribution_window_days:i status:s approval:s fraud_rules:o daily_cap:i? "
-        "auto_approve_days:i?",
+        "auto_approve_days:i? cap_redirect:b",
         required=False,
     )
     | {"required": ["advertiser_id", "name", "destination_url"]},
@@ -87,7 +87,7 @@ SCHEMAS: dict[str, Any] = {
         "name:s destination_url:s fallback_url:s? refid_param:s payout_type:s payout_amount:s "
         "payout_percent:s revenue_type:s revenue_amount:s revenue_percent:s currency:s "
         "attribution_window_days:i status:s approval:s fraud_rules:o daily_cap:i? "
-        "auto_approve_days:i?",
+        "auto_approve_days:i? cap_redirect:b",
         required=False,
     ),
     "Affiliate": obj(

@@ -65,6 +65,7 @@ def offer(r: dict[str, Any], base: str) -> dict[str, Any]:
         "fraud_rules": orjson.loads(r["fraud_rules"]),
         "daily_cap": r["daily_cap"],
         "auto_approve_days": r["auto_approve_days"],
+        "cap_redirect": bool(r["cap_redirect"]),
         "created_at": iso(r["created_at"]),
         "updated_at": iso(r["updated_at"]),
         "archived_at": iso(r["archived_at"]),
