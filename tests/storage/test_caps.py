@@ -281,3 +281,57 @@ async def test_a_recount_reads_past_a_run_of_replayed_old_postbacks(
     await _screen(second)
     # a, b and d made the day's three: e is past the cap
     assert await _flags(store, ids) == {"a": "", "b": "", "d": "", "e": "over_cap"}
+
+
+async def _pass(job: Screener) -> None:
+    """A pass by `job` once it holds the job (another's lease may be running out)."""
+    deadline = time.monotonic() + 5
+    await job.run_once()
+    while not job.held_until:
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.05)
+        await job.run_once()
+
+
+@pytest.mark.parametrize("handover", ["none", "restart"])
+async def test_the_caps_reached_are_stored_once_and_made_to_match_the_counts_and_caps(
+    store: Store, handover: str
+) -> None:
+    world = await build_world(store, 11)
+    capped, other = world.links[0], world.links[1]
+    offer_id, affiliate_id = capped["offer_id"], capped["affiliate_id"]
+    await admin.update_offer(store, offer_id, {"daily_cap": 3})
+    await caps.set_affiliate_cap(store, offer_id, affiliate_id, {"daily_cap": 1})
+    day = (time.time_ns() // 1000) // DAY * DAY - 3 * DAY
+    today = day // DAY
+    first = screener(world, LEASE[handover])
+    await _convert(world, capped, "a", day + 3600 * S)
+    await _screen(first)
+    assert await store.caps_reached(today) == {(offer_id, affiliate_id, today)}
+    # the affiliate's next is past its own cap, and uses up none of the offer's
+    await _convert(world, capped, "b", day + 2 * 3600 * S)
+    await _convert(world, other, "c", day + 3 * 3600 * S)
+    await _screen(first)
+    assert await store.caps_reached(today) == {(offer_id, affiliate_id, today)}
+    version = await store.config_version()
+    await _convert(world, other, "d", day + 4 * 3600 * S)
+    await _screen(first)
+    reached = {(offer_id, affiliate_id, today), (offer_id, 0, today)}
+    assert await store.caps_reached(today) == reached
+    assert await store.config_version() > version  # every cache reloads
+    job = await _handed_over(world, first, handover)
+    await _pass(job)  # a restart counts again, and finds the same
+    assert await store.caps_reached(today) == reached
+    # raised: no longer reached; removed: neither; lowered to the count: reached again
+    await admin.update_offer(store, offer_id, {"daily_cap": 4})
+    await _pass(job)
+    assert await store.caps_reached(today) == {(offer_id, affiliate_id, today)}
+    await caps.remove_affiliate_cap(store, offer_id, affiliate_id)
+    await _pass(job)
+    assert await store.caps_reached(today) == set()
+    await admin.update_offer(store, offer_id, {"daily_cap": 3})
+    await _pass(job)
+    assert await store.caps_reached(today) == {(offer_id, 0, today)}
+    version = await store.config_version()
+    await _pass(job)  # nothing changed: nothing written
+    assert await store.config_version() == version

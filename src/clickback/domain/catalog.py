@@ -1,18 +1,26 @@
 """The in-process cache of what the hot paths read: links, offers, advertisers,
-commission rules and exchange rates.
+commission rules, exchange rates, and the daily caps reached today (UTC).
 
 A change made through this process is seen at once (`reload`); other processes and
 nodes see it within `check_seconds`, because every change bumps a version number in
 the database that each process polls. A link code missing from the cache falls
 through to the database, so a link made on another node works at once everywhere.
+
+An offer with `cap_redirect` whose daily cap the screening found reached today (or an
+affiliate's own cap on it) has its links (those of the affiliate) not serving, so that
+their clicks get the fallback URL, decided here once and not per click; with no fallback
+URL at all they keep serving. The poll reloads at a UTC day's change too, so yesterday's
+caps stop applying without waiting for a change.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from clickback.domain.fx import Rates
 from clickback.domain.models import Advertiser, CommissionRule, Link, Offer, OfferStatus
@@ -28,16 +36,36 @@ class Route:
     link_id: int
     offer_id: int
     affiliate_id: int
-    serving: bool  # link active and offer active
+    serving: bool  # link active, offer active, and no daily cap reached that redirects it
     template: RedirectTemplate
     is_test: int
     fallback_url: str = ""  # the offer's, for a click while not serving
+    capped: bool = False  # not serving for a daily cap reached (and only for that)
+
+
+DAY_US = 86_400_000_000
+
+
+class SystemClock:
+    def now_us(self) -> int:
+        return time.time_ns() // 1000
 
 
 class Catalog:
-    def __init__(self, store: Store, check_seconds: float = 1.0, base_currency: str = "USD"):
+    def __init__(
+        self,
+        store: Store,
+        check_seconds: float = 1.0,
+        base_currency: str = "USD",
+        fallback_url: str = "",
+        clock: Any = None,
+    ):
         self._store = store
         self._check_seconds = check_seconds
+        self.fallback_url = fallback_url  # CLICKBACK_FALLBACK_URL; '': none
+        self.clock = clock or SystemClock()
+        self.day = -1  # the UTC day whose caps reached are held
+        self.capped: frozenset[tuple[int, int]] = frozenset()  # (offer, affiliate or 0)
         self.rules: dict[int, list[CommissionRule]] = {}
         self.postbacks: Mapping[tuple[int, int], PostbackConfig] = {}
         self.rates = Rates(base_currency)
@@ -49,7 +77,12 @@ class Catalog:
         self._task: asyncio.Task[None] | None = None
 
     async def reload(self) -> None:
+        day = self.clock.now_us() // DAY_US
         snap = await self._store.load_catalog()
+        # read after the version: a cap reached meanwhile bumps it, and is read again
+        reached = await self._store.caps_reached(day)
+        self.day = day
+        self.capped = frozenset((o, a) for o, a, d in reached if d == day)
         self.advertisers = {a.id: a for a in snap.advertisers}
         self.offers = {o.id: o for o in snap.offers}
         rules: dict[int, list[CommissionRule]] = {}
@@ -69,17 +102,30 @@ class Catalog:
         if offer is None:
             return None
         self.links[link.id] = link
+        serving = link.active and offer.status is OfferStatus.ACTIVE
+        capped = serving and self._capped(offer, link)
         route = Route(
             link.id,
             offer.id,
             link.affiliate_id,
-            link.active and offer.status is OfferStatus.ACTIVE,
+            serving and not capped,
             RedirectTemplate(offer.destination_url, offer.refid_param, offer.id, link.affiliate_id),
             int(link.is_test),
             offer.fallback_url,
+            capped,
         )
         self.routes[link.code] = route
         return route
+
+    def _capped(self, offer: Offer, link: Link) -> bool:
+        """Whether the link's clicks go to the fallback URL for a daily cap reached today:
+        the offer's (while it has one) or the link's affiliate's own. Never an integration
+        test's link (its conversions are not counted), nor with no fallback URL at all (a
+        capped offer is not sent to the 404 page)."""
+        if not offer.cap_redirect or link.is_test or not (offer.fallback_url or self.fallback_url):
+            return False
+        own = offer.daily_cap is not None and (offer.id, 0) in self.capped
+        return own or (offer.id, link.affiliate_id) in self.capped
 
     def postback_config(self, offer_id: int, affiliate_id: int) -> PostbackConfig | None:
         """The offer+affiliate override, else the affiliate's own outbound postback."""
@@ -103,7 +149,10 @@ class Catalog:
         return self._add(link)
 
     async def refresh_if_changed(self) -> bool:
-        if await self._store.config_version() != self.version:
+        """Reloads after a change, or once the UTC day changed (the caps reached are
+        each day's)."""
+        day = self.clock.now_us() // DAY_US
+        if day != self.day or await self._store.config_version() != self.version:
             await self.reload()
             return True
         return False

@@ -360,6 +360,23 @@ class ConversionScreen:
             return f"affiliate {affiliate}'s daily cap of {cap} on the offer was reached"
         return ""
 
+    def reached(self, conversion: Mapping[str, Any]) -> list[tuple[int, int, int]]:
+        """The caps of the conversion's day whose count has reached them, once it was
+        counted (or found past one): (offer, 0, day) its offer's, (offer, affiliate, day)
+        its affiliate's own on the offer."""
+        day = conversion["created_at"] // DAY_US
+        if conversion.get("is_test") or day < self.newest_day - 1:
+            return []
+        offer, affiliate = int(conversion["offer_id"]), int(conversion["affiliate_id"])
+        out = []
+        for key, cap in (
+            ((offer, 0, day), conversion.get("daily_cap")),
+            ((offer, affiliate, day), conversion.get("affiliate_daily_cap")),
+        ):
+            if cap and self.capped.get(key, 0) >= int(cap):
+                out.append(key)
+        return out
+
     def count_capped(self, offer_id: int, affiliate_id: int, at_us: int, counts: bool) -> None:
         """Counts a screened conversion towards the caps of its UTC day (its offer's, its
         affiliate's on the offer) when it `counts` (`counts_for_caps`); also for a

@@ -9,6 +9,12 @@ writer that stalled, is not flagged). Outbound conversion postbacks wait for the
 affiliate never hears of a conversion that the offer's rules reject. The holder of the
 job also approves, every minute, the conversions still pending at the end of their
 offer's validation period (`lifecycle.approve_due`).
+
+Daily caps reached: the holder stores (offer, affiliate or 0, day) when a count reaches
+its cap, and makes what is stored match its counts when they are made again and after
+any change of the settings (a cap raised, lowered or removed), bumping the config
+version each time: every process's cache then sends the clicks of an offer with
+`cap_redirect` to its fallback URL (`domain.catalog`).
 """
 
 from __future__ import annotations
@@ -66,6 +72,13 @@ class Screener:
         # until when this process holds the job with its counts as the store has them
         # (its last lease's end, by its clock; 0: counts to be made again first)
         self.held_until = 0
+        # the caps reached as stored: matched to the counts from `caps_from_day` (the
+        # first day the counts hold whole) at the config version `caps_version`
+        self.caps_stored: set[tuple[int, int, int]] = set()
+        self.caps_from_day = 0
+        self.caps_version = -1
+        self._reached: list[tuple[int, int, int]] = []  # newly by this pass's screenings
+        self._reaching: set[tuple[int, int, int]] = set()  # to store
         self.store = store
         self.clicks = clicks
         self.conversions = conversions
@@ -94,6 +107,8 @@ class Screener:
                 return 0, 0
         elif await self._decided_by_hand():
             await self._recount_conversions()
+        if await self.store.config_version() != self.caps_version:
+            await self._match_caps()  # a cap changed (or anything else did)
         self.held_until = now + self.lease_us
         # clicks are taken once they are SETTLE_MS old: by then every click issued before
         # has committed (batches commit in milliseconds), so none slips under the mark
@@ -136,6 +151,7 @@ class Screener:
         conversions = await self.store.unscreened_conversions(through, batch)
         now = time.time_ns() // 1000
         self.conversions.begin()
+        self._reached = []
         try:
             screenings = [self._screen_safely(c) for c in conversions]
             stored = await self.store.screen_conversions(screenings, self.owner, now)
@@ -148,10 +164,44 @@ class Screener:
             self.held_until = 0
             return len(rows), 0
         self.conversions.commit()
+        self._reaching.update(self._reached)
+        await self._store_reached(now)
         self.behind_us = pacing.behind_us(
             now, batch, pacing.newest(rows), pacing.newest(conversions)
         )
         return len(rows), len(conversions)
+
+    async def _store_reached(self, now: int) -> None:
+        """Stores the caps this pass found reached (kept to try again on the next pass if
+        the write fails; dropped if the lease was lost: the next holder counts again)."""
+        if not self._reaching:
+            return
+        reached = sorted(self._reaching)
+        if await self.store.reach_caps(reached, self.owner, now):
+            self.caps_stored.update(reached)
+            log.info("daily caps reached: %s", ", ".join(f"{o}/{a}/{d}" for o, a, d in reached))
+        self._reaching.clear()
+
+    async def _match_caps(self) -> None:
+        """Makes the caps reached stored for the days the counts hold whole match the
+        counts and the caps as they are now."""
+        version = await self.store.config_version()
+        caps = await self.store.daily_caps()
+        from_day = max(self.caps_from_day, self.conversions.newest_day - 1)
+        reached = set()
+        for key, n in self.conversions.capped.items():
+            cap = caps.get((key[0], key[1]))
+            if key[2] >= from_day and cap is not None and n >= cap:
+                reached.add(key)
+        now = time.time_ns() // 1000
+        if await self.store.match_caps_reached(from_day, reached, self.owner, now):
+            log.info(
+                "daily caps reached made to match the counts: %d from day %d",
+                len(reached),
+                from_day,
+            )
+        self.caps_stored = reached
+        self.caps_version = version
 
     async def _recount(self, mark: str) -> None:
         """Counts again, from what is stored, what the screens count over their windows
@@ -234,6 +284,10 @@ class Screener:
                     self.conversions.count_capped(offer_id, affiliate_id, created_at, counts)
                     conversions += 1
             await asyncio.sleep(0)
+        # the first UTC day wholly in the window is counted whole: the caps reached are
+        # made to match from it
+        self.caps_from_day = -(-(newest - window) // fraud.DAY_US)
+        await self._match_caps()
         return conversions
 
     def _click_flags(self, r: dict[str, Any]) -> list[str]:
@@ -271,6 +325,8 @@ class Screener:
         self.conversions.count_capped(
             int(c["offer_id"]), int(c["affiliate_id"]), c["created_at"], counts
         )
+        if counts or capped:  # a count that reached its cap, or one lowered under it
+            self._reached += [k for k in self.conversions.reached(c) if k not in self.caps_stored]
         delivery = ""
         # a conversion the offer's rules reject was never posted back (its conversion
         # postback waits for the screening, and is cancelled): no `rejected` either

@@ -7,7 +7,6 @@ answer with. Each call makes one durable write through the store's group commit.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -16,7 +15,7 @@ from urllib.parse import unquote_plus
 import orjson
 
 from clickback.domain import attribution, money, security
-from clickback.domain.catalog import Catalog, Route
+from clickback.domain.catalog import Catalog, Route, SystemClock
 from clickback.domain.models import Advertiser, FieldError, Link, Offer, OfferStatus, Outcome
 from clickback.domain.ports import ClickRow, LedgerRow, Store
 from clickback.domain.postback import merge_errors, parse_postback, refid_name
@@ -29,11 +28,6 @@ log = logging.getLogger("clickback.fallback")
 MAX_SUB = 255
 MAX_HEADER_VALUE = 512
 _EMPTY_SUBS = ("", "", "", "", "")
-
-
-class SystemClock:
-    def now_us(self) -> int:
-        return time.time_ns() // 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,7 +70,7 @@ async def open_tracker(
         keys = list(dict.fromkeys([*secrets, *([stored] if stored else [])]))
     else:
         keys = [await store.get_or_set_meta("refid_secret", new_secret())]
-    catalog = Catalog(store, check_seconds, base_currency)
+    catalog = Catalog(store, check_seconds, base_currency, fallback_url)
     await catalog.reload()
     return Tracker(
         store,
@@ -326,6 +320,8 @@ class Tracker:
     def _not_serving(self, route: Route | None) -> str:
         if route is None:
             return "unknown_link"
+        if route.capped:
+            return f"cap_reached offer={route.offer_id} link={route.link_id}"
         offer = self.catalog.offers.get(route.offer_id)
         if offer is not None and offer.status is not OfferStatus.ACTIVE:
             return f"offer_{offer.status.value} offer={route.offer_id} link={route.link_id}"

@@ -710,6 +710,23 @@ MIGRATIONS.append(
     )
 )
 
+MIGRATIONS.append(
+    (
+        22,
+        "caps: the daily caps reached, by offer, affiliate (0: the offer's own) and UTC day",
+        [
+            # read by day (today's, by every process's cache): the day leads the key
+            """CREATE TABLE caps_reached (
+                day BIGINT NOT NULL,
+                offer_id BIGINT NOT NULL REFERENCES offers (id),
+                affiliate_id BIGINT NOT NULL,
+                reached_at BIGINT NOT NULL,
+                PRIMARY KEY (day, offer_id, affiliate_id)
+            )""",
+        ],
+    )
+)
+
 LATEST = MIGRATIONS[-1][0]
 
 

@@ -9,6 +9,16 @@ from typing import Any
 from clickback.domain.ports import Screening
 from clickback.storage.primitives import SqlPrimitives, Steps, padded_chunks
 
+# every process's cache reloads (the caps reached are part of what it holds)
+_BUMP = (
+    "UPDATE meta SET value = CAST(CAST(value AS INTEGER) + 1 AS TEXT) WHERE key = 'config_version'"
+)
+_HOLDER = "UPDATE jobs SET owner = owner WHERE name = 'screening' AND owner = ? RETURNING name"
+_REACH = (
+    "INSERT INTO caps_reached (day, offer_id, affiliate_id, reached_at) VALUES (?, ?, ?, ?) "
+    "ON CONFLICT (day, offer_id, affiliate_id) DO NOTHING"
+)
+
 # this screening's own update of the conversion took (same time and status)
 _TOOK = "SELECT 1 FROM conversions WHERE id = ? AND updated_at = ? AND status = ?"
 
@@ -238,6 +248,7 @@ class ScreeningSql(SqlPrimitives):
             cap,
             now,
             now,
+            bump=True,  # the caps reached are matched to it (`Screener`), and caches reload
         )
 
     async def delete_affiliate_cap(self, offer_id: int, affiliate_id: int) -> bool:
@@ -246,8 +257,57 @@ class ScreeningSql(SqlPrimitives):
             "DELETE FROM affiliate_caps WHERE offer_id = ? AND affiliate_id = ? RETURNING offer_id",
             offer_id,
             affiliate_id,
+            bump=True,
         )
         return found is not None
+
+    async def daily_caps(self) -> dict[tuple[int, int], int]:
+        """Every daily cap: (offer, 0) the offer's own, (offer, affiliate) an affiliate's."""
+        caps = {
+            (int(o), 0): int(cap)
+            for o, cap in await self._fetch_tuples(
+                "SELECT id, daily_cap FROM offers WHERE daily_cap IS NOT NULL"
+            )
+        }
+        for o, a, cap in await self._fetch_tuples(
+            "SELECT offer_id, affiliate_id, daily_cap FROM affiliate_caps"
+        ):
+            caps[(int(o), int(a))] = int(cap)
+        return caps
+
+    async def caps_reached(self, from_day: int) -> set[tuple[int, int, int]]:
+        """(offer, affiliate or 0, day) of the daily caps reached on `from_day` or since."""
+        rows = await self._fetch_tuples(
+            "SELECT offer_id, affiliate_id, day FROM caps_reached WHERE day >= ?", from_day
+        )
+        return {(int(o), int(a), int(d)) for o, a, d in rows}
+
+    async def reach_caps(self, reached: list[tuple[int, int, int]], owner: str, now: int) -> bool:
+        """Stores (offer, affiliate or 0, day) as caps reached (those stored already stay
+        as they are) and bumps the config version, if `owner` holds the screening; False,
+        and nothing done, if not."""
+        rows = [(day, offer, affiliate, now) for offer, affiliate, day in reached]
+        steps: Steps = [(_REACH, rows), (_BUMP, [()])]
+        return await self._guarded_many((_HOLDER, (owner,)), steps) is not None
+
+    async def match_caps_reached(
+        self, from_day: int, reached: set[tuple[int, int, int]], owner: str, now: int
+    ) -> bool:
+        """Makes the caps reached stored for `from_day` and since those of `reached` (the
+        counts made again), if `owner` holds the screening; whether anything changed."""
+        stored = await self.caps_reached(from_day)
+        gone, new = stored - reached, reached - stored
+        if not gone and not new:
+            return False
+        steps: Steps = [
+            (
+                "DELETE FROM caps_reached WHERE day = ? AND offer_id = ? AND affiliate_id = ?",
+                [(d, o, a) for o, a, d in gone],
+            ),
+            (_REACH, [(d, o, a, now) for o, a, d in new]),
+            (_BUMP, [()]),
+        ]
+        return await self._guarded_many((_HOLDER, (owner,)), steps) is not None
 
     async def due_for_approval(
         self, now: int, after: tuple[int, int], limit: int
