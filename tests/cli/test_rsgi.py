@@ -221,3 +221,24 @@ def test_the_rest_goes_through_the_asgi_app(tracker: Server) -> None:
     r = httpx.get(f"{tracker.base}/kit/refid.js")
     assert r.status_code == 200 and b"refid" in r.content
     assert httpx.get(f"{tracker.base}/no/such/page").status_code == 404
+
+
+def test_a_nul_in_a_code_or_a_cursor_is_refused_on_both_engines(
+    any_db: str, tmp_path: Path
+) -> None:
+    """`/c/%00` is the unknown link's 404 through the RSGI hot path, and a cursor that
+    decodes to U+0000 a 400 `invalid_cursor` for a list and an export alike, on
+    PostgreSQL (whose text cannot hold it) as on SQLite."""
+    srv = Server(any_db, tmp_path, {"CLICKBACK_ADMIN_TOKEN": TOKEN})
+    srv.start()
+    try:
+        code = setup_link(srv)
+        for path in ("/c/%00", "/c/a%00b"):
+            assert httpx.get(f"{srv.base}{path}").status_code == 404, path
+        assert httpx.get(f"{srv.base}/c/{code}").status_code == 302
+        for path in ("/clicks?cursor=AA", "/clicks/export?cursor=AA"):
+            r = api(srv, "GET", path)
+            assert r.status_code == 400, (path, r.text)
+            assert r.json()["errors"][0]["code"] == "invalid_cursor", (path, r.text)
+    finally:
+        srv.stop()

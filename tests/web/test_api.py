@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 from datetime import datetime, timedelta, timezone
 
 import httpx
@@ -17,6 +18,8 @@ from clickback.web.app import ClickbackApp
 from clickback.web.http import hash_token
 from clickback.web.present import parse_time
 from tests.conftest import ADMIN, AUTH, click, make_offer
+from tests.web.test_affiliate_tokens import affiliate_token
+from tests.web.test_ui import login
 
 
 async def test_every_api_call_needs_a_valid_token(client: httpx.AsyncClient) -> None:
@@ -632,3 +635,53 @@ async def test_a_filter_on_a_column_of_set_values_refuses_any_other(
         assert "must be one of" in error["message"], error
     r = await client.get("/api/v1/postbacks", params={"outcome": "accepted"}, headers=AUTH)
     assert r.status_code == 200 and len(r.json()["items"]) == 1
+
+
+def _b64(text: str) -> str:
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+
+async def test_a_nul_decoded_from_a_cursor_or_a_path_is_refused_not_an_error(
+    client: httpx.AsyncClient,
+) -> None:
+    """A U+0000 that is no `%00` in the query (a cursor's, `AA` decodes to it; a path's)
+    never reaches the database, where PostgreSQL's text cannot hold it: a bad cursor is a
+    400 `invalid_cursor` (an export's too, before its CSV starts), an id a 404, a link's
+    code the unknown link's 404 page; alike for an affiliate's token and on both engines."""
+    s = await make_offer(client)
+    tok = await affiliate_token(client, s["affiliate"]["id"])
+    for headers in (AUTH, tok):
+        for path in (
+            "/api/v1/clicks?cursor=AA",
+            "/api/v1/clicks/export?cursor=AA",
+            f"/api/v1/clicks?cursor={_b64('x' + chr(0))}",
+            "/api/v1/conversions/export?cursor=AA",
+            "/api/v1/clicks/export?cursor=zz",  # not UTF-8: refused before the CSV too
+        ):
+            r = await client.get(path, headers=headers)
+            assert r.status_code == 400, (path, r.status_code, r.text)
+            assert r.json()["errors"][0]["code"] == "invalid_cursor", (path, r.text)
+    r = await client.get("/api/v1/clicks/%00", headers=AUTH)
+    assert r.status_code == 404, r.text
+    r = await client.get(f"/api/v1/rates?cursor={_b64(chr(0) + ' 2026-01-01')}", headers=AUTH)
+    assert r.status_code == 400 and r.json()["errors"][0]["code"] == "invalid_cursor", r.text
+    for code in ("%00", "a%00b"):
+        r = await client.get(f"/c/{code}")
+        assert r.status_code == 404, (code, r.text)
+    assert (await client.get(f"/c/{s['link']['code']}")).status_code == 302
+
+
+async def test_a_nul_in_a_dashboard_filter_is_refused_not_an_error(
+    client: httpx.AsyncClient,
+) -> None:
+    await make_offer(client)
+    assert (await login(client, ADMIN)).status_code == 303
+    for path in (
+        "/ui/conversions?ordernumber=a%00b",
+        "/ui/postbacks?refid=%00",
+        "/ui/reports?sub1=%00",
+        "/ui/?sub1=%00",
+        "/ui/conversions?cursor=AA",
+    ):
+        r = await client.get(path)
+        assert r.status_code == 400, (path, r.status_code, r.text[:300])

@@ -452,3 +452,20 @@ async def test_a_replay_of_a_request_too_large_keeps_its_status_and_says_why(
             assert row["errors"][0] == error
         assert row["replay_of"] is not None and row["replay_of"] != original
     assert await conversions(client) == []
+
+
+async def test_a_nul_in_a_postback_is_dropped_on_both_engines(client: httpx.AsyncClient) -> None:
+    """U+0000, which PostgreSQL's text cannot hold, is dropped from a postback's values
+    (a query's, a form's, a JSON body's): never a 500, the postback kept in the ledger."""
+    s = await make_offer(client)
+    refid = await click(client, s["link"])
+    r = await client.get("/postback?refid=%00&ordernumber=%00&orderamount=1")
+    assert r.status_code == 400, r.text
+    r = await client.get(f"/postback?refid={refid}&ordernumber=A%001&orderamount=1&coupon=%00X")
+    assert r.json()["status"] == "accepted", r.text
+    body = f'{{"refid":"{refid}","orderamount":"1","ordernumber":"B\\u00001","x\\u0000":"\\u0000"}}'
+    r = await client.post("/postback", content=body, headers={"content-type": "application/json"})
+    assert r.json()["status"] == "accepted", r.text
+    rows = await ledger(client)
+    assert len(rows) == 3 and {"A1", "B1"} <= {row["params"].get("ordernumber") for row in rows}
+    assert {c["coupon"] for c in await conversions(client)} >= {"X"}

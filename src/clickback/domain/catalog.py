@@ -140,6 +140,8 @@ class Catalog:
         route = self.routes.get(code)
         if route is not None:
             return route
+        if "\x00" in code:  # no code holds it, and PostgreSQL's text cannot
+            return None
         link = await self._store.link_by_code(code)
         if link is None:
             return None

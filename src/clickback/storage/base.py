@@ -84,6 +84,8 @@ def encode_cursor(key: Any) -> str:
 def decode_cursor(cursor: str, kind: type) -> Any:
     try:
         text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        if "\x00" in text:  # no key holds it, and PostgreSQL's text cannot
+            raise ValueError(text)
         key = kind(text)
         if kind is int and not -(2**63) <= key < 2**63:
             raise ValueError(text)

@@ -127,7 +127,10 @@ def entity_endpoints(app: ClickbackApp) -> list[Endpoint]:
         return handle
 
     async def read_click(request: Request, caller: Caller) -> Response:
-        return json_response(await show(app, request, "clicks", request.path_params["id"]))
+        refid = request.path_params["id"]
+        if "\x00" in refid:  # no RefID holds it, and PostgreSQL's text cannot
+            raise NotFoundError(f"no click {refid!r}")
+        return json_response(await show(app, request, "clicks", refid))
 
     async def check_url(url: str) -> None:
         await outbound_http.check_destination(url, app.settings.outbound_allow_private)

@@ -3,6 +3,7 @@ rules, exchange rates, base-currency totals, CSV exports, and API tokens."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
@@ -40,6 +41,12 @@ async def read_text(request: Request) -> str:
         return body.decode("utf-8-sig")
     except UnicodeDecodeError:
         raise InputError("the file must be UTF-8 text", code="invalid_encoding") from None
+
+
+async def _chain(first: str, rest: AsyncIterator[tuple[str, int]]) -> AsyncIterator[str]:
+    yield first
+    async for text, _ in rest:
+        yield text
 
 
 def export_limit(raw: str | None) -> int | None:
@@ -142,8 +149,11 @@ def endpoints(app: ClickbackApp) -> list[Endpoint]:
                 flag=q.flag,
                 omit=NETWORK_FIELDS if caller.affiliate_id is not None else frozenset(),
             )
+            # the first page read before the answer starts: a bad cursor is a 400, not a
+            # CSV broken off after its status line
+            first, _ = await anext(pages)
             return StreamingResponse(
-                (text async for text, _ in pages),
+                _chain(first, pages),
                 media_type="text/csv; charset=utf-8",
                 headers={"content-disposition": f'attachment; filename="{table}.csv"'},
             )

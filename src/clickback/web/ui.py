@@ -35,6 +35,7 @@ from clickback.domain.reportspec import (
 from clickback.domain.timefmt import EPOCH, iso
 from clickback.domain.tokens import AFFILIATE
 from clickback.errors import ClickbackError, InputError
+from clickback.web.http import refuse_nul_query
 from clickback.web.session import COOKIE, LOGIN_COOKIE, Session, Sessions, new_csrf, same
 
 if TYPE_CHECKING:
@@ -118,9 +119,12 @@ class Ui:
                 posted = await read_form(request)
                 if not same(str(posted.get("csrf", "")), session.csrf):
                     return Response("the form is stale: reload the page and retry", 403)
+                if any("\x00" in v for v in posted.values()):  # PostgreSQL cannot hold it
+                    return back(request, error="text may not hold the character U+0000")
                 if admin and not session.admin:
                     return back(request, error="this token may only read")
             try:
+                refuse_nul_query(request)
                 return await handler(request, session)
             except ClickbackError as exc:
                 if request.method == "GET" and not isinstance(exc, InputError):
