@@ -14,6 +14,7 @@ import pytest
 
 from clickback.config import Settings
 from clickback.domain.ports import Store
+from clickback.domain.tracker import open_tracker
 from clickback.errors import ConfigError
 from clickback.web.app import ClickbackApp
 from clickback.web.present import EXPORT_COLUMNS
@@ -411,6 +412,32 @@ async def test_archiving_stops_serving_and_keeps_history(client: httpx.AsyncClie
     live = await client.get("/api/v1/offers", params={"archived": "false"}, headers=AUTH)
     assert live.json()["items"] == []
     assert (await client.get("/api/v1/clicks", headers=AUTH)).json()["items"]  # kept
+
+
+async def test_a_link_archived_elsewhere_is_not_served_by_a_tracker_that_never_cached_it(
+    client: httpx.AsyncClient, app: ClickbackApp
+) -> None:
+    """A second tracker (another node) over the same database, loaded before the links
+    were made: one archived, or of an affiliate archived, on the first node before the
+    second refreshes, is found by its code on the second and not served there; a live
+    one is."""
+    s = await make_offer(client)
+    other = await open_tracker(app.store)
+    pub = (await client.post("/api/v1/affiliates", json={"name": "P2"}, headers=AUTH)).json()
+    links = []
+    for affiliate_id in (s["affiliate"]["id"], s["affiliate"]["id"], pub["id"]):
+        body = {"offer_id": s["offer"]["id"], "affiliate_id": affiliate_id}
+        r = await client.post("/api/v1/links", json=body, headers=AUTH)
+        assert r.status_code == 201, r.text
+        links.append(r.json())
+    live, archived, of_archived = links
+    r = await client.delete(f"/api/v1/links/{archived['id']}", headers=AUTH)
+    assert r.status_code == 200 and r.json()["archived_at"], r.text
+    r = await client.delete(f"/api/v1/affiliates/{pub['id']}", headers=AUTH)
+    assert r.status_code == 200 and r.json()["archived_at"], r.text
+    for link in (archived, of_archived):
+        assert await other.click(link["code"], "", "1.2.3.4", "UA", "", fallback=False) is None
+    assert await other.click(live["code"], "", "1.2.3.4", "UA", "", fallback=False)
 
 
 async def test_patch_every_entity(client: httpx.AsyncClient) -> None:
