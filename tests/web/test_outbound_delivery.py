@@ -18,6 +18,7 @@ import pytest
 from clickback.config import Settings
 from clickback.domain.ports import Store
 from clickback.errors import ConfigError
+from clickback.outbound_http import pinned
 from clickback.storage import schema
 from clickback.storage.sqlite import SqliteStore
 from clickback.web.app import ClickbackApp
@@ -598,3 +599,33 @@ async def test_a_resend_while_an_attempt_is_in_flight_is_refused(
         r = await oc.post(f"/api/v1/deliveries/{d['id']}/resend", headers=AUTH)
         assert r.status_code == 200, r.text
         await _until(lambda: len(hits) == 2)
+
+
+async def test_a_postback_url_with_a_host_of_other_letters_is_kept_in_its_ascii_form(
+    oc: httpx.AsyncClient,
+) -> None:
+    """`https://bücher.example/pb` is stored as `https://xn--bcher-kva.example/pb`, as a
+    destination URL is (UTS #46: `straße` is `xn--strae-oqa`, not `strasse`), for an
+    affiliate's postback and an offer's override alike: the Host header each attempt is
+    sent with is then ASCII, which HTTP can carry (the Unicode one failed every attempt
+    until the affiliate's postback was disabled)."""
+    s = await make_offer(oc)
+    await _aff_url(oc, s, "https://bücher.example:8443/pb?c={refid}&src=réseau")
+    aff = (await oc.get(f"/api/v1/affiliates/{s['affiliate']['id']}", headers=AUTH)).json()
+    assert aff["postback_url"] == "https://xn--bcher-kva.example:8443/pb?c={refid}&src=réseau"
+    path = f"/api/v1/offers/{s['offer']['id']}/postbacks/{s['affiliate']['id']}"
+    r = await oc.put(path, json={"postback_url": "http://u:p@straße.example/pb"}, headers=AUTH)
+    assert r.status_code == 200, r.text
+    override = (await oc.get(path, headers=AUTH)).json()["postback_url"]
+    assert override == "http://u:p@xn--strae-oqa.example/pb"
+    for url, host in (
+        (aff["postback_url"], "xn--bcher-kva.example:8443"),
+        (override, "xn--strae-oqa.example"),
+    ):
+        assert pinned(url, "127.0.0.1")[1] == host
+    r = await oc.patch(
+        f"/api/v1/affiliates/{s['affiliate']['id']}",
+        json={"postback_url": "https://a..b\u00fc/pb"},
+        headers=AUTH,
+    )
+    assert r.status_code == 400 and r.json()["errors"][0]["field"] == "postback_url", r.text

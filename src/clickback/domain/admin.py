@@ -460,7 +460,9 @@ def postback_values(values: Mapping[str, Any]) -> dict[str, Any]:
                 code="invalid_url",
                 field="postback_url",
             )
-        cols["postback_url"] = url.strip()
+        # a host of other letters in its ASCII form, as a destination's: the Host header
+        # of each attempt must be ASCII
+        cols["postback_url"] = _ascii_host(url.strip(), "postback_url")
     if values.get("postback_method") is not None:
         method = str(values["postback_method"]).upper()
         if method not in ("GET", "POST"):
