@@ -22,6 +22,7 @@ from clickback.outbound_http import pinned
 from clickback.storage import schema
 from clickback.storage.sqlite import SqliteStore
 from clickback.web.app import ClickbackApp
+from clickback.web.http import hash_token, hide_password
 from tests.conftest import ADMIN, AUTH, click, make_offer, status
 
 # (request number from 0, path) -> (status, body)
@@ -629,3 +630,56 @@ async def test_a_postback_url_with_a_host_of_other_letters_is_kept_in_its_ascii_
         headers=AUTH,
     )
     assert r.status_code == 400 and r.json()["errors"][0]["field"] == "postback_url", r.text
+
+
+async def test_a_read_token_sees_postback_urls_without_their_password(
+    oc: httpx.AsyncClient, store: Store
+) -> None:
+    """Credentials in an affiliate's postback URL (sent as Basic auth) are for admin
+    tokens: a read token sees the password as `***` in the affiliate's URL, its
+    overrides' and each delivery attempt's; an admin sees them whole."""
+    await store.create_token("ro", hash_token("read-tok"), "read")
+    ro = {"Authorization": "Bearer read-tok"}
+    with receiver(lambda n, path: (200, b"OK")) as (port, hits):
+        s = await make_offer(oc)
+        aff, offer = s["affiliate"]["id"], s["offer"]["id"]
+        await _aff_url(oc, s, f"http://pub:s3cret@127.0.0.1:{port}/pb?c={{refid}}")
+        override = f"/api/v1/offers/{offer}/postbacks/{aff}"
+        r = await oc.put(
+            override,
+            json={"postback_url": f"http://pub:0ther@127.0.0.1:{port}/o?c={{refid}}"},
+            headers=AUTH,
+        )
+        assert r.status_code == 200, r.text
+        await _convert(oc, s["link"], "CRED1")
+        await _until(lambda: hits)
+    assert hits[0][1]["authorization"].startswith("Basic ")
+    [d] = (await oc.get("/api/v1/deliveries", headers=AUTH)).json()["items"]
+    paths = (
+        f"/api/v1/affiliates/{aff}",
+        "/api/v1/affiliates",
+        override,
+        f"/api/v1/offers/{offer}/postbacks",
+        f"/api/v1/deliveries/{d['id']}",
+    )
+    for path in paths:
+        seen = (await oc.get(path, headers=ro)).text
+        assert "s3cret" not in seen and "0ther" not in seen, (path, seen)
+        assert "pub:***@127.0.0.1" in seen, (path, seen)
+        whole = (await oc.get(path, headers=AUTH)).text
+        assert "pub:s3cret@" in whole or "pub:0ther@" in whole, (path, whole)
+    shown = (await oc.get(f"/api/v1/affiliates/{aff}", headers=ro)).json()
+    assert shown["postback_url"] == f"http://pub:***@127.0.0.1:{port}/pb?c={{refid}}"
+    assert shown["postback_overrides"][0]["postback_url"].startswith("http://pub:***@")
+
+
+def test_only_a_urls_password_is_hidden() -> None:
+    cases = {
+        "https://u:p@aff.example/pb?next=http://x:y@z/": "https://u:***@aff.example/pb?next=http://x:y@z/",
+        "https://u:p:q@aff.example:8443#a@b": "https://u:***@aff.example:8443#a@b",
+        "https://u@aff.example/pb": "https://u@aff.example/pb",
+        "https://aff.example/pb?a=b:c@d": "https://aff.example/pb?a=b:c@d",
+        "": "",
+    }
+    for url, shown in cases.items():
+        assert hide_password(url) == shown, url

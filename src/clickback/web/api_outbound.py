@@ -10,7 +10,7 @@ from starlette.responses import Response
 from clickback import outbound_http
 from clickback.domain import admin
 from clickback.errors import NotFoundError
-from clickback.web.http import Caller, Endpoint, int_param, read_json, whole_list
+from clickback.web.http import Caller, Endpoint, int_param, read_json, redact, whole_list
 from clickback.web.present import PRESENTERS, attempt, json_response, offer_postback
 
 if TYPE_CHECKING:
@@ -28,7 +28,7 @@ def endpoints(app: ClickbackApp) -> list[Endpoint]:
             raise NotFoundError(f"delivery {delivery_id} does not exist")
         body = PRESENTERS["deliveries"](row, "")
         body["attempts"] = [attempt(a) for a in attempts]
-        return json_response(body)
+        return json_response(redact(body, caller))
 
     async def resend(request: Request, caller: Caller) -> Response:
         await admin.resend_delivery(app.store, int_param(request))
@@ -43,9 +43,8 @@ def endpoints(app: ClickbackApp) -> list[Endpoint]:
 
     async def get_override(request: Request, caller: Caller) -> Response:
         offer_id, affiliate_id = int_param(request), int_param(request, "affiliate_id")
-        return json_response(
-            offer_postback(await admin.offer_postback(app.store, offer_id, affiliate_id))
-        )
+        found = await admin.offer_postback(app.store, offer_id, affiliate_id)
+        return json_response(redact(offer_postback(found), caller))
 
     async def delete_override(request: Request, caller: Caller) -> Response:
         offer_id, affiliate_id = int_param(request), int_param(request, "affiliate_id")
@@ -56,7 +55,8 @@ def endpoints(app: ClickbackApp) -> list[Endpoint]:
     async def list_overrides(request: Request, caller: Caller) -> Response:
         whole_list(request, "every override of the offer")
         rows = await admin.offer_postbacks(app.store, int_param(request))
-        return json_response({"items": [offer_postback(r) for r in rows], "next_cursor": None})
+        items = [redact(offer_postback(r), caller) for r in rows]
+        return json_response({"items": items, "next_cursor": None})
 
     tags = ("outbound postbacks",)
     override = "/api/v1/offers/{id}/postbacks/{affiliate_id}"

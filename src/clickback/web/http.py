@@ -156,11 +156,17 @@ class ListQuery:
 
 def redact(item: dict[str, Any], caller: Caller) -> dict[str, Any]:
     """Secrets that would let a reader forge postbacks are for admin tokens only: an
-    object's own, and the `token` a ledger row's postback was sent with; an affiliate
-    token is not shown a row's advertiser either."""
+    object's own, the `token` a ledger row's postback was sent with, and the password
+    in an outbound postback URL's credentials (an override's, an attempt's too); an
+    affiliate token is not shown a row's advertiser either."""
     if caller.role == "admin":
         return item
     out = {k: ("" if k in SECRETS and v else v) for k, v in item.items()}
+    for key, value in out.items():
+        if key in URLS and isinstance(value, str):
+            out[key] = hide_password(value)
+        elif key in NESTED and isinstance(value, list):
+            out[key] = [redact(v, caller) if isinstance(v, dict) else v for v in value]
     if caller.affiliate_id is not None:  # nor who is behind an offer, to an affiliate
         out = {k: v for k, v in out.items() if k not in NETWORK_FIELDS}
     params = out.get("params")
@@ -171,7 +177,27 @@ def redact(item: dict[str, Any], caller: Caller) -> dict[str, Any]:
 
 
 SECRETS = frozenset({"postback_token", "signing_secret", "postback_secret"})
+URLS = frozenset({"postback_url", "url"})  # outbound: their credentials go as Basic auth
+NESTED = frozenset({"postback_overrides", "attempts"})
+
+
+def hide_password(url: str) -> str:
+    """`https://user:***@aff.example/pb`: the URL with the password of its credentials
+    hidden (the user name kept, to tell which account is used)."""
+    scheme, sep, rest = url.partition("://")
+    netloc_end = len(rest)
+    for c in "/?#":
+        if (i := rest.find(c)) != -1:
+            netloc_end = min(netloc_end, i)
+    userinfo, at, host = rest[:netloc_end].rpartition("@")
+    user, colon, password = userinfo.partition(":")
+    if not (sep and at and colon and password):
+        return url
+    return f"{scheme}{sep}{user}:{HIDDEN_PASSWORD}@{host}{rest[netloc_end:]}"
+
+
 HIDDEN = "(hidden)"  # a ledger row's token, to a read token
+HIDDEN_PASSWORD = "***"
 
 
 _FLAG_NAME = re.compile(r"[a-z][a-z0-9_]{0,39}")
