@@ -26,6 +26,7 @@ from clickback.domain.models import (
 from clickback.domain.ports import CatalogSnapshot, Page
 from clickback.errors import InputError
 from clickback.storage.outbox import OutboxSql
+from clickback.storage.rates import RatesSql
 from clickback.storage.reports import ReportSql
 from clickback.storage.screening import ScreeningSql
 
@@ -138,7 +139,7 @@ def link_from_row(r: Mapping[str, Any]) -> Link:
     )
 
 
-class SqlStore(OutboxSql, ScreeningSql, ReportSql):
+class SqlStore(OutboxSql, ScreeningSql, ReportSql, RatesSql):
     """Engine-neutral part of a Store. Subclasses set `engine` and the primitives."""
 
     engine = ""
@@ -556,45 +557,6 @@ class SqlStore(OutboxSql, ScreeningSql, ReportSql):
             )
         )
 
-    async def put_rates(self, rows: list[tuple[str, str, str]]) -> int:
-        """Stores (currency, day, rate) rows, replacing a day's earlier rate."""
-        t = now_us()
-        await self._write_all(
-            [
-                (
-                    "INSERT INTO rates (currency, day, rate, created_at) VALUES (?, ?, ?, ?) "
-                    "ON CONFLICT (currency, day) DO UPDATE SET rate = excluded.rate, "
-                    "created_at = excluded.created_at RETURNING currency",
-                    (c, d, r, t),
-                )
-                for c, d, r in rows
-            ],
-            bump=True,
-        )
-        return len(rows)
-
-    async def rates_changed_at(self) -> int:
-        """When exchange rates were last stored (0: never)."""
-        row = await self._fetchone("SELECT coalesce(max(created_at), 0) AS t FROM rates")
-        return int(row["t"]) if row else 0
-
-    async def base_currency_in_use(self) -> str | None:
-        """The base currency the newest valued conversion was valued in; '' when none is
-        valued but exchange rates are stored (in a base not recorded); None when neither:
-        nothing is stored in a base currency yet. Reads the conversions back from the
-        newest by their key, to the first valued one."""
-        row = await self._fetchone(
-            "SELECT base_currency FROM conversions WHERE base_currency <> '' "
-            "ORDER BY id DESC LIMIT 1"
-        )
-        if row is not None:
-            return str(row["base_currency"])
-        return "" if await self._fetchone("SELECT 1 AS x FROM rates LIMIT 1") else None
-
-    async def all_rates(self) -> list[tuple[str, str, str]]:
-        rows = await self._fetch("SELECT currency, day, rate FROM rates ORDER BY currency, day")
-        return [(r["currency"], r["day"], r["rate"]) for r in rows]
-
     async def list_rates(self, currency: str | None, limit: int, cursor: str | None) -> Page:
         """A page of the stored rates by currency, then day (their key: they have no id),
         of one currency when `currency` is given; the cursor is the last row's key."""
@@ -621,29 +583,6 @@ class SqlStore(OutboxSql, ScreeningSql, ReportSql):
         rows = rows[:limit]
         last = rows[-1] if more else None
         return Page(rows, encode_cursor(f"{last['currency']} {last['day']}") if last else None)
-
-    async def unvalued_conversions(self, after_id: int, limit: int) -> list[dict[str, Any]]:
-        return await self._fetch(
-            "SELECT id, currency, orderamount, commission, commission_currency, created_at "
-            "FROM conversions WHERE rate IS NULL AND id > ? ORDER BY id LIMIT ?",
-            after_id,
-            limit,
-        )
-
-    async def value_conversions(self, rows: list[tuple[str, int, int, str, int]]) -> None:
-        """Sets (rate, base_amount, base_commission, base_currency, id) on each conversion."""
-        if rows:
-            await self._write_all(
-                [
-                    (
-                        "UPDATE conversions SET rate = ?, base_amount = ?, base_commission = ?, "
-                        "base_currency = ?, flags = replace(replace(flags, 'missing_rate,', ''), "
-                        "'missing_rate', '') WHERE id = ? RETURNING id",
-                        row,
-                    )
-                    for row in rows
-                ]
-            )
 
     # -- tokens ---------------------------------------------------------------------
 
