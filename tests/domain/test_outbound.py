@@ -65,3 +65,18 @@ def test_backoff_grows_first_retry_within_ten_seconds_and_gives_up_after_72h() -
     assert state == "queued" and 1_000_000 < at <= 11_000_000
     state, _ = next_state(failing, 40, 0, 73 * 3600 * 1_000_000, policy)
     assert state == "failed"
+
+
+def test_a_stored_url_with_a_host_of_other_letters_is_sent_to_its_ascii_form() -> None:
+    """A postback URL stored before hosts were kept in ASCII (`bücher.example`) is sent
+    to `xn--bcher-kva.example`, credentials and port kept, and signed so; an invalid
+    host is left as it is (its attempts fail and say why)."""
+    on = frozenset({"conversion"})
+    config = PostbackConfig("https://u:p@bücher.example:8443/pb?c={refid}", "GET", "sec", on, False)
+    req = build_request(config, CONV, "conversion", 1, 1700000000)
+    assert req.url == "https://u:p@xn--bcher-kva.example:8443/pb?c=R"
+    payload = "https://xn--bcher-kva.example:8443/pb?c=R"
+    assert req.headers["X-Clickback-Signature"] == signature("sec", 1700000000, payload)
+    bad_config = PostbackConfig("https://a..b\u00fc/pb", "GET", "", on, False)
+    bad = build_request(bad_config, CONV, "conversion", 1, 0)
+    assert bad.url == "https://a..b\u00fc/pb"

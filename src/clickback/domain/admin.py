@@ -10,14 +10,13 @@ import secrets
 from collections.abc import Awaitable, Callable, Mapping
 from decimal import Decimal
 from typing import Any
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import quote, urlsplit
 
-import idna
 import orjson
 
 from clickback.domain import fraud, money
 from clickback.domain.models import OfferStatus, PayoutType
-from clickback.domain.outbound import EVENTS
+from clickback.domain.outbound import EVENTS, ascii_host
 from clickback.domain.ports import Store
 from clickback.domain.security import parse_networks
 from clickback.domain.timefmt import now_us
@@ -113,31 +112,10 @@ def revenue_terms(values: Mapping[str, Any], base_currency: str) -> dict[str, st
     return out
 
 
-def _ascii_host(url: str, field: str = "destination_url") -> str:
-    """The URL with a host of other than ASCII letters in its ASCII form (IDNA, UTS #46,
-    as browsers: `bücher.example` is `xn--bcher-kva.example`, `straße.de`
-    `xn--strae-oqa.de`, not the `strasse.de` of Python's IDNA 2003 codec, another
-    domain), as every HTTP client can reach it; the rest is percent-encoded after."""
-    try:
-        parts = urlsplit(url)  # ValueError for a host that normalizes to a delimiter
-        userinfo, at, hostport = parts.netloc.rpartition("@")
-        host, colon, port = hostport.partition(":")
-        if host.isascii():
-            return url
-        host = idna.encode(host, uts46=True).decode("ascii")  # IDNAError is a ValueError
-    except ValueError:
-        raise InputError(
-            f"`{field}` has a host name that is not a valid domain name",
-            code="invalid_url",
-            field=field,
-        ) from None
-    return urlunsplit(parts._replace(netloc=f"{userinfo}{at}{host}{colon}{port}"))
-
-
 def destination_url(raw: Any, field: str = "destination_url") -> str:
     if not isinstance(raw, str):
         raise InputError(f"`{field}` is required", code="invalid_url", field=field)
-    url = quote(_ascii_host(raw.strip(), field), safe=_URL_SAFE)  # IRIs become plain ASCII URLs
+    url = quote(ascii_host(raw.strip(), field), safe=_URL_SAFE)  # IRIs become plain ASCII URLs
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.netloc or len(url) > 2000:
         raise InputError(
@@ -462,7 +440,7 @@ def postback_values(values: Mapping[str, Any]) -> dict[str, Any]:
             )
         # a host of other letters in its ASCII form, as a destination's: the Host header
         # of each attempt must be ASCII
-        cols["postback_url"] = _ascii_host(url.strip(), "postback_url")
+        cols["postback_url"] = ascii_host(url.strip(), "postback_url")
     if values.get("postback_method") is not None:
         method = str(values["postback_method"]).upper()
         if method not in ("GET", "POST"):

@@ -12,6 +12,7 @@ postback is disabled and its deliveries held until it is re-enabled.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import random
@@ -21,9 +22,11 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
+import idna
 import orjson
 
 from clickback.domain.money import format_minor
+from clickback.errors import InputError
 
 EVENTS = ("conversion", "approved", "rejected", "reversed")
 MACROS = (
@@ -114,12 +117,36 @@ def values_of(conversion: Mapping[str, Any], event: str) -> dict[str, str]:
     }
 
 
+def ascii_host(url: str, field: str = "destination_url") -> str:
+    """The URL with a host of other than ASCII letters in its ASCII form (IDNA, UTS #46,
+    as browsers: `bücher.example` is `xn--bcher-kva.example`, `straße.de`
+    `xn--strae-oqa.de`, not the `strasse.de` of Python's IDNA 2003 codec, another
+    domain), as every HTTP client can reach it; the rest is percent-encoded after."""
+    try:
+        parts = urlsplit(url)  # ValueError for a host that normalizes to a delimiter
+        userinfo, at, hostport = parts.netloc.rpartition("@")
+        host, colon, port = hostport.partition(":")
+        if host.isascii():
+            return url
+        host = idna.encode(host, uts46=True).decode("ascii")  # IDNAError is a ValueError
+    except ValueError:
+        raise InputError(
+            f"`{field}` has a host name that is not a valid domain name",
+            code="invalid_url",
+            field=field,
+        ) from None
+    return urlunsplit(parts._replace(netloc=f"{userinfo}{at}{host}{colon}{port}"))
+
+
 def render_url(template: str, values: Mapping[str, str]) -> str:
     """The template with its macros filled (each value percent-encoded), and whatever
     else a URL may not carry as it is (a space, `"`, a non-ASCII letter typed into the
     template) percent-encoded too: an HTTP client would encode those after the URL was
     signed, and the receiver's check of the signature would fail."""
     url = _MACRO.sub(lambda m: quote(values[m.group(1)], safe=""), template)
+    with contextlib.suppress(InputError):  # such a host fails to send, and says why
+        # a URL stored before hosts were kept in their ASCII form (`bücher.example`)
+        url = ascii_host(url)
     parts = urlsplit(url)
     path, query = (quote(p, safe=_URL_SAFE) for p in (parts.path, parts.query))
     # as requested: `/` for no path, no `.` or `..` segments, and no fragment (never sent)
