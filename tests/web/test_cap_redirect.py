@@ -14,8 +14,9 @@ import pytest
 
 from clickback.domain.ports import Store
 from clickback.web.app import ClickbackApp
-from tests.conftest import AUTH, make_offer, status
+from tests.conftest import ADMIN, AUTH, make_offer, status
 from tests.web.test_fraud import fire, fraud_app, visit
+from tests.web.test_ui import login
 
 DAY_US = 86_400_000_000
 ELSEWHERE = "https://shop.example/elsewhere"
@@ -88,6 +89,8 @@ async def test_an_offer_past_its_daily_cap_sends_clicks_to_its_fallback_url(
     assert await where(c, code) == ELSEWHERE  # no RefID, and no click stored
     assert await clicks(c) == before
     assert f"cap_reached offer={redirecting['offer']['id']}" in caplog.text
+    await login(c, ADMIN)
+    assert "the offer's cap, reached at 20" in await capped_today(c, redirecting["offer"]["id"])
     # without cap_redirect, or with nowhere else to send them, the links keep redirecting
     assert landing(await where(c, kept["link"]["code"]))
     assert landing(await where(c, nowhere["link"]["code"]))
@@ -108,8 +111,17 @@ async def test_an_affiliates_own_cap_sends_only_its_links_clicks_elsewhere_until
     await screened(store, await convert(c, s["link"]["code"], "AFF-1"))
     assert await until(c, s["link"]["code"], lambda url: url == ELSEWHERE) == ELSEWHERE
     assert landing(await where(c, others["code"]))  # the offer itself is not capped
+    await login(c, ADMIN)
+    assert f"affiliate #{first}'s cap, reached at" in await capped_today(c, offer_id)
     assert (await c.delete(cap_url, headers=AUTH)).status_code == 204
     assert landing(await until(c, s["link"]["code"], landing))
+    assert await capped_today(c, offer_id) == "no cap reached"
+
+
+async def capped_today(c: httpx.AsyncClient, offer_id: int) -> str:
+    """What the dashboard's offer page says of the caps reached today."""
+    page = (await c.get(f"/ui/offers/{offer_id}")).text
+    return page.split('id="caps-reached">', 1)[1].split("</dd>", 1)[0]
 
 
 async def test_a_cap_unreached_by_a_rejection_or_a_raise_serves_again(

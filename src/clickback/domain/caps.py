@@ -9,8 +9,10 @@ from typing import Any
 
 from clickback.domain.admin import daily_cap
 from clickback.domain.ports import Store
-from clickback.domain.timefmt import now_us
+from clickback.domain.timefmt import iso, now_us
 from clickback.errors import InputError, NotFoundError
+
+DAY_US = 86_400_000_000
 
 
 async def _check_offer(store: Store, offer_id: int) -> None:
@@ -50,6 +52,19 @@ async def affiliate_caps(store: Store, offer_id: int) -> list[dict[str, Any]]:
     """An offer's per-affiliate caps, by affiliate."""
     await _check_offer(store, offer_id)
     return await store.affiliate_caps(offer_id)
+
+
+async def reached_today(
+    store: Store, offer_id: int, now: int | None = None
+) -> list[dict[str, Any]]:
+    """The offer's daily caps reached this UTC day, each {"affiliate_id": None for the
+    offer's own or the affiliate's id, "reached_at"}, as the screening stored them when
+    it counted the conversion that reached the cap."""
+    day = (now_us() if now is None else now) // DAY_US
+    return [
+        {"affiliate_id": affiliate or None, "reached_at": iso(at)}
+        for affiliate, at in await store.caps_reached_on(offer_id, day)
+    ]
 
 
 async def remove_affiliate_cap(store: Store, offer_id: int, affiliate_id: int) -> None:

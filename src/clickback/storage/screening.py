@@ -282,6 +282,16 @@ class ScreeningSql(SqlPrimitives):
         )
         return {(int(o), int(a), int(d)) for o, a, d in rows}
 
+    async def caps_reached_on(self, offer_id: int, day: int) -> list[tuple[int, int]]:
+        """(affiliate or 0, reached_at) of the offer's daily caps reached on `day`."""
+        rows = await self._fetch_tuples(
+            "SELECT affiliate_id, reached_at FROM caps_reached WHERE day = ? AND offer_id = ?"
+            " ORDER BY affiliate_id",
+            day,
+            offer_id,
+        )
+        return [(int(a), int(at)) for a, at in rows]
+
     async def reach_caps(self, reached: list[tuple[int, int, int]], owner: str, now: int) -> bool:
         """Stores (offer, affiliate or 0, day) as caps reached (those stored already stay
         as they are) and bumps the config version, if `owner` holds the screening; False,

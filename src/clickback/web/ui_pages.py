@@ -12,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
-from clickback.domain import integration, ledger, lifecycle
+from clickback.domain import caps, integration, ledger, lifecycle
 from clickback.domain.listing import LISTS, text_filter
 from clickback.domain.rollup import shared_enricher
 from clickback.errors import InputError, NotFoundError
@@ -168,6 +168,7 @@ def routes(ui: Ui) -> list[Route]:
             tests=tests,
             links=[PRESENTERS["links"](r, base) for r in links.items if not r["is_test"]],
             affiliate_caps=await app.store.affiliate_caps(oid),
+            caps_reached=await caps.reached_today(app.store, oid),
             waiting=any(t["conversion_test"]["status"] == integration.PENDING for t in tests),
         )
 
