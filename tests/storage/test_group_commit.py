@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import sqlite3
 import time
 from pathlib import Path
@@ -465,3 +466,19 @@ async def test_a_batch_held_back_by_the_checkpointer_commits_when_let_go(
     await asyncio.wait_for(waiting, 5)
     assert (await store.list_rows("clicks", {"refid": "HELD"}, None, None, 1, None)).items
     await store.close()
+
+
+async def test_a_replays_delivery_runs_its_retries_from_when_it_is_recorded(store: Store) -> None:
+    """A replayed postback keeps its first arrival as `created_at`; the outbound postback
+    it queues starts from when the conversion is recorded, so its 72 hours of retries
+    run from the replay, not from days before (one failed attempt gave it up)."""
+    adv, link = await setup(store)
+    await store.write_click(click_row("R1", link, "s"))
+    row = dataclasses.replace(conv(adv, link, "REPLAYED"), recorded_at=9_000, delivery="queued")
+    written = await store.write_postback(ledger("REPLAYED"), row)
+    assert written.outcome == Outcome.ACCEPTED
+    page = await store.list_rows(
+        "deliveries", {"conversion_id": written.conversion_id}, None, None, 10, None
+    )
+    [delivery] = page.items
+    assert (delivery["created_at"], delivery["next_at"], delivery["updated_at"]) == (9_000,) * 3

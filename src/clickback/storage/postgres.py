@@ -463,7 +463,7 @@ class PostgresStore(SqlStore):
                 if i is not None:
                     ids[key] = (i, True)
                     if c.delivery:
-                        outbox.append((i, c.affiliate_id, c.offer_id, c.created_at, c.status))
+                        outbox.append((i, c.affiliate_id, c.offer_id, c.recorded_at, c.status))
                 else:
                     missing.append(key)
             if outbox:

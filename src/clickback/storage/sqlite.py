@@ -604,8 +604,8 @@ class SqliteStore(SqlStore):
             cur = conn.execute(INSERT_CONVERSION, conversion_args(conv))
             if cur.rowcount == 1:
                 conversion_id = cur.lastrowid
-                if conv.delivery:
-                    t = conv.created_at
+                if conv.delivery:  # from when it is recorded: a replay's retries run from then
+                    t = conv.recorded_at
                     conn.execute(
                         INSERT_DELIVERY,
                         (conversion_id, conv.offer_id, t, t, t, conv.status, conv.affiliate_id),
