@@ -454,18 +454,38 @@ async def test_a_replay_of_a_request_too_large_keeps_its_status_and_says_why(
     assert await conversions(client) == []
 
 
-async def test_a_nul_in_a_postback_is_dropped_on_both_engines(client: httpx.AsyncClient) -> None:
-    """U+0000, which PostgreSQL's text cannot hold, is dropped from a postback's values
-    (a query's, a form's, a JSON body's): never a 500, the postback kept in the ledger."""
+async def test_a_nul_in_a_postback_is_refused_and_kept_on_both_engines(
+    client: httpx.AsyncClient,
+) -> None:
+    """U+0000, which is no text (PostgreSQL's cannot hold it), in a parameter a postback
+    is decided on (a query's, a form's, a JSON body's) refuses it, `invalid_text` naming
+    the field: dropped, `A%001` would be the order `A1`, another one. It is kept in the
+    ledger as its escape `\\x00`; in another parameter it is kept so, and not refused.
+    Never a 500."""
     s = await make_offer(client)
     refid = await click(client, s["link"])
     r = await client.get("/postback?refid=%00&ordernumber=%00&orderamount=1")
     assert r.status_code == 400, r.text
-    r = await client.get(f"/postback?refid={refid}&ordernumber=A%001&orderamount=1&coupon=%00X")
-    assert r.json()["status"] == "accepted", r.text
-    body = f'{{"refid":"{refid}","orderamount":"1","ordernumber":"B\\u00001","x\\u0000":"\\u0000"}}'
+    r = await client.get(f"/postback?refid={refid}&ordernumber=A%001&orderamount=1&note=%00X")
+    assert r.status_code == 400, r.text
+    assert [(e["field"], e["code"]) for e in r.json()["errors"]] == [
+        ("ordernumber", "invalid_text")
+    ]
+    body = f'{{"refid":"{refid}","orderamount":"1","ordernumber":"B1","coupon":"\\u0000X"}}'
     r = await client.post("/postback", content=body, headers={"content-type": "application/json"})
-    assert r.json()["status"] == "accepted", r.text
+    assert [(e["field"], e["code"]) for e in r.json()["errors"]] == [("coupon", "invalid_text")]
+    r = await client.post(
+        "/postback",
+        content=f"refid={refid}&orderamount=1&ordernumber=C1&geo=D%00E",
+        headers={"content-type": "application/x-www-form-urlencoded"},
+    )
+    assert [(e["field"], e["code"]) for e in r.json()["errors"]] == [("geo", "invalid_text")]
     rows = await ledger(client)
-    assert len(rows) == 3 and {"A1", "B1"} <= {row["params"].get("ordernumber") for row in rows}
-    assert {c["coupon"] for c in await conversions(client)} >= {"X"}
+    assert [row["outcome"] for row in rows] == ["rejected"] * 4
+    assert {"A\\x001", "\\x00"} <= {row["params"].get("ordernumber") for row in rows}
+    assert [row["params"]["note"] for row in rows if "note" in row["params"]] == ["\\x00X"]
+    # the orders themselves are new when they come without it
+    for order in ("A1", "B1"):
+        r = await client.get(f"/postback?refid={refid}&ordernumber={order}&orderamount=1")
+        assert r.json()["status"] == "accepted", r.text
+    assert len(await conversions(client)) == 2

@@ -185,7 +185,7 @@ async def test_a_signature_made_as_documented_is_accepted(client: httpx.AsyncCli
 async def test_a_signed_postback_with_a_long_or_nul_value_is_answered_as_an_unsigned_one(
     client: httpx.AsyncClient,
 ) -> None:
-    """A value kept as an excerpt (over 1,024 characters) or without its NUL is checked
+    """A value kept as an excerpt (over 1,024 characters) or with its NUL escaped is checked
     against the signature as it was sent: the answer is the one an unsigned postback
     gets, and the ledger keeps its code, not `signature_invalid`."""
     _, refid = await offer_with(client, signing_secret="k3y", require_signature=True)
@@ -205,10 +205,14 @@ async def test_a_signed_postback_with_a_long_or_nul_value_is_answered_as_an_unsi
     assert r.json()["status"] == "accepted", r.text
     nul = {"refid": refid, "orderamount": "1", "ordernumber": "N\x002", "ts": now}
     r = await client.post("/postback", data={**nul, "sig": sign("k3y", nul)})
-    assert r.json()["status"] == "accepted", r.text
+    assert r.status_code == 400, r.text  # as unsigned: a NUL is no text
+    assert [(e["field"], e["code"]) for e in r.json()["errors"]] == [
+        ("ordernumber", "invalid_text")
+    ]
     convs = (await client.get("/api/v1/conversions", headers=AUTH)).json()["items"]
-    assert [c["ordernumber"] for c in convs] == ["N2", "N1"]  # NUL dropped, as unsigned
+    assert [c["ordernumber"] for c in convs] == ["N1"]
     kept = (await client.get("/api/v1/postbacks", headers=AUTH)).json()["items"]
+    assert (kept[0]["code"], kept[0]["params"]["ordernumber"]) == ("invalid_text", "N\\x002")
     assert len(kept[1]["params"]["note"]) == 1024
 
 

@@ -135,6 +135,16 @@ def half_a_character(name: str, sent: str) -> FieldError:
     )
 
 
+def nul_in(name: str) -> FieldError:
+    """The error for a parameter holding U+0000 (NUL, `%00`), which is no text: dropping it
+    would make `A%001` the order `A1`, another one."""
+    return FieldError(
+        name,
+        "invalid_text",
+        f"`{name}` holds the character U+0000 (NUL, `%00`), which is no text: send it without",
+    )
+
+
 def merge_errors(arrived: Sequence[FieldError], found: Sequence[FieldError]) -> list[FieldError]:
     """A refused postback's errors: those of how it arrived, then those found reading it,
     but none of the latter about a parameter refused already for what it was sent as
@@ -146,7 +156,7 @@ def merge_errors(arrived: Sequence[FieldError], found: Sequence[FieldError]) -> 
     return [*arrived, *(e for e in found if e.field not in sent_as)]
 
 
-# the codes `not_a_value` and `half_a_character` give
+# the codes `not_a_value`, `half_a_character` and `nul_in` give
 _SENT_AS = frozenset({"invalid_amount", "invalid_json", "invalid_text"})
 
 

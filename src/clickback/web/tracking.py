@@ -20,7 +20,7 @@ import orjson
 
 from clickback.domain import security
 from clickback.domain.models import FieldError
-from clickback.domain.postback import PARAMETERS, half_a_character, not_a_value
+from clickback.domain.postback import PARAMETERS, half_a_character, not_a_value, nul_in
 from clickback.errors import UnavailableError
 
 if TYPE_CHECKING:
@@ -129,8 +129,14 @@ def _merge(
     arrived: a signature covers what was sent, not what was kept of it."""
     for k, v in pairs:
         sent.setdefault(k, v)
-        # long values kept as a bounded excerpt; NUL is not text anywhere
-        k, v = k.replace("\x00", ""), v[:1024].replace("\x00", "")
+        # long values kept as a bounded excerpt; NUL is not text anywhere (PostgreSQL's
+        # cannot hold it): kept as its escape, as bytes that are not UTF-8 are, and
+        # refused in a parameter the postback is decided on (dropped, `A\x001` was `A1`)
+        k, v = k.replace("\x00", ""), v[:1024]
+        if "\x00" in v:
+            v = v.replace("\x00", "\\x00")
+            if k in PARAMETERS:
+                errors.append(nul_in(k))
         was = into.setdefault(k, v)
         if was != v and k in PARAMETERS:  # the ledger keeps the first; the error both
             errors.append(
