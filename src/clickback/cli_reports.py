@@ -108,6 +108,9 @@ def rollup(db: DbOption = None) -> None:
             settle=settings.rollup_settle,
             base_currency=settings.base_currency,
         )
-        return await job.catch_up(max_ticks=1_000_000)
+        try:
+            return await job.catch_up(max_ticks=1_000_000)
+        finally:  # a running server's job takes over at once, not when the lease lapses
+            await job.stop()
 
     console.print(f"{_run(db, work)} rows rolled up")

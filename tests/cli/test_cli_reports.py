@@ -12,7 +12,8 @@ import httpx
 import orjson
 import pytest
 
-from tests.cli.conftest import Server, cli, click, fire, table_rows
+from clickback.domain.tracker import Tracker
+from tests.cli.conftest import Server, cli, click, fire, in_tracker, table_rows
 
 FIREFOX = "Mozilla/5.0 (X11; Linux x86_64; rv:121.0) Gecko/20100101 Firefox/121.0"
 
@@ -86,6 +87,7 @@ def test_report_table_shows_bot_clicks_and_a_note_for_conversions_without_a_rate
     click(db, code.group(1), "Twitterbot/1.0")
     fire(db, {"refid": refid, "orderamount": "5", "ordernumber": "E1"})
     cli("rollup", db=db)  # no EUR rate: the conversion waits for one
+    assert in_tracker(db, lease_free)  # a server's job takes over at once
     out = orjson.loads(cli("report", "--format", "json", db=db))
     assert (out["totals"]["bot_clicks"], out["totals"]["missing_rate"]) == (1, 1)
     [note] = out["notes"]
@@ -99,3 +101,11 @@ def test_report_table_shows_bot_clicks_and_a_note_for_conversions_without_a_rate
     # grouped by nothing, the report is its totals: one row, not the same row twice
     [only] = table_rows(cli("report", "--group-by", "", db=db))
     assert (only["clicks"], only["unique_clicks"], only["bot_clicks"]) == ("2", "1", "1")
+
+
+async def lease_free(tracker: Tracker) -> bool:
+    """Whether another process can take the rollup's lease now (and gives it back)."""
+    if await tracker.store.rollup_claim("another", time.time_ns() // 1000, 15_000_000) is None:
+        return False
+    await tracker.store.rollup_release("another")
+    return True

@@ -170,13 +170,15 @@ class RollupJob:
         self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def stop(self) -> None:
+        """Stops the job if it runs, and hands its lease back (one taken by `catch_up`
+        too, as `clickback rollup` does), so that another process takes over at once."""
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
-            with contextlib.suppress(Exception):
-                await self.store.rollup_release(self.owner)
+        with contextlib.suppress(Exception):
+            await self.store.rollup_release(self.owner)
 
     async def _run(self) -> None:
         while True:
