@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import random
 
+import orjson
+
 from clickback.domain.outbound import (
     Attempt,
     PostbackConfig,
@@ -80,3 +82,17 @@ def test_a_stored_url_with_a_host_of_other_letters_is_sent_to_its_ascii_form() -
     bad_config = PostbackConfig("https://a..b\u00fc/pb", "GET", "", on, False)
     bad = build_request(bad_config, CONV, "conversion", 1, 0)
     assert bad.url == "https://a..b\u00fc/pb"
+
+
+def test_the_orders_currency_is_told_apart_from_the_commissions() -> None:
+    """An order of 49.90 EUR paying a fixed 5 USD: `{orderamount}` with
+    `{order_currency}`, `{commission}` with `{currency}`, in the URL and a POST's body."""
+    conv = {**CONV, "orderamount": 4990, "currency": "EUR", "commission": 500}
+    on = frozenset({"conversion"})
+    url = "https://aff.example/pb?a={orderamount}&ac={order_currency}&c={commission}&cc={currency}"
+    req = build_request(PostbackConfig(url, "GET", "", on, False), conv, "conversion", 1, 0)
+    assert req.url == "https://aff.example/pb?a=49.90&ac=EUR&c=5.00&cc=USD"
+    req = build_request(PostbackConfig(url, "POST", "", on, False), conv, "conversion", 1, 0)
+    body = orjson.loads(req.body or b"")
+    assert (body["orderamount"], body["order_currency"]) == ("49.90", "EUR")
+    assert (body["commission"], body["currency"]) == ("5.00", "USD")
