@@ -15,7 +15,9 @@ from typing import Annotated, Any, TypeVar
 import orjson
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from clickback.config import Settings
 from clickback.domain import admin, fx
@@ -99,17 +101,19 @@ def _run(db: str | None, work: Callable[[Store], Awaitable[T]]) -> T:
     try:
         return asyncio.run(go())
     except ClickbackError as exc:
-        console.print(f"[red]error[/red] ({exc.code}): {exc.message}")
+        console.print(f"[red]error[/red] ({exc.code}): {escape(exc.message)}")
         raise typer.Exit(2) from None
 
 
 def _table(rows: list[dict[str, Any]], columns: list[str], whole: tuple[str, ...] = ()) -> None:
-    """`whole` columns fold a long value onto more lines instead of cutting it short."""
+    """`whole` columns fold a long value onto more lines instead of cutting it short.
+    Values are shown as they are, never read as markup: a sub-ID, a User-Agent or a
+    referer is whatever a visitor sent (`[/]` broke the table, `[bold]x` showed `x`)."""
     table = Table()
     for c in columns:
-        table.add_column(c, overflow="fold" if c in whole else "ellipsis")
+        table.add_column(Text(c), overflow="fold" if c in whole else "ellipsis")
     for r in rows:
-        table.add_row(*("" if r.get(c) is None else str(r.get(c)) for c in columns))
+        table.add_row(*(Text("" if r.get(c) is None else str(r.get(c))) for c in columns))
     console.print(table)
 
 
@@ -458,7 +462,7 @@ def main() -> None:
     try:
         app()
     except ClickbackError as exc:  # bad input read before `_run` (a time, a CSV of rates)
-        console.print(f"[red]error[/red] ({exc.code}): {exc.message}")
+        console.print(f"[red]error[/red] ({exc.code}): {escape(exc.message)}")
         raise SystemExit(2) from None
     except (ConnectionError, FileNotFoundError, PermissionError, sqlite3.OperationalError) as exc:
         # the database cannot be reached or opened; a bug's traceback is left as it is

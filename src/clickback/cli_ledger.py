@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 import orjson
 import typer
+from rich.markup import escape
 
 from clickback.cli import (
     CursorOption,
@@ -217,7 +218,7 @@ def integration_test(
         colour = {"passed": "green", "failed": "red"}.get(result["status"], "yellow")
         console.print(f"{name.replace('_', ' ')}: [{colour}]{result['status']}[/{colour}]")
         for r in result["reasons"]:
-            console.print(f"  - {_error_text(r)}: {r['message']}")
+            console.print(f"  - {_error_text(r)}: {escape(r['message'])}")
     if test["conversion_test"]["status"] == "pending":
         console.print(
             "Fire the postback URL above (fill orderamount and ordernumber), then "

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 
 import orjson
 import typer
+from rich.markup import escape
 
 from clickback.cli import DbOption, _run, _settings, _table, app, console
 from clickback.domain.ports import Store
@@ -90,7 +91,7 @@ def report(
         else:  # grouped by nothing, its one row is the totals: shown once
             _table([result["totals"]], columns)
         for note in result["notes"]:
-            console.print(f"note: {note}")
+            console.print(f"note: {escape(note)}")
 
 
 @app.command()

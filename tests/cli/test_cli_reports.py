@@ -109,3 +109,30 @@ async def lease_free(tracker: Tracker) -> bool:
         return False
     await tracker.store.rollup_release("another")
     return True
+
+
+def test_tables_show_what_visitors_sent_as_it_is(
+    any_db: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A sub-ID is whatever a visitor sent: the tables show it as sent,
+    never as markup (`[/]` failed every table holding it, `[bold]spring` showed
+    `spring`)."""
+    monkeypatch.setenv("COLUMNS", "250")
+    monkeypatch.setenv("CLICKBACK_ROLLUP_SETTLE", "0")
+    db = any_db
+    cli("advertiser", "create", "Shop", db=db)
+    cli("offer", "create", "--advertiser", "1", "--name", "Shoes", "--url", "https://s.example/",
+        "--payout-amount", "3", db=db)  # fmt: skip
+    cli("affiliate", "create", "Pub", db=db)
+    code = re.search(r"/c/(\S+)", cli("link", "create", "--offer", "1", "--affiliate", "1", db=db))
+    assert code
+    query = "sub1=%5Bbold%5Dspring&sub2=%5B%2F%5D"
+    in_tracker(db, lambda t: t.click(code.group(1), query, "198.51.100.4", "Firefox", ""))
+    assert table_rows(cli("clicks", "list", db=db))[0]["sub1"] == "[bold]spring"
+    cli("rollup", db=db)
+    report = table_rows(cli("report", "--group-by", "sub1,sub2", db=db))
+    assert (report[0]["sub1"], report[0]["sub2"], report[0]["clicks"]) == (
+        "[bold]spring",
+        "[/]",
+        "1",
+    )
