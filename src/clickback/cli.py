@@ -413,7 +413,8 @@ def rule_create(
         "payout_amount": payout_amount,
         "payout_percent": payout_percent,
     }
-    rule_id = _run(db, lambda s: admin.create_rule(s, offer, values))
+    base = _settings(db).base_currency  # the bound on the payout's value in it
+    rule_id = _run(db, lambda s: admin.create_rule(s, offer, values, base))
     console.print(f"rule {rule_id} created")
 
 

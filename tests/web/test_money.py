@@ -709,3 +709,53 @@ async def test_a_base_currency_other_than_the_stored_amounts_is_refused_at_start
     same = ClickbackApp(Settings(database_url="unused", admin_token="x"), store)
     await same.startup()
     await same.shutdown()
+
+
+async def test_a_payout_or_revenue_too_large_to_store_is_refused_when_written(
+    client: httpx.AsyncClient,
+) -> None:
+    s = await make_offer(client)  # USD, as the base
+    oid = s["offer"]["id"]
+    url = f"/api/v1/offers/{oid}"
+    for body, field in [
+        ({"payout_amount": "99999999999999.99"}, "payout_amount"),
+        ({"payout_amount": 100000000000000}, "payout_amount"),
+        ({"revenue_type": "cpa", "revenue_amount": "99999999999999.99"}, "revenue_amount"),
+    ]:
+        r = await client.patch(url, json=body, headers=AUTH)
+        assert r.status_code == 400, (body, r.text)
+        [error] = r.json()["errors"]
+        assert (error["field"], error["code"]) == (field, "invalid_amount"), body
+        assert "too large" in error["message"]
+    rule = {"commissionid": "big", "payout_type": "cpa", "payout_amount": "99999999999999.99"}
+    r = await client.post(f"/api/v1/offers/{oid}/rules", json=rule, headers=AUTH)
+    assert r.status_code == 400 and r.json()["errors"][0]["field"] == "payout_amount", r.text
+    # the largest payout taken is one a postback can still be paid
+    r = await client.patch(url, json={"payout_amount": "10000000000000.00"}, headers=AUTH)
+    assert r.status_code == 200, r.text
+    assert (await convert(client, s, "BIG-1"))["commission"] == "10000000000000.00"
+
+
+async def test_a_payout_too_large_in_the_base_currency_at_todays_rate_is_refused(
+    client: httpx.AsyncClient,
+) -> None:
+    s = await make_offer(client, currency="EUR", payout_amount="1.00")
+    r = await client.post(
+        "/api/v1/rates", headers={**AUTH, "content-type": "text/csv"}, content=b"2000-01-01,EUR,2\n"
+    )
+    assert r.status_code == 200, r.text
+    oid = s["offer"]["id"]
+    big = {"payout_amount": "6000000000000.00"}  # 1.2e15 cents of USD, the base
+    r = await client.patch(f"/api/v1/offers/{oid}", json=big, headers=AUTH)
+    assert r.status_code == 400, r.text
+    [error] = r.json()["errors"]
+    assert (error["field"], error["code"]) == ("payout_amount", "invalid_amount")
+    assert "USD" in error["message"]
+    rule = {"commissionid": "big", "payout_type": "cpa", **big}
+    r = await client.post(f"/api/v1/offers/{oid}/rules", json=rule, headers=AUTH)
+    assert r.status_code == 400 and r.json()["errors"][0]["field"] == "payout_amount", r.text
+    r = await client.patch(
+        f"/api/v1/offers/{oid}", json={"payout_amount": "4000000000000"}, headers=AUTH
+    )
+    assert r.status_code == 200, r.text
+    assert (await convert(client, s, "EUR-OK"))["commission"] == "4000000000000.00"

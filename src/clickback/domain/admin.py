@@ -7,6 +7,7 @@ Takes loosely typed values (JSON bodies, CLI flags), returns the stored object's
 from __future__ import annotations
 
 import secrets
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from decimal import Decimal
 from typing import Any
@@ -14,7 +15,7 @@ from urllib.parse import quote, urlsplit
 
 import orjson
 
-from clickback.domain import fraud, money
+from clickback.domain import fraud, fx, money
 from clickback.domain.models import OfferStatus, PayoutType
 from clickback.domain.outbound import EVENTS, ascii_host
 from clickback.domain.ports import Store
@@ -82,7 +83,37 @@ def _amount_in(values: Mapping[str, Any], field: str, currency: str, named: str 
             code="invalid_amount",
             field=field,
         )
+    if money.to_minor(amount, currency) > money.MAX_MINOR:
+        # no postback could be paid (or valued) with it: each would be refused as too large
+        raise InputError(
+            f"`{field}` is too large to store: at most "
+            f"{money.format_minor(money.MAX_MINOR, currency)} {named or currency}",
+            code="invalid_amount",
+            field=field,
+        )
     return amount
+
+
+async def _check_base_value(
+    store: Store, cols: Mapping[str, Any], currency: str, base_currency: str
+) -> None:
+    """Refuses a fixed payout whose value in the base currency, at the latest exchange
+    rate stored, is too large to store: a postback paying it would be refused. A rate
+    imported later can still make it so (the postback is then refused as too large)."""
+    minor = cols.get("payout_amount") or 0
+    if currency == base_currency or not minor:
+        return
+    rows = [(c, d, Decimal(r)) for c, d, r in await store.all_rates() if c == currency]
+    day = time.strftime("%Y-%m-%d", time.gmtime())
+    _, value = fx.Rates(base_currency, rows).to_base(minor, currency, day)
+    if value is not None and value > money.MAX_MINOR:
+        raise InputError(
+            f"`payout_amount` is too large to store in {base_currency} (the base currency) at"
+            f" the latest {currency} rate: at most "
+            f"{money.format_minor(money.MAX_MINOR, base_currency)} {base_currency}",
+            code="invalid_amount",
+            field="payout_amount",
+        )
 
 
 def _percent(values: Mapping[str, Any], field: str) -> Decimal:
@@ -367,6 +398,7 @@ async def update_offer(
                 "`approval` must be auto or review", code="invalid_approval", field="approval"
             )
         cols["approval"] = values["approval"]
+    await _check_base_value(store, cols, cols.get("currency") or current["currency"], base_currency)
     await store.update_row("offers", offer_id, cols)
 
 
@@ -593,8 +625,11 @@ def _bool(values: Mapping[str, Any], field: str) -> bool:
     return value
 
 
-async def create_rule(store: Store, offer_id: int, values: Mapping[str, Any]) -> int:
-    """A commission rule for an offer: by `commissionid`, by `affiliate_id`, or both."""
+async def create_rule(
+    store: Store, offer_id: int, values: Mapping[str, Any], base_currency: str = "USD"
+) -> int:
+    """A commission rule for an offer: by `commissionid`, by `affiliate_id`, or both;
+    `base_currency` (the tracker's) for the bound on the payout's value in it."""
     offer = await store.get_row("offers", offer_id)
     if offer is None:
         raise NotFoundError(f"offer {offer_id} does not exist")
@@ -624,6 +659,7 @@ async def create_rule(store: Store, offer_id: int, values: Mapping[str, Any]) ->
             code="invalid_payout_type",
             field="payout_type",
         )
+    await _check_base_value(store, payout, offer["currency"], base_currency)
     return await store.create_rule(
         {
             "offer_id": offer_id,

@@ -161,7 +161,9 @@ def endpoints(app: ClickbackApp) -> list[Endpoint]:
         return handle
 
     async def create_rule(request: Request, caller: Caller) -> Response:
-        rule_id = await admin.create_rule(app.store, int_param(request), await read_json(request))
+        rule_id = await admin.create_rule(
+            app.store, int_param(request), await read_json(request), app.settings.base_currency
+        )
         await app.catalog.reload()
         row = await app.store.get_row("commission_rules", rule_id)
         assert row is not None
