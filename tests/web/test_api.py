@@ -685,3 +685,22 @@ async def test_a_nul_in_a_dashboard_filter_is_refused_not_an_error(
     ):
         r = await client.get(path)
         assert r.status_code == 400, (path, r.status_code, r.text[:300])
+
+
+async def test_an_attribution_window_that_is_no_whole_number_of_days_is_refused(
+    client: httpx.AsyncClient,
+) -> None:
+    s = await make_offer(client, attribution_window_days=7)
+    url = f"/api/v1/offers/{s['offer']['id']}"
+    for days in (True, False, 30.9, 1.0, "30.9", "1e3", [30]):
+        r = await client.patch(url, json={"attribution_window_days": days}, headers=AUTH)
+        assert r.status_code == 400, (days, r.text)
+        [error] = r.json()["errors"]
+        assert (error["field"], error["code"]) == ("attribution_window_days", "invalid_window")
+    body = {**OFFER_BODY, "advertiser_id": s["advertiser"]["id"], "attribution_window_days": True}
+    assert (await client.post("/api/v1/offers", json=body, headers=AUTH)).status_code == 400
+    offer = (await client.get(url, headers=AUTH)).json()
+    assert offer["attribution_window_days"] == 7
+    for days, kept in ((14, 14), ("21", 21)):
+        r = await client.patch(url, json={"attribution_window_days": days}, headers=AUTH)
+        assert r.status_code == 200 and r.json()["attribution_window_days"] == kept, r.text

@@ -234,14 +234,11 @@ def offer_values(
     if not partial or given("revenue_type"):
         out |= revenue_terms(values, base_currency)
     if not partial or given("attribution_window_days"):
-        days = values.get("attribution_window_days", 30)
-        try:
-            days = int(days if days is not None else 30)
-        except (TypeError, ValueError):
-            days = -1
+        raw = values.get("attribution_window_days")
+        days = 30 if raw is None else _count(raw)  # not true (1) or 30.9 (30): refused
         if not 1 <= days <= 3650:
             raise InputError(
-                "`attribution_window_days` must be 1 to 3650",
+                "`attribution_window_days` must be a whole number of days, 1 to 3650",
                 code="invalid_window",
                 field="attribution_window_days",
             )
