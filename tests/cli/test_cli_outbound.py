@@ -179,3 +179,21 @@ def test_resending_a_delivery_that_does_not_exist(sqlite_db: str) -> None:
         timeout=60,
     )
     assert out.returncode == 2 and "delivery 99 does not exist" in out.stdout, out.stdout
+
+
+def test_a_signature_is_not_required_by_cli_without_a_signing_secret(sqlite_db: str) -> None:
+    cli("advertiser", "create", "Shop", db=sqlite_db)
+    refused = subprocess.run(
+        [CLICKBACK, "advertiser", "security", "1", "--require-signature", "--db", sqlite_db],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert refused.returncode == 2 and "signature_needs_secret" in refused.stdout, refused
+    [adv] = [orjson.loads(x) for x in cli("advertiser", "list", "--json", db=sqlite_db).split()]
+    assert adv["require_signature"] is False
+    cli("advertiser", "security", "1", "--signing-secret", "k", "--require-signature", db=sqlite_db)
+    with pytest.raises(subprocess.CalledProcessError):
+        cli("advertiser", "security", "1", "--signing-secret", "", db=sqlite_db)
+    [adv] = [orjson.loads(x) for x in cli("advertiser", "list", "--json", db=sqlite_db).split()]
+    assert adv["require_signature"] is True

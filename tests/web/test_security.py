@@ -301,3 +301,52 @@ async def test_the_python_helper_signs_an_integer_order_number(
         retries=0,
     )
     assert answer["status"] == "accepted"
+
+
+async def test_a_signature_cannot_be_required_without_a_signing_secret(
+    client: httpx.AsyncClient,
+) -> None:
+    s = await make_offer(client)
+    url = f"/api/v1/advertisers/{s['advertiser']['id']}"
+    for body, field in [
+        ({"require_signature": True}, "require_signature"),
+        ({"require_signature": True, "signing_secret": ""}, "signing_secret"),
+    ]:
+        r = await client.patch(url, json=body, headers=AUTH)
+        assert r.status_code == 400, (body, r.text)
+        [error] = r.json()["errors"]
+        assert (error["code"], error["field"]) == ("signature_needs_secret", field), body
+    assert (await client.get(url, headers=AUTH)).json()["require_signature"] is False
+    body = {"require_signature": True, "signing_secret": "k3y"}
+    assert (await client.patch(url, json=body, headers=AUTH)).status_code == 200
+    r = await client.patch(url, json={"signing_secret": ""}, headers=AUTH)
+    assert r.status_code == 400 and r.json()["errors"][0]["field"] == "signing_secret", r.text
+    refid = await click(client, s["link"])
+    unsigned = {"refid": refid, "orderamount": "9.90", "ordernumber": "U1"}
+    r = await fire(client, unsigned)
+    assert r.status_code == 403 and r.json()["code"] == "signature_invalid", r.text
+    r = await client.patch(url, json={"signing_secret": "k3y2"}, headers=AUTH)  # rotated
+    assert r.status_code == 200, r.text
+    body = {"require_signature": False, "signing_secret": ""}  # both off at once
+    r = await client.patch(url, json=body, headers=AUTH)
+    assert r.status_code == 200 and r.json()["signing_secret"] == "", r.text
+    assert (await fire(client, unsigned)).json()["status"] == "accepted"
+
+
+async def test_a_signature_required_with_no_secret_stored_refuses_unsigned_postbacks(
+    client: httpx.AsyncClient, store: Store
+) -> None:
+    # a database written before the two were checked together may hold this
+    s, refid = await offer_with(client)
+    adv = s["advertiser"]["id"]
+    await store.update_row("advertisers", adv, {"require_signature": 1})
+    # any write through the app reloads what it serves from
+    r = await client.patch(f"/api/v1/advertisers/{adv}", json={"name": "Shop 2"}, headers=AUTH)
+    assert r.json()["require_signature"] is True and r.json()["signing_secret"] == ""
+    unsigned = {"refid": refid, "orderamount": "9.90", "ordernumber": "N1"}
+    for params in (unsigned, {**unsigned, "ts": str(int(time.time())), "sig": sign("", unsigned)}):
+        r = await fire(client, params)
+        assert r.status_code == 403 and r.json()["code"] == "signature_invalid", r.text
+    r = await client.get(f"/api/v1/offers/{s['offer']['id']}/postback-url", headers=AUTH)
+    assert r.json()["signature_required"] is True
+    assert (await client.get("/api/v1/conversions", headers=AUTH)).json()["items"] == []

@@ -446,7 +446,35 @@ async def update_advertiser(store: Store, advertiser_id: int, values: Mapping[st
         cols["signing_secret"] = _secret(values, "signing_secret")
     if values.get("require_signature") is not None:
         cols["require_signature"] = int(_bool(values, "require_signature"))
+    if "signing_secret" in cols or cols.get("require_signature"):
+        await _check_signature_secret(store, advertiser_id, cols)
     await _update(store, "advertisers", advertiser_id, cols)
+
+
+async def _check_signature_secret(
+    store: Store, advertiser_id: int, cols: Mapping[str, Any]
+) -> None:
+    """Refuses leaving an advertiser with a signature required and no secret to check it
+    with: it would read as protected while no postback could be signed."""
+    current = await store.get_row("advertisers", advertiser_id)
+    if current is None:
+        raise NotFoundError(f"advertiser {advertiser_id} does not exist")
+    required = cols.get("require_signature", current["require_signature"])
+    if not required or cols.get("signing_secret", current["signing_secret"]):
+        return
+    if cols.get("signing_secret") == "":
+        raise InputError(
+            "`signing_secret` cannot be cleared while a signature is required: send"
+            " `require_signature` false with it",
+            code="signature_needs_secret",
+            field="signing_secret",
+        )
+    raise InputError(
+        "`require_signature` needs a signing secret to check signatures with: send"
+        " `signing_secret` with it",
+        code="signature_needs_secret",
+        field="require_signature",
+    )
 
 
 UrlCheck = Callable[[str], Awaitable[None]]

@@ -283,7 +283,7 @@ def postback_template(
 
 def signature_required(advertiser: dict[str, Any]) -> bool:
     """Whether the advertiser's postbacks are refused unless signed (`domain.security`)."""
-    return bool(advertiser["signing_secret"]) and bool(advertiser["require_signature"])
+    return bool(advertiser["require_signature"])  # with no secret: every postback refused
 
 
 SIGNATURE_INSTRUCTIONS = (
