@@ -20,6 +20,7 @@ import httpx
 import pytest
 
 from clickback.config import Settings
+from clickback.domain.ports import Store
 from clickback.domain.tracker import Tracker, open_tracker
 from clickback.storage import open_store
 from tests.conftest import PG_URL
@@ -48,6 +49,19 @@ def table_rows(out: str) -> list[dict[str, str]]:
         for name, cell in zip(header, cells, strict=True):
             records[-1][name] += cell
     return records
+
+
+def in_store(db: str, work: Callable[[Store], Awaitable[None]]) -> None:
+    """`work` done on the database as another process (a server) would."""
+
+    async def go() -> None:
+        store = await open_store(db, Settings(database_url=db))
+        try:
+            await work(store)
+        finally:
+            await store.close()
+
+    asyncio.run(go())
 
 
 def in_tracker(db: str, work: Callable[[Tracker], Awaitable[T]]) -> T:

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 import csv
 import io
 import re
 import subprocess
 import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -19,22 +17,9 @@ import pytest
 import typer
 
 from clickback.cli import app
-from clickback.config import Settings
 from clickback.domain.ports import Store
 from clickback.domain.tracker import open_tracker
-from clickback.storage import open_store
-from tests.cli.conftest import CLICKBACK, Server, cli, click, fire, table_rows
-
-
-def in_store(db: str, work: Callable[[Store], Awaitable[None]]) -> None:
-    async def go() -> None:
-        store = await open_store(db, Settings(database_url=db))
-        try:
-            await work(store)
-        finally:
-            await store.close()
-
-    asyncio.run(go())
+from tests.cli.conftest import CLICKBACK, Server, cli, click, fire, in_store, table_rows
 
 
 def setup(db: str, url: str = "http://127.0.0.1:9/landing", *advertiser: str) -> str:

@@ -13,7 +13,8 @@ import pytest
 import typer
 
 from clickback.cli import app
-from tests.cli.conftest import CLICKBACK, cli, click, fire, table_rows
+from clickback.domain.ports import Store
+from tests.cli.conftest import CLICKBACK, cli, click, fire, in_store, table_rows
 
 
 def _help(*words: str) -> str:
@@ -423,3 +424,18 @@ def test_advertiser_list_masks_postback_tokens_unless_asked(any_db: str) -> None
     ]
     assert listed[1]["postback_token"] == "s3cret-token-of-shop"
     assert listed[1]["signing_secret"] == "hmac-key-of-the-shop"
+
+
+def test_an_archived_offer_reads_archived_in_offer_list_and_show(any_db: str) -> None:
+    _offer(any_db)
+
+    async def archive(store: Store) -> None:
+        assert await store.archive_row("offers", 1)
+
+    in_store(any_db, archive)
+    assert _shown(any_db, "offer", "show", "1")["status"] == "archived"
+    [listed] = [orjson.loads(x) for x in cli("offer", "list", "--json", db=any_db).splitlines()]
+    assert listed["status"] == "archived"
+    # the table may cut the cell to the console's width (`archi…`), never `active`
+    assert table_rows(cli("offer", "list", db=any_db))[0]["status"].startswith("archi")
+    assert "offer_archived" in _fails("offer", "activate", "1", db=any_db)

@@ -704,3 +704,38 @@ async def test_an_attribution_window_that_is_no_whole_number_of_days_is_refused(
     for days, kept in ((14, 14), ("21", 21)):
         r = await client.patch(url, json={"attribution_window_days": days}, headers=AUTH)
         assert r.status_code == 200 and r.json()["attribution_window_days"] == kept, r.text
+
+
+async def test_an_archived_offer_reads_archived_and_its_status_cannot_be_set(
+    client: httpx.AsyncClient,
+) -> None:
+    s = await make_offer(client)
+    kept = (await make_offer(client, name="Kept"))["offer"]["id"]
+    oid = s["offer"]["id"]
+    url = f"/api/v1/offers/{oid}"
+    assert (await client.delete(url, headers=AUTH)).status_code in (200, 204)
+    assert (await client.get(url, headers=AUTH)).json()["status"] == "archived"
+
+    async def listed(query: str) -> list[tuple[int, str]]:
+        r = await client.get(f"/api/v1/offers?{query}", headers=AUTH)
+        assert r.status_code == 200, r.text
+        return [(o["id"], o["status"]) for o in r.json()["items"]]
+
+    assert await listed("status=archived") == [(oid, "archived")]
+    assert await listed("status=active") == [(kept, "active")]
+    assert await listed("archived=true") == [(oid, "archived")]
+    r = await client.get("/api/v1/offers?status=active&archived=true", headers=AUTH)
+    assert r.status_code == 400 and r.json()["errors"][0]["code"] == "invalid_filter", r.text
+    for status in ("active", "paused"):
+        r = await client.patch(url, json={"status": status}, headers=AUTH)
+        assert r.status_code == 409, (status, r.text)
+        [error] = r.json()["errors"]
+        assert error["code"] == "offer_archived" and "archived" in error["message"]
+    assert (await client.get(url, headers=AUTH)).json()["status"] == "archived"
+
+
+async def test_an_archived_link_reads_inactive(client: httpx.AsyncClient) -> None:
+    link = (await make_offer(client))["link"]["id"]
+    assert (await client.delete(f"/api/v1/links/{link}", headers=AUTH)).status_code in (200, 204)
+    r = await client.get(f"/api/v1/links/{link}", headers=AUTH)
+    assert r.json()["active"] is False and r.json()["archived_at"] is not None

@@ -369,6 +369,12 @@ async def update_offer(
     current = await store.get_row("offers", offer_id)
     if current is None:
         raise NotFoundError(f"offer {offer_id} does not exist")
+    if values.get("status") is not None and current["archived_at"] is not None:
+        raise ConflictError(
+            f"offer {offer_id} is archived: it never serves again, so its status cannot"
+            " be set (create a new offer instead)",
+            code="offer_archived",
+        )
     _check_kept_type(values, current, "payout_type", _PAYOUT_FIELDS, "offers")
     _check_kept_type(values, current, "revenue_type", _REVENUE_FIELDS, "revenue")
     given = values.get("currency")

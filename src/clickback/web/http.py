@@ -17,6 +17,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from clickback.domain.listing import DEFAULT_LIMIT, LISTS, MAX_LIMIT, text_filter
+from clickback.domain.models import OfferStatus
 from clickback.domain.tokens import ADMIN, AFFILIATE, NETWORK_FIELDS, denied
 from clickback.errors import AuthError, InputError, NotFoundError, PermissionDeniedError
 from clickback.web.present import parse_time
@@ -277,7 +278,13 @@ def list_query(table: str, params: QueryParams, extra: frozenset[str] = frozense
                 )
             q["flag"] = value
         elif name == "archived" and table in ARCHIVABLE:
-            q["nulls"]["archived_at"] = not _flag(name, value)
+            _archived(q["nulls"], _flag(name, value), name)
+        elif name == "status" and table == "offers":
+            # an offer reads `archived` once archived, whatever status it was left with
+            status = text_filter(table, name, value)
+            _archived(q["nulls"], status == OfferStatus.ARCHIVED, name)
+            if status != OfferStatus.ARCHIVED:
+                q["filters"][name] = status
         elif name in spec.filters:
             if spec.filters[name] is int:
                 if name.startswith("is_"):  # a flag: true/false (or 1/0)
@@ -304,6 +311,20 @@ def list_query(table: str, params: QueryParams, extra: frozenset[str] = frozense
                 field=name,
             )
     return ListQuery(**q)
+
+
+def _archived(nulls: dict[str, bool], archived: bool, name: str) -> None:
+    """Lists archived rows only (or only those not archived), refused when another
+    filter (`archived`, an offer's `status`) asked for the other."""
+    if nulls.get("archived_at", not archived) == archived:
+        raise InputError(
+            f"`{name}` contradicts another filter of the list (an offer's `status=archived`"
+            " lists archived offers, as `archived=true` does; `status=active` or `paused`"
+            " those not archived)",
+            code="invalid_filter",
+            field=name,
+        )
+    nulls["archived_at"] = not archived
 
 
 async def refuse_unknown_fields(

@@ -60,7 +60,8 @@ def offer(r: dict[str, Any], base: str) -> dict[str, Any]:
         "revenue_percent": r["revenue_percent"],
         "currency": r["currency"],
         "attribution_window_days": r["attribution_window_days"],
-        "status": r["status"],
+        # an archived (DELETEd) offer keeps the status it had, but never serves again
+        "status": "archived" if r["archived_at"] is not None else r["status"],
         "approval": r["approval"],
         "fraud_rules": orjson.loads(r["fraud_rules"]),
         "daily_cap": r["daily_cap"],
@@ -119,7 +120,7 @@ def link(r: dict[str, Any], base: str) -> dict[str, Any]:
         "code": r["code"],
         "offer_id": r["offer_id"],
         "affiliate_id": r["affiliate_id"],
-        "active": bool(r["active"]),
+        "active": bool(r["active"]) and r["archived_at"] is None,  # archived: never again
         "is_test": bool(r["is_test"]),
         "tracking_url": f"{base}/c/{r['code']}",
         "created_at": iso(r["created_at"]),
