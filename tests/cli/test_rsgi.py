@@ -16,6 +16,7 @@ import pytest
 
 from clickback.web.export import EXPORT_PAGE
 from tests.cli.conftest import Server
+from tests.web.test_postback_input import multipart
 
 TOKEN = "rsgi-admin-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -105,6 +106,10 @@ def test_a_trailing_slash_forwarded_for_lines_and_json(tracker: Server) -> None:
         f"{tracker.base}/postback", json={"refid": refid, "orderamount": 3, "ordernumber": "J"}
     )
     assert r.json()["status"] == "accepted", r.text
+    # a multipart form (PHP's cURL), its boundary read in the case it was sent
+    body, kind = multipart({"refid": refid, "orderamount": "2", "ordernumber": "MP"})
+    r = httpx.post(f"{tracker.base}/postback/", content=body, headers={"content-type": kind})
+    assert r.json()["status"] == "accepted", r.text  # a postback URL with a slash after it
     # the ASGI app gets the query as UTF-8 bytes, whatever its characters (sent unescaped)
     with socket.create_connection(("127.0.0.1", tracker.port)) as s:
         s.sendall(

@@ -489,3 +489,40 @@ async def test_a_nul_in_a_postback_is_refused_and_kept_on_both_engines(
         r = await client.get(f"/postback?refid={refid}&ordernumber={order}&orderamount=1")
         assert r.json()["status"] == "accepted", r.text
     assert len(await conversions(client)) == 2
+
+
+def multipart(
+    fields: dict[str, str], boundary: str = "----PhpCurlBoundaryAbC9"
+) -> tuple[bytes, str]:
+    """A multipart/form-data body of the fields, as PHP's cURL sends an array of fields."""
+    body = b"".join(
+        f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode()
+        for k, v in fields.items()
+    )
+    return body + f"--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
+
+
+async def test_a_multipart_form_body_is_read_as_its_fields(client: httpx.AsyncClient) -> None:
+    """PHP's cURL sends an array of fields as multipart/form-data (so does `curl -F`): its
+    fields are the postback's, its boundary read as sent (upper and lower case); a body
+    that is no such form is refused `invalid_form`, kept in the ledger. `/postback/`, a
+    postback URL pasted with a slash after it, is the same."""
+    s = await make_offer(client, payout_type="cps", payout_percent="10", payout_amount=None)
+    refid = await click(client, s["link"])
+    fields = {"refid": refid, "orderamount": "49.90", "ordernumber": "MP1", "coupon": "Säle"}
+    body, kind = multipart(fields)
+    r = await client.post("/postback", content=body, headers={"content-type": kind})
+    assert r.json()["status"] == "accepted", r.text
+    [c] = await conversions(client)
+    assert (c["orderamount"], c["ordernumber"], c["coupon"]) == ("49.90", "MP1", "Säle")
+    files = {"ordernumber": (None, "MP2"), "orderamount": (None, "5")}
+    r = await client.post("/postback/", data={"refid": refid}, files=files)  # httpx's own
+    assert r.json()["status"] == "accepted", r.text
+    body, kind = multipart({**fields, "ordernumber": "MP3"})
+    for broken in (kind.replace("AbC9", "abc9"), "multipart/form-data"):
+        r = await client.post("/postback", content=body, headers={"content-type": broken})
+        assert r.status_code == 400, r.text
+        assert r.json()["errors"][0]["code"] == "invalid_form"
+        [row, *_] = await ledger(client)
+        assert row["params"]["(body)"].startswith("------PhpCurlBoundaryAbC9")
+    assert len(await conversions(client)) == 2

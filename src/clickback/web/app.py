@@ -164,7 +164,7 @@ class ClickbackApp:
             try:
                 if path[:3] == "/c/":
                     await tracking.click(self, scope, receive, send)
-                elif path == "/postback":
+                elif path in tracking.POSTBACK_PATHS:
                     await tracking.postback(self, scope, receive, send)
                 elif path == "/kit/refid.js":
                     await kit.refid_js(scope, receive, send)

@@ -78,7 +78,7 @@ class RsgiApp:
         path = scope.path
         if path[:3] == "/c/":
             answer = self._click(scope, path[3:])
-        elif path == "/postback":
+        elif path in tracking.POSTBACK_PATHS:
             answer = self._postback(scope, protocol)
         else:
             await self._asgi(scope, protocol)
@@ -122,7 +122,7 @@ class RsgiApp:
         body = (
             await _body(protocol, scope.headers.get("content-length")) if method == "POST" else None
         )
-        kind = scope.headers.get("content-type", "").lower() if body is not None else ""
+        kind = scope.headers.get("content-type", "") if body is not None else ""
         return await tracking.postback_answer(
             self.app, method, scope.query_string, self._ip(scope), body, kind
         )

@@ -11,8 +11,11 @@ call and answers; no framework, no per-request objects beyond what the answer ne
 
 from __future__ import annotations
 
+import email.utils
 import json
 from collections.abc import Iterable
+from email.message import Message
+from email.parser import BytesParser
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
@@ -34,6 +37,10 @@ Headers = list[tuple[str, str]]
 Answer = tuple[int, Headers, bytes]
 
 JSON_TYPE = "application/json"
+MULTIPART_TYPE = "multipart/form-data"
+# a postback URL pasted with a slash after it is a postback all the same (kept in the
+# ledger, counted), as a tracking link is (`/c/CODE/`)
+POSTBACK_PATHS = frozenset({"/postback", "/postback/"})
 _JSON = ("content-type", JSON_TYPE)
 _NO_STORE = ("cache-control", "no-store")
 _NOT_FOUND: Answer = (
@@ -201,6 +208,47 @@ def _json_params(
     _merge(pairs, into, errors, sent)
 
 
+def _multipart_params(
+    body: bytes,
+    content_type: str,
+    into: dict[str, str],
+    errors: list[FieldError],
+    sent: dict[str, str],
+) -> None:
+    """A `multipart/form-data` body's fields as parameters (what PHP's cURL sends for an
+    array of fields, `curl -F`, a browser's form with files): each part's text, a file
+    part's content as its value too. `content_type` as sent: its boundary is
+    case-sensitive. A body that is no such form is refused, an excerpt of it kept in
+    the ledger as `(body)`."""
+    head = b"Content-Type: " + content_type.encode("latin-1", "replace") + b"\r\n\r\n"
+    message = BytesParser().parsebytes(head + body)
+    parts = message.get_payload() if message.is_multipart() else None
+    if not parts or message.defects:
+        errors.append(
+            FieldError(
+                "*",
+                "invalid_form",
+                "a multipart/form-data body must hold its fields between the boundary of"
+                " its Content-Type; or send them in the query, as a form"
+                " (application/x-www-form-urlencoded) or as a JSON object",
+            )
+        )
+        into.setdefault("(body)", body[:1024].decode("utf-8", "backslashreplace"))
+        return
+    pairs = []
+    for part in parts:
+        if not isinstance(part, Message):
+            continue
+        name = part.get_param("name", header="content-disposition")
+        if isinstance(name, tuple):  # RFC 2231 `name*=utf-8''…`
+            name = email.utils.collapse_rfc2231_value(name)
+        raw = part.get_payload(decode=True)
+        if name is not None:
+            text = raw.decode("utf-8", "backslashreplace") if isinstance(raw, bytes) else ""
+            pairs.append((str(name), text))
+    _merge(pairs, into, errors, sent)
+
+
 def _whole(text: str) -> str:
     """`text` itself, or, when it holds a lone surrogate (which is no text: it can be
     neither encoded nor stored), a copy with each as its escape, `\\ud83d`, as bytes
@@ -251,8 +299,10 @@ async def postback_answer(
         errors.append(body.error)
         status_override = body.status
         _params(body.partial.decode("utf-8", "backslashreplace"), params, errors, sent)
-    elif body is not None and content_type.startswith(JSON_TYPE):
+    elif body is not None and (kind := content_type.lower()).startswith(JSON_TYPE):
         _json_params(body, params, errors, sent)
+    elif body is not None and kind.startswith(MULTIPART_TYPE):
+        _multipart_params(body, content_type, params, errors, sent)
     elif body is not None:
         _params(body.decode("utf-8", "backslashreplace"), params, errors, sent)
     try:
@@ -340,6 +390,6 @@ async def postback(app: ClickbackApp, scope: dict[str, Any], receive: Any, send:
     query = query_text(scope["query_string"])
     kind = next((v for n, v in scope["headers"] if n == b"content-type"), b"")
     answer = await postback_answer(
-        app, method, query, client_ip(app, scope), body, kind.decode("latin-1").lower()
+        app, method, query, client_ip(app, scope), body, kind.decode("latin-1")
     )
     await _send(send, answer)
