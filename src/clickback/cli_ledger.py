@@ -104,7 +104,7 @@ def postbacks_replay(
     from rich.progress import Progress
 
     from clickback.domain import ledger
-    from clickback.domain.tracker import open_tracker
+    from clickback.domain.tracker import open_tracker_for
     from clickback.web.present import parse_time
 
     if postback_id is None and not (outcome or code or since or until):
@@ -113,7 +113,7 @@ def postbacks_replay(
     settings = _settings(db)
 
     async def work(store: Store) -> tuple[list[tuple[int, Any]], int]:
-        tracker = await open_tracker(store, settings.secrets, base_currency=settings.base_currency)
+        tracker = await open_tracker_for(store, settings)
         if postback_id is not None:
             return [(postback_id, await ledger.replay(store, tracker, postback_id))], 0
         filters = _given(outcome=outcome, code=code)
@@ -189,13 +189,13 @@ def integration_test(
 ) -> None:
     """Start the two integration tests for an offer: a test click and a test conversion."""
     from clickback.domain import integration
-    from clickback.domain.tracker import open_tracker
+    from clickback.domain.tracker import open_tracker_for
     from clickback.probe import probe_landing
 
     settings = _settings(db)
 
     async def work(store: Store) -> dict[str, Any]:
-        tracker = await open_tracker(store, settings.secrets, base_currency=settings.base_currency)
+        tracker = await open_tracker_for(store, settings)
         test_id = await integration.start(store, tracker, offer_id, affiliate, probe_landing)
         if simulate:
             await integration.simulate(store, tracker, test_id)

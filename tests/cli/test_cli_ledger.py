@@ -18,6 +18,7 @@ import typer
 
 from clickback.cli import app
 from clickback.domain.ports import Store
+from clickback.domain.security import sign
 from clickback.domain.tracker import open_tracker
 from tests.cli.conftest import CLICKBACK, Server, cli, click, fire, in_store, table_rows
 
@@ -154,6 +155,32 @@ def test_bulk_replay_skips_what_a_replay_counted_and_exits_1_when_any_is_refused
     [row] = table_rows(refused.stdout)
     assert (row["status"], row["code"]) == ("rejected", "unknown_refid")
     assert "1 replayed, 1 refused again" in refused.stdout
+
+
+def test_replay_judges_a_signature_by_the_servers_skew_setting(
+    any_db: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A signed postback 600 s off, within a server's skew of 900 s, refused for a paused
+    offer: replayed from the command line under the same settings, it is accepted (not
+    `signature_expired` by the default skew of 300 s)."""
+    monkeypatch.setenv("COLUMNS", "160")
+    monkeypatch.setenv("CLICKBACK_SIGNATURE_SKEW_SECONDS", "900")
+    refid = click(any_db, setup(any_db))
+    cli("advertiser", "security", "1", "--signing-secret", "k", "--require-signature", db=any_db)
+    cli("offer", "pause", "1", db=any_db)
+    params = {"refid": refid, "orderamount": "30", "ordernumber": "S1"}
+    params["ts"] = str(int(time.time()) - 600)
+    params["sig"] = sign("k", params)
+
+    async def work(store: Store) -> None:
+        tracker = await open_tracker(store, signature_skew_s=900)  # as the server runs
+        answer = await tracker.postback("GET", "198.51.100.4", params)
+        assert answer.body["code"] == "offer_paused", answer.body
+
+    in_store(any_db, work)
+    cli("offer", "activate", "1", db=any_db)
+    [row] = table_rows(cli("postbacks", "replay", "1", db=any_db))
+    assert (row["status"], row["conversion id"], row["code"]) == ("accepted", "1", "")
 
 
 def test_integration_test_with_simulate_passes_both(sqlite_db: str) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote_plus
 
 import orjson
@@ -22,6 +22,9 @@ from clickback.domain.postback import merge_errors, parse_postback, refid_name
 from clickback.domain.ratelimit import RateLimiter
 from clickback.domain.refid import TEXT_LEN as REFID_LEN
 from clickback.domain.refid import RefIdCodec, RefIdInfo, new_secret
+
+if TYPE_CHECKING:
+    from clickback.config import Settings
 
 log = logging.getLogger("clickback.fallback")
 
@@ -80,6 +83,22 @@ async def open_tracker(
         signature_skew_s=signature_skew_s,
         postback_rate_limit=postback_rate_limit,
         fallback_url=fallback_url,
+    )
+
+
+async def open_tracker_for(store: Store, settings: Settings) -> Tracker:
+    """The Tracker the server runs, from its settings: the command line's replays and
+    integration tests decide as the server does (its signature skew, rate limit,
+    fallback URL), not by the defaults."""
+    return await open_tracker(
+        store,
+        settings.secrets,
+        settings.cache_check_seconds,
+        settings.click_durability,
+        settings.base_currency,
+        settings.signature_skew_seconds,
+        settings.postback_rate_limit,
+        settings.fallback_url,
     )
 
 

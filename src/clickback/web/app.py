@@ -25,7 +25,7 @@ from clickback.domain.rollup import RollupJob, shared_enricher
 from clickback.domain.screener import Screener
 from clickback.domain.security import parse_networks
 from clickback.domain.sender import Sender
-from clickback.domain.tracker import Tracker, open_tracker
+from clickback.domain.tracker import Tracker, open_tracker_for
 from clickback.probe import probe_landing
 from clickback.storage import open_store
 from clickback.web import kit, tracking
@@ -61,16 +61,7 @@ class ClickbackApp:
             self.store = await open_store(self.settings.database_url, self.settings)
         await self.store.migrate()
         await fx.check_base_currency(self.store, self.settings.base_currency)
-        self.tracker = await open_tracker(
-            self.store,
-            self.settings.secrets,
-            self.settings.cache_check_seconds,
-            self.settings.click_durability,
-            self.settings.base_currency,
-            self.settings.signature_skew_seconds,
-            self.settings.postback_rate_limit,
-            self.settings.fallback_url,
-        )
+        self.tracker = await open_tracker_for(self.store, self.settings)
         self.catalog = self.tracker.catalog
         self.catalog.start()
         self._start_jobs()
