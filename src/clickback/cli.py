@@ -401,8 +401,8 @@ def rule_create(
     payout_type: Annotated[str, typer.Option(help="cpa, cps or cpl.")],
     commissionid: Annotated[str, typer.Option(help="The postback's commissionid.")] = "",
     affiliate: Annotated[int | None, typer.Option(help="Only for this affiliate.")] = None,
-    payout_amount: Annotated[str, typer.Option(help="CPA/CPL amount.")] = "0",
-    payout_percent: Annotated[str, typer.Option(help="CPS percent.")] = "0",
+    payout_amount: Annotated[str | None, typer.Option(help="CPA/CPL amount.")] = None,
+    payout_percent: Annotated[str | None, typer.Option(help="CPS percent.")] = None,
     db: DbOption = None,
 ) -> None:
     """A payout chosen by the postback's commissionid and/or the affiliate."""
@@ -410,8 +410,8 @@ def rule_create(
         "commissionid": commissionid,
         "affiliate_id": affiliate,
         "payout_type": payout_type,
-        "payout_amount": payout_amount,
-        "payout_percent": payout_percent,
+        # only as given: a rule's missing amount or percent is refused, as the API does
+        **_given(payout_amount=payout_amount, payout_percent=payout_percent),
     }
     base = _settings(db).base_currency  # the bound on the payout's value in it
     rule_id = _run(db, lambda s: admin.create_rule(s, offer, values, base))

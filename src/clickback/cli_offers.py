@@ -35,11 +35,11 @@ from clickback.web import present
 
 URL = "Destination (landing page) URL."
 PAYOUT_TYPE = "cpa, cps or cpl."
-PAYOUT_AMOUNT = "CPA/CPL amount in the offer's currency, e.g. 12.50."
-PAYOUT_PERCENT = "CPS percent of orderamount."
+PAYOUT_AMOUNT = "CPA/CPL amount in the offer's currency, e.g. 12.50 (required for CPA/CPL)."
+PAYOUT_PERCENT = "CPS percent of orderamount (required for CPS)."
 REVENUE_TYPE = "What the advertiser pays the network: cpa, cps, or '' for none."
-REVENUE_AMOUNT = "CPA revenue, in the base currency."
-REVENUE_PERCENT = "CPS revenue percent."
+REVENUE_AMOUNT = "CPA revenue, in the base currency (required for CPA revenue)."
+REVENUE_PERCENT = "CPS revenue percent (required for CPS revenue)."
 WINDOW = "Attribution window in days (1 to 3650)."
 REFID_PARAM = "Query parameter for the RefID."
 FALLBACK = (
@@ -103,11 +103,11 @@ def offer_create(
     name: Annotated[str, typer.Option()],
     url: Annotated[str, typer.Option(help=URL)],
     payout_type: Annotated[str, typer.Option(help=PAYOUT_TYPE)] = "cpa",
-    payout_amount: Annotated[str, typer.Option(help=PAYOUT_AMOUNT)] = "0",
-    payout_percent: Annotated[str, typer.Option(help=PAYOUT_PERCENT)] = "0",
+    payout_amount: Annotated[str | None, typer.Option(help=PAYOUT_AMOUNT)] = None,
+    payout_percent: Annotated[str | None, typer.Option(help=PAYOUT_PERCENT)] = None,
     revenue_type: Annotated[str, typer.Option(help=REVENUE_TYPE)] = "",
-    revenue_amount: Annotated[str, typer.Option(help=REVENUE_AMOUNT)] = "0",
-    revenue_percent: Annotated[str, typer.Option(help=REVENUE_PERCENT)] = "0",
+    revenue_amount: Annotated[str | None, typer.Option(help=REVENUE_AMOUNT)] = None,
+    revenue_percent: Annotated[str | None, typer.Option(help=REVENUE_PERCENT)] = None,
     currency: Annotated[str, typer.Option()] = "USD",
     window_days: Annotated[int, typer.Option(help=WINDOW)] = 30,
     refid_param: Annotated[str, typer.Option(help=REFID_PARAM)] = "refid",
@@ -121,17 +121,22 @@ def offer_create(
     db: DbOption = None,
 ) -> None:
     """Create an offer of an advertiser: its landing page, payout and terms."""
+    # the payout and revenue figures only as given: one missing is refused as the API
+    # refuses it, not taken for 0
+    figures = _given(
+        payout_amount=payout_amount,
+        payout_percent=payout_percent,
+        revenue_amount=revenue_amount,
+        revenue_percent=revenue_percent,
+    )
     values = {
         "advertiser_id": advertiser,
         "name": name,
         "destination_url": url,
         "fallback_url": fallback_url,
         "payout_type": payout_type,
-        "payout_amount": payout_amount,
-        "payout_percent": payout_percent,
         "revenue_type": revenue_type,
-        "revenue_amount": revenue_amount,
-        "revenue_percent": revenue_percent,
+        **figures,
         "currency": currency,
         "attribution_window_days": window_days,
         "refid_param": refid_param,

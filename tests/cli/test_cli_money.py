@@ -106,7 +106,7 @@ def _file(tmp: Path, name: str, text: str) -> Path:
 def test_offer_create_checks_the_revenue_against_the_base_currency(sqlite_db: str) -> None:
     cli("advertiser", "create", "Shop", db=sqlite_db)
     offer = ["offer", "create", "--advertiser", "1", "--name", "O", "--url", "https://s.example/"]
-    offer += ["--revenue-type", "cpa", "--db", sqlite_db]
+    offer += ["--payout-amount", "1", "--revenue-type", "cpa", "--db", sqlite_db]
     env = {**os.environ, "CLICKBACK_BASE_CURRENCY": "JPY"}
     out = subprocess.run(
         [CLICKBACK, *offer, "--revenue-amount", "1.5"],

@@ -103,7 +103,8 @@ def _affiliate_and_offer(db: str) -> None:
     """Affiliate 1 and offer 1 (of advertiser 1), made with the CLI."""
     cli("affiliate", "create", "Pub", db=db)
     cli("advertiser", "create", "Shop", db=db)
-    cli("offer", "create", "--advertiser", "1", "--name", "O", "--url", "http://x.example/", db=db)
+    offer = ["offer", "create", "--advertiser", "1", "--name", "O", "--url", "http://x.example/"]
+    cli(*offer, "--payout-amount", "2", db=db)
 
 
 def test_affiliate_postback_keeps_what_an_option_not_given_set(sqlite_db: str) -> None:

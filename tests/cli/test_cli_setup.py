@@ -111,6 +111,8 @@ def test_offer_create_takes_what_the_api_takes(any_db: str) -> None:
         "X",
         "--url",
         "https://x.example/",
+        "--payout-amount",
+        "5",
         "--approval",
         "later",
         db=any_db,
@@ -125,12 +127,40 @@ def test_offer_create_takes_what_the_api_takes(any_db: str) -> None:
         "X",
         "--url",
         "https://x.example/",
+        "--payout-amount",
+        "5",
         "--fraud-rules",
         "{bot",
         db=any_db,
     )
     assert "invalid_fraud_rules" in out
     assert len(cli("offer", "list", "--json", db=any_db).splitlines()) == 1
+
+
+def test_offer_and_rule_create_without_their_payout_are_refused_as_the_api_refuses(
+    any_db: str,
+) -> None:
+    """A CPS offer or rule without its percent, a CPA one without its amount, revenue
+    without its amount: refused `invalid_amount` (nothing made), not made paying 0."""
+    _offer(any_db)
+    create = ["offer", "create", "--advertiser", "1", "--name", "X", "--url", "https://x.example/"]
+    for args, field in (
+        (("--payout-type", "cps"), "payout_percent"),
+        (("--payout-type", "cpa"), "payout_amount"),
+        (("--payout-amount", "5", "--revenue-type", "cpa"), "revenue_amount"),
+        (("--payout-amount", "5", "--revenue-type", "cps"), "revenue_percent"),
+    ):
+        out = _fails(*create, *args, db=any_db)
+        assert "(invalid_amount)" in out and f"`{field}`" in out, (args, out)
+    assert len(cli("offer", "list", "--json", db=any_db).splitlines()) == 1
+    rule = ["rule", "create", "--offer", "1", "--commissionid", "vip"]
+    for ptype, field in (("cps", "payout_percent"), ("cpa", "payout_amount")):
+        out = _fails(*rule, "--payout-type", ptype, db=any_db)
+        assert "(invalid_amount)" in out and f"`{field}`" in out, (ptype, out)
+    assert cli("rule", "list", "1", "--json", db=any_db) == ""
+    cli(*rule, "--payout-type", "cps", "--payout-percent", "12", db=any_db)
+    [made] = [orjson.loads(x) for x in cli("rule", "list", "1", "--json", db=any_db).split()]
+    assert (made["payout_type"], made["payout_percent"]) == ("cps", "12")
 
 
 def test_offer_update_changes_what_it_is_given_and_prints_the_offer(

@@ -16,6 +16,8 @@ import pytest
 
 from tests.cli.conftest import CLICKBACK, Server, cli, free_port
 
+PAYOUT = ("--payout-amount", "2")  # an offer is made with its payout, as the API makes it
+
 
 def test_demo_serve_click_and_postback(server: Server) -> None:
     server.start("--demo")
@@ -40,7 +42,18 @@ def test_the_cli_prints_urls_on_the_port_serve_answers_on(server: Server) -> Non
     assert "CLICKBACK_PUBLIC_URL" not in os.environ
     db = server.db
     cli("advertiser", "create", "Shop", db=db)
-    cli("offer", "create", "--advertiser", "1", "--name", "O", "--url", "http://x.example/", db=db)
+    cli(
+        "offer",
+        "create",
+        "--advertiser",
+        "1",
+        "--name",
+        "O",
+        "--url",
+        "http://x.example/",
+        *PAYOUT,
+        db=db,
+    )
     cli("affiliate", "create", "Pub", db=db)
     before = cli("link", "create", "--offer", "1", "--affiliate", "1", db=db)
     assert "http://127.0.0.1:8080/c/" in before  # no server has run on this database yet
@@ -83,7 +96,18 @@ def test_a_second_demo_start_prints_the_demo_link_and_a_new_order(server: Server
     assert answer["status"] == "accepted", answer
     db = server.db
     cli("advertiser", "create", "Other", "--require-token", db=db)
-    cli("offer", "create", "--advertiser", "2", "--name", "O", "--url", "http://x.example/", db=db)
+    cli(
+        "offer",
+        "create",
+        "--advertiser",
+        "2",
+        "--name",
+        "O",
+        "--url",
+        "http://x.example/",
+        *PAYOUT,
+        db=db,
+    )
     cli("link", "create", "--offer", "2", "--affiliate", "1", db=db)  # newer than the demo's
     server.stop()
     server.start("--demo")
@@ -196,7 +220,7 @@ def test_fallback_redirects_of_a_served_tracker_set_up_by_cli(
     to CLICKBACK_FALLBACK_URL; neither stores a click."""
     db = sqlite_db
     cli("advertiser", "create", "Shop", db=db)
-    offer = ["offer", "create", "--advertiser", "1", "--name", "O"]
+    offer = ["offer", "create", "--advertiser", "1", "--name", "O", *PAYOUT]
     cli(*offer, "--url", "https://shop.example/", "--fallback-url", "https://shop.example/x", db=db)
     cli("affiliate", "create", "Pub", db=db)
     code = re.search(r"/c/(\S+)", cli("link", "create", "--offer", "1", "--affiliate", "1", db=db))
