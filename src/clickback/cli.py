@@ -10,7 +10,7 @@ import asyncio
 import os
 import sqlite3
 from collections.abc import Awaitable, Callable
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, TextIO, TypeVar
 
 import orjson
 import typer
@@ -23,7 +23,7 @@ from clickback.config import Settings
 from clickback.domain import admin, fx
 from clickback.domain.catalog import Catalog
 from clickback.domain.ports import Store
-from clickback.errors import ClickbackError, ConfigError
+from clickback.errors import ClickbackError, ConfigError, InputError
 from clickback.storage import open_store
 from clickback.web import present
 
@@ -365,12 +365,14 @@ def link_list(
 
 @rates_app.command("import")
 def rates_import(
-    file: Annotated[typer.FileText, typer.Argument(help="CSV: date,currency,rate.")],
+    file: Annotated[
+        typer.FileText, typer.Argument(help="CSV: date,currency,rate.", encoding=CSV_ENCODING)
+    ],
     db: DbOption = None,
 ) -> None:
     """Load exchange rates (1 unit of currency = rate units of the base currency) and value
     the conversions that were waiting for one."""
-    rows = fx.parse_rates(file.read())
+    rows = fx.parse_rates(read_csv(file))
     base = _settings(db).base_currency
     valued = _run(db, lambda s: fx.import_rates(s, rows, base))
     console.print(f"{len(rows)} rates stored (base {base}); {valued} conversions valued")
@@ -444,6 +446,20 @@ async def _catalog(store: Store) -> Catalog:
     catalog = Catalog(store)
     await catalog.reload()
     return catalog
+
+
+# a CSV file given to an import is read as the API reads an upload: UTF-8, without the
+# byte-order mark a spreadsheet's "CSV UTF-8" starts it with
+CSV_ENCODING = "utf-8-sig"
+
+
+def read_csv(file: TextIO) -> str:
+    """The text of a CSV file opened with CSV_ENCODING; one not UTF-8 is refused as the
+    API refuses it."""
+    try:
+        return file.read()
+    except UnicodeDecodeError:
+        raise InputError("the file must be UTF-8 text", code="invalid_encoding") from None
 
 
 def _given(**filters: Any) -> dict[str, Any]:

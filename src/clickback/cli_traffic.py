@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 
 from clickback.cli import (
+    CSV_ENCODING,
     CursorOption,
     DbOption,
     JsonOption,
@@ -24,6 +25,7 @@ from clickback.cli import (
     clicks_app,
     console,
     conversions_app,
+    read_csv,
 )
 from clickback.domain.ports import Store
 
@@ -153,14 +155,17 @@ def conversions_approve_due(db: DbOption = None) -> None:
 
 @conversions_app.command("import-statuses")
 def conversions_import_statuses(
-    file: Annotated[typer.FileText, typer.Argument(help="CSV: ordernumber,status,reason.")],
+    file: Annotated[
+        typer.FileText,
+        typer.Argument(help="CSV: ordernumber,status,reason.", encoding=CSV_ENCODING),
+    ],
     advertiser: Annotated[int, typer.Option(help="Whose order numbers these are.")],
     db: DbOption = None,
 ) -> None:
     """Apply an advertiser's validation file, reporting every line."""
     from clickback.domain import lifecycle
 
-    text = file.read()
+    text = read_csv(file)
 
     async def work(store: Store) -> list[lifecycle.LineResult]:
         catalog = await _catalog(store)

@@ -15,7 +15,7 @@ import httpx
 import orjson
 import pytest
 
-from tests.cli.conftest import CLICKBACK, Server, cli, table_rows
+from tests.cli.conftest import CLICKBACK, Server, cli, click, fire, table_rows
 
 
 def test_second_advertiser_with_token_and_rule_by_cli(server: Server, tmp_path: Path) -> None:
@@ -101,6 +101,47 @@ def _file(tmp: Path, name: str, text: str) -> Path:
     path = tmp / name
     path.write_text(text)
     return path
+
+
+def test_csv_imports_read_a_file_saved_with_a_byte_order_mark(any_db: str, tmp_path: Path) -> None:
+    """Excel's "CSV UTF-8" starts the file with a byte-order mark: the header (or the
+    first order number) is read without it, as the API reads an upload."""
+    from tests.cli.test_cli_ledger import setup
+
+    refid = click(any_db, setup(any_db))
+    fire(
+        any_db,
+        *({"refid": refid, "orderamount": "10", "ordernumber": n} for n in ("B1", "B2")),
+    )
+
+    def bom(name: str, text: str) -> str:
+        path = tmp_path / name
+        path.write_bytes(text.encode("utf-8-sig"))
+        return str(path)
+
+    rates = bom("rates.csv", "date,currency,rate\n2026-11-01,EUR,1.08\n")
+    assert "1 rates stored" in cli("rates", "import", rates, db=any_db)
+    for text in ("ordernumber,status,reason\nB1,reversed,refund\n", "B2,reversed,refund\n"):
+        out = cli(
+            "conversions", "import-statuses", bom("v.csv", text), "--advertiser", "1", db=any_db
+        )
+        assert "1 changed, 0 not" in out, out
+    statuses = {
+        c["ordernumber"]: c["status"]
+        for c in map(orjson.loads, cli("conversions", "list", "--json", db=any_db).split())
+    }
+    assert statuses == {"B1": "reversed", "B2": "reversed"}
+    latin = tmp_path / "latin.csv"
+    latin.write_bytes("B1,approved,d\xe9j\xe0 pay\xe9\n".encode("latin-1"))
+    statuses_of = ["conversions", "import-statuses", str(latin), "--advertiser", "1"]
+    out = subprocess.run(
+        [CLICKBACK, *statuses_of, "--db", any_db],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 2 and "(invalid_encoding)" in out.stdout, out
+    assert "Traceback" not in out.stderr
 
 
 def test_offer_create_checks_the_revenue_against_the_base_currency(sqlite_db: str) -> None:
