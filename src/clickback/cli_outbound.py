@@ -110,7 +110,11 @@ def affiliate_postback(
         return (await _catalog(store)).postback_config(offer or 0, affiliate_id)
 
     config = _run(db, work)
-    assert config is not None
+    if config is None:
+        # the affiliate has no URL (cleared, or never set): what was set is kept for when
+        # one is, and its per-offer overrides still post back
+        _show_postback(affiliate_id, None, db, as_json)
+        return
     where = f"affiliate {affiliate_id}" + (f", offer {offer}" if offer is not None else "")
     console.print(f"{where}: postbacks go to {config.url}", soft_wrap=True)
     console.print(
@@ -147,9 +151,9 @@ def _show_postback(affiliate_id: int, offer: int | None, db: str | None, as_json
         print(orjson.dumps({"affiliate_id": affiliate_id, **own, "overrides": overrides}).decode())
         return
     if offer is None:
-        where = own["postback_url"] or "nowhere (no postback URL)"
+        where = f"to {own['postback_url']}" if own["postback_url"] else "nowhere (no postback URL)"
         console.print(
-            f"affiliate {affiliate_id}: postbacks go to {where} ({own['postback_method']}; "
+            f"affiliate {affiliate_id}: postbacks go {where} ({own['postback_method']}; "
             f"{', '.join(own['postback_events'])}; {'signed' if own['signed'] else 'unsigned'}"
             f"{'' if own['postback_enabled'] else '; disabled'})",
             soft_wrap=True,

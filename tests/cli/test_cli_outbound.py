@@ -140,6 +140,24 @@ def test_affiliate_postback_keeps_what_an_option_not_given_set(sqlite_db: str) -
     assert "events approved;" in out and "method POST" in out, out
 
 
+def test_affiliate_postback_without_a_url_says_postbacks_go_nowhere(sqlite_db: str) -> None:
+    """Clearing the URL, or setting --events/--method/--secret on an affiliate with no URL,
+    is stored and said: its postbacks go nowhere until a URL is set (exit 0, no
+    traceback); an offer's override still posts back."""
+    _affiliate_and_offer(sqlite_db)
+    out = _postback(sqlite_db, "1", "--events", "approved", "--method", "POST", "--secret", "s")
+    assert "affiliate 1: postbacks go nowhere (no postback URL)" in out, out
+    assert "POST; approved; signed" in out, out
+    _postback(sqlite_db, "1", "--url", "http://127.0.0.1:9/a?c={refid}")
+    _postback(sqlite_db, "1", "--offer", "1", "--url", "http://127.0.0.1:9/o")
+    out = _postback(sqlite_db, "1", "--url", "")
+    assert "affiliate 1: postbacks go nowhere (no postback URL)" in out, out
+    assert "per-offer overrides:" in out and "http://127.0.0.1:9/o" in out, out
+    [aff] = [orjson.loads(x) for x in cli("affiliate", "list", "--json", db=sqlite_db).split()]
+    assert (aff["postback_url"], aff["postback_method"]) == ("", "POST")
+    assert aff["postback_events"] == ["approved"]
+
+
 def test_an_offer_override_given_a_secret_is_refused(sqlite_db: str) -> None:
     """`affiliate postback 1 --offer 1 --url U --secret S` must not drop S in silence: an
     override has no secret of its own (it signs with the affiliate's), so the command
