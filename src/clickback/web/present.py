@@ -8,6 +8,7 @@ from typing import Any
 import orjson
 from starlette.responses import Response
 
+from clickback.domain.csvtext import safe_cell
 from clickback.domain.money import format_minor
 from clickback.domain.timefmt import from_datetime, iso, restore_plus
 from clickback.errors import InputError
@@ -280,13 +281,22 @@ PRESENTERS = {
 
 
 # CSV export columns: the presenters' fields, in order (a test keeps them in step)
-def csv_cell(value: Any) -> Any:
-    """A presented value as a CSV export's cell (the API's and the CLI's the same)."""
+def csv_cell(value: Any, column: str = "") -> Any:
+    """A presented value as a CSV export's cell (the API's and the CLI's the same), text
+    made safe for spreadsheets (`csvtext.safe_cell`), but in the columns the tracker
+    itself wrote (GENERATED)."""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, list | dict):
         return orjson.dumps(value).decode()
-    return "" if value is None else value
+    if value is None:
+        return ""
+    return value if column in GENERATED else safe_cell(value)
+
+
+# made by the tracker, never taken from outside, so written as they are: a RefID (signed,
+# so never one a visitor chose) often starts with `-`, and must stay the RefID it is
+GENERATED = frozenset({"refid"})
 
 
 EXPORT_COLUMNS = {
