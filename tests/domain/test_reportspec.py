@@ -116,3 +116,11 @@ def test_a_times_offset_whose_plus_arrived_as_a_space_is_read_as_plus() -> None:
     assert iso(spaced.start_hour * HOUR_US) == "2026-03-01T09:00:00Z"
     encoded = spec(tz="UTC", **{"from": "2026-03-01T10:00:00+01:00", "to": "2026-03-02"})
     assert spaced.start_hour == encoded.start_hour
+
+
+def test_a_limit_too_long_for_int_is_refused_not_a_crash() -> None:
+    for limit in ("9" * 5000, "0" * 5000 + "5", "10001"):
+        with pytest.raises(InputError) as refused:
+            build_spec({"limit": [limit]}, 1_000 * HOUR_US)
+        assert refused.value.code == "invalid_limit"
+    assert build_spec({"limit": ["00050"]}, 1_000 * HOUR_US).limit == 50

@@ -149,11 +149,14 @@ async def test_report_as_csv_and_its_refusals(client: httpx.AsyncClient) -> None
         ({"offer": ""}, "invalid_filter"),  # every row has an offer
         ({"affiliate": "\u00b3"}, "invalid_filter"),  # a digit to str.isdigit, not to int()
         ({"limit": "\u0662"}, "invalid_limit"),
+        ({"limit": "9" * 5000}, "invalid_limit"),  # longer than int() reads: not a 500
         ({"colour": "red"}, "unknown_filter"),
         ({"sort": "weather"}, "invalid_sort"),
     ]:
         r = await client.get("/api/v1/reports", params=params, headers=AUTH)
         assert r.status_code == 400 and r.json()["errors"][0]["code"] == code, (params, r.text)
+    r = await client.get("/api/v1/reports/export", params={"limit": "9" * 5000}, headers=AUTH)
+    assert r.status_code == 400 and r.json()["errors"][0]["code"] == "invalid_limit"
     assert (await client.get("/api/v1/reports")).status_code == 401
     doc = (await client.get("/api/v1/openapi.json")).json()
     names = {p["name"] for p in doc["paths"]["/api/v1/reports"]["get"]["parameters"]}

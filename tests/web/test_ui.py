@@ -210,3 +210,10 @@ async def test_the_postback_ledger_page_says_what_a_duplicate_repeats(
     assert "duplicate_ordernumber" in page
     # shown on the page, not only in a code's tooltip
     assert re.search(r">[^<>]*stored orderamount 10\.00 USD, this one 12\.00 USD[^<>]*<", page)
+
+
+async def test_a_report_limit_too_long_for_int_is_a_400_page(client: httpx.AsyncClient) -> None:
+    await login(client, ADMIN)
+    for path in ("/ui/reports", "/ui/reports.csv"):
+        r = await client.get(path, params={"limit": "9" * 5000})
+        assert r.status_code == 400 and "limit" in r.text, (path, r.text[:300])

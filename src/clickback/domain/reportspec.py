@@ -307,7 +307,9 @@ def build_spec(
             "`sort` names a metric or a grouped dimension", code="invalid_sort", field="sort"
         )
     limit_text = one("limit", str(DEFAULT_LIMIT))
-    if not (limit_text.isascii() and limit_text.isdigit()) or not 1 <= int(limit_text) <= MAX_LIMIT:
+    # the length first: int() refuses (ValueError) a text of more than 4300 digits
+    digits = limit_text.isascii() and limit_text.isdigit() and len(limit_text) <= 5
+    if not digits or not 1 <= int(limit_text) <= MAX_LIMIT:
         raise InputError(f"`limit` must be 1 to {MAX_LIMIT}", code="invalid_limit", field="limit")
     notes: tuple[str, ...] = ()
     if not whole_hour_zone(tz, start, end):
