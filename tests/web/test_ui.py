@@ -217,3 +217,25 @@ async def test_a_report_limit_too_long_for_int_is_a_400_page(client: httpx.Async
     for path in ("/ui/reports", "/ui/reports.csv"):
         r = await client.get(path, params={"limit": "9" * 5000})
         assert r.status_code == 400 and "limit" in r.text, (path, r.text[:300])
+
+
+async def test_the_report_pages_csv_is_the_report_on_the_page(client: httpx.AsyncClient) -> None:
+    """With time "(none)" and no dimension the page shows totals alone: so does its CSV
+    (it fell back to one row a day)."""
+    await login(client, ADMIN)
+    for query, header in [
+        ("time=", ["clicks"]),
+        ("time=&group=country", ["country", "clicks"]),
+        ("time=week", ["week", "clicks"]),
+        ("", ["day", "clicks"]),
+    ]:
+        page = await client.get(f"/ui/reports?{query}")
+        found = re.search(r'id="csv" href="([^"]+)"', page.text)
+        assert found, page.text[-500:]
+        r = await client.get(found.group(1).replace("&amp;", "&"))
+        assert (
+            r.status_code == 200 and r.text.splitlines()[0].split(",")[: len(header)] == header
+        ), (
+            query,
+            r.text[:200],
+        )

@@ -236,7 +236,12 @@ class Ui:
         )
 
     async def reports_csv(self, request: Request, session: Session) -> Response:
-        params = picked(request, (*REPORT_PARAMS, "group_by"))
+        params = picked(request, REPORT_PARAMS)
+        # `group_by=` (the page's time "(none)" and no dimension) is the totals, as on the
+        # page: kept, not dropped as an empty box is (which meant the default, by day)
+        group_by = request.query_params.getlist("group_by")
+        if group_by:
+            params["group_by"] = group_by
         result = await self.report({"limit": [str(MAX_LIMIT)], **params})
         return Response(
             to_csv(result),
