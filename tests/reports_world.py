@@ -218,7 +218,8 @@ def expected(
     offers = {i: o["advertiser_id"] for i, o in offer_rows.items()}
     tz = ZoneInfo(params.get("tz", "UTC"))
     whole = params.get("whole", "1") == "1"
-    start = ceil_hour(parse_moment(params["from"], tz, "from")) * HOUR_US
+    asked = parse_moment(params["from"], tz, "from")  # back to its hour in a whole-hour zone
+    start = (asked // HOUR_US if whole else ceil_hour(asked)) * HOUR_US
     end = ceil_hour(parse_moment(params["to"], tz, "to", end=True)) * HOUR_US
     group = [g for g in params.get("group_by", "day").split(",") if g]
     by = params.get("by", "conversion")

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 
 from clickback.domain.reportspec import HOUR_US, build_spec
-from clickback.domain.timefmt import iso
+from clickback.domain.timefmt import from_datetime, iso
 from clickback.errors import InputError
 
 
@@ -124,3 +126,38 @@ def test_a_limit_too_long_for_int_is_refused_not_a_crash() -> None:
             build_spec({"limit": [limit]}, 1_000 * HOUR_US)
         assert refused.value.code == "invalid_limit"
     assert build_spec({"limit": ["00050"]}, 1_000 * HOUR_US).limit == 50
+
+
+def test_times_off_the_hour_widen_the_range_to_whole_hours_and_say_so() -> None:
+    """Reports add up hourly rollups: `from` goes back to its hour and `to` on to the end
+    of its hour, so the report covers what was asked, and its notes say so. They went
+    up, both: `from=<this hour>:01` was refused and `from=14:30` dropped half an hour."""
+    now = from_datetime(datetime(2026, 3, 1, 14, 40, tzinfo=UTC))
+    this_hour = build_spec({"from": ["2026-03-01T14:01"]}, now)
+    assert (iso(this_hour.start_hour * HOUR_US), iso(this_hour.end_hour * HOUR_US)) == (
+        "2026-03-01T14:00:00Z",
+        "2026-03-01T15:00:00Z",
+    )
+    [note] = this_hour.notes
+    assert "whole" in note and "`from` back to 2026-03-01T14:00:00Z" in note
+    s = spec(**{"from": "2026-03-01T14:30", "to": "2026-03-01T15:01"})
+    assert (iso(s.start_hour * HOUR_US), iso(s.end_hour * HOUR_US)) == (
+        "2026-03-01T14:00:00Z",
+        "2026-03-01T16:00:00Z",
+    )
+    [note] = s.notes
+    assert "`from` back to 2026-03-01T14:00:00Z" in note and "`to` on to 2026-03-01T16:00" in note
+    berlin = spec(tz="Europe/Berlin", **{"from": "2026-03-01T15:30", "to": "2026-03-01T15:45"})
+    assert (berlin.start_hour, berlin.end_hour - berlin.start_hour) == (s.start_hour, 1)
+    assert not spec(**{"from": "2026-03-01T14:00", "to": "2026-03-01T16:00"}).notes
+    with pytest.raises(InputError) as refused:  # empty: from after to, in one hour
+        spec(**{"from": "2026-03-01T14:30", "to": "2026-03-01T14:10"})
+    assert refused.value.code == "invalid_range"
+
+
+def test_a_range_within_an_hour_of_a_half_hour_zone_is_that_hour() -> None:
+    """In Asia/Kolkata bounds go up to whole UTC hours (each hour counts in the local
+    period it starts in); a range that leaves no hour so is given the hour it lies in."""
+    s = spec(tz="Asia/Kolkata", **{"from": "2026-03-01T10:05", "to": "2026-03-01T10:20"})
+    assert (iso(s.start_hour * HOUR_US), s.end_hour - s.start_hour) == ("2026-03-01T04:00:00Z", 1)
+    assert s.notes

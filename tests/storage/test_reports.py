@@ -57,6 +57,8 @@ CASES: list[dict[str, str]] = [
     },
     {"tz": "Asia/Tokyo", "from": "2026-03-27", "to": "2026-03-31", "group_by": "sub1,sub2,day"},
     {"tz": "UTC", "from": "2026-03-27T10:00", "to": "2026-03-29T07:00", "group_by": "offer"},
+    # off the hour: widened to the whole hours around the range (10:00 to 08:00)
+    {"tz": "UTC", "from": "2026-03-27T10:20", "to": "2026-03-29T07:05", "group_by": "hour"},
     {
         "tz": "Europe/Berlin",
         "from": "2026-03-20",

@@ -6,7 +6,11 @@ of whole UTC hours in every timezone whose offset is a whole number of hours, so
 reports are exact, across DST changes too. In a zone with a half- or quarter-hour
 offset (Asia/Kolkata, Australia/Adelaide, Asia/Kathmandu) each UTC hour is counted in
 the local hour, day, week or month in which it starts, and `from`/`to` are rounded up
-to a whole UTC hour: boundaries there are up to 45 minutes off, and the report says so.
+to a whole UTC hour (so a local day is the hours that start in it; a range within one
+hour is given that hour): boundaries there are up to 45 minutes off, and the report
+says so. Elsewhere a time off the hour widens the range to the whole hours around it
+(`from` back to its hour, `to` on to the end of its own), so that the report covers what
+was asked, and the report says so too.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from clickback.domain.fraud import REPORTED
 from clickback.domain.levels import segments
-from clickback.domain.timefmt import EPOCH, from_datetime, restore_plus
+from clickback.domain.timefmt import EPOCH, from_datetime, iso, restore_plus
 from clickback.errors import InputError
 
 HOUR_US = 3_600_000_000
@@ -264,12 +268,18 @@ def build_spec(
             field="group_by",
         )
     end_us = parse_moment(one("to", ""), tz, "to", end=True) if params.get("to") else now_us
-    if params.get("from"):
-        start_us = parse_moment(one("from", ""), tz, "from")
-    else:
-        start_us = end_us - DEFAULT_DAYS * 24 * HOUR_US
-    start, end = ceil_hour(start_us), ceil_hour(end_us)
-    if not 0 <= start < end or end - start > MAX_HOURS:
+    start_us = parse_moment(one("from", ""), tz, "from") if params.get("from") else None
+    end = ceil_hour(end_us)
+    # rollups are hourly: the range is widened to the whole hours around what was asked
+    start = end - DEFAULT_DAYS * 24 if start_us is None else start_us // HOUR_US
+    whole = 0 <= start < end and whole_hour_zone(tz, start, end)
+    if start_us is not None and not whole and ceil_hour(start_us) < end:
+        start = ceil_hour(start_us)  # the hours that start in the range (module docstring)
+    if (
+        (start_us is not None and start_us >= end_us)
+        or not 0 <= start < end
+        or (end - start > MAX_HOURS)
+    ):
         raise InputError(
             "`from` must be before `to`, after 1970 and at most 5 years apart",
             code="invalid_range",
@@ -312,11 +322,23 @@ def build_spec(
     if not digits or not 1 <= int(limit_text) <= MAX_LIMIT:
         raise InputError(f"`limit` must be 1 to {MAX_LIMIT}", code="invalid_limit", field="limit")
     notes: tuple[str, ...] = ()
-    if not whole_hour_zone(tz, start, end):
+    if not whole:
         notes = (
             f"{tz.key} is not a whole number of hours from UTC: each hour is counted in the "
-            "local period it starts in, and from/to are rounded up to whole UTC hours",
+            "local period it starts in, and from/to are rounded up to whole UTC hours (a "
+            "range within one hour: that hour)",
         )
+    else:
+        moved = []
+        if start_us is not None and start_us % HOUR_US:
+            moved.append(f"`from` back to {iso(start * HOUR_US)}")
+        if params.get("to") and end_us % HOUR_US:
+            moved.append(f"`to` on to {iso(end * HOUR_US)}")
+        if moved:
+            notes = (
+                "reports add up whole hours: the range asked was widened to cover it, "
+                + " and ".join(moved),
+            )
     return ReportSpec(
         group_by=group_by,
         time=time_plan(times[0], tz, start, end) if times else None,
