@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
+import time
+from datetime import UTC, datetime, timedelta
 
 import httpx
+import orjson
 
+from clickback.domain.ports import Store
+from clickback.domain.rollup import RollupJob
+from clickback.domain.timefmt import from_datetime
 from tests.conftest import ADMIN, AUTH, click, make_offer
+from tests.reports_world import UAS, build_world
 
 
 def csrf_of(html: str) -> str:
@@ -239,3 +247,33 @@ async def test_the_report_pages_csv_is_the_report_on_the_page(client: httpx.Asyn
             query,
             r.text[:200],
         )
+
+
+async def test_the_overview_chart_draws_every_day_its_totals_count(
+    client: httpx.AsyncClient, store: Store
+) -> None:
+    """A click a day for 1001 days: the chart asked for the default 1000 rows, oldest
+    first, and drew the last day as 0 while the totals counted it."""
+    world = await build_world(store, 7)
+    first = datetime(2023, 1, 1, 12, tzinfo=UTC)
+    for day in range(1001):
+        world.clock.now = from_datetime(first + timedelta(days=day))
+        await world.tracker.click(world.links[0]["code"], "", "81.2.69.160", UAS[0], "")
+    await RollupJob(store, settle=0).catch_up()
+    last = (first + timedelta(days=1000)).date().isoformat()
+    assert last == "2025-09-27"
+    params = {"from": "2023-01-01", "to": last}
+    deadline = time.monotonic() + 20
+    while True:  # the app's own rollup job may hold the lease
+        r = await client.get("/api/v1/reports", params={**params, "group_by": ""}, headers=AUTH)
+        if r.json()["totals"]["clicks"] == 1001:
+            break
+        assert time.monotonic() < deadline, r.json()["totals"]
+        await asyncio.sleep(0.2)
+    await login(client, ADMIN)
+    page = await client.get("/ui/", params=params)
+    found = re.search(r'id="chart-data">([^<]+)<', page.text)
+    assert found, page.text[:500]
+    chart = orjson.loads(found.group(1))
+    assert (len(chart["labels"]), chart["labels"][-1]) == (1001, last)
+    assert chart["clicks"] == [1] * 1001

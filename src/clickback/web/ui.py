@@ -30,6 +30,7 @@ from clickback.domain.reportspec import (
     MAX_LIMIT,
     TIME_DIMS,
     build_spec,
+    time_plan,
     zone,
 )
 from clickback.domain.timefmt import EPOCH, iso
@@ -186,10 +187,13 @@ class Ui:
         totals = await self.report({**params, "group_by": [""]})
         spec = totals["spec"]
         kind = "hour" if spec.end_hour - spec.start_hour <= 48 else "day"
-        series = await self.report({**params, "group_by": [kind]})
-        plan = series["spec"].time
-        by_label = {r[kind]: r for r in series["rows"]}
+        plan = time_plan(kind, zone(spec.tz), spec.start_hour, spec.end_hour)
         labels = [plan.label(b) for b in plan.buckets(spec.start_hour, spec.end_hour)]
+        # a row for every bucket drawn (the default limit left the latest days out as 0
+        # past 1000 of them); 5 years of days is well within MAX_LIMIT
+        shown = str(min(len(labels), MAX_LIMIT))
+        series = await self.report({**params, "group_by": [kind], "limit": [shown]})
+        by_label = {r[kind]: r for r in series["rows"]}
         chart = {
             "labels": labels,
             "clicks": [by_label.get(x, {}).get("clicks", 0) for x in labels],
