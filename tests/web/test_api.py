@@ -739,3 +739,5 @@ async def test_an_archived_link_reads_inactive(client: httpx.AsyncClient) -> Non
     assert (await client.delete(f"/api/v1/links/{link}", headers=AUTH)).status_code in (200, 204)
     r = await client.get(f"/api/v1/links/{link}", headers=AUTH)
     assert r.json()["active"] is False and r.json()["archived_at"] is not None
+    r = await client.patch(f"/api/v1/links/{link}", json={"active": True}, headers=AUTH)
+    assert (r.status_code, r.json()["errors"][0]["code"]) == (409, "link_archived"), r.text

@@ -620,6 +620,14 @@ async def resend_delivery(store: Store, delivery_id: int) -> None:
 
 async def update_link(store: Store, link_id: int, values: Mapping[str, Any]) -> None:
     cols = {"active": int(_bool(values, "active"))} if values.get("active") is not None else {}
+    if cols:
+        current = await store.get_row("links", link_id)
+        if current is not None and current["archived_at"] is not None:
+            raise ConflictError(
+                f"link {link_id} is archived: it never serves again, so it cannot be made"
+                " active or inactive (create a new link instead)",
+                code="link_archived",
+            )
     await _update(store, "links", link_id, cols)
 
 
