@@ -227,6 +227,14 @@ async def test_wrong_token_is_403_token_invalid(client: httpx.AsyncClient) -> No
     r = await fire(client, {"refid": refid, "orderamount": "1", "ordernumber": "T"})
     assert r.json()["code"] == "token_missing"
     assert r.json()["errors"][0]["message"] == "this advertiser's postbacks need its postback token"
+    # sent twice, the old token and the new: refused, and neither is written into the
+    # message, which read tokens see in the ledger
+    r = await client.get(f"/postback?refid={refid}&orderamount=1&ordernumber=T&token=tok&token=old")
+    assert [(e["field"], e["code"]) for e in r.json()["errors"]] == [("token", "repeated")]
+    token = (await client.post("/api/v1/tokens", json={"role": "read"}, headers=AUTH)).json()
+    read = {"Authorization": f"Bearer {token['token']}"}
+    ledger = (await client.get("/api/v1/postbacks", headers=read)).text
+    assert "tok'" not in ledger and "'old'" not in ledger and "repeated" in ledger
 
 
 async def test_a_flood_gets_429_with_retry_after(guarded: httpx.AsyncClient) -> None:

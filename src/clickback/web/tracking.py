@@ -146,12 +146,13 @@ def _merge(
                 errors.append(nul_in(k))
         was = into.setdefault(k, v)
         if was != v and k in PARAMETERS:  # the ledger keeps the first; the error both
+            # but not the advertiser's token's, which only admin tokens may read
+            both = "" if k == "token" else f" ({was[:64]!r}, {v[:64]!r})"
             errors.append(
                 FieldError(
                     k,
                     "repeated",
-                    f"`{k}` was sent more than once, with different values "
-                    f"({was[:64]!r}, {v[:64]!r}): send it once",
+                    f"`{k}` was sent more than once, with different values{both}: send it once",
                 )
             )
 
