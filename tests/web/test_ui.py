@@ -33,6 +33,9 @@ async def login(client: httpx.AsyncClient, token: str) -> httpx.Response:
 async def test_pages_need_a_login_and_the_cookie_is_locked_down(client: httpx.AsyncClient) -> None:
     r = await client.get("/ui/reports")
     assert r.status_code == 303 and r.headers["location"].startswith("/ui/login")
+    r = await client.get("/ui/conversions?status=pending&offer_id=1")  # a bookmarked list
+    asked = "%2Fui%2Fconversions%3Fstatus%3Dpending%26offer_id%3D1"
+    assert r.headers["location"] == f"/ui/login?next={asked}"
     r = await client.post("/ui/login", data={"token": ADMIN, "csrf": "forged"})
     assert r.headers["location"] == "/ui/login?failed=expired"
     assert (await login(client, "not-a-token")).headers["location"] == "/ui/login?failed=token"
@@ -86,8 +89,11 @@ async def test_changes_need_the_csrf_value_and_an_admin(client: httpx.AsyncClien
     assert detail["status"] == "approved" and detail["history"][0]["actor"] == "ui:admin_token"
     deliveries = (await client.get("/api/v1/deliveries", headers=AUTH)).json()["items"]
     assert [(d["conversion_id"], d["event"]) for d in deliveries] == [(cid, "approved")]
-    r = await client.post(f"/ui/conversions/{cid}/status", data=body)
-    assert "error=" in r.headers["location"]  # already approved: said, not a crash
+    # already approved: said, not a crash, on the page it came from, whatever origin the
+    # browser saw it at (a public https URL in front of the tracker)
+    page_url = f"https://public.example/ui/conversions/{cid}?from=list"
+    r = await client.post(f"/ui/conversions/{cid}/status", data=body, headers={"referer": page_url})
+    assert r.headers["location"].startswith(f"/ui/conversions/{cid}?error="), r.headers
 
 
 async def test_revoking_the_token_ends_its_sessions(client: httpx.AsyncClient) -> None:

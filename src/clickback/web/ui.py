@@ -15,7 +15,7 @@ from datetime import timedelta
 from functools import cache
 from importlib.resources import files
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import orjson
 from jinja2 import Environment, PackageLoader, select_autoescape
@@ -115,7 +115,10 @@ class Ui:
             if session is None:
                 if request.method != "GET":
                     return Response("log in first", 401)
-                return RedirectResponse("/ui/login?" + urlencode({"next": request.url.path}), 303)
+                asked = request.url.path  # with its filters, for a bookmarked list
+                if request.url.query:
+                    asked += "?" + request.url.query
+                return RedirectResponse("/ui/login?" + urlencode({"next": asked}), 303)
             if form:
                 posted = await read_form(request)
                 if not same(str(posted.get("csrf", "")), session.csrf):
@@ -305,11 +308,10 @@ def picked(request: Request, names: tuple[str, ...]) -> dict[str, list[str]]:
 
 def back(request: Request, **message: str) -> Response:
     """Back to the page a form was posted from (Post/Redirect/Get), with a message."""
-    base = str(request.base_url).rstrip("/")
-    referer = request.headers.get("referer", "")
-    target = "/ui/"
-    if referer.startswith(base + "/ui/"):
-        target = referer[len(base) :].split("?", 1)[0]
+    # only the page's path is taken, never its host: behind a proxy (a public https URL,
+    # a Host it rewrites) the Referer's origin is not the one the request came in on
+    path = urlsplit(request.headers.get("referer", "")).path
+    target = path if path.startswith("/ui/") and not path.startswith("//") else "/ui/"
     return RedirectResponse(f"{target}?{urlencode(message)}", 303)
 
 
