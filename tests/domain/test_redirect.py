@@ -44,6 +44,14 @@ def test_sub_values_survive_encoding(subs: list[str]) -> None:
 def test_parse_subs_reads_only_sub1_to_sub5() -> None:
     assert parse_subs("sub1=a%20b&sub3=c+d&sub6=no&x=1&sub2") == ("a b", "", "c d", "", "")
     assert parse_subs("sub1=" + "x" * 400)[0] == "x" * 255
+    # bytes that are not UTF-8 stay apart, as their escapes (not each one U+FFFD)
+    assert parse_subs("sub1=M%FCller&sub2=M%E9ller&sub3=%C3%BC") == (
+        "M\\xfcller",
+        "M\\xe9ller",
+        "\u00fc",
+        "",
+        "",
+    )
 
 
 def test_a_placeholder_of_the_refid_parameter_takes_the_refid() -> None:

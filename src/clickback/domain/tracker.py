@@ -50,7 +50,9 @@ def parse_subs(query: str) -> tuple[str, str, str, str, str]:
         if part[:3] == "sub" and len(part) > 5 and part[4] == "=" and "1" <= part[3] <= "5":
             value = part[5:]
             if "%" in value or "+" in value:
-                value = unquote_plus(value).replace("\x00", "")
+                # bytes that are not UTF-8 (`M%FCller`, Latin-1) kept as their escapes,
+                # `M\\xfcller`, as a postback's are: replaced, every such value was one
+                value = unquote_plus(value, errors="backslashreplace").replace("\x00", "")
             subs[ord(part[3]) - 49] = value[:MAX_SUB]
     return (subs[0], subs[1], subs[2], subs[3], subs[4])
 
