@@ -531,3 +531,42 @@ async def test_a_simulated_test_postback_is_not_rate_limited_nor_counted(
     url = f"/postback?refid={refid}&orderamount=1&ordernumber="
     assert (await limited.get(url + "REAL-1")).json()["status"] == "accepted"
     assert (await limited.get(url + "REAL-2")).status_code == 429  # the limit still holds
+
+
+async def test_a_retry_of_a_counted_order_is_a_duplicate_once_its_offer_is_paused_or_expired(
+    client: httpx.AsyncClient, app: ClickbackApp
+) -> None:
+    """A retry after a lost answer (`clickback.client` fires again) of an order counted
+    already answers `duplicate`, a success, after its offer was paused or archived or
+    its click's window passed: a refusal would tell the shop that a counted sale was
+    not, and it might send it again as a new order. A new order is refused as before."""
+    s = await make_offer(client, attribution_window_days=1)
+    oid = s["offer"]["id"]
+    refid = await click(client, s["link"])
+    first = await client.get(f"/postback?refid={refid}&orderamount=20&ordernumber=R1")
+    counted = first.json()["conversion_id"]
+    await client.patch(f"/api/v1/offers/{oid}", json={"status": "paused"}, headers=AUTH)
+    r = await client.get(f"/postback?refid={refid}&orderamount=20&ordernumber=R1&geo=DE")
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert (body["status"], body["conversion_id"]) == ("duplicate", counted)
+    assert body["differs"] == [{"field": "geo", "stored": "", "sent": "DE"}]
+    assert [w["code"] for w in body["warnings"]] == ["offer_paused"]
+    r = await client.get(f"/postback?refid={refid}&orderamount=20&ordernumber=R2")
+    assert (r.status_code, r.json()["code"]) == (422, "offer_paused")  # a new one: refused
+    [row, *_] = (await client.get("/api/v1/postbacks", headers=AUTH)).json()["items"][1:]
+    assert (row["outcome"], row["code"], row["conversion_id"]) == (
+        "duplicate",
+        "duplicate_ordernumber",
+        counted,
+    )
+    await client.patch(f"/api/v1/offers/{oid}", json={"status": "active"}, headers=AUTH)
+    now_ms = time.time_ns() // 1_000_000
+    old = app.tracker.codec.issue(s["link"]["id"], now_ms - 2 * 86_400_000)  # past the window
+    r = await client.get(f"/postback?refid={old}&orderamount=20&ordernumber=R1")
+    assert (r.status_code, r.json()["status"]) == (200, "duplicate"), r.text
+    assert [w["code"] for w in r.json()["warnings"]] == ["expired_refid"]
+    r = await client.get(f"/postback?refid={old}&orderamount=20&ordernumber=R3")
+    assert (r.status_code, r.json()["code"]) == (422, "expired_refid")
+    convs = (await client.get("/api/v1/conversions", headers=AUTH)).json()["items"]
+    assert [c["id"] for c in convs] == [counted]

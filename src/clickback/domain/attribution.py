@@ -13,6 +13,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from functools import lru_cache
+from typing import Protocol
 
 import orjson
 
@@ -66,7 +67,61 @@ def unknown_refid() -> Refusal:
 _COMPARED_IF_SENT = ("commissionid", "coupon", "geo")
 
 
-def duplicate(repeat: ConversionRow, stored: StoredOrder) -> tuple[str, list[dict[str, str]]]:
+class Sent(Protocol):
+    """What a repeat of an order sent, as a duplicate compares it with the stored one: a
+    conversion it would have made, or a `SentOrder` when it was refused."""
+
+    @property
+    def refid(self) -> str: ...
+    @property
+    def ordernumber(self) -> str: ...
+    @property
+    def orderamount(self) -> int: ...
+    @property
+    def currency(self) -> str: ...
+    @property
+    def commissionid(self) -> str: ...
+    @property
+    def coupon(self) -> str: ...
+    @property
+    def geo(self) -> str: ...
+
+
+@dataclass(frozen=True, slots=True)
+class SentOrder:
+    refid: str
+    ordernumber: str
+    orderamount: int  # minor units of currency
+    currency: str
+    commissionid: str
+    coupon: str
+    geo: str
+
+
+# refusals that come of the offer or the click, not of what was sent: a repeat of an
+# order counted already is answered `duplicate` whatever they say now (a retry after a
+# lost answer, once the offer was paused or the window passed, is counted, not refused)
+OF_THE_OFFER = frozenset({Outcome.OFFER_PAUSED, Outcome.EXPIRED_REFID})
+
+
+def sent_order(inp: PostbackInput, offer: Offer) -> SentOrder | None:
+    """What a refused postback sent, as a duplicate of a stored order is told of it; None
+    when its amount does not fit its currency (it could be no repeat of a stored one)."""
+    currency = inp.currency or offer.currency
+    if check_precision(inp.orderamount, currency) is not None:
+        return None
+    return SentOrder(
+        inp.refid,
+        inp.ordernumber,
+        money.to_minor(inp.orderamount, currency),
+        currency,
+        inp.commissionid,
+        inp.coupon,
+        inp.geo or "",
+    )
+
+
+def duplicate(repeat: Sent, stored: StoredOrder) -> tuple[str, list[dict[str, str]]]:
     """Why a repeat of an order counted already was not counted: the stored conversion's
     id and, where they differ, its amount, currency and RefID beside the repeat's, and its
     commissionid, coupon and geo where the repeat sent one (a second sale given the first

@@ -89,6 +89,9 @@ class LedgerRow:
     link_id: int | None  # the link the RefID names, when it could be read
     is_test: int
     replay_of: int | None  # the ledger row this one re-decided
+    # the conversion a refused repeat of an order counted already repeats (a retry after
+    # its offer was paused, say), so that the ledger links it as a duplicate's row
+    conversion_id: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -279,6 +282,9 @@ class Store(OutboxStore, ReportStore, RollupStore, Protocol):
     async def find_conversion(
         self, advertiser_id: int, ordernumber: str
     ) -> dict[str, Any] | None: ...
+    async def stored_order(
+        self, advertiser_id: int, ordernumber: str, is_test: int
+    ) -> StoredOrder | None: ...
     async def conversion_totals(
         self, filters: Mapping[str, Any], since: int | None, until: int | None
     ) -> list[dict[str, Any]]: ...

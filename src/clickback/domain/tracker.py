@@ -17,8 +17,8 @@ import orjson
 from clickback.domain import attribution, money, security
 from clickback.domain.catalog import Catalog, Route, SystemClock
 from clickback.domain.models import Advertiser, FieldError, Link, Offer, OfferStatus, Outcome
-from clickback.domain.ports import ClickRow, LedgerRow, Store
-from clickback.domain.postback import merge_errors, parse_postback, refid_name
+from clickback.domain.ports import ClickRow, LedgerRow, Store, StoredOrder
+from clickback.domain.postback import PostbackInput, merge_errors, parse_postback, refid_name
 from clickback.domain.ratelimit import RateLimiter
 from clickback.domain.refid import TEXT_LEN as REFID_LEN
 from clickback.domain.refid import RefIdCodec, RefIdInfo, new_secret
@@ -266,8 +266,20 @@ class Tracker:
                 refusal = decided
             else:
                 refusal, conversion = None, decided
+        repeats = None
+        if refusal is not None and refusal.outcome in attribution.OF_THE_OFFER:
+            repeats = await self._counted_already(parsed, advertiser, link, offer)
         outcome = refusal.outcome if refusal else Outcome.ACCEPTED
-        if refusal:
+        if repeats is not None:
+            # counted already: a duplicate, whatever the offer or the window says now;
+            # why it would be refused as new is told beside
+            assert refusal is not None
+            message, differs = attribution.duplicate(*repeats)
+            note = FieldError("ordernumber", attribution.DUPLICATE_ORDERNUMBER, message)
+            warnings = [e.as_dict() for e in refusal.errors]
+            errors_out: list[dict[str, Any]] = [{**note.as_dict(), "differs": differs}, *warnings]
+            outcome, refusal = Outcome.DUPLICATE, None
+        elif refusal:
             errors_out = [e.as_dict() for e in refusal.errors]
         else:
             assert conversion is not None
@@ -293,6 +305,7 @@ class Tracker:
             link_id=link.id if link else None,
             is_test=int(link.is_test) if link else 0,
             replay_of=replay_of,
+            conversion_id=repeats[1].conversion_id if repeats else None,
         )
         written = await self.store.write_postback(ledger, conversion)
         if refusal is not None:
@@ -300,6 +313,15 @@ class Tracker:
             if outcome is not Outcome.REJECTED:
                 body["code"] = errors_out[0]["code"]
             return PostbackAnswer(ledger.http_status, body, written.ledger_id)
+        if repeats is not None:
+            body = {
+                "status": "duplicate",
+                "conversion_id": repeats[1].conversion_id,
+                "message": errors_out[0]["message"],
+                "differs": errors_out[0]["differs"],
+                "warnings": errors_out[1:],
+            }
+            return PostbackAnswer(200, body, written.ledger_id)
         assert conversion is not None
         if written.outcome is Outcome.DUPLICATE:
             assert written.stored is not None
@@ -324,6 +346,23 @@ class Tracker:
         if errors_out:
             body["warnings"] = errors_out
         return PostbackAnswer(200, body, written.ledger_id)
+
+    async def _counted_already(
+        self,
+        parsed: Any,
+        advertiser: Advertiser | None,
+        link: Link | None,
+        offer: Offer | None,
+    ) -> tuple[attribution.SentOrder, StoredOrder] | None:
+        """What a postback refused for its offer or its click's age sent, and the stored
+        conversion of its order, when that order was counted already."""
+        if not isinstance(parsed, PostbackInput) or not (advertiser and link and offer):
+            return None
+        sent = attribution.sent_order(parsed, offer)
+        if sent is None:
+            return None
+        stored = await self.store.stored_order(advertiser.id, sent.ordernumber, int(link.is_test))
+        return None if stored is None else (sent, stored)
 
     def _fallback(self, code: str, route: Route | None) -> str | None:
         """The offer's fallback URL, else the tracker's; the reason is logged (debug) for

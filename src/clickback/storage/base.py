@@ -23,7 +23,7 @@ from clickback.domain.models import (
     OfferStatus,
     PayoutType,
 )
-from clickback.domain.ports import CatalogSnapshot, Page
+from clickback.domain.ports import CatalogSnapshot, Page, StoredOrder
 from clickback.errors import InputError
 from clickback.storage.outbox import OutboxSql
 from clickback.storage.rates import RatesSql
@@ -502,6 +502,30 @@ class SqlStore(OutboxSql, ScreeningSql, ReportSql, RatesSql):
         row commit in one transaction, so neither is seen without the other."""
         return await self._row_with_children(
             "conversions", conversion_id, "conversion_events", "conversion_id"
+        )
+
+    async def stored_order(
+        self, advertiser_id: int, ordernumber: str, is_test: int
+    ) -> StoredOrder | None:
+        """The advertiser's conversion of an order (a real or a test one), as a duplicate
+        of it is compared with; None when the order was never counted."""
+        row = await self._fetchone(
+            "SELECT id, orderamount, currency, refid, commissionid, coupon, geo FROM conversions"
+            " WHERE advertiser_id = ? AND ordernumber = ? AND is_test = ?",
+            advertiser_id,
+            ordernumber,
+            is_test,
+        )
+        if row is None:
+            return None
+        return StoredOrder(
+            int(row["id"]),
+            int(row["orderamount"]),
+            row["currency"],
+            row["refid"],
+            row["commissionid"],
+            row["coupon"],
+            row["geo"],
         )
 
     async def find_conversion(self, advertiser_id: int, ordernumber: str) -> dict[str, Any] | None:

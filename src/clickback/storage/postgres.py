@@ -477,7 +477,7 @@ class PostgresStore(SqlStore):
         out: list[PostbackWritten] = []
         ledger_rows = []
         for lid, (ledger, conv) in zip(ledger_ids, postbacks, strict=True):
-            outcome, conversion_id, repeats = ledger.outcome, None, None
+            outcome, conversion_id, repeats = ledger.outcome, ledger.conversion_id, None
             if conv is not None:
                 key = (conv.advertiser_id, conv.ordernumber, conv.is_test)
                 conversion_id, inserted_here = ids[key]

@@ -599,7 +599,7 @@ class SqliteStore(SqlStore):
     def _write_postback(self, ledger: LedgerRow, conv: ConversionRow | None) -> PostbackWritten:
         conn = self.conn
         outcome = ledger.outcome
-        conversion_id = stored = None
+        conversion_id, stored = ledger.conversion_id, None
         if conv is not None:
             cur = conn.execute(INSERT_CONVERSION, conversion_args(conv))
             if cur.rowcount == 1:
