@@ -229,7 +229,9 @@ class Tracker:
                     *arrived,
                 ],
             )
-        elif denied is not None:
+        elif denied is not None and arrived_status not in (413, 414):
+            # (a request cut short for its size is told so first: the token or the
+            # signature it was refused for may be in what was cut)
             refusal = attribution.Refusal(Outcome.FORBIDDEN, [denied, *arrived])
         elif extra_errors or isinstance(parsed, list):
             found = list(parsed) if isinstance(parsed, list) else []
