@@ -35,7 +35,8 @@ async def create_demo(store: Store, base: str) -> tuple[str, str, str]:
             link = await _make_link(store, link)
             note = (
                 f"the demo link {old} does not serve: {why}; made a new demo link"
-                f" {link['id']} (nothing was re-activated)"
+                f" {link['id']}, of offer {link['offer_id']} and affiliate"
+                f" {link['affiliate_id']} (nothing was re-activated)"
             )
     if link is None:
         link = await _make_link(store, None)

@@ -274,6 +274,7 @@ def test_a_demo_that_stopped_serving_gets_a_new_link_and_says_why(server: Server
     assert answer["status"] == "accepted", answer  # on the new demo offer
     log = " ".join(server.log.read_text().split())
     assert "the demo link 1 does not serve: its offer 1 is paused" in log, log
+    assert "made a new demo link 2, of offer 2 and affiliate 1" in log, log
     offers = [orjson.loads(x) for x in cli("offer", "list", "--json", db=db).splitlines()]
     assert sorted((o["id"], o["status"]) for o in offers) == [(1, "paused"), (2, "active")]
     server.stop()
