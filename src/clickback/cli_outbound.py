@@ -25,7 +25,7 @@ from clickback.cli import (
     console,
     deliveries_app,
 )
-from clickback.domain import admin
+from clickback.domain import admin, outbound_setup
 from clickback.domain.outbound import PostbackConfig
 from clickback.domain.ports import Store
 from clickback.errors import NotFoundError
@@ -70,7 +70,7 @@ def affiliate_postback(
         if offer is None or url is not None:
             console.print("[red]error[/red]: --remove takes --offer and no --url")
             raise typer.Exit(2)
-        _run(db, lambda s: admin.remove_offer_postback(s, offer, affiliate_id))
+        _run(db, lambda s: outbound_setup.remove_offer_postback(s, offer, affiliate_id))
         console.print(
             f"affiliate {affiliate_id}: the override for offer {offer} is removed; "
             "the affiliate's own postback applies"
@@ -106,7 +106,7 @@ def affiliate_postback(
                 values.setdefault("postback_url", before.url)
                 values.setdefault("postback_method", before.method)
                 values.setdefault("postback_events", sorted(before.events))
-            await admin.set_offer_postback(store, offer, affiliate_id, values, check)
+            await outbound_setup.set_offer_postback(store, offer, affiliate_id, values, check)
         return (await _catalog(store)).postback_config(offer or 0, affiliate_id)
 
     config = _run(db, work)
@@ -134,7 +134,7 @@ def _show_postback(affiliate_id: int, offer: int | None, db: str | None, as_json
         if row is None:
             raise NotFoundError(f"affiliate {affiliate_id} does not exist")
         if offer is not None:
-            overrides = [await admin.offer_postback(store, offer, affiliate_id)]
+            overrides = [await outbound_setup.offer_postback(store, offer, affiliate_id)]
         else:
             overrides = await store.offer_postbacks(affiliate_id=affiliate_id)
         own = {
@@ -269,7 +269,7 @@ def deliveries_show(delivery_id: int, db: DbOption = None, as_json: JsonOption =
 @deliveries_app.command("resend")
 def deliveries_resend(delivery_id: int, db: DbOption = None) -> None:
     """Queue a delivery again (same Idempotency-Key); a running server sends it."""
-    _run(db, lambda s: admin.resend_delivery(s, delivery_id))
+    _run(db, lambda s: outbound_setup.resend_delivery(s, delivery_id))
     console.print(f"delivery {delivery_id} queued")
 
 

@@ -8,7 +8,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from clickback import outbound_http
-from clickback.domain import admin
+from clickback.domain import outbound_setup
 from clickback.errors import NotFoundError
 from clickback.web.http import Caller, Endpoint, int_param, read_json, redact, whole_list
 from clickback.web.present import PRESENTERS, attempt, json_response, offer_postback
@@ -31,30 +31,30 @@ def endpoints(app: ClickbackApp) -> list[Endpoint]:
         return json_response(redact(body, caller))
 
     async def resend(request: Request, caller: Caller) -> Response:
-        await admin.resend_delivery(app.store, int_param(request))
+        await outbound_setup.resend_delivery(app.store, int_param(request))
         return await read_delivery(request, caller)
 
     async def put_override(request: Request, caller: Caller) -> Response:
         offer_id, affiliate_id = int_param(request), int_param(request, "affiliate_id")
         body = await read_json(request)
-        await admin.set_offer_postback(app.store, offer_id, affiliate_id, body, check_url)
+        await outbound_setup.set_offer_postback(app.store, offer_id, affiliate_id, body, check_url)
         await app.catalog.reload()
         return await get_override(request, caller)
 
     async def get_override(request: Request, caller: Caller) -> Response:
         offer_id, affiliate_id = int_param(request), int_param(request, "affiliate_id")
-        found = await admin.offer_postback(app.store, offer_id, affiliate_id)
+        found = await outbound_setup.offer_postback(app.store, offer_id, affiliate_id)
         return json_response(redact(offer_postback(found), caller))
 
     async def delete_override(request: Request, caller: Caller) -> Response:
         offer_id, affiliate_id = int_param(request), int_param(request, "affiliate_id")
-        await admin.remove_offer_postback(app.store, offer_id, affiliate_id)
+        await outbound_setup.remove_offer_postback(app.store, offer_id, affiliate_id)
         await app.catalog.reload()
         return Response(status_code=204)
 
     async def list_overrides(request: Request, caller: Caller) -> Response:
         whole_list(request, "every override of the offer")
-        rows = await admin.offer_postbacks(app.store, int_param(request))
+        rows = await outbound_setup.offer_postbacks(app.store, int_param(request))
         items = [redact(offer_postback(r), caller) for r in rows]
         return json_response({"items": items, "next_cursor": None})
 

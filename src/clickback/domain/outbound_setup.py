@@ -1,0 +1,122 @@
+"""Where an affiliate's outbound postbacks go, as the operator sets it (an affiliate's own
+postback fields, checked; an offer's override of them) and a delivery sent again: the
+admin API and the CLI call these (`domain.admin` sets the affiliate's own)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+from clickback.domain.outbound import EVENTS, ascii_host
+from clickback.domain.ports import Store
+from clickback.domain.timefmt import now_us
+from clickback.errors import ConflictError, InputError, NotFoundError
+
+UrlCheck = Callable[[str], Awaitable[None]]
+
+
+async def no_check(url: str) -> None:
+    return None
+
+
+def postback_values(values: Mapping[str, Any]) -> dict[str, Any]:
+    """Validated outbound postback fields (those given)."""
+    cols: dict[str, Any] = {}
+    if values.get("postback_url") is not None:
+        url = values["postback_url"]
+        if not isinstance(url, str) or len(url) > 2000:
+            raise InputError(
+                "`postback_url` must be a URL of at most 2000 characters",
+                code="invalid_url",
+                field="postback_url",
+            )
+        # a host of other letters in its ASCII form, as a destination's: the Host header
+        # of each attempt must be ASCII
+        cols["postback_url"] = ascii_host(url.strip(), "postback_url")
+    if values.get("postback_method") is not None:
+        method = str(values["postback_method"]).upper()
+        if method not in ("GET", "POST"):
+            raise InputError(
+                "`postback_method` is GET or POST", code="invalid_method", field="postback_method"
+            )
+        cols["postback_method"] = method
+    if values.get("postback_events") is not None:
+        events = values["postback_events"]
+        if not isinstance(events, list) or not all(e in EVENTS for e in events):
+            raise InputError(
+                f"`postback_events` is a list out of {', '.join(EVENTS)}",
+                code="invalid_events",
+                field="postback_events",
+            )
+        cols["postback_events"] = ",".join(dict.fromkeys(events))
+    return cols
+
+
+async def set_offer_postback(
+    store: Store,
+    offer_id: int,
+    affiliate_id: int,
+    values: Mapping[str, Any],
+    check_url: UrlCheck = no_check,
+) -> None:
+    """An offer+affiliate override of the affiliate's outbound postback."""
+    if await store.get_row("offers", offer_id) is None:
+        raise NotFoundError(f"offer {offer_id} does not exist")
+    if await store.get_row("affiliates", affiliate_id) is None:
+        raise NotFoundError(f"affiliate {affiliate_id} does not exist")
+    cols = postback_values(values)
+    if not cols.get("postback_url"):
+        raise InputError(
+            "`postback_url` is required (DELETE removes the override)",
+            code="invalid_url",
+            field="postback_url",
+        )
+    await check_url(cols["postback_url"])
+    await store.set_offer_postback(
+        offer_id,
+        affiliate_id,
+        cols["postback_url"],
+        cols.get("postback_method", "GET"),
+        cols.get("postback_events", "conversion"),
+        now_us(),
+    )
+
+
+async def offer_postback(store: Store, offer_id: int, affiliate_id: int) -> dict[str, Any]:
+    """An offer+affiliate override; NotFoundError when there is none."""
+    found = await store.offer_postbacks(offer_id, affiliate_id)
+    if not found:
+        raise NotFoundError(
+            f"affiliate {affiliate_id} has no postback override for offer {offer_id}"
+            " (its own postback applies)"
+        )
+    return found[0]
+
+
+async def offer_postbacks(store: Store, offer_id: int) -> list[dict[str, Any]]:
+    """An offer's postback overrides, by affiliate."""
+    if await store.get_row("offers", offer_id) is None:
+        raise NotFoundError(f"offer {offer_id} does not exist")
+    return await store.offer_postbacks(offer_id=offer_id)
+
+
+async def remove_offer_postback(store: Store, offer_id: int, affiliate_id: int) -> None:
+    """Removes an override: the affiliate's own postback applies to the offer again."""
+    if not await store.delete_offer_postback(offer_id, affiliate_id):
+        raise NotFoundError(
+            f"affiliate {affiliate_id} has no postback override for offer {offer_id}"
+        )
+
+
+async def resend_delivery(store: Store, delivery_id: int) -> None:
+    """Queues an outbound postback again now; refused while an attempt of it is in flight,
+    for its sender would not record that attempt and another would send it again."""
+    outcome = await store.resend_delivery(delivery_id, now_us())
+    if outcome is None:
+        raise NotFoundError(f"delivery {delivery_id} does not exist")
+    if outcome == "in_flight":
+        raise ConflictError(
+            f"delivery {delivery_id} is being sent now: resend it once this attempt is"
+            " recorded (within the send timeout)",
+            code="delivery_in_flight",
+        )
