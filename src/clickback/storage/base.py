@@ -6,7 +6,6 @@ writes); SQL is written once with `?` placeholders and translated for PostgreSQL
 
 from __future__ import annotations
 
-import base64
 import re
 import time
 from collections.abc import Mapping
@@ -24,8 +23,8 @@ from clickback.domain.models import (
     PayoutType,
 )
 from clickback.domain.ports import CatalogSnapshot, Page, StoredOrder
-from clickback.errors import InputError
 from clickback.storage.outbox import OutboxSql
+from clickback.storage.primitives import decode_cursor, encode_cursor
 from clickback.storage.rates import RatesSql
 from clickback.storage.reports import ReportSql
 from clickback.storage.screening import ScreeningSql
@@ -84,25 +83,6 @@ LINKS_SERVING = (
 
 def now_us() -> int:
     return time.time_ns() // 1000
-
-
-def encode_cursor(key: Any) -> str:
-    return base64.urlsafe_b64encode(str(key).encode()).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str, kind: type) -> Any:
-    try:
-        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        if "\x00" in text:  # no key holds it, and PostgreSQL's text cannot
-            raise ValueError(text)
-        key = kind(text)
-        if kind is int and not -(2**63) <= key < 2**63:
-            raise ValueError(text)
-        return key
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InputError(
-            "`cursor` is not one this server gave out", code="invalid_cursor", field="cursor"
-        ) from exc
 
 
 def offer_from_row(r: Mapping[str, Any]) -> Offer:
@@ -580,33 +560,6 @@ class SqlStore(OutboxSql, ScreeningSql, ReportSql, RatesSql):
                 bump=True,
             )
         )
-
-    async def list_rates(self, currency: str | None, limit: int, cursor: str | None) -> Page:
-        """A page of the stored rates by currency, then day (their key: they have no id),
-        of one currency when `currency` is given; the cursor is the last row's key."""
-        where: list[str] = []
-        args: list[Any] = []
-        if currency is not None:
-            where.append("currency = ?")
-            args.append(currency)
-        if cursor:
-            after_currency, sep, after_day = decode_cursor(cursor, str).partition(" ")
-            if not sep:
-                raise InputError(
-                    "`cursor` is not one this server gave out",
-                    code="invalid_cursor",
-                    field="cursor",
-                )
-            where.append("(currency > ? OR (currency = ? AND day > ?))")
-            args += [after_currency, after_currency, after_day]
-        sql = "SELECT currency, day, rate FROM rates"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        rows = await self._fetch(sql + " ORDER BY currency, day LIMIT ?", *args, limit + 1)
-        more = len(rows) > limit
-        rows = rows[:limit]
-        last = rows[-1] if more else None
-        return Page(rows, encode_cursor(f"{last['currency']} {last['day']}") if last else None)
 
     # -- tokens ---------------------------------------------------------------------
 

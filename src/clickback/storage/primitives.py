@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Sequence
 from typing import Any, TypeVar
+
+from clickback.errors import InputError
 
 T = TypeVar("T")
 Steps = list[tuple[str, list[tuple[Any, ...]]]]  # statements, each with its rows
@@ -14,6 +17,25 @@ Steps = list[tuple[str, list[tuple[Any, ...]]]]  # statements, each with its row
 WRITE_BEGIN = "BEGIN"
 CHUNK = 1024  # keys a statement looks up at most (a power of two: see `padded`)
 FEWEST = 8  # the shortest padded list
+
+
+def encode_cursor(key: Any) -> str:
+    return base64.urlsafe_b64encode(str(key).encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str, kind: type) -> Any:
+    try:
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        if "\x00" in text:  # no key holds it, and PostgreSQL's text cannot
+            raise ValueError(text)
+        key = kind(text)
+        if kind is int and not -(2**63) <= key < 2**63:
+            raise ValueError(text)
+        return key
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InputError(
+            "`cursor` is not one this server gave out", code="invalid_cursor", field="cursor"
+        ) from exc
 
 
 def padded(items: Sequence[T]) -> list[T]:

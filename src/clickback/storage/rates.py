@@ -7,7 +7,9 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from clickback.storage.primitives import SqlPrimitives
+from clickback.domain.ports import Page
+from clickback.errors import InputError
+from clickback.storage.primitives import SqlPrimitives, decode_cursor, encode_cursor
 
 
 class RatesSql(SqlPrimitives):
@@ -72,3 +74,30 @@ class RatesSql(SqlPrimitives):
                     for row in rows
                 ]
             )
+
+    async def list_rates(self, currency: str | None, limit: int, cursor: str | None) -> Page:
+        """A page of the stored rates by currency, then day (their key: they have no id),
+        of one currency when `currency` is given; the cursor is the last row's key."""
+        where: list[str] = []
+        args: list[Any] = []
+        if currency is not None:
+            where.append("currency = ?")
+            args.append(currency)
+        if cursor:
+            after_currency, sep, after_day = decode_cursor(cursor, str).partition(" ")
+            if not sep:
+                raise InputError(
+                    "`cursor` is not one this server gave out",
+                    code="invalid_cursor",
+                    field="cursor",
+                )
+            where.append("(currency > ? OR (currency = ? AND day > ?))")
+            args += [after_currency, after_currency, after_day]
+        sql = "SELECT currency, day, rate FROM rates"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        rows = await self._fetch(sql + " ORDER BY currency, day LIMIT ?", *args, limit + 1)
+        more = len(rows) > limit
+        rows = rows[:limit]
+        last = rows[-1] if more else None
+        return Page(rows, encode_cursor(f"{last['currency']} {last['day']}") if last else None)
