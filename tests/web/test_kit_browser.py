@@ -400,3 +400,26 @@ def test_data_domain_a_browser_refuses_keeps_the_refid_on_this_host(
     assert page.evaluate("window.clickback.refid()") == "Psl-4"
     assert problems == []
     context.close()
+
+
+def test_an_older_refid_in_the_url_does_not_replace_a_newer_click(
+    browser: Browser, site: str
+) -> None:
+    """A visitor clicks a link (RefID of an hour ago), then a newer one (now); then
+    opens an old tab or a bookmark with the older `?refid=`: the newer click's RefID is
+    kept, in the cookie, the form and `refid()`. A RefID of another shape, which carries
+    no time, replaces as before."""
+    codec = RefIdCodec(["kit-test-key"])
+    now_ms = int(time.time() * 1000)
+    first, newer = codec.issue(5, now_ms - 3_600_000), codec.issue(6, now_ms)
+    context = browser.new_context()
+    page = context.new_page()
+    page.goto(f"{site}/landing?refid={first}")
+    page.goto(f"{site}/landing?refid={newer}")
+    page.goto(f"{site}/landing?refid={first}")  # the old tab
+    assert page.evaluate("window.clickback.refid()") == newer
+    assert hidden(page) == newer
+    assert [c["value"] for c in context.cookies() if c["name"] == "clickback_refid"] == [newer]
+    page.goto(f"{site}/landing?refid=OTHER-1")
+    assert hidden(page) == "OTHER-1"
+    context.close()

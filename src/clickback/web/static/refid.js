@@ -13,7 +13,8 @@
  *             unless this page's host is that domain or under it (default: this host)
  *
  * A RefID in the URL (its query, or a path segment where the offer's URL has `{refid}`)
- * is stored in the cookie (a newer click replaces an older one);
+ * is stored in the cookie (a newer click replaces an older one; an older RefID in the
+ * URL than the cookie's, from an old tab or a bookmark, does not);
  * every <input name="refid"> is filled with it once the page is parsed; and
  * window.clickback.decorate(url) carries it on as a URL parameter (replacing one the URL
  * had; with another data-param, a `refid` or `clickid` the URL had too).
@@ -154,7 +155,17 @@
     }
   }
 
+  // An older RefID in the URL than the one kept (an old tab, a bookmark, a landing URL
+  // shared from another visit) does not replace it: the newer click's is the one that
+  // converts. Told by the times both were issued at; a RefID of another shape replaces.
+  function older(value, than) {
+    return !!than && ISSUED.test(value) && ISSUED.test(than) && issuedMs(value) < issuedMs(than);
+  }
+
   var urlRefid = fromUrl() || fromPath();
+  if (urlRefid && older(urlRefid, fromCookie())) {
+    urlRefid = null;
+  }
   if (urlRefid) {
     store(urlRefid);
   }
