@@ -351,7 +351,7 @@ class Tracker:
 
     async def _counted_already(
         self,
-        parsed: Any,
+        parsed: PostbackInput | list[FieldError],
         advertiser: Advertiser | None,
         link: Link | None,
         offer: Offer | None,
