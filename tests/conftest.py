@@ -17,6 +17,7 @@ import httpx
 import pytest
 
 from clickback.config import Settings
+from clickback.domain.pacing import USUAL_SETTLE_US
 from clickback.domain.ports import Store
 from clickback.storage.postgres import PostgresStore
 from clickback.storage.sqlite import SqliteStore
@@ -39,6 +40,9 @@ async def store(request: pytest.FixtureRequest, tmp_path: Any) -> AsyncIterator[
     conn = await asyncpg.connect(PG_URL)
     await conn.execute(f"CREATE SCHEMA {schema}")
     pg = PostgresStore(f"{PG_URL}?schema={schema}")
+    # one process writes a test's database: its clicks commit in stamp order, and the
+    # jobs need not wait the write timeout (tests/storage/test_late_clicks.py: several)
+    pg.click_settle_us = USUAL_SETTLE_US
     try:
         await pg.open()
         await pg.migrate()

@@ -167,10 +167,14 @@ SETTINGS: dict[str, tuple[str, str]] = {
         "PostgreSQL connections per process for reads (the writer has its own).",
     ),
     "CLICKBACK_PG_WRITE_TIMEOUT": (
-        "10",
+        "4",
         "Seconds a PostgreSQL write batch may go unanswered (a server that hangs rather than "
         "fails): its requests are then answered 503 (retry; a repeated order is answered "
-        "`duplicate`) and the writer opens a new connection.",
+        "`duplicate`) and the writer opens a new connection. A click is committed within "
+        "this time of its coming or answered 503 (an asynchronous one is dropped; its RefID "
+        "still attributes), so the fraud screening and the rollup take clicks once this "
+        "plus 1 s old (when more than CLICKBACK_ROLLUP_SETTLE): with several processes or "
+        "nodes, a click committed later could be passed over for good.",
     ),
     "CLICKBACK_GEOIP_MMDB": (
         "",
@@ -183,9 +187,14 @@ SETTINGS: dict[str, tuple[str, str]] = {
         "process at a time does the work, under a lease). `0`: this process never runs it.",
     ),
     "CLICKBACK_ROLLUP_SETTLE": (
-        "2.0",
-        "Clicks are rolled up once this many seconds old, so that every write batch that "
-        "stamped them has committed. A click is in reports within settle + interval.",
+        "",
+        "Seconds old a click must be before the fraud screening and the rollup take it, so "
+        "that every write batch that stamped one before it has committed (they pass clicks "
+        "by RefID). Empty: 2 on SQLite (one process writes it, in stamp order); on "
+        "PostgreSQL CLICKBACK_PG_WRITE_TIMEOUT plus 1 (5), the longest a click's write may "
+        "take, as several processes and nodes write it. Lower it on PostgreSQL only with one "
+        "process writing. A click is in reports within settle + interval (+ the screening's "
+        "poll).",
     ),
     "CLICKBACK_ROLLUP_COALESCE": (
         "1.0",
@@ -222,7 +231,7 @@ class Settings:
     batch_max: int = 512
     cache_check_seconds: float = 1.0
     pg_pool_size: int = 4
-    pg_write_timeout: float = 10.0
+    pg_write_timeout: float = 4.0
     base_currency: str = "USD"
     outbound_allow_private: bool = False
     outbound_timeout: float = 10.0
@@ -243,7 +252,7 @@ class Settings:
     postback_rate_limit: float = 0.0
     signature_skew_seconds: int = 300
     rollup_interval: float = 1.0
-    rollup_settle: float = 2.0
+    rollup_settle: float | None = None  # None: the store's (`click_settle_us`)
     rollup_coalesce: float = 1.0
     loop_stall_ms: float = 100.0
 
@@ -286,7 +295,8 @@ class Settings:
                 "pg_write_timeout": max(0.1, float(_get(env, "CLICKBACK_PG_WRITE_TIMEOUT"))),
             }
             interval = float(_get(env, "CLICKBACK_ROLLUP_INTERVAL"))
-            settle = float(_get(env, "CLICKBACK_ROLLUP_SETTLE"))
+            raw_settle = _get(env, "CLICKBACK_ROLLUP_SETTLE").strip()
+            settle = float(raw_settle) if raw_settle else None
             coalesce = float(_get(env, "CLICKBACK_ROLLUP_COALESCE"))
         except ValueError as exc:
             raise ConfigError(f"bad numeric setting: {exc}") from exc
@@ -319,7 +329,7 @@ class Settings:
                 p.strip() for p in _get(env, "CLICKBACK_TRUSTED_PROXIES").split(",") if p.strip()
             ),
             rollup_interval=max(0.0, interval),
-            rollup_settle=max(0.0, settle),
+            rollup_settle=None if settle is None else max(0.0, settle),
             rollup_coalesce=max(0.0, coalesce),
             **numbers,  # type: ignore[arg-type]
         )

@@ -14,6 +14,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+# how old a click is before the background jobs take it, one process writing (SQLite): its
+# batch committed by then; a store written by several may make them wait longer
+USUAL_SETTLE_US = 2_000_000
+
 
 def behind_us(now_us: int, batch: int, *passes: tuple[int, int]) -> int:
     """How far behind a job is after a pass that read, of each kind of row (in time
@@ -23,10 +27,12 @@ def behind_us(now_us: int, batch: int, *passes: tuple[int, int]) -> int:
     return max((max(0, now_us - at) for n, at in passes if n >= batch), default=0)
 
 
-def newest(rows: Sequence[Any], at: Any = "created_at") -> tuple[int, int]:
+def newest(rows: Sequence[Any], at: Any = "created_at", waited: int = 0) -> tuple[int, int]:
     """A pass's rows for `behind_us`: how many, and when the newest was made (`at`, its
-    key or index in a row; 0 with no rows)."""
-    return len(rows), (rows[-1][at] if rows else 0)
+    key or index in a row; 0 with no rows). `waited`: µs the job waits for these rows
+    beyond its usual settle (as long as the store may still commit a click), not counted
+    as being behind."""
+    return len(rows), (rows[-1][at] + waited if rows else 0)
 
 
 def rest(worked: float, share: float, behind: int, max_lag_us: int, busy: bool = True) -> float:

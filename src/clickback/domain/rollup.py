@@ -44,6 +44,7 @@ from typing import Any, Protocol
 from clickback.domain import money, pacing
 from clickback.domain.enrich import Enricher, visitor_key
 from clickback.domain.fraud import fraud_flags
+from clickback.domain.pacing import USUAL_SETTLE_US
 from clickback.domain.refid import floor
 from clickback.domain.rollup_delta import (
     CLICK_READ,
@@ -88,6 +89,12 @@ class Held:
 
 
 class RollupStore(Protocol):
+    @property
+    def click_settle_us(self) -> int:
+        """How long after its RefID was stamped a click may still commit: how old the
+        job lets clicks be before it passes them, unless told (`settle`)."""
+        ...
+
     async def rollup_claim(self, owner: str, now_us: int, lease_us: int) -> Mark | None: ...
     async def rollup_release(self, owner: str) -> None: ...
     async def rollup_clicks(
@@ -123,7 +130,7 @@ class RollupJob:
         *,
         mmdb_path: str = "",
         interval: float = 1.0,
-        settle: float = 2.0,
+        settle: float | None = None,
         batch: int = 1000,
         share: float = 1.0,
         max_lag: float = 0.0,
@@ -140,7 +147,10 @@ class RollupJob:
         self.enricher = enricher
         self.mmdb_path = mmdb_path
         self.interval = interval
-        self.settle_us = int(settle * 1_000_000)
+        # clicks are passed by RefID: not before the store may still commit one (None:
+        # as long as the store says it may take)
+        self.settle_us = store.click_settle_us if settle is None else int(settle * 1_000_000)
+        self.waited_us = max(0, self.settle_us - USUAL_SETTLE_US)  # not "behind" (pacing)
         self.batch = batch
         self.share = share
         self.max_lag_us = int(max_lag * 1_000_000)
@@ -269,7 +279,10 @@ class RollupJob:
         new = Mark(last, conversions_after, events_after, mark.applied)
         held.mark = new
         self.behind_us = pacing.behind_us(
-            now, self.batch, pacing.newest(clicks, _CLICK_AT), pacing.newest(conversions)
+            now,
+            self.batch,
+            pacing.newest(clicks, _CLICK_AT, self.waited_us),
+            pacing.newest(conversions),
         )
         done = len(clicks) + len(conversions) + len(events) + len(found) + len(found_events)
         full = max(len(clicks), len(conversions), len(events), len(unvalued)) >= self.batch

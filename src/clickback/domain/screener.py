@@ -32,7 +32,6 @@ from clickback.domain.lifecycle import DeliveryState
 from clickback.domain.ports import Screening, Store
 
 log = logging.getLogger("clickback.screening")
-SETTLE_MS = 2000
 RECOUNT_PAGE = 2000  # rows a page of the recount reads (ip, link and time of each)
 APPROVAL_EVERY_S = 60.0  # how often the validation periods are looked at
 # approvals a time at the most: a backlog (a period just set on an offer's old pending
@@ -58,7 +57,12 @@ class Screener:
         max_lag: float = 0.0,
         busy: Callable[[], bool] | None = None,
         base_currency: str | None = None,
+        settle: float | None = None,
     ):
+        # clicks are taken once this old (None: as long as the store may take to commit
+        # one): by then every click stamped before has committed, so none slips under the
+        # mark (they are passed by RefID)
+        self.settle_us = store.click_settle_us if settle is None else int(settle * 1_000_000)
         self.batch = batch  # rows per pass: a pass holds the event loop, keep it short
         self.share = share
         self.max_lag_us = int(max_lag * 1_000_000)
@@ -110,9 +114,8 @@ class Screener:
         if await self.store.config_version() != self.caps_version:
             await self._match_caps()  # a cap changed (or anything else did)
         self.held_until = now + self.lease_us
-        # clicks are taken once they are SETTLE_MS old: by then every click issued before
-        # has committed (batches commit in milliseconds), so none slips under the mark
-        settled = refid.floor(now // 1000 - SETTLE_MS)
+        waited = max(0, self.settle_us - pacing.USUAL_SETTLE_US)  # not "behind" (pacing)
+        settled = refid.floor((now - self.settle_us) // 1000)
         batch = self.batch
         rows = await self.store.clicks_after(mark, settled, batch)
         # what a pass counts is kept only once its flags are stored: a pass whose write
@@ -167,7 +170,7 @@ class Screener:
         self._reaching.update(self._reached)
         await self._store_reached(now)
         self.behind_us = pacing.behind_us(
-            now, batch, pacing.newest(rows), pacing.newest(conversions)
+            now, batch, pacing.newest(rows, waited=waited), pacing.newest(conversions)
         )
         return len(rows), len(conversions)
 

@@ -22,6 +22,7 @@ from clickback.domain.models import (
     OfferStatus,
     PayoutType,
 )
+from clickback.domain.pacing import USUAL_SETTLE_US
 from clickback.domain.ports import CatalogSnapshot, Page, StoredOrder
 from clickback.storage.outbox import OutboxSql
 from clickback.storage.primitives import decode_cursor, encode_cursor
@@ -123,6 +124,10 @@ class SqlStore(OutboxSql, ScreeningSql, ReportSql, RatesSql):
     """Engine-neutral part of a Store. Subclasses set `engine` and the primitives."""
 
     engine = ""
+    # how long after its RefID was stamped a click may still commit, and so how old the
+    # background jobs let clicks be before they pass them by RefID: one process writes
+    # SQLite, in stamp order, and its batches commit in milliseconds
+    click_settle_us = USUAL_SETTLE_US
 
     def _sql(self, sql: str) -> str:
         if self.engine != "postgres":

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -141,16 +142,21 @@ class PostgresStore(SqlStore):
     engine = "postgres"
 
     def __init__(
-        self, url: str, pool_size: int = 4, batch_max: int = 512, write_timeout: float = 10.0
+        self, url: str, pool_size: int = 4, batch_max: int = 512, write_timeout: float = 4.0
     ):
         self.dsn, self.schema_name = split_url(url)
         self.pool_size = pool_size
         self.batch_max = batch_max
         self.write_timeout = write_timeout
+        # how long after its RefID was stamped a click may still commit: `_run` commits a
+        # click within `write_timeout` of its coming or not at all; a second more covers a
+        # commit that ends as it is given up on, and node clocks a little apart
+        self.click_settle_us = int((write_timeout + 1.0) * 1_000_000)
         self._given_up = 0  # batches given up on (`_commit_within`)
         self.pool: asyncpg.Pool | None = None
         self._writer: asyncpg.Connection | None = None
         self._pending: list[tuple[int, Any, asyncio.Future[Any] | None]] = []
+        self._queued_at: list[float] = []  # when each pending item came (monotonic)
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closing = False
@@ -311,6 +317,7 @@ class PostgresStore(SqlStore):
 
     def _enqueue(self, kind: int, payload: Any, fut: asyncio.Future[Any] | None) -> None:
         self._pending.append((kind, payload, fut))
+        self._queued_at.append(time.monotonic())
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._run())
         self._wake.set()
@@ -337,9 +344,13 @@ class PostgresStore(SqlStore):
                 self._wake.clear()
                 continue
             batch = self._pending[: self.batch_max]
-            del self._pending[: self.batch_max]
+            since = self._queued_at[: self.batch_max]
+            del self._pending[: self.batch_max], self._queued_at[: self.batch_max]
+            batch, since, left = self._in_time(batch, since)
+            if not batch:
+                continue
             try:
-                results = await self._commit_within(batch)
+                results = await self._commit_within(batch, left)
             except (TimeoutError, *SERVER_GAVE_UP) as exc:
                 # not the rows' fault: one by one, each would wait as long again
                 fail(batch, exc, TIMED_OUT)
@@ -349,8 +360,9 @@ class PostgresStore(SqlStore):
                 log.exception("write batch of %d failed; writing its rows one by one", len(batch))
                 await self._reset_writer()
                 for n, item in enumerate(batch):  # one bad row must not fail the others
+                    one, _, left = self._in_time([item], [since[n]])
                     try:
-                        settle([item], await self._commit_within([item]))
+                        settle(one, await self._commit_within(one, left) if one else [])
                     except (TimeoutError, *SERVER_GAVE_UP) as exc:
                         fail(batch[n:], exc, TIMED_OUT)
                         await self._reset_writer()
@@ -361,22 +373,54 @@ class PostgresStore(SqlStore):
                 continue
             settle(batch, results)
 
-    async def _commit_within(self, batch: list[tuple[int, Any, Any]]) -> list[Any]:
-        """`_commit`, or TimeoutError after `write_timeout` seconds: a server that hangs
+    def _in_time(
+        self, batch: list[tuple[int, Any, Any]], since: list[float]
+    ) -> tuple[list[tuple[int, Any, Any]], list[float], float]:
+        """The batch (and when each item came) less the clicks that came `write_timeout`
+        ago or more, answered 503 (or dropped, written asynchronously: their RefIDs still
+        attribute), and the seconds the rest may take. A click is committed within
+        `write_timeout` of its coming or not at all: the fraud screening and the rollup
+        pass clicks by RefID once `click_settle_us` old, so one committed later would be
+        screened and rolled up never (another process's later clicks moved their
+        watermarks past it meanwhile)."""
+        now = time.monotonic()
+        oldest = min(
+            (at for (k, _, _), at in zip(batch, since, strict=True) if k == _CLICK), default=now
+        )
+        if now - oldest < self.write_timeout:
+            return batch, since, min(self.write_timeout, oldest + self.write_timeout - now)
+        late = {
+            i
+            for i, ((k, _, _), at) in enumerate(zip(batch, since, strict=True))
+            if k == _CLICK and now - at >= self.write_timeout
+        }
+        gone = [batch[i] for i in sorted(late)]
+        log.error(
+            "%d clicks waited %s s or more to be written; not written (%d asynchronous)",
+            len(gone),
+            self.write_timeout,
+            sum(1 for _, _, fut in gone if fut is None),
+        )
+        fail(gone, TimeoutError("click not written in time"), TIMED_OUT)
+        rest = [i for i in range(len(batch)) if i not in late]
+        return self._in_time([batch[i] for i in rest], [since[i] for i in rest])
+
+    async def _commit_within(self, batch: list[tuple[int, Any, Any]], left: float) -> list[Any]:
+        """`_commit`, or TimeoutError after `left` seconds: a server that hangs
         rather than fails must not hold the requests waiting on it for ever. The batch
         is not cancelled (a cancelled statement's rollback would wait on the same server):
         its connection is closed under it, and a new one opened for the next batch."""
-        task = asyncio.ensure_future(self._commit(batch))
-        done, _ = await asyncio.wait({task}, timeout=self.write_timeout)
+        task = asyncio.ensure_future(self._commit(batch, left))
+        done, _ = await asyncio.wait({task}, timeout=max(0.0, left))
         if done:
             return task.result()
-        log.error("write batch of %d unanswered after %s s", len(batch), self.write_timeout)
+        log.error("write batch of %d unanswered after %.1f s", len(batch), left)
         self._given_up += 1
         task.add_done_callback(_consume)
         writer, self._writer = self._writer, None
         if writer is not None:
             writer.terminate()
-        raise TimeoutError(f"no answer from PostgreSQL in {self.write_timeout} s")
+        raise TimeoutError(f"no answer from PostgreSQL in {left:.1f} s")
 
     async def _reset_writer(self) -> None:
         if self._writer is not None and not self._writer.is_closed():
@@ -384,14 +428,21 @@ class PostgresStore(SqlStore):
                 await self._writer.close()
         self._writer = None
 
-    async def _commit(self, batch: list[tuple[int, Any, Any]]) -> list[Any]:
+    async def _commit(self, batch: list[tuple[int, Any, Any]], left: float) -> list[Any]:
         conn = await self._writer_conn()
         clicks = [p for k, p, _ in batch if k == _CLICK]
         postbacks: list[tuple[LedgerRow, ConversionRow | None]] = [
             p for k, p, _ in batch if k == _POSTBACK
         ]
         if not postbacks:  # a COPY is a transaction of its own: no BEGIN and COMMIT
+            # nor any word from here after its rows: given up on, it would still commit,
+            # so with less time left than usual the server is told to give up in time
+            short = left < self.write_timeout * 0.9
+            if short:
+                await conn.execute(f"SET statement_timeout = {max(1, int(left * 900))}")
             await self._copy_clicks(conn, clicks)
+            if short:
+                await conn.execute("RESET statement_timeout")
             return [None] * len(batch)
         async with conn.transaction():
             if clicks:

@@ -128,6 +128,7 @@ class ClickbackApp:
             max_lag=s.jobs_max_lag,
             busy=self.answering_probe(),
             base_currency=s.base_currency,
+            settle=s.rollup_settle,
         )
         self.sender.start()
         self.screener.start()
