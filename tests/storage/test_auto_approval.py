@@ -148,3 +148,29 @@ async def test_a_replayed_conversion_has_its_whole_period_from_when_it_was_recor
     assert await lifecycle.approve_due(store, replayed + 30 * DAY - S) == 0
     assert await lifecycle.approve_due(store, replayed + 30 * DAY) == 1
     assert (await store.get_row("conversions", cid) or {})["status"] == "approved"
+
+
+async def test_a_conversion_written_without_recorded_at_is_approved_when_its_period_ends(
+    store: Store,
+) -> None:
+    """During a rolling upgrade, a node still running the code from before migration 20
+    writes conversions without `recorded_at`: their period runs from their arrival."""
+    world = await build_world(store, 14)
+    review = next(x for x in world.links if x["offer_id"] != world.links[0]["offer_id"])
+    await admin.update_offer(store, review["offer_id"], {"auto_approve_days": 1})
+    now = time.time_ns() // 1000
+    old = await _convert(world, review, "old node", now - 3 * DAY)
+    young = await _convert(world, review, "old node, young", now - DAY // 2)
+    job = Screener(
+        store,
+        fraud.ClickScreen(lambda ua: False, fraud.Networks(), LIMITS),
+        fraud.ConversionScreen(lambda ip: "", LIMITS),
+        world.tracker.catalog.delivery_state,
+    )
+    await job.catch_up()
+    await store._write(  # type: ignore[attr-defined]
+        "UPDATE conversions SET recorded_at = NULL WHERE id IN (?, ?)", old, young
+    )
+    assert await lifecycle.approve_due(store, now) == 1
+    assert (await store.get_row("conversions", old) or {})["status"] == "approved"
+    assert (await store.get_row("conversions", young) or {})["status"] == "pending"

@@ -97,6 +97,7 @@ async def approve_due(
     meanwhile. Read `page` at a time, the oldest first; how many were approved (`most`
     at the most: the rest, the next time)."""
     approved, after = 0, (-1, 0)
+    await store.date_unrecorded()
     while rows := await store.due_for_approval(now_us, after, page):
         after = (rows[-1]["recorded_at"], rows[-1]["id"])
         for row in rows:

@@ -319,6 +319,15 @@ class ScreeningSql(SqlPrimitives):
         ]
         return await self._guarded_many((_HOLDER, (owner,)), steps) is not None
 
+    async def date_unrecorded(self) -> None:
+        """Pending conversions with no `recorded_at` (written by a node still running the
+        code from before migration 20, during a rolling upgrade) are dated by their
+        arrival, so that their validation period ends (the pending index finds them)."""
+        await self._write(
+            "UPDATE conversions SET recorded_at = created_at "
+            "WHERE status = 'pending' AND recorded_at IS NULL"
+        )
+
     async def due_for_approval(
         self, now: int, after: tuple[int, int], limit: int
     ) -> list[dict[str, Any]]:
