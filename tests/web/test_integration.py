@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -570,3 +571,25 @@ async def test_a_retry_of_a_counted_order_is_a_duplicate_once_its_offer_is_pause
     assert (r.status_code, r.json()["code"]) == (422, "expired_refid")
     convs = (await client.get("/api/v1/conversions", headers=AUTH)).json()["items"]
     assert [c["id"] for c in convs] == [counted]
+
+
+async def test_nodes_starting_together_share_one_test_affiliate(store: Store) -> None:
+    """Two nodes that start their first integration test together each find no test
+    affiliate and make one: the one that lost the race archives its own, so the
+    affiliate lists show one."""
+    if store.engine != "postgres":
+        pytest.skip("one process writes SQLite: its reads do not interleave with another's")
+    from clickback.domain.integration import test_affiliate
+    from clickback.storage.postgres import PostgresStore
+    from tests.conftest import PG_URL
+
+    assert isinstance(store, PostgresStore)
+    other = await PostgresStore(f"{PG_URL}?schema={store.schema_name}").open()
+    try:
+        first, second = await asyncio.gather(test_affiliate(store), test_affiliate(other))
+    finally:
+        await other.close()
+    assert first == second
+    page = await store.list_rows("affiliates", {}, None, None, 100, None)
+    live = [r["id"] for r in page.items if r.get("archived_at") is None]
+    assert live == [first]
