@@ -482,3 +482,15 @@ async def test_a_replays_delivery_runs_its_retries_from_when_it_is_recorded(stor
     )
     [delivery] = page.items
     assert (delivery["created_at"], delivery["next_at"], delivery["updated_at"]) == (9_000,) * 3
+
+
+async def test_a_write_after_the_store_closed_is_refused(store: Store) -> None:
+    """A write that comes after `close` (a request outliving the shutdown) is answered
+    unavailable: on PostgreSQL it used to open a writer connection never closed."""
+    adv, link = await setup(store)
+    await store.close()
+    with pytest.raises(UnavailableError):
+        await store.write_click(click_row("LATE", link))
+    with pytest.raises(UnavailableError):
+        await store.write_postback(ledger("L"), conv(adv, link, "L"))
+    assert getattr(store, "_writer", None) is None or store._writer.is_closed()  # type: ignore[attr-defined]

@@ -30,6 +30,7 @@ from clickback.domain.ports import (
     PostbackWritten,
     StoredOrder,
 )
+from clickback.errors import UnavailableError
 from clickback.storage import schema
 from clickback.storage.base import SqlStore, now_us
 from clickback.storage.writer import fail, settle
@@ -160,6 +161,7 @@ class PostgresStore(SqlStore):
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closing = False
+        self._closed = False  # `close` ran: a write now would open a writer never closed
 
     def _settings(self) -> dict[str, str]:
         return {"search_path": self.schema_name} if self.schema_name else {}
@@ -167,6 +169,7 @@ class PostgresStore(SqlStore):
     async def open(self) -> PostgresStore:
         # reads (reports above all) group tens of thousands of rollup rows: with the
         # default 4 MB a report's GROUP BY sorts on disk (measured: 71 ms, 33 ms hashed)
+        self._closed = self._closing = False
         settings = {**self._settings(), "work_mem": READ_WORK_MEM}
         self.pool = await asyncpg.create_pool(
             self.dsn,
@@ -303,6 +306,7 @@ class PostgresStore(SqlStore):
         return bool(version == schema.LATEST)
 
     async def close(self) -> None:
+        self._closed = True
         if self._task is not None:  # the writer drains what is pending, then ends
             self._closing = True
             self._wake.set()
@@ -316,6 +320,8 @@ class PostgresStore(SqlStore):
     # -- group commit -------------------------------------------------------------
 
     def _enqueue(self, kind: int, payload: Any, fut: asyncio.Future[Any] | None) -> None:
+        if self._closed:
+            raise UnavailableError("the store is closed; nothing was recorded")
         self._pending.append((kind, payload, fut))
         self._queued_at.append(time.monotonic())
         if self._task is None:
