@@ -683,3 +683,40 @@ def test_only_a_urls_password_is_hidden() -> None:
     }
     for url, shown in cases.items():
         assert hide_password(url) == shown, url
+
+
+async def test_a_send_in_flight_at_a_graceful_stop_ends_and_is_not_sent_again(
+    store: Store,
+) -> None:
+    """The server is stopped (SIGTERM: the app's shutdown) while the receiver takes 1 s to
+    answer: the send ends and is recorded, and the next server does not send it again
+    once the lease would have lapsed. It used to be cancelled mid-send, and resent."""
+    settings = _settings(outbound_timeout=2.0, outbound_lease_seconds=3.0)
+    app = ClickbackApp(settings, store)
+    await app.startup()
+    arrived = threading.Event()
+
+    def slow(n: int, path: str) -> tuple[int, bytes]:
+        arrived.set()
+        time.sleep(1.0)
+        return 200, b"ok"
+
+    with receiver(slow) as (port, hits):
+        transport = httpx.ASGITransport(app=app, client=("203.0.113.7", 4444))
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+            s = await make_offer(c)
+            await _aff_url(c, s, f"http://127.0.0.1:{port}/pb?c={{refid}}")
+            await _convert(c, s["link"], "G1")
+            await _until(arrived.is_set)
+        await app.shutdown()
+        assert len(hits) == 1
+        again = ClickbackApp(settings, store)
+        await again.startup()
+        try:
+            await asyncio.sleep(settings.outbound_lease_seconds + 1.0)
+            transport = httpx.ASGITransport(app=again, client=("203.0.113.7", 4444))
+            async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+                [d] = (await c.get("/api/v1/deliveries", headers=AUTH)).json()["items"]
+        finally:
+            await again.shutdown()
+        assert (d["state"], d["attempt_count"], len(hits)) == ("delivered", 1, 1), d

@@ -32,6 +32,7 @@ class Sender:
         lease_seconds: float = 30.0,
         poll_seconds: float = 0.5,
         concurrency: int = 16,
+        grace_seconds: float = 11.0,
     ):
         self.store = store
         self.send = send
@@ -39,7 +40,11 @@ class Sender:
         self.lease_us = int(lease_seconds * 1_000_000)
         self.poll_seconds = poll_seconds
         self.concurrency = concurrency
+        # how long `stop` waits for the sends in flight (the outbound timeout, and the
+        # attempt's write): one cancelled mid-send would be sent again once its lease ends
+        self.grace_seconds = grace_seconds
         self._task: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
 
     async def run_once(self) -> int:
         """Sends what is due now; how many deliveries were attempted. It takes no more
@@ -96,21 +101,32 @@ class Sender:
             log.warning("outbound postback %s outlived its lease", row["delivery_id"])
 
     def start(self) -> None:
+        self._stopping = asyncio.Event()
         self._task = asyncio.get_running_loop().create_task(self._loop())
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
+        """Claims nothing more, and waits for the sends in flight to end and be recorded
+        (`grace_seconds` at the most; what is still running then is cancelled, and sent
+        again once its lease ends)."""
+        task, self._task = self._task, None
+        if task is None:
+            return
+        self._stopping.set()
+        try:
+            await asyncio.wait_for(asyncio.shield(task), self.grace_seconds)
+        except TimeoutError:
+            log.warning("outbound sends still running after %s s; cancelled", self.grace_seconds)
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+                await task
 
     async def _loop(self) -> None:
-        while True:
+        while not self._stopping.is_set():
             try:
                 busy = await self.run_once()
             except Exception:
                 log.exception("outbound sender pass failed; retrying")
                 busy = 0
             if busy < self.concurrency:
-                await asyncio.sleep(self.poll_seconds)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), self.poll_seconds)

@@ -109,7 +109,12 @@ class ClickbackApp:
             s.outbound_retry_seconds, s.outbound_give_up_hours * 3600, s.outbound_disable_after
         )
         self.sender = Sender(
-            self.store, send, policy, s.outbound_lease_seconds, s.jobs_poll_seconds
+            self.store,
+            send,
+            policy,
+            s.outbound_lease_seconds,
+            s.jobs_poll_seconds,
+            grace_seconds=s.outbound_timeout + 1.0,
         )
         limits = fraud.Thresholds(s.fraud_min_seconds, s.fraud_flood_clicks, s.fraud_ip_conversions)
         enricher = shared_enricher(s.geoip_mmdb)  # the same data the reports use
