@@ -423,3 +423,33 @@ def test_an_older_refid_in_the_url_does_not_replace_a_newer_click(
     page.goto(f"{site}/landing?refid=OTHER-1")
     assert hidden(page) == "OTHER-1"
     context.close()
+
+
+def test_a_refid_is_kept_until_its_window_ends_and_not_taken_past_it(
+    browser: Browser, site: str
+) -> None:
+    """With a 7-day window: a `?refid=` issued 3 days ago is kept 4 days more (until its
+    window ends, not 7 days from the visit); one issued 9 days ago (past its window and
+    a day's leeway: an old bookmark) is not taken, and what the cookie keeps stays."""
+    codec = RefIdCodec(["kit-test-key"])
+    now_ms = int(time.time() * 1000)
+    recent = codec.issue(5, now_ms - 3 * 86_400_000)
+    stale = codec.issue(5, now_ms - 9 * 86_400_000)
+    context = browser.new_context()
+    page = context.new_page()
+    problems = watch(page)
+
+    page.goto(f"{site}/landing?refid={stale}")  # no cookie yet
+    assert hidden(page) == "" and context.cookies() == []
+    assert page.evaluate("window.clickback.refid()") is None
+
+    page.goto(f"{site}/landing?refid={recent}")
+    [cookie] = [c for c in context.cookies() if c["name"] == "clickback_refid"]
+    assert cookie["value"] == recent
+    assert abs(cookie["expires"] - (now_ms / 1000 + 4 * 86400)) < 120
+
+    page.goto(f"{site}/landing?refid={stale}")
+    assert hidden(page) == recent and page.evaluate("window.clickback.refid()") == recent
+    assert [c["value"] for c in context.cookies() if c["name"] == "clickback_refid"] == [recent]
+    assert problems == []
+    context.close()

@@ -6,7 +6,9 @@
  *
  * data-param  query parameter and hidden-field name (default "refid"; "clickid" is
  *             read from the URL too)
- * data-days   cookie lifetime in days: the offer's attribution window (default 30)
+ * data-days   the offer's attribution window in days (default 30): a RefID is kept
+ *             that long from when it was issued, and one in the URL issued before is
+ *             not taken
  * data-cookie first-party cookie name (default "clickback_refid")
  * data-domain the cookie's domain, to share it with the site's other subdomains
  *             ("shop.example" on www.shop.example and pay.shop.example); ignored
@@ -91,19 +93,24 @@
     return ms;
   }
 
+  // Whether a RefID of the tracker's shape was issued within the cookie's lifetime (the
+  // offer's attribution window), with a day's leeway for clocks: one issued before is
+  // past its window, and its conversion would be refused.
+  function current(value) {
+    var ms = issuedMs(value);
+    var now = Date.now();
+    return ms > now - (days + 1) * 86400000 && ms < now + 86400000;
+  }
+
   // A RefID the offer's URL put in the path (`https://shop.example/landing/{refid}`): a
-  // segment of a RefID's shape issued within the cookie's lifetime (a day's leeway for
-  // clocks), so that no other 36-character name is taken for one.
+  // segment of a RefID's shape issued within the cookie's lifetime, so that no other
+  // 36-character name is taken for one.
   function fromPath() {
     var segments = window.location.pathname.split("/");
-    var now = Date.now();
     for (var i = 0; i < segments.length; i++) {
       var value = segments[i];
-      if (ISSUED.test(value)) {
-        var ms = issuedMs(value);
-        if (ms > now - (days + 1) * 86400000 && ms < now + 86400000) {
-          return value;
-        }
+      if (ISSUED.test(value) && current(value)) {
+        return value;
       }
     }
     return null;
@@ -133,10 +140,22 @@
     return found;
   }
 
+  // Seconds the cookie keeps a RefID: until its window ends, counted from when it was
+  // issued (a minute at the least, for a clock behind); the whole lifetime for a RefID of
+  // another shape, which carries no time.
+  function maxAge(value) {
+    var whole = Math.round(days * 86400);
+    if (!ISSUED.test(value)) {
+      return whole;
+    }
+    var left = Math.round((issuedMs(value) + days * 86400000 - Date.now()) / 1000);
+    return Math.min(whole, Math.max(60, left));
+  }
+
   function store(value) {
     var secure = window.location.protocol === "https:" ? "; Secure" : "";
     var cookie =
-      cookieName + "=" + value + "; Max-Age=" + Math.round(days * 86400) +
+      cookieName + "=" + value + "; Max-Age=" + maxAge(value) +
       "; Path=/; SameSite=Lax" + secure;
     try {
       if (domain) {
@@ -162,7 +181,11 @@
     return !!than && ISSUED.test(value) && ISSUED.test(than) && issuedMs(value) < issuedMs(than);
   }
 
-  var urlRefid = fromUrl() || fromPath();
+  var urlRefid = fromUrl();
+  if (urlRefid && ISSUED.test(urlRefid) && !current(urlRefid)) {
+    urlRefid = null; // past its window (an old bookmark): what the cookie keeps stays
+  }
+  urlRefid = urlRefid || fromPath();
   if (urlRefid && older(urlRefid, fromCookie())) {
     urlRefid = null;
   }
