@@ -283,3 +283,21 @@ async def test_the_overview_chart_draws_every_day_its_totals_count(
     chart = orjson.loads(found.group(1))
     assert (len(chart["labels"]), chart["labels"][-1]) == (1001, last)
     assert chart["clicks"] == [1] * 1001
+
+
+async def test_lists_name_and_keep_filters_of_affiliates_past_the_newest_thousand(
+    client: httpx.AsyncClient, store: Store
+) -> None:
+    """With more than the thousand newest affiliates the filters offer, a conversion of
+    an older one still shows its name, and a filter on it stays chosen (it was dropped
+    on the next submit, its <option> missing)."""
+    s = await make_offer(client)  # its affiliate is the oldest
+    refid = await click(client, s["link"])
+    await client.get(f"/postback?refid={refid}&orderamount=10&ordernumber=OLD1")
+    for n in range(1000):
+        await store.create_affiliate(f"Newer {n}")
+    await login(client, ADMIN)
+    aff = s["affiliate"]["id"]
+    page = (await client.get(f"/ui/conversions?affiliate_id={aff}")).text
+    assert re.search(rf'<option value="{aff}" selected>Aff #{aff}</option>', page), page[:2000]
+    assert re.search(rf"<td>Aff <small>#{aff}</small></td>", page)

@@ -54,9 +54,25 @@ def filters_of(request: Request, table: str) -> dict[str, Any]:
     return out
 
 
-async def names(ui: Ui, table: str) -> dict[int, str]:
-    page = await ui.app.store.list_rows(table, {}, None, None, 1000, None)
-    return {int(r["id"]): str(r["name"]) for r in page.items}
+NAMES_LISTED = 1000  # the newest of each kind, for the filters' choices
+
+
+async def names(
+    ui: Ui, table: str, rows: list[dict[str, Any]], filters: dict[str, Any]
+) -> dict[int, str]:
+    """Names by id: the newest NAMES_LISTED (the filters' choices), and those of the ids
+    the rows show and the filters hold, however old, so that every row is named and an
+    active filter stays chosen on the next submit."""
+    page = await ui.app.store.list_rows(table, {}, None, None, NAMES_LISTED, None)
+    out = {int(r["id"]): str(r["name"]) for r in page.items}
+    column = f"{table[:-1]}_id"  # offers: offer_id
+    wanted = {r.get(column) for r in rows} | {filters.get(column)}
+    if table == "offers":  # the offers list: its own rows
+        wanted |= {r.get("id") for r in rows}
+    missing = sorted(int(i) for i in wanted if isinstance(i, int) and i not in out)
+    if missing:
+        out.update(await ui.app.store.report_names(table, missing))
+    return out
 
 
 def routes(ui: Ui) -> list[Route]:
@@ -80,9 +96,11 @@ def routes(ui: Ui) -> list[Route]:
             items=items,
             filters=filters,
             older=older,
-            offers=await names(ui, "offers"),
-            affiliates=await names(ui, "affiliates"),
-            advertisers=await names(ui, "advertisers") if table == "offers" else {},
+            offers=await names(ui, "offers", page.items, filters),
+            affiliates=await names(ui, "affiliates", page.items, filters),
+            advertisers=(
+                await names(ui, "advertisers", page.items, filters) if table == "offers" else {}
+            ),
         )
 
     async def conversions(request: Request, session: Session) -> Response:
