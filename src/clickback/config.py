@@ -173,7 +173,7 @@ SETTINGS: dict[str, tuple[str, str]] = {
         "`duplicate`) and the writer opens a new connection. A click is committed within "
         "this time of its coming or answered 503 (an asynchronous one is dropped; its RefID "
         "still attributes), so the fraud screening and the rollup take clicks once this "
-        "plus 1 s old (when more than CLICKBACK_ROLLUP_SETTLE): with several processes or "
+        "plus 1 s old (unless CLICKBACK_ROLLUP_SETTLE is set): with several processes or "
         "nodes, a click committed later could be passed over for good.",
     ),
     "CLICKBACK_GEOIP_MMDB": (
