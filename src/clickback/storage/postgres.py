@@ -390,26 +390,25 @@ class PostgresStore(SqlStore):
         screened and rolled up never (another process's later clicks moved their
         watermarks past it meanwhile)."""
         now = time.monotonic()
-        oldest = min(
-            (at for (k, _, _), at in zip(batch, since, strict=True) if k == _CLICK), default=now
-        )
-        if now - oldest < self.write_timeout:
-            return batch, since, min(self.write_timeout, oldest + self.write_timeout - now)
-        late = {
-            i
-            for i, ((k, _, _), at) in enumerate(zip(batch, since, strict=True))
-            if k == _CLICK and now - at >= self.write_timeout
-        }
-        gone = [batch[i] for i in sorted(late)]
-        log.error(
-            "%d clicks waited %s s or more to be written; not written (%d asynchronous)",
-            len(gone),
-            self.write_timeout,
-            sum(1 for _, _, fut in gone if fut is None),
-        )
-        fail(gone, TimeoutError("click not written in time"), TIMED_OUT)
-        rest = [i for i in range(len(batch)) if i not in late]
-        return self._in_time([batch[i] for i in rest], [since[i] for i in rest])
+        keep = [
+            n
+            for n, ((k, _, _), at) in enumerate(zip(batch, since, strict=True))
+            if k != _CLICK or now - at < self.write_timeout
+        ]
+        if len(keep) < len(batch):
+            kept = set(keep)
+            gone = [item for n, item in enumerate(batch) if n not in kept]
+            log.error(
+                "%d clicks waited %s s or more to be written; not written (%d asynchronous)",
+                len(gone),
+                self.write_timeout,
+                sum(1 for _, _, fut in gone if fut is None),
+            )
+            fail(gone, TimeoutError("click not written in time"), TIMED_OUT)
+            batch, since = [batch[n] for n in keep], [since[n] for n in keep]
+        clicks = [at for (k, _, _), at in zip(batch, since, strict=True) if k == _CLICK]
+        left = min(clicks, default=now) + self.write_timeout - now
+        return batch, since, min(self.write_timeout, left)
 
     async def _commit_within(self, batch: list[tuple[int, Any, Any]], left: float) -> list[Any]:
         """`_commit`, or TimeoutError after `left` seconds: a server that hangs
