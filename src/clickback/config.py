@@ -79,7 +79,9 @@ SETTINGS: dict[str, tuple[str, str]] = {
     "CLICKBACK_OUTBOUND_TIMEOUT": (
         "10",
         "Seconds an outbound postback may take, resolving its host included; shorter than "
-        "CLICKBACK_OUTBOUND_LEASE_SECONDS.",
+        "CLICKBACK_OUTBOUND_LEASE_SECONDS. A server told to stop (SIGTERM) waits up to this "
+        "and a second for the postbacks in flight to end and be recorded: give the process "
+        "manager a longer stop timeout than that, or a postback cut off is sent again.",
     ),
     "CLICKBACK_OUTBOUND_RETRY_SECONDS": (
         "10,60,300,900,3600,10800",
