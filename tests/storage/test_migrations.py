@@ -63,9 +63,12 @@ _ROWS = [
 ]
 
 
-async def _old_store(engine: str, tmp_path: Path, name: str) -> Store:
-    """A store on a database as version OLD left it, with rows (a conversion with a
-    history row, which refers to it), not opened on the new version yet."""
+async def _old_store(
+    engine: str, tmp_path: Path, name: str, version: int = OLD, rows: list[str] = _ROWS
+) -> Store:
+    """A store on a database as `version` left it, with `rows` (by default a conversion
+    with a history row, which refers to it), not opened on the new version yet."""
+    last = version
     if engine == "sqlite":
         path = str(tmp_path / "old.db")
         old = sqlite3.connect(path, isolation_level=None)
@@ -74,11 +77,11 @@ async def _old_store(engine: str, tmp_path: Path, name: str) -> Store:
             "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY,"
             " applied_at BIGINT NOT NULL)"
         )
-        for version in range(1, OLD + 1):
+        for version in range(1, last + 1):
             for statement in schema.statements("sqlite", version):
                 old.execute(statement)
             old.execute("INSERT INTO schema_migrations VALUES (?, 0)", (version,))
-        for statement in _ROWS:
+        for statement in rows:
             old.execute(statement)
         old.close()
         return SqliteStore(path)
@@ -88,11 +91,11 @@ async def _old_store(engine: str, tmp_path: Path, name: str) -> Store:
             "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY,"
             " applied_at BIGINT NOT NULL)"
         )
-        for version in range(1, OLD + 1):
+        for version in range(1, last + 1):
             for statement in schema.statements("postgres", version):
                 await conn.execute(statement)
             await conn.execute("INSERT INTO schema_migrations VALUES ($1, 0)", version)
-        for statement in _ROWS:
+        for statement in rows:
             await conn.execute(statement)
         await conn.execute("SELECT setval(pg_get_serial_sequence('conversions', 'id'), 2)")
     finally:
@@ -135,6 +138,51 @@ async def test_a_database_with_conversions_dedupes_test_and_real_orders_apart_on
             (Outcome.ACCEPTED, 4),  # the real order after a test that used its number
             (Outcome.DUPLICATE, 3),
         ]
+    finally:
+        await store.close()
+        await admin.execute(f"DROP SCHEMA {name} CASCADE")
+        await admin.close()
+
+
+@pytest.mark.parametrize("engine", ["sqlite", "postgres"])
+async def test_what_belongs_to_an_archived_row_is_archived_once_migrated(
+    engine: str, tmp_path: Path
+) -> None:
+    """Archived before archiving took what belongs to a row with it: advertiser 1's offer
+    and that offer's link, and affiliate 2's link, are archived by the migration, at
+    their owner's time; advertiser 3's offer and its link with affiliate 1 are not."""
+    rows = [
+        *_ROWS[:4],
+        "UPDATE advertisers SET archived_at = 7000 WHERE id = 1",
+        "INSERT INTO affiliates (id, name, created_at, updated_at, archived_at)"
+        " VALUES (2, 'G', 0, 0, 8000)",
+        "INSERT INTO advertisers (id, name, postback_token, created_at, updated_at)"
+        " VALUES (3, 'B', 'tok3', 0, 0)",
+        "INSERT INTO offers (id, advertiser_id, name, destination_url, payout_type, currency,"
+        " created_at, updated_at) VALUES (3, 3, 'P', 'https://y.example/', 'cpa', 'USD', 0, 0)",
+        *(
+            "INSERT INTO links (id, code, offer_id, affiliate_id, created_at, updated_at)"
+            f" VALUES ({i}, 'code{i}', 3, {aff}, 0, 0)"
+            for i, aff in ((2, 2), (3, 1))
+        ),
+    ]
+    name = "m_" + uuid.uuid4().hex[:12]
+    admin = await asyncpg.connect(PG_URL)
+    await admin.execute(f"CREATE SCHEMA {name}")
+    store = await _old_store(engine, tmp_path, name, 22, rows)
+    try:
+        assert await store.migrate() == schema.LATEST
+        seen = {
+            table: [
+                (r["id"], r["archived_at"])
+                for r in (await store.list_rows(table, {}, None, None, 9, None)).items
+            ]
+            for table in ("offers", "links")
+        }
+        assert seen == {
+            "offers": [(3, None), (1, 7000)],
+            "links": [(3, None), (2, 8000), (1, 7000)],
+        }
     finally:
         await store.close()
         await admin.execute(f"DROP SCHEMA {name} CASCADE")

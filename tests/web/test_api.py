@@ -734,6 +734,48 @@ async def test_an_archived_offer_reads_archived_and_its_status_cannot_be_set(
     assert (await client.get(url, headers=AUTH)).json()["status"] == "archived"
 
 
+async def test_archiving_an_advertiser_or_affiliate_archives_what_belongs_to_it(
+    client: httpx.AsyncClient,
+) -> None:
+    """An advertiser's offers, and their links, stop serving with it, and read so; an
+    affiliate's links too. Nothing new can be made under an archived one."""
+    s = await make_offer(client)
+    adv, aff = s["advertiser"]["id"], s["affiliate"]["id"]
+    body = {**OFFER_BODY, "advertiser_id": adv, "name": "Second"}
+    second = (await client.post("/api/v1/offers", json=body, headers=AUTH)).json()["id"]
+    other = await make_offer(client, name="Other")
+    oid, kept = s["offer"]["id"], other["offer"]["id"]
+    assert (await client.delete(f"/api/v1/advertisers/{adv}", headers=AUTH)).status_code < 300
+
+    async def offers(query: str) -> list[tuple[int, str]]:
+        r = await client.get(f"/api/v1/offers?{query}", headers=AUTH)
+        return sorted((o["id"], o["status"]) for o in r.json()["items"])
+
+    assert await offers("status=archived") == [(oid, "archived"), (second, "archived")]
+    assert await offers("status=active") == [(kept, "active")]
+    link = (await client.get(f"/api/v1/links/{s['link']['id']}", headers=AUTH)).json()
+    assert (link["active"], link["archived_at"] is not None) == (False, True)
+    made = {
+        "offer": await client.post("/api/v1/offers", json=body, headers=AUTH),
+        "link": await client.post(
+            "/api/v1/links", json={"offer_id": oid, "affiliate_id": aff}, headers=AUTH
+        ),
+    }
+    codes = {k: (r.status_code, r.json()["errors"][0]["code"]) for k, r in made.items()}
+    assert codes == {"offer": (409, "advertiser_archived"), "link": (409, "offer_archived")}
+
+    other_aff = other["affiliate"]["id"]
+    assert (await client.delete(f"/api/v1/affiliates/{other_aff}", headers=AUTH)).status_code < 300
+    r = await client.get(f"/api/v1/links?affiliate_id={other_aff}&archived=true", headers=AUTH)
+    assert [x["id"] for x in r.json()["items"]] == [other["link"]["id"]]
+    assert (await client.get(f"/c/{other['link']['code']}")).status_code == 404
+    r = await client.post(
+        "/api/v1/links", json={"offer_id": kept, "affiliate_id": other_aff}, headers=AUTH
+    )
+    assert (r.status_code, r.json()["errors"][0]["code"]) == (409, "affiliate_archived")
+    assert (await offers("status=active")) == [(kept, "active")]  # the offer itself serves on
+
+
 async def test_an_archived_link_reads_inactive(client: httpx.AsyncClient) -> None:
     link = (await make_offer(client))["link"]["id"]
     assert (await client.delete(f"/api/v1/links/{link}", headers=AUTH)).status_code in (200, 204)

@@ -325,11 +325,22 @@ async def create_advertiser(store: Store, values: Mapping[str, Any]) -> int:
 
 async def create_offer(store: Store, values: Mapping[str, Any], base_currency: str = "USD") -> int:
     cols = offer_values(values, base_currency=base_currency)
-    if await store.get_row("advertisers", cols["advertiser_id"]) is None:
-        raise NotFoundError(
-            f"advertiser {cols['advertiser_id']} does not exist", field="advertiser_id"
-        )
+    await _live(store, "advertisers", cols["advertiser_id"], "advertiser_id")
     return await store.create_offer(cols)
+
+
+async def _live(store: Store, table: str, row_id: int, field: str) -> None:
+    """Refuses making something under a row that does not exist or is archived (what
+    is made under it would never serve)."""
+    noun = table.rstrip("s")
+    row = await store.get_row(table, row_id)
+    if row is None:
+        raise NotFoundError(f"{noun} {row_id} does not exist", field=field)
+    if row["archived_at"] is not None:
+        raise ConflictError(
+            f"{noun} {row_id} is archived: nothing new can be made under it",
+            code=f"{noun}_archived",
+        )
 
 
 # which of an offer's types each payout or revenue field applies to
@@ -418,10 +429,8 @@ async def create_affiliate(
 async def create_link(store: Store, values: Mapping[str, Any]) -> int:
     offer_id = _id(values, "offer_id")
     affiliate_id = _id(values, "affiliate_id")
-    if await store.get_row("offers", offer_id) is None:
-        raise NotFoundError(f"offer {offer_id} does not exist", field="offer_id")
-    if await store.get_row("affiliates", affiliate_id) is None:
-        raise NotFoundError(f"affiliate {affiliate_id} does not exist", field="affiliate_id")
+    await _live(store, "offers", offer_id, "offer_id")
+    await _live(store, "affiliates", affiliate_id, "affiliate_id")
     return await store.create_link(new_link_code(), offer_id, affiliate_id)
 
 

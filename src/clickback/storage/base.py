@@ -82,6 +82,17 @@ LINKS_SERVING = (
 )
 
 
+# what is archived with a row: (table, the condition its rows meet, on the row's id)
+ARCHIVED_WITH: dict[str, tuple[tuple[str, str], ...]] = {
+    "advertisers": (
+        ("offers", "advertiser_id = ?"),
+        ("links", "offer_id IN (SELECT id FROM offers WHERE advertiser_id = ?)"),
+    ),
+    "offers": (("links", "offer_id = ?"),),
+    "affiliates": (("links", "affiliate_id = ?"),),
+}
+
+
 def now_us() -> int:
     return time.time_ns() // 1000
 
@@ -282,17 +293,26 @@ class SqlStore(OutboxSql, ScreeningSql, ReportSql, RatesSql):
         return found is not None
 
     async def archive_row(self, table: str, row_id: int) -> bool:
-        """Archives (never deletes): the row stops serving and keeps its history."""
+        """Archives (never deletes): the row stops serving and keeps its history, and so
+        does what belongs to it (an advertiser's offers, an offer's or affiliate's links),
+        in the same transaction."""
         t = now_us()
-        found = await self._write(
-            f"UPDATE {table} SET archived_at = coalesce(archived_at, ?), updated_at = ? "
-            "WHERE id = ? RETURNING id",
-            t,
-            t,
-            row_id,
-            bump=True,
-        )
-        return found is not None
+        steps = [
+            (
+                f"UPDATE {table} SET archived_at = coalesce(archived_at, ?), updated_at = ? "
+                "WHERE id = ? RETURNING id",
+                (t, t, row_id),
+            )
+        ]
+        steps += [
+            (
+                f"UPDATE {below} SET archived_at = ?, updated_at = ? "
+                f"WHERE archived_at IS NULL AND {where}",
+                (t, t, row_id),
+            )
+            for below, where in ARCHIVED_WITH.get(table, ())
+        ]
+        return await self._write_all(steps, bump=True, guards=1)
 
     async def create_affiliate(self, name: str, postback: Mapping[str, Any] | None = None) -> int:
         """A new affiliate; `postback` sets its outbound postback columns in the same row."""

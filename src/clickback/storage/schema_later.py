@@ -235,3 +235,23 @@ LATER.append(
         ],
     )
 )
+
+LATER.append(
+    (
+        23,
+        "archived with what they belong to: an archived advertiser's offers, and the links"
+        " of an archived offer or affiliate (archiving does so since)",
+        [
+            """UPDATE offers SET archived_at = (SELECT a.archived_at FROM advertisers AS a
+                WHERE a.id = offers.advertiser_id)
+                WHERE archived_at IS NULL
+                AND advertiser_id IN (SELECT id FROM advertisers WHERE archived_at IS NOT NULL)""",
+            """UPDATE links SET archived_at = coalesce(
+                (SELECT o.archived_at FROM offers AS o WHERE o.id = links.offer_id),
+                (SELECT f.archived_at FROM affiliates AS f WHERE f.id = links.affiliate_id))
+                WHERE archived_at IS NULL
+                AND (offer_id IN (SELECT id FROM offers WHERE archived_at IS NOT NULL)
+                OR affiliate_id IN (SELECT id FROM affiliates WHERE archived_at IS NOT NULL))""",
+        ],
+    )
+)
