@@ -86,14 +86,16 @@ async def public_base(store: Store, settings: Settings) -> str:
     return settings.public_url or await store.get_meta(SERVED_URL) or DEFAULT_URL
 
 
-def _run(db: str | None, work: Callable[[Store], Awaitable[T]]) -> T:
+def _run(db: str | None, work: Callable[[Store], Awaitable[T]], *, migrate: bool = True) -> T:
+    """`work` on the database, migrated first (unless not `migrate`: left as it is)."""
     settings = _settings(db)
 
     async def go() -> T:
         store = await open_store(settings.database_url, settings)
         try:
-            await store.migrate()
-            await fx.check_base_currency(store, settings.base_currency)
+            if migrate:
+                await store.migrate()
+                await fx.check_base_currency(store, settings.base_currency)
             return await work(store)
         finally:
             await store.close()
@@ -196,6 +198,35 @@ def migrate(db: DbOption = None) -> None:
     """Create or upgrade the schema."""
     version = _run(db, lambda store: store.migrate())
     console.print(f"schema at version {version}")
+
+
+@app.command()
+def backup(
+    dest: Annotated[
+        str, typer.Argument(help="The backup's path; its report file is PATH-reports.")
+    ],
+    db: DbOption = None,
+) -> None:
+    """Copy a SQLite database, while it serves, to new files (PostgreSQL: pg_dump).
+    The database is left at its schema version (a backup before an upgrade)."""
+    from clickback.storage.sqlite import path_from_url
+
+    url = _settings(db).database_url
+    source = path_from_url(url) if url.startswith("sqlite:") else ""
+    if source and not os.path.isfile(source):
+        console.print(f"[red]error[/red] (backup): no database at {escape(source)}")
+        raise typer.Exit(2)
+
+    async def work(store: Store) -> list[tuple[str, int]]:
+        with console.status(f"backing up to {escape(dest)}"):
+            return await store.backup(dest.removeprefix("sqlite:///"))
+
+    for path, size in _run(db, work, migrate=False):
+        console.print(f"{escape(path)}  {size / 2**20:,.1f} MB")
+    console.print(
+        "checked (quick_check). To restore: stop the server, move the database's files away"
+        " (its -wal and -shm too), and copy these two in their place under its name."
+    )
 
 
 def _check_worker_settings(settings: Settings) -> None:

@@ -57,6 +57,23 @@ async def load(
         await asyncio.gather(*(worker(n) for n in range(24)))
 
 
+def demo_load(
+    server: Server, stop: threading.Event, clicks: list[str], accepted: list[str]
+) -> threading.Thread:
+    """`load` on the demo link of a server started with `--demo`, in a thread of its own,
+    once it has 200 postbacks accepted (or after 20 s)."""
+    code = re.search(r"/c/([^?\s]+)", server.log.read_text())
+    assert code
+    loader = threading.Thread(
+        target=asyncio.run, args=(load(server.base, code.group(1), stop, clicks, accepted),)
+    )
+    loader.start()
+    deadline = time.monotonic() + 20
+    while len(accepted) < 200 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return loader
+
+
 def stored(db: str) -> tuple[set[str], list[str]]:
     """Click RefIDs and conversion ordernumbers in the database."""
     if db.startswith("sqlite"):
@@ -81,18 +98,10 @@ def test_kill9_under_load_loses_nothing_answered(db: str, tmp_path: Path) -> Non
     server = Server(db, tmp_path)
     try:
         server.start("--demo")
-        code = re.search(r"/c/([^?\s]+)", server.log.read_text())
-        assert code
         clicks: list[str] = []
         accepted: list[str] = []
         stop = threading.Event()
-        loader = threading.Thread(
-            target=asyncio.run, args=(load(server.base, code.group(1), stop, clicks, accepted),)
-        )
-        loader.start()
-        deadline = time.monotonic() + 20
-        while len(accepted) < 200 and time.monotonic() < deadline:
-            time.sleep(0.05)
+        loader = demo_load(server, stop, clicks, accepted)
         server.kill9()  # mid-load: requests are in flight and batches are being committed
         time.sleep(0.3)
         stop.set()

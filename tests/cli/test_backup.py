@@ -1,0 +1,89 @@
+"""`clickback backup`: a SQLite database copied while a server writes to it under load is
+whole (every click answered and postback accepted before it began), checked, its report
+file of the same moment, and usable as a database; PostgreSQL is pointed to pg_dump."""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import orjson
+
+from tests.cli.conftest import CLICKBACK, Server, cli
+from tests.cli.test_kill9 import demo_load, stored
+from tests.conftest import PG_URL
+
+
+def _backup(dest: Path, db: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [CLICKBACK, "backup", str(dest), "--db", db], capture_output=True, text=True, timeout=120
+    )
+
+
+def test_a_backup_under_load_holds_what_was_answered_and_its_reports_agree(
+    sqlite_db: str, tmp_path: Path
+) -> None:
+    server = Server(sqlite_db, tmp_path)
+    dest = tmp_path / "copy.db"
+    clicks: list[str] = []
+    accepted: list[str] = []
+    stop = threading.Event()
+    loader: threading.Thread | None = None
+    try:
+        server.start("--demo")
+        loader = demo_load(server, stop, clicks, accepted)
+        clicked_before, accepted_before = list(clicks), list(accepted)
+        out = _backup(dest, sqlite_db)  # while the load goes on
+        during = len(accepted) - len(accepted_before)
+    finally:
+        stop.set()
+        if loader is not None:
+            loader.join(30)
+        server.stop()
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert len(accepted_before) >= 200 and during > 0, "the load did not go on during the copy"
+    assert f"{dest}-reports" in " ".join(out.stdout.split()) and "checked" in out.stdout
+
+    url = f"sqlite:///{dest}"
+    kept_clicks, orders = stored(url)
+    assert set(clicked_before) <= kept_clicks, "a click answered before the backup is missing"
+    assert set(accepted_before) <= set(orders), "a conversion accepted before it is missing"
+    assert len(orders) == len(set(orders))
+    for path in (dest, Path(f"{dest}-reports")):
+        with sqlite3.connect(path) as conn:
+            assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+    # the copy's reports are of the same moment as its rows: folding in what they had not
+    # yet makes them add up to its rows exactly, never more
+    deadline = time.monotonic() + 20
+    while True:
+        cli("rollup", db=url)
+        totals = orjson.loads(cli("report", "--format", "json", db=url))["totals"]
+        seen = (totals["clicks"], totals["conversions"])
+        assert seen[0] <= len(kept_clicks) and seen[1] <= len(orders), seen
+        if seen == (len(kept_clicks), len(orders)) or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert seen == (len(kept_clicks), len(orders))
+
+
+def test_a_backup_refuses_to_overwrite_and_says_what_postgresql_uses(
+    sqlite_db: str, tmp_path: Path
+) -> None:
+    cli("migrate", db=sqlite_db)
+    dest = tmp_path / "copy.db"
+    assert _backup(dest, sqlite_db).returncode == 0
+    before = dest.read_bytes()
+    again = _backup(dest, sqlite_db)
+    assert again.returncode == 2 and "exists" in again.stdout, again.stdout + again.stderr
+    assert dest.read_bytes() == before
+    missing = _backup(tmp_path / "other.db", f"sqlite:///{tmp_path / 'none.db'}")
+    assert missing.returncode == 2 and "no database at" in missing.stdout
+    assert not (tmp_path / "none.db").exists() and not (tmp_path / "other.db").exists()
+    pg = _backup(tmp_path / "pg.db", PG_URL)
+    text = " ".join(pg.stdout.split())
+    assert pg.returncode == 2 and "pg_dump --format=custom" in text, text
+    assert "Traceback" not in pg.stdout + pg.stderr
