@@ -8,6 +8,7 @@ import json
 from typing import Any
 
 import httpx
+import orjson
 
 from clickback.web.app import ClickbackApp
 from tests.conftest import AUTH, click, form_post_scope, make_offer
@@ -90,6 +91,42 @@ async def test_an_amount_too_large_to_store_is_a_400_in_the_ledger(
     )
     assert r.json()["status"] == "accepted"
     assert [p["ordernumber"] for p in await ledger(client)] == ["MAX", "BIG2", "BIG1"]
+
+
+async def test_amounts_at_the_limits_are_taken_or_told_what_is_wrong(
+    client: httpx.AsyncClient,
+) -> None:
+    """10^15 minor units in a currency without decimals is the largest amount stored; a
+    plain decimal finer than the currency, or too large, is told so, not that it is no
+    plain decimal; the longest plain decimals read are refused, never a 500."""
+    s = await make_offer(client, payout_type="cps", payout_percent="12.5", payout_amount=None)
+    refid = await click(client, s["link"])
+
+    async def fire(number: str, amount: str, currency: str = "") -> httpx.Response:
+        params = {"refid": refid, "orderamount": amount, "ordernumber": number}
+        return await client.get("/postback", params={**params, "currency": currency})
+
+    for number, amount, currency in (
+        ("YEN", "1000000000000000", "JPY"),
+        ("ONE", "1.000000000", "USD"),
+        ("ZEROS", "0000000000000001.00", ""),
+    ):
+        r = await fire(number, amount, currency)
+        assert r.json()["status"] == "accepted", (amount, r.text)
+    for number, amount, currency, said in (
+        ("FINE", "0.000000001", "", "more decimals than USD has (2)"),
+        ("FINE2", "0.000000001", "EUR", "more decimals than EUR has (2)"),
+        ("LONG", "12345678901234567", "", "too large to store"),
+        ("DEC", "0.1234567890123456789", "", "more decimals than any currency has"),
+        ("YEN2", "1000000000000001", "JPY", "too large to store"),
+        ("EDGE1", "9999999999999999.999999999999999999", "CLF", ""),
+        ("EDGE2", "9999999999999999.000000000000000000", "JPY", "too large to store"),
+        ("EDGE3", "9999999999999999.99", "USD", "too large to store"),
+    ):
+        r = await fire(number, amount, currency)
+        assert r.status_code == 400, (amount, r.text)
+        [error] = r.json()["errors"]
+        assert error["code"] == "invalid_amount" and said in error["message"], (amount, error)
 
 
 async def test_a_blank_refid_beside_a_clickid_reads_the_clickid(client: httpx.AsyncClient) -> None:
@@ -194,6 +231,39 @@ async def test_a_parameter_sent_twice_with_different_values_is_refused(
     r = await client.post(f"/api/v1/postbacks/{row['id']}/replay", headers=AUTH)
     assert r.json()["answer"]["errors"][0]["code"] == "repeated"
     assert [c["ordernumber"] for c in await conversions(client)] == ["D2"]
+    # sent blank and filled, it is repeated, not also missing (the first is kept)
+    for query, field in (
+        (f"refid=&refid={refid}&orderamount=1", "refid"),
+        (f"refid={refid}&orderamount=&orderamount=3", "orderamount"),
+    ):
+        r = await client.get(f"/postback?{query}&ordernumber=D4")
+        fields = [(e["field"], e["code"]) for e in r.json()["errors"]]
+        assert fields == [(field, "repeated")], fields
+
+
+async def test_more_parameters_than_read_are_refused_with_the_first_kept(
+    client: httpx.AsyncClient,
+) -> None:
+    """Past 64 parameters a postback is refused, with the first 64 in the ledger (whose
+    order it was stays known) and no error about the parameters it did send; a replay
+    refuses it again."""
+    s = await make_offer(client)
+    refid = await click(client, s["link"])
+    extra = "&".join(f"item{k}=1" for k in range(62))
+    for query in (
+        f"refid={refid}&orderamount=10.00&ordernumber=TMF-1&{extra}",
+        f"{extra}&a=1&b=2&c=3&refid={refid}",
+    ):
+        r = await client.get(f"/postback?{query}")
+        assert r.status_code == 400
+        assert [(e["field"], e["code"]) for e in r.json()["errors"]] == [("*", "too_many_fields")]
+    [late, first] = await ledger(client)
+    kept = orjson.loads(first["params"]) if isinstance(first["params"], str) else first["params"]
+    assert len(kept) == 64 and kept["ordernumber"] == "TMF-1" and first["refid"] == refid
+    assert (first["ordernumber"], first["code"], late["refid"]) == ("TMF-1", "too_many_fields", "")
+    r = await client.post(f"/api/v1/postbacks/{first['id']}/replay", headers=AUTH)
+    assert r.json()["answer"]["errors"][0]["code"] == "too_many_fields"
+    assert await conversions(client) == []
 
 
 async def test_a_long_query_of_two_byte_characters_is_read_whole(

@@ -27,7 +27,11 @@ _NOT_CURRENCIES = frozenset(
 # the most minor units a stored amount may hold (10 trillion in a currency of cents): the
 # rollups add thousands of them up in 64-bit integers
 MAX_MINOR = 10**15
-_AMOUNT_RE = re.compile(r"\A[0-9]{1,15}(?:\.[0-9]{1,8})?\Z")
+# digits enough for MAX_MINOR in a currency without decimals (10^15 yen), and decimals
+# enough that a finer amount is told it is finer than its currency; leading zeros aside,
+# at most 34 digits, exact in Decimal's 28-digit arithmetic once fitted to a currency
+_AMOUNT_RE = re.compile(r"\A0*(?:[0-9]{1,16})(?:\.[0-9]{1,18})?\Z")
+_PLAIN_RE = re.compile(r"\A[0-9]+(?:\.[0-9]+)?\Z")
 
 
 @cache
@@ -54,11 +58,22 @@ def normalize_currency(value: str) -> str | None:
 
 
 def parse_amount(text: str) -> Decimal | None:
-    """A plain non-negative decimal (`12`, `12.5`, `0`); None for anything else
-    (`-1`, `1e3`, `NaN`, `12,50`, `+3`, ` 1`)."""
+    """A plain non-negative decimal (`12`, `12.5`, `0`) of at most 16 digits before the
+    point and 18 after; None for anything else (`-1`, `1e3`, `NaN`, `12,50`, `+3`, ` 1`,
+    and a plain decimal longer than that: `plain_but_long`)."""
     if not _AMOUNT_RE.match(text):
         return None
     return Decimal(text)
+
+
+def plain_but_long(text: str) -> str:
+    """Why a plain decimal that `parse_amount` refuses is refused: 'integer' for more than
+    16 digits before the point (more than any currency's MAX_MINOR), 'decimals' for more
+    than 18 after it; '' for anything else."""
+    if not _PLAIN_RE.match(text):
+        return ""
+    whole, _, decimals = text.lstrip("0").partition(".")
+    return "integer" if len(whole) > 16 else "decimals" if len(decimals) > 18 else ""
 
 
 def fits_currency(amount: Decimal, currency: str) -> bool:

@@ -151,13 +151,17 @@ def merge_errors(arrived: Sequence[FieldError], found: Sequence[FieldError]) -> 
     (`"orderamount": true` is told once that it is no amount, not again as the text
     `true`; `"10\\udc00"` once that it holds half a character)."""
     sent_as = {e.field for e in arrived if e.field != "*" and e.code in _SENT_AS}
+    if any(e.code == "too_many_fields" for e in arrived):
+        # a parameter past the first MAX_FIELDS was sent, but not kept: not "missing"
+        found = [e for e in found if e.code != "missing"]
     if not sent_as:
         return [*arrived, *found]
     return [*arrived, *(e for e in found if e.field not in sent_as)]
 
 
-# the codes `not_a_value`, `half_a_character` and `nul_in` give
-_SENT_AS = frozenset({"invalid_amount", "invalid_json", "invalid_text"})
+# the codes `not_a_value`, `half_a_character` and `nul_in` give, and `repeated` (the
+# value kept is the first, blank maybe: the parameter was sent all the same)
+_SENT_AS = frozenset({"invalid_amount", "invalid_json", "invalid_text", "repeated"})
 
 
 def _too_precise(currency: str) -> FieldError:
@@ -200,6 +204,11 @@ def _is_currency(text: str) -> bool:
 def _amount_problem(text: str) -> str:
     """What is wrong with an `orderamount` that is not a plain non-negative decimal, said
     so that the advertiser's developer sees the fix."""
+    long = money.plain_but_long(text)
+    if long == "integer":
+        return f"`orderamount` is too large to store: over {money.MAX_MINOR:,} minor units"
+    if long == "decimals":
+        return "`orderamount` has more decimals than any currency has (18 at the most)"
     plain = "`orderamount` must be a plain non-negative decimal such as 12.50"
     if text.startswith("-"):
         return f"{plain}: a refund is no negative order, reverse the conversion instead"

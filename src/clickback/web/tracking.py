@@ -121,8 +121,15 @@ def _params(
     try:
         pairs = split_query(text)
     except ValueError:
-        errors.append(FieldError("*", "too_many_fields", f"more than {MAX_FIELDS} parameters"))
-        return
+        # refused, but the first MAX_FIELDS are kept: whose order it was stays known
+        errors.append(
+            FieldError(
+                "*",
+                "too_many_fields",
+                f"more than {MAX_FIELDS} parameters (the first {MAX_FIELDS} are kept)",
+            )
+        )
+        pairs = split_query("&".join(text.split("&", MAX_FIELDS)[:MAX_FIELDS]))
     _merge(pairs, into, errors, sent)
 
 
