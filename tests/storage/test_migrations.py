@@ -150,7 +150,9 @@ async def test_what_belongs_to_an_archived_row_is_archived_once_migrated(
 ) -> None:
     """Archived before archiving took what belongs to a row with it: advertiser 1's offer
     and that offer's link, and affiliate 2's link, are archived by the migration, at
-    their owner's time; advertiser 3's offer and its link with affiliate 1 are not."""
+    their owner's time; advertiser 3's offer and its link with affiliate 1 are not. Offer
+    4, archived itself: its link archived before keeps its time, and its link with
+    affiliate 2 takes the offer's (the earlier)."""
     rows = [
         *_ROWS[:4],
         "UPDATE advertisers SET archived_at = 7000 WHERE id = 1",
@@ -164,6 +166,14 @@ async def test_what_belongs_to_an_archived_row_is_archived_once_migrated(
             "INSERT INTO links (id, code, offer_id, affiliate_id, created_at, updated_at)"
             f" VALUES ({i}, 'code{i}', 3, {aff}, 0, 0)"
             for i, aff in ((2, 2), (3, 1))
+        ),
+        "INSERT INTO offers (id, advertiser_id, name, destination_url, payout_type, currency,"
+        " created_at, updated_at, archived_at)"
+        " VALUES (4, 3, 'Q', 'https://z.example/', 'cpa', 'USD', 0, 0, 6000)",
+        *(
+            "INSERT INTO links (id, code, offer_id, affiliate_id, created_at, updated_at,"
+            f" archived_at) VALUES ({i}, 'code{i}', 4, {aff}, 0, 0, {at})"
+            for i, aff, at in ((4, 1, 5000), (5, 2, "NULL"))
         ),
     ]
     name = "m_" + uuid.uuid4().hex[:12]
@@ -180,8 +190,8 @@ async def test_what_belongs_to_an_archived_row_is_archived_once_migrated(
             for table in ("offers", "links")
         }
         assert seen == {
-            "offers": [(3, None), (1, 7000)],
-            "links": [(3, None), (2, 8000), (1, 7000)],
+            "offers": [(4, 6000), (3, None), (1, 7000)],
+            "links": [(5, 6000), (4, 5000), (3, None), (2, 8000), (1, 7000)],
         }
     finally:
         await store.close()

@@ -755,6 +755,8 @@ async def test_archiving_an_advertiser_or_affiliate_archives_what_belongs_to_it(
     assert await offers("status=active") == [(kept, "active")]
     link = (await client.get(f"/api/v1/links/{s['link']['id']}", headers=AUTH)).json()
     assert (link["active"], link["archived_at"] is not None) == (False, True)
+    link = (await client.get(f"/api/v1/links/{other['link']['id']}", headers=AUTH)).json()
+    assert (link["active"], link["archived_at"]) == (True, None)  # another advertiser's
     made = {
         "offer": await client.post("/api/v1/offers", json=body, headers=AUTH),
         "link": await client.post(
@@ -774,6 +776,68 @@ async def test_archiving_an_advertiser_or_affiliate_archives_what_belongs_to_it(
     )
     assert (r.status_code, r.json()["errors"][0]["code"]) == (409, "affiliate_archived")
     assert (await offers("status=active")) == [(kept, "active")]  # the offer itself serves on
+
+
+async def test_archiving_an_offer_archives_its_links_and_nothing_is_made_under_it(
+    client: httpx.AsyncClient,
+) -> None:
+    """An archived offer's links, and only its, are archived with it; its integration
+    tests, rules and caps are refused (409), and so are those of an archived affiliate;
+    the OpenAPI document says these answers may be 409s."""
+    s, other = await make_offer(client), await make_offer(client, name="Other")
+    oid, aff = s["offer"]["id"], s["affiliate"]["id"]
+    assert (await client.delete(f"/api/v1/offers/{oid}", headers=AUTH)).status_code < 300
+
+    async def archived(link: dict) -> bool:
+        r = await client.get(f"/api/v1/links/{link['id']}", headers=AUTH)
+        return bool(r.json()["archived_at"]) and not r.json()["active"]
+
+    assert (await archived(s["link"]), await archived(other["link"])) == (True, False)
+    other_aff = other["affiliate"]["id"]
+    assert (await client.delete(f"/api/v1/affiliates/{other_aff}", headers=AUTH)).status_code < 300
+    kept = other["offer"]["id"]
+    rule = {"commissionid": "X", "payout_type": "cpa", "payout_amount": "2"}
+    calls = {
+        "test": ("POST", f"/api/v1/offers/{oid}/integration-tests", {}),
+        "test, affiliate": (
+            "POST",
+            f"/api/v1/offers/{kept}/integration-tests",
+            {"affiliate_id": other_aff},
+        ),
+        "rule": ("POST", f"/api/v1/offers/{oid}/rules", rule),
+        "rule, affiliate": (
+            "POST",
+            f"/api/v1/offers/{kept}/rules",
+            {**rule, "affiliate_id": other_aff},
+        ),
+        "cap": ("PUT", f"/api/v1/offers/{oid}/caps/{aff}", {"daily_cap": 5}),
+        "cap, affiliate": ("PUT", f"/api/v1/offers/{kept}/caps/{other_aff}", {"daily_cap": 5}),
+    }
+    seen = {}
+    for name, (method, url, body) in calls.items():
+        r = await client.request(method, url, json=body, headers=AUTH)
+        seen[name] = (r.status_code, r.json()["errors"][0]["code"])
+    offer, affiliate = (409, "offer_archived"), (409, "affiliate_archived")
+    assert seen == {
+        "test": offer,
+        "test, affiliate": affiliate,
+        "rule": offer,
+        "rule, affiliate": affiliate,
+        "cap": offer,
+        "cap, affiliate": affiliate,
+    }
+    r = await client.get(f"/api/v1/links?offer_id={oid}&archived=false", headers=AUTH)
+    assert r.json()["items"] == []  # no test link was made
+    doc = (await client.get("/api/v1/openapi.json", headers=AUTH)).json()["paths"]
+    for path, method in (
+        ("/api/v1/offers", "post"),
+        ("/api/v1/links", "post"),
+        ("/api/v1/offers/{id}", "patch"),
+        ("/api/v1/offers/{id}/integration-tests", "post"),
+        ("/api/v1/offers/{id}/rules", "post"),
+        ("/api/v1/offers/{id}/caps/{affiliate_id}", "put"),
+    ):
+        assert "409" in doc[path][method]["responses"], (path, method)
 
 
 async def test_an_archived_link_reads_inactive(client: httpx.AsyncClient) -> None:

@@ -325,11 +325,11 @@ async def create_advertiser(store: Store, values: Mapping[str, Any]) -> int:
 
 async def create_offer(store: Store, values: Mapping[str, Any], base_currency: str = "USD") -> int:
     cols = offer_values(values, base_currency=base_currency)
-    await _live(store, "advertisers", cols["advertiser_id"], "advertiser_id")
+    await require_live(store, "advertisers", cols["advertiser_id"], "advertiser_id")
     return await store.create_offer(cols)
 
 
-async def _live(store: Store, table: str, row_id: int, field: str) -> None:
+async def require_live(store: Store, table: str, row_id: int, field: str | None = None) -> None:
     """Refuses making something under a row that does not exist or is archived (what
     is made under it would never serve)."""
     noun = table.rstrip("s")
@@ -429,8 +429,8 @@ async def create_affiliate(
 async def create_link(store: Store, values: Mapping[str, Any]) -> int:
     offer_id = _id(values, "offer_id")
     affiliate_id = _id(values, "affiliate_id")
-    await _live(store, "offers", offer_id, "offer_id")
-    await _live(store, "affiliates", affiliate_id, "affiliate_id")
+    await require_live(store, "offers", offer_id, "offer_id")
+    await require_live(store, "affiliates", affiliate_id, "affiliate_id")
     return await store.create_link(new_link_code(), offer_id, affiliate_id)
 
 
@@ -569,9 +569,9 @@ async def create_rule(
 ) -> int:
     """A commission rule for an offer: by `commissionid`, by `affiliate_id`, or both;
     `base_currency` (the tracker's) for the bound on the payout's value in it."""
+    await require_live(store, "offers", offer_id)
     offer = await store.get_row("offers", offer_id)
-    if offer is None:
-        raise NotFoundError(f"offer {offer_id} does not exist")
+    assert offer is not None
     commissionid = values.get("commissionid") or ""
     if not isinstance(commissionid, str) or len(commissionid) > 255:
         raise InputError(
@@ -583,8 +583,7 @@ async def create_rule(
     affiliate_id = None
     if values.get("affiliate_id") is not None:
         affiliate_id = _id(values, "affiliate_id")
-        if await store.get_row("affiliates", affiliate_id) is None:
-            raise NotFoundError(f"affiliate {affiliate_id} does not exist", field="affiliate_id")
+        await require_live(store, "affiliates", affiliate_id, "affiliate_id")
     if not commissionid and affiliate_id is None:
         raise InputError(
             "a rule needs a `commissionid`, an `affiliate_id`, or both",

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from clickback.domain.admin import daily_cap
+from clickback.domain.admin import daily_cap, require_live
 from clickback.domain.ports import Store
 from clickback.domain.timefmt import iso, now_us
 from clickback.errors import InputError, NotFoundError
@@ -24,9 +24,8 @@ async def set_affiliate_cap(
     store: Store, offer_id: int, affiliate_id: int, values: Mapping[str, Any]
 ) -> None:
     """Sets (or changes) the affiliate's daily cap on the offer."""
-    await _check_offer(store, offer_id)
-    if await store.get_row("affiliates", affiliate_id) is None:
-        raise NotFoundError(f"affiliate {affiliate_id} does not exist")
+    await require_live(store, "offers", offer_id)
+    await require_live(store, "affiliates", affiliate_id)
     cap = daily_cap(values.get("daily_cap"))
     if cap is None:
         raise InputError(

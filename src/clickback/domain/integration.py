@@ -121,13 +121,13 @@ async def start(
     affiliate_id: int | None = None,
     probe: LandingProbe | None = None,
 ) -> int:
+    await admin.require_live(store, "offers", offer_id)  # its test link would not serve
     offer = await store.get_row("offers", offer_id)
-    if offer is None:
-        raise NotFoundError(f"offer {offer_id} does not exist")
+    assert offer is not None
     if affiliate_id is None:
         affiliate_id = await test_affiliate(store)
-    elif await store.get_row("affiliates", affiliate_id) is None:
-        raise NotFoundError(f"affiliate {affiliate_id} does not exist", field="affiliate_id")
+    else:
+        await admin.require_live(store, "affiliates", affiliate_id, "affiliate_id")
     code = admin.new_link_code()
     link_id = await store.create_link(code, offer_id, affiliate_id, is_test=True)
     await tracker.catalog.reload()

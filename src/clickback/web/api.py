@@ -186,6 +186,8 @@ def entity_endpoints(app: ClickbackApp) -> list[Endpoint]:
                 body=f"{schema}Create",
                 response=detail,
                 status=201,
+                # what belongs to an archived row is not made (409)
+                errors=(400, 404, 409) if table in ("offers", "links") else (400, 404),
                 tags=(table,),
             ),
             Endpoint(
@@ -207,6 +209,8 @@ def entity_endpoints(app: ClickbackApp) -> list[Endpoint]:
                 write=True,
                 body=f"{schema}Update",
                 response=detail,
+                # an archived offer's status or link's `active` is not set (409)
+                errors=(400, 404, 409) if table in ("offers", "links") else (400, 404),
                 tags=(table,),
             ),
             Endpoint(

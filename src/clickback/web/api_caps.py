@@ -49,6 +49,7 @@ def endpoints(app: ClickbackApp) -> list[Endpoint]:
             write=True,
             body="AffiliateCapSet",
             response="AffiliateCap",
+            errors=(400, 404, 409),  # 409: the offer or affiliate is archived
             tags=tags,
         ),
         Endpoint(

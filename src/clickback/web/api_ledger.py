@@ -132,6 +132,7 @@ def endpoints(app: ClickbackApp) -> list[Endpoint]:
             body="IntegrationTestStart",
             response="IntegrationTest",
             status=201,
+            errors=(400, 404, 409),  # 409: the offer or affiliate is archived
             tags=tags,
         ),
         Endpoint(

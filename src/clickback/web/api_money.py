@@ -310,6 +310,7 @@ def endpoints(app: ClickbackApp) -> list[Endpoint]:
             body="RuleCreate",
             response="Rule",
             status=201,
+            errors=(400, 404, 409),  # 409: the offer or affiliate is archived
             tags=money_tags,
         ),
         Endpoint(
