@@ -285,6 +285,26 @@ async def test_a_long_query_of_two_byte_characters_is_read_whole(
     assert [c["ordernumber"] for c in await conversions(client)] == ["U1"]
 
 
+async def test_a_json_body_without_its_content_type_is_told_so(
+    client: httpx.AsyncClient,
+) -> None:
+    """Read as a form, such a body is one parameter's name: the refusal says to send it
+    as JSON, besides the fields it misses; sent as JSON, it is counted."""
+    s = await make_offer(client)
+    refid = await click(client, s["link"])
+    body = json.dumps({"refid": refid, "orderamount": "10.50", "ordernumber": "H6"})
+    for headers in ({"content-type": "text/plain"}, {}):
+        r = await client.post("/postback", content=body, headers=headers)
+        assert r.status_code == 400
+        codes = [e["code"] for e in r.json()["errors"]]
+        assert codes[-1] == "json_not_declared" and "missing" in codes, codes
+    r = await client.post("/postback", content=body, headers={"content-type": "application/json"})
+    assert r.json()["status"] == "accepted", r.text
+    # a form with a RefID under another name is told that, not this
+    r = await client.post("/postback", data={"click_id": refid, "orderamount": "1"})
+    assert "json_not_declared" not in [e["code"] for e in r.json()["errors"]]
+
+
 async def test_a_json_body_is_read_as_its_fields(client: httpx.AsyncClient) -> None:
     s = await make_offer(client, payout_type="cps", payout_percent="10", payout_amount=None)
     refid = await click(client, s["link"])

@@ -145,6 +145,19 @@ def nul_in(name: str) -> FieldError:
     )
 
 
+def json_as_form(params: Mapping[str, str]) -> FieldError | None:
+    """A JSON body sent without its content type is read as a form: its whole text one
+    parameter's name. Said so, for a postback refused for want of its fields."""
+    if any(name.lstrip().startswith(("{", "[")) for name in params):
+        return FieldError(
+            "*",
+            "json_not_declared",
+            "the body is JSON but was not sent as such: send it with"
+            " `Content-Type: application/json`",
+        )
+    return None
+
+
 def merge_errors(arrived: Sequence[FieldError], found: Sequence[FieldError]) -> list[FieldError]:
     """A refused postback's errors: those of how it arrived, then those found reading it,
     but none of the latter about a parameter refused already for what it was sent as

@@ -18,7 +18,13 @@ from clickback.domain import attribution, money, security
 from clickback.domain.catalog import Catalog, Route, SystemClock
 from clickback.domain.models import Advertiser, FieldError, Link, Offer, OfferStatus, Outcome
 from clickback.domain.ports import ClickRow, LedgerRow, Store, StoredOrder
-from clickback.domain.postback import PostbackInput, merge_errors, parse_postback, refid_name
+from clickback.domain.postback import (
+    PostbackInput,
+    json_as_form,
+    merge_errors,
+    parse_postback,
+    refid_name,
+)
 from clickback.domain.ratelimit import RateLimiter
 from clickback.domain.refid import TEXT_LEN as REFID_LEN
 from clickback.domain.refid import RefIdCodec, RefIdInfo, new_secret
@@ -202,6 +208,7 @@ class Tracker:
         info = self.codec.verify(raw_refid) if raw_refid else None
         if not raw_refid:
             info, hint = self._find_refid(params)
+            hint = hint or json_as_form(params)
         if info is not None:
             link, offer, advertiser = await self._resolve(info.link_id)
         refusal: attribution.Refusal | None
