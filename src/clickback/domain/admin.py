@@ -326,7 +326,26 @@ async def create_advertiser(store: Store, values: Mapping[str, Any]) -> int:
 async def create_offer(store: Store, values: Mapping[str, Any], base_currency: str = "USD") -> int:
     cols = offer_values(values, base_currency=base_currency)
     await require_live(store, "advertisers", cols["advertiser_id"], "advertiser_id")
-    return await store.create_offer(cols)
+    offer_id = await store.create_offer(cols)
+    await still_live(store, "offers", offer_id, ("advertisers", cols["advertiser_id"]))
+    return offer_id
+
+
+async def still_live(store: Store, table: str, made: int, *parents: tuple[str, int]) -> None:
+    """After a create: when a parent was archived meanwhile (by another node, between the
+    check and the insert), the row made is archived as well, and the create refused.
+    With `archive_row`'s lock on PostgreSQL, either this sees the archive or the archive
+    sees the row."""
+    for parent, parent_id in parents:
+        row = await store.get_row(parent, parent_id)
+        if row is not None and row["archived_at"] is not None:
+            await store.archive_row(table, made)
+            noun = parent.rstrip("s")
+            raise ConflictError(
+                f"{noun} {parent_id} was archived while {table.rstrip('s')} {made} was made"
+                " under it, so that is archived too",
+                code=f"{noun}_archived",
+            )
 
 
 async def require_live(store: Store, table: str, row_id: int, field: str | None = None) -> None:
@@ -431,7 +450,9 @@ async def create_link(store: Store, values: Mapping[str, Any]) -> int:
     affiliate_id = _id(values, "affiliate_id")
     await require_live(store, "offers", offer_id, "offer_id")
     await require_live(store, "affiliates", affiliate_id, "affiliate_id")
-    return await store.create_link(new_link_code(), offer_id, affiliate_id)
+    link_id = await store.create_link(new_link_code(), offer_id, affiliate_id)
+    await still_live(store, "links", link_id, ("offers", offer_id), ("affiliates", affiliate_id))
+    return link_id
 
 
 async def update_advertiser(store: Store, advertiser_id: int, values: Mapping[str, Any]) -> None:

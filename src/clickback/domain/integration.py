@@ -124,12 +124,15 @@ async def start(
     await admin.require_live(store, "offers", offer_id)  # its test link would not serve
     offer = await store.get_row("offers", offer_id)
     assert offer is not None
-    if affiliate_id is None:
+    parents = [("offers", offer_id)]
+    if affiliate_id is None:  # the built-in one, which is not archived
         affiliate_id = await test_affiliate(store)
     else:
         await admin.require_live(store, "affiliates", affiliate_id, "affiliate_id")
+        parents.append(("affiliates", affiliate_id))
     code = admin.new_link_code()
     link_id = await store.create_link(code, offer_id, affiliate_id, is_test=True)
+    await admin.still_live(store, "links", link_id, *parents)
     await tracker.catalog.reload()
     status, reasons, refid = await click_test(tracker, code, offer, probe)
     return await store.create_integration_test(

@@ -297,20 +297,27 @@ class SqlStore(OutboxSql, ScreeningSql, ReportSql, RatesSql):
         does what belongs to it (an advertiser's offers, an offer's or affiliate's links),
         in the same transaction."""
         t = now_us()
-        steps = [
+        steps: list[tuple[str, tuple[Any, ...]]] = [
             (
                 f"UPDATE {table} SET archived_at = coalesce(archived_at, ?), updated_at = ? "
                 "WHERE id = ? RETURNING id",
                 (t, t, row_id),
             )
         ]
+        below = ARCHIVED_WITH.get(table, ())
+        if below and self.engine == "postgres":
+            # waits for the creates under way below it to commit, so that the cascade
+            # sees them, and holds back those to come until this commits, so that their
+            # check after the insert sees the archive (`admin.require_live`)
+            names = ", ".join(dict.fromkeys(name for name, _ in below))
+            steps.append((f"LOCK TABLE {names} IN SHARE ROW EXCLUSIVE MODE", ()))
         steps += [
             (
-                f"UPDATE {below} SET archived_at = ?, updated_at = ? "
+                f"UPDATE {name} SET archived_at = ?, updated_at = ? "
                 f"WHERE archived_at IS NULL AND {where}",
                 (t, t, row_id),
             )
-            for below, where in ARCHIVED_WITH.get(table, ())
+            for name, where in below
         ]
         return await self._write_all(steps, bump=True, guards=1)
 
