@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import sqlite3
 import threading
 import time
@@ -309,42 +308,6 @@ def connect(path: str) -> sqlite3.Connection:
     return conn
 
 
-def backup_files(path: str, dest: str) -> list[tuple[str, int]]:
-    """`SqliteStore.backup`'s work, on a connection of its own."""
-    targets = (("main", dest), ("reports", reports_path(dest)))
-    for _, target in targets:
-        if os.path.lexists(target):
-            raise InputError(f"{target} exists: a backup is written to new files", code="backup")
-    if not os.path.isdir(os.path.dirname(os.path.abspath(dest))):
-        raise InputError(f"{os.path.dirname(dest)} is not a directory", code="backup")
-    src = connect(path)
-    made: list[str] = []
-    try:
-        src.execute("BEGIN")  # one snapshot of both files: their rows and rollups agree
-        for schema_name, _ in targets:
-            src.execute(f"SELECT count(*) FROM {schema_name}.sqlite_master").fetchone()
-        for schema_name, target in targets:
-            out = sqlite3.connect(target)
-            made.append(target)
-            try:
-                src.backup(out, name=schema_name)  # in one step: a paged one starts
-                # again at every write of another connection, for ever under load
-                found = out.execute("PRAGMA quick_check").fetchone()[0]
-                if found != "ok":
-                    raise InputError(f"the copy {target} failed its check: {found}", code="backup")
-            finally:
-                out.close()
-        src.execute("COMMIT")
-    except BaseException:
-        for target in made:  # no half backup left to be mistaken for a whole one
-            with suppress(FileNotFoundError):
-                os.remove(target)
-        raise
-    finally:
-        src.close()
-    return [(target, os.path.getsize(target)) for _, target in targets]
-
-
 def stage_tables(conn: sqlite3.Connection) -> sqlite3.Connection:
     """The rollup's staging tables (`reports.staged`), in memory, on this connection."""
     conn.execute("PRAGMA temp_store = MEMORY")
@@ -529,6 +492,8 @@ class SqliteStore(SqlStore):
         then checked (`quick_check`). Returns the files made and their sizes."""
         if self.path == ":memory:":
             raise InputError("an in-memory database has no files to back up", code="backup")
+        from clickback.storage.sqlite_backup import backup_files
+
         return await asyncio.to_thread(backup_files, self.path, dest)
 
     async def ping(self) -> bool:
