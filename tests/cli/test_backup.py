@@ -11,7 +11,10 @@ import time
 from pathlib import Path
 
 import orjson
+import pytest
 
+from clickback.storage import sqlite_backup
+from clickback.storage.sqlite import connect
 from tests.cli.conftest import CLICKBACK, Server, cli
 from tests.cli.test_kill9 import demo_load, stored
 from tests.conftest import PG_URL
@@ -87,3 +90,47 @@ def test_a_backup_refuses_to_overwrite_and_says_what_postgresql_uses(
     text = " ".join(pg.stdout.split())
     assert pg.returncode == 2 and "pg_dump --format=custom" in text, text
     assert "Traceback" not in pg.stdout + pg.stderr
+
+
+def test_the_report_file_is_never_copied_later_than_the_database(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A row and its rollup committed together between the two files' snapshots: the
+    copy holds the row without its rollup (folded again later), never the rollup
+    without its row."""
+    src = str(tmp_path / "live.db")
+    live = connect(src)
+    for statement in (
+        "PRAGMA journal_mode = WAL",
+        "PRAGMA reports.journal_mode = WAL",
+        "CREATE TABLE main.rows (id INTEGER PRIMARY KEY)",
+        "CREATE TABLE reports.folded (n INTEGER)",
+        "INSERT INTO reports.folded VALUES (0)",
+    ):
+        live.execute(statement)
+    writer = connect(src)
+    reads: list[str] = []
+
+    def traced(path: str) -> sqlite3.Connection:
+        conn = connect(path)
+
+        def between(sql: str) -> None:
+            if "sqlite_master" in sql:
+                reads.append(sql)
+            if len(reads) == 2 and "sqlite_master" in sql:  # the first file's taken
+                writer.execute("BEGIN IMMEDIATE")
+                writer.execute("INSERT INTO rows VALUES (1)")
+                writer.execute("UPDATE reports.folded SET n = n + 1")
+                writer.execute("COMMIT")
+
+        conn.set_trace_callback(between)
+        return conn
+
+    monkeypatch.setattr(sqlite_backup, "connect", traced)
+    sqlite_backup.backup_files(src, str(tmp_path / "copy.db"))
+    copy = connect(str(tmp_path / "copy.db"))
+    rows = copy.execute("SELECT count(*) FROM rows").fetchone()[0]
+    folded = copy.execute("SELECT n FROM reports.folded").fetchone()[0]
+    assert (rows, folded) == (1, 0), reads
+    for conn in (live, writer, copy):
+        conn.close()

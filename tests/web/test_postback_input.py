@@ -122,11 +122,20 @@ async def test_amounts_at_the_limits_are_taken_or_told_what_is_wrong(
         ("EDGE1", "9999999999999999.999999999999999999", "CLF", ""),
         ("EDGE2", "9999999999999999.000000000000000000", "JPY", "too large to store"),
         ("EDGE3", "9999999999999999.99", "USD", "too large to store"),
+        # longer than a value is kept (1,024 characters): never read as its first 1,024
+        ("PAD", "0" * 1020 + "12345", "", ""),
     ):
         r = await fire(number, amount, currency)
         assert r.status_code == 400, (amount, r.text)
         [error] = r.json()["errors"]
         assert error["code"] == "invalid_amount" and said in error["message"], (amount, error)
+    # a percent has at most 8 decimals: a sale's share of more would be rounded twice
+    r = await client.patch(
+        f"/api/v1/offers/{s['offer']['id']}",
+        json={"payout_percent": "50.000099999999999999"},
+        headers=AUTH,
+    )
+    assert (r.status_code, r.json()["errors"][0]["code"]) == (400, "invalid_percent"), r.text
 
 
 async def test_a_blank_refid_beside_a_clickid_reads_the_clickid(client: httpx.AsyncClient) -> None:

@@ -121,6 +121,10 @@ def _percent(values: Mapping[str, Any], field: str) -> Decimal:
     percent = _decimal(values, field)
     if percent > 100:
         raise InputError(f"`{field}` is at most 100", code="invalid_percent", field=field)
+    exponent = percent.as_tuple().exponent
+    if isinstance(exponent, int) and exponent < -8:
+        # a percent of an amount is then exact in Decimal's 28 digits before it is rounded
+        raise InputError(f"`{field}` has at most 8 decimals", code="invalid_percent", field=field)
     return percent
 
 

@@ -30,7 +30,9 @@ MAX_MINOR = 10**15
 # digits enough for MAX_MINOR in a currency without decimals (10^15 yen), and decimals
 # enough that a finer amount is told it is finer than its currency; leading zeros aside,
 # at most 34 digits, exact in Decimal's 28-digit arithmetic once fitted to a currency
-_AMOUNT_RE = re.compile(r"\A0*(?:[0-9]{1,16})(?:\.[0-9]{1,18})?\Z")
+# (leading zeros bounded too: a value longer than a postback keeps, 1,024 characters, is
+# never read as the amount its first 1,024 make)
+_AMOUNT_RE = re.compile(r"\A0{0,16}(?:[0-9]{1,16})(?:\.[0-9]{1,18})?\Z")
 _PLAIN_RE = re.compile(r"\A[0-9]+(?:\.[0-9]+)?\Z")
 
 

@@ -23,7 +23,9 @@ def backup_files(path: str, dest: str) -> list[tuple[str, int]]:
     made: list[str] = []
     try:
         src.execute("BEGIN")  # one snapshot of both files: their rows and rollups agree
-        for schema_name, _ in targets:
+        # each file's snapshot is taken as it is first read: the report file's first, so
+        # that the database's, as late or later, holds every row its rollups folded
+        for schema_name in ("reports", "main"):
             src.execute(f"SELECT count(*) FROM {schema_name}.sqlite_master").fetchone()
         for schema_name, target in targets:
             out = sqlite3.connect(target)
