@@ -140,6 +140,38 @@ async def test_offer_revenue_terms_are_set_checked_and_shown(client: httpx.Async
     assert (r.json()["revenue_type"], r.json()["revenue_amount"]) == ("", "0")
 
 
+async def test_small_percents_read_back_as_plain_decimals_a_patch_takes(
+    client: httpx.AsyncClient, app: ClickbackApp
+) -> None:
+    """A percent of up to 8 decimals reads back as it was given, never in exponent form
+    (`1E-8`), which a PATCH would refuse; a value stored in that form before reads plain."""
+    s = await make_offer(
+        client,
+        payout_type="cps",
+        payout_percent="0.00000001",
+        payout_amount=None,
+        revenue_type="cps",
+        revenue_percent="0.0000005",
+    )
+    offer, url = s["offer"], f"/api/v1/offers/{s['offer']['id']}"
+    assert (offer["payout_percent"], offer["revenue_percent"]) == ("0.00000001", "0.0000005")
+    r = await client.patch(
+        url, json={k: offer[k] for k in ("payout_percent", "revenue_percent")}, headers=AUTH
+    )
+    assert r.status_code == 200, r.text
+    r = await client.post(
+        f"/api/v1/offers/{offer['id']}/rules",
+        json={"commissionid": "x", "payout_type": "cps", "payout_percent": "0.00000010"},
+        headers=AUTH,
+    )
+    assert r.status_code == 201 and r.json()["payout_percent"] == "0.00000010", r.text
+    await app.store.update_row(
+        "offers", offer["id"], {"payout_percent": "1E-7"}
+    )  # as stored before
+    r = await client.get(url, headers=AUTH)
+    assert r.json()["payout_percent"] == "0.0000001", r.text
+
+
 async def test_an_offers_daily_cap_is_set_checked_shown_and_cleared(
     client: httpx.AsyncClient,
 ) -> None:

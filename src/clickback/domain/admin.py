@@ -142,9 +142,11 @@ def revenue_terms(values: Mapping[str, Any], base_currency: str) -> dict[str, st
     out = {"revenue_type": rtype, "revenue_amount": "0", "revenue_percent": "0"}
     if rtype == "cpa":
         named = f"{base_currency} (the base currency)"
-        out["revenue_amount"] = str(_amount_in(values, "revenue_amount", base_currency, named))
+        out["revenue_amount"] = money.plain(
+            _amount_in(values, "revenue_amount", base_currency, named)
+        )
     elif rtype == "cps":
-        out["revenue_percent"] = str(_percent(values, "revenue_percent"))
+        out["revenue_percent"] = money.plain(_percent(values, "revenue_percent"))
     return out
 
 
@@ -231,7 +233,7 @@ def offer_values(
         out["payout_amount"] = 0
         out["payout_percent"] = "0"
         if ptype is PayoutType.CPS:
-            out["payout_percent"] = str(_percent(values, "payout_percent"))
+            out["payout_percent"] = money.plain(_percent(values, "payout_percent"))
         else:
             currency = out.get("currency") or str(values.get("currency") or "USD").upper()
             amount = _amount_in(values, "payout_amount", currency)

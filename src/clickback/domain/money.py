@@ -68,6 +68,12 @@ def parse_amount(text: str) -> Decimal | None:
     return Decimal(text)
 
 
+def plain(value: Decimal | str) -> str:
+    """A decimal as plain digits, never in exponent form: `1E-8` -> `0.00000001` (what
+    `parse_amount` reads back)."""
+    return f"{Decimal(value):f}"
+
+
 def plain_but_long(text: str) -> str:
     """Why a plain decimal that `parse_amount` refuses is refused: 'integer' for more than
     16 digits before the point (more than any currency's MAX_MINOR), 'decimals' for more

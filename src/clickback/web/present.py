@@ -9,7 +9,7 @@ import orjson
 from starlette.responses import Response
 
 from clickback.domain.csvtext import safe_cell
-from clickback.domain.money import format_minor
+from clickback.domain.money import format_minor, plain
 from clickback.domain.timefmt import from_datetime, iso, restore_plus
 from clickback.errors import InputError
 
@@ -55,10 +55,10 @@ def offer(r: dict[str, Any], base: str) -> dict[str, Any]:
         "refid_param": r["refid_param"],
         "payout_type": r["payout_type"],
         "payout_amount": format_minor(r["payout_amount"], r["currency"]),
-        "payout_percent": r["payout_percent"],
+        "payout_percent": plain(r["payout_percent"]),
         "revenue_type": r["revenue_type"],
-        "revenue_amount": r["revenue_amount"],
-        "revenue_percent": r["revenue_percent"],
+        "revenue_amount": plain(r["revenue_amount"]),
+        "revenue_percent": plain(r["revenue_percent"]),
         "currency": r["currency"],
         "attribution_window_days": r["attribution_window_days"],
         # an archived (DELETEd) offer keeps the status it had, but never serves again
@@ -197,7 +197,7 @@ def rule(r: dict[str, Any], base: str) -> dict[str, Any]:
         "commissionid": r["commissionid"],
         "payout_type": r["payout_type"],
         "payout_amount": format_minor(r["payout_amount"], r["currency"]),
-        "payout_percent": r["payout_percent"],
+        "payout_percent": plain(r["payout_percent"]),
         "currency": r["currency"],
         "created_at": iso(r["created_at"]),
         "archived_at": iso(r["archived_at"]),
