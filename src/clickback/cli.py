@@ -100,8 +100,13 @@ def _run(db: str | None, work: Callable[[Store], Awaitable[T]], *, migrate: bool
         finally:
             await store.close()
 
+    return _or_exit(lambda: asyncio.run(go()))
+
+
+def _or_exit(call: Callable[[], T]) -> T:
+    """`call`'s result; a ClickbackError it raises is printed, and the command exits 2."""
     try:
-        return asyncio.run(go())
+        return call()
     except ClickbackError as exc:
         console.print(f"[red]error[/red] ({exc.code}): {escape(exc.message)}")
         raise typer.Exit(2) from None
@@ -210,19 +215,29 @@ def backup(
     """Copy a SQLite database, while it serves, to new files (PostgreSQL: pg_dump).
     The database is left at its schema version (a backup before an upgrade)."""
     from clickback.storage.sqlite import path_from_url
+    from clickback.storage.sqlite_backup import backup_files
 
     url = _settings(db).database_url
-    source = path_from_url(url) if url.startswith("sqlite:") else ""
-    if source and not os.path.isfile(source):
+    if not url.startswith("sqlite:"):
+        console.print(
+            "[red]error[/red] (backup): a PostgreSQL database is backed up with PostgreSQL's"
+            " own tools, while it runs: pg_dump --format=custom --file clickback.dump"
+            " DATABASE_URL (pg_restore puts it back); `clickback backup` copies a SQLite"
+            " database"
+        )
+        raise typer.Exit(2)
+    source = path_from_url(url)
+    if not os.path.isfile(source):
         console.print(f"[red]error[/red] (backup): no database at {escape(source)}")
         raise typer.Exit(2)
-
-    async def work(store: Store) -> list[tuple[str, int]]:
-        with console.status(f"backing up to {escape(dest)}"):
-            return await store.backup(dest.removeprefix("sqlite:///"))
-
-    for path, size in _run(db, work, migrate=False):
+    with console.status(f"backing up to {escape(dest)}"):
+        made = _or_exit(lambda: backup_files(source, dest.removeprefix("sqlite:///")))
+    for path, size in made:
         console.print(f"{escape(path)}  {size / 2**20:,.1f} MB")
+    if len(made) == 1:
+        console.print(
+            "the database has no report file: the server makes it again, empty, at its start"
+        )
     console.print(
         "checked (quick_check). To restore: stop the server, move the database's files away"
         " (its -wal and -shm too), and copy these two in their place under its name."

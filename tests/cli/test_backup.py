@@ -4,6 +4,9 @@ file of the same moment, and usable as a database; PostgreSQL is pointed to pg_d
 
 from __future__ import annotations
 
+import asyncio
+import re
+import signal
 import sqlite3
 import subprocess
 import threading
@@ -16,7 +19,7 @@ import pytest
 from clickback.storage import sqlite_backup
 from clickback.storage.sqlite import connect
 from tests.cli.conftest import CLICKBACK, Server, cli
-from tests.cli.test_kill9 import demo_load, stored
+from tests.cli.test_kill9 import demo_load, load, stored
 from tests.conftest import PG_URL
 
 
@@ -111,8 +114,10 @@ def test_the_report_file_is_never_copied_later_than_the_database(
     writer = connect(src)
     reads: list[str] = []
 
+    opened = sqlite_backup.source
+
     def traced(path: str) -> sqlite3.Connection:
-        conn = connect(path)
+        conn = opened(path)
 
         def between(sql: str) -> None:
             if "sqlite_master" in sql:
@@ -126,7 +131,7 @@ def test_the_report_file_is_never_copied_later_than_the_database(
         conn.set_trace_callback(between)
         return conn
 
-    monkeypatch.setattr(sqlite_backup, "connect", traced)
+    monkeypatch.setattr(sqlite_backup, "source", traced)
     sqlite_backup.backup_files(src, str(tmp_path / "copy.db"))
     copy = connect(str(tmp_path / "copy.db"))
     rows = copy.execute("SELECT count(*) FROM rows").fetchone()[0]
@@ -134,3 +139,67 @@ def test_the_report_file_is_never_copied_later_than_the_database(
     assert (rows, folded) == (1, 0), reads
     for conn in (live, writer, copy):
         conn.close()
+
+
+def test_a_backup_killed_mid_copy_leaves_nothing_under_its_name(
+    sqlite_db: str, tmp_path: Path
+) -> None:
+    """Killed (SIGKILL) while it copies, a backup leaves no file under the backup's names
+    (only its `.partial-PID` files), so a later run to the same name goes ahead."""
+    cli("migrate", db=sqlite_db)
+    with sqlite3.connect(sqlite_db.removeprefix("sqlite:///")) as conn:  # a copy of ~1 s
+        conn.execute("CREATE TABLE pad (b BLOB)")
+        conn.execute(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 24000)"
+            " INSERT INTO pad SELECT randomblob(8000) FROM n"
+        )
+    dest = tmp_path / "copy.db"
+    proc = subprocess.Popen([CLICKBACK, "backup", str(dest), "--db", sqlite_db])
+    try:
+        deadline = time.monotonic() + 60
+        while not (dest.exists() or list(tmp_path.glob("copy.db*.partial-*"))):
+            assert proc.poll() is None and time.monotonic() < deadline, "no copy begun"
+            time.sleep(0.001)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait(30)
+    assert proc.returncode == -signal.SIGKILL, "the copy ended before it was killed"
+    assert not dest.exists() and not Path(f"{dest}-reports").exists()
+    assert list(tmp_path.glob("copy.db*.partial-*"))
+    again = _backup(dest, sqlite_db)
+    assert again.returncode == 0, again.stdout + again.stderr
+    with sqlite3.connect(dest) as conn:
+        assert conn.execute("SELECT count(*) FROM pad").fetchone()[0] == 24000
+
+
+def test_a_backup_leaves_the_database_as_it_was(sqlite_db: str, tmp_path: Path) -> None:
+    """The live files are only read: a database in rollback mode (no WAL) with no report
+    file keeps its mode and gets no report file; the copy is its database alone, and the
+    reports a server makes for it anew add up to its rows."""
+    path = sqlite_db.removeprefix("sqlite:///")
+    server = Server(sqlite_db, tmp_path)
+    try:
+        server.start("--demo")
+        code = re.search(r"/c/([^?\s]+)", server.log.read_text())
+        assert code
+        stop = threading.Event()
+        threading.Timer(1.0, stop.set).start()
+        asyncio.run(load(server.base, code.group(1), stop, [], []))
+    finally:
+        server.stop()
+    with sqlite3.connect(path) as conn:
+        conn.execute("PRAGMA journal_mode = DELETE")
+    Path(f"{path}-reports").unlink()
+    dest = tmp_path / "copy.db"
+    out = _backup(dest, sqlite_db)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "no report file" in out.stdout and not Path(f"{dest}-reports").exists()
+    assert not Path(f"{path}-reports").exists()
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
+    url = f"sqlite:///{dest}"
+    kept_clicks, orders = stored(url)
+    assert kept_clicks and orders
+    cli("rollup", db=url)
+    totals = orjson.loads(cli("report", "--format", "json", db=url))["totals"]
+    assert (totals["clicks"], totals["conversions"]) == (len(kept_clicks), len(orders))

@@ -30,7 +30,7 @@ from clickback.domain.ports import (
     PostbackWritten,
     StoredOrder,
 )
-from clickback.errors import InputError, UnavailableError
+from clickback.errors import UnavailableError
 from clickback.storage import schema
 from clickback.storage.base import SqlStore, now_us
 from clickback.storage.writer import fail, settle
@@ -299,14 +299,6 @@ class PostgresStore(SqlStore):
         finally:
             await conn.close()
         return schema.LATEST
-
-    async def backup(self, dest: str) -> list[tuple[str, int]]:
-        raise InputError(
-            "a PostgreSQL database is backed up with PostgreSQL's own tools, while it runs:"
-            " pg_dump --format=custom --file clickback.dump DATABASE_URL (pg_restore puts it"
-            " back); `clickback backup` copies a SQLite database",
-            code="backup",
-        )
 
     async def ping(self) -> bool:
         assert self.pool is not None

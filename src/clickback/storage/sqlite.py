@@ -30,7 +30,7 @@ from clickback.domain.ports import (
     PostbackWritten,
     StoredOrder,
 )
-from clickback.errors import InputError, UnavailableError
+from clickback.errors import UnavailableError
 from clickback.storage import schema
 from clickback.storage.base import SqlStore, now_us
 from clickback.storage.primitives import WRITE_BEGIN, Steps, sqlite_guarded
@@ -485,16 +485,6 @@ class SqliteStore(SqlStore):
         finally:
             conn.execute("PRAGMA foreign_keys = ON")
         return schema.LATEST
-
-    async def backup(self, dest: str) -> list[tuple[str, int]]:
-        """Copies the database and its report file to `dest` and `dest`-reports while it
-        is in use: one snapshot of both (one read transaction; writers go on), each copy
-        then checked (`quick_check`). Returns the files made and their sizes."""
-        if self.path == ":memory:":
-            raise InputError("an in-memory database has no files to back up", code="backup")
-        from clickback.storage.sqlite_backup import backup_files
-
-        return await asyncio.to_thread(backup_files, self.path, dest)
 
     async def ping(self) -> bool:
         row = self.conn.execute("SELECT max(version) FROM schema_migrations").fetchone()
