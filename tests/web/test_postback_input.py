@@ -250,6 +250,51 @@ async def test_a_parameter_sent_twice_with_different_values_is_refused(
         assert fields == [(field, "repeated")], fields
 
 
+async def test_a_value_sent_twice_that_reads_the_same_is_no_repeat(
+    client: httpx.AsyncClient,
+) -> None:
+    """Values read trimmed, and currency and country codes in any case: sent twice so,
+    the parameter is sent once in effect; the first is kept."""
+    s = await make_offer(client)
+    refid = await click(client, s["link"])
+    r = await client.get(
+        f"/postback?refid={refid}&refid=%20{refid}&orderamount=1&ordernumber=S1"
+        "&currency=EUR&currency=eur&geo=de&geo=DE%20"
+    )
+    assert r.json()["status"] == "accepted", r.text
+    [conversion] = await conversions(client)
+    assert (conversion["currency"], conversion["geo"]) == ("EUR", "DE")
+    r = await client.get(f"/postback?refid={refid}&orderamount=1&ordernumber=S2&geo=de&geo=fr")
+    assert [(e["field"], e["code"]) for e in r.json()["errors"]] == [("geo", "repeated")]
+
+
+async def test_a_required_field_sent_under_another_spelling_is_named(
+    client: httpx.AsyncClient,
+) -> None:
+    """`OrderAmount`, `order_number`, `RefID` are not read (names are lower case): the
+    `missing` error names what was sent instead; a field missing outright says nothing
+    more, nor does a blank `clickid` beside a missing `refid`."""
+    s = await make_offer(client)
+    refid = await click(client, s["link"])
+    r = await client.get(
+        f"/postback?refid={refid}&OrderAmount=10&order_number=M1&coupon=X&clickid="
+    )
+    errors = {e["field"]: e for e in r.json()["errors"]}
+    assert {f: e["code"] for f, e in errors.items()} == {
+        "orderamount": "missing",
+        "ordernumber": "missing",
+    }
+    assert "`OrderAmount` was sent" in errors["orderamount"]["message"]
+    assert "`order_number` was sent" in errors["ordernumber"]["message"]
+    assert "written `ordernumber`" in errors["ordernumber"]["message"]
+    r = await client.get("/postback?Ref-ID=x&clickid=&orderamount=1")
+    errors = {e["field"]: e for e in r.json()["errors"]}
+    assert "`Ref-ID` was sent" in errors["refid"]["message"], errors
+    assert "was sent" not in errors["ordernumber"]["message"]
+    r = await client.get("/postback?clickid=&orderamount=1&ordernumber=M2")
+    assert "was sent" not in r.json()["errors"][0]["message"]
+
+
 async def test_more_parameters_than_read_are_refused_with_the_first_kept(
     client: httpx.AsyncClient,
 ) -> None:
@@ -309,6 +354,9 @@ async def test_a_json_body_without_its_content_type_is_told_so(
         assert codes[-1] == "json_not_declared" and "missing" in codes, codes
     r = await client.post("/postback", content=body, headers={"content-type": "application/json"})
     assert r.json()["status"] == "accepted", r.text
+    # a RefID in the query, the rest in the JSON body: the same
+    r = await client.post(f"/postback?refid={refid}", content=body.replace("H6", "H7"))
+    assert [e["code"] for e in r.json()["errors"]][-1] == "json_not_declared", r.text
     # a form with a RefID under another name is told that, not this
     r = await client.post("/postback", data={"click_id": refid, "orderamount": "1"})
     assert "json_not_declared" not in [e["code"] for e in r.json()["errors"]]

@@ -58,23 +58,38 @@ def refid_name(params: Mapping[str, str]) -> str:
     return "clickid"
 
 
+def _missing(params: Mapping[str, str], name: str, message: str) -> FieldError:
+    """`name` is missing; where it was sent under a name written otherwise (`OrderAmount`,
+    `order_number`, `Click-ID`), which is not read, the message says so."""
+    for sent in params:
+        if sent not in (name, "clickid") and sent.lower().replace("_", "").replace(
+            "-", ""
+        ).strip() in (("refid", "clickid") if name == "refid" else (name,)):
+            message += (
+                f"; `{sent}` was sent, which is not read: parameter names are lower case,"
+                f" written `{name}`"
+            )
+            break
+    return FieldError(name, "missing", message)
+
+
 def parse_postback(params: Mapping[str, str]) -> PostbackInput | list[FieldError]:
     errors: list[FieldError] = []
     refid = _text(params, refid_name(params), errors, MAX_REFID)
     if not refid:
-        errors.append(FieldError("refid", "missing", "`refid` is required: the RefID of the click"))
+        errors.append(_missing(params, "refid", "`refid` is required: the RefID of the click"))
 
     ordernumber = _text(params, "ordernumber", errors)
     if not ordernumber:
         errors.append(
-            FieldError("ordernumber", "missing", "`ordernumber` is required, unique per order")
+            _missing(params, "ordernumber", "`ordernumber` is required, unique per order")
         )
 
     amount_text = params.get("orderamount", "").strip()
     amount = money.parse_amount(amount_text)
     if not amount_text:
         errors.append(
-            FieldError("orderamount", "missing", "`orderamount` is required (0 for a CPL lead)")
+            _missing(params, "orderamount", "`orderamount` is required (0 for a CPL lead)")
         )
     elif amount is None:
         errors.append(FieldError("orderamount", "invalid_amount", _amount_problem(amount_text)))

@@ -246,6 +246,8 @@ class Tracker:
                 found.append(hint)
             elif raw_refid and info is None:  # every bad field at once, this one too
                 found += attribution.unknown_refid().errors
+            if raw_refid and (as_form := json_as_form(params)):  # a RefID in the query
+                found.append(as_form)
             refusal = attribution.Refusal(Outcome.REJECTED, merge_errors(arrived, found))
         elif info is None:
             refusal = attribution.unknown_refid()

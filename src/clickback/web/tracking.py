@@ -152,7 +152,8 @@ def _merge(
             if k in PARAMETERS:
                 errors.append(nul_in(k))
         was = into.setdefault(k, v)
-        if was != v and k in PARAMETERS:  # the ledger keeps the first; the error both
+        if was != v and k in PARAMETERS and _differ(k, was, v):  # the ledger keeps the
+            # first; the error both
             # but not the advertiser's token's, which only admin tokens may read
             both = "" if k == "token" else f" ({was[:64]!r}, {v[:64]!r})"
             errors.append(
@@ -162,6 +163,13 @@ def _merge(
                     f"`{k}` was sent more than once, with different values{both}: send it once",
                 )
             )
+
+
+def _differ(name: str, first: str, then: str) -> bool:
+    """Whether two values of one parameter mean two things: as they are read, trimmed,
+    and a currency or country code in any case (`USD`, `usd`)."""
+    first, then = first.strip(), then.strip()
+    return first.upper() != then.upper() if name in ("currency", "geo") else first != then
 
 
 class _Members(list[tuple[str, Any]]):
