@@ -250,6 +250,30 @@ async def test_a_parameter_sent_twice_with_different_values_is_refused(
         assert fields == [(field, "repeated")], fields
 
 
+async def test_every_value_of_an_advertisers_own_parameter_is_kept(
+    client: httpx.AsyncClient,
+) -> None:
+    """A parameter of the advertiser's own sent more than once (`sku=A&sku=B`, `item[]=…`,
+    the same value twice too) is kept in the ledger as the list of its values, in the
+    order sent, the query's before the body's; the postback is counted, and a replay
+    reads and keeps it the same."""
+    s = await make_offer(client)
+    refid = await click(client, s["link"])
+    r = await client.post(
+        f"/postback?refid={refid}&orderamount=5&ordernumber=R1&sku=A&item[]=1&item[]=1&sku=B",
+        data={"sku": "C", "note": "x"},
+    )
+    assert r.json()["status"] == "accepted", r.text
+    [row] = await ledger(client)
+    assert row["params"]["sku"] == ["A", "B", "C"] and row["params"]["item[]"] == ["1", "1"]
+    assert (row["params"]["note"], row["params"]["ordernumber"]) == ("x", "R1")
+    r = await client.post(f"/api/v1/postbacks/{row['id']}/replay", headers=AUTH)
+    assert r.json()["answer"]["status"] == "duplicate", r.text
+    replayed = (await ledger(client))[0]
+    assert replayed["replay_of"] == row["id"] and replayed["params"] == row["params"]
+    assert [c["ordernumber"] for c in await conversions(client)] == ["R1"]
+
+
 async def test_a_value_sent_twice_that_reads_the_same_is_no_repeat(
     client: httpx.AsyncClient,
 ) -> None:

@@ -49,14 +49,16 @@ async def replay_row(tracker: Tracker, row: Mapping[str, Any]) -> PostbackAnswer
             status = too_large_status(row["http_status"], size)
         elif e.get("code") in INCOMPLETE:
             arrived.append(FieldError(e["field"], e["code"], e["message"]))
+    kept = orjson.loads(row["params"])  # a parameter sent more than once: its values
     return await tracker.postback(
         row["method"],
         row["ip"],
-        orjson.loads(row["params"]),
+        {k: v[0] if isinstance(v, list) else v for k, v in kept.items()},
         arrived or None,
         received_at=row["received_at"],
         replay_of=row["id"],
         arrived_status=status,
+        more_values={k: v[1:] for k, v in kept.items() if isinstance(v, list)},
     )
 
 

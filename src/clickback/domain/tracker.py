@@ -7,7 +7,7 @@ answer with. Each call makes one durable write through the store's group commit.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote_plus
@@ -184,6 +184,7 @@ class Tracker:
         sent: Mapping[str, str] | None = None,
         simulated: bool = False,
         arrived_status: int | None = None,
+        more_values: Mapping[str, Sequence[str]] | None = None,
     ) -> PostbackAnswer:
         """Decide on a postback and store it, raw, with the decision, in one write.
 
@@ -196,7 +197,9 @@ class Tracker:
         operator's own: the advertiser-facing rate limiter neither counts nor refuses them.
         `arrived_status` is the status of a refusal for how the request arrived (`413` a
         body too large, `414` a query too long), in the answer and the ledger alike, in
-        place of `400`; another refusal (a token, the rate limit) keeps its own."""
+        place of `400`; another refusal (a token, the rate limit) keeps its own.
+        `more_values` are the later values of parameters of the advertiser's own sent more
+        than once: the ledger keeps such a parameter as the list of its values."""
         now_us = received_at if received_at is not None else self.clock.now_us()
         conversion = None
         link = offer = advertiser = None
@@ -301,7 +304,11 @@ class Tracker:
             received_at=now_us,
             method=method,
             ip=ip,
-            params=orjson.dumps(params).decode(),
+            params=orjson.dumps(
+                {**params, **{k: [params[k], *v] for k, v in more_values.items()}}
+                if more_values
+                else params
+            ).decode(),
             refid=raw_refid,  # as read (trimmed); `params` keeps what was sent
             ordernumber=params.get("ordernumber", "").strip(),
             advertiser_id=advertiser.id if advertiser else None,

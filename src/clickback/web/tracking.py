@@ -115,9 +115,19 @@ def split_query(text: str) -> list[tuple[str, str]]:
     return pairs
 
 
-def _params(
-    text: str, into: dict[str, str], errors: list[FieldError], sent: dict[str, str]
-) -> None:
+class Kept(dict[str, str]):
+    """A postback's parameters as it is read and kept: each one's first value; and, in
+    `repeats`, the later values of a parameter of the advertiser's own sent more than
+    once (`sku=A&sku=B`, `item[]=…`), which nothing reads but the ledger keeps."""
+
+    __slots__ = ("repeats",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.repeats: dict[str, list[str]] = {}
+
+
+def _params(text: str, into: Kept, errors: list[FieldError], sent: dict[str, str]) -> None:
     try:
         pairs = split_query(text)
     except ValueError:
@@ -135,7 +145,7 @@ def _params(
 
 def _merge(
     pairs: Iterable[tuple[str, str]],
-    into: dict[str, str],
+    into: Kept,
     errors: list[FieldError],
     sent: dict[str, str],
 ) -> None:
@@ -151,6 +161,9 @@ def _merge(
             v = v.replace("\x00", "\\x00")
             if k in PARAMETERS:
                 errors.append(nul_in(k))
+        if k in into and k not in PARAMETERS:  # the advertiser's own, sent again
+            into.repeats.setdefault(k, []).append(v)
+            continue
         was = into.setdefault(k, v)
         if was != v and k in PARAMETERS and _differ(k, was, v):  # the ledger keeps the
             # first; the error both
@@ -177,9 +190,7 @@ class _Members(list[tuple[str, Any]]):
     its last value)."""
 
 
-def _json_params(
-    body: bytes, into: dict[str, str], errors: list[FieldError], sent: dict[str, str]
-) -> None:
+def _json_params(body: bytes, into: Kept, errors: list[FieldError], sent: dict[str, str]) -> None:
     """A JSON object's members as parameters: strings, and numbers as written (`49.90`
     stays `49.90`, never a float); another value is kept as its JSON text, and refused
     for a parameter the postback is decided on. An empty body is no fields; one that is
@@ -227,7 +238,7 @@ def _json_params(
 def _multipart_params(
     body: bytes,
     content_type: str,
-    into: dict[str, str],
+    into: Kept,
     errors: list[FieldError],
     sent: dict[str, str],
 ) -> None:
@@ -294,7 +305,7 @@ async def postback_answer(
 ) -> Answer:
     """`body` is what a POST sent (or why it could not be read), a form or (by its
     `content_type`) a JSON object; None for a GET."""
-    params: dict[str, str] = {}
+    params = Kept()
     sent: dict[str, str] = {}
     errors: list[FieldError] = []
     status_override = None
@@ -323,7 +334,13 @@ async def postback_answer(
         _params(body.decode("utf-8", "backslashreplace"), params, errors, sent)
     try:
         answer = await app.tracker.postback(
-            method, ip, params, errors or None, sent=sent, arrived_status=status_override
+            method,
+            ip,
+            params,
+            errors or None,
+            sent=sent,
+            arrived_status=status_override,
+            more_values=params.repeats,
         )
     except UnavailableError as exc:
         error = {"field": "*", "code": exc.code, "message": exc.message}
