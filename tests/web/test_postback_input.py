@@ -342,6 +342,18 @@ async def test_more_parameters_than_read_are_refused_with_the_first_kept(
     r = await client.post(f"/api/v1/postbacks/{first['id']}/replay", headers=AUTH)
     assert r.json()["answer"]["errors"][0]["code"] == "too_many_fields"
     assert await conversions(client) == []
+    # empty fields (`&&`, a trailing `&`) are none: 64 fields among them are read, and
+    # past 64 the first 64 fields are kept, the empty ones not counted
+    fields = f"refid={refid}&orderamount=10.00&ordernumber=TMF-2&{extra}".split("&")[:64]
+    r = await client.get("/postback?" + "&&".join(fields) + "&")
+    assert r.json()["status"] == "accepted", r.text
+    r = await client.get(
+        "/postback?" + "&" * 100 + "&&".join([*fields[:2], "ordernumber=TMF-3", *fields[3:], "z=1"])
+    )
+    assert [(e["field"], e["code"]) for e in r.json()["errors"]] == [("*", "too_many_fields")]
+    row = (await ledger(client))[0]
+    kept = orjson.loads(row["params"]) if isinstance(row["params"], str) else row["params"]
+    assert len(kept) == 64 and kept["ordernumber"] == "TMF-3" and "z" not in kept
 
 
 async def test_a_long_query_of_two_byte_characters_is_read_whole(
