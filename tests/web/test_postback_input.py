@@ -317,6 +317,34 @@ async def test_a_required_field_sent_under_another_spelling_is_named(
     assert "was sent" not in errors["ordernumber"]["message"]
     r = await client.get("/postback?clickid=&orderamount=1&ordernumber=M2")
     assert "was sent" not in r.json()["errors"][0]["message"]
+    # another platform's names: said too
+    r = await client.get(f"/postback?refid={refid}&amount=10&order_id=M3")
+    errors = {e["field"]: e["message"] for e in r.json()["errors"]}
+    assert "`amount` was sent, which is not read: if it is the orderamount" in errors["orderamount"]
+    assert (
+        "`order_id` was sent" in errors["ordernumber"] and "`ordernumber`" in errors["ordernumber"]
+    )
+
+
+async def test_an_unfilled_placeholder_is_told_so_and_a_hint_leads_the_errors(
+    client: httpx.AsyncClient,
+) -> None:
+    """A RefID that is the URL's placeholder left as it was (`{refid}`, `REFID`) is an
+    unknown RefID (404) that says so; a hint (a RefID under another name, a JSON body
+    not declared) comes first, so the ledger's `code`, and its filter, is the hint."""
+    s = await make_offer(client)
+    refid = await click(client, s["link"])
+    for sent in ("{refid}", "REFID", "%25refid%25", "[clickid]"):
+        r = await client.get(f"/postback?refid={sent}&orderamount=1&ordernumber=P1")
+        assert r.status_code == 404, r.text
+        [error] = r.json()["errors"]
+        assert error["code"] == "unknown_refid" and "is a placeholder" in error["message"], sent
+    r = await client.get("/postback?refid=A1B2C3&orderamount=1&ordernumber=P1")
+    assert r.json()["errors"][0]["message"] == "no click was tracked with this RefID"
+    r = await client.get(f"/postback?click_id={refid}&orderamount=1&ordernumber=P2")
+    assert [e["code"] for e in r.json()["errors"]] == ["wrong_parameter", "missing"]
+    [row] = await ledger(client, code="wrong_parameter")
+    assert row["ordernumber"] == "P2"
 
 
 async def test_more_parameters_than_read_are_refused_with_the_first_kept(
@@ -387,12 +415,12 @@ async def test_a_json_body_without_its_content_type_is_told_so(
         r = await client.post("/postback", content=body, headers=headers)
         assert r.status_code == 400
         codes = [e["code"] for e in r.json()["errors"]]
-        assert codes[-1] == "json_not_declared" and "missing" in codes, codes
+        assert codes[0] == "json_not_declared" and "missing" in codes, codes
     r = await client.post("/postback", content=body, headers={"content-type": "application/json"})
     assert r.json()["status"] == "accepted", r.text
     # a RefID in the query, the rest in the JSON body: the same
     r = await client.post(f"/postback?refid={refid}", content=body.replace("H6", "H7"))
-    assert [e["code"] for e in r.json()["errors"]][-1] == "json_not_declared", r.text
+    assert r.json()["errors"][0]["code"] == "json_not_declared", r.text
     # a form with a RefID under another name is told that, not this
     r = await client.post("/postback", data={"click_id": refid, "orderamount": "1"})
     assert "json_not_declared" not in [e["code"] for e in r.json()["errors"]]

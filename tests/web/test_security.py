@@ -226,7 +226,15 @@ async def test_wrong_token_is_403_token_invalid(client: httpx.AsyncClient) -> No
     assert error["message"] == "the token sent does not match this advertiser's postback token"
     r = await fire(client, {"refid": refid, "orderamount": "1", "ordernumber": "T"})
     assert r.json()["code"] == "token_missing"
-    assert r.json()["errors"][0]["message"] == "this advertiser's postbacks need its postback token"
+    message = "this advertiser's postbacks need its postback token, sent as `token`"
+    assert r.json()["errors"][0]["message"] == message
+    # sent under another name: which, without its value (read tokens see the ledger)
+    for name in ("Token", "api_key"):
+        r = await fire(
+            client, {"refid": refid, "orderamount": "1", "ordernumber": "T", name: "tok"}
+        )
+        said = r.json()["errors"][0]["message"]
+        assert said.startswith(message) and f"`{name}` was sent" in said and "tok`" not in said
     # sent twice, the old token and the new: refused, and neither is written into the
     # message, which read tokens see in the ledger
     r = await client.get(f"/postback?refid={refid}&orderamount=1&ordernumber=T&token=tok&token=old")

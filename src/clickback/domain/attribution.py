@@ -29,7 +29,7 @@ from clickback.domain.models import (
     Outcome,
 )
 from clickback.domain.ports import ConversionRow, LedgerRow, StoredOrder
-from clickback.domain.postback import PostbackInput, check_precision, too_large
+from clickback.domain.postback import PostbackInput, check_precision, placeholder, too_large
 from clickback.domain.refid import RefIdInfo
 
 DAY_US = 86_400_000_000
@@ -55,11 +55,15 @@ class Refusal:
     errors: list[FieldError]
 
 
-def unknown_refid() -> Refusal:
-    return Refusal(
-        Outcome.UNKNOWN_REFID,
-        [FieldError("refid", "unknown_refid", "no click was tracked with this RefID")],
-    )
+def unknown_refid(sent: str = "") -> Refusal:
+    """A RefID of no click; `sent`, where it is a placeholder left unfilled, is told so."""
+    message = "no click was tracked with this RefID"
+    if sent and placeholder(sent):
+        message = (
+            f"`{sent[:40]}` is a placeholder, not a RefID: the postback URL's placeholder must"
+            " be replaced by the RefID of the visitor's click (the `refid` its landing page got)"
+        )
+    return Refusal(Outcome.UNKNOWN_REFID, [FieldError("refid", "unknown_refid", message)])
 
 
 # The optional fields a repeat is compared on, as stored: one the repeat did not send

@@ -58,19 +58,48 @@ def refid_name(params: Mapping[str, str]) -> str:
     return "clickid"
 
 
-def _missing(params: Mapping[str, str], name: str, message: str) -> FieldError:
-    """`name` is missing; where it was sent under a name written otherwise (`OrderAmount`,
-    `order_number`, `Click-ID`), which is not read, the message says so."""
+# names other platforms give a field, looked for when it is missing (folded: lower case,
+# no `_` or `-`), to say which name to use
+_OTHER_NAMES = {
+    "refid": ("clickid",),
+    "orderamount": ("amount", "ordertotal", "total", "saleamount", "sale", "value", "price"),
+    "ordernumber": ("orderid", "order", "transactionid", "txid", "tid", "orderno"),
+    "token": ("apikey", "key", "secret", "postbacktoken"),
+}
+
+
+def fold(name: str) -> str:
+    return name.lower().replace("_", "").replace("-", "").strip()
+
+
+def sent_instead(params: Mapping[str, str], name: str) -> str:
+    """What to add to the message of a `name` that is missing: where it was sent under a
+    name written otherwise (`OrderAmount`, `order_number`, `Click-ID`) or under another
+    platform's (`order_id`, `amount`), which is not read, that it was; else ''."""
     for sent in params:
-        if sent not in (name, "clickid") and sent.lower().replace("_", "").replace(
-            "-", ""
-        ).strip() in (("refid", "clickid") if name == "refid" else (name,)):
-            message += (
+        if sent in (name, "clickid"):
+            continue
+        folded = fold(sent)
+        if folded == name or (name == "refid" and folded == "clickid"):
+            return (
                 f"; `{sent}` was sent, which is not read: parameter names are lower case,"
                 f" written `{name}`"
             )
-            break
-    return FieldError(name, "missing", message)
+        if folded in _OTHER_NAMES.get(name, ()):
+            return (
+                f"; `{sent}` was sent, which is not read: if it is the {name}, send it as `{name}`"
+            )
+    return ""
+
+
+def _missing(params: Mapping[str, str], name: str, message: str) -> FieldError:
+    return FieldError(name, "missing", message + sent_instead(params, name))
+
+
+def placeholder(refid: str) -> bool:
+    """Whether a RefID sent is a URL template's placeholder left unfilled (`{refid}`,
+    `[clickid]`, `%refid%`, `REFID`), not a value."""
+    return any(c in refid for c in "{}[]<>%$#") or fold(refid) in ("refid", "clickid")
 
 
 def parse_postback(params: Mapping[str, str]) -> PostbackInput | list[FieldError]:

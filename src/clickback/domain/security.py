@@ -19,6 +19,7 @@ from functools import lru_cache
 from urllib.parse import quote
 
 from clickback.domain.models import Advertiser, FieldError
+from clickback.domain.postback import sent_instead
 from clickback.errors import InputError
 
 
@@ -154,7 +155,10 @@ def check(
     ):
         if not token:
             return FieldError(
-                "token", "token_missing", "this advertiser's postbacks need its postback token"
+                "token",
+                "token_missing",
+                "this advertiser's postbacks need its postback token, sent as `token`"
+                + sent_instead(params, "token"),
             )
         return FieldError(
             "token",

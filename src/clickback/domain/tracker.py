@@ -245,15 +245,15 @@ class Tracker:
             refusal = attribution.Refusal(Outcome.FORBIDDEN, [denied, *arrived])
         elif extra_errors or isinstance(parsed, list):
             found = list(parsed) if isinstance(parsed, list) else []
-            if hint is not None:
-                found.append(hint)
-            elif raw_refid and info is None:  # every bad field at once, this one too
-                found += attribution.unknown_refid().errors
+            if raw_refid and info is None and hint is None:  # every bad field at once
+                found += attribution.unknown_refid(raw_refid).errors
             if raw_refid and (as_form := json_as_form(params)):  # a RefID in the query
-                found.append(as_form)
+                hint = as_form
+            if hint is not None:  # first: it is why the fields are missing, and the
+                found.insert(0, hint)  # ledger's `code` (its filter) is the first's
             refusal = attribution.Refusal(Outcome.REJECTED, merge_errors(arrived, found))
         elif info is None:
-            refusal = attribution.unknown_refid()
+            refusal = attribution.unknown_refid(raw_refid)
         else:
             rules = self.catalog.rules.get(offer.id, ()) if offer else ()
             delivery = (
