@@ -3,9 +3,12 @@
 The tracker counts each `ordernumber` once: a repeat answers `duplicate` with the first
 conversion's id. So a postback whose answer was lost (timeout, dropped connection, a
 `503`) is simply fired again, and `fire_postback` does that, with exponential backoff
-and jitter, on connection errors, timeouts, `408`, `429` and `5xx`. A `duplicate` is
-returned like an `accepted`: either way the order is counted, exactly once. The module
-needs only httpx, so it may be copied into a shop's code on its own.
+and jitter, on connection errors, timeouts, `408`, `429` and `5xx`. A `duplicate` of the
+same order (a retry) is returned like an `accepted`: either way the order is counted,
+exactly once. A `duplicate` that differs from the order counted (another amount,
+currency or RefID: another order given a used order number) was not counted, and raises
+OrderNumberReusedError. The module needs only httpx, so it may be copied into a shop's
+code on its own.
 
     from decimal import Decimal
     from clickback.client import PostbackRejectedError, PostbackUnavailableError, fire_postback
@@ -20,7 +23,8 @@ needs only httpx, so it may be copied into a shop's code on its own.
             geo="US",
         )
         log.info("postback %s: conversion %s", answer["status"], answer["conversion_id"])
-    except PostbackRejectedError as exc:     # 4xx: retrying will not help; look at exc.errors
+    except PostbackRejectedError as exc:     # 4xx, or a used order number (OrderNumberReusedError):
+                                             # retrying will not help; look at exc.errors
         log.error("postback refused (%s): %s", exc.code, exc.errors)
     except PostbackUnavailableError:         # still failing after the retries: queue it, try later
         requeue(order)
@@ -29,6 +33,8 @@ needs only httpx, so it may be copied into a shop's code on its own.
 
     PostbackError                  the tracker's answer was not one this client understands
      +-- PostbackRejectedError     4xx: status_code, code, errors (each field, code, message)
+     |    +-- OrderNumberReusedError  a `duplicate` unlike the order counted: not counted;
+     |                                code `duplicate_ordernumber`, answer, differs
      +-- PostbackUnavailableError  no answer, or 408/429/5xx, after every retry: attempts,
                                    status_code
 """
@@ -47,6 +53,7 @@ from urllib.parse import quote
 import httpx
 
 __all__ = [
+    "OrderNumberReusedError",
     "PostbackError",
     "PostbackRejectedError",
     "PostbackUnavailableError",
@@ -85,6 +92,28 @@ class PostbackRejectedError(PostbackError):
         self.status_code = status_code
         self.code = code
         self.errors = errors
+
+
+class OrderNumberReusedError(PostbackRejectedError):
+    """The order number was counted already, for an order unlike this one (`differs`:
+    each field with its `stored` and `sent` value): this one was not counted. Give each
+    order its own number; a retry of the same order is a plain `duplicate`, returned."""
+
+    def __init__(self, answer: dict[str, Any]):
+        self.answer = answer
+        self.differs: list[dict[str, Any]] = answer["differs"]
+        super().__init__(
+            200,
+            "duplicate_ordernumber",
+            [
+                {
+                    "field": d.get("field"),
+                    "code": "differs",
+                    "message": f"stored {d.get('stored')!r}, sent {d.get('sent')!r}",
+                }
+                for d in self.differs
+            ],
+        )
 
 
 class PostbackUnavailableError(PostbackError):
@@ -157,6 +186,8 @@ def _decide(response: httpx.Response) -> dict[str, Any] | None:
         return None
     body = _body(response)
     if status == 200 and body is not None and body.get("status") in ("accepted", "duplicate"):
+        if body["status"] == "duplicate" and body.get("differs"):
+            raise OrderNumberReusedError(body)
         return body
     if status in (404, 405) and (body is None or body.get("code") != "unknown_refid"):
         # the postback endpoint's only 404 names the RefID: this is another path (a wrong
@@ -223,12 +254,14 @@ def fire_postback(
     signing_secret: str | None = None,
     transport: httpx.BaseTransport | None = None,
 ) -> dict[str, Any]:
-    """Fire `GET {base_url}/postback`; the tracker's JSON answer when accepted or duplicate.
+    """Fire `GET {base_url}/postback`; the tracker's JSON answer when accepted or a
+    duplicate of the same order (a retry).
 
     Retries `retries` times after the first attempt on connection errors, timeouts, 408,
     429 and 5xx. With `signing_secret` each attempt is signed afresh (`ts`, `sig`).
-    Raises PostbackRejectedError on a 4xx, PostbackUnavailableError when every
-    attempt failed, TypeError for a float `orderamount`.
+    Raises PostbackRejectedError on a 4xx, OrderNumberReusedError (one of them) for a
+    duplicate unlike the order counted, PostbackUnavailableError when every attempt
+    failed, TypeError for a float `orderamount`.
     """
     _check(retries, backoff)
     url, params = _request(

@@ -26,6 +26,7 @@ import httpx
 import pytest
 
 from clickback.client import (
+    OrderNumberReusedError,
     PostbackError,
     PostbackRejectedError,
     PostbackUnavailableError,
@@ -217,6 +218,22 @@ def test_firing_again_returns_duplicate_and_counts_once(tracker: Tracker) -> Non
     assert (again["status"], again["conversion_id"]) == ("duplicate", first["conversion_id"])
     assert again["differs"] == []  # the same order again: a retry
     assert tracker.conversions("DUP-1") == 1
+
+
+def test_a_used_order_number_for_another_order_raises(tracker: Tracker) -> None:
+    """A duplicate unlike the order counted (another amount) was not counted: raised, as
+    a refusal, with what differs; the same order again is still a plain duplicate."""
+    refid = tracker.click()
+    fire_postback(tracker.base, refid=refid, orderamount="10", ordernumber="REUSE-1")
+    with pytest.raises(OrderNumberReusedError) as raised:
+        fire_postback(tracker.base, refid=refid, orderamount="12.50", ordernumber="REUSE-1")
+    assert isinstance(raised.value, PostbackRejectedError)
+    assert raised.value.code == "duplicate_ordernumber" and raised.value.status_code == 200
+    assert raised.value.differs == [{"field": "orderamount", "stored": "10.00", "sent": "12.50"}]
+    assert raised.value.answer["status"] == "duplicate"
+    again = fire_postback(tracker.base, refid=refid, orderamount="10.00", ordernumber="REUSE-1")
+    assert again["status"] == "duplicate"
+    assert tracker.conversions("REUSE-1") == 1
 
 
 def test_a_cpl_lead_with_amount_zero_is_accepted(tracker: Tracker) -> None:
