@@ -461,11 +461,21 @@ async def test_a_json_body_is_read_as_its_fields(client: httpx.AsyncClient) -> N
         f"/postback?refid={refid}&orderamount=1&ordernumber=J5", content=b"", headers=headers
     )
     assert r.json()["status"] == "accepted", r.text
-    extra = f'{{"refid": "{refid}", "orderamount": 1, "ordernumber": "J6", "items": [1, 2]}}'
+    items = '[{"sku": "A-1", "qty": 2, "price": 49.90, "gift": true, "note": null}, [1, []]]'
+    extra = f'{{"refid": "{refid}", "orderamount": 1, "ordernumber": "J6", "items": {items}}}'
     r = await client.post("/postback", content=extra, headers=headers)
     assert r.json()["status"] == "accepted", r.text
     [row, *_] = await ledger(client)
-    assert row["params"]["items"] == '["1","2"]'  # numbers as written: their text
+    # as sent but for its spacing: objects as objects, numbers as written
+    assert row["params"]["items"] == items.replace(": ", ":").replace(", ", ",")
+    deep = "[" * 900 + "1" + "]" * 900  # as deep as a JSON body is read: kept, not a 500
+    extra = f'{{"refid": "{refid}", "orderamount": 1, "ordernumber": "J8", "items": {deep}}}'
+    r = await client.post("/postback", content=extra, headers=headers)
+    assert r.json()["status"] == "accepted", r.text
+    assert (await ledger(client))[0]["params"]["items"] == deep[:1024]
+    amount = f'{{"refid": "{refid}", "orderamount": {{"value": "1.00"}}, "ordernumber": "J7"}}'
+    r = await client.post("/postback", content=amount, headers=headers)
+    assert 'not `{"value":"1.00"}`' in r.json()["errors"][0]["message"], r.text
 
 
 async def test_a_json_boolean_is_one_error_and_a_json_number_ordernumber_its_text(
@@ -537,7 +547,7 @@ async def test_half_a_character_in_a_json_value_is_refused_and_kept(
     assert r.json()["status"] == "accepted", r.text
     [row, *_] = await ledger(client)
     assert row["params"]["note"] == "x\\ud83d" and row["params"]["n\\ud83d"] == "v"
-    assert row["params"]["list"] == '["\\ud83d","1"]'
+    assert row["params"]["list"] == '["\\ud83d",1]'  # as sent: 1 a number
     coupons = {c["ordernumber"]: c["coupon"] for c in await conversions(client)}
     assert coupons == {"A1": "SALE\\ud83d", "A3": "\U0001f600"}
 

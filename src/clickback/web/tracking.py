@@ -194,6 +194,39 @@ class _Members(list[tuple[str, Any]]):
     its last value)."""
 
 
+class _Number(str):
+    """A JSON number as it was written (`49.90`, `2`), never a float."""
+
+
+class _Text(str):
+    """JSON text to write out as it is (`_json_text`)."""
+
+
+def _json_text(value: Any) -> str:
+    """A JSON value read with `_Members` and `_Number` as JSON text again, as it was sent
+    but for its spacing: an object as an object, a number as written. Without recursion:
+    a value nested as deep as `json.loads` reads is written out too."""
+    out: list[str] = []
+    todo = [value]
+    while todo:
+        v = todo.pop()
+        if type(v) is _Text or isinstance(v, _Number):
+            out.append(str(v))
+        elif isinstance(v, _Members):
+            parts: list[Any] = [_Text("{")]
+            for i, (k, x) in enumerate(v):
+                parts += [_Text(("," if i else "") + json.dumps(k, ensure_ascii=False) + ":"), x]
+            todo += reversed([*parts, _Text("}")])
+        elif isinstance(v, list):
+            parts = [_Text("[")]
+            for i, x in enumerate(v):
+                parts += [_Text(","), x] if i else [x]
+            todo += reversed([*parts, _Text("]")])
+        else:  # a string (a lone surrogate too), a boolean, null
+            out.append(json.dumps(v, ensure_ascii=False))
+    return "".join(out)
+
+
 def _json_params(body: bytes, into: Kept, errors: list[FieldError], sent: dict[str, str]) -> None:
     """A JSON object's members as parameters: strings, and numbers as written (`49.90`
     stays `49.90`, never a float); another value is kept as its JSON text, and refused
@@ -204,8 +237,8 @@ def _json_params(body: bytes, into: Kept, errors: list[FieldError], sent: dict[s
     try:
         data = json.loads(
             body,
-            parse_float=str,
-            parse_int=str,
+            parse_float=_Number,
+            parse_int=_Number,
             parse_constant=_no_constant,
             object_pairs_hook=_Members,
         )
@@ -227,12 +260,9 @@ def _json_params(body: bytes, into: Kept, errors: list[FieldError], sent: dict[s
                 if k in PARAMETERS:
                     errors.append(half_a_character(k, v))
                 v = text
-            pairs.append((k, v))
+            pairs.append((k, str(v)))
             continue
-        try:
-            text = orjson.dumps(v, default=list).decode()
-        except TypeError:  # a surrogate in a list or an object
-            text = _whole(json.dumps(v, ensure_ascii=False, separators=(",", ":")))
+        text = _whole(_json_text(v))  # a surrogate in a list or an object, as its escape
         pairs.append((k, text))
         if k in PARAMETERS:
             errors.append(not_a_value(k, text))
