@@ -171,6 +171,36 @@ def test_postback_bodies_whole_chunked_too_large_and_cut_short(tracker: Server) 
     assert orders == ["C1", "G1", "P1"]
 
 
+def test_a_get_with_a_body_is_read_as_a_post_is(tracker: Server) -> None:
+    """Some HTTP clients send a GET with a body: a form, JSON or chunked one is read (and
+    kept in the ledger) as a POST's is; a GET with an empty body is a plain GET."""
+    code = setup_link(tracker)
+    refid = refid_of(httpx.get(f"{tracker.base}/c/{code}"))
+    url = f"{tracker.base}/postback"
+    form = {"content-type": "application/x-www-form-urlencoded"}
+    r = httpx.request(
+        "GET", f"{url}?refid={refid}", content=b"orderamount=1&ordernumber=GB1", headers=form
+    )
+    assert r.json()["status"] == "accepted", r.text
+    body = f'{{"refid": "{refid}", "orderamount": "2", "ordernumber": "GB2"}}'.encode()
+    r = httpx.request("GET", url, content=body, headers={"content-type": "application/json"})
+    assert r.json()["status"] == "accepted", r.text
+
+    def chunks() -> Iterator[bytes]:
+        yield f"refid={refid}&orderamount=3".encode()
+        yield b"&ordernumber=GB3"
+
+    r = httpx.request("GET", url, content=chunks(), headers=form)
+    assert "content-length" not in r.request.headers
+    assert r.json()["status"] == "accepted", r.text
+    r = httpx.request("GET", f"{url}?refid={refid}&orderamount=4&ordernumber=GB4", content=b"")
+    assert r.json()["status"] == "accepted", r.text
+    [row, *_] = ledger(tracker)
+    assert row["method"] == "GET"
+    orders = {c["ordernumber"] for c in api(tracker, "GET", "/conversions").json()["items"]}
+    assert orders == {"GB1", "GB2", "GB3", "GB4"}
+
+
 def test_half_a_character_and_bytes_not_utf8_are_answered_and_kept(tracker: Server) -> None:
     """A JSON `coupon` holding a lone surrogate is a 400 `invalid_text`, kept in the
     ledger; `%ff` in a query or a form body, or the byte 0xff in a form body, is kept as

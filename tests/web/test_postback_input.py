@@ -426,6 +426,24 @@ async def test_a_json_body_without_its_content_type_is_told_so(
     assert "json_not_declared" not in [e["code"] for e in r.json()["errors"]]
 
 
+async def test_a_get_with_a_body_is_read_as_a_post_is(client: httpx.AsyncClient) -> None:
+    """A GET's body (some HTTP clients send one) is read, and kept, as a POST's is."""
+    s = await make_offer(client)
+    refid = await click(client, s["link"])
+    form = {"content-type": "application/x-www-form-urlencoded"}
+    r = await client.request(
+        "GET", f"/postback?refid={refid}", content=b"orderamount=1&ordernumber=GB1", headers=form
+    )
+    assert r.json()["status"] == "accepted", r.text
+    body = f'{{"refid": "{refid}", "orderamount": "2", "ordernumber": "GB2"}}'
+    r = await client.request(
+        "GET", "/postback", content=body, headers={"content-type": "application/json"}
+    )
+    assert r.json()["status"] == "accepted", r.text
+    [row, _] = await ledger(client)
+    assert (row["method"], row["params"]["orderamount"]) == ("GET", "2")
+
+
 async def test_a_json_body_is_read_as_its_fields(client: httpx.AsyncClient) -> None:
     s = await make_offer(client, payout_type="cps", payout_percent="10", payout_amount=None)
     refid = await click(client, s["link"])

@@ -118,11 +118,14 @@ class RsgiApp:
         )
 
     async def _postback(self, scope: Any, protocol: Any) -> tracking.Answer:
-        method = scope.method
+        method, headers = scope.method, scope.headers
+        length = headers.get("content-length")
         body = (
-            await _body(protocol, scope.headers.get("content-length")) if method == "POST" else None
+            await _body(protocol, length)
+            if tracking.has_body(method, length, headers.get("transfer-encoding") is not None)
+            else None
         )
-        kind = scope.headers.get("content-type", "") if body is not None else ""
+        kind = headers.get("content-type", "") if body is not None else ""
         return await tracking.postback_answer(
             self.app, method, scope.query_string, self._ip(scope), body, kind
         )

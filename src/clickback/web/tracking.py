@@ -449,13 +449,31 @@ async def _read_body(receive: Any) -> bytes | BodyError:
             return b"".join(chunks)
 
 
+def has_body(method: str, length: str | None, chunked: bool) -> bool:
+    """Whether a postback's body is read: a POST's, and a GET's that has one (a
+    Content-Length above 0, or chunked), which some HTTP clients send: read as a POST's
+    is, not dropped with what it carried."""
+    return method == "POST" or (
+        method == "GET" and (chunked or (length is not None and length.strip("0 ") != ""))
+    )
+
+
 async def postback(app: ClickbackApp, scope: dict[str, Any], receive: Any, send: Any) -> None:
     method = scope["method"]
-    body = await _read_body(receive) if method == "POST" else None
+    kind = length = b""
+    chunked = False
+    for n, v in scope["headers"]:
+        if n == b"content-type":
+            kind = v
+        elif n == b"content-length":
+            length = v
+        elif n == b"transfer-encoding":
+            chunked = True
+    read = has_body(method, length.decode("latin-1") or None, chunked)
+    body = await _read_body(receive) if read else None
     # decoded whole, then measured as RSGI's is, in characters: bytes cut before decoding
     # could make a query that was too long look complete
     query = query_text(scope["query_string"])
-    kind = next((v for n, v in scope["headers"] if n == b"content-type"), b"")
     answer = await postback_answer(
         app, method, query, client_ip(app, scope), body, kind.decode("latin-1")
     )
