@@ -356,7 +356,17 @@ def advertiser_list(
     """Advertisers, newest first, with their postback tokens (masked unless --show-tokens)."""
     columns = ["id", "name", "require_token", "postback_token", "created_at"]
     secret = () if show_tokens else ("postback_token", "signing_secret")
-    _list(db, "advertisers", columns, limit, as_json=as_json, cursor=cursor, secret=secret)
+    whole = ("postback_token",) if show_tokens else ()  # folded, never cut: to copy
+    _list(
+        db,
+        "advertisers",
+        columns,
+        limit,
+        as_json=as_json,
+        cursor=cursor,
+        secret=secret,
+        whole=whole,
+    )
 
 
 @affiliate_app.command("create")

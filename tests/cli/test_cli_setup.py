@@ -454,6 +454,22 @@ def test_advertiser_list_masks_postback_tokens_unless_asked(any_db: str) -> None
     ]
     assert listed[1]["postback_token"] == "s3cret-token-of-shop"
     assert listed[1]["signing_secret"] == "hmac-key-of-the-shop"
+    # a token as generated, on a terminal of 80 columns or piped: whole, folded, to copy
+    cli("advertiser", "create", "A shop with a long name to narrow the table", db=any_db)
+    made = orjson.loads(
+        cli("advertiser", "list", "--json", "--show-tokens", db=any_db).split("\n")[0]
+    )
+    narrow = subprocess.run(
+        [CLICKBACK, "advertiser", "list", "--show-tokens", "--db", any_db],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+        env={**os.environ, "COLUMNS": "80"},
+    ).stdout
+    assert max(len(line) for line in narrow.splitlines()) <= 80
+    shown = {r["id"]: r["postback_token"] for r in table_rows(narrow)}
+    assert len(made["postback_token"]) > 20 and shown[str(made["id"])] == made["postback_token"]
 
 
 def test_an_archived_offer_reads_archived_in_offer_list_and_show(any_db: str) -> None:
