@@ -94,9 +94,16 @@ def fire(db: str, *postbacks: dict[str, str]) -> list[int]:
     return in_tracker(db, work)
 
 
-def cli(*args: str, db: str) -> str:
+def cli(*args: str, db: str, columns: int | None = None) -> str:
+    """`clickback ARGS --db DB`'s output; `columns`: the terminal's width it is told."""
+    env = {**os.environ, "COLUMNS": str(columns)} if columns else None
     out = subprocess.run(
-        [CLICKBACK, *args, "--db", db], capture_output=True, text=True, timeout=60, check=True
+        [CLICKBACK, *args, "--db", db],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+        env=env,
     )
     return out.stdout
 

@@ -459,14 +459,7 @@ def test_advertiser_list_masks_postback_tokens_unless_asked(any_db: str) -> None
     made = orjson.loads(
         cli("advertiser", "list", "--json", "--show-tokens", db=any_db).split("\n")[0]
     )
-    narrow = subprocess.run(
-        [CLICKBACK, "advertiser", "list", "--show-tokens", "--db", any_db],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-        env={**os.environ, "COLUMNS": "80"},
-    ).stdout
+    narrow = cli("advertiser", "list", "--show-tokens", db=any_db, columns=80)
     assert max(len(line) for line in narrow.splitlines()) <= 80
     shown = {r["id"]: r["postback_token"] for r in table_rows(narrow)}
     assert len(made["postback_token"]) > 20 and shown[str(made["id"])] == made["postback_token"]

@@ -3,7 +3,6 @@ idempotency key, signatures, disabling and re-enabling, and kill -9 mid-delivery
 
 from __future__ import annotations
 
-import os
 import subprocess
 import time
 from pathlib import Path
@@ -143,14 +142,7 @@ def test_post_method_sends_json_and_4xx_is_final(sqlite_db: str, tmp_path: Path)
             assert shown == c.get(f"/api/v1/deliveries/{failed['id']}").json()
             [tried] = shown["attempts"]
             assert (tried["status_code"], tried["response_excerpt"]) == (404, "ok")
-            table = subprocess.run(
-                [CLICKBACK, "deliveries", "show", str(failed["id"]), "--db", sqlite_db],
-                capture_output=True,
-                text=True,
-                timeout=60,
-                check=True,
-                env={**os.environ, "COLUMNS": "250"},
-            ).stdout
+            table = cli("deliveries", "show", str(failed["id"]), db=sqlite_db, columns=250)
             assert "response_excerpt" in table, table
         finally:
             server.stop()
