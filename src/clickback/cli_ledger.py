@@ -219,10 +219,14 @@ def integration_test(
         console.print(f"{name.replace('_', ' ')}: [{colour}]{result['status']}[/{colour}]")
         for r in result["reasons"]:
             console.print(f"  - {_error_text(r)}: {escape(r['message'])}")
-    if test["conversion_test"]["status"] == "pending":
+    if simulate and not test["refid"]:
+        console.print("--simulate: nothing fired, the click test made no RefID")
+    if test["conversion_test"]["status"] == "pending" and test["refid"]:
         console.print(
             "Fire the postback URL above (fill orderamount and ordernumber), then "
             f"check: GET /api/v1/integration-tests/{test['id']}"
         )
+        if test["signature_required"]:
+            console.print(integration.SIGNATURE_INSTRUCTIONS, style="bold")
     if failed:
         raise typer.Exit(1)

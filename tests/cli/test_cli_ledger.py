@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 import re
 import subprocess
 import time
@@ -191,6 +192,30 @@ def test_integration_test_with_simulate_passes_both(sqlite_db: str) -> None:
     assert test["conversion_test"]["status"] == "passed"
     convs = [orjson.loads(x) for x in cli("conversions", "list", "--json", db=sqlite_db).split()]
     assert [c["is_test"] for c in convs] == [True]
+
+
+def test_an_integration_test_says_what_to_do_next(sqlite_db: str) -> None:
+    """Signatures required: the test's answer says so, and how to sign. The offer
+    paused: the click test says to activate it, and neither a URL to fire nor a
+    simulated postback is offered without a RefID."""
+    setup(sqlite_db)
+    cli("advertiser", "security", "1", "--signing-secret", "K", "--require-signature", db=sqlite_db)
+    test = orjson.loads(cli("integration-test", "1", "--json", db=sqlite_db))
+    assert test["signature_required"] is True
+    out = " ".join(cli("integration-test", "1", db=sqlite_db, columns=200).split())
+    assert "Fire the postback URL above" in out and "must be signed" in out
+    cli("offer", "pause", "1", db=sqlite_db)
+    run = subprocess.run(
+        [CLICKBACK, "integration-test", "1", "--simulate", "--db", sqlite_db],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+    out = " ".join(run.stdout.split())
+    assert run.returncode == 1 and "clickback offer activate 1" in out, out
+    assert "nothing fired" in out and "Fire the postback URL" not in out
+    assert "waiting for the click test" in out
 
 
 def test_simulate_passes_with_the_postback_rate_limit_set_low(

@@ -130,10 +130,17 @@ async def test_paused_offer_fails_the_click_test_and_rerun_passes(
     await client.patch(f"/api/v1/offers/{oid}", json={"status": "paused"}, headers=AUTH)
     test = await start_test(client, oid)
     assert test["click_test"]["status"] == "failed"
-    assert test["click_test"]["reasons"][0]["code"] == "offer_paused"
+    [paused] = test["click_test"]["reasons"]
+    assert (
+        paused["code"] == "offer_paused" and f"clickback offer activate {oid}" in paused["message"]
+    )
+    # no RefID: the conversion test says it waits for the click test, not to fire a URL
+    assert (test["refid"], test["conversion_test"]["status"]) == ("", "pending")
+    assert [r["code"] for r in test["conversion_test"]["reasons"]] == ["no_refid"]
     await client.patch(f"/api/v1/offers/{oid}", json={"status": "active"}, headers=AUTH)
     r = await client.post(f"/api/v1/integration-tests/{test['id']}/rerun", headers=AUTH)
     assert r.json()["click_test"]["status"] == "passed" and r.json()["refid"]
+    assert r.json()["conversion_test"] == {"status": "pending", "reasons": [], "postback_ids": []}
 
 
 async def test_wrong_token_fails_the_conversion_test(client: httpx.AsyncClient) -> None:

@@ -144,7 +144,12 @@ async def test_a_read_session_sees_the_postback_url_without_the_advertisers_toke
     assert "s3cret" not in page.text
     client.cookies.clear()
     await login(client, ADMIN)
-    assert "&amp;token=s3cret" in (await client.get(f"/ui/offers/{oid}")).text
+    page = await client.get(f"/ui/offers/{oid}")
+    assert "&amp;token=s3cret" in page.text and "must be signed" not in page.text
+    # signatures required: the page says so, and how to sign
+    body = {"signing_secret": "K", "require_signature": True}
+    await client.patch(f"/api/v1/advertisers/{s['advertiser']['id']}", json=body, headers=AUTH)
+    assert "must be signed" in (await client.get(f"/ui/offers/{oid}")).text
 
 
 async def test_every_offer_can_be_reached_from_the_offers_page(client: httpx.AsyncClient) -> None:

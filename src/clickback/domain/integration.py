@@ -59,7 +59,18 @@ async def click_test(
         code, "sub1=integration-test", "", "clickback-test", "", fallback=False
     )
     if location is None:
-        return FAILED, [reason("offer_paused", "status", "the offer is not active")], ""
+        return (
+            FAILED,
+            [
+                reason(
+                    "offer_paused",
+                    "status",
+                    f"the offer is not active: activate it (`clickback offer activate"
+                    f" {offer['id']}`, or PATCH its status to active), then run the test again",
+                )
+            ],
+            "",
+        )
     reasons: list[dict[str, str]] = []
     refid = ""
     if "{refid}" in offer["destination_url"]:
@@ -188,6 +199,8 @@ async def remove(store: Store, tracker: Tracker, test_id: int) -> None:
 async def conversion_test(store: Store, test: dict[str, Any]) -> dict[str, Any]:
     """Test 2, read from the ledger: the postbacks for the test link since the (re)start."""
     rows = await store.test_postbacks(test["link_id"], test["started_at"], 50)
+    if not rows and not test["refid"]:
+        return {"status": PENDING, "reasons": [NO_REFID], "postback_ids": []}
     if not rows:
         return {"status": PENDING, "reasons": [], "postback_ids": []}
     ids = [r["id"] for r in rows]
@@ -204,6 +217,16 @@ async def conversion_test(store: Store, test: dict[str, Any]) -> dict[str, Any]:
         errors = orjson.loads(latest["errors"])
         reasons = [reason(e["code"], e["field"], e["message"]) for e in errors]
     return {"status": FAILED, "reasons": reasons, "postback_ids": ids}
+
+
+# a conversion test whose click test made no RefID: there is no postback to fire yet
+NO_REFID = reason(
+    "no_refid",
+    "refid",
+    "waiting for the click test: it made no RefID to fire a postback with; once its"
+    " problem is fixed, rerun the test (the dashboard's Rerun, POST"
+    " /api/v1/integration-tests/ID/rerun, or `clickback integration-test OFFER` anew)",
+)
 
 
 def _duplicate_reason(postback: dict[str, Any]) -> dict[str, Any]:
@@ -260,6 +283,7 @@ async def describe(
         "refid": row["refid"],
         "tracking_url": f"{base}/c/{link['code']}",
         "postback_url": postback_template(base, advertiser, row["refid"], reveal),
+        "signature_required": signature_required(advertiser),
         "click_test": {
             "status": row["click_status"],
             "reasons": orjson.loads(row["click_reasons"]),
@@ -300,6 +324,15 @@ SIGNATURE_INSTRUCTIONS = (
     "advertiser's postbacks\" of docs/outbound.md shows how; the Python helper "
     "`clickback.client.fire_postback(..., signing_secret=...)` signs for you."
 )
+
+
+def instructions(advertiser: dict[str, Any]) -> str:
+    """How to fire the advertiser's postbacks, and to sign them where it must."""
+    if signature_required(advertiser):
+        return f"{POSTBACK_INSTRUCTIONS} {SIGNATURE_INSTRUCTIONS}"
+    return POSTBACK_INSTRUCTIONS
+
+
 TOKEN_HIDDEN = "{token}"  # shown for the advertiser's token to who may not see it
 POSTBACK_INSTRUCTIONS = (
     "Fire this URL from your server when an order completes, with the visitor's RefID "

@@ -86,7 +86,6 @@ def endpoints(app: ClickbackApp) -> list[Endpoint]:
         advertiser = await app.store.get_row("advertisers", offer["advertiser_id"])
         assert advertiser is not None
         signed = integration.signature_required(advertiser)
-        instructions = integration.POSTBACK_INSTRUCTIONS
         return json_response(
             {
                 "offer_id": offer["id"],
@@ -99,11 +98,7 @@ def endpoints(app: ClickbackApp) -> list[Endpoint]:
                 + (["ts", "sig"] if signed else []),
                 "optional": ["coupon", "currency", "geo", "commissionid"],
                 "signature_required": signed,
-                "instructions": (
-                    f"{instructions} {integration.SIGNATURE_INSTRUCTIONS}"
-                    if signed
-                    else instructions
-                ),
+                "instructions": integration.instructions(advertiser),
             }
         )
 

@@ -144,7 +144,7 @@ SCHEMAS: dict[str, Any] = {
     "IntegrationTestStart": obj("affiliate_id:i simulate:b", required=False),
     "IntegrationTest": obj(
         "id:i offer_id:i affiliate_id:i link_id:i refid:s tracking_url:s "
-        "postback_url:s started_at:s created_at:s",
+        "postback_url:s signature_required:b started_at:s created_at:s",
         click_test=STATUS_RESULT,
         conversion_test=obj("status:s reasons:a postback_ids:a"),
     ),

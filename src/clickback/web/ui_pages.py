@@ -181,7 +181,7 @@ def routes(ui: Ui) -> list[Route]:
             o=PRESENTERS["offers"](row, base),
             advertiser=PRESENTERS["advertisers"](advertiser, base),
             postback_url=integration.postback_template(base, advertiser, reveal=session.admin),
-            instructions=integration.POSTBACK_INSTRUCTIONS,
+            instructions=integration.instructions(advertiser),
             fallback_url=app.settings.fallback_url,
             tests=tests,
             links=[PRESENTERS["links"](r, base) for r in links.items if not r["is_test"]],
