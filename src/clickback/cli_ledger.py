@@ -81,6 +81,7 @@ def postbacks_list(
         "http_status",
         "errors",
         "conversion_id",
+        "replay_of",  # a replay is judged, and listed, at its original's time
     ]
     whole = ("refid", "errors")
     _list(db, "postbacks", columns, limit, filters, as_json, lo, hi, _errors_cell, whole, cursor)

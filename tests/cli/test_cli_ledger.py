@@ -182,6 +182,8 @@ def test_replay_judges_a_signature_by_the_servers_skew_setting(
     cli("offer", "activate", "1", db=any_db)
     [row] = table_rows(cli("postbacks", "replay", "1", db=any_db))
     assert (row["status"], row["conversion id"], row["code"]) == ("accepted", "1", "")
+    listed = table_rows(cli("postbacks", "list", db=any_db, columns=250))
+    assert [(r["id"], r["replay_of"]) for r in listed] == [("2", "1"), ("1", "")]
 
 
 def test_integration_test_with_simulate_passes_both(sqlite_db: str) -> None:
