@@ -231,6 +231,39 @@ async def test_the_postback_ledger_page_says_what_a_duplicate_repeats(
     assert re.search(r">[^<>]*stored orderamount 10\.00 USD, this one 12\.00 USD[^<>]*<", page)
 
 
+async def test_a_postback_page_shows_what_was_sent_and_why(client: httpx.AsyncClient) -> None:
+    """Linked from the ledger: every parameter as sent (a repeated one's values, the
+    token hidden from a read session), every error with its message, its replays."""
+    s = await make_offer(client, advertiser={"require_token": True, "postback_token": "s3cret"})
+    refid = await click(client, s["link"])
+    await client.get(
+        f"/postback?refid={refid}&OrderAmount=10&ordernumber=V1&sku=A&sku=B&token=s3cret"
+    )
+    await login(client, ADMIN)
+    ledger = (await client.get("/ui/postbacks")).text
+    found = re.search(r'<a href="/ui/postbacks/(\d+)">', ledger)
+    assert found, ledger[-500:]
+    pid = int(found.group(1))
+    await client.post(f"/api/v1/postbacks/{pid}/replay", headers=AUTH)
+    page = (await client.get(f"/ui/postbacks/{pid}")).text
+    for shown in (
+        "<code>OrderAmount</code></td><td><code>10</code>",
+        "<code>A · B</code>",
+        "<code>s3cret</code>",
+        "`OrderAmount` was sent, which is not read",
+        f'href="/ui/postbacks/{pid + 1}"',
+    ):
+        assert shown in page.replace("&#96;", "`"), shown
+    token = (await client.post("/api/v1/tokens", json={"role": "read"}, headers=AUTH)).json()
+    client.cookies.clear()
+    await login(client, token["token"])
+    page = (await client.get(f"/ui/postbacks/{pid}")).text
+    at = page.find("s3cret")
+    assert at < 0, page[at - 300 : at + 50]
+    assert "<code>(hidden)</code>" in page
+    assert (await client.get("/ui/postbacks/999999")).status_code == 404
+
+
 async def test_a_report_limit_too_long_for_int_is_a_400_page(client: httpx.AsyncClient) -> None:
     await login(client, ADMIN)
     for path in ("/ui/reports", "/ui/reports.csv"):

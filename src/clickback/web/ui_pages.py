@@ -16,7 +16,7 @@ from clickback.domain import caps, integration, ledger, lifecycle
 from clickback.domain.listing import LISTS, text_filter
 from clickback.domain.rollup import shared_enricher
 from clickback.errors import InputError, NotFoundError
-from clickback.web.http import base_url
+from clickback.web.http import Caller, base_url, redact
 from clickback.web.present import PRESENTERS
 from clickback.web.session import Session
 
@@ -151,6 +151,25 @@ def routes(ui: Ui) -> list[Route]:
     async def postbacks(request: Request, session: Session) -> Response:
         return await listing(request, session, "postbacks", "postbacks.html")
 
+    async def postback(request: Request, session: Session) -> Response:
+        """One ledger row whole: every parameter as sent (the advertiser's token hidden
+        from a read session, as the API hides it), every error with its message, and its
+        replays."""
+        pid = _id(request)
+        row = await app.store.get_row("postbacks", pid)
+        if row is None:
+            raise NotFoundError(f"postback {pid} does not exist")
+        base = base_url(app, request)
+        shown = redact(PRESENTERS["postbacks"](row, base), Caller(session.actor, session.role))
+        replays = await app.store.list_rows("postbacks", {"replay_of": pid}, None, None, PAGE, None)
+        return ui.render(
+            request,
+            "postback.html",
+            session,
+            p=shown,
+            replays=[PRESENTERS["postbacks"](r, base) for r in replays.items],
+        )
+
     async def replay(request: Request, session: Session) -> Response:
         original = _id(request)
         answer = await ledger.replay(app.store, app.tracker, original)
@@ -204,6 +223,7 @@ def routes(ui: Ui) -> list[Route]:
             methods=["POST"],
         ),
         Route("/ui/postbacks", ui.page(postbacks)),
+        Route("/ui/postbacks/{id}", ui.page(postback)),
         Route(
             "/ui/postbacks/{id}/replay", ui.page(replay, form=True, admin=True), methods=["POST"]
         ),
