@@ -428,10 +428,12 @@ def rates_import(
 ) -> None:
     """Load exchange rates (1 unit of currency = rate units of the base currency) and value
     the conversions that were waiting for one."""
-    rows = fx.parse_rates(read_csv(file))
     base = _settings(db).base_currency
-    valued = _run(db, lambda s: fx.import_rates(s, rows, base))
+    rows = _or_exit(lambda: fx.parse_rates(read_csv(file), base))
+    valued, waiting = _run(db, lambda s: fx.import_rates(s, rows, base))
     console.print(f"{len(rows)} rates stored (base {base}); {valued} conversions valued")
+    if waiting:
+        console.print(f"{waiting} conversion(s) still wait: {fx.RATE_NEEDED}")
 
 
 @rates_app.command("list")

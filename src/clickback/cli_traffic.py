@@ -162,7 +162,8 @@ def conversions_import_statuses(
     advertiser: Annotated[int, typer.Option(help="Whose order numbers these are.")],
     db: DbOption = None,
 ) -> None:
-    """Apply an advertiser's validation file, reporting every line."""
+    """Apply an advertiser's validation file, reporting every line; exits 1 when a line
+    was refused (an unknown order number, a change its status does not allow)."""
     from clickback.domain import lifecycle
 
     text = read_csv(file)
@@ -175,6 +176,8 @@ def conversions_import_statuses(
     _table([x.as_dict() for x in lines], ["line", "ordernumber", "result", "code", "message"])
     changed = sum(x.result == "changed" for x in lines)
     console.print(f"{changed} changed, {len(lines) - changed} not")
+    if any(x.result == "error" for x in lines):
+        raise typer.Exit(1)
 
 
 OutOption = Annotated[typer.FileTextWrite, typer.Option("--out", help="CSV file (- for stdout).")]

@@ -94,17 +94,14 @@ def fire(db: str, *postbacks: dict[str, str]) -> list[int]:
     return in_tracker(db, work)
 
 
-def cli(*args: str, db: str, columns: int | None = None) -> str:
-    """`clickback ARGS --db DB`'s output; `columns`: the terminal's width it is told."""
+def cli(*args: str, db: str, columns: int | None = None, exit_code: int = 0) -> str:
+    """`clickback ARGS --db DB`'s output, once it exited `exit_code`; `columns`: the
+    terminal's width it is told."""
     env = {**os.environ, "COLUMNS": str(columns)} if columns else None
     out = subprocess.run(
-        [CLICKBACK, *args, "--db", db],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-        env=env,
+        [CLICKBACK, *args, "--db", db], capture_output=True, text=True, timeout=60, env=env
     )
+    assert out.returncode == exit_code, out.stdout + out.stderr
     return out.stdout
 
 

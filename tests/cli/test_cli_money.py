@@ -87,6 +87,7 @@ def test_second_advertiser_with_token_and_rule_by_cli(server: Server, tmp_path: 
         "--advertiser",
         "2",
         db=db,
+        exit_code=1,  # N9 is no order of the advertiser's: a line refused
     )
     assert "1 changed, 2 not" in out
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import re
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -197,7 +198,7 @@ async def test_cps_in_jpy_usd_kwd_and_base_totals(client: httpx.AsyncClient) -> 
         headers={**AUTH, "content-type": "text/csv"},
         content=b"date,currency,rate\n2000-01-01,JPY,0.0067\n2000-01-01,KWD,3.2512\n",
     )
-    assert r.json() == {"stored": 2, "valued": 0}
+    assert r.json() == {"stored": 2, "valued": 0, "waiting": 0}
     expect = []
     for currency, amount, commission in (
         ("JPY", "1999", "200"),
@@ -240,7 +241,7 @@ async def test_conversion_without_a_rate_is_kept_and_valued_later(
         headers={**AUTH, "content-type": "text/csv"},
         content=b"2000-01-01,EUR,1.10\n",
     )
-    assert r.json() == {"stored": 1, "valued": 1}
+    assert r.json() == {"stored": 1, "valued": 1, "waiting": 0}
     [conv] = (await client.get("/api/v1/conversions", headers=AUTH)).json()["items"]
     assert (conv["rate"], conv["base_amount"], conv["base_commission"]) == (
         "1.10",
@@ -268,6 +269,61 @@ async def test_conversion_without_a_rate_is_kept_and_valued_later(
         content=b"date,currency,rate\r2000-01-02,EUR,1.2\r",
     )
     assert r.status_code == 200 and r.json()["stored"] == 1, r.text
+
+
+async def test_a_rates_file_that_would_store_a_wrong_rate_is_refused(
+    client: httpx.AsyncClient,
+) -> None:
+    """A decimal comma (`9,093` read as 9), a rate of the base currency (always 1), two
+    rates for one currency and day: refused, naming the line; nothing stored."""
+    for text, said in (
+        ("2026-11-28,NOK,9,093\n", "line 1: more than 3 fields"),
+        ("date,currency,rate\n2026-11-28,USD,1.5\n", "line 2: USD is the base currency"),
+        ("2026-11-22,SEK,0.09\n2026-11-22,SEK,0.11\n", "line 2: a second rate for SEK"),
+    ):
+        r = await client.post(
+            "/api/v1/rates", headers={**AUTH, "content-type": "text/csv"}, content=text.encode()
+        )
+        assert r.status_code == 400, text
+        [error] = r.json()["errors"]
+        assert error["code"] == "invalid_rate" and error["message"].startswith(said), error
+    same_twice = b'2026-11-22,SEK,0.09\n2026-11-22,SEK,0.090\n"2026-11-23",NOK,"9.093",\n'
+    r = await client.post(
+        "/api/v1/rates", headers={**AUTH, "content-type": "text/csv"}, content=same_twice
+    )
+    assert r.json()["stored"] == 3, r.text
+    r = await client.get("/api/v1/rates", headers=AUTH)
+    assert {(i["currency"], i["rate"]) for i in r.json()["items"]} == {
+        ("SEK", "0.090"),
+        ("NOK", "9.093"),
+    }
+
+
+async def test_a_conversion_waiting_for_a_rate_says_which_and_of_what_day(
+    client: httpx.AsyncClient,
+) -> None:
+    """The warning names the currency without a rate (the commission's, here) and the
+    day a rate must be dated by; an import of a later-dated rate says what still waits."""
+    s = await make_offer(client, payout_type="cpa", payout_amount="3.33", currency="CHF")
+    body = await convert(client, s, "CHF-1", currency="USD")
+    [warning] = body["warnings"]
+    today = datetime.now(UTC).date()
+    assert warning["message"] == (
+        f"no exchange rate into USD for CHF dated on or before {today} yet: valued when one"
+        " is imported"
+    )
+    later = f"{today + timedelta(days=1)},CHF,1.10\n".encode()
+    r = await client.post(
+        "/api/v1/rates", headers={**AUTH, "content-type": "text/csv"}, content=later
+    )
+    answer = r.json()
+    assert (answer["valued"], answer["waiting"]) == (0, 1)
+    assert "latest rate dated on or before its UTC day" in answer["note"]
+    today_rate = f"{today},CHF,1.10\n".encode()
+    r = await client.post(
+        "/api/v1/rates", headers={**AUTH, "content-type": "text/csv"}, content=today_rate
+    )
+    assert r.json() == {"stored": 1, "valued": 1, "waiting": 0}
 
 
 async def test_csv_exports_with_filters(client: httpx.AsyncClient) -> None:

@@ -17,6 +17,7 @@ import pytest
 from clickback.config import Settings
 from clickback.domain.ports import Store
 from clickback.web.app import ClickbackApp
+from clickback.web.present import csv_cell
 from tests.conftest import ADMIN, AUTH, click, make_offer
 from tests.mmdb import write_mmdb
 from tests.web.test_ui import csrf_of
@@ -226,4 +227,13 @@ async def test_no_csv_export_holds_a_live_formula(live: httpx.AsyncClient) -> No
     conversions = await live.get("/api/v1/conversions/export", headers=AUTH)
     [row] = list(csv.DictReader(io.StringIO(conversions.text)))
     assert (row["ordernumber"], row["coupon"], row["sub1"]) == ("'=1+1", "'-1+1", "'" + FORMULA)
+    assert row["refid"] == row["click_id"] == refid
     assert (row["orderamount"], row["commission"]) == ("10.00", "5.00")
+
+
+def test_the_trackers_own_columns_are_written_as_they_are() -> None:
+    """A RefID (`refid`, and a conversion's `click_id`, the same) may start with `-`: it
+    is the tracker's own, never a visitor's text, and stays the RefID it is."""
+    for column in ("refid", "click_id"):
+        assert csv_cell("-P7_Jbkv", column) == "-P7_Jbkv"
+    assert csv_cell("-P7_Jbkv", "sub1") == "'-P7_Jbkv"

@@ -301,8 +301,16 @@ def warnings(conversion: ConversionRow) -> list[FieldError]:
             FieldError(
                 "currency",
                 MISSING_RATE,
-                f"no exchange rate for {conversion.currency} into {conversion.base_currency} "
-                "yet: valued when one is loaded",
+                f"no exchange rate into {conversion.base_currency} for "
+                + " or ".join(
+                    dict.fromkeys(
+                        c
+                        for c in (conversion.currency, conversion.commission_currency)
+                        if c != conversion.base_currency
+                    )
+                )
+                + f" dated on or before {utc_day(conversion.created_at)} yet: valued when one"
+                " is imported",
             )
         )
     return out

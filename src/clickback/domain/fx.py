@@ -77,15 +77,28 @@ class Rates:
 MAX_RATE = Decimal(10) ** 9
 
 
-def parse_rates(text: str) -> list[tuple[str, str, str]]:
+def _bad_line(number: int, why: str) -> InputError:
+    return InputError(f"line {number}: {why}", code="invalid_rate", field=f"line {number}")
+
+
+def parse_rates(text: str, base: str = "") -> list[tuple[str, str, str]]:
     """CSV lines `date,currency,rate` (a header line is allowed) as (currency, day, rate).
-    Raises InputError naming the first bad line."""
+    Raises InputError naming the first bad line: one of more than 3 fields (`9,093`, a
+    decimal comma, would be read as 9), a rate of the `base` currency (always 1), or a
+    second rate for a currency and day already given another."""
     rows: list[tuple[str, str, str]] = []
+    given: dict[tuple[str, str], tuple[int, Decimal]] = {}
     for number, fields in csv_lines(text):
         if not fields or all(not f.strip() for f in fields):
             continue
         if number == 1 and fields[0].strip().lower() == "date":
             continue
+        if any(f.strip() for f in fields[3:]):
+            raise _bad_line(
+                number,
+                "more than 3 fields (`date,currency,rate`): write a rate with a decimal point"
+                " (`9.093`), not a comma, or quote it",
+            )
         try:
             day = date.fromisoformat(fields[0].strip()).isoformat()
             currency = money.normalize_currency(fields[1])
@@ -99,31 +112,48 @@ def parse_rates(text: str) -> list[tuple[str, str, str]]:
                 code="invalid_rate",
                 field=f"line {number}",
             ) from None
+        if currency == base:
+            raise _bad_line(number, f"{base} is the base currency: its rate is always 1")
+        first = given.setdefault((currency, day), (number, rate))
+        if first[1] != rate:
+            raise _bad_line(
+                number, f"a second rate for {currency} on {day} (line {first[0]} gave {first[1]})"
+            )
         rows.append((currency, day, str(rate)))
     return rows
 
 
-async def import_rates(store: Store, rows: list[tuple[str, str, str]], base: str) -> int:
+# what a conversion waiting for a rate needs, said wherever one waits
+RATE_NEEDED = (
+    "a conversion is valued at the latest rate dated on or before its UTC day, of its"
+    " order's currency and of its commission's"
+)
+
+
+async def import_rates(
+    store: Store, rows: list[tuple[str, str, str]], base: str
+) -> tuple[int, int]:
     """Stores rates, then values every conversion still missing one. Returns how many
-    conversions were valued."""
+    conversions were valued, and how many still wait (no rate dated on or before their
+    day: `RATE_NEEDED`)."""
     await check_base_currency(store, base)
     await store.get_or_set_meta(BASE_META, base)  # the rates are in it from now on
     await store.put_rates(rows)
     return await value_missing(store, base)
 
 
-async def value_missing(store: Store, base: str) -> int:
+async def value_missing(store: Store, base: str) -> tuple[int, int]:
     """Values every conversion still missing a rate that the stored rates now value (an
     import does it at once; the screening's holder again once the processes' caches
     have the import's rates, for the conversions recorded meanwhile with the rates
-    before). How many were valued."""
+    before). How many were valued, and how many still wait."""
     all_rates = Rates(base, [(c, d, Decimal(r)) for c, d, r in await store.all_rates()])
-    valued = 0
+    valued = waiting = 0
     after = 0
     while True:
         batch = await store.unvalued_conversions(after, 1000)
         if not batch:
-            return valued
+            return valued, waiting
         updates = []
         for c in batch:
             day = time.strftime("%Y-%m-%d", time.gmtime(c["created_at"] // 1_000_000))
@@ -135,4 +165,5 @@ async def value_missing(store: Store, base: str) -> int:
                 updates.append((str(rate), amount, paid, base, c["id"]))
         await store.value_conversions(updates)
         valued += len(updates)
+        waiting += len(batch) - len(updates)
         after = batch[-1]["id"]

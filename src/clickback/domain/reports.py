@@ -254,7 +254,8 @@ async def run_report(
     if totals["missing_rate"]:
         notes.append(
             f"{totals['missing_rate']} conversion(s) wait for an exchange rate into {base}: "
-            "counted in conversions, left out of the money until a rate is imported"
+            "counted in conversions, left out of the money until a rate dated on or before"
+            " their UTC day is imported"
         )
     return {
         "group_by": list(spec.group_by),

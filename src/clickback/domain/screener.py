@@ -430,7 +430,7 @@ class Screener:
         if changed == self.rates_seen or now - changed < RATES_SETTLE_US:
             return 0
         self.rates_seen = changed
-        valued = await fx.value_missing(self.store, self.base_currency)
+        valued, _ = await fx.value_missing(self.store, self.base_currency)
         if valued:
             log.info("%d conversions recorded without a rate valued with the rates stored", valued)
         return valued

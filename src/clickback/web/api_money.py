@@ -194,10 +194,14 @@ def endpoints(app: ClickbackApp) -> list[Endpoint]:
         return json_response(PRESENTERS["commission_rules"](row, ""))
 
     async def import_rates(request: Request, caller: Caller) -> Response:
-        rows = fx.parse_rates(await read_text(request))
-        valued = await fx.import_rates(app.store, rows, app.settings.base_currency)
+        base = app.settings.base_currency
+        rows = fx.parse_rates(await read_text(request), base)
+        valued, waiting = await fx.import_rates(app.store, rows, base)
         await app.catalog.reload()
-        return json_response({"stored": len(rows), "valued": valued})
+        answer: dict[str, Any] = {"stored": len(rows), "valued": valued, "waiting": waiting}
+        if waiting:
+            answer["note"] = f"{waiting} conversion(s) still wait: {fx.RATE_NEEDED}"
+        return json_response(answer)
 
     async def list_rates(request: Request, caller: Caller) -> Response:
         filters, limit, cursor = keyed_list_query("rates", request.query_params, ("currency",))

@@ -296,7 +296,7 @@ def csv_cell(value: Any, column: str = "") -> Any:
 
 # made by the tracker, never taken from outside, so written as they are: a RefID (signed,
 # so never one a visitor chose) often starts with `-`, and must stay the RefID it is
-GENERATED = frozenset({"refid"})
+GENERATED = frozenset({"refid", "click_id"})  # `click_id`: a conversion's RefID again
 
 
 EXPORT_COLUMNS = {
