@@ -198,7 +198,7 @@ async def test_cps_in_jpy_usd_kwd_and_base_totals(client: httpx.AsyncClient) -> 
         headers={**AUTH, "content-type": "text/csv"},
         content=b"date,currency,rate\n2000-01-01,JPY,0.0067\n2000-01-01,KWD,3.2512\n",
     )
-    assert r.json() == {"stored": 2, "valued": 0, "waiting": 0}
+    assert r.json() == {"stored": 2, "valued": 0, "waiting": 0, "note": None}
     expect = []
     for currency, amount, commission in (
         ("JPY", "1999", "200"),
@@ -241,7 +241,7 @@ async def test_conversion_without_a_rate_is_kept_and_valued_later(
         headers={**AUTH, "content-type": "text/csv"},
         content=b"2000-01-01,EUR,1.10\n",
     )
-    assert r.json() == {"stored": 1, "valued": 1, "waiting": 0}
+    assert r.json() == {"stored": 1, "valued": 1, "waiting": 0, "note": None}
     [conv] = (await client.get("/api/v1/conversions", headers=AUTH)).json()["items"]
     assert (conv["rate"], conv["base_amount"], conv["base_commission"]) == (
         "1.10",
@@ -323,7 +323,7 @@ async def test_a_conversion_waiting_for_a_rate_says_which_and_of_what_day(
     r = await client.post(
         "/api/v1/rates", headers={**AUTH, "content-type": "text/csv"}, content=today_rate
     )
-    assert r.json() == {"stored": 1, "valued": 1, "waiting": 0}
+    assert r.json() == {"stored": 1, "valued": 1, "waiting": 0, "note": None}
 
 
 async def test_csv_exports_with_filters(client: httpx.AsyncClient) -> None:

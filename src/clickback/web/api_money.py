@@ -198,10 +198,10 @@ def endpoints(app: ClickbackApp) -> list[Endpoint]:
         rows = fx.parse_rates(await read_text(request), base)
         valued, waiting = await fx.import_rates(app.store, rows, base)
         await app.catalog.reload()
-        answer: dict[str, Any] = {"stored": len(rows), "valued": valued, "waiting": waiting}
-        if waiting:
-            answer["note"] = f"{waiting} conversion(s) still wait: {fx.RATE_NEEDED}"
-        return json_response(answer)
+        note = f"{waiting} conversion(s) still wait: {fx.RATE_NEEDED}" if waiting else None
+        return json_response(
+            {"stored": len(rows), "valued": valued, "waiting": waiting, "note": note}
+        )
 
     async def list_rates(request: Request, caller: Caller) -> Response:
         filters, limit, cursor = keyed_list_query("rates", request.query_params, ("currency",))
