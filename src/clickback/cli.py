@@ -430,10 +430,10 @@ def rates_import(
     the conversions that were waiting for one."""
     base = _settings(db).base_currency
     rows = _or_exit(lambda: fx.parse_rates(read_csv(file), base))
-    valued, waiting = _run(db, lambda s: fx.import_rates(s, rows, base))
-    console.print(f"{len(rows)} rates stored (base {base}); {valued} conversions valued")
-    if waiting:
-        console.print(f"{waiting} conversion(s) still wait: {fx.RATE_NEEDED}")
+    done = _run(db, lambda s: fx.import_rates(s, rows, base))
+    console.print(f"{len(rows)} rates stored (base {base}); {done.valued} conversions valued")
+    if note := done.note():
+        console.print(escape(note))
 
 
 @rates_app.command("list")

@@ -198,7 +198,7 @@ async def test_cps_in_jpy_usd_kwd_and_base_totals(client: httpx.AsyncClient) -> 
         headers={**AUTH, "content-type": "text/csv"},
         content=b"date,currency,rate\n2000-01-01,JPY,0.0067\n2000-01-01,KWD,3.2512\n",
     )
-    assert r.json() == {"stored": 2, "valued": 0, "waiting": 0, "note": None}
+    assert r.json() == {"stored": 2, "valued": 0, "waiting": 0, "replaced": [], "note": None}
     expect = []
     for currency, amount, commission in (
         ("JPY", "1999", "200"),
@@ -241,7 +241,7 @@ async def test_conversion_without_a_rate_is_kept_and_valued_later(
         headers={**AUTH, "content-type": "text/csv"},
         content=b"2000-01-01,EUR,1.10\n",
     )
-    assert r.json() == {"stored": 1, "valued": 1, "waiting": 0, "note": None}
+    assert r.json() == {"stored": 1, "valued": 1, "waiting": 0, "replaced": [], "note": None}
     [conv] = (await client.get("/api/v1/conversions", headers=AUTH)).json()["items"]
     assert (conv["rate"], conv["base_amount"], conv["base_commission"]) == (
         "1.10",
@@ -323,7 +323,18 @@ async def test_a_conversion_waiting_for_a_rate_says_which_and_of_what_day(
     r = await client.post(
         "/api/v1/rates", headers={**AUTH, "content-type": "text/csv"}, content=today_rate
     )
-    assert r.json() == {"stored": 1, "valued": 1, "waiting": 0, "note": None}
+    assert r.json() == {"stored": 1, "valued": 1, "waiting": 0, "replaced": [], "note": None}
+    # a day's rate replaced by another: said, with what the conversions valued keep
+    fixed = f"{today},CHF,1.2\n{today},EUR,1.1\n".encode()
+    r = await client.post(
+        "/api/v1/rates", headers={**AUTH, "content-type": "text/csv"}, content=fixed
+    )
+    assert r.json()["replaced"] == [
+        {"currency": "CHF", "date": str(today), "was": "1.10", "rate": "1.2"}
+    ]
+    assert f"keep it: CHF {today} 1.10 -> 1.2" in r.json()["note"]
+    [conv] = (await client.get("/api/v1/conversions", headers=AUTH)).json()["items"]
+    assert conv["base_commission"] == "3.66"  # 3.33 CHF at 1.10, as valued
 
 
 async def test_csv_exports_with_filters(client: httpx.AsyncClient) -> None:

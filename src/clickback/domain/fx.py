@@ -11,6 +11,7 @@ from __future__ import annotations
 import bisect
 import time
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 
@@ -130,16 +131,42 @@ RATE_NEEDED = (
 )
 
 
-async def import_rates(
-    store: Store, rows: list[tuple[str, str, str]], base: str
-) -> tuple[int, int]:
-    """Stores rates, then values every conversion still missing one. Returns how many
-    conversions were valued, and how many still wait (no rate dated on or before their
-    day: `RATE_NEEDED`)."""
+@dataclass(frozen=True)
+class Imported:
+    """What a rates import did: conversions valued, conversions still waiting (no rate
+    dated on or before their day: `RATE_NEEDED`), and the stored rates it replaced with
+    another, each (currency, day, rate before, rate now): a conversion valued at the
+    rate before keeps it."""
+
+    valued: int
+    waiting: int
+    replaced: list[tuple[str, str, str, str]]
+
+    def note(self) -> str | None:
+        said = []
+        if self.waiting:
+            said.append(f"{self.waiting} conversion(s) still wait: {RATE_NEEDED}")
+        if self.replaced:
+            said.append(
+                "rates replaced, conversions valued at the rate before keep it: "
+                + ", ".join(f"{c} {d} {was} -> {now}" for c, d, was, now in self.replaced)
+            )
+        return "; ".join(said) or None
+
+
+async def import_rates(store: Store, rows: list[tuple[str, str, str]], base: str) -> Imported:
+    """Stores rates, then values every conversion still missing one."""
     await check_base_currency(store, base)
     await store.get_or_set_meta(BASE_META, base)  # the rates are in it from now on
+    before = {(c, d): r for c, d, r in await store.all_rates()}
+    replaced = [
+        (c, d, before[c, d], r)
+        for c, d, r in rows
+        if (c, d) in before and Decimal(before[c, d]) != Decimal(r)
+    ]
     await store.put_rates(rows)
-    return await value_missing(store, base)
+    valued, waiting = await value_missing(store, base)
+    return Imported(valued, waiting, replaced)
 
 
 async def value_missing(store: Store, base: str) -> tuple[int, int]:

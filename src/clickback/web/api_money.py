@@ -196,11 +196,19 @@ def endpoints(app: ClickbackApp) -> list[Endpoint]:
     async def import_rates(request: Request, caller: Caller) -> Response:
         base = app.settings.base_currency
         rows = fx.parse_rates(await read_text(request), base)
-        valued, waiting = await fx.import_rates(app.store, rows, base)
+        done = await fx.import_rates(app.store, rows, base)
         await app.catalog.reload()
-        note = f"{waiting} conversion(s) still wait: {fx.RATE_NEEDED}" if waiting else None
         return json_response(
-            {"stored": len(rows), "valued": valued, "waiting": waiting, "note": note}
+            {
+                "stored": len(rows),
+                "valued": done.valued,
+                "waiting": done.waiting,
+                "replaced": [
+                    {"currency": c, "date": d, "was": was, "rate": now}
+                    for c, d, was, now in done.replaced
+                ],
+                "note": done.note(),
+            }
         )
 
     async def list_rates(request: Request, caller: Caller) -> Response:
