@@ -171,34 +171,32 @@ def test_postback_bodies_whole_chunked_too_large_and_cut_short(tracker: Server) 
     assert orders == ["C1", "G1", "P1"]
 
 
-def test_a_get_with_a_body_is_read_as_a_post_is(tracker: Server) -> None:
-    """Some HTTP clients send a GET with a body: a form, JSON or chunked one is read (and
-    kept in the ledger) as a POST's is; a GET with an empty body is a plain GET."""
+def test_a_get_is_its_query_and_its_body_is_kept(tracker: Server) -> None:
+    """Some HTTP clients send a GET with a body: it is not read (a GET is its query, a
+    body too large or chunked included), but kept in the ledger."""
     code = setup_link(tracker)
     refid = refid_of(httpx.get(f"{tracker.base}/c/{code}"))
-    url = f"{tracker.base}/postback"
-    form = {"content-type": "application/x-www-form-urlencoded"}
-    r = httpx.request(
-        "GET", f"{url}?refid={refid}", content=b"orderamount=1&ordernumber=GB1", headers=form
-    )
-    assert r.json()["status"] == "accepted", r.text
-    body = f'{{"refid": "{refid}", "orderamount": "2", "ordernumber": "GB2"}}'.encode()
-    r = httpx.request("GET", url, content=body, headers={"content-type": "application/json"})
+    query = f"{tracker.base}/postback?refid={refid}&orderamount=5"
+    xml = {"content-type": "application/xml"}
+    r = httpx.request("GET", f"{query}&ordernumber=G1", content=b"<x>" + b"a" * 20000, headers=xml)
     assert r.json()["status"] == "accepted", r.text
 
     def chunks() -> Iterator[bytes]:
-        yield f"refid={refid}&orderamount=3".encode()
-        yield b"&ordernumber=GB3"
+        yield b"orderamount=7"
+        yield b"&ordernumber=C1"
 
-    r = httpx.request("GET", url, content=chunks(), headers=form)
+    r = httpx.request("GET", f"{query}&ordernumber=G2", content=chunks())
     assert "content-length" not in r.request.headers
     assert r.json()["status"] == "accepted", r.text
-    r = httpx.request("GET", f"{url}?refid={refid}&orderamount=4&ordernumber=GB4", content=b"")
-    assert r.json()["status"] == "accepted", r.text
     [row, *_] = ledger(tracker)
-    assert row["method"] == "GET"
+    assert (row["method"], row["params"]["(body of the GET)"]) == (
+        "GET",
+        "orderamount=7&ordernumber=C1",
+    )
+    r = httpx.request("GET", f"{tracker.base}/postback?refid={refid}", content=b"orderamount=1")
+    assert r.json()["errors"][0]["code"] == "get_body_ignored", r.text
     orders = {c["ordernumber"] for c in api(tracker, "GET", "/conversions").json()["items"]}
-    assert orders == {"GB1", "GB2", "GB3", "GB4"}
+    assert orders == {"G1", "G2"}
 
 
 def test_half_a_character_and_bytes_not_utf8_are_answered_and_kept(tracker: Server) -> None:

@@ -426,22 +426,48 @@ async def test_a_json_body_without_its_content_type_is_told_so(
     assert "json_not_declared" not in [e["code"] for e in r.json()["errors"]]
 
 
-async def test_a_get_with_a_body_is_read_as_a_post_is(client: httpx.AsyncClient) -> None:
-    """A GET's body (some HTTP clients send one) is read, and kept, as a POST's is."""
+async def test_a_get_is_its_query_and_its_body_is_kept(client: httpx.AsyncClient) -> None:
+    """A GET's body (some HTTP clients send one) is not read: a GET is decided on its
+    query, as it always was, whatever the body holds (junk, too large, other values);
+    the body is kept in the ledger, and a GET refused for want of its fields says its
+    body was not read."""
     s = await make_offer(client)
     refid = await click(client, s["link"])
-    form = {"content-type": "application/x-www-form-urlencoded"}
+    query = f"/postback?refid={refid}&orderamount=5"
+    for n, (body, kind) in enumerate(
+        (
+            (b"<x>" + b"a" * 20000 + b"</x>", "application/xml"),
+            (b"[1,2]", "application/json"),
+            (b"orderamount=1000", "application/x-www-form-urlencoded"),
+        )
+    ):
+        r = await client.request(
+            "GET", f"{query}&ordernumber=GQ{n}", content=body, headers={"content-type": kind}
+        )
+        assert r.json()["status"] == "accepted", r.text
+    [kept, *_] = await ledger(client)
+    assert kept["params"]["(body of the GET)"] == "orderamount=1000"
+    assert kept["params"]["orderamount"] == "5"
     r = await client.request(
-        "GET", f"/postback?refid={refid}", content=b"orderamount=1&ordernumber=GB1", headers=form
+        "GET",
+        f"/postback?refid={refid}",
+        content=b"orderamount=1&ordernumber=GB1",
+        headers={"content-type": "application/x-www-form-urlencoded"},
     )
-    assert r.json()["status"] == "accepted", r.text
-    body = f'{{"refid": "{refid}", "orderamount": "2", "ordernumber": "GB2"}}'
-    r = await client.request(
-        "GET", "/postback", content=body, headers={"content-type": "application/json"}
+    assert r.status_code == 400
+    assert [e["code"] for e in r.json()["errors"]] == ["get_body_ignored", "missing", "missing"]
+    [row, *_] = await ledger(client)
+    assert (row["code"], row["params"]["(body of the GET)"]) == (
+        "get_body_ignored",
+        "orderamount=1&ordernumber=GB1",
     )
-    assert r.json()["status"] == "accepted", r.text
-    [row, _] = await ledger(client)
-    assert (row["method"], row["params"]["orderamount"]) == ("GET", "2")
+    # a JSON body cut short for its size is not said to be JSON sent as a form
+    big = '{"orderamount": "5", "ordernumber": "J9", "notes": "' + "x" * 17000 + '"}'
+    r = await client.post(
+        f"/postback?refid={refid}", content=big, headers={"content-type": "application/json"}
+    )
+    codes = [e["code"] for e in r.json()["errors"]]
+    assert codes[0] == "request_too_large" and "json_not_declared" not in codes, codes
 
 
 async def test_a_json_body_is_read_as_its_fields(client: httpx.AsyncClient) -> None:

@@ -189,6 +189,22 @@ def nul_in(name: str) -> FieldError:
     )
 
 
+# the ledger's name for the body a GET was sent with (not read: a GET is its query)
+GET_BODY = "(body of the GET)"
+
+
+def get_body_ignored(method: str, params: Mapping[str, str]) -> FieldError | None:
+    """A GET sent with a body, which is not read, said so for a postback refused for
+    want of its fields."""
+    if method == "GET" and GET_BODY in params:
+        return FieldError(
+            "*",
+            "get_body_ignored",
+            "a GET's body is not read: send the fields in the query, or POST the body",
+        )
+    return None
+
+
 def json_as_form(params: Mapping[str, str]) -> FieldError | None:
     """A JSON body sent without its content type is read as a form: its whole text one
     parameter's name. Said so, for a postback refused for want of its fields."""

@@ -20,6 +20,7 @@ from clickback.domain.models import Advertiser, FieldError, Link, Offer, OfferSt
 from clickback.domain.ports import ClickRow, LedgerRow, Store, StoredOrder
 from clickback.domain.postback import (
     PostbackInput,
+    get_body_ignored,
     json_as_form,
     merge_errors,
     parse_postback,
@@ -209,9 +210,14 @@ class Tracker:
         raw_refid = params.get(refid_name(params), "").strip()
         hint = None
         info = self.codec.verify(raw_refid) if raw_refid else None
+        # a body cut short (too large, the client gone) read as a form is no JSON sent
+        # without its content type
+        cut = any(e.code in ("request_too_large", "request_incomplete") for e in extra_errors or ())
         if not raw_refid:
             info, hint = self._find_refid(params)
-            hint = hint or json_as_form(params)
+            hint = (
+                hint or get_body_ignored(method, params) or (None if cut else json_as_form(params))
+            )
         if info is not None:
             link, offer, advertiser = await self._resolve(info.link_id)
         refusal: attribution.Refusal | None
@@ -247,8 +253,8 @@ class Tracker:
             found = list(parsed) if isinstance(parsed, list) else []
             if raw_refid and info is None and hint is None:  # every bad field at once
                 found += attribution.unknown_refid(raw_refid).errors
-            if raw_refid and (as_form := json_as_form(params)):  # a RefID in the query
-                hint = as_form
+            if raw_refid:  # a RefID in the query, the rest in a body not read as such
+                hint = get_body_ignored(method, params) or (None if cut else json_as_form(params))
             if hint is not None:  # first: it is why the fields are missing, and the
                 found.insert(0, hint)  # ledger's `code` (its filter) is the first's
             refusal = attribution.Refusal(Outcome.REJECTED, merge_errors(arrived, found))

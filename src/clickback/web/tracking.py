@@ -23,7 +23,13 @@ import orjson
 
 from clickback.domain import security
 from clickback.domain.models import FieldError
-from clickback.domain.postback import PARAMETERS, half_a_character, not_a_value, nul_in
+from clickback.domain.postback import (
+    GET_BODY,
+    PARAMETERS,
+    half_a_character,
+    not_a_value,
+    nul_in,
+)
 from clickback.errors import UnavailableError
 
 if TYPE_CHECKING:
@@ -356,7 +362,14 @@ async def postback_answer(
         status_override = 414
         query = query[:MAX_QUERY]
     _params(query, params, errors, sent)
-    if isinstance(body, BodyError):
+    if method == "GET" and body is not None:
+        # a GET is decided on its query alone, as it always was (a body a client sent
+        # with it neither fills nor refuses it), but what the body held is kept, and a
+        # refusal says it was not read (`Tracker.postback`)
+        raw = body.partial if isinstance(body, BodyError) else body
+        if raw.strip():
+            params.setdefault(GET_BODY, raw[:1024].decode("utf-8", "backslashreplace"))
+    elif isinstance(body, BodyError):
         errors.append(body.error)
         status_override = body.status
         _params(body.partial.decode("utf-8", "backslashreplace"), params, errors, sent)
@@ -451,8 +464,8 @@ async def _read_body(receive: Any) -> bytes | BodyError:
 
 def has_body(method: str, length: str | None, chunked: bool) -> bool:
     """Whether a postback's body is read: a POST's, and a GET's that has one (a
-    Content-Length above 0, or chunked), which some HTTP clients send: read as a POST's
-    is, not dropped with what it carried."""
+    Content-Length above 0, or chunked), which some HTTP clients send: not read as
+    fields, but kept in the ledger (`GET_BODY`)."""
     return method == "POST" or (
         method == "GET" and (chunked or (length is not None and length.strip("0 ") != ""))
     )
