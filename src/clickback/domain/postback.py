@@ -72,6 +72,13 @@ def fold(name: str) -> str:
     return name.lower().replace("_", "").replace("-", "").strip()
 
 
+def token_like(name: str) -> bool:
+    """A parameter that is, or may well be, the advertiser's token (`token`, `Token`,
+    `api_key`, …): hidden from read tokens wherever a postback's parameters are shown."""
+    folded = fold(name)
+    return folded == "token" or folded in _OTHER_NAMES["token"]
+
+
 def sent_instead(params: Mapping[str, str], name: str) -> str:
     """What to add to the message of a `name` that is missing: where it was sent under a
     name written otherwise (`OrderAmount`, `order_number`, `Click-ID`) or under another

@@ -18,6 +18,7 @@ from starlette.routing import Route
 
 from clickback.domain.listing import DEFAULT_LIMIT, LISTS, MAX_LIMIT, text_filter
 from clickback.domain.models import OfferStatus
+from clickback.domain.postback import token_like
 from clickback.domain.tokens import ADMIN, AFFILIATE, NETWORK_FIELDS, denied
 from clickback.errors import AuthError, InputError, NotFoundError, PermissionDeniedError
 from clickback.web.present import parse_time
@@ -171,9 +172,10 @@ def redact(item: dict[str, Any], caller: Caller) -> dict[str, Any]:
     if caller.affiliate_id is not None:  # nor who is behind an offer, to an affiliate
         out = {k: v for k, v in out.items() if k not in NETWORK_FIELDS}
     params = out.get("params")
-    if isinstance(params, dict) and params.get("token"):
-        # said to be there, so that it is not read as a postback sent without one
-        out["params"] = {**params, "token": HIDDEN}
+    if isinstance(params, dict):
+        # said to be there, so that it is not read as a postback sent without one; one
+        # sent under another name (`api_key`) hidden too
+        out["params"] = {k: HIDDEN if v and token_like(k) else v for k, v in params.items()}
     return out
 
 
