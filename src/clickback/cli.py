@@ -236,8 +236,11 @@ def backup(
         console.print(f"{escape(path)}  {size / 2**20:,.1f} MB")
     if len(made) == 1:
         console.print(
-            "the database has no report file: the server makes it again, empty, at its start"
+            "checked (quick_check). The database has no report file: the server makes it"
+            " again at its start. To restore: stop the server, move the database's files"
+            " away (its -wal and -shm too), and copy this one in its place under its name."
         )
+        return
     console.print(
         "checked (quick_check). To restore: stop the server, move the database's files away"
         " (its -wal and -shm too), and copy these two in their place under its name."

@@ -64,16 +64,22 @@ def test_a_backup_under_load_holds_what_was_answered_and_its_reports_agree(
 
     # the copy's reports are of the same moment as its rows: folding in what they had not
     # yet makes them add up to its rows exactly, never more
+    _reports_reach(url, len(kept_clicks), len(orders))
+
+
+def _reports_reach(url: str, clicks: int, conversions: int) -> None:
+    """`clickback rollup` on the copy until its reports count its rows (the newest
+    settle a few seconds first), never more than them."""
     deadline = time.monotonic() + 20
     while True:
         cli("rollup", db=url)
         totals = orjson.loads(cli("report", "--format", "json", db=url))["totals"]
         seen = (totals["clicks"], totals["conversions"])
-        assert seen[0] <= len(kept_clicks) and seen[1] <= len(orders), seen
-        if seen == (len(kept_clicks), len(orders)) or time.monotonic() > deadline:
+        assert seen[0] <= clicks and seen[1] <= conversions, seen
+        if seen == (clicks, conversions) or time.monotonic() > deadline:
             break
         time.sleep(0.5)
-    assert seen == (len(kept_clicks), len(orders))
+    assert seen == (clicks, conversions)
 
 
 def test_a_backup_refuses_to_overwrite_and_says_what_postgresql_uses(
@@ -200,6 +206,24 @@ def test_a_backup_leaves_the_database_as_it_was(sqlite_db: str, tmp_path: Path) 
     url = f"sqlite:///{dest}"
     kept_clicks, orders = stored(url)
     assert kept_clicks and orders
-    cli("rollup", db=url)
-    totals = orjson.loads(cli("report", "--format", "json", db=url))["totals"]
-    assert (totals["clicks"], totals["conversions"]) == (len(kept_clicks), len(orders))
+    _reports_reach(url, len(kept_clicks), len(orders))
+
+
+def test_a_backup_to_a_file_system_without_hard_links_is_renamed_into_place(
+    sqlite_db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where the destination cannot hard-link (FAT, some network mounts: EPERM), the
+    checked copy is renamed to its name instead, once the name is seen free."""
+    cli("migrate", db=sqlite_db)
+
+    def no_links(src: str, dst: str) -> None:
+        raise PermissionError(1, "Operation not permitted", src)
+
+    monkeypatch.setattr(sqlite_backup.os, "link", no_links)
+    dest = tmp_path / "fat" / "copy.db"
+    dest.parent.mkdir()
+    made = sqlite_backup.backup_files(sqlite_db.removeprefix("sqlite:///"), str(dest))
+    assert [Path(p) for p, _ in made] == [dest, Path(f"{dest}-reports")]
+    assert sorted(p.name for p in dest.parent.iterdir()) == ["copy.db", "copy.db-reports"]
+    with sqlite3.connect(dest) as conn:
+        assert conn.execute("PRAGMA quick_check").fetchone()[0] == "ok"

@@ -141,6 +141,11 @@ async def test_paused_offer_fails_the_click_test_and_rerun_passes(
     r = await client.post(f"/api/v1/integration-tests/{test['id']}/rerun", headers=AUTH)
     assert r.json()["click_test"]["status"] == "passed" and r.json()["refid"]
     assert r.json()["conversion_test"] == {"status": "pending", "reasons": [], "postback_ids": []}
+    # archived, it is not told to activate what can never serve again
+    await client.delete(f"/api/v1/offers/{oid}", headers=AUTH)
+    r = await client.post(f"/api/v1/integration-tests/{test['id']}/rerun", headers=AUTH)
+    [archived] = r.json()["click_test"]["reasons"]
+    assert archived["message"] == "the offer is archived: it serves no click again", r.text
 
 
 async def test_wrong_token_fails_the_conversion_test(client: httpx.AsyncClient) -> None:

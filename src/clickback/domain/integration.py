@@ -65,7 +65,9 @@ async def click_test(
                 reason(
                     "offer_paused",
                     "status",
-                    f"the offer is not active: activate it (`clickback offer activate"
+                    "the offer is archived: it serves no click again"
+                    if offer["archived_at"] is not None
+                    else f"the offer is not active: activate it (`clickback offer activate"
                     f" {offer['id']}`, or PATCH its status to active), then run the test again",
                 )
             ],
@@ -319,7 +321,8 @@ def signature_required(advertiser: dict[str, Any]) -> bool:
 SIGNATURE_INSTRUCTIONS = (
     "This advertiser's postbacks must be signed, or they are refused (403 "
     "`signature_invalid`): add `ts` (Unix seconds) and `sig`, the hex HMAC-SHA256 under "
-    "its signing secret of every other parameter sorted by name, each `name=value` "
+    "its signing secret of every other parameter sorted by name (a name sent twice: its "
+    "first value), each `name=value` "
     'percent-encoded (RFC 3986) and joined by `&`. The section "Who may fire an '
     "advertiser's postbacks\" of docs/outbound.md shows how; the Python helper "
     "`clickback.client.fire_postback(..., signing_secret=...)` signs for you."

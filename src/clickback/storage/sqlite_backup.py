@@ -61,12 +61,7 @@ def backup_files(path: str, dest: str) -> list[tuple[str, int]]:
                 out.close()
         src.execute("COMMIT")
         for _, target in reversed(targets):  # the database's name last: it is the backup
-            try:
-                os.link(partial[target], target)  # never over a file made meanwhile
-            except FileExistsError:
-                raise InputError(
-                    f"{target} exists: a backup is written to new files", code="backup"
-                ) from None
+            _publish(partial[target], target)
             made.append(target)
         _sync_dir(os.path.dirname(os.path.abspath(dest)))
     except BaseException:
@@ -80,6 +75,22 @@ def backup_files(path: str, dest: str) -> list[tuple[str, int]]:
             with suppress(FileNotFoundError):
                 os.remove(name)
     return [(target, os.path.getsize(target)) for _, target in targets]
+
+
+def _publish(partial: str, target: str) -> None:
+    """Gives the copy its name: a hard link, which never replaces a file made there
+    meanwhile; where the file system has none (FAT, some network mounts), a rename once
+    the name is seen free."""
+    try:
+        os.link(partial, target)
+        return
+    except FileExistsError:
+        pass
+    except OSError:
+        if not os.path.lexists(target):
+            os.rename(partial, target)
+            return
+    raise InputError(f"{target} exists: a backup is written to new files", code="backup")
 
 
 def _sync_dir(path: str) -> None:
