@@ -12,6 +12,7 @@ choice.
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 
 from clickback.domain import admin
 from clickback.domain.ports import Store
@@ -48,6 +49,19 @@ async def create_demo(store: Store, base: str) -> tuple[str, str, str]:
         f"{base}/postback?refid=REFID&orderamount=49.90&ordernumber=ORDER-{order}"
         "&coupon=&currency=USD&geo=US&commissionid="
     )
+    _, _, advertiser = await _rows(store, link)
+    if advertiser is not None and advertiser["require_token"]:  # set since the demo began
+        postback += f"&token={quote(advertiser['postback_token'], safe='')}"
+    if advertiser is not None and advertiser["require_signature"]:
+        note = " ".join(
+            x
+            for x in (
+                note,
+                "the demo advertiser's postbacks must be signed: see"
+                f" `clickback postback-url {link['offer_id']}`",
+            )
+            if x
+        )
     return tracking, postback, note
 
 

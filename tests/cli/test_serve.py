@@ -14,7 +14,8 @@ import httpx
 import orjson
 import pytest
 
-from tests.cli.conftest import CLICKBACK, Server, cli, free_port
+from clickback.domain.ports import Store
+from tests.cli.conftest import CLICKBACK, Server, cli, free_port, in_store
 
 PAYOUT = ("--payout-amount", "2")  # an offer is made with its payout, as the API makes it
 
@@ -119,6 +120,21 @@ def test_a_second_demo_start_prints_the_demo_link_and_a_new_order(server: Server
         for line in cli("conversions", "list", "--json", db=db).splitlines()
     ]
     assert orders == ["ORDER-2", "ORDER-1"]
+
+
+def test_the_demo_postback_carries_the_token_once_one_is_required(server: Server) -> None:
+    """The demo advertiser made to require its token since: the printed postback carries
+    it, and is counted (it was refused `token_missing`)."""
+    server.start("--demo")
+    server.stop()
+
+    async def require_token(store: Store) -> None:
+        await store.update_row("advertisers", 1, {"require_token": 1})
+
+    in_store(server.db, require_token)
+    server.start("--demo")
+    _, answer = _demo_conversion(server)
+    assert answer["status"] == "accepted", answer
 
 
 def test_plain_serve_on_an_empty_database_creates_nothing(server: Server) -> None:
