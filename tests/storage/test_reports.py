@@ -118,7 +118,8 @@ async def check(store: Store, case: dict[str, str], now_us: int = 0) -> None:
     assert waiting == (
         [
             f"{totals['missing_rate']} conversion(s) wait for an exchange rate into USD: "
-            "counted in conversions, left out of the money until a rate is imported"
+            "counted in conversions, left out of the money until a rate dated on or before"
+            " their UTC day is imported"
         ]
         if totals["missing_rate"]
         else []

@@ -162,6 +162,7 @@ async def test_a_duplicate_with_another_amount_or_refid_says_what_differs(
         cid,
         200,
     )
+    day = row["received_at"][:10]  # the UTC day a rate must be dated by
     assert row["errors"] == [
         {
             "field": "ordernumber",
@@ -172,7 +173,8 @@ async def test_a_duplicate_with_another_amount_or_refid_says_what_differs(
         {  # what an accepted postback in EUR is warned of, as no rate is loaded
             "field": "currency",
             "code": "missing_rate",
-            "message": "no exchange rate for EUR into USD yet: valued when one is loaded",
+            "message": f"no exchange rate into USD for EUR dated on or before {day} yet:"
+            " valued when one is imported",
         },
     ]
     assert len(await conversions(client, refid=refid)) == 1
