@@ -101,6 +101,22 @@ def test_a_backup_refuses_to_overwrite_and_says_what_postgresql_uses(
     assert "Traceback" not in pg.stdout + pg.stderr
 
 
+def test_a_backup_of_a_file_that_is_no_database_names_it(sqlite_db: str, tmp_path: Path) -> None:
+    junk = tmp_path / "junk.db"
+    junk.write_bytes(b"not a database, " * 400)
+    got = _backup(tmp_path / "copy.db", f"sqlite:///{junk}")
+    text = "".join(got.stdout.split())  # a long path may be folded anywhere
+    assert got.returncode == 2 and f"{junk}isnotaSQLitedatabase" in text, got.stdout
+    assert "Traceback" not in got.stdout + got.stderr
+    cli("migrate", db=sqlite_db)  # a whole database whose report file is junk
+    reports = Path(sqlite_db.removeprefix("sqlite:///") + "-reports")
+    reports.write_bytes(b"junk " * 1000)
+    got = _backup(tmp_path / "copy2.db", sqlite_db)
+    text = "".join(got.stdout.split())
+    assert got.returncode == 2 and f"{reports}isnotaSQLitedatabase" in text, got.stdout
+    assert not list(tmp_path.glob("copy*")), list(tmp_path.glob("copy*"))
+
+
 def test_the_report_file_is_never_copied_later_than_the_database(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

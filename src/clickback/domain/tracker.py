@@ -212,7 +212,9 @@ class Tracker:
         info = self.codec.verify(raw_refid) if raw_refid else None
         # a body cut short (too large, the client gone) read as a form is no JSON sent
         # without its content type
-        cut = any(e.code in ("request_too_large", "request_incomplete") for e in extra_errors or ())
+        cut = bool(extra_errors) and any(
+            e.code in ("request_too_large", "request_incomplete") for e in extra_errors or ()
+        )
         if not raw_refid:
             info, hint = self._find_refid(params)
             hint = (

@@ -18,12 +18,30 @@ def _uri(path: str) -> str:
 
 
 def source(path: str) -> sqlite3.Connection:
-    """The database, read-only, with its report file attached (`reports`) where it has one."""
+    """The database, read-only, with its report file attached (`reports`) where it has
+    one. A file that is no SQLite database (or not one this SQLite reads) is named."""
     conn = sqlite3.connect(_uri(path), uri=True, isolation_level=None)
-    conn.execute("PRAGMA busy_timeout = 10000")
-    if os.path.isfile(reports_path(path)):
-        conn.execute("ATTACH DATABASE ? AS reports", (_uri(reports_path(path)),))
+    reading = path
+    try:
+        conn.execute("PRAGMA busy_timeout = 10000")
+        conn.execute("SELECT count(*) FROM main.sqlite_master").fetchone()
+        if os.path.isfile(reports_path(path)):
+            reading = reports_path(path)
+            conn.execute("ATTACH DATABASE ? AS reports", (_uri(reading),))
+            conn.execute("SELECT count(*) FROM reports.sqlite_master").fetchone()
+    except sqlite3.DatabaseError as exc:
+        conn.close()
+        raise InputError(
+            f"{reading} is not a SQLite database that can be read: {exc}", code="backup"
+        ) from None
+    except BaseException:
+        conn.close()
+        raise
     return conn
+
+
+def _exists(target: str) -> InputError:
+    return InputError(f"{target} exists: a backup is written to new files", code="backup")
 
 
 def backup_files(path: str, dest: str) -> list[tuple[str, int]]:
@@ -34,7 +52,7 @@ def backup_files(path: str, dest: str) -> list[tuple[str, int]]:
     targets = [("main", dest), ("reports", reports_path(dest))]
     for _, target in targets:
         if os.path.lexists(target):
-            raise InputError(f"{target} exists: a backup is written to new files", code="backup")
+            raise _exists(target)
     if not os.path.isdir(os.path.dirname(os.path.abspath(dest))):
         raise InputError(f"{os.path.dirname(dest)} is not a directory", code="backup")
     src = source(path)
@@ -90,7 +108,7 @@ def _publish(partial: str, target: str) -> None:
         if not os.path.lexists(target):
             os.rename(partial, target)
             return
-    raise InputError(f"{target} exists: a backup is written to new files", code="backup")
+    raise _exists(target)
 
 
 def _sync_dir(path: str) -> None:

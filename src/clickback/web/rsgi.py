@@ -122,7 +122,8 @@ class RsgiApp:
         length = headers.get("content-length")
         body = (
             await _body(protocol, length)
-            if tracking.has_body(method, length, headers.get("transfer-encoding") is not None)
+            if method == "POST"
+            or tracking.has_body(method, length, headers.get("transfer-encoding") is not None)
             else None
         )
         kind = headers.get("content-type", "") if body is not None else ""
