@@ -101,13 +101,17 @@ def test_a_backup_refuses_to_overwrite_and_says_what_postgresql_uses(
     assert "Traceback" not in pg.stdout + pg.stderr
 
 
-def test_a_backup_of_a_file_that_is_no_database_names_it(sqlite_db: str, tmp_path: Path) -> None:
+def test_a_file_that_is_no_database_is_named_by_backup_and_every_command(
+    sqlite_db: str, tmp_path: Path
+) -> None:
     junk = tmp_path / "junk.db"
     junk.write_bytes(b"not a database, " * 400)
     got = _backup(tmp_path / "copy.db", f"sqlite:///{junk}")
     text = "".join(got.stdout.split())  # a long path may be folded anywhere
     assert got.returncode == 2 and f"{junk}isnotaSQLitedatabase" in text, got.stdout
     assert "Traceback" not in got.stdout + got.stderr
+    listed = cli("offer", "list", db=f"sqlite:///{junk}", exit_code=2, columns=300)
+    assert f"{junk} is not a SQLite database that can be read: file is not a database" in listed
     cli("migrate", db=sqlite_db)  # a whole database whose report file is junk
     reports = Path(sqlite_db.removeprefix("sqlite:///") + "-reports")
     reports.write_bytes(b"junk " * 1000)
@@ -115,6 +119,8 @@ def test_a_backup_of_a_file_that_is_no_database_names_it(sqlite_db: str, tmp_pat
     text = "".join(got.stdout.split())
     assert got.returncode == 2 and f"{reports}isnotaSQLitedatabase" in text, got.stdout
     assert not list(tmp_path.glob("copy*")), list(tmp_path.glob("copy*"))
+    listed = cli("offer", "list", db=sqlite_db, exit_code=2, columns=300)
+    assert f"{reports} is not a SQLite database" in listed, listed
 
 
 def test_the_report_file_is_never_copied_later_than_the_database(

@@ -30,7 +30,7 @@ from clickback.domain.ports import (
     PostbackWritten,
     StoredOrder,
 )
-from clickback.errors import UnavailableError
+from clickback.errors import ConfigError, UnavailableError
 from clickback.storage import schema
 from clickback.storage.base import SqlStore, now_us
 from clickback.storage.primitives import WRITE_BEGIN, Steps, sqlite_guarded
@@ -296,13 +296,25 @@ def reports_path(path: str) -> str:
 REPORTS_PAGE_SIZE = 16_384
 
 
+def unreadable(path: str, exc: sqlite3.DatabaseError) -> ConfigError:
+    """A file that is no SQLite database (or not one this SQLite reads), named."""
+    return ConfigError(f"{path} is not a SQLite database that can be read: {exc}")
+
+
 def connect(path: str) -> sqlite3.Connection:
     """A connection to the database with the report tables' file attached (`reports`):
     both are read and written by their unqualified table names."""
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     conn.execute("PRAGMA busy_timeout = 10000")
-    conn.execute("ATTACH DATABASE ? AS reports", (reports_path(path),))
-    conn.execute(f"PRAGMA reports.page_size = {REPORTS_PAGE_SIZE}")  # a new file's only
+    reading = path
+    try:
+        conn.execute("SELECT count(*) FROM main.sqlite_master").fetchone()
+        reading = reports_path(path)
+        conn.execute("ATTACH DATABASE ? AS reports", (reading,))
+        conn.execute(f"PRAGMA reports.page_size = {REPORTS_PAGE_SIZE}")  # a new file's only
+    except sqlite3.DatabaseError as exc:
+        conn.close()
+        raise unreadable(reading, exc) from None
     conn.execute("PRAGMA synchronous = NORMAL")
     conn.execute("PRAGMA reports.synchronous = NORMAL")
     return conn

@@ -10,7 +10,7 @@ from contextlib import suppress
 from urllib.parse import quote
 
 from clickback.errors import InputError
-from clickback.storage.sqlite import reports_path
+from clickback.storage.sqlite import reports_path, unreadable
 
 
 def _uri(path: str) -> str:
@@ -31,9 +31,7 @@ def source(path: str) -> sqlite3.Connection:
             conn.execute("SELECT count(*) FROM reports.sqlite_master").fetchone()
     except sqlite3.DatabaseError as exc:
         conn.close()
-        raise InputError(
-            f"{reading} is not a SQLite database that can be read: {exc}", code="backup"
-        ) from None
+        raise unreadable(reading, exc) from None
     except BaseException:
         conn.close()
         raise
