@@ -118,6 +118,18 @@ class Server:
         self.client: httpx.Client | None = None  # closed by stop()
 
     def start(self, *extra: str) -> None:
+        for _ in range(3):
+            if self._start(extra):
+                return
+            # the free port was taken meanwhile (another test's server, or the local end
+            # of a connection, when tests run in parallel): another port
+            self.port = free_port()
+            self.base = f"http://127.0.0.1:{self.port}"
+        raise RuntimeError(f"server did not become ready:\n{self.log.read_text()[-3000:]}")
+
+    def _start(self, extra: tuple[str, ...]) -> bool:
+        """False if it could not listen on its port; raises if it failed otherwise."""
+        seen = self.log.stat().st_size if self.log.exists() else 0
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen(
                 [CLICKBACK, "serve", "--db", self.db, "--port", str(self.port), *extra],
@@ -130,12 +142,15 @@ class Server:
         while time.monotonic() < deadline:
             try:
                 if httpx.get(f"{self.base}/readyz", timeout=1).status_code == 200:
-                    return
+                    return True
             except httpx.HTTPError:
                 pass
             if self.proc.poll() is not None:
                 break
             time.sleep(0.1)
+        said = self.log.read_bytes()[seen:].decode(errors="replace")
+        if self.proc.poll() is not None and "cannot listen on" in said:
+            return False
         raise RuntimeError(f"server did not become ready:\n{self.log.read_text()[-3000:]}")
 
     def kill9(self) -> None:

@@ -51,7 +51,8 @@ def test_a_backup_under_load_holds_what_was_answered_and_its_reports_agree(
         server.stop()
     assert out.returncode == 0, out.stdout + out.stderr
     assert len(accepted_before) >= 200 and during > 0, "the load did not go on during the copy"
-    assert f"{dest}-reports" in " ".join(out.stdout.split()) and "checked" in out.stdout
+    # (a long path may be folded anywhere)
+    assert f"{dest}-reports" in "".join(out.stdout.split()) and "checked" in out.stdout
 
     url = f"sqlite:///{dest}"
     kept_clicks, orders = stored(url)
