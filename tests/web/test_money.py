@@ -61,6 +61,10 @@ async def test_transitions_that_are_not_allowed_are_refused(client: httpx.AsyncC
     assert r.status_code == 400 and r.json()["errors"][0]["code"] == "invalid_reason"
     r = await status(client, cid, "lost")
     assert r.status_code == 400
+    for sent, says in [(None, "is required"), (["reversed"], "must be a string, one of pending")]:
+        body = {"reason": "x"} if sent is None else {"status": sent, "reason": "x"}
+        r = await client.post(f"/api/v1/conversions/{cid}/status", headers=AUTH, json=body)
+        assert r.status_code == 400 and says in r.json()["errors"][0]["message"], r.text
     assert (await status(client, cid, "reversed")).status_code == 200
     assert (await status(client, cid, "approved")).status_code == 409
     assert (await status(client, 999_999, "approved")).status_code == 404
@@ -788,12 +792,28 @@ async def test_a_payout_or_revenue_too_large_to_store_is_refused_when_written(
         ({"payout_amount": "99999999999999.99"}, "payout_amount"),
         ({"payout_amount": 100000000000000}, "payout_amount"),
         ({"revenue_type": "cpa", "revenue_amount": "99999999999999.99"}, "revenue_amount"),
+        # more digits than any amount has: too large, not a bad format
+        ({"payout_amount": "99999999999999999999"}, "payout_amount"),
+        ({"payout_amount": "99999999999999999999.5"}, "payout_amount"),
     ]:
         r = await client.patch(url, json=body, headers=AUTH)
         assert r.status_code == 400, (body, r.text)
         [error] = r.json()["errors"]
         assert (error["field"], error["code"]) == (field, "invalid_amount"), body
-        assert "too large" in error["message"]
+        assert "too large to store: at most 10000000000000.00 USD" in error["message"], body
+    for body, code, says in [
+        ({"payout_amount": "1." + "0" * 19}, "invalid_amount", "more than 18 decimals"),
+        ({"payout_type": "cps", "payout_percent": "1" * 20}, "invalid_percent", "at most 100"),
+        ({"payout_type": "cps", "payout_percent": "1%"}, "invalid_amount", "non-negative decimal"),
+        ({"payout_amount": "12,50"}, "invalid_amount", "non-negative decimal given as a string"),
+    ]:
+        r = await client.patch(url, json=body, headers=AUTH)
+        [error] = r.json()["errors"]
+        assert r.status_code == 400 and error["code"] == code and says in error["message"], r.text
+    r = await client.patch(url, json={"advertiser_id": 999}, headers=AUTH)
+    [error] = r.json()["errors"]
+    assert r.status_code == 400 and error["code"] == "unknown_field", r.text
+    assert "is given at creation and cannot be changed" in error["message"]
     rule = {"commissionid": "big", "payout_type": "cpa", "payout_amount": "99999999999999.99"}
     r = await client.post(f"/api/v1/offers/{oid}/rules", json=rule, headers=AUTH)
     assert r.status_code == 400 and r.json()["errors"][0]["field"] == "payout_amount", r.text

@@ -61,13 +61,20 @@ def _id(values: Mapping[str, Any], field: str) -> int:
         ) from None
 
 
-def _decimal(values: Mapping[str, Any], field: str) -> Decimal:
+def _decimal(values: Mapping[str, Any], field: str, too_large: InputError) -> Decimal:
+    """`too_large`: the refusal of a plain decimal with more digits before the point than
+    any amount may have (it is no bad format)."""
     raw = values.get(field)
     text = str(raw) if isinstance(raw, int | str) and not isinstance(raw, bool) else ""
     amount = money.parse_amount(text)
     if amount is None:
+        long = money.plain_but_long(text)
+        if long == "integer":
+            raise too_large
         raise InputError(
-            f'`{field}` must be a non-negative decimal given as a string, e.g. "12.50"',
+            f"`{field}` has more than 18 decimals"
+            if long
+            else f'`{field}` must be a non-negative decimal given as a string, e.g. "12.50"',
             code="invalid_amount",
             field=field,
         )
@@ -77,7 +84,13 @@ def _decimal(values: Mapping[str, Any], field: str) -> Decimal:
 def _amount_in(values: Mapping[str, Any], field: str, currency: str, named: str = "") -> Decimal:
     """`field` as an amount with no more decimals than `currency` has (`named`: how the
     message names the currency, `currency` itself by default)."""
-    amount = _decimal(values, field)
+    too_large = InputError(
+        f"`{field}` is too large to store: at most "
+        f"{money.format_minor(money.MAX_MINOR, currency)} {named or currency}",
+        code="invalid_amount",
+        field=field,
+    )
+    amount = _decimal(values, field, too_large)
     if not money.fits_currency(amount, currency):
         raise InputError(
             f"`{field}` has more decimals than {named or currency} has",
@@ -86,12 +99,7 @@ def _amount_in(values: Mapping[str, Any], field: str, currency: str, named: str 
         )
     if money.to_minor(amount, currency) > money.MAX_MINOR:
         # no postback could be paid (or valued) with it: each would be refused as too large
-        raise InputError(
-            f"`{field}` is too large to store: at most "
-            f"{money.format_minor(money.MAX_MINOR, currency)} {named or currency}",
-            code="invalid_amount",
-            field=field,
-        )
+        raise too_large
     return amount
 
 
@@ -118,9 +126,10 @@ async def _check_base_value(
 
 
 def _percent(values: Mapping[str, Any], field: str) -> Decimal:
-    percent = _decimal(values, field)
+    over = InputError(f"`{field}` is at most 100", code="invalid_percent", field=field)
+    percent = _decimal(values, field, over)
     if percent > 100:
-        raise InputError(f"`{field}` is at most 100", code="invalid_percent", field=field)
+        raise over
     exponent = percent.as_tuple().exponent
     if isinstance(exponent, int) and exponent < -8:
         # a percent of an amount is then exact in Decimal's 28 digits before it is rounded

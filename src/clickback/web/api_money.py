@@ -86,7 +86,13 @@ def endpoints(app: ClickbackApp) -> list[Endpoint]:
         body = await read_json(request)
         status = body.get("status")
         if not isinstance(status, str):
-            raise InputError("`status` is required", code="invalid_status", field="status")
+            raise InputError(
+                "`status` is required"
+                if status is None
+                else f"`status` must be a string, one of {', '.join(lifecycle.STATUSES)}",
+                code="invalid_status",
+                field="status",
+            )
         await lifecycle.change_status(
             app.store,
             int_param(request),

@@ -350,6 +350,9 @@ async def refuse_unknown_fields(
     update = (ep.body or "").removesuffix("Create") + "Update"
     if ep.body and ep.body.endswith("Create") and name in bodies.get(update, frozenset()):
         message += f" (`{name}` is set with PATCH {ep.path}/{{id}} once created)"
+    create = (ep.body or "").removesuffix("Update") + "Create"
+    if ep.body and ep.body.endswith("Update") and name in bodies.get(create, frozenset()):
+        message += f" (`{name}` is given at creation and cannot be changed)"
     if len(unknown) > 1:
         message += f"; also unknown: {', '.join(unknown[1:])}"
     raise InputError(message, code="unknown_field", field=name)
