@@ -146,6 +146,8 @@ def test_post_method_sends_json_and_4xx_is_final(sqlite_db: str, tmp_path: Path)
             assert "response_excerpt" in table, table
         finally:
             server.stop()
+        said = f"outbound postback {failed['id']} (conversion of conversion 1) to affiliate 1:"
+        assert f"{said} answered 404; failed, not retried" in server.log.read_text()
 
 
 def test_postback_disabled_after_failures_and_reenabled(sqlite_db: str, tmp_path: Path) -> None:
@@ -155,6 +157,9 @@ def test_postback_disabled_after_failures_and_reenabled(sqlite_db: str, tmp_path
         server.start()
         try:
             c, code = setup(server, receiver)
+            # the URL's password is sent (Basic), never written to the log
+            url = f"http://u:s3cret@127.0.0.1:{receiver.port}{TEMPLATE}"
+            assert c.patch("/api/v1/affiliates/1", json={"postback_url": url}).status_code == 200
             convert(server, code, "D1")
             deadline = time.monotonic() + 10
             while c.get("/api/v1/affiliates/1").json()["postback_enabled"]:
@@ -169,6 +174,10 @@ def test_postback_disabled_after_failures_and_reenabled(sqlite_db: str, tmp_path
             assert len(receiver.wait_for(2)) == 2
         finally:
             server.stop()
+        log = server.log.read_text()
+        assert "answered 500; to be retried" in log, log
+        assert "affiliate 1's postback is disabled after 3 failures in a row" in log, log
+        assert "s3cret" not in log and f"127.0.0.1:{receiver.port}/pb" not in log, log
 
 
 @pytest.mark.parametrize(

@@ -111,6 +111,19 @@ async def _aff_url(c: httpx.AsyncClient, s: dict[str, Any], url: str, **extra: A
     assert r.status_code == 200, r.text
 
 
+async def _sale_with_reversals(oc: httpx.AsyncClient, port: int, order: str) -> int:
+    """An offer whose affiliate takes conversions and reversals (`e=` the event), and a
+    conversion on it: its id."""
+    s = await make_offer(oc)
+    await _aff_url(
+        oc,
+        s,
+        f"http://127.0.0.1:{port}/pb?c={{refid}}&e={{event}}",
+        postback_events=["conversion", "reversed"],
+    )
+    return await _convert(oc, s["link"], order)
+
+
 async def test_a_nul_byte_in_the_receivers_answer_does_not_resend_forever(
     oc: httpx.AsyncClient,
 ) -> None:
@@ -131,20 +144,41 @@ async def test_a_reversal_is_not_posted_before_the_conversion_it_reverses(
     """The conversion postback meets a 503 once and waits for its retry (1 s); the reversal
     made meanwhile must not reach the affiliate first."""
     with receiver(lambda n, path: (503 if n == 0 else 200, b"ok")) as (port, hits):
-        s = await make_offer(oc)
-        await _aff_url(
-            oc,
-            s,
-            f"http://127.0.0.1:{port}/pb?c={{refid}}&e={{event}}",
-            postback_events=["conversion", "reversed"],
-        )
-        cid = await _convert(oc, s["link"], "ORD1")
+        cid = await _sale_with_reversals(oc, port, "ORD1")
         await _until(lambda: hits)  # the first try of the conversion postback: 503
         r = await status(oc, cid, "reversed", "chargeback")
         assert r.status_code == 200, r.text
         await _until(lambda: len([h for h in hits if h[2] == 200]) == 2)
         received = [parse_qs(urlsplit(h[0]).query)["e"][0] for h in hits if h[2] == 200]
         assert received == ["conversion", "reversed"]
+
+
+async def test_a_failed_sale_postback_is_not_resent_once_its_reversal_reached_the_affiliate(
+    oc: httpx.AsyncClient,
+) -> None:
+    """The sale's postback is refused (404: failed, final) and the reversal then goes out;
+    a resend of the sale would have reached the affiliate after its reversal, leaving it
+    paying a reversed sale. Refused 409, naming the reversal; nothing more is sent."""
+    with receiver(lambda n, path: (404 if n == 0 else 200, b"ok")) as (port, hits):
+        cid = await _sale_with_reversals(oc, port, "LATE1")
+        await _until(lambda: hits)
+        await asyncio.sleep(0.3)
+        [sale] = (await oc.get("/api/v1/deliveries", headers=AUTH)).json()["items"]
+        assert sale["state"] == "failed"
+        assert (await status(oc, cid, "reversed", "chargeback")).status_code == 200
+        await _until(lambda: len(hits) == 2)
+        await asyncio.sleep(0.3)
+        items = (await oc.get("/api/v1/deliveries", headers=AUTH)).json()["items"]
+        [reversal] = [d for d in items if d["event"] == "reversed"]
+        assert reversal["state"] == "delivered"
+        r = await oc.post(f"/api/v1/deliveries/{sale['id']}/resend", headers=AUTH)
+        [error] = r.json()["errors"]
+        assert r.status_code == 409 and error["code"] == "later_delivered", r.text
+        assert f"delivery {reversal['id']} (reversed) of conversion {cid}" in error["message"]
+        await asyncio.sleep(1.5)
+        assert len(hits) == 2
+        shown = (await oc.get(f"/api/v1/deliveries/{sale['id']}", headers=AUTH)).json()
+        assert shown["state"] == "failed"
 
 
 async def test_reenabled_postback_retries_held_deliveries(store: Store) -> None:
@@ -293,6 +327,13 @@ async def test_a_postback_disabled_by_hand_holds_its_deliveries(oc: httpx.AsyncC
         await asyncio.sleep(2.5)  # screened, and the sender had its turns
         [d] = (await oc.get("/api/v1/deliveries", headers=AUTH)).json()["items"]
         assert (d["state"], hits) == ("held", [])
+        # a resend would leave it queued and unsent: it says to enable the postback
+        r = await oc.post(f"/api/v1/deliveries/{d['id']}/resend", headers=AUTH)
+        [error] = r.json()["errors"]
+        assert r.status_code == 409 and error["code"] == "postback_disabled", r.text
+        assert f"clickback affiliate enable-postback {aff}" in error["message"]
+        shown = (await oc.get(f"/api/v1/deliveries/{d['id']}", headers=AUTH)).json()
+        assert shown["state"] == "held"
         await _aff_url(oc, s, f"http://127.0.0.1:{port}/pb?c={{refid}}", postback_enabled=True)
         await _until(lambda: hits)
         await asyncio.sleep(0.3)
@@ -464,8 +505,8 @@ async def test_a_retried_conversion_postback_says_the_status_it_was_queued_with(
     oc: httpx.AsyncClient,
 ) -> None:
     """The conversion postback meets a 503 and the conversion is reversed before its retry:
-    the retry (and a resend after it) still says `approved`, and only the `reversed`
-    postback says `reversed`."""
+    the retry still says `approved`, and only the `reversed` postback (and its resend,
+    under its own key) says `reversed`. The sale's is not resent after its reversal."""
     with receiver(lambda n, path: (503 if n == 0 else 200, b"ok")) as (port, hits):
         s = await make_offer(oc)
         await _aff_url(
@@ -483,11 +524,14 @@ async def test_a_retried_conversion_postback_says_the_status_it_was_queued_with(
         ]
         items = (await oc.get("/api/v1/deliveries", headers=AUTH)).json()["items"]
         [first] = [d for d in items if d["event"] == "conversion"]
+        [last] = [d for d in items if d["event"] == "reversed"]
         r = await oc.post(f"/api/v1/deliveries/{first['id']}/resend", headers=AUTH)
+        assert r.status_code == 409 and r.json()["errors"][0]["code"] == "later_delivered"
+        r = await oc.post(f"/api/v1/deliveries/{last['id']}/resend", headers=AUTH)
         assert r.status_code < 300, r.text
         await _until(lambda: len(hits) == 4)
-        assert _query(hits[3]) == ("conversion", "approved", "5.00")
-        assert hits[3][1]["idempotency-key"] == f"clickback-delivery-{first['id']}"
+        assert _query(hits[3]) == ("reversed", "reversed", "5.00")
+        assert hits[3][1]["idempotency-key"] == f"clickback-delivery-{last['id']}"
 
 
 async def test_a_conversion_held_back_by_fraud_rules_is_posted_back_as_pending(

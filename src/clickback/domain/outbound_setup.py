@@ -109,14 +109,36 @@ async def remove_offer_postback(store: Store, offer_id: int, affiliate_id: int) 
 
 
 async def resend_delivery(store: Store, delivery_id: int) -> None:
-    """Queues an outbound postback again now; refused while an attempt of it is in flight,
-    for its sender would not record that attempt and another would send it again."""
+    """Queues an outbound postback again now. Refused while an attempt of it is in
+    flight, for its sender would not record that attempt and another would send it
+    again; while its affiliate's postback is disabled, for it would wait unsent; and once
+    a later postback of its conversion reached the affiliate (a reversal after a sale
+    whose postback failed), for it would arrive after that one and be taken as the
+    conversion's newest status."""
     outcome = await store.resend_delivery(delivery_id, now_us())
     if outcome is None:
         raise NotFoundError(f"delivery {delivery_id} does not exist")
-    if outcome == "in_flight":
+    if outcome["queued"]:
+        return
+    affiliate = outcome["affiliate_id"]
+    if outcome["in_flight"]:
         raise ConflictError(
             f"delivery {delivery_id} is being sent now: resend it once this attempt is"
             " recorded (within the send timeout)",
             code="delivery_in_flight",
         )
+    if outcome["disabled_at"] is not None:
+        raise ConflictError(
+            f"affiliate {affiliate}'s postback is disabled, so delivery {delivery_id} would"
+            " wait unsent: enabling it (`clickback affiliate enable-postback"
+            f" {affiliate}`, or PATCH /api/v1/affiliates/{affiliate} with"
+            ' {"postback_enabled": true}) queues its held deliveries again',
+            code="postback_disabled",
+        )
+    raise ConflictError(
+        f"delivery {outcome['later_id']} ({outcome['later_event']}) of conversion"
+        f" {outcome['conversion_id']} reached affiliate {affiliate} after delivery"
+        f" {delivery_id} ({outcome['event']}) failed: sent now, this older status would"
+        " arrive after it and be taken as the conversion's newest",
+        code="later_delivered",
+    )

@@ -99,6 +99,39 @@ class Sender:
         )
         if not kept:
             log.warning("outbound postback %s outlived its lease", row["delivery_id"])
+        elif state != outbound.DELIVERED:
+            await self._say_failed(row, attempt, state, done)
+
+    async def _say_failed(
+        self, row: dict[str, Any], attempt: outbound.Attempt, state: str, done: int
+    ) -> None:
+        """A failed attempt in the log (the URL left out: it may hold a password), a
+        warning when it ends the delivery or disables the affiliate's postback."""
+        answer = (
+            f"answered {attempt.status_code}"
+            if attempt.status_code is not None
+            else attempt.error or "no answer"
+        )
+        what = (
+            f"outbound postback {row['delivery_id']} ({row['event']} of conversion"
+            f" {row['id']}) to affiliate {row['delivery_affiliate']}: {answer}"
+        )
+        if state == outbound.FAILED:
+            log.warning(
+                "%s; failed, not retried (clickback deliveries show %s)", what, row["delivery_id"]
+            )
+        else:
+            log.info("%s; to be retried", what)
+        affiliate = await self.store.get_row("affiliates", row["delivery_affiliate"])
+        if affiliate is not None and affiliate["postback_disabled_at"] == done:
+            log.warning(
+                "affiliate %s's postback is disabled after %s failures in a row: its"
+                " deliveries are held until it is enabled (clickback affiliate"
+                " enable-postback %s)",
+                row["delivery_affiliate"],
+                affiliate["postback_failures"],
+                row["delivery_affiliate"],
+            )
 
     def start(self) -> None:
         self._stopping = asyncio.Event()

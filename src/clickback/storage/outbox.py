@@ -186,14 +186,25 @@ class OutboxSql(SqlPrimitives):
         )
         return int(queued[0]["n"])
 
-    async def resend_delivery(self, delivery_id: int, now: int) -> str | None:
-        """Queues a delivery again now, with the give-up time counted from now: "queued".
-        Not while a sender holds a live lease on it, for its attempt is in flight (queued
+    async def resend_delivery(self, delivery_id: int, now: int) -> dict[str, Any] | None:
+        """Queues a delivery again now, with the give-up time counted from now: `queued`
+        true. Otherwise it is left as it is, and the answer says why (None: there is no
+        such delivery): `in_flight` while a sender holds a live lease on it (queued
         again, another sender would send it a second time, and the first attempt could
-        not be recorded): "in_flight". None when there is no such delivery."""
+        not be recorded); `disabled_at` when its affiliate's postback is disabled (it
+        would wait, held, for the postback to be enabled); `later_id` and `later_event`
+        when a later delivery of its conversion reached the affiliate (sent now, this
+        older status would arrive after it)."""
+        later = (
+            "FROM deliveries AS e WHERE e.conversion_id = d.conversion_id"
+            f" AND e.affiliate_id = d.affiliate_id AND e.id > d.id AND e.state = '{DELIVERED}'"
+        )
         rows = await self._fetch(
             "UPDATE deliveries SET state = ?, next_at = ?, retry_from = ?, lease_until = NULL, "
-            "updated_at = ? WHERE id = ? AND (lease_until IS NULL OR lease_until < ?) "
+            "updated_at = ? WHERE id = (SELECT d.id FROM deliveries AS d JOIN affiliates AS a"
+            " ON a.id = d.affiliate_id WHERE d.id = ?"
+            " AND (d.lease_until IS NULL OR d.lease_until < ?)"
+            f" AND a.postback_disabled_at IS NULL AND NOT EXISTS (SELECT 1 {later})) "
             "RETURNING id",
             QUEUED,
             now,
@@ -203,9 +214,18 @@ class OutboxSql(SqlPrimitives):
             now,
         )
         if rows:
-            return QUEUED
-        held = await self._fetch("SELECT id FROM deliveries WHERE id = ?", delivery_id)
-        return "in_flight" if held else None
+            return {"queued": True}
+        found = await self._fetch(
+            "SELECT d.affiliate_id, d.conversion_id, d.event,"
+            " a.postback_disabled_at AS disabled_at,"
+            " d.lease_until IS NOT NULL AND d.lease_until >= ? AS in_flight,"
+            f" (SELECT min(e.id) {later}) AS later_id,"
+            f" (SELECT e.event {later} ORDER BY e.id LIMIT 1) AS later_event"
+            " FROM deliveries AS d JOIN affiliates AS a ON a.id = d.affiliate_id WHERE d.id = ?",
+            now,
+            delivery_id,
+        )
+        return {**found[0], "queued": False} if found else None
 
     async def cancel_delivery(self, delivery_id: int, lease: int, now: int) -> bool:
         """Cancels a delivery this sender holds the lease of (its affiliate no longer

@@ -108,7 +108,9 @@ def endpoints(app: ClickbackApp) -> list[Endpoint]:
             "POST",
             "/api/v1/deliveries/{id}/resend",
             resend,
-            "Send a delivery again (same Idempotency-Key); 409 while an attempt is in flight",
+            "Send a delivery again (same Idempotency-Key); 409 while an attempt is in flight,"
+            " while the affiliate's postback is disabled, or once a later delivery of its"
+            " conversion reached the affiliate",
             write=True,
             errors=(400, 404, 409),
             response="DeliveryDetail",

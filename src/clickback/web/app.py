@@ -216,4 +216,7 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
 def app_from_env() -> ClickbackApp:
     """Factory for the server process: settings from CLICKBACK_* variables."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    # httpx logs every outbound postback's URL, with any password in it; the sender logs
+    # the failures without it, and the delivery log keeps every attempt
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     return create_app(Settings.from_env())
