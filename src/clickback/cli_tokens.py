@@ -41,7 +41,8 @@ def token_create(
     """Create an API token; it is shown once, only its hash is stored. The token alone is
     printed to stdout (`TOKEN=$(clickback token create)`); its id and the reminder to
     store it go to stderr. An affiliate token (`--role affiliate --affiliate ID`) reads
-    that affiliate's clicks, conversions, links and reports, without revenue or profit."""
+    that affiliate's clicks, conversions, links, deliveries and reports, without revenue or
+    profit."""
     from clickback.web.http import hash_token
 
     if role not in ROLES:

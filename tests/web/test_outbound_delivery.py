@@ -181,6 +181,43 @@ async def test_a_failed_sale_postback_is_not_resent_once_its_reversal_reached_th
         assert shown["state"] == "failed"
 
 
+async def test_an_affiliate_token_reads_the_deliveries_sent_to_its_affiliate_alone(
+    oc: httpx.AsyncClient,
+) -> None:
+    """A publisher sees whether its endpoint answers: its deliveries and their attempts,
+    its URL's password hidden; another affiliate's are not there for it."""
+    with receiver(lambda n, path: (500, b"down for maintenance")) as (port, hits):
+        mine, theirs = await make_offer(oc), await make_offer(oc)
+        for s in (mine, theirs):
+            await _aff_url(oc, s, f"http://u:pw@127.0.0.1:{port}/pb?c={{refid}}")
+            await _convert(oc, s["link"], f"AT{s['affiliate']['id']}")
+        await _until(lambda: len(hits) >= 2)
+        await asyncio.sleep(0.3)
+        aff = mine["affiliate"]["id"]
+        r = await oc.post(
+            "/api/v1/tokens",
+            json={"name": "publisher", "role": "affiliate", "affiliate_id": aff},
+            headers=AUTH,
+        )
+        tok = {"Authorization": f"Bearer {r.json()['token']}"}
+        r = await oc.get("/api/v1/deliveries", headers=tok)
+        [own] = r.json()["items"]
+        assert own["affiliate_id"] == aff and own["last_status"] == 500, r.text
+        shown = (await oc.get(f"/api/v1/deliveries/{own['id']}", headers=tok)).json()
+        assert shown["attempts"][0]["response_excerpt"] == "down for maintenance"
+        assert shown["attempts"][0]["url"].startswith("http://u:***@127.0.0.1:")
+        every = (await oc.get("/api/v1/deliveries", headers=AUTH)).json()["items"]
+        [other] = [d for d in every if d["affiliate_id"] != aff]
+        r = await oc.get(f"/api/v1/deliveries/{other['id']}", headers=tok)
+        assert r.status_code == 404 and r.json()["errors"][0]["code"] == "not_found"
+        r = await oc.get(
+            "/api/v1/deliveries", params={"affiliate_id": other["affiliate_id"]}, headers=tok
+        )
+        assert r.status_code == 403 and r.json()["errors"][0]["code"] == "affiliate_token"
+        r = await oc.post(f"/api/v1/deliveries/{own['id']}/resend", headers=tok)
+        assert r.status_code == 403, r.text
+
+
 async def test_reenabled_postback_retries_held_deliveries(store: Store) -> None:
     """Held while the affiliate's postback was disabled, then queued again by enabling it
     after longer than the give-up time: a 503 on the first try after that is one more

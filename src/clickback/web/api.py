@@ -234,7 +234,9 @@ def entity_endpoints(app: ClickbackApp) -> list[Endpoint]:
                 f"List {table}",
                 response=f"{schema}List",
                 listing=table,
-                affiliate=table in ("clicks", "conversions"),
+                # an affiliate token lists its own clicks, conversions and the postbacks
+                # sent to it (deliveries: whether its endpoint answers)
+                affiliate=table in ("clicks", "conversions", "deliveries"),
                 tags=(table,),
             )
         )

@@ -24,7 +24,8 @@ def endpoints(app: ClickbackApp) -> list[Endpoint]:
     async def read_delivery(request: Request, caller: Caller) -> Response:
         delivery_id = int_param(request)
         row, attempts = await app.store.delivery_with_attempts(delivery_id)
-        if row is None:
+        if row is None or caller.affiliate_id not in (None, row["affiliate_id"]):
+            # another affiliate's, to an affiliate token: as an unknown id
             raise NotFoundError(f"delivery {delivery_id} does not exist")
         body = PRESENTERS["deliveries"](row, "")
         body["attempts"] = [attempt(a) for a in attempts]
@@ -102,6 +103,7 @@ def endpoints(app: ClickbackApp) -> list[Endpoint]:
             read_delivery,
             "Read a delivery with every attempt",
             response="DeliveryDetail",
+            affiliate=True,
             tags=tags,
         ),
         Endpoint(

@@ -79,7 +79,10 @@ async def authorize(app: ClickbackApp, request: Request, ep: Endpoint) -> Caller
     if row is None:
         raise AuthError("this token is not valid (unknown or revoked)", code="token_invalid")
     if row["role"] == AFFILIATE and not ep.affiliate:
-        raise denied("an affiliate token reads its own clicks, conversions, links and reports only")
+        raise denied(
+            "an affiliate token reads its own clicks, conversions, links, deliveries and"
+            " reports only"
+        )
     if ep.write and row["role"] != ADMIN:
         raise PermissionDeniedError("this token may only read", code="read_only_token")
     affiliate_id = row["affiliate_id"] if row["role"] == AFFILIATE else None
