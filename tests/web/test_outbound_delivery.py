@@ -12,6 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import asyncpg
 import httpx
 import pytest
 
@@ -23,7 +24,7 @@ from clickback.storage import schema
 from clickback.storage.sqlite import SqliteStore
 from clickback.web.app import ClickbackApp
 from clickback.web.http import hash_token, hide_password
-from tests.conftest import ADMIN, AUTH, click, make_offer, status
+from tests.conftest import ADMIN, AUTH, PG_URL, click, make_offer, status
 
 # (request number from 0, path) -> (status, body)
 Answer = Callable[[int, str], tuple[int, bytes]]
@@ -216,6 +217,76 @@ async def test_an_affiliate_token_reads_the_deliveries_sent_to_its_affiliate_alo
         assert r.status_code == 403 and r.json()["errors"][0]["code"] == "affiliate_token"
         r = await oc.post(f"/api/v1/deliveries/{own['id']}/resend", headers=tok)
         assert r.status_code == 403, r.text
+
+
+async def test_a_failed_sale_postback_is_not_resent_while_its_reversal_is_being_sent(
+    oc: httpx.AsyncClient,
+) -> None:
+    """The reversal's request is in flight (its receiver slow to answer) when the sale's
+    resend is asked: queued then, the sale would go out after the reversal."""
+
+    reversal_arrived = threading.Event()
+
+    def answer(n: int, path: str) -> tuple[int, bytes]:
+        if n == 1:  # the reversal: answered within the send timeout (0.8 s)
+            reversal_arrived.set()
+            time.sleep(0.6)
+        return (404 if n == 0 else 200), b"ok"
+
+    with receiver(answer) as (port, hits):
+        cid = await _sale_with_reversals(oc, port, "SLOW1")
+        await _until(lambda: hits)
+        await asyncio.sleep(0.3)
+        [sale] = (await oc.get("/api/v1/deliveries", headers=AUTH)).json()["items"]
+        assert sale["state"] == "failed"
+        assert (await status(oc, cid, "reversed", "chargeback")).status_code == 200
+        await _until(reversal_arrived.is_set)  # and not yet answered
+        r = await oc.post(f"/api/v1/deliveries/{sale['id']}/resend", headers=AUTH)
+        [error] = r.json()["errors"]
+        assert r.status_code == 409 and error["code"] == "later_delivered", r.text
+        assert "or is being sent to it" in error["message"]
+        await asyncio.sleep(1.5)
+        assert [parse_qs(urlsplit(h[0]).query)["e"][0] for h in hits] == [
+            "conversion",
+            "reversed",
+        ]
+
+
+async def test_a_resend_waiting_on_a_claim_of_its_delivery_is_refused_once_it_is_claimed(
+    oc: httpx.AsyncClient, store: Store
+) -> None:
+    """PostgreSQL: a resend that waits for the row lock of a sender's claim in progress
+    finds the delivery in flight once the claim commits (it cleared the new lease, and
+    the delivery was sent twice, one attempt unrecorded)."""
+    if store.engine != "postgres":
+        pytest.skip("SQLite: one write transaction at a time, no claim to wait for")
+    with receiver(lambda n, path: (404, b"no")) as (port, hits):
+        s = await make_offer(oc)
+        await _aff_url(oc, s, f"http://127.0.0.1:{port}/pb?c={{refid}}")
+        await _convert(oc, s["link"], "CLAIM1")
+        await _until(lambda: hits)
+        await asyncio.sleep(0.3)
+    [d] = (await oc.get("/api/v1/deliveries", headers=AUTH)).json()["items"]
+    assert d["state"] == "failed"
+    schema = getattr(store, "schema_name", None) or ""
+    claim = await asyncpg.connect(PG_URL, server_settings={"search_path": schema})
+    try:
+        lease = time.time_ns() // 1000 + 60_000_000
+        async with claim.transaction():
+            await claim.execute(
+                "UPDATE deliveries SET lease_until = $1 WHERE id = $2", lease, d["id"]
+            )
+            resend = asyncio.ensure_future(
+                oc.post(f"/api/v1/deliveries/{d['id']}/resend", headers=AUTH)
+            )
+            await asyncio.sleep(0.5)
+            assert not resend.done()  # waiting on the claim's row lock
+        r = await resend
+        held = await claim.fetchval("SELECT lease_until FROM deliveries WHERE id = $1", d["id"])
+    finally:
+        await claim.close()
+    assert r.status_code == 409 and r.json()["errors"][0]["code"] == "delivery_in_flight", r.text
+    assert held == lease
 
 
 async def test_reenabled_postback_retries_held_deliveries(store: Store) -> None:

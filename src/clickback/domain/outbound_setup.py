@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-from clickback.domain.outbound import EVENTS, ascii_host
+from clickback.domain.outbound import EVENTS, HELD, ascii_host
 from clickback.domain.ports import Store
 from clickback.domain.timefmt import now_us
 from clickback.errors import ConflictError, InputError, NotFoundError
@@ -112,33 +112,45 @@ async def resend_delivery(store: Store, delivery_id: int) -> None:
     """Queues an outbound postback again now. Refused while an attempt of it is in
     flight, for its sender would not record that attempt and another would send it
     again; while its affiliate's postback is disabled, for it would wait unsent; and once
-    a later postback of its conversion reached the affiliate (a reversal after a sale
-    whose postback failed), for it would arrive after that one and be taken as the
-    conversion's newest status."""
-    outcome = await store.resend_delivery(delivery_id, now_us())
-    if outcome is None:
-        raise NotFoundError(f"delivery {delivery_id} does not exist")
-    if outcome["queued"]:
-        return
-    affiliate = outcome["affiliate_id"]
-    if outcome["in_flight"]:
-        raise ConflictError(
-            f"delivery {delivery_id} is being sent now: resend it once this attempt is"
-            " recorded (within the send timeout)",
-            code="delivery_in_flight",
-        )
-    if outcome["disabled_at"] is not None:
-        raise ConflictError(
-            f"affiliate {affiliate}'s postback is disabled, so delivery {delivery_id} would"
-            " wait unsent: enabling it (`clickback affiliate enable-postback"
-            f" {affiliate}`, or PATCH /api/v1/affiliates/{affiliate} with"
-            ' {"postback_enabled": true}) queues its held deliveries again',
-            code="postback_disabled",
-        )
+    a later postback of its conversion reached the affiliate or is being sent (a reversal
+    after a sale whose postback failed), for it would arrive after that one and be taken
+    as the conversion's newest status."""
+    for _ in range(3):  # what refused it may have changed before it was read
+        outcome = await store.resend_delivery(delivery_id, now_us())
+        if outcome is None:
+            raise NotFoundError(f"delivery {delivery_id} does not exist")
+        if outcome["queued"]:
+            return
+        affiliate = outcome["affiliate_id"]
+        if outcome["in_flight"]:
+            raise ConflictError(
+                f"delivery {delivery_id} is being sent now: resend it once this attempt is"
+                " recorded (within the send timeout)",
+                code="delivery_in_flight",
+            )
+        if outcome["disabled_at"] is not None:
+            how = (
+                "queues its held deliveries again, this one among them"
+                if outcome["state"] == HELD
+                else "holds nothing back; then resend this one"
+            )
+            raise ConflictError(
+                f"affiliate {affiliate}'s postback is disabled, so delivery {delivery_id}"
+                f" would wait unsent: enabling it (`clickback affiliate enable-postback"
+                f' {affiliate}`, or PATCH /api/v1/affiliates/{affiliate} with {{"postback_enabled":'
+                f" true}}) {how}",
+                code="postback_disabled",
+            )
+        if outcome["later_id"] is not None:
+            raise ConflictError(
+                f"delivery {outcome['later_id']} ({outcome['later_event']}) of conversion"
+                f" {outcome['conversion_id']}, later than delivery {delivery_id}"
+                f" ({outcome['event']}), reached affiliate {affiliate} or is being sent to"
+                " it: sent now, this older status would arrive after it and be taken as the"
+                " conversion's newest",
+                code="later_delivered",
+            )
     raise ConflictError(
-        f"delivery {outcome['later_id']} ({outcome['later_event']}) of conversion"
-        f" {outcome['conversion_id']} reached affiliate {affiliate} after delivery"
-        f" {delivery_id} ({outcome['event']}) failed: sent now, this older status would"
-        " arrive after it and be taken as the conversion's newest",
-        code="later_delivered",
+        f"delivery {delivery_id} changed while it was resent: try again",
+        code="delivery_in_flight",
     )

@@ -192,40 +192,49 @@ class OutboxSql(SqlPrimitives):
         such delivery): `in_flight` while a sender holds a live lease on it (queued
         again, another sender would send it a second time, and the first attempt could
         not be recorded); `disabled_at` when its affiliate's postback is disabled (it
-        would wait, held, for the postback to be enabled); `later_id` and `later_event`
-        when a later delivery of its conversion reached the affiliate (sent now, this
-        older status would arrive after it)."""
+        would wait unsent); `later_id` and `later_event` when a later delivery of its
+        conversion to the affiliate was delivered or is being sent (sent now, this older
+        status would arrive after it). Every condition is on the updated row's own
+        WHERE, so that PostgreSQL checks them again on the row a concurrent claim
+        committed (a condition in a subquery of the row's id is not checked again)."""
         later = (
-            "FROM deliveries AS e WHERE e.conversion_id = d.conversion_id"
-            f" AND e.affiliate_id = d.affiliate_id AND e.id > d.id AND e.state = '{DELIVERED}'"
+            "FROM deliveries AS e WHERE e.conversion_id = {d}.conversion_id"
+            " AND e.affiliate_id = {d}.affiliate_id AND e.id > {d}.id"
+            f" AND (e.state = '{DELIVERED}' OR e.lease_until >= ?)"
         )
         rows = await self._fetch(
             "UPDATE deliveries SET state = ?, next_at = ?, retry_from = ?, lease_until = NULL, "
-            "updated_at = ? WHERE id = (SELECT d.id FROM deliveries AS d JOIN affiliates AS a"
-            " ON a.id = d.affiliate_id WHERE d.id = ?"
-            " AND (d.lease_until IS NULL OR d.lease_until < ?)"
-            f" AND a.postback_disabled_at IS NULL AND NOT EXISTS (SELECT 1 {later})) "
-            "RETURNING id",
+            "updated_at = ? WHERE id = ? AND (lease_until IS NULL OR lease_until < ?)"
+            " AND NOT EXISTS (SELECT 1 FROM affiliates AS a WHERE a.id = deliveries.affiliate_id"
+            " AND a.postback_disabled_at IS NOT NULL)"
+            f" AND NOT EXISTS (SELECT 1 {later.format(d='deliveries')}) RETURNING id",
             QUEUED,
             now,
             now,
             now,
             delivery_id,
             now,
+            now,
         )
         if rows:
             return {"queued": True}
         found = await self._fetch(
-            "SELECT d.affiliate_id, d.conversion_id, d.event,"
+            "SELECT d.affiliate_id, d.conversion_id, d.event, d.state,"
             " a.postback_disabled_at AS disabled_at,"
             " d.lease_until IS NOT NULL AND d.lease_until >= ? AS in_flight,"
-            f" (SELECT min(e.id) {later}) AS later_id,"
-            f" (SELECT e.event {later} ORDER BY e.id LIMIT 1) AS later_event"
+            f" (SELECT min(e.id) {later.format(d='d')}) AS later_id"
             " FROM deliveries AS d JOIN affiliates AS a ON a.id = d.affiliate_id WHERE d.id = ?",
+            now,
             now,
             delivery_id,
         )
-        return {**found[0], "queued": False} if found else None
+        if not found:
+            return None
+        row = {**found[0], "queued": False, "later_event": None}
+        if row["later_id"] is not None:
+            event = await self._fetch("SELECT event FROM deliveries WHERE id = ?", row["later_id"])
+            row["later_event"] = event[0]["event"] if event else None
+        return row
 
     async def cancel_delivery(self, delivery_id: int, lease: int, now: int) -> bool:
         """Cancels a delivery this sender holds the lease of (its affiliate no longer
