@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import signal
 import socket
@@ -30,10 +31,24 @@ T = TypeVar("T")
 CLICKBACK = str(Path(sys.executable).parent / "clickback")
 
 
+# Ports below the kernel's ephemeral range (32768-60999), a block of its own for each
+# pytest-xdist worker: a port handed out here is never the local end of a connection, nor
+# another worker's server (each worker runs its tests one at a time, on new ports)
+_BLOCK = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0) % 24
+_PORTS = itertools.cycle(range(20000 + 500 * _BLOCK, 20500 + 500 * _BLOCK))
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A loopback port nothing listens on now, from this test process's block."""
+    for _ in range(500):
+        port = next(_PORTS)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port in this test process's block")
 
 
 def table_rows(out: str) -> list[dict[str, str]]:

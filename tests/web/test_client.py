@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -33,17 +32,11 @@ from clickback.client import (
     async_fire_postback,
     fire_postback,
 )
+from tests.cli.conftest import free_port
 
 pytestmark = pytest.mark.e2e
 
 TOKEN = "s3cret-token"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def clickback_command() -> str:
