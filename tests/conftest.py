@@ -54,6 +54,19 @@ async def store(request: pytest.FixtureRequest, tmp_path: Any) -> AsyncIterator[
 
 
 @pytest.fixture
+async def schema() -> AsyncIterator[str]:
+    """A PostgreSQL schema of the test's own, dropped after it (for stores it makes)."""
+    name = "t_" + uuid.uuid4().hex[:16]
+    conn = await asyncpg.connect(PG_URL)
+    await conn.execute(f"CREATE SCHEMA {name}")
+    try:
+        yield name
+    finally:
+        await conn.execute(f"DROP SCHEMA {name} CASCADE")
+        await conn.close()
+
+
+@pytest.fixture
 async def app(store: Store) -> AsyncIterator[ClickbackApp]:
     application = ClickbackApp(
         Settings(database_url="unused", admin_token=ADMIN, public_url="http://track.test"), store

@@ -9,12 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-import asyncpg
 import pytest
 
 from clickback.domain import fraud
@@ -34,18 +31,6 @@ SLOW_TRIGGER = (
     "IF NEW.sub1 LIKE 'slow%' THEN PERFORM pg_sleep({seconds}); END IF; RETURN NEW; END $$",
     "CREATE TRIGGER slow_click BEFORE INSERT ON clicks FOR EACH ROW EXECUTE FUNCTION slow_click()",
 )
-
-
-@pytest.fixture
-async def schema() -> AsyncIterator[str]:
-    name = "t_" + uuid.uuid4().hex[:16]
-    conn = await asyncpg.connect(PG_URL)
-    await conn.execute(f"CREATE SCHEMA {name}")
-    try:
-        yield name
-    finally:
-        await conn.execute(f"DROP SCHEMA {name} CASCADE")
-        await conn.close()
 
 
 async def _stores(schema: str, write_timeout: float, slow: float) -> list[PostgresStore]:

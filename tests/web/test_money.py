@@ -802,7 +802,8 @@ async def test_a_payout_or_revenue_too_large_to_store_is_refused_when_written(
         assert (error["field"], error["code"]) == (field, "invalid_amount"), body
         assert "too large to store: at most 10000000000000.00 USD" in error["message"], body
     for body, code, says in [
-        ({"payout_amount": "1." + "0" * 19}, "invalid_amount", "more than 18 decimals"),
+        ({"payout_amount": "1." + "0" * 18 + "1"}, "invalid_amount", "more decimals than USD"),
+        ({"payout_type": "cps", "payout_percent": "1." + "0" * 19}, "invalid_percent", "at most 8"),
         ({"payout_type": "cps", "payout_percent": "1" * 20}, "invalid_percent", "at most 100"),
         ({"payout_type": "cps", "payout_percent": "1%"}, "invalid_amount", "non-negative decimal"),
         ({"payout_amount": "12,50"}, "invalid_amount", "non-negative decimal given as a string"),

@@ -61,20 +61,20 @@ def _id(values: Mapping[str, Any], field: str) -> int:
         ) from None
 
 
-def _decimal(values: Mapping[str, Any], field: str, too_large: InputError) -> Decimal:
-    """`too_large`: the refusal of a plain decimal with more digits before the point than
-    any amount may have (it is no bad format)."""
+def _decimal(
+    values: Mapping[str, Any], field: str, too_large: InputError, too_precise: InputError
+) -> Decimal:
+    """`too_large` and `too_precise`: the refusals of a plain decimal with more digits
+    before or after the point than any amount may have (they are no bad format)."""
     raw = values.get(field)
     text = str(raw) if isinstance(raw, int | str) and not isinstance(raw, bool) else ""
     amount = money.parse_amount(text)
     if amount is None:
         long = money.plain_but_long(text)
-        if long == "integer":
-            raise too_large
+        if long:
+            raise too_large if long == "integer" else too_precise
         raise InputError(
-            f"`{field}` has more than 18 decimals"
-            if long
-            else f'`{field}` must be a non-negative decimal given as a string, e.g. "12.50"',
+            f'`{field}` must be a non-negative decimal given as a string, e.g. "12.50"',
             code="invalid_amount",
             field=field,
         )
@@ -90,13 +90,14 @@ def _amount_in(values: Mapping[str, Any], field: str, currency: str, named: str 
         code="invalid_amount",
         field=field,
     )
-    amount = _decimal(values, field, too_large)
+    too_precise = InputError(
+        f"`{field}` has more decimals than {named or currency} has",
+        code="invalid_amount",
+        field=field,
+    )
+    amount = _decimal(values, field, too_large, too_precise)
     if not money.fits_currency(amount, currency):
-        raise InputError(
-            f"`{field}` has more decimals than {named or currency} has",
-            code="invalid_amount",
-            field=field,
-        )
+        raise too_precise
     if money.to_minor(amount, currency) > money.MAX_MINOR:
         # no postback could be paid (or valued) with it: each would be refused as too large
         raise too_large
@@ -127,13 +128,14 @@ async def _check_base_value(
 
 def _percent(values: Mapping[str, Any], field: str) -> Decimal:
     over = InputError(f"`{field}` is at most 100", code="invalid_percent", field=field)
-    percent = _decimal(values, field, over)
+    # a percent of an amount is then exact in Decimal's 28 digits before it is rounded
+    fine = InputError(f"`{field}` has at most 8 decimals", code="invalid_percent", field=field)
+    percent = _decimal(values, field, over, fine)
     if percent > 100:
         raise over
     exponent = percent.as_tuple().exponent
     if isinstance(exponent, int) and exponent < -8:
-        # a percent of an amount is then exact in Decimal's 28 digits before it is rounded
-        raise InputError(f"`{field}` has at most 8 decimals", code="invalid_percent", field=field)
+        raise fine
     return percent
 
 

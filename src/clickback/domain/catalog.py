@@ -17,16 +17,36 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from clickback.domain.fx import Rates
 from clickback.domain.models import Advertiser, CommissionRule, Link, Offer, OfferStatus
 from clickback.domain.outbound import PostbackConfig
 from clickback.domain.ports import Store
 from clickback.domain.redirect import RedirectTemplate
+from clickback.errors import ClickbackError, UnavailableError
+
+log = logging.getLogger("clickback.catalog")
+T = TypeVar("T")
+_ABANDONED: set[asyncio.Future[Any]] = set()  # reads given up on, left to end by themselves
+
+
+async def within(read: Awaitable[T], seconds: float) -> T:
+    """`read`'s result, or TimeoutError after `seconds`. A read given up on is cancelled
+    but not waited for: on a hung connection its cancelling hangs too (asyncio.wait_for
+    waits for it, and so hung as long as the connection did)."""
+    task = asyncio.ensure_future(read)
+    done, _ = await asyncio.wait({task}, timeout=seconds)
+    if not done:
+        task.cancel()
+        _ABANDONED.add(task)
+        task.add_done_callback(_ABANDONED.discard)
+        raise TimeoutError(f"no answer within {seconds:g} s")
+    return task.result()
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +82,10 @@ class Catalog:
     ):
         self._store = store
         self._check_seconds = check_seconds
+        # a read of the catalog's own (a check, a reload, an unknown code's link) is given
+        # up after this: one hung database connection (half-open after a failover, a
+        # stuck pooler) stopped every later check, and the node served a paused offer
+        self.read_timeout = max(5.0, 5 * check_seconds)
         self.fallback_url = fallback_url  # CLICKBACK_FALLBACK_URL; '': none
         self.clock = clock or SystemClock()
         self.day = -1  # the UTC day whose caps reached are held
@@ -142,12 +166,19 @@ class Catalog:
             return route
         if "\x00" in code:  # no code holds it, and PostgreSQL's text cannot
             return None
-        link = await self._store.link_by_code(code)
+        try:
+            link = await within(self._store.link_by_code(code), self.read_timeout)
+            if link is not None and link.offer_id not in self.offers:
+                # made elsewhere together with its offer
+                await within(self.reload(), self.read_timeout)
+                return self.routes.get(code)
+        except ClickbackError:
+            raise
+        except Exception as exc:  # the database out, or a connection hung
+            log.warning("the link of code %r could not be read: %r", code, exc)
+            raise UnavailableError("the tracker cannot read its links now; retry") from None
         if link is None:
             return None
-        if link.offer_id not in self.offers:
-            await self.reload()  # made elsewhere together with its offer
-            return self.routes.get(code)
         return self._add(link)
 
     async def refresh_if_changed(self) -> bool:
@@ -174,4 +205,4 @@ class Catalog:
             await asyncio.sleep(self._check_seconds)
             # a failed check is retried on the next tick; the cache keeps serving
             with contextlib.suppress(Exception):
-                await self.refresh_if_changed()
+                await within(self.refresh_if_changed(), self.read_timeout)
