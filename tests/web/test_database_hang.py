@@ -105,6 +105,9 @@ async def test_a_hung_connection_does_not_keep_a_node_serving_a_paused_offer(
             assert time.monotonic() < deadline, "node B still serves the paused offer"
             await asyncio.sleep(0.2)
         assert (await client_b.get(f"/c/{code}")).status_code == 404
+        proxy.close()  # the database gone from node B: a code it never loaded cannot be read
+        r = await client_b.get("/c/never-loaded")
+        assert r.status_code == 503, r.text
     finally:
         proxy.close()
         for app, client in reversed(nodes):
