@@ -125,6 +125,20 @@ async def _sale_with_reversals(oc: httpx.AsyncClient, port: int, order: str) -> 
     return await _convert(oc, s["link"], order)
 
 
+async def _failed_sale_reversed(
+    oc: httpx.AsyncClient, port: int, hits: list[Any], order: str
+) -> tuple[int, dict[str, Any]]:
+    """A conversion whose postback the receiver refused (its first answer: a 4xx, so
+    `failed`), then reversed: its id and the failed delivery."""
+    cid = await _sale_with_reversals(oc, port, order)
+    await _until(lambda: hits)
+    await asyncio.sleep(0.3)
+    [sale] = (await oc.get("/api/v1/deliveries", headers=AUTH)).json()["items"]
+    assert sale["state"] == "failed"
+    assert (await status(oc, cid, "reversed", "chargeback")).status_code == 200
+    return cid, sale
+
+
 async def test_a_nul_byte_in_the_receivers_answer_does_not_resend_forever(
     oc: httpx.AsyncClient,
 ) -> None:
@@ -161,12 +175,7 @@ async def test_a_failed_sale_postback_is_not_resent_once_its_reversal_reached_th
     a resend of the sale would have reached the affiliate after its reversal, leaving it
     paying a reversed sale. Refused 409, naming the reversal; nothing more is sent."""
     with receiver(lambda n, path: (404 if n == 0 else 200, b"ok")) as (port, hits):
-        cid = await _sale_with_reversals(oc, port, "LATE1")
-        await _until(lambda: hits)
-        await asyncio.sleep(0.3)
-        [sale] = (await oc.get("/api/v1/deliveries", headers=AUTH)).json()["items"]
-        assert sale["state"] == "failed"
-        assert (await status(oc, cid, "reversed", "chargeback")).status_code == 200
+        cid, sale = await _failed_sale_reversed(oc, port, hits, "LATE1")
         await _until(lambda: len(hits) == 2)
         await asyncio.sleep(0.3)
         items = (await oc.get("/api/v1/deliveries", headers=AUTH)).json()["items"]
@@ -234,12 +243,7 @@ async def test_a_failed_sale_postback_is_not_resent_while_its_reversal_is_being_
         return (404 if n == 0 else 200), b"ok"
 
     with receiver(answer) as (port, hits):
-        cid = await _sale_with_reversals(oc, port, "SLOW1")
-        await _until(lambda: hits)
-        await asyncio.sleep(0.3)
-        [sale] = (await oc.get("/api/v1/deliveries", headers=AUTH)).json()["items"]
-        assert sale["state"] == "failed"
-        assert (await status(oc, cid, "reversed", "chargeback")).status_code == 200
+        _, sale = await _failed_sale_reversed(oc, port, hits, "SLOW1")
         await _until(reversal_arrived.is_set)  # and not yet answered
         r = await oc.post(f"/api/v1/deliveries/{sale['id']}/resend", headers=AUTH)
         [error] = r.json()["errors"]
