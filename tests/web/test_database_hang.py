@@ -114,3 +114,41 @@ async def test_a_hung_connection_does_not_keep_a_node_serving_a_paused_offer(
             await client.aclose()
             await app.shutdown()
             await app.store.close()
+
+
+async def test_the_admin_api_answers_503_while_the_database_is_gone(schema: str) -> None:
+    """Each request failed with a 500 `internal` and a traceback in the log: an
+    operator's script could not tell an outage, worth a retry, from a defect."""
+    proxy = FreezingProxy()
+    port = await proxy.start()
+    host = PG_URL.split("@", 1)[1].split("/", 1)[0]
+    app, client = await node(f"{PG_URL}?schema={schema}".replace(host, f"127.0.0.1:{port}"))
+    try:
+        assert (await client.get("/readyz")).text == "ready"
+        s = await make_offer(client)
+        offer = f"/api/v1/offers/{s['offer']['id']}"
+        proxy.close()  # reset every connection and refuse new ones
+        for method, path, body in (
+            ("GET", "/api/v1/offers", None),
+            ("GET", offer, None),
+            ("PATCH", offer, {"status": "paused"}),
+            ("GET", "/api/v1/conversions", None),
+            ("GET", "/api/v1/reports?group_by=offer", None),
+        ):
+            r = await client.request(method, path, json=body, headers=AUTH)
+            assert r.status_code == 503, (method, path, r.text)
+            assert r.json()["errors"][0]["code"] == "unavailable"
+            assert r.headers["retry-after"] == "5"
+        assert (await client.get("/readyz")).status_code == 503
+        # and it says so once its links and offers may be stale (twice the read timeout)
+        app.catalog.read_timeout = 0.5
+        deadline = time.monotonic() + 10
+        while "last read" not in (r := await client.get("/readyz")).text:
+            assert time.monotonic() < deadline, r.text
+            await asyncio.sleep(0.2)
+        assert r.status_code == 503
+    finally:
+        proxy.close()
+        await client.aclose()
+        await app.shutdown()
+        await app.store.close()

@@ -99,6 +99,14 @@ class Catalog:
         self.offers: dict[int, Offer] = {}
         self.advertisers: dict[int, Advertiser] = {}
         self._task: asyncio.Task[None] | None = None
+        self.checked_at = time.monotonic()  # when the database last told what is current
+
+    def stale_seconds(self) -> float:
+        """How long ago the database last told this cache what is current, once that is
+        longer than the checks given up on allow (twice `read_timeout`); else 0. A node
+        whose reads keep failing serves what it read last: paused offers, old payouts."""
+        age = time.monotonic() - self.checked_at
+        return age if age > 2 * self.read_timeout else 0.0
 
     async def reload(self) -> None:
         day = self.clock.now_us() // DAY_US
@@ -120,6 +128,7 @@ class Catalog:
         for link in snap.links:
             self._add(link)
         self.version = snap.version
+        self.checked_at = time.monotonic()
 
     def _add(self, link: Link) -> Route | None:
         offer = self.offers.get(link.offer_id)
@@ -188,6 +197,7 @@ class Catalog:
         if day != self.day or await self._store.config_version() != self.version:
             await self.reload()
             return True
+        self.checked_at = time.monotonic()
         return False
 
     def start(self) -> None:

@@ -222,6 +222,15 @@ class OutboxStore(Protocol):
 class Store(OutboxStore, ReportStore, RollupStore, Protocol):
     async def migrate(self) -> int: ...
     async def ping(self) -> bool: ...
+
+    # what the driver raises when the database may be out of reach for now
+    unavailable_errors: tuple[type[BaseException], ...]
+
+    def unavailable(self, exc: BaseException) -> bool:
+        """Whether `exc` says the database is out of reach for now (retry later), not
+        that a statement or the code is wrong."""
+        ...
+
     async def close(self) -> None: ...
 
     # hot paths: each returns once its row is committed (group commit)

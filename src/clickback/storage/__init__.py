@@ -7,6 +7,18 @@ from clickback.domain.ports import Store
 from clickback.errors import ConfigError
 
 
+def unavailable_errors(url: str) -> tuple[type[BaseException], ...]:
+    """What the driver of the URL's engine raises when the database may be out of reach
+    for now (the store's `unavailable` tells which are)."""
+    if url.startswith(("postgresql:", "postgres:")):
+        from clickback.storage.postgres import PostgresStore
+
+        return PostgresStore.unavailable_errors
+    from clickback.storage.sqlite import SqliteStore
+
+    return SqliteStore.unavailable_errors
+
+
 async def open_store(url: str, settings: Settings | None = None) -> Store:
     settings = settings or Settings()
     if url.startswith("sqlite:"):

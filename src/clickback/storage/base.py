@@ -139,6 +139,14 @@ class SqlStore(OutboxSql, ScreeningSql, ReportSql, RatesSql):
     # background jobs let clicks be before they pass them by RefID: one process writes
     # SQLite, in stamp order, and its batches commit in milliseconds
     click_settle_us = USUAL_SETTLE_US
+    # what this engine's driver raises when the database cannot be reached or refuses
+    # work for now (see `unavailable`): the admin API answers those 503, not 500
+    unavailable_errors: tuple[type[BaseException], ...] = (ConnectionError, TimeoutError)
+
+    def unavailable(self, exc: BaseException) -> bool:
+        """Whether `exc` says the database is out of reach for now (retry later), not
+        that a statement or the code is wrong."""
+        return isinstance(exc, self.unavailable_errors)
 
     def _sql(self, sql: str) -> str:
         if self.engine != "postgres":

@@ -141,6 +141,14 @@ def _consume(task: asyncio.Future[Any]) -> None:
 
 class PostgresStore(SqlStore):
     engine = "postgres"
+    unavailable_errors: tuple[type[BaseException], ...] = (
+        ConnectionError,
+        TimeoutError,
+        asyncpg.PostgresConnectionError,  # refused, reset, closed mid-statement
+        asyncpg.exceptions.OperatorInterventionError,  # shutting down, starting up
+        asyncpg.exceptions.InsufficientResourcesError,  # too many connections, disk full
+        asyncpg.exceptions.ReadOnlySQLTransactionError,  # a standby, during a failover
+    )
 
     def __init__(
         self, url: str, pool_size: int = 4, batch_max: int = 512, write_timeout: float = 4.0

@@ -328,8 +328,30 @@ def stage_tables(conn: sqlite3.Connection) -> sqlite3.Connection:
     return conn
 
 
+_UNAVAILABLE_FILE = frozenset(
+    (
+        "database is locked",
+        "disk I/O error",
+        "database or disk is full",
+        "unable to open database file",
+    )
+)
+
+
 class SqliteStore(SqlStore):
     engine = "sqlite"
+    unavailable_errors: tuple[type[BaseException], ...] = (
+        ConnectionError,
+        TimeoutError,
+        sqlite3.OperationalError,
+    )
+
+    def unavailable(self, exc: BaseException) -> bool:
+        # an OperationalError is also a statement SQLite could not run: only these are
+        # the file out of reach for now
+        if isinstance(exc, sqlite3.OperationalError):
+            return str(exc) in _UNAVAILABLE_FILE
+        return isinstance(exc, self.unavailable_errors)
 
     def __init__(self, path: str, batch_max: int = 512):
         self.path = path

@@ -22,7 +22,8 @@ from clickback.domain import admin
 from clickback.domain.ports import Store
 from clickback.domain.tokens import scoped
 from clickback.errors import NotFoundError
-from clickback.web.errors import HANDLERS
+from clickback.storage import unavailable_errors
+from clickback.web.errors import HANDLERS, on_unavailable
 from clickback.web.http import (
     Caller,
     Endpoint,
@@ -279,6 +280,10 @@ def build_api(app: ClickbackApp) -> Starlette:
         return PlainTextResponse("ok")
 
     async def readyz(request: Request) -> Response:
+        stale = app.catalog.stale_seconds() if app.ready else 0.0
+        if stale:  # it would serve paused offers, old payouts: out of the balancer
+            why = f"not ready: links and offers last read {stale:.0f} s ago"
+            return PlainTextResponse(why, 503)
         try:
             ok = app.ready and await app.store.ping()
         except Exception:
@@ -292,4 +297,11 @@ def build_api(app: ClickbackApp) -> Starlette:
         *build_routes(app, endpoints, openapi.body_fields(endpoints)),
         *ui.routes(app),
     ]
-    return Starlette(routes=routes, exception_handlers=HANDLERS)
+    unavailable = on_unavailable(lambda exc: app.store.unavailable(exc))
+    errors = (  # a store not given is opened at startup, after this: the URL's engine
+        app.store.unavailable_errors
+        if app.store is not None
+        else unavailable_errors(app.settings.database_url)
+    )
+    handlers = {**HANDLERS, **{error: unavailable for error in errors}}
+    return Starlette(routes=routes, exception_handlers=handlers)

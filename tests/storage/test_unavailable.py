@@ -1,0 +1,45 @@
+"""Which of a driver's errors say the database is out of reach for now (the admin API
+answers them 503, retry) and which a statement or the code is wrong (500), from errors
+the real drivers raised."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import asyncpg
+import pytest
+
+from clickback.domain.ports import Store
+from clickback.storage.sqlite import SqliteStore
+
+
+async def test_a_statement_the_database_refuses_is_not_an_outage(store: Store) -> None:
+    with pytest.raises(Exception) as caught:
+        await store._fetch("SELECT * FROM no_such_table")  # type: ignore[attr-defined]
+    assert not store.unavailable(caught.value), repr(caught.value)
+
+
+async def test_a_connection_refused_is_an_outage(store: Store) -> None:
+    with pytest.raises(OSError) as caught:
+        await asyncpg.connect("postgresql://postgres@127.0.0.1:1/test", timeout=5)
+    assert store.unavailable(caught.value)
+
+
+def test_a_sqlite_file_locked_or_out_of_reach_is_an_outage(tmp_path: object) -> None:
+    path = f"{tmp_path}/locked.db"
+    store = SqliteStore(path)
+    holder = sqlite3.connect(path)
+    holder.execute("BEGIN EXCLUSIVE")
+    other = sqlite3.connect(path, timeout=0)
+    with pytest.raises(sqlite3.OperationalError) as locked:
+        other.execute("CREATE TABLE t (x)")
+    with pytest.raises(sqlite3.OperationalError) as missing:
+        sqlite3.connect(f"{tmp_path}/no/such/dir/x.db").execute("SELECT 1")
+    with pytest.raises(sqlite3.OperationalError) as wrong:
+        other.execute("SELEC 1")
+    assert store.unavailable(locked.value), str(locked.value)
+    assert store.unavailable(missing.value), str(missing.value)
+    assert not store.unavailable(wrong.value), str(wrong.value)
+    holder.rollback()
+    for conn in (holder, other, store.conn):
+        conn.close()
