@@ -10,6 +10,7 @@ import asyncio
 import os
 import sqlite3
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Annotated, Any, TextIO, TypeVar
 
 import orjson
@@ -312,8 +313,12 @@ def serve(
     from granian.constants import HTTPModes, Interfaces, Loops
 
     rsgi = interface == "rsgi"
+    # the target as a file and the working directory as its import root: given a module
+    # name, granian puts the working directory first on the import path, and a click.py
+    # or typer.py there stopped every worker at its start
+    web = Path(__file__).resolve().parent / "web"
     Granian(
-        "clickback.web.rsgi:rsgi_from_env" if rsgi else "clickback.web.app:app_from_env",
+        f"{web / 'rsgi.py'}:rsgi_from_env" if rsgi else f"{web / 'app.py'}:app_from_env",
         address=host,
         port=port,
         interface=Interfaces.RSGI if rsgi else Interfaces.ASGI,
@@ -322,6 +327,7 @@ def serve(
         http=HTTPModes.http1,
         factory=True,
         log_access=False,
+        working_dir=web.parent.parent,
     ).serve()
 
 

@@ -123,8 +123,11 @@ def cli(*args: str, db: str, columns: int | None = None, exit_code: int = 0) -> 
 class Server:
     """`clickback serve` in its own process group, so SIGKILL takes its workers too."""
 
-    def __init__(self, db: str, tmp: Path, env: dict[str, str] | None = None):
+    def __init__(
+        self, db: str, tmp: Path, env: dict[str, str] | None = None, cwd: Path | None = None
+    ):
         self.db = db
+        self.cwd = cwd
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.log = tmp / f"serve-{self.port}.log"
@@ -151,6 +154,7 @@ class Server:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env=self.env,
+                cwd=self.cwd,
                 start_new_session=True,
             )
         deadline = time.monotonic() + 30
