@@ -102,6 +102,20 @@ async def _until(predicate: Callable[[], Any], timeout: float = 10) -> None:
         await asyncio.sleep(0.05)
 
 
+async def _settled(
+    c: httpx.AsyncClient, count: int, states: tuple[str, ...] = ("delivered", "failed")
+) -> list[dict[str, Any]]:
+    """The deliveries, once `count` of them are in `states`: the receiver sees a request
+    before its sender records the answer."""
+    deadline = time.monotonic() + 10
+    while True:
+        items = (await c.get("/api/v1/deliveries", headers=AUTH)).json()["items"]
+        if sum(d["state"] in states for d in items) >= count:
+            return list(items)
+        assert time.monotonic() < deadline, items
+        await asyncio.sleep(0.05)
+
+
 async def _aff_url(c: httpx.AsyncClient, s: dict[str, Any], url: str, **extra: Any) -> None:
     """Sets the affiliate's postback URL (and any other postback setting given)."""
     r = await c.patch(
@@ -132,8 +146,7 @@ async def _failed_sale_reversed(
     `failed`), then reversed: its id and the failed delivery."""
     cid = await _sale_with_reversals(oc, port, order)
     await _until(lambda: hits)
-    await asyncio.sleep(0.3)
-    [sale] = (await oc.get("/api/v1/deliveries", headers=AUTH)).json()["items"]
+    [sale] = await _settled(oc, 1)
     assert sale["state"] == "failed"
     assert (await status(oc, cid, "reversed", "chargeback")).status_code == 200
     return cid, sale
@@ -177,8 +190,7 @@ async def test_a_failed_sale_postback_is_not_resent_once_its_reversal_reached_th
     with receiver(lambda n, path: (404 if n == 0 else 200, b"ok")) as (port, hits):
         cid, sale = await _failed_sale_reversed(oc, port, hits, "LATE1")
         await _until(lambda: len(hits) == 2)
-        await asyncio.sleep(0.3)
-        items = (await oc.get("/api/v1/deliveries", headers=AUTH)).json()["items"]
+        items = await _settled(oc, 2)
         [reversal] = [d for d in items if d["event"] == "reversed"]
         assert reversal["state"] == "delivered"
         r = await oc.post(f"/api/v1/deliveries/{sale['id']}/resend", headers=AUTH)
@@ -269,8 +281,7 @@ async def test_a_resend_waiting_on_a_claim_of_its_delivery_is_refused_once_it_is
         await _aff_url(oc, s, f"http://127.0.0.1:{port}/pb?c={{refid}}")
         await _convert(oc, s["link"], "CLAIM1")
         await _until(lambda: hits)
-        await asyncio.sleep(0.3)
-    [d] = (await oc.get("/api/v1/deliveries", headers=AUTH)).json()["items"]
+        [d] = await _settled(oc, 1)
     assert d["state"] == "failed"
     schema = getattr(store, "schema_name", None) or ""
     claim = await asyncpg.connect(PG_URL, server_settings={"search_path": schema})
@@ -309,8 +320,7 @@ async def test_reenabled_postback_retries_held_deliveries(store: Store) -> None:
                 await _aff_url(c, s, f"http://127.0.0.1:{port}/pb?c={{refid}}")
                 await _convert(c, s["link"], "H1")
                 await _until(lambda: hits)  # 500: disabled after one failure, held
-                await asyncio.sleep(0.3)
-                [d] = (await c.get("/api/v1/deliveries", headers=AUTH)).json()["items"]
+                [d] = await _settled(c, 1, ("held",))
                 assert d["state"] == "held"
                 await asyncio.sleep(2.5)  # the affiliate fixes its endpoint some time later
 
@@ -331,11 +341,15 @@ async def test_reenabled_postback_retries_held_deliveries(store: Store) -> None:
         await app.shutdown()
 
 
-async def test_a_conversion_rejected_by_fraud_rules_is_never_posted_back(
+async def test_a_rejection_taken_back_tells_the_affiliate_of_the_sale_once(
     store: Store,
 ) -> None:
-    """docs/outbound.md: "an affiliate never hears of a conversion its offer's rules
-    reject"."""
+    """Rejected by the offer's fraud rules: the affiliate hears nothing of it (its
+    postback cancelled; docs/outbound.md: "an affiliate never hears of a conversion its
+    offer's rules reject"). Then approved by hand: the affiliate hears of the sale
+    (`conversion`), then of the approval. One whose
+    sale the affiliate heard of before it was rejected by hand hears `approved` alone,
+    not of the sale twice."""
     app = ClickbackApp(_settings(fraud_min_seconds=10), store)
     await app.startup()
     transport = httpx.ASGITransport(app=app, client=("203.0.113.7", 4444))
@@ -346,18 +360,53 @@ async def test_a_conversion_rejected_by_fraud_rules_is_never_posted_back(
                 await _aff_url(
                     c,
                     s,
-                    f"http://127.0.0.1:{port}/pb?c={{refid}}&e={{event}}",
-                    postback_events=["conversion", "approved", "rejected", "reversed"],
+                    f"http://127.0.0.1:{port}/pb?o={{ordernumber}}&e={{event}}&s={{status}}",
+                    postback_events=["conversion", "approved", "rejected"],
                 )
-                cid = await _convert(c, s["link"], "F1")  # at once: fast_conversion
+
+                async def conversion(cid: int) -> dict[str, Any]:
+                    r = await c.get(f"/api/v1/conversions/{cid}", headers=AUTH)
+                    return dict(r.json())
+
+                def heard() -> list[tuple[str, str, str]]:
+                    return [
+                        (q["o"][0], q["e"][0], q["s"][0])
+                        for q in (parse_qs(urlsplit(h[0]).query) for h in hits)
+                    ]
+
+                cid = await _convert(c, s["link"], "R1")  # at once: fast_conversion
                 deadline = time.monotonic() + 10
-                while (await c.get(f"/api/v1/conversions/{cid}", headers=AUTH)).json()[
-                    "status"
-                ] != "rejected":
+                while (await conversion(cid))["status"] != "rejected":
                     assert time.monotonic() < deadline
                     await asyncio.sleep(0.05)
                 await asyncio.sleep(1.5)
-                assert [h[0] for h in hits] == []
+                assert hits == []
+                r = await status(c, cid, "approved", "rejected_in_error")
+                assert r.status_code == 200, r.text
+                await _until(lambda: len(hits) >= 2)
+                assert heard() == [("R1", "conversion", "approved"), ("R1", "approved", "approved")]
+                history = [(h["from"], h["to"]) for h in (await conversion(cid))["history"]]
+                assert history[-2:] == [("approved", "rejected"), ("rejected", "approved")]
+
+                r = await c.patch(
+                    f"/api/v1/offers/{s['offer']['id']}",
+                    json={"fraud_rules": {}, "approval": "review"},
+                    headers=AUTH,
+                )
+                assert r.status_code == 200, r.text
+                other = await _convert(c, s["link"], "R2")
+                await _until(lambda: len(hits) >= 3)  # its sale, once screened
+                assert (
+                    await status(c, other, "rejected", "advertiser_rejected")
+                ).status_code == 200
+                assert (await status(c, other, "approved", "rejected_in_error")).status_code == 200
+                await _until(lambda: len(hits) >= 5)
+                await asyncio.sleep(0.5)
+                assert heard()[2:] == [
+                    ("R2", "conversion", "pending"),
+                    ("R2", "rejected", "rejected"),
+                    ("R2", "approved", "approved"),
+                ]
     finally:
         await app.shutdown()
 
@@ -448,8 +497,7 @@ async def test_a_postback_disabled_by_hand_holds_its_deliveries(oc: httpx.AsyncC
         assert shown["state"] == "held"
         await _aff_url(oc, s, f"http://127.0.0.1:{port}/pb?c={{refid}}", postback_enabled=True)
         await _until(lambda: hits)
-        await asyncio.sleep(0.3)
-        [d] = (await oc.get("/api/v1/deliveries", headers=AUTH)).json()["items"]
+        [d] = await _settled(oc, 1)
         assert d["state"] == "delivered"
 
 
@@ -634,7 +682,7 @@ async def test_a_retried_conversion_postback_says_the_status_it_was_queued_with(
             ("conversion", "approved", "5.00"),
             ("reversed", "reversed", "5.00"),
         ]
-        items = (await oc.get("/api/v1/deliveries", headers=AUTH)).json()["items"]
+        items = await _settled(oc, 2)
         [first] = [d for d in items if d["event"] == "conversion"]
         [last] = [d for d in items if d["event"] == "reversed"]
         r = await oc.post(f"/api/v1/deliveries/{first['id']}/resend", headers=AUTH)
@@ -809,8 +857,8 @@ async def test_a_read_token_sees_postback_urls_without_their_password(
         assert r.status_code == 200, r.text
         await _convert(oc, s["link"], "CRED1")
         await _until(lambda: hits)
+        [d] = await _settled(oc, 1)
     assert hits[0][1]["authorization"].startswith("Basic ")
-    [d] = (await oc.get("/api/v1/deliveries", headers=AUTH)).json()["items"]
     paths = (
         f"/api/v1/affiliates/{aff}",
         "/api/v1/affiliates",

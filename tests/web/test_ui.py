@@ -13,7 +13,7 @@ import orjson
 from clickback.domain.ports import Store
 from clickback.domain.rollup import RollupJob
 from clickback.domain.timefmt import from_datetime
-from tests.conftest import ADMIN, AUTH, click, make_offer
+from tests.conftest import ADMIN, AUTH, click, make_offer, status
 from tests.reports_world import UAS, build_world
 
 
@@ -94,6 +94,16 @@ async def test_changes_need_the_csrf_value_and_an_admin(client: httpx.AsyncClien
     page_url = f"https://public.example/ui/conversions/{cid}?from=list"
     r = await client.post(f"/ui/conversions/{cid}/status", data=body, headers={"referer": page_url})
     assert r.headers["location"].startswith(f"/ui/conversions/{cid}?error="), r.headers
+    # a rejected conversion's page offers to approve it (a rejection taken back), alone
+    refid = await click(client, s["link"])
+    r = await client.get(
+        "/postback", params={"refid": refid, "orderamount": "5", "ordernumber": "2"}
+    )
+    rejected = r.json()["conversion_id"]
+    assert (await status(client, rejected, "rejected", "advertiser_rejected")).status_code == 200
+    page = await client.get(f"/ui/conversions/{rejected}")
+    assert 'id="to-approved"' in page.text and 'id="to-rejected"' not in page.text
+    assert 'id="to-reversed"' not in page.text
 
 
 async def test_revoking_the_token_ends_its_sessions(client: httpx.AsyncClient) -> None:

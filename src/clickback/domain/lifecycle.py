@@ -1,4 +1,6 @@
-"""The conversion lifecycle: pending → approved | rejected, approved → reversed.
+"""The conversion lifecycle: pending → approved | rejected, approved → reversed, and
+rejected → approved (a rejection taken back: the advertiser rejected it in error, or
+the operator approves what a fraud rule or a cap rejected).
 
 Each change carries a reason code and who made it, and is kept as an audit event.
 Only approved conversions are payable. Changes arrive one by one (API, CLI) or as an
@@ -21,6 +23,7 @@ ALLOWED = {
     ("pending", "approved"),
     ("pending", "rejected"),
     ("approved", "reversed"),
+    ("rejected", "approved"),
 }
 STATUSES = ("pending", "approved", "rejected", "reversed")
 MAX_REASON = 200
@@ -44,12 +47,18 @@ def check_move(current: str, to: str) -> None:
     if current == to:
         raise ConflictError(f"the conversion is already {to}", code="unchanged", field="status")
     if (current, to) not in ALLOWED:
-        allowed = sorted(t for f, t in ALLOWED if f == current) or ["nothing"]
+        allowed = moves(current) or ("nothing",)
         raise ConflictError(
-            f"a {current} conversion cannot become {to}; it may become: {', '.join(allowed)}",
+            f"{'an' if current[0] in 'aeiou' else 'a'} {current} conversion cannot become "
+            f"{to}; it may become: {', '.join(allowed)}",
             code="invalid_transition",
             field="status",
         )
+
+
+def moves(current: str) -> tuple[str, ...]:
+    """What a conversion of this status may become, in the order of STATUSES."""
+    return tuple(to for to in STATUSES if (current, to) in ALLOWED)
 
 
 # (offer_id, affiliate_id, event, is_test) -> the outbound delivery's state, '' for none
@@ -74,7 +83,17 @@ async def change_status(
         raise NotFoundError(f"conversion {conversion_id} does not exist")
     check_move(row["status"], to)
     delivery = delivery_state(row["offer_id"], row["affiliate_id"], to, row["is_test"])
-    if not await store.transition(conversion_id, row["status"], to, why, actor, delivery):
+    # a rejection taken back: an affiliate never told of the sale (its postback
+    # cancelled when a fraud rule rejected it, or none queued) is told of it now
+    announce = (
+        delivery_state(row["offer_id"], row["affiliate_id"], "conversion", row["is_test"])
+        if row["status"] == "rejected"
+        else ""
+    )
+    moved = await store.transition(
+        conversion_id, row["status"], to, why, actor, delivery, announce=announce
+    )
+    if not moved:
         raise ConflictError(
             "the conversion changed meanwhile; read it and retry", code="concurrent_change"
         )

@@ -285,6 +285,8 @@ class Store(OutboxStore, ReportStore, RollupStore, Protocol):
         reason: str,
         actor: str,
         delivery: str = "",
+        *,
+        announce: str = "",
     ) -> bool: ...
     async def conversion_with_history(
         self, conversion_id: int

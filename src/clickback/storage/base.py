@@ -487,10 +487,14 @@ class SqlStore(OutboxSql, ScreeningSql, ReportSql, RatesSql):
         reason: str,
         actor: str,
         delivery: str = "",
+        *,
+        announce: str = "",
     ) -> bool:
         """Moves a conversion from one status to another, with its audit event and (when
         `delivery` names a state) the outbound postback of the change, in one transaction;
-        False when its status was no longer `from_status`."""
+        False when its status was no longer `from_status`. With `announce` (a state), a
+        `conversion` postback is queued first unless one was queued and not cancelled:
+        the affiliate hears of the sale before its change."""
         t = now_us()
         steps: list[tuple[str, tuple[Any, ...]]] = [
             (
@@ -504,16 +508,25 @@ class SqlStore(OutboxSql, ScreeningSql, ReportSql, RatesSql):
                 (conversion_id, from_status, to_status, reason, actor, t),
             ),
         ]
-        if delivery:
+        queue = (
+            "INSERT INTO deliveries (conversion_id, affiliate_id, offer_id, event, state, "
+            "next_at, created_at, updated_at, conversion_status) SELECT id, affiliate_id, "
+            "offer_id, ?, ?, ?, ?, ?, ? FROM conversions AS c WHERE id = ?"
+        )
+        if announce:
             steps.append(
                 (
-                    "INSERT INTO deliveries (conversion_id, affiliate_id, offer_id, event, state, "
-                    "next_at, created_at, updated_at, conversion_status) SELECT id, affiliate_id, "
-                    "offer_id, ?, ?, ?, ?, ?, ? FROM conversions WHERE id = ? RETURNING id",
-                    (to_status, delivery, t, t, t, to_status, conversion_id),
+                    queue + " AND NOT EXISTS (SELECT 1 FROM deliveries AS d WHERE "
+                    "d.conversion_id = c.id AND d.event = 'conversion' AND "
+                    "d.state <> 'cancelled') RETURNING id",
+                    ("conversion", announce, t, t, t, to_status, conversion_id),
                 )
             )
-        return await self._write_all(steps)
+        if delivery:
+            steps.append(
+                (queue + " RETURNING id", (to_status, delivery, t, t, t, to_status, conversion_id))
+            )
+        return await self._write_all(steps, guards=2)
 
     async def conversion_with_history(
         self, conversion_id: int

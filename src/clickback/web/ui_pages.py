@@ -36,7 +36,6 @@ FILTERS = {
     "postbacks": ("outcome", "code", "refid", "ordernumber", "advertiser_id"),
     "offers": ("advertiser_id", "status"),
 }
-NEXT = {"pending": ("approved", "rejected"), "approved": ("reversed",)}
 
 
 def filters_of(request: Request, table: str) -> dict[str, Any]:
@@ -136,7 +135,7 @@ def routes(ui: Ui) -> list[Route]:
             enriched=enriched,
             postbacks=[PRESENTERS["postbacks"](p, base) for p in page.items],
             history=history,
-            moves=NEXT.get(row["status"], ()),
+            moves=lifecycle.moves(row["status"]),
         )
 
     async def change_status(request: Request, session: Session) -> Response:
