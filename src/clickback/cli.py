@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import sqlite3
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -104,24 +105,38 @@ def _run(db: str | None, work: Callable[[Store], Awaitable[T]], *, migrate: bool
     return _or_exit(lambda: asyncio.run(go()))
 
 
+# C0 and C1 control characters: a terminal would act on them (ESC sequences clear the
+# screen, retitle the window, hide or rewrite rows the operator reads)
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+
+
+def printable(value: str) -> str:
+    """Text from outside (a sub-ID, an order number, a User-Agent, a message quoting
+    them) as the terminal may print it: each control character as its `\\xNN` escape."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", value)
+
+
 def _or_exit(call: Callable[[], T]) -> T:
     """`call`'s result; a ClickbackError it raises is printed, and the command exits 2."""
     try:
         return call()
     except ClickbackError as exc:
-        console.print(f"[red]error[/red] ({exc.code}): {escape(exc.message)}")
+        console.print(f"[red]error[/red] ({exc.code}): {escape(printable(exc.message))}")
         raise typer.Exit(2) from None
 
 
 def _table(rows: list[dict[str, Any]], columns: list[str], whole: tuple[str, ...] = ()) -> None:
     """`whole` columns fold a long value onto more lines instead of cutting it short.
     Values are shown as they are, never read as markup: a sub-ID, a User-Agent or a
-    referer is whatever a visitor sent (`[/]` broke the table, `[bold]x` showed `x`)."""
+    referer is whatever a visitor sent (`[/]` broke the table, `[bold]x` showed `x`), and
+    control characters are shown escaped (`printable`)."""
     table = Table()
     for c in columns:
         table.add_column(Text(c), overflow="fold" if c in whole else "ellipsis")
     for r in rows:
-        table.add_row(*(Text("" if r.get(c) is None else str(r.get(c))) for c in columns))
+        table.add_row(
+            *(Text("" if r.get(c) is None else printable(str(r.get(c)))) for c in columns)
+        )
     console.print(table)
 
 
@@ -546,7 +561,7 @@ def main() -> None:
     try:
         app()
     except ClickbackError as exc:  # bad input read before `_run` (a time, a CSV of rates)
-        console.print(f"[red]error[/red] ({exc.code}): {escape(exc.message)}")
+        console.print(f"[red]error[/red] ({exc.code}): {escape(printable(exc.message))}")
         raise SystemExit(2) from None
     except (ConnectionError, FileNotFoundError, PermissionError, sqlite3.OperationalError) as exc:
         # the database cannot be reached or opened; a bug's traceback is left as it is

@@ -23,6 +23,7 @@ from clickback.cli import (
     app,
     console,
     postbacks_app,
+    printable,
     public_base,
 )
 from clickback.domain import attribution
@@ -108,8 +109,12 @@ def postbacks_replay(
     from clickback.domain.tracker import open_tracker_for
     from clickback.web.present import parse_time
 
-    if postback_id is None and not (outcome or code or since or until):
-        console.print("[red]error[/red]: give a postback id, or --outcome/--code/--since/--until")
+    filtered = any(v is not None for v in (outcome, code, since, until))
+    if (postback_id is None) != filtered:  # neither, or both (the id alone was replayed)
+        say = "not both" if filtered else "one of them"
+        console.print(
+            f"[red]error[/red]: give a postback id, or --outcome/--code/--since/--until: {say}"
+        )
         raise typer.Exit(2)
     settings = _settings(db)
 
@@ -219,7 +224,7 @@ def integration_test(
         colour = {"passed": "green", "failed": "red"}.get(result["status"], "yellow")
         console.print(f"{name.replace('_', ' ')}: [{colour}]{result['status']}[/{colour}]")
         for r in result["reasons"]:
-            console.print(f"  - {_error_text(r)}: {escape(r['message'])}")
+            console.print(f"  - {_error_text(r)}: {escape(printable(r['message']))}")
     if simulate and not test["refid"]:
         console.print("--simulate: nothing fired, the click test made no RefID")
     if test["conversion_test"]["status"] == "pending" and test["refid"]:

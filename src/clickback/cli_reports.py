@@ -11,7 +11,7 @@ import orjson
 import typer
 from rich.markup import escape
 
-from clickback.cli import DbOption, _run, _settings, _table, app, console
+from clickback.cli import DbOption, _run, _settings, _table, app, console, printable
 from clickback.domain.ports import Store
 from clickback.domain.reports import METRICS, csv_columns, run_report, to_csv
 from clickback.domain.reportspec import build_spec
@@ -91,7 +91,7 @@ def report(
         else:  # grouped by nothing, its one row is the totals: shown once
             _table([result["totals"]], columns)
         for note in result["notes"]:
-            console.print(f"note: {escape(note)}")
+            console.print(f"note: {escape(printable(note))}")
 
 
 @app.command()

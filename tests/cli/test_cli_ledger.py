@@ -21,7 +21,16 @@ from clickback.cli import app
 from clickback.domain.ports import Store
 from clickback.domain.security import sign
 from clickback.domain.tracker import open_tracker
-from tests.cli.conftest import CLICKBACK, Server, cli, click, fire, in_store, table_rows
+from tests.cli.conftest import (
+    CLICKBACK,
+    Server,
+    cli,
+    click,
+    fire,
+    in_store,
+    in_tracker,
+    table_rows,
+)
 
 
 def setup(db: str, url: str = "http://127.0.0.1:9/landing", *advertiser: str) -> str:
@@ -70,6 +79,23 @@ def test_postbacks_list_shows_errors_and_refids_whole_and_filters_by_code_and_si
     assert cli("postbacks", "list", "--since", "2999-01-01", "--json", db=any_db) == ""
     lines = cli("postbacks", "list", "--since", "2020-01-01", "--json", db=any_db)
     assert len(lines.splitlines()) == 2
+
+
+def test_a_value_holding_terminal_controls_is_printed_escaped(
+    sqlite_db: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Anyone may send a postback: an order number that clears the screen and retitles
+    the window (ESC sequences) is shown as text, not acted on by the operator's
+    terminal, in the lists of postbacks and clicks."""
+    monkeypatch.setenv("COLUMNS", "200")
+    code = setup(sqlite_db)
+    fire(sqlite_db, {"refid": "nope", "orderamount": "1", "ordernumber": "\x1b]0;PWNED\x07\x1b[2J"})
+    out = cli("postbacks", "list", db=sqlite_db)
+    assert "\x1b" not in out and "\x07" not in out
+    assert "\\x1b]0;PWNED\\x07\\x1b[2J" in out
+    in_tracker(sqlite_db, lambda t: t.click(code, "sub1=%1B[2Jx%C2%9B", "198.51.100.4", "", ""))
+    out = cli("clicks", "list", db=sqlite_db)
+    assert "\x1b" not in out and "\x9b" not in out and "\\x1b[2Jx\\x9b" in out
 
 
 def test_postbacks_list_shows_a_refusal_with_no_field_as_its_code_alone(
@@ -156,6 +182,10 @@ def test_bulk_replay_skips_what_a_replay_counted_and_exits_1_when_any_is_refused
     [row] = table_rows(refused.stdout)
     assert (row["status"], row["code"]) == ("rejected", "unknown_refid")
     assert "1 replayed, 1 refused again" in refused.stdout
+    # an id with filters: the filters were passed over, and the id replayed
+    both = cli("postbacks", "replay", "2", "--code", "x", db=any_db, exit_code=2)
+    assert "not both" in both
+    assert len(cli("postbacks", "list", "--json", db=any_db).splitlines()) == 5
 
 
 def test_replay_judges_a_signature_by_the_servers_skew_setting(
