@@ -15,6 +15,7 @@ import typer
 from clickback.cli import app
 from clickback.domain.ports import Store
 from tests.cli.conftest import CLICKBACK, cli, click, fire, in_store, table_rows
+from tests.conftest import PG_URL
 
 
 def _help(*words: str) -> str:
@@ -478,3 +479,11 @@ def test_an_archived_offer_reads_archived_in_offer_list_and_show(any_db: str) ->
     # the table may cut the cell to the console's width (`archi…`), never `active`
     assert table_rows(cli("offer", "list", db=any_db))[0]["status"].startswith("archi")
     assert "offer_archived" in _fails("offer", "activate", "1", db=any_db)
+
+
+def test_a_postgresql_schema_that_does_not_exist_is_said_in_one_line() -> None:
+    """It was a traceback (InvalidSchemaNameError) from the first statement."""
+    db = f"{PG_URL}?schema=no_such_schema_x"
+    out = cli("offer", "list", db=db, exit_code=2)
+    assert "has no schema 'no_such_schema_x'" in out and "Traceback" not in out
+    assert 'CREATE SCHEMA "no_such_schema_x"' in out.replace("\n", " ")

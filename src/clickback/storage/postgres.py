@@ -30,7 +30,7 @@ from clickback.domain.ports import (
     PostbackWritten,
     StoredOrder,
 )
-from clickback.errors import UnavailableError
+from clickback.errors import ConfigError, UnavailableError
 from clickback.storage import schema
 from clickback.storage.base import SqlStore, now_us
 from clickback.storage.writer import fail, settle
@@ -186,6 +186,15 @@ class PostgresStore(SqlStore):
             server_settings=settings,
             reset=_keep_session,
         )
+        if self.schema_name and not await self.pool.fetchval(
+            "SELECT 1 FROM pg_namespace WHERE nspname = $1", self.schema_name
+        ):
+            await self.pool.close()
+            self.pool = None
+            raise ConfigError(
+                f"the database has no schema {self.schema_name!r} (the URL's ?schema=): "
+                f'create it first (CREATE SCHEMA "{self.schema_name}"), or mend the name'
+            )
         return self
 
     async def _writer_conn(self) -> asyncpg.Connection:
