@@ -72,12 +72,12 @@ async def test_transitions_that_are_not_allowed_are_refused(client: httpx.AsyncC
 
 async def test_validation_csv_reports_every_line(client: httpx.AsyncClient) -> None:
     s = await make_offer(client, approval="review")
-    for order in ("A1", "A2", "A3"):
+    for order in ("A1", "A2", "A3", "A4"):
         await convert(client, s, order)
     csv_text = (
         "ordernumber,status,reason\nA1,approved,valid\nA2,rejected,fraud\n"
         "A3,reversed,refund\nNOPE,approved,valid\nA1,approved,valid\nbroken line\n"
-        "A2,maybe,x\n"
+        "A2,maybe,x\nA4,rejected\nA4,approved,\nA1,approved,\n"
     )
     r = await client.post(
         f"/api/v1/advertisers/{s['advertiser']['id']}/conversion-statuses",
@@ -86,7 +86,7 @@ async def test_validation_csv_reports_every_line(client: httpx.AsyncClient) -> N
     )
     assert r.status_code == 200, r.text
     body = r.json()
-    assert (body["changed"], body["unchanged"], body["errors"]) == (2, 1, 4)
+    assert (body["changed"], body["unchanged"], body["errors"]) == (4, 2, 4)
     by_line = {x["line"]: (x["result"], x["code"]) for x in body["lines"]}
     assert by_line == {
         2: ("changed", "approved"),
@@ -96,13 +96,23 @@ async def test_validation_csv_reports_every_line(client: httpx.AsyncClient) -> N
         6: ("unchanged", "unchanged"),
         7: ("error", "invalid_line"),
         8: ("error", "invalid_status"),
+        9: ("changed", "rejected"),  # no reason given: `validation_file`
+        10: ("changed", "approved"),  # a rejection taken back
+        11: ("unchanged", "unchanged"),
     }
     convs = (await client.get("/api/v1/conversions", headers=AUTH)).json()["items"]
     assert {c["ordernumber"]: c["status"] for c in convs} == {
         "A1": "approved",
         "A2": "rejected",
         "A3": "pending",
+        "A4": "approved",
     }
+    a4 = next(c for c in convs if c["ordernumber"] == "A4")
+    history = (await client.get(f"/api/v1/conversions/{a4['id']}", headers=AUTH)).json()["history"]
+    assert [(h["to"], h["reason"]) for h in history] == [
+        ("rejected", "validation_file"),
+        ("approved", "validation_file"),
+    ]
 
 
 async def test_commission_rules_by_commissionid_and_affiliate(client: httpx.AsyncClient) -> None:
@@ -708,11 +718,16 @@ async def test_a_rules_commissionid_is_read_trimmed_as_the_postbacks(
 async def test_a_flag_filter_is_a_flags_name(client: httpx.AsyncClient) -> None:
     s = await make_offer(client)
     await click(client, s["link"])
-    for wildcard in ("%", "bot%", "%bot"):
-        r = await client.get("/api/v1/clicks", params={"flag": wildcard}, headers=AUTH)
-        assert r.status_code == 400 and r.json()["errors"][0]["field"] == "flag", r.text
-    r = await client.get("/api/v1/clicks", params={"flag": "bot"}, headers=AUTH)
-    assert r.status_code == 200 and r.json()["items"] == []
+    # a mistyped name (`over_cpa` for `over_cap`) found nothing, as if none were flagged
+    for wildcard in ("%", "bot%", "%bot", "over_cpa", "Bot"):
+        for table in ("clicks", "conversions"):
+            r = await client.get(f"/api/v1/{table}", params={"flag": wildcard}, headers=AUTH)
+            [error] = r.json()["errors"]
+            assert r.status_code == 400 and error["field"] == "flag", r.text
+            assert "over_cap" in error["message"] and "missing_rate" in error["message"]
+    for flag in ("bot", "missing_rate", "screening_failed", "unknown_commissionid"):
+        r = await client.get("/api/v1/conversions", params={"flag": flag}, headers=AUTH)
+        assert r.status_code == 200 and r.json()["items"] == []
 
 
 async def test_an_offers_rules_page_like_every_list(client: httpx.AsyncClient) -> None:

@@ -10,7 +10,7 @@ by line.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +27,7 @@ ALLOWED = {
 }
 STATUSES = ("pending", "approved", "rejected", "reversed")
 MAX_REASON = 200
+FILE_REASON = "validation_file"  # a validation file's line that gives no reason
 
 
 def check_reason(reason: Any) -> str:
@@ -82,6 +83,19 @@ async def change_status(
     if row is None:
         raise NotFoundError(f"conversion {conversion_id} does not exist")
     check_move(row["status"], to)
+    await _move(store, row, to, why, actor, delivery_state)
+
+
+async def _move(
+    store: Store,
+    row: Mapping[str, Any],
+    to: str,
+    why: str,
+    actor: str,
+    delivery_state: DeliveryState,
+) -> None:
+    """The checked move of the conversion `row` (as read) to `to`, with its outbound
+    postbacks; ConflictError when it changed since it was read."""
     delivery = delivery_state(row["offer_id"], row["affiliate_id"], to, row["is_test"])
     # a rejection taken back: an affiliate never told of the sale (its postback
     # cancelled when a fraud rule rejected it, or none queued) is told of it now
@@ -91,7 +105,7 @@ async def change_status(
         else ""
     )
     moved = await store.transition(
-        conversion_id, row["status"], to, why, actor, delivery, announce=announce
+        row["id"], row["status"], to, why, actor, delivery, announce=announce
     )
     if not moved:
         raise ConflictError(
@@ -173,7 +187,7 @@ async def apply_csv(
         if number == 1 and [f.strip().lower() for f in fields[:2]] == ["ordernumber", "status"]:
             continue  # a header
         order = fields[0].strip()
-        if len(fields) < 3:
+        if len(fields) < 2:
             out.append(
                 LineResult(
                     number, order, "error", "invalid_line", "expected: ordernumber,status,reason"
@@ -182,16 +196,16 @@ async def apply_csv(
             continue
         to = fields[1].strip().lower()
         try:
-            why = check_reason(fields[2])
+            # files often leave the reason out, or empty, on the lines they approve
+            given = fields[2] if len(fields) > 2 else ""
+            why = check_reason(given) if given.strip() else FILE_REASON
             row = await store.find_conversion(advertiser_id, order)
             if row is None:
                 raise NotFoundError(
                     f"no conversion with ordernumber {order!r}", code="unknown_ordernumber"
                 )
             check_move(row["status"], to)
-            delivery = delivery_state(row["offer_id"], row["affiliate_id"], to, row["is_test"])
-            if not await store.transition(row["id"], row["status"], to, why, actor, delivery):
-                raise ConflictError("changed meanwhile", code="concurrent_change")
+            await _move(store, row, to, why, actor, delivery_state)
         except ConflictError as exc:
             result = "unchanged" if exc.code == "unchanged" else "error"
             out.append(LineResult(number, order, result, exc.code, exc.message))

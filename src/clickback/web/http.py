@@ -16,6 +16,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from clickback.domain.attribution import MISSING_RATE, UNKNOWN_COMMISSIONID
+from clickback.domain.fraud import REPORTED
 from clickback.domain.listing import DEFAULT_LIMIT, LISTS, MAX_LIMIT, text_filter
 from clickback.domain.models import OfferStatus
 from clickback.domain.postback import token_like
@@ -206,7 +208,9 @@ HIDDEN = "(hidden)"  # a ledger row's token, to a read token
 HIDDEN_PASSWORD = "***"
 
 
-_FLAG_NAME = re.compile(r"[a-z][a-z0-9_]{0,39}")
+# what a click or conversion may be flagged with: a name mistyped (`over_cpa`) found
+# nothing, and was read as "none are flagged so"
+KNOWN_FLAGS = frozenset((*REPORTED, MISSING_RATE, UNKNOWN_COMMISSIONID))
 
 
 def _flag(name: str, value: str) -> bool:
@@ -277,9 +281,11 @@ def list_query(table: str, params: QueryParams, extra: frozenset[str] = frozense
                 )
             q["ascending"] = not value.startswith("-")
         elif name == "flag" and table in FLAGGED:
-            if not _FLAG_NAME.fullmatch(value):  # `%` would match every row (SQL LIKE)
+            if value not in KNOWN_FLAGS:  # nor `%`, which would match every row (SQL LIKE)
                 raise InputError(
-                    "`flag` is a flag's name, such as bot", code="invalid_filter", field="flag"
+                    f"`flag` is one of {', '.join(sorted(KNOWN_FLAGS))}",
+                    code="invalid_filter",
+                    field="flag",
                 )
             q["flag"] = value
         elif name == "archived" and table in ARCHIVABLE:
