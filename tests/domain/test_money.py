@@ -58,3 +58,18 @@ def test_a_value_in_the_base_currency_rounds_half_up() -> None:
     assert rates.to_base(10, "EUR", "2026-01-01") == (Decimal("1.25"), 13)
     assert rates.to_base(30, "EUR", "2026-01-01") == (Decimal("1.25"), 38)
     assert rates.to_base(10, "EUR", "1999-12-31") == (None, None)  # no rate yet that day
+
+
+def test_a_long_rate_is_applied_exactly_then_rounded_once() -> None:
+    """28 digits (Python's default) rounded the product half-even first: a rate of
+    0.4999…9 (31 digits) made 1 EUR cent 0.005 USD, then 0.01 USD half-up."""
+    long = Decimal("0.4999999999999999999999999999999")
+    rates = Rates("USD", [("EUR", "2000-01-01", long)])
+    assert rates.to_base(1, "EUR", "2026-01-01") == (long, 0)
+    assert rates.to_base(3, "EUR", "2026-01-01") == (long, 1)  # 0.0149…: 0.01
+
+
+def test_zero_needs_no_rate() -> None:
+    rates = Rates("USD")
+    assert rates.to_base(0, "CHF", "2026-01-01") == (None, 0)
+    assert rates.to_base(1, "CHF", "2026-01-01") == (None, None)

@@ -239,6 +239,20 @@ async def test_cps_in_jpy_usd_kwd_and_base_totals(client: httpx.AsyncClient) -> 
     assert totals["payable"] == approved["base_commission"] and approved["missing_rate"] == 0
 
 
+async def test_a_lead_of_zero_needs_no_rate_for_its_order_currency(
+    client: httpx.AsyncClient,
+) -> None:
+    """A CPL lead (orderamount=0) sent in a currency with no rate: zero is zero in any
+    currency. It waited as `missing_rate`, its commission left out of what is payable."""
+    s = await make_offer(client, payout_type="cpa", payout_amount="5.00")
+    body = await convert(client, s, "LEAD-CHF", orderamount="0", currency="CHF")
+    assert body["status"] == "accepted" and "warnings" not in body, body
+    [conv] = (await client.get("/api/v1/conversions", headers=AUTH)).json()["items"]
+    assert (conv["flags"], conv["base_amount"], conv["base_commission"]) == ([], "0.00", "5.00")
+    totals = (await client.get("/api/v1/conversions/totals", headers=AUTH)).json()
+    assert totals["payable"] == "5.00" and totals["by_status"]["approved"]["missing_rate"] == 0
+
+
 async def test_conversion_without_a_rate_is_kept_and_valued_later(
     client: httpx.AsyncClient,
 ) -> None:
@@ -349,6 +363,21 @@ async def test_a_conversion_waiting_for_a_rate_says_which_and_of_what_day(
     assert f"keep it: CHF {today} 1.10 -> 1.2" in r.json()["note"]
     [conv] = (await client.get("/api/v1/conversions", headers=AUTH)).json()["items"]
     assert conv["base_commission"] == "3.66"  # 3.33 CHF at 1.10, as valued
+
+
+async def test_a_missing_rate_warning_names_only_the_currency_without_one(
+    client: httpx.AsyncClient,
+) -> None:
+    """An order in a currency with a rate, its commission in one without: the warning
+    named both ("for GBP or EUR"), sending the advertiser after a rate that is there."""
+    s = await make_offer(client, payout_type="cpa", payout_amount="3.33", currency="GBP")
+    rate = b"2000-01-01,EUR,1.1\n"
+    r = await client.post(
+        "/api/v1/rates", headers={**AUTH, "content-type": "text/csv"}, content=rate
+    )
+    assert r.status_code == 200, r.text
+    [warning] = (await convert(client, s, "GBP-1", currency="EUR"))["warnings"]
+    assert warning["message"].startswith("no exchange rate into USD for GBP dated"), warning
 
 
 async def test_csv_exports_with_filters(client: httpx.AsyncClient) -> None:

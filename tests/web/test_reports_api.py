@@ -74,6 +74,30 @@ async def test_a_click_and_its_conversion_are_reported_within_5_seconds(
     assert (row["conversion_rate"], row["epc"], row["revenue"]) == ("100.00", "2.5000", None)
 
 
+async def test_a_lead_of_zero_in_a_currency_without_a_rate_is_reported_payable(
+    live: httpx.AsyncClient,
+) -> None:
+    """Zero is zero in any currency: its commission (in the base currency) is payable
+    at once, not held back until a rate for the order's currency comes."""
+    s = await make_offer(live, payout_type="cpa", payout_amount="2.50")
+    refid = await click(live, s["link"])
+    params = {"refid": refid, "orderamount": "0", "ordernumber": "L1", "currency": "CHF"}
+    assert (await live.get("/postback", params=params)).json()["status"] == "accepted"
+    deadline = time.monotonic() + 5
+    while (report := (await live.get("/api/v1/reports", headers=AUTH)).json())["totals"][
+        "conversions"
+    ] != 1:
+        assert time.monotonic() < deadline, report
+        await asyncio.sleep(0.1)
+    totals = report["totals"]
+    assert (totals["commission"], totals["payable"], totals["sale_amount"]) == (
+        "2.50",
+        "2.50",
+        "0.00",
+    ), totals
+    assert not [n for n in report["notes"] if "rate" in n], report["notes"]
+
+
 async def test_an_empty_sub_id_filter_reports_the_clicks_without_one(
     live: httpx.AsyncClient,
 ) -> None:

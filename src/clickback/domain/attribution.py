@@ -280,8 +280,9 @@ def _day(days: int) -> str:
     return time.strftime("%Y-%m-%d", time.gmtime(days * 86_400))
 
 
-def warnings(conversion: ConversionRow) -> list[FieldError]:
-    """What an accepted postback is flagged with, for the ledger and the answer."""
+def warnings(conversion: ConversionRow, rates: Rates) -> list[FieldError]:
+    """What an accepted postback is flagged with, for the ledger and the answer (`rates`:
+    the ones it was valued with)."""
     out = []
     if UNKNOWN_COMMISSIONID in conversion.flags:
         out.append(
@@ -297,6 +298,7 @@ def warnings(conversion: ConversionRow) -> list[FieldError]:
             )
         )
     if MISSING_RATE in conversion.flags:
+        day = utc_day(conversion.created_at)
         out.append(
             FieldError(
                 "currency",
@@ -306,10 +308,10 @@ def warnings(conversion: ConversionRow) -> list[FieldError]:
                     dict.fromkeys(
                         c
                         for c in (conversion.currency, conversion.commission_currency)
-                        if c != conversion.base_currency
+                        if rates.rate(c, day) is None
                     )
                 )
-                + f" dated on or before {utc_day(conversion.created_at)} yet: valued when one"
+                + f" dated on or before {day} yet: valued when one"
                 " is imported",
             )
         )

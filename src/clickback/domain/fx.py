@@ -13,7 +13,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date
-from decimal import Decimal
+from decimal import Decimal, localcontext
 
 from clickback.domain import money
 from clickback.domain.csvtext import csv_lines
@@ -63,14 +63,19 @@ class Rates:
         return self._rates[currency][i - 1] if i else None
 
     def to_base(self, minor: int, currency: str, day: str) -> tuple[Decimal | None, int | None]:
-        """(rate, amount in base minor units), or (None, None) without a rate."""
+        """(rate, amount in base minor units), or (None, None) without a rate; zero (a
+        CPL lead's order) is zero in any currency, with a rate or not."""
         if currency == self.base:
             return _ONE, minor
         rate = self.rate(currency, day)
         if rate is None:
-            return None, None
-        value = money.from_minor(minor, currency) * rate
-        return rate, money.to_minor(value, self.base)
+            return (None, 0) if minor == 0 else (None, None)
+        amount = money.from_minor(minor, currency)
+        # exact, then rounded once: the default 28 digits rounded a long rate's product
+        # half-even first (0.4999…9 of a rate, 31 digits, made 1 EUR cent 0.01 USD)
+        digits = len(amount.as_tuple().digits) + len(rate.as_tuple().digits)
+        with localcontext(prec=max(28, digits)):
+            return rate, money.to_minor(amount * rate, self.base)
 
 
 # units of the base one unit of a currency is worth, at most: a billion is above any real

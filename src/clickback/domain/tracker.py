@@ -306,7 +306,9 @@ class Tracker:
         else:
             assert conversion is not None
             errors_out = (
-                [w.as_dict() for w in attribution.warnings(conversion)] if conversion.flags else []
+                [w.as_dict() for w in attribution.warnings(conversion, self.catalog.rates)]
+                if conversion.flags
+                else []
             )
         ledger = LedgerRow(
             received_at=now_us,

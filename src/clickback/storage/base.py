@@ -586,7 +586,7 @@ class SqlStore(OutboxSql, ScreeningSql, ReportSql, RatesSql):
         sql = (
             "SELECT status, count(*) AS conversions, coalesce(sum(base_amount), 0) AS base_amount,"
             " coalesce(sum(base_commission), 0) AS base_commission,"
-            " sum(CASE WHEN rate IS NULL THEN 1 ELSE 0 END) AS missing_rate FROM conversions"
+            " sum(CASE WHEN base_amount IS NULL THEN 1 ELSE 0 END) AS missing_rate FROM conversions"
         )
         if where:
             sql += " WHERE " + " AND ".join(where)
