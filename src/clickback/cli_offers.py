@@ -251,9 +251,13 @@ def offer_list(
 
 
 def _set_status(offer_id: int, status: str, db: str | None) -> None:
-    base = _settings(db).base_currency
+    settings = _settings(db)
+    base = settings.base_currency
     _run(db, lambda s: admin.update_offer(s, offer_id, {"status": status}, base))
-    console.print(f"offer {offer_id} {status}")
+    console.print(
+        f"offer {offer_id} {status}; running servers follow within "
+        f"{settings.cache_check_seconds:g} s (CLICKBACK_CACHE_CHECK_SECONDS)"
+    )
 
 
 @offer_app.command("pause")

@@ -156,7 +156,8 @@ def test_bulk_replay_skips_what_a_replay_counted_and_exits_1_when_any_is_refused
 ) -> None:
     monkeypatch.setenv("COLUMNS", "160")
     refid = click(any_db, setup(any_db))
-    cli("offer", "pause", "1", db=any_db)
+    paused = cli("offer", "pause", "1", db=any_db)
+    assert "offer 1 paused; running servers follow within 1 s" in paused.replace("\n", " ")
     fire(any_db, {"refid": refid, "orderamount": "30", "ordernumber": "R1"})
     fire(any_db, {"refid": "A" * 36, "orderamount": "30", "ordernumber": "R2"})
     cli("offer", "activate", "1", db=any_db)

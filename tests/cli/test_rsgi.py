@@ -5,6 +5,7 @@ short), client addresses and forwarded ones, streamed answers, repeated headers.
 
 from __future__ import annotations
 
+import gzip
 import socket
 import time
 from collections.abc import Iterator
@@ -145,6 +146,10 @@ def test_postback_bodies_whole_chunked_too_large_and_cut_short(tracker: Server) 
     assert r.json()["status"] == "accepted", r.text
     r = httpx.post(url, content=b"refid=" + b"x" * 40000)
     assert r.status_code == 413 and r.json()["errors"][0]["code"] == "request_too_large"
+    gz = gzip.compress(f"refid={refids[3]}&orderamount=7&ordernumber=Z1".encode())
+    r = httpx.post(url, content=gz, headers={"content-encoding": "gzip"})
+    assert r.status_code == 415, r.text
+    assert "unsupported_encoding" in {e["code"] for e in r.json()["errors"]}
 
     body = f"refid={refids[3]}&ordernumber=CUT&orderamount=149.90".encode()
     with socket.create_connection(("127.0.0.1", tracker.port)) as s:
@@ -155,13 +160,14 @@ def test_postback_bodies_whole_chunked_too_large_and_cut_short(tracker: Server) 
         )
         time.sleep(0.2)
     deadline = time.monotonic() + 5
-    while len(items := ledger(tracker)) < 6:
+    while len(items := ledger(tracker)) < 7:
         assert time.monotonic() < deadline, items
         time.sleep(0.05)
     cut = items[0]
     assert cut["code"] == "request_incomplete" and cut["params"]["orderamount"] == "14"
     assert cut["outcome"] == "rejected" and cut["conversion_id"] is None
     assert [i["outcome"] for i in items[1:]] == [
+        "rejected",  # compressed
         "rejected",
         *["accepted"] * 2,
         "duplicate",

@@ -4,6 +4,7 @@ and replays of postbacks that arrived incomplete."""
 
 from __future__ import annotations
 
+import gzip
 import json
 from typing import Any
 
@@ -215,6 +216,34 @@ async def test_replaying_a_postback_that_arrived_incomplete_refuses_it_again(
     # the whole order, sent again, is a new order, not a duplicate of the cut one
     r = await client.get(f"/postback?refid={refid}&ordernumber=CUT&orderamount=149.90")
     assert r.json()["status"] == "accepted" and r.json()["commission"] == "14.99"
+
+
+async def test_a_compressed_body_is_refused_as_such_and_kept(client: httpx.AsyncClient) -> None:
+    """A gzip body was read as a form: its fields were all said `missing`, with nothing
+    saying the body was not read. It is refused for its encoding (415), kept as it came,
+    and a replay refuses it again for the same reason."""
+    s = await make_offer(client)
+    refid = await click(client, s["link"])
+    form = {"content-type": "application/x-www-form-urlencoded"}
+    body = gzip.compress(f"refid={refid}&orderamount=10&ordernumber=GZ1".encode())
+    r = await client.post("/postback", content=body, headers={**form, "content-encoding": "gzip"})
+    assert r.status_code == 415, r.text
+    said = {e["code"]: e["message"] for e in r.json()["errors"]}
+    assert said["unsupported_encoding"] == (
+        "a body sent with Content-Encoding 'gzip' is not read: send it uncompressed"
+    )
+    [row] = await ledger(client)
+    assert row["code"] == "unsupported_encoding" and row["params"]["(body)"], row
+    r = await client.post(f"/api/v1/postbacks/{row['id']}/replay", headers=AUTH)
+    answer = r.json()["answer"]
+    assert answer["status"] == "rejected"
+    assert "unsupported_encoding" in {e["code"] for e in answer["errors"]}
+    assert await conversions(client) == []
+    plain = f"refid={refid}&orderamount=10&ordernumber=GZ2".encode()  # identity: no encoding
+    r = await client.post(
+        "/postback", content=plain, headers={**form, "content-encoding": "identity"}
+    )
+    assert r.json()["status"] == "accepted", r.text
 
 
 async def test_a_parameter_sent_twice_with_different_values_is_refused(
@@ -489,8 +518,15 @@ async def test_a_json_body_is_read_as_its_fields(client: httpx.AsyncClient) -> N
         r = await client.post("/postback", content=bad, headers=headers)
         assert r.status_code == 400, bad
         assert {(e["field"], e["code"]) for e in r.json()["errors"]} >= {(field, "invalid_json")}
+    # no JSON at all says what stopped it, and where: not read as a JSON of another kind
+    r = await client.post("/postback", content="{not json", headers=headers)
+    said = next(e["message"] for e in r.json()["errors"] if e["code"] == "invalid_json")
+    assert said.startswith("the body is not valid JSON (Expecting property name"), said
+    assert "at character 1" in said
     r = await client.post("/postback", content=b"[" * 5000, headers=headers)  # deep, not a 500
     assert r.status_code == 400
+    said = next(e["message"] for e in r.json()["errors"] if e["code"] == "invalid_json")
+    assert "nested too deeply" in said or "not valid JSON" in said, said
     [row, *_] = await ledger(client)
     assert row["params"]["(body)"] == "[" * 1024  # what was sent, kept
     # a name twice: the repeat is refused, not the last value silently taken

@@ -24,10 +24,17 @@ from clickback.domain.tracker import PostbackAnswer, Tracker
 from clickback.errors import NotFoundError
 
 # refusals of the request as it arrived (cut short, too large, too many fields, a
-# parameter twice, a body that was no JSON object): its stored parameters are not what
+# parameter twice, a body that was no JSON object or compressed): its stored parameters are not what
 # was sent, or not all of it, so a replay refuses them again
 INCOMPLETE = frozenset(
-    {"request_incomplete", "request_too_large", "too_many_fields", "repeated", "invalid_json"}
+    {
+        "request_incomplete",
+        "request_too_large",
+        "too_many_fields",
+        "repeated",
+        "invalid_json",
+        "unsupported_encoding",  # a compressed body, not read
+    }
 )
 
 

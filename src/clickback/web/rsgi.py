@@ -126,9 +126,12 @@ class RsgiApp:
             or tracking.has_body(method, length, headers.get("transfer-encoding") is not None)
             else None
         )
-        kind = headers.get("content-type", "") if body is not None else ""
+        kind = encoding = ""
+        if body is not None:
+            kind = headers.get("content-type", "")
+            encoding = headers.get("content-encoding", "")
         return await tracking.postback_answer(
-            self.app, method, scope.query_string, self._ip(scope), body, kind
+            self.app, method, scope.query_string, self._ip(scope), body, kind, encoding
         )
 
     async def _asgi(self, scope: Any, protocol: Any) -> None:

@@ -248,10 +248,22 @@ def _json_params(body: bytes, into: Kept, errors: list[FieldError], sent: dict[s
             parse_constant=_no_constant,
             object_pairs_hook=_Members,
         )
-    except (ValueError, RecursionError):
+    except (ValueError, RecursionError) as exc:
+        # what stopped it, and where, for a body that is no JSON (`{bad`, a cut-off one)
+        said = (
+            f"{exc.msg} at character {exc.pos}"
+            if isinstance(exc, json.JSONDecodeError)
+            else "nested too deeply"
+            if isinstance(exc, RecursionError)
+            else str(exc)
+        )
+        why = f"the body is not valid JSON ({said}): "
         data = None
+    else:
+        why = ""
     if not isinstance(data, _Members):
-        errors.append(FieldError("*", "invalid_json", "a JSON body must be one object of fields"))
+        message = f"{why}a JSON body must be one object of fields"
+        errors.append(FieldError("*", "invalid_json", message))
         into.setdefault("(body)", body[:1024].decode("utf-8", "backslashreplace"))
         return
     # a lone surrogate (`"\ud83d"`, half of a character) comes only from an escape or
@@ -342,9 +354,11 @@ async def postback_answer(
     ip: str,
     body: bytes | BodyError | None,
     content_type: str = "",
+    content_encoding: str = "",
 ) -> Answer:
     """`body` is what a POST sent (or why it could not be read), a form or (by its
-    `content_type`) a JSON object; None for a GET."""
+    `content_type`) a JSON object; None for a GET. A body of a `content_encoding`
+    (gzip, say) is not read: refused as such, kept in the ledger as it came."""
     params = Kept()
     sent: dict[str, str] = {}
     errors: list[FieldError] = []
@@ -369,6 +383,12 @@ async def postback_answer(
         raw = body.partial if isinstance(body, BodyError) else body
         if raw.strip():
             params.setdefault(GET_BODY, raw[:1024].decode("utf-8", "backslashreplace"))
+    elif body is not None and content_encoding.strip().lower() not in ("", "identity"):
+        said = f"a body sent with Content-Encoding {content_encoding.strip()!r} is not read"
+        errors.append(FieldError("*", "unsupported_encoding", f"{said}: send it uncompressed"))
+        raw = body.partial if isinstance(body, BodyError) else body
+        params.setdefault("(body)", raw[:1024].decode("utf-8", "backslashreplace"))
+        status_override = 415
     elif isinstance(body, BodyError):
         errors.append(body.error)
         status_override = body.status
@@ -473,7 +493,7 @@ def has_body(method: str, length: str | None, chunked: bool) -> bool:
 
 async def postback(app: ClickbackApp, scope: dict[str, Any], receive: Any, send: Any) -> None:
     method = scope["method"]
-    kind = length = b""
+    kind = length = encoding = b""
     chunked = False
     for n, v in scope["headers"]:
         if n == b"content-type":
@@ -482,12 +502,20 @@ async def postback(app: ClickbackApp, scope: dict[str, Any], receive: Any, send:
             length = v
         elif n == b"transfer-encoding":
             chunked = True
+        elif n == b"content-encoding":
+            encoding = v
     read = has_body(method, length.decode("latin-1") or None, chunked)
     body = await _read_body(receive) if read else None
     # decoded whole, then measured as RSGI's is, in characters: bytes cut before decoding
     # could make a query that was too long look complete
     query = query_text(scope["query_string"])
     answer = await postback_answer(
-        app, method, query, client_ip(app, scope), body, kind.decode("latin-1")
+        app,
+        method,
+        query,
+        client_ip(app, scope),
+        body,
+        kind.decode("latin-1"),
+        encoding.decode("latin-1"),
     )
     await _send(send, answer)
