@@ -6,6 +6,7 @@ import asyncio
 import re
 import time
 from datetime import UTC, datetime, timedelta
+from urllib.parse import unquote_plus
 
 import httpx
 import orjson
@@ -358,3 +359,54 @@ async def test_lists_name_and_keep_filters_of_affiliates_past_the_newest_thousan
     page = (await client.get(f"/ui/conversions?affiliate_id={aff}")).text
     assert re.search(rf'<option value="{aff}" selected>Aff #{aff}</option>', page), page[:2000]
     assert re.search(rf"<td>Aff <small>#{aff}</small></td>", page)
+
+
+async def test_the_deliveries_pages_list_show_and_resend_outbound_postbacks(
+    client: httpx.AsyncClient,
+) -> None:
+    """An affiliate asking why a sale did not reach its tracker: the dashboard lists the
+    outbound postbacks by state, shows one with its attempts, and resends it, saying
+    why not when it cannot (here: the affiliate's postback is disabled); a read session
+    sees them, without the resend."""
+    s = await make_offer(client)
+    aff = s["affiliate"]["id"]
+    r = await client.patch(
+        f"/api/v1/affiliates/{aff}",
+        json={"postback_url": "https://aff.example/pb?e={event}", "postback_enabled": False},
+        headers=AUTH,
+    )
+    assert r.status_code == 200, r.text
+    refid = await click(client, s["link"])
+    r = await client.get(
+        "/postback", params={"refid": refid, "orderamount": "5", "ordernumber": "D1"}
+    )
+    cid = r.json()["conversion_id"]
+    [d] = (await client.get("/api/v1/deliveries", headers=AUTH)).json()["items"]
+    assert d["state"] == "held"
+    await login(client, ADMIN)
+    listed = await client.get("/ui/deliveries", params={"state": "held", "affiliate_id": aff})
+    assert listed.status_code == 200
+    assert f'href="/ui/deliveries/{d["id"]}"' in listed.text
+    assert f'href="/ui/conversions/{cid}"' in listed.text and ">held<" in listed.text
+    conversion = (await client.get(f"/ui/conversions/{cid}")).text
+    assert f'href="/ui/deliveries?conversion_id={cid}"' in conversion
+    other = await client.get("/ui/deliveries", params={"state": "delivered"})
+    assert f'href="/ui/deliveries/{d["id"]}"' not in other.text
+    assert (await client.get("/ui/deliveries", params={"state": "lost"})).status_code == 400
+    page = await client.get(f"/ui/deliveries/{d['id']}")
+    assert page.status_code == 200 and 'id="resend"' in page.text and "none yet" in page.text
+    url = f"http://t/ui/deliveries/{d['id']}"
+    r = await client.post(
+        f"/ui/deliveries/{d['id']}/resend",
+        data={"csrf": csrf_of(page.text)},
+        headers={"referer": url},
+    )
+    assert r.status_code == 303, r.text
+    assert r.headers["location"].startswith(f"/ui/deliveries/{d['id']}?error="), r.headers
+    assert "disabled" in unquote_plus(r.headers["location"])
+    assert (await client.get("/ui/deliveries/99999")).status_code == 404
+    client.cookies.clear()
+    token = (await client.post("/api/v1/tokens", json={"role": "read"}, headers=AUTH)).json()
+    await login(client, token["token"])
+    page = await client.get(f"/ui/deliveries/{d['id']}")
+    assert page.status_code == 200 and 'id="resend"' not in page.text

@@ -1,6 +1,7 @@
 """Dashboard pages for conversions (with their click, ledger entries and history, and the
-approve / reject / reverse forms), the postback ledger (with replay) and offers (the
-advertiser's postback URL and the two integration tests)."""
+approve / reject / reverse forms), the postback ledger (with replay), offers (the
+advertiser's postback URL and the two integration tests) and outbound postbacks to
+affiliates (each delivery's attempts, with resend)."""
 
 from __future__ import annotations
 
@@ -12,12 +13,12 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
-from clickback.domain import caps, integration, ledger, lifecycle
+from clickback.domain import caps, integration, ledger, lifecycle, outbound_setup
 from clickback.domain.listing import LISTS, text_filter
 from clickback.domain.rollup import shared_enricher
 from clickback.errors import InputError, NotFoundError
 from clickback.web.http import Caller, base_url, redact
-from clickback.web.present import PRESENTERS
+from clickback.web.present import PRESENTERS, attempt
 from clickback.web.session import Session
 
 if TYPE_CHECKING:
@@ -35,6 +36,7 @@ FILTERS = {
     "conversions": ("status", "offer_id", "affiliate_id", "refid", "ordernumber"),
     "postbacks": ("outcome", "code", "refid", "ordernumber", "advertiser_id"),
     "offers": ("advertiser_id", "status"),
+    "deliveries": ("state", "event", "affiliate_id", "offer_id", "conversion_id"),
 }
 
 
@@ -176,6 +178,30 @@ def routes(ui: Ui) -> list[Route]:
         done = f"postback {original} replayed as {answer.ledger_id}: {outcome}"
         return RedirectResponse(f"/ui/postbacks?{urlencode({'done': done})}", 303)
 
+    async def deliveries(request: Request, session: Session) -> Response:
+        return await listing(request, session, "deliveries", "deliveries.html")
+
+    async def delivery(request: Request, session: Session) -> Response:
+        """One outbound postback: its state and every attempt (URL, answer, latency,
+        error), a URL's password hidden from a read session as the API hides it."""
+        did = _id(request)
+        row, attempts = await app.store.delivery_with_attempts(did)
+        if row is None:
+            raise NotFoundError(f"delivery {did} does not exist")
+        shown = PRESENTERS["deliveries"](row, "")
+        shown["attempts"] = [attempt(a) for a in attempts]
+        return ui.render(
+            request,
+            "delivery.html",
+            session,
+            d=redact(shown, Caller(session.actor, session.role)),
+        )
+
+    async def resend(request: Request, session: Session) -> Response:
+        did = _id(request)
+        await outbound_setup.resend_delivery(app.store, did)
+        return RedirectResponse(f"/ui/deliveries/{did}?{urlencode({'done': 'queued'})}", 303)
+
     async def offers(request: Request, session: Session) -> Response:
         return await listing(request, session, "offers", "offers.html", 200)
 
@@ -225,6 +251,13 @@ def routes(ui: Ui) -> list[Route]:
         Route("/ui/postbacks/{id}", ui.page(postback)),
         Route(
             "/ui/postbacks/{id}/replay", ui.page(replay, form=True, admin=True), methods=["POST"]
+        ),
+        Route("/ui/deliveries", ui.page(deliveries)),
+        Route("/ui/deliveries/{id}", ui.page(delivery)),
+        Route(
+            "/ui/deliveries/{id}/resend",
+            ui.page(resend, form=True, admin=True),
+            methods=["POST"],
         ),
         Route("/ui/offers", ui.page(offers)),
         Route("/ui/offers/{id}", ui.page(offer)),
