@@ -125,6 +125,32 @@ async def test_bot_click_is_flagged_and_its_conversion_rejected_by_rule(
     assert every["totals"]["clicks"] == 1
 
 
+async def test_flags_noted_on_a_conversion_decided_by_hand_say_its_status_was_kept(
+    store: Store,
+) -> None:
+    """Rejected by hand before its screening, then flagged: its history read `rejected →
+    rejected`, by `fraud_screening`, for `fraud: fast_conversion`, as if the screening
+    had rejected it."""
+    async with fraud_app(store, fraud_min_seconds=10, jobs_poll_seconds=0.5) as (_, c):
+        s = await make_offer(c, approval="review")
+        refid = await visit(c, s["link"]["code"], "81.2.69.160")
+        cid = (await fire(c, refid, "HAND-1", "81.2.69.160"))["conversion_id"]
+        assert (await status(c, cid, "rejected", "advertiser_rejected")).status_code == 200
+        conv = await screened(c, "HAND-1")
+        deadline = time.monotonic() + 10
+        while conv["flags"] == []:
+            assert time.monotonic() < deadline, conv
+            await asyncio.sleep(0.1)
+            conv = await screened(c, "HAND-1")
+        last = conv["history"][-1]
+        assert (last["from"], last["to"], last["actor"]) == (
+            "rejected",
+            "rejected",
+            "fraud_screening",
+        )
+        assert last["reason"].startswith("flagged, still rejected: fraud: fast_conversion"), last
+
+
 async def test_a_conversion_past_the_offers_daily_cap_is_flagged_and_held(
     store: Store,
 ) -> None:

@@ -344,6 +344,8 @@ class Screener:
         reasons = [f"fraud: {', '.join(found)}"] if found else []
         reasons += [f"over_cap: {why_capped}"] * len(capped)
         reason = "; ".join(reasons)
+        if to == status:  # flags noted, the status left as it was (decided by hand, say)
+            reason = f"flagged, still {status}: {reason}"
         return Screening(int(c["id"]), flags, status, to, reason, delivery)
 
     def start(self) -> None:
