@@ -86,7 +86,7 @@ async def test_validation_csv_reports_every_line(client: httpx.AsyncClient) -> N
     )
     assert r.status_code == 200, r.text
     body = r.json()
-    assert (body["changed"], body["unchanged"], body["errors"]) == (4, 2, 4)
+    assert (body["changed"], body["unchanged"], body["errors"]) == (3, 2, 5)
     by_line = {x["line"]: (x["result"], x["code"]) for x in body["lines"]}
     assert by_line == {
         2: ("changed", "approved"),
@@ -97,7 +97,7 @@ async def test_validation_csv_reports_every_line(client: httpx.AsyncClient) -> N
         7: ("error", "invalid_line"),
         8: ("error", "invalid_status"),
         9: ("changed", "rejected"),  # no reason given: `validation_file`
-        10: ("changed", "approved"),  # a rejection taken back
+        10: ("error", "invalid_transition"),  # a rejection is taken back by the network
         11: ("unchanged", "unchanged"),
     }
     convs = (await client.get("/api/v1/conversions", headers=AUTH)).json()["items"]
@@ -105,14 +105,13 @@ async def test_validation_csv_reports_every_line(client: httpx.AsyncClient) -> N
         "A1": "approved",
         "A2": "rejected",
         "A3": "pending",
-        "A4": "approved",
+        "A4": "rejected",
     }
     a4 = next(c for c in convs if c["ordernumber"] == "A4")
     history = (await client.get(f"/api/v1/conversions/{a4['id']}", headers=AUTH)).json()["history"]
-    assert [(h["to"], h["reason"]) for h in history] == [
-        ("rejected", "validation_file"),
-        ("approved", "validation_file"),
-    ]
+    assert [(h["to"], h["reason"]) for h in history] == [("rejected", "validation_file")]
+    said = next(x["message"] for x in body["lines"] if x["line"] == 10)
+    assert "approved by the network" in said, said
 
 
 async def test_commission_rules_by_commissionid_and_affiliate(client: httpx.AsyncClient) -> None:
@@ -251,6 +250,30 @@ async def test_a_lead_of_zero_needs_no_rate_for_its_order_currency(
     assert (conv["flags"], conv["base_amount"], conv["base_commission"]) == ([], "0.00", "5.00")
     totals = (await client.get("/api/v1/conversions/totals", headers=AUTH)).json()
     assert totals["payable"] == "5.00" and totals["by_status"]["approved"]["missing_rate"] == 0
+
+
+async def test_a_lead_of_zero_waits_only_for_its_commissions_rate(
+    client: httpx.AsyncClient,
+) -> None:
+    """A lead of 0 GBP paying 2 EUR, before any rate: it waits for EUR alone (the warning
+    named GBP too), is valued by an EUR rate's import (it waited for a GBP one that it
+    does not need, for ever), and does not wait after (a later import counted it)."""
+    s = await make_offer(client, payout_type="cpa", payout_amount="2.00", currency="EUR")
+    body = await convert(client, s, "LEAD-GBP", orderamount="0", currency="GBP")
+    [warning] = body["warnings"]
+    assert warning["message"].startswith("no exchange rate into USD for EUR dated"), warning
+    csv = {**AUTH, "content-type": "text/csv"}
+    r = await client.post("/api/v1/rates", headers=csv, content=b"2000-01-01,EUR,1.10\n")
+    assert (r.json()["valued"], r.json()["waiting"]) == (1, 0), r.text
+    [conv] = (await client.get("/api/v1/conversions", headers=AUTH)).json()["items"]
+    assert (conv["flags"], conv["rate"], conv["base_amount"], conv["base_commission"]) == (
+        [],
+        None,
+        "0.00",
+        "2.20",
+    )
+    r = await client.post("/api/v1/rates", headers=csv, content=b"2000-01-02,EUR,1.20\n")
+    assert (r.json()["valued"], r.json()["waiting"]) == (0, 0), r.text
 
 
 async def test_conversion_without_a_rate_is_kept_and_valued_later(

@@ -18,7 +18,7 @@ from typing import Protocol
 import orjson
 
 from clickback.domain import commission, money
-from clickback.domain.fx import Rates
+from clickback.domain.fx import Rates, stored_rate
 from clickback.domain.models import (
     Advertiser,
     CommissionRule,
@@ -263,7 +263,7 @@ def decide(
         rule=commission.rule_name(rule),
         flags=",".join(flags),
         base_currency=rates.base,
-        rate=None if rate is None or base_amount is None else str(rate),
+        rate=stored_rate(rate, base_amount),
         base_amount=base_amount,
         base_commission=base_commission,
         ip=ip,
@@ -307,8 +307,11 @@ def warnings(conversion: ConversionRow, rates: Rates) -> list[FieldError]:
                 + " or ".join(
                     dict.fromkeys(
                         c
-                        for c in (conversion.currency, conversion.commission_currency)
-                        if rates.rate(c, day) is None
+                        for c, minor in (
+                            (conversion.currency, conversion.orderamount),
+                            (conversion.commission_currency, conversion.commission),
+                        )
+                        if minor and rates.rate(c, day) is None  # zero needs none
                     )
                 )
                 + f" dated on or before {day} yet: valued when one"

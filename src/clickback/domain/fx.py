@@ -78,6 +78,15 @@ class Rates:
             return rate, money.to_minor(amount * rate, self.base)
 
 
+def stored_rate(rate: Decimal | None, base_amount: int | None) -> str | None:
+    """A conversion's `rate` column: the order currency's rate; None while it waits for
+    one (`unvalued_conversions` reads it so); '' for an order of zero valued without one
+    (zero in any currency), so that it does not wait."""
+    if base_amount is None:
+        return None
+    return "" if rate is None else str(rate)
+
+
 # units of the base one unit of a currency is worth, at most: a billion is above any real
 # rate (a rial or a dong base against a dinar); a typo such as `1e30` is refused
 MAX_RATE = Decimal(10) ** 9
@@ -191,10 +200,10 @@ async def value_missing(store: Store, base: str) -> tuple[int, int]:
             day = time.strftime("%Y-%m-%d", time.gmtime(c["created_at"] // 1_000_000))
             rate, amount = all_rates.to_base(c["orderamount"], c["currency"], day)
             _, paid = all_rates.to_base(c["commission"], c["commission_currency"], day)
-            if rate is not None and amount is not None and paid is not None:
+            if amount is not None and paid is not None:  # an order of zero needs no rate
                 if max(abs(amount), abs(paid)) > money.MAX_MINOR:
                     continue  # too large to store: stays unvalued, as a postback refuses it
-                updates.append((str(rate), amount, paid, base, c["id"]))
+                updates.append(("" if rate is None else str(rate), amount, paid, base, c["id"]))
         await store.value_conversions(updates)
         valued += len(updates)
         waiting += len(batch) - len(updates)

@@ -1,6 +1,6 @@
 """The conversion lifecycle: pending → approved | rejected, approved → reversed, and
 rejected → approved (a rejection taken back: the advertiser rejected it in error, or
-the operator approves what a fraud rule or a cap rejected).
+the operator approves what a fraud rule or a cap rejected; never by a validation file).
 
 Each change carries a reason code and who made it, and is kept as an audit event.
 Only approved conversions are payable. Changes arrive one by one (API, CLI) or as an
@@ -205,6 +205,15 @@ async def apply_csv(
                     f"no conversion with ordernumber {order!r}", code="unknown_ordernumber"
                 )
             check_move(row["status"], to)
+            if row["status"] == "rejected":
+                # files list every order approved: one would approve what the fraud rules
+                # or a cap rejected, and pay it
+                raise ConflictError(
+                    "a rejected conversion is approved by the network (the API, the CLI,"
+                    " the dashboard), not by a validation file",
+                    code="invalid_transition",
+                    field="status",
+                )
             await _move(store, row, to, why, actor, delivery_state)
         except ConflictError as exc:
             result = "unchanged" if exc.code == "unchanged" else "error"

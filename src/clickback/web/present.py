@@ -173,7 +173,7 @@ def conversion(r: dict[str, Any], base: str) -> dict[str, Any]:
         "click_missing": bool(r["click_missing"]),
         "flags": [f for f in r["flags"].split(",") if f],
         "base_currency": r["base_currency"],
-        "rate": r["rate"],
+        "rate": r["rate"] or None,  # '' for an order of zero valued without a rate
         "base_amount": _base(r["base_amount"], r["base_currency"]),
         "base_commission": _base(r["base_commission"], r["base_currency"]),
         "created_at": iso(r["created_at"]),
