@@ -11,6 +11,7 @@ import pytest
 
 from clickback.domain.ports import Store
 from clickback.storage.sqlite import SqliteStore
+from tests.conftest import PG_URL
 
 
 async def test_a_statement_the_database_refuses_is_not_an_outage(store: Store) -> None:
@@ -43,3 +44,16 @@ def test_a_sqlite_file_locked_or_out_of_reach_is_an_outage(tmp_path: object) -> 
     holder.rollback()
     for conn in (holder, other, store.conn):
         conn.close()
+
+
+async def test_a_statement_cancelled_for_its_time_is_not_an_outage(store: Store) -> None:
+    """A report past the DBA's statement_timeout is a slow query to see in the log, with
+    its traceback, not a 503 to retry for ever."""
+    conn = await asyncpg.connect(PG_URL)
+    try:
+        await conn.execute("SET statement_timeout = 10")
+        with pytest.raises(asyncpg.exceptions.QueryCanceledError) as caught:
+            await conn.execute("SELECT pg_sleep(1)")
+    finally:
+        await conn.close()
+    assert not store.unavailable(caught.value)

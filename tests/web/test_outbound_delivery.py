@@ -381,6 +381,11 @@ async def test_a_rejection_taken_back_tells_the_affiliate_of_the_sale_once(
                     await asyncio.sleep(0.05)
                 await asyncio.sleep(1.5)
                 assert hits == []
+                # its cancelled postback is not resent: it would tell of a rejected sale
+                [cancelled] = await _settled(c, 1, ("cancelled",))
+                r = await c.post(f"/api/v1/deliveries/{cancelled['id']}/resend", headers=AUTH)
+                assert r.status_code == 409, r.text
+                assert r.json()["errors"][0]["code"] == "delivery_cancelled"
                 r = await status(c, cid, "approved", "rejected_in_error")
                 assert r.status_code == 200, r.text
                 await _until(lambda: len(hits) >= 2)

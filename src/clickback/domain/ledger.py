@@ -20,6 +20,7 @@ import orjson
 
 from clickback.domain.models import FieldError, Outcome
 from clickback.domain.ports import Store
+from clickback.domain.postback import UNSUPPORTED_ENCODING
 from clickback.domain.tracker import PostbackAnswer, Tracker
 from clickback.errors import NotFoundError
 
@@ -33,7 +34,7 @@ INCOMPLETE = frozenset(
         "too_many_fields",
         "repeated",
         "invalid_json",
-        "unsupported_encoding",  # a compressed body, not read
+        UNSUPPORTED_ENCODING,  # a compressed body, not read
     }
 )
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from clickback.domain.lifecycle import STATUSES
 from clickback.domain.models import OfferStatus, Outcome, PayoutType
-from clickback.domain.outbound import DELIVERED, EVENTS, FAILED, HELD, QUEUED
+from clickback.domain.outbound import CANCELLED, DELIVERED, EVENTS, FAILED, HELD, QUEUED
 from clickback.domain.tokens import ROLES
 from clickback.errors import InputError
 
@@ -107,7 +107,7 @@ LISTS: dict[str, ListSpec] = {
             "affiliate_id": int,
             "conversion_id": int,
             "offer_id": int,
-            "state": (QUEUED, HELD, DELIVERED, FAILED, "cancelled"),
+            "state": (QUEUED, HELD, DELIVERED, FAILED, CANCELLED),
             "event": EVENTS,
         },
     ),

@@ -51,6 +51,7 @@ MACROS = (
 )
 _MACRO = re.compile(r"\{(" + "|".join(MACROS) + r")\}")
 QUEUED, HELD, DELIVERED, FAILED = "queued", "held", "delivered", "failed"
+CANCELLED = "cancelled"  # not to be sent: its conversion rejected, its event not taken
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-from clickback.domain.outbound import EVENTS, HELD, ascii_host
+from clickback.domain.outbound import CANCELLED, EVENTS, HELD, ascii_host
 from clickback.domain.ports import Store
 from clickback.domain.timefmt import now_us
 from clickback.errors import ConflictError, InputError, NotFoundError
@@ -122,6 +122,14 @@ async def resend_delivery(store: Store, delivery_id: int) -> None:
         if outcome["queued"]:
             return
         affiliate = outcome["affiliate_id"]
+        if outcome["state"] == CANCELLED:
+            raise ConflictError(
+                f"delivery {delivery_id} was cancelled: its conversion was rejected by the"
+                " offer's fraud rules, or the affiliate no longer took its event when its"
+                " turn came; it is not sent (a rejected conversion approved again is"
+                " posted back anew)",
+                code="delivery_cancelled",
+            )
         if outcome["in_flight"]:
             raise ConflictError(
                 f"delivery {delivery_id} is being sent now: resend it once this attempt is"

@@ -198,6 +198,7 @@ def nul_in(name: str) -> FieldError:
 
 # the ledger's name for the body a GET was sent with (not read: a GET is its query)
 GET_BODY = "(body of the GET)"
+UNSUPPORTED_ENCODING = "unsupported_encoding"  # a compressed body: not read
 
 
 def get_body_ignored(method: str, params: Mapping[str, str]) -> FieldError | None:

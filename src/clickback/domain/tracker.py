@@ -19,6 +19,7 @@ from clickback.domain.catalog import Catalog, Route, SystemClock
 from clickback.domain.models import Advertiser, FieldError, Link, Offer, OfferStatus, Outcome
 from clickback.domain.ports import ClickRow, LedgerRow, Store, StoredOrder
 from clickback.domain.postback import (
+    UNSUPPORTED_ENCODING,
     PostbackInput,
     get_body_ignored,
     json_as_form,
@@ -259,6 +260,8 @@ class Tracker:
                 hint = get_body_ignored(method, params) or (None if cut else json_as_form(params))
             if hint is not None:  # first: it is why the fields are missing, and the
                 found.insert(0, hint)  # ledger's `code` (its filter) is the first's
+            if any(e.code == UNSUPPORTED_ENCODING for e in arrived):  # the body unread:
+                found = [e for e in found if e.code != "missing"]  # that is why, alone
             refusal = attribution.Refusal(Outcome.REJECTED, merge_errors(arrived, found))
         elif info is None:
             refusal = attribution.unknown_refid(raw_refid)

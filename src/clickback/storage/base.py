@@ -493,8 +493,8 @@ class SqlStore(OutboxSql, ScreeningSql, ReportSql, RatesSql):
         """Moves a conversion from one status to another, with its audit event and (when
         `delivery` names a state) the outbound postback of the change, in one transaction;
         False when its status was no longer `from_status`. With `announce` (a state), a
-        `conversion` postback is queued first unless one was queued and not cancelled:
-        the affiliate hears of the sale before its change."""
+        `conversion` postback is queued first unless one was queued and neither cancelled
+        nor failed: the affiliate hears of the sale before its change."""
         t = now_us()
         steps: list[tuple[str, tuple[Any, ...]]] = [
             (
@@ -518,7 +518,7 @@ class SqlStore(OutboxSql, ScreeningSql, ReportSql, RatesSql):
                 (
                     queue + " AND NOT EXISTS (SELECT 1 FROM deliveries AS d WHERE "
                     "d.conversion_id = c.id AND d.event = 'conversion' AND "
-                    "d.state <> 'cancelled') RETURNING id",
+                    "d.state NOT IN ('cancelled', 'failed')) RETURNING id",
                     ("conversion", announce, t, t, t, to_status, conversion_id),
                 )
             )

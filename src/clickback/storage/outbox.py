@@ -189,14 +189,15 @@ class OutboxSql(SqlPrimitives):
     async def resend_delivery(self, delivery_id: int, now: int) -> dict[str, Any] | None:
         """Queues a delivery again now, with the give-up time counted from now: `queued`
         true. Otherwise it is left as it is, and the answer says why (None: there is no
-        such delivery): `in_flight` while a sender holds a live lease on it (queued
-        again, another sender would send it a second time, and the first attempt could
-        not be recorded); `disabled_at` when its affiliate's postback is disabled (it
-        would wait unsent); `later_id` and `later_event` when a later delivery of its
-        conversion to the affiliate was delivered or is being sent (sent now, this older
-        status would arrive after it). Every condition is on the updated row's own
-        WHERE, so that PostgreSQL checks them again on the row a concurrent claim
-        committed (a condition in a subquery of the row's id is not checked again)."""
+        such delivery): its `state` `cancelled` (not to be sent); `in_flight` while a
+        sender holds a live lease on it (queued again, another sender would send it a
+        second time, and the first attempt could not be recorded); `disabled_at` when
+        its affiliate's postback is disabled (it would wait unsent); `later_id` and
+        `later_event` when a later delivery of its conversion to the affiliate was
+        delivered or is being sent (sent now, this older status would arrive after it).
+        Every condition is on the updated row's own WHERE, so that PostgreSQL checks
+        them again on the row a concurrent claim committed (a condition in a subquery of
+        the row's id is not checked again)."""
         later = (
             "FROM deliveries AS e WHERE e.conversion_id = {d}.conversion_id"
             " AND e.affiliate_id = {d}.affiliate_id AND e.id > {d}.id"
@@ -204,7 +205,8 @@ class OutboxSql(SqlPrimitives):
         )
         rows = await self._fetch(
             "UPDATE deliveries SET state = ?, next_at = ?, retry_from = ?, lease_until = NULL, "
-            "updated_at = ? WHERE id = ? AND (lease_until IS NULL OR lease_until < ?)"
+            "updated_at = ? WHERE id = ? AND state <> 'cancelled'"
+            " AND (lease_until IS NULL OR lease_until < ?)"
             " AND NOT EXISTS (SELECT 1 FROM affiliates AS a WHERE a.id = deliveries.affiliate_id"
             " AND a.postback_disabled_at IS NOT NULL)"
             f" AND NOT EXISTS (SELECT 1 {later.format(d='deliveries')}) RETURNING id",

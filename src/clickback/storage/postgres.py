@@ -150,6 +150,13 @@ class PostgresStore(SqlStore):
         asyncpg.exceptions.ReadOnlySQLTransactionError,  # a standby, during a failover
     )
 
+    def unavailable(self, exc: BaseException) -> bool:
+        # a statement cancelled (its statement_timeout, a DBA's cancel) is a slow query to
+        # be seen, with its traceback, not an outage to retry
+        if isinstance(exc, asyncpg.exceptions.QueryCanceledError):
+            return False
+        return isinstance(exc, self.unavailable_errors)
+
     def __init__(
         self, url: str, pool_size: int = 4, batch_max: int = 512, write_timeout: float = 4.0
     ):

@@ -26,6 +26,7 @@ from clickback.domain.models import FieldError
 from clickback.domain.postback import (
     GET_BODY,
     PARAMETERS,
+    UNSUPPORTED_ENCODING,
     half_a_character,
     not_a_value,
     nul_in,
@@ -347,6 +348,10 @@ def _json(status: int, data: Any, *headers: tuple[str, str]) -> Answer:
     return status, [_JSON, *headers], orjson.dumps(data)
 
 
+# a body so encoded is not read (another value, `utf-8` mislabelled, say, is read as is)
+COMPRESSIONS = frozenset(("gzip", "x-gzip", "deflate", "br", "compress", "x-compress", "zstd"))
+
+
 async def postback_answer(
     app: ClickbackApp,
     method: str,
@@ -383,9 +388,9 @@ async def postback_answer(
         raw = body.partial if isinstance(body, BodyError) else body
         if raw.strip():
             params.setdefault(GET_BODY, raw[:1024].decode("utf-8", "backslashreplace"))
-    elif body is not None and content_encoding.strip().lower() not in ("", "identity"):
+    elif body is not None and content_encoding.strip().lower() in COMPRESSIONS:
         said = f"a body sent with Content-Encoding {content_encoding.strip()!r} is not read"
-        errors.append(FieldError("*", "unsupported_encoding", f"{said}: send it uncompressed"))
+        errors.append(FieldError("*", UNSUPPORTED_ENCODING, f"{said}: send it uncompressed"))
         raw = body.partial if isinstance(body, BodyError) else body
         params.setdefault("(body)", raw[:1024].decode("utf-8", "backslashreplace"))
         status_override = 415
