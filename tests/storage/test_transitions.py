@@ -43,3 +43,25 @@ async def test_a_rejection_taken_back_announces_a_sale_whose_postback_failed(
             (q, "approved", "queued"),
         ]
     )
+    # the failed one is not resent beside the sale told anew: the affiliate would count
+    # it twice (two Idempotency-Keys)
+    [old, new] = sorted(
+        d["id"] for d in page.items if (d["conversion_id"], d["event"]) == (f, "conversion")
+    )
+    refused = await store.resend_delivery(old, 10**18)
+    assert refused is not None and not refused["queued"] and refused["later_id"] == new
+
+
+async def test_a_conversion_valued_is_never_valued_again(store: Store) -> None:
+    """Valued is its base amount set: an order of zero valued without an order rate,
+    stored with `rate` NULL (as it was for a while), keeps what it was valued at; a
+    later import re-valued it at the rates then, behind the reports' back."""
+    adv, link = await setup(store)
+    ids = {}
+    for order, base in (("Z", 0), ("W", None)):
+        row = replace(conv(adv, link, order, amount=0), rate=None, base_amount=base)
+        if base is None:
+            row = replace(row, base_commission=None, flags="missing_rate")
+        ids[order] = (await store.write_postback(ledger(order), row)).conversion_id
+    waiting = await store.unvalued_conversions(0, 10)
+    assert [r["id"] for r in waiting] == [ids["W"]]

@@ -240,6 +240,11 @@ async def test_a_compressed_body_is_refused_as_such_and_kept(client: httpx.Async
     assert answer["status"] == "rejected"
     assert "unsupported_encoding" in {e["code"] for e in answer["errors"]}
     assert await conversions(client) == []
+    # a list of codings holding one that compresses is refused the same
+    r = await client.post(
+        "/postback", content=body, headers={**form, "content-encoding": "identity, GZip "}
+    )
+    assert r.status_code == 415, r.text
     # identity is no encoding, and another (a charset mislabelled as one) is read as is
     for n, coding in enumerate(("identity", "utf-8")):
         plain = f"refid={refid}&orderamount=10&ordernumber=GZ{n + 2}".encode()

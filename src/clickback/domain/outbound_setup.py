@@ -126,8 +126,8 @@ async def resend_delivery(store: Store, delivery_id: int) -> None:
             raise ConflictError(
                 f"delivery {delivery_id} was cancelled: its conversion was rejected by the"
                 " offer's fraud rules, or the affiliate no longer took its event when its"
-                " turn came; it is not sent (a rejected conversion approved again is"
-                " posted back anew)",
+                " turn came; it is not sent (a conversion approved after its rejection is"
+                " posted back then, anew)",
                 code="delivery_cancelled",
             )
         if outcome["in_flight"]:
@@ -153,9 +153,9 @@ async def resend_delivery(store: Store, delivery_id: int) -> None:
             raise ConflictError(
                 f"delivery {outcome['later_id']} ({outcome['later_event']}) of conversion"
                 f" {outcome['conversion_id']}, later than delivery {delivery_id}"
-                f" ({outcome['event']}), reached affiliate {affiliate} or is being sent to"
-                " it: sent now, this older status would arrive after it and be taken as the"
-                " conversion's newest",
+                f" ({outcome['event']}), reached affiliate {affiliate}, is being sent to"
+                " it, or tells it the same: sent now, this older one would arrive after it"
+                " (and be taken as the conversion's newest status) or tell it twice",
                 code="later_delivered",
             )
     raise ConflictError(

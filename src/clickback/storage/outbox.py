@@ -194,14 +194,18 @@ class OutboxSql(SqlPrimitives):
         second time, and the first attempt could not be recorded); `disabled_at` when
         its affiliate's postback is disabled (it would wait unsent); `later_id` and
         `later_event` when a later delivery of its conversion to the affiliate was
-        delivered or is being sent (sent now, this older status would arrive after it).
+        delivered or is being sent (sent now, this older status would arrive after it),
+        or tells the same event and is not cancelled (it would be told twice).
         Every condition is on the updated row's own WHERE, so that PostgreSQL checks
         them again on the row a concurrent claim committed (a condition in a subquery of
         the row's id is not checked again)."""
         later = (
             "FROM deliveries AS e WHERE e.conversion_id = {d}.conversion_id"
             " AND e.affiliate_id = {d}.affiliate_id AND e.id > {d}.id"
-            f" AND (e.state = '{DELIVERED}' OR e.lease_until >= ?)"
+            f" AND (e.state = '{DELIVERED}' OR e.lease_until >= ?"
+            # or one of the same event, not cancelled: a sale told anew after its
+            # re-approval (`transition`), which this one would tell twice
+            " OR (e.event = {d}.event AND e.state <> 'cancelled'))"
         )
         rows = await self._fetch(
             "UPDATE deliveries SET state = ?, next_at = ?, retry_from = ?, lease_until = NULL, "

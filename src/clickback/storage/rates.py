@@ -55,7 +55,10 @@ class RatesSql(SqlPrimitives):
     async def unvalued_conversions(self, after_id: int, limit: int) -> list[dict[str, Any]]:
         return await self._fetch(
             "SELECT id, currency, orderamount, commission, commission_currency, created_at "
-            "FROM conversions WHERE rate IS NULL AND id > ? ORDER BY id LIMIT ?",
+            # valued is base_amount set (an order of zero is, without a rate: '' or,
+            # stored before that was so, NULL); its values are kept as they were
+            "FROM conversions WHERE rate IS NULL AND base_amount IS NULL AND id > ? "
+            "ORDER BY id LIMIT ?",
             after_id,
             limit,
         )

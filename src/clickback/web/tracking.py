@@ -348,8 +348,29 @@ def _json(status: int, data: Any, *headers: tuple[str, str]) -> Answer:
     return status, [_JSON, *headers], orjson.dumps(data)
 
 
-# a body so encoded is not read (another value, `utf-8` mislabelled, say, is read as is)
-COMPRESSIONS = frozenset(("gzip", "x-gzip", "deflate", "br", "compress", "x-compress", "zstd"))
+# a body so encoded (by any of the header's codings) is not read; another value, `utf-8`
+# mislabelled, say, is read as is
+COMPRESSIONS = frozenset(
+    (
+        "gzip",
+        "x-gzip",
+        "deflate",
+        "br",
+        "compress",
+        "x-compress",
+        "zstd",
+        "aes128gcm",
+        "dcb",
+        "dcz",
+        "exi",
+        "pack200-gzip",
+    )
+)
+
+
+def compressed(content_encoding: str) -> bool:
+    """Whether a Content-Encoding (one coding, or a list: `gzip, identity`) compresses."""
+    return any(c.strip().lower() in COMPRESSIONS for c in content_encoding.split(","))
 
 
 async def postback_answer(
@@ -388,7 +409,7 @@ async def postback_answer(
         raw = body.partial if isinstance(body, BodyError) else body
         if raw.strip():
             params.setdefault(GET_BODY, raw[:1024].decode("utf-8", "backslashreplace"))
-    elif body is not None and content_encoding.strip().lower() in COMPRESSIONS:
+    elif body is not None and content_encoding and compressed(content_encoding):
         said = f"a body sent with Content-Encoding {content_encoding.strip()!r} is not read"
         errors.append(FieldError("*", UNSUPPORTED_ENCODING, f"{said}: send it uncompressed"))
         raw = body.partial if isinstance(body, BodyError) else body
