@@ -260,7 +260,7 @@ async def test_a_failed_sale_postback_is_not_resent_while_its_reversal_is_being_
         r = await oc.post(f"/api/v1/deliveries/{sale['id']}/resend", headers=AUTH)
         [error] = r.json()["errors"]
         assert r.status_code == 409 and error["code"] == "later_delivered", r.text
-        assert "or is being sent to it" in error["message"]
+        assert ", is being sent to it," in error["message"]
         await asyncio.sleep(1.5)
         assert [parse_qs(urlsplit(h[0]).query)["e"][0] for h in hits] == [
             "conversion",
