@@ -11,7 +11,7 @@ import pytest
 from clickback.domain import admin
 from clickback.domain.ports import Store
 from clickback.errors import ConflictError
-from clickback.storage.base import now_us
+from clickback.storage.primitives import now_us
 
 
 async def _setup(store: Store) -> tuple[int, int]:

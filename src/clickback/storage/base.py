@@ -7,7 +7,6 @@ writes); SQL is written once with `?` placeholders and translated for PostgreSQL
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
@@ -25,7 +24,7 @@ from clickback.domain.models import (
 from clickback.domain.pacing import USUAL_SETTLE_US
 from clickback.domain.ports import CatalogSnapshot, Page, StoredOrder
 from clickback.storage.outbox import OutboxSql
-from clickback.storage.primitives import decode_cursor, encode_cursor
+from clickback.storage.primitives import decode_cursor, encode_cursor, now_us
 from clickback.storage.rates import RatesSql
 from clickback.storage.reports import ReportSql
 from clickback.storage.screening import ScreeningSql
@@ -91,10 +90,6 @@ ARCHIVED_WITH: dict[str, tuple[tuple[str, str], ...]] = {
     "offers": (("links", "offer_id = ?"),),
     "affiliates": (("links", "affiliate_id = ?"),),
 }
-
-
-def now_us() -> int:
-    return time.time_ns() // 1000
 
 
 def offer_from_row(r: Mapping[str, Any]) -> Offer:
@@ -478,55 +473,6 @@ class SqlStore(OutboxSql, ScreeningSql, ReportSql, RatesSql):
         return Page(rows, encode_cursor(rows[-1][spec.key]) if more else None)
 
     # -- conversion lifecycle ---------------------------------------------------------
-
-    async def transition(
-        self,
-        conversion_id: int,
-        from_status: str,
-        to_status: str,
-        reason: str,
-        actor: str,
-        delivery: str = "",
-        *,
-        announce: str = "",
-    ) -> bool:
-        """Moves a conversion from one status to another, with its audit event and (when
-        `delivery` names a state) the outbound postback of the change, in one transaction;
-        False when its status was no longer `from_status`. With `announce` (a state), a
-        `conversion` postback is queued first unless one was queued and neither cancelled
-        nor failed: the affiliate hears of the sale before its change."""
-        t = now_us()
-        steps: list[tuple[str, tuple[Any, ...]]] = [
-            (
-                "UPDATE conversions SET status = ?, updated_at = ? WHERE id = ? AND status = ? "
-                "RETURNING id",
-                (to_status, t, conversion_id, from_status),
-            ),
-            (
-                "INSERT INTO conversion_events (conversion_id, from_status, to_status, reason, "
-                "actor, created_at) VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
-                (conversion_id, from_status, to_status, reason, actor, t),
-            ),
-        ]
-        queue = (
-            "INSERT INTO deliveries (conversion_id, affiliate_id, offer_id, event, state, "
-            "next_at, created_at, updated_at, conversion_status) SELECT id, affiliate_id, "
-            "offer_id, ?, ?, ?, ?, ?, ? FROM conversions AS c WHERE id = ?"
-        )
-        if announce:
-            steps.append(
-                (
-                    queue + " AND NOT EXISTS (SELECT 1 FROM deliveries AS d WHERE "
-                    "d.conversion_id = c.id AND d.event = 'conversion' AND "
-                    "d.state NOT IN ('cancelled', 'failed')) RETURNING id",
-                    ("conversion", announce, t, t, t, to_status, conversion_id),
-                )
-            )
-        if delivery:
-            steps.append(
-                (queue + " RETURNING id", (to_status, delivery, t, t, t, to_status, conversion_id))
-            )
-        return await self._write_all(steps, guards=2)
 
     async def conversion_with_history(
         self, conversion_id: int

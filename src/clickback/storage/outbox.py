@@ -1,12 +1,13 @@
-"""SQL for the outbound postback outbox: claiming due deliveries with a lease, recording
-attempts, holding and releasing an affiliate's deliveries. Mixed into `SqlStore`."""
+"""SQL for the outbound postback outbox: a conversion's status change with the postbacks
+it queues, claiming due deliveries with a lease, recording attempts, holding and
+releasing an affiliate's deliveries. Mixed into `SqlStore`."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from clickback.domain.outbound import DELIVERED, HELD, QUEUED, Attempt
-from clickback.storage.primitives import SqlPrimitives, padded
+from clickback.storage.primitives import SqlPrimitives, now_us, padded
 
 # Settings: an offer+affiliate override wins over the affiliate's own postback.
 _CONFIG = """
@@ -18,6 +19,55 @@ _CONFIG = """
 
 
 class OutboxSql(SqlPrimitives):
+    async def transition(
+        self,
+        conversion_id: int,
+        from_status: str,
+        to_status: str,
+        reason: str,
+        actor: str,
+        delivery: str = "",
+        *,
+        announce: str = "",
+    ) -> bool:
+        """Moves a conversion from one status to another, with its audit event and (when
+        `delivery` names a state) the outbound postback of the change, in one transaction;
+        False when its status was no longer `from_status`. With `announce` (a state), a
+        `conversion` postback is queued first unless one was queued and neither cancelled
+        nor failed: the affiliate hears of the sale before its change."""
+        t = now_us()
+        steps: list[tuple[str, tuple[Any, ...]]] = [
+            (
+                "UPDATE conversions SET status = ?, updated_at = ? WHERE id = ? AND status = ? "
+                "RETURNING id",
+                (to_status, t, conversion_id, from_status),
+            ),
+            (
+                "INSERT INTO conversion_events (conversion_id, from_status, to_status, reason, "
+                "actor, created_at) VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
+                (conversion_id, from_status, to_status, reason, actor, t),
+            ),
+        ]
+        queue = (
+            "INSERT INTO deliveries (conversion_id, affiliate_id, offer_id, event, state, "
+            "next_at, created_at, updated_at, conversion_status) SELECT id, affiliate_id, "
+            "offer_id, ?, ?, ?, ?, ?, ? FROM conversions AS c WHERE id = ?"
+        )
+        if announce:
+            steps.append(
+                (
+                    queue + " AND NOT EXISTS (SELECT 1 FROM deliveries AS d WHERE "
+                    "d.conversion_id = c.id AND d.event = 'conversion' AND "
+                    "d.state NOT IN ('cancelled', 'failed')) RETURNING id",
+                    ("conversion", announce, t, t, t, to_status, conversion_id),
+                )
+            )
+        if delivery:
+            steps.append(
+                (queue + " RETURNING id", (to_status, delivery, t, t, t, to_status, conversion_id))
+            )
+        return await self._write_all(steps, guards=2)
+
     async def claim_deliveries(
         self, now: int, lease_until: int, limit: int
     ) -> list[dict[str, Any]]:

@@ -32,7 +32,8 @@ from clickback.domain.ports import (
 )
 from clickback.errors import ConfigError, UnavailableError
 from clickback.storage import schema
-from clickback.storage.base import SqlStore, now_us
+from clickback.storage.base import SqlStore
+from clickback.storage.primitives import now_us
 from clickback.storage.writer import fail, settle
 
 READ_WORK_MEM = "32MB"  # per sort or hash step of a read (a hash may take twice that)

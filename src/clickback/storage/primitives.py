@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import time
 from collections.abc import Sequence
 from typing import Any, TypeVar
 
@@ -17,6 +18,10 @@ Steps = list[tuple[str, list[tuple[Any, ...]]]]  # statements, each with its row
 WRITE_BEGIN = "BEGIN"
 CHUNK = 1024  # keys a statement looks up at most (a power of two: see `padded`)
 FEWEST = 8  # the shortest padded list
+
+
+def now_us() -> int:
+    return time.time_ns() // 1000
 
 
 def encode_cursor(key: Any) -> str:

@@ -32,8 +32,8 @@ from clickback.domain.ports import (
 )
 from clickback.errors import ConfigError, UnavailableError
 from clickback.storage import schema
-from clickback.storage.base import SqlStore, now_us
-from clickback.storage.primitives import WRITE_BEGIN, Steps, sqlite_guarded
+from clickback.storage.base import SqlStore
+from clickback.storage.primitives import WRITE_BEGIN, Steps, now_us, sqlite_guarded
 from clickback.storage.reports import STAGE
 from clickback.storage.writer import fail, settle
 
