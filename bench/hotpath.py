@@ -71,6 +71,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--wrk-core", type=int, default=0, help="core wrk runs on (0)")
     p.add_argument("--skip-pg", action="store_true", help="no PostgreSQL targets")
     p.add_argument(
+        "--server",
+        choices=("granian", "native"),
+        default="granian",
+        help="what `clickback serve --server` runs the clickback targets on (granian)",
+    )
+    p.add_argument(
         "--pg-url",
         default="postgresql://postgres@127.0.0.1:5432/clickback_bench",
         help="database dropped, created and dropped again by the run",
@@ -255,7 +261,9 @@ class Bench:
         """`clickback serve` with the settings given by --env, then those of the target."""
         settings = behind_proxy(env_settings(self.args.env), self.args.visitors)
         settings.update(env or {})
-        return servers.clickback(self.tmp, db_url, port, core, workers=workers, env=settings)
+        return servers.clickback(
+            self.tmp, db_url, port, core, workers=workers, env=settings, server=self.args.server
+        )
 
     def core(self, pinned: bool = True) -> int | None:
         return self.args.server_core if pinned else None

@@ -49,6 +49,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--rev", default="", help="profile this git revision of src/")
     add_env_option(p, "a setting for the clickback server; repeatable")
     add_visitors_option(p)
+    p.add_argument("--server", choices=("granian", "native"), default="granian")
     p.add_argument("--top", type=int, default=25, help="functions listed (25)")
     p.add_argument(
         "--pg",
@@ -142,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
         settings = env_settings(args.env)
         settings["CLICKBACK_CLICK_DURABILITY"] = durability
         behind_proxy(settings, args.visitors)
-        svc = servers.clickback(tmp, db, port, 1, env=settings)
+        svc = servers.clickback(tmp, db, port, 1, env=settings, server=args.server)
         svc.wait_ready(port, "/healthz")
         seed = int(time.time())
         if args.target == "postback":

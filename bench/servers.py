@@ -108,6 +108,7 @@ def clickback(
     workers: int = 1,
     env: dict[str, str] | None = None,
     name: str = "clickback",
+    server: str = "granian",
 ) -> Service:
     argv = [
         str(BIN / "clickback"),
@@ -121,6 +122,8 @@ def clickback(
         "--workers",
         str(workers),
     ]
+    if server != "granian":  # revisions before the option know only granian
+        argv += ["--server", server]
     # only the settings asked for: none inherited from the shell running the benchmark
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("CLICKBACK_")}
     full_env.update(env or {})

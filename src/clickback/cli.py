@@ -301,10 +301,21 @@ def serve(
             "or asgi (the same app as any ASGI server runs it)."
         ),
     ] = "rsgi",
+    server: Annotated[
+        str,
+        typer.Option(
+            help="granian, or native: clickback's own HTTP/1.1 front (uvloop and httptools;"
+            " one process)."
+        ),
+    ] = "granian",
 ) -> None:
     """Run the tracker (migrates the schema first)."""
     if interface not in ("rsgi", "asgi"):
         raise typer.BadParameter("rsgi or asgi", param_hint="--interface")
+    if server not in ("granian", "native"):
+        raise typer.BadParameter("granian or native", param_hint="--server")
+    if server == "native" and workers != 1:
+        raise typer.BadParameter("the native server runs one process", param_hint="--workers")
     settings = _settings(db)
     _check_worker_settings(settings)
     _check_port_free(host, port)
@@ -324,6 +335,16 @@ def serve(
         console.print("Follow it, copy the refid from the landing URL, then fire:")
         console.print(f"Postback:      {urls[1]}", soft_wrap=True)
     console.print(f"clickback on {base} (database {settings.database_url})")
+    if server == "native":
+        from clickback.web import native
+        from clickback.web.app import app_from_env
+
+        try:
+            sock = native.listening_socket(host, port)
+        except OSError as exc:
+            raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+        native.serve(app_from_env, sock)
+        return
     from granian import Granian
     from granian.constants import HTTPModes, Interfaces, Loops
 

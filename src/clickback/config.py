@@ -215,6 +215,16 @@ SETTINGS: dict[str, tuple[str, str]] = {
         "with how long it stopped and where its thread was (logger `clickback.loop`). "
         "0: not watched.",
     ),
+    "CLICKBACK_HTTP_IDLE_SECONDS": (
+        "75",
+        "`clickback serve --server native`: a kept-alive connection with no request for this "
+        "long is closed.",
+    ),
+    "CLICKBACK_HTTP_REQUEST_SECONDS": (
+        "30",
+        "`clickback serve --server native`: a request whose line, headers and body have not "
+        "all come this long after its first byte is answered 408 and its connection closed.",
+    ),
 }
 
 
@@ -257,6 +267,8 @@ class Settings:
     rollup_settle: float | None = None  # None: the store's (`click_settle_us`)
     rollup_coalesce: float = 1.0
     loop_stall_ms: float = 100.0
+    http_idle_seconds: float = 75.0
+    http_request_seconds: float = 30.0
 
     def __post_init__(self) -> None:
         if self.outbound_lease_seconds <= self.outbound_timeout:
@@ -295,6 +307,10 @@ class Settings:
                 "signature_skew_seconds": int(_get(env, "CLICKBACK_SIGNATURE_SKEW_SECONDS")),
                 "loop_stall_ms": max(0.0, float(_get(env, "CLICKBACK_LOOP_STALL_MS"))),
                 "pg_write_timeout": max(0.1, float(_get(env, "CLICKBACK_PG_WRITE_TIMEOUT"))),
+                "http_idle_seconds": max(0.1, float(_get(env, "CLICKBACK_HTTP_IDLE_SECONDS"))),
+                "http_request_seconds": max(
+                    0.1, float(_get(env, "CLICKBACK_HTTP_REQUEST_SECONDS"))
+                ),
             }
             interval = float(_get(env, "CLICKBACK_ROLLUP_INTERVAL"))
             raw_settle = _get(env, "CLICKBACK_ROLLUP_SETTLE").strip()

@@ -94,10 +94,11 @@ def stored(db: str) -> tuple[set[str], list[str]]:
     return asyncio.run(read())
 
 
-def test_kill9_under_load_loses_nothing_answered(db: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize("kind", ["granian", "native"])
+def test_kill9_under_load_loses_nothing_answered(db: str, tmp_path: Path, kind: str) -> None:
     server = Server(db, tmp_path)
     try:
-        server.start("--demo")
+        server.start("--demo", "--server", kind)
         clicks: list[str] = []
         accepted: list[str] = []
         stop = threading.Event()
@@ -108,7 +109,7 @@ def test_kill9_under_load_loses_nothing_answered(db: str, tmp_path: Path) -> Non
         loader.join(30)
         assert len(accepted) >= 200, "the load did not get going"
 
-        server.start()  # recovers (SQLite WAL replay, PostgreSQL as usual)
+        server.start("--server", kind)  # recovers (SQLite WAL replay, PostgreSQL as usual)
         stored_clicks, orders = stored(db)
         assert set(clicks) <= stored_clicks, "a click answered with a 302 was lost"
         assert set(accepted) <= set(orders), "a postback answered accepted was lost"

@@ -1,0 +1,249 @@
+"""`clickback serve --server native`: what its own HTTP/1.1 front owes a client beyond
+what tests/cli/test_rsgi.py checks on both servers: keep-alive and pipelining, `Expect:
+100-continue`, its limits, its timeouts, upgrades, and a clean stop. Raw sockets on
+loopback against a real server."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.cli.conftest import CLICKBACK, Server, free_port
+from tests.cli.test_rsgi import TOKEN, api, ledger, refid_of, setup_link
+
+
+@pytest.fixture
+def native(sqlite_db: str, tmp_path: Path) -> Iterator[Server]:
+    srv = Server(
+        sqlite_db,
+        tmp_path,
+        {
+            "CLICKBACK_ADMIN_TOKEN": TOKEN,
+            "CLICKBACK_HTTP_IDLE_SECONDS": "1.5",
+            "CLICKBACK_HTTP_REQUEST_SECONDS": "1.5",
+        },
+    )
+    srv.start("--server", "native")
+    srv.kind = "native"
+    yield srv
+    srv.stop()
+
+
+def read_answers(s: socket.socket, count: int, timeout: float = 5) -> list[bytes]:
+    """`count` whole answers (each with its Content-Length body) read off `s`."""
+    s.settimeout(timeout)
+    data = b""
+    answers: list[bytes] = []
+    while len(answers) < count:
+        head_end = data.find(b"\r\n\r\n")
+        if head_end >= 0:
+            head = data[:head_end].decode("latin-1")
+            length = 0
+            for line in head.split("\r\n")[1:]:
+                name, _, value = line.partition(":")
+                if name.lower() == "content-length":
+                    length = int(value)
+            end = head_end + 4 + length
+            if len(data) >= end:
+                answers.append(data[:end])
+                data = data[end:]
+                continue
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    return answers
+
+
+def closed(s: socket.socket, timeout: float = 5) -> bool:
+    """Whether the server closed `s` (nothing more to read) within `timeout`."""
+    s.settimeout(timeout)
+    try:
+        while s.recv(65536):
+            pass
+    except TimeoutError:
+        return False
+    except ConnectionResetError:
+        return True
+    return True
+
+
+def test_pipelined_requests_are_answered_in_order_on_one_connection(native: Server) -> None:
+    code = setup_link(native)
+    refid = refid_of(httpx.get(f"{native.base}/c/{code}"))
+    with socket.create_connection(("127.0.0.1", native.port)) as s:
+        s.sendall(
+            f"GET /c/{code}?sub1=p1 HTTP/1.1\r\nHost: x\r\n\r\n"
+            "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+            f"GET /postback?refid={refid}&orderamount=5&ordernumber=PIPE HTTP/1.1\r\n"
+            "Host: x\r\n\r\n"
+            f"GET /api/v1/advertisers HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n\r\n"
+            f"GET /c/{code}?sub1=p2 HTTP/1.1\r\nHost: x\r\n\r\n".encode()
+        )
+        answers = read_answers(s, 5)
+        assert [a.split(b"\r\n")[0] for a in answers] == [
+            b"HTTP/1.1 302 Found",
+            b"HTTP/1.1 200 OK",
+            b"HTTP/1.1 200 OK",
+            b"HTTP/1.1 200 OK",
+            b"HTTP/1.1 302 Found",
+        ], answers
+        assert answers[1].endswith(b"ok") and b'"accepted"' in answers[2]
+        assert b'"Shop"' in answers[3]
+        assert not any(b"connection: close" in a for a in answers)
+        # the same connection goes on serving
+        s.sendall(b"GET /readyz HTTP/1.1\r\nHost: x\r\n\r\n")
+        [ready] = read_answers(s, 1)
+        assert ready.endswith(b"ready")
+    clicks = api(native, "GET", "/clicks").json()["items"]
+    assert {c["sub1"] for c in clicks} >= {"p1", "p2"}
+
+
+def test_connection_close_and_http_1_0(native: Server) -> None:
+    code = setup_link(native)
+    with socket.create_connection(("127.0.0.1", native.port)) as s:
+        s.sendall(f"GET /c/{code} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+        [answer] = read_answers(s, 1)
+        assert answer.startswith(b"HTTP/1.1 302") and b"connection: close" in answer
+        assert closed(s)
+    with socket.create_connection(("127.0.0.1", native.port)) as s:
+        s.sendall(f"GET /c/{code} HTTP/1.0\r\n\r\n".encode())
+        [answer] = read_answers(s, 1)
+        assert answer.startswith(b"HTTP/1.1 302") and b"connection: close" in answer
+        assert closed(s)
+    with socket.create_connection(("127.0.0.1", native.port)) as s:  # 1.0 asking to keep it
+        s.sendall(b"GET /healthz HTTP/1.0\r\nConnection: keep-alive\r\n\r\n" * 2)
+        assert len(read_answers(s, 2)) == 2
+
+
+def test_expect_100_continue_and_a_body_too_large_for_the_api(native: Server) -> None:
+    code = setup_link(native)
+    refid = refid_of(httpx.get(f"{native.base}/c/{code}"))
+    body = f"refid={refid}&orderamount=7&ordernumber=EXP".encode()
+    with socket.create_connection(("127.0.0.1", native.port)) as s:
+        s.sendall(
+            b"POST /postback HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
+            b"Content-Type: application/x-www-form-urlencoded\r\n"
+            b"Content-Length: %d\r\n\r\n" % len(body)
+        )
+        s.settimeout(5)
+        assert s.recv(100) == b"HTTP/1.1 100 Continue\r\n\r\n"  # sent before the body
+        s.sendall(body)
+        [answer] = read_answers(s, 1)
+        assert b'"accepted"' in answer, answer
+    # an upload to the API past the limit, announced: refused before it is sent
+    with socket.create_connection(("127.0.0.1", native.port)) as s:
+        s.sendall(
+            b"POST /api/v1/advertisers HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
+            b"Content-Length: 999999999\r\n\r\n"
+        )
+        [answer] = read_answers(s, 1)
+        assert answer.startswith(b"HTTP/1.1 413"), answer
+        assert closed(s)
+
+
+def test_a_head_too_large_and_a_request_that_is_not_http(native: Server) -> None:
+    with socket.create_connection(("127.0.0.1", native.port)) as s:
+        s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 70000 + b"\r\n\r\n")
+        [answer] = read_answers(s, 1)
+        assert answer.startswith(b"HTTP/1.1 431"), answer[:100]
+        assert closed(s)
+    with socket.create_connection(("127.0.0.1", native.port)) as s:
+        s.sendall(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03 not http at all\r\n\r\n")
+        [answer] = read_answers(s, 1)
+        assert answer.startswith(b"HTTP/1.1 400"), answer[:100]
+        assert closed(s)
+    assert httpx.get(f"{native.base}/healthz").text == "ok"  # and the server goes on
+
+
+def test_an_upgrade_is_answered_in_http_1_1_and_closed(native: Server) -> None:
+    with socket.create_connection(("127.0.0.1", native.port)) as s:
+        s.sendall(
+            b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings\r\n"
+            b"Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n"
+        )
+        [answer] = read_answers(s, 1)
+        assert answer.startswith(b"HTTP/1.1 200") and answer.endswith(b"ok"), answer
+        assert closed(s)
+
+
+def test_idle_connections_and_slow_requests_time_out(native: Server) -> None:
+    with socket.create_connection(("127.0.0.1", native.port)) as idle:
+        idle.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert len(read_answers(idle, 1)) == 1
+        began = time.monotonic()
+        assert closed(idle, timeout=10)  # CLICKBACK_HTTP_IDLE_SECONDS=1.5
+        assert 1.0 < time.monotonic() - began < 6
+    with socket.create_connection(("127.0.0.1", native.port)) as slow:
+        slow.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")  # the headers never end
+        [answer] = read_answers(slow, 1, timeout=10)
+        assert answer.startswith(b"HTTP/1.1 408"), answer
+        assert closed(slow)
+
+
+def test_a_postback_cut_short_in_a_pipeline_is_kept(native: Server) -> None:
+    code = setup_link(native)
+    refid = refid_of(httpx.get(f"{native.base}/c/{code}"))
+    body = f"refid={refid}&orderamount=20&ordernumber=LATE".encode()
+    with socket.create_connection(("127.0.0.1", native.port)) as s:
+        s.sendall(
+            f"GET /postback?refid={refid}&orderamount=5&ordernumber=FIRST HTTP/1.1\r\n"
+            "Host: x\r\n\r\n".encode()
+            + b"POST /postback HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s"
+            % (len(body) + 10, body)
+        )
+        assert b'"accepted"' in read_answers(s, 1)[0]
+    deadline = time.monotonic() + 5
+    while len(items := ledger(native)) < 2:
+        assert time.monotonic() < deadline, items
+        time.sleep(0.05)
+    assert items[0]["code"] == "request_incomplete"
+    assert items[0]["params"]["ordernumber"] == "LATE", items[0]
+    orders = [c["ordernumber"] for c in api(native, "GET", "/conversions").json()["items"]]
+    assert orders == ["FIRST"]
+
+
+def test_sigterm_answers_what_began_and_keeps_every_click(native: Server) -> None:
+    code = setup_link(native)
+    refids = [refid_of(httpx.get(f"{native.base}/c/{code}")) for _ in range(20)]
+    idle = socket.create_connection(("127.0.0.1", native.port))  # kept open, doing nothing
+    try:
+        assert native.proc is not None
+        began = time.monotonic()
+        os.killpg(native.proc.pid, signal.SIGTERM)
+        assert native.proc.wait(15) == 0
+        assert time.monotonic() - began < 8  # an idle connection does not hold the stop
+        assert closed(idle)
+    finally:
+        idle.close()
+    native.start("--server", "native")
+    stored = {
+        c["refid"] for c in api(native, "GET", "/clicks", params={"limit": 100}).json()["items"]
+    }
+    assert set(refids) <= stored
+
+
+def run_clickback(args: list[str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([CLICKBACK, *args], capture_output=True, text=True, timeout=60)
+
+
+def test_native_serve_refuses_more_workers_and_a_port_in_use(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'x.db'}"
+    out = run_clickback(["serve", "--db", db, "--server", "native", "--workers", "2",
+                         "--port", str(free_port())])  # fmt: skip
+    assert out.returncode == 2 and "one process" in out.stdout + out.stderr
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        out = run_clickback(["serve", "--db", db, "--server", "native", "--port", str(port)])
+    assert out.returncode == 2 and "cannot listen on" in out.stdout, out.stdout + out.stderr
+    assert "Traceback" not in out.stdout + out.stderr
