@@ -304,8 +304,7 @@ def serve(
     server: Annotated[
         str,
         typer.Option(
-            help="granian, or native: clickback's own HTTP/1.1 front (uvloop and httptools;"
-            " one process)."
+            help="granian, or native: clickback's own HTTP/1.1 front (uvloop and httptools)."
         ),
     ] = "granian",
 ) -> None:
@@ -314,8 +313,6 @@ def serve(
         raise typer.BadParameter("rsgi or asgi", param_hint="--interface")
     if server not in ("granian", "native"):
         raise typer.BadParameter("granian or native", param_hint="--server")
-    if server == "native" and workers != 1:
-        raise typer.BadParameter("the native server runs one process", param_hint="--workers")
     settings = _settings(db)
     _check_worker_settings(settings)
     _check_port_free(host, port)
@@ -339,6 +336,11 @@ def serve(
         from clickback.web import native
         from clickback.web.app import app_from_env
 
+        if workers > 1:
+            code = native.serve_workers(host, port, workers)
+            if code:
+                raise typer.Exit(code)
+            return
         try:
             sock = native.listening_socket(host, port)
         except OSError as exc:

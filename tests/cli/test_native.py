@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.cli.conftest import CLICKBACK, Server, free_port
+from tests.cli.conftest import CLICKBACK, Server
 from tests.cli.test_rsgi import TOKEN, api, ledger, refid_of, setup_link
 
 
@@ -235,11 +235,8 @@ def run_clickback(args: list[str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run([CLICKBACK, *args], capture_output=True, text=True, timeout=60)
 
 
-def test_native_serve_refuses_more_workers_and_a_port_in_use(tmp_path: Path) -> None:
+def test_native_serve_on_a_port_in_use_is_a_clean_error(tmp_path: Path) -> None:
     db = f"sqlite:///{tmp_path / 'x.db'}"
-    out = run_clickback(["serve", "--db", db, "--server", "native", "--workers", "2",
-                         "--port", str(free_port())])  # fmt: skip
-    assert out.returncode == 2 and "one process" in out.stdout + out.stderr
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
@@ -247,3 +244,46 @@ def test_native_serve_refuses_more_workers_and_a_port_in_use(tmp_path: Path) -> 
         out = run_clickback(["serve", "--db", db, "--server", "native", "--port", str(port)])
     assert out.returncode == 2 and "cannot listen on" in out.stdout, out.stdout + out.stderr
     assert "Traceback" not in out.stdout + out.stderr
+
+
+def workers_of(pid: int) -> set[int]:
+    """The worker processes `serve --workers N` started (not multiprocessing's own)."""
+    found = set()
+    for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
+        cmdline = Path(f"/proc/{child}/cmdline").read_bytes()
+        if b"spawn_main" in cmdline and b"resource_tracker" not in cmdline:
+            found.add(int(child))
+    return found
+
+
+def test_workers_share_the_port_and_one_that_dies_is_replaced(
+    sqlite_db: str, tmp_path: Path
+) -> None:
+    srv = Server(sqlite_db, tmp_path, {"CLICKBACK_ADMIN_TOKEN": TOKEN})
+    srv.start("--server", "native", "--workers", "2")
+    try:
+        assert srv.proc is not None
+        deadline = time.monotonic() + 20
+        while len(first := workers_of(srv.proc.pid)) < 2:
+            assert time.monotonic() < deadline, first
+            time.sleep(0.1)
+        code = setup_link(srv)
+        refids = [refid_of(httpx.get(f"{srv.base}/c/{code}")) for _ in range(10)]
+        gone = min(first)
+        os.kill(gone, signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while len(now := workers_of(srv.proc.pid)) < 2 or gone in now:
+            assert time.monotonic() < deadline, now
+            time.sleep(0.1)
+        # the port is served throughout: by the other worker, then by both
+        refids += [refid_of(httpx.get(f"{srv.base}/c/{code}")) for _ in range(10)]
+        assert srv.proc.poll() is None
+        os.killpg(srv.proc.pid, signal.SIGTERM)
+        assert srv.proc.wait(30) == 0
+        assert not workers_of(srv.proc.pid) if Path(f"/proc/{srv.proc.pid}").exists() else True
+    finally:
+        srv.stop()
+    srv.start("--server", "native")
+    clicks = api(srv, "GET", "/clicks", params={"limit": 100}).json()["items"]
+    assert set(refids) <= {c["refid"] for c in clicks}
+    srv.stop()

@@ -7,6 +7,7 @@ writer hands them to the driver without building objects.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -234,7 +235,9 @@ class Store(OutboxStore, ReportStore, RollupStore, Protocol):
     async def close(self) -> None: ...
 
     # hot paths: each returns once its row is committed (group commit)
-    async def write_click(self, row: ClickRow) -> None: ...
+    # write_click hands the row over at once and returns what to await: a future, which
+    # the native front waits on with a callback instead of a coroutine
+    def write_click(self, row: ClickRow) -> asyncio.Future[None]: ...
     def queue_click(self, row: ClickRow) -> None: ...
     async def write_postback(
         self, ledger: LedgerRow, conversion: ConversionRow | None

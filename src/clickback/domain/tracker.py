@@ -6,6 +6,7 @@ answer with. Each call makes one durable write through the store's group commit.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -151,11 +152,31 @@ class Tracker:
         route = self.catalog.routes.get(code) or await self.catalog.route(code)
         if route is None or not route.serving:
             return self._fallback(code, route) if fallback else None
+        location, written = self._issue(route, query, ip, user_agent, referer, store)
+        if written is not None:
+            await written
+        return location
+
+    def click_cached(
+        self, code: str, query: str, ip: str, user_agent: str, referer: str, store: bool = True
+    ) -> tuple[str, asyncio.Future[None] | None] | None:
+        """`click` without a coroutine, for a serving link in the cache: the Location and
+        the write to wait for before answering (None: nothing to wait for: an
+        asynchronous click, or a HEAD); None for any other link (`click` answers it)."""
+        route = self.catalog.routes.get(code)
+        if route is None or not route.serving:
+            return None
+        return self._issue(route, query, ip, user_agent, referer, store)
+
+    def _issue(
+        self, route: Route, query: str, ip: str, user_agent: str, referer: str, store: bool
+    ) -> tuple[str, asyncio.Future[None] | None]:
+        """A click on a serving link: its RefID made, its row handed to the writer."""
         now_us = self.clock.now_us()
         refid = self.codec.issue(route.link_id, now_us // 1000)
         subs = parse_subs(query) if query else _EMPTY_SUBS
         if not store:
-            return route.template.build(refid, subs)
+            return route.template.build(refid, subs), None
         row: ClickRow = (
             refid,
             route.link_id,
@@ -168,11 +189,12 @@ class Tracker:
             now_us,
             route.is_test,
         )
+        written = None
         if self._sync_clicks:
-            await self.store.write_click(row)
+            written = self.store.write_click(row)
         else:
             self.store.queue_click(row)
-        return route.template.build(refid, subs)
+        return route.template.build(refid, subs), written
 
     async def postback(
         self,

@@ -353,10 +353,10 @@ class PostgresStore(SqlStore):
             self._task = asyncio.get_running_loop().create_task(self._run())
         self._wake.set()
 
-    async def write_click(self, row: ClickRow) -> None:
+    def write_click(self, row: ClickRow) -> asyncio.Future[None]:
         fut = asyncio.get_running_loop().create_future()
         self._enqueue(_CLICK, row, fut)
-        await fut
+        return fut
 
     def queue_click(self, row: ClickRow) -> None:
         self._enqueue(_CLICK, row, None)

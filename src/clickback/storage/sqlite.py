@@ -547,10 +547,10 @@ class SqliteStore(SqlStore):
                 self._loop = asyncio.get_running_loop()
             self._loop.call_soon(self._flush)
 
-    async def write_click(self, row: ClickRow) -> None:
+    def write_click(self, row: ClickRow) -> asyncio.Future[None]:
         fut = (self._loop or asyncio.get_running_loop()).create_future()
         self._enqueue(_CLICK, row, fut)
-        await fut
+        return fut
 
     def queue_click(self, row: ClickRow) -> None:
         self._enqueue(_CLICK, row, None)

@@ -31,8 +31,9 @@ import re
 import signal
 import socket
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from email.utils import formatdate
+from functools import partial
 from http import HTTPStatus
 from typing import Any
 from urllib.parse import unquote
@@ -294,30 +295,70 @@ class Connection(asyncio.Protocol):
         raise _Stopped
 
     def _next(self) -> None:
-        if not self.queue:
-            self.busy = False
-            if self.closing and self.transport is not None and not self.transport.is_closing():
-                self.transport.close()
-            return
-        self.busy = True
-        request = self.queue.popleft()
-        if len(self.queue) < MAX_QUEUED // 2 and not self.closing and self.writable is None:
-            self.transport.resume_reading()
-        self.server.loop.create_task(self._answer(request))
+        """Answer the requests queued, in order: those answered at once (a click not
+        to wait for), then the first that waits (its callback or task calls this again
+        once it has answered)."""
+        while self.queue:
+            request = self.queue.popleft()
+            if len(self.queue) < MAX_QUEUED // 2 and not self.closing and self.writable is None:
+                self.transport.resume_reading()
+            if not self._start(request):
+                self.busy = True
+                return
+        self.busy = False
+        if self.closing and self.transport is not None and not self.transport.is_closing():
+            self.transport.close()
 
-    async def _answer(self, request: _Request) -> None:
-        """One request answered; then the next on this connection. The hot paths are
-        counted as the ASGI app counts its requests (it counts the rest itself), so its
-        background jobs rest for them alike."""
+    def _start(self, request: _Request) -> bool:
+        """Begin answering `request`; True if it was answered at once. A click on a
+        serving link in the cache waits for its write with a callback; the rest in a
+        task of its own. The hot paths are counted as the ASGI app counts its requests
+        (it counts the rest itself), so its background jobs rest for them alike."""
+        path, query = request.path_query()
+        if path[:3] == b"/c/":
+            try:
+                begun = tracking.click_begun(self.app, *self._click_args(request, path, query))
+            except Exception:
+                log.exception("request failed: %s %s", request.method, request.target[:200])
+                self._write(request, 500, [("content-type", "text/plain")], b"server error")
+                return True
+            if begun is not None:
+                location, written = begun
+                self.app.begun += 1
+                if written is None:
+                    self._write(request, *tracking.redirect(location))
+                    return True
+                self.app.in_flight += 1
+                written.add_done_callback(partial(self._clicked, request, location))
+                return False
+        self.server.loop.create_task(self._answer(request, path, query))
+        return False
+
+    def _clicked(self, request: _Request, location: str, written: asyncio.Future[None]) -> None:
+        self.app.in_flight -= 1
+        exc = written.exception() if not written.cancelled() else asyncio.CancelledError()
+        if exc is None:
+            self._write(request, *tracking.redirect(location))
+        else:
+            answer = tracking.click_failed(exc)
+            if answer is None:
+                log.error("click failed: %s", request.target[:200], exc_info=exc)
+                answer = (500, [("content-type", "text/plain")], b"server error")
+            self._write(request, *answer)
+        self.last = time.monotonic()
+        self._next()
+
+    async def _answer(self, request: _Request, path: bytes, query: bytes) -> None:
+        """One request answered in a task; then the next on this connection."""
         app = self.app
         try:
-            path, query = request.path_query()
             if path[:3] == b"/c/" or path in _POSTBACK_PATHS:
                 app.begun += 1
                 app.in_flight += 1
                 try:
                     if path[:3] == b"/c/":
-                        answer = await self._click(request, path[3:], query)
+                        args = self._click_args(request, path, query)
+                        answer = await tracking.click_answer(app, *args)
                     else:
                         answer = await self._postback(request, query)
                 finally:
@@ -351,19 +392,20 @@ class Connection(asyncio.Protocol):
             return self.peer
         return security.forwarded_ip(self.peer, ", ".join(lines), self.app.trusted_proxies)
 
-    def _click(
-        self, request: _Request, code: bytes, query: bytes
-    ) -> Coroutine[Any, Any, tracking.Answer]:
+    def _click_args(
+        self, request: _Request, path: bytes, query: bytes
+    ) -> tuple[str, str, str, str, str, str]:
+        """What `tracking.click_answer` takes after the app: method, code, query, the
+        visitor's address, User-Agent and Referer."""
         ua = referer = ""
         for k, v in request.headers:
             if k == b"user-agent":
                 ua = v.decode("latin-1")
             elif k == b"referer":
                 referer = v.decode("latin-1")
-        return tracking.click_answer(
-            self.app,
+        return (
             request.method,
-            unquote(code.decode("latin-1"), "utf-8", "backslashreplace"),
+            unquote(path[3:].decode("latin-1"), "utf-8", "backslashreplace"),
             tracking.query_text(query),
             self._ip(request),
             ua,
@@ -573,3 +615,62 @@ def serve(app_factory: Callable[[], ClickbackApp], sock: socket.socket) -> None:
         await server.stop()
 
     uvloop.run(main())
+
+
+def _worker(host: str, port: int) -> None:
+    """One worker process of `serve_workers`: its own socket on the shared port."""
+    from clickback.web.app import app_from_env
+
+    serve(app_from_env, listening_socket(host, port, reuse_port=True))
+
+
+# a worker that exits 1 this soon after it started failed to start: the others would too
+START_FAILURE_SECONDS = 5.0
+
+
+def serve_workers(host: str, port: int, workers: int) -> int:
+    """`workers` processes serving one port (SO_REUSEPORT: the kernel spreads the
+    connections), until SIGTERM or SIGINT, passed on to each. A worker that dies is
+    started again; one that fails as it starts (exit 1) stops them all. Returns the exit code."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")  # a fresh interpreter: no state forked
+    procs: dict[int, Any] = {}
+    started: dict[int, float] = {}
+    stopping = False
+
+    def start(slot: int) -> None:
+        proc = ctx.Process(target=_worker, args=(host, port), name=f"clickback-worker-{slot}")
+        proc.start()
+        procs[slot], started[slot] = proc, time.monotonic()
+
+    def on_signal(signum: int, frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, on_signal)
+    for slot in range(workers):
+        start(slot)
+    code = 0
+    while not stopping:
+        time.sleep(0.2)
+        for slot, proc in list(procs.items()):
+            if proc.is_alive() or stopping:
+                continue
+            if proc.exitcode == 1 and time.monotonic() - started[slot] < START_FAILURE_SECONDS:
+                log.error("worker %d failed as it started (exit %s): stopping", slot, proc.exitcode)
+                stopping, code = True, 1
+                break
+            log.error("worker %d ended (exit %s): starting another", slot, proc.exitcode)
+            start(slot)
+    for proc in procs.values():
+        if proc.is_alive():
+            proc.terminate()  # SIGTERM: answers what began, then its shutdown
+    deadline = time.monotonic() + STOP_GRACE + 30
+    for proc in procs.values():
+        proc.join(max(0.1, deadline - time.monotonic()))
+        if proc.is_alive():
+            proc.kill()
+            proc.join()
+    return code

@@ -11,6 +11,7 @@ call and answers; no framework, no per-request objects beyond what the answer ne
 
 from __future__ import annotations
 
+import asyncio
 import email.utils
 import json
 from collections.abc import Iterable
@@ -63,6 +64,34 @@ PROBES = frozenset({"HEAD", "OPTIONS"})
 _CLICK_UNAVAILABLE: Answer = (503, [("retry-after", "1")], b"temporarily unavailable, retry")
 
 
+def click_begun(
+    app: ClickbackApp, method: str, code: str, query: str, ip: str, ua: str, referer: str
+) -> tuple[str, asyncio.Future[None] | None] | None:
+    """`click_answer` begun without a coroutine, for a GET or HEAD of a serving link in
+    the cache: the Location (`redirect` makes the answer) and the write to wait for
+    first (None: none); None when `click_answer` is to answer the request."""
+    if method not in ("GET", "HEAD"):
+        return None
+    return app.tracker.click_cached(
+        code.rstrip("/"),
+        query if len(query) <= MAX_QUERY else "",
+        ip,
+        ua.replace("\x00", ""),
+        referer.replace("\x00", ""),
+        store=method == "GET",
+    )
+
+
+def redirect(location: str) -> Answer:
+    return 302, [("location", location), _NO_STORE], b""
+
+
+def click_failed(exc: BaseException) -> Answer | None:
+    """The answer to a click whose write failed with `exc`: a 503 for a database out of
+    reach; None for anything else (a defect: a 500)."""
+    return _CLICK_UNAVAILABLE if isinstance(exc, UnavailableError) else None
+
+
 async def click_answer(
     app: ClickbackApp, method: str, code: str, query: str, ip: str, ua: str, referer: str
 ) -> Answer:
@@ -81,7 +110,7 @@ async def click_answer(
         return _CLICK_UNAVAILABLE
     if location is None:
         return _NOT_FOUND
-    return 302, [("location", location), _NO_STORE], b""
+    return redirect(location)
 
 
 class BodyError(Exception):
