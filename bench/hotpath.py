@@ -652,7 +652,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = summary.summarize(bench.results)
     title = (
         f"hot paths, medians of {args.runs} x {args.duration} s, wrk -t1 -c{args.connections} "
-        f"({facts['cores']} x {facts['cpu']})"
+        f"({facts['cores']} x {facts['cpu']}); clickback on serve --server {args.server}"
     )
     summary.print_table(console, rows, title)
     base = summary.baseline_rps(bench.results)

@@ -333,7 +333,7 @@ def serve(
         console.print(f"Postback:      {urls[1]}", soft_wrap=True)
     console.print(f"clickback on {base} (database {settings.database_url})")
     if server == "native":
-        from clickback.web import native
+        from clickback.web import native_serve as native
         from clickback.web.app import app_from_env
 
         if workers > 1:

@@ -287,3 +287,144 @@ def test_workers_share_the_port_and_one_that_dies_is_replaced(
     clicks = api(srv, "GET", "/clicks", params={"limit": 100}).json()["items"]
     assert set(refids) <= {c["refid"] for c in clicks}
     srv.stop()
+
+
+def test_a_request_refused_in_a_pipeline_is_answered_after_those_before_it(
+    native: Server,
+) -> None:
+    code = setup_link(native)
+    refid = refid_of(httpx.get(f"{native.base}/c/{code}"))
+    with socket.create_connection(("127.0.0.1", native.port)) as s:
+        s.sendall(
+            f"GET /postback?refid={refid}&orderamount=10&ordernumber=PIPE1 HTTP/1.1\r\n"
+            f"Host: x\r\n\r\nGET /c/{code}?sub1=before HTTP/1.1\r\nHost: x\r\n\r\n"
+            "BAD\x01\r\n\r\n".encode()
+        )
+        answers = read_answers(s, 3)
+        assert [a.split(b"\r\n")[0] for a in answers] == [
+            b"HTTP/1.1 200 OK",
+            b"HTTP/1.1 302 Found",
+            b"HTTP/1.1 400 Bad Request",
+        ], answers
+        assert b'"accepted"' in answers[0]
+        assert closed(s)
+
+
+def test_an_upload_is_passed_on_as_it_comes_and_refused_unread(native: Server) -> None:
+    """The app answers an upload without a token before its body came (not held in
+    memory first); one with a token gets its body, also when sent slowly in parts."""
+    with socket.create_connection(("127.0.0.1", native.port)) as s:
+        s.sendall(
+            b"POST /api/v1/offers HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b'Content-Length: 60000000\r\n\r\n{"name": '
+        )
+        [answer] = read_answers(s, 1)
+        assert answer.startswith(b"HTTP/1.1 401") and b"connection: close" in answer, answer
+        assert closed(s)
+    body = b'{"name": "Slow Shop"}'
+    with socket.create_connection(("127.0.0.1", native.port)) as s:
+        s.sendall(
+            b"POST /api/v1/advertisers HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Authorization: Bearer %s\r\nContent-Length: %d\r\n\r\n" % (TOKEN.encode(), len(body))
+        )
+        for part in (body[:5], body[5:12], body[12:]):
+            time.sleep(0.2)
+            s.sendall(part)
+        [answer] = read_answers(s, 1)
+        assert answer.startswith(b"HTTP/1.1 201"), answer
+        s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")  # still kept alive
+        assert read_answers(s, 1)[0].endswith(b"ok")
+    names = [a["name"] for a in api(native, "GET", "/advertisers").json()["items"]]
+    assert names == ["Slow Shop"]
+
+
+def test_a_half_closed_client_gets_its_answer(native: Server) -> None:
+    code = setup_link(native)
+    with socket.create_connection(("127.0.0.1", native.port)) as s:
+        s.sendall(f"GET /c/{code}?sub1=half HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        s.shutdown(socket.SHUT_WR)
+        [answer] = read_answers(s, 1)
+        assert answer.startswith(b"HTTP/1.1 302"), answer
+
+
+def test_utf8_in_a_request_line_split_across_packets(native: Server) -> None:
+    code = setup_link(native)
+    line = f"GET /c/{code}?sub1=M\u00fcller HTTP/1.1\r\nHost: x\r\n\r\n".encode()
+    with socket.create_connection(("127.0.0.1", native.port)) as s:
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        s.sendall(line[:10])
+        time.sleep(0.2)
+        s.sendall(line[10:])
+        [answer] = read_answers(s, 1)
+        assert answer.startswith(b"HTTP/1.1 302"), answer
+    assert [c["sub1"] for c in api(native, "GET", "/clicks").json()["items"]] == ["M\u00fcller"]
+
+
+def test_postbacks_too_large_or_stalled_are_kept_with_what_came(native: Server) -> None:
+    code = setup_link(native)
+    refid = refid_of(httpx.get(f"{native.base}/c/{code}"))
+    big = f"refid={refid}&orderamount=1&ordernumber=BIG1&pad=".encode() + b"x" * 20000
+    r = httpx.post(
+        f"{native.base}/postback",
+        content=big,
+        headers={"content-type": "application/x-www-form-urlencoded"},
+    )
+    assert r.status_code == 413, r.text
+    [row] = ledger(native)
+    assert row["code"] == "request_too_large" and row["params"]["ordernumber"] == "BIG1", row
+    with socket.create_connection(("127.0.0.1", native.port)) as s:
+        s.sendall(
+            b"POST /postback HTTP/1.1\r\nHost: x\r\n"
+            b"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 200\r\n\r\n"
+            + f"refid={refid}&ordernumber=STALL".encode()
+        )
+        # CLICKBACK_HTTP_REQUEST_SECONDS=1.5: the tracker's own answer, the body cut short
+        [answer] = read_answers(s, 1, timeout=10)
+        assert answer.startswith(b"HTTP/1.1 400") and b"request_incomplete" in answer, answer
+        assert b"connection: close" in answer and closed(s)
+    deadline = time.monotonic() + 5
+    while len(items := ledger(native)) < 2:
+        assert time.monotonic() < deadline, items
+        time.sleep(0.05)
+    assert items[0]["code"] == "request_incomplete"
+    assert items[0]["params"]["ordernumber"] == "STALL", items[0]
+
+
+def test_http_details_expect_1_0_no_content_and_odd_targets(native: Server) -> None:
+    code = setup_link(native)
+    with socket.create_connection(("127.0.0.1", native.port)) as s:  # any case
+        s.sendall(
+            b"POST /postback HTTP/1.1\r\nHost: x\r\nExpect: 100-Continue\r\n"
+            b"Content-Length: 3\r\n\r\n"
+        )
+        s.settimeout(5)
+        assert s.recv(100) == b"HTTP/1.1 100 Continue\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", native.port)) as s:  # not to HTTP/1.0
+        s.sendall(
+            b"POST /postback HTTP/1.0\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\nabc"
+        )
+        [answer] = read_answers(s, 1)
+        assert answer.startswith(b"HTTP/1.1 400") and b"100 Continue" not in answer, answer
+    with socket.create_connection(("127.0.0.1", native.port)) as s:
+        s.sendall(b"GET /healthz HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+        [answer] = read_answers(s, 1)
+        assert b"connection: keep-alive" in answer.lower(), answer
+        # a streamed answer to HTTP/1.0: no chunks, it ends with the connection
+        s.sendall(
+            f"GET /api/v1/clicks/export HTTP/1.0\r\nAuthorization: Bearer {TOKEN}\r\n\r\n".encode()
+        )
+        s.settimeout(5)
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+        head, _, text = data.partition(b"\r\n\r\n")
+        assert b"connection: close" in head and b"transfer-encoding" not in head, head
+        assert text.startswith(b"refid,"), text[:100]
+    assert api(native, "PUT", "/offers/1/caps/1", json={"daily_cap": 5}).status_code == 200
+    r = api(native, "DELETE", "/offers/1/caps/1")
+    assert r.status_code == 204 and "content-length" not in r.headers, r.headers
+    for target in (f"/c/{code}#frag", f"http://tracker.example/c/{code}?sub1=abs"):
+        with socket.create_connection(("127.0.0.1", native.port)) as s:
+            s.sendall(f"GET {target} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+            [answer] = read_answers(s, 1)
+            assert answer.startswith(b"HTTP/1.1 302"), (target, answer)

@@ -1,25 +1,25 @@
 """clickback's own HTTP/1.1 front (`clickback serve --server native`): uvloop and the
 httptools parser, no server framework between the socket and the tracker.
 
-The two hot paths are answered straight from the parsed request: a click's or a
-postback's answer is written as one buffer. Everything else (health checks, the admin
-API, the dashboard, the kit) goes to the ASGI app (`ClickbackApp`) through a small
-bridge: the request's body read whole first (up to `MAX_OTHER_BODY`), the answer
-written as the app sends it.
+The two hot paths are answered straight from the parsed request: a click on a link in
+the cache waits for its write with a callback (no task), and its answer is written as
+one buffer. Everything else (health checks, the admin API, the dashboard, the kit) goes
+to the ASGI app through `native_asgi`, its body passed on as it arrives. The server
+itself (the listening socket, timeouts, workers, stop) is in `native_serve`.
 
-What a server owes its clients here:
+What a connection owes its client here:
 - keep-alive (HTTP/1.1 by default, HTTP/1.0 when asked), `Connection: close` honoured;
 - pipelining: requests on one connection answered one at a time, in order, reading
-  paused while a few wait;
+  paused while a few wait or while the client does not read its answers; a request
+  refused (400, 408, 413, 414, 431) is answered after those before it, then the
+  connection is closed;
 - `Expect: 100-continue` answered before a body is read;
-- limits: the request line and headers (`MAX_HEAD`, 431), a body (413: a postback's
-  past `tracking.MAX_BODY` is refused by the tracker and kept in the ledger, cut);
-- timeouts: a request not received whole within CLICKBACK_HTTP_REQUEST_SECONDS (408), a
-  connection idle past CLICKBACK_HTTP_IDLE_SECONDS (closed);
-- a postback whose client left before its body ended is still handed to the tracker
-  (kept in the ledger as incomplete), as on the other servers;
-- a graceful stop on SIGTERM or SIGINT: no new connections, the requests begun are
-  answered (up to `STOP_GRACE`), then the app's shutdown (the writer's last batch).
+- a postback whose client left, or stalled, before its body ended is still handed to
+  the tracker (kept in the ledger as incomplete, with what came), as on the other
+  servers; so is one whose client half-closed, and its answer is written;
+- limits: the request target (`MAX_TARGET`, 414), the request line and headers
+  (`MAX_HEAD`, 431), a body (413: a postback's past `tracking.MAX_BODY` is refused by
+  the tracker and kept in the ledger, cut; an upload to the rest past `MAX_OTHER_BODY`).
 """
 
 from __future__ import annotations
@@ -28,48 +28,39 @@ import asyncio
 import collections
 import logging
 import re
-import signal
-import socket
 import time
-from collections.abc import Callable
 from email.utils import formatdate
 from functools import partial
 from http import HTTPStatus
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
 import httptools
 
 from clickback.domain import security
 from clickback.web import tracking
-from clickback.web.app import ClickbackApp
 from clickback.web.tracking import MAX_BODY, BodyError, body_cut_short, body_too_large
+
+if TYPE_CHECKING:
+    from clickback.web.native_serve import NativeServer
 
 log = logging.getLogger("clickback")
 
+MAX_TARGET = 32768  # the request target, bytes
 MAX_HEAD = 65536  # request line and headers, bytes
 MAX_HEADERS = 128
 MAX_OTHER_BODY = 64 * 1024 * 1024  # the admin API's and dashboard's uploads
-STOP_GRACE = 10.0
 MAX_QUEUED = 8  # pipelined requests waiting on one connection before reading pauses
+BODY_BUFFER = 1024 * 1024  # an upload's bytes held for the app before reading pauses
+SERVER_ERROR: tracking.Answer = (500, [("content-type", "text/plain")], b"server error")
+
+_REASONS = {s.value: s.phrase.encode() for s in HTTPStatus}
+_NO_LENGTH = frozenset({204, 304})
+_POSTBACK_PATHS = frozenset(p.encode() for p in tracking.POSTBACK_PATHS)
 
 
 class _Stopped(Exception):
     """Raised in a parser callback to stop the reading of a refused request."""
-
-
-_REASONS = {s.value: s.phrase.encode() for s in HTTPStatus}
-
-
-def _head(status: int, headers: list[tuple[str, str]], length: int, close: bool) -> bytes:
-    lines = [b"HTTP/1.1 %d %s\r\n" % (status, _REASONS.get(status, b""))]
-    lines.extend(f"{k}: {v}\r\n".encode("latin-1") for k, v in headers)
-    lines.append(b"content-length: %d\r\n" % length)
-    lines.append(_clock.date)
-    if close:
-        lines.append(b"connection: close\r\n")
-    lines.append(b"\r\n")
-    return b"".join(lines)
 
 
 class _Clock:
@@ -81,45 +72,148 @@ class _Clock:
         self.date = b"date: %s\r\n" % formatdate(usegmt=True).encode()
 
 
-_clock = _Clock()
-_clock.tick()
+clock = _Clock()
+clock.tick()
+
+
+def head(request: _Request, status: int, headers: Any, length: int | None, close: bool) -> bytes:
+    """An answer's status line and headers; `length` None: chunked (HTTP/1.1) or to the
+    end of the connection (HTTP/1.0, `close` then)."""
+    lines = [b"HTTP/1.1 %d %s\r\n" % (status, _REASONS.get(status, b""))]
+    lines.extend(f"{k}: {v}\r\n".encode("latin-1") for k, v in headers)
+    if length is None:
+        if not close:
+            lines.append(b"transfer-encoding: chunked\r\n")
+    elif status not in _NO_LENGTH:
+        lines.append(b"content-length: %d\r\n" % length)
+    lines.append(clock.date)
+    if close:
+        lines.append(b"connection: close\r\n")
+    elif request.http_version == "1.0":
+        lines.append(b"connection: keep-alive\r\n")
+    lines.append(b"\r\n")
+    return b"".join(lines)
 
 
 _NOT_ASCII = re.compile(rb"[\x80-\xff]")
 
 
-def _escaped_request_line(data: bytes) -> bytes:
-    """`data` with the bytes past ASCII in its first line (a request line) escaped as
-    `%XX`: a client that sends `?coupon=Müller` unescaped (a server-side script's
-    postback, say) is read as if it had sent `M%C3%BCller`, which the tracker reads
-    alike, where the parser would refuse the request. The rest (headers, a body) is
-    left as it came."""
+def _escaped_first_line(data: bytes) -> bytes:
+    """`data` with the bytes past ASCII in its first line (a request line, or the rest
+    of one) escaped as `%XX`: a client that sends `?coupon=Müller` unescaped (a
+    server-side script's postback, say) is read as if it had sent `M%C3%BCller`, which
+    the tracker reads alike, where the parser would refuse the request. The rest
+    (headers, a body) is left as it came."""
     end = data.find(b"\n")
     line, rest = (data, b"") if end < 0 else (data[:end], data[end:])
     return _NOT_ASCII.sub(lambda m: b"%%%02X" % m.group()[0], line) + rest
 
 
+class Body:
+    """An upload's body as it arrives, read by the app while it comes: at most
+    BODY_BUFFER bytes are held before the connection stops reading."""
+
+    def __init__(self, conn: Connection):
+        self.conn = conn
+        self.chunks: list[bytes] = []
+        self.held = 0
+        self.done = False  # the whole body came
+        self.cut = False  # it will not: the client left, or it was refused
+        self._waiter: asyncio.Future[None] | None = None
+
+    def feed(self, chunk: bytes) -> None:
+        self.chunks.append(chunk)
+        self.held += len(chunk)
+        if self.held > BODY_BUFFER:
+            self.conn.transport.pause_reading()
+        self._wake()
+
+    def end(self, cut: bool = False) -> None:
+        if cut:
+            self.cut = True
+        else:
+            self.done = True
+        self._wake()
+
+    def _wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    async def read(self) -> dict[str, Any]:
+        """The next ASGI message: what came since the last, or the disconnect."""
+        while not self.chunks and not self.done and not self.cut:
+            self._waiter = asyncio.get_running_loop().create_future()
+            await self._waiter
+        if self.chunks:
+            data = b"".join(self.chunks)
+            self.chunks.clear()
+            self.held = 0
+            self.conn.resume()
+            return {"type": "http.request", "body": data, "more_body": not self.done}
+        if self.cut:
+            return {"type": "http.disconnect"}
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+
 class _Request:
-    __slots__ = ("body", "headers", "http_version", "keep_alive", "method", "size", "target")
+    __slots__ = (
+        "body",
+        "cut",
+        "headers",
+        "http_version",
+        "keep_alive",
+        "method",
+        "refusal",
+        "size",
+        "stream",
+        "target",
+    )
 
     def __init__(self) -> None:
         self.method = ""
         self.target = b""
         self.headers: list[tuple[bytes, bytes]] = []
         self.body: list[bytes] = []
-        self.size = 0
+        self.size = 0  # body bytes received
+        self.cut = False  # its client left or stalled before its body ended
         self.keep_alive = True
         self.http_version = "1.1"
+        self.stream: Body | None = None  # an upload passed on as it comes
+        self.refusal: tracking.Answer | None = None  # not a request: a refusal to write
 
     def header(self, name: bytes) -> str | None:
+        """The first line of a header, or None."""
         for k, v in self.headers:
             if k == name:
                 return v.decode("latin-1")
         return None
 
     def path_query(self) -> tuple[bytes, bytes]:
-        path, _, query = self.target.partition(b"?")
-        return path, query.partition(b"#")[0]
+        """The path and query of the target, of an absolute one too (`http://host/p`),
+        without a fragment."""
+        target = self.target.partition(b"#")[0]
+        if target[:1] != b"/" and b"://" in target:  # absolute: the authority left out
+            rest = target.partition(b"://")[2]
+            at = min((i for i in (rest.find(b"/"), rest.find(b"?")) if i >= 0), default=len(rest))
+            target = rest[at:]
+            if target[:1] != b"/":
+                target = b"/" + target
+        path, _, query = target.partition(b"?")
+        return path, query
+
+    def is_postback(self) -> bool:
+        return self.path_query()[0] in _POSTBACK_PATHS
+
+    def hot(self) -> bool:
+        path = self.path_query()[0]
+        return path[:3] == b"/c/" or path in _POSTBACK_PATHS
+
+
+def _refusal(status: int, text: bytes) -> _Request:
+    request = _Request()
+    request.refusal = (status, [("content-type", "text/plain")], text)
+    request.keep_alive = False
+    return request
 
 
 class Connection(asyncio.Protocol):
@@ -133,13 +227,14 @@ class Connection(asyncio.Protocol):
         self.peer_port = 0
         self.parser = httptools.HttpRequestParser(self)
         self.request: _Request | None = None  # the one being received
+        self.in_line = False  # its request line is not whole yet
         self.head_size = 0
+        self.headed = False  # its headers are whole
         self.queue: collections.deque[_Request] = collections.deque()
         self.busy = False  # a request is being answered
-        self.closing = False
-        self.last = time.monotonic()  # last activity
+        self.closing = False  # nothing more is read; closed once the queue is answered
+        self.last = time.monotonic()  # when a byte last came, or an answer went
         self.started = 0.0  # when the request being received began
-        self.too_large = False
         self.writable: asyncio.Future[None] | None = None
         self.lost: asyncio.Future[None] | None = None
 
@@ -154,18 +249,40 @@ class Connection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.server.connections.discard(self)
         self.closing = True
-        request = self.request
-        if request is not None and request.method and self._is_postback(request):
-            # the client left in the middle of a postback's body: what came is kept
-            self.request = None
-            request.size = -1  # marks the cut
-            self.queue.append(request)
-            if not self.busy:
-                self._next()
+        self._cut_short()
         if self.lost is not None and not self.lost.done():
             self.lost.set_result(None)
         if self.writable is not None and not self.writable.done():
             self.writable.set_result(None)
+        if not self.busy and self.queue:
+            self._next()
+
+    def eof_received(self) -> bool:
+        """The client sent all it will (a half-close): what came is answered, then the
+        connection closed."""
+        self.closing = True
+        self._cut_short()
+        if self.busy or self.queue:
+            if not self.busy:
+                self._next()
+            return True
+        return False
+
+    def _cut_short(self) -> bool:
+        """The request being received will not end: a postback is kept as it came (the
+        tracker stores it as incomplete, and its answer is the last on the connection),
+        an upload's app told; anything else dropped. True for a postback kept."""
+        request, self.request = self.request, None
+        if request is None or not self.headed:
+            return False
+        if request.stream is not None:
+            request.stream.end(cut=True)
+        elif request.is_postback():
+            request.cut = True
+            request.keep_alive = False
+            self.queue.append(request)
+            return True
+        return False
 
     def pause_writing(self) -> None:
         """The client is not reading its answers: nor is its next request read."""
@@ -176,15 +293,26 @@ class Connection(asyncio.Protocol):
         if self.writable is not None and not self.writable.done():
             self.writable.set_result(None)
         self.writable = None
-        if len(self.queue) < MAX_QUEUED and not self.closing:
-            self.transport.resume_reading()
+        self.resume()
+
+    def resume(self) -> None:
+        """Read again, unless something still holds the reading paused."""
+        request = self.request
+        if (
+            self.closing
+            or self.writable is not None
+            or len(self.queue) >= MAX_QUEUED
+            or (request is not None and request.stream is not None and request.stream.held)
+        ):
+            return
+        self.transport.resume_reading()
 
     def data_received(self, data: bytes) -> None:
         if self.closing:
             return
         self.last = time.monotonic()
-        if self.request is None and not data.isascii():
-            data = _escaped_request_line(data)
+        if (self.request is None or self.in_line) and not data.isascii():
+            data = _escaped_first_line(data)
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -197,16 +325,14 @@ class Connection(asyncio.Protocol):
                 self.transport.close()
         except (httptools.HttpParserError, _Stopped) as exc:
             if not self.closing:
-                self._refuse(400, f"bad request: {exc}".encode())
-
-    def eof_received(self) -> bool | None:
-        return None  # close once the requests that came are answered
+                self.refuse(400, f"bad request: {exc}".encode())
 
     # the parser's side
     def on_message_begin(self) -> None:
         self.request = _Request()
+        self.in_line = True
+        self.headed = False
         self.head_size = 0
-        self.too_large = False
         self.started = time.monotonic()
 
     def on_url(self, url: bytes) -> None:
@@ -214,10 +340,13 @@ class Connection(asyncio.Protocol):
         assert request is not None
         request.target += url
         self._count(len(url))
+        if len(request.target) > MAX_TARGET:
+            self._stop(414, b"request target too long")
 
     def on_header(self, name: bytes, value: bytes) -> None:
         request = self.request
         assert request is not None
+        self.in_line = False
         request.headers.append((name.lower(), value))
         self._count(len(name) + len(value))
         if len(request.headers) > MAX_HEADERS:
@@ -231,41 +360,60 @@ class Connection(asyncio.Protocol):
     def on_headers_complete(self) -> None:
         request = self.request
         assert request is not None
+        self.in_line = False
+        self.headed = True
         parser = self.parser
         request.method = parser.get_method().decode("latin-1")
         request.http_version = parser.get_http_version()
         request.keep_alive = parser.should_keep_alive()
-        if request.header(b"expect") == "100-continue" and not self.closing and not self.busy:
-            # a postback's body past its limit is still read (the tracker refuses it and
-            # keeps its first part); an upload to the rest past its own is refused unsent
-            length = request.header(b"content-length")
-            if (
-                length is not None
-                and length.isdigit()
-                and int(length) > MAX_OTHER_BODY
-                and not self._is_postback(request)
-            ):
-                self._stop(413, b"body too large")
+        length = request.header(b"content-length")
+        # an upload past its limit is refused unsent (a postback's is kept, cut)
+        if (
+            length is not None
+            and length.isdigit()
+            and int(length) > MAX_OTHER_BODY
+            and not request.is_postback()
+        ):
+            self._stop(413, b"body too large")
+        expect = request.header(b"expect")
+        if (
+            expect is not None
+            and expect.lower() == "100-continue"
+            and request.http_version == "1.1"
+            and not self.busy
+            and not self.queue
+        ):
             self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        if not request.hot() and (
+            request.header(b"transfer-encoding") is not None or length not in (None, "0")
+        ):
+            # an upload: the app gets it as it comes, and may answer before it ends
+            request.stream = Body(self)
+            self._queue(request)
 
     def on_body(self, chunk: bytes) -> None:
         request = self.request
         assert request is not None
         request.size += len(chunk)
-        limit = MAX_BODY if self._is_postback(request) else MAX_OTHER_BODY
-        if request.size > limit:
-            if not self._is_postback(request):
+        if request.stream is not None:
+            if request.size > MAX_OTHER_BODY:
                 self._stop(413, b"body too large")
-            self.too_large = True  # the tracker refuses it; the first part is kept
+            request.stream.feed(chunk)
             return
-        request.body.append(chunk)
+        kept = MAX_BODY + 1 - (request.size - len(chunk))  # past MAX_BODY: refused, so
+        if kept > 0:  # the first part is enough for the ledger
+            request.body.append(chunk[:kept])
 
     def on_message_complete(self) -> None:
         request = self.request
         assert request is not None
         self.request = None
-        if self.too_large:
-            request.size = MAX_BODY + 1
+        if request.stream is not None:
+            request.stream.end()
+            return
+        self._queue(request)
+
+    def _queue(self, request: _Request) -> None:
         self.queue.append(request)
         if len(self.queue) >= MAX_QUEUED:
             self.transport.pause_reading()
@@ -273,35 +421,31 @@ class Connection(asyncio.Protocol):
             self._next()
 
     # answering
-    @staticmethod
-    def _is_postback(request: _Request) -> bool:
-        return request.target.partition(b"?")[0] in _POSTBACK_PATHS
-
-    def _refuse(self, status: int, text: bytes) -> None:
-        """A request that cannot be read further: answered (unless one is being
-        answered; then it is only closed) and the connection closed."""
+    def refuse(self, status: int, text: bytes) -> None:
+        """A request that cannot be read further: answered after those before it, and
+        the connection closed after that; a postback being received is handed to the
+        tracker instead, cut short (a 400 that says so)."""
         if self.closing:
             return
+        if not self._cut_short():  # else the postback's own answer says it was cut
+            self.queue.append(_refusal(status, text))
         self.closing = True
-        self.request = None
-        if not self.busy and not self.queue:
-            head = _head(status, [("content-type", "text/plain")], len(text), True)
-            self.transport.write(head + text)
-        self.transport.close()
+        if not self.busy:
+            self._next()
 
     def _stop(self, status: int, text: bytes) -> None:
         """From within the parser: refuse, and stop the parser reading further."""
-        self._refuse(status, text)
+        self.refuse(status, text)
         raise _Stopped
 
     def _next(self) -> None:
         """Answer the requests queued, in order: those answered at once (a click not
-        to wait for), then the first that waits (its callback or task calls this again
-        once it has answered)."""
+        to wait for, a refusal), then the first that waits (its callback or task calls
+        this again once it has answered)."""
         while self.queue:
             request = self.queue.popleft()
-            if len(self.queue) < MAX_QUEUED // 2 and not self.closing and self.writable is None:
-                self.transport.resume_reading()
+            if len(self.queue) < MAX_QUEUED // 2:
+                self.resume()
             if not self._start(request):
                 self.busy = True
                 return
@@ -314,42 +458,48 @@ class Connection(asyncio.Protocol):
         serving link in the cache waits for its write with a callback; the rest in a
         task of its own. The hot paths are counted as the ASGI app counts its requests
         (it counts the rest itself), so its background jobs rest for them alike."""
+        if request.refusal is not None:
+            self.write(request, *request.refusal)
+            return True
         path, query = request.path_query()
         if path[:3] == b"/c/":
             try:
                 begun = tracking.click_begun(self.app, *self._click_args(request, path, query))
             except Exception:
                 log.exception("request failed: %s %s", request.method, request.target[:200])
-                self._write(request, 500, [("content-type", "text/plain")], b"server error")
+                self.write(request, *SERVER_ERROR)
                 return True
             if begun is not None:
                 location, written = begun
                 self.app.begun += 1
                 if written is None:
-                    self._write(request, *tracking.redirect(location))
+                    self.write(request, *tracking.redirect(location))
                     return True
                 self.app.in_flight += 1
                 written.add_done_callback(partial(self._clicked, request, location))
                 return False
-        self.server.loop.create_task(self._answer(request, path, query))
+        task = self.server.loop.create_task(self._answer(request, path, query))
+        self.server.tasks.add(task)
+        task.add_done_callback(self.server.tasks.discard)
         return False
 
     def _clicked(self, request: _Request, location: str, written: asyncio.Future[None]) -> None:
         self.app.in_flight -= 1
         exc = written.exception() if not written.cancelled() else asyncio.CancelledError()
         if exc is None:
-            self._write(request, *tracking.redirect(location))
+            self.write(request, *tracking.redirect(location))
         else:
             answer = tracking.click_failed(exc)
             if answer is None:
                 log.error("click failed: %s", request.target[:200], exc_info=exc)
-                answer = (500, [("content-type", "text/plain")], b"server error")
-            self._write(request, *answer)
-        self.last = time.monotonic()
+                answer = SERVER_ERROR
+            self.write(request, *answer)
         self._next()
 
     async def _answer(self, request: _Request, path: bytes, query: bytes) -> None:
         """One request answered in a task; then the next on this connection."""
+        from clickback.web.native_asgi import answer_asgi
+
         app = self.app
         try:
             if path[:3] == b"/c/" or path in _POSTBACK_PATHS:
@@ -363,26 +513,43 @@ class Connection(asyncio.Protocol):
                         answer = await self._postback(request, query)
                 finally:
                     app.in_flight -= 1
-                self._write(request, *answer)
+                self.write(request, *answer)
             else:
-                await self._asgi(request, path, query)
+                await answer_asgi(self, request, path, query)
         except Exception:
             log.exception("request failed: %s %s", request.method, request.target[:200])
-            self._write(request, 500, [("content-type", "text/plain")], b"server error")
+            self.write(request, *SERVER_ERROR)
         finally:
-            self.last = time.monotonic()
             self._next()
 
-    def _write(self, request: _Request, status: int, headers: Any, body: bytes) -> None:
+    def closes_after(self, request: _Request) -> bool:
+        """Whether the connection is closed once `request` is answered: asked for, or
+        the server is stopping and nothing more came on it."""
+        return not request.keep_alive or (
+            self.server.stopping and not self.queue and self.request is None
+        )
+
+    def write(self, request: _Request, status: int, headers: Any, body: bytes) -> None:
+        """A whole answer; the connection closed after it if `closes_after`."""
+        self.last = time.monotonic()
         if self.transport is None or self.transport.is_closing():
             return
-        close = not request.keep_alive or self.server.stopping
-        head = _head(status, headers, len(body), close)
-        self.transport.write(head if request.method == "HEAD" else head + body)
+        close = self.closes_after(request)
+        text = head(request, status, headers, len(body), close)
+        self.transport.write(text if request.method == "HEAD" else text + body)
         if close:
-            self.closing = True
-            self.queue.clear()
-            self.transport.close()
+            self.end()
+
+    def end(self) -> None:
+        """No more answers on this connection: what is queued is dropped, unless a
+        postback, which is still handed to the tracker (its answer unsent)."""
+        self.closing = True
+        kept = [r for r in self.queue if r.refusal is None and r.is_postback()]
+        self.queue.clear()
+        for request in kept:
+            request.keep_alive = False
+            self.queue.append(request)
+        self.transport.close()
 
     def _ip(self, request: _Request) -> str:
         if not self.app.trusted_proxies:
@@ -396,20 +563,20 @@ class Connection(asyncio.Protocol):
         self, request: _Request, path: bytes, query: bytes
     ) -> tuple[str, str, str, str, str, str]:
         """What `tracking.click_answer` takes after the app: method, code, query, the
-        visitor's address, User-Agent and Referer."""
-        ua = referer = ""
+        visitor's address, User-Agent and Referer (each header's first line)."""
+        ua = referer = None
         for k, v in request.headers:
-            if k == b"user-agent":
+            if k == b"user-agent" and ua is None:
                 ua = v.decode("latin-1")
-            elif k == b"referer":
+            elif k == b"referer" and referer is None:
                 referer = v.decode("latin-1")
         return (
             request.method,
             unquote(path[3:].decode("latin-1"), "utf-8", "backslashreplace"),
             tracking.query_text(query),
             self._ip(request),
-            ua,
-            referer,
+            ua or "",
+            referer or "",
         )
 
     async def _postback(self, request: _Request, query: bytes) -> tracking.Answer:
@@ -417,11 +584,11 @@ class Connection(asyncio.Protocol):
         length = request.header(b"content-length")
         chunked = request.header(b"transfer-encoding") is not None
         body: bytes | BodyError | None = None
-        if method == "POST" or tracking.has_body(method, length, chunked):
+        if method == "POST" or request.cut or tracking.has_body(method, length, chunked):
             raw = b"".join(request.body)
             if request.size > MAX_BODY:
                 body = body_too_large(raw)
-            elif request.size < 0:
+            elif request.cut:
                 body = body_cut_short(raw)
             else:
                 body = raw
@@ -432,245 +599,3 @@ class Connection(asyncio.Protocol):
         return await tracking.postback_answer(
             self.app, method, tracking.query_text(query), self._ip(request), body, kind, encoding
         )
-
-    async def _asgi(self, request: _Request, path: bytes, query: bytes) -> None:
-        """One request through the ASGI app: the body whole on the first `receive`, the
-        answer written as the app sends it (streamed when it comes in parts)."""
-        server = self.server
-        scope = {
-            "type": "http",
-            "asgi": {"version": "3.0", "spec_version": "2.3"},
-            "http_version": request.http_version,
-            "method": request.method,
-            "scheme": "http",
-            "path": unquote(path.decode("latin-1"), "utf-8", "backslashreplace"),
-            "raw_path": path,
-            "query_string": query,
-            "root_path": "",
-            "headers": request.headers,
-            "client": (self.peer, self.peer_port),
-            "server": server.address,
-            "state": {},
-        }
-        read = False
-        status = 0
-        headers: list[tuple[str, str]] = []
-        streaming = False
-        close = not request.keep_alive or server.stopping
-        head_only = request.method == "HEAD"
-
-        async def receive() -> dict[str, Any]:
-            nonlocal read
-            if not read:
-                read = True
-                return {"type": "http.request", "body": b"".join(request.body), "more_body": False}
-            if self.lost is None:
-                self.lost = server.loop.create_future()
-            await self.lost
-            return {"type": "http.disconnect"}
-
-        async def send(message: dict[str, Any]) -> None:
-            nonlocal status, headers, streaming
-            transport = self.transport
-            kind = message["type"]
-            if kind == "http.response.start":
-                status = message["status"]
-                headers = [
-                    (k.decode("latin-1"), v.decode("latin-1"))
-                    for k, v in message.get("headers", [])
-                    if k.lower() not in (b"content-length", b"transfer-encoding", b"connection")
-                ]
-                return
-            body = message.get("body", b"")
-            more = message.get("more_body", False)
-            if transport.is_closing():
-                return
-            if not streaming:
-                if not more:  # the whole answer at once
-                    self._write(request, status, headers, body)
-                    status = -1
-                    return
-                streaming = True
-                lines = [b"HTTP/1.1 %d %s\r\n" % (status, _REASONS.get(status, b""))]
-                lines.extend(f"{k}: {v}\r\n".encode("latin-1") for k, v in headers)
-                lines.append(b"transfer-encoding: chunked\r\n")
-                lines.append(_clock.date)
-                if close:
-                    lines.append(b"connection: close\r\n")
-                lines.append(b"\r\n")
-                transport.write(b"".join(lines))
-            if body and not head_only:
-                transport.write(b"%x\r\n%s\r\n" % (len(body), body))
-            if not more:
-                if not head_only:
-                    transport.write(b"0\r\n\r\n")
-                status = -1
-                if close:
-                    self.closing = True
-                    transport.close()
-            elif self.writable is not None:
-                await self.writable
-
-        try:
-            await self.app(scope, receive, send)
-        except Exception:  # answered (the app's own 500) or not: logged, as granian does
-            log.exception("request failed: %s %s", request.method, request.target[:200])
-        if status == 0:  # the app ended or failed before it answered
-            self._write(request, 500, [("content-type", "text/plain")], b"server error")
-        elif status > 0 and streaming:  # it stopped in the middle: the answer is cut
-            self.closing = True
-            self.transport.close()
-
-
-_POSTBACK_PATHS = frozenset(p.encode() for p in tracking.POSTBACK_PATHS)
-
-
-class NativeServer:
-    """Listens on one socket and serves `app` on this process's event loop."""
-
-    def __init__(self, app: ClickbackApp, sock: socket.socket):
-        self.app = app
-        self.sock = sock
-        name = sock.getsockname()
-        self.address = (name[0], name[1])
-        self.connections: set[Connection] = set()
-        self.stopping = False
-        self.loop = asyncio.get_event_loop()
-        self._server: asyncio.AbstractServer | None = None
-        self._sweep: asyncio.TimerHandle | None = None
-
-    async def start(self) -> None:
-        self.loop = asyncio.get_running_loop()
-        await self.app.startup()
-        self._server = await self.loop.create_server(
-            lambda: Connection(self), sock=self.sock, backlog=2048
-        )
-        self._tick()
-
-    def _tick(self) -> None:
-        """Each second: the Date line, and the connections past their timeouts."""
-        _clock.tick()
-        now = time.monotonic()
-        settings = self.app.settings
-        for conn in list(self.connections):
-            if conn.busy or conn.queue or conn.closing:
-                continue
-            if conn.request is not None and now - conn.started > settings.http_request_seconds:
-                conn._refuse(408, b"request not received in time")
-            elif conn.request is None and now - conn.last > settings.http_idle_seconds:
-                conn.closing = True
-                conn.transport.close()
-        self._sweep = self.loop.call_later(1.0, self._tick)
-
-    async def stop(self) -> None:
-        """No new connections; the requests begun are answered (up to STOP_GRACE), the
-        idle connections closed, then the app's own shutdown."""
-        self.stopping = True
-        if self._server is not None:
-            self._server.close()
-        deadline = time.monotonic() + STOP_GRACE
-        while time.monotonic() < deadline:
-            for conn in list(self.connections):
-                if not conn.busy and not conn.queue and conn.request is None:
-                    conn.closing = True
-                    conn.transport.close()
-            if not self.connections:
-                break
-            await asyncio.sleep(0.05)
-        for conn in list(self.connections):
-            conn.transport.close()
-        if self._sweep is not None:
-            self._sweep.cancel()
-        await self.app.shutdown()
-
-
-def listening_socket(host: str, port: int, reuse_port: bool = False) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    if reuse_port:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    sock.bind((host, port))
-    sock.listen(2048)
-    sock.setblocking(False)
-    return sock
-
-
-def serve(app_factory: Callable[[], ClickbackApp], sock: socket.socket) -> None:
-    """Run the server on `sock` until SIGTERM or SIGINT; exits 1 if start-up fails."""
-    import uvloop
-
-    async def main() -> None:
-        server = NativeServer(app_factory(), sock)
-        try:
-            await server.start()
-        except Exception:
-            log.exception("start-up failed")
-            raise SystemExit(1) from None
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-        await stop.wait()
-        await server.stop()
-
-    uvloop.run(main())
-
-
-def _worker(host: str, port: int) -> None:
-    """One worker process of `serve_workers`: its own socket on the shared port."""
-    from clickback.web.app import app_from_env
-
-    serve(app_from_env, listening_socket(host, port, reuse_port=True))
-
-
-# a worker that exits 1 this soon after it started failed to start: the others would too
-START_FAILURE_SECONDS = 5.0
-
-
-def serve_workers(host: str, port: int, workers: int) -> int:
-    """`workers` processes serving one port (SO_REUSEPORT: the kernel spreads the
-    connections), until SIGTERM or SIGINT, passed on to each. A worker that dies is
-    started again; one that fails as it starts (exit 1) stops them all. Returns the exit code."""
-    import multiprocessing
-
-    ctx = multiprocessing.get_context("spawn")  # a fresh interpreter: no state forked
-    procs: dict[int, Any] = {}
-    started: dict[int, float] = {}
-    stopping = False
-
-    def start(slot: int) -> None:
-        proc = ctx.Process(target=_worker, args=(host, port), name=f"clickback-worker-{slot}")
-        proc.start()
-        procs[slot], started[slot] = proc, time.monotonic()
-
-    def on_signal(signum: int, frame: object) -> None:
-        nonlocal stopping
-        stopping = True
-
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, on_signal)
-    for slot in range(workers):
-        start(slot)
-    code = 0
-    while not stopping:
-        time.sleep(0.2)
-        for slot, proc in list(procs.items()):
-            if proc.is_alive() or stopping:
-                continue
-            if proc.exitcode == 1 and time.monotonic() - started[slot] < START_FAILURE_SECONDS:
-                log.error("worker %d failed as it started (exit %s): stopping", slot, proc.exitcode)
-                stopping, code = True, 1
-                break
-            log.error("worker %d ended (exit %s): starting another", slot, proc.exitcode)
-            start(slot)
-    for proc in procs.values():
-        if proc.is_alive():
-            proc.terminate()  # SIGTERM: answers what began, then its shutdown
-    deadline = time.monotonic() + STOP_GRACE + 30
-    for proc in procs.values():
-        proc.join(max(0.1, deadline - time.monotonic()))
-        if proc.is_alive():
-            proc.kill()
-            proc.join()
-    return code
