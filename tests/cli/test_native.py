@@ -164,15 +164,47 @@ def test_a_head_too_large_and_a_request_that_is_not_http(native: Server) -> None
     assert httpx.get(f"{native.base}/healthz").text == "ok"  # and the server goes on
 
 
-def test_an_upgrade_is_answered_in_http_1_1_and_closed(native: Server) -> None:
+def test_an_upgrade_is_not_made_and_the_request_is_read_whole(native: Server) -> None:
+    """`curl --http2` on an http:// URL asks for h2c: the postback, its body included,
+    is read and answered in HTTP/1.1, and the connection kept."""
+    code = setup_link(native)
+    refid = refid_of(httpx.get(f"{native.base}/c/{code}"))
+    body = f"refid={refid}&orderamount=49.90&ordernumber=H2C".encode()
     with socket.create_connection(("127.0.0.1", native.port)) as s:
         s.sendall(
-            b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings\r\n"
-            b"Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n"
+            b"POST /postback HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings\r\n"
+            b"upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n"
+            b"Content-Type: application/x-www-form-urlencoded\r\n"
+            b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
         )
         [answer] = read_answers(s, 1)
-        assert answer.startswith(b"HTTP/1.1 200") and answer.endswith(b"ok"), answer
-        assert closed(s)
+        assert answer.startswith(b"HTTP/1.1 200") and b'"accepted"' in answer, answer
+        s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert read_answers(s, 1)[0].endswith(b"ok")
+
+
+def test_an_upload_refused_midway_is_answered_with_the_refusal(native: Server) -> None:
+    """An upload to the API cut by the server (a bad chunk, a pause past the request
+    time) is answered with that refusal, not the app's 500 at being cut; and one
+    without a token asking `Expect: 100-continue` is refused with no `100` first."""
+    url = b"POST /api/v1/advertisers HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n"
+    auth = url % TOKEN.encode()
+    with socket.create_connection(("127.0.0.1", native.port)) as s:
+        s.sendall(auth + b'Transfer-Encoding: chunked\r\n\r\n5\r\n{"nam\r\nZZ\r\n')
+        [answer] = read_answers(s, 1)
+        assert answer.startswith(b"HTTP/1.1 400"), answer
+    with socket.create_connection(("127.0.0.1", native.port)) as s:
+        s.sendall(auth + b"Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{")
+        [answer] = read_answers(s, 1, timeout=10)  # CLICKBACK_HTTP_REQUEST_SECONDS=1.5
+        assert answer.startswith(b"HTTP/1.1 408"), answer
+    with socket.create_connection(("127.0.0.1", native.port)) as s:
+        s.sendall(
+            b"POST /api/v1/advertisers HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
+            b"Content-Length: 30000000\r\n\r\n"
+        )
+        [answer] = read_answers(s, 1)
+        assert answer.startswith(b"HTTP/1.1 401"), answer
+    assert "Traceback" not in native.log.read_text()
 
 
 def test_idle_connections_and_slow_requests_time_out(native: Server) -> None:

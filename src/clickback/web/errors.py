@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from clickback.errors import ClickbackError
@@ -71,6 +71,8 @@ def on_unavailable(unavailable: Callable[[BaseException], bool]) -> Handler:
 
 
 async def on_unexpected(request: Request, exc: Exception) -> Response:
+    if isinstance(exc, ClientDisconnect):  # its client left before its body ended
+        return problem(400, "request_incomplete", "the client left before the body ended")
     log.exception("unexpected error on %s %s", request.method, request.url.path)
     return problem(500, "internal", "an unexpected error happened; it is logged")
 

@@ -109,6 +109,11 @@ def _escaped_first_line(data: bytes) -> bytes:
     return _NOT_ASCII.sub(lambda m: b"%%%02X" % m.group()[0], line) + rest
 
 
+# an upgrade asked for (h2c, a websocket) is not made: its header renamed `Xpgrade` (the
+# same length) before the parser reads it, the request (its body too) is read as any other
+_UPGRADE = re.compile(rb"(\n)u(pgrade[ \t]*:)", re.IGNORECASE)
+
+
 class Body:
     """An upload's body as it arrives, read by the app while it comes: at most
     BODY_BUFFER bytes are held before the connection stops reading."""
@@ -119,13 +124,15 @@ class Body:
         self.held = 0
         self.done = False  # the whole body came
         self.cut = False  # it will not: the client left, or it was refused
+        self.refused: tracking.Answer | None = None  # the refusal that cut it: the answer
+        self.expect = False  # the client waits for `100 Continue` before it sends it
         self._waiter: asyncio.Future[None] | None = None
 
     def feed(self, chunk: bytes) -> None:
         self.chunks.append(chunk)
         self.held += len(chunk)
         if self.held > BODY_BUFFER:
-            self.conn.transport.pause_reading()
+            self.conn.pause()
         self._wake()
 
     def end(self, cut: bool = False) -> None:
@@ -140,7 +147,12 @@ class Body:
             self._waiter.set_result(None)
 
     async def read(self) -> dict[str, Any]:
-        """The next ASGI message: what came since the last, or the disconnect."""
+        """The next ASGI message: what came since the last, or the disconnect. The
+        client asked to wait is told to go on now: the app wants the body."""
+        if self.expect:
+            self.expect = False
+            if not self.done and not self.cut and not self.conn.transport.is_closing():
+                self.conn.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
         while not self.chunks and not self.done and not self.cut:
             self._waiter = asyncio.get_running_loop().create_future()
             await self._waiter
@@ -237,6 +249,7 @@ class Connection(asyncio.Protocol):
         self.started = 0.0  # when the request being received began
         self.writable: asyncio.Future[None] | None = None
         self.lost: asyncio.Future[None] | None = None
+        self.paused = False  # reading paused by the server (not the client's doing)
 
     # the transport's side
     def connection_made(self, transport: Any) -> None:
@@ -249,6 +262,11 @@ class Connection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.server.connections.discard(self)
         self.closing = True
+        # what came and is not answered yet: no one to answer now, so only postbacks
+        # are still handed to the tracker (kept in the ledger), clicks not made
+        kept = [r for r in self.queue if r.refusal is None and r.is_postback()]
+        self.queue.clear()
+        self.queue.extend(kept)
         self._cut_short()
         if self.lost is not None and not self.lost.done():
             self.lost.set_result(None)
@@ -287,7 +305,7 @@ class Connection(asyncio.Protocol):
     def pause_writing(self) -> None:
         """The client is not reading its answers: nor is its next request read."""
         self.writable = asyncio.get_running_loop().create_future()
-        self.transport.pause_reading()
+        self.pause()
 
     def resume_writing(self) -> None:
         if self.writable is not None and not self.writable.done():
@@ -295,16 +313,25 @@ class Connection(asyncio.Protocol):
         self.writable = None
         self.resume()
 
+    def pause(self) -> None:
+        """Stop reading: the time a request takes to come does not run meanwhile."""
+        if not self.paused:
+            self.paused = True
+            self.transport.pause_reading()
+
     def resume(self) -> None:
         """Read again, unless something still holds the reading paused."""
         request = self.request
         if (
-            self.closing
+            not self.paused
+            or self.closing
             or self.writable is not None
             or len(self.queue) >= MAX_QUEUED
             or (request is not None and request.stream is not None and request.stream.held)
         ):
             return
+        self.paused = False
+        self.last = time.monotonic()
         self.transport.resume_reading()
 
     def data_received(self, data: bytes) -> None:
@@ -313,6 +340,8 @@ class Connection(asyncio.Protocol):
         self.last = time.monotonic()
         if (self.request is None or self.in_line) and not data.isascii():
             data = _escaped_first_line(data)
+        if (b"pgrade" in data or b"PGRADE" in data) and (self.request is None or not self.headed):
+            data = _UPGRADE.sub(rb"\1X\2", data)
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -376,20 +405,21 @@ class Connection(asyncio.Protocol):
         ):
             self._stop(413, b"body too large")
         expect = request.header(b"expect")
-        if (
+        expects = (
             expect is not None
             and expect.lower() == "100-continue"
             and request.http_version == "1.1"
-            and not self.busy
-            and not self.queue
-        ):
-            self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-        if not request.hot() and (
-            request.header(b"transfer-encoding") is not None or length not in (None, "0")
-        ):
-            # an upload: the app gets it as it comes, and may answer before it ends
+        )
+        if (
+            length not in (None, "0") or request.header(b"transfer-encoding") is not None
+        ) and not request.hot():
+            # an upload: the app gets it as it comes, and may answer before it ends (told
+            # to go on only once the app reads it: one refused is not sent)
             request.stream = Body(self)
+            request.stream.expect = expects
             self._queue(request)
+        elif expects and not self.busy and not self.queue:
+            self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
 
     def on_body(self, chunk: bytes) -> None:
         request = self.request
@@ -416,7 +446,7 @@ class Connection(asyncio.Protocol):
     def _queue(self, request: _Request) -> None:
         self.queue.append(request)
         if len(self.queue) >= MAX_QUEUED:
-            self.transport.pause_reading()
+            self.pause()
         if not self.busy:
             self._next()
 
@@ -427,8 +457,12 @@ class Connection(asyncio.Protocol):
         tracker instead, cut short (a 400 that says so)."""
         if self.closing:
             return
-        if not self._cut_short():  # else the postback's own answer says it was cut
-            self.queue.append(_refusal(status, text))
+        request = self.request
+        if request is not None and request.stream is not None and self.headed:
+            # an upload cut: its answer is this refusal, not what the app makes of the cut
+            request.stream.refused = _refusal(status, text).refusal
+        if not self._cut_short() and (request is None or request.stream is None):
+            self.queue.append(_refusal(status, text))  # (a postback's own answer says why)
         self.closing = True
         if not self.busy:
             self._next()

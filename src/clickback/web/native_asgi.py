@@ -64,6 +64,8 @@ async def answer_asgi(conn: Connection, request: _Request, path: bytes, query: b
     async def send(message: dict[str, Any]) -> None:
         nonlocal status, headers, streaming, close
         transport = conn.transport
+        if stream is not None and stream.refused is not None and not streaming:
+            return  # the upload was refused (408, 413, 400): that is the answer
         if message["type"] == "http.response.start":
             status = message["status"]
             headers = [
@@ -103,12 +105,18 @@ async def answer_asgi(conn: Connection, request: _Request, path: bytes, query: b
         elif conn.writable is not None:
             await conn.writable
 
-    try:
-        await conn.app(scope, receive, send)
-    except Exception:  # answered (the app's own 500) or not: logged, as granian does
-        log.exception("request failed: %s %s", request.method, request.target[:200])
+    if stream is None or stream.refused is None:
+        try:
+            await conn.app(scope, receive, send)
+        except Exception:  # answered (the app's own 500) or not: logged, as granian does
+            if stream is None or not stream.cut:  # (not the app told the upload was cut)
+                log.exception("request failed: %s %s", request.method, request.target[:200])
+    if stream is not None and stream.refused is not None and not streaming:
+        request.keep_alive = False
+        conn.write(request, *stream.refused)
+        return
     if status == 0 and stream is not None and stream.cut:
-        return  # the upload was refused or its client left: that refusal is the answer
+        return  # its client left: no one to answer
     if status == 0 or (status > 0 and not streaming):  # the app ended before it answered
         conn.write(request, *SERVER_ERROR)
     elif status > 0:  # it stopped in the middle: the answer is cut, so is the connection

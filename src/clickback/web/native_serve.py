@@ -63,6 +63,8 @@ class NativeServer:
             if conn.closing:
                 continue
             if conn.request is not None:
+                if conn.paused:  # the server holds it (its upload unread, a queue): not late
+                    continue
                 since = now - (conn.last if conn.headed else conn.started)
                 if since > limit:
                     conn.refuse(408, b"request not received in time")
