@@ -73,8 +73,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--server",
         choices=("granian", "native"),
-        default="granian",
-        help="what `clickback serve --server` runs the clickback targets on (granian)",
+        default=None,
+        help="what `clickback serve --server` runs the clickback targets on (serve's default)",
     )
     p.add_argument(
         "--pg-url",
@@ -652,7 +652,8 @@ def main(argv: list[str] | None = None) -> int:
     rows = summary.summarize(bench.results)
     title = (
         f"hot paths, medians of {args.runs} x {args.duration} s, wrk -t1 -c{args.connections} "
-        f"({facts['cores']} x {facts['cpu']}); clickback on serve --server {args.server}"
+        f"({facts['cores']} x {facts['cpu']}); clickback: serve --server "
+        f"{args.server or '(its default)'}"
     )
     summary.print_table(console, rows, title)
     base = summary.baseline_rps(bench.results)

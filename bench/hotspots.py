@@ -49,7 +49,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--rev", default="", help="profile this git revision of src/")
     add_env_option(p, "a setting for the clickback server; repeatable")
     add_visitors_option(p)
-    p.add_argument("--server", choices=("granian", "native"), default="granian")
+    p.add_argument("--server", choices=("granian", "native"), default=None)
     p.add_argument("--top", type=int, default=25, help="functions listed (25)")
     p.add_argument(
         "--pg",

@@ -108,7 +108,7 @@ def clickback(
     workers: int = 1,
     env: dict[str, str] | None = None,
     name: str = "clickback",
-    server: str = "granian",
+    server: str | None = None,
 ) -> Service:
     argv = [
         str(BIN / "clickback"),
@@ -122,7 +122,7 @@ def clickback(
         "--workers",
         str(workers),
     ]
-    if server != "granian":  # revisions before the option know only granian
+    if server:  # else serve's default (revisions before the option know only granian)
         argv += ["--server", server]
     # only the settings asked for: none inherited from the shell running the benchmark
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("CLICKBACK_")}

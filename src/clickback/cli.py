@@ -295,24 +295,31 @@ def serve(
     workers: Annotated[int, typer.Option(help="Worker processes (SQLite: keep 1).")] = 1,
     demo: Annotated[bool, typer.Option(help="Create demo data and print URLs to try.")] = False,
     interface: Annotated[
-        str,
+        str | None,
         typer.Option(
-            help="granian's interface: rsgi (the hot paths answered in one call each) "
-            "or asgi (the same app as any ASGI server runs it)."
+            help="With --server granian (which it implies): granian's interface, rsgi (the "
+            "default: the hot paths answered in one call each) or asgi (the same app as any "
+            "ASGI server runs it)."
         ),
-    ] = "rsgi",
+    ] = None,
     server: Annotated[
-        str,
+        str | None,
         typer.Option(
-            help="granian, or native: clickback's own HTTP/1.1 front (uvloop and httptools)."
+            help="native (the default): clickback's own HTTP/1.1 front (uvloop and httptools), "
+            "the faster; or granian."
         ),
-    ] = "granian",
+    ] = None,
 ) -> None:
     """Run the tracker (migrates the schema first)."""
-    if interface not in ("rsgi", "asgi"):
-        raise typer.BadParameter("rsgi or asgi", param_hint="--interface")
+    server = server or ("granian" if interface else "native")
     if server not in ("granian", "native"):
-        raise typer.BadParameter("granian or native", param_hint="--server")
+        raise typer.BadParameter("native or granian", param_hint="--server")
+    if interface not in (None, "rsgi", "asgi"):
+        raise typer.BadParameter("rsgi or asgi", param_hint="--interface")
+    if interface and server == "native":
+        raise typer.BadParameter(
+            "an interface of granian's: add --server granian", param_hint="--interface"
+        )
     settings = _settings(db)
     _check_worker_settings(settings)
     _check_port_free(host, port)
@@ -350,7 +357,7 @@ def serve(
     from granian import Granian
     from granian.constants import HTTPModes, Interfaces, Loops
 
-    rsgi = interface == "rsgi"
+    rsgi = interface != "asgi"
     # the target as a file and the working directory as its import root: given a module
     # name, granian puts the working directory first on the import path, and a click.py
     # or typer.py there stopped every worker at its start

@@ -128,7 +128,7 @@ class Server:
     ):
         self.db = db
         self.cwd = cwd
-        self.kind = "granian"  # the --server it was started with, where a test says
+        self.kind = "native"  # the --server it was started with, where a test says
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.log = tmp / f"serve-{self.port}.log"

@@ -264,7 +264,8 @@ def test_sigterm_answers_what_began_and_keeps_every_click(native: Server) -> Non
 
 
 def run_clickback(args: list[str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([CLICKBACK, *args], capture_output=True, text=True, timeout=60)
+    env = {**os.environ, "COLUMNS": "300"}  # an error's box not folded
+    return subprocess.run([CLICKBACK, *args], capture_output=True, text=True, timeout=60, env=env)
 
 
 def test_native_serve_on_a_port_in_use_is_a_clean_error(tmp_path: Path) -> None:
@@ -276,6 +277,8 @@ def test_native_serve_on_a_port_in_use_is_a_clean_error(tmp_path: Path) -> None:
         out = run_clickback(["serve", "--db", db, "--server", "native", "--port", str(port)])
     assert out.returncode == 2 and "cannot listen on" in out.stdout, out.stdout + out.stderr
     assert "Traceback" not in out.stdout + out.stderr
+    out = run_clickback(["serve", "--db", db, "--server", "native", "--interface", "asgi"])
+    assert out.returncode == 2 and "--server granian" in out.stdout + out.stderr
 
 
 def workers_of(pid: int) -> set[int]:

@@ -39,25 +39,29 @@ def test_demo_serve_click_and_postback(server: Server) -> None:
     assert (conv["ordernumber"], conv["orderamount"], conv["sub1"]) == ("ORDER-1", "49.90", "demo")
 
 
-@pytest.mark.parametrize("interface", ["rsgi", "asgi"])
+@pytest.mark.parametrize(
+    "options", [("--interface", "rsgi"), ("--interface", "asgi"), ("--server", "native")]
+)
 def test_serve_starts_in_a_directory_holding_modules_named_as_its_own(
-    sqlite_db: str, tmp_path: Path, interface: str
+    sqlite_db: str, tmp_path: Path, options: tuple[str, str]
 ) -> None:
     """granian put the working directory first on the import path: a click.py there
-    (a script of one's own, named after what it does) stopped every worker at start."""
+    (a script of one's own, named after what it does) stopped every worker at start.
+    An interface of granian's is served by granian."""
     here = tmp_path / "scripts"
     here.mkdir()
     for name in ("click", "typer", "clickback", "httpx", "granian"):
         (here / f"{name}.py").write_text("raise SystemExit('the wrong module was imported')\n")
     srv = Server(sqlite_db, tmp_path, cwd=here)
     try:
-        srv.start("--demo", "--interface", interface)
+        srv.start("--demo", *options)
         tracking = re.search(r"Tracking link: (\S+)", srv.log.read_text())
         assert tracking
         assert httpx.get(tracking.group(1)).status_code == 302
     finally:
         srv.stop()
     assert "wrong module" not in srv.log.read_text()
+    assert ("Starting granian" in srv.log.read_text()) == (options[0] == "--interface")
 
 
 def test_the_cli_prints_urls_on_the_port_serve_answers_on(server: Server) -> None:
