@@ -312,6 +312,15 @@ def test_workers_share_the_port_and_one_that_dies_is_replaced(
             time.sleep(0.1)
         # the port is served throughout: by the other worker, then by both
         refids += [refid_of(httpx.get(f"{srv.base}/c/{code}")) for _ in range(10)]
+        # one that dies as it starts, again and again, is started again after a pause
+        [again] = now - first
+        os.kill(again, signal.SIGKILL)
+        time.sleep(3)
+        assert len(workers_of(srv.proc.pid)) == 1  # not at once
+        deadline = time.monotonic() + 30
+        while len(workers_of(srv.proc.pid)) < 2:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
         assert srv.proc.poll() is None
         os.killpg(srv.proc.pid, signal.SIGTERM)
         assert srv.proc.wait(30) == 0

@@ -153,6 +153,7 @@ def serve_workers(host: str, port: int, workers: int) -> int:
     ctx = multiprocessing.get_context("spawn")  # a fresh interpreter: no state forked
     procs: dict[int, Any] = {}
     started: dict[int, float] = {}
+    waiting: dict[int, float] = {}  # slot: when its worker may be started again
     stopping = False
 
     def start(slot: int) -> None:
@@ -171,13 +172,25 @@ def serve_workers(host: str, port: int, workers: int) -> int:
     code = 0
     while not stopping:
         time.sleep(0.2)
+        now = time.monotonic()
         for slot, proc in list(procs.items()):
             if proc.is_alive() or stopping:
                 continue
-            if proc.exitcode == 1 and time.monotonic() - started[slot] < START_FAILURE_SECONDS:
+            if slot in waiting:
+                if now >= waiting[slot]:
+                    del waiting[slot]
+                    start(slot)
+                continue
+            quick = now - started[slot] < START_FAILURE_SECONDS
+            if proc.exitcode == 1 and quick:
                 log.error("worker %d failed as it started (exit %s): stopping", slot, proc.exitcode)
                 stopping, code = True, 1
                 break
+            if quick:  # dying again and again (out of memory, say): not in a tight loop
+                log.error("worker %d ended (exit %s) as it started: another in %.0f s",
+                          slot, proc.exitcode, START_FAILURE_SECONDS)  # fmt: skip
+                waiting[slot] = now + START_FAILURE_SECONDS
+                continue
             log.error("worker %d ended (exit %s): starting another", slot, proc.exitcode)
             start(slot)
     for proc in procs.values():
