@@ -472,3 +472,96 @@ def test_http_details_expect_1_0_no_content_and_odd_targets(native: Server) -> N
             s.sendall(f"GET {target} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
             [answer] = read_answers(s, 1)
             assert answer.startswith(b"HTTP/1.1 302"), (target, answer)
+
+
+def test_upgrades_pipelined_split_or_in_any_case_keep_their_bodies(native: Server) -> None:
+    """However an Upgrade comes (behind a request whose body ends in the same packet,
+    its header in a packet of its own, in any case), the postback's body is read; a
+    body holding a line `upgrade: …` is kept as it was sent."""
+    code = setup_link(native)
+    refid = refid_of(httpx.get(f"{native.base}/c/{code}"))
+
+    def postback(order: str, upgrade: bytes = b"") -> bytes:
+        body = f"refid={refid}&orderamount=5&ordernumber={order}".encode()
+        return (
+            b"POST /postback HTTP/1.1\r\nHost: x\r\n%s"
+            b"Content-Type: application/x-www-form-urlencoded\r\n"
+            b"Content-Length: %d\r\n\r\n%s" % (upgrade, len(body), body)
+        )
+
+    h2c = b"Connection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AA\r\n"
+    with socket.create_connection(("127.0.0.1", native.port)) as s:
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        first = postback("U1")
+        s.sendall(first[:-3])
+        time.sleep(0.2)
+        s.sendall(first[-3:] + postback("U2", h2c))  # pipelined behind a body's end
+        time.sleep(0.2)
+        mixed = postback("U3", h2c.replace(b"Upgrade: h2c", b"upGrade: h2c"))
+        split = mixed.index(b"upGrade")
+        s.sendall(mixed[:split])  # the header name starts the next packet
+        time.sleep(0.2)
+        s.sendall(mixed[split:])
+        answers = read_answers(s, 3)
+        assert all(b'"accepted"' in a for a in answers), answers
+        s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")  # and it goes on
+        assert read_answers(s, 1)[0].endswith(b"ok")
+    note = "line1\nupgrade: yes"
+    r = httpx.post(
+        f"{native.base}/postback",
+        files={"coupon": (None, note)},
+        data={"refid": refid, "orderamount": "1", "ordernumber": "U4"},
+    )
+    assert r.json()["status"] == "accepted", r.text
+    coupons = {
+        c["ordernumber"]: c["coupon"] for c in api(native, "GET", "/conversions").json()["items"]
+    }
+    assert coupons["U4"] == note and {"U1", "U2", "U3"} <= set(coupons)
+
+
+def test_a_client_that_does_not_read_is_not_answered_into_memory(native: Server) -> None:
+    """Requests piled up by a client that reads none of its answers are answered only
+    as it reads, and the connection is dropped once it has not read for
+    CLICKBACK_HTTP_IDLE_SECONDS (1.5 here)."""
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.connect(("127.0.0.1", native.port))
+    try:
+        s.settimeout(10)
+        s.sendall(b"GET /ui/static/uplot-1.6.32.iife.min.js HTTP/1.1\r\nHost: x\r\n\r\n" * 600)
+        time.sleep(5)
+        s.settimeout(5)
+        data = b""
+        try:
+            while chunk := s.recv(65536):
+                data += chunk
+        except (ConnectionResetError, TimeoutError):
+            pass
+    finally:
+        s.close()
+    # what the kernel's buffers held (tens), not all 600 answers kept in the server's memory
+    assert data.count(b"HTTP/1.1 200") < 300, data.count(b"HTTP/1.1 200")
+    assert httpx.get(f"{native.base}/healthz").text == "ok"
+
+
+def test_a_pipelined_postback_waiting_to_continue_is_told_in_its_turn(native: Server) -> None:
+    code = setup_link(native)
+    refid = refid_of(httpx.get(f"{native.base}/c/{code}"))
+    body = f"refid={refid}&orderamount=7&ordernumber=EXP2".encode()
+    with socket.create_connection(("127.0.0.1", native.port)) as s:
+        s.sendall(
+            f"GET /c/{code} HTTP/1.1\r\nHost: x\r\n\r\n".encode()
+            + b"POST /postback HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
+            b"Content-Type: application/x-www-form-urlencoded\r\n"
+            b"Content-Length: %d\r\n\r\n" % len(body)
+        )
+        s.settimeout(5)
+        data = b""
+        while b"100 Continue\r\n\r\n" not in data:  # the click's 302, then the 100
+            chunk = s.recv(65536)
+            assert chunk, data  # not closed: the postback refused as cut
+            data += chunk
+        assert data.startswith(b"HTTP/1.1 302") and data.endswith(b"\r\n\r\n"), data
+        s.sendall(body)
+        [answer] = read_answers(s, 1)
+        assert b'"accepted"' in answer, answer

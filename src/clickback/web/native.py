@@ -109,11 +109,6 @@ def _escaped_first_line(data: bytes) -> bytes:
     return _NOT_ASCII.sub(lambda m: b"%%%02X" % m.group()[0], line) + rest
 
 
-# an upgrade asked for (h2c, a websocket) is not made: its header renamed `Xpgrade` (the
-# same length) before the parser reads it, the request (its body too) is read as any other
-_UPGRADE = re.compile(rb"(\n)u(pgrade[ \t]*:)", re.IGNORECASE)
-
-
 class Body:
     """An upload's body as it arrives, read by the app while it comes: at most
     BODY_BUFFER bytes are held before the connection stops reading."""
@@ -250,6 +245,10 @@ class Connection(asyncio.Protocol):
         self.writable: asyncio.Future[None] | None = None
         self.lost: asyncio.Future[None] | None = None
         self.paused = False  # reading paused by the server (not the client's doing)
+        self.upgraded: _Request | None = None  # an upgrade's request, its body unread
+        self.continued = False  # the parser reads the body of `upgraded`
+        self.expecting = False  # the request being received waits for its `100 Continue`
+        self.stalled = 0.0  # since when the client has not read its answers
 
     # the transport's side
     def connection_made(self, transport: Any) -> None:
@@ -272,6 +271,7 @@ class Connection(asyncio.Protocol):
             self.lost.set_result(None)
         if self.writable is not None and not self.writable.done():
             self.writable.set_result(None)
+        self.writable = None
         if not self.busy and self.queue:
             self._next()
 
@@ -303,8 +303,10 @@ class Connection(asyncio.Protocol):
         return False
 
     def pause_writing(self) -> None:
-        """The client is not reading its answers: nor is its next request read."""
+        """The client is not reading its answers: nor is its next request read, nor
+        answered (`_next`); past CLICKBACK_HTTP_IDLE_SECONDS the connection is dropped."""
         self.writable = asyncio.get_running_loop().create_future()
+        self.stalled = time.monotonic()
         self.pause()
 
     def resume_writing(self) -> None:
@@ -312,6 +314,8 @@ class Connection(asyncio.Protocol):
             self.writable.set_result(None)
         self.writable = None
         self.resume()
+        if not self.busy and self.queue:
+            self._next()
 
     def pause(self) -> None:
         """Stop reading: the time a request takes to come does not run meanwhile."""
@@ -340,31 +344,46 @@ class Connection(asyncio.Protocol):
         self.last = time.monotonic()
         if (self.request is None or self.in_line) and not data.isascii():
             data = _escaped_first_line(data)
-        if (b"pgrade" in data or b"PGRADE" in data) and (self.request is None or not self.headed):
-            data = _UPGRADE.sub(rb"\1X\2", data)
         try:
             self.parser.feed_data(data)
-        except httptools.HttpParserUpgrade:
-            # asked to switch protocols (h2c, a websocket): answered in HTTP/1.1, as
-            # if not asked, and closed after, since what follows is not HTTP/1.1
-            self.closing = True
-            if self.queue:
-                self.queue[-1].keep_alive = False
-            elif not self.busy:
-                self.transport.close()
+        except httptools.HttpParserUpgrade as exc:
+            self._not_upgraded(data[exc.args[0] if exc.args else len(data) :])
         except (httptools.HttpParserError, _Stopped) as exc:
             if not self.closing:
                 self.refuse(400, f"bad request: {exc}".encode())
 
+    def _not_upgraded(self, rest: bytes) -> None:
+        """An upgrade asked for (h2c, as `curl --http2` asks; a websocket) is not made:
+        the request is answered in HTTP/1.1. The parser stopped at it, its body unread:
+        a new parser reads on, the body first (framed as the request said), then the
+        requests after it."""
+        self.parser = httptools.HttpRequestParser(self)
+        request, self.upgraded = self.upgraded, None
+        if request is not None:
+            chunked = request.header(b"transfer-encoding") is not None
+            length = request.header(b"content-length") or "0"
+            framing = (
+                b"transfer-encoding: chunked" if chunked else b"content-length: %d" % int(length)
+            )
+            self.request, self.continued = request, True
+            rest = b"POST / HTTP/1.1\r\n%s\r\n\r\n%s" % (framing, rest)
+        if rest:
+            self.data_received(rest)
+
     # the parser's side
     def on_message_begin(self) -> None:
+        if self.continued:  # the body of a request the parser stopped at (an upgrade)
+            return
         self.request = _Request()
+        self.expecting = False
         self.in_line = True
         self.headed = False
         self.head_size = 0
         self.started = time.monotonic()
 
     def on_url(self, url: bytes) -> None:
+        if self.continued:
+            return
         request = self.request
         assert request is not None
         request.target += url
@@ -373,6 +392,8 @@ class Connection(asyncio.Protocol):
             self._stop(414, b"request target too long")
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        if self.continued:
+            return
         request = self.request
         assert request is not None
         self.in_line = False
@@ -387,6 +408,8 @@ class Connection(asyncio.Protocol):
             self._stop(431, b"request line and headers too large")
 
     def on_headers_complete(self) -> None:
+        if self.continued:
+            return
         request = self.request
         assert request is not None
         self.in_line = False
@@ -420,6 +443,8 @@ class Connection(asyncio.Protocol):
             self._queue(request)
         elif expects and not self.busy and not self.queue:
             self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        elif expects:  # behind answers still to be written: once they are (`_next`)
+            self.expecting = True
 
     def on_body(self, chunk: bytes) -> None:
         request = self.request
@@ -437,6 +462,18 @@ class Connection(asyncio.Protocol):
     def on_message_complete(self) -> None:
         request = self.request
         assert request is not None
+        if (
+            not self.continued
+            and self.parser.should_upgrade()
+            and (
+                request.header(b"transfer-encoding") is not None
+                or request.header(b"content-length") not in (None, "0")
+            )
+        ):
+            self.upgraded = request  # its body is still to come: `_not_upgraded`
+            return
+        self.continued = False
+        self.expecting = False
         self.request = None
         if request.stream is not None:
             request.stream.end()
@@ -477,6 +514,9 @@ class Connection(asyncio.Protocol):
         to wait for, a refusal), then the first that waits (its callback or task calls
         this again once it has answered)."""
         while self.queue:
+            if self.writable is not None:  # answered once the client reads what it has
+                self.busy = False
+                return
             request = self.queue.popleft()
             if len(self.queue) < MAX_QUEUED // 2:
                 self.resume()
@@ -484,6 +524,10 @@ class Connection(asyncio.Protocol):
                 self.busy = True
                 return
         self.busy = False
+        if self.expecting and self.request is not None and not self.closing:
+            # its turn: the client waiting to send its body is told to go on
+            self.expecting = False
+            self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
         if self.closing and self.transport is not None and not self.transport.is_closing():
             self.transport.close()
 

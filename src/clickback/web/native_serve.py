@@ -60,6 +60,9 @@ class NativeServer:
         settings = self.app.settings
         limit = settings.http_request_seconds
         for conn in list(self.connections):
+            if conn.writable is not None and now - conn.stalled > settings.http_idle_seconds:
+                conn.transport.abort()  # its answers unread: dropped, not flushed for ever
+                continue
             if conn.closing:
                 continue
             if conn.request is not None:
@@ -71,6 +74,8 @@ class NativeServer:
             elif not conn.busy and not conn.queue and now - conn.last > settings.http_idle_seconds:
                 conn.closing = True
                 conn.transport.close()
+                if conn.transport.get_write_buffer_size():
+                    conn.transport.abort()
         self._sweep = self.loop.call_later(1.0, self._tick)
 
     async def stop(self) -> None:
@@ -89,7 +94,7 @@ class NativeServer:
                 break
             await asyncio.sleep(0.05)
         for conn in list(self.connections):
-            conn.transport.close()  # a postback being received is still kept, cut
+            conn.transport.abort()  # a postback being received is still kept, cut
         # the answers still being made (a postback a closed connection handed over) end
         # before the app's shutdown closes the store
         deadline = time.monotonic() + 2
