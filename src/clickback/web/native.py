@@ -342,33 +342,40 @@ class Connection(asyncio.Protocol):
         if self.closing:
             return
         self.last = time.monotonic()
-        if (self.request is None or self.in_line) and not data.isascii():
-            data = _escaped_first_line(data)
-        try:
-            self.parser.feed_data(data)
-        except httptools.HttpParserUpgrade as exc:
-            self._not_upgraded(data[exc.args[0] if exc.args else len(data) :])
-        except (httptools.HttpParserError, _Stopped) as exc:
-            if not self.closing:
-                self.refuse(400, f"bad request: {exc}".encode())
+        while data and not self.closing:  # again after each upgrade the parser stopped at
+            if (self.request is None or self.in_line) and not data.isascii():
+                data = _escaped_first_line(data)
+            try:
+                self.parser.feed_data(data)
+            except httptools.HttpParserUpgrade as exc:
+                data = self._not_upgraded(data[exc.args[0] if exc.args else len(data) :])
+                continue
+            except (httptools.HttpParserError, _Stopped) as exc:
+                if not self.closing:
+                    self.refuse(400, f"bad request: {exc}".encode())
+            return
 
-    def _not_upgraded(self, rest: bytes) -> None:
+    def _not_upgraded(self, rest: bytes) -> bytes:
         """An upgrade asked for (h2c, as `curl --http2` asks; a websocket) is not made:
         the request is answered in HTTP/1.1. The parser stopped at it, its body unread:
-        a new parser reads on, the body first (framed as the request said), then the
-        requests after it."""
+        a new parser reads on (the bytes returned), the body first, framed as the
+        request said, then the requests after it."""
         self.parser = httptools.HttpRequestParser(self)
         request, self.upgraded = self.upgraded, None
-        if request is not None:
-            chunked = request.header(b"transfer-encoding") is not None
-            length = request.header(b"content-length") or "0"
-            framing = (
-                b"transfer-encoding: chunked" if chunked else b"content-length: %d" % int(length)
-            )
-            self.request, self.continued = request, True
-            rest = b"POST / HTTP/1.1\r\n%s\r\n\r\n%s" % (framing, rest)
-        if rest:
-            self.data_received(rest)
+        if request is None:
+            return rest
+        self.request, self.continued = request, True
+        codings = [v for k, v in request.headers if k == b"transfer-encoding"]
+        if codings:
+            if b",".join(codings).rsplit(b",", 1)[-1].strip().lower() != b"chunked":
+                # as the parser refuses it without an upgrade: no length it can be read by
+                self.continued = False
+                self.refuse(400, b"bad request: Request has invalid Transfer-Encoding")
+                return b""
+            framing = b"transfer-encoding: chunked"
+        else:
+            framing = b"content-length: %d" % int(request.header(b"content-length") or "0")
+        return b"POST / HTTP/1.1\r\n%s\r\n\r\n%s" % (framing, rest)
 
     # the parser's side
     def on_message_begin(self) -> None:
