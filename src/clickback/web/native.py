@@ -4,7 +4,8 @@ httptools parser, no server framework between the socket and the tracker.
 The two hot paths are answered straight from the parsed request: a click on a link in
 the cache waits for its write with a callback (no task), and its answer is written as
 one buffer. Everything else (health checks, the admin API, the dashboard, the kit) goes
-to the ASGI app through `native_asgi`, its body passed on as it arrives. The server
+to the ASGI app through `native_asgi`, its body passed on as it arrives (`native_request`
+holds the parsed request and the upload's body). The server
 itself (the listening socket, timeouts, workers, stop) is in `native_serve`.
 
 What a connection owes its client here:
@@ -27,7 +28,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
-import re
 import time
 from email.utils import formatdate
 from functools import partial
@@ -39,6 +39,13 @@ import httptools
 
 from clickback.domain import security
 from clickback.web import tracking
+from clickback.web.native_request import (
+    POSTBACK_PATHS,
+    Body,
+    Request,
+    escaped_first_line,
+    refusal,
+)
 from clickback.web.tracking import MAX_BODY, BodyError, body_cut_short, body_too_large
 
 if TYPE_CHECKING:
@@ -51,12 +58,10 @@ MAX_HEAD = 65536  # request line and headers, bytes
 MAX_HEADERS = 128
 MAX_OTHER_BODY = 64 * 1024 * 1024  # the admin API's and dashboard's uploads
 MAX_QUEUED = 8  # pipelined requests waiting on one connection before reading pauses
-BODY_BUFFER = 1024 * 1024  # an upload's bytes held for the app before reading pauses
 SERVER_ERROR: tracking.Answer = (500, [("content-type", "text/plain")], b"server error")
 
 _REASONS = {s.value: s.phrase.encode() for s in HTTPStatus}
 _NO_LENGTH = frozenset({204, 304})
-_POSTBACK_PATHS = frozenset(p.encode() for p in tracking.POSTBACK_PATHS)
 
 
 class _Stopped(Exception):
@@ -76,7 +81,7 @@ clock = _Clock()
 clock.tick()
 
 
-def head(request: _Request, status: int, headers: Any, length: int | None, close: bool) -> bytes:
+def head(request: Request, status: int, headers: Any, length: int | None, close: bool) -> bytes:
     """An answer's status line and headers; `length` None: chunked (HTTP/1.1) or to the
     end of the connection (HTTP/1.0, `close` then)."""
     lines = [b"HTTP/1.1 %d %s\r\n" % (status, _REASONS.get(status, b""))]
@@ -95,134 +100,6 @@ def head(request: _Request, status: int, headers: Any, length: int | None, close
     return b"".join(lines)
 
 
-_NOT_ASCII = re.compile(rb"[\x80-\xff]")
-
-
-def _escaped_first_line(data: bytes) -> bytes:
-    """`data` with the bytes past ASCII in its first line (a request line, or the rest
-    of one) escaped as `%XX`: a client that sends `?coupon=Müller` unescaped (a
-    server-side script's postback, say) is read as if it had sent `M%C3%BCller`, which
-    the tracker reads alike, where the parser would refuse the request. The rest
-    (headers, a body) is left as it came."""
-    end = data.find(b"\n")
-    line, rest = (data, b"") if end < 0 else (data[:end], data[end:])
-    return _NOT_ASCII.sub(lambda m: b"%%%02X" % m.group()[0], line) + rest
-
-
-class Body:
-    """An upload's body as it arrives, read by the app while it comes: at most
-    BODY_BUFFER bytes are held before the connection stops reading."""
-
-    def __init__(self, conn: Connection):
-        self.conn = conn
-        self.chunks: list[bytes] = []
-        self.held = 0
-        self.done = False  # the whole body came
-        self.cut = False  # it will not: the client left, or it was refused
-        self.refused: tracking.Answer | None = None  # the refusal that cut it: the answer
-        self.expect = False  # the client waits for `100 Continue` before it sends it
-        self._waiter: asyncio.Future[None] | None = None
-
-    def feed(self, chunk: bytes) -> None:
-        self.chunks.append(chunk)
-        self.held += len(chunk)
-        if self.held > BODY_BUFFER:
-            self.conn.pause()
-        self._wake()
-
-    def end(self, cut: bool = False) -> None:
-        if cut:
-            self.cut = True
-        else:
-            self.done = True
-        self._wake()
-
-    def _wake(self) -> None:
-        if self._waiter is not None and not self._waiter.done():
-            self._waiter.set_result(None)
-
-    async def read(self) -> dict[str, Any]:
-        """The next ASGI message: what came since the last, or the disconnect. The
-        client asked to wait is told to go on now: the app wants the body."""
-        if self.expect:
-            self.expect = False
-            if not self.done and not self.cut and not self.conn.transport.is_closing():
-                self.conn.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-        while not self.chunks and not self.done and not self.cut:
-            self._waiter = asyncio.get_running_loop().create_future()
-            await self._waiter
-        if self.chunks:
-            data = b"".join(self.chunks)
-            self.chunks.clear()
-            self.held = 0
-            self.conn.resume()
-            return {"type": "http.request", "body": data, "more_body": not self.done}
-        if self.cut:
-            return {"type": "http.disconnect"}
-        return {"type": "http.request", "body": b"", "more_body": False}
-
-
-class _Request:
-    __slots__ = (
-        "body",
-        "cut",
-        "headers",
-        "http_version",
-        "keep_alive",
-        "method",
-        "refusal",
-        "size",
-        "stream",
-        "target",
-    )
-
-    def __init__(self) -> None:
-        self.method = ""
-        self.target = b""
-        self.headers: list[tuple[bytes, bytes]] = []
-        self.body: list[bytes] = []
-        self.size = 0  # body bytes received
-        self.cut = False  # its client left or stalled before its body ended
-        self.keep_alive = True
-        self.http_version = "1.1"
-        self.stream: Body | None = None  # an upload passed on as it comes
-        self.refusal: tracking.Answer | None = None  # not a request: a refusal to write
-
-    def header(self, name: bytes) -> str | None:
-        """The first line of a header, or None."""
-        for k, v in self.headers:
-            if k == name:
-                return v.decode("latin-1")
-        return None
-
-    def path_query(self) -> tuple[bytes, bytes]:
-        """The path and query of the target, of an absolute one too (`http://host/p`),
-        without a fragment."""
-        target = self.target.partition(b"#")[0]
-        if target[:1] != b"/" and b"://" in target:  # absolute: the authority left out
-            rest = target.partition(b"://")[2]
-            at = min((i for i in (rest.find(b"/"), rest.find(b"?")) if i >= 0), default=len(rest))
-            target = rest[at:]
-            if target[:1] != b"/":
-                target = b"/" + target
-        path, _, query = target.partition(b"?")
-        return path, query
-
-    def is_postback(self) -> bool:
-        return self.path_query()[0] in _POSTBACK_PATHS
-
-    def hot(self) -> bool:
-        path = self.path_query()[0]
-        return path[:3] == b"/c/" or path in _POSTBACK_PATHS
-
-
-def _refusal(status: int, text: bytes) -> _Request:
-    request = _Request()
-    request.refusal = (status, [("content-type", "text/plain")], text)
-    request.keep_alive = False
-    return request
-
-
 class Connection(asyncio.Protocol):
     """One client connection: parses requests, answers them in order."""
 
@@ -233,11 +110,11 @@ class Connection(asyncio.Protocol):
         self.peer = ""
         self.peer_port = 0
         self.parser = httptools.HttpRequestParser(self)
-        self.request: _Request | None = None  # the one being received
+        self.request: Request | None = None  # the one being received
         self.in_line = False  # its request line is not whole yet
         self.head_size = 0
         self.headed = False  # its headers are whole
-        self.queue: collections.deque[_Request] = collections.deque()
+        self.queue: collections.deque[Request] = collections.deque()
         self.busy = False  # a request is being answered
         self.closing = False  # nothing more is read; closed once the queue is answered
         self.last = time.monotonic()  # when a byte last came, or an answer went
@@ -245,7 +122,7 @@ class Connection(asyncio.Protocol):
         self.writable: asyncio.Future[None] | None = None
         self.lost: asyncio.Future[None] | None = None
         self.paused = False  # reading paused by the server (not the client's doing)
-        self.upgraded: _Request | None = None  # an upgrade's request, its body unread
+        self.upgraded: Request | None = None  # an upgrade's request, its body unread
         self.continued = False  # the parser reads the body of `upgraded`
         self.expecting = False  # the request being received waits for its `100 Continue`
         self.stalled = 0.0  # since when the client has not read its answers
@@ -344,7 +221,7 @@ class Connection(asyncio.Protocol):
         self.last = time.monotonic()
         while data and not self.closing:  # again after each upgrade the parser stopped at
             if (self.request is None or self.in_line) and not data.isascii():
-                data = _escaped_first_line(data)
+                data = escaped_first_line(data)
             try:
                 self.parser.feed_data(data)
             except httptools.HttpParserUpgrade as exc:
@@ -381,7 +258,7 @@ class Connection(asyncio.Protocol):
     def on_message_begin(self) -> None:
         if self.continued:  # the body of a request the parser stopped at (an upgrade)
             return
-        self.request = _Request()
+        self.request = Request()
         self.expecting = False
         self.in_line = True
         self.headed = False
@@ -487,7 +364,7 @@ class Connection(asyncio.Protocol):
             return
         self._queue(request)
 
-    def _queue(self, request: _Request) -> None:
+    def _queue(self, request: Request) -> None:
         self.queue.append(request)
         if len(self.queue) >= MAX_QUEUED:
             self.pause()
@@ -504,9 +381,9 @@ class Connection(asyncio.Protocol):
         request = self.request
         if request is not None and request.stream is not None and self.headed:
             # an upload cut: its answer is this refusal, not what the app makes of the cut
-            request.stream.refused = _refusal(status, text).refusal
+            request.stream.refused = refusal(status, text).refusal
         if not self._cut_short() and (request is None or request.stream is None):
-            self.queue.append(_refusal(status, text))  # (a postback's own answer says why)
+            self.queue.append(refusal(status, text))  # (a postback's own answer says why)
         self.closing = True
         if not self.busy:
             self._next()
@@ -538,7 +415,7 @@ class Connection(asyncio.Protocol):
         if self.closing and self.transport is not None and not self.transport.is_closing():
             self.transport.close()
 
-    def _start(self, request: _Request) -> bool:
+    def _start(self, request: Request) -> bool:
         """Begin answering `request`; True if it was answered at once. A click on a
         serving link in the cache waits for its write with a callback; the rest in a
         task of its own. The hot paths are counted as the ASGI app counts its requests
@@ -568,7 +445,7 @@ class Connection(asyncio.Protocol):
         task.add_done_callback(self.server.tasks.discard)
         return False
 
-    def _clicked(self, request: _Request, location: str, written: asyncio.Future[None]) -> None:
+    def _clicked(self, request: Request, location: str, written: asyncio.Future[None]) -> None:
         self.app.in_flight -= 1
         exc = written.exception() if not written.cancelled() else asyncio.CancelledError()
         if exc is None:
@@ -581,13 +458,13 @@ class Connection(asyncio.Protocol):
             self.write(request, *answer)
         self._next()
 
-    async def _answer(self, request: _Request, path: bytes, query: bytes) -> None:
+    async def _answer(self, request: Request, path: bytes, query: bytes) -> None:
         """One request answered in a task; then the next on this connection."""
         from clickback.web.native_asgi import answer_asgi
 
         app = self.app
         try:
-            if path[:3] == b"/c/" or path in _POSTBACK_PATHS:
+            if path[:3] == b"/c/" or path in POSTBACK_PATHS:
                 app.begun += 1
                 app.in_flight += 1
                 try:
@@ -607,14 +484,14 @@ class Connection(asyncio.Protocol):
         finally:
             self._next()
 
-    def closes_after(self, request: _Request) -> bool:
+    def closes_after(self, request: Request) -> bool:
         """Whether the connection is closed once `request` is answered: asked for, or
         the server is stopping and nothing more came on it."""
         return not request.keep_alive or (
             self.server.stopping and not self.queue and self.request is None
         )
 
-    def write(self, request: _Request, status: int, headers: Any, body: bytes) -> None:
+    def write(self, request: Request, status: int, headers: Any, body: bytes) -> None:
         """A whole answer; the connection closed after it if `closes_after`."""
         self.last = time.monotonic()
         if self.transport is None or self.transport.is_closing():
@@ -636,7 +513,7 @@ class Connection(asyncio.Protocol):
             self.queue.append(request)
         self.transport.close()
 
-    def _ip(self, request: _Request) -> str:
+    def _ip(self, request: Request) -> str:
         if not self.app.trusted_proxies:
             return self.peer
         lines = [v.decode("latin-1") for k, v in request.headers if k == b"x-forwarded-for"]
@@ -645,7 +522,7 @@ class Connection(asyncio.Protocol):
         return security.forwarded_ip(self.peer, ", ".join(lines), self.app.trusted_proxies)
 
     def _click_args(
-        self, request: _Request, path: bytes, query: bytes
+        self, request: Request, path: bytes, query: bytes
     ) -> tuple[str, str, str, str, str, str]:
         """What `tracking.click_answer` takes after the app: method, code, query, the
         visitor's address, User-Agent and Referer (each header's first line)."""
@@ -664,7 +541,7 @@ class Connection(asyncio.Protocol):
             referer or "",
         )
 
-    async def _postback(self, request: _Request, query: bytes) -> tracking.Answer:
+    async def _postback(self, request: Request, query: bytes) -> tracking.Answer:
         method = request.method
         length = request.header(b"content-length")
         chunked = request.header(b"transfer-encoding") is not None

@@ -15,14 +15,15 @@ from urllib.parse import unquote
 from clickback.web.native import SERVER_ERROR, head
 
 if TYPE_CHECKING:
-    from clickback.web.native import Connection, _Request
+    from clickback.web.native import Connection
+    from clickback.web.native_request import Request
 
 log = logging.getLogger("clickback")
 
 _DROPPED = (b"content-length", b"transfer-encoding", b"connection")
 
 
-async def answer_asgi(conn: Connection, request: _Request, path: bytes, query: bytes) -> None:
+async def answer_asgi(conn: Connection, request: Request, path: bytes, query: bytes) -> None:
     server = conn.server
     scope = {
         "type": "http",
