@@ -32,6 +32,9 @@ class Receiver:
     hits: list[Hit] = field(default_factory=list)
     port: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
+    # set: every request waits for it to be set before it is answered (and recorded)
+    hold: threading.Event | None = None
+    arrived: int = 0  # requests that came, answered or not
 
     def next_behaviour(self) -> int | float:
         with self.lock:
@@ -64,13 +67,21 @@ def verify_signature(secret: str, header: str, payload: str, skew: int = 300) ->
 
 @contextmanager
 def receiving(
-    script: list[int | float], host: str = "127.0.0.1", port: int = 0
+    script: list[int | float],
+    host: str = "127.0.0.1",
+    port: int = 0,
+    hold: threading.Event | None = None,
 ) -> Iterator[Receiver]:
-    """A receiver listening on `host` (any loopback address) and `port` (0: a free one)."""
-    receiver = Receiver(script)
+    """A receiver listening on `host` (any loopback address) and `port` (0: a free one);
+    with `hold`, each request is answered only once it is set."""
+    receiver = Receiver(script, hold=hold)
 
     class Handler(BaseHTTPRequestHandler):
         def _answer(self) -> None:
+            with receiver.lock:
+                receiver.arrived += 1
+            if receiver.hold is not None:
+                receiver.hold.wait(60)
             behaviour = receiver.next_behaviour()
             status = 200
             if isinstance(behaviour, float):
@@ -96,7 +107,12 @@ def receiving(
         def log_message(self, *args: object) -> None:
             pass
 
-    server = ThreadingHTTPServer((host, port), Handler)
+    class Server(ThreadingHTTPServer):
+        # the listen backlog: socketserver's 5 drops the SYNs of a sender's concurrent
+        # postbacks past it, and each dropped one waits a second to be sent again
+        request_queue_size = 128
+
+    server = Server((host, port), Handler)
     server.daemon_threads = True
     receiver.port = int(server.server_address[1])
     thread = threading.Thread(target=server.serve_forever, daemon=True)

@@ -892,3 +892,43 @@ def test_only_a_urls_password_is_hidden() -> None:
     }
     for url, shown in cases.items():
         assert hide_password(url) == shown, url
+
+
+async def test_a_stalled_receiver_does_not_hold_back_the_other_affiliates(store: Store) -> None:
+    """docs/outbound.md: sends are pooled and an affiliate has a share of them. While one
+    affiliate's receiver holds every request it gets, another's postbacks are delivered,
+    and the first has fewer than half the sends in flight; released, it gets all of its."""
+    from tests.cli.receiver import receiving
+
+    settings = _settings(outbound_timeout=20.0, outbound_lease_seconds=30.0)
+    app = ClickbackApp(settings, store)
+    await app.startup()
+    transport = httpx.ASGITransport(app=app, client=("203.0.113.7", 4444))
+    release = threading.Event()
+    try:
+        with receiving([200], hold=release) as stalled, receiving([200]) as healthy:
+            async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+                s = await make_offer(c)
+                await _aff_url(c, s, f"http://127.0.0.1:{stalled.port}/pb?c={{refid}}")
+                other = await c.post("/api/v1/affiliates", json={"name": "B"}, headers=AUTH)
+                b = other.json()
+                await _aff_url(
+                    c, {"affiliate": b}, f"http://127.0.0.1:{healthy.port}/pb?c={{refid}}"
+                )
+                body = {"offer_id": s["offer"]["id"], "affiliate_id": b["id"]}
+                b_link = (await c.post("/api/v1/links", json=body, headers=AUTH)).json()
+                for i in range(40):
+                    await _convert(c, s["link"], f"A{i}")
+                await _until(lambda: stalled.arrived >= 8)  # its sends are in flight
+                for i in range(10):
+                    await _convert(c, b_link, f"B{i}")
+                # the stalled one's sends end only when released, at the 20 s timeout at
+                # the latest: these come while they are held
+                await _until(lambda: len(healthy.hits) == 10, timeout=15)
+                assert stalled.hits == [] and 8 <= stalled.arrived < 32 // 2
+                release.set()
+                await _until(lambda: len(stalled.delivered()) == 40, timeout=30)
+                assert len(healthy.delivered()) == 10
+    finally:
+        release.set()
+        await app.shutdown()

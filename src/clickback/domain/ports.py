@@ -152,7 +152,7 @@ class OutboxStore(Protocol):
     (storage.screening)."""
 
     async def claim_deliveries(
-        self, now: int, lease_until: int, limit: int
+        self, now: int, lease_until: int, limit: int, skip: Sequence[int] = ()
     ) -> list[dict[str, Any]]: ...
     async def finish_attempt(
         self,

@@ -1,15 +1,20 @@
 """The background sender of outbound postbacks, one per serve process.
 
 It claims due deliveries with a lease (so processes and nodes share the work and a
-crashed sender's deliveries are taken over when its lease ends), sends them a few at a
-time, and records each attempt with its consequence. The HTTP call is injected, so this
-module stays free of I/O libraries.
+crashed sender's deliveries are taken over when its lease ends), keeps up to
+`concurrency` sends in flight (a send that ends makes room for the next at once), and
+records each attempt with its consequence. An affiliate with `per_affiliate` sends in
+flight gets no more until one ends, and a claim takes at most that many: one whose
+receiver stalls until the timeout holds fewer than half the sends, and the other
+affiliates' postbacks go on. The HTTP call is injected, so this module stays free of I/O
+libraries.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -31,7 +36,7 @@ class Sender:
         policy: outbound.RetryPolicy,
         lease_seconds: float = 30.0,
         poll_seconds: float = 0.5,
-        concurrency: int = 16,
+        concurrency: int = 32,
         grace_seconds: float = 11.0,
     ):
         self.store = store
@@ -40,6 +45,10 @@ class Sender:
         self.lease_us = int(lease_seconds * 1_000_000)
         self.poll_seconds = poll_seconds
         self.concurrency = concurrency
+        self.per_affiliate = max(1, concurrency // 4)
+        self._sending: set[asyncio.Task[None]] = set()
+        self._in_flight: dict[int, int] = {}  # affiliate: its sends in flight
+        self._wake = asyncio.Event()  # a send ended, or a stop
         # how long `stop` waits for the sends in flight (the outbound timeout, and the
         # attempt's write): one cancelled mid-send would be sent again once its lease ends
         self.grace_seconds = grace_seconds
@@ -47,13 +56,42 @@ class Sender:
         self._stopping = asyncio.Event()
 
     async def run_once(self) -> int:
-        """Sends what is due now; how many deliveries were attempted. It takes no more
-        than it sends at once, so every send starts, and ends, well inside its lease."""
+        """Claims what is due now, as far as there is room, and waits for those sends to
+        end; how many deliveries were attempted."""
+        started, _ = await self._claim()
+        await asyncio.gather(*started)
+        return len(started)
+
+    async def _claim(self) -> tuple[list[asyncio.Task[None]], bool]:
+        """Starts sending what is due and has room; the sends, and whether more may be due
+        (the claim took as many as it asked for). It takes no more than it starts at
+        once, so every send starts, and ends, well inside its lease."""
+        room = min(self.concurrency - len(self._sending), self.per_affiliate)
+        if room <= 0:
+            return [], True
         now = time.time_ns() // 1000
         lease = now + self.lease_us
-        claimed = await self.store.claim_deliveries(now, lease, self.concurrency)
-        await asyncio.gather(*(self._deliver(row, lease) for row in claimed))
-        return len(claimed)
+        full = [a for a, n in self._in_flight.items() if n >= self.per_affiliate]
+        claimed = await self.store.claim_deliveries(now, lease, room, full)
+        started = []
+        for row in claimed:
+            affiliate = int(row["delivery_affiliate"])
+            self._in_flight[affiliate] = self._in_flight.get(affiliate, 0) + 1
+            task = asyncio.get_running_loop().create_task(self._deliver(row, lease))
+            task.add_done_callback(functools.partial(self._ended, affiliate))
+            self._sending.add(task)
+            started.append(task)
+        return started, len(claimed) == room
+
+    def _ended(self, affiliate: int, task: asyncio.Task[None]) -> None:
+        self._sending.discard(task)
+        left = self._in_flight.pop(affiliate) - 1
+        if left:
+            self._in_flight[affiliate] = left
+        self._wake.set()
+        if not task.cancelled() and task.exception() is not None:
+            # the attempt could not be recorded (the database): sent again after its lease
+            log.error("outbound postback not recorded", exc_info=task.exception())
 
     async def _deliver(self, row: dict[str, Any], lease: int) -> None:
         config = outbound.config_from_row(row)
@@ -135,6 +173,7 @@ class Sender:
 
     def start(self) -> None:
         self._stopping = asyncio.Event()
+        self._wake = asyncio.Event()
         self._task = asyncio.get_running_loop().create_task(self._loop())
 
     async def stop(self) -> None:
@@ -145,6 +184,7 @@ class Sender:
         if task is None:
             return
         self._stopping.set()
+        self._wake.set()
         try:
             await asyncio.wait_for(asyncio.shield(task), self.grace_seconds)
         except TimeoutError:
@@ -154,12 +194,20 @@ class Sender:
                 await task
 
     async def _loop(self) -> None:
-        while not self._stopping.is_set():
-            try:
-                busy = await self.run_once()
-            except Exception:
-                log.exception("outbound sender pass failed; retrying")
-                busy = 0
-            if busy < self.concurrency:
+        try:
+            while not self._stopping.is_set():
+                self._wake.clear()
+                try:
+                    _, more = await self._claim()
+                except Exception:
+                    log.exception("outbound sender pass failed; retrying")
+                    more = False
+                if more and len(self._sending) < self.concurrency:
+                    continue  # room for more, and more may be due
+                # until a send ends (room again, or its affiliate below its share) or
+                # the next look at what is due
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stopping.wait(), self.poll_seconds)
+                    await asyncio.wait_for(self._wake.wait(), self.poll_seconds)
+        finally:
+            # a stop waits for the sends in flight; cancelled, so are they
+            await asyncio.gather(*self._sending, return_exceptions=True)

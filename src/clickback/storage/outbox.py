@@ -4,6 +4,7 @@ releasing an affiliate's deliveries. Mixed into `SqlStore`."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from clickback.domain.outbound import DELIVERED, HELD, QUEUED, Attempt
@@ -69,14 +70,17 @@ class OutboxSql(SqlPrimitives):
         return await self._write_all(steps, guards=2)
 
     async def claim_deliveries(
-        self, now: int, lease_until: int, limit: int
+        self, now: int, lease_until: int, limit: int, skip: Sequence[int] = ()
     ) -> list[dict[str, Any]]:
-        """Leases up to `limit` due deliveries of screened conversions to this sender; a
-        sender that dies loses its lease and another takes the delivery over. A delivery
-        waits while an earlier one of the same conversion to the same affiliate is still
-        to be sent (queued, in flight or held): an affiliate hears of a reversal after the
-        conversion it reverses, even when the conversion's postback is being retried."""
+        """Leases up to `limit` due deliveries of screened conversions to this sender,
+        none to the affiliates in `skip`; a sender that dies loses its lease and another
+        takes the delivery over. A delivery waits while an earlier one of the same
+        conversion to the same affiliate is still to be sent (queued, in flight or held):
+        an affiliate hears of a reversal after the conversion it reverses, even when the
+        conversion's postback is being retried."""
         lock = " FOR UPDATE OF d SKIP LOCKED" if self.engine == "postgres" else ""
+        skipped = padded(skip) if skip else []
+        skipping = f" AND d.affiliate_id NOT IN ({', '.join('?' * len(skipped))})" if skip else ""
         # (a delivery of a disabled affiliate stays put: it is held, or about to be; one
         # held while its affiliate is enabled, queued by a process that had not yet seen
         # the postback enabled again, is taken as queued)
@@ -89,11 +93,12 @@ class OutboxSql(SqlPrimitives):
             " AND (d.lease_until IS NULL OR d.lease_until < ?)"
             " AND NOT EXISTS (SELECT 1 FROM deliveries AS e WHERE e.conversion_id ="
             " d.conversion_id AND e.affiliate_id = d.affiliate_id AND e.id < d.id"
-            " AND e.state IN ('queued', 'held'))"
+            f" AND e.state IN ('queued', 'held')){skipping}"
             f" ORDER BY d.next_at LIMIT ?{lock}) RETURNING id",
             lease_until,
             now,
             now,
+            *skipped,
             limit,
         )
         if not rows:
