@@ -105,11 +105,15 @@ def test_the_served_url_of_an_address_on_every_interface_is_loopback() -> None:
     assert served_url("track.example.com", 80) == "http://track.example.com:80"
 
 
+def _demo_urls(server: Server) -> tuple[str, str]:
+    """The last printed demo link and postback URL (with `REFID` to replace)."""
+    out = server.log.read_text()
+    return re.findall(r"Tracking link: (\S+)", out)[-1], re.findall(r"Postback:\s+(\S+)", out)[-1]
+
+
 def _demo_conversion(server: Server) -> tuple[str, dict[str, object]]:
     """Follows the last printed demo link and fires its postback; the link and the answer."""
-    out = server.log.read_text()
-    tracking = re.findall(r"Tracking link: (\S+)", out)[-1]
-    postback = re.findall(r"Postback:\s+(\S+)", out)[-1]
+    tracking, postback = _demo_urls(server)
     r = httpx.get(tracking)
     assert r.status_code == 302, r.text
     refid = parse_qs(urlsplit(r.headers["location"]).query)["refid"][0]
@@ -340,3 +344,26 @@ def test_a_demo_that_stopped_serving_gets_a_new_link_and_says_why(server: Server
     log = " ".join(server.log.read_text().split())
     assert f"the demo link {demo['id']} does not serve: it is archived" in log, log
     assert len(cli("offer", "list", "--json", db=db).splitlines()) == 2
+
+
+def test_a_database_file_replaced_under_the_server_is_not_written_to(
+    server: Server, tmp_path: Path
+) -> None:
+    """A backup moved over the database file while the server runs (or the file deleted):
+    what the server wrote then would go to a file no one opens again, lost at the next
+    start. Clicks and postbacks get 503 instead, and /readyz says not ready."""
+    server.start("--demo")
+    tracking, postback = _demo_urls(server)
+    r = httpx.get(tracking)
+    assert r.status_code == 302
+    refid = parse_qs(urlsplit(r.headers["location"]).query)["refid"][0]
+    path = Path(server.db.removeprefix("sqlite:///"))
+    restored = tmp_path / "restored.db"
+    restored.write_bytes(path.read_bytes())
+    os.replace(restored, path)
+    assert httpx.get(tracking).status_code == 503
+    r = httpx.get(postback.replace("REFID", refid))
+    assert r.status_code == 503, r.text
+    assert httpx.get(f"{server.base}/readyz").status_code == 503
+    assert httpx.get(f"{server.base}/healthz").status_code == 200
+    assert server.log.read_text().count("was removed or replaced while the server") == 1

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sqlite3
 import threading
 import time
@@ -338,6 +339,20 @@ _UNAVAILABLE_FILE = frozenset(
 )
 
 
+def file_identity(path: str) -> tuple[int, int] | None:
+    """The file at `path` (its device and inode); None when there is none."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+class FileGone(sqlite3.OperationalError):
+    """The database file was removed or replaced while open: what is written goes to a
+    file no one will open again (lost at the next start), so nothing more is written."""
+
+
 class SqliteStore(SqlStore):
     engine = "sqlite"
     unavailable_errors: tuple[type[BaseException], ...] = (
@@ -349,6 +364,8 @@ class SqliteStore(SqlStore):
     def unavailable(self, exc: BaseException) -> bool:
         # an OperationalError is also a statement SQLite could not run: only these are
         # the file out of reach for now
+        if isinstance(exc, FileGone):
+            return True
         if isinstance(exc, sqlite3.OperationalError):
             return str(exc) in _UNAVAILABLE_FILE
         return isinstance(exc, self.unavailable_errors)
@@ -369,6 +386,11 @@ class SqliteStore(SqlStore):
         self._loop: asyncio.AbstractEventLoop | None = None
         self._commit_lock = threading.Lock()  # held by a batch's commit, or the checkpointer
         self._deferred = False  # a flush found the checkpointer holding commits back
+        # where the file is and which it is (its path made absolute: a later change of
+        # directory does not make it look gone)
+        self._where = os.path.abspath(path)
+        self._file = None if path == ":memory:" else file_identity(self._where)
+        self._gone_said = False
         if path != ":memory:":
             self.conn.execute("PRAGMA wal_autocheckpoint = 0")  # the thread does it
             self.checkpointer = Checkpointer(path, hold=self._hold_commits)
@@ -520,7 +542,17 @@ class SqliteStore(SqlStore):
             conn.execute("PRAGMA foreign_keys = ON")
         return schema.LATEST
 
+    def _check_file(self) -> None:
+        """Raises FileGone when the file opened is no longer at its path (deleted, or
+        another moved over it: a backup restored under a running server)."""
+        if self._file is not None and file_identity(self._where) != self._file:
+            raise FileGone(
+                f"the database file {self.path} was removed or replaced while the server"
+                " had it open: nothing more is written (restart the server)"
+            )
+
     async def ping(self) -> bool:
+        self._check_file()
         row = self.conn.execute("SELECT max(version) FROM schema_migrations").fetchone()
         return bool(row and row[0] == schema.LATEST)
 
@@ -601,7 +633,14 @@ class SqliteStore(SqlStore):
             assert self._loop is not None
             self._loop.call_soon(self._flush)
         try:
+            self._check_file()
             results = self._commit(batch)
+        except FileGone as exc:
+            if not self._gone_said:
+                self._gone_said = True
+                log.error("%s", exc)
+            fail(batch, exc)
+            return
         except Exception:
             log.exception("write batch of %d failed; writing its rows one by one", len(batch))
             for item in batch:  # one bad row must not fail the others
