@@ -272,7 +272,9 @@ async def test_a_parameter_sent_twice_with_different_values_is_refused(
     r = await client.post(base + "D3&orderamount=10", data={"orderamount": "1000"})
     assert r.json()["errors"][0]["code"] == "repeated"
     [_, _, row] = await ledger(client)
-    assert row["params"]["orderamount"] == "10" and row["code"] == "repeated"
+    # the ledger keeps both values, as sent
+    assert row["params"]["orderamount"] == ["10", "1000"] and row["code"] == "repeated"
+    assert row["ordernumber"] == "D1"
     # replayed, it is refused again: which value was meant is still not known
     r = await client.post(f"/api/v1/postbacks/{row['id']}/replay", headers=AUTH)
     assert r.json()["answer"]["errors"][0]["code"] == "repeated"
@@ -840,3 +842,101 @@ async def test_a_multipart_form_body_is_read_as_its_fields(client: httpx.AsyncCl
         [row, *_] = await ledger(client)
         assert row["params"]["(body)"].startswith("------PhpCurlBoundaryAbC9")
     assert len(await conversions(client)) == 2
+
+
+async def test_an_order_number_cut_at_an_ampersand_sent_as_it_is_is_refused(
+    client: httpx.AsyncClient,
+) -> None:
+    """`ordernumber=Smith&Sons-1` is the order `Smith` and a parameter `Sons-1` with no
+    value: counted, `Smith&Sons-2` would be its duplicate, a sale lost. Refused, in a
+    query and a form alike, kept in the ledger and refused again by a replay; with the
+    `&` sent as %26 the order is counted whole."""
+    s = await make_offer(client)
+    refid = await click(client, s["link"])
+    base = f"/postback?refid={refid}&orderamount=20&ordernumber="
+    r = await client.get(base + "Smith&Sons-1")
+    assert r.status_code == 400
+    [error] = r.json()["errors"]
+    assert (error["field"], error["code"]) == ("ordernumber", "unencoded_ampersand")
+    assert "`ordernumber=Smith&Sons-1` arrived" in error["message"] and "%26" in error["message"]
+    r = await client.post(
+        "/postback",
+        content=f"refid={refid}&orderamount=20&ordernumber=Smith&Sons-2",
+        headers={"content-type": "application/x-www-form-urlencoded"},
+    )
+    assert r.json()["errors"][0]["code"] == "unencoded_ampersand", r.text
+    [_, row] = await ledger(client)
+    assert row["params"]["Sons-1"] == "" and row["code"] == "unencoded_ampersand"
+    r = await client.post(f"/api/v1/postbacks/{row['id']}/replay", headers=AUTH)
+    assert r.json()["answer"]["errors"][0]["code"] == "unencoded_ampersand", r.text
+    # a field with no value after a parameter of the advertiser's own is no cut
+    r = await client.get(base + "Smith%26Sons-1&source=x&flag")
+    assert r.json()["status"] == "accepted", r.text
+    assert [c["ordernumber"] for c in await conversions(client)] == ["Smith&Sons-1"]
+
+
+async def test_an_order_number_holding_a_character_not_seen_is_refused(
+    client: httpx.AsyncClient,
+) -> None:
+    """A byte-order mark, a zero-width space, a control character in an order number:
+    `D-1` with one would be another order than `D-1`, a sale counted twice. Refused,
+    naming the character; the order without it is counted once."""
+    s = await make_offer(client)
+    refid = await click(client, s["link"])
+    base = f"/postback?refid={refid}&orderamount=20&ordernumber="
+    assert (await client.get(base + "D-1")).json()["status"] == "accepted"
+    for sent, named in (
+        ("%EF%BB%BFD-1", "U+FEFF"),
+        ("D-1%E2%80%8B", "U+200B"),
+        ("D%E2%80%8D-1", "U+200D"),
+        ("D-%071", "U+0007"),
+    ):
+        r = await client.get(base + sent)
+        assert r.status_code == 400, (sent, r.text)
+        [error] = r.json()["errors"]
+        assert (error["field"], error["code"]) == ("ordernumber", "invalid_text")
+        assert named in error["message"], error
+    assert (await client.get(base + "%20D-1%09")).json()["status"] == "duplicate"
+    assert [c["ordernumber"] for c in await conversions(client)] == ["D-1"]
+
+
+async def test_a_json_order_number_not_written_as_a_whole_number_is_refused(
+    client: httpx.AsyncClient,
+) -> None:
+    """JSON numbers are read as written: `777.0` and `7.77e2` would each be another order
+    than `777`, one sale paid three times. A whole number is the order number; others
+    are refused, saying to send a string."""
+    s = await make_offer(client)
+    refid = await click(client, s["link"])
+    json_type = {"content-type": "application/json"}
+    for number, status in (("777", "accepted"), ("-12", "accepted")):
+        body = f'{{"refid":"{refid}","orderamount":"10","ordernumber":{number}}}'
+        r = await client.post("/postback", content=body, headers=json_type)
+        assert r.json()["status"] == status, r.text
+    for number in ("777.0", "7.77e2", "777E0"):
+        body = f'{{"refid":"{refid}","orderamount":"10","ordernumber":{number}}}'
+        r = await client.post("/postback", content=body, headers=json_type)
+        assert r.status_code == 400, r.text
+        [error] = r.json()["errors"]
+        assert (error["field"], error["code"]) == ("ordernumber", "invalid_json")
+        assert number in error["message"] and "JSON strings" in error["message"]
+    r = await client.get(f"/postback?refid={refid}&orderamount=10&ordernumber=777")
+    assert r.json()["status"] == "duplicate"
+    assert sorted(c["ordernumber"] for c in await conversions(client)) == ["-12", "777"]
+
+
+async def test_a_url_written_for_html_is_named_in_the_missing_error(
+    client: httpx.AsyncClient,
+) -> None:
+    """`…&amp;orderamount=20&amp;ordernumber=D-12` (a URL copied from an HTML page) is
+    told so in the `missing` errors of the fields it hides."""
+    s = await make_offer(client)
+    refid = await click(client, s["link"])
+    r = await client.get(f"/postback?refid={refid}&amp;orderamount=20&amp;ordernumber=D-12")
+    assert r.status_code == 400
+    errors = {e["field"]: e for e in r.json()["errors"]}
+    assert set(errors) == {"ordernumber", "orderamount"}
+    for name in ("ordernumber", "orderamount"):
+        assert errors[name]["code"] == "missing"
+        assert f"`amp;{name}` was sent" in errors[name]["message"]
+        assert "`&amp;` for `&`" in errors[name]["message"]

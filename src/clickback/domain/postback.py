@@ -86,6 +86,11 @@ def sent_instead(params: Mapping[str, str], name: str) -> str:
     for sent in params:
         if sent in (name, "clickid"):
             continue
+        if sent.lower().startswith("amp;") and fold(sent[4:]) in (name, "clickid"):
+            return (
+                f"; `{sent}` was sent: the URL was written for HTML (`&amp;` for `&`)."
+                " Send a plain `&` between parameters"
+            )
         folded = fold(sent)
         if folded == name or (name == "refid" and folded == "clickid"):
             return (
@@ -120,6 +125,8 @@ def parse_postback(params: Mapping[str, str]) -> PostbackInput | list[FieldError
         errors.append(
             _missing(params, "ordernumber", "`ordernumber` is required, unique per order")
         )
+    elif (unseen := invisible(ordernumber)) is not None:
+        errors.append(unseen)
 
     amount_text = params.get("orderamount", "").strip()
     amount = money.parse_amount(amount_text)
@@ -156,6 +163,36 @@ def parse_postback(params: Mapping[str, str]) -> PostbackInput | list[FieldError
     if errors or amount is None:
         return errors
     return PostbackInput(refid, amount, ordernumber, coupon, currency, geo, commissionid, token)
+
+
+def invisible(ordernumber: str) -> FieldError | None:
+    """The error for an order number holding a character that is not seen (a byte-order
+    mark, a zero-width space, a control character): `D-1` with one is another order, a
+    second conversion for the same sale."""
+    for c in ordernumber:
+        if unicodedata.category(c) in ("Cf", "Cc"):
+            name = unicodedata.name(c, "a control character")
+            return FieldError(
+                "ordernumber",
+                "invalid_text",
+                f"`ordernumber` holds U+{ord(c):04X} ({name}), a character that is not"
+                " seen: the same order with and without it would count twice; send it"
+                " without",
+            )
+    return None
+
+
+def json_order_number(sent: str) -> FieldError | None:
+    """The error for an `ordernumber` a JSON body sent as a number not written as a whole
+    number (`777.0`, `7.77e2`): read as written, each would be another order than `777`."""
+    if sent.lstrip("-").isdigit():
+        return None
+    return FieldError(
+        "ordernumber",
+        "invalid_json",
+        f"`ordernumber` as a JSON number must be written as a whole number, not `{sent[:20]}`"
+        " (`777.0` and `777` would be two orders): send order numbers as JSON strings",
+    )
 
 
 def not_a_value(name: str, sent: str) -> FieldError:

@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import itertools
 import json
 from collections.abc import Iterable
 from email.message import Message
 from email.parser import BytesParser
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, unquote_plus
 
 import orjson
 
@@ -29,6 +30,7 @@ from clickback.domain.postback import (
     PARAMETERS,
     UNSUPPORTED_ENCODING,
     half_a_character,
+    json_order_number,
     not_a_value,
     nul_in,
 )
@@ -157,8 +159,9 @@ def split_query(text: str) -> list[tuple[str, str]]:
 
 class Kept(dict[str, str]):
     """A postback's parameters as it is read and kept: each one's first value; and, in
-    `repeats`, the later values of a parameter of the advertiser's own sent more than
-    once (`sku=A&sku=B`, `item[]=…`), which nothing reads but the ledger keeps."""
+    `repeats`, the later values of a parameter sent more than once (`sku=A&sku=B`,
+    `item[]=…`), which nothing reads but the ledger keeps (one the postback is decided
+    on, sent again with another value, refuses it: `repeated`)."""
 
     __slots__ = ("repeats",)
 
@@ -181,6 +184,33 @@ def _params(text: str, into: Kept, errors: list[FieldError], sent: dict[str, str
         )
         pairs = split_query("&".join(fields_of(text)[:MAX_FIELDS]))
     _merge(pairs, into, errors, sent)
+    _cut_at_ampersand(text, errors)
+
+
+def _cut_at_ampersand(text: str, errors: list[FieldError]) -> None:
+    """A parameter the postback is decided on, followed by a field with no `=`: an `&`
+    sent as it is inside its value (`ordernumber=Smith&Sons-1` is the order `Smith`, and
+    `Smith&Sons-2` would be its duplicate, a sale lost). Refused, saying so."""
+    fields = fields_of(text)
+    told = set()
+    for before, field in itertools.pairwise(fields):
+        if "=" in field or "=" not in before:
+            continue
+        name, _, value = before.partition("=")
+        name = unquote_plus(name, errors="backslashreplace")
+        if name in PARAMETERS and value and name not in told:
+            told.add(name)
+            arrived = unquote_plus(f"{before}&{field}", errors="backslashreplace")
+            shown = "" if name == "token" else f": `{arrived[:80]}` arrived"
+            errors.append(
+                FieldError(
+                    name,
+                    "unencoded_ampersand",
+                    f"`{name}` looks cut at an `&` sent as it is{shown}, read as `{name}`"
+                    f" and a parameter with no value; an `&` inside a value must be sent"
+                    " as %26",
+                )
+            )
 
 
 def _merge(
@@ -201,12 +231,12 @@ def _merge(
             v = v.replace("\x00", "\\x00")
             if k in PARAMETERS:
                 errors.append(nul_in(k))
-        if k in into and k not in PARAMETERS:  # the advertiser's own, sent again
+        if k in into:  # sent again: the ledger keeps each value
             into.repeats.setdefault(k, []).append(v)
-            continue
+            if k not in PARAMETERS:  # the advertiser's own: nothing reads it
+                continue
         was = into.setdefault(k, v)
-        if was != v and k in PARAMETERS and _differ(k, was, v):  # the ledger keeps the
-            # first; the error both
+        if was != v and k in PARAMETERS and _differ(k, was, v):  # the error says both
             # but not the advertiser's token's, which only admin tokens may read
             both = "" if k == "token" else f" ({was[:64]!r}, {v[:64]!r})"
             errors.append(
@@ -308,6 +338,9 @@ def _json_params(body: bytes, into: Kept, errors: list[FieldError], sent: dict[s
                 if k in PARAMETERS:
                     errors.append(half_a_character(k, v))
                 v = text
+            wrong = json_order_number(v) if k == "ordernumber" and type(v) is _Number else None
+            if wrong is not None:
+                errors.append(wrong)
             pairs.append((k, str(v)))
             continue
         text = _whole(_json_text(v))  # a surrogate in a list or an object, as its escape
