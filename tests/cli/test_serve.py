@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import socket
+import sqlite3
 import subprocess
 import time
 from pathlib import Path
@@ -351,7 +352,10 @@ def test_a_database_file_replaced_under_the_server_is_not_written_to(
 ) -> None:
     """A backup moved over the database file while the server runs (or the file deleted):
     what the server wrote then would go to a file no one opens again, lost at the next
-    start. Clicks and postbacks get 503 instead, and /readyz says not ready."""
+    start, or through the WAL file still at the path into the file moved there. Clicks,
+    postbacks and the admin API get 503 instead, /readyz says not ready, and the file
+    moved there is left as it was."""
+    server.env["CLICKBACK_ADMIN_TOKEN"] = "gone-admin"
     server.start("--demo")
     tracking, postback = _demo_urls(server)
     r = httpx.get(tracking)
@@ -364,6 +368,17 @@ def test_a_database_file_replaced_under_the_server_is_not_written_to(
     assert httpx.get(tracking).status_code == 503
     r = httpx.get(postback.replace("REFID", refid))
     assert r.status_code == 503, r.text
+    auth = {"Authorization": "Bearer gone-admin"}
+    r = httpx.post(f"{server.base}/api/v1/affiliates", json={"name": "Z"}, headers=auth)
+    assert r.status_code == 503, r.text
+    assert httpx.get(f"{server.base}/api/v1/offers", headers=auth).status_code == 503
     assert httpx.get(f"{server.base}/readyz").status_code == 503
     assert httpx.get(f"{server.base}/healthz").status_code == 200
-    assert server.log.read_text().count("was removed or replaced while the server") == 1
+    assert server.log.read_text().count("ERROR clickback.storage the database file") == 1
+    import time as _t
+
+    _t.sleep(3)
+    server.stop()
+    with sqlite3.connect(path) as moved_there:
+        names = [n for (n,) in moved_there.execute("SELECT name FROM affiliates")]
+    assert "Z" not in names and names, names

@@ -11,8 +11,12 @@ down instead, and the bound holds.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from clickback.domain.rollup import RollupStore
 
 # how old a click is before the background jobs take it, one process writing (SQLite): its
 # batch committed by then; a store written by several may make them wait longer
@@ -42,3 +46,13 @@ def rest(worked: float, share: float, behind: int, max_lag_us: int, busy: bool =
     if not busy or share >= 1 or (max_lag_us and behind > max_lag_us):
         return 0.0
     return worked * (1 / share - 1)
+
+
+def say_failed(log: logging.Logger, store: RollupStore, what: str, exc: BaseException) -> None:
+    """A background job's pass that failed, in the log: with its traceback, but for the
+    database out of reach (down, or its file gone), said in a line: every pass says it
+    again until it is back."""
+    if store.unavailable(exc):
+        log.warning("%s failed, the database out of reach (%s); retrying", what, exc)
+    else:
+        log.exception("%s failed; retrying", what)

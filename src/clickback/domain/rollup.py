@@ -89,6 +89,7 @@ class Held:
 
 
 class RollupStore(Protocol):
+    def unavailable(self, exc: BaseException) -> bool: ...
     @property
     def click_settle_us(self) -> int:
         """How long after its RefID was stamped a click may still commit: how old the
@@ -194,8 +195,8 @@ class RollupJob:
         while True:
             try:
                 await self.catch_up(share=self.share)
-            except Exception:
-                log.exception("rollup tick failed; retrying")
+            except Exception as exc:
+                pacing.say_failed(log, self.store, "rollup tick", exc)
             await asyncio.sleep(self.interval)
 
     async def catch_up(self, max_ticks: int = 1000, share: float = 1.0) -> int:

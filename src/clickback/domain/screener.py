@@ -446,6 +446,6 @@ class Screener:
                     next_approval = time.monotonic() + APPROVAL_EVERY_S
                     await self.approve_due()
                     await self.value_late()
-            except Exception:
-                log.exception("screening pass failed; retrying")
+            except Exception as exc:
+                pacing.say_failed(log, self.store, "screening pass", exc)
             await self._rest(self.poll_seconds)

@@ -20,7 +20,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from clickback.domain import outbound
+from clickback.domain import outbound, pacing
 from clickback.domain.ports import Store
 
 log = logging.getLogger("clickback.sender")
@@ -199,8 +199,8 @@ class Sender:
                 self._wake.clear()
                 try:
                     _, more = await self._claim()
-                except Exception:
-                    log.exception("outbound sender pass failed; retrying")
+                except Exception as exc:
+                    pacing.say_failed(log, self.store, "outbound sender pass", exc)
                     more = False
                 if more and len(self._sending) < self.concurrency:
                     continue  # room for more, and more may be due

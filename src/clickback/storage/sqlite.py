@@ -340,17 +340,30 @@ _UNAVAILABLE_FILE = frozenset(
 
 
 def file_identity(path: str) -> tuple[int, int] | None:
-    """The file at `path` (its device and inode); None when there is none."""
+    """The file at `path` (its device and inode); None when there is none, or it cannot
+    be looked at (a stale network handle: not the file opened either)."""
     try:
         st = os.stat(path)
-    except FileNotFoundError:
+    except OSError:
         return None
     return st.st_dev, st.st_ino
 
 
 class FileGone(sqlite3.OperationalError):
-    """The database file was removed or replaced while open: what is written goes to a
-    file no one will open again (lost at the next start), so nothing more is written."""
+    """The database file was removed or replaced while open. What would be written goes
+    to a file no one opens again (lost at the next start), or, through the WAL file
+    still at the path, into the file moved there (corrupting it); a connection opened
+    now would open that other file. So nothing more is read or written: the server must
+    be restarted on the file that is there."""
+
+
+def _no_writes(action: int, *_: object) -> int:
+    """An authorizer that refuses every write (set once the file is gone, so that none
+    gets through a way the checks do not cover)."""
+    return sqlite3.SQLITE_DENY if action in _WRITES else sqlite3.SQLITE_OK
+
+
+_WRITES = frozenset((sqlite3.SQLITE_INSERT, sqlite3.SQLITE_UPDATE, sqlite3.SQLITE_DELETE))
 
 
 class SqliteStore(SqlStore):
@@ -364,7 +377,7 @@ class SqliteStore(SqlStore):
     def unavailable(self, exc: BaseException) -> bool:
         # an OperationalError is also a statement SQLite could not run: only these are
         # the file out of reach for now
-        if isinstance(exc, FileGone):
+        if isinstance(exc, FileGone) or self._gone:
             return True
         if isinstance(exc, sqlite3.OperationalError):
             return str(exc) in _UNAVAILABLE_FILE
@@ -390,7 +403,7 @@ class SqliteStore(SqlStore):
         # directory does not make it look gone)
         self._where = os.path.abspath(path)
         self._file = None if path == ":memory:" else file_identity(self._where)
-        self._gone_said = False
+        self._gone = False
         if path != ":memory:":
             self.conn.execute("PRAGMA wal_autocheckpoint = 0")  # the thread does it
             self.checkpointer = Checkpointer(path, hold=self._hold_commits)
@@ -400,11 +413,13 @@ class SqliteStore(SqlStore):
     # -- primitives ---------------------------------------------------------------
 
     async def _fetch(self, sql: str, *args: Any) -> list[dict[str, Any]]:
+        self._check_file()
         cur = self.conn.execute(sql, args)
         cols = [d[0] for d in cur.description]
         return [dict(zip(cols, r, strict=True)) for r in cur.fetchall()]
 
     async def _fetch_tuples(self, sql: str, *args: Any) -> list[tuple[Any, ...]]:
+        self._check_file()
         rows: list[tuple[Any, ...]] = self.conn.execute(sql, args).fetchall()
         return rows
 
@@ -412,6 +427,7 @@ class SqliteStore(SqlStore):
         self, queries: list[tuple[str, tuple[Any, ...]]]
     ) -> list[list[dict[str, Any]]]:
         # one read transaction: another process's commit cannot land between the reads
+        self._check_file()
         self.conn.execute("BEGIN")
         try:
             return [await self._fetch(sql, *args) for sql, args in queries]
@@ -421,6 +437,7 @@ class SqliteStore(SqlStore):
     async def _fetch_at_once(
         self, queries: list[tuple[str, tuple[Any, ...]]]
     ) -> list[list[tuple[Any, ...]]]:
+        self._check_file()  # a reader opened now would open another file
         if self.path == ":memory:":  # nothing else can open it: the one connection reads
             return [self.conn.execute(sql, args).fetchall() for sql, args in queries]
         # sqlite3 lets go of the GIL while a statement runs: in threads, the reads run
@@ -447,6 +464,7 @@ class SqliteStore(SqlStore):
     async def _reports_tx(
         self, guard: tuple[str, tuple[Any, ...]], steps: Steps
     ) -> dict[str, Any] | None:
+        self._check_file()
         if self.path == ":memory:":
             return await self._guarded_many(guard, steps)
         # sqlite3 lets go of the GIL while a statement runs: the event loop goes on
@@ -467,6 +485,7 @@ class SqliteStore(SqlStore):
             return sqlite_guarded(self._rollup_conn, guard, steps)
 
     async def _write(self, sql: str, *args: Any, bump: bool = False) -> Any:
+        self._check_file()
         conn = self.conn
         conn.execute(WRITE_BEGIN)
         try:
@@ -487,6 +506,7 @@ class SqliteStore(SqlStore):
         check: bool = True,
         guards: int | None = None,
     ) -> bool:
+        self._check_file()
         conn = self.conn
         conn.execute(WRITE_BEGIN)
         try:
@@ -544,12 +564,22 @@ class SqliteStore(SqlStore):
 
     def _check_file(self) -> None:
         """Raises FileGone when the file opened is no longer at its path (deleted, or
-        another moved over it: a backup restored under a running server)."""
-        if self._file is not None and file_identity(self._where) != self._file:
-            raise FileGone(
-                f"the database file {self.path} was removed or replaced while the server"
-                " had it open: nothing more is written (restart the server)"
-            )
+        another moved over it: a backup restored under a running server), from then on
+        at every read and write; said once in the log. A `stat` (about 2 µs) before each
+        batch, statement or read."""
+        if self._file is None:
+            return
+        if not self._gone and file_identity(self._where) == self._file:
+            return
+        message = (
+            f"the database file {self.path} was removed or replaced while the server had"
+            " it open: nothing more is read or written; restart the server"
+        )
+        if not self._gone:
+            self._gone = True
+            self.conn.set_authorizer(_no_writes)
+            log.error("%s", message)
+        raise FileGone(message)
 
     async def ping(self) -> bool:
         self._check_file()
@@ -636,9 +666,6 @@ class SqliteStore(SqlStore):
             self._check_file()
             results = self._commit(batch)
         except FileGone as exc:
-            if not self._gone_said:
-                self._gone_said = True
-                log.error("%s", exc)
             fail(batch, exc)
             return
         except Exception:
