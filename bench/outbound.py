@@ -2,14 +2,15 @@
 the others back.
 
     python bench/outbound.py [--rev REV] [--backlog 2000] [--stalled 100] [--others 50]
-        [--stall 8] [--out bench/results/outbound.json]
+        [--stall 8] [--latency 0] [--out bench/results/outbound.json]
 
 Starts `clickback serve` on a fresh SQLite database and a receiver on loopback (asyncio,
 keep-alive, in this process), then:
 
 1. **Backlog.** Affiliate A's postback is disabled, `--backlog` conversions are made
    (their deliveries are held), the screening is given 4 s, and A's postback is enabled:
-   the rate at which they reach the receiver (answering at once) is printed.
+   the rate at which they reach the receiver (answering at once, or after `--latency`
+   seconds) is printed.
 2. **A stalled receiver.** A's receiver now answers each request only after `--stall`
    seconds (below the 10 s outbound timeout). `--stalled` conversions are made for A,
    then `--others` for affiliate B, whose receiver answers at once: how long B's take to
@@ -41,8 +42,9 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 class Receiver:
     """Records each request's `c` (the RefID) by path; `/slow` is answered after `stall` s."""
 
-    def __init__(self, stall: float):
+    def __init__(self, stall: float, latency: float):
         self.stall = stall
+        self.latency = latency
         self.got: dict[str, set[str]] = {"/fast": set(), "/slow": set(), "/b": set()}
         self.holding = 0
         self.most_held = 0
@@ -60,6 +62,8 @@ class Receiver:
                         await asyncio.sleep(self.stall)
                     finally:
                         self.holding -= 1
+                elif self.latency:
+                    await asyncio.sleep(self.latency)
                 self.got[parts.path].add(parse_qs(parts.query)["c"][0])
                 writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
                 await writer.drain()
@@ -95,7 +99,7 @@ async def convert(c: httpx.AsyncClient, code: str, orders: list[str], width: int
 
 
 async def scenario(base: str, args: argparse.Namespace) -> dict[str, float | int]:
-    receiver = Receiver(args.stall)
+    receiver = Receiver(args.stall, args.latency)
     listener = await asyncio.start_server(receiver.serve, "127.0.0.1", 0, backlog=1024)
     port = listener.sockets[0].getsockname()[1]
     out: dict[str, float | int] = {}
@@ -153,6 +157,9 @@ def main() -> None:
     p.add_argument("--stalled", type=int, default=100)
     p.add_argument("--others", type=int, default=50)
     p.add_argument("--stall", type=float, default=8.0, help="seconds A's receiver stalls")
+    p.add_argument(
+        "--latency", type=float, default=0.0, help="seconds the other receivers take (0)"
+    )
     p.add_argument("--port", type=int, default=18480)
     p.add_argument("--out", type=Path, default=servers.BENCH / "results" / "outbound.json")
     args = p.parse_args()

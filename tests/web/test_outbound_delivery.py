@@ -895,9 +895,10 @@ def test_only_a_urls_password_is_hidden() -> None:
 
 
 async def test_a_stalled_receiver_does_not_hold_back_the_other_affiliates(store: Store) -> None:
-    """docs/outbound.md: sends are pooled and an affiliate has a share of them. While one
-    affiliate's receiver holds every request it gets, another's postbacks are delivered,
-    and the first has fewer than half the sends in flight; released, it gets all of its."""
+    """docs/outbound.md: sends are pooled and an affiliate has a share of them, a quarter.
+    While one affiliate's receiver holds every request it gets, another's postbacks are
+    delivered, and the first never has more than its share in flight; released, it gets
+    all of its."""
     from tests.cli.receiver import receiving
 
     settings = _settings(outbound_timeout=20.0, outbound_lease_seconds=30.0)
@@ -925,10 +926,45 @@ async def test_a_stalled_receiver_does_not_hold_back_the_other_affiliates(store:
                 # the stalled one's sends end only when released, at the 20 s timeout at
                 # the latest: these come while they are held
                 await _until(lambda: len(healthy.hits) == 10, timeout=15)
-                assert stalled.hits == [] and 8 <= stalled.arrived < 32 // 2
+                assert stalled.hits == [] and 8 <= stalled.arrived <= 64 // 4
                 release.set()
                 await _until(lambda: len(stalled.delivered()) == 40, timeout=30)
                 assert len(healthy.delivered()) == 10
     finally:
         release.set()
+        await app.shutdown()
+
+
+async def test_a_claim_gives_each_affiliate_no_more_than_its_room(store: Store) -> None:
+    """The sender's share per affiliate holds in the claim itself: an affiliate with some
+    sends in flight gets its share less those, one with its share in flight none, the
+    others their share, oldest first; without a share, what is due."""
+    # (the clicks are screened at once, and their conversions then)
+    app = ClickbackApp(_settings(jobs_poll_seconds=3600, rollup_settle=0.0), store)
+    await app.startup()
+    transport = httpx.ASGITransport(app=app, client=("203.0.113.7", 4444))
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+            s = await make_offer(c)
+            await _aff_url(c, s, "http://127.0.0.1:9/pb?c={refid}")
+            b = (await c.post("/api/v1/affiliates", json={"name": "B"}, headers=AUTH)).json()
+            await _aff_url(c, {"affiliate": b}, "http://127.0.0.1:9/pb?c={refid}")
+            body = {"offer_id": s["offer"]["id"], "affiliate_id": b["id"]}
+            b_link = (await c.post("/api/v1/links", json=body, headers=AUTH)).json()
+            for i in range(10):
+                await _convert(c, s["link"], f"A{i}")
+                await _convert(c, b_link, f"B{i}")
+            assert app.screener is not None
+            await app.screener.catch_up()
+        a = s["affiliate"]["id"]
+        now = time.time_ns() // 1000
+
+        async def claim(in_flight: dict[int, int], share: int) -> list[int]:
+            rows = await store.claim_deliveries(now, now + 60_000_000, 20, in_flight, share)
+            return sorted(r["delivery_affiliate"] for r in rows)
+
+        assert await claim({a: 6}, 8) == [a] * 2 + [b["id"]] * 8
+        assert await claim({a: 8, b["id"]: 8}, 8) == []
+        assert await claim({}, 0) == [a] * 8 + [b["id"]] * 2
+    finally:
         await app.shutdown()

@@ -152,7 +152,12 @@ class OutboxStore(Protocol):
     (storage.screening)."""
 
     async def claim_deliveries(
-        self, now: int, lease_until: int, limit: int, skip: Sequence[int] = ()
+        self,
+        now: int,
+        lease_until: int,
+        limit: int,
+        in_flight: Mapping[int, int] | None = None,
+        per_affiliate: int = 0,
     ) -> list[dict[str, Any]]: ...
     async def finish_attempt(
         self,

@@ -2,12 +2,12 @@
 
 It claims due deliveries with a lease (so processes and nodes share the work and a
 crashed sender's deliveries are taken over when its lease ends), keeps up to
-`concurrency` sends in flight (a send that ends makes room for the next at once), and
-records each attempt with its consequence. An affiliate with `per_affiliate` sends in
-flight gets no more until one ends, and a claim takes at most that many: one whose
-receiver stalls until the timeout holds fewer than half the sends, and the other
-affiliates' postbacks go on. The HTTP call is injected, so this module stays free of I/O
-libraries.
+`concurrency` sends in flight, taking more as sends end (a few at a time: a claim sorts
+what is due), and records each attempt with its consequence. An affiliate has at most
+`per_affiliate` of them (a quarter): one whose receiver stalls until the timeout leaves
+the others three quarters of the sends, and a backlog of one affiliate alone still goes
+out `per_affiliate` at a time. The HTTP call is injected, so this module stays free of
+I/O libraries.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ class Sender:
         policy: outbound.RetryPolicy,
         lease_seconds: float = 30.0,
         poll_seconds: float = 0.5,
-        concurrency: int = 32,
+        concurrency: int = 64,
         grace_seconds: float = 11.0,
     ):
         self.store = store
@@ -46,9 +46,12 @@ class Sender:
         self.poll_seconds = poll_seconds
         self.concurrency = concurrency
         self.per_affiliate = max(1, concurrency // 4)
+        # sends that end before more are claimed, while some are in flight
+        self.refill = max(1, self.per_affiliate // 2)
         self._sending: set[asyncio.Task[None]] = set()
         self._in_flight: dict[int, int] = {}  # affiliate: its sends in flight
-        self._wake = asyncio.Event()  # a send ended, or a stop
+        self._ended = 0  # sends that ended since the last claim
+        self._wake = asyncio.Event()  # `refill` sends ended, or a stop
         # how long `stop` waits for the sends in flight (the outbound timeout, and the
         # attempt's write): one cancelled mid-send would be sent again once its lease ends
         self.grace_seconds = grace_seconds
@@ -58,37 +61,41 @@ class Sender:
     async def run_once(self) -> int:
         """Claims what is due now, as far as there is room, and waits for those sends to
         end; how many deliveries were attempted."""
-        started, _ = await self._claim()
+        started = await self._claim()
         await asyncio.gather(*started)
         return len(started)
 
-    async def _claim(self) -> tuple[list[asyncio.Task[None]], bool]:
-        """Starts sending what is due and has room; the sends, and whether more may be due
-        (the claim took as many as it asked for). It takes no more than it starts at
-        once, so every send starts, and ends, well inside its lease."""
-        room = min(self.concurrency - len(self._sending), self.per_affiliate)
+    async def _claim(self) -> list[asyncio.Task[None]]:
+        """Starts sending what is due, as far as there is room (in all, and for each
+        affiliate); the sends. It takes no more than it starts at once, so every send
+        starts, and ends, well inside its lease."""
+        self._ended = 0
+        room = self.concurrency - len(self._sending)
         if room <= 0:
-            return [], True
+            return []
         now = time.time_ns() // 1000
         lease = now + self.lease_us
-        full = [a for a, n in self._in_flight.items() if n >= self.per_affiliate]
-        claimed = await self.store.claim_deliveries(now, lease, room, full)
+        claimed = await self.store.claim_deliveries(
+            now, lease, room, dict(self._in_flight), self.per_affiliate
+        )
         started = []
         for row in claimed:
             affiliate = int(row["delivery_affiliate"])
             self._in_flight[affiliate] = self._in_flight.get(affiliate, 0) + 1
             task = asyncio.get_running_loop().create_task(self._deliver(row, lease))
-            task.add_done_callback(functools.partial(self._ended, affiliate))
+            task.add_done_callback(functools.partial(self._ended_one, affiliate))
             self._sending.add(task)
             started.append(task)
-        return started, len(claimed) == room
+        return started
 
-    def _ended(self, affiliate: int, task: asyncio.Task[None]) -> None:
+    def _ended_one(self, affiliate: int, task: asyncio.Task[None]) -> None:
         self._sending.discard(task)
         left = self._in_flight.pop(affiliate) - 1
         if left:
             self._in_flight[affiliate] = left
-        self._wake.set()
+        self._ended += 1
+        if self._ended >= self.refill or not self._sending:
+            self._wake.set()
         if not task.cancelled() and task.exception() is not None:
             # the attempt could not be recorded (the database): sent again after its lease
             log.error("outbound postback not recorded", exc_info=task.exception())
@@ -198,14 +205,11 @@ class Sender:
             while not self._stopping.is_set():
                 self._wake.clear()
                 try:
-                    _, more = await self._claim()
+                    await self._claim()
                 except Exception as exc:
                     pacing.say_failed(log, self.store, "outbound sender pass", exc)
-                    more = False
-                if more and len(self._sending) < self.concurrency:
-                    continue  # room for more, and more may be due
-                # until a send ends (room again, or its affiliate below its share) or
-                # the next look at what is due
+                # until `refill` sends ended (room again, for more of a backlog or of an
+                # affiliate at its share), or the next look at what is due
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self.poll_seconds)
         finally:

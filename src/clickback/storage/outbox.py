@@ -4,7 +4,8 @@ releasing an affiliate's deliveries. Mixed into `SqlStore`."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import itertools
+from collections.abc import Mapping
 from typing import Any
 
 from clickback.domain.outbound import DELIVERED, HELD, QUEUED, Attempt
@@ -70,36 +71,61 @@ class OutboxSql(SqlPrimitives):
         return await self._write_all(steps, guards=2)
 
     async def claim_deliveries(
-        self, now: int, lease_until: int, limit: int, skip: Sequence[int] = ()
+        self,
+        now: int,
+        lease_until: int,
+        limit: int,
+        in_flight: Mapping[int, int] | None = None,
+        per_affiliate: int = 0,
     ) -> list[dict[str, Any]]:
-        """Leases up to `limit` due deliveries of screened conversions to this sender,
-        none to the affiliates in `skip`; a sender that dies loses its lease and another
-        takes the delivery over. A delivery waits while an earlier one of the same
-        conversion to the same affiliate is still to be sent (queued, in flight or held):
-        an affiliate hears of a reversal after the conversion it reverses, even when the
-        conversion's postback is being retried."""
-        lock = " FOR UPDATE OF d SKIP LOCKED" if self.engine == "postgres" else ""
-        skipped = padded(skip) if skip else []
-        skipping = f" AND d.affiliate_id NOT IN ({', '.join('?' * len(skipped))})" if skip else ""
+        """Leases up to `limit` due deliveries of screened conversions to this sender; a
+        sender that dies loses its lease and another takes the delivery over. A delivery
+        waits while an earlier one of the same conversion to the same affiliate is still
+        to be sent (queued, in flight or held): an affiliate hears of a reversal after the
+        conversion it reverses, even when the conversion's postback is being retried.
+        With `per_affiliate`, an affiliate gets no more than that less its sends
+        `in_flight` (affiliate: how many): its share of the sender's sends."""
         # (a delivery of a disabled affiliate stays put: it is held, or about to be; one
         # held while its affiliate is enabled, queued by a process that had not yet seen
         # the postback enabled again, is taken as queued)
-        rows = await self._fetch(
-            "UPDATE deliveries SET lease_until = ? WHERE id IN ("
-            " SELECT d.id FROM deliveries AS d JOIN conversions AS c ON c.id = d.conversion_id"
+        due = (
+            " FROM deliveries AS d JOIN conversions AS c ON c.id = d.conversion_id"
             " JOIN affiliates AS a ON a.id = d.affiliate_id"
             " WHERE d.state IN ('queued', 'held') AND d.next_at <= ? AND c.screened = 1"
             " AND a.postback_disabled_at IS NULL"
             " AND (d.lease_until IS NULL OR d.lease_until < ?)"
             " AND NOT EXISTS (SELECT 1 FROM deliveries AS e WHERE e.conversion_id ="
             " d.conversion_id AND e.affiliate_id = d.affiliate_id AND e.id < d.id"
-            f" AND e.state IN ('queued', 'held')){skipping}"
-            f" ORDER BY d.next_at LIMIT ?{lock}) RETURNING id",
+            " AND e.state IN ('queued', 'held'))"
+        )
+        if per_affiliate:
+            sending = in_flight or {}
+            full = padded([a for a, n in sending.items() if n >= per_affiliate] or [0])
+            some = padded([(a, n) for a, n in sending.items() if n < per_affiliate] or [(0, 0)])
+            # each affiliate's due deliveries numbered oldest first, as many taken as it
+            # has room for (one with its share in flight is left out before they are)
+            room = " ".join("WHEN ? THEN CAST(? AS INTEGER)" for _ in some)
+            chosen = (
+                "SELECT w.id FROM (SELECT d.id, d.next_at, row_number() OVER (PARTITION BY"
+                f" d.affiliate_id ORDER BY d.next_at, d.id) AS n, d.affiliate_id{due}"
+                f" AND d.affiliate_id NOT IN ({', '.join('?' * len(full))})) AS w"
+                f" WHERE w.n <= CAST(? AS INTEGER) - CASE w.affiliate_id {room} ELSE 0 END"
+                " ORDER BY w.next_at LIMIT ?"
+            )
+            args: list[Any] = [now, now, *full, per_affiliate, *itertools.chain(*some), limit]
+        else:
+            chosen = f"SELECT d.id{due} ORDER BY d.next_at LIMIT ?"
+            args = [now, now, limit]
+        if self.engine == "postgres":  # what another sender is taking meanwhile is passed
+            chosen = (
+                f"SELECT l.id FROM deliveries AS l WHERE l.id IN ({chosen}) AND"
+                " (l.lease_until IS NULL OR l.lease_until < ?) FOR UPDATE SKIP LOCKED"
+            )
+            args.append(now)
+        rows = await self._fetch(
+            f"UPDATE deliveries SET lease_until = ? WHERE id IN ({chosen}) RETURNING id",
             lease_until,
-            now,
-            now,
-            *skipped,
-            limit,
+            *args,
         )
         if not rows:
             return []
