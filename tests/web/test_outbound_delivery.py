@@ -17,6 +17,7 @@ import httpx
 import pytest
 
 from clickback.config import Settings
+from clickback.domain.outbound import MACROS
 from clickback.domain.ports import Store
 from clickback.errors import ConfigError
 from clickback.outbound_http import pinned
@@ -955,7 +956,12 @@ async def test_a_claim_gives_each_affiliate_no_more_than_its_room(store: Store) 
                 await _convert(c, s["link"], f"A{i}")
                 await _convert(c, b_link, f"B{i}")
             assert app.screener is not None
-            await app.screener.catch_up()
+            screened = "SELECT count(*) FROM conversions WHERE screened = 1"
+            deadline = time.monotonic() + 10
+            while (await store._fetch_tuples(screened))[0][0] < 20:  # type: ignore[attr-defined]
+                assert time.monotonic() < deadline, "the conversions were not screened"
+                await app.screener.catch_up()
+                await asyncio.sleep(0.05)
         a = s["affiliate"]["id"]
         now = time.time_ns() // 1000
 
@@ -968,3 +974,39 @@ async def test_a_claim_gives_each_affiliate_no_more_than_its_room(store: Store) 
         assert await claim({}, 0) == [a] * 8 + [b["id"]] * 2
     finally:
         await app.shutdown()
+
+
+async def test_a_postback_url_with_a_brace_that_is_no_macro_is_refused(
+    oc: httpx.AsyncClient,
+) -> None:
+    """`{payout}` (another platform's name) or `{refidd}` (a typo) would be sent as the
+    text: refused, naming the macro it may mean and listing them; the macros pass, and a
+    URL refused sets nothing."""
+    s = await make_offer(oc)
+    aff = s["affiliate"]["id"]
+    base = "https://aff.example/pb?c={refid}"
+    for extra, meant in (
+        ("&p={payout}", "{commission}"),
+        ("&t={transaction_id}", "{refid}"),
+        ("&c={RefID}", "{refid}"),
+        ("&s={aff_sub2}", "{sub2}"),
+        ("&x={refidd}", None),
+    ):
+        r = await oc.patch(
+            f"/api/v1/affiliates/{aff}", json={"postback_url": base + extra}, headers=AUTH
+        )
+        assert r.status_code == 400, r.text
+        [error] = r.json()["errors"]
+        assert (error["field"], error["code"]) == ("postback_url", "unknown_macro")
+        assert extra.split("=")[1] in error["message"] and "{conversion_id}" in error["message"]
+        if meant:
+            assert f"`{meant}` is what it may mean" in error["message"], error
+    every = base + "&" + "&".join(f"m{i}={{{m}}}" for i, m in enumerate(MACROS))
+    r = await oc.patch(f"/api/v1/affiliates/{aff}", json={"postback_url": every}, headers=AUTH)
+    assert r.status_code == 200 and r.json()["postback_url"] == every, r.text
+    r = await oc.put(
+        f"/api/v1/offers/{s['offer']['id']}/postbacks/{aff}",
+        json={"postback_url": base + "&p={payout}"},
+        headers=AUTH,
+    )
+    assert r.json()["errors"][0]["code"] == "unknown_macro", r.text

@@ -4,10 +4,11 @@ admin API and the CLI call these (`domain.admin` sets the affiliate's own)."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-from clickback.domain.outbound import CANCELLED, EVENTS, HELD, ascii_host
+from clickback.domain.outbound import CANCELLED, EVENTS, HELD, MACROS, ascii_host
 from clickback.domain.ports import Store
 from clickback.domain.timefmt import now_us
 from clickback.errors import ConflictError, InputError, NotFoundError
@@ -16,6 +17,48 @@ UrlCheck = Callable[[str], Awaitable[None]]
 
 
 async def no_check(url: str) -> None:
+    return None
+
+
+# what other platforms call what a macro here says, to name the one meant
+_OTHER_MACROS = {
+    "payout": "commission",
+    "affpayout": "commission",
+    "amount": "orderamount",
+    "saleamount": "orderamount",
+    "revenue": "orderamount",
+    "orderid": "ordernumber",
+    "clickid": "refid",
+    "transactionid": "refid",
+    "txid": "refid",
+    "subid": "sub1",
+    "country": "geo",
+    "offer": "offer_id",
+    "affiliate": "affiliate_id",
+    "affid": "affiliate_id",
+    **{f"affsub{i}": f"sub{i}" for i in range(1, 6)},
+    **{f"s{i}": f"sub{i}" for i in range(1, 6)},
+    "affsub": "sub1",
+}
+_BRACED = re.compile(r"\{([^{}]*)\}")
+
+
+def unknown_macro(url: str) -> InputError | None:
+    """The error for a `{name}` in a postback URL that is no macro (`{payout}`, a typo):
+    it would be sent as the text `{payout}`, and the affiliate would read nothing."""
+    for name in _BRACED.findall(url):
+        if name in MACROS:
+            continue
+        folded = name.lower().replace("_", "").replace("-", "")
+        meant = next((m for m in MACROS if m.replace("_", "") == folded), None)
+        meant = meant or _OTHER_MACROS.get(folded)
+        hint = f" (`{{{meant}}}` is what it may mean)" if meant else ""
+        return InputError(
+            f"`{{{name}}}` in `postback_url` is no macro{hint}: it would be sent as it is."
+            f" The macros: {', '.join('{' + m + '}' for m in MACROS)}",
+            code="unknown_macro",
+            field="postback_url",
+        )
     return None
 
 
@@ -33,6 +76,8 @@ def postback_values(values: Mapping[str, Any]) -> dict[str, Any]:
         # a host of other letters in its ASCII form, as a destination's: the Host header
         # of each attempt must be ASCII
         cols["postback_url"] = ascii_host(url.strip(), "postback_url")
+        if (wrong := unknown_macro(url)) is not None:
+            raise wrong
     if values.get("postback_method") is not None:
         method = str(values["postback_method"]).upper()
         if method not in ("GET", "POST"):
