@@ -161,7 +161,10 @@ def place_reports(conn: sqlite3.Connection) -> None:
             "SELECT 1 FROM reports.sqlite_master WHERE name = 'report_state'"
         ).fetchone():
             return  # in place
-        log.warning("no report tables: made afresh, rolled up again from the raw rows")
+        log.warning(
+            "no report tables: made afresh, rolled up again from the raw rows (revenue at"
+            " the offers' revenue terms of now, for past conversions too)"
+        )
         fresh = sqlite3.connect(":memory:")  # what the migrations make, to copy from
         for version, _title, _sql in schema.MIGRATIONS:
             for statement in schema.statements("sqlite", version):
