@@ -102,17 +102,21 @@ class OutboxSql(SqlPrimitives):
             sending = in_flight or {}
             full = padded([a for a, n in sending.items() if n >= per_affiliate] or [0])
             some = padded([(a, n) for a, n in sending.items() if n < per_affiliate] or [(0, 0)])
-            # each affiliate's due deliveries numbered oldest first, as many taken as it
-            # has room for (one with its share in flight is left out before they are)
+            # the oldest due deliveries (a few times as many as asked for: numbering every
+            # one due would cost a backlog's whole length each claim) but for those of an
+            # affiliate with its share in flight, numbered oldest first by affiliate, and
+            # as many taken as each affiliate has room for
             room = " ".join("WHEN ? THEN CAST(? AS INTEGER)" for _ in some)
             chosen = (
-                "SELECT w.id FROM (SELECT d.id, d.next_at, row_number() OVER (PARTITION BY"
-                f" d.affiliate_id ORDER BY d.next_at, d.id) AS n, d.affiliate_id{due}"
-                f" AND d.affiliate_id NOT IN ({', '.join('?' * len(full))})) AS w"
+                "SELECT w.id FROM (SELECT o.id, o.next_at, row_number() OVER (PARTITION BY"
+                " o.affiliate_id ORDER BY o.next_at, o.id) AS n, o.affiliate_id FROM"
+                f" (SELECT d.id, d.next_at, d.affiliate_id{due} AND d.affiliate_id NOT IN"
+                f" ({', '.join('?' * len(full))}) ORDER BY d.next_at LIMIT ?) AS o) AS w"
                 f" WHERE w.n <= CAST(? AS INTEGER) - CASE w.affiliate_id {room} ELSE 0 END"
                 " ORDER BY w.next_at LIMIT ?"
             )
-            args: list[Any] = [now, now, *full, per_affiliate, *itertools.chain(*some), limit]
+            args: list[Any] = [now, now, *full, 4 * limit, per_affiliate]
+            args += [*itertools.chain(*some), limit]
         else:
             chosen = f"SELECT d.id{due} ORDER BY d.next_at LIMIT ?"
             args = [now, now, limit]
