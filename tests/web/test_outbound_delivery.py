@@ -991,6 +991,7 @@ async def test_a_postback_url_with_a_brace_that_is_no_macro_is_refused(
         ("&c={RefID}", "{refid}"),
         ("&s={aff_sub2}", "{sub2}"),
         ("&x={refidd}", None),
+        ("&p={ payout }", "{commission}"),
     ):
         r = await oc.patch(
             f"/api/v1/affiliates/{aff}", json={"postback_url": base + extra}, headers=AUTH
@@ -998,10 +999,10 @@ async def test_a_postback_url_with_a_brace_that_is_no_macro_is_refused(
         assert r.status_code == 400, r.text
         [error] = r.json()["errors"]
         assert (error["field"], error["code"]) == ("postback_url", "unknown_macro")
-        assert extra.split("=")[1] in error["message"] and "{conversion_id}" in error["message"]
+        assert extra.split("=", 1)[1] in error["message"] and "{conversion_id}" in error["message"]
         if meant:
             assert f"`{meant}` is what it may mean" in error["message"], error
-    every = base + "&" + "&".join(f"m{i}={{{m}}}" for i, m in enumerate(MACROS))
+    every = base + "&e={}&" + "&".join(f"m{i}={{{m}}}" for i, m in enumerate(MACROS))
     r = await oc.patch(f"/api/v1/affiliates/{aff}", json={"postback_url": every}, headers=AUTH)
     assert r.status_code == 200 and r.json()["postback_url"] == every, r.text
     r = await oc.put(

@@ -33,7 +33,6 @@ INCOMPLETE = frozenset(
         "request_too_large",
         "too_many_fields",
         "repeated",
-        "unencoded_ampersand",  # `ordernumber=Smith&Sons-1` is stored as the order `Smith`
         "invalid_json",
         UNSUPPORTED_ENCODING,  # a compressed body, not read
     }

@@ -41,20 +41,23 @@ _OTHER_MACROS = {
     "affsub": "sub1",
 }
 _BRACED = re.compile(r"\{([^{}]*)\}")
+_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]*")
 
 
 def unknown_macro(url: str) -> InputError | None:
     """The error for a `{name}` in a postback URL that is no macro (`{payout}`, a typo):
     it would be sent as the text `{payout}`, and the affiliate would read nothing."""
-    for name in _BRACED.findall(url):
-        if name in MACROS:
+    for braced in _BRACED.findall(url):
+        name = braced.strip()
+        # a macro, or braces around no name (`{}`, a JSON-like literal): not taken for one
+        if braced in MACROS or not _NAME.fullmatch(name):
             continue
         folded = name.lower().replace("_", "").replace("-", "")
         meant = next((m for m in MACROS if m.replace("_", "") == folded), None)
         meant = meant or _OTHER_MACROS.get(folded)
         hint = f" (`{{{meant}}}` is what it may mean)" if meant else ""
         return InputError(
-            f"`{{{name}}}` in `postback_url` is no macro{hint}: it would be sent as it is."
+            f"`{{{braced}}}` in `postback_url` is no macro{hint}: it would be sent as it is."
             f" The macros: {', '.join('{' + m + '}' for m in MACROS)}",
             code="unknown_macro",
             field="postback_url",

@@ -86,7 +86,9 @@ def sent_instead(params: Mapping[str, str], name: str) -> str:
     for sent in params:
         if sent in (name, "clickid"):
             continue
-        if sent.lower().startswith("amp;") and fold(sent[4:]) in (name, "clickid"):
+        if sent.lower().startswith("amp;") and (
+            fold(sent[4:]) == name or (name == "refid" and fold(sent[4:]) == "clickid")
+        ):
             return (
                 f"; `{sent}` was sent: the URL was written for HTML (`&amp;` for `&`)."
                 " Send a plain `&` between parameters"

@@ -343,11 +343,11 @@ _UNAVAILABLE_FILE = frozenset(
 
 
 def file_identity(path: str) -> tuple[int, int] | None:
-    """The file at `path` (its device and inode); None when there is none, or it cannot
-    be looked at (a stale network handle: not the file opened either)."""
+    """The file at `path` (its device and inode); None when there is none. Another error
+    (a permission, an I/O error) says nothing of which file is there: raised."""
     try:
         st = os.stat(path)
-    except OSError:
+    except FileNotFoundError:
         return None
     return st.st_dev, st.st_ino
 
@@ -572,8 +572,12 @@ class SqliteStore(SqlStore):
         batch, statement or read."""
         if self._file is None:
             return
-        if not self._gone and file_identity(self._where) == self._file:
-            return
+        if not self._gone:
+            try:
+                if file_identity(self._where) == self._file:
+                    return
+            except OSError:  # which file is there cannot be told now: as it was
+                return
         message = (
             f"the database file {self.path} was removed or replaced while the server had"
             " it open: nothing more is read or written; restart the server"

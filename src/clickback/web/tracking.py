@@ -170,7 +170,9 @@ class Kept(dict[str, str]):
         self.repeats: dict[str, list[str]] = {}
 
 
-def _params(text: str, into: Kept, errors: list[FieldError], sent: dict[str, str]) -> None:
+def _params(
+    text: str, into: Kept, errors: list[FieldError], sent: dict[str, str], whole: bool = True
+) -> None:
     try:
         pairs = split_query(text)
     except ValueError:
@@ -184,33 +186,34 @@ def _params(text: str, into: Kept, errors: list[FieldError], sent: dict[str, str
         )
         pairs = split_query("&".join(fields_of(text)[:MAX_FIELDS]))
     _merge(pairs, into, errors, sent)
-    _cut_at_ampersand(text, errors)
+    if whole:  # (a body cut short is refused for that, and may end anywhere)
+        _cut_at_ampersand(text, errors)
 
 
 def _cut_at_ampersand(text: str, errors: list[FieldError]) -> None:
-    """A parameter the postback is decided on, followed by a field with no `=`: an `&`
-    sent as it is inside its value (`ordernumber=Smith&Sons-1` is the order `Smith`, and
-    `Smith&Sons-2` would be its duplicate, a sale lost). Refused, saying so."""
+    """`ordernumber` followed by a field with no `=`: an `&` sent as it is inside the
+    order number (`ordernumber=Smith&Sons-1` is the order `Smith`, and `Smith&Sons-2`
+    would be its duplicate, a sale lost), or a flag of the advertiser's own right after
+    it (`&test`, a cache-buster `&1701234567`), which cannot be told apart. Refused,
+    saying so; the operator may replay it, counted as read (`Smith`)."""
     fields = fields_of(text)
-    told = set()
     for before, field in itertools.pairwise(fields):
-        if "=" in field or "=" not in before:
+        if "=" in field or not before.startswith("ordernumber="):
             continue
-        name, _, value = before.partition("=")
-        name = unquote_plus(name, errors="backslashreplace")
-        if name in PARAMETERS and value and name not in told:
-            told.add(name)
-            arrived = unquote_plus(f"{before}&{field}", errors="backslashreplace")
-            shown = "" if name == "token" else f": `{arrived[:80]}` arrived"
-            errors.append(
-                FieldError(
-                    name,
-                    "unencoded_ampersand",
-                    f"`{name}` looks cut at an `&` sent as it is{shown}, read as `{name}`"
-                    f" and a parameter with no value; an `&` inside a value must be sent"
-                    " as %26",
-                )
+        if before == "ordernumber=":
+            return
+        arrived = unquote_plus(f"{before}&{field}", errors="backslashreplace")
+        errors.append(
+            FieldError(
+                "ordernumber",
+                "unencoded_ampersand",
+                f"`ordernumber` looks cut at an `&` sent as it is: `{arrived[:80]}` arrived,"
+                " read as `ordernumber` and a parameter with no value. An `&` inside the"
+                " order number must be sent as %26, and a flag of your own must not follow"
+                " it (give it a value, or put it first)",
             )
+        )
+        return
 
 
 def _merge(
@@ -480,7 +483,7 @@ async def postback_answer(
     elif isinstance(body, BodyError):
         errors.append(body.error)
         status_override = body.status
-        _params(body.partial.decode("utf-8", "backslashreplace"), params, errors, sent)
+        _params(body.partial.decode("utf-8", "backslashreplace"), params, errors, sent, False)
     elif body is not None and (kind := content_type.lower()).startswith(JSON_TYPE):
         _json_params(body, params, errors, sent)
     elif body is not None and kind.startswith(MULTIPART_TYPE):
