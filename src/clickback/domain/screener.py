@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 import logging
 import os
 import time
@@ -41,6 +42,7 @@ APPROVALS_MOST = 500
 # every process's cache has them by then (`CLICKBACK_CACHE_CHECK_SECONDS`, 1 s, and the
 # batch that was deciding with the rates before)
 RATES_SETTLE_US = 10_000_000
+DAY_ONE = datetime.date(1970, 1, 1).toordinal()  # days are counted from 1970-01-01
 
 
 class Screener:
@@ -199,9 +201,9 @@ class Screener:
         now = time.time_ns() // 1000
         if await self.store.match_caps_reached(from_day, reached, self.owner, now):
             log.info(
-                "daily caps reached made to match the counts: %d from day %d",
+                "daily caps reached made to match the counts: %d, from %s (UTC)",
                 len(reached),
-                from_day,
+                datetime.date.fromordinal(DAY_ONE + from_day).isoformat(),
             )
         self.caps_stored = reached
         self.caps_version = version
