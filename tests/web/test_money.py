@@ -211,7 +211,14 @@ async def test_cps_in_jpy_usd_kwd_and_base_totals(client: httpx.AsyncClient) -> 
         headers={**AUTH, "content-type": "text/csv"},
         content=b"date,currency,rate\n2000-01-01,JPY,0.0067\n2000-01-01,KWD,3.2512\n",
     )
-    assert r.json() == {"stored": 2, "valued": 0, "waiting": 0, "replaced": [], "note": None}
+    assert r.json() == {
+        "stored": 2,
+        "valued": 0,
+        "waiting": 0,
+        "too_large": [],
+        "replaced": [],
+        "note": None,
+    }
     expect = []
     for currency, amount, commission in (
         ("JPY", "1999", "200"),
@@ -292,7 +299,14 @@ async def test_conversion_without_a_rate_is_kept_and_valued_later(
         headers={**AUTH, "content-type": "text/csv"},
         content=b"2000-01-01,EUR,1.10\n",
     )
-    assert r.json() == {"stored": 1, "valued": 1, "waiting": 0, "replaced": [], "note": None}
+    assert r.json() == {
+        "stored": 1,
+        "valued": 1,
+        "waiting": 0,
+        "too_large": [],
+        "replaced": [],
+        "note": None,
+    }
     [conv] = (await client.get("/api/v1/conversions", headers=AUTH)).json()["items"]
     assert (conv["rate"], conv["base_amount"], conv["base_commission"]) == (
         "1.10",
@@ -374,7 +388,14 @@ async def test_a_conversion_waiting_for_a_rate_says_which_and_of_what_day(
     r = await client.post(
         "/api/v1/rates", headers={**AUTH, "content-type": "text/csv"}, content=today_rate
     )
-    assert r.json() == {"stored": 1, "valued": 1, "waiting": 0, "replaced": [], "note": None}
+    assert r.json() == {
+        "stored": 1,
+        "valued": 1,
+        "waiting": 0,
+        "too_large": [],
+        "replaced": [],
+        "note": None,
+    }
     # a day's rate replaced by another: said, with what the conversions valued keep
     fixed = f"{today},CHF,1.2\n{today},EUR,1.1\n".encode()
     r = await client.post(
@@ -386,6 +407,25 @@ async def test_a_conversion_waiting_for_a_rate_says_which_and_of_what_day(
     assert f"keep it: CHF {today} 1.10 -> 1.2" in r.json()["note"]
     [conv] = (await client.get("/api/v1/conversions", headers=AUTH)).json()["items"]
     assert conv["base_commission"] == "3.66"  # 3.33 CHF at 1.10, as valued
+
+
+async def test_an_import_says_which_conversions_are_too_large_to_value(
+    client: httpx.AsyncClient,
+) -> None:
+    """An order accepted before its currency had a rate, whose value in the base currency
+    then passes what can be stored: the import says so, with its id, not that it still
+    waits for a rate it has."""
+    s = await make_offer(client, payout_type="cps", payout_percent="8")
+    body = await convert(client, s, "HUGE-1", currency="EUR", orderamount="9999999999999.99")
+    assert body["status"] == "accepted", body
+    rate = f"{datetime.now(UTC).date()},EUR,1.1\n".encode()
+    r = await client.post(
+        "/api/v1/rates", headers={**AUTH, "content-type": "text/csv"}, content=rate
+    )
+    answer = r.json()
+    assert (answer["valued"], answer["waiting"]) == (0, 1)
+    assert answer["too_large"] == [body["conversion_id"]]
+    assert "too large to value in USD" in answer["note"] and "still wait" not in answer["note"]
 
 
 async def test_a_missing_rate_warning_names_only_the_currency_without_one(

@@ -11,7 +11,7 @@ from __future__ import annotations
 import bisect
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal, localcontext
 
@@ -155,11 +155,21 @@ class Imported:
     valued: int
     waiting: int
     replaced: list[tuple[str, str, str, str]]
+    base: str = ""
+    # of those waiting, the ones the rates value past what can be stored (over
+    # `money.MAX_MINOR` minor units in the base currency): no rate will value them
+    too_large: list[int] = field(default_factory=list)
 
     def note(self) -> str | None:
         said = []
-        if self.waiting:
-            said.append(f"{self.waiting} conversion(s) still wait: {RATE_NEEDED}")
+        if waiting := self.waiting - len(self.too_large):
+            said.append(f"{waiting} conversion(s) still wait: {RATE_NEEDED}")
+        if self.too_large:
+            ids = ", ".join(map(str, self.too_large[:20]))
+            said.append(
+                f"{len(self.too_large)} conversion(s) are too large to value in {self.base}"
+                f" (over {money.MAX_MINOR:,} minor units) and stay out of the money: {ids}"
+            )
         if self.replaced:
             said.append(
                 "rates replaced, conversions valued at the rate before keep it: "
@@ -179,15 +189,19 @@ async def import_rates(store: Store, rows: list[tuple[str, str, str]], base: str
         if (c, d) in before and Decimal(before[c, d]) != Decimal(r)
     ]
     await store.put_rates(rows)
-    valued, waiting = await value_missing(store, base)
-    return Imported(valued, waiting, replaced)
+    too_large: list[int] = []
+    valued, waiting = await value_missing(store, base, too_large)
+    return Imported(valued, waiting, replaced, base, too_large)
 
 
-async def value_missing(store: Store, base: str) -> tuple[int, int]:
+async def value_missing(
+    store: Store, base: str, too_large: list[int] | None = None
+) -> tuple[int, int]:
     """Values every conversion still missing a rate that the stored rates now value (an
     import does it at once; the screening's holder again once the processes' caches
     have the import's rates, for the conversions recorded meanwhile with the rates
-    before). How many were valued, and how many still wait."""
+    before). How many were valued, and how many still wait; those that wait because
+    the rates value them past what can be stored, in `too_large` (their ids)."""
     all_rates = Rates(base, [(c, d, Decimal(r)) for c, d, r in await store.all_rates()])
     valued = waiting = 0
     after = 0
@@ -202,7 +216,10 @@ async def value_missing(store: Store, base: str) -> tuple[int, int]:
             _, paid = all_rates.to_base(c["commission"], c["commission_currency"], day)
             if amount is not None and paid is not None:  # an order of zero needs no rate
                 if max(abs(amount), abs(paid)) > money.MAX_MINOR:
-                    continue  # too large to store: stays unvalued, as a postback refuses it
+                    # too large to store: stays unvalued, as a postback refuses it
+                    if too_large is not None:
+                        too_large.append(c["id"])
+                    continue
                 updates.append(("" if rate is None else str(rate), amount, paid, base, c["id"]))
         await store.value_conversions(updates)
         valued += len(updates)

@@ -209,6 +209,7 @@ def endpoints(app: ClickbackApp) -> list[Endpoint]:
                 "stored": len(rows),
                 "valued": done.valued,
                 "waiting": done.waiting,
+                "too_large": done.too_large,
                 "replaced": [
                     {"currency": c, "date": d, "was": was, "rate": now}
                     for c, d, was, now in done.replaced
