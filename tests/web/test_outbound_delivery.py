@@ -127,6 +127,25 @@ async def _aff_url(c: httpx.AsyncClient, s: dict[str, Any], url: str, **extra: A
     assert r.status_code == 200, r.text
 
 
+async def _all_screened(app: ClickbackApp, store: Store, count: int) -> None:
+    """Until `count` conversions are screened (their deliveries may then be claimed)."""
+    assert app.screener is not None
+    screened = "SELECT count(*) FROM conversions WHERE screened = 1"
+    deadline = time.monotonic() + 10
+    while (await store._fetch_tuples(screened))[0][0] < count:  # type: ignore[attr-defined]
+        assert time.monotonic() < deadline, "the conversions were not screened"
+        await app.screener.catch_up()
+        await asyncio.sleep(0.05)
+
+
+async def _other_affiliate(c: httpx.AsyncClient, s: dict[str, Any], url: str) -> dict[str, Any]:
+    """A second affiliate, its postback URL `url`, and its link to the offer of `s`."""
+    b = (await c.post("/api/v1/affiliates", json={"name": "B"}, headers=AUTH)).json()
+    await _aff_url(c, {"affiliate": b}, url)
+    body = {"offer_id": s["offer"]["id"], "affiliate_id": b["id"]}
+    return dict((await c.post("/api/v1/links", json=body, headers=AUTH)).json())
+
+
 async def _sale_with_reversals(oc: httpx.AsyncClient, port: int, order: str) -> int:
     """An offer whose affiliate takes conversions and reversals (`e=` the event), and a
     conversion on it: its id."""
@@ -912,13 +931,9 @@ async def test_a_stalled_receiver_does_not_hold_back_the_other_affiliates(store:
             async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
                 s = await make_offer(c)
                 await _aff_url(c, s, f"http://127.0.0.1:{stalled.port}/pb?c={{refid}}")
-                other = await c.post("/api/v1/affiliates", json={"name": "B"}, headers=AUTH)
-                b = other.json()
-                await _aff_url(
-                    c, {"affiliate": b}, f"http://127.0.0.1:{healthy.port}/pb?c={{refid}}"
+                b_link = await _other_affiliate(
+                    c, s, f"http://127.0.0.1:{healthy.port}/pb?c={{refid}}"
                 )
-                body = {"offer_id": s["offer"]["id"], "affiliate_id": b["id"]}
-                b_link = (await c.post("/api/v1/links", json=body, headers=AUTH)).json()
                 for i in range(40):
                     await _convert(c, s["link"], f"A{i}")
                 await _until(lambda: stalled.arrived >= 8)  # its sends are in flight
@@ -948,20 +963,12 @@ async def test_a_claim_gives_each_affiliate_no_more_than_its_room(store: Store) 
         async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
             s = await make_offer(c)
             await _aff_url(c, s, "http://127.0.0.1:9/pb?c={refid}")
-            b = (await c.post("/api/v1/affiliates", json={"name": "B"}, headers=AUTH)).json()
-            await _aff_url(c, {"affiliate": b}, "http://127.0.0.1:9/pb?c={refid}")
-            body = {"offer_id": s["offer"]["id"], "affiliate_id": b["id"]}
-            b_link = (await c.post("/api/v1/links", json=body, headers=AUTH)).json()
+            b_link = await _other_affiliate(c, s, "http://127.0.0.1:9/pb?c={refid}")
+            b = {"id": b_link["affiliate_id"]}
             for i in range(10):
                 await _convert(c, s["link"], f"A{i}")
                 await _convert(c, b_link, f"B{i}")
-            assert app.screener is not None
-            screened = "SELECT count(*) FROM conversions WHERE screened = 1"
-            deadline = time.monotonic() + 10
-            while (await store._fetch_tuples(screened))[0][0] < 20:  # type: ignore[attr-defined]
-                assert time.monotonic() < deadline, "the conversions were not screened"
-                await app.screener.catch_up()
-                await asyncio.sleep(0.05)
+            await _all_screened(app, store, 20)
         a = s["affiliate"]["id"]
         now = time.time_ns() // 1000
 
@@ -992,6 +999,8 @@ async def test_a_postback_url_with_a_brace_that_is_no_macro_is_refused(
         ("&s={aff_sub2}", "{sub2}"),
         ("&x={refidd}", None),
         ("&p={ payout }", "{commission}"),
+        ("&s={sub.1}", None),
+        ("&p={$payout}", None),
     ):
         r = await oc.patch(
             f"/api/v1/affiliates/{aff}", json={"postback_url": base + extra}, headers=AUTH
@@ -1011,3 +1020,34 @@ async def test_a_postback_url_with_a_brace_that_is_no_macro_is_refused(
         headers=AUTH,
     )
     assert r.json()["errors"][0]["code"] == "unknown_macro", r.text
+
+
+async def test_one_affiliates_backlog_does_not_hide_anothers_deliveries(store: Store) -> None:
+    """A claim reads the oldest due deliveries only (four times as many as it asks for):
+    behind one affiliate's backlog older than all of them, another's were not read while
+    the first had room, and waited for the backlog. The claim that gives an affiliate the
+    last of its share claims again without it."""
+    from clickback.domain.sender import Sender
+
+    app = ClickbackApp(_settings(jobs_poll_seconds=3600, rollup_settle=0.0), store)
+    await app.startup()
+    transport = httpx.ASGITransport(app=app, client=("203.0.113.7", 4444))
+    try:
+        with receiver(lambda n, path: (200, b"ok")) as (port, hits):
+            async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+                s = await make_offer(c)
+                await _aff_url(c, s, f"http://127.0.0.1:{port}/a?c={{refid}}")
+                b_link = await _other_affiliate(c, s, f"http://127.0.0.1:{port}/b?c={{refid}}")
+                for i in range(40):
+                    await _convert(c, s["link"], f"A{i}")
+                for i in range(3):
+                    await _convert(c, b_link, f"B{i}")
+                await _all_screened(app, store, 43)
+                assert app.sender is not None
+            # 8 sends, 2 an affiliate: a claim reads the oldest 32, all of them A's
+            sender = Sender(store, app.sender.send, app.sender.policy, concurrency=8)
+            assert await sender.run_once() == 4
+            paths = sorted(urlsplit(h[0]).path for h in hits)
+            assert paths == ["/a"] * 2 + ["/b"] * 2, paths
+    finally:
+        await app.shutdown()

@@ -33,6 +33,9 @@ INCOMPLETE = frozenset(
         "request_too_large",
         "too_many_fields",
         "repeated",
+        # `ordernumber=Smith&Sons-1` is stored as the order `Smith`: counted by a replay,
+        # `Smith&Sons-1` sent again, fixed, would be a second conversion for the sale
+        "unencoded_ampersand",
         "invalid_json",
         UNSUPPORTED_ENCODING,  # a compressed body, not read
     }

@@ -41,7 +41,6 @@ _OTHER_MACROS = {
     "affsub": "sub1",
 }
 _BRACED = re.compile(r"\{([^{}]*)\}")
-_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]*")
 
 
 def unknown_macro(url: str) -> InputError | None:
@@ -50,7 +49,7 @@ def unknown_macro(url: str) -> InputError | None:
     for braced in _BRACED.findall(url):
         name = braced.strip()
         # a macro, or braces around no name (`{}`, a JSON-like literal): not taken for one
-        if braced in MACROS or not _NAME.fullmatch(name):
+        if braced in MACROS or not name or any(c in name for c in '":,'):
             continue
         folded = name.lower().replace("_", "").replace("-", "")
         meant = next((m for m in MACROS if m.replace("_", "") == folded), None)

@@ -68,24 +68,32 @@ class Sender:
     async def _claim(self) -> list[asyncio.Task[None]]:
         """Starts sending what is due, as far as there is room (in all, and for each
         affiliate); the sends. It takes no more than it starts at once, so every send
-        starts, and ends, well inside its lease."""
+        starts, and ends, well inside its lease. A claim reads the oldest due deliveries
+        only, so one affiliate's backlog can fill what it reads: when the claim gave an
+        affiliate the last of its share and there is room left, it claims again without
+        that affiliate (a few times at the most)."""
         self._ended = 0
-        room = self.concurrency - len(self._sending)
-        if room <= 0:
-            return []
-        now = time.time_ns() // 1000
-        lease = now + self.lease_us
-        claimed = await self.store.claim_deliveries(
-            now, lease, room, dict(self._in_flight), self.per_affiliate
-        )
-        started = []
-        for row in claimed:
-            affiliate = int(row["delivery_affiliate"])
-            self._in_flight[affiliate] = self._in_flight.get(affiliate, 0) + 1
-            task = asyncio.get_running_loop().create_task(self._deliver(row, lease))
-            task.add_done_callback(functools.partial(self._ended_one, affiliate))
-            self._sending.add(task)
-            started.append(task)
+        started: list[asyncio.Task[None]] = []
+        for _ in range(4):
+            room = self.concurrency - len(self._sending)
+            if room <= 0:
+                break
+            full = {a for a, n in self._in_flight.items() if n >= self.per_affiliate}
+            now = time.time_ns() // 1000
+            lease = now + self.lease_us
+            claimed = await self.store.claim_deliveries(
+                now, lease, room, dict(self._in_flight), self.per_affiliate
+            )
+            for row in claimed:
+                affiliate = int(row["delivery_affiliate"])
+                self._in_flight[affiliate] = self._in_flight.get(affiliate, 0) + 1
+                task = asyncio.get_running_loop().create_task(self._deliver(row, lease))
+                task.add_done_callback(functools.partial(self._ended_one, affiliate))
+                self._sending.add(task)
+                started.append(task)
+            filled = {a for a, n in self._in_flight.items() if n >= self.per_affiliate}
+            if len(claimed) >= room or filled <= full:
+                break
         return started
 
     def _ended_one(self, affiliate: int, task: asyncio.Task[None]) -> None:

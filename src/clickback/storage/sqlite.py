@@ -12,6 +12,7 @@ One writer per database: several processes on one file fight over its lock.
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import os
 import sqlite3
@@ -343,12 +344,17 @@ _UNAVAILABLE_FILE = frozenset(
 
 
 def file_identity(path: str) -> tuple[int, int] | None:
-    """The file at `path` (its device and inode); None when there is none. Another error
-    (a permission, an I/O error) says nothing of which file is there: raised."""
+    """The file at `path` (its device and inode); None when there is none (or a network
+    file system says the handle is stale: not the file opened either). Another error (a
+    permission, an I/O error) says nothing of which file is there: raised."""
     try:
         st = os.stat(path)
     except FileNotFoundError:
         return None
+    except OSError as exc:
+        if exc.errno == errno.ESTALE:
+            return None
+        raise
     return st.st_dev, st.st_ino
 
 

@@ -195,13 +195,14 @@ def _cut_at_ampersand(text: str, errors: list[FieldError]) -> None:
     order number (`ordernumber=Smith&Sons-1` is the order `Smith`, and `Smith&Sons-2`
     would be its duplicate, a sale lost), or a flag of the advertiser's own right after
     it (`&test`, a cache-buster `&1701234567`), which cannot be told apart. Refused,
-    saying so; the operator may replay it, counted as read (`Smith`)."""
+    saying so, and again by a replay: to be sent again, fixed."""
     fields = fields_of(text)
     for before, field in itertools.pairwise(fields):
-        if "=" in field or not before.startswith("ordernumber="):
+        if "=" in field or "=" not in before:
             continue
-        if before == "ordernumber=":
-            return
+        name, _, value = before.partition("=")
+        if not value or unquote_plus(name, errors="backslashreplace") != "ordernumber":
+            continue
         arrived = unquote_plus(f"{before}&{field}", errors="backslashreplace")
         errors.append(
             FieldError(
