@@ -31,7 +31,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from fixtures import create_link
 
-from clickback.storage.sqlite import Checkpointer, SqliteStore
+from clickback.storage.sqlite import SqliteStore
+from clickback.storage.sqlite_file import Checkpointer
 
 BATCH = 64
 

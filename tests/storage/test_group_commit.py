@@ -14,7 +14,8 @@ import pytest
 from clickback.domain.models import Outcome
 from clickback.domain.ports import ConversionRow, LedgerRow, Store
 from clickback.errors import UnavailableError
-from clickback.storage.sqlite import Checkpointer, SqliteStore
+from clickback.storage.sqlite import SqliteStore
+from clickback.storage.sqlite_file import Checkpointer
 
 
 async def setup(store: Store) -> tuple[int, int]:
