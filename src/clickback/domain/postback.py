@@ -171,6 +171,8 @@ def invisible(ordernumber: str) -> FieldError | None:
     """The error for an order number holding a character that is not seen (a byte-order
     mark, a zero-width space, a control character): `D-1` with one is another order, a
     second conversion for the same sale."""
+    if ordernumber.isprintable():  # no such character (nor any other but a space)
+        return None
     for c in ordernumber:
         if unicodedata.category(c) in ("Cf", "Cc"):
             name = unicodedata.name(c, "a control character")
