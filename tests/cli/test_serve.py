@@ -365,6 +365,7 @@ def test_a_database_file_replaced_under_the_server_is_not_written_to(
     restored = tmp_path / "restored.db"
     restored.write_bytes(path.read_bytes())
     os.replace(restored, path)
+    time.sleep(0.2)  # the file is looked at every 0.1 s at most
     assert httpx.get(tracking).status_code == 503
     r = httpx.get(postback.replace("REFID", refid))
     assert r.status_code == 503, r.text
