@@ -21,6 +21,16 @@ from clickback.web.app import ClickbackApp
 from clickback.web.present import EXPORT_COLUMNS
 from tests.conftest import AUTH, click, make_offer, status
 
+# an import of one rate that valued the one conversion waiting for it, and said nothing
+ONE_RATE_VALUED_ONE = {
+    "stored": 1,
+    "valued": 1,
+    "waiting": 0,
+    "too_large": [],
+    "replaced": [],
+    "note": None,
+}
+
 
 async def convert(client: httpx.AsyncClient, s: dict[str, Any], order: str, **params: str) -> dict:
     refid = await click(client, s["link"])
@@ -299,14 +309,7 @@ async def test_conversion_without_a_rate_is_kept_and_valued_later(
         headers={**AUTH, "content-type": "text/csv"},
         content=b"2000-01-01,EUR,1.10\n",
     )
-    assert r.json() == {
-        "stored": 1,
-        "valued": 1,
-        "waiting": 0,
-        "too_large": [],
-        "replaced": [],
-        "note": None,
-    }
+    assert r.json() == ONE_RATE_VALUED_ONE
     [conv] = (await client.get("/api/v1/conversions", headers=AUTH)).json()["items"]
     assert (conv["rate"], conv["base_amount"], conv["base_commission"]) == (
         "1.10",
@@ -388,14 +391,7 @@ async def test_a_conversion_waiting_for_a_rate_says_which_and_of_what_day(
     r = await client.post(
         "/api/v1/rates", headers={**AUTH, "content-type": "text/csv"}, content=today_rate
     )
-    assert r.json() == {
-        "stored": 1,
-        "valued": 1,
-        "waiting": 0,
-        "too_large": [],
-        "replaced": [],
-        "note": None,
-    }
+    assert r.json() == ONE_RATE_VALUED_ONE
     # a day's rate replaced by another: said, with what the conversions valued keep
     fixed = f"{today},CHF,1.2\n{today},EUR,1.1\n".encode()
     r = await client.post(

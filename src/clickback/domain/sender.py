@@ -2,12 +2,12 @@
 
 It claims due deliveries with a lease (so processes and nodes share the work and a
 crashed sender's deliveries are taken over when its lease ends), keeps up to
-`concurrency` sends in flight, taking more as sends end (a few at a time: a claim sorts
-what is due), and records each attempt with its consequence. An affiliate has at most
-`per_affiliate` of them (a quarter): one whose receiver stalls until the timeout leaves
-the others three quarters of the sends, and a backlog of one affiliate alone still goes
-out `per_affiliate` at a time. The HTTP call is injected, so this module stays free of
-I/O libraries.
+`concurrency` sends in flight, taking more as sends end (`refill` at a time: each claim
+is a query, on SQLite on the event loop), and records each attempt with its
+consequence. An affiliate has at most `per_affiliate` of them (a quarter): one whose
+receiver stalls until the timeout leaves the others three quarters of the sends, and a
+backlog of one affiliate alone still goes out `per_affiliate` at a time. The HTTP call
+is injected, so this module stays free of I/O libraries.
 """
 
 from __future__ import annotations
