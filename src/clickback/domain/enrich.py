@@ -90,6 +90,7 @@ class Enricher:
 
         self._crawlers = CrawlerDetect()
         self._lookup = _mmdb_lookup(mmdb_path) if mmdb_path else _geoip2fast_lookup()
+        self._countries = money.countries()
         self.country = lru_cache(maxsize=IP_CACHE)(self._country)
         self.agent = lru_cache(maxsize=UA_CACHE)(self._agent)
         self._agent(WARM_UP_AGENT)  # not cached: only to load the parsers now
@@ -99,13 +100,13 @@ class Enricher:
         (the data's `EU` or `AP` name a region, which no postback's `geo` matches)."""
         if not ip:
             return ""
-        if ip[:7].lower() == "::ffff:" and "." in ip:
+        if ":" in ip and ip[:7].lower() == "::ffff:" and "." in ip:
             ip = ip[7:]  # an IPv4 address as a dual-stack proxy writes it
         try:
             code = self._lookup(ip)
         except ValueError:
             return ""
-        return code if code in money.countries() else ""
+        return code if code in self._countries else ""
 
     def _crawler(self, user_agent: str, lowered: str) -> bool:
         """crawlerdetect's verdict; on a browser's User-Agent, without a chat app's name

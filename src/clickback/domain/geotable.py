@@ -21,6 +21,7 @@ from bisect import bisect_left, bisect_right
 from clickback.memory import give_back
 
 V4_MAX = 0xFFFFFFFF
+V4_BLOCKS = 1 << 16  # the /16s of IPv4
 LOW64 = (1 << 64) - 1
 PRIVATE_IDS = 16  # the data's first country entries are reserved and private ranges
 
@@ -58,6 +59,11 @@ class CountryTable:
                     self.v6_len.append(bits)
                     self.v6_id.append(cid)
         del database, starts, country_ids, prefixes
+        # where the IPv4 networks of each /16 begin in `v4_start`: a lookup bisects the few
+        # of its own /16 (about 8), not all 490,000 (bisecting an array makes an int of each
+        # item it compares: 1.3 µs against about 0.3)
+        self.v4_from = array("I", (bisect_left(self.v4_start, h << 16) for h in range(V4_BLOCKS)))
+        self.v4_from.append(len(self.v4_start))
         give_back()  # the unpickling peaked at about 50 MB of Python integers (17 MB kept)
 
     def __len__(self) -> int:
@@ -74,7 +80,10 @@ class CountryTable:
             except OSError as exc:
                 raise ValueError(f"not an IP address: {ip!r}") from exc
         if number <= V4_MAX:
-            i = bisect_right(self.v4_start, number) - 1
+            block = number >> 16
+            first, end = self.v4_from[block], self.v4_from[block + 1]
+            # none of its /16 at or below it: the last network before, at first - 1
+            i = bisect_right(self.v4_start, number, first, end) - 1
             start, bits, cid = self.v4_start[i], self.v4_len[i], self.v4_id[i]
             size = 1 << (32 - bits)
         else:
