@@ -198,11 +198,23 @@ def local_bucket(kind: str, us: int, tz: ZoneInfo, whole_hours: bool) -> str:
     return f"{local.year:04d}-{local.month:02d}"
 
 
-def revenue_of(offer: dict[str, Any], base_amount: int) -> int:
-    """An offer's revenue for a conversion, in cents of the base currency (USD)."""
-    if offer["revenue_type"] == "cpa":
-        return int(Decimal(offer["revenue_amount"]) * 100)
-    share = Decimal(base_amount) * Decimal(offer["revenue_percent"]) / 100
+def terms_of(conversion: dict[str, Any], offer: dict[str, Any]) -> tuple[str, str]:
+    """The revenue terms a conversion is valued under: those it kept when it was recorded,
+    (type, amount or percent); its offer's of now if it kept none (recorded before)."""
+    kept = conversion.get("revenue_terms")
+    if kept is not None:
+        kind, _, value = kept.partition(":")
+        return kind, value
+    kind = offer["revenue_type"]
+    return kind, offer["revenue_amount"] if kind == "cpa" else offer["revenue_percent"]
+
+
+def revenue_of(terms: tuple[str, str], base_amount: int) -> int:
+    """A conversion's revenue under its terms, in cents of the base currency (USD)."""
+    kind, value = terms
+    if kind == "cpa":
+        return int(Decimal(value) * 100)
+    share = Decimal(base_amount) * Decimal(value) / 100
     return int(share.quantize(Decimal(1), ROUND_HALF_UP))
 
 
@@ -293,11 +305,11 @@ def expected(
             g["sale"] += v["base_amount"] or 0
             g["commission"] += v["base_commission"] or 0
             g["missing_rate"] += not valued
-            offer = offer_rows[v["offer_id"]]
-            if offer["revenue_type"]:
+            terms = terms_of(v, offer_rows[v["offer_id"]])
+            if terms[0]:
                 g["with_revenue"] += 1
                 if valued:
-                    g["revenue"] += revenue_of(offer, v["base_amount"])
+                    g["revenue"] += revenue_of(terms, v["base_amount"])
                     g["revenue_commission"] += v["base_commission"]
     total: dict[str, Any] = defaultdict(int)
     for g in out.values():

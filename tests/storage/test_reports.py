@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from clickback.domain import rollup
+from clickback.domain import admin, rollup
 from clickback.domain.fraud import fraud_flags
 from clickback.domain.ports import Store
 from clickback.domain.reports import METRICS, run_report
@@ -328,6 +328,27 @@ async def test_a_rate_that_comes_while_conversions_are_held_values_them_at_once(
     now[0] += 1_000_000  # a second later, well within the minute between looks
     await job.catch_up()
     assert await store.rollup_unvalued(1000) == []  # every fact stored is valued
+    for case in CASES[:9]:
+        await check(store, case)
+
+
+async def test_conversions_are_valued_at_the_revenue_terms_they_were_recorded_under(
+    store: Store,
+) -> None:
+    world = await spring_clicks(store, 60)
+    await world.screen()
+    job = RollupJob(store, settle=0)
+    await world.postbacks(0.9)  # some in JPY, which has no rate yet: valued later
+    await job.catch_up()
+    kept = {c["revenue_terms"] for c in await raw(store, "conversions")}
+    assert kept == {"cpa:7.25", "cps:12.5", ""}
+    # every offer's terms change after: the conversions recorded before keep theirs, the
+    # ones a late rate values too
+    for offer_id in {link["offer_id"] for link in world.links}:
+        await admin.update_offer(store, offer_id, {"revenue_type": "cps", "revenue_percent": "50"})
+    await value_yen(store)
+    await job.catch_up()
+    assert await store.rollup_unvalued(1000) == []
     for case in CASES[:9]:
         await check(store, case)
 

@@ -268,6 +268,7 @@ def decide(
         base_commission=base_commission,
         ip=ip,
         delivery=delivery,
+        revenue_terms=offer.revenue,
     )
 
 

@@ -9,7 +9,7 @@ flagged, never refused).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 
 from clickback.domain import money
 from clickback.domain.models import CommissionRule, Offer, PayoutType
@@ -51,3 +51,25 @@ def commission(
 
 def rule_name(rule: CommissionRule | None) -> str:
     return f"rule:{rule.id}" if rule else "default"
+
+
+def revenue_terms(kind: str, amount: str, percent: str) -> str:
+    """An offer's revenue terms as a conversion keeps them from when it was recorded:
+    `cpa:AMOUNT` (in the base currency), `cps:PERCENT` (of the sale), '' none."""
+    if kind == "cpa":
+        return f"cpa:{amount}"
+    if kind == "cps":
+        return f"cps:{percent}"
+    return ""
+
+
+def revenue(terms: str, sale: int, base_currency: str) -> int:
+    """What the advertiser pays the network for a conversion under `terms`
+    (`revenue_terms`), in minor units of the base currency, from its sale in those
+    units: a CPS share is rounded half-up per conversion."""
+    kind, _, value = terms.partition(":")
+    if kind == "cpa":
+        return money.to_minor(Decimal(value), base_currency)
+    if kind == "cps":
+        return int((Decimal(sale) * Decimal(value) / 100).to_integral_value(ROUND_HALF_UP))
+    return 0

@@ -67,6 +67,7 @@ class Offer:
     daily_cap: int | None = None  # conversions a UTC day; more are flagged `over_cap`
     auto_approve_days: int | None = None  # a pending conversion this old is approved
     cap_redirect: bool = False  # a click once a daily cap is reached: to the fallback URL
+    revenue: str = ""  # its revenue terms (`commission.revenue_terms`), kept by conversions
 
 
 @dataclass(frozen=True, slots=True)

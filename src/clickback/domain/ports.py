@@ -70,6 +70,7 @@ class ConversionRow:
     base_commission: int | None
     ip: str = ""  # where the postback came from (fraud screening compares it)
     delivery: str = ""  # outbound postback to queue with it: '' none, 'queued' or 'held'
+    revenue_terms: str = ""  # its offer's revenue terms when recorded (`commission.revenue_terms`)
 
 
 @dataclass(frozen=True, slots=True)

@@ -38,10 +38,10 @@ import socket
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, Protocol
 
-from clickback.domain import money, pacing
+from clickback.domain import pacing
+from clickback.domain.commission import revenue, revenue_terms
 from clickback.domain.enrich import Enricher, visitor_key
 from clickback.domain.fraud import fraud_flags
 from clickback.domain.pacing import USUAL_SETTLE_US
@@ -267,7 +267,7 @@ class RollupJob:
         for row in found + conversions:
             fact = fact_from_row(row, enricher)
             if fact is not None:
-                self._value_revenue(fact, offers.get(fact.offer_id))
+                self._value_revenue(fact, row["revenue_terms"], offers.get(fact.offer_id))
                 delta.facts[fact.conversion_id] = fact
                 delta.contribute(fact, 1)
         events = await store.rollup_events(at.events_after, self.batch)
@@ -396,18 +396,21 @@ class RollupJob:
             self._offers, self._offers_version = await self.store.rollup_offers(), version
         return self._offers
 
-    def _value_revenue(self, fact: Fact, offer: dict[str, Any] | None) -> None:
-        """The fact's revenue under its offer's terms (0 until the conversion is valued,
-        as its sale and commission)."""
-        kind = offer["revenue_type"] if offer is not None else ""
-        fact.has_revenue = int(kind in ("cpa", "cps"))
-        if offer is None or not fact.valued or not fact.has_revenue:
-            fact.revenue = 0
-        elif kind == "cpa":
-            fact.revenue = money.to_minor(Decimal(offer["revenue_amount"]), self.base_currency)
-        else:
-            share = Decimal(fact.sale) * Decimal(offer["revenue_percent"]) / 100
-            fact.revenue = int(share.to_integral_value(ROUND_HALF_UP))
+    def _value_revenue(self, fact: Fact, terms: str | None, offer: dict[str, Any] | None) -> None:
+        """The fact's revenue under the revenue terms its conversion kept from when it was
+        recorded (0 until the conversion is valued, as its sale and commission); a
+        conversion recorded before they were kept (`terms` None) is valued under its
+        offer's terms of now."""
+        if terms is None:
+            terms = (
+                revenue_terms(
+                    offer["revenue_type"], offer["revenue_amount"], offer["revenue_percent"]
+                )
+                if offer is not None
+                else ""
+            )
+        fact.has_revenue = int(terms != "")
+        fact.revenue = revenue(terms, fact.sale, self.base_currency) if fact.valued else 0
 
     async def _late(self, delta: Delta, now: int) -> dict[str, list[int]]:
         """The skipped ids to look for this tick, by kind: the stored ones `rollup_gaps`
@@ -509,7 +512,7 @@ class RollupJob:
                 continue
             delta.contribute(fact, -1)
             fact.valued, fact.sale, fact.commission = 1, row["base_amount"], row["base_commission"]
-            self._value_revenue(fact, offers.get(fact.offer_id))
+            self._value_revenue(fact, row["revenue_terms"], offers.get(fact.offer_id))
             delta.contribute(fact, 1)
 
 

@@ -12,6 +12,7 @@ from decimal import Decimal
 from typing import Any
 
 from clickback.domain import outbound
+from clickback.domain.commission import revenue_terms
 from clickback.domain.listing import LISTS
 from clickback.domain.models import (
     Advertiser,
@@ -111,6 +112,7 @@ def offer_from_row(r: Mapping[str, Any]) -> Offer:
         daily_cap=r["daily_cap"],
         auto_approve_days=r["auto_approve_days"],
         cap_redirect=bool(r["cap_redirect"]),
+        revenue=revenue_terms(r["revenue_type"], r["revenue_amount"], r["revenue_percent"]),
     )
 
 

@@ -49,23 +49,23 @@ INSERT INTO conversions (
     id, refid, offer_id, affiliate_id, advertiser_id, link_id, ordernumber, orderamount,
     currency, commission, commission_currency, coupon, geo, commissionid, status,
     created_at, clicked_at, rule, flags, base_currency, rate, base_amount, base_commission, ip,
-    sub1, sub2, sub3, sub4, sub5, is_test, click_missing, recorded_at)
+    sub1, sub2, sub3, sub4, sub5, is_test, click_missing, recorded_at, revenue_terms)
 SELECT nextval(pg_get_serial_sequence('conversions', 'id')), x.refid, x.offer_id,
     x.affiliate_id, x.advertiser_id, x.link_id, x.ordernumber,
     x.orderamount, x.currency, x.commission, x.commission_currency, x.coupon, x.geo,
     x.commissionid, x.status, x.created_at, x.clicked_at, x.rule, x.flags, x.base_currency,
     x.rate, x.base_amount, x.base_commission, x.ip,
     coalesce(c.sub1, ''), coalesce(c.sub2, ''), coalesce(c.sub3, ''), coalesce(c.sub4, ''),
-    coalesce(c.sub5, ''), x.is_test, (c.refid IS NULL)::int, x.recorded_at
+    coalesce(c.sub5, ''), x.is_test, (c.refid IS NULL)::int, x.recorded_at, x.revenue_terms
 FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[],
             $6::text[], $7::bigint[], $8::text[], $9::bigint[], $10::text[], $11::text[],
             $12::text[], $13::text[], $14::text[], $15::bigint[], $16::bigint[], $17::smallint[],
             $18::text[], $19::text[], $20::text[], $21::text[], $22::bigint[], $23::bigint[],
-            $24::text[], $25::bigint[])
+            $24::text[], $25::bigint[], $26::text[])
     AS x(refid, offer_id, affiliate_id, advertiser_id, link_id, ordernumber, orderamount,
          currency, commission, commission_currency, coupon, geo, commissionid, status,
          created_at, clicked_at, is_test, rule, flags, base_currency, rate, base_amount,
-         base_commission, ip, recorded_at)
+         base_commission, ip, recorded_at, revenue_terms)
 LEFT JOIN clicks AS c ON c.refid = x.refid
 WHERE NOT EXISTS (
     SELECT 1 FROM conversions AS e
@@ -527,6 +527,7 @@ class PostgresStore(SqlStore):
                             c.base_commission,
                             c.ip,
                             c.recorded_at,
+                            c.revenue_terms,
                         )
                         for c in offered
                     ],

@@ -221,7 +221,7 @@ CONVERSION_FIELDS = (
     "c.id, c.refid, c.offer_id, c.affiliate_id, c.advertiser_id, c.link_id, "
     + ", ".join(f"coalesce(k.sub{i}, c.sub{i}) AS sub{i}" for i in range(1, 6))
     + ", c.status, c.is_test, c.base_amount, c.base_commission, "
-    "c.created_at, c.clicked_at, c.geo, c.flags, k.ip, k.user_agent "
+    "c.created_at, c.clicked_at, c.geo, c.flags, c.revenue_terms, k.ip, k.user_agent "
     "FROM conversions AS c LEFT JOIN clicks AS k ON k.refid = c.refid"
 )
 SPREAD = {
@@ -408,7 +408,7 @@ class ReportSql(SqlPrimitives):
 
     async def rollup_unvalued(self, limit: int) -> list[dict[str, Any]]:
         return await self._fetch(
-            "SELECT f.*, c.base_amount, c.base_commission FROM report_facts AS f "
+            "SELECT f.*, c.base_amount, c.base_commission, c.revenue_terms FROM report_facts AS f "
             "JOIN conversions AS c ON c.id = f.conversion_id WHERE f.valued = 0 "
             "AND c.base_amount IS NOT NULL AND c.base_commission IS NOT NULL "
             "ORDER BY f.conversion_id LIMIT ?",

@@ -267,3 +267,14 @@ LATER.append(
         ],
     )
 )
+
+LATER.append(
+    (
+        25,
+        "conversions keep their offer's revenue terms from when they were recorded (the"
+        " rollups valued them at the offer's terms when they read them: a change of terms,"
+        " a late exchange rate or a report file made again moved past revenue); rows from"
+        " before have none (NULL) and are valued at the offer's terms, as before",
+        ["ALTER TABLE conversions ADD COLUMN revenue_terms TEXT"],
+    )
+)

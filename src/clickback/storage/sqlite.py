@@ -58,8 +58,8 @@ INSERT INTO conversions (
     refid, offer_id, affiliate_id, advertiser_id, link_id, ordernumber, orderamount,
     currency, commission, commission_currency, coupon, geo, commissionid, status,
     created_at, recorded_at, clicked_at, rule, flags, base_currency, rate, base_amount,
-    base_commission, ip, sub1, sub2, sub3, sub4, sub5, is_test, click_missing)
-SELECT x.r, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,
+    base_commission, ip, revenue_terms, sub1, sub2, sub3, sub4, sub5, is_test, click_missing)
+SELECT x.r, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,
     coalesce(c.sub1, ''), coalesce(c.sub2, ''), coalesce(c.sub3, ''), coalesce(c.sub4, ''),
     coalesce(c.sub5, ''), ?, c.refid IS NULL
 FROM (SELECT ? AS r) AS x LEFT JOIN clicks AS c ON c.refid = x.r
@@ -111,6 +111,7 @@ def conversion_args(c: ConversionRow) -> tuple[Any, ...]:
         c.base_amount,
         c.base_commission,
         c.ip,
+        c.revenue_terms,
         c.is_test,
         c.refid,
     )
@@ -162,10 +163,7 @@ def place_reports(conn: sqlite3.Connection) -> None:
             "SELECT 1 FROM reports.sqlite_master WHERE name = 'report_state'"
         ).fetchone():
             return  # in place
-        log.warning(
-            "no report tables: made afresh, rolled up again from the raw rows (revenue at"
-            " the offers' revenue terms of now, for past conversions too)"
-        )
+        log.warning("no report tables: made afresh, rolled up again from the raw rows")
         fresh = sqlite3.connect(":memory:")  # what the migrations make, to copy from
         for version, _title, _sql in schema.MIGRATIONS:
             for statement in schema.statements("sqlite", version):

@@ -133,7 +133,7 @@ SCHEMAS: dict[str, Any] = {
         f"link_id:i {SUBS} ordernumber:s orderamount:s currency:s commission:s "
         "commission_currency:s coupon:s geo:s? commissionid:s rule:s status:s "
         "is_test:b click_missing:b flags:a base_currency:s rate:s? "
-        "base_amount:s? base_commission:s? created_at:s clicked_at:s "
+        "base_amount:s? base_commission:s? revenue_terms:s? created_at:s clicked_at:s "
         "updated_at:s? recorded_at:s?"
     ),
     "Postback": obj(

@@ -176,6 +176,9 @@ def conversion(r: dict[str, Any], base: str) -> dict[str, Any]:
         "rate": r["rate"] or None,  # '' for an order of zero valued without a rate
         "base_amount": _base(r["base_amount"], r["base_currency"]),
         "base_commission": _base(r["base_commission"], r["base_currency"]),
+        # its offer's revenue terms when it was recorded (`cpa:7.25`, `cps:12.5`, '' none;
+        # None: recorded before they were kept, valued at the offer's terms)
+        "revenue_terms": r.get("revenue_terms"),
         "created_at": iso(r["created_at"]),
         "clicked_at": iso(r["clicked_at"]),
         "updated_at": iso(r["updated_at"]),
@@ -347,6 +350,7 @@ EXPORT_COLUMNS = {
         "rate",
         "base_amount",
         "base_commission",
+        "revenue_terms",
         "created_at",
         "clicked_at",
         "updated_at",
