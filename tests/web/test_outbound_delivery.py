@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -17,11 +18,12 @@ import httpx
 import pytest
 
 from clickback.config import Settings
-from clickback.domain.outbound import MACROS
+from clickback.domain.outbound import MACROS, Attempt
 from clickback.domain.ports import Store
 from clickback.errors import ConfigError
 from clickback.outbound_http import pinned
 from clickback.storage import schema
+from clickback.storage.postgres import PostgresStore
 from clickback.storage.sqlite import SqliteStore
 from clickback.web.app import ClickbackApp
 from clickback.web.http import hash_token, hide_password
@@ -980,6 +982,60 @@ async def test_a_claim_gives_each_affiliate_no_more_than_its_room(store: Store) 
         assert await claim({a: 8, b["id"]: 8}, 8) == []
         assert await claim({}, 0) == [a] * 8 + [b["id"]] * 2
     finally:
+        await app.shutdown()
+
+
+async def test_a_delivery_another_sender_finished_during_a_claim_is_not_claimed_again(
+    store: Store,
+) -> None:
+    """PostgreSQL: a claim chooses from the deliveries as they were when its statement
+    began; one that another sender claimed, sent and finished in the meantime (its lease
+    cleared) is looked at again once locked, and passed over: not sent twice. The claim's
+    statement is held up by a view of the affiliates that sleeps, on its own connection."""
+    if not isinstance(store, PostgresStore):
+        pytest.skip("SQLite: one write at a time, a claim sees what another finished")
+    app = ClickbackApp(_settings(jobs_poll_seconds=3600, rollup_settle=0.0), store)
+    await app.startup()
+    transport = httpx.ASGITransport(app=app, client=("203.0.113.7", 4444))
+    slow_schema = "slow_" + uuid.uuid4().hex[:12]
+    admin = await asyncpg.connect(PG_URL)
+    slow = PostgresStore(PG_URL)
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+            s = await make_offer(c)
+            await _aff_url(c, s, "http://127.0.0.1:9/pb?c={refid}")
+            await _convert(c, s["link"], "RACE-1")
+            await _all_screened(app, store, 1)
+        await admin.execute(f"CREATE SCHEMA {slow_schema}")
+        await admin.execute(
+            f"CREATE VIEW {slow_schema}.affiliates AS SELECT * FROM {store.schema_name}"
+            ".affiliates WHERE (SELECT true FROM pg_sleep(0.6))"
+        )
+        slow._settings = lambda: {"search_path": f"{slow_schema},{store.schema_name}"}  # type: ignore[method-assign]
+        await slow.open()
+        now = time.time_ns() // 1000
+        late = asyncio.create_task(slow.claim_deliveries(now, now + 60_000_000, 20))
+        await asyncio.sleep(0.2)  # its statement began, and sleeps
+        [first] = await store.claim_deliveries(now, now + 60_000_000, 20)
+        sent = Attempt(200, "ok", 5, "")
+        assert await store.finish_attempt(
+            first["delivery_id"],
+            first["delivery_affiliate"],
+            sent,
+            "GET",
+            "http://127.0.0.1:9/pb",
+            "delivered",
+            now,
+            now,
+            25,
+            now + 60_000_000,
+        )
+        assert not late.done()  # finished while the other claim ran
+        assert await late == []
+    finally:
+        await slow.close()
+        await admin.execute(f"DROP SCHEMA IF EXISTS {slow_schema} CASCADE")
+        await admin.close()
         await app.shutdown()
 
 

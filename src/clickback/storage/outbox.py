@@ -120,12 +120,17 @@ class OutboxSql(SqlPrimitives):
         else:
             chosen = f"SELECT d.id{due} ORDER BY d.next_at LIMIT ?"
             args = [now, now, limit]
-        if self.engine == "postgres":  # what another sender is taking meanwhile is passed
+        if self.engine == "postgres":
+            # what another sender is taking meanwhile is passed; and the rows chosen are
+            # looked at again as they are once locked, since the choice read them as they
+            # were when the statement began: one that another sender claimed, sent and
+            # finished meanwhile (its lease cleared) is no longer due, and is not sent twice
             chosen = (
                 f"SELECT l.id FROM deliveries AS l WHERE l.id IN ({chosen}) AND"
+                " l.state IN ('queued', 'held') AND l.next_at <= ? AND"
                 " (l.lease_until IS NULL OR l.lease_until < ?) FOR UPDATE SKIP LOCKED"
             )
-            args.append(now)
+            args += [now, now]
         rows = await self._fetch(
             f"UPDATE deliveries SET lease_until = ? WHERE id IN ({chosen}) RETURNING id",
             lease_until,
