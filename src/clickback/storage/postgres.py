@@ -128,10 +128,23 @@ async def _keep_session(conn: asyncpg.Connection) -> None:
 # the commit may have happened before the answer was lost: a retry of a postback that was
 # stored is answered `duplicate`, never counted twice
 TIMED_OUT = "storage did not answer in time; the write may or may not be recorded, retry"
+# the connection lost once the batch's COMMIT was sent: the server may have committed it
+LOST_AT_COMMIT = (
+    "the connection to storage was lost as the write was committed; it may or may not be"
+    " recorded, retry"
+)
 
 
 # the server's own time limits on the writer's session (`_writer_conn`)
 SERVER_GAVE_UP = (asyncpg.exceptions.LockNotAvailableError, asyncpg.exceptions.QueryCanceledError)
+
+
+def _answered(exc: BaseException) -> bool:
+    """Whether the server answered with this error (so the transaction is rolled back),
+    not the connection lost (`PostgresConnectionError` is a PostgresError too)."""
+    return isinstance(exc, asyncpg.PostgresError) and not isinstance(
+        exc, asyncpg.exceptions.PostgresConnectionError
+    )
 
 
 def _consume(task: asyncio.Future[Any]) -> None:
@@ -178,6 +191,7 @@ class PostgresStore(SqlStore):
         self._task: asyncio.Task[None] | None = None
         self._closing = False
         self._closed = False  # `close` ran: a write now would open a writer never closed
+        self._committing = False  # the batch being written is at its commit (`_commit`)
 
     def _settings(self) -> dict[str, str]:
         return {"search_path": self.schema_name} if self.schema_name else {}
@@ -387,7 +401,16 @@ class PostgresStore(SqlStore):
                 fail(batch, exc, TIMED_OUT)
                 await self._reset_writer()
                 continue
-            except Exception:
+            except Exception as exc:
+                if self._committing and not _answered(exc):
+                    # no answer to the COMMIT (the connection lost, or this code failing
+                    # after it): the batch may be stored, and its rows written again one
+                    # by one would answer a postback counted by it `duplicate` of itself,
+                    # with a second ledger row, and clicks stored `nothing was recorded`
+                    log.exception("write batch of %d: commit unanswered", len(batch))
+                    fail(batch, exc, LOST_AT_COMMIT)
+                    await self._reset_writer()
+                    continue
                 log.exception("write batch of %d failed; writing its rows one by one", len(batch))
                 await self._reset_writer()
                 for n, item in enumerate(batch):  # one bad row must not fail the others
@@ -459,6 +482,7 @@ class PostgresStore(SqlStore):
         self._writer = None
 
     async def _commit(self, batch: list[tuple[int, Any, Any]], left: float) -> list[Any]:
+        self._committing = False  # set once nothing but the commit is left to do
         conn = await self._writer_conn()
         clicks = [p for k, p, _ in batch if k == _CLICK]
         postbacks: list[tuple[LedgerRow, ConversionRow | None]] = [
@@ -470,6 +494,7 @@ class PostgresStore(SqlStore):
             short = left < self.write_timeout * 0.9
             if short:
                 await conn.execute(f"SET statement_timeout = {max(1, int(left * 900))}")
+            self._committing = True  # the COPY commits by itself
             await self._copy_clicks(conn, clicks)
             if short:
                 await conn.execute("RESET statement_timeout")
@@ -478,6 +503,7 @@ class PostgresStore(SqlStore):
             if clicks:
                 await self._copy_clicks(conn, clicks)
             written = await self._commit_postbacks(conn, postbacks)
+            self._committing = True
         it = iter(written)
         return [next(it) if k == _POSTBACK else None for k, _, _ in batch]
 
