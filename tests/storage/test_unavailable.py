@@ -4,14 +4,19 @@ the real drivers raised."""
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
+from pathlib import Path
 
 import asyncpg
 import pytest
 
+from clickback.domain.models import Outcome
 from clickback.domain.ports import Store
+from clickback.errors import UnavailableError
 from clickback.storage.sqlite import SqliteStore
 from tests.conftest import PG_URL
+from tests.storage.test_group_commit import conv, ledger, setup
 
 
 async def test_a_statement_the_database_refuses_is_not_an_outage(store: Store) -> None:
@@ -57,3 +62,40 @@ async def test_a_statement_cancelled_for_its_time_is_not_an_outage(store: Store)
     finally:
         await conn.close()
     assert not store.unavailable(caught.value)
+
+
+async def test_a_sqlite_batch_that_finds_the_file_locked_is_not_retried_row_by_row(
+    tmp_path: Path,
+) -> None:
+    """The file locked past the busy timeout (another process's long write): the whole
+    batch is answered unavailable after one wait, not retried row by row, each row
+    waiting the busy timeout again on the event loop (10 s a row by default)."""
+    store = SqliteStore(str(tmp_path / "locked.db"))
+    await store.migrate()
+    try:
+        adv, link = await setup(store)
+        store.conn.execute("PRAGMA busy_timeout = 50")
+        began: list[str] = []
+        store.conn.set_trace_callback(
+            lambda sql: began.append(sql) if sql.startswith("BEGIN") else None
+        )
+        holder = sqlite3.connect(store.path)
+        holder.execute("BEGIN EXCLUSIVE")
+        try:
+            answers = await asyncio.gather(
+                *(
+                    store.write_postback(ledger(f"L{i}"), conv(adv, link, f"L{i}"))
+                    for i in range(5)
+                ),
+                return_exceptions=True,
+            )
+        finally:
+            holder.rollback()
+            holder.close()
+            store.conn.set_trace_callback(None)
+        assert all(isinstance(a, UnavailableError) for a in answers), answers
+        assert len(began) == 1, began  # one try for the batch of five
+        written = await store.write_postback(ledger("L0"), conv(adv, link, "L0"))
+        assert written.outcome is Outcome.ACCEPTED  # nothing of them stayed; it goes on
+    finally:
+        await store.close()

@@ -565,7 +565,11 @@ class SqliteStore(SqlStore):
         except FileGone as exc:
             fail(batch, exc)
             return
-        except Exception:
+        except Exception as exc:
+            if self.unavailable(exc):  # not the rows' fault: each would wait as long again
+                log.error("write batch of %d failed: %s", len(batch), exc)
+                fail(batch, exc)
+                return
             log.exception("write batch of %d failed; writing its rows one by one", len(batch))
             for item in batch:  # one bad row must not fail the others
                 try:
