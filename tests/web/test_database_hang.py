@@ -13,7 +13,7 @@ import httpx
 from clickback.config import Settings
 from clickback.storage.postgres import PostgresStore
 from clickback.web.app import ClickbackApp
-from tests.conftest import ADMIN, AUTH, PG_URL, make_offer
+from tests.conftest import ADMIN, AUTH, PG_URL, click, make_offer
 
 
 class FreezingProxy:
@@ -147,6 +147,37 @@ async def test_the_admin_api_answers_503_while_the_database_is_gone(schema: str)
             assert time.monotonic() < deadline, r.text
             await asyncio.sleep(0.2)
         assert r.status_code == 503
+    finally:
+        proxy.close()
+        await client.aclose()
+        await app.shutdown()
+        await app.store.close()
+
+
+async def test_a_postback_that_cannot_read_what_it_needs_is_answered_503(schema: str) -> None:
+    """A postback for a paused offer reads whether its order was counted already, and
+    one for a link this node has not seen reads the links: with the database gone,
+    each is answered 503 `unavailable` (retry), as a write is, not 500 `server error`."""
+    proxy = FreezingProxy()
+    port = await proxy.start()
+    host = PG_URL.split("@", 1)[1].split("/", 1)[0]
+    app, client = await node(f"{PG_URL}?schema={schema}".replace(host, f"127.0.0.1:{port}"))
+    try:
+        s = await make_offer(client)
+        refid = await click(client, s["link"])
+        other = await make_offer(client)
+        unseen = await click(client, other["link"])
+        r = await client.patch(
+            f"/api/v1/offers/{s['offer']['id']}", json={"status": "paused"}, headers=AUTH
+        )
+        assert r.status_code == 200
+        app.catalog.links.pop(other["link"]["id"])  # made on another node
+        proxy.close()  # reset every connection and refuse new ones
+        for ref in (refid, unseen):
+            params = {"refid": ref, "orderamount": "10", "ordernumber": f"GONE-{ref[:6]}"}
+            r = await client.get("/postback", params=params)
+            assert r.status_code == 503, r.text
+            assert r.json()["errors"][0]["code"] == "unavailable"
     finally:
         proxy.close()
         await client.aclose()

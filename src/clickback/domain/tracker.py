@@ -8,15 +8,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import unquote_plus
 
 import orjson
 
 from clickback.domain import attribution, money, security
-from clickback.domain.catalog import Catalog, Route, SystemClock
+from clickback.domain.catalog import Catalog, Route, SystemClock, within
 from clickback.domain.models import Advertiser, FieldError, Link, Offer, OfferStatus, Outcome
 from clickback.domain.ports import ClickRow, LedgerRow, Store, StoredOrder
 from clickback.domain.postback import (
@@ -31,11 +31,13 @@ from clickback.domain.postback import (
 from clickback.domain.ratelimit import RateLimiter
 from clickback.domain.refid import TEXT_LEN as REFID_LEN
 from clickback.domain.refid import RefIdCodec, RefIdInfo, new_secret
+from clickback.errors import ClickbackError, UnavailableError
 
 if TYPE_CHECKING:
     from clickback.config import Settings
 
 log = logging.getLogger("clickback.fallback")
+T = TypeVar("T")
 
 MAX_SUB = 255
 MAX_HEADER_VALUE = 512
@@ -414,8 +416,22 @@ class Tracker:
         sent = attribution.sent_order(parsed, offer)
         if sent is None:
             return None
-        stored = await self.store.stored_order(advertiser.id, sent.ordernumber, int(link.is_test))
+        stored = await self._read(
+            self.store.stored_order(advertiser.id, sent.ordernumber, int(link.is_test)),
+            "its conversions",
+        )
         return None if stored is None else (sent, stored)
+
+    async def _read(self, read: Awaitable[T], what: str) -> T:
+        """A read a postback needs, within the catalog's read timeout; the database out of
+        reach or hung is answered as such (503, retry), not as a server error."""
+        try:
+            return await within(read, self.catalog.read_timeout)
+        except ClickbackError:
+            raise
+        except Exception as exc:
+            log.warning("a postback could not read %s: %r", what, exc)
+            raise UnavailableError(f"the tracker cannot read {what} now; retry") from None
 
     def _fallback(self, code: str, route: Route | None) -> str | None:
         """The offer's fallback URL, else the tracker's; the reason is logged (debug) for
@@ -442,8 +458,8 @@ class Tracker:
 
     async def _resolve(self, link_id: int) -> tuple[Link | None, Offer | None, Advertiser | None]:
         cat = self.catalog
-        if link_id not in cat.links:
-            await cat.reload()  # a link made on another node; the MAC says it exists
+        if link_id not in cat.links:  # a link made on another node; the MAC says it exists
+            await self._read(cat.reload(), "its links")
         link = cat.links.get(link_id)
         offer = cat.offers.get(link.offer_id) if link else None
         advertiser = cat.advertisers.get(offer.advertiser_id) if offer else None
