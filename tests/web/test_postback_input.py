@@ -600,6 +600,50 @@ async def test_a_json_boolean_is_one_error_and_a_json_number_ordernumber_its_tex
     assert [c["ordernumber"] for c in await conversions(client)] == ["12345"]
 
 
+async def test_a_json_null_is_an_optional_parameter_left_out_and_a_required_one_refused(
+    client: httpx.AsyncClient,
+) -> None:
+    """`"coupon": null` (a serializer's way to say no coupon) is as if it were left out,
+    for each optional parameter; `null` for a required one is refused `invalid_json`."""
+    s = await make_offer(client)
+    refid = await click(client, s["link"])
+    headers = {"content-type": "application/json"}
+    nulls = {"coupon": None, "currency": None, "geo": None, "commissionid": None}
+    body = {"refid": refid, "orderamount": "10", "ordernumber": "N1", **nulls}
+    r = await client.post("/postback", content=json.dumps(body), headers=headers)
+    assert r.json()["status"] == "accepted", r.text
+    [conv] = await conversions(client)
+    assert (conv["coupon"], conv["currency"], conv["geo"], conv["commissionid"]) == (
+        "",
+        "USD",
+        None,
+        "",
+    )
+    for field in ("ordernumber", "orderamount"):
+        body = {"refid": refid, "orderamount": "10", "ordernumber": "N2", field: None}
+        r = await client.post("/postback", content=json.dumps(body), headers=headers)
+        assert r.status_code == 400
+        assert [e["code"] for e in r.json()["errors"]] == [
+            "invalid_amount" if field == "orderamount" else "invalid_json"
+        ]
+
+
+async def test_a_json_body_of_a_json_media_type_is_read_as_json(
+    client: httpx.AsyncClient,
+) -> None:
+    """`application/vnd.api+json` (a `+json` type, RFC 6839) and `text/json` declare JSON
+    too: read as JSON, not told `json_not_declared`; a type that is no JSON is not."""
+    s = await make_offer(client)
+    refid = await click(client, s["link"])
+    for n, kind in enumerate(("application/vnd.api+json", "text/json; charset=utf-8")):
+        body = json.dumps({"refid": refid, "orderamount": "10", "ordernumber": f"T{n}"})
+        r = await client.post("/postback", content=body, headers={"content-type": kind})
+        assert r.json()["status"] == "accepted", (kind, r.text)
+    body = json.dumps({"refid": refid, "orderamount": "10", "ordernumber": "T9"})
+    r = await client.post("/postback", content=body, headers={"content-type": "text/plain"})
+    assert r.json()["errors"][0]["code"] == "json_not_declared", r.text
+
+
 async def test_half_a_character_in_a_json_value_is_refused_and_kept(
     client: httpx.AsyncClient,
 ) -> None:

@@ -48,6 +48,9 @@ PARAMETERS = frozenset(
     {"refid", "clickid", "orderamount", "ordernumber", "coupon", "currency", "geo"}
     | {"commissionid", "token", "sig", "ts"}
 )
+# the optional ones: a JSON `null` for one of these is as if it were left out (many
+# serializers write `"coupon": null` for no coupon), not refused
+OPTIONAL = frozenset({"coupon", "currency", "geo", "commissionid"})
 
 
 def refid_name(params: Mapping[str, str]) -> str:

@@ -27,6 +27,7 @@ from clickback.domain import security
 from clickback.domain.models import FieldError
 from clickback.domain.postback import (
     GET_BODY,
+    OPTIONAL,
     PARAMETERS,
     UNSUPPORTED_ENCODING,
     half_a_character,
@@ -52,6 +53,18 @@ MULTIPART_TYPE = "multipart/form-data"
 # ledger, counted), as a tracking link is (`/c/CODE/`)
 POSTBACK_PATHS = frozenset({"/postback", "/postback/"})
 _JSON = ("content-type", JSON_TYPE)
+
+
+def declared_json(content_type: str) -> bool:
+    """Whether a (lower-cased) Content-Type declares JSON: `application/json`, a JSON
+    media type by its `+json` suffix (RFC 6839, `application/vnd.api+json`), or the
+    `text/json` some senders use; parameters such as `charset` aside."""
+    media = content_type.split(";", 1)[0].strip()
+    return media in (JSON_TYPE, "text/json") or (
+        media.startswith("application/") and media.endswith("+json")
+    )
+
+
 _NO_STORE = ("cache-control", "no-store")
 _NOT_FOUND: Answer = (
     404,
@@ -347,6 +360,9 @@ def _json_params(body: bytes, into: Kept, errors: list[FieldError], sent: dict[s
                 errors.append(wrong)
             pairs.append((k, str(v)))
             continue
+        if v is None and k in OPTIONAL:
+            pairs.append((k, ""))
+            continue
         text = _whole(_json_text(v))  # a surrogate in a list or an object, as its escape
         pairs.append((k, text))
         if k in PARAMETERS:
@@ -485,7 +501,7 @@ async def postback_answer(
         errors.append(body.error)
         status_override = body.status
         _params(body.partial.decode("utf-8", "backslashreplace"), params, errors, sent, False)
-    elif body is not None and (kind := content_type.lower()).startswith(JSON_TYPE):
+    elif body is not None and declared_json(kind := content_type.lower()):
         _json_params(body, params, errors, sent)
     elif body is not None and kind.startswith(MULTIPART_TYPE):
         _multipart_params(body, content_type, params, errors, sent)
