@@ -380,6 +380,18 @@ async def test_an_unfilled_placeholder_is_told_so_and_a_hint_leads_the_errors(
         assert error["code"] == "unknown_refid" and "is a placeholder" in error["message"], sent
     r = await client.get("/postback?refid=A1B2C3&orderamount=1&ordernumber=P1")
     assert r.json()["errors"][0]["message"] == "no click was tracked with this RefID"
+    # a RefID with something after it (a fragment, a slash, a %20 encoded twice) is told
+    # so, naming both, not taken for a placeholder
+    for after in ("#section", "/", "%2520", "?utm=x"):
+        params = {"refid": refid + after.replace("%25", "%"), "orderamount": "1"}
+        r = await client.get("/postback", params={**params, "ordernumber": "P1"})
+        assert r.status_code == 404, r.text
+        [error] = r.json()["errors"]
+        assert error["code"] == "unknown_refid", error
+        assert (
+            f"the RefID `{refid}` was sent with `{params['refid'][len(refid) :]}`"
+            in (error["message"])
+        ), error
     r = await client.get(f"/postback?click_id={refid}&orderamount=1&ordernumber=P2")
     assert [e["code"] for e in r.json()["errors"]] == ["wrong_parameter", "missing"]
     [row] = await ledger(client, code="wrong_parameter")

@@ -55,10 +55,18 @@ class Refusal:
     errors: list[FieldError]
 
 
-def unknown_refid(sent: str = "") -> Refusal:
-    """A RefID of no click; `sent`, where it is a placeholder left unfilled, is told so."""
+def unknown_refid(sent: str = "", after: str = "") -> Refusal:
+    """A RefID of no click; `sent`, where it is a placeholder left unfilled, is told so,
+    and where it is a RefID with `after` added after it (a `#fragment`, a `/`, a `%20`
+    encoded twice), that."""
     message = "no click was tracked with this RefID"
-    if sent and placeholder(sent):
+    if after:
+        message = (
+            f"the RefID `{sent[: len(sent) - len(after)]}` was sent with `{after[:40]}` added"
+            " after it: send the RefID alone (whatever the page or the URL template put"
+            " after it is not part of it)"
+        )
+    elif sent and placeholder(sent):
         message = (
             f"`{sent[:40]}` is a placeholder, not a RefID: the postback URL's placeholder must"
             " be replaced by the RefID of the visitor's click (the `refid` its landing page got)"

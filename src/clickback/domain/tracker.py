@@ -279,7 +279,7 @@ class Tracker:
         elif extra_errors or isinstance(parsed, list):
             found = list(parsed) if isinstance(parsed, list) else []
             if raw_refid and info is None and hint is None:  # every bad field at once
-                found += attribution.unknown_refid(raw_refid).errors
+                found += attribution.unknown_refid(raw_refid, self._after(raw_refid)).errors
             if raw_refid:  # a RefID in the query, the rest in a body not read as such
                 hint = get_body_ignored(method, params) or (None if cut else json_as_form(params))
             if hint is not None:  # first: it is why the fields are missing, and the
@@ -288,7 +288,7 @@ class Tracker:
                 found = [e for e in found if e.code != "missing"]  # that is why, alone
             refusal = attribution.Refusal(Outcome.REJECTED, merge_errors(arrived, found))
         elif info is None:
-            refusal = attribution.unknown_refid(raw_refid)
+            refusal = attribution.unknown_refid(raw_refid, self._after(raw_refid))
         else:
             rules = self.catalog.rules.get(offer.id, ()) if offer else ()
             delivery = (
@@ -464,6 +464,12 @@ class Tracker:
         offer = cat.offers.get(link.offer_id) if link else None
         advertiser = cat.advertisers.get(offer.advertiser_id) if offer else None
         return link, offer, advertiser
+
+    def _after(self, refid: str) -> str:
+        """What was sent after a RefID that holds, when `refid` is one with more after it."""
+        if len(refid) > REFID_LEN and self.codec.verify(refid[:REFID_LEN]) is not None:
+            return refid[REFID_LEN:]
+        return ""
 
     def _find_refid(self, params: dict[str, str]) -> tuple[RefIdInfo | None, FieldError | None]:
         """A RefID sent under another parameter's name (`click_id=…`, `subid=…`): found so
