@@ -395,6 +395,32 @@ def test_utf8_in_a_request_line_split_across_packets(native: Server) -> None:
     assert [c["sub1"] for c in api(native, "GET", "/clicks").json()["items"]] == ["M\u00fcller"]
 
 
+def test_spaces_and_tabs_left_unencoded_in_a_postbacks_url_are_read_as_escaped(
+    native: Server,
+) -> None:
+    """What a script that does not encode its URL sends (`ordernumber=ORD 7`, a tab in a
+    coupon) is read as if encoded, counted and kept, where the parser refused it in
+    plain text and no ledger row kept it; a tracking link's line is left as it came."""
+    code = setup_link(native)
+    refid = refid_of(httpx.get(f"{native.base}/c/{code}"))
+    lines = (
+        f"GET /postback?refid={refid}&orderamount=10&ordernumber=ORD 7 HTTP/1.1",
+        f"GET /postback?refid={refid}&orderamount=10&ordernumber=ORD 8&coupon=A\tB HTTP/1.1",
+    )
+    for line in lines:
+        with socket.create_connection(("127.0.0.1", native.port)) as s:
+            s.sendall(f"{line}\r\nHost: x\r\n\r\n".encode())
+            [answer] = read_answers(s, 1)
+            assert answer.startswith(b"HTTP/1.1 200"), answer
+            assert b'"accepted"' in answer, answer
+    orders = [c["ordernumber"] for c in api(native, "GET", "/conversions").json()["items"]]
+    assert sorted(orders) == ["ORD 7", "ORD 8"], orders
+    with socket.create_connection(("127.0.0.1", native.port)) as s:
+        s.sendall(f"GET /c/{code}?sub1=a b HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        [answer] = read_answers(s, 1)
+        assert answer.startswith(b"HTTP/1.1 400"), answer
+
+
 def test_postbacks_too_large_or_stalled_are_kept_with_what_came(native: Server) -> None:
     code = setup_link(native)
     refid = refid_of(httpx.get(f"{native.base}/c/{code}"))

@@ -40,11 +40,13 @@ import httptools
 from clickback.domain import security
 from clickback.web import tracking
 from clickback.web.native_request import (
+    POSTBACK_LINE,
     POSTBACK_PATHS,
     Body,
     Request,
     escaped_first_line,
     refusal,
+    spaced_postback_line,
 )
 from clickback.web.tracking import MAX_BODY, BodyError, body_cut_short, body_too_large
 
@@ -222,6 +224,8 @@ class Connection(asyncio.Protocol):
         while data and not self.closing:  # again after each upgrade the parser stopped at
             if (self.request is None or self.in_line) and not data.isascii():
                 data = escaped_first_line(data)
+            if self.request is None and data.startswith(POSTBACK_LINE):
+                data = spaced_postback_line(data)
             try:
                 self.parser.feed_data(data)
             except httptools.HttpParserUpgrade as exc:

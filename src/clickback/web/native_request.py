@@ -31,6 +31,29 @@ def escaped_first_line(data: bytes) -> bytes:
     return _NOT_ASCII.sub(lambda m: b"%%%02X" % m.group()[0], line) + rest
 
 
+# how a postback's request line begins (a tracking request's, `/c/…`, never does)
+POSTBACK_LINE = tuple(m + b" /postback" for m in (b"GET", b"POST", b"PUT"))
+
+
+def spaced_postback_line(data: bytes) -> bytes:
+    """`data` with the spaces and tabs inside a postback's request target escaped, when
+    its first line, whole, has them: `GET /postback?…&ordernumber=ORD 7 HTTP/1.1`, as a
+    server-side script that does not encode its URL sends it, is read as if it had sent
+    `ORD%207`, where the parser would refuse it (a plain-text 400 that no ledger row
+    kept). The target is what lies between the method's space and the last one, before
+    the version; anything else is left as it came."""
+    end = data.find(b"\n")
+    if end < 0:
+        return data
+    line = data[:end].rstrip(b"\r")
+    method, _, rest = line.partition(b" ")
+    target, _, version = rest.rpartition(b" ")
+    if not version.startswith(b"HTTP/") or not (b" " in target or b"\t" in target):
+        return data
+    target = target.replace(b" ", b"%20").replace(b"\t", b"%09")
+    return b"%s %s %s%s" % (method, target, version, data[len(line) :])
+
+
 class Body:
     """An upload's body as it arrives, read by the app while it comes: at most
     BODY_BUFFER bytes are held before the connection stops reading."""
