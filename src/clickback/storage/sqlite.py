@@ -499,6 +499,9 @@ class SqliteStore(SqlStore):
     # -- group commit -------------------------------------------------------------
 
     def _enqueue(self, kind: int, payload: Any, fut: asyncio.Future[Any] | None) -> None:
+        if self._closed:  # a request outliving the shutdown
+            fail([(kind, payload, fut)], RuntimeError("the store is closed"))
+            return
         self._pending.append((kind, payload, fut))
         if not self._scheduled:
             self._scheduled = True
@@ -543,6 +546,9 @@ class SqliteStore(SqlStore):
                 self._flush()
 
     def _flush(self) -> None:
+        if self._closed:  # `close` wrote what was pending; this call was scheduled before
+            self._scheduled = False
+            return
         if not self._commit_lock.acquire(blocking=False):
             self._scheduled = self._deferred = True  # `_resume` flushes
             return
