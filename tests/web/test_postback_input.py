@@ -656,6 +656,25 @@ async def test_a_json_body_of_a_json_media_type_is_read_as_json(
     assert r.json()["errors"][0]["code"] == "json_not_declared", r.text
 
 
+async def test_an_order_number_composed_either_way_is_one_order(
+    client: httpx.AsyncClient,
+) -> None:
+    """`Müller` with `ü` as one character (NFC) and as `u` and a combining diaeresis
+    (NFD, as macOS and some platforms send it) look the same: one order, the second a
+    duplicate of the first, stored composed; the ledger keeps each as it was sent."""
+    s = await make_offer(client)
+    refid = await click(client, s["link"])
+    composed, decomposed = "Bestellung-M\u00fcller", "Bestellung-Mu\u0308ller"
+    answers = []
+    for order in (composed, decomposed):
+        params = {"refid": refid, "orderamount": "10", "ordernumber": order}
+        answers.append((await client.get("/postback", params=params)).json())
+    assert [a["status"] for a in answers] == ["accepted", "duplicate"], answers
+    assert [c["ordernumber"] for c in await conversions(client)] == [composed]
+    sent = {row["params"]["ordernumber"] for row in await ledger(client)}
+    assert sent == {composed, decomposed}
+
+
 async def test_half_a_character_in_a_json_value_is_refused_and_kept(
     client: httpx.AsyncClient,
 ) -> None:

@@ -132,6 +132,11 @@ def parse_postback(params: Mapping[str, str]) -> PostbackInput | list[FieldError
         )
     elif (unseen := invisible(ordernumber)) is not None:
         errors.append(unseen)
+    elif not ordernumber.isascii():
+        # one order number however its characters are composed (`ü` as one character, or
+        # `u` and a combining diaeresis, as a macOS file name or some platforms send it):
+        # compared, counted and stored in composed form (NFC); the ledger keeps it as sent
+        ordernumber = unicodedata.normalize("NFC", ordernumber)
 
     amount_text = params.get("orderamount", "").strip()
     amount = money.parse_amount(amount_text)
