@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
+import unicodedata
 import uuid
 from pathlib import Path
 
@@ -193,6 +194,49 @@ async def test_what_belongs_to_an_archived_row_is_archived_once_migrated(
             "offers": [(4, 6000), (3, None), (1, 7000)],
             "links": [(5, 6000), (4, 5000), (3, None), (2, 8000), (1, 7000)],
         }
+    finally:
+        await store.close()
+        await admin.execute(f"DROP SCHEMA {name} CASCADE")
+        await admin.close()
+
+
+@pytest.mark.parametrize("engine", ["sqlite", "postgres"])
+async def test_order_numbers_stored_decomposed_are_composed_once_migrated(
+    engine: str, tmp_path: Path
+) -> None:
+    """Postbacks compare order numbers composed (NFC) since migration 26: one stored
+    decomposed (`u` and a combining diaeresis) is composed by it, so its retry is a
+    duplicate; an order stored in both forms (counted twice before) keeps both."""
+    alone, twice = "Mu\u0308ller-1", "Mu\u0308ller-2"
+    conversion = (
+        "INSERT INTO conversions (id, refid, offer_id, affiliate_id, advertiser_id, link_id,"
+        " sub1, sub2, sub3, sub4, sub5, ordernumber, orderamount, currency, commission,"
+        " commission_currency, coupon, geo, commissionid, status, is_test, click_missing,"
+        " created_at, clicked_at, flags, screened, recorded_at) VALUES ({id}, 'R{id}', 1, 1, 1,"
+        " 1, '', '', '', '', '', '{order}', 500, 'USD', 100, 'USD', '', '', '', 'approved', 0,"
+        " 0, 2000, 1000, '', 1, 2000)"
+    )
+    rows = [
+        *_ROWS[:4],
+        *(
+            conversion.format(id=i, order=order)
+            for i, order in ((1, alone), (2, twice), (3, unicodedata.normalize("NFC", twice)))
+        ),
+    ]
+    name = "m_" + uuid.uuid4().hex[:12]
+    admin = await asyncpg.connect(PG_URL)
+    await admin.execute(f"CREATE SCHEMA {name}")
+    store = await _old_store(engine, tmp_path, name, 25, rows)
+    try:
+        assert await store.migrate() == schema.LATEST
+        kept = (await store.list_rows("conversions", {}, None, None, 9, None)).items
+        assert sorted((r["id"], r["ordernumber"]) for r in kept) == [
+            (1, "M\u00fcller-1"),
+            (2, twice),  # both forms were counted: each stays
+            (3, "M\u00fcller-2"),
+        ]
+        written = await store.write_postback(ledger("M\u00fcller-1"), conv(1, 1, "M\u00fcller-1"))
+        assert (written.outcome, written.conversion_id) == (Outcome.DUPLICATE, 1)
     finally:
         await store.close()
         await admin.execute(f"DROP SCHEMA {name} CASCADE")

@@ -278,3 +278,38 @@ LATER.append(
         ["ALTER TABLE conversions ADD COLUMN revenue_terms TEXT"],
     )
 )
+
+# an order number is compared in composed form (NFC) since: stored ones are composed too,
+# but where another row of the advertiser holds the same order in either form (counted
+# twice already, each form once: both stay as they are)
+_ALONE = (
+    " AND NOT EXISTS (SELECT 1 FROM conversions AS o WHERE o.advertiser_id ="
+    " conversions.advertiser_id AND o.is_test = conversions.is_test AND o.id <> conversions.id"
+    " AND {nfc_o} = {nfc_c})"
+)
+LATER.append(
+    (
+        26,
+        "order numbers stored in composed form (Unicode NFC), as postbacks' are compared"
+        " since: a retry of an order stored decomposed is then a duplicate of it",
+        [
+            {
+                "sqlite": [
+                    "UPDATE conversions SET ordernumber = nfc(ordernumber)"
+                    " WHERE ordernumber <> nfc(ordernumber)"
+                    + _ALONE.format(
+                        nfc_o="nfc(o.ordernumber)", nfc_c="nfc(conversions.ordernumber)"
+                    )
+                ],
+                "postgres": [
+                    "UPDATE conversions SET ordernumber = normalize(ordernumber, NFC)"
+                    " WHERE ordernumber IS NOT NFC NORMALIZED"
+                    + _ALONE.format(
+                        nfc_o="normalize(o.ordernumber, NFC)",
+                        nfc_c="normalize(conversions.ordernumber, NFC)",
+                    )
+                ],
+            }
+        ],
+    )
+)

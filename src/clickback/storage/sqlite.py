@@ -17,6 +17,7 @@ import os
 import sqlite3
 import threading
 import time
+import unicodedata
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from typing import Any
@@ -227,7 +228,15 @@ def connect(path: str) -> sqlite3.Connection:
         raise unreadable(reading, exc) from None
     conn.execute("PRAGMA synchronous = NORMAL")
     conn.execute("PRAGMA reports.synchronous = NORMAL")
+    conn.create_function("nfc", 1, _nfc, deterministic=True)  # for migration 26
     return conn
+
+
+def _nfc(text: str | None) -> str | None:
+    """Text in Unicode's composed form (NFC), as order numbers are compared."""
+    if text is not None and not text.isascii():
+        return unicodedata.normalize("NFC", text)
+    return text
 
 
 def stage_tables(conn: sqlite3.Connection) -> sqlite3.Connection:
