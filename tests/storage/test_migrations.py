@@ -8,6 +8,8 @@ import sqlite3
 import time
 import unicodedata
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import asyncpg
@@ -106,6 +108,25 @@ async def _old_store(
     return store
 
 
+@asynccontextmanager
+async def _migrated(
+    engine: str, tmp_path: Path, version: int = OLD, rows: list[str] = _ROWS
+) -> AsyncIterator[Store]:
+    """A store on a database as `version` left it with `rows`, migrated to the latest
+    version; its schema dropped after (PostgreSQL)."""
+    name = "m_" + uuid.uuid4().hex[:12]
+    admin = await asyncpg.connect(PG_URL)
+    await admin.execute(f"CREATE SCHEMA {name}")
+    store = await _old_store(engine, tmp_path, name, version, rows)
+    try:
+        assert await store.migrate() == schema.LATEST
+        yield store
+    finally:
+        await store.close()
+        await admin.execute(f"DROP SCHEMA {name} CASCADE")
+        await admin.close()
+
+
 @pytest.mark.parametrize("engine", ["sqlite", "postgres"])
 async def test_a_database_with_conversions_dedupes_test_and_real_orders_apart_once_migrated(
     engine: str, tmp_path: Path
@@ -177,12 +198,7 @@ async def test_what_belongs_to_an_archived_row_is_archived_once_migrated(
             for i, aff, at in ((4, 1, 5000), (5, 2, "NULL"))
         ),
     ]
-    name = "m_" + uuid.uuid4().hex[:12]
-    admin = await asyncpg.connect(PG_URL)
-    await admin.execute(f"CREATE SCHEMA {name}")
-    store = await _old_store(engine, tmp_path, name, 22, rows)
-    try:
-        assert await store.migrate() == schema.LATEST
+    async with _migrated(engine, tmp_path, 22, rows) as store:
         seen = {
             table: [
                 (r["id"], r["archived_at"])
@@ -194,10 +210,6 @@ async def test_what_belongs_to_an_archived_row_is_archived_once_migrated(
             "offers": [(4, 6000), (3, None), (1, 7000)],
             "links": [(5, 6000), (4, 5000), (3, None), (2, 8000), (1, 7000)],
         }
-    finally:
-        await store.close()
-        await admin.execute(f"DROP SCHEMA {name} CASCADE")
-        await admin.close()
 
 
 @pytest.mark.parametrize("engine", ["sqlite", "postgres"])
@@ -223,12 +235,7 @@ async def test_order_numbers_stored_decomposed_are_composed_once_migrated(
             for i, order in ((1, alone), (2, twice), (3, unicodedata.normalize("NFC", twice)))
         ),
     ]
-    name = "m_" + uuid.uuid4().hex[:12]
-    admin = await asyncpg.connect(PG_URL)
-    await admin.execute(f"CREATE SCHEMA {name}")
-    store = await _old_store(engine, tmp_path, name, 25, rows)
-    try:
-        assert await store.migrate() == schema.LATEST
+    async with _migrated(engine, tmp_path, 25, rows) as store:
         kept = (await store.list_rows("conversions", {}, None, None, 9, None)).items
         assert sorted((r["id"], r["ordernumber"]) for r in kept) == [
             (1, "M\u00fcller-1"),
@@ -237,7 +244,3 @@ async def test_order_numbers_stored_decomposed_are_composed_once_migrated(
         ]
         written = await store.write_postback(ledger("M\u00fcller-1"), conv(1, 1, "M\u00fcller-1"))
         assert (written.outcome, written.conversion_id) == (Outcome.DUPLICATE, 1)
-    finally:
-        await store.close()
-        await admin.execute(f"DROP SCHEMA {name} CASCADE")
-        await admin.close()
