@@ -349,13 +349,22 @@ async def test_a_required_field_sent_under_another_spelling_is_named(
     }
     assert "`OrderAmount` was sent" in errors["orderamount"]["message"]
     assert "`order_number` was sent" in errors["ordernumber"]["message"]
-    assert "written `ordernumber`" in errors["ordernumber"]["message"]
+    assert "written exactly `ordernumber`" in errors["ordernumber"]["message"]
     r = await client.get("/postback?Ref-ID=x&clickid=&orderamount=1")
     errors = {e["field"]: e for e in r.json()["errors"]}
     assert "`Ref-ID` was sent" in errors["refid"]["message"], errors
     assert "was sent" not in errors["ordernumber"]["message"]
     r = await client.get("/postback?clickid=&orderamount=1&ordernumber=M2")
     assert "was sent" not in r.json()["errors"][0]["message"]
+    # a PHP array's brackets, a space in the name: said, and not as a matter of case
+    r = await client.get(f"/postback?refid={refid}&orderamount%5B%5D=10&ordernumber%20=M4")
+    errors = {e["field"]: e["message"] for e in r.json()["errors"]}
+    assert (
+        "`orderamount[]` was sent, which is not read: written exactly `orderamount`"
+        in (errors["orderamount"])
+    ), errors
+    assert "`ordernumber ` was sent" in errors["ordernumber"], errors
+    assert "lower case" not in errors["ordernumber"], errors
     # another platform's names: said too
     r = await client.get(f"/postback?refid={refid}&amount=10&order_id=M3")
     errors = {e["field"]: e["message"] for e in r.json()["errors"]}

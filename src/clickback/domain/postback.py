@@ -72,7 +72,10 @@ _OTHER_NAMES = {
 
 
 def fold(name: str) -> str:
-    return name.lower().replace("_", "").replace("-", "").strip()
+    """A parameter's name as compared with the names read: in lower case, without `_`,
+    `-` or spaces, nor a PHP array's brackets (`ordernumber[]`, `ordernumber[0]`)."""
+    name = name.split("[", 1)[0]
+    return name.lower().replace("_", "").replace("-", "").replace(" ", "").strip()
 
 
 def token_like(name: str) -> bool:
@@ -98,10 +101,8 @@ def sent_instead(params: Mapping[str, str], name: str) -> str:
             )
         folded = fold(sent)
         if folded == name or (name == "refid" and folded == "clickid"):
-            return (
-                f"; `{sent}` was sent, which is not read: parameter names are lower case,"
-                f" written `{name}`"
-            )
+            why = " parameter names are lower case," if sent.lower() in (name, "clickid") else ""
+            return f"; `{sent}` was sent, which is not read:{why} written exactly `{name}`"
         if folded in _OTHER_NAMES.get(name, ()):
             return (
                 f"; `{sent}` was sent, which is not read: if it is the {name}, send it as `{name}`"
