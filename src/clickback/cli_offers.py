@@ -27,6 +27,7 @@ from clickback.cli import (
     _table,
     console,
     offer_app,
+    rule_app,
 )
 from clickback.domain import admin, caps
 from clickback.domain.ports import Store
@@ -301,3 +302,12 @@ def offer_caps(offer_id: int, db: DbOption = None, as_json: JsonOption = False) 
             print(orjson.dumps(row).decode())
         return
     _table(rows, ["affiliate_id", "daily_cap", "updated_at"])
+
+
+@rule_app.command("archive")
+def rule_archive(rule: int, db: DbOption = None) -> None:
+    """Archive a commission rule: postbacks no longer take its payout (the offer's, or
+    another rule's, applies); conversions it paid keep theirs. A rule is changed by
+    archiving it and creating the new one."""
+    _run(db, lambda s: admin.archive(s, "commission_rules", rule))
+    console.print(f"rule {rule} archived")

@@ -54,6 +54,16 @@ def test_second_advertiser_with_token_and_rule_by_cli(server: Server, tmp_path: 
     )
     [rule] = [orjson.loads(x) for x in cli("rule", "list", "1", "--json", db=db).split()]
     assert (rule["commissionid"], rule["payout_percent"]) == ("new_customer", "10")
+    # the same rule again (a payout raised so would never apply: the older one would) is
+    # refused, naming the rule to archive first; archived, the new one is made
+    raised = ("rule", "create", "--offer", "1", "--commissionid", "new_customer")
+    raised += ("--payout-type", "cps", "--payout-percent", "12")
+    out = cli(*raised, db=db, exit_code=2)
+    assert "rule_exists" in out and "clickback rule archive 1" in out, out
+    assert "rule 1 archived" in cli("rule", "archive", "1", db=db)
+    cli(*raised, db=db)
+    cli("rule", "archive", "2", db=db)
+    cli(*raised[:-1], "10", db=db)  # as before: 10 %
     cli("affiliate", "create", "Pub", db=db)
     code = re.search(r"/c/(\S+)", cli("link", "create", "--offer", "1", "--affiliate", "1", db=db))
     assert code

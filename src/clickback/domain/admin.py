@@ -602,6 +602,34 @@ def _bool(values: Mapping[str, Any], field: str) -> bool:
     return value
 
 
+async def _no_rule_alike(
+    store: Store, offer_id: int, affiliate_id: int | None, commissionid: str
+) -> None:
+    """Refuses a rule for what a rule in force already covers (the same affiliate, or
+    none, and the same commissionid): of two, the older would always apply, and the new
+    payout never (a payout raised so would silently stay as it was)."""
+    live = await store.list_rows(
+        "commission_rules",
+        {"offer_id": offer_id},
+        None,
+        None,
+        1000,
+        None,
+        nulls={"archived_at": True},
+    )
+    for rule in live.items:
+        if rule["affiliate_id"] == affiliate_id and rule["commissionid"] == commissionid:
+            raise ConflictError(
+                f"offer {offer_id} has rule {rule['id']} for this already"
+                f" ({'commissionid `' + commissionid + '`' if commissionid else 'no commissionid'},"
+                f" {'affiliate ' + str(affiliate_id) if affiliate_id else 'any affiliate'}):"
+                f" archive it first (DELETE /api/v1/rules/{rule['id']}, `clickback rule archive"
+                f" {rule['id']}`), then create the new one",
+                code="rule_exists",
+                field="commissionid",
+            )
+
+
 async def create_rule(
     store: Store, offer_id: int, values: Mapping[str, Any], base_currency: str = "USD"
 ) -> int:
@@ -636,6 +664,7 @@ async def create_rule(
             field="payout_type",
         )
     await _check_base_value(store, payout, offer["currency"], base_currency)
+    await _no_rule_alike(store, offer_id, affiliate_id, commissionid)
     return await store.create_rule(
         {
             "offer_id": offer_id,
