@@ -244,3 +244,39 @@ async def test_order_numbers_stored_decomposed_are_composed_once_migrated(
         ]
         written = await store.write_postback(ledger("M\u00fcller-1"), conv(1, 1, "M\u00fcller-1"))
         assert (written.outcome, written.conversion_id) == (Outcome.DUPLICATE, 1)
+
+
+@pytest.mark.parametrize("engine", ["sqlite", "postgres"])
+async def test_conversions_from_before_revenue_terms_take_their_offers_once_migrated(
+    engine: str, tmp_path: Path
+) -> None:
+    """Migration 27: a conversion recorded before conversions kept their revenue terms
+    takes its offer's of the upgrade (what the rollups valued it at), so that a change
+    of terms later moves none of them (in a report file made again, or by a late rate)."""
+    offer = (
+        "INSERT INTO offers (id, advertiser_id, name, destination_url, payout_type, currency,"
+        " created_at, updated_at, revenue_type, revenue_amount, revenue_percent)"
+        " VALUES ({id}, 1, 'O{id}', 'https://x.example/', 'cpa', 'USD', 0, 0, '{kind}',"
+        " '{amount}', '{percent}')"
+    )
+    conversion = (
+        "INSERT INTO conversions (id, refid, offer_id, affiliate_id, advertiser_id, link_id,"
+        " sub1, sub2, sub3, sub4, sub5, ordernumber, orderamount, currency, commission,"
+        " commission_currency, coupon, geo, commissionid, status, is_test, click_missing,"
+        " created_at, clicked_at, flags, screened, recorded_at) VALUES ({id}, 'R{id}', {id},"
+        " 1, 1, 1, '', '', '', '', '', 'O-{id}', 500, 'USD', 100, 'USD', '', '', '', 'approved',"
+        " 0, 0, 2000, 1000, '', 1, 2000)"
+    )
+    rows = [
+        *_ROWS[:4],  # offer 1: no revenue terms
+        offer.format(id=2, kind="cpa", amount="7.25", percent="0"),
+        offer.format(id=3, kind="cps", amount="0", percent="12.5"),
+        *(conversion.format(id=i) for i in (1, 2, 3)),
+    ]
+    async with _migrated(engine, tmp_path, 24, rows) as store:
+        kept = (await store.list_rows("conversions", {}, None, None, 9, None)).items
+        assert sorted((r["id"], r["revenue_terms"]) for r in kept) == [
+            (1, ""),
+            (2, "cpa:7.25"),
+            (3, "cps:12.5"),
+        ]

@@ -353,6 +353,29 @@ async def test_conversions_are_valued_at_the_revenue_terms_they_were_recorded_un
         await check(store, case)
 
 
+async def test_conversions_valued_after_a_look_for_them_are_rolled_up_at_once(
+    store: Store,
+) -> None:
+    """A rate import stores the rates (the version bumped) and then values the waiting
+    conversions: a rollup that looked in between found none valued yet. Their valuing
+    bumps the version again, so the next pass looks again, not a minute later."""
+    from clickback.domain import fx
+
+    world = await spring_clicks(store, 60)
+    await world.screen()
+    job = RollupJob(store, settle=0)
+    await world.postbacks(0.9)  # some in JPY, which has no rate yet
+    await job.catch_up()
+    await store.put_rates([("JPY", "2020-01-01", "0.0067")])
+    await job.catch_up()  # looks: the rate is stored, nothing valued by it yet
+    assert (await fx.value_missing(store, "USD"))[0] > 0
+    assert await store.rollup_unvalued(1000) != []  # valued, not in the rollups yet
+    await job.catch_up()
+    assert await store.rollup_unvalued(1000) == []
+    for case in CASES[:3]:
+        await check(store, case)
+
+
 async def test_a_large_apply_hands_its_memory_back(
     store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -75,7 +75,10 @@ class RatesSql(SqlPrimitives):
                         row,
                     )
                     for row in rows
-                ]
+                ],
+                # a rollup that looked for newly valued conversions when the rates were
+                # stored, before these were valued, looks again at once (not in a minute)
+                bump=True,
             )
 
     async def list_rates(self, currency: str | None, limit: int, cursor: str | None) -> Page:

@@ -313,3 +313,18 @@ LATER.append(
         ],
     )
 )
+
+LATER.append(
+    (
+        27,
+        "conversions recorded before their revenue terms were kept take their offer's terms"
+        " of the upgrade (what the rollups valued them at so far): a report file made again,"
+        " or a late exchange rate, no longer values them at terms changed since",
+        [
+            "UPDATE conversions SET revenue_terms = (SELECT CASE o.revenue_type"
+            " WHEN 'cpa' THEN 'cpa:' || o.revenue_amount WHEN 'cps' THEN 'cps:' ||"
+            " o.revenue_percent ELSE '' END FROM offers AS o WHERE o.id = conversions.offer_id)"
+            " WHERE revenue_terms IS NULL"
+        ],
+    )
+)

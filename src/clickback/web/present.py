@@ -177,7 +177,7 @@ def conversion(r: dict[str, Any], base: str) -> dict[str, Any]:
         "base_amount": _base(r["base_amount"], r["base_currency"]),
         "base_commission": _base(r["base_commission"], r["base_currency"]),
         # its offer's revenue terms when it was recorded (`cpa:7.25`, `cps:12.5`, '' none;
-        # None: recorded before they were kept, valued at the offer's terms)
+        # those of the upgrade for one recorded before they were kept: migration 27)
         "revenue_terms": r.get("revenue_terms"),
         "created_at": iso(r["created_at"]),
         "clicked_at": iso(r["clicked_at"]),
