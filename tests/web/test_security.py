@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -243,6 +244,30 @@ async def test_wrong_token_is_403_token_invalid(client: httpx.AsyncClient) -> No
     read = {"Authorization": f"Bearer {token['token']}"}
     ledger = (await client.get("/api/v1/postbacks", headers=read)).text
     assert "tok'" not in ledger and "'old'" not in ledger and "repeated" in ledger
+
+
+async def test_a_read_token_sees_no_postback_token_however_it_was_sent(
+    client: httpx.AsyncClient,
+) -> None:
+    """The advertiser's token written where a postback's parameters are not read as such
+    (`&amp;token=` from a URL written for HTML, `auth_token`, a JSON body sent as a form,
+    whose whole text is a name, an excerpt of a body that is no JSON) is hidden from read
+    tokens as a `token` parameter is: it would let whoever reads it fire postbacks."""
+    secret = "S3CRET-77"
+    _, refid = await offer_with(client, require_token=True, postback_token=secret)
+    base = f"/postback?refid={refid}&orderamount=1"
+    await client.get(f"{base}&amp;ordernumber=A1&amp;token={secret}")
+    await client.get(f"{base}&ordernumber=A2&auth_token={secret}")
+    body = json.dumps({"refid": refid, "orderamount": "1", "ordernumber": "A3", "token": secret})
+    await client.post("/postback", content=body)  # no content type: read as a form
+    json_type = {"content-type": "application/json"}
+    await client.post("/postback", content=body[:-1], headers=json_type)  # no JSON: excerpt
+    admin_view = (await client.get("/api/v1/postbacks", headers=AUTH)).text
+    assert admin_view.count(secret) >= 4  # what was sent is kept whole
+    token = (await client.post("/api/v1/tokens", json={"role": "read"}, headers=AUTH)).json()
+    read = {"Authorization": f"Bearer {token['token']}"}
+    ledger = (await client.get("/api/v1/postbacks", headers=read)).json()["items"]
+    assert len(ledger) == 4 and secret not in json.dumps(ledger), ledger
 
 
 async def test_a_flood_gets_429_with_retry_after(guarded: httpx.AsyncClient) -> None:

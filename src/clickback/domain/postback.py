@@ -80,9 +80,27 @@ def fold(name: str) -> str:
 
 def token_like(name: str) -> bool:
     """A parameter that is, or may well be, the advertiser's token (`token`, `Token`,
-    `api_key`, …): hidden from read tokens wherever a postback's parameters are shown."""
+    `api_key`, `auth_token`, `amp;token` from a URL written for HTML, …): hidden from
+    read tokens wherever a postback's parameters are shown."""
+    if name[:4].lower() == "amp;":
+        name = name[4:]
     folded = fold(name)
-    return folded == "token" or folded in _OTHER_NAMES["token"]
+    return folded.endswith(("token", "secret", "key"))
+
+
+# a secret's name and value inside a text: in a JSON body read as a key or kept as an
+# excerpt (`"token": "…"`), or a query written into a value (`token=…`)
+_SECRET_IN_TEXT = re.compile(
+    r"""(?i)([A-Za-z0-9_\-]*(?:token|secret|key)["']?\s*[:=]\s*["']?)([^"'&\s,;}\]]+)"""
+)
+
+
+def scrub(text: str, hidden: str) -> str:
+    """`text` with the value of every secret-like name in it (`token=…`, `"api_key": "…"`)
+    replaced by `hidden`."""
+    if "oken" not in text and "ecret" not in text and "ey" not in text.lower():
+        return text
+    return _SECRET_IN_TEXT.sub(lambda m: m.group(1) + hidden, text)
 
 
 def sent_instead(params: Mapping[str, str], name: str) -> str:

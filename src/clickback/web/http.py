@@ -20,7 +20,7 @@ from clickback.domain.attribution import MISSING_RATE, UNKNOWN_COMMISSIONID
 from clickback.domain.fraud import REPORTED
 from clickback.domain.listing import DEFAULT_LIMIT, LISTS, MAX_LIMIT, text_filter
 from clickback.domain.models import OfferStatus
-from clickback.domain.postback import token_like
+from clickback.domain.postback import scrub, token_like
 from clickback.domain.tokens import ADMIN, AFFILIATE, NETWORK_FIELDS, denied
 from clickback.errors import AuthError, InputError, NotFoundError, PermissionDeniedError
 from clickback.web.present import parse_time
@@ -180,8 +180,21 @@ def redact(item: dict[str, Any], caller: Caller) -> dict[str, Any]:
     if isinstance(params, dict):
         # said to be there, so that it is not read as a postback sent without one; one
         # sent under another name (`api_key`) hidden too
-        out["params"] = {k: HIDDEN if v and token_like(k) else v for k, v in params.items()}
+        # and one written into a text: a JSON body read as a form (the whole body is a
+        # name), an excerpt of a body that is no JSON, a query in a value
+        out["params"] = {
+            scrub(k, HIDDEN): HIDDEN if v and token_like(k) else _scrubbed(v)
+            for k, v in params.items()
+        }
     return out
+
+
+def _scrubbed(value: Any) -> Any:
+    if isinstance(value, str):
+        return scrub(value, HIDDEN)
+    if isinstance(value, list):
+        return [_scrubbed(v) for v in value]
+    return value
 
 
 SECRETS = frozenset({"postback_token", "signing_secret", "postback_secret"})
