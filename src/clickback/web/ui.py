@@ -268,12 +268,22 @@ class Ui:
 
 
 async def read_form(request: Request) -> dict[str, str]:
-    """A urlencoded form body (the dashboard posts nothing else), first value per name."""
-    body = await request.body()
-    if len(body) > MAX_FORM or not request.headers.get("content-type", "").startswith(
-        "application/x-www-form-urlencoded"
-    ):
+    """A urlencoded form body (the dashboard posts nothing else), first value per name;
+    none from a body larger than MAX_FORM, read no further than that (the login form is
+    posted before any session: a body of 64 MB, read whole, was held whole)."""
+    if not request.headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
         return {}
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_FORM:
+        return {}
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_FORM:
+            return {}
+        chunks.append(chunk)
+    body = b"".join(chunks)
     fields: dict[str, str] = {}
     for name, value in parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True):
         fields.setdefault(name, value)
