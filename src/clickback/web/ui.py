@@ -270,7 +270,15 @@ class Ui:
 async def read_form(request: Request) -> dict[str, str]:
     """A urlencoded form body (the dashboard posts nothing else), first value per name;
     none from a body larger than MAX_FORM, read no further than that (the login form is
-    posted before any session: a body of 64 MB, read whole, was held whole)."""
+    posted before any session: a body of 64 MB, read whole, was held whole). Read once a
+    request (its CSRF check and its page both ask)."""
+    kept = getattr(request.state, "form", None)
+    if kept is None:
+        kept = request.state.form = await _read_form(request)
+    return dict(kept)
+
+
+async def _read_form(request: Request) -> dict[str, str]:
     if not request.headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
         return {}
     declared = request.headers.get("content-length", "")
@@ -283,9 +291,10 @@ async def read_form(request: Request) -> dict[str, str]:
         if size > MAX_FORM:
             return {}
         chunks.append(chunk)
-    body = b"".join(chunks)
     fields: dict[str, str] = {}
-    for name, value in parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True):
+    for name, value in parse_qsl(
+        b"".join(chunks).decode("utf-8", "replace"), keep_blank_values=True
+    ):
         fields.setdefault(name, value)
     return fields
 
