@@ -13,6 +13,7 @@ from clickback.domain.rollup_delta import Delta, Mark
 from clickback.storage.postgres import PostgresStore
 from clickback.storage.reports import PG_KNOWN_VISITORS, known_visitors_sql
 from clickback.storage.schema import MIGRATIONS, statements
+from clickback.storage.sqlite import with_functions
 
 
 async def test_known_visitors_are_exactly_the_stored_keys(store: Store) -> None:
@@ -31,7 +32,7 @@ async def test_known_visitors_are_exactly_the_stored_keys(store: Store) -> None:
 
 
 def test_the_lookup_searches_the_primary_key_on_sqlite() -> None:
-    conn = sqlite3.connect(":memory:")
+    conn = with_functions(sqlite3.connect(":memory:"))
     for version, _title, _sql in MIGRATIONS:
         for statement in statements("sqlite", version):
             conn.execute(statement)

@@ -19,7 +19,7 @@ from clickback.domain.models import Outcome
 from clickback.domain.ports import Store
 from clickback.storage import schema
 from clickback.storage.postgres import PostgresStore
-from clickback.storage.sqlite import SqliteStore
+from clickback.storage.sqlite import SqliteStore, with_functions
 from tests.conftest import PG_URL
 from tests.storage.test_group_commit import conv, ledger
 
@@ -74,7 +74,7 @@ async def _old_store(
     last = version
     if engine == "sqlite":
         path = str(tmp_path / "old.db")
-        old = sqlite3.connect(path, isolation_level=None)
+        old = with_functions(sqlite3.connect(path, isolation_level=None))
         old.execute("PRAGMA foreign_keys = ON")
         old.execute(
             "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY,"

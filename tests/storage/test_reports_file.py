@@ -9,7 +9,13 @@ import time
 from pathlib import Path
 
 from clickback.storage import schema
-from clickback.storage.sqlite import REPORTS_PAGE_SIZE, SqliteStore, connect, reports_path
+from clickback.storage.sqlite import (
+    REPORTS_PAGE_SIZE,
+    SqliteStore,
+    connect,
+    reports_path,
+    with_functions,
+)
 from tests.storage.test_group_commit import click_row, setup
 
 
@@ -50,7 +56,8 @@ async def test_a_database_with_report_tables_inside_is_moved_with_its_rows(
     tmp_path: Path,
 ) -> None:
     path = str(tmp_path / "old.db")
-    old = sqlite3.connect(path, isolation_level=None)  # as releases before this one made it
+    # as releases before this one made it
+    old = with_functions(sqlite3.connect(path, isolation_level=None))
     old.execute(
         "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at BIGINT NOT NULL)"
     )

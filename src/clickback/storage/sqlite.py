@@ -165,7 +165,7 @@ def place_reports(conn: sqlite3.Connection) -> None:
         ).fetchone():
             return  # in place
         log.warning("no report tables: made afresh, rolled up again from the raw rows")
-        fresh = sqlite3.connect(":memory:")  # what the migrations make, to copy from
+        fresh = with_functions(sqlite3.connect(":memory:"))  # what the migrations make
         for version, _title, _sql in schema.MIGRATIONS:
             for statement in schema.statements("sqlite", version):
                 fresh.execute(statement)
@@ -228,7 +228,13 @@ def connect(path: str) -> sqlite3.Connection:
         raise unreadable(reading, exc) from None
     conn.execute("PRAGMA synchronous = NORMAL")
     conn.execute("PRAGMA reports.synchronous = NORMAL")
-    conn.create_function("nfc", 1, _nfc, deterministic=True)  # for migration 26
+    return with_functions(conn)
+
+
+def with_functions(conn: sqlite3.Connection) -> sqlite3.Connection:
+    """The SQL functions the migrations use (every connection that runs them needs
+    them): `nfc`, for migration 26."""
+    conn.create_function("nfc", 1, _nfc, deterministic=True)
     return conn
 
 
