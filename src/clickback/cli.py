@@ -235,11 +235,15 @@ def backup(
 
     url = _settings(db).database_url
     if not url.startswith("sqlite:"):
+        from clickback.storage.postgres import split_url
+
+        dsn, schema_name = split_url(url)
+        command = "pg_dump --format=custom --file clickback.dump"
+        command += f" --schema {schema_name} {dsn}" if schema_name else " DATABASE_URL"
         console.print(
             "[red]error[/red] (backup): a PostgreSQL database is backed up with PostgreSQL's"
-            " own tools, while it runs: pg_dump --format=custom --file clickback.dump"
-            " DATABASE_URL (pg_restore puts it back); `clickback backup` copies a SQLite"
-            " database"
+            f" own tools, while it runs: {escape(command)} (pg_restore puts it back);"
+            " `clickback backup` copies a SQLite database"
         )
         raise typer.Exit(2)
     source = path_from_url(url)

@@ -82,6 +82,8 @@ def report(
         print(orjson.dumps(result).decode())
     elif output == "csv":
         sys.stdout.write(to_csv(result))
+        for note in result["notes"]:  # what the table says under it: beside the file
+            print(f"note: {printable(note)}", file=sys.stderr)
     else:
         # bot clicks are never unique: shown when there are any, so the gap is explained
         shown = [*SHOWN, "bot_clicks"] if result["totals"]["bot_clicks"] else SHOWN

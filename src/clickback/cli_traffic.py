@@ -77,6 +77,7 @@ def conversions_list(
         "orderamount",
         "currency",
         "commission",
+        "commission_currency",  # the offer's (or its rule's): not always the order's
         "status",
         "is_test",
     ]

@@ -99,6 +99,10 @@ def test_a_backup_refuses_to_overwrite_and_says_what_postgresql_uses(
     pg = _backup(tmp_path / "pg.db", PG_URL)
     text = " ".join(pg.stdout.split())
     assert pg.returncode == 2 and "pg_dump --format=custom" in text, text
+    # a database in a schema of its own: the command names it (pg_dump knows no ?schema=)
+    pg = _backup(tmp_path / "pg.db", f"{PG_URL}?schema=shop_one")
+    text = " ".join(pg.stdout.split())
+    assert "--schema shop_one postgresql://" in text and "?schema" not in text, text
     assert "Traceback" not in pg.stdout + pg.stderr
 
 

@@ -266,13 +266,19 @@ def test_conversions_list_shows_which_are_test_conversions(
 ) -> None:
     monkeypatch.setenv("COLUMNS", "200")
     refid = click(any_db, setup(any_db))
-    fire(any_db, {"refid": refid, "orderamount": "30", "ordernumber": "REAL-1"})
+    sale = {"refid": refid, "orderamount": "30", "ordernumber": "REAL-1", "currency": "JPY"}
+    fire(any_db, sale)
     cli("integration-test", "1", "--simulate", db=any_db)
     rows = table_rows(cli("conversions", "list", db=any_db))
     assert [(r["ordernumber"], r["is_test"]) for r in rows] == [
         (rows[0]["ordernumber"], "True"),
         ("REAL-1", "False"),
     ]
+    # the commission's own currency (the offer's or the order's, by the payout), beside
+    # the order's
+    [shown] = [orjson.loads(x) for x in cli("conversions", "list", "--json", db=any_db).split()][1:]
+    assert rows[1]["currency"] == "JPY"
+    assert rows[1]["commission_currency"] == shown["commission_currency"] != "", rows[1]
     assert rows[0]["ordernumber"].startswith("SIMULATED-")
 
 

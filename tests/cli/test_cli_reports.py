@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import re
+import subprocess
 import time
 from urllib.parse import parse_qs, urlsplit
 
@@ -13,7 +14,7 @@ import orjson
 import pytest
 
 from clickback.domain.tracker import Tracker
-from tests.cli.conftest import Server, cli, click, fire, in_tracker, table_rows
+from tests.cli.conftest import CLICKBACK, Server, cli, click, fire, in_tracker, table_rows
 
 FIREFOX = "Mozilla/5.0 (X11; Linux x86_64; rv:121.0) Gecko/20100101 Firefox/121.0"
 
@@ -98,6 +99,12 @@ def test_report_table_shows_bot_clicks_and_a_note_for_conversions_without_a_rate
     assert (total["clicks"], total["unique_clicks"], total["bot_clicks"]) == ("2", "1", "1")
     assert f"note: {note}" in " ".join(table.split())
     assert "bot_clicks" not in cli("report", "--device", "desktop", db=db)  # none: not shown
+    # a CSV's notes (and that groups were left out by the limit) go beside it, to stderr
+    args = ["report", "--format", "csv", "--group-by", "device", "--limit", "1", "--db", db]
+    out = subprocess.run([CLICKBACK, *args], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and out.stdout.startswith("device,"), out.stdout
+    assert f"note: {note}" in out.stderr, out.stderr
+    assert "note: the first 1 of 2 groups are shown" in out.stderr, out.stderr
     # grouped by nothing, the report is its totals: one row, not the same row twice
     [only] = table_rows(cli("report", "--group-by", "", db=db))
     assert (only["clicks"], only["unique_clicks"], only["bot_clicks"]) == ("2", "1", "1")

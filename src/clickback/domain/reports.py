@@ -257,6 +257,11 @@ async def run_report(
             "counted in conversions, left out of the money until a rate dated on or before"
             " their UTC day is imported"
         )
+    if len(groups) > spec.limit:
+        notes.append(
+            f"the first {spec.limit} of {len(groups)} groups are shown (`limit`); the totals"
+            " are of them all"
+        )
     return {
         "group_by": list(spec.group_by),
         "from": _hour(spec.start_hour),
