@@ -394,6 +394,13 @@ def advertiser_create(
     values = {"name": name, "postback_token": token, "require_token": require_token}
     new_id = _run(db, lambda s: admin.create_advertiser(s, values))
     console.print(f"advertiser {new_id} created")
+    if not require_token:
+        console.print(
+            "note: its postbacks are taken from anyone who holds a RefID (every visitor's"
+            " landing page URL has one): before real traffic, require its token"
+            f" (`clickback advertiser security {new_id} --require-token`), a signature or an"
+            ' IP allowlist (docs/deploy.md, "Who may fire a postback")'
+        )
 
 
 @advertiser_app.command("list")

@@ -279,13 +279,24 @@ def advertiser_security(
     ip_allowlist: Annotated[str | None, typer.Option(help="IPs/CIDRs allowed to fire.")] = None,
     signing_secret: Annotated[str | None, typer.Option(help="HMAC key for `sig`.")] = None,
     require_signature: Annotated[bool | None, typer.Option(help="Refuse unsigned.")] = None,
+    require_token: Annotated[
+        bool | None, typer.Option(help="Refuse postbacks without its postback token.")
+    ] = None,
     db: DbOption = None,
 ) -> None:
-    """Who may fire this advertiser's postbacks, besides its token."""
+    """Who may fire this advertiser's postbacks: its token required, a signature, an IP
+    allowlist (only the options given change)."""
     values = _given(
         ip_allowlist=ip_allowlist,
         signing_secret=signing_secret,
         require_signature=require_signature,
+        require_token=require_token,
     )
+    if not values:
+        console.print(
+            "[red]error[/red]: nothing to change: give --require-token, --require-signature,"
+            " --signing-secret or --ip-allowlist (clickback advertiser security --help)"
+        )
+        raise typer.Exit(2)
     _run(db, lambda s: admin.update_advertiser(s, advertiser_id, values))
     console.print(f"advertiser {advertiser_id} updated")

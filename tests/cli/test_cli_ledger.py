@@ -291,6 +291,25 @@ def test_postback_url_command(sqlite_db: str) -> None:
     assert "must be signed" not in out
 
 
+def test_an_advertiser_taking_postbacks_from_anyone_is_said_and_its_token_required(
+    sqlite_db: str,
+) -> None:
+    """An advertiser made without its token required takes a postback from whoever holds
+    a RefID: `advertiser create` says so and how to require it; `advertiser security
+    --require-token` does, and the postback URL then carries the token."""
+    out = " ".join(cli("advertiser", "create", "Shop", db=sqlite_db).split())
+    assert "taken from anyone who holds a RefID" in out, out
+    assert "clickback advertiser security 1 --require-token" in out, out
+    quiet = cli("advertiser", "create", "Safe", "--require-token", db=sqlite_db)
+    assert "anyone" not in quiet
+    offer = ["--advertiser", "1", "--name", "O", "--url", "https://s.example/"]
+    cli("offer", "create", *offer, "--payout-amount", "3", db=sqlite_db)
+    assert "&token=" not in cli("postback-url", "1", db=sqlite_db)
+    cli("advertiser", "security", "1", "--require-token", db=sqlite_db)
+    assert "&token=" in cli("postback-url", "1", db=sqlite_db)
+    assert "nothing to change" in cli("advertiser", "security", "1", db=sqlite_db, exit_code=2)
+
+
 def test_postback_url_command_says_a_signature_is_required(sqlite_db: str) -> None:
     setup(sqlite_db)
     cli("advertiser", "security", "1", "--signing-secret", "k", db=sqlite_db)
