@@ -99,8 +99,10 @@ def postbacks_replay(
 ) -> None:
     """Re-decide stored postbacks after their cause was fixed; never counts an order twice.
 
-    Replaying by --outcome/--code/--since/--until passes over a postback a replay already
-    counted (accepted, or a duplicate of an order counted), and says how many. Exits 0
+    Replaying by --outcome/--code/--since/--until passes over a postback that an earlier
+    replay of it counted (accepted, or a duplicate of an order counted), and says how
+    many; a postback accepted when it came is replayed as the rest (a duplicate of
+    itself then, counted once): filter by --outcome or --code to replay the refused. Exits 0
     when every replay is accepted or a duplicate, 1 when any is refused again, 2 on an
     error."""
     from rich.progress import Progress

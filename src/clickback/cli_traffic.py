@@ -126,7 +126,9 @@ def conversions_status(
     reason: Annotated[str, typer.Option(help="Why: a code such as chargeback.")],
     db: DbOption = None,
 ) -> None:
-    """Approve, reject or reverse one conversion (kept in its history)."""
+    """Approve, reject or reverse one conversion (kept in its history). pending may
+    become approved or rejected, rejected approved, approved reversed; a reversal is
+    final (its affiliate is told of it) and cannot be undone."""
     from clickback.domain import lifecycle
 
     async def work(store: Store) -> None:
