@@ -67,10 +67,16 @@ _ROWS = [
 
 
 async def _old_store(
-    engine: str, tmp_path: Path, name: str, version: int = OLD, rows: list[str] = _ROWS
+    engine: str,
+    tmp_path: Path,
+    name: str,
+    version: int = OLD,
+    rows: list[str] = _ROWS,
+    pg_url: str = PG_URL,
 ) -> Store:
     """A store on a database as `version` left it, with `rows` (by default a conversion
-    with a history row, which refers to it), not opened on the new version yet."""
+    with a history row, which refers to it), not opened on the new version yet; on
+    PostgreSQL in schema `name` of the database at `pg_url`."""
     last = version
     if engine == "sqlite":
         path = str(tmp_path / "old.db")
@@ -88,7 +94,7 @@ async def _old_store(
             old.execute(statement)
         old.close()
         return SqliteStore(path)
-    conn = await asyncpg.connect(PG_URL, server_settings={"search_path": name})
+    conn = await asyncpg.connect(pg_url, server_settings={"search_path": name})
     try:
         await conn.execute(
             "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY,"
@@ -103,7 +109,7 @@ async def _old_store(
         await conn.execute("SELECT setval(pg_get_serial_sequence('conversions', 'id'), 2)")
     finally:
         await conn.close()
-    store = PostgresStore(f"{PG_URL}?schema={name}")
+    store = PostgresStore(f"{pg_url}?schema={name}")
     await store.open()
     return store
 
@@ -280,3 +286,29 @@ async def test_conversions_from_before_revenue_terms_take_their_offers_once_migr
             (2, "cpa:7.25"),
             (3, "cps:12.5"),
         ]
+
+
+async def test_a_postgresql_database_not_in_utf8_migrates() -> None:
+    """Migration 26 composes order numbers with normalize(), which only a UTF8 database
+    has: on another encoding (which holds no characters that compose) it does nothing,
+    and a database with conversions reaches the latest version."""
+    name = "m_latin1_" + uuid.uuid4().hex[:8]
+    admin = await asyncpg.connect(PG_URL)
+    await admin.execute(
+        f"CREATE DATABASE {name} ENCODING 'LATIN1' TEMPLATE template0 LC_COLLATE 'C' LC_CTYPE 'C'"
+    )
+    url = PG_URL.rsplit("/", 1)[0] + f"/{name}"
+    store: Store | None = None
+    try:
+        latin1 = await asyncpg.connect(url)
+        await latin1.execute("CREATE SCHEMA old")
+        await latin1.close()
+        store = await _old_store("postgres", Path("."), "old", 25, _ROWS, url)
+        assert await store.migrate() == schema.LATEST
+        kept = (await store.list_rows("conversions", {}, None, None, 9, None)).items
+        assert sorted(r["ordernumber"] for r in kept) == ["T", "X"]
+    finally:
+        if store is not None:
+            await store.close()
+        await admin.execute(f"DROP DATABASE {name}")
+        await admin.close()

@@ -301,13 +301,17 @@ LATER.append(
                         nfc_o="nfc(o.ordernumber)", nfc_c="nfc(conversions.ordernumber)"
                     )
                 ],
+                # (normalize() needs a UTF8 database; in another encoding, which holds
+                # none of the characters that compose, there is nothing to compose)
                 "postgres": [
+                    "DO $$ BEGIN IF current_setting('server_encoding') = 'UTF8' THEN "
                     "UPDATE conversions SET ordernumber = normalize(ordernumber, NFC)"
                     " WHERE ordernumber IS NOT NFC NORMALIZED"
                     + _ALONE.format(
                         nfc_o="normalize(o.ordernumber, NFC)",
                         nfc_c="normalize(conversions.ordernumber, NFC)",
                     )
+                    + "; END IF; END $$"
                 ],
             }
         ],
