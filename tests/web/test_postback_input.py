@@ -682,6 +682,16 @@ async def test_an_order_number_composed_either_way_is_one_order(
     assert [c["ordernumber"] for c in await conversions(client)] == [composed]
     sent = {row["params"]["ordernumber"] for row in await ledger(client)}
     assert sent == {composed, decomposed}
+    # looked up either way too: a filter, and the advertiser's validation file
+    r = await client.get("/api/v1/conversions", params={"ordernumber": decomposed}, headers=AUTH)
+    assert [c["ordernumber"] for c in r.json()["items"]] == [composed]
+    r = await client.post(
+        f"/api/v1/advertisers/{s['advertiser']['id']}/conversion-statuses",
+        content=f"{decomposed},reversed,refund\n".encode(),
+        headers=AUTH,
+    )
+    assert r.status_code == 200, r.text
+    assert [c["status"] for c in await conversions(client)] == ["reversed"], r.text
 
 
 async def test_half_a_character_in_a_json_value_is_refused_and_kept(

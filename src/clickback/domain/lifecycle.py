@@ -17,6 +17,7 @@ from typing import Any
 from clickback.domain.csvtext import csv_lines
 from clickback.domain.fraud import fraud_flags
 from clickback.domain.ports import Store
+from clickback.domain.postback import composed
 from clickback.errors import ConflictError, InputError, NotFoundError
 
 ALLOWED = {
@@ -199,7 +200,7 @@ async def apply_csv(
             # files often leave the reason out, or empty, on the lines they approve
             given = fields[2] if len(fields) > 2 else ""
             why = check_reason(given) if given.strip() else FILE_REASON
-            row = await store.find_conversion(advertiser_id, order)
+            row = await store.find_conversion(advertiser_id, composed(order))
             if row is None:
                 raise NotFoundError(
                     f"no conversion with ordernumber {order!r}", code="unknown_ordernumber"

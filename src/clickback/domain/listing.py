@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from clickback.domain.lifecycle import STATUSES
 from clickback.domain.models import OfferStatus, Outcome, PayoutType
 from clickback.domain.outbound import CANCELLED, DELIVERED, EVENTS, FAILED, HELD, QUEUED
+from clickback.domain.postback import composed
 from clickback.domain.tokens import ROLES
 from clickback.errors import InputError
 
@@ -128,4 +129,6 @@ def text_filter(table: str, name: str, value: str) -> str:
         raise InputError(
             f"`{name}` must be one of {', '.join(kind)}", code="invalid_filter", field=name
         )
+    if table == "conversions" and name == "ordernumber":
+        return composed(value)  # as stored
     return value

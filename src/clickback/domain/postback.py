@@ -138,6 +138,14 @@ def placeholder(refid: str) -> bool:
     return any(c in refid for c in "{}[]<>%$#") or fold(refid) in ("refid", "clickid")
 
 
+def composed(ordernumber: str) -> str:
+    """One order number however its characters are composed (`ü` as one character, or
+    `u` and a combining diaeresis, as a macOS file name or some platforms send it): order
+    numbers are compared, counted, stored and looked up in composed form (Unicode NFC);
+    the ledger keeps what was sent."""
+    return ordernumber if ordernumber.isascii() else unicodedata.normalize("NFC", ordernumber)
+
+
 def parse_postback(params: Mapping[str, str]) -> PostbackInput | list[FieldError]:
     errors: list[FieldError] = []
     refid = _text(params, refid_name(params), errors, MAX_REFID)
@@ -151,11 +159,8 @@ def parse_postback(params: Mapping[str, str]) -> PostbackInput | list[FieldError
         )
     elif (unseen := invisible(ordernumber)) is not None:
         errors.append(unseen)
-    elif not ordernumber.isascii():
-        # one order number however its characters are composed (`ü` as one character, or
-        # `u` and a combining diaeresis, as a macOS file name or some platforms send it):
-        # compared, counted and stored in composed form (NFC); the ledger keeps it as sent
-        ordernumber = unicodedata.normalize("NFC", ordernumber)
+    else:
+        ordernumber = composed(ordernumber)
 
     amount_text = params.get("orderamount", "").strip()
     amount = money.parse_amount(amount_text)
