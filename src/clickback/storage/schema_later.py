@@ -294,12 +294,20 @@ LATER.append(
         " since: a retry of an order stored decomposed is then a duplicate of it",
         [
             {
+                # (the rows to compose staged once, composed: each looked for by the
+                # unique index, not every row of its advertiser composed again for each)
                 "sqlite": [
-                    "UPDATE conversions SET ordernumber = nfc(ordernumber)"
-                    " WHERE ordernumber <> nfc(ordernumber)"
-                    + _ALONE.format(
-                        nfc_o="nfc(o.ordernumber)", nfc_c="nfc(conversions.ordernumber)"
-                    )
+                    "CREATE TEMP TABLE composed_orders AS SELECT id, advertiser_id, is_test,"
+                    " nfc(ordernumber) AS n FROM conversions WHERE ordernumber <> nfc(ordernumber)",
+                    "CREATE INDEX temp.composed_orders_n ON composed_orders (advertiser_id, n)",
+                    "UPDATE conversions SET ordernumber = (SELECT c.n FROM composed_orders AS c"
+                    " WHERE c.id = conversions.id) WHERE id IN (SELECT c.id FROM composed_orders"
+                    " AS c WHERE NOT EXISTS (SELECT 1 FROM conversions AS o WHERE"
+                    " o.advertiser_id = c.advertiser_id AND o.ordernumber = c.n AND o.is_test ="
+                    " c.is_test) AND NOT EXISTS (SELECT 1 FROM composed_orders AS d WHERE"
+                    " d.advertiser_id = c.advertiser_id AND d.n = c.n AND d.is_test = c.is_test"
+                    " AND d.id <> c.id))",
+                    "DROP TABLE temp.composed_orders",
                 ],
                 # (normalize() needs a UTF8 database; in another encoding, which holds
                 # none of the characters that compose, there is nothing to compose)
