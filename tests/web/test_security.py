@@ -262,12 +262,16 @@ async def test_a_read_token_sees_no_postback_token_however_it_was_sent(
     await client.post("/postback", content=body)  # no content type: read as a form
     json_type = {"content-type": "application/json"}
     await client.post("/postback", content=body[:-1], headers=json_type)  # no JSON: excerpt
+    await client.get(f"{base}&ordernumber=A5&data[token]={secret}")  # a PHP array's key
+    await client.get(f"/postback?refid={refid}?token={secret}&orderamount=1&ordernumber=A6")
+    nested = {"refid": refid, "orderamount": "1", "ordernumber": "A7", "d": {"token": [secret]}}
+    await client.post("/postback", content=json.dumps(nested), headers=json_type)
     admin_view = (await client.get("/api/v1/postbacks", headers=AUTH)).text
-    assert admin_view.count(secret) >= 4  # what was sent is kept whole
+    assert admin_view.count(secret) >= 7  # what was sent is kept whole
     token = (await client.post("/api/v1/tokens", json={"role": "read"}, headers=AUTH)).json()
     read = {"Authorization": f"Bearer {token['token']}"}
     ledger = (await client.get("/api/v1/postbacks", headers=read)).json()["items"]
-    assert len(ledger) == 4 and secret not in json.dumps(ledger), ledger
+    assert len(ledger) == 7 and secret not in json.dumps(ledger), ledger
 
 
 async def test_a_flood_gets_429_with_retry_after(guarded: httpx.AsyncClient) -> None:

@@ -84,21 +84,25 @@ def token_like(name: str) -> bool:
     read tokens wherever a postback's parameters are shown."""
     if name[:4].lower() == "amp;":
         name = name[4:]
-    folded = fold(name)
-    return folded.endswith(("token", "secret", "key"))
+    # a PHP array's name and its keys (`data[token]`) each
+    parts = [name.split("[", 1)[0], *re.findall(r"\[([^\]]*)\]", name)]
+    return any(fold(part).endswith(("token", "secret", "key")) for part in parts)
 
 
 # a secret's name and value inside a text: in a JSON body read as a key or kept as an
-# excerpt (`"token": "…"`), or a query written into a value (`token=…`)
+# excerpt (`"token": "…"`, `\"token\": [\"…\"]` escaped in a string), a query written into
+# a value (`token=…`, `token%3D…`); a value quoted is hidden to its closing quote
 _SECRET_IN_TEXT = re.compile(
-    r"""(?i)([A-Za-z0-9_\-]*(?:token|secret|key)["']?\s*[:=]\s*["']?)([^"'&\s,;}\]]+)"""
+    r"""(?i)([A-Za-z0-9_\-]*(?:token|secret|key)\\?["']?\s*(?::|=|%3d)\s*(?:\[\s*)?)"""
+    r"""(\\?"(?:[^"\\]|\\(?!"))*\\?"|'[^']*'|[^"'&\s,;}\]]+)"""
 )
 
 
 def scrub(text: str, hidden: str) -> str:
     """`text` with the value of every secret-like name in it (`token=…`, `"api_key": "…"`)
     replaced by `hidden`."""
-    if "oken" not in text and "ecret" not in text and "ey" not in text.lower():
+    lowered = text.lower()
+    if "oken" not in lowered and "ecret" not in lowered and "ey" not in lowered:
         return text
     return _SECRET_IN_TEXT.sub(lambda m: m.group(1) + hidden, text)
 

@@ -179,9 +179,11 @@ def redact(item: dict[str, Any], caller: Caller) -> dict[str, Any]:
     params = out.get("params")
     if isinstance(params, dict):
         # said to be there, so that it is not read as a postback sent without one; one
-        # sent under another name (`api_key`) hidden too
-        # and one written into a text: a JSON body read as a form (the whole body is a
-        # name), an excerpt of a body that is no JSON, a query in a value
+        # sent under another name (`api_key`) hidden too; and one written into a text
+        # anywhere in the row: a JSON body read as a form (the whole body is a name), an
+        # excerpt of a body that is no JSON, a query after a RefID (and the error that
+        # quotes it)
+        out = {k: _scrubbed(v) for k, v in out.items() if k != "params"}
         out["params"] = {
             scrub(k, HIDDEN): HIDDEN if v and token_like(k) else _scrubbed(v)
             for k, v in params.items()
@@ -194,6 +196,8 @@ def _scrubbed(value: Any) -> Any:
         return scrub(value, HIDDEN)
     if isinstance(value, list):
         return [_scrubbed(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _scrubbed(v) for k, v in value.items()}
     return value
 
 
