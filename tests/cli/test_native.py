@@ -415,10 +415,11 @@ def test_spaces_and_tabs_left_unencoded_in_a_postbacks_url_are_read_as_escaped(
             assert b'"accepted"' in answer, answer
     orders = [c["ordernumber"] for c in api(native, "GET", "/conversions").json()["items"]]
     assert sorted(orders) == ["ORD 7", "ORD 8"], orders
-    with socket.create_connection(("127.0.0.1", native.port)) as s:
-        s.sendall(f"GET /c/{code}?sub1=a b HTTP/1.1\r\nHost: x\r\n\r\n".encode())
-        [answer] = read_answers(s, 1)
-        assert answer.startswith(b"HTTP/1.1 400"), answer
+    for other in (f"/c/{code}?sub1=a b", "/postback/../api/v1/offers?x=a b", "/postbacks?a b"):
+        with socket.create_connection(("127.0.0.1", native.port)) as s:
+            s.sendall(f"GET {other} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+            [answer] = read_answers(s, 1)
+            assert answer.startswith(b"HTTP/1.1 400"), (other, answer)
 
 
 def test_postbacks_too_large_or_stalled_are_kept_with_what_came(native: Server) -> None:

@@ -50,6 +50,8 @@ def spaced_postback_line(data: bytes) -> bytes:
     target, _, version = rest.rpartition(b" ")
     if not version.startswith(b"HTTP/") or not (b" " in target or b"\t" in target):
         return data
+    if target.split(b"?", 1)[0] not in POSTBACK_PATHS:  # `/postbacks`, `/postback/../api`
+        return data
     target = target.replace(b" ", b"%20").replace(b"\t", b"%09")
     return b"%s %s %s%s" % (method, target, version, data[len(line) :])
 
