@@ -105,6 +105,7 @@ def postbacks_replay(
     itself then, counted once): filter by --outcome or --code to replay the refused. Exits 0
     when every replay is accepted or a duplicate, 1 when any is refused again, 2 on an
     error."""
+    from rich.console import Console
     from rich.progress import Progress
 
     from clickback.domain import ledger
@@ -128,7 +129,8 @@ def postbacks_replay(
         _check_filters("postbacks", filters)
         lo = parse_time(since, "since") if since else None
         hi = parse_time(until, "until") if until else None
-        with Progress(console=console, transient=True) as bar:
+        # on stderr: stdout is the table, which a pipe takes alone
+        with Progress(console=Console(stderr=True), transient=True) as bar:
             task = bar.add_task("replaying", total=None)
             return await ledger.replay_matching(
                 store, tracker, filters, lo, hi, lambda n: bar.update(task, completed=n)
