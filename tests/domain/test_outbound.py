@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import random
 
+import httpx
 import orjson
 
 from clickback.domain.outbound import (
@@ -47,6 +48,25 @@ def test_macros_are_filled_url_encoded_and_signed() -> None:
     assert req.url == "https://aff.example/pb?c=R&o=O%231&p=1.05&s=a%20b&e=conversion"
     assert req.headers["Idempotency-Key"] == "clickback-delivery-99"
     assert req.headers["X-Clickback-Signature"] == signature("sec", 1_700_000_000, req.url)
+
+
+def test_a_url_is_signed_as_its_receiver_sees_it_host_and_port_as_sent() -> None:
+    """An HTTP client sends the host in lower case and leaves out the scheme's default
+    port: a URL typed `http://Aff.Example:80/…` is sent, and signed, as
+    `http://aff.example/…`, so that the receiver's check of the URL it got holds; another
+    port, the credentials and an IPv6 host are kept."""
+    for typed, sent in (
+        ("http://Aff.Example:80/pb?c={refid}", "http://aff.example/pb?c=R"),
+        ("https://AFF.example:443/pb?c={refid}", "https://aff.example/pb?c=R"),
+        ("https://u:p@Aff.Example:8443/pb?c={refid}", "https://u:p@aff.example:8443/pb?c=R"),
+        ("http://[2001:DB8::1]:80/pb?c={refid}", "http://[2001:db8::1]/pb?c=R"),
+    ):
+        config = PostbackConfig(typed, "GET", "sec", frozenset({"conversion"}), False)
+        req = build_request(config, CONV, "conversion", 1, 1_700_000_000)
+        assert req.url == sent, typed
+        received = httpx.URL(req.url).copy_with(username=None, password=None)
+        signed = signature("sec", 1_700_000_000, str(received))
+        assert req.headers["X-Clickback-Signature"] == signed, typed
 
 
 def test_which_answers_are_retried() -> None:

@@ -150,10 +150,32 @@ def render_url(template: str, values: Mapping[str, str]) -> str:
     with contextlib.suppress(InputError):  # such a host fails to send, and says why
         # a URL stored before hosts were kept in their ASCII form (`bücher.example`)
         url = ascii_host(url)
+    url = _plain_host(url)
     parts = urlsplit(url)
     path, query = (quote(p, safe=_URL_SAFE) for p in (parts.path, parts.query))
     # as requested: `/` for no path, no `.` or `..` segments, and no fragment (never sent)
     return urlunsplit(parts._replace(path=_without_dots(path), query=query, fragment=""))
+
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def _plain_host(url: str) -> str:
+    """The URL with its host in lower case and without its scheme's default port, as an
+    HTTP client sends it (`Aff.Example:443` is sent as `aff.example`): the signature
+    covers the URL as its receiver sees it."""
+    try:
+        parts = urlsplit(url)
+        host, port = parts.hostname, parts.port
+    except ValueError:  # a port that is no number: fails to send, and says why
+        return url
+    if not host:
+        return url
+    userinfo, at, _ = parts.netloc.rpartition("@")
+    shown = f"[{host}]" if ":" in host else host
+    if port is not None and port != _DEFAULT_PORTS.get(parts.scheme):
+        shown += f":{port}"
+    return urlunsplit(parts._replace(netloc=f"{userinfo}{at}{shown}"))
 
 
 def _without_dots(path: str) -> str:
