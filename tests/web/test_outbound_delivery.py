@@ -985,6 +985,38 @@ async def test_a_claim_gives_each_affiliate_no_more_than_its_room(store: Store) 
         await app.shutdown()
 
 
+async def test_a_reversal_waiting_behind_its_sale_is_retried_for_its_own_time(
+    store: Store,
+) -> None:
+    """A `reversed` postback waits while the `conversion` before it is retried: once that
+    one is done (delivered, or failed after 72 hours), the reversal's own 72 hours run
+    from then, not from when it was queued (it had one attempt left, and failed at its
+    first 5xx: the affiliate kept a sale that was reversed)."""
+    app = ClickbackApp(_settings(jobs_poll_seconds=3600, rollup_settle=0.0), store)
+    await app.startup()
+    transport = httpx.ASGITransport(app=app, client=("203.0.113.7", 4444))
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+            s = await make_offer(c)
+            events = ["conversion", "reversed"]
+            await _aff_url(c, s, "http://127.0.0.1:9/pb?e={event}", postback_events=events)
+            cid = await _convert(c, s["link"], "R-1")
+            await _all_screened(app, store, 1)
+            assert (await status(c, cid, "reversed")).status_code == 200
+        queued = time.time_ns() // 1000
+        [sale] = await store.claim_deliveries(queued + 1, queued + 60_000_000, 20)
+        assert sale["event"] == "conversion"
+        late = queued + 73 * 3600 * 1_000_000  # retried until it failed, 73 hours on
+        failed = Attempt(500, "", 5, "")
+        args = ("GET", "http://127.0.0.1:9/pb", "failed", late, late, 25, queued + 60_000_000)
+        assert await store.finish_attempt(sale["delivery_id"], sale["affiliate_id"], failed, *args)
+        [reversal] = await store.claim_deliveries(late, late + 60_000_000, 20)
+        assert reversal["event"] == "reversed"
+        assert reversal["queued_at"] == late and reversal["tries"] == 0
+    finally:
+        await app.shutdown()
+
+
 async def test_a_delivery_another_sender_finished_during_a_claim_is_not_claimed_again(
     store: Store,
 ) -> None:

@@ -8,7 +8,7 @@ import itertools
 from collections.abc import Mapping
 from typing import Any
 
-from clickback.domain.outbound import DELIVERED, HELD, QUEUED, Attempt
+from clickback.domain.outbound import DELIVERED, FAILED, HELD, QUEUED, Attempt
 from clickback.storage.primitives import SqlPrimitives, now_us, padded
 
 # Settings: an offer+affiliate override wins over the affiliate's own postback.
@@ -194,6 +194,19 @@ class OutboxSql(SqlPrimitives):
                 ),
             ),
         ]
+        if state in (DELIVERED, FAILED):
+            # the postbacks of its conversion to the affiliate that waited for it (a
+            # `reversed` behind its `conversion`) may go now: the time they are retried
+            # for runs from now, not from when they were queued (a reversal held behind a
+            # sale retried for 72 hours had one attempt left, and failed at its first 5xx)
+            steps.append(
+                (
+                    "UPDATE deliveries SET retry_from = ? WHERE conversion_id = (SELECT"
+                    " d.conversion_id FROM deliveries AS d WHERE d.id = ?) AND affiliate_id = ?"
+                    " AND id > ? AND attempts = 0 AND state IN ('queued', 'held')",
+                    (now, delivery_id, affiliate_id, delivery_id),
+                )
+            )
         if state == DELIVERED:
             steps.append(
                 ("UPDATE affiliates SET postback_failures = 0 WHERE id = ?", (affiliate_id,))
