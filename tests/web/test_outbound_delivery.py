@@ -8,7 +8,7 @@ import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import contextmanager
+from contextlib import asynccontextmanager, contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -138,6 +138,20 @@ async def _all_screened(app: ClickbackApp, store: Store, count: int) -> None:
         assert time.monotonic() < deadline, "the conversions were not screened"
         await app.screener.catch_up()
         await asyncio.sleep(0.05)
+
+
+@asynccontextmanager
+async def _jobs_held(store: Store) -> AsyncIterator[tuple[ClickbackApp, httpx.AsyncClient]]:
+    """An app whose jobs wait an hour between polls, and a client of it: the test drives
+    the screening and the claims itself."""
+    app = ClickbackApp(_settings(jobs_poll_seconds=3600, rollup_settle=0.0), store)
+    await app.startup()
+    transport = httpx.ASGITransport(app=app, client=("203.0.113.7", 4444))
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+            yield app, c
+    finally:
+        await app.shutdown()
 
 
 async def _other_affiliate(c: httpx.AsyncClient, s: dict[str, Any], url: str) -> dict[str, Any]:
@@ -958,19 +972,15 @@ async def test_a_claim_gives_each_affiliate_no_more_than_its_room(store: Store) 
     sends in flight gets its share less those, one with its share in flight none, the
     others their share, oldest first; without a share, what is due."""
     # (the clicks are screened at once, and their conversions then)
-    app = ClickbackApp(_settings(jobs_poll_seconds=3600, rollup_settle=0.0), store)
-    await app.startup()
-    transport = httpx.ASGITransport(app=app, client=("203.0.113.7", 4444))
-    try:
-        async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
-            s = await make_offer(c)
-            await _aff_url(c, s, "http://127.0.0.1:9/pb?c={refid}")
-            b_link = await _other_affiliate(c, s, "http://127.0.0.1:9/pb?c={refid}")
-            b = {"id": b_link["affiliate_id"]}
-            for i in range(10):
-                await _convert(c, s["link"], f"A{i}")
-                await _convert(c, b_link, f"B{i}")
-            await _all_screened(app, store, 20)
+    async with _jobs_held(store) as (app, c):
+        s = await make_offer(c)
+        await _aff_url(c, s, "http://127.0.0.1:9/pb?c={refid}")
+        b_link = await _other_affiliate(c, s, "http://127.0.0.1:9/pb?c={refid}")
+        b = {"id": b_link["affiliate_id"]}
+        for i in range(10):
+            await _convert(c, s["link"], f"A{i}")
+            await _convert(c, b_link, f"B{i}")
+        await _all_screened(app, store, 20)
         a = s["affiliate"]["id"]
         now = time.time_ns() // 1000
 
@@ -981,8 +991,6 @@ async def test_a_claim_gives_each_affiliate_no_more_than_its_room(store: Store) 
         assert await claim({a: 6}, 8) == [a] * 2 + [b["id"]] * 8
         assert await claim({a: 8, b["id"]: 8}, 8) == []
         assert await claim({}, 0) == [a] * 8 + [b["id"]] * 2
-    finally:
-        await app.shutdown()
 
 
 async def test_a_reversal_waiting_behind_its_sale_is_retried_for_its_own_time(
@@ -992,17 +1000,13 @@ async def test_a_reversal_waiting_behind_its_sale_is_retried_for_its_own_time(
     one is done (delivered, or failed after 72 hours), the reversal's own 72 hours run
     from then, not from when it was queued (it had one attempt left, and failed at its
     first 5xx: the affiliate kept a sale that was reversed)."""
-    app = ClickbackApp(_settings(jobs_poll_seconds=3600, rollup_settle=0.0), store)
-    await app.startup()
-    transport = httpx.ASGITransport(app=app, client=("203.0.113.7", 4444))
-    try:
-        async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
-            s = await make_offer(c)
-            events = ["conversion", "reversed"]
-            await _aff_url(c, s, "http://127.0.0.1:9/pb?e={event}", postback_events=events)
-            cid = await _convert(c, s["link"], "R-1")
-            await _all_screened(app, store, 1)
-            assert (await status(c, cid, "reversed")).status_code == 200
+    async with _jobs_held(store) as (app, c):
+        s = await make_offer(c)
+        events = ["conversion", "reversed"]
+        await _aff_url(c, s, "http://127.0.0.1:9/pb?e={event}", postback_events=events)
+        cid = await _convert(c, s["link"], "R-1")
+        await _all_screened(app, store, 1)
+        assert (await status(c, cid, "reversed")).status_code == 200
         queued = time.time_ns() // 1000
         [sale] = await store.claim_deliveries(queued + 1, queued + 60_000_000, 20)
         assert sale["event"] == "conversion"
@@ -1013,8 +1017,6 @@ async def test_a_reversal_waiting_behind_its_sale_is_retried_for_its_own_time(
         [reversal] = await store.claim_deliveries(late, late + 60_000_000, 20)
         assert reversal["event"] == "reversed"
         assert reversal["queued_at"] == late and reversal["tries"] == 0
-    finally:
-        await app.shutdown()
 
 
 async def test_a_delivery_another_sender_finished_during_a_claim_is_not_claimed_again(
