@@ -269,8 +269,9 @@ def deliveries_show(delivery_id: int, db: DbOption = None, as_json: JsonOption =
 @deliveries_app.command("resend")
 def deliveries_resend(delivery_id: int, db: DbOption = None) -> None:
     """Queue a delivery again (same Idempotency-Key); a running server sends it."""
-    _run(db, lambda s: outbound_setup.resend_delivery(s, delivery_id))
-    console.print(f"delivery {delivery_id} queued")
+    later = _run(db, lambda s: outbound_setup.resend_delivery(s, delivery_id))
+    also = f", and after it the {later} later one(s) of its conversion that failed" if later else ""
+    console.print(f"delivery {delivery_id} queued{also}")
 
 
 @advertiser_app.command("security")

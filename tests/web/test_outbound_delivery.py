@@ -18,6 +18,7 @@ import httpx
 import pytest
 
 from clickback.config import Settings
+from clickback.domain import outbound_setup
 from clickback.domain.outbound import MACROS, Attempt
 from clickback.domain.ports import Store
 from clickback.errors import ConfigError
@@ -152,6 +153,17 @@ async def _jobs_held(store: Store) -> AsyncIterator[tuple[ClickbackApp, httpx.As
             yield app, c
     finally:
         await app.shutdown()
+
+
+async def _reversed_sale(app: ClickbackApp, c: httpx.AsyncClient, store: Store) -> None:
+    """A sale, screened, then reversed, for an affiliate that takes both events: its
+    `conversion` and `reversed` postbacks queued, the second behind the first."""
+    s = await make_offer(c)
+    events = ["conversion", "reversed"]
+    await _aff_url(c, s, "http://127.0.0.1:9/pb?e={event}", postback_events=events)
+    cid = await _convert(c, s["link"], "R-1")
+    await _all_screened(app, store, 1)
+    assert (await status(c, cid, "reversed")).status_code == 200
 
 
 async def _other_affiliate(c: httpx.AsyncClient, s: dict[str, Any], url: str) -> dict[str, Any]:
@@ -1001,12 +1013,7 @@ async def test_a_reversal_waiting_behind_its_sale_is_retried_for_its_own_time(
     from then, not from when it was queued (it had one attempt left, and failed at its
     first 5xx: the affiliate kept a sale that was reversed)."""
     async with _jobs_held(store) as (app, c):
-        s = await make_offer(c)
-        events = ["conversion", "reversed"]
-        await _aff_url(c, s, "http://127.0.0.1:9/pb?e={event}", postback_events=events)
-        cid = await _convert(c, s["link"], "R-1")
-        await _all_screened(app, store, 1)
-        assert (await status(c, cid, "reversed")).status_code == 200
+        await _reversed_sale(app, c, store)
         queued = time.time_ns() // 1000
         [sale] = await store.claim_deliveries(queued + 1, queued + 60_000_000, 20)
         assert sale["event"] == "conversion"
@@ -1017,6 +1024,33 @@ async def test_a_reversal_waiting_behind_its_sale_is_retried_for_its_own_time(
         [reversal] = await store.claim_deliveries(late, late + 60_000_000, 20)
         assert reversal["event"] == "reversed"
         assert reversal["queued_at"] == late and reversal["tries"] == 0
+
+
+async def test_a_sale_resent_after_its_reversal_failed_too_is_followed_by_it(
+    store: Store,
+) -> None:
+    """Both postbacks of a reversed sale failed (the receiver down for days): resending
+    the sale queues the reversal again after it, in order, not the sale alone (the
+    affiliate would keep a sale that was reversed)."""
+    async with _jobs_held(store) as (app, c):
+        await _reversed_sale(app, c, store)
+        now = time.time_ns() // 1000
+        failed = Attempt(500, "", 5, "")
+        ids = []
+        for _ in range(2):  # the sale, then the reversal, each failed for good
+            [d] = await store.claim_deliveries(now, now + 60_000_000, 20)
+            ids.append(d["delivery_id"])
+            args = ("GET", "http://127.0.0.1:9/pb", "failed", now, now, 25, now + 60_000_000)
+            assert await store.finish_attempt(d["delivery_id"], d["affiliate_id"], failed, *args)
+        assert await outbound_setup.resend_delivery(store, ids[0]) == 1
+        later = time.time_ns() // 1000 + 1
+        [sale] = await store.claim_deliveries(later, later + 60_000_000, 20)
+        assert (sale["delivery_id"], sale["event"]) == (ids[0], "conversion")  # first, alone
+        sent = Attempt(200, "ok", 5, "")
+        args = ("GET", "http://127.0.0.1:9/pb", "delivered", later, later, 25, later + 60_000_000)
+        assert await store.finish_attempt(ids[0], sale["affiliate_id"], sent, *args)
+        [reversal] = await store.claim_deliveries(later, later + 60_000_000, 20)
+        assert (reversal["delivery_id"], reversal["event"]) == (ids[1], "reversed")
 
 
 async def test_a_delivery_another_sender_finished_during_a_claim_is_not_claimed_again(

@@ -155,19 +155,21 @@ async def remove_offer_postback(store: Store, offer_id: int, affiliate_id: int) 
         )
 
 
-async def resend_delivery(store: Store, delivery_id: int) -> None:
+async def resend_delivery(store: Store, delivery_id: int) -> int:
     """Queues an outbound postback again now. Refused while an attempt of it is in
     flight, for its sender would not record that attempt and another would send it
     again; while its affiliate's postback is disabled, for it would wait unsent; and once
     a later postback of its conversion reached the affiliate or is being sent (a reversal
     after a sale whose postback failed), for it would arrive after that one and be taken
-    as the conversion's newest status."""
+    as the conversion's newest status. The later postbacks of its conversion to the
+    affiliate that failed too are queued again after it (a `reversed` after its sale):
+    how many."""
     for _ in range(3):  # what refused it may have changed before it was read
         outcome = await store.resend_delivery(delivery_id, now_us())
         if outcome is None:
             raise NotFoundError(f"delivery {delivery_id} does not exist")
         if outcome["queued"]:
-            return
+            return int(outcome["later"])
         affiliate = outcome["affiliate_id"]
         if outcome["state"] == CANCELLED:
             raise ConflictError(

@@ -326,7 +326,23 @@ class OutboxSql(SqlPrimitives):
             now,
         )
         if rows:
-            return {"queued": True}
+            # the later postbacks of its conversion to the affiliate that failed too (a
+            # `reversed` after its sale) go again after it, in their order: the sale sent
+            # alone would leave the affiliate a sale that was reversed
+            later_failed = await self._fetch(
+                "UPDATE deliveries SET state = ?, next_at = ?, retry_from = ?, updated_at = ?"
+                " WHERE conversion_id = (SELECT d.conversion_id FROM deliveries AS d WHERE"
+                " d.id = ?) AND affiliate_id = (SELECT d.affiliate_id FROM deliveries AS d"
+                " WHERE d.id = ?) AND id > ? AND state = 'failed' RETURNING id",
+                QUEUED,
+                now,
+                now,
+                now,
+                delivery_id,
+                delivery_id,
+                delivery_id,
+            )
+            return {"queued": True, "later": len(later_failed)}
         found = await self._fetch(
             "SELECT d.affiliate_id, d.conversion_id, d.event, d.state,"
             " a.postback_disabled_at AS disabled_at,"
