@@ -1153,25 +1153,19 @@ async def test_one_affiliates_backlog_does_not_hide_anothers_deliveries(store: S
     last of its share claims again without it."""
     from clickback.domain.sender import Sender
 
-    app = ClickbackApp(_settings(jobs_poll_seconds=3600, rollup_settle=0.0), store)
-    await app.startup()
-    transport = httpx.ASGITransport(app=app, client=("203.0.113.7", 4444))
-    try:
-        with receiver(lambda n, path: (200, b"ok")) as (port, hits):
-            async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
-                s = await make_offer(c)
-                await _aff_url(c, s, f"http://127.0.0.1:{port}/a?c={{refid}}")
-                b_link = await _other_affiliate(c, s, f"http://127.0.0.1:{port}/b?c={{refid}}")
-                for i in range(40):
-                    await _convert(c, s["link"], f"A{i}")
-                for i in range(3):
-                    await _convert(c, b_link, f"B{i}")
-                await _all_screened(app, store, 43)
-                assert app.sender is not None
+    with receiver(lambda n, path: (200, b"ok")) as (port, hits):
+        async with _jobs_held(store) as (app, c):
+            s = await make_offer(c)
+            await _aff_url(c, s, f"http://127.0.0.1:{port}/a?c={{refid}}")
+            b_link = await _other_affiliate(c, s, f"http://127.0.0.1:{port}/b?c={{refid}}")
+            for i in range(40):
+                await _convert(c, s["link"], f"A{i}")
+            for i in range(3):
+                await _convert(c, b_link, f"B{i}")
+            await _all_screened(app, store, 43)
+            assert app.sender is not None
             # 8 sends, 2 an affiliate: a claim reads the oldest 32, all of them A's
             sender = Sender(store, app.sender.send, app.sender.policy, concurrency=8)
             assert await sender.run_once() == 4
             paths = sorted(urlsplit(h[0]).path for h in hits)
             assert paths == ["/a"] * 2 + ["/b"] * 2, paths
-    finally:
-        await app.shutdown()

@@ -617,17 +617,21 @@ async def _no_rule_alike(
         None,
         nulls={"archived_at": True},
     )
-    for rule in live.items:
-        if rule["affiliate_id"] == affiliate_id and rule["commissionid"] == commissionid:
-            raise ConflictError(
-                f"offer {offer_id} has rule {rule['id']} for this already"
-                f" ({'commissionid `' + commissionid + '`' if commissionid else 'no commissionid'},"
-                f" {'affiliate ' + str(affiliate_id) if affiliate_id else 'any affiliate'}):"
-                f" archive it first (DELETE /api/v1/rules/{rule['id']}, `clickback rule archive"
-                f" {rule['id']}`), then create the new one",
-                code="rule_exists",
-                field="commissionid",
-            )
+    same = [
+        r["id"]
+        for r in live.items
+        if r["affiliate_id"] == affiliate_id and r["commissionid"] == commissionid
+    ]
+    if same:
+        covers = f"commissionid `{commissionid}`" if commissionid else "no commissionid"
+        covers += f", affiliate {affiliate_id}" if affiliate_id else ", any affiliate"
+        raise ConflictError(
+            f"offer {offer_id} has rule {same[0]} for this already ({covers}): archive it"
+            f" first (DELETE /api/v1/rules/{same[0]}, `clickback rule archive {same[0]}`),"
+            " then create the new one",
+            code="rule_exists",
+            field="commissionid",
+        )
 
 
 async def create_rule(

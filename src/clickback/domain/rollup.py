@@ -398,9 +398,10 @@ class RollupJob:
 
     def _value_revenue(self, fact: Fact, terms: str | None, offer: dict[str, Any] | None) -> None:
         """The fact's revenue under the revenue terms its conversion kept from when it was
-        recorded (0 until the conversion is valued, as its sale and commission); a
-        conversion recorded before they were kept (`terms` None) is valued under its
-        offer's terms of now."""
+        recorded (0 until the conversion is valued, as its sale and commission). Migration
+        27 gave the conversions from before they were kept their offer's terms; one with
+        none (`terms` None: written by a node of an earlier version during an upgrade)
+        is valued under its offer's terms of now."""
         if terms is None:
             terms = (
                 revenue_terms(

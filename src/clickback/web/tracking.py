@@ -55,16 +55,6 @@ POSTBACK_PATHS = frozenset({"/postback", "/postback/"})
 _JSON = ("content-type", JSON_TYPE)
 
 
-def declared_json(content_type: str) -> bool:
-    """Whether a (lower-cased) Content-Type declares JSON: `application/json`, a JSON
-    media type by its `+json` suffix (RFC 6839, `application/vnd.api+json`), or the
-    `text/json` some senders use; parameters such as `charset` aside."""
-    media = content_type.split(";", 1)[0].strip()
-    return media in (JSON_TYPE, "text/json") or (
-        media.startswith("application/") and media.endswith("+json")
-    )
-
-
 _NO_STORE = ("cache-control", "no-store")
 _NOT_FOUND: Answer = (
     404,
@@ -77,6 +67,16 @@ _POSTBACK_ALLOW = ("allow", "GET, POST")
 # requests to /postback that carry no postback (a monitor's HEAD, a browser's preflight)
 PROBES = frozenset({"HEAD", "OPTIONS"})
 _CLICK_UNAVAILABLE: Answer = (503, [("retry-after", "1")], b"temporarily unavailable, retry")
+
+
+def declared_json(content_type: str) -> bool:
+    """Whether a (lower-cased) Content-Type declares JSON: `application/json`, a JSON
+    media type by its `+json` suffix (RFC 6839, `application/vnd.api+json`), or the
+    `text/json` some senders use; parameters such as `charset` aside."""
+    media = content_type.split(";", 1)[0].strip()
+    return media in (JSON_TYPE, "text/json") or (
+        media.startswith("application/") and media.endswith("+json")
+    )
 
 
 def click_begun(
