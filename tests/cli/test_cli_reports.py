@@ -105,6 +105,15 @@ def test_report_table_shows_bot_clicks_and_a_note_for_conversions_without_a_rate
     assert out.returncode == 0 and out.stdout.startswith("device,"), out.stdout
     assert f"note: {note}" in out.stderr, out.stderr
     assert "note: the first 1 of 2 groups are shown" in out.stderr, out.stderr
+    # an id that does not exist is named, rather than an empty report left unexplained
+    missing = orjson.loads(
+        cli("report", "--offer", "1,99", "--link", "1,7", "--format", "json", db=db)
+    )
+    assert missing["totals"]["clicks"] == 2
+    assert missing["notes"][1:] == [
+        "no offer has id 99: nothing matches it",
+        "no link has id 7: nothing matches it",
+    ]
     # grouped by nothing, the report is its totals: one row, not the same row twice
     [only] = table_rows(cli("report", "--group-by", "", db=db))
     assert (only["clicks"], only["unique_clicks"], only["bot_clicks"]) == ("2", "1", "1")

@@ -161,3 +161,19 @@ def test_a_range_within_an_hour_of_a_half_hour_zone_is_that_hour() -> None:
     s = spec(tz="Asia/Kolkata", **{"from": "2026-03-01T10:05", "to": "2026-03-01T10:20"})
     assert (iso(s.start_hour * HOUR_US), s.end_hour - s.start_hour) == ("2026-03-01T04:00:00Z", 1)
     assert s.notes
+
+
+def test_country_and_device_filters_refuse_values_no_row_can_hold() -> None:
+    now = 1_000 * HOUR_US
+    given = {"country": ["us,de", ""], "device": ["mobile", ""]}
+    assert build_spec(given, now).filters == {
+        "country": ("US", "DE", ""),
+        "device": ("mobile", ""),
+    }
+    for name, typo in (("country", "XX"), ("country", "USA"), ("device", "phone")):
+        with pytest.raises(InputError) as refused:
+            build_spec({name: ["DE", typo]}, now)
+        assert (refused.value.code, refused.value.field) == ("invalid_filter", name)
+        assert typo in refused.value.message
+    # open-ended dimensions still take any value
+    assert build_spec({"os": ["Plan 9"]}, now).filters == {"os": ("Plan 9",)}

@@ -154,6 +154,12 @@ async def test_an_affiliate_report_is_its_own_and_leaves_out_revenue_and_profit(
     assert report["totals"]["clicks"] == 2
     r = await client.get("/api/v1/reports", params={"affiliate": str(mine)}, headers=tok)
     assert r.status_code == 200 and r.json()["totals"]["conversions"] == 1
+    # which offer ids exist is the network's: the note naming a missing one is not shown
+    absent = {"offer": "9999"}
+    r = await client.get("/api/v1/reports", params=absent, headers=AUTH)
+    assert "no offer has id 9999: nothing matches it" in r.json()["notes"]
+    r = await client.get("/api/v1/reports", params=absent, headers=tok)
+    assert r.status_code == 200 and not any("9999" in n for n in r.json()["notes"]), r.text
     for sort in ("revenue", "-profit"):
         r = await client.get("/api/v1/reports", params={"sort": sort}, headers=tok)
         assert r.status_code == 400 and code(r) == "invalid_sort", r.text

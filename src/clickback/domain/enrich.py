@@ -68,9 +68,12 @@ _DESKTOP_OS = frozenset(
 _MOBILE_OS = frozenset({"iOS", "Android", "Windows Phone", "BlackBerry OS", "KaiOS", "Symbian OS"})
 
 
+DEVICES = ("desktop", "mobile", "tablet", "bot", "other")  # what `Agent.device` takes
+
+
 @dataclass(frozen=True, slots=True)
 class Agent:
-    device: str  # desktop | mobile | tablet | bot | other
+    device: str  # one of DEVICES
     os: str
     browser: str
     bot: bool

@@ -59,6 +59,19 @@ FRESH_US = 5_000_000
 _ENTITY_TABLES = {"advertiser": "advertisers", "offer": "offers", "affiliate": "affiliates"}
 
 
+async def _missing_ids(store: ReportStore, spec: ReportSpec) -> list[str]:
+    """A note for each advertiser, offer, affiliate or link id filtered by that no row of
+    its table has."""
+    notes = []
+    for dim, table in (*_ENTITY_TABLES.items(), ("link", "links")):
+        wanted = spec.filters.get(ENTITY_DIMS[dim], ())
+        known = await store.report_names(table, sorted(map(int, wanted))) if wanted else {}
+        missing = [str(i) for i in wanted if int(i) not in known]
+        if missing:
+            notes.append(f"no {dim} has id {', '.join(missing)}: nothing matches it")
+    return notes
+
+
 class ReportStore(Protocol):
     async def report_sums(
         self, spec: ReportSpec
@@ -167,10 +180,17 @@ def _ratio(numerator: Decimal | int, denominator: int, places: int) -> str | Non
 
 
 async def run_report(
-    store: ReportStore, spec: ReportSpec, base: str, now_us: int | None = None
+    store: ReportStore,
+    spec: ReportSpec,
+    base: str,
+    now_us: int | None = None,
+    *,
+    name_missing: bool = True,
 ) -> dict[str, Any]:
     """`{"rows": [{<group keys>, <metrics>}], "totals": {<metrics>}}` and what was asked;
-    `complete_until`: everything stored before it is in the report."""
+    `complete_until`: everything stored before it is in the report. With `name_missing`
+    (not for an affiliate's token: it would tell which ids exist), a note names each id
+    filtered by that does not exist, which matches nothing (a typo, most often)."""
     now = time.time_ns() // 1000 if now_us is None else now_us
     # read first: what is stored meanwhile can only be newer than what it names
     pending = await store.rollup_pending()
@@ -257,6 +277,8 @@ async def run_report(
             "counted in conversions, left out of the money until a rate dated on or before"
             " their UTC day is imported"
         )
+    if name_missing:
+        notes.extend(await _missing_ids(store, spec))
     if len(groups) > spec.limit:
         notes.append(
             f"the first {spec.limit} of {len(groups)} groups are shown (`limit`); the totals"

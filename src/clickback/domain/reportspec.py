@@ -21,8 +21,10 @@ from datetime import date, datetime, timedelta
 from functools import cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
+from clickback.domain.enrich import DEVICES
 from clickback.domain.fraud import REPORTED
 from clickback.domain.levels import segments
+from clickback.domain.money import countries
 from clickback.domain.timefmt import EPOCH, from_datetime, iso, restore_plus
 from clickback.errors import InputError
 
@@ -232,6 +234,33 @@ def split(values: Iterable[str]) -> list[str]:
     return [v.strip() for raw in values for v in raw.split(",") if v.strip()]
 
 
+def _closed_values(name: str, values: list[str]) -> tuple[str, ...]:
+    """A text filter's values; those of `country` and `device`, which take a closed set
+    of values, are checked, so that a typo is refused rather than matching nothing.
+    Countries are ISO 3166-1 alpha-2 codes in any case, stored in capitals; an empty
+    value (`country=`) is the rows without one."""
+    if name == "country":
+        values = [v.upper() for v in values]
+        wrong = [v for v in values if v and v not in countries()]
+        if wrong:
+            raise InputError(
+                f"`country` takes two-letter ISO 3166-1 codes such as US or DE (empty for "
+                f"clicks whose country is unknown), not {', '.join(wrong)}",
+                code="invalid_filter",
+                field=name,
+            )
+    elif name == "device":
+        wrong = [v for v in values if v and v not in DEVICES]
+        if wrong:
+            raise InputError(
+                f"`device` takes {', '.join(DEVICES)} (empty for conversions without a "
+                f"click), not {', '.join(wrong)}",
+                code="invalid_filter",
+                field=name,
+            )
+    return tuple(values)
+
+
 def build_spec(
     params: dict[str, list[str]], now_us: int, metrics: Iterable[str] = ()
 ) -> ReportSpec:
@@ -310,7 +339,7 @@ def build_spec(
                 f"`flag` takes {', '.join(sorted(FLAG_VALUES))}", code="invalid_filter", field=name
             )
         else:
-            filters[column] = tuple(values)
+            filters[column] = _closed_values(name, values)
     sort = one("sort", "") or None
     if sort is not None and sort.lstrip("-") not in {*metrics, *group_by}:
         raise InputError(

@@ -43,7 +43,9 @@ async def build(
     if caller.affiliate_id is not None:
         params, metrics = scoped_report(params, caller.affiliate_id), AFFILIATE_METRICS
     spec = build_spec(params, time.time_ns() // 1000, metrics)
-    report = await run_report(app.store, spec, app.settings.base_currency)
+    report = await run_report(
+        app.store, spec, app.settings.base_currency, name_missing=caller.affiliate_id is None
+    )
     if metrics is not METRICS:
         for shown in (*report["rows"], report["totals"]):
             for name in NETWORK_METRICS:
