@@ -34,6 +34,10 @@ AffiliateFilter = Annotated[int | None, typer.Option(help="Affiliate id.")]
 LinkFilter = Annotated[int | None, typer.Option(help="Link id.")]
 Sub1Filter = Annotated[str | None, typer.Option(help="sub1 exactly ('' for none).")]
 StatusFilter = Annotated[str | None, typer.Option(help="pending, approved, rejected or reversed.")]
+SinceFilter = Annotated[
+    str | None, typer.Option(help="Made at or after (ISO 8601; a date, or a time, UTC if naive).")
+]
+UntilFilter = Annotated[str | None, typer.Option(help="Made before (ISO 8601).")]
 TestOption = Annotated[
     bool | None,
     typer.Option(
@@ -51,7 +55,11 @@ def conversions_list(
     ordernumber: str | None = None,
     offer: OfferFilter = None,
     affiliate: AffiliateFilter = None,
+    advertiser: Annotated[int | None, typer.Option(help="Advertiser id.")] = None,
+    link: LinkFilter = None,
     status: StatusFilter = None,
+    since: SinceFilter = None,
+    until: UntilFilter = None,
     test: TestOption = None,
     db: DbOption = None,
     as_json: JsonOption = False,
@@ -63,6 +71,8 @@ def conversions_list(
         ordernumber=ordernumber,
         offer_id=offer,
         affiliate_id=affiliate,
+        advertiser_id=advertiser,
+        link_id=link,
         status=status,
         is_test=_test_flag(test),
     )
@@ -81,7 +91,7 @@ def conversions_list(
         "status",
         "is_test",
     ]
-    _list(db, "conversions", columns, limit, filters, as_json, cursor=cursor)
+    _list(db, "conversions", columns, limit, filters, as_json, *_range(since, until), cursor=cursor)
 
 
 @clicks_app.command("list")
@@ -93,6 +103,8 @@ def clicks_list(
     affiliate: AffiliateFilter = None,
     link: LinkFilter = None,
     sub1: Sub1Filter = None,
+    since: SinceFilter = None,
+    until: UntilFilter = None,
     test: TestOption = None,
     db: DbOption = None,
     as_json: JsonOption = False,
@@ -116,7 +128,17 @@ def clicks_list(
         sub1=sub1,
         is_test=_test_flag(test),
     )
-    _list(db, "clicks", columns, limit, filters, as_json, cursor=cursor)
+    _list(db, "clicks", columns, limit, filters, as_json, *_range(since, until), cursor=cursor)
+
+
+def _range(since: str | None, until: str | None) -> tuple[int | None, int | None]:
+    """`--since` and `--until` read, in microseconds since the epoch."""
+    from clickback.web.present import parse_time
+
+    return (
+        parse_time(since, "since") if since else None,
+        parse_time(until, "until") if until else None,
+    )
 
 
 @conversions_app.command("status")

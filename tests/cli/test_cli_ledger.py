@@ -280,6 +280,20 @@ def test_conversions_list_shows_which_are_test_conversions(
     assert rows[1]["currency"] == "JPY"
     assert rows[1]["commission_currency"] == shown["commission_currency"] != "", rows[1]
     assert rows[0]["ordernumber"].startswith("SIMULATED-")
+    # by when, and by the link and the advertiser
+    made = shown["created_at"]
+    assert [r["id"] for r in listed(any_db, "--since", made, "--until", made)] == []
+    [same] = listed(any_db, "--since", made, "--no-test", "--link", "1", "--advertiser", "1")
+    assert same["ordernumber"] == "REAL-1"
+    assert listed(any_db, "--until", made, "--test") == []  # the test's came after
+    assert listed(any_db, "--advertiser", "2") == []
+    [clicked] = [orjson.loads(x) for x in cli("clicks", "list", "--json", db=any_db).split()][-1:]
+    assert len(listed(any_db, "--since", clicked["created_at"], kind="clicks")) == 2
+    assert listed(any_db, "--until", clicked["created_at"], kind="clicks") == []
+
+
+def listed(db: str, *args: str, kind: str = "conversions") -> list[dict[str, Any]]:
+    return [orjson.loads(x) for x in cli(kind, "list", "--json", *args, db=db).split()]
 
 
 def test_postback_url_command(sqlite_db: str) -> None:
