@@ -53,7 +53,13 @@ def _errors_cell(row: dict[str, Any]) -> dict[str, Any]:
 def postbacks_list(
     limit: LimitOption = 50,
     cursor: CursorOption = None,
-    outcome: str | None = None,
+    outcome: Annotated[
+        str | None,
+        typer.Option(
+            help="accepted, duplicate, rejected (bad input), forbidden (token, signature, "
+            "address), unknown_refid, expired_refid, offer_paused or rate_limited."
+        ),
+    ] = None,
     code: Annotated[
         str | None, typer.Option(help="The first error's code, e.g. token_invalid.")
     ] = None,

@@ -357,12 +357,15 @@ def test_a_list_filter_on_a_column_of_set_values_refuses_any_other(sqlite_db: st
     for args, name in (
         (("postbacks", "list", "--outcome", "acepted"), "outcome"),
         (("postbacks", "replay", "--outcome", "paused"), "outcome"),
+        (("postbacks", "replay", "--code", "offer_pasued"), "code"),
+        (("postbacks", "list", "--code", "tokn_invalid"), "code"),
         (("deliveries", "list", "--state", "sent"), "state"),
         (("conversions", "export", "--out", "-", "--status", "aproved"), "status"),
     ):
         out = _fails(*args, db=sqlite_db)
         assert "(invalid_filter)" in out and f"`{name}` must be one of" in out, out
     assert cli("postbacks", "list", "--outcome", "accepted", "--json", db=sqlite_db) == ""
+    assert cli("postbacks", "list", "--code", "token_invalid", "--json", db=sqlite_db) == ""
 
 
 def test_clicks_list_filters_by_test_affiliate_link_and_sub1(sqlite_db: str) -> None:

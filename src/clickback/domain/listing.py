@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from clickback.domain.lifecycle import STATUSES
-from clickback.domain.models import OfferStatus, Outcome, PayoutType
+from clickback.domain.models import ERROR_CODES, OfferStatus, Outcome, PayoutType
 from clickback.domain.outbound import CANCELLED, DELIVERED, EVENTS, FAILED, HELD, QUEUED
 from clickback.domain.postback import composed
 from clickback.domain.tokens import ROLES
@@ -94,7 +94,7 @@ LISTS: dict[str, ListSpec] = {
             "outcome": tuple(Outcome),
             "method": str,
             "conversion_id": int,
-            "code": str,
+            "code": ERROR_CODES,
             "link_id": int,
             "is_test": int,
             "replay_of": int,

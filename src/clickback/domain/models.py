@@ -88,6 +88,44 @@ class Link:
     is_test: bool = False
 
 
+# every code a postback's error may carry (the ledger's `code` is its first error's): a
+# filter by another is a typo and refused, not an empty list (tests check that every code
+# the source gives a FieldError is here)
+ERROR_CODES = (
+    "duplicate_ordernumber",
+    "expired_refid",
+    "get_body_ignored",
+    "invalid_amount",
+    "invalid_currency",
+    "invalid_form",
+    "invalid_geo",
+    "invalid_json",
+    "invalid_text",
+    "ip_not_allowed",
+    "json_not_declared",
+    "method_not_allowed",
+    "missing",
+    "missing_rate",
+    "offer_archived",
+    "offer_paused",
+    "rate_limited",
+    "repeated",
+    "request_incomplete",
+    "request_too_large",
+    "signature_expired",
+    "signature_invalid",
+    "token_invalid",
+    "token_missing",
+    "too_long",
+    "too_many_fields",
+    "unencoded_ampersand",
+    "unknown_commissionid",
+    "unknown_refid",
+    "unsupported_encoding",
+    "wrong_parameter",
+)
+
+
 @dataclass(frozen=True, slots=True)
 class FieldError:
     field: str
