@@ -894,6 +894,11 @@ async def test_a_nul_in_a_postback_is_refused_and_kept_on_both_engines(
     assert [row["outcome"] for row in rows] == ["rejected"] * 4
     assert {"A\\x001", "\\x00"} <= {row["params"].get("ordernumber") for row in rows}
     assert [row["params"]["note"] for row in rows if "note" in row["params"]] == ["\\x00X"]
+    # a replay of `A%001`, stored as the text `A\x001`, is refused again: counted, it
+    # would be an order apart from `A1` sent again
+    [nul] = [row for row in rows if row["params"].get("ordernumber") == "A\\x001"]
+    r = await client.post(f"/api/v1/postbacks/{nul['id']}/replay", headers=AUTH)
+    assert r.json()["answer"]["status"] == "rejected", r.text
     # the orders themselves are new when they come without it
     for order in ("A1", "B1"):
         r = await client.get(f"/postback?refid={refid}&ordernumber={order}&orderamount=1")

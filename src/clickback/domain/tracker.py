@@ -174,11 +174,13 @@ class Tracker:
         self, route: Route, query: str, ip: str, user_agent: str, referer: str, store: bool
     ) -> tuple[str, asyncio.Future[None] | None]:
         """A click on a serving link: its RefID made, its row handed to the writer."""
-        now_us = self.clock.now_us()
-        refid = self.codec.issue(route.link_id, now_us // 1000)
         subs = parse_subs(query) if query else _EMPTY_SUBS
         if not store:
-            return route.template.build(refid, subs), None
+            # a HEAD (a link checker's) sees where the link goes, with no RefID: one
+            # would convert, attributed, with no click stored and so none screened
+            return route.template.build("", subs), None
+        now_us = self.clock.now_us()
+        refid = self.codec.issue(route.link_id, now_us // 1000)
         row: ClickRow = (
             refid,
             route.link_id,
