@@ -106,3 +106,55 @@ async def test_a_commit_whose_answer_is_lost_is_not_written_again(
     finally:
         await relayed.close()
         await cutter.stop()
+
+
+class Unplugged(CommitCutter):
+    """The relay, which `unplug` closes with every connection through it: the server is
+    then out of reach, a new connection refused."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.open: list[asyncio.StreamWriter] = []
+
+    async def _relay(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
+        self.open.append(client_w)
+        await super()._relay(client_r, client_w)
+
+    async def unplug(self) -> None:
+        await self.stop()
+        for w in self.open:
+            w.close()
+
+
+async def test_a_server_out_of_reach_fails_the_batch_at_once_with_one_log_line(
+    store: PostgresStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    """PostgreSQL down: a batch is answered 503 at once, not retried row by row (each row
+    failed again, with a traceback of its own: a thousand in seven seconds of an outage
+    under load), and the log says so once, not once a batch."""
+    if not isinstance(store, PostgresStore):
+        pytest.skip("a PostgreSQL server to lose")
+    relay = Unplugged()
+    port = await relay.start()
+    url = PG_URL.replace("127.0.0.1:5432", f"127.0.0.1:{port}")
+    relayed = PostgresStore(f"{url}?schema={store.schema_name}")
+    await relayed.open()
+    try:
+        adv, link = await setup(store)
+        await relayed.write_click(click_row("BEFORE", link))  # the writer is connected
+        await relay.unplug()
+        for round_ in range(3):
+            answers = await asyncio.gather(
+                *(
+                    relayed.write_postback(ledger(f"D{round_}-{i}"), conv(adv, link, f"D{i}"))
+                    for i in range(5)
+                ),
+                return_exceptions=True,
+            )
+            assert all(isinstance(a, UnavailableError) for a in answers), answers
+        said = [r for r in caplog.records if r.name == "clickback.storage"]
+        assert not any("one by one" in r.getMessage() for r in said), said
+        [line] = [r for r in said if "out of reach" in r.getMessage()]
+        assert line.exc_info is None  # a line, not a traceback
+    finally:
+        await relayed.close()

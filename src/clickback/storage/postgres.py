@@ -34,7 +34,7 @@ from clickback.errors import ConfigError, UnavailableError
 from clickback.storage import schema
 from clickback.storage.base import SqlStore
 from clickback.storage.primitives import now_us
-from clickback.storage.writer import fail, settle
+from clickback.storage.writer import OutageLog, fail, settle
 
 READ_WORK_MEM = "32MB"  # per sort or hash step of a read (a hash may take twice that)
 
@@ -192,6 +192,7 @@ class PostgresStore(SqlStore):
         self._closing = False
         self._closed = False  # `close` ran: a write now would open a writer never closed
         self._committing = False  # the batch being written is at its commit (`_commit`)
+        self._outage = OutageLog(log)
 
     def _settings(self) -> dict[str, str]:
         return {"search_path": self.schema_name} if self.schema_name else {}
@@ -409,6 +410,13 @@ class PostgresStore(SqlStore):
                     # with a second ledger row, and clicks stored `nothing was recorded`
                     log.exception("write batch of %d: commit unanswered", len(batch))
                     fail(batch, exc, LOST_AT_COMMIT)
+                    await self._reset_writer()
+                    continue
+                if self.unavailable(exc):
+                    # the server out of reach (down, refusing connections): each row
+                    # alone would fail as well, with a traceback of its own
+                    self._outage.batch_failed(len(batch), exc)
+                    fail(batch, exc)
                     await self._reset_writer()
                     continue
                 log.exception("write batch of %d failed; writing its rows one by one", len(batch))

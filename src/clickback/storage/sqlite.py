@@ -38,7 +38,7 @@ from clickback.storage.base import SqlStore
 from clickback.storage.primitives import WRITE_BEGIN, Steps, now_us, sqlite_guarded
 from clickback.storage.reports import STAGE
 from clickback.storage.sqlite_file import Checkpointer, FileGone, file_identity, no_writes
-from clickback.storage.writer import fail, settle
+from clickback.storage.writer import OutageLog, fail, settle
 
 log = logging.getLogger("clickback.storage")
 
@@ -288,6 +288,7 @@ class SqliteStore(SqlStore):
     def __init__(self, path: str, batch_max: int = 512):
         self.path = path
         self.batch_max = batch_max
+        self._outage = OutageLog(log)
         self.conn = connect(path)
         for pragma in ("journal_mode = WAL", "reports.journal_mode = WAL", "foreign_keys = ON"):
             self.conn.execute(f"PRAGMA {pragma}")
@@ -588,7 +589,7 @@ class SqliteStore(SqlStore):
             return
         except Exception as exc:
             if self.unavailable(exc):  # not the rows' fault: each would wait as long again
-                log.error("write batch of %d failed: %s", len(batch), exc)
+                self._outage.batch_failed(len(batch), exc)
                 fail(batch, exc)
                 return
             log.exception("write batch of %d failed; writing its rows one by one", len(batch))

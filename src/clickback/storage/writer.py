@@ -7,6 +7,8 @@ by one, so a single bad row fails only its own request.
 
 from __future__ import annotations
 
+import logging
+import time
 from typing import Any
 
 from clickback.errors import UnavailableError
@@ -30,3 +32,30 @@ def fail(
     for _, _, fut in batch:
         if fut is not None and not fut.done():
             fut.set_exception(error)
+
+
+class OutageLog:
+    """One error line for write batches failed for the database out of reach (down, the
+    disk full), then at most one every `every` seconds, counting the batches failed
+    since: an outage of a minute under load failed thousands, each with its own line."""
+
+    def __init__(self, log: logging.Logger, every: float = 10.0) -> None:
+        self.log = log
+        self.every = every
+        self._logged_at = -every
+        self._failed = 0
+
+    def batch_failed(self, size: int, exc: BaseException) -> None:
+        self._failed += 1
+        now = time.monotonic()
+        if now - self._logged_at < self.every:
+            return
+        since = f" ({self._failed} batches failed so)" if self._failed > 1 else ""
+        self.log.error(
+            "write batch of %d failed, the database out of reach%s: %s: %s",
+            size,
+            since,
+            type(exc).__name__,
+            exc,
+        )
+        self._logged_at, self._failed = now, 0
