@@ -156,5 +156,6 @@ async def test_a_server_out_of_reach_fails_the_batch_at_once_with_one_log_line(
         assert not any("one by one" in r.getMessage() for r in said), said
         [line] = [r for r in said if "out of reach" in r.getMessage()]
         assert line.exc_info is None  # a line, not a traceback
+        assert relayed.writes_failing(10.0) is not None  # `/readyz` says not ready
     finally:
         await relayed.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sqlite3
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -16,6 +17,7 @@ import pytest
 
 from clickback.config import Settings
 from clickback.domain.ports import Store
+from clickback.storage.sqlite import SqliteStore
 from clickback.web.app import ClickbackApp
 from tests.conftest import ADMIN, AUTH, click, form_post_scope, make_offer
 
@@ -431,6 +433,31 @@ async def test_oversized_postbacks_get_a_4xx_and_are_still_stored(
 
 async def test_health_and_readiness(client: httpx.AsyncClient) -> None:
     assert (await client.get("/healthz")).status_code == 200
+    assert (await client.get("/readyz")).text == "ready"
+
+
+async def test_not_ready_while_writes_fail_though_reads_work(
+    app: ClickbackApp, client: httpx.AsyncClient
+) -> None:
+    """The SQLite file's writes failing (a disk full; here a lock held past the busy
+    timeout) while it still reads: a balancer is told not ready, until a write commits."""
+    if not isinstance(app.store, SqliteStore):
+        pytest.skip("a SQLite file to lock (PostgreSQL's outage: tests/storage/test_lost_commit)")
+    s = await make_offer(client)
+    refid = await click(client, s["link"])
+    app.store.conn.execute("PRAGMA busy_timeout = 50")
+    holder = sqlite3.connect(app.store.path)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        r = await client.get(f"/postback?refid={refid}&orderamount=1&ordernumber=W1")
+        assert r.status_code == 503, r.text
+        r = await client.get("/readyz")
+        assert r.status_code == 503 and "a write failed" in r.text, r.text
+    finally:
+        holder.rollback()
+        holder.close()
+    r = await client.get(f"/postback?refid={refid}&orderamount=1&ordernumber=W1")
+    assert r.json()["status"] == "accepted", r.text
     assert (await client.get("/readyz")).text == "ready"
 
 

@@ -29,6 +29,7 @@ from clickback.storage.primitives import decode_cursor, encode_cursor, now_us
 from clickback.storage.rates import RatesSql
 from clickback.storage.reports import ReportSql
 from clickback.storage.screening import ScreeningSql
+from clickback.storage.writer import OutageLog
 
 _QMARK = re.compile(r"\?")
 
@@ -139,6 +140,13 @@ class SqlStore(OutboxSql, ScreeningSql, ReportSql, RatesSql):
     # what this engine's driver raises when the database cannot be reached or refuses
     # work for now (see `unavailable`): the admin API answers those 503, not 500
     unavailable_errors: tuple[type[BaseException], ...] = (ConnectionError, TimeoutError)
+    _outage: OutageLog  # the writer's failures for the database out of reach
+
+    def writes_failing(self, within: float) -> float | None:
+        """Seconds since a write batch last failed for the database out of reach (a disk
+        full, a server down), if one did within `within` seconds and none committed
+        since: `/readyz` says not ready meanwhile, though reads still work."""
+        return self._outage.failing(within)
 
     def unavailable(self, exc: BaseException) -> bool:
         """Whether `exc` says the database is out of reach for now (retry later), not

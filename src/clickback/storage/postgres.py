@@ -433,6 +433,7 @@ class PostgresStore(SqlStore):
                         fail([item], exc)
                         await self._reset_writer()
                 continue
+            self._outage.failed_at = None
             settle(batch, results)
 
     def _in_time(

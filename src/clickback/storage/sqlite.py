@@ -599,6 +599,7 @@ class SqliteStore(SqlStore):
                 except Exception as exc:
                     fail([item], exc)
             return
+        self._outage.failed_at = None
         settle(batch, results)
 
     def _commit(self, batch: list[tuple[int, Any, Any]]) -> list[Any]:

@@ -44,10 +44,20 @@ class OutageLog:
         self.every = every
         self._logged_at = -every
         self._failed = 0
+        # when the last batch failed so, None once one committed since (`/readyz`)
+        self.failed_at: float | None = None
+
+    def failing(self, within: float) -> float | None:
+        """Seconds since a batch last failed for the database out of reach, if one did
+        within `within` seconds and none committed since."""
+        if self.failed_at is None:
+            return None
+        ago = time.monotonic() - self.failed_at
+        return ago if ago < within else None
 
     def batch_failed(self, size: int, exc: BaseException) -> None:
         self._failed += 1
-        now = time.monotonic()
+        now = self.failed_at = time.monotonic()
         if now - self._logged_at < self.every:
             return
         since = f" ({self._failed} batches failed so)" if self._failed > 1 else ""

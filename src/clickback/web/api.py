@@ -36,6 +36,11 @@ from clickback.web.http import (
 )
 from clickback.web.present import PRESENTERS, json_response, offer_postback
 
+# how long after a write batch failed for the database out of reach `/readyz` says not
+# ready, unless one commits meanwhile: a balancer then tries the node again, and a node
+# whose writes still fail is taken out again at its next failed batch
+WRITES_FAILED_WITHIN = 10.0
+
 if TYPE_CHECKING:
     from clickback.web.app import ClickbackApp
 
@@ -283,6 +288,10 @@ def build_api(app: ClickbackApp) -> Starlette:
         stale = app.catalog.stale_seconds() if app.ready else 0.0
         if stale:  # it would serve paused offers, old payouts: out of the balancer
             why = f"not ready: links and offers last read {stale:.0f} s ago"
+            return PlainTextResponse(why, 503)
+        failed = app.store.writes_failing(WRITES_FAILED_WITHIN)
+        if failed is not None:  # reads work, writes not: a disk full, say
+            why = f"not ready: a write failed {failed:.0f} s ago, the database out of reach"
             return PlainTextResponse(why, 503)
         try:
             ok = app.ready and await app.store.ping()
