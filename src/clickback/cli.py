@@ -89,8 +89,12 @@ async def public_base(store: Store, settings: Settings) -> str:
 
 
 def _run(db: str | None, work: Callable[[Store], Awaitable[T]], *, migrate: bool = True) -> T:
-    """`work` on the database, migrated first (unless not `migrate`: left as it is)."""
+    """`work` on the database, migrated first (unless not `migrate`: left as it is). A
+    SQLite file that was not there is made, and said so on stderr: a command run without
+    its `--db` lists, exports or reports nothing from a new database, which looked like
+    an answer."""
     settings = _settings(db)
+    new_file = _new_sqlite_file(settings.database_url)
 
     async def go() -> T:
         store = await open_store(settings.database_url, settings)
@@ -102,7 +106,27 @@ def _run(db: str | None, work: Callable[[Store], Awaitable[T]], *, migrate: bool
         finally:
             await store.close()
 
-    return _or_exit(lambda: asyncio.run(go()))
+    try:
+        return _or_exit(lambda: asyncio.run(go()))
+    finally:
+        if new_file and os.path.exists(new_file):
+            Console(stderr=True).print(
+                f"note: there was no database at {os.path.abspath(new_file)}: a new, empty one"
+                " was made (--db or CLICKBACK_DATABASE_URL names another)",
+                highlight=False,
+                markup=False,
+                soft_wrap=True,
+            )
+
+
+def _new_sqlite_file(url: str) -> str:
+    """The path of the SQLite file the URL names, if there is none yet; '' otherwise."""
+    if not url.startswith("sqlite:"):
+        return ""
+    from clickback.storage.sqlite import path_from_url
+
+    path = path_from_url(url)
+    return "" if path == ":memory:" or os.path.exists(path) else path
 
 
 # C0 and C1 control characters: a terminal would act on them (ESC sequences clear the

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -490,3 +491,16 @@ def test_a_postgresql_schema_that_does_not_exist_is_said_in_one_line() -> None:
     out = cli("offer", "list", db=db, exit_code=2)
     assert "has no schema 'no_such_schema_x'" in out and "Traceback" not in out
     assert 'CREATE SCHEMA "no_such_schema_x"' in out.replace("\n", " ")
+
+
+def test_a_command_on_a_sqlite_file_not_there_says_it_made_a_new_one(tmp_path: Path) -> None:
+    """`conversions export` without its --db made an empty database where it ran and
+    wrote `0 conversions`, which looked like an answer."""
+    db = f"sqlite:///{tmp_path}/nowhere.db"
+    args = ["conversions", "export", "--out", "-", "--db", db]
+    out = subprocess.run([CLICKBACK, *args], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    said = " ".join(out.stderr.split())
+    assert f"note: there was no database at {tmp_path}/nowhere.db: a new, empty one" in said
+    again = subprocess.run([CLICKBACK, *args], capture_output=True, text=True, timeout=60)
+    assert "no database" not in again.stderr, again.stderr
