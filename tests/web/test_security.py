@@ -217,6 +217,33 @@ async def test_a_signed_postback_with_a_long_or_nul_value_is_answered_as_an_unsi
     assert len(kept[1]["params"]["note"]) == 1024
 
 
+async def test_another_advertisers_token_is_refused_with_a_refid_not_of_its_offers(
+    client: httpx.AsyncClient,
+) -> None:
+    """Shop fires a postback with its own token and a RefID of a click on another
+    advertiser's offer (which requires no token): counted, the other would be billed for
+    Shop's sale and its affiliate paid. Refused, saying whose token it is not; a token
+    two advertisers share, or none, is not refused so."""
+    first = await make_offer(client)  # its advertiser requires no token
+    refid = await click(client, first["link"])
+    shop = await make_offer(client, advertiser={"name": "Shop 2"})
+    tok = shop["advertiser"]["postback_token"]
+    assert tok and tok != first["advertiser"]["postback_token"]
+    r = await fire(client, {"refid": refid, "orderamount": "1", "ordernumber": "S1", "token": tok})
+    assert r.status_code == 403 and r.json()["code"] == "token_invalid", r.text
+    assert r.json()["errors"][0]["message"].startswith(
+        "the token sent is the postback token of another advertiser"
+    )
+    r = await fire(client, {"refid": refid, "orderamount": "1", "ordernumber": "S2", "token": "x"})
+    assert r.json()["status"] == "accepted", r.text  # no token needed: any other is ignored
+    # the same token given to both (one shop, two brands): the first's own, so counted
+    path = f"/api/v1/advertisers/{first['advertiser']['id']}"
+    r = await client.patch(path, json={"postback_token": tok}, headers=AUTH)
+    assert r.status_code == 200, r.text
+    r = await fire(client, {"refid": refid, "orderamount": "1", "ordernumber": "S1", "token": tok})
+    assert r.json()["status"] == "accepted", r.text
+
+
 async def test_wrong_token_is_403_token_invalid(client: httpx.AsyncClient) -> None:
     _, refid = await offer_with(client, require_token=True, postback_token="tok")
     r = await fire(

@@ -98,6 +98,7 @@ class Catalog:
         self.links: dict[int, Link] = {}
         self.offers: dict[int, Offer] = {}
         self.advertisers: dict[int, Advertiser] = {}
+        self.token_owners: dict[str, int] = {}  # postback token -> its advertiser's id
         self._task: asyncio.Task[None] | None = None
         self.checked_at = time.monotonic()  # when the database last told what is current
 
@@ -116,6 +117,7 @@ class Catalog:
         self.day = day
         self.capped = frozenset((o, a) for o, a, d in reached if d == day)
         self.advertisers = {a.id: a for a in snap.advertisers}
+        self.token_owners = {a.postback_token: a.id for a in snap.advertisers if a.postback_token}
         self.offers = {o.id: o for o in snap.offers}
         rules: dict[int, list[CommissionRule]] = {}
         for rule in snap.rules:

@@ -141,6 +141,13 @@ def _access(ip_allowlist: str, signing_secret: str, require_signature: bool) -> 
     return Access(parse_networks(ip_allowlist), signing_secret, require_signature)
 
 
+OTHER_ADVERTISER = (
+    "the token sent is the postback token of another advertiser than the one whose offer"
+    " this RefID's click was on: the RefID is not one your tracking links gave, so the sale"
+    " is not counted; fire the postback with the RefID your landing page received"
+)
+
+
 def check(
     advertiser: Advertiser,
     token: str,
@@ -148,11 +155,16 @@ def check(
     params: Mapping[str, str],
     now_s: int,
     skew_s: int,
+    owner: int | None = None,
 ) -> FieldError | None:
-    """The first refusal (token, IP, signature), or None when the postback may proceed."""
-    if advertiser.require_token and not hmac.compare_digest(
-        token.encode(), advertiser.postback_token.encode()
-    ):
+    """The first refusal (token, IP, signature), or None when the postback may proceed.
+    `owner`: the advertiser whose postback token `token` is, if one's is. Another's is
+    refused, its token required or not: the RefID is of a click on an offer of another
+    advertiser than the one firing, who would be billed for the sale, its affiliate paid."""
+    own = hmac.compare_digest(token.encode(), advertiser.postback_token.encode())
+    if owner is not None and owner != advertiser.id and not own:  # (two may share one)
+        return FieldError("token", "token_invalid", OTHER_ADVERTISER)
+    if advertiser.require_token and not own:
         if not token:
             return FieldError(
                 "token",

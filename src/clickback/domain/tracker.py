@@ -260,6 +260,7 @@ class Tracker:
                 params if sent is None else sent,
                 now_us // 1_000_000,
                 self.signature_skew_s,
+                self.catalog.token_owners.get(token) if token else None,
             )
         # what was wrong with the request as it arrived is kept behind any refusal, so a
         # replay once the refusal's cause is gone still knows it (`ledger.INCOMPLETE`)
