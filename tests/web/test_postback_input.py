@@ -387,8 +387,19 @@ async def test_an_unfilled_placeholder_is_told_so_and_a_hint_leads_the_errors(
         assert r.status_code == 404, r.text
         [error] = r.json()["errors"]
         assert error["code"] == "unknown_refid" and "is a placeholder" in error["message"], sent
-    r = await client.get("/postback?refid=A1B2C3&orderamount=1&ordernumber=P1")
+    r = await client.get("/postback?refid=A1B2C3!&orderamount=1&ordernumber=P1")
     assert r.json()["errors"][0]["message"] == "no click was tracked with this RefID"
+    # what code sends for a variable that held nothing, and a RefID cut short, say so
+    for sent in ("undefined", "null", "None"):
+        r = await client.get(f"/postback?refid={sent}&orderamount=1&ordernumber=P1")
+        [error] = r.json()["errors"]
+        assert r.status_code == 404 and error["code"] == "unknown_refid", r.text
+        assert error["message"].startswith(f"`{sent}` is what code writes for a variable")
+    r = await client.get(f"/postback?refid={refid[:30]}&orderamount=1&ordernumber=P1")
+    assert r.json()["errors"][0]["message"] == (
+        "no click was tracked with this RefID: RefIDs this tracker issues have 36 characters"
+        " and this one has 30; was it cut short on the way (a database column, a URL cut)?"
+    )
     # a RefID with something after it (a fragment, a slash, a %20 encoded twice) is told
     # so, naming both, not taken for a placeholder
     for after in ("#section", "/", "%2520", "?utm=x"):

@@ -30,7 +30,8 @@ from clickback.domain.models import (
 )
 from clickback.domain.ports import ConversionRow, LedgerRow, StoredOrder
 from clickback.domain.postback import PostbackInput, check_precision, placeholder, too_large
-from clickback.domain.refid import RefIdInfo
+from clickback.domain.refid import ALPHABET as REFID_ALPHABET
+from clickback.domain.refid import TEXT_LEN, RefIdInfo
 
 DAY_US = 86_400_000_000
 MISSING_RATE = "missing_rate"
@@ -55,6 +56,10 @@ class Refusal:
     errors: list[FieldError]
 
 
+# what JavaScript, PHP, Python and the rest write for a variable that holds nothing
+NOTHING_WORDS = frozenset({"undefined", "null", "none", "nil", "nan", "(null)", "false"})
+
+
 def unknown_refid(sent: str = "", after: str = "") -> Refusal:
     """A RefID of no click; `sent`, where it is a placeholder left unfilled, is told so,
     and where it is a RefID with `after` added after it (a `#fragment`, a `/`, a `%20`
@@ -70,6 +75,17 @@ def unknown_refid(sent: str = "", after: str = "") -> Refusal:
         message = (
             f"`{sent[:40]}` is a placeholder, not a RefID: the postback URL's placeholder must"
             " be replaced by the RefID of the visitor's click (the `refid` its landing page got)"
+        )
+    elif sent.lower() in NOTHING_WORDS:
+        message = (
+            f"`{sent}` is what code writes for a variable that holds nothing, not a RefID: the"
+            " RefID the landing page got was not kept (cookie, hidden field, session) or not"
+            " handed to the code that fires the postback"
+        )
+    elif 0 < len(sent) < TEXT_LEN and REFID_ALPHABET.issuperset(sent):
+        message += (
+            f": RefIDs this tracker issues have {TEXT_LEN} characters and this one has"
+            f" {len(sent)}; was it cut short on the way (a database column, a URL cut)?"
         )
     return Refusal(Outcome.UNKNOWN_REFID, [FieldError("refid", "unknown_refid", message)])
 

@@ -24,6 +24,7 @@ _SORTED = b"-0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ_abcdefghijklmnopqrstuvwxyz"
 _ENCODE = bytes.maketrans(_STD, _SORTED)
 _DECODE = bytes.maketrans(_SORTED, _STD)
 _ALPHABET = frozenset(_SORTED.decode())
+ALPHABET = _ALPHABET  # the characters a RefID is written in
 
 RAW_LEN = 27
 TEXT_LEN = 36
