@@ -13,6 +13,7 @@ from typing import Annotated, Any
 
 import orjson
 import typer
+from rich.console import Console
 
 from clickback.cli import (
     CursorOption,
@@ -148,9 +149,10 @@ def offer_create(
         "auto_approve_days": auto_approve_days,
         "cap_redirect": cap_redirect,
     }
-    base = _settings(db).base_currency  # the revenue's currency
-    new_id = _run(db, lambda s: admin.create_offer(s, values, base))
+    settings = _settings(db)
+    new_id = _run(db, lambda s: admin.create_offer(s, values, settings.base_currency))
     console.print(f"offer {new_id} created")
+    _redirect_nowhere(cap_redirect and not fallback_url, settings.fallback_url)
 
 
 @offer_app.command("update")
@@ -207,13 +209,30 @@ def offer_update(
             f"(clickback offer update --help); clickback offer show {offer_id} shows it"
         )
         raise typer.Exit(2)
-    base = _settings(db).base_currency
+    settings = _settings(db)
 
     async def work(store: Store) -> dict[str, Any]:
-        await admin.update_offer(store, offer_id, values, base)
+        await admin.update_offer(store, offer_id, values, settings.base_currency)
         return await _read(store, offer_id)
 
-    _print(_run(db, work), as_json)
+    offer = _run(db, work)
+    _print(offer, as_json)
+    _redirect_nowhere(offer["cap_redirect"] and not offer["fallback_url"], settings.fallback_url)
+
+
+def _redirect_nowhere(without_own: bool, server_fallback: str) -> None:
+    """Says, on stderr, that an offer's `cap_redirect` does nothing for want of a fallback
+    URL (its own, or this environment's CLICKBACK_FALLBACK_URL; a server run with another
+    environment may have one)."""
+    if without_own and not server_fallback:
+        Console(stderr=True).print(
+            "note: --cap-redirect does nothing until there is a fallback URL to send clicks"
+            " to (--fallback-url, or CLICKBACK_FALLBACK_URL): once capped, its links keep"
+            " redirecting to the landing page",
+            highlight=False,
+            markup=False,
+            soft_wrap=True,
+        )
 
 
 @offer_app.command("show")

@@ -226,7 +226,15 @@ def test_offer_update_changes_what_it_is_given_and_prints_the_offer(
     assert _shown(any_db, "offer", "update", "1", "--daily-cap", "")["daily_cap"] is None
     offer = _shown(any_db, "offer", "update", "1", "--auto-approve-days", "30")
     assert offer["auto_approve_days"] == 30
-    assert _shown(any_db, "offer", "update", "1", "--cap-redirect")["cap_redirect"] is True
+    # capped clicks go to a fallback URL: without one, --cap-redirect is said to do nothing
+    env = {k: v for k, v in os.environ.items() if k != "CLICKBACK_FALLBACK_URL"}
+    update = [CLICKBACK, "offer", "update", "1", "--db", any_db, "--json"]
+    for extra, said in (([], True), (["--fallback-url", "https://shop.example/full"], False)):
+        out = subprocess.run(
+            [*update, "--cap-redirect", *extra], capture_output=True, text=True, env=env
+        )
+        assert orjson.loads(out.stdout)["cap_redirect"] is True, out.stderr
+        assert ("--cap-redirect does nothing" in " ".join(out.stderr.split())) is said, out.stderr
     assert _shown(any_db, "offer", "update", "1", "--no-cap-redirect")["cap_redirect"] is False
     assert "0 conversions approved" in cli("conversions", "approve-due", db=any_db)
 
