@@ -254,6 +254,14 @@ async def test_wrong_token_is_403_token_invalid(client: httpx.AsyncClient) -> No
     assert error["message"] == "the token sent does not match this advertiser's postback token"
     r = await fire(client, {"refid": refid, "orderamount": "1", "ordernumber": "T"})
     assert r.json()["code"] == "token_missing"
+    # what else is wrong is told beside the token, not at the next try
+    r = await fire(client, {"refid": refid, "orderamount": "1,5"})
+    assert r.status_code == 403 and r.json()["code"] == "token_missing", r.text
+    assert [(e["field"], e["code"]) for e in r.json()["errors"]] == [
+        ("token", "token_missing"),
+        ("ordernumber", "missing"),
+        ("orderamount", "invalid_amount"),
+    ]
     message = "this advertiser's postbacks need its postback token, sent as `token`"
     assert r.json()["errors"][0]["message"] == message
     # sent under another name: which, without its value (read tokens see the ledger)

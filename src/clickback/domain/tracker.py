@@ -278,7 +278,12 @@ class Tracker:
         elif denied is not None and arrived_status not in (413, 414):
             # (a request cut short for its size is told so first: the token or the
             # signature it was refused for may be in what was cut)
-            refusal = attribution.Refusal(Outcome.FORBIDDEN, [denied, *arrived])
+            # what else is wrong with the fields is told beside: a developer who mends the
+            # token then meets the missing `ordernumber` at the next try otherwise
+            wrong = list(parsed) if isinstance(parsed, list) else []
+            refusal = attribution.Refusal(
+                Outcome.FORBIDDEN, [denied, *merge_errors(arrived, wrong)]
+            )
         elif extra_errors or isinstance(parsed, list):
             found = list(parsed) if isinstance(parsed, list) else []
             if raw_refid and info is None and hint is None:  # every bad field at once
