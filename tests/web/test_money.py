@@ -28,6 +28,7 @@ ONE_RATE_VALUED_ONE = {
     "waiting": 0,
     "too_large": [],
     "replaced": [],
+    "kept_earlier_rate": [],
     "note": None,
 }
 
@@ -227,6 +228,7 @@ async def test_cps_in_jpy_usd_kwd_and_base_totals(client: httpx.AsyncClient) -> 
         "waiting": 0,
         "too_large": [],
         "replaced": [],
+        "kept_earlier_rate": [],
         "note": None,
     }
     expect = []
@@ -337,6 +339,18 @@ async def test_conversion_without_a_rate_is_kept_and_valued_later(
         content=b"date,currency,rate\r2000-01-02,EUR,1.2\r",
     )
     assert r.status_code == 200 and r.json()["stored"] == 1, r.text
+    # a rate dated after the one the conversion was valued at, on or before its day: it
+    # keeps the rate it has, and the import says so
+    assert r.json()["kept_earlier_rate"] == [
+        {"currency": "EUR", "from": "2000-01-02", "conversions": 1}
+    ]
+    assert "1 EUR conversion(s) recorded on or after 2000-01-02 were valued" in r.json()["note"]
+    [conv] = (await client.get("/api/v1/conversions", headers=AUTH)).json()["items"]
+    assert conv["rate"] == "1.10"
+    r = await client.post(  # one dated after the conversion's day changes nothing of it
+        "/api/v1/rates", headers={**AUTH, "content-type": "text/csv"}, content=b"2999-01-01,EUR,2\n"
+    )
+    assert r.json()["kept_earlier_rate"] == [], r.text
 
 
 async def test_a_rates_file_that_would_store_a_wrong_rate_is_refused(

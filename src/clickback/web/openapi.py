@@ -165,7 +165,9 @@ SCHEMAS: dict[str, Any] = {
         "id:i offer_id:i affiliate_id:i? commissionid:s payout_type:s payout_amount:s "
         "payout_percent:s currency:s created_at:s archived_at:s?"
     ),
-    "RatesImported": obj("stored:i valued:i waiting:i too_large:a replaced:a note:s?"),
+    "RatesImported": obj(
+        "stored:i valued:i waiting:i too_large:a replaced:a kept_earlier_rate:a note:s?"
+    ),
     "RateList": obj(
         "base_currency:s next_cursor:s?",
         items={"type": "array", "items": obj("currency:s date:s rate:s")},
