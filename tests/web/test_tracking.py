@@ -55,9 +55,16 @@ async def test_a_head_request_on_a_link_answers_as_a_click_would_and_stores_none
     s = await make_offer(client, destination_url="https://shop.example/land")
     r = await client.head(f"/c/{s['link']['code']}?sub1=a")
     assert r.status_code == 302
-    # the landing page, with no RefID to convert with: no click was stored for it
-    assert r.headers["location"] == "https://shop.example/land?refid="
+    # the landing page, with a RefID no postback converts with: no click was stored
+    blank = "-" * 36
+    assert r.headers["location"] == f"https://shop.example/land?refid={blank}"
     assert (await client.get("/api/v1/clicks", headers=AUTH)).json()["items"] == []
+    r = await client.get(f"/postback?refid={blank}&orderamount=1&ordernumber=H1")
+    assert r.status_code == 404 and r.json()["code"] == "unknown_refid", r.text
+    # in the path, the URL keeps its shape
+    path = await make_offer(client, destination_url="https://shop.example/l/{refid}/x")
+    r = await client.head(f"/c/{path['link']['code']}")
+    assert r.headers["location"] == f"https://shop.example/l/{blank}/x"
     assert (await client.head("/c/nope")).status_code == 404
     await click(client, s["link"])  # a GET is a click
     assert len((await client.get("/api/v1/clicks", headers=AUTH)).json()["items"]) == 1
@@ -456,9 +463,11 @@ async def test_not_ready_while_writes_fail_though_reads_work(
     finally:
         holder.rollback()
         holder.close()
+    # ready again as soon as writes commit, with no traffic to tell (a balancer sends none
+    # to a node it took out): the check tries a write of its own
+    assert (await client.get("/readyz")).text == "ready"
     r = await client.get(f"/postback?refid={refid}&orderamount=1&ordernumber=W1")
     assert r.json()["status"] == "accepted", r.text
-    assert (await client.get("/readyz")).text == "ready"
 
 
 async def test_nul_bytes_are_dropped_not_fatal_to_the_batch(client: httpx.AsyncClient) -> None:

@@ -41,6 +41,7 @@ T = TypeVar("T")
 
 MAX_SUB = 255
 MAX_HEADER_VALUE = 512
+HEAD_REFID = "-" * 36  # a RefID's length and alphabet, whose MAC never holds
 _EMPTY_SUBS = ("", "", "", "", "")
 
 
@@ -176,9 +177,11 @@ class Tracker:
         """A click on a serving link: its RefID made, its row handed to the writer."""
         subs = parse_subs(query) if query else _EMPTY_SUBS
         if not store:
-            # a HEAD (a link checker's) sees where the link goes, with no RefID: one
-            # would convert, attributed, with no click stored and so none screened
-            return route.template.build("", subs), None
+            # a HEAD (a link checker's) sees where the link goes, with a RefID of no
+            # click, which no postback converts with (a real one would, attributed, with
+            # no click stored and so none screened); its shape, for a URL with the RefID
+            # in its path
+            return route.template.build(HEAD_REFID, subs), None
         now_us = self.clock.now_us()
         refid = self.codec.issue(route.link_id, now_us // 1000)
         row: ClickRow = (

@@ -142,6 +142,13 @@ class SqlStore(OutboxSql, ScreeningSql, ReportSql, RatesSql):
     unavailable_errors: tuple[type[BaseException], ...] = (ConnectionError, TimeoutError)
     _outage: OutageLog  # the writer's failures for the database out of reach
 
+    async def write_probe(self) -> None:
+        """One small write, committed, once writes failed (`writes_failing`): they commit
+        again when it does. `/readyz` tries it, since a node out of the balancer gets no
+        traffic whose writes would tell."""
+        await self.set_meta("write_probe", str(now_us()))
+        self._outage.recovered()
+
     def writes_failing(self, within: float) -> float | None:
         """Seconds since a write batch last failed for the database out of reach (a disk
         full, a server down), if one did within `within` seconds and none committed

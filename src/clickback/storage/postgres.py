@@ -399,6 +399,7 @@ class PostgresStore(SqlStore):
                 results = await self._commit_within(batch, left)
             except (TimeoutError, *SERVER_GAVE_UP) as exc:
                 # not the rows' fault: one by one, each would wait as long again
+                self._outage.batch_failed(len(batch), exc)  # a server hung: `/readyz`
                 fail(batch, exc, TIMED_OUT)
                 await self._reset_writer()
                 continue
@@ -433,7 +434,8 @@ class PostgresStore(SqlStore):
                         fail([item], exc)
                         await self._reset_writer()
                 continue
-            self._outage.failed_at = None
+            if self._outage.failed_at is not None:
+                self._outage.recovered()
             settle(batch, results)
 
     def _in_time(

@@ -599,7 +599,8 @@ class SqliteStore(SqlStore):
                 except Exception as exc:
                     fail([item], exc)
             return
-        self._outage.failed_at = None
+        if self._outage.failed_at is not None:
+            self._outage.recovered()
         settle(batch, results)
 
     def _commit(self, batch: list[tuple[int, Any, Any]]) -> list[Any]:

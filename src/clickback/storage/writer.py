@@ -55,6 +55,15 @@ class OutageLog:
         ago = time.monotonic() - self.failed_at
         return ago if ago < within else None
 
+    def recovered(self) -> None:
+        """A write committed after batches failed so: said once, the count reset."""
+        if self.failed_at is None:
+            return
+        self.log.warning(
+            "writes commit again (%d batches failed since the last line said so)", self._failed
+        )
+        self.failed_at, self._failed, self._logged_at = None, 0, -self.every
+
     def batch_failed(self, size: int, exc: BaseException) -> None:
         self._failed += 1
         now = self.failed_at = time.monotonic()

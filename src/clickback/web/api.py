@@ -9,6 +9,7 @@ links) and the raw lists (clicks, conversions, postbacks); `api_ledger` and
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -36,10 +37,11 @@ from clickback.web.http import (
 )
 from clickback.web.present import PRESENTERS, json_response, offer_postback
 
-# how long after a write batch failed for the database out of reach `/readyz` says not
-# ready, unless one commits meanwhile: a balancer then tries the node again, and a node
+# for how long after a write batch failed for the database out of reach `/readyz` tries
+# a write of its own (each time it is asked) before it says ready: past that, a node
 # whose writes still fail is taken out again at its next failed batch
-WRITES_FAILED_WITHIN = 10.0
+WRITES_FAILED_WITHIN = 60.0
+READY_TIMEOUT = 2.0  # seconds a readiness check's read, or its write, may take
 
 if TYPE_CHECKING:
     from clickback.web.app import ClickbackApp
@@ -290,11 +292,14 @@ def build_api(app: ClickbackApp) -> Starlette:
             why = f"not ready: links and offers last read {stale:.0f} s ago"
             return PlainTextResponse(why, 503)
         failed = app.store.writes_failing(WRITES_FAILED_WITHIN)
-        if failed is not None:  # reads work, writes not: a disk full, say
-            why = f"not ready: a write failed {failed:.0f} s ago, the database out of reach"
-            return PlainTextResponse(why, 503)
-        try:
-            ok = app.ready and await app.store.ping()
+        if failed is not None:  # reads may work, writes not (a disk full): do they now?
+            try:
+                await asyncio.wait_for(app.store.write_probe(), READY_TIMEOUT)
+            except Exception:
+                why = f"not ready: a write failed {failed:.0f} s ago, the database out of reach"
+                return PlainTextResponse(why, 503)
+        try:  # a server that hangs is not ready either, rather than a check that hangs
+            ok = app.ready and await asyncio.wait_for(app.store.ping(), READY_TIMEOUT)
         except Exception:
             ok = False
         return PlainTextResponse("ready" if ok else "not ready", 200 if ok else 503)
