@@ -88,13 +88,19 @@ async def public_base(store: Store, settings: Settings) -> str:
     return settings.public_url or await store.get_meta(SERVED_URL) or DEFAULT_URL
 
 
-def _run(db: str | None, work: Callable[[Store], Awaitable[T]], *, migrate: bool = True) -> T:
+def _run(
+    db: str | None,
+    work: Callable[[Store], Awaitable[T]],
+    *,
+    migrate: bool = True,
+    makes: bool = False,
+) -> T:
     """`work` on the database, migrated first (unless not `migrate`: left as it is). A
-    SQLite file that was not there is made, and said so on stderr: a command run without
-    its `--db` lists, exports or reports nothing from a new database, which looked like
-    an answer."""
+    SQLite file that was not there is made, and said so on stderr, unless the command
+    `makes` databases (migrate, serve): one run without its `--db` lists, exports or
+    reports nothing from a new database, which looked like an answer."""
     settings = _settings(db)
-    new_file = _new_sqlite_file(settings.database_url)
+    new_file = "" if makes else _new_sqlite_file(settings.database_url)
 
     async def go() -> T:
         store = await open_store(settings.database_url, settings)
@@ -111,8 +117,8 @@ def _run(db: str | None, work: Callable[[Store], Awaitable[T]], *, migrate: bool
     finally:
         if new_file and os.path.exists(new_file):
             Console(stderr=True).print(
-                f"note: there was no database at {os.path.abspath(new_file)}: a new, empty one"
-                " was made (--db or CLICKBACK_DATABASE_URL names another)",
+                f"note: there was no database at {os.path.abspath(new_file)}: a new one was"
+                " made there (--db or CLICKBACK_DATABASE_URL names another)",
                 highlight=False,
                 markup=False,
                 soft_wrap=True,
@@ -241,7 +247,7 @@ def _more(next_cursor: str | None) -> None:
 @app.command()
 def migrate(db: DbOption = None) -> None:
     """Create or upgrade the schema."""
-    version = _run(db, lambda store: store.migrate())
+    version = _run(db, lambda store: store.migrate(), makes=True)
     console.print(f"schema at version {version}")
 
 
@@ -359,7 +365,7 @@ def serve(
         await store.set_meta(SERVED_URL, base)  # for the URLs the other commands print
         return await create_demo(store, base) if demo else None
 
-    urls = _run(db, prepare)
+    urls = _run(db, prepare, makes=True)
     if urls:
         if urls[2]:
             console.print(f"[yellow]Note[/yellow]: {urls[2]}", soft_wrap=True)

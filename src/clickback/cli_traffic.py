@@ -133,12 +133,18 @@ def clicks_list(
 
 def _range(since: str | None, until: str | None) -> tuple[int | None, int | None]:
     """`--since` and `--until` read, in microseconds since the epoch."""
+    from clickback.errors import InputError
     from clickback.web.present import parse_time
 
-    return (
-        parse_time(since, "since") if since else None,
-        parse_time(until, "until") if until else None,
-    )
+    lo = parse_time(since, "since") if since else None
+    hi = parse_time(until, "until") if until else None
+    if lo is not None and hi is not None and lo >= hi:
+        raise InputError(
+            "--since must be before --until: nothing was made in between",
+            code="invalid_range",
+            field="since",
+        )
+    return lo, hi
 
 
 @conversions_app.command("status")

@@ -282,7 +282,9 @@ def test_conversions_list_shows_which_are_test_conversions(
     assert rows[0]["ordernumber"].startswith("SIMULATED-")
     # by when, and by the link and the advertiser
     made = shown["created_at"]
-    assert [r["id"] for r in listed(any_db, "--since", made, "--until", made)] == []
+    empty = ["conversions", "list", "--since", made, "--until", made, "--db", any_db]
+    out = subprocess.run([CLICKBACK, *empty], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and "invalid_range" in out.stdout + out.stderr, out
     [same] = listed(any_db, "--since", made, "--no-test", "--link", "1", "--advertiser", "1")
     assert same["ordernumber"] == "REAL-1"
     assert listed(any_db, "--until", made, "--test") == []  # the test's came after

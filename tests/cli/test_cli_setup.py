@@ -509,6 +509,10 @@ def test_a_command_on_a_sqlite_file_not_there_says_it_made_a_new_one(tmp_path: P
     out = subprocess.run([CLICKBACK, *args], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     said = " ".join(out.stderr.split())
-    assert f"note: there was no database at {tmp_path}/nowhere.db: a new, empty one" in said
+    assert f"note: there was no database at {tmp_path}/nowhere.db: a new one was made" in said
     again = subprocess.run([CLICKBACK, *args], capture_output=True, text=True, timeout=60)
     assert "no database" not in again.stderr, again.stderr
+    # `migrate` is asked to make one: not said
+    made = [CLICKBACK, "migrate", "--db", f"sqlite:///{tmp_path}/made.db"]
+    out = subprocess.run(made, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and "no database" not in out.stderr, out.stderr
