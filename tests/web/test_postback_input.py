@@ -803,6 +803,16 @@ async def test_a_method_the_postback_does_not_take_says_which_it_does(
     assert r.json()["answer"]["status"] == "accepted", r.text
     [conv] = await conversions(client)
     assert (conv["ordernumber"], conv["orderamount"]) == ("PUT-1", "12.50")
+    # the fields in a body, as a POST's: read and kept, to replay
+    form = {"content-type": "application/x-www-form-urlencoded"}
+    fields = f"refid={refid}&orderamount=7.25&ordernumber=PUT-3"
+    r = await client.request("PATCH", "/postback", content=fields, headers=form)
+    assert r.status_code == 405, r.text
+    assert [e["code"] for e in r.json()["errors"]] == ["method_not_allowed"], r.text
+    [row] = await ledger(client, ordernumber="PUT-3")
+    assert (row["method"], row["params"]["orderamount"]) == ("PATCH", "7.25")
+    r = await client.post(f"/api/v1/postbacks/{row['id']}/replay", headers=AUTH)
+    assert r.json()["answer"]["status"] == "accepted", r.text
 
 
 async def _three_too_large(client: httpx.AsyncClient) -> tuple[dict[str, Any], httpx.Response]:

@@ -591,12 +591,14 @@ async def _read_body(receive: Any) -> bytes | BodyError:
 
 
 def has_body(method: str, length: str | None, chunked: bool) -> bool:
-    """Whether a postback's body is read: a POST's, and a GET's that has one (a
-    Content-Length above 0, or chunked), which some HTTP clients send: not read as
-    fields, but kept in the ledger (`GET_BODY`)."""
-    return method == "POST" or (
-        method == "GET" and (chunked or (length is not None and length.strip("0 ") != ""))
-    )
+    """Whether a postback's body is read: a POST's, and one of another method (but a
+    HEAD's or an OPTIONS', `PROBES`) that has one (a Content-Length above 0, or
+    chunked). A GET's, which some HTTP clients send, is not read as fields, but kept in
+    the ledger (`GET_BODY`); a PUT's (a wrong method, refused 405) is read as a POST's,
+    so that the ledger keeps the order it sent, to replay."""
+    if method == "POST":
+        return True
+    return method not in PROBES and (chunked or (length is not None and length.strip("0 ") != ""))
 
 
 async def postback(app: ClickbackApp, scope: dict[str, Any], receive: Any, send: Any) -> None:
