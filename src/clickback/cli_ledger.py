@@ -219,14 +219,42 @@ def integration_test(
         assert row is not None
         return await integration.describe(store, await public_base(store, settings), row)
 
-    test = _run(db, work)
-    # a test that failed exits 1, for a script to tell (one still waiting for its
-    # postback is not failed)
+    _show_test(_run(db, work), as_json, simulate)
+
+
+@app.command("integration-result")
+def integration_result(
+    test_id: Annotated[int, typer.Argument(help="The id `integration-test` printed.")],
+    db: DbOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """An integration test's result now: the conversion test passes once the advertiser's
+    server fired its postback (as GET /api/v1/integration-tests/{id}). Exits 1 when a
+    test failed."""
+    from clickback.domain import integration
+
+    settings = _settings(db)
+
+    async def work(store: Store) -> dict[str, Any]:
+        row = await store.get_row("integration_tests", test_id)
+        if row is None:
+            raise NotFoundError(f"integration test {test_id} does not exist")
+        return await integration.describe(store, await public_base(store, settings), row)
+
+    _show_test(_run(db, work), as_json)
+
+
+def _show_test(test: dict[str, Any], as_json: bool, simulate: bool = False) -> None:
+    """An integration test as `integration.describe` gives it, and what to do next; a
+    test that failed exits 1, for a script to tell (one still waiting for its postback
+    is not failed)."""
+    from clickback.domain import integration
+
     failed = any(test[name]["status"] == "failed" for name in ("click_test", "conversion_test"))
     if as_json:
         print(orjson.dumps(test).decode())
         raise typer.Exit(1 if failed else 0)
-    console.print(f"integration test {test['id']} for offer {offer_id}")
+    console.print(f"integration test {test['id']} for offer {test['offer_id']}")
     console.print(f"tracking link: {test['tracking_url']}", soft_wrap=True)
     console.print(f"postback URL:  {test['postback_url']}", soft_wrap=True)
     for name in ("click_test", "conversion_test"):
@@ -239,8 +267,9 @@ def integration_test(
         console.print("--simulate: nothing fired, the click test made no RefID")
     if test["conversion_test"]["status"] == "pending" and test["refid"]:
         console.print(
-            "Fire the postback URL above (fill orderamount and ordernumber), then "
-            f"check: GET /api/v1/integration-tests/{test['id']}"
+            "Fire the postback URL above (fill orderamount and ordernumber), then check:"
+            f" clickback integration-result {test['id']} (or GET"
+            f" /api/v1/integration-tests/{test['id']})"
         )
         if test["signature_required"]:
             console.print(integration.SIGNATURE_INSTRUCTIONS, style="bold")

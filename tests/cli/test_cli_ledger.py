@@ -237,6 +237,15 @@ def test_an_integration_test_says_what_to_do_next(sqlite_db: str) -> None:
     assert test["signature_required"] is True
     out = " ".join(cli("integration-test", "1", db=sqlite_db, columns=200).split())
     assert "Fire the postback URL above" in out and "must be signed" in out
+    # the result looked at again later, as the API's GET shows it
+    second = out.split("integration test ", 1)[1].split()[0]
+    assert f"clickback integration-result {second}" in out
+    again = " ".join(cli("integration-result", second, db=sqlite_db, columns=200).split())
+    assert f"integration test {second} for offer 1" in again
+    assert "conversion test: pending" in again and "Fire the postback URL above" in again
+    shown = orjson.loads(cli("integration-result", str(test["id"]), "--json", db=sqlite_db))
+    assert shown["id"] == test["id"] and shown["click_test"] == test["click_test"]
+    cli("integration-result", "99", db=sqlite_db, exit_code=2)
     cli("offer", "pause", "1", db=sqlite_db)
     run = subprocess.run(
         [CLICKBACK, "integration-test", "1", "--simulate", "--db", sqlite_db],

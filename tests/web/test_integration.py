@@ -137,6 +137,8 @@ async def test_paused_offer_fails_the_click_test_and_rerun_passes(
     # no RefID: the conversion test says it waits for the click test, not to fire a URL
     assert (test["refid"], test["conversion_test"]["status"]) == ("", "pending")
     assert [r["code"] for r in test["conversion_test"]["reasons"]] == ["no_refid"]
+    # and its postback URL is the template, not one with the RefID left empty to copy
+    assert test["postback_url"].startswith("http://track.test/postback?refid={refid}&")
     await client.patch(f"/api/v1/offers/{oid}", json={"status": "active"}, headers=AUTH)
     r = await client.post(f"/api/v1/integration-tests/{test['id']}/rerun", headers=AUTH)
     assert r.json()["click_test"]["status"] == "passed" and r.json()["refid"]

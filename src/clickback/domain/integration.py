@@ -284,7 +284,8 @@ async def describe(
         "link_id": row["link_id"],
         "refid": row["refid"],
         "tracking_url": f"{base}/c/{link['code']}",
-        "postback_url": postback_template(base, advertiser, row["refid"], reveal),
+        # with no RefID (the click test failed) the template, not a RefID left empty
+        "postback_url": postback_template(base, advertiser, row["refid"] or "{refid}", reveal),
         "signature_required": signature_required(advertiser),
         "click_test": {
             "status": row["click_status"],
