@@ -7,7 +7,7 @@ import re
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from urllib.parse import unquote_plus
+from urllib.parse import parse_qs, unquote_plus, urlsplit
 
 import httpx
 import orjson
@@ -309,9 +309,11 @@ async def test_a_postback_page_shows_what_was_sent_and_why(client: httpx.AsyncCl
 
 async def test_a_report_limit_too_long_for_int_is_a_400_page(client: httpx.AsyncClient) -> None:
     await login(client, ADMIN)
-    for path in ("/ui/reports", "/ui/reports.csv"):
-        r = await client.get(path, params={"limit": "9" * 5000})
-        assert r.status_code == 400 and "limit" in r.text, (path, r.text[:300])
+    r = await client.get("/ui/reports.csv", params={"limit": "9" * 5000})
+    assert r.status_code == 400 and "limit" in r.text, r.text[:300]
+    # the page: shown again without it, the error said above its form
+    r = await client.get("/ui/reports", params={"limit": "9" * 5000}, follow_redirects=True)
+    assert r.status_code == 200 and "`limit` must be 1 to" in r.text.replace("&#96;", "`")
 
 
 async def test_the_report_pages_csv_is_the_report_on_the_page(client: httpx.AsyncClient) -> None:
@@ -415,7 +417,8 @@ async def test_the_deliveries_pages_list_show_and_resend_outbound_postbacks(
     assert f'href="/ui/deliveries?conversion_id={cid}"' in conversion
     other = await client.get("/ui/deliveries", params={"state": "delivered"})
     assert f'href="/ui/deliveries/{d["id"]}"' not in other.text
-    assert (await client.get("/ui/deliveries", params={"state": "lost"})).status_code == 400
+    r = await client.get("/ui/deliveries", params={"state": "lost"})
+    assert r.status_code == 303 and "error=" in r.headers["location"], r.headers
     page = await client.get(f"/ui/deliveries/{d['id']}")
     assert page.status_code == 200 and 'id="resend"' in page.text and "none yet" in page.text
     url = f"http://t/ui/deliveries/{d['id']}"
@@ -433,3 +436,87 @@ async def test_the_deliveries_pages_list_show_and_resend_outbound_postbacks(
     await login(client, token["token"])
     page = await client.get(f"/ui/deliveries/{d['id']}")
     assert page.status_code == 200 and 'id="resend"' not in page.text
+
+
+async def test_a_replay_refused_again_is_said_so_with_why_on_the_replays_own_page(
+    client: httpx.AsyncClient,
+) -> None:
+    """A replay from the dashboard that is refused again was said in green as 'replayed
+    as N: rejected', with no reason, on the unfiltered ledger."""
+    s = await make_offer(client, advertiser={"require_token": True, "postback_token": "s3cret"})
+    refid = await click(client, s["link"])
+    r = await client.get(f"/postback?refid={refid}&orderamount=3&ordernumber=R1&token=wrong")
+    assert r.status_code == 403
+    r = await client.get(f"/postback?refid={refid}&orderamount=3&ordernumber=R2&token=s3cret")
+    counted = r.json()["conversion_id"]
+    [refused, accepted] = [
+        (await client.get("/api/v1/postbacks", params={"ordernumber": o}, headers=AUTH)).json()[
+            "items"
+        ][0]["id"]
+        for o in ("R1", "R2")
+    ]
+    await login(client, ADMIN)
+    csrf = csrf_of((await client.get(f"/ui/postbacks/{refused}")).text)
+    r = await client.post(f"/ui/postbacks/{refused}/replay", data={"csrf": csrf})
+    where = unquote_plus(r.headers["location"])
+    again = (await client.get("/api/v1/postbacks", headers=AUTH)).json()["items"][0]["id"]
+    assert where.startswith(f"/ui/postbacks/{again}?error=postback {refused} replayed as"), where
+    assert "refused again (token_invalid: the token sent does not match" in where, where
+    r = await client.post(f"/ui/postbacks/{accepted}/replay", data={"csrf": csrf})
+    assert unquote_plus(r.headers["location"]).endswith(": duplicate"), r.headers
+    # the conversion's page lists the postbacks of its order, however many its RefID fired
+    for n in range(55):
+        await client.get(f"/postback?refid={refid}&orderamount=1&ordernumber=M{n}&token=s3cret")
+    page = (await client.get(f"/ui/conversions/{counted}")).text
+    assert f'<a href="/ui/postbacks/{accepted}">{accepted}</a>' in page, page[-2000:]
+    assert ">M54<" not in page
+
+
+async def test_an_integration_test_is_rerun_from_the_offer_page_and_waits_only_while_it_can(
+    client: httpx.AsyncClient,
+) -> None:
+    """The click test's message sends the operator to the dashboard's Rerun: there is one
+    for each test. The page refreshes while a test's postback can still come: not for a
+    test whose click made no RefID (the offer paused), nor on an archived offer."""
+    s = await make_offer(client, destination_url="http://127.0.0.1:9/")
+    oid = s["offer"]["id"]
+    await client.patch(f"/api/v1/offers/{oid}", json={"status": "paused"}, headers=AUTH)
+    test = (await client.post(f"/api/v1/offers/{oid}/integration-tests", headers=AUTH)).json()
+    assert test["refid"] == "" and "dashboard's Rerun" in str(test["conversion_test"])
+    await login(client, ADMIN)
+    page = (await client.get(f"/ui/offers/{oid}")).text
+    assert f'id="rerun-{test["id"]}"' in page and "data-refresh" not in page
+    await client.patch(f"/api/v1/offers/{oid}", json={"status": "active"}, headers=AUTH)
+    r = await client.post(f"/ui/integration-tests/{test['id']}/rerun", data={"csrf": csrf_of(page)})
+    assert r.status_code == 303 and r.headers["location"].startswith(f"/ui/offers/{oid}?done=")
+    rerun = (await client.get(f"/api/v1/integration-tests/{test['id']}", headers=AUTH)).json()
+    assert rerun["refid"] and rerun["click_test"]["status"] == "passed"
+    assert 'data-refresh="5"' in (await client.get(f"/ui/offers/{oid}")).text
+    r = await client.delete(f"/api/v1/offers/{oid}", headers=AUTH)  # archived: none can come
+    assert r.status_code in (200, 204), r.text
+    page = (await client.get(f"/ui/offers/{oid}")).text
+    assert "data-refresh" not in page and 'id="start-test"' not in page
+    assert f'id="rerun-{test["id"]}"' not in page
+
+
+async def test_a_filter_refused_keeps_the_page_and_its_other_filters(
+    client: httpx.AsyncClient,
+) -> None:
+    """A typo in a filter box (`country=XX`, a code that no error has) showed a page of
+    the error alone, whose Back the operator had to find the box again from."""
+    await make_offer(client)
+    await login(client, ADMIN)
+    for path, query, dropped, kept in (
+        ("/ui/reports", "country=XX&group=offer", "country", "group=offer"),
+        ("/ui/postbacks", "code=token_invaild&outcome=forbidden", "code", "outcome=forbidden"),
+        ("/ui/conversions", "status=aproved&offer_id=1", "status", "offer_id=1"),
+    ):
+        r = await client.get(f"{path}?{query}")
+        assert r.status_code == 303, (path, r.status_code, r.text[:300])
+        where = urlsplit(r.headers["location"])
+        asked = parse_qs(where.query)
+        assert where.path == path and dropped not in asked, where
+        assert kept.split("=")[0] in asked and asked["error"], asked
+        page = await client.get(r.headers["location"])
+        assert page.status_code == 200 and "<form" in page.text, path
+        assert asked["error"][0][:20] in page.text.replace("&#96;", "`"), asked

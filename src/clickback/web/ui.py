@@ -134,12 +134,26 @@ class Ui:
                 if request.method == "GET" and not isinstance(exc, InputError):
                     raise
                 if request.method == "GET":
-                    page = self.render(request, "error.html", session, message=exc.message)
-                    page.status_code = exc.status
-                    return page
+                    return self._refused_filter(request, session, exc)
                 return back(request, error=exc.message)
 
         return endpoint
+
+    def _refused_filter(self, request: Request, session: Session, exc: ClickbackError) -> Response:
+        """A page asked with a filter it refuses (a typo in a box, `country=XX`): the same
+        page again without that filter, the others kept, the error said above its form,
+        rather than a page of the error alone, whose Back loses the form. A refusal that
+        names no parameter of the query is shown on a page of its own."""
+        field = exc.field
+        kept = [(k, v) for k, v in request.query_params.multi_items() if k != field]
+        html = not request.url.path.endswith(".csv")  # a download: its error, alone
+        if html and field and len(kept) < len(request.query_params.multi_items()):
+            kept = [(k, v) for k, v in kept if k not in ("error", "done")]
+            query = urlencode([*kept, ("error", exc.message)])
+            return RedirectResponse(f"{request.url.path}?{query}", 303)
+        page = self.render(request, "error.html", session, message=exc.message)
+        page.status_code = exc.status
+        return page
 
     # -- login ----------------------------------------------------------------------
 

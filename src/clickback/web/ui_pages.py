@@ -125,9 +125,10 @@ def routes(ui: Ui) -> list[Route]:
                 "browser": agent.browser,
                 "bot": agent.bot,
             }
-        page = await app.store.list_rows(
-            "postbacks", {"refid": row["refid"]}, None, None, PAGE, None
-        )
+        # the postbacks of this order (refused, counted, repeated), not of its RefID: a
+        # RefID that fired more orders than a page left the one that counted this out
+        order = {"ordernumber": row["ordernumber"], "advertiser_id": row["advertiser_id"]}
+        page = await app.store.list_rows("postbacks", order, None, None, PAGE, None)
         return ui.render(
             request,
             "conversion.html",
@@ -172,11 +173,19 @@ def routes(ui: Ui) -> list[Route]:
         )
 
     async def replay(request: Request, session: Session) -> Response:
+        """Replays a postback, then shows the replay's own row: counted (or a duplicate)
+        said as done, refused again said as an error with its reasons, as the CLI says."""
         original = _id(request)
         answer = await ledger.replay(app.store, app.tracker, original)
-        outcome = answer.body.get("status", "")
-        done = f"postback {original} replayed as {answer.ledger_id}: {outcome}"
-        return RedirectResponse(f"/ui/postbacks?{urlencode({'done': done})}", 303)
+        said = f"postback {original} replayed as {answer.ledger_id}"
+        if answer.body.get("status") in ("accepted", "duplicate"):
+            message = {"done": f"{said}: {answer.body['status']}"}
+        else:
+            why = "; ".join(
+                f"{e['code']}: {e['message']}" for e in answer.body.get("errors", [])
+            ) or str(answer.body.get("code", ""))
+            message = {"error": f"{said}: refused again ({why})"}
+        return RedirectResponse(f"/ui/postbacks/{answer.ledger_id}?{urlencode(message)}", 303)
 
     async def deliveries(request: Request, session: Session) -> Response:
         return await listing(request, session, "deliveries", "deliveries.html")
@@ -218,11 +227,12 @@ def routes(ui: Ui) -> list[Route]:
         )
         tests = [await integration.describe(app.store, base, t, session.admin) for t in page.items]
         links = await app.store.list_rows("links", {"offer_id": oid}, None, None, 200, None)
+        shown = PRESENTERS["offers"](row, base)
         return ui.render(
             request,
             "offer.html",
             session,
-            o=PRESENTERS["offers"](row, base),
+            o=shown,
             advertiser=PRESENTERS["advertisers"](advertiser, base),
             postback_url=integration.postback_template(base, advertiser, reveal=session.admin),
             instructions=integration.instructions(advertiser),
@@ -231,13 +241,26 @@ def routes(ui: Ui) -> list[Route]:
             links=[PRESENTERS["links"](r, base) for r in links.items if not r["is_test"]],
             affiliate_caps=await app.store.affiliate_caps(oid),
             caps_reached=await caps.reached_today(app.store, oid),
-            waiting=any(t["conversion_test"]["status"] == integration.PENDING for t in tests),
+            # refreshed while a test's postback can still come: its click test made a
+            # RefID, and the offer can serve again (not archived)
+            waiting=shown["status"] != "archived"
+            and any(
+                t["conversion_test"]["status"] == integration.PENDING and t["refid"] for t in tests
+            ),
         )
 
     async def start_test(request: Request, session: Session) -> Response:
         oid = _id(request)
         await integration.start(app.store, app.tracker, oid, None, app.probe)
         return RedirectResponse(f"/ui/offers/{oid}?{urlencode({'done': 'test started'})}", 303)
+
+    async def rerun_test(request: Request, session: Session) -> Response:
+        test_id = _id(request)
+        await integration.rerun(app.store, app.tracker, test_id, app.probe)
+        row = await app.store.get_row("integration_tests", test_id)
+        assert row is not None
+        done = urlencode({"done": f"test {test_id} run again"})
+        return RedirectResponse(f"/ui/offers/{row['offer_id']}?{done}", 303)
 
     return [
         Route("/ui/conversions", ui.page(conversions)),
@@ -264,6 +287,11 @@ def routes(ui: Ui) -> list[Route]:
         Route(
             "/ui/offers/{id}/integration-tests",
             ui.page(start_test, form=True, admin=True),
+            methods=["POST"],
+        ),
+        Route(
+            "/ui/integration-tests/{id}/rerun",
+            ui.page(rerun_test, form=True, admin=True),
             methods=["POST"],
         ),
     ]
