@@ -17,6 +17,7 @@ import pytest
 
 from clickback.config import Settings
 from clickback.domain.ports import Store
+from clickback.storage.schema import LATEST
 from clickback.storage.sqlite import SqliteStore
 from clickback.web.app import ClickbackApp
 from tests.conftest import ADMIN, AUTH, click, form_post_scope, make_offer
@@ -438,8 +439,14 @@ async def test_oversized_postbacks_get_a_4xx_and_are_still_stored(
     assert len(items) == 2 and all(i["outcome"] == "rejected" for i in items)
 
 
-async def test_health_and_readiness(client: httpx.AsyncClient) -> None:
+async def test_health_and_readiness(app: ClickbackApp, client: httpx.AsyncClient) -> None:
     assert (await client.get("/healthz")).status_code == 200
+    assert (await client.get("/readyz")).text == "ready"
+    # a schema one version newer (another node upgraded it first, in a rolling upgrade):
+    # still ready; every node left behind was taken out of the balancer at once
+    await app.store._write(  # type: ignore[attr-defined]
+        "INSERT INTO schema_migrations VALUES (?, ?)", LATEST + 1, 0
+    )
     assert (await client.get("/readyz")).text == "ready"
 
 

@@ -343,7 +343,9 @@ class PostgresStore(SqlStore):
     async def ping(self) -> bool:
         assert self.pool is not None
         version = await self.pool.fetchval("SELECT max(version) FROM schema_migrations")
-        return bool(version == schema.LATEST)
+        # a newer schema is ready too: the nodes not upgraded yet of a rolling upgrade,
+        # beside the first that migrated it (migrations only add), keep serving
+        return bool(version is not None and version >= schema.LATEST)
 
     async def close(self) -> None:
         self._closed = True

@@ -497,7 +497,9 @@ class SqliteStore(SqlStore):
     async def ping(self) -> bool:
         self._check_file(now=True)
         row = self.conn.execute("SELECT max(version) FROM schema_migrations").fetchone()
-        return bool(row and row[0] == schema.LATEST)
+        # a newer schema is ready too: a node of this version beside one that upgraded
+        # it (migrations only add), as in a rolling upgrade
+        return bool(row and row[0] >= schema.LATEST)
 
     async def close(self) -> None:
         if self.checkpointer is not None:
