@@ -157,3 +157,52 @@ async def test_a_new_report_file_has_large_pages_and_an_old_one_keeps_its_own(
     assert page_size(str(tmp_path / "new.db")) == REPORTS_PAGE_SIZE == 16_384
     assert page_size(str(old_path)) == 4096
     assert {"kept", "report_clicks_7", "report_state"} <= tables(reports_path(str(old_path)))
+
+
+async def test_a_reports_file_ahead_of_its_database_is_made_again(tmp_path: Path) -> None:
+    """A database restored from a backup beside the reports file of its later life (or
+    that file's -wal, left by a crash): the reports counted conversions the database does
+    not hold, and showed that money with no word. They are made again from the rows."""
+    import shutil
+    from datetime import datetime
+
+    from clickback.domain.reports import run_report
+    from clickback.domain.reportspec import build_spec
+    from clickback.domain.rollup import RollupJob
+    from clickback.domain.timefmt import from_datetime
+    from clickback.domain.tracker import open_tracker
+    from tests.reports_world import build_world
+
+    path = str(tmp_path / "c.db")
+    params = {"tz": ["UTC"], "from": ["2026-03-20"], "to": ["2026-04-10"], "group_by": ["link"]}
+    asked = from_datetime(datetime.fromisoformat("2026-04-20T00:00:00+00:00"))
+    store = SqliteStore(path)
+    await store.migrate()
+    world = await build_world(store, 5)
+    await world.clicks(30, datetime.fromisoformat("2026-03-27T00:00:00+00:00"), 24)
+    await world.postbacks(0.5)
+    job = RollupJob(store, settle=0)
+    await job.catch_up()
+    await store.rollup_release(job.owner)  # for the job of its later life
+    backed_up = await run_report(store, build_spec(params, 0), "USD", now_us=asked)
+    await store.close()
+    shutil.copy(path, tmp_path / "backup.db")  # closed: no -wal left
+    store = SqliteStore(path)  # its later life: more sales, rolled up
+    await store.migrate()
+    world.store, world.tracker = store, await open_tracker(store, ("test-secret",))
+    world.tracker.clock = world.clock
+    await world.clicks(30, datetime.fromisoformat("2026-03-28T00:00:00+00:00"), 24)
+    await world.postbacks(1.0)
+    await RollupJob(store, settle=0).catch_up()
+    later = await run_report(store, build_spec(params, 0), "USD", now_us=asked)
+    assert later["totals"]["conversions"] > backed_up["totals"]["conversions"] > 0
+    await store.close()
+    shutil.copy(tmp_path / "backup.db", path)  # restored, the later reports file beside it
+
+    store = SqliteStore(path)
+    await store.migrate()
+    try:
+        await RollupJob(store, settle=0).catch_up()
+        assert await run_report(store, build_spec(params, 0), "USD", now_us=asked) == backed_up
+    finally:
+        await store.close()

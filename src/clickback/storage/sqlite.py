@@ -163,7 +163,17 @@ def place_reports(conn: sqlite3.Connection) -> None:
         if conn.execute(
             "SELECT 1 FROM reports.sqlite_master WHERE name = 'report_state'"
         ).fetchone():
-            return  # in place
+            if not _reports_ahead(conn):
+                return  # in place
+            log.warning(
+                "the reports file has rolled up conversions this database does not hold (a"
+                " reports file, or its -wal, of a later copy beside a database restored from"
+                " a backup): made afresh, rolled up again from the raw rows"
+            )
+            for (name,) in conn.execute(
+                "SELECT name FROM reports.sqlite_master WHERE type = 'table'"
+            ).fetchall():
+                conn.execute(f"DROP TABLE reports.{name}")
         log.warning("no report tables: made afresh, rolled up again from the raw rows")
         fresh = with_functions(sqlite3.connect(":memory:"))  # what the migrations make
         for version, _title, _sql in schema.MIGRATIONS:
@@ -188,6 +198,18 @@ def place_reports(conn: sqlite3.Connection) -> None:
         elif rows[name]:
             marks = ", ".join("?" * len(rows[name][0]))
             conn.executemany(f"INSERT INTO reports.{name} VALUES ({marks})", rows[name])
+
+
+def _reports_ahead(conn: sqlite3.Connection) -> bool:
+    """Whether the reports file's rollups are past what the database holds: conversions or
+    status changes after its last (never deleted, so a reports file of this database's
+    own history is never ahead of it). Such rollups count money the database has not."""
+    row = conn.execute(
+        "SELECT conversions_after > (SELECT coalesce(max(id), 0) FROM main.conversions)"
+        " OR events_after > (SELECT coalesce(max(id), 0) FROM main.conversion_events)"
+        " FROM reports.report_state WHERE name = 'rollup'"
+    ).fetchone()
+    return bool(row and row[0])
 
 
 def reports_path(path: str) -> str:
