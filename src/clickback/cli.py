@@ -10,6 +10,7 @@ import asyncio
 import os
 import re
 import sqlite3
+import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Annotated, Any, TextIO, TypeVar
@@ -56,7 +57,11 @@ for sub, name in (
 ):
     app.add_typer(sub, name=name)
 
-console = Console()
+# piped or redirected (`| less`, `> file`, ssh without a terminal) with no COLUMNS
+# told, tables are not squeezed into 80 columns (a RefID over eight lines): a table is
+# as wide as its cells, up to PIPED_WIDTH
+PIPED_WIDTH = 240
+console = Console(width=None if sys.stdout.isatty() or os.environ.get("COLUMNS") else PIPED_WIDTH)
 T = TypeVar("T")
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON lines, not a table.")]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 import re
 import subprocess
 from urllib.parse import parse_qs, urlsplit
@@ -212,3 +213,16 @@ def test_clicks_export_writes_every_matching_click_oldest_first(any_db: str) -> 
         check=True,
     )
     assert f"{N} clicks written" in out.stderr
+
+
+def test_a_list_piped_without_columns_is_not_squeezed_into_80(sqlite_db: str) -> None:
+    """`clickback clicks list | less`: not a terminal, no COLUMNS told. The table was cut
+    to 80 columns, each RefID folded over many lines and every header cut (`rece…`)."""
+    _fill(sqlite_db)
+    env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
+    out = subprocess.run(
+        [CLICKBACK, "clicks", "list", "--db", sqlite_db], capture_output=True, text=True, env=env
+    )
+    assert out.returncode == 0, out.stderr
+    [row, *_] = table_rows(out.stdout)
+    assert len(row["refid"]) == 36 and "created_at" in row, row
