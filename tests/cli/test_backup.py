@@ -126,6 +126,7 @@ def test_a_file_that_is_no_database_is_named_by_backup_and_every_command(
     assert not list(tmp_path.glob("copy*")), list(tmp_path.glob("copy*"))
     listed = cli("offer", "list", db=sqlite_db, exit_code=2, columns=300)
     assert f"{reports} is not a SQLite database" in listed, listed
+    assert "it holds only the reports, made again from the database's rows: move it" in listed
 
 
 def test_the_report_file_is_never_copied_later_than_the_database(

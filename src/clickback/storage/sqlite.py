@@ -164,8 +164,15 @@ REPORTS_PAGE_SIZE = 16_384
 
 
 def unreadable(path: str, exc: sqlite3.DatabaseError) -> ConfigError:
-    """A file that is no SQLite database (or not one this SQLite reads), named."""
-    return ConfigError(f"{path} is not a SQLite database that can be read: {exc}")
+    """A file that is no SQLite database (or not one this SQLite reads), named; the
+    reports file said to be one to move away, as it is made again from the raw rows."""
+    said = f"{path} is not a SQLite database that can be read: {exc}"
+    if path.endswith("-reports"):
+        said += (
+            "; it holds only the reports, made again from the database's rows: move it"
+            " away (with its -wal and -shm) and start again"
+        )
+    return ConfigError(said)
 
 
 def connect(path: str) -> sqlite3.Connection:
