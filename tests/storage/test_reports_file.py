@@ -8,6 +8,8 @@ import sqlite3
 import time
 from pathlib import Path
 
+import pytest
+
 from clickback.storage import schema
 from clickback.storage.sqlite import (
     REPORTS_PAGE_SIZE,
@@ -159,7 +161,10 @@ async def test_a_new_report_file_has_large_pages_and_an_old_one_keeps_its_own(
     assert {"kept", "report_clicks_7", "report_state"} <= tables(reports_path(str(old_path)))
 
 
-async def test_a_reports_file_ahead_of_its_database_is_made_again(tmp_path: Path) -> None:
+@pytest.mark.parametrize("later_sales", [0.0, 1.0], ids=["clicks only", "clicks and sales"])
+async def test_a_reports_file_ahead_of_its_database_is_made_again(
+    tmp_path: Path, later_sales: float
+) -> None:
     """A database restored from a backup beside the reports file of its later life (or
     that file's -wal, left by a crash): the reports counted conversions the database does
     not hold, and showed that money with no word. They are made again from the rows."""
@@ -192,10 +197,13 @@ async def test_a_reports_file_ahead_of_its_database_is_made_again(tmp_path: Path
     world.store, world.tracker = store, await open_tracker(store, ("test-secret",))
     world.tracker.clock = world.clock
     await world.clicks(30, datetime.fromisoformat("2026-03-28T00:00:00+00:00"), 24)
-    await world.postbacks(1.0)
+    await world.postbacks(later_sales)
     await RollupJob(store, settle=0).catch_up()
     later = await run_report(store, build_spec(params, 0), "USD", now_us=asked)
-    assert later["totals"]["conversions"] > backed_up["totals"]["conversions"] > 0
+    assert later["totals"]["clicks"] > backed_up["totals"]["clicks"] > 0
+    assert (later["totals"]["conversions"] > backed_up["totals"]["conversions"]) == bool(
+        later_sales
+    )
     await store.close()
     shutil.copy(tmp_path / "backup.db", path)  # restored, the later reports file beside it
 

@@ -9,7 +9,6 @@ flagged `missing_rate`, and valued when a rate arrives.
 from __future__ import annotations
 
 import bisect
-import calendar
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -160,9 +159,9 @@ class Imported:
     # of those waiting, the ones the rates value past what can be stored (over
     # `money.MAX_MINOR` minor units in the base currency): no rate will value them
     too_large: list[int] = field(default_factory=list)
-    # per currency newly given a rate for a day: (currency, its first such day, how many
-    # conversions of that day or later were valued before at an earlier-dated rate)
-    kept_earlier: list[tuple[str, str, int]] = field(default_factory=list)
+    # per currency newly given a rate for a day after an earlier-dated one (currency, the
+    # first such day): conversions of that day or later valued before keep the earlier
+    kept_earlier: list[tuple[str, str]] = field(default_factory=list)
 
     def note(self) -> str | None:
         said = []
@@ -179,10 +178,10 @@ class Imported:
                 "rates replaced, conversions valued at the rate before keep it: "
                 + ", ".join(f"{c} {d} {was} -> {now}" for c, d, was, now in self.replaced)
             )
-        for currency, day, count in self.kept_earlier:
+        for currency, day in self.kept_earlier:
             said.append(
-                f"{count} {currency} conversion(s) recorded on or after {day} were valued before"
-                f" this import at an earlier-dated rate, and keep it (as they keep their"
+                f"{currency} conversions recorded on or after {day} before this import, if any,"
+                f" were valued at an earlier-dated rate and keep it (as they keep their"
                 f" commission): import each day's rates before its first conversion"
             )
         return "; ".join(said) or None
@@ -201,39 +200,24 @@ async def import_rates(store: Store, rows: list[tuple[str, str, str]], base: str
     await store.put_rates(rows)
     too_large: list[int] = []
     valued, waiting = await value_missing(store, base, too_large)
-    kept = await _kept_earlier(store, base, [(c, d) for c, d, _ in rows if (c, d) not in before])
-    return Imported(valued, waiting, replaced, base, too_large, kept)
+    return Imported(valued, waiting, replaced, base, too_large, _kept_earlier(before, rows))
 
 
-async def _kept_earlier(
-    store: Store, base: str, new: list[tuple[str, str]]
-) -> list[tuple[str, str, int]]:
-    """Per currency a rate was newly dated for, the first such day and how many of its
-    conversions recorded on or after it were valued, before the import, at a rate dated
-    earlier than it (today's rate imported in the morning: those of the night before
-    it): they keep the rate they were valued at, as a conversion keeps its commission."""
-    rates = Rates(base, [(c, d, Decimal(r)) for c, d, r in await store.all_rates()])
+def _kept_earlier(
+    before: dict[tuple[str, str], str], rows: list[tuple[str, str, str]]
+) -> list[tuple[str, str]]:
+    """Per currency newly given a rate dated on or before today (UTC) after an
+    earlier-dated one: the first such day. Conversions of that day or later recorded
+    before the import were valued at the earlier-dated rate, and keep it, as they keep
+    their commission (today's rate imported in the morning: the night's conversions keep
+    the day before's). Told, not counted: counting would read every conversion since."""
+    today = time.strftime("%Y-%m-%d", time.gmtime())
     first: dict[str, str] = {}
-    for currency, day in new:
-        first[currency] = min(day, first.get(currency, day))
-    out = []
-    for currency, day in sorted(first.items()):
-        since = calendar.timegm(time.strptime(day, "%Y-%m-%d")) * 1_000_000
-        count, cursor = 0, None
-        while True:
-            page = await store.list_rows(
-                "conversions", {"currency": currency}, since, None, 1000, cursor
-            )
-            for c in page.items:
-                on = time.strftime("%Y-%m-%d", time.gmtime(c["created_at"] // 1_000_000))
-                now = rates.rate(currency, on)
-                count += bool(c["rate"]) and now is not None and Decimal(c["rate"]) != now
-            cursor = page.next_cursor
-            if cursor is None:
-                break
-        if count:
-            out.append((currency, day, count))
-    return out
+    for currency, day, _ in rows:
+        earlier = any(c == currency and d < day for c, d in before)
+        if (currency, day) not in before and day <= today and earlier:
+            first[currency] = min(day, first.get(currency, day))
+    return sorted(first.items())
 
 
 async def value_missing(

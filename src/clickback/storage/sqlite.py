@@ -462,7 +462,7 @@ class SqliteStore(SqlStore):
         row = self.conn.execute("SELECT max(version) FROM schema_migrations").fetchone()
         # a newer schema is ready too: a node of this version beside one that upgraded
         # it (migrations only add), as in a rolling upgrade
-        return bool(row and row[0] >= schema.LATEST)
+        return bool(row and row[0] is not None and row[0] >= schema.LATEST)
 
     async def close(self) -> None:
         if self.checkpointer is not None:

@@ -69,12 +69,14 @@ def place_reports(conn: sqlite3.Connection) -> None:
 
 
 def _reports_ahead(conn: sqlite3.Connection) -> bool:
-    """Whether the reports file's rollups are past what the database holds: conversions or
-    status changes after its last (never deleted, so a reports file of this database's
-    own history is never ahead of it). Such rollups count money the database has not."""
+    """Whether the reports file's rollups are past what the database holds: clicks,
+    conversions or status changes after its last (none is ever deleted, and the rollup's
+    marks are the last it read, so a reports file of this database's own history is
+    never ahead of it). Such rollups count clicks and money the database has not."""
     row = conn.execute(
         "SELECT conversions_after > (SELECT coalesce(max(id), 0) FROM main.conversions)"
         " OR events_after > (SELECT coalesce(max(id), 0) FROM main.conversion_events)"
+        " OR clicks_after > (SELECT coalesce(max(refid), '') FROM main.clicks)"
         " FROM reports.report_state WHERE name = 'rollup'"
     ).fetchone()
     return bool(row and row[0])

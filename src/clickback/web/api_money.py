@@ -214,9 +214,7 @@ def endpoints(app: ClickbackApp) -> list[Endpoint]:
                     {"currency": c, "date": d, "was": was, "rate": now}
                     for c, d, was, now in done.replaced
                 ],
-                "kept_earlier_rate": [
-                    {"currency": c, "from": d, "conversions": n} for c, d, n in done.kept_earlier
-                ],
+                "kept_earlier_rate": [{"currency": c, "from": d} for c, d in done.kept_earlier],
                 "note": done.note(),
             }
         )
