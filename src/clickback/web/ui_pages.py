@@ -127,7 +127,11 @@ def routes(ui: Ui) -> list[Route]:
             }
         # the postbacks of this order (refused, counted, repeated), not of its RefID: a
         # RefID that fired more orders than a page left the one that counted this out
-        order = {"ordernumber": row["ordernumber"], "advertiser_id": row["advertiser_id"]}
+        order = {
+            "ordernumber": row["ordernumber"],
+            "advertiser_id": row["advertiser_id"],
+            "is_test": int(row["is_test"]),  # a test order's number may be a real one's too
+        }
         page = await app.store.list_rows("postbacks", order, None, None, PAGE, None)
         return ui.render(
             request,
