@@ -146,7 +146,10 @@ def test_dashboard_pages_filters_and_approval(tracker: Server, browser: Browser)
     page.click("#postback-filters button[type=submit]")
     expect(page.locator("#postbacks tbody tr")).to_have_count(1)
     page.locator("#postbacks tbody tr button").click()
-    assert "replayed" in (page.locator(".flash.done").text_content() or "")
+    # its amount is still -1: refused again, said as an error with why, on the replay's page
+    said = page.locator(".flash.error").text_content() or ""
+    assert "replayed as" in said and "refused again (invalid_amount" in said, said
+    assert "/ui/postbacks/" in page.url
     shot(page, "postbacks")
 
     page.click("nav >> text=Offers")
