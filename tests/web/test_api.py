@@ -713,10 +713,12 @@ async def test_a_nul_in_a_dashboard_filter_is_refused_not_an_error(
         "/ui/postbacks?refid=%00",
         "/ui/reports?sub1=%00",
         "/ui/?sub1=%00",
-        "/ui/conversions?cursor=AA",
     ):
         r = await client.get(path)
         assert r.status_code == 400, (path, r.status_code, r.text[:300])
+    # a cursor garbled: the list again from its start, saying why
+    r = await client.get("/ui/conversions?cursor=AA")
+    assert r.status_code == 303 and r.headers["location"].startswith("/ui/conversions?error=")
 
 
 async def test_an_attribution_window_that_is_no_whole_number_of_days_is_refused(

@@ -39,9 +39,12 @@ async def test_a_stopped_loop_is_logged_with_its_length_and_stack(
             await asyncio.sleep(0.1)  # the loop turns: the stop is logged
     finally:
         dog.stop()
-    assert dog.stops == 1
+    # the hold is logged once (a loaded machine may stop the loop past 30 ms elsewhere
+    # too: those are other records, not this one's)
+    held = [r for r in caplog.records if "in hold_the_loop" in r.getMessage()]
+    assert len(held) == 1 and dog.stops == len(caplog.records), caplog.records
     assert 0.2 <= dog.longest < 1.0
-    (record,) = caplog.records
+    (record,) = held
     text = record.getMessage()
     assert text.startswith("event loop stopped for ")
     assert int(text.split()[4]) == round(dog.longest * 1000)
