@@ -23,7 +23,7 @@ from rich.table import Table
 from rich.text import Text
 
 from clickback.config import Settings
-from clickback.domain import admin, fx
+from clickback.domain import admin, fx, rules
 from clickback.domain.catalog import Catalog
 from clickback.domain.ports import Store
 from clickback.errors import ClickbackError, ConfigError, InputError
@@ -574,7 +574,7 @@ def rule_create(
         **_given(payout_amount=payout_amount, payout_percent=payout_percent),
     }
     base = _settings(db).base_currency  # the bound on the payout's value in it
-    rule_id = _run(db, lambda s: admin.create_rule(s, offer, values, base))
+    rule_id = _run(db, lambda s: rules.create_rule(s, offer, values, base))
     console.print(f"rule {rule_id} created")
 
 

@@ -13,7 +13,7 @@ from urllib.parse import parse_qs, urlsplit
 import orjson
 import pytest
 
-from clickback.domain import admin
+from clickback.domain import admin, rules
 from clickback.domain.ports import Store
 from clickback.domain.tracker import open_tracker
 from clickback.web.present import EXPORT_COLUMNS
@@ -48,7 +48,7 @@ def _fill(db: str) -> None:
             assert row is not None
             codes.append(row["code"])
             rule = {"commissionid": f"c{i}", "payout_type": "cpa", "payout_amount": "1"}
-            await admin.create_rule(store, 1, rule)
+            await rules.create_rule(store, 1, rule)
         tracker = await open_tracker(store)
         for i, code in enumerate(codes):
             location = await tracker.click(code, "", "198.51.100.4", "Firefox", "")

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
-from clickback.domain import admin, fx, lifecycle
+from clickback.domain import admin, fx, lifecycle, rules
 from clickback.domain.money import format_minor
 from clickback.domain.timefmt import iso
 from clickback.domain.tokens import NETWORK_FIELDS, scoped, token_terms
@@ -167,7 +167,7 @@ def endpoints(app: ClickbackApp) -> list[Endpoint]:
         return handle
 
     async def create_rule(request: Request, caller: Caller) -> Response:
-        rule_id = await admin.create_rule(
+        rule_id = await rules.create_rule(
             app.store, int_param(request), await read_json(request), app.settings.base_currency
         )
         await app.catalog.reload()
