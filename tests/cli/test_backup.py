@@ -5,6 +5,7 @@ file of the same moment, and usable as a database; PostgreSQL is pointed to pg_d
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import signal
 import sqlite3
@@ -255,3 +256,25 @@ def test_a_backup_to_a_file_system_without_hard_links_is_renamed_into_place(
     assert sorted(p.name for p in dest.parent.iterdir()) == ["copy.db", "copy.db-reports"]
     with sqlite3.connect(dest) as conn:
         assert conn.execute("PRAGMA quick_check").fetchone()[0] == "ok"
+
+
+def test_a_database_in_a_directory_that_is_not_there_is_named_with_the_fix(
+    tmp_path: Path,
+) -> None:
+    # `sqlite:///var/db/x.db` is relative: SQLite said only "unable to open database file"
+    out = subprocess.run(
+        [CLICKBACK, "offer", "list", "--db", "sqlite:///nowhere/x.db"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+        env={**os.environ, "COLUMNS": "400"},
+    )
+    said = " ".join(out.stdout.split())
+    assert out.returncode == 2, said
+    assert f"cannot open the SQLite database {tmp_path}/nowhere/x.db" in said, said
+    assert f"the directory {tmp_path}/nowhere does not exist" in said, said
+    assert f"four slashes: sqlite:///{tmp_path}/nowhere/x.db" in said, said
+    absolute = cli("offer", "list", db=f"sqlite:///{tmp_path}/gone/x.db", exit_code=2, columns=400)
+    assert f"the directory {tmp_path}/gone does not exist" in absolute, absolute
+    assert "four slashes" not in absolute, absolute

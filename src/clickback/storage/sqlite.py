@@ -175,10 +175,31 @@ def unreadable(path: str, exc: sqlite3.DatabaseError) -> ConfigError:
     return ConfigError(said)
 
 
+def unopenable(path: str, exc: sqlite3.Error) -> ConfigError:
+    """A database file that cannot be opened or made, with where it was looked for and
+    why, when that can be told (SQLite says only "unable to open database file")."""
+    where = os.path.abspath(path)
+    said = f"cannot open the SQLite database {where}: {exc}"
+    folder = os.path.dirname(where)
+    if not os.path.isdir(folder):
+        said += f"; the directory {folder} does not exist"
+        if not os.path.isabs(path):
+            said += (
+                " (a path after sqlite:/// is relative to the working directory;"
+                f" an absolute one takes four slashes: sqlite:///{where})"
+            )
+    elif not os.access(folder, os.W_OK | os.X_OK):
+        said += f"; this user may not write in {folder}"
+    return ConfigError(said)
+
+
 def connect(path: str) -> sqlite3.Connection:
     """A connection to the database with the report tables' file attached (`reports`):
     both are read and written by their unqualified table names."""
-    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    try:
+        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    except sqlite3.OperationalError as exc:
+        raise unopenable(path, exc) from None
     conn.execute("PRAGMA busy_timeout = 10000")
     reading = path
     try:
