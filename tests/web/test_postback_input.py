@@ -139,6 +139,33 @@ async def test_amounts_at_the_limits_are_taken_or_told_what_is_wrong(
     assert (r.status_code, r.json()["errors"][0]["code"]) == (400, "invalid_percent"), r.text
 
 
+async def test_an_amount_written_with_a_thousands_point_is_refused_not_cut(
+    client: httpx.AsyncClient,
+) -> None:
+    """`2.500` is how a shop formatting with a point between thousands writes 2,500: in
+    a currency of two decimals or none it is refused, saying both readings, not counted
+    as 2.50 (or 2 yen); with its offer's currency too. A currency of three decimals
+    takes it, as do other runs of zeros (`10.0000`)."""
+    s = await make_offer(client, payout_type="cps", payout_percent="10", payout_amount=None)
+    refid = await click(client, s["link"])
+    for number, amount, currency, whole in (
+        ("T1", "2.500", "", "2500"),
+        ("T2", "1.000", "JPY", "1000"),
+        ("T3", "10.000", "EUR", "10000"),
+        ("T4", "1.234", "USD", "1234"),
+    ):
+        params = {"refid": refid, "orderamount": amount, "ordernumber": number}
+        r = await client.get("/postback", params={**params, "currency": currency})
+        assert r.status_code == 400, (amount, r.text)
+        [error] = r.json()["errors"]
+        assert error["code"] == "invalid_amount", error
+        assert f"as a thousands separator writes {whole}: send {whole} if" in error["message"]
+    for number, amount, currency in (("K1", "1.000", "KWD"), ("Z1", "10.0000", "USD")):
+        params = {"refid": refid, "orderamount": amount, "ordernumber": number}
+        r = await client.get("/postback", params={**params, "currency": currency})
+        assert r.json()["status"] == "accepted", (amount, r.text)
+
+
 async def test_a_blank_refid_beside_a_clickid_reads_the_clickid(client: httpx.AsyncClient) -> None:
     s = await make_offer(client)
     refid = await click(client, s["link"])

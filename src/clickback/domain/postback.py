@@ -183,8 +183,10 @@ def parse_postback(params: Mapping[str, str]) -> PostbackInput | list[FieldError
             errors.append(
                 FieldError("currency", "invalid_currency", "`currency` must be an ISO 4217 code")
             )
-    if currency and amount is not None and not money.fits_currency(amount, currency):
-        errors.append(_too_precise(currency))
+    if currency and amount is not None:
+        precision = check_precision(amount, currency)
+        if precision is not None:
+            errors.append(precision)
 
     geo: str | None = None
     geo_text = params.get("geo", "").strip()
@@ -331,7 +333,21 @@ def _too_precise(currency: str) -> FieldError:
 
 
 def check_precision(amount: Decimal, currency: str) -> FieldError | None:
-    """The error for an amount finer than the currency's minor unit, else None."""
+    """The error for an amount finer than the currency's minor unit, else None. Three
+    decimals after a whole part of 1 to 999, in a currency of fewer, are refused even as
+    zeros: that is how a thousands separator writes an amount (`2.500` for 2,500, PHP's
+    `number_format($x, 0, ',', '.')`), and `2.50` would be counted a thousandth of it."""
+    places = money.exponent(currency)
+    if places < 3 and amount.as_tuple().exponent == -3 and 1 <= amount < 1000:
+        return FieldError(
+            "orderamount",
+            "invalid_amount",
+            f"`orderamount` {amount} has three digits after its point, as a thousands "
+            f"separator writes {amount * 1000:.0f}: send {amount * 1000:.0f} if that is the "
+            "amount, or "
+            + (f"at most {places} decimals" if places else "no decimals")
+            + f" ({currency}) if not",
+        )
     return None if money.fits_currency(amount, currency) else _too_precise(currency)
 
 
