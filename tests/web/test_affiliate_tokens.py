@@ -89,6 +89,14 @@ async def test_an_affiliate_token_may_not_look_at_another_affiliates_rows(
         for path in ("reports", "reports/export"):
             r = await client.get(f"/api/v1/{path}", params=params, headers=tok)
             assert r.status_code == 403 and code(r) == "affiliate_token", (path, r.text)
+    # an id of more digits than a number is read from is another's too, not a 500; its
+    # own id with leading zeros is its own
+    mine = a["affiliate"]["id"]
+    for path in ("reports", "reports/export"):
+        r = await client.get(f"/api/v1/{path}", params={"affiliate": "1" * 5000}, headers=tok)
+        assert r.status_code == 403 and code(r) == "affiliate_token", (path, r.text)
+        r = await client.get(f"/api/v1/{path}", params={"affiliate": f"000{mine}"}, headers=tok)
+        assert r.status_code == 200, (path, r.text)
     # another's link is not there, as a link that does not exist
     theirs = await client.get(f"/api/v1/links/{b['link']['id']}", headers=tok)
     unknown = await client.get("/api/v1/links/999999", headers=tok)

@@ -88,7 +88,7 @@ def scoped_report(params: Mapping[str, list[str]], affiliate_id: int) -> dict[st
     if "advertiser" in grouped or "advertiser" in params:
         raise denied("an affiliate token reports by offer, not by advertiser")
     asked = [v.strip() for raw in params.get("affiliate", []) for v in raw.split(",")]
-    if any(v.isascii() and v.isdigit() and int(v) != affiliate_id for v in asked):
+    if any(v.isascii() and v.isdigit() and v.lstrip("0") != str(affiliate_id) for v in asked):
         raise denied("an affiliate token reports on its own affiliate only")
     if asked:  # its own id (what is not an id, the report refuses as it does for anyone)
         return dict(params)
