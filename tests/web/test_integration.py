@@ -230,6 +230,37 @@ async def test_replay_after_reactivating_counts_exactly_once(client: httpx.Async
     assert (await client.post("/api/v1/postbacks/999999/replay", headers=AUTH)).status_code == 404
 
 
+async def test_a_replay_after_the_token_changed_keeps_the_arrivals_check_of_it(
+    client: httpx.AsyncClient,
+) -> None:
+    """Refused for its offer paused, with the token right; the token is changed before
+    the replay: counted, as the token was checked as it arrived. One refused for its
+    token is checked again, against the token now."""
+    s = await make_offer(client, advertiser={"require_token": True, "postback_token": "old"})
+    oid, adv = s["offer"]["id"], f"/api/v1/advertisers/{s['advertiser']['id']}"
+    refid = await click(client, s["link"])
+    await client.patch(f"/api/v1/offers/{oid}", json={"status": "paused"}, headers=AUTH)
+    r = await client.get(f"/postback?refid={refid}&orderamount=20&ordernumber=P1&token=old")
+    assert r.json()["code"] == "offer_paused", r.text
+    r = await client.get(f"/postback?refid={refid}&orderamount=20&ordernumber=P2&token=bad")
+    assert r.json()["code"] == "token_invalid", r.text
+    paused, forbidden = reversed(
+        (await client.get("/api/v1/postbacks", headers=AUTH)).json()["items"]
+    )
+    await client.patch(f"/api/v1/offers/{oid}", json={"status": "active"}, headers=AUTH)
+    r = await client.patch(adv, json={"postback_token": "new"}, headers=AUTH)
+    assert r.status_code == 200, r.text
+    r = await client.post(f"/api/v1/postbacks/{paused['id']}/replay", headers=AUTH)
+    assert r.json()["answer"]["status"] == "accepted", r.text
+    r = await client.post(f"/api/v1/postbacks/{forbidden['id']}/replay", headers=AUTH)
+    assert r.json()["answer"]["code"] == "token_invalid", r.text
+    r = await client.patch(adv, json={"postback_token": "bad"}, headers=AUTH)
+    r = await client.post(f"/api/v1/postbacks/{forbidden['id']}/replay", headers=AUTH)
+    assert r.json()["answer"]["status"] == "accepted", r.text
+    convs = (await client.get("/api/v1/conversions", headers=AUTH)).json()["items"]
+    assert sorted(c["ordernumber"] for c in convs) == ["P1", "P2"]
+
+
 async def test_a_replay_judges_the_window_as_of_the_first_arrival(
     client: httpx.AsyncClient, app: ClickbackApp
 ) -> None:

@@ -74,7 +74,26 @@ async def replay_row(tracker: Tracker, row: Mapping[str, Any]) -> PostbackAnswer
         replay_of=row["id"],
         arrived_status=status,
         more_values={k: v[1:] for k, v in kept.items() if isinstance(v, list)},
+        passed_for=passed_for(row),
     )
+
+
+# refusals decided after the token, address and signature checks passed: a row with its
+# RefID's advertiser and one of these passed them as it arrived (a request too large is
+# told so before a failed check: 413 and 414 are not)
+_AFTER_THE_CHECKS = frozenset(
+    {Outcome.ACCEPTED, Outcome.DUPLICATE, Outcome.REJECTED}
+    | {Outcome.EXPIRED_REFID, Outcome.OFFER_PAUSED}
+)
+
+
+def passed_for(row: Mapping[str, Any]) -> int | None:
+    """The advertiser whose checks of who sent it (token, address, signature) a ledger
+    row passed as it arrived, if it did: a replay judges it as of its arrival in this
+    too, so a token changed since (rotated, say) does not refuse a postback it let in,
+    refused then for the offer paused. One refused for its token is checked again."""
+    passed = row["outcome"] in _AFTER_THE_CHECKS and row["http_status"] not in (413, 414)
+    return row["advertiser_id"] if passed else None
 
 
 def too_large_status(answered: int, message: str) -> int:

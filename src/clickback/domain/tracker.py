@@ -216,6 +216,7 @@ class Tracker:
         simulated: bool = False,
         arrived_status: int | None = None,
         more_values: Mapping[str, Sequence[str]] | None = None,
+        passed_for: int | None = None,
     ) -> PostbackAnswer:
         """Decide on a postback and store it, raw, with the decision, in one write.
 
@@ -230,7 +231,10 @@ class Tracker:
         body too large, `414` a query too long), in the answer and the ledger alike, in
         place of `400`; another refusal (a token, the rate limit) keeps its own.
         `more_values` are the later values of parameters of the advertiser's own sent more
-        than once: the ledger keeps such a parameter as the list of its values."""
+        than once: the ledger keeps such a parameter as the list of its values.
+        `passed_for` (a replay's) is the advertiser whose token, address and signature
+        checks the postback passed as it arrived: not checked again for that advertiser,
+        so a token changed since refuses no postback it let in (`ledger.passed_for`)."""
         now_us = received_at if received_at is not None else self.clock.now_us()
         conversion = None
         link = offer = advertiser = None
@@ -254,7 +258,7 @@ class Tracker:
             link, offer, advertiser = await self._resolve(info.link_id)
         refusal: attribution.Refusal | None
         denied = None
-        if advertiser is not None:
+        if advertiser is not None and advertiser.id != passed_for:
             token = params.get("token", "").strip()  # every value is read trimmed
             denied = security.check(
                 advertiser,
