@@ -373,11 +373,11 @@ def serve(
     urls = _run(db, prepare, makes=True)
     if urls:
         if urls[2]:
-            console.print(f"[yellow]Note[/yellow]: {urls[2]}", soft_wrap=True)
-        console.print(f"Tracking link: {urls[0]}", soft_wrap=True)
+            console.print(f"[yellow]Note[/yellow]: {escape(urls[2])}", soft_wrap=True)
+        console.print(f"Tracking link: {escape(urls[0])}", soft_wrap=True)
         console.print("Follow it, copy the refid from the landing URL, then fire:")
-        console.print(f"Postback:      {urls[1]}", soft_wrap=True)
-    console.print(f"clickback on {base} (database {settings.database_url})")
+        console.print(f"Postback:      {escape(urls[1])}", soft_wrap=True)
+    console.print(f"clickback on {base} (database {escape(settings.database_url)})")
     if server == "native":
         from clickback.web import native_serve as native
         from clickback.web.app import app_from_env
@@ -504,7 +504,7 @@ def link_create(
         return present.link(row, await public_base(store, settings))
 
     link = _run(db, work)
-    console.print(f"link {link['id']} created: {link['tracking_url']}")
+    console.print(f"link {link['id']} created: {escape(link['tracking_url'])}")
 
 
 @link_app.command("list")
@@ -641,7 +641,7 @@ def main() -> None:
         raise SystemExit(2) from None
     except (ConnectionError, FileNotFoundError, PermissionError, sqlite3.OperationalError) as exc:
         # the database cannot be reached or opened; a bug's traceback is left as it is
-        console.print(f"[red]error[/red] (unavailable): {type(exc).__name__}: {exc}")
+        console.print(f"[red]error[/red] (unavailable): {type(exc).__name__}: {escape(str(exc))}")
         raise SystemExit(2) from None
     except Exception as exc:
         from asyncpg import exceptions as pg
@@ -652,7 +652,9 @@ def main() -> None:
             pg.InvalidAuthorizationSpecificationError,  # no such role, a wrong password
         )
         if isinstance(exc, refused):
-            console.print(f"[red]error[/red] (unavailable): {type(exc).__name__}: {exc}")
+            console.print(
+                f"[red]error[/red] (unavailable): {type(exc).__name__}: {escape(str(exc))}"
+            )
             raise SystemExit(2) from None
         raise
 

@@ -255,8 +255,8 @@ def _show_test(test: dict[str, Any], as_json: bool, simulate: bool = False) -> N
         print(orjson.dumps(test).decode())
         raise typer.Exit(1 if failed else 0)
     console.print(f"integration test {test['id']} for offer {test['offer_id']}")
-    console.print(f"tracking link: {test['tracking_url']}", soft_wrap=True)
-    console.print(f"postback URL:  {test['postback_url']}", soft_wrap=True)
+    console.print(f"tracking link: {escape(test['tracking_url'])}", soft_wrap=True)
+    console.print(f"postback URL:  {escape(test['postback_url'])}", soft_wrap=True)
     for name in ("click_test", "conversion_test"):
         result = test[name]
         colour = {"passed": "green", "failed": "red"}.get(result["status"], "yellow")

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 import orjson
 import typer
+from rich.markup import escape
 
 from clickback.cli import (
     CursorOption,
@@ -116,7 +117,7 @@ def affiliate_postback(
         _show_postback(affiliate_id, None, db, as_json)
         return
     where = f"affiliate {affiliate_id}" + (f", offer {offer}" if offer is not None else "")
-    console.print(f"{where}: postbacks go to {config.url}", soft_wrap=True)
+    console.print(f"{where}: postbacks go to {escape(config.url)}", soft_wrap=True)
     console.print(
         f"  method {config.method}; events {', '.join(sorted(config.events)) or 'none'}; "
         f"signed: {'yes (secret set)' if config.secret else 'no (no secret)'}",
@@ -151,7 +152,11 @@ def _show_postback(affiliate_id: int, offer: int | None, db: str | None, as_json
         print(orjson.dumps({"affiliate_id": affiliate_id, **own, "overrides": overrides}).decode())
         return
     if offer is None:
-        where = f"to {own['postback_url']}" if own["postback_url"] else "nowhere (no postback URL)"
+        where = (
+            f"to {escape(own['postback_url'])}"
+            if own["postback_url"]
+            else "nowhere (no postback URL)"
+        )
         console.print(
             f"affiliate {affiliate_id}: postbacks go {where} ({own['postback_method']}; "
             f"{', '.join(own['postback_events'])}; {'signed' if own['signed'] else 'unsigned'}"

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from clickback.cli import (
     CursorOption,
@@ -24,7 +25,7 @@ from clickback.domain.tokens import AFFILIATE, ROLES, token_terms
 
 
 def _refuse(code: str, message: str) -> typer.Exit:
-    console.print(f"[red]error[/red] ({code}): {message}", soft_wrap=True)
+    console.print(f"[red]error[/red] ({code}): {escape(message)}", soft_wrap=True)
     return typer.Exit(2)
 
 

@@ -213,3 +213,14 @@ def test_a_signature_is_not_required_by_cli_without_a_signing_secret(sqlite_db: 
     cli("advertiser", "security", "1", "--signing-secret", "", db=sqlite_db, exit_code=2)
     [adv] = [orjson.loads(x) for x in cli("advertiser", "list", "--json", db=sqlite_db).split()]
     assert adv["require_signature"] is True
+
+
+def test_a_url_in_square_brackets_is_printed_as_stored(sqlite_db: str) -> None:
+    # an IPv6 host (with its zone) is what a console's markup tag looks like: printed as
+    # markup, the host was gone (`postbacks go to http:///pb`)
+    cli("affiliate", "create", "Pub", db=sqlite_db)
+    url = "http://[fe80::1%25eth0]/pb?c={refid}"
+    said = " ".join(_postback(sqlite_db, "1", "--url", url).split())
+    assert f"postbacks go to {url}" in said, said
+    shown = " ".join(cli("affiliate", "postback", "1", db=sqlite_db, columns=300).split())
+    assert f"postbacks go to {url}" in shown, shown

@@ -45,7 +45,17 @@ _BRACED = re.compile(r"\{([^{}]*)\}")
 
 def unknown_macro(url: str) -> InputError | None:
     """The error for a `{name}` in a postback URL that is no macro (`{payout}`, a typo):
-    it would be sent as the text `{payout}`, and the affiliate would read nothing."""
+    it would be sent as the text `{payout}`, and the affiliate would read nothing. So for
+    a macro after the URL's `#`: its fragment is never sent."""
+    _, hash_sign, fragment = url.partition("#")
+    if hash_sign and (inside := [m for m in _BRACED.findall(fragment) if m in MACROS]):
+        return InputError(
+            f"`{{{inside[0]}}}` is after the `#` of `postback_url`: what follows a `#` is "
+            "never sent, so the affiliate would read nothing there; put it in the query "
+            f"(`?{inside[0]}={{{inside[0]}}}`), or a `#` meant as text as `%23`",
+            code="invalid_url",
+            field="postback_url",
+        )
     for braced in _BRACED.findall(url):
         name = braced.strip()
         # a macro, or braces around no name (`{}`, a JSON-like literal): not taken for one
