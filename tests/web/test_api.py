@@ -40,9 +40,16 @@ async def test_stored_tokens_work_and_read_tokens_cannot_write(
     assert r.status_code == 403
     s = await make_offer(client, advertiser={"postback_token": "t0k"})
     seen = (await client.get(f"/api/v1/advertisers/{s['advertiser']['id']}", headers=ro)).json()
-    assert seen["postback_token"] == "" and seen["name"] == "Shop"  # secrets are for admins
+    # secrets are for admins: one set is said to be, hidden
+    assert seen["postback_token"] == "(hidden)" and seen["name"] == "Shop"
     listed = (await client.get("/api/v1/advertisers", headers=ro)).json()["items"]
-    assert [a["postback_token"] for a in listed] == [""]
+    assert [a["postback_token"] for a in listed] == ["(hidden)"]
+    # an affiliate's postback secret: hidden when set, blank when not (unsigned)
+    aff = f"/api/v1/affiliates/{s['affiliate']['id']}"
+    assert (await client.get(aff, headers=ro)).json()["postback_secret"] == ""
+    r = await client.patch(aff, json={"postback_secret": "sek"}, headers=AUTH)
+    assert r.status_code == 200, r.text
+    assert (await client.get(aff, headers=ro)).json()["postback_secret"] == "(hidden)"
 
 
 async def test_create_answers_201_with_the_object(client: httpx.AsyncClient) -> None:

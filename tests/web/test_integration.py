@@ -300,7 +300,7 @@ async def test_read_token_is_not_shown_the_advertisers_postback_token(
         advertiser={"require_token": True, "postback_token": "s3cret"},
     )
     adv = (await client.get(f"/api/v1/advertisers/{s['advertiser']['id']}", headers=ro)).json()
-    assert adv["postback_token"] == ""
+    assert adv["postback_token"] == "(hidden)"
     # the postback URL and the integration test name the token without giving it
     path = f"/api/v1/offers/{s['offer']['id']}/postback-url"
     shown = (await client.get(path, headers=ro)).json()["postback_url"]

@@ -165,10 +165,11 @@ def redact(item: dict[str, Any], caller: Caller) -> dict[str, Any]:
     """Secrets that would let a reader forge postbacks are for admin tokens only: an
     object's own, the `token` a ledger row's postback was sent with, and the password
     in an outbound postback URL's credentials (an override's, an attempt's too); an
-    affiliate token is not shown a row's advertiser either."""
+    affiliate token is not shown a row's advertiser either. A secret that is set reads
+    `(hidden)`, one that is not `""`: a blank for both read as "unsigned"."""
     if caller.role == "admin":
         return item
-    out = {k: ("" if k in SECRETS and v else v) for k, v in item.items()}
+    out = {k: (HIDDEN if k in SECRETS and v else v) for k, v in item.items()}
     for key, value in out.items():
         if key in URLS and isinstance(value, str):
             out[key] = hide_password(value)
