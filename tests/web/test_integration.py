@@ -8,6 +8,7 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
@@ -500,6 +501,53 @@ async def test_a_test_postback_repeating_another_tests_order_number_does_not_pas
     r = await client.get(f"/postback?refid={rerun['refid']}&orderamount=1&ordernumber=TEST-9")
     assert r.json()["status"] == "duplicate"
     assert (await read_test(client, test["id"]))["conversion_test"]["status"] == "passed"
+
+
+async def test_a_rerun_is_not_passed_by_the_refid_of_an_earlier_run(
+    client: httpx.AsyncClient,
+) -> None:
+    """A shop that kept the first run's RefID (hard-coded, cached) does not pass a rerun:
+    the test waits, saying which postback carried an old RefID; this run's RefID, or one
+    of a click on the test link made since (a test order), passes it."""
+    s = await make_offer(client)
+    test = await start_test(client, s["offer"]["id"])
+    old = test["refid"]
+    r = await client.post(f"/api/v1/integration-tests/{test['id']}/rerun", headers=AUTH)
+    assert r.status_code == 200 and r.json()["refid"] != old, r.text
+    r = await client.get(f"/postback?refid={old}&orderamount=5&ordernumber=STALE-1")
+    assert r.json()["status"] == "accepted", r.text  # a test conversion all the same
+    stale = await read_test(client, test["id"])
+    assert stale["conversion_test"]["status"] == "pending", stale["conversion_test"]
+    [why] = stale["conversion_test"]["reasons"]
+    assert (why["code"], why["field"]) == ("stale_refid", "refid"), why
+    assert "before this run of the test" in why["message"]
+    # a visitor's click on the test link since the rerun, then its order: passed
+    code = stale["tracking_url"].rsplit("/c/", 1)[1]
+    r = await client.get(f"/c/{code}", follow_redirects=False)
+    fresh = parse_qs(urlsplit(r.headers["location"]).query)["refid"][0]
+    r = await client.get(f"/postback?refid={fresh}&orderamount=5&ordernumber=FRESH-1")
+    assert r.json()["status"] == "accepted", r.text
+    assert (await read_test(client, test["id"]))["conversion_test"]["status"] == "passed"
+
+
+async def test_a_pending_conversion_test_names_postbacks_whose_refid_was_lost(
+    client: httpx.AsyncClient,
+) -> None:
+    """The commonest mistake, the RefID lost or cut short on its way to the shop's
+    server, names no link: the test, pending, says that such postbacks came since it
+    began, which, and why the newest was refused."""
+    s = await make_offer(client)
+    test = await start_test(client, s["offer"]["id"])
+    assert (await read_test(client, test["id"]))["conversion_test"]["reasons"] == []
+    for refid in (test["refid"][:-1], ""):
+        await client.get(f"/postback?refid={refid}&orderamount=5&ordernumber=L-1")
+    ledger = (await client.get("/api/v1/postbacks", headers=AUTH)).json()["items"]
+    waiting = (await read_test(client, test["id"]))["conversion_test"]
+    assert waiting["status"] == "pending", waiting
+    [why] = waiting["reasons"]
+    assert (why["code"], why["field"]) == ("refid_unmatched", "refid"), why
+    assert f"postbacks {ledger[0]['id']}, {ledger[1]['id']} named no click" in why["message"]
+    assert f"the newest refused ({ledger[0]['code']}:" in why["message"], why["message"]
 
 
 async def test_a_test_affiliate_archived_before_it_could_not_be_serves_again_once_migrated(

@@ -22,7 +22,7 @@ import orjson
 
 from clickback.domain import admin, attribution, security
 from clickback.domain.ports import Store
-from clickback.domain.refid import TEXT_LEN
+from clickback.domain.refid import TEXT_LEN, created_ms
 from clickback.domain.timefmt import iso
 from clickback.domain.tracker import Tracker
 from clickback.errors import NotFoundError
@@ -199,12 +199,20 @@ async def remove(store: Store, tracker: Tracker, test_id: int) -> None:
 
 
 async def conversion_test(store: Store, test: dict[str, Any]) -> dict[str, Any]:
-    """Test 2, read from the ledger: the postbacks for the test link since the (re)start."""
-    rows = await store.test_postbacks(test["link_id"], test["started_at"], 50)
+    """Test 2, read from the ledger: the postbacks for the test link since the (re)start,
+    with this run's RefID or one of a click made since (a test order placed through the
+    test link). Until one comes, what may be the advertiser's attempts is said: one with
+    a RefID of an earlier run, or ones whose RefID named no click (lost, cut short)."""
+    every = await store.test_postbacks(test["link_id"], test["started_at"], 50)
+    rows = [r for r in every if _of_this_run(r["refid"], test)]
     if not rows and not test["refid"]:
         return {"status": PENDING, "reasons": [NO_REFID], "postback_ids": []}
     if not rows:
-        return {"status": PENDING, "reasons": [], "postback_ids": []}
+        return {
+            "status": PENDING,
+            "reasons": await _waiting(store, test, every),
+            "postback_ids": [],
+        }
     ids = [r["id"] for r in rows]
     if any(r["outcome"] == "accepted" for r in rows):
         return {"status": PASSED, "reasons": [], "postback_ids": ids}
@@ -219,6 +227,51 @@ async def conversion_test(store: Store, test: dict[str, Any]) -> dict[str, Any]:
         errors = orjson.loads(latest["errors"])
         reasons = [reason(e["code"], e["field"], e["message"]) for e in errors]
     return {"status": FAILED, "reasons": reasons, "postback_ids": ids}
+
+
+def _of_this_run(refid: str, test: dict[str, Any]) -> bool:
+    """A RefID this run of the test made, or one of a click on its link since it began:
+    not one an earlier run made (a shop that kept the first run's RefID passed a rerun
+    without carrying a visitor's)."""
+    if not refid:  # sent under another name (`click_id`): the ledger keeps it blank
+        return True
+    try:
+        return bool(refid == test["refid"] or created_ms(refid) * 1000 >= test["started_at"])
+    except ValueError:  # not of this server's form: the link's own, whenever made
+        return True
+
+
+async def _waiting(
+    store: Store, test: dict[str, Any], earlier: list[dict[str, Any]]
+) -> list[dict[str, str]]:
+    """Why no postback of this run has come, as far as the ledger tells: one fired with
+    an earlier run's RefID, or postbacks since the run began whose RefID named no click,
+    which may be the advertiser's with the RefID lost on the way."""
+    if earlier:
+        return [
+            reason(
+                "stale_refid",
+                "refid",
+                f"postback {earlier[0]['id']} carried the RefID of a click made before this"
+                " run of the test: fire the postback with this run's RefID (or that of a"
+                " click made since), as it came, whole",
+            )
+        ]
+    unmatched = await store.unmatched_postbacks(test["started_at"], 3)
+    if not unmatched:
+        return []
+    newest = orjson.loads(unmatched[0]["errors"] or "[]")
+    why = f" ({newest[0]['code']}: {newest[0]['message']})" if newest else ""
+    ids = ", ".join(str(r["id"]) for r in unmatched)
+    return [
+        reason(
+            "refid_unmatched",
+            "refid",
+            f"no postback with this test's RefID yet; since the test began, postbacks {ids}"
+            f" named no click by their RefID, the newest refused{why}. If one is yours, its"
+            " RefID was lost or changed on the way: send it as the click brought it, whole",
+        )
+    ]
 
 
 # a conversion test whose click test made no RefID: there is no postback to fire yet

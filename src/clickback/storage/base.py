@@ -129,6 +129,10 @@ def link_from_row(r: Mapping[str, Any]) -> Link:
     )
 
 
+# how far back (postbacks) an integration test looks for one whose RefID named no link
+UNMATCHED_SCAN = 5000
+
+
 class SqlStore(OutboxSql, ScreeningSql, ReportSql, RatesSql):
     """Engine-neutral part of a Store. Subclasses set `engine` and the primitives."""
 
@@ -432,6 +436,18 @@ class SqlStore(OutboxSql, ScreeningSql, ReportSql, RatesSql):
             "SELECT * FROM postbacks WHERE is_test = 1 AND link_id = ? AND received_at >= ? "
             "ORDER BY id DESC LIMIT ?",
             link_id,
+            since,
+            limit,
+        )
+
+    async def unmatched_postbacks(self, since: int, limit: int) -> list[dict[str, Any]]:
+        """The newest postbacks received since `since` whose RefID named no link (lost,
+        cut short, garbled), originals only, looked for among the newest
+        `UNMATCHED_SCAN` of the ledger (it has no index but its id)."""
+        return await self._fetch(
+            f"SELECT * FROM (SELECT * FROM postbacks ORDER BY id DESC LIMIT {UNMATCHED_SCAN})"
+            " AS p WHERE link_id IS NULL AND replay_of IS NULL AND received_at >= ?"
+            " ORDER BY id DESC LIMIT ?",
             since,
             limit,
         )
