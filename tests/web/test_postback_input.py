@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 import orjson
 
+from clickback.domain.refid import RefIdCodec
 from clickback.web.app import ClickbackApp
 from tests.conftest import AUTH, click, form_post_scope, make_offer
 from tests.web.test_tracking import conversions
@@ -427,6 +428,20 @@ async def test_an_unfilled_placeholder_is_told_so_and_a_hint_leads_the_errors(
         "no click was tracked with this RefID: RefIDs this tracker issues have 36 characters"
         " and this one has 30; was it cut short on the way (a database column, a URL cut)?"
     )
+    # one of this tracker's form that does not verify (another installation's secret,
+    # its letters' case changed) says so; one encoded twice on its way says that
+    other = RefIdCodec(["another installation's secret"]).issue(s["link"]["id"], 1_800_000_000_000)
+    for sent in (other, refid.swapcase()):
+        r = await client.get(f"/postback?refid={sent}&orderamount=1&ordernumber=P1")
+        [error] = r.json()["errors"]
+        assert r.status_code == 404 and error["code"] == "unknown_refid", r.text
+        assert "its signature does not verify here" in error["message"], error
+        assert "another installation" in error["message"], error
+    encoded = refid[:10] + "%252D" + refid[11:]
+    r = await client.get(f"/postback?refid={encoded}&orderamount=1&ordernumber=P1")
+    [error] = r.json()["errors"]
+    assert r.status_code == 404 and error["code"] == "unknown_refid", r.text
+    assert "is percent-encoded (`%2D` where a character should be)" in error["message"], error
     # a RefID with something after it (a fragment, a slash, a %20 encoded twice) is told
     # so, naming both, not taken for a placeholder
     for after in ("#section", "/", "%2520", "?utm=x"):

@@ -9,6 +9,7 @@ here, from the conversion the store found it repeats.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -60,16 +61,27 @@ class Refusal:
 NOTHING_WORDS = frozenset({"undefined", "null", "none", "nil", "nan", "(null)", "false"})
 
 
+_ESCAPED = re.compile(r"%[0-9A-Fa-f]{2}")  # what a RefID encoded twice still holds
+
+
 def unknown_refid(sent: str = "", after: str = "") -> Refusal:
     """A RefID of no click; `sent`, where it is a placeholder left unfilled, is told so,
     and where it is a RefID with `after` added after it (a `#fragment`, a `/`, a `%20`
     encoded twice), that."""
     message = "no click was tracked with this RefID"
+    escaped = _ESCAPED.search(sent)
     if after:
         message = (
             f"the RefID `{sent[: len(sent) - len(after)]}` was sent with `{after[:40]}` added"
             " after it: send the RefID alone (whatever the page or the URL template put"
             " after it is not part of it)"
+        )
+    elif escaped:
+        message = (
+            f"`{sent[:40]}` is percent-encoded (`{escaped.group(0)}` where a character"
+            " should be): the RefID was encoded twice on its way, by code that"
+            " encoded a value the URL already carried encoded; send it as the landing page"
+            " got it"
         )
     elif sent and placeholder(sent):
         message = (
@@ -81,6 +93,12 @@ def unknown_refid(sent: str = "", after: str = "") -> Refusal:
             f"`{sent}` is what code writes for a variable that holds nothing, not a RefID: the"
             " RefID the landing page got was not kept (cookie, hidden field, session) or not"
             " handed to the code that fires the postback"
+        )
+    elif len(sent) == TEXT_LEN and REFID_ALPHABET.issuperset(sent):
+        message += (
+            ": it has the form of this tracker's RefIDs, but its signature does not verify"
+            " here: it was issued by another installation (a staging tracker, another"
+            " CLICKBACK_SECRET) or changed on the way (a character, its letters' case)"
         )
     elif 0 < len(sent) < TEXT_LEN and REFID_ALPHABET.issuperset(sent):
         message += (
