@@ -26,6 +26,7 @@ from clickback.cli import (
     printable,
     public_base,
 )
+from clickback.cli_traffic import TestOption, test_flag
 from clickback.domain import attribution
 from clickback.domain.ports import Store
 from clickback.errors import NotFoundError
@@ -67,15 +68,23 @@ def postbacks_list(
     ordernumber: str | None = None,
     since: Annotated[str | None, typer.Option(help="Received at or after (ISO 8601).")] = None,
     until: Annotated[str | None, typer.Option(help="Received before (ISO 8601).")] = None,
+    test: TestOption = None,
     db: DbOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """The postback ledger, newest first: every postback received, with its outcome.
-    RefIDs and errors are shown whole, over more lines when the terminal is narrow;
-    --json prints every field, the parameters as sent among them."""
+    """The postback ledger, newest first: every postback received, with its outcome;
+    `is_test` marks the integration tests' ones (a test order may carry a real one's
+    number). RefIDs and errors are shown whole, over more lines when the terminal is
+    narrow; --json prints every field, the parameters as sent among them."""
     from clickback.web.present import parse_time
 
-    filters = _given(outcome=outcome, code=code, refid=refid, ordernumber=ordernumber)
+    filters = _given(
+        outcome=outcome,
+        code=code,
+        refid=refid,
+        ordernumber=ordernumber,
+        is_test=test_flag(test),
+    )
     lo = parse_time(since, "since") if since else None
     hi = parse_time(until, "until") if until else None
     columns = [
@@ -89,6 +98,7 @@ def postbacks_list(
         "errors",
         "conversion_id",
         "replay_of",  # a replay is judged, and listed, at its original's time
+        "is_test",
     ]
     whole = ("refid", "errors")
     _list(db, "postbacks", columns, limit, filters, as_json, lo, hi, _errors_cell, whole, cursor)

@@ -74,7 +74,7 @@ def conversions_list(
         advertiser_id=advertiser,
         link_id=link,
         status=status,
-        is_test=_test_flag(test),
+        is_test=test_flag(test),
     )
     columns = [
         "id",
@@ -126,7 +126,7 @@ def clicks_list(
         affiliate_id=affiliate,
         link_id=link,
         sub1=sub1,
-        is_test=_test_flag(test),
+        is_test=test_flag(test),
     )
     _list(db, "clicks", columns, limit, filters, as_json, *_range(since, until), cursor=cursor)
 
@@ -266,7 +266,7 @@ def conversions_export(
         offer_id=offer,
         affiliate_id=affiliate,
         status=status,
-        is_test=_test_flag(test),
+        is_test=test_flag(test),
     )
     _export(db, "conversions", out, filters, since, until, limit)
 
@@ -290,10 +290,10 @@ def clicks_export(
         affiliate_id=affiliate,
         link_id=link,
         sub1=sub1,
-        is_test=_test_flag(test),
+        is_test=test_flag(test),
     )
     _export(db, "clicks", out, filters, since, until, limit)
 
 
-def _test_flag(test: bool | None) -> int | None:
+def test_flag(test: bool | None) -> int | None:
     return None if test is None else int(test)

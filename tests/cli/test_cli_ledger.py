@@ -298,13 +298,22 @@ def test_conversions_list_shows_which_are_test_conversions(
     assert same["ordernumber"] == "REAL-1"
     assert listed(any_db, "--until", made, "--test") == []  # the test's came after
     assert listed(any_db, "--advertiser", "2") == []
+    # the ledger says which postbacks were the tests', and lists them apart
+    [simulated] = [c["ordernumber"] for c in listed(any_db, "--test")]
+    ledger = table_rows(cli("postbacks", "list", db=any_db, columns=400))
+    assert [(r["ordernumber"], r["is_test"]) for r in ledger] == [
+        (simulated, "True"),
+        ("REAL-1", "False"),
+    ]
+    assert [p["ordernumber"] for p in listed(any_db, "--test", kind="postbacks")] == [simulated]
+    assert [p["ordernumber"] for p in listed(any_db, "--no-test", kind="postbacks")] == ["REAL-1"]
     [clicked] = [orjson.loads(x) for x in cli("clicks", "list", "--json", db=any_db).split()][-1:]
     assert len(listed(any_db, "--since", clicked["created_at"], kind="clicks")) == 2
     assert listed(any_db, "--until", clicked["created_at"], kind="clicks") == []
 
 
 def listed(db: str, *args: str, kind: str = "conversions") -> list[dict[str, Any]]:
-    return [orjson.loads(x) for x in cli(kind, "list", "--json", *args, db=db).split()]
+    return [orjson.loads(x) for x in cli(kind, "list", "--json", *args, db=db).splitlines()]
 
 
 def test_postback_url_command(sqlite_db: str) -> None:
