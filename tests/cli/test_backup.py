@@ -278,3 +278,48 @@ def test_a_database_in_a_directory_that_is_not_there_is_named_with_the_fix(
     absolute = cli("offer", "list", db=f"sqlite:///{tmp_path}/gone/x.db", exit_code=2, columns=400)
     assert f"the directory {tmp_path}/gone does not exist" in absolute, absolute
     assert "four slashes" not in absolute, absolute
+
+
+def test_a_damaged_reports_file_is_said_once_a_minute_with_what_to_do(
+    sqlite_db: str, tmp_path: Path
+) -> None:
+    """Pages of the reports file damaged: every rollup pass failed, each with a
+    traceback, and nothing said what to do. Now one line says which file and how to
+    have it made again; done so, the reports hold every click."""
+    import httpx
+
+    server = Server(sqlite_db, tmp_path)
+    reports = Path(sqlite_db.removeprefix("sqlite:///") + "-reports")
+    server.start("--demo")
+    server.stop()
+    with sqlite3.connect(reports) as conn:
+        size = conn.execute("PRAGMA page_size").fetchone()[0]
+        [root] = conn.execute(
+            "SELECT rootpage FROM sqlite_master WHERE name = 'report_clicks_7'"
+        ).fetchone()
+    with reports.open("r+b") as f:  # the table's root page, garbled
+        f.seek((root - 1) * size)
+        f.write(b"\xff" * 64)
+    server.start()
+    try:
+        [link] = re.findall(r"Tracking link: (\S+)", server.log.read_text())[-1:]
+        for i in range(5):
+            r = httpx.get(f"{link}&sub2=s{i}", follow_redirects=False, timeout=10)
+            assert r.status_code == 302, r.text
+        said = "rollup tick failed, and fails until it is dealt with"
+        deadline = time.monotonic() + 20
+        while said not in server.log.read_text() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        time.sleep(3)  # passes go on failing, once a second
+        log = server.log.read_text()
+    finally:
+        server.stop()
+    text = " ".join(log.split())
+    assert text.count(said) == 1, log[-3000:]
+    assert f"it is the reports file {reports}" in text and "move that file away" in text
+    assert "Traceback" not in log, log[-3000:]
+    for suffix in ("", "-wal", "-shm"):  # as it says
+        moved = Path(f"{reports}{suffix}")
+        if moved.exists():
+            moved.rename(tmp_path / f"damaged{suffix}")
+    _reports_reach(sqlite_db, 5, 0)

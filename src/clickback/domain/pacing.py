@@ -12,6 +12,7 @@ down instead, and the bound holds.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -48,11 +49,22 @@ def rest(worked: float, share: float, behind: int, max_lag_us: int, busy: bool =
     return worked * (1 / share - 1)
 
 
+# when each kind of pass last said that a database file is damaged (monotonic seconds)
+_SAID_DAMAGED: dict[str, float] = {}
+DAMAGED_EVERY = 60.0
+
+
 def say_failed(log: logging.Logger, store: RollupStore, what: str, exc: BaseException) -> None:
     """A background job's pass that failed, in the log: with its traceback, but for the
     database out of reach (down, or its file gone), said in a line: every pass says it
-    again until it is back."""
-    if store.unavailable(exc):
+    again until it is back; and a damaged file, said with what to do, once a minute
+    (every pass fails the same way until the file is dealt with)."""
+    if damage := store.damaged(exc):
+        now = time.monotonic()
+        if now - _SAID_DAMAGED.get(what, -DAMAGED_EVERY) >= DAMAGED_EVERY:
+            _SAID_DAMAGED[what] = now
+            log.error("%s failed, and fails until it is dealt with: %s", what, damage)
+    elif store.unavailable(exc):
         log.warning("%s failed, the database out of reach (%s); retrying", what, exc)
     else:
         log.exception("%s failed; retrying", what)

@@ -240,6 +240,10 @@ class Store(OutboxStore, ReportStore, RollupStore, Protocol):
         that a statement or the code is wrong."""
         ...
 
+    def damaged(self, exc: BaseException) -> str:
+        """What to do, when `exc` says a database file is damaged; "" when it does not."""
+        ...
+
     async def close(self) -> None: ...
 
     # hot paths: each returns once its row is committed (group commit)

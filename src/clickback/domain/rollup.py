@@ -90,6 +90,7 @@ class Held:
 
 class RollupStore(Protocol):
     def unavailable(self, exc: BaseException) -> bool: ...
+    def damaged(self, exc: BaseException) -> str: ...
     @property
     def click_settle_us(self) -> int:
         """How long after its RefID was stamped a click may still commit: how old the

@@ -164,6 +164,10 @@ class SqlStore(OutboxSql, ScreeningSql, ReportSql, RatesSql):
         that a statement or the code is wrong."""
         return isinstance(exc, self.unavailable_errors)
 
+    def damaged(self, exc: BaseException) -> str:
+        """What to do, when `exc` says a database file is damaged (SQLite's); "" else."""
+        return ""
+
     def _sql(self, sql: str) -> str:
         if self.engine != "postgres":
             return sql

@@ -139,6 +139,10 @@ def ledger_args(x: LedgerRow, outcome: Outcome, conversion_id: int | None) -> tu
     )
 
 
+# what SQLite says of a file whose pages it cannot read as its own
+_DAMAGED = frozenset({sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB})
+
+
 def path_from_url(url: str) -> str:
     path = url.removeprefix("sqlite://")
     if path.startswith("/"):
@@ -268,6 +272,18 @@ class SqliteStore(SqlStore):
         if isinstance(exc, sqlite3.OperationalError):
             return str(exc) in _UNAVAILABLE_FILE
         return isinstance(exc, self.unavailable_errors)
+
+    def damaged(self, exc: BaseException) -> str:
+        code = getattr(exc, "sqlite_errorcode", None)
+        if not isinstance(exc, sqlite3.DatabaseError) or code not in _DAMAGED:
+            return ""
+        reports = os.path.abspath(reports_path(self.path))
+        return (
+            f"a database file is damaged ({exc}). If clicks and postbacks are still answered,"
+            f" it is the reports file {reports}, which holds nothing but what is made again"
+            " from the database's rows: stop clickback, move that file away with its -wal and"
+            " -shm, and start again. If not, restore the database from a backup (docs/deploy.md)"
+        )
 
     def __init__(self, path: str, batch_max: int = 512):
         self.path = path
