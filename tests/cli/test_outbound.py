@@ -175,7 +175,8 @@ def test_postback_disabled_after_failures_and_reenabled(sqlite_db: str, tmp_path
         finally:
             server.stop()
         log = server.log.read_text()
-        assert "answered 500; to be retried" in log, log
+        assert log.count("answered 500; to be retried") == 2, log
+        assert log.count("answered 500; held while the affiliate's postback is disabled") == 1
         assert "affiliate 1's postback is disabled after 3 failures in a row" in log, log
         assert "s3cret" not in log and f"127.0.0.1:{receiver.port}/pb" not in log, log
 

@@ -169,13 +169,16 @@ class Sender:
             f"outbound postback {row['delivery_id']} ({row['event']} of conversion"
             f" {row['id']}) to affiliate {row['delivery_affiliate']}: {answer}"
         )
+        affiliate = await self.store.get_row("affiliates", row["delivery_affiliate"])
         if state == outbound.FAILED:
             log.warning(
                 "%s; failed, not retried (clickback deliveries show %s)", what, row["delivery_id"]
             )
+        elif affiliate is not None and affiliate["postback_disabled_at"] is not None:
+            # disabled by this failure or another's at the same time: the delivery is held
+            log.info("%s; held while the affiliate's postback is disabled", what)
         else:
             log.info("%s; to be retried", what)
-        affiliate = await self.store.get_row("affiliates", row["delivery_affiliate"])
         if affiliate is not None and affiliate["postback_disabled_at"] == done:
             log.warning(
                 "affiliate %s's postback is disabled after %s failures in a row: its"
