@@ -51,7 +51,14 @@ async def test_pages_need_a_login_and_the_cookie_is_locked_down(client: httpx.As
     assert "default-src 'self'" in page.headers["content-security-policy"]
     for path in ("/ui/reports", "/ui/conversions", "/ui/postbacks", "/ui/offers"):
         assert (await client.get(path)).status_code == 200, path
-    assert (await client.get("/ui/conversions/12345")).status_code == 404
+    # what is not there is said in the dashboard's frame, not as the API's JSON
+    for path, said in (
+        ("/ui/conversions/12345", "conversion 12345 does not exist"),
+        ("/ui/no-such-page", "there is no page /ui/no-such-page"),
+    ):
+        r = await client.get(path)
+        assert r.status_code == 404 and r.headers["content-type"].startswith("text/html"), path
+        assert said in r.text and 'href="/ui/reports"' in r.text, r.text
     sealed = client.cookies["clickback_session"]
     client.cookies.clear()
     client.cookies.set("clickback_session", sealed[:-2] + ("AA" if sealed[-2:] != "AA" else "BB"))
@@ -105,7 +112,9 @@ async def test_changes_need_the_csrf_value_and_an_admin(client: httpx.AsyncClien
     await login(client, ADMIN)
     page = await client.get(f"/ui/conversions/{cid}")
     body["csrf"] = "wrong"
-    assert (await client.post(f"/ui/conversions/{cid}/status", data=body)).status_code == 403
+    r = await client.post(f"/ui/conversions/{cid}/status", data=body)
+    assert r.status_code == 403 and "this form is stale" in r.text, r.text
+    assert r.headers["content-type"].startswith("text/html")
     body["csrf"] = csrf_of(page.text)
     r = await client.post(f"/ui/conversions/{cid}/status", data=body)
     assert r.headers["location"] == f"/ui/conversions/{cid}?done=approved"
@@ -155,7 +164,8 @@ async def test_logging_out_ends_the_session_for_a_copy_of_its_cookie(
     client.cookies.set("clickback_session", copied, path="/ui")  # the cookie replayed
     r = await client.get("/ui/offers")
     assert r.status_code == 303 and r.headers["location"].startswith("/ui/login")
-    assert (await client.post("/ui/logout", data={"csrf": csrf_of(page.text)})).status_code == 401
+    r = await client.post("/ui/logout", data={"csrf": csrf_of(page.text)})
+    assert r.status_code == 401 and "log in again" in r.text, r.text
     client.cookies.clear()
     client.cookies.set("clickback_session", other, path="/ui")
     assert (await client.get("/ui/offers")).status_code == 200  # only that session ended

@@ -56,6 +56,11 @@ HEADERS = {
     "referrer-policy": "same-origin",
     "cache-control": "no-store",
 }
+STALE_FORM = (
+    "this form is stale (opened before the session it was sent in began): reload the page"
+    " and send it again"
+)
+LOG_IN_FIRST = "the session has ended: log in again, then send the form again"
 # the report table shows every metric but the commission of rejected and reversed ones
 TABLE_METRICS = [m for m in METRICS if m not in ("rejected_commission", "reversed_commission")]
 MAX_FORM = 65_536
@@ -114,7 +119,7 @@ class Ui:
             session = await self.sessions.current(request)
             if session is None:
                 if request.method != "GET":
-                    return Response("log in first", 401)
+                    return self._error(request, None, 401, LOG_IN_FIRST)
                 asked = request.url.path  # with its filters, for a bookmarked list
                 if request.url.query:
                     asked += "?" + request.url.query
@@ -122,7 +127,7 @@ class Ui:
             if form:
                 posted = await read_form(request)
                 if not same(str(posted.get("csrf", "")), session.csrf):
-                    return Response("the form is stale: reload the page and retry", 403)
+                    return self._error(request, session, 403, STALE_FORM)
                 if any("\x00" in v for v in posted.values()):  # PostgreSQL cannot hold it
                     return back(request, error="text may not hold the character U+0000")
                 if admin and not session.admin:
@@ -132,12 +137,28 @@ class Ui:
                 return await handler(request, session)
             except ClickbackError as exc:
                 if request.method == "GET" and not isinstance(exc, InputError):
-                    raise
+                    if request.url.path.endswith(".csv"):  # a download: its error, alone
+                        raise
+                    return self._error(request, session, exc.status, exc.message)
                 if request.method == "GET":
                     return self._refused_filter(request, session, exc)
                 return back(request, error=exc.message)
 
         return endpoint
+
+    def _error(
+        self, request: Request, session: Session | None, status: int, message: str
+    ) -> Response:
+        """A page of the error alone, in the dashboard's frame (not the API's JSON, nor a
+        bare text), with its status."""
+        page = self.render(request, "error.html", session, message=message)
+        page.status_code = status
+        return page
+
+    async def not_found(self, request: Request, session: Session) -> Response:
+        """A path under /ui that is no page (a URL mistyped, a bookmark of another
+        version): said in the dashboard's frame."""
+        return self._error(request, session, 404, f"there is no page {request.url.path}")
 
     def _refused_filter(self, request: Request, session: Session, exc: ClickbackError) -> Response:
         """A page asked with a filter it refuses (a typo in a box, `country=XX`): the same
@@ -151,9 +172,7 @@ class Ui:
             kept = [(k, v) for k, v in kept if k not in ("error", "done")]
             query = urlencode([*kept, ("error", exc.message)])
             return RedirectResponse(f"{request.url.path}?{query}", 303)
-        page = self.render(request, "error.html", session, message=exc.message)
-        page.status_code = exc.status
-        return page
+        return self._error(request, session, exc.status, exc.message)
 
     # -- login ----------------------------------------------------------------------
 
@@ -362,4 +381,5 @@ def routes(app: ClickbackApp) -> list[Route]:
         Route("/ui/reports.csv", ui.page(ui.reports_csv)),
         Route("/ui/static/{name}", ui.static),
         *ui_pages.routes(ui),
+        Route("/ui/{rest:path}", ui.page(ui.not_found)),  # last: what no route above took
     ]
