@@ -20,6 +20,7 @@ def test_every_code_given_a_field_error_is_one_a_filter_takes() -> None:
         "DUPLICATE_ORDERNUMBER": attribution.DUPLICATE_ORDERNUMBER,
         "UNKNOWN_COMMISSIONID": attribution.UNKNOWN_COMMISSIONID,
         "MISSING_RATE": attribution.MISSING_RATE,
+        "THOUSANDS_LIKE": attribution.THOUSANDS_LIKE,
         "TOO_LARGE": ledger.TOO_LARGE,
         "UNSUPPORTED_ENCODING": postback.UNSUPPORTED_ENCODING,
     }

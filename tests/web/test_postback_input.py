@@ -140,31 +140,40 @@ async def test_amounts_at_the_limits_are_taken_or_told_what_is_wrong(
     assert (r.status_code, r.json()["errors"][0]["code"]) == (400, "invalid_percent"), r.text
 
 
-async def test_an_amount_written_with_a_thousands_point_is_refused_not_cut(
+async def test_an_amount_that_a_thousands_point_may_have_written_is_counted_with_a_warning(
     client: httpx.AsyncClient,
 ) -> None:
-    """`2.500` is how a shop formatting with a point between thousands writes 2,500: in
-    a currency of two decimals or none it is refused, saying both readings, not counted
-    as 2.50 (or 2 yen); with its offer's currency too. A currency of three decimals
-    takes it, as do other runs of zeros (`10.0000`)."""
+    """`2.500` is 2.50 to a shop keeping three decimals and 2,500 to one writing a point
+    between thousands: counted as 2.50 (a retry of an order counted so stays a
+    duplicate), with a warning in the answer and the ledger and the conversion flagged,
+    so that it can be found. A currency of three decimals, other runs of zeros, and
+    decimals that do not fit (refused) are not warned of."""
     s = await make_offer(client, payout_type="cps", payout_percent="10", payout_amount=None)
     refid = await click(client, s["link"])
     for number, amount, currency, whole in (
         ("T1", "2.500", "", "2500"),
         ("T2", "1.000", "JPY", "1000"),
-        ("T3", "10.000", "EUR", "10000"),
-        ("T4", "1.234", "USD", "1234"),
+        ("T3", "49.900", "EUR", "49900"),
     ):
         params = {"refid": refid, "orderamount": amount, "ordernumber": number}
         r = await client.get("/postback", params={**params, "currency": currency})
-        assert r.status_code == 400, (amount, r.text)
-        [error] = r.json()["errors"]
-        assert error["code"] == "invalid_amount", error
-        assert f"as a thousands separator writes {whole}: send {whole} if" in error["message"]
+        assert r.json()["status"] == "accepted", (amount, r.text)
+        [warning] = [w for w in r.json()["warnings"] if w["code"] != "missing_rate"]
+        assert (warning["field"], warning["code"]) == ("orderamount", "thousands_like_amount")
+        assert f"writes {whole}: if that was meant" in warning["message"], warning
+        again = await client.get("/postback", params={**params, "currency": currency})
+        assert again.json()["status"] == "duplicate", again.text
+    flagged = await client.get(
+        "/api/v1/conversions", params={"flag": "thousands_like_amount"}, headers=AUTH
+    )
+    assert sorted(c["orderamount"] for c in flagged.json()["items"]) == ["1", "2.50", "49.90"]
     for number, amount, currency in (("K1", "1.000", "KWD"), ("Z1", "10.0000", "USD")):
         params = {"refid": refid, "orderamount": amount, "ordernumber": number}
         r = await client.get("/postback", params={**params, "currency": currency})
-        assert r.json()["status"] == "accepted", (amount, r.text)
+        warned = {w["code"] for w in r.json().get("warnings", [])}
+        assert r.json()["status"] == "accepted" and warned <= {"missing_rate"}, (amount, r.text)
+    r = await client.get(f"/postback?refid={refid}&orderamount=1.234&ordernumber=F1")
+    assert r.status_code == 400 and "more decimals than USD" in r.text, r.text
 
 
 async def test_a_blank_refid_beside_a_clickid_reads_the_clickid(client: httpx.AsyncClient) -> None:

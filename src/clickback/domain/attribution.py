@@ -30,13 +30,20 @@ from clickback.domain.models import (
     Outcome,
 )
 from clickback.domain.ports import ConversionRow, LedgerRow, StoredOrder
-from clickback.domain.postback import PostbackInput, check_precision, placeholder, too_large
+from clickback.domain.postback import (
+    PostbackInput,
+    check_precision,
+    placeholder,
+    thousands_like,
+    too_large,
+)
 from clickback.domain.refid import ALPHABET as REFID_ALPHABET
 from clickback.domain.refid import TEXT_LEN, RefIdInfo
 
 DAY_US = 86_400_000_000
 MISSING_RATE = "missing_rate"
 UNKNOWN_COMMISSIONID = "unknown_commissionid"
+THOUSANDS_LIKE = "thousands_like_amount"  # `postback.thousands_like`
 DUPLICATE_ORDERNUMBER = "duplicate_ordernumber"
 
 HTTP_STATUS = {
@@ -283,6 +290,8 @@ def decide(
         base_amount = base_commission = None
     if unknown_id:
         flags.append(UNKNOWN_COMMISSIONID)
+    if thousands_like(inp.orderamount, currency):
+        flags.append(THOUSANDS_LIKE)
     return ConversionRow(
         refid=inp.refid,
         offer_id=offer.id,
@@ -338,6 +347,19 @@ def warnings(conversion: ConversionRow, rates: Rates) -> list[FieldError]:
                     if conversion.rule == "default"
                     else f"the affiliate's own payout ({conversion.rule}) applied"
                 ),
+            )
+        )
+    if THOUSANDS_LIKE in conversion.flags:
+        shown = money.format_minor(conversion.orderamount, conversion.currency)
+        thousands = f"{money.from_minor(conversion.orderamount, conversion.currency) * 1000:.0f}"
+        out.append(
+            FieldError(
+                "orderamount",
+                THOUSANDS_LIKE,
+                f"counted as {shown} {conversion.currency}; an amount with three digits after"
+                f" its point is also how a point between thousands writes {thousands}: if that"
+                " was meant, send amounts with no thousands separator, and have this conversion"
+                " rejected",
             )
         )
     if MISSING_RATE in conversion.flags:

@@ -116,6 +116,7 @@ ERROR_CODES = (
     "signature_invalid",
     "token_invalid",
     "token_missing",
+    "thousands_like_amount",
     "too_long",
     "too_many_fields",
     "unencoded_ampersand",

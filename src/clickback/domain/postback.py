@@ -333,22 +333,17 @@ def _too_precise(currency: str) -> FieldError:
 
 
 def check_precision(amount: Decimal, currency: str) -> FieldError | None:
-    """The error for an amount finer than the currency's minor unit, else None. Three
-    decimals after a whole part of 1 to 999, in a currency of fewer, are refused even as
-    zeros: that is how a thousands separator writes an amount (`2.500` for 2,500, PHP's
-    `number_format($x, 0, ',', '.')`), and `2.50` would be counted a thousandth of it."""
-    places = money.exponent(currency)
-    if places < 3 and amount.as_tuple().exponent == -3 and 1 <= amount < 1000:
-        return FieldError(
-            "orderamount",
-            "invalid_amount",
-            f"`orderamount` {amount} has three digits after its point, as a thousands "
-            f"separator writes {amount * 1000:.0f}: send {amount * 1000:.0f} if that is the "
-            "amount, or "
-            + (f"at most {places} decimals" if places else "no decimals")
-            + f" ({currency}) if not",
-        )
+    """The error for an amount finer than the currency's minor unit, else None."""
     return None if money.fits_currency(amount, currency) else _too_precise(currency)
+
+
+def thousands_like(amount: Decimal, currency: str) -> bool:
+    """Whether an amount counted as sent may have been written with a point between its
+    thousands: three decimals, the last of them 0 (finer is refused), after a whole part
+    of 1 to 999, in a currency of fewer decimals. `2.500` is 2.50 to a shop that keeps
+    three decimals (a DECIMAL(10,3) column, `Decimal('100.0') * Decimal('0.85')`) and
+    2,500 to one formatting with `number_format($x, 0, ',', '.')`."""
+    return money.exponent(currency) < 3 and amount.as_tuple().exponent == -3 and 1 <= amount < 1000
 
 
 def too_large(currency: str) -> FieldError:

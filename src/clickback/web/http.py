@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from clickback.domain.attribution import MISSING_RATE, UNKNOWN_COMMISSIONID
+from clickback.domain.attribution import MISSING_RATE, THOUSANDS_LIKE, UNKNOWN_COMMISSIONID
 from clickback.domain.fraud import REPORTED
 from clickback.domain.listing import DEFAULT_LIMIT, LISTS, MAX_LIMIT, text_filter
 from clickback.domain.models import OfferStatus
@@ -228,7 +228,7 @@ HIDDEN_PASSWORD = "***"
 
 # what a click or conversion may be flagged with: a name mistyped (`over_cpa`) found
 # nothing, and was read as "none are flagged so"
-KNOWN_FLAGS = frozenset((*REPORTED, MISSING_RATE, UNKNOWN_COMMISSIONID))
+KNOWN_FLAGS = frozenset((*REPORTED, MISSING_RATE, UNKNOWN_COMMISSIONID, THOUSANDS_LIKE))
 
 
 def _flag(name: str, value: str) -> bool:
