@@ -89,9 +89,8 @@ _AFTER_THE_CHECKS = frozenset(
 
 def passed_for(row: Mapping[str, Any]) -> int | None:
     """The advertiser whose checks of who sent it (token, address, signature) a ledger
-    row passed as it arrived, if it did: a replay judges it as of its arrival in this
-    too, so a token changed since (rotated, say) does not refuse a postback it let in,
-    refused then for the offer paused. One refused for its token is checked again."""
+    row passed as it arrived, if it did: a replay is checked again as things are now,
+    and one refused so is told that it passed then (a token rotated since, say)."""
     passed = row["outcome"] in _AFTER_THE_CHECKS and row["http_status"] not in (413, 414)
     return row["advertiser_id"] if passed else None
 

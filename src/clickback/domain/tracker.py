@@ -7,6 +7,7 @@ answer with. Each call makes one durable write through the store's group commit.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass
@@ -43,6 +44,14 @@ MAX_SUB = 255
 MAX_HEADER_VALUE = 512
 HEAD_REFID = "-" * 36  # a RefID's length and alphabet, whose MAC never holds
 _EMPTY_SUBS = ("", "", "", "", "")
+
+
+# said of a replay refused for who sent it when it passed those checks as it arrived
+CHANGED_SINCE = (
+    "; it passed this check when it arrived: the advertiser's token, allowed addresses or"
+    " signing changed since, and a replay is checked as things are now (have the"
+    " advertiser send it again)"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -233,8 +242,9 @@ class Tracker:
         `more_values` are the later values of parameters of the advertiser's own sent more
         than once: the ledger keeps such a parameter as the list of its values.
         `passed_for` (a replay's) is the advertiser whose token, address and signature
-        checks the postback passed as it arrived: not checked again for that advertiser,
-        so a token changed since refuses no postback it let in (`ledger.passed_for`)."""
+        checks the postback passed as it arrived: checked again all the same (settings
+        made stricter after forged postbacks must hold for their replays too), and a
+        refusal now says that it passed then (`ledger.passed_for`)."""
         now_us = received_at if received_at is not None else self.clock.now_us()
         conversion = None
         link = offer = advertiser = None
@@ -258,7 +268,7 @@ class Tracker:
             link, offer, advertiser = await self._resolve(info.link_id)
         refusal: attribution.Refusal | None
         denied = None
-        if advertiser is not None and advertiser.id != passed_for:
+        if advertiser is not None:
             token = params.get("token", "").strip()  # every value is read trimmed
             denied = security.check(
                 advertiser,
@@ -269,6 +279,8 @@ class Tracker:
                 self.signature_skew_s,
                 self.catalog.token_owners.get(token) if token else None,
             )
+            if denied is not None and advertiser.id == passed_for:
+                denied = dataclasses.replace(denied, message=denied.message + CHANGED_SINCE)
         # what was wrong with the request as it arrived is kept behind any refusal, so a
         # replay once the refusal's cause is gone still knows it (`ledger.INCOMPLETE`)
         arrived = list(extra_errors or [])
