@@ -541,16 +541,25 @@ async def test_a_pending_conversion_test_names_postbacks_whose_refid_was_lost(
     server, names no link: the test, pending, says that such postbacks came since it
     began, which, and why the newest was refused."""
     s = await make_offer(client)
+    token = s["advertiser"]["postback_token"]
     test = await start_test(client, s["offer"]["id"])
     assert (await read_test(client, test["id"]))["conversion_test"]["reasons"] == []
-    for refid in (test["refid"][:-1], ""):
-        await client.get(f"/postback?refid={refid}&orderamount=5&ordernumber=L-1")
+    # another's postbacks that named no click are not named: no token of this
+    # advertiser's, no RefID cut from the test's
+    await client.get("/postback?refid=OTHER-NETWORK-CLICK-9&orderamount=5&ordernumber=X")
+    await client.get("/postback")
+    assert (await read_test(client, test["id"]))["conversion_test"]["reasons"] == []
+    await client.get(f"/postback?refid={test['refid'][:-1]}&orderamount=5&ordernumber=L-1")
+    waiting = (await read_test(client, test["id"]))["conversion_test"]
+    cut = (await client.get("/api/v1/postbacks", headers=AUTH)).json()["items"][0]
+    assert f"since the test began, postback {cut['id']} with" in waiting["reasons"][0]["message"]
+    await client.get(f"/postback?refid=&orderamount=5&ordernumber=L-1&token={token}")
     ledger = (await client.get("/api/v1/postbacks", headers=AUTH)).json()["items"]
     waiting = (await read_test(client, test["id"]))["conversion_test"]
     assert waiting["status"] == "pending", waiting
     [why] = waiting["reasons"]
     assert (why["code"], why["field"]) == ("refid_unmatched", "refid"), why
-    assert f"postbacks {ledger[0]['id']}, {ledger[1]['id']} named no click" in why["message"]
+    assert f"postbacks {ledger[0]['id']}, {ledger[1]['id']} with" in why["message"], why
     assert f"the newest refused ({ledger[0]['code']}:" in why["message"], why["message"]
 
 

@@ -203,8 +203,8 @@ async def conversion_test(store: Store, test: dict[str, Any]) -> dict[str, Any]:
     with this run's RefID or one of a click made since (a test order placed through the
     test link). Until one comes, what may be the advertiser's attempts is said: one with
     a RefID of an earlier run, or ones whose RefID named no click (lost, cut short)."""
-    every = await store.test_postbacks(test["link_id"], test["started_at"], 50)
-    rows = [r for r in every if _of_this_run(r["refid"], test)]
+    every = await store.test_postbacks(test["link_id"], test["started_at"], 500)
+    rows = [r for r in every if _of_this_run(r["refid"], test)][:50]
     if not rows and not test["refid"]:
         return {"status": PENDING, "reasons": [NO_REFID], "postback_ids": []}
     if not rows:
@@ -252,24 +252,29 @@ async def _waiting(
             reason(
                 "stale_refid",
                 "refid",
-                f"postback {earlier[0]['id']} carried the RefID of a click made before this"
-                " run of the test: fire the postback with this run's RefID (or that of a"
-                " click made since), as it came, whole",
+                f"postback {earlier[0]['id']} (answered {earlier[0]['outcome']}) carried the"
+                " RefID of a click made before this run of the test began: this run passes on"
+                " its own RefID, or on that of a click on the test link made since it began",
             )
         ]
-    unmatched = await store.unmatched_postbacks(test["started_at"], 3)
+    offer = await store.get_row("offers", test["offer_id"])
+    advertiser = offer and await store.get_row("advertisers", offer["advertiser_id"])
+    token = advertiser["postback_token"] if advertiser else ""
+    unmatched = await store.unmatched_postbacks(test["started_at"], token, test["refid"], 3)
     if not unmatched:
         return []
     newest = orjson.loads(unmatched[0]["errors"] or "[]")
     why = f" ({newest[0]['code']}: {newest[0]['message']})" if newest else ""
     ids = ", ".join(str(r["id"]) for r in unmatched)
+    which = f"postback {ids}" if len(unmatched) == 1 else f"postbacks {ids}"
     return [
         reason(
             "refid_unmatched",
             "refid",
-            f"no postback with this test's RefID yet; since the test began, postbacks {ids}"
-            f" named no click by their RefID, the newest refused{why}. If one is yours, its"
-            " RefID was lost or changed on the way: send it as the click brought it, whole",
+            f"no postback with this test's RefID yet; since the test began, {which} with"
+            f" this advertiser's token or the test RefID cut short named no click, the newest"
+            f" refused{why}: the RefID was lost or changed on the way; send it as the click"
+            " brought it, whole",
         )
     ]
 

@@ -334,7 +334,9 @@ class Store(OutboxStore, ReportStore, RollupStore, Protocol):
     async def test_postbacks(
         self, link_id: int, since: int, limit: int
     ) -> list[dict[str, Any]]: ...
-    async def unmatched_postbacks(self, since: int, limit: int) -> list[dict[str, Any]]: ...
+    async def unmatched_postbacks(
+        self, since: int, token: str, refid: str, limit: int
+    ) -> list[dict[str, Any]]: ...
 
     async def create_token(
         self, name: str, token_hash: str, role: str, affiliate_id: int | None = None

@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
+import orjson
+
 from clickback.domain import outbound
 from clickback.domain.commission import revenue_terms
 from clickback.domain.listing import LISTS
@@ -444,15 +446,23 @@ class SqlStore(OutboxSql, ScreeningSql, ReportSql, RatesSql):
             limit,
         )
 
-    async def unmatched_postbacks(self, since: int, limit: int) -> list[dict[str, Any]]:
+    async def unmatched_postbacks(
+        self, since: int, token: str, refid: str, limit: int
+    ) -> list[dict[str, Any]]:
         """The newest postbacks received since `since` whose RefID named no link (lost,
-        cut short, garbled), originals only, looked for among the newest
-        `UNMATCHED_SCAN` of the ledger (it has no index but its id)."""
+        cut short, garbled), originals only, that carried `token` (the advertiser's) or
+        a RefID cut from `refid`: looked for among the newest `UNMATCHED_SCAN` of the
+        ledger (it has no index but its id)."""
+        sent = f'%"token":{orjson.dumps(token).decode()}%' if token else None
         return await self._fetch(
-            f"SELECT * FROM (SELECT * FROM postbacks ORDER BY id DESC LIMIT {UNMATCHED_SCAN})"
-            " AS p WHERE link_id IS NULL AND replay_of IS NULL AND received_at >= ?"
+            "SELECT id, refid, errors FROM (SELECT id, link_id, replay_of, received_at, refid,"
+            f" params, errors FROM postbacks ORDER BY id DESC LIMIT {UNMATCHED_SCAN}) AS p"
+            " WHERE link_id IS NULL AND replay_of IS NULL AND received_at >= ?"
+            " AND (params LIKE ? OR (length(refid) >= 8 AND ? LIKE refid || '%'))"
             " ORDER BY id DESC LIMIT ?",
             since,
+            sent,
+            refid,
             limit,
         )
 
