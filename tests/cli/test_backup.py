@@ -274,10 +274,14 @@ def test_a_database_in_a_directory_that_is_not_there_is_named_with_the_fix(
     assert out.returncode == 2, said
     assert f"cannot open the SQLite database {tmp_path}/nowhere/x.db" in said, said
     assert f"the directory {tmp_path}/nowhere does not exist" in said, said
-    assert f"four slashes: sqlite:///{tmp_path}/nowhere/x.db" in said, said
+    assert f"relative to the working directory, {tmp_path};" in said, said
+    assert "four slashes: sqlite:////nowhere/x.db for /nowhere/x.db" in said, said
     absolute = cli("offer", "list", db=f"sqlite:///{tmp_path}/gone/x.db", exit_code=2, columns=400)
     assert f"the directory {tmp_path}/gone does not exist" in absolute, absolute
     assert "four slashes" not in absolute, absolute
+    (tmp_path / "folder.db").mkdir()
+    folder = cli("offer", "list", db=f"sqlite:///{tmp_path}/folder.db", exit_code=2, columns=400)
+    assert "that is a directory, not a file" in folder, folder
 
 
 def test_a_damaged_reports_file_is_said_once_a_minute_with_what_to_do(

@@ -451,6 +451,12 @@ async def test_an_unfilled_placeholder_is_told_so_and_a_hint_leads_the_errors(
     [error] = r.json()["errors"]
     assert r.status_code == 404 and error["code"] == "unknown_refid", r.text
     assert "is percent-encoded (`%2D` where a character should be)" in error["message"], error
+    # a placeholder encoded twice is a placeholder still; the RefID a HEAD is answered
+    # with is said to be that
+    r = await client.get("/postback?refid=%257Brefid%257D&orderamount=1&ordernumber=P1")
+    assert "is a placeholder" in r.json()["errors"][0]["message"], r.text
+    r = await client.get(f"/postback?refid={'-' * 36}&orderamount=1&ordernumber=P1")
+    assert "the one a HEAD request is answered with" in r.json()["errors"][0]["message"], r.text
     # a RefID with something after it (a fragment, a slash, a %20 encoded twice) is told
     # so, naming both, not taken for a placeholder
     for after in ("#section", "/", "%2520", "?utm=x"):

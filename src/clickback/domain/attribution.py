@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import Protocol
+from urllib.parse import unquote
 
 import orjson
 
@@ -83,7 +84,7 @@ def unknown_refid(sent: str = "", after: str = "") -> Refusal:
             " after it: send the RefID alone (whatever the page or the URL template put"
             " after it is not part of it)"
         )
-    elif escaped:
+    elif escaped and not placeholder(unquote(sent)):
         message = (
             f"`{sent[:40]}` is percent-encoded (`{escaped.group(0)}` where a character"
             " should be): the RefID was encoded twice on its way, by code that"
@@ -101,6 +102,8 @@ def unknown_refid(sent: str = "", after: str = "") -> Refusal:
             " RefID the landing page got was not kept (cookie, hidden field, session) or not"
             " handed to the code that fires the postback"
         )
+    elif set(sent) == {"-"}:  # the tracker's own answer to a HEAD (`tracker.HEAD_REFID`)
+        message += ": it is the one a HEAD request is answered with, when no click is tracked"
     elif len(sent) == TEXT_LEN and REFID_ALPHABET.issuperset(sent):
         message += (
             ": it has the form of this tracker's RefIDs, but its signature does not verify"

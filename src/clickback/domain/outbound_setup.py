@@ -48,7 +48,9 @@ def unknown_macro(url: str) -> InputError | None:
     it would be sent as the text `{payout}`, and the affiliate would read nothing. So for
     a macro after the URL's `#`: its fragment is never sent."""
     _, hash_sign, fragment = url.partition("#")
-    if hash_sign and (inside := [m for m in _BRACED.findall(fragment) if m in MACROS]):
+    if hash_sign and (
+        inside := [m.strip() for m in _BRACED.findall(fragment) if m.strip() in MACROS]
+    ):
         return InputError(
             f"`{{{inside[0]}}}` is after the `#` of `postback_url`: what follows a `#` is "
             "never sent, so the affiliate would read nothing there; put it in the query "

@@ -185,12 +185,14 @@ def unopenable(path: str, exc: sqlite3.Error) -> ConfigError:
     where = os.path.abspath(path)
     said = f"cannot open the SQLite database {where}: {exc}"
     folder = os.path.dirname(where)
-    if not os.path.isdir(folder):
+    if os.path.isdir(where):
+        said += "; that is a directory, not a file"
+    elif not os.path.isdir(folder):
         said += f"; the directory {folder} does not exist"
         if not os.path.isabs(path):
             said += (
-                " (a path after sqlite:/// is relative to the working directory;"
-                f" an absolute one takes four slashes: sqlite:///{where})"
+                f" (a path after sqlite:/// is relative to the working directory, {os.getcwd()};"
+                f" an absolute one takes four slashes: sqlite:////{path} for /{path})"
             )
     elif not os.access(folder, os.W_OK | os.X_OK):
         said += f"; this user may not write in {folder}"
