@@ -301,6 +301,38 @@ async def test_a_payout_field_of_the_other_type_alone_says_to_send_payout_type(
     assert r.status_code == 200 and r.json()["payout_percent"] == "9", r.text
 
 
+async def test_a_new_offer_given_a_field_its_default_type_drops_is_refused(
+    client: httpx.AsyncClient,
+) -> None:
+    """Created without `revenue_type`, a `revenue_amount` was dropped (the offer earned
+    nothing in the reports); without `payout_type` (CPA), a `payout_percent` was. Both
+    are refused naming the type to send, as an update is; a 0 (a read offer's) is not.
+    A fixed payout too large in the base currency is refused on create as on update."""
+    base = (await make_offer(client))["advertiser"]["id"]
+    offer = {"advertiser_id": base, "name": "O", "destination_url": "https://shop.example/"}
+    for body, field, code in (
+        ({"payout_amount": "1", "revenue_amount": "3"}, "revenue_amount", "needs_revenue_type"),
+        ({"payout_amount": "1", "payout_percent": "10"}, "payout_percent", "needs_payout_type"),
+    ):
+        r = await client.post("/api/v1/offers", json={**offer, **body}, headers=AUTH)
+        assert r.status_code == 400, (body, r.text)
+        [error] = r.json()["errors"]
+        assert (error["field"], error["code"]) == (field, code), error
+    zeros = {"payout_amount": "1", "payout_percent": "0", "revenue_amount": "0.00"}
+    r = await client.post("/api/v1/offers", json={**offer, **zeros}, headers=AUTH)
+    assert r.status_code == 201, r.text
+    rates = "date,currency,rate\n2026-01-01,JPY,200\n"
+    r = await client.post(
+        "/api/v1/rates", content=rates, headers={**AUTH, "content-type": "text/csv"}
+    )
+    assert r.status_code == 200, r.text
+    big = {"payout_amount": "1000000000000000", "currency": "JPY"}
+    r = await client.post("/api/v1/offers", json={**offer, **big}, headers=AUTH)
+    assert r.status_code == 400, r.text
+    assert r.json()["errors"][0]["field"] == "payout_amount", r.text
+    assert "too large to store in USD" in r.json()["errors"][0]["message"], r.text
+
+
 async def test_a_revenue_field_of_the_other_type_alone_says_to_send_revenue_type(
     client: httpx.AsyncClient,
 ) -> None:

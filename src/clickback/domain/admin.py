@@ -240,6 +240,8 @@ def offer_values(
                 code="invalid_payout_type",
                 field="payout_type",
             ) from None
+        if "payout_type" not in values:  # the default: a field for another is no slip
+            refuse_other_type(values, ptype.value, "payout_type", _PAYOUT_FIELDS, "offers")
         out["payout_type"] = ptype.value
         out["payout_amount"] = 0
         out["payout_percent"] = "0"
@@ -251,6 +253,9 @@ def offer_values(
             out["payout_amount"] = money.to_minor(amount, currency)
     if not partial or given("revenue_type"):
         out |= revenue_terms(values, base_currency)
+        if "revenue_type" not in values:
+            kept = out["revenue_type"]
+            refuse_other_type(values, kept, "revenue_type", _REVENUE_FIELDS, "revenue")
     if not partial or given("attribution_window_days"):
         raw = values.get("attribution_window_days")
         days = 30 if raw is None else _count(raw)  # not true (1) or 30.9 (30): refused
@@ -343,6 +348,7 @@ async def create_advertiser(store: Store, values: Mapping[str, Any]) -> int:
 async def create_offer(store: Store, values: Mapping[str, Any], base_currency: str = "USD") -> int:
     cols = offer_values(values, base_currency=base_currency)
     await require_live(store, "advertisers", cols["advertiser_id"], "advertiser_id")
+    await _check_base_value(store, cols, cols["currency"], base_currency)
     offer_id = await store.create_offer(cols)
     await still_live(store, "offers", offer_id, ("advertisers", cols["advertiser_id"]))
     return offer_id
@@ -395,20 +401,40 @@ def _check_kept_type(
     one that type does not use would be refused for want of the other field (or, for an
     offer with no revenue, dropped), so it is refused saying what it applies to and that
     the type must come with it."""
-    if type_field in values:
-        return
-    kept = current[type_field]
+    if type_field not in values:
+        refuse_other_type(values, current[type_field], type_field, fields, noun)
+
+
+def refuse_other_type(
+    values: Mapping[str, Any],
+    kept: str,
+    type_field: str,
+    fields: Mapping[str, tuple[str, ...]],
+    noun: str,
+) -> None:
+    """Refuses a payout (revenue) field the type `kept` (the offer's, or the default, the
+    type not being given) does not use, given other than 0 (what a read offer shows of
+    it): it would be dropped, and the offer pay (or earn) otherwise than was asked."""
     for field, types in fields.items():
-        if field in values and kept not in types:
+        if kept not in types and _not_zero(values.get(field)):
             applies = " and ".join(t.upper() for t in types)
             has = f"is {kept.upper()}" if kept else "has none"
             whose = "this offer" if noun == "offers" or not kept else f"this offer's {noun}"
             raise InputError(
                 f"`{field}` applies to {applies} {noun}, and {whose} {has}: send"
-                f" `{type_field}` ({' or '.join(types)}) with it",
+                f" `{type_field}` ({' or '.join(types)}) with it, or leave `{field}` out",
                 code=f"needs_{type_field}",
                 field=field,
             )
+
+
+def _not_zero(value: Any) -> bool:
+    if value is None or value == "":
+        return False
+    try:
+        return Decimal(str(value)) != 0
+    except ArithmeticError:
+        return True  # not a number: refused, not dropped
 
 
 async def update_offer(
