@@ -80,6 +80,25 @@ async def test_bad_input_is_a_clear_400(client: httpx.AsyncClient) -> None:
     assert r.status_code == 400 and r.json()["errors"][0]["code"] == "invalid_url"
     r = await client.post("/api/v1/links", json={"offer_id": 999, "affiliate_id": 1}, headers=AUTH)
     assert r.status_code == 404
+    # a URL no browser could follow, and a macro misspelt (sent to the landing page as
+    # the text, the click test passing it), are refused naming the field
+    offer = f"/api/v1/offers/{s['offer']['id']}"
+    for url, code, said in (
+        ("https://shop.example:99999/", "invalid_url", "a port that is not one"),
+        ("https://shop example.com/", "invalid_url", "no host a browser could reach"),
+        ("https://shop..example/", "invalid_url", "no host a browser could reach"),
+        ("https://shop.example/?cid={click_id}", "unknown_macro", "`{refid}` is what it may"),
+        ("https://shop.example/?s={Sub1}", "unknown_macro", "`{sub1}` is what it may mean"),
+        ("https://shop.example/?s={ sub1 }", "unknown_macro", "`{sub1}` is what it may mean"),
+    ):
+        r = await client.patch(offer, json={"destination_url": url}, headers=AUTH)
+        assert r.status_code == 400, (url, r.text)
+        [error] = r.json()["errors"]
+        assert (error["field"], error["code"]) == ("destination_url", code), (url, error)
+        assert said in error["message"], (url, error)
+    fine = "https://shop.example:8443/p/{refid}?s={sub1}&o={offer_id}&a={affiliate_id}&j={}"
+    r = await client.patch(offer, json={"destination_url": fine}, headers=AUTH)
+    assert r.status_code == 200 and r.json()["destination_url"] == fine, r.text
 
 
 async def test_list_contract_limit_filters_and_cursor(client: httpx.AsyncClient) -> None:

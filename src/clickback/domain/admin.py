@@ -6,6 +6,7 @@ Takes loosely typed values (JSON bodies, CLI flags), returns the stored object's
 
 from __future__ import annotations
 
+import re
 import secrets
 import time
 from collections.abc import Mapping
@@ -172,7 +173,47 @@ def destination_url(raw: Any, field: str = "destination_url") -> str:
             code="invalid_url",
             field=field,
         )
+    host = parts.hostname or ""
+    try:
+        parts.port  # noqa: B018 (read to be checked: 99999 is no port)
+    except ValueError:
+        raise InputError(
+            f"`{field}` has a port that is not one (1 to 65535)", code="invalid_url", field=field
+        ) from None
+    if not host or "%" in host or ".." in host or host.startswith("."):
+        raise InputError(
+            f"`{field}` has no host a browser could reach: `{host}` (a space, an empty label)",
+            code="invalid_url",
+            field=field,
+        )
+    _no_unknown_macro(raw, field)
     return url
+
+
+# what a destination URL's macros are (`domain.redirect`), and what other platforms
+# call them
+_REDIRECT_MACROS = ("refid", "sub1", "sub2", "sub3", "sub4", "sub5", "offer_id", "affiliate_id")
+_MACRO_LIKE = re.compile(r"\{\s*([A-Za-z_][A-Za-z0-9_.-]*)\s*\}")
+_REFID_NAMES = ("clickid", "click_id", "transaction_id", "transactionid", "subid", "aff_click_id")
+
+
+def _no_unknown_macro(url: str, field: str) -> None:
+    """Refuses a `{name}` in a destination URL that is no macro (`{click_id}`, `{Sub1}`):
+    it would reach the landing page as the text, and the click test passed it."""
+    for found in _MACRO_LIKE.finditer(url):
+        name = found.group(1)
+        if found.group(0) == "{" + name + "}" and name in _REDIRECT_MACROS:
+            continue
+        folded = name.strip().lower()
+        meant = folded if folded in _REDIRECT_MACROS else None
+        meant = meant or ("refid" if folded in _REFID_NAMES else None)
+        hint = f" (`{{{meant}}}` is what it may mean)" if meant else ""
+        raise InputError(
+            f"`{found.group(0)}` in `{field}` is no macro{hint}: it would reach the landing page"
+            f" as it is. The macros: {', '.join('{' + m + '}' for m in _REDIRECT_MACROS)}",
+            code="unknown_macro",
+            field=field,
+        )
 
 
 def fallback_url(raw: Any) -> str:
