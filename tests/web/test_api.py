@@ -96,6 +96,13 @@ async def test_bad_input_is_a_clear_400(client: httpx.AsyncClient) -> None:
         [error] = r.json()["errors"]
         assert (error["field"], error["code"]) == ("destination_url", code), (url, error)
         assert said in error["message"], (url, error)
+    r = await client.patch(offer, json={"currency": "XYZ"}, headers=AUTH)
+    assert r.json()["errors"][0]["code"] == "invalid_currency", r.text
+    # a currency filter is read as the code it is taken as; one that is none is refused
+    r = await client.get("/api/v1/offers", params={"currency": "usd"}, headers=AUTH)
+    assert [o["id"] for o in r.json()["items"]] == [s["offer"]["id"]], r.text
+    r = await client.get("/api/v1/offers", params={"currency": "XYZ"}, headers=AUTH)
+    assert r.status_code == 400 and r.json()["errors"][0]["code"] == "invalid_filter", r.text
     fine = "https://shop.example:8443/p/{refid}?s={sub1}&o={offer_id}&a={affiliate_id}&j={}"
     r = await client.patch(offer, json={"destination_url": fine}, headers=AUTH)
     assert r.status_code == 200 and r.json()["destination_url"] == fine, r.text
@@ -855,8 +862,14 @@ async def test_archiving_an_advertiser_or_affiliate_archives_what_belongs_to_it(
             "/api/v1/links", json={"offer_id": oid, "affiliate_id": aff}, headers=AUTH
         ),
     }
-    codes = {k: (r.status_code, r.json()["errors"][0]["code"]) for k, r in made.items()}
-    assert codes == {"offer": (409, "advertiser_archived"), "link": (409, "offer_archived")}
+    codes = {
+        k: (r.status_code, r.json()["errors"][0]["code"], r.json()["errors"][0]["field"])
+        for k, r in made.items()
+    }
+    assert codes == {
+        "offer": (409, "advertiser_archived", "advertiser_id"),
+        "link": (409, "offer_archived", "offer_id"),
+    }
 
     other_aff = other["affiliate"]["id"]
     assert (await client.delete(f"/api/v1/affiliates/{other_aff}", headers=AUTH)).status_code < 300

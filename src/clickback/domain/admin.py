@@ -423,6 +423,7 @@ async def require_live(store: Store, table: str, row_id: int, field: str | None 
         raise ConflictError(
             f"{noun} {row_id} is archived: nothing new can be made under it",
             code=f"{noun}_archived",
+            field=field,
         )
 
 
@@ -494,6 +495,10 @@ async def update_offer(
     _check_kept_type(values, current, "revenue_type", _REVENUE_FIELDS, "revenue")
     given = values.get("currency")
     new = money.normalize_currency(given) if isinstance(given, str) else None
+    if given is not None and new is None:  # told as such, not as a change needing an amount
+        raise InputError(
+            "`currency` must be an ISO 4217 code", code="invalid_currency", field="currency"
+        )
     changes_currency = given is not None and new != current["currency"]
     if changes_currency and current["payout_type"] != "cps" and "payout_amount" not in values:
         # the fixed payout is kept in minor units of the currency: it must be restated

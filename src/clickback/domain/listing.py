@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from clickback.domain.lifecycle import STATUSES
 from clickback.domain.models import ERROR_CODES, OfferStatus, Outcome, PayoutType
+from clickback.domain.money import normalize_currency
 from clickback.domain.outbound import CANCELLED, DELIVERED, EVENTS, FAILED, HELD, QUEUED
 from clickback.domain.postback import composed
 from clickback.domain.tokens import ROLES
@@ -131,4 +132,11 @@ def text_filter(table: str, name: str, value: str) -> str:
         )
     if table == "conversions" and name == "ordernumber":
         return composed(value)  # as stored
+    if name == "currency":  # stored as its ISO code: `usd` is USD, as it is taken
+        code = normalize_currency(value)
+        if code is None:
+            raise InputError(
+                "`currency` must be an ISO 4217 code", code="invalid_filter", field=name
+            )
+        return code
     return value
