@@ -454,7 +454,7 @@ def advertiser_list(
     ] = False,
 ) -> None:
     """Advertisers, newest first, with their postback tokens (masked unless --show-tokens)."""
-    columns = ["id", "name", "require_token", "postback_token", "created_at"]
+    columns = ["id", "name", "require_token", "postback_token", "created_at", "archived_at"]
     secret = () if show_tokens else ("postback_token", "signing_secret")
     whole = ("postback_token",) if show_tokens else ()  # folded, never cut: to copy
     _list(
@@ -485,6 +485,7 @@ def affiliate_list(
 ) -> None:
     """Affiliates, newest first, with their postback URLs."""
     columns = ["id", "name", "postback_url", "postback_enabled", "postback_failures", "created_at"]
+    columns.append("archived_at")  # an archived one is listed too: said so
     _list(db, "affiliates", columns, limit, as_json=as_json, cursor=cursor)
 
 
@@ -515,7 +516,7 @@ def link_list(
     as_json: JsonOption = False,
 ) -> None:
     """Tracking links, newest first, with their URLs."""
-    columns = ["id", "code", "offer_id", "affiliate_id", "tracking_url"]
+    columns = ["id", "code", "offer_id", "affiliate_id", "tracking_url", "active", "archived_at"]
     _list(db, "links", columns, limit, as_json=as_json, cursor=cursor)
 
 

@@ -226,3 +226,23 @@ def test_a_list_piped_without_columns_is_not_squeezed_into_80(sqlite_db: str) ->
     assert out.returncode == 0, out.stderr
     [row, *_] = table_rows(out.stdout)
     assert len(row["refid"]) == 36 and "created_at" in row, row
+
+
+def test_lists_say_what_is_archived(sqlite_db: str) -> None:
+    """An archived advertiser, affiliate or link looked like a live one in the tables."""
+    from tests.cli.test_cli_ledger import setup
+
+    setup(sqlite_db)
+    cli("affiliate", "create", "Other", db=sqlite_db)
+
+    async def archive(store: Store) -> None:
+        await admin.archive(store, "affiliates", 1)
+        await admin.archive(store, "advertisers", 1)
+
+    in_store(sqlite_db, archive)
+    for what in ("advertiser", "affiliate", "link"):
+        rows = table_rows(cli(what, "list", db=sqlite_db, columns=400))
+        archived = {r["id"]: bool(r["archived_at"]) for r in rows}
+        assert archived["1"], (what, rows)
+        if what == "affiliate":
+            assert not archived["2"], rows
