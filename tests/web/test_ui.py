@@ -259,6 +259,17 @@ async def test_the_offer_page_shows_its_daily_cap_and_what_comes_past_it(
     await client.put(f"/api/v1/offers/{offer_id}/caps/{affiliate_id}", json=cap, headers=AUTH)
     page = await client.get(f"/ui/offers/{offer_id}")
     assert f'id="affiliate-caps">affiliate #{affiliate_id}: 6 a day' in page.text
+    # what an affiliate is paid but the payout: the rules in force
+    assert 'id="rules">none: every affiliate is paid the payout' in page.text
+    for body in (
+        {"affiliate_id": affiliate_id, "payout_type": "cps", "payout_percent": "12"},
+        {"commissionid": "fix", "payout_type": "cpa", "payout_amount": "3.33"},
+    ):
+        r = await client.post(f"/api/v1/offers/{offer_id}/rules", json=body, headers=AUTH)
+        assert r.status_code == 201, r.text
+    page = await client.get(f"/ui/offers/{offer_id}")
+    assert f"affiliate #{affiliate_id}: cps 12 %" in page.text, page.text
+    assert "<code>commissionid=fix</code>: cpa 3.33 USD" in page.text, page.text
 
 
 async def test_the_postback_ledger_page_says_what_a_duplicate_repeats(

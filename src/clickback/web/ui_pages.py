@@ -231,6 +231,15 @@ def routes(ui: Ui) -> list[Route]:
         )
         tests = [await integration.describe(app.store, base, t, session.admin) for t in page.items]
         links = await app.store.list_rows("links", {"offer_id": oid}, None, None, 200, None)
+        rules = await app.store.list_rows(  # in force: what an affiliate is paid but the payout
+            "commission_rules",
+            {"offer_id": oid},
+            None,
+            None,
+            200,
+            None,
+            nulls={"archived_at": True},
+        )
         shown = PRESENTERS["offers"](row, base)
         return ui.render(
             request,
@@ -243,6 +252,7 @@ def routes(ui: Ui) -> list[Route]:
             fallback_url=app.settings.fallback_url,
             tests=tests,
             links=[PRESENTERS["links"](r, base) for r in links.items if not r["is_test"]],
+            rules=[PRESENTERS["commission_rules"](r, base) for r in rules.items],
             affiliate_caps=await app.store.affiliate_caps(oid),
             caps_reached=await caps.reached_today(app.store, oid),
             # refreshed while a test's postback can still come: its click test made a
