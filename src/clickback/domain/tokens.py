@@ -28,11 +28,13 @@ async def token_terms(store: Store, values: Mapping[str, Any]) -> tuple[str, str
     """The name, role and affiliate of a new token, from loosely typed values; an
     affiliate token names an affiliate that exists, other roles none."""
     name, role = values.get("name") or "api", values.get("role") or READ
-    if role not in ROLES or not isinstance(name, str) or len(name) > 200:
+    if role not in ROLES:
         raise InputError(
-            f"`role` is {', '.join(ROLES[:-1])} or {ROLES[-1]}; `name` a short text",
-            code="invalid_token",
-            field="role",
+            f"`role` is {', '.join(ROLES[:-1])} or {ROLES[-1]}", code="invalid_token", field="role"
+        )
+    if not isinstance(name, str) or len(name) > 200:
+        raise InputError(
+            "`name` is a text of at most 200 characters", code="invalid_token", field="name"
         )
     raw = values.get("affiliate_id")
     if role != AFFILIATE:
