@@ -196,10 +196,10 @@ async def test_an_affiliate_token_is_made_for_an_affiliate_that_exists(
     tokens = "/api/v1/tokens"
     r = await client.post(tokens, json={"role": "affiliate"}, headers=AUTH)
     assert r.status_code == 400 and code(r) == "affiliate_required", r.text
+    assert r.json()["errors"][0]["field"] == "affiliate_id"
     for body, field in (({"name": "n" * 300}, "name"), ({"role": "root"}, "role")):
         r = await client.post(tokens, json=body, headers=AUTH)
         assert r.status_code == 400 and r.json()["errors"][0]["field"] == field, r.text
-    assert r.json()["errors"][0]["field"] == "affiliate_id"
     for role in ("read", "admin"):
         r = await client.post(tokens, json={"role": role, "affiliate_id": mine}, headers=AUTH)
         assert r.status_code == 400 and code(r) == "affiliate_not_allowed", r.text
