@@ -246,3 +246,24 @@ def test_lists_say_what_is_archived(sqlite_db: str) -> None:
         assert archived["1"], (what, rows)
         if what == "affiliate":
             assert not archived["2"], rows
+
+
+def test_archive_commands_archive_what_belongs_too(sqlite_db: str) -> None:
+    """The CLI archives as the API's DELETE does (it was the only way): an advertiser
+    with its offers and links; an unknown id is refused."""
+    from tests.cli.test_cli_ledger import setup
+
+    setup(sqlite_db)
+    said = " ".join(cli("advertiser", "archive", "1", db=sqlite_db).split())
+    assert "advertiser 1 archived, with its offers and their links" in said, said
+    [offer] = [orjson.loads(x) for x in cli("offer", "list", "--json", db=sqlite_db).splitlines()]
+    assert offer["status"] == "archived", offer
+    [link] = [orjson.loads(x) for x in cli("link", "list", "--json", db=sqlite_db).splitlines()]
+    assert link["archived_at"], link
+    out = subprocess.run(
+        [CLICKBACK, "link", "archive", "99", "--db", sqlite_db],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 2 and "link 99 does not exist" in out.stdout, out
