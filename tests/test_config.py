@@ -31,3 +31,9 @@ def test_the_fallback_url_is_checked_as_a_destination_is() -> None:
     for bad in ("ftp://x.example/", "/relative", "https://" + "x" * 2000 + ".example/"):
         with pytest.raises(ConfigError, match="CLICKBACK_FALLBACK_URL"):
             Settings.from_env({"CLICKBACK_FALLBACK_URL": bad})
+    # braces are sent as they are (a fallback fills no macro): not refused as unknown
+    # macros, which stopped a server whose setting held one; what is wrong is said
+    kept = Settings.from_env({"CLICKBACK_FALLBACK_URL": "https://shop.example/?src={source}"})
+    assert kept.fallback_url == "https://shop.example/?src={source}"
+    with pytest.raises(ConfigError, match="a port that is not one"):
+        Settings.from_env({"CLICKBACK_FALLBACK_URL": "https://shop.example:99999/"})

@@ -200,6 +200,12 @@ CursorOption = Annotated[
 ]
 
 
+def said_archived(row: dict[str, Any]) -> dict[str, Any]:
+    """A row's cells with `(archived)` after its name when it is: in the table, where it
+    looked live (the JSON has `archived_at`)."""
+    return {**row, "name": f"{row['name']} (archived)" if row["archived_at"] else row["name"]}
+
+
 def _list(
     db: str | None,
     kind: str,
@@ -454,7 +460,7 @@ def advertiser_list(
     ] = False,
 ) -> None:
     """Advertisers, newest first, with their postback tokens (masked unless --show-tokens)."""
-    columns = ["id", "name", "require_token", "postback_token", "created_at", "archived_at"]
+    columns = ["id", "name", "require_token", "postback_token", "created_at"]
     secret = () if show_tokens else ("postback_token", "signing_secret")
     whole = ("postback_token",) if show_tokens else ()  # folded, never cut: to copy
     _list(
@@ -466,6 +472,7 @@ def advertiser_list(
         cursor=cursor,
         secret=secret,
         whole=whole,
+        shown=said_archived,
     )
 
 
@@ -485,8 +492,7 @@ def affiliate_list(
 ) -> None:
     """Affiliates, newest first, with their postback URLs."""
     columns = ["id", "name", "postback_url", "postback_enabled", "postback_failures", "created_at"]
-    columns.append("archived_at")  # an archived one is listed too: said so
-    _list(db, "affiliates", columns, limit, as_json=as_json, cursor=cursor)
+    _list(db, "affiliates", columns, limit, as_json=as_json, cursor=cursor, shown=said_archived)
 
 
 @link_app.command("create")
@@ -516,8 +522,18 @@ def link_list(
     as_json: JsonOption = False,
 ) -> None:
     """Tracking links, newest first, with their URLs."""
-    columns = ["id", "code", "offer_id", "affiliate_id", "tracking_url", "active", "archived_at"]
-    _list(db, "links", columns, limit, as_json=as_json, cursor=cursor)
+    columns = ["id", "code", "offer_id", "affiliate_id", "tracking_url", "active"]
+    # the URL whole (over more lines when narrow): it is what is copied from here
+    _list(
+        db,
+        "links",
+        columns,
+        limit,
+        as_json=as_json,
+        cursor=cursor,
+        whole=("tracking_url",),
+        shown=lambda r: {**r, "active": "archived" if r["archived_at"] else r["active"]},
+    )
 
 
 @rates_app.command("import")

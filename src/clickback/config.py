@@ -323,11 +323,9 @@ class Settings:
             raise ConfigError("CLICKBACK_BASE_CURRENCY must be an ISO 4217 code")
         try:
             fallback = fallback_url(_get(env, "CLICKBACK_FALLBACK_URL"))
-        except InputError:
-            raise ConfigError(
-                "CLICKBACK_FALLBACK_URL must be an absolute http(s) URL of at most 2000 "
-                "characters, or empty"
-            ) from None
+        except InputError as exc:
+            said = exc.message.replace("`fallback_url`", "it")
+            raise ConfigError(f"CLICKBACK_FALLBACK_URL, when set: {said}") from None
         secrets = tuple(s.strip() for s in _get(env, "CLICKBACK_SECRET").split(",") if s.strip())
         return cls(
             database_url=_get(env, "CLICKBACK_DATABASE_URL"),

@@ -240,12 +240,18 @@ def test_lists_say_what_is_archived(sqlite_db: str) -> None:
         await admin.archive(store, "advertisers", 1)
 
     in_store(sqlite_db, archive)
-    for what in ("advertiser", "affiliate", "link"):
+    for what in ("advertiser", "affiliate"):
         rows = table_rows(cli(what, "list", db=sqlite_db, columns=400))
-        archived = {r["id"]: bool(r["archived_at"]) for r in rows}
-        assert archived["1"], (what, rows)
+        names = {r["id"]: r["name"] for r in rows}
+        assert names["1"].endswith(" (archived)"), (what, rows)
         if what == "affiliate":
-            assert not archived["2"], rows
+            assert names["2"] == "Other", rows
+    [link] = table_rows(cli("link", "list", db=sqlite_db, columns=400))
+    assert link["active"] == "archived", link
+    # the tracking URL, what is copied from the list, whole at 80 columns (folded)
+    [link] = [orjson.loads(x) for x in cli("link", "list", "--json", db=sqlite_db).splitlines()]
+    [row] = table_rows(cli("link", "list", db=sqlite_db, columns=80))
+    assert row["tracking_url"].replace(" ", "") == link["tracking_url"], row
 
 
 def test_archive_commands_archive_what_belongs_too(sqlite_db: str) -> None:

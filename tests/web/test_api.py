@@ -85,6 +85,7 @@ async def test_bad_input_is_a_clear_400(client: httpx.AsyncClient) -> None:
     offer = f"/api/v1/offers/{s['offer']['id']}"
     for url, code, said in (
         ("https://shop.example:99999/", "invalid_url", "a port that is not one"),
+        ("https://shop.example:0/", "invalid_url", "a port that is not one"),
         ("https://shop example.com/", "invalid_url", "no host a browser could reach"),
         ("https://shop..example/", "invalid_url", "no host a browser could reach"),
         ("https://shop.example/?cid={click_id}", "unknown_macro", "`{refid}` is what it may"),
@@ -96,6 +97,8 @@ async def test_bad_input_is_a_clear_400(client: httpx.AsyncClient) -> None:
         [error] = r.json()["errors"]
         assert (error["field"], error["code"]) == ("destination_url", code), (url, error)
         assert said in error["message"], (url, error)
+    r = await client.patch(offer, json={"revenue_type": None, "revenue_amount": "4"}, headers=AUTH)
+    assert r.json()["errors"][0]["code"] == "needs_revenue_type", r.text
     r = await client.patch(offer, json={"currency": "XYZ"}, headers=AUTH)
     assert r.json()["errors"][0]["code"] == "invalid_currency", r.text
     # a currency filter is read as the code it is taken as; one that is none is refused
@@ -339,6 +342,17 @@ async def test_a_new_offer_given_a_field_its_default_type_drops_is_refused(
     for body, field, code in (
         ({"payout_amount": "1", "revenue_amount": "3"}, "revenue_amount", "needs_revenue_type"),
         ({"payout_amount": "1", "payout_percent": "10"}, "payout_percent", "needs_payout_type"),
+        # a type sent as nothing (the CLI's default, a form's empty field) is none
+        (
+            {"payout_amount": "1", "revenue_type": "", "revenue_amount": "3"},
+            "revenue_amount",
+            "needs_revenue_type",
+        ),
+        (
+            {"payout_amount": "1", "revenue_type": None, "revenue_percent": "3"},
+            "revenue_percent",
+            "needs_revenue_type",
+        ),
     ):
         r = await client.post("/api/v1/offers", json={**offer, **body}, headers=AUTH)
         assert r.status_code == 400, (body, r.text)

@@ -123,6 +123,21 @@ async def test_a_paused_offer_with_a_fallback_still_fails_the_click_test(
     assert test["click_test"]["reasons"][0]["code"] == "offer_paused"
 
 
+async def test_an_offer_stored_with_an_unknown_macro_fails_the_click_test(
+    client: httpx.AsyncClient, store: Store, landing: str
+) -> None:
+    """An offer stored before unknown macros were refused (`{click_id}` in its URL)
+    passed the click test, the visitor getting the text: it fails, naming the macro."""
+    s = await make_offer(client, destination_url=landing)
+    oid = s["offer"]["id"]
+    await store.update_row("offers", oid, {"destination_url": landing + "?cid={click_id}"})
+    await client.patch(f"/api/v1/offers/{oid}", json={"name": "again"}, headers=AUTH)  # reload
+    test = await start_test(client, oid)
+    assert test["click_test"]["status"] == "failed", test["click_test"]
+    [why] = [r for r in test["click_test"]["reasons"] if r["code"] == "unknown_macro"]
+    assert "`{click_id}`" in why["message"] and "`{refid}` is what it may mean" in why["message"]
+
+
 async def test_paused_offer_fails_the_click_test_and_rerun_passes(
     client: httpx.AsyncClient, landing: str
 ) -> None:
@@ -548,6 +563,8 @@ async def test_a_pending_conversion_test_names_postbacks_whose_refid_was_lost(
     # advertiser's, no RefID cut from the test's
     await client.get("/postback?refid=OTHER-NETWORK-CLICK-9&orderamount=5&ordernumber=X")
     await client.get("/postback")
+    await client.get("/postback?refid=%25%25%25%25%25%25%25%25&orderamount=5&ordernumber=X")
+    await client.get(f"/postback?refid={test['refid'].lower()}&orderamount=5&ordernumber=X")
     assert (await read_test(client, test["id"]))["conversion_test"]["reasons"] == []
     await client.get(f"/postback?refid={test['refid'][:-1]}&orderamount=5&ordernumber=L-1")
     waiting = (await read_test(client, test["id"]))["conversion_test"]
@@ -561,6 +578,11 @@ async def test_a_pending_conversion_test_names_postbacks_whose_refid_was_lost(
     assert (why["code"], why["field"]) == ("refid_unmatched", "refid"), why
     assert f"postbacks {ledger[0]['id']}, {ledger[1]['id']} with" in why["message"], why
     assert f"the newest refused ({ledger[0]['code']}:" in why["message"], why["message"]
+    # the RefID with more after it (a query the page kept) is named too
+    await client.get(f"/postback?refid={test['refid']}%3Futm%3Dx&orderamount=5&ordernumber=L-2")
+    after = (await client.get("/api/v1/postbacks", headers=AUTH)).json()["items"][0]
+    [why] = (await read_test(client, test["id"]))["conversion_test"]["reasons"]
+    assert f"postbacks {after['id']}, " in why["message"], why
 
 
 async def test_a_test_affiliate_archived_before_it_could_not_be_serves_again_once_migrated(

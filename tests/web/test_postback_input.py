@@ -163,6 +163,9 @@ async def test_an_amount_that_a_thousands_point_may_have_written_is_counted_with
         assert f"writes {whole}: if that was meant" in warning["message"], warning
         again = await client.get("/postback", params={**params, "currency": currency})
         assert again.json()["status"] == "duplicate", again.text
+    # the ledger's `code` is the first warning's: a missing rate stays the one found
+    rated = await client.get("/api/v1/postbacks", params={"code": "missing_rate"}, headers=AUTH)
+    assert {p["ordernumber"] for p in rated.json()["items"]} == {"T2", "T3"}, rated.text
     flagged = await client.get(
         "/api/v1/conversions", params={"flag": "thousands_like_amount"}, headers=AUTH
     )
@@ -457,6 +460,8 @@ async def test_an_unfilled_placeholder_is_told_so_and_a_hint_leads_the_errors(
     assert "is a placeholder" in r.json()["errors"][0]["message"], r.text
     r = await client.get(f"/postback?refid={'-' * 36}&orderamount=1&ordernumber=P1")
     assert "the one a HEAD request is answered with" in r.json()["errors"][0]["message"], r.text
+    r = await client.get("/postback?refid=-&orderamount=1&ordernumber=P1")
+    assert "HEAD" not in r.json()["errors"][0]["message"], r.text
     # a RefID with something after it (a fragment, a slash, a %20 encoded twice) is told
     # so, naming both, not taken for a placeholder
     for after in ("#section", "/", "%2520", "?utm=x"):

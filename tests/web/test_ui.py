@@ -59,6 +59,8 @@ async def test_pages_need_a_login_and_the_cookie_is_locked_down(client: httpx.As
         r = await client.get(path)
         assert r.status_code == 404 and r.headers["content-type"].startswith("text/html"), path
         assert said in r.text and 'href="/ui/reports"' in r.text, r.text
+    r = await client.get("/ui/logout")  # a form's address, followed as a link
+    assert r.status_code == 405 and "takes a form sent from the dashboard" in r.text, r.text
     sealed = client.cookies["clickback_session"]
     client.cookies.clear()
     client.cookies.set("clickback_session", sealed[:-2] + ("AA" if sealed[-2:] != "AA" else "BB"))
@@ -166,6 +168,7 @@ async def test_logging_out_ends_the_session_for_a_copy_of_its_cookie(
     assert r.status_code == 303 and r.headers["location"].startswith("/ui/login")
     r = await client.post("/ui/logout", data={"csrf": csrf_of(page.text)})
     assert r.status_code == 401 and "log in again" in r.text, r.text
+    assert 'href="/ui/login"' in r.text, r.text
     client.cookies.clear()
     client.cookies.set("clickback_session", other, path="/ui")
     assert (await client.get("/ui/offers")).status_code == 200  # only that session ended

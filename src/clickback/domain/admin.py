@@ -175,18 +175,21 @@ def destination_url(raw: Any, field: str = "destination_url") -> str:
         )
     host = parts.hostname or ""
     try:
-        parts.port  # noqa: B018 (read to be checked: 99999 is no port)
+        if parts.port == 0:
+            raise ValueError("port 0")
     except ValueError:
         raise InputError(
             f"`{field}` has a port that is not one (1 to 65535)", code="invalid_url", field=field
         ) from None
     if not host or "%" in host or ".." in host or host.startswith("."):
         raise InputError(
-            f"`{field}` has no host a browser could reach: `{host}` (a space, an empty label)",
+            f"`{field}` has no host a browser could reach: `{host}` (a space, a `%` or an"
+            " empty label)",
             code="invalid_url",
             field=field,
         )
-    _no_unknown_macro(raw, field)
+    if field == "destination_url":  # a fallback's braces are sent as they are
+        _no_unknown_macro(raw, field)
     return url
 
 
@@ -281,7 +284,7 @@ def offer_values(
                 code="invalid_payout_type",
                 field="payout_type",
             ) from None
-        if "payout_type" not in values:  # the default: a field for another is no slip
+        if not values.get("payout_type"):  # the default: a field for another is no slip
             refuse_other_type(values, ptype.value, "payout_type", _PAYOUT_FIELDS, "offers")
         out["payout_type"] = ptype.value
         out["payout_amount"] = 0
@@ -294,7 +297,7 @@ def offer_values(
             out["payout_amount"] = money.to_minor(amount, currency)
     if not partial or given("revenue_type"):
         out |= revenue_terms(values, base_currency)
-        if "revenue_type" not in values:
+        if not values.get("revenue_type"):  # none given (left out, null, ""): none
             kept = out["revenue_type"]
             refuse_other_type(values, kept, "revenue_type", _REVENUE_FIELDS, "revenue")
     if not partial or given("attribution_window_days"):
@@ -443,7 +446,7 @@ def _check_kept_type(
     one that type does not use would be refused for want of the other field (or, for an
     offer with no revenue, dropped), so it is refused saying what it applies to and that
     the type must come with it."""
-    if type_field not in values:
+    if not values.get(type_field):  # left out, null or "": the offer's own is read
         refuse_other_type(values, current[type_field], type_field, fields, noun)
 
 
@@ -509,9 +512,11 @@ async def update_offer(
         )
     if "currency" not in values:
         values = {**values, "currency": current["currency"]}
-    if ("payout_amount" in values or "payout_percent" in values) and "payout_type" not in values:
+    if ("payout_amount" in values or "payout_percent" in values) and not values.get("payout_type"):
         values = {**values, "payout_type": current["payout_type"]}
-    if ("revenue_amount" in values or "revenue_percent" in values) and "revenue_type" not in values:
+    if ("revenue_amount" in values or "revenue_percent" in values) and not values.get(
+        "revenue_type"
+    ):
         values = {**values, "revenue_type": current["revenue_type"]}
     cols = offer_values(values, partial=True, base_currency=base_currency)
     cols.pop("advertiser_id", None)

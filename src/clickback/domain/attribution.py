@@ -102,7 +102,7 @@ def unknown_refid(sent: str = "", after: str = "") -> Refusal:
             " RefID the landing page got was not kept (cookie, hidden field, session) or not"
             " handed to the code that fires the postback"
         )
-    elif set(sent) == {"-"}:  # the tracker's own answer to a HEAD (`tracker.HEAD_REFID`)
+    elif sent == "-" * TEXT_LEN:  # the tracker's own answer to a HEAD (`tracker.HEAD_REFID`)
         message += ": it is the one a HEAD request is answered with, when no click is tracked"
     elif len(sent) == TEXT_LEN and REFID_ALPHABET.issuperset(sent):
         message += (
@@ -352,19 +352,6 @@ def warnings(conversion: ConversionRow, rates: Rates) -> list[FieldError]:
                 ),
             )
         )
-    if THOUSANDS_LIKE in conversion.flags:
-        shown = money.format_minor(conversion.orderamount, conversion.currency)
-        thousands = f"{money.from_minor(conversion.orderamount, conversion.currency) * 1000:.0f}"
-        out.append(
-            FieldError(
-                "orderamount",
-                THOUSANDS_LIKE,
-                f"counted as {shown} {conversion.currency}; an amount with three digits after"
-                f" its point is also how a point between thousands writes {thousands}: if that"
-                " was meant, send amounts with no thousands separator, and have this conversion"
-                " rejected",
-            )
-        )
     if MISSING_RATE in conversion.flags:
         day = utc_day(conversion.created_at)
         out.append(
@@ -384,6 +371,19 @@ def warnings(conversion: ConversionRow, rates: Rates) -> list[FieldError]:
                 )
                 + f" dated on or before {day} yet: valued when one"
                 " is imported",
+            )
+        )
+    if THOUSANDS_LIKE in conversion.flags:  # last: the ledger's `code` is the first's
+        shown = money.format_minor(conversion.orderamount, conversion.currency)
+        thousands = f"{money.from_minor(conversion.orderamount, conversion.currency) * 1000:.0f}"
+        out.append(
+            FieldError(
+                "orderamount",
+                THOUSANDS_LIKE,
+                f"counted as {shown} {conversion.currency}; an amount with three digits after"
+                f" its point is also how a point between thousands writes {thousands}: if that"
+                " was meant, send amounts with no thousands separator, and have this conversion"
+                " rejected",
             )
         )
     return out

@@ -25,7 +25,7 @@ from clickback.domain.ports import Store
 from clickback.domain.refid import TEXT_LEN, created_ms
 from clickback.domain.timefmt import iso
 from clickback.domain.tracker import Tracker
-from clickback.errors import NotFoundError
+from clickback.errors import InputError, NotFoundError
 
 # Tries a landing URL: its HTTP status, or a message saying why it could not be reached.
 LandingProbe = Callable[[str], Awaitable[int | str]]
@@ -89,6 +89,10 @@ async def click_test(
             )
     if tracker.codec.verify(refid) is None and not reasons:
         reasons.append(reason("refid_missing", "destination_url", "no valid RefID in redirect"))
+    try:  # a URL stored before unknown macros were refused (`admin.destination_url`)
+        admin.destination_url(offer["destination_url"])
+    except InputError as exc:
+        reasons.append(reason(exc.code, "destination_url", exc.message))
     left = _MACRO_LEFT.findall(location)
     if left:
         reasons.append(

@@ -133,6 +133,7 @@ def link_from_row(r: Mapping[str, Any]) -> Link:
 
 # how far back (postbacks) an integration test looks for one whose RefID named no link
 UNMATCHED_SCAN = 5000
+_LIKE_ESCAPES = str.maketrans({"\\": "\\\\", "%": "\\%", "_": "\\_"})
 
 
 class SqlStore(OutboxSql, ScreeningSql, ReportSql, RatesSql):
@@ -450,20 +451,20 @@ class SqlStore(OutboxSql, ScreeningSql, ReportSql, RatesSql):
         self, since: int, token: str, refid: str, limit: int
     ) -> list[dict[str, Any]]:
         """The newest postbacks received since `since` whose RefID named no link (lost,
-        cut short, garbled), originals only, that carried `token` (the advertiser's) or
-        a RefID cut from `refid`: looked for among the newest `UNMATCHED_SCAN` of the
-        ledger (it has no index but its id)."""
-        sent = f'%"token":{orjson.dumps(token).decode()}%' if token else None
+        cut short, garbled), originals only, that carried `token` (the advertiser's), a
+        RefID cut from `refid` or `refid` with more after it: looked for among the newest
+        `UNMATCHED_SCAN` of the ledger (it has no index but its id)."""
+        quoted = orjson.dumps(token).decode().translate(_LIKE_ESCAPES)
+        sent = f'%"token":{quoted}%' if token else None
         return await self._fetch(
             "SELECT id, refid, errors FROM (SELECT id, link_id, replay_of, received_at, refid,"
             f" params, errors FROM postbacks ORDER BY id DESC LIMIT {UNMATCHED_SCAN}) AS p"
             " WHERE link_id IS NULL AND replay_of IS NULL AND received_at >= ?"
-            " AND (params LIKE ? OR (length(refid) >= 8 AND ? LIKE refid || '%'))"
+            " AND (params LIKE ? ESCAPE '\\' OR (length(refid) >= 8 AND"
+            " (substr(CAST(? AS TEXT), 1, length(refid)) = refid"
+            " OR substr(refid, 1, length(CAST(? AS TEXT))) = CAST(? AS TEXT))))"
             " ORDER BY id DESC LIMIT ?",
-            since,
-            sent,
-            refid,
-            limit,
+            *(since, sent, refid, refid, refid, limit),
         )
 
     # -- reads ----------------------------------------------------------------------

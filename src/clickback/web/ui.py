@@ -21,7 +21,7 @@ import orjson
 from jinja2 import Environment, PackageLoader, select_autoescape
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
-from starlette.routing import Route
+from starlette.routing import Match, Route
 
 from clickback.domain.reports import METRICS, run_report, to_csv
 from clickback.domain.reportspec import (
@@ -61,6 +61,7 @@ STALE_FORM = (
     " and send it again"
 )
 LOG_IN_FIRST = "the session has ended: log in again, then send the form again"
+FORM_ONLY = "this address takes a form sent from the dashboard's pages, not a link"
 # the report table shows every metric but the commission of rejected and reversed ones
 TABLE_METRICS = [m for m in METRICS if m not in ("rejected_commission", "reversed_commission")]
 MAX_FORM = 65_536
@@ -92,6 +93,7 @@ class Ui:
     def __init__(self, app: ClickbackApp):
         self.app = app
         self.sessions = Sessions(app)
+        self.routes: list[Route] = []  # the pages (`routes`), to tell a 405 from a 404
 
     def render(self, request: Request, name: str, session: Session | None, **ctx: Any) -> Response:
         html = (
@@ -157,7 +159,9 @@ class Ui:
 
     async def not_found(self, request: Request, session: Session) -> Response:
         """A path under /ui that is no page (a URL mistyped, a bookmark of another
-        version): said in the dashboard's frame."""
+        version): said in the dashboard's frame; one that takes a form only, 405."""
+        if any(r.matches(request.scope)[0] is Match.PARTIAL for r in self.routes):
+            return self._error(request, session, 405, FORM_ONLY)
         return self._error(request, session, 404, f"there is no page {request.url.path}")
 
     def _refused_filter(self, request: Request, session: Session, exc: ClickbackError) -> Response:
@@ -371,7 +375,7 @@ def routes(app: ClickbackApp) -> list[Route]:
     from clickback.web import ui_pages
 
     ui = Ui(app)
-    return [
+    ui.routes = [
         Route("/ui", lambda r: RedirectResponse("/ui/", 307)),
         Route("/ui/", ui.page(ui.overview)),
         Route("/ui/login", ui.login_form, methods=["GET"]),
@@ -381,5 +385,6 @@ def routes(app: ClickbackApp) -> list[Route]:
         Route("/ui/reports.csv", ui.page(ui.reports_csv)),
         Route("/ui/static/{name}", ui.static),
         *ui_pages.routes(ui),
-        Route("/ui/{rest:path}", ui.page(ui.not_found)),  # last: what no route above took
     ]
+    # last: what no route above took (and, for another method, what one did)
+    return [*ui.routes, Route("/ui/{rest:path}", ui.page(ui.not_found))]
