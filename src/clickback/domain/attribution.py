@@ -39,7 +39,7 @@ from clickback.domain.postback import (
     too_large,
 )
 from clickback.domain.refid import ALPHABET as REFID_ALPHABET
-from clickback.domain.refid import TEXT_LEN, RefIdInfo
+from clickback.domain.refid import HEAD_REFID, TEXT_LEN, RefIdInfo
 
 DAY_US = 86_400_000_000
 MISSING_RATE = "missing_rate"
@@ -102,7 +102,7 @@ def unknown_refid(sent: str = "", after: str = "") -> Refusal:
             " RefID the landing page got was not kept (cookie, hidden field, session) or not"
             " handed to the code that fires the postback"
         )
-    elif sent == "-" * TEXT_LEN:  # the tracker's own answer to a HEAD (`tracker.HEAD_REFID`)
+    elif sent == HEAD_REFID:  # the tracker's own answer to a HEAD
         message += ": it is the one a HEAD request is answered with, when no click is tracked"
     elif len(sent) == TEXT_LEN and REFID_ALPHABET.issuperset(sent):
         message += (

@@ -28,6 +28,9 @@ ALPHABET = _ALPHABET  # the characters a RefID is written in
 
 RAW_LEN = 27
 TEXT_LEN = 36
+# what a HEAD on a tracking link is answered with: a RefID's length and alphabet, whose
+# MAC never holds (no click is stored for a HEAD)
+HEAD_REFID = "-" * TEXT_LEN
 _BODY = 19  # bytes covered by the MAC
 MAX_LINK_ID = 2**32 - 1
 

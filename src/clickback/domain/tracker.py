@@ -30,8 +30,8 @@ from clickback.domain.postback import (
     refid_name,
 )
 from clickback.domain.ratelimit import RateLimiter
+from clickback.domain.refid import HEAD_REFID, RefIdCodec, RefIdInfo, new_secret
 from clickback.domain.refid import TEXT_LEN as REFID_LEN
-from clickback.domain.refid import RefIdCodec, RefIdInfo, new_secret
 from clickback.errors import ClickbackError, UnavailableError
 
 if TYPE_CHECKING:
@@ -42,7 +42,6 @@ T = TypeVar("T")
 
 MAX_SUB = 255
 MAX_HEADER_VALUE = 512
-HEAD_REFID = "-" * 36  # a RefID's length and alphabet, whose MAC never holds
 _EMPTY_SUBS = ("", "", "", "", "")
 
 
